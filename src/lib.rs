@@ -12,6 +12,7 @@ pub mod error;
 pub mod git;
 pub mod merge;
 pub mod overlap;
+pub mod procfs;
 pub mod report;
 pub mod runner;
 pub mod schedule;
