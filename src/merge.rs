@@ -1,1 +1,147 @@
-//! (placeholder: filled in by its owner)
+//! Merging one finished branch into the target: in memory, gated, then the
+//! target ref moves by compare-and-swap. Never a checkout of the user's tree,
+//! never a half-applied merge.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::config::Strategy;
+use crate::git::{Advance, MergeStrategy, Oid, Prepared, Repo};
+
+/// How a merge attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeResult {
+    /// The target now holds the branch; `commit` is the new target tip.
+    Merged { commit: String },
+    /// The branch had nothing the target lacks.
+    UpToDate { commit: String },
+    Conflicted { paths: Vec<String> },
+    /// The gate failed, or the target could not be moved safely.
+    Refused { reason: String, log: Option<String> },
+}
+
+/// What to merge and how.
+pub struct MergeRequest<'a> {
+    pub repo_root: &'a Path,
+    pub target: &'a str,
+    pub branch: &'a str,
+    pub strategy: Strategy,
+    pub message: String,
+    /// Gate command and where its scratch worktree and log go.
+    pub gate: Option<Gate<'a>>,
+}
+
+pub struct Gate<'a> {
+    pub command: &'a str,
+    pub scratch_dir: PathBuf,
+    pub log_path: PathBuf,
+    pub env: &'a [(String, String)],
+}
+
+fn strategy(s: Strategy) -> MergeStrategy {
+    match s {
+        Strategy::Merge => MergeStrategy::Merge,
+        Strategy::Squash => MergeStrategy::Squash,
+        Strategy::Rebase => MergeStrategy::Rebase,
+    }
+}
+
+/// Merges `req.branch` into `req.target`. `before_move(old, new)` is called
+/// once the merged commit exists and passed the gate, before the ref moves:
+/// the journal records the intent there, so a crash after it can be
+/// reconciled. A target moved by someone else meanwhile means recompute.
+pub fn merge_branch(
+    req: &MergeRequest<'_>,
+    mut before_move: impl FnMut(Oid, Oid) -> anyhow::Result<()>,
+) -> anyhow::Result<MergeResult> {
+    const MAX_RACES: usize = 20;
+    let repo = Repo::discover(req.repo_root)?;
+    for _ in 0..MAX_RACES {
+        let (old, new) =
+            match repo.prepare_merge(req.target, req.branch, strategy(req.strategy), &req.message)? {
+                Prepared::Ready { old, new } => (old, new),
+                Prepared::Conflicted { paths } => return Ok(MergeResult::Conflicted { paths }),
+                Prepared::UpToDate { tip } => {
+                    return Ok(MergeResult::UpToDate {
+                        commit: tip.to_string(),
+                    })
+                }
+            };
+        if let Some(gate) = &req.gate {
+            if let Some(refusal) = run_gate(&repo, gate, new)? {
+                return Ok(refusal);
+            }
+        }
+        before_move(old, new)?;
+        crate::state::crash_point("before-ref-update");
+        match repo.advance_target(req.target, old, new) {
+            Ok(Advance::Moved) => {
+                return Ok(MergeResult::Merged {
+                    commit: new.to_string(),
+                })
+            }
+            Ok(Advance::Raced { current }) => {
+                tracing::info!(target_branch = req.target, %current, "target moved meanwhile; merging again");
+                continue;
+            }
+            Err(err) if err.is_user_fixable() => {
+                return Ok(MergeResult::Refused {
+                    reason: err.to_string(),
+                    log: None,
+                })
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    anyhow::bail!(
+        "target `{}` kept moving while merging `{}`; gave up after {MAX_RACES} attempts",
+        req.target,
+        req.branch
+    )
+}
+
+/// Runs the gate in a scratch worktree at `commit`. `Some(refusal)` when it
+/// failed; the scratch worktree is always removed.
+fn run_gate(repo: &Repo, gate: &Gate<'_>, commit: Oid) -> anyhow::Result<Option<MergeResult>> {
+    let scratch = repo.scratch_worktree(commit, &gate.scratch_dir)?;
+    let log = File::create(&gate.log_path)?;
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(gate.command)
+        .current_dir(scratch.path())
+        .envs(gate.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("TREEFARM_GATE_COMMIT", commit.to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status();
+    drop(scratch);
+    let log_path = gate.log_path.display().to_string();
+    match status {
+        Ok(s) if s.success() => Ok(None),
+        Ok(s) => Ok(Some(MergeResult::Refused {
+            reason: format!("gate `{}` failed ({s}) on merged commit {commit}", gate.command),
+            log: Some(log_path),
+        })),
+        Err(err) => Ok(Some(MergeResult::Refused {
+            reason: format!("gate `{}` could not be started: {err}", gate.command),
+            log: Some(log_path),
+        })),
+    }
+}
+
+/// The commit message for a spec's merge under each strategy.
+pub fn message(strategy: Strategy, id: &str, title: &str, branch: &str, subjects: &[String], run_id: &str) -> String {
+    match strategy {
+        Strategy::Merge => format!("Merge {branch}: {title} (SPEC-{id})\n\ntreefarm run {run_id}\n"),
+        Strategy::Squash => {
+            let mut m = format!("{title} (SPEC-{id})\n\nSquashed from {branch}, treefarm run {run_id}:\n");
+            for s in subjects {
+                m.push_str(&format!("- {s}\n"));
+            }
+            m
+        }
+        Strategy::Rebase => String::new(),
+    }
+}

@@ -1,1 +1,94 @@
-//! (placeholder: filled in by its owner)
+//! The command line: clap definitions and one function per command.
+
+mod args;
+pub(crate) mod commands;
+mod context;
+mod demo;
+mod prune;
+pub(crate) mod run;
+
+pub use args::{Cli, Command, RunArgs};
+pub use context::Ctx;
+
+use crate::error::ExitCode;
+
+/// Sets up `tracing` on stderr: `TREEFARM_LOG` wins, else `-v`/`-q`.
+pub fn init_tracing(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("TREEFARM_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// Runs a parsed command line; output goes to the process's stdout/stderr.
+pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
+    let start = match &cli.dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir()?,
+    };
+    match &cli.command {
+        Command::Init { agent } => commands::init(&start, agent.as_deref(), &mut stderr),
+        Command::Check { ids, json } => {
+            let ctx = Ctx::load(&start, cli.config.as_deref())?;
+            commands::check(&ctx, ids, *json, &mut stdout, &mut stderr)
+        }
+        Command::Plan {
+            ids,
+            instances,
+            json,
+        } => {
+            let mut ctx = Ctx::load(&start, cli.config.as_deref())?;
+            if let Some(n) = instances {
+                ctx.config.instances = *n;
+            }
+            commands::plan(&ctx, ids, *json, &mut stdout, &mut stderr)
+        }
+        Command::Run(args) => {
+            let ctx = Ctx::load(&start, cli.config.as_deref())?;
+            run::run(ctx, args, cli.quiet)
+        }
+        Command::Status {
+            run_id,
+            json,
+            watch,
+        } => {
+            let ctx = Ctx::load_repo_only(&start)?;
+            commands::status(&ctx, run_id.as_deref(), *json, *watch, &mut stdout)
+        }
+        Command::Merge {
+            run_id,
+            target,
+            gate,
+            json,
+        } => {
+            let ctx = Ctx::load(&start, cli.config.as_deref())?;
+            run::merge(ctx, run_id.as_deref(), target.clone(), gate.clone(), *json, cli.quiet)
+        }
+        Command::Resume { run_id, json } => {
+            let ctx = Ctx::load(&start, cli.config.as_deref())?;
+            run::resume(ctx, run_id.as_deref(), *json, cli.quiet)
+        }
+        Command::Prune {
+            dry_run,
+            all,
+            force,
+        } => {
+            let ctx = Ctx::load(&start, cli.config.as_deref())?;
+            prune::prune(&ctx, *dry_run, *all, *force, &mut stderr)
+        }
+        Command::Demo { keep } => demo::demo(*keep, &mut stdout, &mut stderr),
+    }
+}

@@ -1,1 +1,77 @@
-//! (placeholder: filled in by its owner)
+//! Output: the run's events, rendered for people (stderr) or as JSON Lines
+//! (stdout), plus the `check`, `plan` and `status` views.
+
+pub mod events;
+pub mod human;
+
+use std::io::Write;
+use std::path::Path;
+
+pub use events::{ConflictSummary, Event, Summary};
+pub use human::HumanReporter;
+
+use crate::state::RunRecord;
+
+/// Something that consumes a run's events.
+pub trait Reporter: Send {
+    fn event(&mut self, event: &Event);
+    /// Called on a timer while the run is live, to redraw progress.
+    fn refresh(&mut self, _run: &RunRecord, _now_ms: u64) {}
+    /// Called once at the end, after the `summary` event.
+    fn finish(&mut self, _run: &RunRecord, _summary: &Summary) {}
+}
+
+/// `--json`: every event as one JSON line on the given writer (stdout).
+pub struct JsonLinesReporter {
+    out: Box<dyn Write + Send>,
+}
+
+impl JsonLinesReporter {
+    pub fn new(out: Box<dyn Write + Send>) -> JsonLinesReporter {
+        JsonLinesReporter { out }
+    }
+}
+
+impl Reporter for JsonLinesReporter {
+    fn event(&mut self, event: &Event) {
+        if let Ok(line) = serde_json::to_string(event) {
+            let _ = writeln!(self.out, "{line}");
+            let _ = self.out.flush();
+        }
+    }
+}
+
+/// Several reporters fed the same events.
+#[derive(Default)]
+pub struct Reporters(pub Vec<Box<dyn Reporter>>);
+
+impl Reporter for Reporters {
+    fn event(&mut self, event: &Event) {
+        for r in &mut self.0 {
+            r.event(event);
+        }
+    }
+    fn refresh(&mut self, run: &RunRecord, now_ms: u64) {
+        for r in &mut self.0 {
+            r.refresh(run, now_ms);
+        }
+    }
+    fn finish(&mut self, run: &RunRecord, summary: &Summary) {
+        for r in &mut self.0 {
+            r.finish(run, summary);
+        }
+    }
+}
+
+/// The last `n` lines of a (log) file, lossily decoded; empty when unreadable.
+pub fn tail_lines(path: &Path, n: usize) -> Vec<String> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}

@@ -1,0 +1,151 @@
+//! The command line, declared with clap's derive API.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    the run finished but some instance failed, timed out, conflicted,
+       was refused by the gate or was skipped
+  2    bad input (usage, config, spec, repository state); nothing was created
+  3    `check` found overlapping specs
+  101  internal error
+
+Environment: TREEFARM_LOG sets the diagnostics filter (e.g. `debug`);
+config keys can be set as TREEFARM_<KEY_PATH> (TREEFARM_INSTANCES,
+TREEFARM_AGENT_COMMAND, TREEFARM_MERGE_STRATEGY, ...); NO_COLOR disables colour.";
+
+/// Run several coding agents on one repository, one git worktree each, and
+/// merge their work into an integration branch.
+#[derive(Debug, Parser)]
+#[command(name = "treefarm", version, about, after_long_help = EXIT_CODES, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Config file (default: treefarm.yaml at the repository root).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write treefarm.yaml and an example spec (never overwrites).
+    Init {
+        /// Configure an agent preset: claude-code, codex, aider or gemini.
+        #[arg(long, value_name = "PRESET")]
+        agent: Option<String>,
+    },
+    /// Parse specs and report overlapping ones (exit 3 when any overlap).
+    Check {
+        /// Spec ids (20, 020 and SPEC-020 are the same); none = every spec.
+        ids: Vec<String>,
+        /// JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what `run` would do: waves, branches, worktrees. Creates nothing.
+    Plan {
+        ids: Vec<String>,
+        /// Agents running at once.
+        #[arg(long, value_name = "N")]
+        instances: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plant worktrees, run the agent in each, merge and prune.
+    Run(RunArgs),
+    /// Show a run's state (default: the latest run), from any terminal.
+    Status {
+        run_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Refresh until the run is over.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Merge the succeeded branches of a run into the target.
+    Merge {
+        run_id: Option<String>,
+        #[arg(long, value_name = "BRANCH")]
+        target: Option<String>,
+        /// Command that must pass on the merged commit before the target moves.
+        #[arg(long, value_name = "CMD")]
+        gate: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove merged worktrees and branches and stale worktree entries.
+    Prune {
+        /// Show what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also consider worktrees and branches of every run, not only the latest.
+        #[arg(long)]
+        all: bool,
+        /// Also remove unmerged or dirty ones (their tips are archived first).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Continue an interrupted run (default: the latest unfinished one).
+    Resume {
+        run_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The whole cycle on a throwaway repository with the bundled scripted agent.
+    Demo {
+        /// Keep the throwaway repository and print its path.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    pub ids: Vec<String>,
+    #[arg(long, value_name = "N")]
+    pub instances: Option<usize>,
+    /// Agent command, run with `sh -c` in each worktree; placeholders {id}
+    /// {spec} {worktree} {branch} {target}.
+    #[arg(long, value_name = "CMD")]
+    pub agent: Option<String>,
+    /// Integration branch (default `roadmap`).
+    #[arg(long, value_name = "BRANCH")]
+    pub target: Option<String>,
+    /// Where the target is created from when it does not exist (default HEAD).
+    #[arg(long, value_name = "REV")]
+    pub base: Option<String>,
+    /// Per-attempt time limit, e.g. 30m, 90s.
+    #[arg(long, value_name = "DUR", value_parser = crate::config::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Reruns of a failed agent in the same worktree.
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Leave succeeded branches unmerged (merge later with `treefarm merge`).
+    #[arg(long)]
+    pub no_merge: bool,
+    /// Keep merged worktrees and branches.
+    #[arg(long)]
+    pub keep: bool,
+    /// Command that must pass on each merged commit before the target moves.
+    #[arg(long, value_name = "CMD")]
+    pub gate: Option<String>,
+    /// JSON Lines events on stdout.
+    #[arg(long)]
+    pub json: bool,
+}

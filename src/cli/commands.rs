@@ -1,0 +1,224 @@
+//! `init`, `check`, `plan` and `status`.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::cli::context::{git_err, Ctx};
+use crate::error::{ExitCode, InputError};
+use crate::git::Oid;
+use crate::overlap::{find_overlaps, Footprint, Overlap};
+use crate::report::check::{
+    write_check_human, write_plan_human, CheckReport, CheckSpec, PlanReport, PlanSpec,
+};
+use crate::schedule::{plan_waves, Node};
+use crate::spec::{load_specs, Spec};
+
+/// The selected specs and what `check`, `plan` and `run` derive from them.
+pub struct Selection {
+    pub specs: Vec<Spec>,
+    /// The commit branches would start from: the target tip, or `base` when
+    /// the target does not exist yet.
+    pub base: Oid,
+    pub target_exists: bool,
+    pub overlaps: Vec<Overlap>,
+}
+
+impl Selection {
+    pub fn conflicts(&self) -> Vec<(String, String)> {
+        self.overlaps
+            .iter()
+            .map(|o| (o.a.clone(), o.b.clone()))
+            .collect()
+    }
+
+    pub fn nodes(&self) -> Vec<Node> {
+        self.specs
+            .iter()
+            .map(|s| Node {
+                id: s.id.clone(),
+                priority: s.priority,
+                order: s.order,
+                depends_on: s.depends_on.clone(),
+            })
+            .collect()
+    }
+}
+
+pub fn select(ctx: &Ctx, ids: &[String]) -> anyhow::Result<Selection> {
+    let set = load_specs(ctx.root(), &ctx.config.spec_dir).map_err(InputError::from)?;
+    let specs: Vec<Spec> = set
+        .select(ids)
+        .map_err(InputError::from)?
+        .into_iter()
+        .cloned()
+        .collect();
+    let target_tip = ctx
+        .repo
+        .branch_tip(&ctx.config.target)
+        .map_err(git_err)?;
+    let base = match target_tip {
+        Some(tip) => tip,
+        None => ctx.repo.resolve(&ctx.config.base).map_err(git_err)?,
+    };
+    let tracked = ctx.repo.tracked_files(base).map_err(git_err)?;
+    let footprints: Vec<Footprint> = specs
+        .iter()
+        .map(|s| Footprint {
+            id: s.id.clone(),
+            files: s.files.clone(),
+            shared: s.shared.clone(),
+        })
+        .collect();
+    let overlaps = find_overlaps(&footprints, &tracked, &ctx.config.overlap.ignore)
+        .map_err(|e| InputError::new(e.to_string()))?;
+    Ok(Selection {
+        specs,
+        base,
+        target_exists: target_tip.is_some(),
+        overlaps,
+    })
+}
+
+pub fn init(start: &Path, agent: Option<&str>, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let repo = crate::git::Repo::discover(start).map_err(git_err)?;
+    if let Some(name) = agent {
+        crate::agents::preset(name)?;
+    }
+    let written = crate::config::init(repo.root(), agent).map_err(InputError::from)?;
+    for (path, created) in written {
+        let rel = path.strip_prefix(repo.root()).unwrap_or(&path);
+        if created {
+            writeln!(err, "created {}", rel.display())?;
+        } else {
+            writeln!(err, "kept    {} (already exists; not overwritten)", rel.display())?;
+        }
+    }
+    Ok(ExitCode::Success)
+}
+
+pub fn check(
+    ctx: &Ctx,
+    ids: &[String],
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let sel = select(ctx, ids)?;
+    let report = CheckReport {
+        independent: sel.overlaps.is_empty(),
+        specs: sel
+            .specs
+            .iter()
+            .map(|s| CheckSpec {
+                id: s.id.clone(),
+                title: s.title.clone(),
+                priority: s.priority,
+                path: s.rel_path.clone(),
+                files: s.files.clone(),
+            })
+            .collect(),
+        overlaps: sel.overlaps,
+    };
+    if json {
+        serde_json::to_writer(&mut *out, &report).context("write JSON")?;
+        writeln!(out)?;
+    } else {
+        write_check_human(&report, err, crate::report::human::stderr_color())?;
+    }
+    Ok(if report.independent {
+        ExitCode::Success
+    } else {
+        ExitCode::Overlaps
+    })
+}
+
+pub fn plan(
+    ctx: &Ctx,
+    ids: &[String],
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    if ctx.config.instances == 0 {
+        return Err(InputError::new("--instances must be at least 1").into());
+    }
+    let sel = select(ctx, ids)?;
+    let worktree_dir = ctx.worktree_dir()?;
+    let waves = plan_waves(sel.nodes(), &sel.conflicts(), ctx.config.instances);
+    let wave_of = |id: &str| waves.iter().position(|w| w.iter().any(|x| x == id)).unwrap_or(0);
+    let report = PlanReport {
+        target: ctx.config.target.clone(),
+        base: sel.base.to_string(),
+        instances: ctx.config.instances,
+        specs: sel
+            .specs
+            .iter()
+            .map(|s| PlanSpec {
+                id: s.id.clone(),
+                title: s.title.clone(),
+                branch: crate::runner::options::branch_for(&s.id),
+                worktree: worktree_dir.join(&s.id).display().to_string(),
+                depends_on: s.depends_on.clone(),
+                priority: s.priority,
+                wave: wave_of(&s.id),
+            })
+            .collect(),
+        waves,
+    };
+    if json {
+        serde_json::to_writer(&mut *out, &report).context("write JSON")?;
+        writeln!(out)?;
+    } else {
+        write_plan_human(&report, err, crate::report::human::stderr_color())?;
+    }
+    Ok(ExitCode::Success)
+}
+
+pub fn status(
+    ctx: &Ctx,
+    run_id: Option<&str>,
+    json: bool,
+    watch: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    use crate::state::{RunState, StateDir};
+    let state = StateDir::new(ctx.repo.common_dir());
+    let run_id = match run_id {
+        Some(id) => id.to_string(),
+        None => state
+            .latest_run()?
+            .ok_or_else(|| InputError::new("no treefarm run in this repository yet").with_hint("start one with `treefarm run`"))?,
+    };
+    let dir = state.open_run(&run_id).map_err(|e| anyhow::Error::new(InputError::new(e.to_string())))?;
+    let color = !json && std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
+    let mut last = String::new();
+    loop {
+        let record = dir.read_state()?;
+        let now = crate::runner::dispatch::now_ms();
+        let mut buf = Vec::new();
+        if json {
+            serde_json::to_writer(&mut buf, &crate::report::status::status_json(&record, now))?;
+            buf.push(b'\n');
+        } else {
+            crate::report::status::write_status_human(&record, now, &mut buf, color)?;
+        }
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if !watch || text != last {
+            if watch && color {
+                write!(out, "\x1b[H\x1b[2J")?;
+            }
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+            last = text;
+        }
+        let live = record.state == RunState::Running
+            && crate::procfs::is_alive(record.coordinator_pid, record.coordinator_start);
+        if !watch || !live {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    Ok(ExitCode::Success)
+}

@@ -1,0 +1,111 @@
+//! `treefarm prune`: remove what was merged, keep what was not.
+//!
+//! A `treefarm/<id>` branch is merged when its tip is in the target's history,
+//! or when a run journal records it merged at that very tip (squash and rebase
+//! leave no ancestry). Unmerged branches and dirty worktrees are kept unless
+//! `--force`, and even then their tips are archived under
+//! `refs/treefarm/archive/<id>` first. Branches of unfinished runs belong to
+//! `resume` and are left alone unless `--all`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+
+use crate::cli::context::{git_err, Ctx};
+use crate::error::ExitCode;
+use crate::git::Oid;
+use crate::state::{InstanceState, RunState, StateDir};
+
+pub fn prune(ctx: &Ctx, dry_run: bool, all: bool, force: bool, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let repo = &ctx.repo;
+    let state = StateDir::new(repo.common_dir());
+    let mut targets: BTreeSet<String> = BTreeSet::new();
+    targets.insert(ctx.config.target.clone());
+    // branch -> tips recorded as merged; branch -> run that still owns it.
+    let mut merged_tips: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let mut owned: HashMap<String, String> = HashMap::new();
+    for run_id in state.runs()? {
+        let Ok(dir) = state.open_run(&run_id) else { continue };
+        let Ok(record) = dir.read_state() else { continue };
+        targets.insert(record.target.clone());
+        let unfinished = record.state != RunState::Finished;
+        for inst in &record.instances {
+            if matches!(inst.state, InstanceState::Merged | InstanceState::Pruned) {
+                if let Some(tip) = &inst.tip {
+                    merged_tips.entry(inst.branch.clone()).or_default().insert(tip.clone());
+                }
+            } else if unfinished && !inst.state.is_terminal() {
+                owned.insert(inst.branch.clone(), run_id.clone());
+            }
+        }
+    }
+    let target_tips: Vec<Oid> = targets
+        .iter()
+        .filter_map(|t| repo.branch_tip(t).ok().flatten())
+        .collect();
+
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let worktrees = repo.worktrees().map_err(git_err)?;
+    for wt in worktrees.iter().filter(|w| !w.is_main && !w.path_exists) {
+        writeln!(err, "{verb} stale worktree entry `{}` ({} no longer exists)", wt.name, wt.path.display())?;
+    }
+    if !dry_run {
+        repo.prune_stale().map_err(git_err)?;
+    }
+
+    let mut kept = 0usize;
+    for (branch, tip) in repo.branches_with_prefix("treefarm/").map_err(git_err)? {
+        if branch.starts_with("treefarm/gate-") {
+            continue;
+        }
+        let id = branch.trim_start_matches("treefarm/").to_string();
+        let worktree = worktrees
+            .iter()
+            .find(|w| w.branch.as_deref() == Some(branch.as_str()) && !w.is_main && w.path_exists);
+        if let (Some(run), false) = (owned.get(&branch), all) {
+            writeln!(err, "kept    {branch}: run {run} is unfinished (`treefarm resume {run}`, or prune --all)")?;
+            kept += 1;
+            continue;
+        }
+        let mut merged = merged_tips
+            .get(&branch)
+            .is_some_and(|tips| tips.contains(&tip.to_string()));
+        for t in &target_tips {
+            if merged {
+                break;
+            }
+            merged = *t == tip || repo.is_ancestor(tip, *t).map_err(git_err)?;
+        }
+        let dirty = match worktree {
+            Some(w) => crate::git::Repo::is_dirty(&w.path).map_err(git_err)?,
+            None => false,
+        };
+        let why_kept = match (merged, dirty) {
+            (true, false) => None,
+            (true, true) => Some("merged, but its worktree has uncommitted changes"),
+            (false, _) => Some("has commits not merged into the target"),
+        };
+        if let (Some(why), false) = (why_kept, force) {
+            writeln!(err, "kept    {branch}: {why} (--force archives the tip and removes it)")?;
+            kept += 1;
+            continue;
+        }
+        if dry_run {
+            let how = if why_kept.is_some() { " (after archiving its tip)" } else { "" };
+            writeln!(err, "{verb} {branch}{how}")?;
+            continue;
+        }
+        if why_kept.is_some() {
+            let archived = repo.archive(&id, tip).map_err(git_err)?;
+            writeln!(err, "archived {branch} at {tip} as {archived}")?;
+        }
+        if let Some(w) = worktree {
+            repo.remove_worktree(&w.path, force).map_err(git_err)?;
+        }
+        repo.delete_branch(&branch).map_err(git_err)?;
+        writeln!(err, "{verb} {branch}{}", if worktree.is_some() { " and its worktree" } else { "" })?;
+    }
+    if kept > 0 {
+        writeln!(err, "{kept} branch(es) kept")?;
+    }
+    Ok(ExitCode::Success)
+}

@@ -1,0 +1,368 @@
+//! `run`, `merge` and `resume`: build or reload a run's options, take the
+//! lock, and hand the run to the dispatcher.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::cli::args::RunArgs;
+use crate::cli::commands::select;
+use crate::cli::context::{git_err, Ctx};
+use crate::error::{ExitCode, InputError};
+use crate::report::{HumanReporter, JsonLinesReporter, Reporter, Reporters};
+use crate::runner::dispatch::{now_ms, Dispatcher, Mode};
+use crate::runner::options::{branch_for, PlannedSpec, RunOptions};
+use crate::state::{InstanceRecord, InstanceState, Lock, LockError, RunRecord, RunState, StateDir};
+
+fn reporters(json: bool, quiet: bool) -> Reporters {
+    let mut list: Vec<Box<dyn Reporter>> = Vec::new();
+    if json {
+        list.push(Box::new(JsonLinesReporter::new(Box::new(std::io::stdout()))));
+    }
+    if !quiet {
+        list.push(Box::new(HumanReporter::new(
+            Box::new(std::io::stderr()),
+            crate::report::human::stderr_color(),
+            crate::report::human::stderr_live(),
+        )));
+    }
+    Reporters(list)
+}
+
+fn lock(state: &StateDir, run_id: &str) -> anyhow::Result<Lock> {
+    match Lock::acquire(state, run_id) {
+        Ok((lock, stale)) => {
+            if let Some(stale) = stale {
+                eprintln!(
+                    "treefarm: took over a stale lock from dead pid {} (run {})",
+                    stale.pid, stale.run_id
+                );
+            }
+            Ok(lock)
+        }
+        Err(err @ LockError::Held { .. }) => Err(InputError::new(err.to_string()).into()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")
+}
+
+/// Resolves the agent command from flags, env and config; a preset's wrapper
+/// is written into `wrapper_dir`. Checks that the program exists.
+fn agent_command(ctx: &Ctx, flag: Option<&str>, wrapper_dir: &std::path::Path) -> anyhow::Result<(String, Vec<(String, String)>)> {
+    let agent = &ctx.config.agent;
+    let path = std::env::var_os("PATH");
+    let mut env: Vec<(String, String)> = agent.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if let Some(cmd) = flag.or(agent.command.as_deref()).filter(|c| !c.trim().is_empty()) {
+        crate::agents::check_program(cmd, path.as_deref(), ctx.root())?;
+        return Ok((cmd.to_string(), env));
+    }
+    if let Some(name) = &agent.preset {
+        let preset = crate::agents::preset(name)?;
+        let bin_override = format!("TREEFARM_{}_BIN", preset.program.to_uppercase());
+        let program = std::env::var(&bin_override).unwrap_or_else(|_| preset.program.to_string());
+        crate::agents::check_program(&program, path.as_deref(), ctx.root()).map_err(|e| {
+            InputError::new(format!("agent preset `{name}`: {}", e.message)).with_hint(preset.install_hint)
+        })?;
+        std::fs::create_dir_all(wrapper_dir)?;
+        let wrapper = crate::agents::materialize_wrapper(preset, wrapper_dir)
+            .with_context(|| format!("failed to write the `{name}` wrapper into `{}`", wrapper_dir.display()))?;
+        env.extend(crate::agents::preset_env(agent.model.as_deref(), &agent.extra_args));
+        return Ok((crate::agents::preset_command(&wrapper), env));
+    }
+    Err(InputError::new("no agent configured")
+        .with_hint("set `agent.command` (or `agent.preset`) in treefarm.yaml, or pass --agent CMD")
+        .into())
+}
+
+pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    // Flags override env and file.
+    let cfg = &mut ctx.config;
+    if let Some(n) = args.instances {
+        cfg.instances = n;
+    }
+    if let Some(t) = &args.target {
+        cfg.target = t.clone();
+    }
+    if let Some(b) = &args.base {
+        cfg.base = b.clone();
+    }
+    if let Some(t) = args.timeout {
+        cfg.agent.timeout = Some(t);
+    }
+    if let Some(r) = args.retries {
+        cfg.agent.retries = r;
+    }
+    if let Some(g) = &args.gate {
+        cfg.merge.gate = g.clone();
+    }
+    if cfg.instances == 0 {
+        return Err(InputError::new("--instances must be at least 1").into());
+    }
+    let no_merge = args.no_merge || !cfg.merge.auto;
+    let max_port = u32::from(cfg.port_base) + (cfg.instances as u32).saturating_sub(1) * u32::from(cfg.port_stride);
+    if max_port > u32::from(u16::MAX) {
+        return Err(InputError::new(format!(
+            "port_base {} + {} instances x port_stride {} exceeds 65535",
+            cfg.port_base, cfg.instances, cfg.port_stride
+        ))
+        .into());
+    }
+    if git2_ref_invalid(&cfg.target) {
+        return Err(InputError::new(format!("`{}` is not a valid branch name for --target", cfg.target)).into());
+    }
+
+    // Everything that can be wrong is checked before anything is created.
+    let sel = select(&ctx, &args.ids)?;
+    if sel.specs.is_empty() {
+        return Err(InputError::new(format!(
+            "no specs found in `{}`",
+            ctx.root().join(&ctx.config.spec_dir).display()
+        ))
+        .with_hint("add SPEC-<id>-<slug>.md files, or run `treefarm init`")
+        .into());
+    }
+    let worktree_dir = ctx.worktree_dir()?;
+    let mut leftovers = Vec::new();
+    for spec in &sel.specs {
+        let path = worktree_dir.join(&spec.id);
+        let branch = branch_for(&spec.id);
+        if path.exists() {
+            leftovers.push(format!("worktree path `{}`", path.display()));
+        }
+        if ctx.repo.branch_tip(&branch).map_err(git_err)?.is_some() {
+            leftovers.push(format!("branch `{branch}`"));
+        }
+    }
+    if !leftovers.is_empty() {
+        return Err(InputError::new(format!(
+            "left over from an earlier run: {}",
+            leftovers.join(", ")
+        ))
+        .with_hint("`treefarm resume` continues an interrupted run; `treefarm prune` removes merged leftovers (`--force` archives and removes unmerged ones)")
+        .into());
+    }
+    let state = StateDir::new(ctx.repo.common_dir());
+    let run_id = state.new_run_id();
+    let staging = std::env::temp_dir().join(format!("treefarm-agent-{run_id}"));
+    let (agent_command, agent_env) = agent_command(&ctx, args.agent.as_deref(), &staging)?;
+    let _lock = lock(&state, &run_id)?;
+
+    // From here on, things are created.
+    let base_commit = match ctx.repo.ensure_branch(&ctx.config.target, sel.base).map_err(git_err)? {
+        Some(existing) => existing,
+        None => sel.base,
+    };
+    let dir = state.create_run(&run_id)?;
+    let (agent_command, _) = relocate_wrapper(&agent_command, &staging, dir.path())?;
+    let cfg = &ctx.config;
+    let opts = RunOptions {
+        repo_root: ctx.root().to_path_buf(),
+        target: cfg.target.clone(),
+        base_commit: base_commit.to_string(),
+        worktree_dir,
+        instances: cfg.instances,
+        agent_command,
+        agent_env,
+        prompt_template: cfg.agent.prompt_template.clone(),
+        timeout_ms: cfg.agent.timeout.map(|d| d.as_millis() as u64),
+        idle_timeout_ms: cfg.agent.idle_timeout.map(|d| d.as_millis() as u64),
+        grace_ms: cfg.agent.kill_grace.as_millis() as u64,
+        retries: cfg.agent.retries,
+        commit: cfg.agent.commit,
+        scope: cfg.scope,
+        setup: cfg.setup.clone(),
+        port_base: cfg.port_base,
+        port_stride: cfg.port_stride,
+        strategy: cfg.merge.strategy,
+        gate: Some(cfg.merge.gate.clone()).filter(|g| !g.trim().is_empty()),
+        no_merge,
+        keep: args.keep,
+        specs: sel.specs.iter().map(PlannedSpec::from_spec).collect(),
+        conflicts: sel.conflicts(),
+    };
+    let record = RunRecord {
+        run_id: run_id.clone(),
+        state: RunState::Running,
+        coordinator_pid: std::process::id(),
+        coordinator_start: crate::procfs::start_time(std::process::id()),
+        started_at_ms: now_ms(),
+        finished_at_ms: None,
+        repo_root: ctx.root().display().to_string(),
+        target: opts.target.clone(),
+        base_commit: opts.base_commit.clone(),
+        no_merge,
+        keep: args.keep,
+        options: serde_json::to_value(&opts).context("serialise run options")?,
+        instances: opts
+            .specs
+            .iter()
+            .map(|s| InstanceRecord {
+                id: s.id.clone(),
+                title: s.title.clone(),
+                spec_path: s.rel_path.clone(),
+                branch: s.branch(),
+                worktree: opts.worktree_for(&s.id).display().to_string(),
+                state: InstanceState::Pending,
+                attempt: 0,
+                log_path: dir.log_path(&s.id).display().to_string(),
+                ..InstanceRecord::default()
+            })
+            .collect(),
+    };
+    dir.write_state(&record)?;
+    let mut reporter = reporters(args.json, quiet);
+    let start_event = crate::report::Event::RunStarted {
+        run_id: run_id.clone(),
+        target: opts.target.clone(),
+        base: opts.base_commit.clone(),
+        instances: opts.instances,
+        specs: opts.specs.iter().map(|s| s.id.clone()).collect(),
+    };
+    dir.append_event(&serde_json::to_value(&start_event)?)?;
+    reporter.event(&start_event);
+    drive(opts, dir, record, &mut reporter, Mode::Run)
+}
+
+fn drive(
+    opts: RunOptions,
+    dir: crate::state::RunDir,
+    record: RunRecord,
+    reporter: &mut Reporters,
+    mode: Mode,
+) -> anyhow::Result<ExitCode> {
+    if let Err(err) = crate::runner::executor::set_child_subreaper() {
+        tracing::warn!("cannot become a child subreaper ({err}); orphaned agent processes may escape the timeout");
+    }
+    let no_merge = opts.no_merge && mode == Mode::Run;
+    let rt = runtime()?;
+    let (record, _summary) = rt.block_on(
+        Dispatcher::new(Arc::new(opts), Arc::new(dir), record, reporter, mode).drive(),
+    )?;
+    let all_done = record.state == RunState::Finished
+        && record.instances.iter().all(|i| match i.state {
+            InstanceState::Merged | InstanceState::Pruned => true,
+            InstanceState::Succeeded => no_merge,
+            _ => false,
+        });
+    Ok(if all_done {
+        ExitCode::Success
+    } else {
+        ExitCode::Failed
+    })
+}
+
+/// A preset wrapper is first written to a staging folder (so the program check
+/// happens before anything is created), then moved into the run directory.
+fn relocate_wrapper(
+    command: &str,
+    staging: &std::path::Path,
+    run_dir: &std::path::Path,
+) -> anyhow::Result<(String, bool)> {
+    if !staging.exists() {
+        return Ok((command.to_string(), false));
+    }
+    let mut command = command.to_string();
+    for entry in std::fs::read_dir(staging)? {
+        let entry = entry?;
+        let to = run_dir.join(entry.file_name());
+        std::fs::copy(entry.path(), &to)?;
+        let from = entry.path().display().to_string();
+        command = command.replace(&from, &to.display().to_string());
+    }
+    let _ = std::fs::remove_dir_all(staging);
+    Ok((command, true))
+}
+
+fn git2_ref_invalid(name: &str) -> bool {
+    name.is_empty()
+        || name.starts_with('-')
+        || name.contains("..")
+        || name.contains(' ')
+        || name.ends_with('/')
+        || name.ends_with(".lock")
+        || name.chars().any(|c| c.is_control() || "~^:?*[\\".contains(c))
+}
+
+fn load_run(ctx: &Ctx, run_id: Option<&str>, unfinished: bool) -> anyhow::Result<Option<(crate::state::RunDir, RunRecord, RunOptions)>> {
+    let state = StateDir::new(ctx.repo.common_dir());
+    let run_id = match run_id {
+        Some(id) => id.to_string(),
+        None => {
+            let found = if unfinished {
+                state.latest_unfinished()?
+            } else {
+                state.latest_run()?
+            };
+            match found {
+                Some(id) => id,
+                None => return Ok(None),
+            }
+        }
+    };
+    let dir = state
+        .open_run(&run_id)
+        .map_err(|e| anyhow::Error::new(InputError::new(e.to_string())))?;
+    let record = dir.read_state()?;
+    let opts: RunOptions = serde_json::from_value(record.options.clone()).with_context(|| {
+        format!("the journal of run {run_id} has no readable options (written by another treefarm version?)")
+    })?;
+    Ok(Some((dir, record, opts)))
+}
+
+pub fn resume(ctx: Ctx, run_id: Option<&str>, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
+    let Some((dir, record, opts)) = load_run(&ctx, run_id, true)? else {
+        eprintln!("treefarm: no unfinished run to resume");
+        return Ok(ExitCode::Success);
+    };
+    if record.state == RunState::Finished
+        && record.instances.iter().all(|i| i.state.is_terminal() || i.state == InstanceState::Succeeded)
+    {
+        eprintln!("treefarm: run {} is already finished; nothing to resume", record.run_id);
+        return Ok(ExitCode::Success);
+    }
+    let state = StateDir::new(ctx.repo.common_dir());
+    let _lock = lock(&state, &record.run_id)?;
+    eprintln!("treefarm: resuming run {}", record.run_id);
+    let mut reporter = reporters(json, quiet);
+    drive(opts, dir, record, &mut reporter, Mode::Run)
+}
+
+pub fn merge(
+    ctx: Ctx,
+    run_id: Option<&str>,
+    target: Option<String>,
+    gate: Option<String>,
+    json: bool,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some((dir, record, mut opts)) = load_run(&ctx, run_id, false)? else {
+        return Err(InputError::new("no treefarm run in this repository yet")
+            .with_hint("start one with `treefarm run --no-merge`")
+            .into());
+    };
+    if let Some(t) = target {
+        if ctx.repo.branch_tip(&t).map_err(git_err)?.is_none() {
+            let base = ctx.repo.resolve(&opts.base_commit).map_err(git_err)?;
+            ctx.repo.ensure_branch(&t, base).map_err(git_err)?;
+        }
+        opts.target = t;
+    }
+    if let Some(g) = gate {
+        opts.gate = Some(g).filter(|g| !g.trim().is_empty());
+    }
+    opts.no_merge = false;
+    let state = StateDir::new(ctx.repo.common_dir());
+    let _lock = lock(&state, &record.run_id)?;
+    let mut record = record;
+    record.options = serde_json::to_value(&opts)?;
+    record.target = opts.target.clone();
+    record.no_merge = false;
+    let mut reporter = reporters(json, quiet);
+    drive(opts, dir, record, &mut reporter, Mode::MergeOnly)
+}

@@ -1,0 +1,152 @@
+//! The events a run emits. The human reporter, `--json` and the journal's
+//! `events.jsonl` are all the same events; `--json` is them serialised.
+
+use serde::Serialize;
+
+/// One thing that happened in a run, as written to `events.jsonl` and to
+/// stdout with `--json` (`{"event": "<kind>", ...}`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        target: String,
+        base: String,
+        instances: usize,
+        specs: Vec<String>,
+    },
+    Planted {
+        id: String,
+        branch: String,
+        worktree: String,
+        start_commit: String,
+    },
+    Started {
+        id: String,
+        attempt: u32,
+        pid: u32,
+        slot: usize,
+        port: u32,
+    },
+    Status {
+        id: String,
+        state: Option<String>,
+        progress: Option<u8>,
+        message: Option<String>,
+    },
+    Exited {
+        id: String,
+        attempt: u32,
+        /// `succeeded`, `failed`, `timed_out`, `idle_timeout` or `stopped`.
+        result: String,
+        exit_code: Option<i32>,
+        elapsed_ms: u64,
+        log: String,
+    },
+    Retrying {
+        id: String,
+        attempt: u32,
+    },
+    Committed {
+        id: String,
+        commit: String,
+        /// True when treefarm committed leftovers the agent did not commit.
+        auto: bool,
+        commits: usize,
+        files: Vec<String>,
+    },
+    ScopeCreep {
+        id: String,
+        paths: Vec<String>,
+    },
+    Failed {
+        id: String,
+        reason: String,
+        log: String,
+    },
+    Merged {
+        id: String,
+        commit: String,
+        strategy: String,
+    },
+    Conflicted {
+        id: String,
+        paths: Vec<String>,
+    },
+    Refused {
+        id: String,
+        reason: String,
+        log: Option<String>,
+    },
+    Skipped {
+        id: String,
+        reason: String,
+    },
+    Pruned {
+        id: String,
+    },
+    Kept {
+        id: String,
+        branch: String,
+        worktree: String,
+        reason: String,
+    },
+    Interrupted {
+        run_id: String,
+        resume: String,
+    },
+    Summary(Summary),
+}
+
+/// The last event of a run, also written to `summary.json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub run_id: String,
+    pub state: String,
+    pub target: String,
+    pub target_commit: Option<String>,
+    pub merged: Vec<String>,
+    pub succeeded: Vec<String>,
+    pub failed: Vec<String>,
+    pub timed_out: Vec<String>,
+    pub conflicted: Vec<ConflictSummary>,
+    pub refused: Vec<String>,
+    pub skipped: Vec<String>,
+    pub pending: Vec<String>,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConflictSummary {
+    pub id: String,
+    pub paths: Vec<String>,
+}
+
+impl Event {
+    /// The spec id the event is about, if any.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Event::Planted { id, .. }
+            | Event::Started { id, .. }
+            | Event::Status { id, .. }
+            | Event::Exited { id, .. }
+            | Event::Retrying { id, .. }
+            | Event::Committed { id, .. }
+            | Event::ScopeCreep { id, .. }
+            | Event::Failed { id, .. }
+            | Event::Merged { id, .. }
+            | Event::Conflicted { id, .. }
+            | Event::Refused { id, .. }
+            | Event::Skipped { id, .. }
+            | Event::Pruned { id }
+            | Event::Kept { id, .. } => Some(id),
+            Event::RunStarted { .. } | Event::Interrupted { .. } | Event::Summary(_) => None,
+        }
+    }
+
+    /// Status updates are shown live but not journalled: they change often and
+    /// the status file itself holds the latest one.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Event::Status { .. })
+    }
+}

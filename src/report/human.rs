@@ -1,0 +1,324 @@
+//! Human output on stderr: one line per event, a live per-instance block when
+//! stderr is a terminal, and a final table.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use crate::report::events::{Event, Summary};
+use crate::report::{tail_lines, Reporter};
+use crate::state::{InstanceRecord, InstanceState, RunRecord};
+
+/// Whether to colour output written to stderr: a terminal and no `NO_COLOR`.
+pub fn stderr_color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Whether stderr shows a live, redrawn block (a terminal that is not dumb).
+pub fn stderr_live() -> bool {
+    std::io::stderr().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb")
+}
+
+pub struct HumanReporter {
+    out: Box<dyn Write + Send>,
+    color: bool,
+    live: bool,
+    /// Lines of the live block currently on screen, erased before anything
+    /// else is printed.
+    drawn: usize,
+}
+
+impl HumanReporter {
+    pub fn new(out: Box<dyn Write + Send>, color: bool, live: bool) -> HumanReporter {
+        HumanReporter {
+            out,
+            color,
+            live,
+            drawn: 0,
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn erase_live(&mut self) {
+        if self.drawn > 0 {
+            // Cursor up over the block, clear to the end of the screen.
+            let _ = write!(self.out, "\x1b[{}F\x1b[J", self.drawn);
+            self.drawn = 0;
+        }
+    }
+
+    fn line(&mut self, id: &str, verb: &str, color: &str, rest: &str) {
+        self.erase_live();
+        let verb = self.paint(color, &format!("{verb:<11}"));
+        let _ = writeln!(self.out, "  {id:<8} {verb} {rest}");
+    }
+}
+
+pub fn format_duration(ms: u64) -> String {
+    let d = Duration::from_millis(ms);
+    let secs = d.as_secs();
+    if secs >= 3600 {
+        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    } else if secs >= 60 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(10)]
+}
+
+fn list(paths: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let mut s = paths.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if paths.len() > SHOWN {
+        s.push_str(&format!(" (+{} more)", paths.len() - SHOWN));
+    }
+    s
+}
+
+impl Reporter for HumanReporter {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted {
+                run_id,
+                target,
+                base,
+                instances,
+                specs,
+            } => {
+                self.erase_live();
+                let _ = writeln!(
+                    self.out,
+                    "treefarm run {run_id}: {} spec(s), {instances} at once, into `{target}` (base {})",
+                    specs.len(),
+                    short(base)
+                );
+            }
+            Event::Planted {
+                id,
+                branch,
+                worktree,
+                ..
+            } => self.line(id, "planted", "36", &format!("{branch} at {worktree}")),
+            Event::Started {
+                id,
+                attempt,
+                pid,
+                slot,
+                port,
+            } => self.line(
+                id,
+                "started",
+                "36",
+                &format!("attempt {attempt}, pid {pid}, slot {slot}, port {port}"),
+            ),
+            Event::Status { .. } => {}
+            Event::Exited {
+                id,
+                result,
+                exit_code,
+                elapsed_ms,
+                ..
+            } => {
+                let code = exit_code.map(|c| format!(", exit {c}")).unwrap_or_default();
+                let color = if result == "succeeded" { "32" } else { "31" };
+                self.line(
+                    id,
+                    result,
+                    color,
+                    &format!("after {}{code}", format_duration(*elapsed_ms)),
+                );
+            }
+            Event::Retrying { id, attempt } => {
+                self.line(id, "retrying", "33", &format!("attempt {attempt}"))
+            }
+            Event::Committed {
+                id,
+                commit,
+                auto,
+                commits,
+                files,
+            } => {
+                let how = if *auto { ", leftovers auto-committed" } else { "" };
+                self.line(
+                    id,
+                    "committed",
+                    "36",
+                    &format!(
+                        "{} ({commits} commit(s), {} file(s){how})",
+                        short(commit),
+                        files.len()
+                    ),
+                );
+            }
+            Event::ScopeCreep { id, paths } => self.line(
+                id,
+                "scope",
+                "33",
+                &format!("changed undeclared files: {}", list(paths)),
+            ),
+            Event::Failed { id, reason, log } => {
+                self.line(id, "failed", "31", &format!("{reason} (log: {log})"))
+            }
+            Event::Merged {
+                id,
+                commit,
+                strategy,
+            } => self.line(
+                id,
+                "merged",
+                "32",
+                &format!("{} ({strategy})", short(commit)),
+            ),
+            Event::Conflicted { id, paths } => self.line(
+                id,
+                "conflicted",
+                "31",
+                &format!("{}; branch and worktree kept", list(paths)),
+            ),
+            Event::Refused { id, reason, log } => {
+                let log = log.as_ref().map(|l| format!(" (log: {l})")).unwrap_or_default();
+                self.line(id, "refused", "31", &format!("{reason}{log}"))
+            }
+            Event::Skipped { id, reason } => self.line(id, "skipped", "33", reason),
+            Event::Pruned { id } => self.line(id, "pruned", "2", "worktree and branch removed"),
+            Event::Kept {
+                id,
+                branch,
+                worktree,
+                reason,
+            } => self.line(id, "kept", "33", &format!("{branch} at {worktree}: {reason}")),
+            Event::Interrupted { run_id, resume } => {
+                self.erase_live();
+                let _ = writeln!(
+                    self.out,
+                    "run {run_id} interrupted; worktrees kept. resume with: {resume}"
+                );
+            }
+            Event::Summary(_) => {}
+        }
+        let _ = self.out.flush();
+    }
+
+    fn refresh(&mut self, run: &RunRecord, now_ms: u64) {
+        if !self.live {
+            return;
+        }
+        let active: Vec<&InstanceRecord> = run
+            .instances
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i.state,
+                    InstanceState::Creating
+                        | InstanceState::Created
+                        | InstanceState::Running
+                        | InstanceState::Merging
+                )
+            })
+            .collect();
+        let mut block = Vec::new();
+        for inst in &active {
+            let elapsed = inst
+                .started_at_ms
+                .map(|s| format_duration(now_ms.saturating_sub(s)))
+                .unwrap_or_default();
+            let progress = inst
+                .progress
+                .map(|p| format!("{p:>3}%"))
+                .unwrap_or_else(|| "    ".into());
+            let message = inst.message.clone().unwrap_or_default();
+            block.push(format!(
+                "  {:<8} {:<11} {:>7} {progress} attempt {} {}",
+                inst.id,
+                inst.state.as_str(),
+                elapsed,
+                inst.attempt,
+                message.chars().take(60).collect::<String>()
+            ));
+        }
+        let waiting = run
+            .instances
+            .iter()
+            .filter(|i| i.state == InstanceState::Pending)
+            .count();
+        if waiting > 0 {
+            block.push(format!("  {waiting} waiting"));
+        }
+        self.erase_live();
+        for line in &block {
+            let _ = writeln!(self.out, "{}", self.paint("2", line));
+        }
+        self.drawn = block.len();
+        let _ = self.out.flush();
+    }
+
+    fn finish(&mut self, run: &RunRecord, summary: &Summary) {
+        self.erase_live();
+        let _ = writeln!(self.out);
+        let _ = writeln!(
+            self.out,
+            "  {:<8} {:<11} {:>8} {:>7} {:>5}  {}",
+            "spec", "result", "time", "commits", "files", "log / reason"
+        );
+        for inst in &run.instances {
+            let time = match (inst.started_at_ms, inst.ended_at_ms) {
+                (Some(s), Some(e)) => format_duration(e.saturating_sub(s)),
+                _ => "-".into(),
+            };
+            let detail = match inst.state {
+                InstanceState::Conflicted => format!("conflict: {}", list(&inst.conflict_paths)),
+                _ => inst
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| inst.log_path.clone()),
+            };
+            let color = match inst.state {
+                InstanceState::Merged | InstanceState::Pruned | InstanceState::Succeeded => "32",
+                InstanceState::Skipped | InstanceState::Pending => "33",
+                _ => "31",
+            };
+            let state = self.paint(color, &format!("{:<11}", inst.state.as_str()));
+            let _ = writeln!(
+                self.out,
+                "  {:<8} {state} {:>8} {:>7} {:>5}  {detail}",
+                inst.id,
+                time,
+                inst.commits,
+                inst.changed_files.len(),
+            );
+        }
+        for inst in &run.instances {
+            if matches!(inst.state, InstanceState::Failed | InstanceState::TimedOut) {
+                let tail = tail_lines(std::path::Path::new(&inst.log_path), 10);
+                if !tail.is_empty() {
+                    let _ = writeln!(self.out, "\n  --- last lines of {} ---", inst.log_path);
+                    for l in tail {
+                        let _ = writeln!(self.out, "  | {l}");
+                    }
+                }
+            }
+        }
+        let _ = writeln!(
+            self.out,
+            "\n{} merged, {} conflicted, {} failed, {} refused, {} skipped; target `{}` at {}",
+            summary.merged.len(),
+            summary.conflicted.len(),
+            summary.failed.len() + summary.timed_out.len(),
+            summary.refused.len(),
+            summary.skipped.len(),
+            summary.target,
+            summary.target_commit.as_deref().map(short).unwrap_or("-"),
+        );
+        let _ = self.out.flush();
+    }
+}

@@ -1,0 +1,983 @@
+//! The dispatcher: the one owner of a run's state. It starts instances as the
+//! scheduler allows, hears from instance tasks and the merge task over one
+//! channel, journals every transition before acting on it, merges one branch
+//! at a time, prunes, and handles Ctrl-C (graceful, then kill).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::git::{Repo, WorktreeRequest};
+use crate::merge::{self, Gate, MergeRequest, MergeResult};
+use crate::report::{ConflictSummary, Event, Reporter, Summary};
+use crate::runner::executor::{AgentEnd, AgentEvent, Stop};
+use crate::runner::instance::{run_instance, InstanceMsg, Launch, Verdict, Work};
+use crate::runner::options::RunOptions;
+use crate::schedule::{Node, Restored, Scheduler};
+use crate::state::{crash_point, InstanceRecord, InstanceState, RunDir, RunRecord, RunState};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// What the dispatcher is asked to do with the run's instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Plant, run, merge (unless `no_merge`), prune: `run` and `resume`.
+    Run,
+    /// Only merge what succeeded (and retry what conflicted or was refused):
+    /// `treefarm merge`.
+    MergeOnly,
+}
+
+enum Msg {
+    Instance(String, InstanceMsg),
+    Planted(Vec<(Launch, Result<(), String>)>),
+    MergePrepared {
+        id: String,
+        new: String,
+        ack: oneshot::Sender<()>,
+    },
+    Merged(String, Result<MergeResult, String>),
+    Pruned(String, Result<(), String>),
+}
+
+pub struct Dispatcher<'r> {
+    opts: Arc<RunOptions>,
+    dir: Arc<RunDir>,
+    record: RunRecord,
+    reporter: &'r mut dyn Reporter,
+    mode: Mode,
+    sched: Scheduler,
+    tx: mpsc::UnboundedSender<Msg>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    inst_tx: mpsc::UnboundedSender<(String, InstanceMsg)>,
+    inst_rx: mpsc::UnboundedReceiver<(String, InstanceMsg)>,
+    stop_tx: watch::Sender<Stop>,
+    free_slots: BTreeSet<usize>,
+    merge_queue: BTreeSet<(i64, usize, String)>,
+    merging: Option<String>,
+    agents_in_flight: usize,
+    other_in_flight: usize,
+    stopping: bool,
+    killing: bool,
+    progress_dirty: bool,
+    works: HashMap<String, Work>,
+}
+
+impl<'r> Dispatcher<'r> {
+    pub fn new(
+        opts: Arc<RunOptions>,
+        dir: Arc<RunDir>,
+        record: RunRecord,
+        reporter: &'r mut dyn Reporter,
+        mode: Mode,
+    ) -> Dispatcher<'r> {
+        let nodes = opts
+            .specs
+            .iter()
+            .map(|s| Node {
+                id: s.id.clone(),
+                priority: s.priority,
+                order: s.order,
+                depends_on: s.depends_on.clone(),
+            })
+            .collect();
+        let sched = Scheduler::new(nodes, &opts.conflicts, opts.instances);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (inst_tx, inst_rx) = mpsc::unbounded_channel();
+        let (stop_tx, _) = watch::channel(Stop::Run);
+        let free_slots = (0..opts.instances).collect();
+        Dispatcher {
+            opts,
+            dir,
+            record,
+            reporter,
+            mode,
+            sched,
+            tx,
+            rx,
+            inst_tx,
+            inst_rx,
+            stop_tx,
+            free_slots,
+            merge_queue: BTreeSet::new(),
+            merging: None,
+            agents_in_flight: 0,
+            other_in_flight: 0,
+            stopping: false,
+            killing: false,
+            progress_dirty: false,
+            works: HashMap::new(),
+        }
+    }
+
+    fn inst(&mut self, id: &str) -> &mut InstanceRecord {
+        self.record
+            .instance_mut(id)
+            .expect("every scheduled id has an instance record")
+    }
+
+    /// Writes state.json; a failure here is fatal: acting on a transition
+    /// that is not journalled would break crash safety.
+    fn save(&mut self) -> anyhow::Result<()> {
+        self.progress_dirty = false;
+        self.dir
+            .write_state(&self.record)
+            .context("failed to journal the run state")
+    }
+
+    fn emit(&mut self, event: Event) -> anyhow::Result<()> {
+        if !event.is_transient() {
+            let value = serde_json::to_value(&event).context("serialise event")?;
+            self.dir
+                .append_event(&value)
+                .context("failed to append to the event journal")?;
+        }
+        self.reporter.event(&event);
+        Ok(())
+    }
+
+    fn set_state(&mut self, id: &str, state: InstanceState) {
+        let now = now_ms();
+        let inst = self.inst(id);
+        inst.state = state;
+        if state.is_terminal() || state == InstanceState::Succeeded {
+            inst.ended_at_ms.get_or_insert(now);
+        }
+    }
+
+    /// Runs the run to its end (or to an interruption) and returns the final
+    /// record and summary.
+    pub async fn drive(mut self) -> anyhow::Result<(RunRecord, Summary)> {
+        self.record.state = RunState::Running;
+        self.record.coordinator_pid = std::process::id();
+        self.record.coordinator_start = crate::procfs::start_time(std::process::id());
+        self.save()?;
+        self.reconcile().await?;
+
+        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .context("install SIGINT handler")?;
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("install SIGTERM handler")?;
+        let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("install SIGHUP handler")?;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+
+        loop {
+            if !self.stopping {
+                self.start_ready()?;
+                self.start_merge()?;
+            }
+            if self.is_over() {
+                break;
+            }
+            tokio::select! {
+                Some((id, msg)) = self.inst_rx.recv() => self.on_instance(id, msg)?,
+                Some(msg) = self.rx.recv() => self.on_msg(msg)?,
+                _ = sigint.recv() => self.on_signal("interrupt")?,
+                _ = sigterm.recv() => self.on_signal("terminate")?,
+                _ = sighup.recv() => self.on_signal("hangup")?,
+                _ = tick.tick() => {
+                    if self.progress_dirty {
+                        self.save()?;
+                    }
+                    self.reporter.refresh(&self.record, now_ms());
+                }
+            }
+        }
+        self.finish()
+    }
+
+    fn is_over(&self) -> bool {
+        if self.killing {
+            return self.agents_in_flight == 0;
+        }
+        if self.stopping {
+            return self.agents_in_flight == 0 && self.other_in_flight == 0;
+        }
+        self.agents_in_flight == 0
+            && self.other_in_flight == 0
+            && self.merging.is_none()
+            && self.merge_queue.is_empty()
+            && (self.mode == Mode::MergeOnly || self.sched.is_finished())
+    }
+
+    fn on_signal(&mut self, name: &str) -> anyhow::Result<()> {
+        if self.stopping {
+            eprintln!("treefarm: second {name}: killing agents now");
+            self.killing = true;
+            let _ = self.stop_tx.send(Stop::Kill);
+        } else {
+            eprintln!(
+                "treefarm: {name}: stopping agents gracefully (again to kill); worktrees are kept"
+            );
+            self.stopping = true;
+            let _ = self.stop_tx.send(Stop::Graceful);
+        }
+        Ok(())
+    }
+
+    /// Brings every instance recorded by an earlier coordinator back under
+    /// control (resume, merge): the journal plus git say where each stands.
+    async fn reconcile(&mut self) -> anyhow::Result<()> {
+        let instances = self.record.instances.clone();
+        let mut replant = Vec::new();
+        for inst in &instances {
+            let id = inst.id.clone();
+            match inst.state {
+                InstanceState::Pending => {}
+                InstanceState::Skipped => self.sched.restore(&id, Restored::Settled { merged: false }),
+                InstanceState::Failed | InstanceState::TimedOut => {
+                    self.sched.restore(&id, Restored::Settled { merged: false })
+                }
+                InstanceState::Conflicted | InstanceState::Refused => {
+                    if self.mode == Mode::MergeOnly {
+                        self.sched.restore(&id, Restored::AwaitingSettle);
+                        self.requeue_after_fix(&id).await?;
+                    } else {
+                        self.sched.restore(&id, Restored::Settled { merged: false });
+                    }
+                }
+                InstanceState::Creating | InstanceState::Created | InstanceState::Running => {
+                    if self.mode == Mode::MergeOnly {
+                        // Still someone else's business; leave it alone.
+                        self.sched.restore(&id, Restored::Running);
+                        continue;
+                    }
+                    self.sched.restore(&id, Restored::Running);
+                    let slot = inst
+                        .slot
+                        .filter(|s| self.free_slots.contains(s))
+                        .or_else(|| self.free_slots.iter().next().copied())
+                        .unwrap_or(0);
+                    self.free_slots.remove(&slot);
+                    let live = match (inst.pid, inst.pid_start) {
+                        (Some(pid), Some(start)) if crate::procfs::is_alive(pid, Some(start)) => {
+                            Some((pid, start))
+                        }
+                        _ => None,
+                    };
+                    let interrupted = inst.reason.as_deref() == Some(INTERRUPTED);
+                    let exited = if live.is_none()
+                        && inst.state == InstanceState::Running
+                        && !interrupted
+                    {
+                        std::fs::read_to_string(self.dir.exit_path(&id))
+                            .ok()
+                            .and_then(|s| s.trim().parse::<i32>().ok())
+                    } else {
+                        None
+                    };
+                    let attempt = if live.is_some() || exited.is_some() {
+                        inst.attempt.max(1)
+                    } else {
+                        inst.attempt + 1
+                    };
+                    let inst_mut = self.inst(&id);
+                    inst_mut.slot = Some(slot);
+                    inst_mut.reason = None;
+                    replant.push(Launch {
+                        id: id.clone(),
+                        slot,
+                        start_commit: inst.start_commit.clone().unwrap_or_default(),
+                        attempt,
+                        reattach: live,
+                        exited,
+                        setup: inst.state != InstanceState::Running,
+                    });
+                }
+                InstanceState::Succeeded => {
+                    if self.opts.no_merge && self.mode == Mode::Run {
+                        self.sched.restore(&id, Restored::Settled { merged: true });
+                    } else {
+                        self.sched.restore(&id, Restored::AwaitingSettle);
+                        self.enqueue_merge(&id);
+                    }
+                }
+                InstanceState::Merging => {
+                    self.sched.restore(&id, Restored::AwaitingSettle);
+                    if self.merge_landed(inst)? {
+                        let commit = inst.merged_commit.clone().unwrap_or_default();
+                        self.on_merged(&id, commit)?;
+                    } else {
+                        self.inst(&id).state = InstanceState::Succeeded;
+                        self.enqueue_merge(&id);
+                    }
+                }
+                InstanceState::Merged => {
+                    self.sched.restore(&id, Restored::Settled { merged: true });
+                    if !self.opts.keep {
+                        self.start_prune(&id);
+                    }
+                }
+                InstanceState::Pruned => self.sched.restore(&id, Restored::Settled { merged: true }),
+            }
+        }
+        self.take_skipped()?;
+        if !replant.is_empty() {
+            self.save()?;
+            self.plant(replant, true);
+        }
+        Ok(())
+    }
+
+    /// A conflicted or refused branch the user fixed by hand: commit what they
+    /// left and merge again.
+    async fn requeue_after_fix(&mut self, id: &str) -> anyhow::Result<()> {
+        let worktree = self.opts.worktree_for(id);
+        if worktree.exists() {
+            let wt = worktree.clone();
+            let id2 = id.to_string();
+            tokio::task::spawn_blocking(move || {
+                Repo::commit_all(&wt, &format!("treefarm: commit manual fixes for {id2}"))
+            })
+            .await
+            .context("join commit task")?
+            .with_context(|| format!("failed to commit manual fixes in `{}`", worktree.display()))?;
+        }
+        let inst = self.inst(id);
+        inst.state = InstanceState::Succeeded;
+        inst.conflict_paths.clear();
+        inst.reason = None;
+        inst.ended_at_ms = None;
+        self.enqueue_merge(id);
+        Ok(())
+    }
+
+    /// Whether a merge journalled as `merging` reached the target before the
+    /// previous coordinator died.
+    fn merge_landed(&self, inst: &InstanceRecord) -> anyhow::Result<bool> {
+        let Some(commit) = &inst.merged_commit else {
+            return Ok(false);
+        };
+        let repo = Repo::discover(&self.opts.repo_root)?;
+        let Some(tip) = repo.branch_tip(&self.opts.target)? else {
+            return Ok(false);
+        };
+        let commit = repo.resolve(commit)?;
+        Ok(tip == commit || repo.is_ancestor(commit, tip)?)
+    }
+
+    fn take_skipped(&mut self) -> anyhow::Result<()> {
+        for (id, reason) in self.sched.take_skipped() {
+            self.set_state(&id, InstanceState::Skipped);
+            self.inst(&id).reason = Some(reason.clone());
+            self.save()?;
+            self.emit(Event::Skipped { id, reason })?;
+        }
+        Ok(())
+    }
+
+    fn start_ready(&mut self) -> anyhow::Result<()> {
+        if self.mode == Mode::MergeOnly {
+            return Ok(());
+        }
+        let ready = self.sched.start_ready();
+        if ready.is_empty() {
+            return Ok(());
+        }
+        let mut launches = Vec::new();
+        for id in ready {
+            let slot = self
+                .free_slots
+                .pop_first()
+                .expect("the scheduler never starts more than the free slots");
+            let inst = self.inst(&id);
+            inst.state = InstanceState::Creating;
+            inst.slot = Some(slot);
+            launches.push(Launch {
+                id,
+                slot,
+                start_commit: String::new(),
+                attempt: 1,
+                reattach: None,
+                exited: None,
+                setup: true,
+            });
+        }
+        // Journal `creating` before anything exists in git.
+        self.save()?;
+        self.plant(launches, false);
+        Ok(())
+    }
+
+    /// Creates branches and worktrees for a batch, in parallel, off the
+    /// current target tip.
+    fn plant(&mut self, launches: Vec<Launch>, reuse: bool) {
+        self.other_in_flight += 1;
+        let opts = self.opts.clone();
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = plant_batch(&opts, launches.clone(), reuse);
+            let msg = match result {
+                Ok(done) => Msg::Planted(done),
+                Err(err) => Msg::Planted(
+                    launches
+                        .into_iter()
+                        .map(|l| (l, Err(format!("{err:#}"))))
+                        .collect(),
+                ),
+            };
+            let _ = tx.send(msg);
+        });
+    }
+
+    fn on_msg(&mut self, msg: Msg) -> anyhow::Result<()> {
+        match msg {
+            Msg::Instance(id, m) => self.on_instance(id, m)?,
+            Msg::Planted(batch) => {
+                self.other_in_flight -= 1;
+                crash_point("after-plant");
+                for (launch, result) in batch {
+                    let id = launch.id.clone();
+                    match result {
+                        Ok(()) => {
+                            let worktree = self.opts.worktree_for(&id).display().to_string();
+                            let branch = crate::runner::options::branch_for(&id);
+                            let inst = self.inst(&id);
+                            let fresh = inst.state == InstanceState::Creating;
+                            if inst.state == InstanceState::Creating {
+                                inst.state = InstanceState::Created;
+                            }
+                            inst.start_commit = Some(launch.start_commit.clone());
+                            self.save()?;
+                            if fresh {
+                                self.emit(Event::Planted {
+                                    id: id.clone(),
+                                    branch,
+                                    worktree,
+                                    start_commit: launch.start_commit.clone(),
+                                })?;
+                            }
+                            if self.stopping {
+                                self.release_slot(&id);
+                                self.inst(&id).reason = Some(INTERRUPTED.into());
+                                self.save()?;
+                                continue;
+                            }
+                            self.launch(launch);
+                        }
+                        Err(reason) => {
+                            self.release_slot(&id);
+                            self.fail(&id, InstanceState::Failed, reason, None)?;
+                        }
+                    }
+                }
+            }
+            Msg::MergePrepared { id, new, ack } => {
+                let inst = self.inst(&id);
+                inst.state = InstanceState::Merging;
+                inst.merged_commit = Some(new);
+                self.save()?;
+                let _ = ack.send(());
+            }
+            Msg::Merged(id, result) => {
+                self.other_in_flight -= 1;
+                self.merging = None;
+                match result {
+                    Ok(MergeResult::Merged { commit }) | Ok(MergeResult::UpToDate { commit }) => {
+                        self.on_merged(&id, commit)?
+                    }
+                    Ok(MergeResult::Conflicted { paths }) => {
+                        let inst = self.inst(&id);
+                        inst.conflict_paths = paths.clone();
+                        inst.merged_commit = None;
+                        inst.reason = Some(format!("conflicts in {}", paths.join(", ")));
+                        self.set_state(&id, InstanceState::Conflicted);
+                        self.save()?;
+                        self.emit(Event::Conflicted {
+                            id: id.clone(),
+                            paths,
+                        })?;
+                        self.keep(&id, "merge conflict")?;
+                        self.sched.settled(&id, false);
+                        self.take_skipped()?;
+                    }
+                    Ok(MergeResult::Refused { reason, log }) => self.refuse(&id, reason, log)?,
+                    Err(reason) => self.refuse(&id, reason, None)?,
+                }
+            }
+            Msg::Pruned(id, result) => {
+                self.other_in_flight -= 1;
+                match result {
+                    Ok(()) => {
+                        self.set_state(&id, InstanceState::Pruned);
+                        self.save()?;
+                        self.emit(Event::Pruned { id })?;
+                    }
+                    Err(reason) => {
+                        tracing::warn!(%id, %reason, "prune after merge failed");
+                        self.keep(&id, &format!("merged, but not pruned: {reason}"))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self, id: &str, reason: String, log: Option<String>) -> anyhow::Result<()> {
+        let inst = self.inst(id);
+        inst.reason = Some(reason.clone());
+        inst.merged_commit = None;
+        self.set_state(id, InstanceState::Refused);
+        self.save()?;
+        self.emit(Event::Refused {
+            id: id.to_string(),
+            reason,
+            log,
+        })?;
+        self.keep(id, "merge refused")?;
+        self.sched.settled(id, false);
+        self.take_skipped()
+    }
+
+    fn keep(&mut self, id: &str, reason: &str) -> anyhow::Result<()> {
+        let branch = crate::runner::options::branch_for(id);
+        let worktree = self.opts.worktree_for(id).display().to_string();
+        self.emit(Event::Kept {
+            id: id.to_string(),
+            branch,
+            worktree,
+            reason: reason.to_string(),
+        })
+    }
+
+    fn on_merged(&mut self, id: &str, commit: String) -> anyhow::Result<()> {
+        let inst = self.inst(id);
+        inst.merged_commit = Some(commit.clone());
+        self.set_state(id, InstanceState::Merged);
+        self.save()?;
+        self.emit(Event::Merged {
+            id: id.to_string(),
+            commit,
+            strategy: format!("{:?}", self.opts.strategy).to_lowercase(),
+        })?;
+        self.sched.settled(id, true);
+        if !self.opts.keep {
+            self.start_prune(id);
+        }
+        Ok(())
+    }
+
+    fn start_prune(&mut self, id: &str) {
+        self.other_in_flight += 1;
+        let opts = self.opts.clone();
+        let tx = self.tx.clone();
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || {
+            let result = prune_one(&opts, &id).map_err(|e| format!("{e:#}"));
+            let _ = tx.send(Msg::Pruned(id, result));
+        });
+    }
+
+    fn release_slot(&mut self, id: &str) {
+        if let Some(slot) = self.inst(id).slot {
+            self.free_slots.insert(slot);
+        }
+    }
+
+    fn launch(&mut self, launch: Launch) {
+        self.agents_in_flight += 1;
+        let opts = self.opts.clone();
+        let dir = self.dir.clone();
+        let run_id = self.record.run_id.clone();
+        let tx = self.inst_tx.clone();
+        let stop = self.stop_tx.subscribe();
+        tokio::spawn(run_instance(opts, dir, run_id, launch, tx, stop));
+    }
+
+    fn on_instance(&mut self, id: String, msg: InstanceMsg) -> anyhow::Result<()> {
+        match msg {
+            InstanceMsg::AttemptStarting { attempt } => {
+                let now = now_ms();
+                let inst = self.inst(&id);
+                inst.attempt = attempt;
+                inst.pid = None;
+                inst.pid_start = None;
+                inst.exit_code = None;
+                inst.started_at_ms.get_or_insert(now);
+                if attempt > 1 {
+                    self.emit(Event::Retrying {
+                        id: id.clone(),
+                        attempt,
+                    })?;
+                }
+            }
+            InstanceMsg::Agent(AgentEvent::Started { pid, start_time }) => {
+                let now = now_ms();
+                let inst = self.inst(&id);
+                inst.state = InstanceState::Running;
+                inst.pid = Some(pid);
+                inst.pid_start = Some(start_time);
+                inst.started_at_ms.get_or_insert(now);
+                let attempt = inst.attempt.max(1);
+                inst.attempt = attempt;
+                let slot = inst.slot.unwrap_or(0);
+                self.save()?;
+                let port = self.opts.port(slot);
+                self.emit(Event::Started {
+                    id,
+                    attempt,
+                    pid,
+                    slot,
+                    port,
+                })?;
+                crash_point("agents-running");
+            }
+            InstanceMsg::Agent(AgentEvent::Status(status)) => {
+                let inst = self.inst(&id);
+                inst.progress = status.progress;
+                inst.message = status.message.clone();
+                self.progress_dirty = true;
+                self.emit(Event::Status {
+                    id,
+                    state: status.state,
+                    progress: status.progress,
+                    message: status.message,
+                })?;
+            }
+            InstanceMsg::Exited {
+                attempt,
+                end,
+                elapsed_ms,
+            } => {
+                let (result, code) = match &end {
+                    AgentEnd::Exited(0) => ("succeeded", Some(0)),
+                    AgentEnd::Exited(c) => ("failed", Some(*c)),
+                    AgentEnd::Signaled(_) | AgentEnd::SpawnFailed(_) => ("failed", None),
+                    AgentEnd::TimedOut => ("timed_out", None),
+                    AgentEnd::IdleTimedOut => ("idle_timeout", None),
+                    AgentEnd::Stopped => ("stopped", None),
+                };
+                let inst = self.inst(&id);
+                inst.exit_code = code;
+                inst.pid = None;
+                inst.pid_start = None;
+                if matches!(end, AgentEnd::Stopped) {
+                    inst.reason = Some(INTERRUPTED.into());
+                }
+                let log = inst.log_path.clone();
+                self.save()?;
+                self.emit(Event::Exited {
+                    id,
+                    attempt,
+                    result: result.into(),
+                    exit_code: code,
+                    elapsed_ms,
+                    log,
+                })?;
+            }
+            InstanceMsg::Done(verdict) => {
+                self.agents_in_flight -= 1;
+                self.release_slot(&id);
+                self.on_verdict(&id, verdict)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn record_work(&mut self, id: &str, work: &Work) -> anyhow::Result<()> {
+        let inst = self.inst(id);
+        inst.tip = Some(work.tip.clone());
+        inst.commits = work.commits;
+        inst.changed_files = work.changed.clone();
+        inst.scope_creep = work.scope_creep.clone();
+        self.emit(Event::Committed {
+            id: id.to_string(),
+            commit: work.tip.clone(),
+            auto: work.auto_commit.is_some(),
+            commits: work.commits,
+            files: work.changed.clone(),
+        })?;
+        if !work.scope_creep.is_empty() {
+            self.emit(Event::ScopeCreep {
+                id: id.to_string(),
+                paths: work.scope_creep.clone(),
+            })?;
+        }
+        self.works.insert(id.to_string(), work.clone());
+        Ok(())
+    }
+
+    fn on_verdict(&mut self, id: &str, verdict: Verdict) -> anyhow::Result<()> {
+        match verdict {
+            Verdict::Succeeded(work) => {
+                self.record_work(id, &work)?;
+                self.set_state(id, InstanceState::Succeeded);
+                self.save()?;
+                self.sched.agent_done(id);
+                if self.opts.no_merge {
+                    self.sched.settled(id, true);
+                    self.keep(id, "--no-merge: merge later with `treefarm merge`")?;
+                } else {
+                    self.enqueue_merge(id);
+                }
+            }
+            Verdict::Failed {
+                state,
+                reason,
+                exit_code,
+                work,
+            } => {
+                if let Some(work) = &work {
+                    self.record_work(id, work)?;
+                }
+                self.inst(id).exit_code = exit_code;
+                self.sched.agent_done(id);
+                self.fail(id, state, reason, None)?;
+            }
+            Verdict::Stopped => {
+                // Stays `running` in the journal with the reason, so `resume`
+                // reruns it in its worktree, keeping its partial work.
+                let inst = self.inst(id);
+                inst.reason = Some(INTERRUPTED.into());
+                self.save()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(
+        &mut self,
+        id: &str,
+        state: InstanceState,
+        reason: String,
+        _log: Option<String>,
+    ) -> anyhow::Result<()> {
+        self.inst(id).reason = Some(reason.clone());
+        self.set_state(id, state);
+        self.save()?;
+        let log = self.inst(id).log_path.clone();
+        self.emit(Event::Failed {
+            id: id.to_string(),
+            reason,
+            log,
+        })?;
+        if self.opts.worktree_for(id).exists() {
+            self.keep(id, "failed")?;
+        }
+        self.sched.settled(id, false);
+        self.take_skipped()
+    }
+
+    fn enqueue_merge(&mut self, id: &str) {
+        let (priority, order) = self
+            .opts
+            .spec(id)
+            .map(|s| (s.priority, s.order))
+            .unwrap_or((i64::MAX, usize::MAX));
+        self.merge_queue.insert((priority, order, id.to_string()));
+    }
+
+    fn start_merge(&mut self) -> anyhow::Result<()> {
+        if self.merging.is_some() {
+            return Ok(());
+        }
+        let Some((_, _, id)) = self.merge_queue.pop_first() else {
+            return Ok(());
+        };
+        self.merging = Some(id.clone());
+        self.other_in_flight += 1;
+        let opts = self.opts.clone();
+        let dir = self.dir.clone();
+        let tx = self.tx.clone();
+        let run_id = self.record.run_id.clone();
+        let subjects = self
+            .works
+            .get(&id)
+            .map(|w| w.subjects.clone())
+            .unwrap_or_default();
+        tokio::task::spawn_blocking(move || {
+            let result = merge_one(&opts, &dir, &run_id, &id, &subjects, &tx).map_err(|e| format!("{e:#}"));
+            let _ = tx.send(Msg::Merged(id, result));
+        });
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<(RunRecord, Summary)> {
+        let interrupted = self.stopping
+            || self
+                .record
+                .instances
+                .iter()
+                .any(|i| !i.state.is_terminal() && i.state != InstanceState::Succeeded && i.state != InstanceState::Pending)
+                && self.mode == Mode::Run;
+        let now = now_ms();
+        self.record.state = if interrupted {
+            RunState::Interrupted
+        } else {
+            RunState::Finished
+        };
+        self.record.finished_at_ms = Some(now);
+        self.save()?;
+        if interrupted {
+            let run_id = self.record.run_id.clone();
+            self.emit(Event::Interrupted {
+                resume: format!("treefarm resume {run_id}"),
+                run_id,
+            })?;
+        }
+        let summary = summarize(&self.record, &self.opts, now);
+        self.dir
+            .write_summary(&serde_json::to_value(&summary).context("serialise summary")?)
+            .context("failed to write summary.json")?;
+        self.emit(Event::Summary(summary.clone()))?;
+        self.reporter.finish(&self.record, &summary);
+        Ok((self.record, summary))
+    }
+}
+
+/// Journal reason of an instance stopped by Ctrl-C: resume reruns it.
+pub const INTERRUPTED: &str = "interrupted";
+
+fn plant_batch(
+    opts: &RunOptions,
+    mut launches: Vec<Launch>,
+    reuse: bool,
+) -> anyhow::Result<Vec<(Launch, Result<(), String>)>> {
+    let repo = Repo::discover(&opts.repo_root)?;
+    let tip = repo
+        .branch_tip(&opts.target)?
+        .with_context(|| format!("target branch `{}` does not exist", opts.target))?;
+    std::fs::create_dir_all(&opts.worktree_dir).with_context(|| {
+        format!(
+            "failed to create the worktree folder `{}`",
+            opts.worktree_dir.display()
+        )
+    })?;
+    let mut requests = Vec::new();
+    for launch in &mut launches {
+        if launch.start_commit.is_empty() {
+            launch.start_commit = tip.to_string();
+        }
+        requests.push(WorktreeRequest {
+            name: launch.id.clone(),
+            path: opts.worktree_for(&launch.id),
+            branch: crate::runner::options::branch_for(&launch.id),
+            start: repo.resolve(&launch.start_commit)?,
+            reuse,
+        });
+    }
+    let results = repo.add_worktrees(&requests);
+    Ok(launches
+        .into_iter()
+        .zip(results)
+        .map(|(l, r)| (l, r.map_err(|e| e.to_string())))
+        .collect())
+}
+
+fn merge_one(
+    opts: &RunOptions,
+    dir: &RunDir,
+    run_id: &str,
+    id: &str,
+    subjects: &[String],
+    tx: &mpsc::UnboundedSender<Msg>,
+) -> anyhow::Result<MergeResult> {
+    let spec = opts
+        .spec(id)
+        .with_context(|| format!("spec `{id}` is not part of this run"))?;
+    let branch = spec.branch();
+    let subjects: Vec<String> = if subjects.is_empty() && opts.strategy == crate::config::Strategy::Squash {
+        let repo = Repo::discover(&opts.repo_root)?;
+        match (repo.branch_tip(&opts.target)?, repo.branch_tip(&branch)?) {
+            (Some(t), Some(b)) => repo
+                .commits_between(t, b)?
+                .into_iter()
+                .map(|c| c.summary)
+                .collect(),
+            _ => Vec::new(),
+        }
+    } else {
+        subjects.to_vec()
+    };
+    let message = merge::message(opts.strategy, id, &spec.title, &branch, &subjects, run_id);
+    let gate_env = vec![
+        ("TREEFARM_RUN_ID".to_string(), run_id.to_string()),
+        ("TREEFARM_SPEC_ID".to_string(), id.to_string()),
+        ("TREEFARM_BRANCH".to_string(), branch.clone()),
+        ("TREEFARM_TARGET".to_string(), opts.target.clone()),
+    ];
+    let gate = opts.gate.as_deref().filter(|g| !g.trim().is_empty()).map(|command| Gate {
+        command,
+        scratch_dir: opts.worktree_dir.join(format!(".gate-{id}")),
+        log_path: dir.gate_log_path(id),
+        env: &gate_env,
+    });
+    let request = MergeRequest {
+        repo_root: &opts.repo_root,
+        target: &opts.target,
+        branch: &branch,
+        strategy: opts.strategy,
+        message,
+        gate,
+    };
+    merge::merge_branch(&request, |_old, new| {
+        let (ack, done) = oneshot::channel();
+        tx.send(Msg::MergePrepared {
+            id: id.to_string(),
+            new: new.to_string(),
+            ack,
+        })
+        .map_err(|_| anyhow::anyhow!("dispatcher gone"))?;
+        done.blocking_recv()
+            .map_err(|_| anyhow::anyhow!("dispatcher did not journal the merge"))
+    })
+}
+
+/// Removes a merged instance's worktree, then its branch.
+pub fn prune_one(opts: &RunOptions, id: &str) -> anyhow::Result<()> {
+    let repo = Repo::discover(&opts.repo_root)?;
+    let worktree: PathBuf = opts.worktree_for(id);
+    if worktree.exists() || repo.worktrees()?.iter().any(|w| w.name == id) {
+        repo.remove_worktree(&worktree, false)?;
+    }
+    crash_point("during-prune");
+    let branch = crate::runner::options::branch_for(id);
+    if repo.branch_tip(&branch)?.is_some() {
+        repo.delete_branch(&branch)?;
+    }
+    Ok(())
+}
+
+/// The summary of a run from its record.
+pub fn summarize(record: &RunRecord, opts: &RunOptions, now: u64) -> Summary {
+    let mut s = Summary {
+        run_id: record.run_id.clone(),
+        state: format!("{:?}", record.state).to_lowercase(),
+        target: opts.target.clone(),
+        elapsed_ms: now.saturating_sub(record.started_at_ms),
+        ..Summary::default()
+    };
+    s.target_commit = Repo::discover(&opts.repo_root)
+        .ok()
+        .and_then(|r| r.branch_tip(&opts.target).ok().flatten())
+        .map(|o| o.to_string());
+    for inst in &record.instances {
+        let id = inst.id.clone();
+        match inst.state {
+            InstanceState::Merged | InstanceState::Pruned => s.merged.push(id),
+            InstanceState::Succeeded => s.succeeded.push(id),
+            InstanceState::Failed => s.failed.push(id),
+            InstanceState::TimedOut => s.timed_out.push(id),
+            InstanceState::Conflicted => s.conflicted.push(ConflictSummary {
+                id,
+                paths: inst.conflict_paths.clone(),
+            }),
+            InstanceState::Refused => s.refused.push(id),
+            InstanceState::Skipped => s.skipped.push(id),
+            _ => s.pending.push(id),
+        }
+    }
+    s
+}

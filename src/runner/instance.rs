@@ -1,0 +1,505 @@
+//! One instance's life between planting and its verdict: setup, the agent
+//! (with retries, or re-attached after a coordinator crash), then committing
+//! leftovers and auditing the changed files. Talks to the dispatcher only
+//! through messages.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use globset::{GlobBuilder, GlobSetBuilder};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{CommitMode, ScopeMode};
+use crate::git::Repo;
+use crate::runner::executor::{run_agent, wait_detached, AgentEnd, AgentEvent, AgentJob, Stop};
+use crate::runner::options::{substitute, PlannedSpec, RunOptions};
+use crate::state::{InstanceState, RunDir};
+
+/// What the dispatcher hears from an instance task.
+#[derive(Debug)]
+pub enum InstanceMsg {
+    Agent(AgentEvent),
+    AttemptStarting { attempt: u32 },
+    Exited { attempt: u32, end: AgentEnd, elapsed_ms: u64 },
+    Done(Verdict),
+}
+
+/// How an instance ended, after retries, committing and auditing.
+#[derive(Debug)]
+pub enum Verdict {
+    Succeeded(Work),
+    Failed {
+        state: InstanceState,
+        reason: String,
+        exit_code: Option<i32>,
+        work: Option<Work>,
+    },
+    /// Stopped by Ctrl-C (or a dying coordinator): resumable.
+    Stopped,
+}
+
+/// What the branch holds after the agent.
+#[derive(Debug, Clone, Default)]
+pub struct Work {
+    pub tip: String,
+    pub auto_commit: Option<String>,
+    pub commits: usize,
+    pub subjects: Vec<String>,
+    pub changed: Vec<String>,
+    pub scope_creep: Vec<String>,
+}
+
+/// Where an instance starts.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub id: String,
+    pub slot: usize,
+    pub start_commit: String,
+    /// The number of the next attempt.
+    pub attempt: u32,
+    /// A live agent left by a previous coordinator: (pid, start time).
+    pub reattach: Option<(u32, u64)>,
+    /// The agent already ended (exit code known from its exit file): go
+    /// straight to committing and auditing.
+    pub exited: Option<i32>,
+    /// Run `setup` first (false when resuming an instance already set up).
+    pub setup: bool,
+}
+
+pub async fn run_instance(
+    opts: Arc<RunOptions>,
+    dir: Arc<RunDir>,
+    run_id: String,
+    launch: Launch,
+    tx: mpsc::UnboundedSender<(String, InstanceMsg)>,
+    stop: watch::Receiver<Stop>,
+) {
+    let id = launch.id.clone();
+    let send = |msg: InstanceMsg| {
+        let _ = tx.send((id.clone(), msg));
+    };
+    let Some(spec) = opts.spec(&id).cloned() else {
+        send(InstanceMsg::Done(Verdict::Failed {
+            state: InstanceState::Failed,
+            reason: format!("spec `{id}` is not part of this run"),
+            exit_code: None,
+            work: None,
+        }));
+        return;
+    };
+    let worktree = opts.worktree_for(&id);
+    let job = agent_job(&opts, &dir, &run_id, &spec, &worktree, &launch);
+    let job = match job {
+        Ok(job) => job,
+        Err(reason) => {
+            send(InstanceMsg::Done(Verdict::Failed {
+                state: InstanceState::Failed,
+                reason,
+                exit_code: None,
+                work: None,
+            }));
+            return;
+        }
+    };
+
+    if launch.setup && launch.reattach.is_none() && launch.exited.is_none() {
+        if let Err(reason) = setup(&opts, &worktree, &job).await {
+            send(InstanceMsg::Done(Verdict::Failed {
+                state: InstanceState::Failed,
+                reason,
+                exit_code: None,
+                work: None,
+            }));
+            return;
+        }
+    }
+
+    // The agent, re-attached or fresh, then retries.
+    let mut attempt = launch.attempt;
+    let mut last = match launch.exited {
+        Some(code) => Some(AgentEnd::Exited(code)),
+        None => None,
+    };
+    let mut reattach = launch.reattach;
+    let max_attempt = launch.attempt.max(1) + opts.retries;
+    while !matches!(last, Some(AgentEnd::Exited(0))) {
+        if last.is_some() {
+            // A previous attempt failed.
+            if *stop.borrow() != Stop::Run || attempt > max_attempt || is_stop(&last) {
+                break;
+            }
+        }
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let forward_tx = tx.clone();
+        let forward_id = id.clone();
+        let forward = tokio::spawn(async move {
+            while let Some(ev) = ev_rx.recv().await {
+                let _ = forward_tx.send((forward_id.clone(), InstanceMsg::Agent(ev)));
+            }
+        });
+        let begun = Instant::now();
+        let end = match reattach.take() {
+            Some((pid, start)) => {
+                wait_detached(pid, start, &job.exit_path.clone(), &job, ev_tx, stop.clone()).await
+            }
+            None => {
+                send(InstanceMsg::AttemptStarting { attempt });
+                let _ = std::fs::remove_file(&job.exit_path);
+                run_agent(job.clone(), ev_tx, stop.clone()).await
+            }
+        };
+        let _ = forward.await;
+        send(InstanceMsg::Exited {
+            attempt,
+            end: end.clone(),
+            elapsed_ms: begun.elapsed().as_millis() as u64,
+        });
+        crate::state::crash_point("after-exit");
+        last = Some(end);
+        attempt += 1;
+    }
+
+    let verdict = match last {
+        Some(AgentEnd::Exited(0)) => {
+            let opts2 = opts.clone();
+            let spec2 = spec.clone();
+            let start = launch.start_commit.clone();
+            let wt = worktree.clone();
+            match tokio::task::spawn_blocking(move || collect_work(&opts2, &spec2, &wt, &start)).await {
+                Ok(Ok(work)) => judge(&opts, work),
+                Ok(Err(reason)) => Verdict::Failed {
+                    state: InstanceState::Failed,
+                    reason,
+                    exit_code: Some(0),
+                    work: None,
+                },
+                Err(join) => Verdict::Failed {
+                    state: InstanceState::Failed,
+                    reason: format!("internal error while committing: {join}"),
+                    exit_code: Some(0),
+                    work: None,
+                },
+            }
+        }
+        Some(AgentEnd::Stopped) => Verdict::Stopped,
+        Some(end) => {
+            let (state, reason, code) = describe_failure(&end, &opts);
+            // Keep what the agent did: commit leftovers on its branch so a
+            // failed instance's partial work is never lost to a later prune.
+            let work = if opts.commit == CommitMode::Auto {
+                let opts2 = opts.clone();
+                let spec2 = spec.clone();
+                let start = launch.start_commit.clone();
+                let wt = worktree.clone();
+                tokio::task::spawn_blocking(move || collect_work(&opts2, &spec2, &wt, &start))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            } else {
+                None
+            };
+            Verdict::Failed {
+                state,
+                reason,
+                exit_code: code,
+                work,
+            }
+        }
+        None => Verdict::Stopped,
+    };
+    send(InstanceMsg::Done(verdict));
+}
+
+fn is_stop(end: &Option<AgentEnd>) -> bool {
+    matches!(end, Some(AgentEnd::Stopped))
+}
+
+fn describe_failure(end: &AgentEnd, opts: &RunOptions) -> (InstanceState, String, Option<i32>) {
+    let fmt = |ms: Option<u64>| {
+        ms.map(|m| humantime::format_duration(std::time::Duration::from_millis(m)).to_string())
+            .unwrap_or_default()
+    };
+    match end {
+        AgentEnd::Exited(code) => (
+            InstanceState::Failed,
+            format!("agent exited with code {code}"),
+            Some(*code),
+        ),
+        AgentEnd::Signaled(sig) => (
+            InstanceState::Failed,
+            format!("agent was killed by signal {sig}"),
+            None,
+        ),
+        AgentEnd::TimedOut => (
+            InstanceState::TimedOut,
+            format!("agent timed out after {}", fmt(opts.timeout_ms)),
+            None,
+        ),
+        AgentEnd::IdleTimedOut => (
+            InstanceState::TimedOut,
+            format!(
+                "agent was idle (no output, no status update) for {}",
+                fmt(opts.idle_timeout_ms)
+            ),
+            None,
+        ),
+        AgentEnd::Stopped => (InstanceState::Failed, "agent was stopped".into(), None),
+        AgentEnd::SpawnFailed(e) => (
+            InstanceState::Failed,
+            format!("agent could not be started: {e}"),
+            None,
+        ),
+    }
+}
+
+fn judge(opts: &RunOptions, work: Work) -> Verdict {
+    if opts.scope == ScopeMode::Fail && !work.scope_creep.is_empty() {
+        return Verdict::Failed {
+            state: InstanceState::Failed,
+            reason: format!(
+                "scope creep (scope: fail): changed undeclared files {}",
+                work.scope_creep.join(", ")
+            ),
+            exit_code: Some(0),
+            work: Some(work),
+        };
+    }
+    Verdict::Succeeded(work)
+}
+
+fn agent_job(
+    opts: &RunOptions,
+    dir: &RunDir,
+    run_id: &str,
+    spec: &PlannedSpec,
+    worktree: &Path,
+    launch: &Launch,
+) -> Result<AgentJob, String> {
+    let branch = spec.branch();
+    let spec_path = spec.path.display().to_string();
+    let wt = worktree.display().to_string();
+    let command = substitute(
+        &opts.agent_command,
+        &[
+            ("id", &spec.id),
+            ("spec", &spec_path),
+            ("worktree", &wt),
+            ("branch", &branch),
+            ("target", &opts.target),
+        ],
+    );
+    let _ = std::fs::create_dir_all(dir.instance_dir(&spec.id));
+    let prompt_path = dir.prompt_path(&spec.id);
+    let prompt = crate::agents::render_prompt(
+        opts.prompt_template.as_deref(),
+        &crate::agents::PromptContext {
+            id: &spec.id,
+            title: &spec.title,
+            body: &spec.body,
+            files: &spec.files,
+            branch: &branch,
+            target: &opts.target,
+            worktree,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::write(&prompt_path, prompt)
+        .map_err(|e| format!("failed to write prompt `{}`: {e}", prompt_path.display()))?;
+    let mut env: Vec<(String, String)> = vec![
+        ("TREEFARM_RUN_ID".into(), run_id.to_string()),
+        ("TREEFARM_RUN_DIR".into(), dir.path().display().to_string()),
+        ("TREEFARM_SPEC_ID".into(), spec.id.clone()),
+        ("TREEFARM_SPEC_FILE".into(), spec_path),
+        ("TREEFARM_WORKTREE".into(), wt),
+        ("TREEFARM_BRANCH".into(), branch),
+        ("TREEFARM_TARGET".into(), opts.target.clone()),
+        ("TREEFARM_BASE_COMMIT".into(), launch.start_commit.clone()),
+        ("TREEFARM_FILES".into(), spec.files.join("\n")),
+        (
+            "TREEFARM_STATUS_FILE".into(),
+            dir.status_path(&spec.id).display().to_string(),
+        ),
+        ("TREEFARM_PROMPT_FILE".into(), prompt_path.display().to_string()),
+        ("TREEFARM_SLOT".into(), launch.slot.to_string()),
+        ("TREEFARM_PORT".into(), opts.port(launch.slot).to_string()),
+    ];
+    env.extend(opts.agent_env.iter().cloned());
+    Ok(AgentJob {
+        command,
+        cwd: worktree.to_path_buf(),
+        env,
+        log_path: dir.log_path(&spec.id),
+        status_path: dir.status_path(&spec.id),
+        exit_path: dir.exit_path(&spec.id),
+        timeout: opts.timeout(),
+        idle_timeout: opts.idle_timeout(),
+        grace: std::time::Duration::from_millis(opts.grace_ms),
+    })
+}
+
+/// `setup.copy`, `setup.link`, `setup.command` in a fresh worktree.
+async fn setup(opts: &RunOptions, worktree: &Path, job: &AgentJob) -> Result<(), String> {
+    for rel in &opts.setup.copy {
+        let from = opts.repo_root.join(rel);
+        let to = worktree.join(rel);
+        if !from.exists() {
+            tracing::debug!(path = %from.display(), "setup.copy source missing; skipped");
+            continue;
+        }
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("setup.copy: cannot create `{}`: {e}", parent.display()))?;
+        }
+        copy_recursively(&from, &to).map_err(|e| {
+            format!(
+                "setup.copy: cannot copy `{}` to `{}`: {e}",
+                from.display(),
+                to.display()
+            )
+        })?;
+    }
+    for rel in &opts.setup.link {
+        let from = opts.repo_root.join(rel);
+        let to = worktree.join(rel);
+        if to.symlink_metadata().is_ok() {
+            return Err(format!(
+                "setup.link: `{}` already exists in the worktree (is it tracked?); remove it from setup.link",
+                to.display()
+            ));
+        }
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("setup.link: cannot create `{}`: {e}", parent.display()))?;
+        }
+        std::os::unix::fs::symlink(&from, &to).map_err(|e| {
+            format!(
+                "setup.link: cannot link `{}` to `{}`: {e}",
+                to.display(),
+                from.display()
+            )
+        })?;
+    }
+    if !opts.setup.command.trim().is_empty() {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&job.log_path)
+            .map_err(|e| format!("cannot open log `{}`: {e}", job.log_path.display()))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| format!("cannot open log `{}`: {e}", job.log_path.display()))?;
+        let status = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&opts.setup.command)
+            .current_dir(worktree)
+            .envs(job.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .status()
+            .await
+            .map_err(|e| format!("setup command `{}` could not start: {e}", opts.setup.command))?;
+        if !status.success() {
+            return Err(format!(
+                "setup command `{}` failed ({status}); see {}",
+                opts.setup.command,
+                job.log_path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn copy_recursively(from: &Path, to: &Path) -> std::io::Result<()> {
+    if from.is_dir() {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copy_recursively(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else {
+        std::fs::copy(from, to).map(|_| ())
+    }
+}
+
+/// Commits leftovers (or refuses them with `commit: off`), then reads what the
+/// branch holds since `start` and audits it against the declared files.
+pub fn collect_work(
+    opts: &RunOptions,
+    spec: &PlannedSpec,
+    worktree: &Path,
+    start: &str,
+) -> Result<Work, String> {
+    let branch = spec.branch();
+    let auto_commit = match opts.commit {
+        CommitMode::Auto => Repo::commit_all(
+            worktree,
+            &format!(
+                "treefarm: commit changes left uncommitted by the agent for {}",
+                spec.id
+            ),
+        )
+        .map_err(|e| format!("failed to commit leftovers in `{}`: {e}", worktree.display()))?
+        .map(|oid| oid.to_string()),
+        CommitMode::Off => {
+            let dirty = Repo::is_dirty(worktree)
+                .map_err(|e| format!("failed to read the status of `{}`: {e}", worktree.display()))?;
+            if dirty {
+                return Err(format!(
+                    "the agent left uncommitted changes in `{}` (agent.commit: off)",
+                    worktree.display()
+                ));
+            }
+            None
+        }
+    };
+    let repo = Repo::discover(&opts.repo_root).map_err(|e| e.to_string())?;
+    let tip = repo
+        .branch_tip(&branch)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("branch `{branch}` disappeared"))?;
+    let start_oid = repo.resolve(start).map_err(|e| e.to_string())?;
+    let commits = repo
+        .commits_between(start_oid, tip)
+        .map_err(|e| e.to_string())?;
+    let changed = repo
+        .changed_paths(start_oid, tip)
+        .map_err(|e| e.to_string())?;
+    let scope_creep = if opts.scope == ScopeMode::Off {
+        Vec::new()
+    } else {
+        undeclared(spec, &changed)
+    };
+    Ok(Work {
+        tip: tip.to_string(),
+        auto_commit,
+        commits: commits.len(),
+        subjects: commits.into_iter().map(|c| c.summary).collect(),
+        changed,
+        scope_creep,
+    })
+}
+
+/// The changed paths that no declared (or shared) path or glob covers.
+pub fn undeclared(spec: &PlannedSpec, changed: &[String]) -> Vec<String> {
+    let mut set = GlobSetBuilder::new();
+    for pattern in spec.files.iter().chain(&spec.shared) {
+        if let Ok(glob) = GlobBuilder::new(pattern).literal_separator(true).build() {
+            set.add(glob);
+        }
+    }
+    let Ok(set) = set.build() else {
+        return Vec::new();
+    };
+    changed
+        .iter()
+        .filter(|p| !set.is_match(p.as_str()))
+        .cloned()
+        .collect()
+}
+
+pub(crate) fn worktree_display(p: &PathBuf) -> String {
+    p.display().to_string()
+}

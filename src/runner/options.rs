@@ -1,0 +1,146 @@
+//! What a run was asked to do, frozen at its start and stored in the journal,
+//! so that `resume` and `merge` continue with exactly the same settings and
+//! spec contents even if the files changed since.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{CommitMode, ScopeMode, SetupConfig, Strategy};
+
+/// A spec as the run saw it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlannedSpec {
+    pub id: String,
+    pub title: String,
+    pub priority: i64,
+    pub order: usize,
+    pub path: PathBuf,
+    pub rel_path: String,
+    pub files: Vec<String>,
+    pub shared: Vec<String>,
+    pub depends_on: Vec<String>,
+    pub body: String,
+}
+
+impl PlannedSpec {
+    pub fn from_spec(spec: &crate::spec::Spec) -> PlannedSpec {
+        PlannedSpec {
+            id: spec.id.clone(),
+            title: spec.title.clone(),
+            priority: spec.priority,
+            order: spec.order,
+            path: spec.path.clone(),
+            rel_path: spec.rel_path.clone(),
+            files: spec.files.clone(),
+            shared: spec.shared.clone(),
+            depends_on: spec.depends_on.clone(),
+            body: spec.body.clone(),
+        }
+    }
+
+    pub fn branch(&self) -> String {
+        branch_for(&self.id)
+    }
+}
+
+/// The branch of a spec: `treefarm/<id>`.
+pub fn branch_for(id: &str) -> String {
+    format!("treefarm/{id}")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunOptions {
+    pub repo_root: PathBuf,
+    pub target: String,
+    pub base_commit: String,
+    pub worktree_dir: PathBuf,
+    pub instances: usize,
+    /// The agent command with placeholders still in it.
+    pub agent_command: String,
+    /// Extra environment for the agent (config `agent.env`, preset options).
+    pub agent_env: Vec<(String, String)>,
+    pub prompt_template: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub grace_ms: u64,
+    pub retries: u32,
+    pub commit: CommitMode,
+    pub scope: ScopeMode,
+    pub setup: SetupConfig,
+    pub port_base: u16,
+    pub port_stride: u16,
+    pub strategy: Strategy,
+    pub gate: Option<String>,
+    pub no_merge: bool,
+    pub keep: bool,
+    /// In priority order.
+    pub specs: Vec<PlannedSpec>,
+    /// Pairs of overlapping spec ids.
+    pub conflicts: Vec<(String, String)>,
+}
+
+impl RunOptions {
+    pub fn spec(&self, id: &str) -> Option<&PlannedSpec> {
+        self.specs.iter().find(|s| s.id == id)
+    }
+
+    pub fn worktree_for(&self, id: &str) -> PathBuf {
+        self.worktree_dir.join(id)
+    }
+
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout_ms.map(Duration::from_millis)
+    }
+
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout_ms.map(Duration::from_millis)
+    }
+
+    pub fn port(&self, slot: usize) -> u32 {
+        u32::from(self.port_base) + slot as u32 * u32::from(self.port_stride)
+    }
+}
+
+/// Single-quotes a value for `sh`.
+pub fn shell_quote(value: &str) -> String {
+    if !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:=@%,".contains(&b))
+    {
+        return value.to_string();
+    }
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// Substitutes `{id}`, `{spec}`, `{worktree}`, `{branch}` and `{target}` in an
+/// agent command, shell-quoting each value.
+pub fn substitute(command: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = command.to_string();
+    for (name, value) in vars {
+        out = out.replace(&format!("{{{name}}}"), &shell_quote(value));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_substituted_quoted() {
+        let cmd = substitute(
+            r#"claude -p "$(cat {spec})" --id {id}"#,
+            &[("spec", "/tmp/my specs/SPEC-1.md"), ("id", "020")],
+        );
+        assert_eq!(cmd, r#"claude -p "$(cat '/tmp/my specs/SPEC-1.md')" --id 020"#);
+    }
+
+    #[test]
+    fn quotes_inside_values_survive() {
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}
