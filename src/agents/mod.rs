@@ -1,1 +1,15 @@
-//! (placeholder: filled in by its owner)
+//! Agent presets and the glue between treefarm and an agent CLI: the embedded
+//! wrapper scripts for Claude Code, Codex, aider and Gemini CLI, the prompt
+//! treefarm hands them, and the "is the agent's program there?" check `run`
+//! makes before creating anything.
+
+mod preset;
+mod program;
+mod prompt;
+
+pub use preset::{
+    materialize_wrapper, preset, preset_command, preset_env, presets, Preset, ENV_AGENT_EXTRA_ARGS,
+    ENV_AGENT_MODEL, ENV_PROMPT_FILE,
+};
+pub use program::{check_preset_program, check_program, shell_quote};
+pub use prompt::{render_prompt, PromptContext, DEFAULT_PROMPT_TEMPLATE};

@@ -1,0 +1,142 @@
+#!/bin/sh
+# treefarm agent wrapper for aider (`aider`).
+#
+# treefarm runs this in the instance's worktree (see docs/agents.md). It hands
+# the assembled prompt to aider as a one-shot message with the declared files
+# in the chat, lets aider auto-commit its edits, writes the status file as it
+# goes and exits with aider's exit code.
+#
+# Options (environment):
+#   TREEFARM_AIDER_BIN         program to run instead of `aider`
+#   TREEFARM_AGENT_MODEL       passed as `--model`
+#   TREEFARM_AGENT_EXTRA_ARGS  appended to the command line, split like sh would
+set -u
+
+tf_display="aider"
+tf_install="python -m pip install aider-install && aider-install"
+tf_prog=${TREEFARM_AIDER_BIN:-aider}
+
+# --- shared wrapper plumbing (identical in every treefarm wrapper) ----------
+
+# Writes {"state","progress","message"} atomically: a temp file beside the
+# status file, then mv, so a reader never sees half a document.
+tf_status() {
+    [ -n "${TREEFARM_STATUS_FILE:-}" ] || return 0
+    tf_msg=$(printf '%s' "$3" | tr '\n\t' '  ' | sed 's/\\/\\\\/g; s/"/\\"/g')
+    tf_tmp="$TREEFARM_STATUS_FILE.tmp.$$"
+    printf '{"state": "%s", "progress": %s, "message": "%s"}\n' "$1" "$2" "$tf_msg" \
+        >"$tf_tmp" 2>/dev/null && mv -f "$tf_tmp" "$TREEFARM_STATUS_FILE" 2>/dev/null
+    return 0
+}
+
+# The CLI must exist before anything else happens: fail at once, 127 like sh.
+if ! command -v "$tf_prog" >/dev/null 2>&1; then
+    echo "treefarm: \`$tf_prog\` ($tf_display) is not installed or not on PATH; install: $tf_install" >&2
+    exit 127
+fi
+
+tf_status started 0 "starting $tf_display"
+
+if [ -n "${TREEFARM_WORKTREE:-}" ]; then
+    cd "$TREEFARM_WORKTREE" || {
+        tf_status failed 0 "cannot enter worktree $TREEFARM_WORKTREE"
+        exit 2
+    }
+fi
+
+# The prompt: the file treefarm assembled, else the spec itself plus the
+# declared files (built in a temp file outside the worktree).
+tf_prompt_file=${TREEFARM_PROMPT_FILE:-}
+tf_cleanup=""
+if [ -z "$tf_prompt_file" ] || [ ! -r "$tf_prompt_file" ]; then
+    if [ -z "${TREEFARM_SPEC_FILE:-}" ] || [ ! -r "$TREEFARM_SPEC_FILE" ]; then
+        echo "treefarm: no prompt: neither TREEFARM_PROMPT_FILE nor TREEFARM_SPEC_FILE names a readable file" >&2
+        tf_status failed 0 "no prompt file"
+        exit 2
+    fi
+    tf_prompt_file=$(mktemp "${TMPDIR:-/tmp}/treefarm-prompt.XXXXXX") || exit 2
+    tf_cleanup=$tf_prompt_file
+    {
+        cat "$TREEFARM_SPEC_FILE"
+        printf '\n\nCreate or modify only these files:\n'
+        printf '%s\n' "${TREEFARM_FILES:-}" | sed '/^$/d; s/^/- /'
+        printf 'Do not create or modify any other file.\n'
+        printf 'When done, commit your work with git on branch %s.\n' "${TREEFARM_BRANCH:-the current branch}"
+    } >"$tf_prompt_file"
+fi
+
+# --- the command line ------------------------------------------------------
+
+# aider's history files default to the repository root, where treefarm's
+# auto-commit would pick them up: keep them beside the status file instead.
+tf_state_dir=""
+if [ -n "${TREEFARM_STATUS_FILE:-}" ]; then
+    tf_state_dir=$(dirname "$TREEFARM_STATUS_FILE")
+elif [ -n "${TREEFARM_PROMPT_FILE:-}" ]; then
+    tf_state_dir=$(dirname "$TREEFARM_PROMPT_FILE")
+fi
+if [ -z "$tf_state_dir" ] || [ ! -d "$tf_state_dir" ]; then
+    tf_state_dir=$(mktemp -d "${TMPDIR:-/tmp}/treefarm-aider.XXXXXX") || exit 2
+fi
+tf_hist="$tf_state_dir/aider-${TREEFARM_SPEC_ID:-agent}"
+
+# Flags, as documented in aider's options reference and scripting page
+# (aider.chat/docs/config/options.html, aider.chat/docs/scripting.html):
+#   --message-file <file>  send the message in the file, process the reply,
+#                          then exit (disables chat mode).
+#   --yes-always           always say yes to every confirmation (e.g. creating
+#                          a declared file that does not exist yet).
+#   --auto-commits         commit the LLM's changes (aider's default, pinned
+#                          here so a user config cannot turn it off).
+#   --no-gitignore         do not add .aider* to .gitignore (that would be an
+#                          undeclared change).
+#   --no-analytics         no analytics for this session (--yes-always would
+#                          otherwise accept the opt-in question).
+#   --no-check-update      do not check for a new version on launch.
+#   --no-show-release-notes  do not show release notes on a new version.
+#   --no-pretty            no colourised output (it goes to treefarm's log).
+#   --no-fancy-input       plain input, no prompt-toolkit history/completion.
+#   --no-detect-urls       do not offer to add URLs from the prompt to the chat.
+#   --no-suggest-shell-commands  no shell commands suggested (and accepted).
+#   --input-history-file / --chat-history-file <file>
+#                          where the input and chat histories are written.
+#   --model <name>         the main chat model.
+#   FILE...                files to edit: the declared paths that are not globs.
+set -- --message-file "$tf_prompt_file" --yes-always --auto-commits --no-gitignore \
+    --no-analytics --no-check-update --no-show-release-notes --no-pretty \
+    --no-fancy-input --no-detect-urls --no-suggest-shell-commands \
+    --input-history-file "$tf_hist.input.history" \
+    --chat-history-file "$tf_hist.chat.history.md"
+if [ -n "${TREEFARM_AGENT_MODEL:-}" ]; then
+    set -- "$@" --model "$TREEFARM_AGENT_MODEL"
+fi
+if [ -n "${TREEFARM_AGENT_EXTRA_ARGS:-}" ]; then
+    eval "set -- \"\$@\" $TREEFARM_AGENT_EXTRA_ARGS"
+fi
+while IFS= read -r tf_file; do
+    case $tf_file in
+    '' | *'*'* | *'?'* | *'['* | *'{'*) ;;
+    *) set -- "$@" "$tf_file" ;;
+    esac
+done <<TF_FILES
+${TREEFARM_FILES:-}
+TF_FILES
+
+tf_status working 10 "$tf_display is working"
+"$tf_prog" "$@" </dev/null
+tf_rc=$?
+[ -n "$tf_cleanup" ] && rm -f "$tf_cleanup"
+# aider caches its repository map in .aider.tags.cache.v* at the root; an
+# untracked cache is aider's, not the spec's, so it must not be committed.
+for tf_cache in .aider.tags.cache.v*; do
+    [ -e "$tf_cache" ] || continue
+    if [ -z "$(git ls-files -- "$tf_cache" 2>/dev/null)" ]; then
+        rm -rf -- "$tf_cache"
+    fi
+done
+if [ "$tf_rc" -eq 0 ]; then
+    tf_status done 100 "$tf_display finished"
+else
+    tf_status failed 100 "$tf_display exited with code $tf_rc"
+fi
+exit "$tf_rc"
