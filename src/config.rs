@@ -1,1 +1,788 @@
-//! (placeholder: filled in by its owner)
+//! `treefarm.yaml` and its environment overrides.
+//!
+//! Precedence: built-in defaults < the file (`<repo>/treefarm.yaml`, or an
+//! explicit `--config` path) < `TREEFARM_*` environment variables < flags (the
+//! command line applies those on top of [`Config::load`]'s result).
+//!
+//! Unknown keys in the file are errors naming the key, file and line; a bad
+//! environment value is an error naming the variable. Other `TREEFARM_*`
+//! variables (`TREEFARM_LOG`, the ones treefarm sets for agents) are not config
+//! and are ignored.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::InputError;
+use crate::spec::yaml::{position, yaml_fault};
+
+/// The config file looked for in the repository root.
+pub const CONFIG_FILE: &str = "treefarm.yaml";
+
+/// Everything `treefarm.yaml` can set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where specs live, relative to the repository root.
+    pub spec_dir: PathBuf,
+    /// The integration branch finished specs merge into.
+    pub target: String,
+    /// The revision the target is created from when it does not exist.
+    pub base: String,
+    /// How many agents run at once (at least 1).
+    pub instances: usize,
+    /// `None`: `../<repo>.treefarm` beside the repository.
+    pub worktree_dir: Option<PathBuf>,
+    pub agent: AgentConfig,
+    pub setup: SetupConfig,
+    pub scope: ScopeMode,
+    /// `TREEFARM_PORT` of slot `n` is `port_base + n * port_stride`.
+    pub port_base: u16,
+    pub port_stride: u16,
+    pub overlap: OverlapConfig,
+    pub merge: MergeConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            spec_dir: PathBuf::from("specs"),
+            target: "roadmap".to_string(),
+            base: "HEAD".to_string(),
+            instances: 3,
+            worktree_dir: None,
+            agent: AgentConfig::default(),
+            setup: SetupConfig::default(),
+            scope: ScopeMode::Warn,
+            port_base: 20000,
+            port_stride: 10,
+            overlap: OverlapConfig::default(),
+            merge: MergeConfig::default(),
+        }
+    }
+}
+
+/// How the agent is started and supervised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Shell command, run with `sh -c` in the worktree; placeholders `{id}`,
+    /// `{spec}`, `{worktree}`, `{branch}`, `{target}`.
+    pub command: Option<String>,
+    /// `claude-code`, `codex`, `aider` or `gemini` (checked where presets live).
+    pub preset: Option<String>,
+    pub model: Option<String>,
+    pub extra_args: Vec<String>,
+    pub prompt_template: Option<String>,
+    #[serde(with = "opt_duration")]
+    pub timeout: Option<Duration>,
+    #[serde(with = "opt_duration")]
+    pub idle_timeout: Option<Duration>,
+    /// Between SIGTERM and SIGKILL on timeout.
+    #[serde(with = "duration")]
+    pub kill_grace: Duration,
+    pub retries: u32,
+    pub commit: CommitMode,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            command: None,
+            preset: None,
+            model: None,
+            extra_args: Vec::new(),
+            prompt_template: None,
+            timeout: None,
+            idle_timeout: None,
+            kill_grace: Duration::from_secs(5),
+            retries: 0,
+            commit: CommitMode::Auto,
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+/// What happens to uncommitted changes when the agent exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommitMode {
+    /// Commit them.
+    #[default]
+    Auto,
+    /// Leave them; the instance fails if there are any.
+    Off,
+}
+
+/// Per-worktree preparation before the agent starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SetupConfig {
+    /// Untracked files copied from the main worktree (`.env`).
+    pub copy: Vec<String>,
+    /// Paths symlinked to the main worktree's (`data/`).
+    pub link: Vec<String>,
+    /// Run in the worktree before the agent; empty = none.
+    pub command: String,
+}
+
+/// What to do when an agent changed files it did not declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScopeMode {
+    #[default]
+    Warn,
+    Fail,
+    Off,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverlapConfig {
+    /// Paths and globs that never make two specs overlap.
+    pub ignore: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MergeConfig {
+    pub strategy: Strategy,
+    /// Command run on the merged commit before the target moves; empty = none.
+    pub gate: String,
+    /// Merge finished specs during `run` (else only `treefarm merge`).
+    pub auto: bool,
+}
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        MergeConfig {
+            strategy: Strategy::Merge,
+            gate: String::new(),
+            auto: true,
+        }
+    }
+}
+
+/// How a finished branch lands on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// A no-fast-forward merge commit.
+    #[default]
+    Merge,
+    Squash,
+    Rebase,
+}
+
+/// An error in `treefarm.yaml` or a `TREEFARM_*` variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file `{}` does not exist", path.display())]
+    MissingFile { path: PathBuf },
+
+    #[error("failed to read config file `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("failed to write `{}`", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{file}: not valid UTF-8 at byte offset {offset}")]
+    NotUtf8 { file: String, offset: usize },
+
+    #[error("{pos}: {message}")]
+    Yaml {
+        file: String,
+        line: usize,
+        column: usize,
+        /// `{file}:{line}:{column}`, precomputed for the message.
+        pos: String,
+        message: String,
+    },
+
+    #[error("{pos}: unknown key `{key}`")]
+    UnknownKey {
+        file: String,
+        line: usize,
+        column: usize,
+        pos: String,
+        /// Dotted path: `agnet` or `agent.modle`.
+        key: String,
+        /// The keys allowed where it was found.
+        known: Vec<String>,
+    },
+
+    #[error("{file}:{line}: `{key}` {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        key: String,
+        message: String,
+    },
+
+    #[error("invalid value `{value}` in environment variable {var}: {message}")]
+    BadEnv {
+        var: String,
+        value: String,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// What to do about it, when that is known.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ConfigError::MissingFile { .. } => {
+                Some("check the `--config` path, or run `treefarm init` to write one".into())
+            }
+            ConfigError::NotUtf8 { .. } => Some("save the file as UTF-8".into()),
+            ConfigError::UnknownKey { known, .. } if !known.is_empty() => {
+                Some(format!("known keys here are {}", known.join(", ")))
+            }
+            ConfigError::BadEnv { var, .. } => Some(format!("fix or unset {var}")),
+            _ => None,
+        }
+    }
+}
+
+impl From<ConfigError> for InputError {
+    fn from(err: ConfigError) -> Self {
+        let mut message = err.to_string();
+        if let Some(source) = std::error::Error::source(&err) {
+            message = format!("{message}: {source}");
+        }
+        let input = InputError::new(message);
+        match err.hint() {
+            Some(hint) => input.with_hint(hint),
+            None => input,
+        }
+    }
+}
+
+/// Parses a duration: humantime (`30m`, `1h 5m`, `500ms`) or plain seconds
+/// (`90`, `1.5`). Used for the file, the environment and flags.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".to_string());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| {
+            format!("invalid duration `{s}`: must be a non-negative number of seconds")
+        });
+    }
+    humantime::parse_duration(s).map_err(|e| {
+        format!("invalid duration `{s}`: {e} (use e.g. `90`, `500ms`, `30m`, `1h 5m`)")
+    })
+}
+
+fn format_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// A duration in YAML: a humantime string or a number of seconds.
+struct DurationVisitor;
+
+impl serde::de::Visitor<'_> for DurationVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a duration such as `30m`, `1h 5m`, `500ms` or a number of seconds")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
+        Ok(Duration::from_secs(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Duration, E> {
+        u64::try_from(v)
+            .map(Duration::from_secs)
+            .map_err(|_| E::custom(format!("negative duration `{v}`")))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Duration, E> {
+        Duration::try_from_secs_f64(v).map_err(|_| E::custom(format!("invalid duration `{v}`")))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+        parse_duration(v).map_err(E::custom)
+    }
+}
+
+mod duration {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(DurationVisitor)
+    }
+}
+
+mod opt_duration {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    struct OptVisitor;
+
+    impl<'de> serde::de::Visitor<'de> for OptVisitor {
+        type Value = Option<Duration>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            DurationVisitor.expecting(f)
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(DurationVisitor).map(Some)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            DurationVisitor.visit_u64(v).map(Some)
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            DurationVisitor.visit_i64(v).map(Some)
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            DurationVisitor.visit_f64(v).map(Some)
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            DurationVisitor.visit_str(v).map(Some)
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        d.deserialize_any(OptVisitor)
+    }
+}
+
+/// File line (1-based) of the first line whose key is `key` at any depth;
+/// used to locate values serde accepted but treefarm rejects.
+fn key_line(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with(':'))
+        })
+        .map_or(1, |i| i + 1)
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn non_empty(v: &str) -> Option<String> {
+    (!v.trim().is_empty()).then(|| v.to_string())
+}
+
+/// The environment variables that are config, in the order of the docs.
+pub const ENV_VARS: &[&str] = &[
+    "TREEFARM_SPEC_DIR",
+    "TREEFARM_TARGET",
+    "TREEFARM_BASE",
+    "TREEFARM_INSTANCES",
+    "TREEFARM_WORKTREE_DIR",
+    "TREEFARM_AGENT_COMMAND",
+    "TREEFARM_AGENT_PRESET",
+    "TREEFARM_AGENT_MODEL",
+    "TREEFARM_AGENT_TIMEOUT",
+    "TREEFARM_AGENT_IDLE_TIMEOUT",
+    "TREEFARM_AGENT_KILL_GRACE",
+    "TREEFARM_AGENT_RETRIES",
+    "TREEFARM_AGENT_COMMIT",
+    "TREEFARM_SCOPE",
+    "TREEFARM_PORT_BASE",
+    "TREEFARM_PORT_STRIDE",
+    "TREEFARM_MERGE_STRATEGY",
+    "TREEFARM_MERGE_GATE",
+    "TREEFARM_MERGE_AUTO",
+    "TREEFARM_SETUP_COMMAND",
+];
+
+impl Config {
+    /// Loads the config: defaults, then the file, then `env`.
+    ///
+    /// The file is `explicit` when given (it must exist; a relative path is
+    /// taken as is, i.e. from the current directory), else
+    /// `<repo_root>/treefarm.yaml` when present. Returns the config and the
+    /// file used, if any.
+    pub fn load(
+        repo_root: &Path,
+        explicit: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, Option<PathBuf>), ConfigError> {
+        let file = match explicit {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(ConfigError::MissingFile {
+                        path: path.to_path_buf(),
+                    });
+                }
+                Some(path.to_path_buf())
+            }
+            None => {
+                let default = repo_root.join(CONFIG_FILE);
+                default.is_file().then_some(default)
+            }
+        };
+        let mut config = match &file {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let name = path
+                    .strip_prefix(repo_root)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| path.display().to_string());
+                Config::parse(&name, &bytes)?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        Ok((config, file))
+    }
+
+    /// Parses the text of a config file; `file` names it in messages.
+    /// Arbitrary bytes never panic. Empty or comment-only text gives the
+    /// defaults.
+    pub fn parse(file: &str, text: &[u8]) -> Result<Config, ConfigError> {
+        let text = std::str::from_utf8(text).map_err(|e| ConfigError::NotUtf8 {
+            file: file.to_string(),
+            offset: e.valid_up_to(),
+        })?;
+        let config: Option<Config> = serde_yaml::from_str(text).map_err(|e| {
+            let fault = yaml_fault(&e, 0);
+            let pos = position(file, fault.line, fault.column);
+            match fault.unknown_field {
+                Some((key, expected)) => {
+                    // serde_yaml prefixes the path of nested keys: `agent: unknown field`.
+                    let prefix = fault
+                        .message
+                        .split_once("unknown field")
+                        .map(|(p, _)| p.trim().trim_end_matches(':').trim())
+                        .unwrap_or("");
+                    let key = if prefix.is_empty() {
+                        key
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    let known = expected
+                        .split(',')
+                        .map(|k| k.trim().trim_start_matches("or ").trim().trim_matches('`'))
+                        .flat_map(|k| k.split(" or "))
+                        .map(|k| k.trim().trim_matches('`').to_string())
+                        .filter(|k| !k.is_empty())
+                        .collect();
+                    ConfigError::UnknownKey {
+                        file: file.to_string(),
+                        line: fault.line,
+                        column: fault.column,
+                        pos,
+                        key,
+                        known,
+                    }
+                }
+                None => ConfigError::Yaml {
+                    file: file.to_string(),
+                    line: fault.line,
+                    column: fault.column,
+                    pos,
+                    message: fault.message,
+                },
+            }
+        })?;
+        let config = config.unwrap_or_default();
+        config.validate(file, text)?;
+        Ok(config)
+    }
+
+    /// Checks what serde's types do not.
+    fn validate(&self, file: &str, text: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            file: file.to_string(),
+            line: key_line(text, key.rsplit('.').next().unwrap_or(key)),
+            key: key.to_string(),
+            message: message.to_string(),
+        };
+        if self.instances == 0 {
+            return Err(invalid("instances", "must be at least 1"));
+        }
+        if self.spec_dir.as_os_str().is_empty() {
+            return Err(invalid("spec_dir", "must not be empty"));
+        }
+        if self.target.trim().is_empty() {
+            return Err(invalid("target", "must not be empty"));
+        }
+        if self.base.trim().is_empty() {
+            return Err(invalid("base", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// Applies the `TREEFARM_*` config variables of `env`; other variables are
+    /// ignored. An empty value clears an optional setting.
+    pub fn apply_env(
+        &mut self,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        for (var, value) in env {
+            if !ENV_VARS.contains(&var.as_str()) {
+                continue;
+            }
+            self.apply_one(&var, &value)
+                .map_err(|message| ConfigError::BadEnv {
+                    var: var.clone(),
+                    value: value.clone(),
+                    message,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn apply_one(&mut self, var: &str, v: &str) -> Result<(), String> {
+        fn num<T: std::str::FromStr>(v: &str, what: &str) -> Result<T, String> {
+            v.trim()
+                .parse::<T>()
+                .map_err(|_| format!("expected {what}"))
+        }
+        fn required(v: &str) -> Result<String, String> {
+            non_empty(v).ok_or_else(|| "must not be empty".to_string())
+        }
+        fn opt_duration(v: &str) -> Result<Option<Duration>, String> {
+            if v.trim().is_empty() {
+                Ok(None)
+            } else {
+                parse_duration(v).map(Some)
+            }
+        }
+        match var {
+            "TREEFARM_SPEC_DIR" => self.spec_dir = PathBuf::from(required(v)?),
+            "TREEFARM_TARGET" => self.target = required(v)?,
+            "TREEFARM_BASE" => self.base = required(v)?,
+            "TREEFARM_INSTANCES" => {
+                let n: usize = num(v, "a whole number of at least 1")?;
+                if n == 0 {
+                    return Err("must be at least 1".into());
+                }
+                self.instances = n;
+            }
+            "TREEFARM_WORKTREE_DIR" => self.worktree_dir = non_empty(v).map(PathBuf::from),
+            "TREEFARM_AGENT_COMMAND" => self.agent.command = non_empty(v),
+            "TREEFARM_AGENT_PRESET" => self.agent.preset = non_empty(v),
+            "TREEFARM_AGENT_MODEL" => self.agent.model = non_empty(v),
+            "TREEFARM_AGENT_TIMEOUT" => self.agent.timeout = opt_duration(v)?,
+            "TREEFARM_AGENT_IDLE_TIMEOUT" => self.agent.idle_timeout = opt_duration(v)?,
+            "TREEFARM_AGENT_KILL_GRACE" => self.agent.kill_grace = parse_duration(v)?,
+            "TREEFARM_AGENT_RETRIES" => self.agent.retries = num(v, "a whole number")?,
+            "TREEFARM_AGENT_COMMIT" => {
+                self.agent.commit = match v.trim().to_ascii_lowercase().as_str() {
+                    "auto" => CommitMode::Auto,
+                    "off" => CommitMode::Off,
+                    _ => return Err("expected `auto` or `off`".into()),
+                }
+            }
+            "TREEFARM_SCOPE" => {
+                self.scope = match v.trim().to_ascii_lowercase().as_str() {
+                    "warn" => ScopeMode::Warn,
+                    "fail" => ScopeMode::Fail,
+                    "off" => ScopeMode::Off,
+                    _ => return Err("expected `warn`, `fail` or `off`".into()),
+                }
+            }
+            "TREEFARM_PORT_BASE" => self.port_base = num(v, "a port number (0-65535)")?,
+            "TREEFARM_PORT_STRIDE" => self.port_stride = num(v, "a number (0-65535)")?,
+            "TREEFARM_MERGE_STRATEGY" => {
+                self.merge.strategy = match v.trim().to_ascii_lowercase().as_str() {
+                    "merge" => Strategy::Merge,
+                    "squash" => Strategy::Squash,
+                    "rebase" => Strategy::Rebase,
+                    _ => return Err("expected `merge`, `squash` or `rebase`".into()),
+                }
+            }
+            "TREEFARM_MERGE_GATE" => self.merge.gate = v.to_string(),
+            "TREEFARM_MERGE_AUTO" => {
+                self.merge.auto =
+                    parse_bool(v).ok_or_else(|| "expected `true` or `false`".to_string())?
+            }
+            "TREEFARM_SETUP_COMMAND" => self.setup.command = v.to_string(),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The commented `treefarm.yaml` that `treefarm init` writes: every key, with
+/// the example values of the design. With a preset, `agent.preset` replaces
+/// `agent.command`.
+pub fn default_config_yaml(agent_preset: Option<&str>) -> String {
+    let agent_line = match agent_preset {
+        Some(preset) => format!(
+            "  # A bundled wrapper for a known agent CLI: claude-code, codex, aider, gemini.\n  \
+             preset: {preset}\n  \
+             # Or any shell command instead (placeholders {{id}} {{spec}} {{worktree}} {{branch}} {{target}}):\n  \
+             # command: claude -p \"$(cat {{spec}})\" --dangerously-skip-permissions\n"
+        ),
+        None => "  # Run with `sh -c` in each worktree. Placeholders: {id} {spec} {worktree} {branch} {target}.\n  \
+                 # Or use a bundled wrapper instead: preset: claude-code | codex | aider | gemini\n  \
+                 command: claude -p \"$(cat {spec})\" --dangerously-skip-permissions\n"
+            .to_string(),
+    };
+    format!(
+        r#"# treefarm.yaml — every key is optional; flags override TREEFARM_* variables,
+# which override this file (e.g. TREEFARM_INSTANCES=4, TREEFARM_AGENT_TIMEOUT=1h).
+
+# Where the specs live (SPEC-<id>-<slug>.md, or *.yaml), relative to the repository.
+spec_dir: specs
+# Integration branch finished specs are merged into; created from `base` if missing.
+target: roadmap
+base: HEAD
+# How many agents run side by side.
+instances: 3
+# Where worktrees go; default: ../<repo-name>.treefarm beside the repository.
+# worktree_dir: ../myrepo.treefarm
+
+agent:
+{agent_line}  # model: ""            # passed to presets that take a model
+  # extra_args: []       # appended to the preset's command line
+  # Durations: 30m, 1h 5m, 500ms, or a number of seconds.
+  timeout: 30m           # SIGTERM to the agent's process group, then SIGKILL
+  idle_timeout: 10m      # no output and no status update for this long = timeout
+  kill_grace: 5s         # between SIGTERM and SIGKILL
+  retries: 0             # reruns in the same worktree after a failure
+  commit: auto           # auto: commit what the agent left; off: leftovers fail the instance
+  env: {{}}                # extra environment for the agent
+
+# Per worktree, before the agent starts: copy untracked files (e.g. [.env]),
+# symlink shared folders (e.g. [data]), run a command (its failure fails the instance).
+setup: {{ copy: [], link: [], command: "" }}
+
+# Files changed but not declared by the spec: warn | fail | off.
+scope: warn
+
+# TREEFARM_PORT for slot n is port_base + n * port_stride.
+port_base: 20000
+port_stride: 10
+
+# Paths that never make two specs overlap.
+overlap: {{ ignore: [Cargo.lock] }}
+
+# strategy: merge (no-ff merge commit) | squash | rebase.
+# gate: a command run on the merged commit before the target moves (e.g. cargo test).
+# auto: merge during `run`; false leaves it to `treefarm merge`.
+merge: {{ strategy: merge, gate: "", auto: true }}
+"#
+    )
+}
+
+/// The example spec `treefarm init` writes.
+const EXAMPLE_SPEC: &str = r#"---
+title: Example — add a greeting to the README
+priority: 1
+files:
+  - README.md
+---
+# Example — add a greeting to the README
+
+One spec is one unit of work for one agent, in its own worktree and branch.
+Declare every file the agent may touch: in the front matter above (`files:`),
+or with markers in the body such as
+
+**Files**:
+- `README.md`
+
+Paths mentioned anywhere else (like `src/main.rs` in this sentence) are not
+declarations. Globs work (`src/http/**`), and a trailing `/` means the whole
+folder. Other fields: `id`, `priority`, `depends_on: [SPEC-002]`,
+`shared: [Cargo.lock]`.
+
+## Instructions
+
+Add a line "Hello from treefarm" at the end of README.md and commit.
+"#;
+
+/// Writes `treefarm.yaml` and `specs/SPEC-001-example.md` under `repo_root`,
+/// never overwriting: each path comes back with `true` when created, `false`
+/// when it already existed and was left alone.
+pub fn init(
+    repo_root: &Path,
+    agent_preset: Option<&str>,
+) -> Result<Vec<(PathBuf, bool)>, ConfigError> {
+    let files = [
+        (
+            repo_root.join(CONFIG_FILE),
+            default_config_yaml(agent_preset),
+        ),
+        (
+            repo_root.join("specs").join("SPEC-001-example.md"),
+            EXAMPLE_SPEC.to_string(),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (path, contents) in files {
+        let created = write_new(&path, &contents)?;
+        out.push((path, created));
+    }
+    Ok(out)
+}
+
+/// Creates `path` with `contents` unless it exists; `Ok(false)` when it did.
+fn write_new(path: &Path, contents: &str) -> Result<bool, ConfigError> {
+    use std::io::Write;
+    let err = |source| ConfigError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    let mut file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(err(e)),
+    };
+    file.write_all(contents.as_bytes()).map_err(err)?;
+    Ok(true)
+}

@@ -1,1 +1,21 @@
-//! (placeholder: filled in by its owner)
+//! Specs: one unit of work each, read from `spec_dir` (Markdown with optional
+//! front matter and explicit markers, or YAML), validated as a set.
+//!
+//! Pipeline: [`parse_spec`] turns one file's bytes into a [`RawSpec`] and
+//! checks what can be checked in isolation (paths, globs, at least one declared
+//! file); [`load_specs`] reads a folder, resolves ids, dependencies and cycles
+//! and returns a [`SpecSet`] sorted by priority.
+
+mod error;
+mod load;
+mod markers;
+mod model;
+mod parse;
+mod paths;
+pub(crate) mod yaml;
+
+pub use error::SpecError;
+pub use load::load_specs;
+pub use model::{id_key, Spec, SpecSet};
+pub use parse::{id_from_file_name, parse_spec, Declared, RawSpec, SpecFormat};
+pub use paths::normalize_path;
