@@ -64,11 +64,8 @@ fn agent_command(ctx: &Ctx, flag: Option<&str>, wrapper_dir: &std::path::Path) -
     }
     if let Some(name) = &agent.preset {
         let preset = crate::agents::preset(name)?;
-        let bin_override = format!("TREEFARM_{}_BIN", preset.program.to_uppercase());
-        let program = std::env::var(&bin_override).unwrap_or_else(|_| preset.program.to_string());
-        crate::agents::check_program(&program, path.as_deref(), ctx.root()).map_err(|e| {
-            InputError::new(format!("agent preset `{name}`: {}", e.message)).with_hint(preset.install_hint)
-        })?;
+        let bin = std::env::var_os(preset.bin_env);
+        crate::agents::check_preset_program(preset, bin.as_deref(), path.as_deref(), ctx.root())?;
         std::fs::create_dir_all(wrapper_dir)?;
         let wrapper = crate::agents::materialize_wrapper(preset, wrapper_dir)
             .with_context(|| format!("failed to write the `{name}` wrapper into `{}`", wrapper_dir.display()))?;

@@ -103,17 +103,7 @@ impl RunOptions {
     }
 }
 
-/// Single-quotes a value for `sh`.
-pub fn shell_quote(value: &str) -> String {
-    if !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:=@%,".contains(&b))
-    {
-        return value.to_string();
-    }
-    format!("'{}'", value.replace('\'', r"'\''"))
-}
+pub use crate::agents::shell_quote;
 
 /// Substitutes `{id}`, `{spec}`, `{worktree}`, `{branch}` and `{target}` in an
 /// agent command, shell-quoting each value.
@@ -138,9 +128,4 @@ mod tests {
         assert_eq!(cmd, r#"claude -p "$(cat '/tmp/my specs/SPEC-1.md')" --id 020"#);
     }
 
-    #[test]
-    fn quotes_inside_values_survive() {
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote(""), "''");
-    }
 }
