@@ -147,7 +147,12 @@ pub fn plan(
     let sel = select(ctx, ids)?;
     let worktree_dir = ctx.worktree_dir()?;
     let waves = plan_waves(sel.nodes(), &sel.conflicts(), ctx.config.instances);
-    let wave_of = |id: &str| waves.iter().position(|w| w.iter().any(|x| x == id)).unwrap_or(0);
+    let wave_index: std::collections::HashMap<&str, usize> = waves
+        .iter()
+        .enumerate()
+        .flat_map(|(i, w)| w.iter().map(move |id| (id.as_str(), i)))
+        .collect();
+    let wave_of = |id: &str| wave_index.get(id).copied().unwrap_or(0);
     let report = PlanReport {
         target: ctx.config.target.clone(),
         base: sel.base.to_string(),
