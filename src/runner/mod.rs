@@ -1,1 +1,17 @@
-//! (placeholder: filled in by its owner)
+//! The only async code: a dispatcher that owns what the user sees, and one
+//! executor per running agent that talks to it over channels.
+//!
+//! `executor` runs one agent (process group, log, status file, timeouts);
+//! `process` holds the process-group primitives it is built on;
+//! `status_file` parses the agent's optional status JSON.
+
+pub mod executor;
+pub mod process;
+pub mod status_file;
+
+pub use executor::{
+    agent_command, kill_group, read_exit_code, run_agent, wait_detached, AgentEnd, AgentEvent,
+    AgentJob, SpawnError, Stop,
+};
+pub use process::set_child_subreaper;
+pub use status_file::AgentStatus;
