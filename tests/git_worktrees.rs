@@ -59,8 +59,14 @@ fn add_worktrees_creates_several_in_parallel_on_their_branches() {
             req.branch
         );
         assert!(list.contains(&block), "missing {block}\nin\n{list}");
-        assert_eq!(t.git_at(&path, &["status", "--porcelain", "--untracked-files=all"]), "");
-        assert_eq!(std::fs::read_to_string(path.join("dir with space/a b.txt")).unwrap(), "spaced\n");
+        assert_eq!(
+            t.git_at(&path, &["status", "--porcelain", "--untracked-files=all"]),
+            ""
+        );
+        assert_eq!(
+            std::fs::read_to_string(path.join("dir with space/a b.txt")).unwrap(),
+            "spaced\n"
+        );
         assert!(t.common_admin(&req.name).is_dir());
     }
     assert_eq!(t.main_snapshot(), before);
@@ -100,14 +106,20 @@ fn leftover_path_is_an_error_naming_it_and_is_kept() {
     std::fs::write(path.join("keep.txt"), "precious").unwrap();
 
     let ok_path = t.worktree_dir().join("021");
-    let results = repo.add_worktrees(&[request("020", path.clone(), head(&t)), request("021", ok_path, head(&t))]);
+    let results = repo.add_worktrees(&[
+        request("020", path.clone(), head(&t)),
+        request("021", ok_path, head(&t)),
+    ]);
     let err = results[0].as_ref().unwrap_err();
     assert!(matches!(err, GitError::LeftoverPath { .. }), "{err:?}");
     assert!(err.is_user_fixable());
     assert!(err.to_string().contains("020"), "{err}");
     assert!(err.hint().unwrap().contains("treefarm prune"));
     assert!(results[1].is_ok());
-    assert_eq!(std::fs::read_to_string(path.join("keep.txt")).unwrap(), "precious");
+    assert_eq!(
+        std::fs::read_to_string(path.join("keep.txt")).unwrap(),
+        "precious"
+    );
     assert_eq!(t.git(&["branch", "--list", "treefarm/020"]), "");
 }
 
@@ -152,7 +164,10 @@ fn reuse_keeps_an_existing_worktree_untouched() {
 
     req.reuse = true;
     assert!(repo.add_worktrees(&[req])[0].is_ok());
-    assert_eq!(std::fs::read_to_string(path.join("work in progress.txt")).unwrap(), "wip");
+    assert_eq!(
+        std::fs::read_to_string(path.join("work in progress.txt")).unwrap(),
+        "wip"
+    );
 }
 
 #[test]
@@ -193,17 +208,29 @@ fn scratch_worktree_is_removed_on_drop_and_by_remove() {
     let scratch = repo.scratch_worktree(at, &dir).unwrap();
     let path = scratch.path().to_path_buf();
     assert_eq!(t.git_at(&path, &["rev-parse", "HEAD"]), at.to_string());
-    assert!(t.git(&["worktree", "list", "--porcelain"]).contains("detached"));
+    assert!(t
+        .git(&["worktree", "list", "--porcelain"])
+        .contains("detached"));
     assert_eq!(t.git(&["branch", "--list", "treefarm/*"]), "");
     drop(scratch);
     assert!(!path.exists());
-    assert_eq!(t.git(&["worktree", "list", "--porcelain"]).matches("worktree ").count(), 1);
+    assert_eq!(
+        t.git(&["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1
+    );
 
     let scratch = repo.scratch_worktree(at, &dir).unwrap();
     let path = scratch.path().to_path_buf();
     scratch.remove().unwrap();
     assert!(!path.exists());
-    assert_eq!(t.git(&["worktree", "list", "--porcelain"]).matches("worktree ").count(), 1);
+    assert_eq!(
+        t.git(&["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1
+    );
     assert_eq!(t.git(&["branch", "--list", "treefarm/*"]), "");
 }
 
@@ -221,7 +248,12 @@ fn remove_worktree_refuses_a_dirty_one_unless_forced() {
 
     repo.remove_worktree(&path, true).unwrap();
     assert!(!path.exists());
-    assert_eq!(t.git(&["worktree", "list", "--porcelain"]).matches("worktree ").count(), 1);
+    assert_eq!(
+        t.git(&["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1
+    );
     // The branch is kept; deleting it is a separate step.
     assert_eq!(t.git(&["branch", "--list", "treefarm/020"]), "treefarm/020");
     repo.delete_branch("treefarm/020").unwrap();
@@ -260,8 +292,20 @@ fn archive_refs_are_never_overwritten() {
     t.commit_all("second");
     let second = head(&t);
     let repo = Repo::discover(&t.root).unwrap();
-    assert_eq!(repo.archive("020", first).unwrap(), "refs/treefarm/archive/020");
-    assert_eq!(repo.archive("020", second).unwrap(), "refs/treefarm/archive/020-2");
-    assert_eq!(t.git(&["rev-parse", "refs/treefarm/archive/020"]), first.to_string());
-    assert_eq!(t.git(&["rev-parse", "refs/treefarm/archive/020-2"]), second.to_string());
+    assert_eq!(
+        repo.archive("020", first).unwrap(),
+        "refs/treefarm/archive/020"
+    );
+    assert_eq!(
+        repo.archive("020", second).unwrap(),
+        "refs/treefarm/archive/020-2"
+    );
+    assert_eq!(
+        t.git(&["rev-parse", "refs/treefarm/archive/020"]),
+        first.to_string()
+    );
+    assert_eq!(
+        t.git(&["rev-parse", "refs/treefarm/archive/020-2"]),
+        second.to_string()
+    );
 }

@@ -18,7 +18,9 @@ impl Repo {
     pub fn commit_all(worktree: &Path, message: &str) -> Result<Option<Oid>, GitError> {
         let repo = open_worktree(worktree)?;
         let at = || worktree.display().to_string();
-        let mut index = repo.index().map_err(|e| GitError::git("read the index of", at(), e))?;
+        let mut index = repo
+            .index()
+            .map_err(|e| GitError::git("read the index of", at(), e))?;
         index
             .add_all(["*"], IndexAddOption::DEFAULT, None)
             .and_then(|()| index.update_all(["*"], None))
@@ -32,7 +34,9 @@ impl Repo {
                 head.peel_to_commit()
                     .map_err(|e| GitError::git("read HEAD of", at(), e))?,
             ),
-            Err(e) if e.code() == ErrorCode::UnbornBranch || e.code() == ErrorCode::NotFound => None,
+            Err(e) if e.code() == ErrorCode::UnbornBranch || e.code() == ErrorCode::NotFound => {
+                None
+            }
             Err(e) => return Err(GitError::git("read HEAD of", at(), e)),
         };
         if parent.as_ref().is_some_and(|p| p.tree_id() == tree_id) {
@@ -54,12 +58,21 @@ impl Repo {
     pub fn is_dirty(worktree: &Path) -> Result<bool, GitError> {
         let repo = open_worktree(worktree)?;
         let head_tree = match repo.head() {
-            Ok(head) => Some(
-                head.peel_to_tree()
-                    .map_err(|e| GitError::git("read HEAD of", worktree.display().to_string(), e))?,
-            ),
-            Err(e) if e.code() == ErrorCode::UnbornBranch || e.code() == ErrorCode::NotFound => None,
-            Err(e) => return Err(GitError::git("read HEAD of", worktree.display().to_string(), e)),
+            Ok(head) => {
+                Some(head.peel_to_tree().map_err(|e| {
+                    GitError::git("read HEAD of", worktree.display().to_string(), e)
+                })?)
+            }
+            Err(e) if e.code() == ErrorCode::UnbornBranch || e.code() == ErrorCode::NotFound => {
+                None
+            }
+            Err(e) => {
+                return Err(GitError::git(
+                    "read HEAD of",
+                    worktree.display().to_string(),
+                    e,
+                ))
+            }
         };
         Ok(!matches_tree(&repo, head_tree.as_ref(), worktree)?)
     }
@@ -67,14 +80,21 @@ impl Repo {
 
 /// Opens the repository of one worktree (main or linked) at its root.
 pub(crate) fn open_worktree(worktree: &Path) -> Result<Repository, GitError> {
-    Repository::open(worktree).map_err(|e| GitError::git("open worktree", worktree.display().to_string(), e))
+    Repository::open(worktree)
+        .map_err(|e| GitError::git("open worktree", worktree.display().to_string(), e))
 }
 
 /// Whether the worktree's index equals `tree` and its files equal the index,
 /// with no untracked, non-ignored file (an empty `tree` when `None`).
-pub(crate) fn matches_tree(repo: &Repository, tree: Option<&Tree<'_>>, worktree: &Path) -> Result<bool, GitError> {
+pub(crate) fn matches_tree(
+    repo: &Repository,
+    tree: Option<&Tree<'_>>,
+    worktree: &Path,
+) -> Result<bool, GitError> {
     let at = || worktree.display().to_string();
-    let index = repo.index().map_err(|e| GitError::git("read the index of", at(), e))?;
+    let index = repo
+        .index()
+        .map_err(|e| GitError::git("read the index of", at(), e))?;
     if index.has_conflicts() {
         return Ok(false);
     }

@@ -157,7 +157,11 @@ impl GitError {
         Some(hint.to_string())
     }
 
-    pub(crate) fn git(action: &'static str, subject: impl Into<String>, source: git2::Error) -> Self {
+    pub(crate) fn git(
+        action: &'static str,
+        subject: impl Into<String>,
+        source: git2::Error,
+    ) -> Self {
         GitError::Git {
             action,
             subject: subject.into(),
@@ -165,7 +169,11 @@ impl GitError {
         }
     }
 
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         GitError::Io {
             action,
             path: path.into(),

@@ -45,7 +45,9 @@ pub enum Advance {
     Moved,
     /// The target no longer points to `old` (`Oid::zero()`: it is gone);
     /// nothing was changed — prepare again.
-    Raced { current: Oid },
+    Raced {
+        current: Oid,
+    },
 }
 
 impl Repo {
@@ -132,19 +134,21 @@ impl Repo {
                             paths: conflict_paths(&index)?,
                         });
                     }
-                    let tree_id = index
-                        .write_tree_to(&repo)
-                        .map_err(|e| GitError::git("write replayed tree of", info.id.to_string(), e))?;
+                    let tree_id = index.write_tree_to(&repo).map_err(|e| {
+                        GitError::git("write replayed tree of", info.id.to_string(), e)
+                    })?;
                     if tree_id == onto.tree_id() {
                         continue;
                     }
-                    let tree = repo
-                        .find_tree(tree_id)
-                        .map_err(|e| GitError::git("read replayed tree of", info.id.to_string(), e))?;
+                    let tree = repo.find_tree(tree_id).map_err(|e| {
+                        GitError::git("read replayed tree of", info.id.to_string(), e)
+                    })?;
                     let message = String::from_utf8_lossy(pick.message_bytes()).into_owned();
                     let id = repo
                         .commit(None, &pick.author(), &sig, &message, &tree, &[&onto])
-                        .map_err(|e| GitError::git("write replayed commit of", info.id.to_string(), e))?;
+                        .map_err(|e| {
+                            GitError::git("write replayed commit of", info.id.to_string(), e)
+                        })?;
                     onto = find_commit(&repo, id)?;
                 }
                 if onto.id() == ours_id {
@@ -164,7 +168,12 @@ impl Repo {
     /// Every worktree with the target checked out must be clean first (else a
     /// user-fixable error, nothing moved); after the move each is checked out
     /// at `new`, files and index. No other worktree is touched.
-    pub fn advance_target(&self, target_branch: &str, old: Oid, new: Oid) -> Result<Advance, GitError> {
+    pub fn advance_target(
+        &self,
+        target_branch: &str,
+        old: Oid,
+        new: Oid,
+    ) -> Result<Advance, GitError> {
         let repo = self.open()?;
         let refname = format!("refs/heads/{target_branch}");
         let current = branch_tip_in(&repo, target_branch)?;
@@ -176,7 +185,11 @@ impl Repo {
         let old_tree = if old.is_zero() {
             None
         } else {
-            Some(find_commit(&repo, old)?.tree().map_err(|e| GitError::git("read tree of", old.to_string(), e))?)
+            Some(
+                find_commit(&repo, old)?
+                    .tree()
+                    .map_err(|e| GitError::git("read tree of", old.to_string(), e))?,
+            )
         };
         let checkouts: Vec<PathBuf> = self
             .worktrees()?
@@ -202,7 +215,12 @@ impl Repo {
         };
         match moved {
             Ok(_) => {}
-            Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::NotFound | ErrorCode::Exists) => {
+            Err(e)
+                if matches!(
+                    e.code(),
+                    ErrorCode::Modified | ErrorCode::NotFound | ErrorCode::Exists
+                ) =>
+            {
                 let current = branch_tip_in(&repo, target_branch)?.unwrap_or(Oid::zero());
                 return Ok(Advance::Raced { current });
             }
@@ -214,7 +232,8 @@ impl Repo {
                 // Put the ref back (only if still ours) so the checkout stays
                 // consistent with its branch.
                 if !old.is_zero() {
-                    let _ = repo.reference_matching(&refname, old, true, new, "treefarm: undo advance");
+                    let _ =
+                        repo.reference_matching(&refname, old, true, new, "treefarm: undo advance");
                 }
                 return Err(e);
             }
@@ -245,7 +264,13 @@ fn sync_checkout(
     let mut opts = CheckoutBuilder::new();
     opts.force().remove_untracked(false).remove_ignored(false);
     wt.checkout_tree(commit.as_object(), Some(&mut opts))
-        .map_err(|e| GitError::git("update the checkout of the target at", path.display().to_string(), e))
+        .map_err(|e| {
+            GitError::git(
+                "update the checkout of the target at",
+                path.display().to_string(),
+                e,
+            )
+        })
 }
 
 fn find_commit(repo: &Repository, id: Oid) -> Result<Commit<'_>, GitError> {
@@ -261,7 +286,10 @@ fn conflict_paths(index: &Index) -> Result<Vec<String>, GitError> {
         .map_err(|e| GitError::git("read conflicts of", "merge", e))?;
     for conflict in conflicts {
         let conflict = conflict.map_err(|e| GitError::git("read conflicts of", "merge", e))?;
-        for entry in [conflict.ancestor, conflict.our, conflict.their].into_iter().flatten() {
+        for entry in [conflict.ancestor, conflict.our, conflict.their]
+            .into_iter()
+            .flatten()
+        {
             paths.insert(String::from_utf8_lossy(&entry.path).into_owned());
         }
     }

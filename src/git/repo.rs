@@ -9,7 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{BranchType, ErrorCode, ObjectType, Oid, Repository, Sort, TreeWalkMode, TreeWalkResult};
+use git2::{
+    BranchType, ErrorCode, ObjectType, Oid, Repository, Sort, TreeWalkMode, TreeWalkResult,
+};
 
 use super::error::GitError;
 
@@ -43,7 +45,9 @@ impl Repo {
         // From a linked worktree, the main worktree is the work dir of the
         // repository at the common dir.
         let main = if repo.is_worktree() {
-            Repository::open(&common_dir).map_err(|e| GitError::git("open repository", common_dir.display().to_string(), e))?
+            Repository::open(&common_dir).map_err(|e| {
+                GitError::git("open repository", common_dir.display().to_string(), e)
+            })?
         } else {
             repo
         };
@@ -179,7 +183,9 @@ impl Repo {
     pub fn delete_branch(&self, branch: &str) -> Result<(), GitError> {
         let repo = self.open()?;
         let result = match repo.find_branch(branch, BranchType::Local) {
-            Ok(mut b) => b.delete().map_err(|e| GitError::git("delete branch", branch, e)),
+            Ok(mut b) => b
+                .delete()
+                .map_err(|e| GitError::git("delete branch", branch, e)),
             Err(e) if e.code() == ErrorCode::NotFound => Ok(()),
             Err(e) => Err(GitError::git("read branch", branch, e)),
         };
@@ -236,7 +242,11 @@ pub(crate) fn branch_tip_in(repo: &Repository, branch: &str) -> Result<Option<Oi
     }
 }
 
-pub(crate) fn ensure_branch_in(repo: &Repository, branch: &str, at: Oid) -> Result<Option<Oid>, GitError> {
+pub(crate) fn ensure_branch_in(
+    repo: &Repository,
+    branch: &str,
+    at: Oid,
+) -> Result<Option<Oid>, GitError> {
     if let Some(tip) = branch_tip_in(repo, branch)? {
         return Ok(Some(tip));
     }
@@ -251,9 +261,15 @@ pub(crate) fn ensure_branch_in(repo: &Repository, branch: &str, at: Oid) -> Resu
     }
 }
 
-pub(crate) fn commits_between_in(repo: &Repository, from: Oid, to: Oid) -> Result<Vec<CommitInfo>, GitError> {
+pub(crate) fn commits_between_in(
+    repo: &Repository,
+    from: Oid,
+    to: Oid,
+) -> Result<Vec<CommitInfo>, GitError> {
     let range = || format!("{from}..{to}");
-    let mut walk = repo.revwalk().map_err(|e| GitError::git("walk history", range(), e))?;
+    let mut walk = repo
+        .revwalk()
+        .map_err(|e| GitError::git("walk history", range(), e))?;
     walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)
         .and_then(|()| walk.push(to))
         .and_then(|()| walk.hide(from))
@@ -266,7 +282,8 @@ pub(crate) fn commits_between_in(repo: &Repository, from: Oid, to: Oid) -> Resul
             .map_err(|e| GitError::git("read commit", id.to_string(), e))?;
         out.push(CommitInfo {
             id,
-            summary: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default()).into_owned(),
+            summary: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default())
+                .into_owned(),
             author: signature_text(&commit.author()),
         });
     }

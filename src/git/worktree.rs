@@ -80,7 +80,8 @@ impl Drop for ScratchWorktree {
 
 fn remove_scratch(repo: &Repo, name: &str, path: &Path) -> Result<(), GitError> {
     if path.exists() {
-        std::fs::remove_dir_all(path).map_err(|e| GitError::io("remove scratch worktree", path, e))?;
+        std::fs::remove_dir_all(path)
+            .map_err(|e| GitError::io("remove scratch worktree", path, e))?;
     }
     let git = repo.open()?;
     prune_admin(&git, name)
@@ -142,13 +143,19 @@ impl Repo {
         }
 
         // Parent folders (create_dir_all tolerates a concurrent creator).
-        jobs.retain(|(i, path, _)| match path.parent().map(std::fs::create_dir_all) {
-            Some(Err(e)) => {
-                results[*i] = Some(Err(GitError::io("create folder", path.parent().unwrap_or(path), e)));
-                false
-            }
-            _ => true,
-        });
+        jobs.retain(
+            |(i, path, _)| match path.parent().map(std::fs::create_dir_all) {
+                Some(Err(e)) => {
+                    results[*i] = Some(Err(GitError::io(
+                        "create folder",
+                        path.parent().unwrap_or(path),
+                        e,
+                    )));
+                    false
+                }
+                _ => true,
+            },
+        );
 
         // Phase two, parallel: add and check out.
         let next = AtomicUsize::new(0);
@@ -196,9 +203,15 @@ impl Repo {
     ) -> Result<Plan, GitError> {
         check_worktree_name(&req.name)?;
         check_branch_name(&req.branch)?;
-        let path = std::path::absolute(&req.path).map_err(|e| GitError::io("resolve path", &req.path, e))?;
-        if !seen.0.insert(req.name.clone()) || !seen.1.insert(path.clone()) || !seen.2.insert(req.branch.clone()) {
-            return Err(GitError::DuplicateRequest { name: req.name.clone() });
+        let path = std::path::absolute(&req.path)
+            .map_err(|e| GitError::io("resolve path", &req.path, e))?;
+        if !seen.0.insert(req.name.clone())
+            || !seen.1.insert(path.clone())
+            || !seen.2.insert(req.branch.clone())
+        {
+            return Err(GitError::DuplicateRequest {
+                name: req.name.clone(),
+            });
         }
         let admin = self.common_dir().join("worktrees").join(&req.name);
         let registered = existing.iter().find(|w| !w.is_main && w.name == req.name);
@@ -220,7 +233,10 @@ impl Repo {
         if path.symlink_metadata().is_ok() {
             return Err(GitError::LeftoverPath { path });
         }
-        if let Some(w) = existing.iter().find(|w| w.branch.as_deref() == Some(req.branch.as_str())) {
+        if let Some(w) = existing
+            .iter()
+            .find(|w| w.branch.as_deref() == Some(req.branch.as_str()))
+        {
             return Err(GitError::BranchCheckedOut {
                 branch: req.branch.clone(),
                 path: w.path.clone(),
@@ -248,7 +264,12 @@ impl Repo {
 
     /// Adds one worktree with its own repository handle; on failure removes
     /// exactly what this call created.
-    fn add_one(&self, req: &WorktreeRequest, path: &Path, created_branch: bool) -> Result<(), GitError> {
+    fn add_one(
+        &self,
+        req: &WorktreeRequest,
+        path: &Path,
+        created_branch: bool,
+    ) -> Result<(), GitError> {
         let repo = self.open()?;
         let result = add_on_branch(&repo, &req.name, path, &req.branch);
         if result.is_err() {
@@ -272,7 +293,12 @@ impl Repo {
         let ours = |file: PathBuf, expect: &Path| {
             std::fs::read_to_string(file)
                 .ok()
-                .and_then(|s| s.trim().strip_prefix("gitdir: ").map(PathBuf::from).or(Some(PathBuf::from(s.trim()))))
+                .and_then(|s| {
+                    s.trim()
+                        .strip_prefix("gitdir: ")
+                        .map(PathBuf::from)
+                        .or(Some(PathBuf::from(s.trim())))
+                })
                 .is_some_and(|p| same_path(&p, expect))
         };
         if ours(path.join(".git"), &admin) {
@@ -281,7 +307,9 @@ impl Repo {
             let _ = std::fs::remove_dir(path);
         }
         if ours(admin.join("gitdir"), &path.join(".git")) {
-            let _ = prune_admin(repo, name).or_else(|_| std::fs::remove_dir_all(&admin).map_err(|e| GitError::io("remove", &admin, e)));
+            let _ = prune_admin(repo, name).or_else(|_| {
+                std::fs::remove_dir_all(&admin).map_err(|e| GitError::io("remove", &admin, e))
+            });
         } else {
             let _ = std::fs::remove_dir(&admin);
         }
@@ -299,16 +327,23 @@ impl Repo {
             path_exists: self.root().exists(),
             is_main: true,
         }];
-        let names = repo
-            .worktrees()
-            .map_err(|e| GitError::git("list worktrees of", self.common_dir().display().to_string(), e))?;
+        let names = repo.worktrees().map_err(|e| {
+            GitError::git(
+                "list worktrees of",
+                self.common_dir().display().to_string(),
+                e,
+            )
+        })?;
         for name in names.iter().flatten() {
             let wt = match repo.find_worktree(name) {
                 Ok(wt) => wt,
                 Err(e) => return Err(GitError::git("read worktree", name, e)),
             };
             let path = wt.path().to_path_buf();
-            let (branch, head) = read_head(&repo, &self.common_dir().join("worktrees").join(name).join("HEAD"));
+            let (branch, head) = read_head(
+                &repo,
+                &self.common_dir().join("worktrees").join(name).join("HEAD"),
+            );
             out.push(WorktreeInfo {
                 name: name.to_string(),
                 path_exists: path.exists(),
@@ -346,13 +381,18 @@ impl Repo {
             .find_worktree(&w.name)
             .map_err(|e| GitError::git("read worktree", &w.name, e))?;
         if !force && matches!(wt.is_locked(), Ok(WorktreeLockStatus::Locked(_))) {
-            return Err(GitError::WorktreeLocked { name: w.name.clone() });
+            return Err(GitError::WorktreeLocked {
+                name: w.name.clone(),
+            });
         }
         if w.path_exists {
             if !force && Repo::is_dirty(&w.path)? {
-                return Err(GitError::WorktreeDirty { path: w.path.clone() });
+                return Err(GitError::WorktreeDirty {
+                    path: w.path.clone(),
+                });
             }
-            std::fs::remove_dir_all(&w.path).map_err(|e| GitError::io("remove worktree", &w.path, e))?;
+            std::fs::remove_dir_all(&w.path)
+                .map_err(|e| GitError::io("remove worktree", &w.path, e))?;
         }
         prune_admin(&repo, &w.name)
     }
@@ -361,9 +401,13 @@ impl Repo {
     /// locked, as git does); returns their names.
     pub fn prune_stale(&self) -> Result<Vec<String>, GitError> {
         let repo = self.open()?;
-        let names = repo
-            .worktrees()
-            .map_err(|e| GitError::git("list worktrees of", self.common_dir().display().to_string(), e))?;
+        let names = repo.worktrees().map_err(|e| {
+            GitError::git(
+                "list worktrees of",
+                self.common_dir().display().to_string(),
+                e,
+            )
+        })?;
         let mut pruned = Vec::new();
         for name in names.iter().flatten() {
             let wt = repo
@@ -415,9 +459,11 @@ impl Repo {
         let made = add_on_branch(&repo, &name, &path, &branch).and_then(|()| {
             // Detach, so the temporary branch can go at once and a killed
             // process leaves at most a stale admin entry behind.
-            let wt = Repository::open(&path).map_err(|e| GitError::git("open worktree", path.display().to_string(), e))?;
-            wt.set_head_detached(at)
-                .map_err(|e| GitError::git("detach HEAD of worktree", path.display().to_string(), e))
+            let wt = Repository::open(&path)
+                .map_err(|e| GitError::git("open worktree", path.display().to_string(), e))?;
+            wt.set_head_detached(at).map_err(|e| {
+                GitError::git("detach HEAD of worktree", path.display().to_string(), e)
+            })
         });
         let deleted = self.delete_branch(&branch);
         match made {
@@ -437,7 +483,9 @@ fn add_on_branch(repo: &Repository, name: &str, path: &Path, branch: &str) -> Re
         branch: branch.to_string(),
         source,
     };
-    let reference = repo.find_reference(&format!("refs/heads/{branch}")).map_err(fail)?;
+    let reference = repo
+        .find_reference(&format!("refs/heads/{branch}"))
+        .map_err(fail)?;
     let mut opts = WorktreeAddOptions::new();
     opts.reference(Some(&reference));
     repo.worktree(name, path, Some(&opts)).map_err(fail)?;
@@ -481,7 +529,9 @@ fn check_worktree_name(name: &str) -> Result<(), GitError> {
         || name.starts_with('.')
         || name.ends_with(".lock");
     if bad {
-        return Err(GitError::InvalidWorktreeName { name: name.to_string() });
+        return Err(GitError::InvalidWorktreeName {
+            name: name.to_string(),
+        });
     }
     Ok(())
 }
