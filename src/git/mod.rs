@@ -7,6 +7,7 @@
 
 mod commit;
 mod error;
+mod listing;
 mod merge;
 mod repo;
 mod worktree;

@@ -654,7 +654,9 @@ impl<'r> Dispatcher<'r> {
                 let (result, code) = match &end {
                     AgentEnd::Exited(0) => ("succeeded", Some(0)),
                     AgentEnd::Exited(c) => ("failed", Some(*c)),
-                    AgentEnd::Signaled(_) | AgentEnd::SpawnFailed(_) => ("failed", None),
+                    AgentEnd::Signaled(_) | AgentEnd::SpawnFailed(_) | AgentEnd::Unknown => {
+                        ("failed", None)
+                    }
                     AgentEnd::TimedOut => ("timed_out", None),
                     AgentEnd::IdleTimedOut => ("idle_timeout", None),
                     AgentEnd::Stopped => ("stopped", None),

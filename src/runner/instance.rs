@@ -145,7 +145,6 @@ pub async fn run_instance(
             }
             None => {
                 send(InstanceMsg::AttemptStarting { attempt });
-                let _ = std::fs::remove_file(&job.exit_path);
                 run_agent(job.clone(), ev_tx, stop.clone()).await
             }
         };
@@ -245,6 +244,11 @@ fn describe_failure(end: &AgentEnd, opts: &RunOptions) -> (InstanceState, String
             None,
         ),
         AgentEnd::Stopped => (InstanceState::Failed, "agent was stopped".into(), None),
+        AgentEnd::Unknown => (
+            InstanceState::Failed,
+            "agent ended while treefarm was not running and left no exit code".into(),
+            None,
+        ),
         AgentEnd::SpawnFailed(e) => (
             InstanceState::Failed,
             format!("agent could not be started: {e}"),
