@@ -21,7 +21,6 @@ pub struct Selection {
     /// The commit branches would start from: the target tip, or `base` when
     /// the target does not exist yet.
     pub base: Oid,
-    pub target_exists: bool,
     pub overlaps: Vec<Overlap>,
 }
 
@@ -76,7 +75,6 @@ pub fn select(ctx: &Ctx, ids: &[String]) -> anyhow::Result<Selection> {
     Ok(Selection {
         specs,
         base,
-        target_exists: target_tip.is_some(),
         overlaps,
     })
 }

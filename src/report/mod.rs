@@ -4,6 +4,7 @@
 pub mod check;
 pub mod events;
 pub mod human;
+pub mod status;
 
 use std::io::Write;
 use std::path::Path;

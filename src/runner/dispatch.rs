@@ -39,7 +39,6 @@ pub enum Mode {
 }
 
 enum Msg {
-    Instance(String, InstanceMsg),
     Planted(Vec<(Launch, Result<(), String>)>),
     MergePrepared {
         id: String,
@@ -434,7 +433,6 @@ impl<'r> Dispatcher<'r> {
 
     fn on_msg(&mut self, msg: Msg) -> anyhow::Result<()> {
         match msg {
-            Msg::Instance(id, m) => self.on_instance(id, m)?,
             Msg::Planted(batch) => {
                 self.other_in_flight -= 1;
                 crash_point("after-plant");

@@ -3,7 +3,7 @@
 //! leftovers and auditing the changed files. Talks to the dispatcher only
 //! through messages.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -502,8 +502,4 @@ pub fn undeclared(spec: &PlannedSpec, changed: &[String]) -> Vec<String> {
         .filter(|p| !set.is_match(p.as_str()))
         .cloned()
         .collect()
-}
-
-pub(crate) fn worktree_display(p: &PathBuf) -> String {
-    p.display().to_string()
 }
