@@ -65,7 +65,12 @@ pub fn status_json(run: &RunRecord, now_ms: u64) -> Value {
 /// The human view: a header line, one row per instance, flags for agents
 /// that outlived their coordinator, and the resume command of an
 /// interrupted run. ANSI colour only when `color`.
-pub fn write_status_human(run: &RunRecord, now_ms: u64, out: &mut dyn Write, color: bool) -> io::Result<()> {
+pub fn write_status_human(
+    run: &RunRecord,
+    now_ms: u64,
+    out: &mut dyn Write,
+    color: bool,
+) -> io::Result<()> {
     let paint = Paint(color);
     let state = run.effective_state();
     let coordinator_alive = run.state == RunState::Running && state == RunState::Running;
@@ -101,7 +106,8 @@ pub fn write_status_human(run: &RunRecord, now_ms: u64, out: &mut dyn Write, col
                 i.state.as_str().to_string(),
                 i.attempt.to_string(),
                 elapsed_ms(i, now_ms).map_or_else(|| "-".to_string(), format_duration),
-                i.progress.map_or_else(|| "-".to_string(), |p| format!("{p}%")),
+                i.progress
+                    .map_or_else(|| "-".to_string(), |p| format!("{p}%")),
                 notes(coordinator_alive, i),
             ]
         })
@@ -127,9 +133,17 @@ pub fn write_status_human(run: &RunRecord, now_ms: u64, out: &mut dyn Write, col
         for (row, record) in rows.iter().zip(&run.instances) {
             let mut cells = Vec::with_capacity(6);
             for (n, (cell, w)) in row.iter().zip(widths).enumerate() {
-                let padded = if n == 5 { cell.clone() } else { format!("{cell:<w$}") };
+                let padded = if n == 5 {
+                    cell.clone()
+                } else {
+                    format!("{cell:<w$}")
+                };
                 // Colour after padding so escape codes do not skew columns.
-                cells.push(if n == 1 { paint.instance_state(record.state, &padded) } else { padded });
+                cells.push(if n == 1 {
+                    paint.instance_state(record.state, &padded)
+                } else {
+                    padded
+                });
             }
             writeln!(out, "{}", cells.join("  ").trim_end())?;
         }
@@ -154,7 +168,9 @@ pub fn apply_live_status(run: &mut RunRecord, dir: &RunDir) {
         if !matches!(instance.state, InstanceState::Running) {
             continue;
         }
-        let Ok(bytes) = std::fs::read(dir.status_path(&instance.id)) else { continue };
+        let Ok(bytes) = std::fs::read(dir.status_path(&instance.id)) else {
+            continue;
+        };
         let Ok(Value::Object(status)) = serde_json::from_slice::<Value>(&bytes) else {
             continue;
         };
@@ -274,10 +290,14 @@ impl Paint {
     fn instance_state(self, state: InstanceState, text: &str) -> String {
         let code = match state {
             InstanceState::Succeeded | InstanceState::Merged | InstanceState::Pruned => "32",
-            InstanceState::Failed | InstanceState::TimedOut | InstanceState::Conflicted | InstanceState::Refused => {
-                "31"
-            }
-            InstanceState::Creating | InstanceState::Created | InstanceState::Running | InstanceState::Merging => "33",
+            InstanceState::Failed
+            | InstanceState::TimedOut
+            | InstanceState::Conflicted
+            | InstanceState::Refused => "31",
+            InstanceState::Creating
+            | InstanceState::Created
+            | InstanceState::Running
+            | InstanceState::Merging => "33",
             InstanceState::Pending | InstanceState::Skipped => "2",
         };
         self.wrap(code, text)
@@ -289,7 +309,9 @@ mod tests {
     use super::*;
 
     fn dead_pid() -> u32 {
-        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
         let pid = child.id();
         child.wait().expect("wait");
         pid
@@ -364,7 +386,10 @@ mod tests {
         assert_eq!(first["elapsed_ms"], 3000);
         assert_eq!(first["progress"], 40);
         assert_eq!(first["message"], "editing retry.rs");
-        assert_eq!(v["instances"][1]["elapsed_ms"], 65_000, "ended instances stop the clock");
+        assert_eq!(
+            v["instances"][1]["elapsed_ms"], 65_000,
+            "ended instances stop the clock"
+        );
         assert_eq!(v["instances"][1]["conflict_paths"][1], "src/b.rs");
         assert_eq!(v["instances"][2]["elapsed_ms"], Value::Null);
     }
@@ -387,8 +412,14 @@ mod tests {
         let mut out = Vec::new();
         write_status_human(&rec, 1_192_000, &mut out, false).expect("write");
         let text = String::from_utf8(out).expect("utf8");
-        assert!(text.contains("run 20261120-214800-3f2a  interrupted  target roadmap"), "{text}");
-        assert!(text.contains("resume with: treefarm resume 20261120-214800-3f2a"), "{text}");
+        assert!(
+            text.contains("run 20261120-214800-3f2a  interrupted  target roadmap"),
+            "{text}"
+        );
+        assert!(
+            text.contains("resume with: treefarm resume 20261120-214800-3f2a"),
+            "{text}"
+        );
         assert!(
             text.contains(&format!("agent pid {} still running", std::process::id())),
             "{text}"
@@ -411,7 +442,8 @@ mod tests {
         // Columns line up: every row's STATE starts at the same offset.
         let plain: String = {
             let mut out = Vec::new();
-            write_status_human(&run(std::process::id()), 1_003_000, &mut out, false).expect("write");
+            write_status_human(&run(std::process::id()), 1_003_000, &mut out, false)
+                .expect("write");
             String::from_utf8(out).expect("utf8")
         };
         let rows: Vec<&str> = plain.lines().skip(1).collect();

@@ -110,14 +110,16 @@ impl StateDir {
         }
         let known = self.runs()?;
         let hint = if known.is_empty() {
-            "no run has been recorded in this repository yet; start one with `treefarm run`".to_string()
+            "no run has been recorded in this repository yet; start one with `treefarm run`"
+                .to_string()
         } else {
             let recent: Vec<&str> = known.iter().rev().take(5).map(String::as_str).collect();
             format!("recent runs (newest first): {}", recent.join(", "))
         };
         Err(StateError::UnknownRun {
             run_id: run_id.to_string(),
-            source: InputError::new(format!("no run `{run_id}` in `{}`", runs.display())).with_hint(hint),
+            source: InputError::new(format!("no run `{run_id}` in `{}`", runs.display()))
+                .with_hint(hint),
             path,
         })
     }
@@ -282,7 +284,11 @@ impl RunDir {
         })?;
         line.push(b'\n');
         let mut write = || -> io::Result<()> {
-            let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
+            let mut file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(&path)?;
             let len = file.metadata()?.len();
             if len > 0 {
                 let mut last = [0u8; 1];
@@ -355,14 +361,23 @@ fn to_json(value: &impl serde::Serialize, path: &Path) -> Result<Vec<u8>, StateE
 
 /// tmp + fsync + rename + fsync(dir). `inject` simulates a full disk after
 /// half of the bytes reached the tmp file.
-fn write_atomic(path: &Path, bytes: &[u8], inject: bool, crash_prefix: &str) -> Result<(), StateError> {
+fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    inject: bool,
+    crash_prefix: &str,
+) -> Result<(), StateError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
     let tmp = dir.join(tmp_name);
 
     let written = (|| -> io::Result<()> {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         if inject {
             file.write_all(&bytes[..bytes.len() / 2])?;
             return Err(injected_disk_full());
@@ -399,15 +414,18 @@ fn create_dir_all(path: &Path) -> Result<(), StateError> {
 fn validate_run_id(run_id: &str, runs: &Path) -> Result<(), StateError> {
     let ok = !run_id.is_empty()
         && !run_id.starts_with('.')
-        && run_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         return Ok(());
     }
     Err(StateError::UnknownRun {
         run_id: run_id.to_string(),
         path: runs.join(run_id),
-        source: InputError::new(format!("`{run_id}` is not a run id"))
-            .with_hint("run ids look like `20261120-214800-3f2a`; `treefarm status` shows the latest"),
+        source: InputError::new(format!("`{run_id}` is not a run id")).with_hint(
+            "run ids look like `20261120-214800-3f2a`; `treefarm status` shows the latest",
+        ),
     })
 }
 
@@ -424,7 +442,8 @@ fn next_after(id: &str) -> String {
 }
 
 fn format_stamp(unix_seconds: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp(unix_seconds).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let at = time::OffsetDateTime::from_unix_timestamp(unix_seconds)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!(
         "{:04}{:02}{:02}-{:02}{:02}{:02}",
         at.year(),

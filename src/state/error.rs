@@ -97,7 +97,11 @@ impl StateError {
         }
     }
 
-    pub(crate) fn corrupt(path: impl Into<PathBuf>, error: serde_json::Error, hint: Option<String>) -> Self {
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        error: serde_json::Error,
+        hint: Option<String>,
+    ) -> Self {
         StateError::Corrupt {
             path: path.into(),
             source: Cause::new(error, hint),

@@ -23,9 +23,13 @@ pub const INJECT_WRITE_ERROR_ENV: &str = "TREEFARM_INJECT_WRITE_ERROR";
 /// directory not yet synced).
 pub fn crash_point(name: &str) {
     static CRASH_AT: OnceLock<Option<String>> = OnceLock::new();
-    let wanted = CRASH_AT.get_or_init(|| std::env::var(CRASH_AT_ENV).ok().filter(|v| !v.is_empty()));
+    let wanted =
+        CRASH_AT.get_or_init(|| std::env::var(CRASH_AT_ENV).ok().filter(|v| !v.is_empty()));
     if wanted.as_deref() == Some(name) {
-        tracing::debug!(crash_point = name, "crash point reached, killing self with SIGKILL");
+        tracing::debug!(
+            crash_point = name,
+            "crash point reached, killing self with SIGKILL"
+        );
         // SIGKILL cannot be caught: the process ends on the way back from the
         // syscall, with no destructor, flush or atexit running.
         let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
@@ -43,7 +47,12 @@ pub(crate) fn inject_write_error(target: &str) -> bool {
     INJECT
         .get_or_init(|| {
             std::env::var(INJECT_WRITE_ERROR_ENV)
-                .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
                 .unwrap_or_default()
         })
         .iter()

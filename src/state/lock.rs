@@ -109,7 +109,9 @@ impl LockError {
     /// CLI to return so that it maps to exit code 2; `None` for I/O errors.
     pub fn input_error(&self) -> Option<InputError> {
         match self {
-            LockError::Held { pid, run_id, path, .. } => Some(
+            LockError::Held {
+                pid, run_id, path, ..
+            } => Some(
                 InputError::new(format!(
                     "another treefarm (pid {pid}, run {run_id}) holds the lock `{}`",
                     path.display()
@@ -138,9 +140,13 @@ impl Lock {
     /// is [`LockError::Held`]; a dead one's lock is taken over and reported.
     /// Of any number of concurrent callers (threads or processes), exactly one
     /// succeeds.
-    pub fn acquire(state: &StateDir, run_id: &str) -> Result<(Lock, Option<StaleTakeover>), LockError> {
+    pub fn acquire(
+        state: &StateDir,
+        run_id: &str,
+    ) -> Result<(Lock, Option<StaleTakeover>), LockError> {
         let path = state.lock_path();
-        fs::create_dir_all(state.path()).map_err(|e| LockError::io("create the directory of", &path, e))?;
+        fs::create_dir_all(state.path())
+            .map_err(|e| LockError::io("create the directory of", &path, e))?;
         let pid = std::process::id();
         let me = LockHolder {
             pid,
@@ -159,7 +165,9 @@ impl Lock {
             let mut locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(locked) => locked,
                 Err((file, Errno::EWOULDBLOCK)) => return Err(held_by_locker(file, &path)),
-                Err((_, errno)) => return Err(LockError::io("take", &path, io::Error::from(errno))),
+                Err((_, errno)) => {
+                    return Err(LockError::io("take", &path, io::Error::from(errno)))
+                }
             };
             if !same_file(&locked, &path)? {
                 // The previous holder removed the file between our open and
@@ -237,7 +245,9 @@ impl Drop for Lock {
 }
 
 fn same_file(file: &File, path: &Path) -> Result<bool, LockError> {
-    let ours = file.metadata().map_err(|e| LockError::io("inspect", path, e))?;
+    let ours = file
+        .metadata()
+        .map_err(|e| LockError::io("inspect", path, e))?;
     match fs::metadata(path) {
         Ok(now) => Ok(now.dev() == ours.dev() && now.ino() == ours.ino()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
