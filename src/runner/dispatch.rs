@@ -919,7 +919,7 @@ fn merge_one(
         .filter(|g| !g.trim().is_empty())
         .map(|command| Gate {
             command,
-            scratch_dir: opts.worktree_dir.join(format!(".gate-{id}")),
+            scratch_dir: opts.worktree_dir.clone(),
             log_path: dir.gate_log_path(id),
             env: &gate_env,
         });
