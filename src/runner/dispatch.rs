@@ -43,6 +43,10 @@ enum Msg {
     MergePrepared {
         id: String,
         new: String,
+        /// The branch tip being merged: the journal's `tip`, by which `prune`
+        /// recognises squash and rebase merges (the user may have committed
+        /// to the branch since the agent ran).
+        tip: Option<String>,
         ack: oneshot::Sender<()>,
     },
     Merged(String, Result<MergeResult, String>),
@@ -476,9 +480,12 @@ impl<'r> Dispatcher<'r> {
                     }
                 }
             }
-            Msg::MergePrepared { id, new, ack } => {
+            Msg::MergePrepared { id, new, tip, ack } => {
                 let inst = self.inst(&id);
                 inst.state = InstanceState::Merging;
+                if tip.is_some() {
+                    inst.tip = tip;
+                }
                 inst.merged_commit = Some(new);
                 self.save()?;
                 let _ = ack.send(());
@@ -931,11 +938,15 @@ fn merge_one(
         message,
         gate,
     };
+    let tip = Repo::discover(&opts.repo_root)?
+        .branch_tip(&branch)?
+        .map(|t| t.to_string());
     merge::merge_branch(&request, |_old, new| {
         let (ack, done) = oneshot::channel();
         tx.send(Msg::MergePrepared {
             id: id.to_string(),
             new: new.to_string(),
+            tip: tip.clone(),
             ack,
         })
         .map_err(|_| anyhow::anyhow!("dispatcher gone"))?;
