@@ -7,9 +7,25 @@ mod common;
 use common::*;
 
 fn two_specs(extra_config: &str) -> TestRepo {
-    let a = spec_md("Alpha", &["a.txt"], &[], Some(10), "write a.txt a\ncommit alpha");
-    let b = spec_md("Beta", &["b.txt"], &[], Some(20), "write b.txt b\ncommit beta");
-    TestRepo::farm(&[("README.md", "readme\n")], &[("SPEC-010-a.md", a), ("SPEC-020-b.md", b)], extra_config)
+    let a = spec_md(
+        "Alpha",
+        &["a.txt"],
+        &[],
+        Some(10),
+        "write a.txt a\ncommit alpha",
+    );
+    let b = spec_md(
+        "Beta",
+        &["b.txt"],
+        &[],
+        Some(20),
+        "write b.txt b\ncommit beta",
+    );
+    TestRepo::farm(
+        &[("README.md", "readme\n")],
+        &[("SPEC-010-a.md", a), ("SPEC-020-b.md", b)],
+        extra_config,
+    )
 }
 
 /// Everything prune could change, as git and the file system see it.
@@ -17,14 +33,22 @@ fn git_state(repo: &TestRepo) -> String {
     let mut dirs: Vec<String> = repo
         .worktree_dir()
         .read_dir()
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     dirs.sort();
     let admin: Vec<String> = repo
         .root
         .join(".git/worktrees")
         .read_dir()
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     format!(
         "refs\n{}\nworktrees\n{}\ndirs {dirs:?}\nadmin {admin:?}\n{}",
@@ -38,7 +62,12 @@ fn prune(repo: &TestRepo, args: &[&str]) -> String {
     let mut all = vec!["prune"];
     all.extend_from_slice(args);
     let out = repo.tf(&all);
-    assert_eq!(out.status.code(), Some(0), "prune {args:?}: stderr:\n{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "prune {args:?}: stderr:\n{}",
+        stderr(&out)
+    );
     stderr(&out)
 }
 
@@ -56,13 +85,20 @@ fn keep_keeps_merged_worktrees_then_dry_run_changes_nothing_then_prune_removes_t
     let before = git_state(&repo);
     let said = prune(&repo, &["--dry-run"]);
     assert_eq!(git_state(&repo), before, "--dry-run changed something");
-    assert!(said.contains("treefarm/010") && said.contains("treefarm/020"), "{said}");
+    assert!(
+        said.contains("treefarm/010") && said.contains("treefarm/020"),
+        "{said}"
+    );
 
     prune(&repo, &[]);
     assert!(repo.treefarm_branches().is_empty());
     assert_eq!(repo.worktree_paths(), [repo.root.canonicalize().unwrap()]);
     assert!(!repo.worktree_dir().join("010").exists());
-    assert!(repo.git(&["for-each-ref", "refs/treefarm/archive"]).is_empty(), "merged work needs no archive");
+    assert!(
+        repo.git(&["for-each-ref", "refs/treefarm/archive"])
+            .is_empty(),
+        "merged work needs no archive"
+    );
 }
 
 #[test]
@@ -83,12 +119,26 @@ fn unmerged_and_dirty_are_kept_without_force_and_archived_with_force() {
 
     let before = git_state(&repo);
     let said = prune(&repo, &[]);
-    assert_eq!(git_state(&repo), before, "prune without --force removed work:\n{said}");
-    assert!(said.contains("kept") && said.contains("treefarm/010") && said.contains("treefarm/020"), "{said}");
-    assert_eq!(std::fs::read_to_string(wt10.join("a.txt")).unwrap(), "uncommitted\n");
+    assert_eq!(
+        git_state(&repo),
+        before,
+        "prune without --force removed work:\n{said}"
+    );
+    assert!(
+        said.contains("kept") && said.contains("treefarm/010") && said.contains("treefarm/020"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(wt10.join("a.txt")).unwrap(),
+        "uncommitted\n"
+    );
 
     let said = prune(&repo, &["--force", "--dry-run"]);
-    assert_eq!(git_state(&repo), before, "--force --dry-run changed something:\n{said}");
+    assert_eq!(
+        git_state(&repo),
+        before,
+        "--force --dry-run changed something:\n{said}"
+    );
 
     prune(&repo, &["--force"]);
     assert!(repo.treefarm_branches().is_empty());
@@ -96,7 +146,10 @@ fn unmerged_and_dirty_are_kept_without_force_and_archived_with_force() {
     assert!(!wt10.exists() && !wt20.exists());
     assert_eq!(repo.git(&["rev-parse", "refs/treefarm/archive/020"]), tip20);
     assert_eq!(repo.git(&["rev-parse", "refs/treefarm/archive/010"]), tip10);
-    assert_eq!(repo.git(&["log", "-1", "--format=%s", "refs/treefarm/archive/020"]), "beta");
+    assert_eq!(
+        repo.git(&["log", "-1", "--format=%s", "refs/treefarm/archive/020"]),
+        "beta"
+    );
 }
 
 #[test]
@@ -106,11 +159,17 @@ fn stale_admin_entry_of_a_hand_deleted_worktree_is_pruned_and_unmerged_branch_ke
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
     let wt = repo.worktree_dir().join("010");
     std::fs::remove_dir_all(&wt).unwrap();
-    assert!(repo.git(&["worktree", "list", "--porcelain"]).contains("prunable"));
+    assert!(repo
+        .git(&["worktree", "list", "--porcelain"])
+        .contains("prunable"));
     let tip = repo.git(&["rev-parse", "treefarm/010"]);
 
     let said = prune(&repo, &["--dry-run"]);
-    assert!(repo.git(&["worktree", "list", "--porcelain"]).contains("prunable"), "--dry-run pruned: {said}");
+    assert!(
+        repo.git(&["worktree", "list", "--porcelain"])
+            .contains("prunable"),
+        "--dry-run pruned: {said}"
+    );
     assert!(said.contains("stale"), "{said}");
 
     prune(&repo, &[]);
@@ -128,7 +187,10 @@ fn squash_merged_branches_are_recognised_as_merged_through_the_journal() {
     let out = repo.tf(&["run", "--keep", "--json"]);
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
     let tip10 = repo.git(&["rev-parse", "treefarm/010"]);
-    assert!(!repo.is_ancestor(&tip10, "roadmap"), "squash left ancestry?");
+    assert!(
+        !repo.is_ancestor(&tip10, "roadmap"),
+        "squash left ancestry?"
+    );
 
     // A commit added after the squash is not merged: that branch stays.
     let wt20 = repo.worktree_dir().join("020");
@@ -141,7 +203,9 @@ fn squash_merged_branches_are_recognised_as_merged_through_the_journal() {
     assert!(!repo.worktree_dir().join("010").exists());
     assert!(wt20.exists());
     assert_eq!(repo.git(&["rev-parse", "treefarm/020"]), tip20);
-    assert!(repo.git(&["for-each-ref", "refs/treefarm/archive"]).is_empty());
+    assert!(repo
+        .git(&["for-each-ref", "refs/treefarm/archive"])
+        .is_empty());
 }
 
 #[test]
@@ -158,10 +222,21 @@ fn squash_merged_branch_with_commits_added_before_merge_is_recognised_as_merged(
     let out = repo.tf(&["merge", "--json"]);
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
     assert_eq!(repo.show("roadmap", "a.txt"), "polished");
-    assert_eq!(repo.treefarm_branches(), ["treefarm/010"], "--keep of the run applies to its merge");
-    assert_eq!(repo.instance("010")["tip"], tip.as_str(), "the journal must name the tip that was merged");
+    assert_eq!(
+        repo.treefarm_branches(),
+        ["treefarm/010"],
+        "--keep of the run applies to its merge"
+    );
+    assert_eq!(
+        repo.instance("010")["tip"],
+        tip.as_str(),
+        "the journal must name the tip that was merged"
+    );
 
     let said = prune(&repo, &[]);
-    assert!(repo.treefarm_branches().is_empty(), "squash-merged branch kept:\n{said}");
+    assert!(
+        repo.treefarm_branches().is_empty(),
+        "squash-merged branch kept:\n{said}"
+    );
     assert!(!wt.exists());
 }
