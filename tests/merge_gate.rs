@@ -42,11 +42,28 @@ fn assert_no_scratch(repo: &TestRepo) {
         "{:?}",
         repo.treefarm_branches()
     );
-    let scratch = repo.worktree_dir().join(".gate-010");
-    let leftovers: Vec<_> = scratch
+    // Wherever the scratch worktrees go under the worktree folder, none is
+    // left (an empty holder folder is harmless).
+    let mut leftovers = Vec::new();
+    for entry in repo
+        .worktree_dir()
         .read_dir()
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.contains("gate") {
+            let inner: Vec<_> = entry
+                .path()
+                .read_dir()
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            if !entry.path().is_dir() || name.starts_with("gate-") || !inner.is_empty() {
+                leftovers.push((entry.path(), inner));
+            }
+        }
+    }
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
