@@ -437,18 +437,27 @@ pub fn collect_work(
     start: &str,
 ) -> Result<Work, String> {
     let branch = spec.branch();
+    // What setup copied or linked in is not the agent's work.
+    let placed: Vec<String> = opts
+        .setup
+        .copy
+        .iter()
+        .chain(&opts.setup.link)
+        .cloned()
+        .collect();
     let auto_commit = match opts.commit {
-        CommitMode::Auto => Repo::commit_all(
+        CommitMode::Auto => Repo::commit_all_except(
             worktree,
             &format!(
                 "treefarm: commit changes left uncommitted by the agent for {}",
                 spec.id
             ),
+            &placed,
         )
         .map_err(|e| format!("failed to commit leftovers in `{}`: {e}", worktree.display()))?
         .map(|oid| oid.to_string()),
         CommitMode::Off => {
-            let dirty = Repo::is_dirty(worktree)
+            let dirty = Repo::is_dirty_except(worktree, &placed)
                 .map_err(|e| format!("failed to read the status of `{}`: {e}", worktree.display()))?;
             if dirty {
                 return Err(format!(
