@@ -23,8 +23,8 @@ fn repo_with(agent_extra: &str, extra: &str, specs: &[(&str, &str, &[&str], &str
 }
 
 fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
@@ -51,10 +51,7 @@ fn worktree_paths(repo: &TestRepo) -> Vec<String> {
 }
 
 fn branch_exists(repo: &TestRepo, branch: &str) -> bool {
-    !repo
-        .git(&["branch", "--list", branch])
-        .trim()
-        .is_empty()
+    !repo.git(&["branch", "--list", branch]).trim().is_empty()
 }
 
 /// Checks the invariants every finished run has: stdout is JSON Lines ending
@@ -62,7 +59,10 @@ fn branch_exists(repo: &TestRepo, branch: &str) -> bool {
 /// events in the same order, and `summary.json` is the summary event.
 fn check_journal(repo: &TestRepo, events: &[Value]) -> std::path::PathBuf {
     let last = events.last().expect("at least one event");
-    assert_eq!(last["event"], "summary", "the stream ends with a summary: {last}");
+    assert_eq!(
+        last["event"], "summary",
+        "the stream ends with a summary: {last}"
+    );
     assert_eq!(t1_of(events, "summary", None).len(), 1);
     assert_eq!(events[0]["event"], "run_started");
     let run_dir = repo.t1_only_run();
@@ -142,7 +142,10 @@ fn parallel_specs_run_side_by_side_merge_and_leave_main_untouched() {
         let log = std::fs::read_to_string(run_dir.join("logs").join(format!("{id}.log")))
             .expect("instance log");
         assert!(log.contains("rendezvous-ok"), "{id} log: {log}");
-        assert!(log.contains(&format!("spec {id}")), "demo agent output in log: {log}");
+        assert!(
+            log.contains(&format!("spec {id}")),
+            "demo agent output in log: {log}"
+        );
     }
     let summary = events.last().unwrap();
     assert_eq!(summary["merged"], serde_json::json!(["001", "002", "003"]));
@@ -193,7 +196,11 @@ fn no_merge_keeps_each_branch_and_worktree_off_the_target() {
     let before = repo.main_snapshot();
     let main_head = repo.git(&["rev-parse", "main"]);
 
-    let out = repo.treefarm().args(["run", "--no-merge", "--json"]).output().unwrap();
+    let out = repo
+        .treefarm()
+        .args(["run", "--no-merge", "--json"])
+        .output()
+        .unwrap();
     assert_eq!(exit_code(&out), 0, "stderr:\n{}", stderr(&out));
     let events = t1_events(&out);
     check_journal(&repo, &events);
@@ -220,8 +227,14 @@ fn no_merge_keeps_each_branch_and_worktree_off_the_target() {
             repo.git(&["show", &format!("treefarm/{id}:{file}")]),
             format!("treefarm demo: {id}")
         );
-        assert_eq!(repo.git_at(&path, &["status", "--porcelain", "--untracked-files=all"]), "");
-        assert_eq!(repo.git_at(&path, &["symbolic-ref", "HEAD"]), format!("refs/heads/treefarm/{id}"));
+        assert_eq!(
+            repo.git_at(&path, &["status", "--porcelain", "--untracked-files=all"]),
+            ""
+        );
+        assert_eq!(
+            repo.git_at(&path, &["symbolic-ref", "HEAD"]),
+            format!("refs/heads/treefarm/{id}")
+        );
     }
     assert_eq!(repo.main_snapshot(), before);
 }
@@ -283,7 +296,10 @@ fn overlapping_specs_run_one_after_the_other_from_a_target_holding_the_first() {
     );
     assert_eq!(repo.git(&["show", "roadmap:shared.txt"]), "one\ntwo");
     assert!(t1_of(&events, "conflicted", None).is_empty());
-    assert_eq!(events.last().unwrap()["merged"], serde_json::json!(["001", "002"]));
+    assert_eq!(
+        events.last().unwrap()["merged"],
+        serde_json::json!(["001", "002"])
+    );
     assert_eq!(repo.main_snapshot(), before);
 }
 
@@ -315,15 +331,26 @@ fn failing_agent_fails_with_exit_1_shows_the_log_tail_and_keeps_its_worktree() {
     assert_eq!(exited[0]["exit_code"], 3);
     let failed = t1_of(&events, "failed", Some("020"));
     assert_eq!(failed.len(), 1);
-    assert!(failed[0]["reason"].as_str().unwrap().contains("code 3"), "{}", failed[0]);
+    assert!(
+        failed[0]["reason"].as_str().unwrap().contains("code 3"),
+        "{}",
+        failed[0]
+    );
     let summary = events.last().unwrap();
     assert_eq!(summary["failed"], serde_json::json!(["020"]));
-    assert_eq!(summary["merged"], serde_json::json!(["021"]), "the other spec still merges");
+    assert_eq!(
+        summary["merged"],
+        serde_json::json!(["021"]),
+        "the other spec still merges"
+    );
 
     // The tail of the log is shown on stderr.
     let log = std::fs::read_to_string(run_dir.join("logs/020.log")).unwrap();
     assert!(log.contains("demo-agent: exit 3"), "log: {log}");
-    assert!(err.contains("demo-agent: exit 3"), "log tail on stderr:\n{err}");
+    assert!(
+        err.contains("demo-agent: exit 3"),
+        "log tail on stderr:\n{err}"
+    );
 
     let state = read_json(&run_dir.join("state.json"));
     let inst = state_of(&state, "020");
@@ -337,7 +364,10 @@ fn failing_agent_fails_with_exit_1_shows_the_log_tail_and_keeps_its_worktree() {
     assert!(worktree_paths(&repo).contains(&wt.display().to_string()));
     assert!(branch_exists(&repo, "treefarm/020"));
     assert_eq!(repo.git(&["show", "treefarm/020:broken.txt"]), "half-done");
-    let merged = repo.git_cmd(&["cat-file", "-e", "roadmap:broken.txt"]).output().unwrap();
+    let merged = repo
+        .git_cmd(&["cat-file", "-e", "roadmap:broken.txt"])
+        .output()
+        .unwrap();
     assert!(!merged.status.success(), "the failed spec is not merged");
     assert_eq!(repo.main_snapshot(), before);
 }
@@ -360,8 +390,14 @@ fn fail_once_then_success_on_the_retry() {
     let run_dir = check_journal(&repo, &events);
     let exited = t1_of(&events, "exited", Some("030"));
     assert_eq!(exited.len(), 2, "{exited:?}");
-    assert_eq!((exited[0]["attempt"].clone(), exited[0]["exit_code"].clone()), (1.into(), 5.into()));
-    assert_eq!((exited[1]["attempt"].clone(), exited[1]["exit_code"].clone()), (2.into(), 0.into()));
+    assert_eq!(
+        (exited[0]["attempt"].clone(), exited[0]["exit_code"].clone()),
+        (1.into(), 5.into())
+    );
+    assert_eq!(
+        (exited[1]["attempt"].clone(), exited[1]["exit_code"].clone()),
+        (2.into(), 0.into())
+    );
     let retrying = t1_of(&events, "retrying", Some("030"));
     assert_eq!(retrying.len(), 1);
     assert_eq!(retrying[0]["attempt"], 2);
@@ -378,7 +414,11 @@ fn fail_once_then_success_on_the_retry() {
 
 #[test]
 fn exhausted_retries_fail_the_instance() {
-    let repo = repo_with("  retries: 2\n", "", &[("031", "hopeless", &["h.txt"], "exit 4")]);
+    let repo = repo_with(
+        "  retries: 2\n",
+        "",
+        &[("031", "hopeless", &["h.txt"], "exit 4")],
+    );
     let out = repo.treefarm().args(["run", "--json"]).output().unwrap();
     assert_eq!(exit_code(&out), 1, "stderr:\n{}", stderr(&out));
     let events = t1_events(&out);
@@ -390,7 +430,11 @@ fn exhausted_retries_fail_the_instance() {
         .collect();
     assert_eq!(
         attempts,
-        vec![(1.into(), 4.into()), (2.into(), 4.into()), (3.into(), 4.into())]
+        vec![
+            (1.into(), 4.into()),
+            (2.into(), 4.into()),
+            (3.into(), 4.into())
+        ]
     );
     assert_eq!(events.last().unwrap()["failed"], serde_json::json!(["031"]));
     let inst = state_of(&repo.t1_status_json(), "031").clone();
@@ -412,7 +456,11 @@ fn uncommitted_leftovers_are_auto_committed_on_the_branch() {
             "write messy.txt left-behind\nappend README.md edited",
         )],
     );
-    let out = repo.treefarm().args(["run", "--json", "--no-merge"]).output().unwrap();
+    let out = repo
+        .treefarm()
+        .args(["run", "--json", "--no-merge"])
+        .output()
+        .unwrap();
     assert_eq!(exit_code(&out), 0, "stderr:\n{}", stderr(&out));
     let events = t1_events(&out);
     let committed = t1_of(&events, "committed", Some("040"));
@@ -421,7 +469,8 @@ fn uncommitted_leftovers_are_auto_committed_on_the_branch() {
     let tip = repo.git(&["rev-parse", "treefarm/040"]);
     assert_eq!(committed[0]["commit"], tip.as_str());
     assert!(
-        repo.git(&["log", "-1", "--format=%s", "treefarm/040"]).contains("uncommitted"),
+        repo.git(&["log", "-1", "--format=%s", "treefarm/040"])
+            .contains("uncommitted"),
         "an auto-commit on the branch"
     );
     assert_eq!(
@@ -436,7 +485,10 @@ fn uncommitted_leftovers_are_auto_committed_on_the_branch() {
     files.sort();
     assert_eq!(files, ["README.md", "messy.txt"]);
     let wt = repo.worktree_dir().join("040");
-    assert_eq!(repo.git_at(&wt, &["status", "--porcelain", "--untracked-files=all"]), "");
+    assert_eq!(
+        repo.git_at(&wt, &["status", "--porcelain", "--untracked-files=all"]),
+        ""
+    );
 }
 
 #[test]
@@ -444,7 +496,12 @@ fn commit_off_with_leftovers_fails_the_instance() {
     let repo = repo_with(
         "  commit: \"off\"\n",
         "",
-        &[("041", "messy", &["messy.txt"], "write messy.txt left-behind")],
+        &[(
+            "041",
+            "messy",
+            &["messy.txt"],
+            "write messy.txt left-behind",
+        )],
     );
     let roadmap_before = repo.git(&["rev-parse", "HEAD"]);
     let out = repo.treefarm().args(["run", "--json"]).output().unwrap();
@@ -453,7 +510,10 @@ fn commit_off_with_leftovers_fails_the_instance() {
     let failed = t1_of(&events, "failed", Some("041"));
     assert_eq!(failed.len(), 1, "{events:?}");
     assert!(
-        failed[0]["reason"].as_str().unwrap().contains("uncommitted"),
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("uncommitted"),
         "{}",
         failed[0]
     );
@@ -486,10 +546,19 @@ fn scope_creep_is_reported_with_the_path_and_still_merges_under_warn() {
     let events = t1_events(&out);
     let creep = t1_of(&events, "scope_creep", Some("050"));
     assert_eq!(creep.len(), 1, "{events:?}");
-    assert_eq!(creep[0]["paths"], serde_json::json!(["notes/undeclared.txt"]));
+    assert_eq!(
+        creep[0]["paths"],
+        serde_json::json!(["notes/undeclared.txt"])
+    );
     let pos = |kind: &str| events.iter().position(|e| e["event"] == kind).unwrap();
-    assert!(pos("scope_creep") < pos("merged"), "reported before the merge");
-    assert!(err.contains("notes/undeclared.txt"), "stderr names the path:\n{err}");
+    assert!(
+        pos("scope_creep") < pos("merged"),
+        "reported before the merge"
+    );
+    assert!(
+        err.contains("notes/undeclared.txt"),
+        "stderr names the path:\n{err}"
+    );
     assert_eq!(events.last().unwrap()["merged"], serde_json::json!(["050"]));
 }
 
@@ -515,7 +584,10 @@ fn scope_fail_fails_the_instance_and_merges_nothing() {
     );
     let failed = t1_of(&events, "failed", Some("051"));
     assert_eq!(failed.len(), 1);
-    assert!(failed[0]["reason"].as_str().unwrap().contains("notes/undeclared.txt"));
+    assert!(failed[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("notes/undeclared.txt"));
     assert!(t1_of(&events, "merged", None).is_empty());
     assert_eq!(repo.git(&["rev-parse", "roadmap"]), roadmap_before);
     assert!(branch_exists(&repo, "treefarm/051"), "branch kept");

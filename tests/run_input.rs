@@ -34,8 +34,17 @@ fn refused(repo: &TestRepo, args: &[&str]) -> String {
     let before = footprint(repo);
     let out = repo.treefarm().arg("run").args(args).output().unwrap();
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "stdout:\n{}\nstderr:\n{err}", common::stdout(&out));
-    assert_eq!(footprint(repo), before, "nothing was created; stderr:\n{err}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout:\n{}\nstderr:\n{err}",
+        common::stdout(&out)
+    );
+    assert_eq!(
+        footprint(repo),
+        before,
+        "nothing was created; stderr:\n{err}"
+    );
     assert!(
         repo.git(&["branch", "--list", "roadmap"]).is_empty(),
         "the target was not created"
@@ -60,7 +69,10 @@ fn missing_agent_program_exits_2_and_creates_nothing() {
     // Also from the config file, and for a bare name not on PATH.
     let repo = repo_with_spec(Some("agent:\n  command: no-such-agent-program-t1 {spec}\n"));
     let err = refused(&repo, &["--json"]);
-    assert!(err.contains("no-such-agent-program-t1"), "names the program:\n{err}");
+    assert!(
+        err.contains("no-such-agent-program-t1"),
+        "names the program:\n{err}"
+    );
 }
 
 #[test]
@@ -85,7 +97,10 @@ fn leftover_worktree_path_from_an_earlier_run_exits_2_naming_it() {
     std::fs::create_dir_all(&leftover).unwrap();
     std::fs::write(leftover.join("precious.txt"), "keep me\n").unwrap();
     let err = refused(&repo, &[]);
-    assert!(err.contains(&leftover.display().to_string()), "names the path:\n{err}");
+    assert!(
+        err.contains(&leftover.display().to_string()),
+        "names the path:\n{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(leftover.join("precious.txt")).unwrap(),
         "keep me\n",

@@ -26,7 +26,10 @@ struct Running {
     readers: Vec<JoinHandle<()>>,
 }
 
-fn collect(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) -> JoinHandle<()> {
+fn collect(
+    stream: impl std::io::Read + Send + 'static,
+    into: Arc<Mutex<Vec<String>>>,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
@@ -76,7 +79,9 @@ impl Running {
     /// Waits for the JSON event `kind` about spec `id` on stdout.
     fn wait_event(&self, kind: &str, id: &str) -> Value {
         t1_wait_until(30, &format!("a `{kind}` event for {id}"), || {
-            self.events().iter().any(|e| e["event"] == kind && e["id"] == id)
+            self.events()
+                .iter()
+                .any(|e| e["event"] == kind && e["id"] == id)
         });
         self.events()
             .into_iter()
@@ -85,7 +90,9 @@ impl Running {
     }
 
     fn wait_stderr(&self, needle: &str) {
-        t1_wait_until(30, &format!("`{needle}` on stderr"), || self.stderr().contains(needle));
+        t1_wait_until(30, &format!("`{needle}` on stderr"), || {
+            self.stderr().contains(needle)
+        });
     }
 
     fn signal(&self, signal: Signal) {
@@ -162,7 +169,9 @@ fn group_alive(pgid: u32) -> bool {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             return false;
         };
-        let Some(close) = stat.rfind(')') else { return false };
+        let Some(close) = stat.rfind(')') else {
+            return false;
+        };
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
         fields.len() > 3 && fields[3] == pgid.to_string() && fields[0] != "Z" && fields[0] != "X"
     })
@@ -203,12 +212,15 @@ fn second_run_is_refused_naming_the_holder_while_status_shows_the_running_instan
         .unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "stderr:\n{err}");
-    assert!(err.contains(&first.pid().to_string()), "names the holder pid:\n{err}");
+    assert!(
+        err.contains(&first.pid().to_string()),
+        "names the holder pid:\n{err}"
+    );
     assert!(err.contains(&run_id), "names the holder's run:\n{err}");
     assert_eq!(repo.t1_refs(), refs, "no ref created");
     assert_eq!(repo.t1_worktrees(), worktrees, "no worktree created");
     assert!(!repo.worktree_dir().join("002").exists());
-    assert_eq!(repo.t1_run_ids(), [run_id.clone()], "no run recorded");
+    assert_eq!(repo.t1_run_ids(), vec![run_id.as_str()], "no run recorded");
     assert!(out.stdout.is_empty(), "no events for a refused run");
 
     // Asking again for the very spec that is running names the holder too,
@@ -220,11 +232,17 @@ fn second_run_is_refused_naming_the_holder_while_status_shows_the_running_instan
         .unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "stderr:\n{err}");
-    assert!(err.contains(&first.pid().to_string()), "names the holder pid:\n{err}");
+    assert!(
+        err.contains(&first.pid().to_string()),
+        "names the holder pid:\n{err}"
+    );
     assert!(err.contains(&run_id), "names the holder's run:\n{err}");
-    assert!(!err.contains("prune"), "never suggests pruning a running instance:\n{err}");
+    assert!(
+        !err.contains("prune"),
+        "never suggests pruning a running instance:\n{err}"
+    );
     assert_eq!(repo.t1_refs(), refs, "no ref created");
-    assert_eq!(repo.t1_run_ids(), [run_id.clone()], "no run recorded");
+    assert_eq!(repo.t1_run_ids(), vec![run_id.as_str()], "no run recorded");
 
     // The first run goes on undisturbed.
     std::fs::write(dir.join("release"), "").unwrap();
@@ -251,15 +269,22 @@ fn ctrl_c_stops_agents_with_sigterm_and_keeps_worktrees() {
     ];
     // The agents' traps are set once they wrote their pid.
     for id in ["010", "011"] {
-        t1_wait_until(30, &format!("agent {id} ready"), || dir.join(format!("pid-{id}")).exists());
+        t1_wait_until(30, &format!("agent {id} ready"), || {
+            dir.join(format!("pid-{id}")).exists()
+        });
     }
 
     run.signal(Signal::SIGINT);
     let (status, events, err) = run.finish(30);
-    assert!(!status.success(), "an interrupted run is not a success; stderr:\n{err}");
+    assert!(
+        !status.success(),
+        "an interrupted run is not a success; stderr:\n{err}"
+    );
     for id in ["010", "011"] {
         assert_eq!(
-            std::fs::read_to_string(dir.join(format!("term-{id}"))).ok().as_deref(),
+            std::fs::read_to_string(dir.join(format!("term-{id}")))
+                .ok()
+                .as_deref(),
             Some("got-term\n"),
             "agent {id} got SIGTERM; stderr:\n{err}"
         );
@@ -291,7 +316,11 @@ fn ctrl_c_stops_agents_with_sigterm_and_keeps_worktrees() {
             "worktree {id} kept:\n{wts}"
         );
         assert!(path.is_dir());
-        repo.git(&["rev-parse", "--verify", &format!("refs/heads/treefarm/{id}")]);
+        repo.git(&[
+            "rev-parse",
+            "--verify",
+            &format!("refs/heads/treefarm/{id}"),
+        ]);
     }
     assert_eq!(repo.main_snapshot(), before);
 }
@@ -310,15 +339,23 @@ fn second_ctrl_c_kills_a_term_ignoring_agent_at_once() {
 
     run.signal(Signal::SIGINT);
     run.wait_stderr("stopping agents gracefully");
-    t1_wait_until(30, "the agent to get SIGTERM", || dir.join("term-020").exists());
-    assert!(!t1_pid_dead(agent_pid), "the agent ignores SIGTERM and lives on");
+    t1_wait_until(30, "the agent to get SIGTERM", || {
+        dir.join("term-020").exists()
+    });
+    assert!(
+        !t1_pid_dead(agent_pid),
+        "the agent ignores SIGTERM and lives on"
+    );
 
     let second = Instant::now();
     run.signal(Signal::SIGINT);
     let (status, events, err) = run.finish(30);
     let took = second.elapsed();
     assert!(!status.success(), "stderr:\n{err}");
-    assert!(took < Duration::from_secs(15), "killed at once, not after the grace ({took:?})");
+    assert!(
+        took < Duration::from_secs(15),
+        "killed at once, not after the grace ({took:?})"
+    );
     assert!(err.contains("killing"), "stderr:\n{err}");
     assert!(t1_pid_dead(agent_pid), "agent {agent_pid} was killed");
     assert!(!group_alive(leader), "agent group {leader} survived");
@@ -347,7 +384,8 @@ fn status_shows_live_progress_from_the_status_file() {
     )
     .unwrap();
     let mut cmd = repo.treefarm();
-    cmd.args(["run", "--json", "--agent"]).arg(format!("sh '{}'", script.display()));
+    cmd.args(["run", "--json", "--agent"])
+        .arg(format!("sh '{}'", script.display()));
     let run = Running::start(cmd);
     run.wait_event("started", "030");
     wait_for(&dir.join("reported"));
@@ -359,4 +397,70 @@ fn status_shows_live_progress_from_the_status_file() {
     std::fs::write(dir.join("release"), "").unwrap();
     let (status, _, err) = run.finish(30);
     assert_eq!(status.code(), Some(0), "stderr:\n{err}");
+}
+
+#[test]
+fn ctrl_c_during_a_slow_setup_command_stops_it_too() {
+    let repo = TestRepo::with_files(&[("README.md", "hello\n")]);
+    let dir = repo.tmp.path().join("setup-files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let setup = dir.join("setup.sh");
+    std::fs::write(
+        &setup,
+        format!(
+            "d='{d}'\n\
+             echo $$ > \"$d/setup.pid.tmp\" && mv \"$d/setup.pid.tmp\" \"$d/setup.pid\"\n\
+             i=0\n\
+             while [ ! -e \"$d/release\" ]; do\n\
+               i=$((i+1)); [ $i -gt 1500 ] && exit 9\n\
+               sleep 0.02\n\
+             done\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    repo.t1_config(
+        "",
+        &format!(
+            "setup:\n  link: [data]\n  command: \"sh '{}'\"\n",
+            setup.display()
+        ),
+    );
+    repo.t1_spec("040", "slowsetup", &["s.txt"], "");
+    repo.commit_all("specs and config");
+    repo.write("data/shared.bin", "shared\n");
+    let marker = dir.join("agent-ran");
+    let mut cmd = repo.treefarm();
+    cmd.args(["run", "--json", "--agent"])
+        .arg(format!("touch '{}'", marker.display()));
+    let run = Running::start(cmd);
+    run.wait_event("planted", "040");
+    let setup_pid = common::t1_read_pid(&dir.join("setup.pid"), 30);
+
+    run.signal(Signal::SIGINT);
+    let begun = Instant::now();
+    // Well before the setup would end by itself (~30 s).
+    let (status, events, err) = run.finish(15);
+    assert!(begun.elapsed() < Duration::from_secs(15));
+    assert!(!status.success(), "stderr:\n{err}");
+    assert!(
+        t1_pid_dead(setup_pid),
+        "the setup command {setup_pid} was stopped"
+    );
+    assert!(!marker.exists(), "the agent never started");
+    assert_eq!(events.last().unwrap()["event"], "summary");
+    assert!(
+        events.iter().all(|e| e["event"] != "failed"),
+        "stopped, not failed: {events:?}"
+    );
+    assert_eq!(repo.t1_status_json()["state"], "interrupted");
+    assert!(repo.worktree_dir().join("040").is_dir(), "worktree kept");
+
+    // Resumed, the instance is set up again in its worktree (the link it
+    // already has is fine) and finishes.
+    std::fs::write(dir.join("release"), "").unwrap();
+    let out = repo.treefarm().args(["resume"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    assert!(marker.exists(), "the agent ran on resume");
+    assert_eq!(repo.t1_status_json()["state"], "finished");
 }

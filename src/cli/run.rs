@@ -135,7 +135,10 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
             path: state.lock_path(),
             since_ms: holder.since_ms,
         };
-        return Err(held.input_error().expect("a held lock is an input error").into());
+        return Err(held
+            .input_error()
+            .expect("a held lock is an input error")
+            .into());
     }
     let worktree_dir = ctx.worktree_dir()?;
     let mut leftovers = Vec::new();

@@ -110,7 +110,12 @@ impl Repo {
                 ))
             }
         };
-        Ok(!matches_tree_except(&repo, head_tree.as_ref(), worktree, placed)?)
+        Ok(!matches_tree_except(
+            &repo,
+            head_tree.as_ref(),
+            worktree,
+            placed,
+        )?)
     }
 }
 

@@ -267,8 +267,8 @@ impl Reporter for HumanReporter {
         let _ = writeln!(self.out);
         let _ = writeln!(
             self.out,
-            "  {:<8} {:<11} {:>8} {:>7} {:>5}  {}",
-            "spec", "result", "time", "commits", "files", "log / reason"
+            "  {:<8} {:<11} {:>8} {:>7} {:>5}  log / reason",
+            "spec", "result", "time", "commits", "files"
         );
         for inst in &run.instances {
             let time = match (inst.started_at_ms, inst.ended_at_ms) {

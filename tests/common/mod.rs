@@ -159,10 +159,7 @@ pub fn stderr(out: &Output) -> String {
 
 /// The bundled scripted agent, as an agent command.
 pub fn t1_demo_agent() -> String {
-    format!(
-        "sh '{}/scripts/demo-agent.sh'",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    format!("sh '{}/scripts/demo-agent.sh'", env!("CARGO_MANIFEST_DIR"))
 }
 
 impl TestRepo {
@@ -216,7 +213,11 @@ impl TestRepo {
 
     /// `treefarm status --json` parsed.
     pub fn t1_status_json(&self) -> serde_json::Value {
-        let out = self.treefarm().args(["status", "--json"]).output().expect("run status");
+        let out = self
+            .treefarm()
+            .args(["status", "--json"])
+            .output()
+            .expect("run status");
         assert!(out.status.success(), "status failed: {}", stderr(&out));
         serde_json::from_slice(&out.stdout).expect("status --json is JSON")
     }
