@@ -343,8 +343,21 @@ impl<'r> Dispatcher<'r> {
         if worktree.exists() {
             let wt = worktree.clone();
             let id2 = id.to_string();
+            // What setup copied or linked in is not part of the fix.
+            let placed: Vec<String> = self
+                .opts
+                .setup
+                .copy
+                .iter()
+                .chain(&self.opts.setup.link)
+                .cloned()
+                .collect();
             tokio::task::spawn_blocking(move || {
-                Repo::commit_all(&wt, &format!("treefarm: commit manual fixes for {id2}"))
+                Repo::commit_all_except(
+                    &wt,
+                    &format!("treefarm: commit manual fixes for {id2}"),
+                    &placed,
+                )
             })
             .await
             .context("join commit task")?

@@ -360,3 +360,153 @@ impl TestRepo {
             .success()
     }
 }
+
+// --- t1 helpers ---
+// Driving `treefarm run` end to end: specs with demo-agent directives, the
+// config file, the JSON Lines output, the run directory, and waiting on files
+// and processes with generous upper bounds (never sleeping to synchronise).
+
+/// The bundled scripted agent, as an agent command.
+pub fn t1_demo_agent() -> String {
+    format!("sh '{}/scripts/demo-agent.sh'", env!("CARGO_MANIFEST_DIR"))
+}
+
+impl TestRepo {
+    /// Writes `specs/SPEC-<id>-<slug>.md` declaring `files`, with `directives`
+    /// as its ```demo-agent block (none when empty).
+    pub fn t1_spec(&self, id: &str, slug: &str, files: &[&str], directives: &str) {
+        let mut text = format!("# Spec {id} {slug}\n\nDo the {slug} work.\n\n**Files**:\n");
+        for f in files {
+            text.push_str(&format!("- `{f}`\n"));
+        }
+        if !directives.is_empty() {
+            text.push_str(&format!("\n```demo-agent\n{directives}\n```\n"));
+        }
+        self.write(&format!("specs/SPEC-{id}-{slug}.md"), &text);
+    }
+
+    /// `.git/treefarm/runs`.
+    pub fn t1_runs_dir(&self) -> PathBuf {
+        self.root.join(".git/treefarm/runs")
+    }
+
+    /// The run ids recorded so far, oldest first.
+    pub fn t1_run_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.t1_runs_dir())
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// The only run recorded so far.
+    pub fn t1_only_run(&self) -> PathBuf {
+        let ids = self.t1_run_ids();
+        assert_eq!(ids.len(), 1, "expected exactly one run, found {ids:?}");
+        self.t1_runs_dir().join(&ids[0])
+    }
+
+    /// Every ref in the repository with its target, for "nothing was created".
+    pub fn t1_refs(&self) -> String {
+        self.git(&["for-each-ref", "--format=%(refname) %(objectname)"])
+    }
+
+    /// `git worktree list --porcelain`, paths as given.
+    pub fn t1_worktrees(&self) -> String {
+        self.git(&["worktree", "list", "--porcelain"])
+    }
+
+    /// `treefarm status --json` parsed.
+    pub fn t1_status_json(&self) -> serde_json::Value {
+        let out = self
+            .treefarm()
+            .args(["status", "--json"])
+            .output()
+            .expect("run status");
+        assert!(out.status.success(), "status failed: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+}
+
+/// Stdout of `run --json` as JSON values, one per line; panics on any line
+/// that is not a JSON object with an `event`.
+pub fn t1_events(out: &Output) -> Vec<serde_json::Value> {
+    stdout(out)
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+            assert!(v["event"].is_string(), "event without `event`: {line}");
+            v
+        })
+        .collect()
+}
+
+/// The events of kind `kind` (optionally for spec `id`).
+pub fn t1_of<'a>(
+    events: &'a [serde_json::Value],
+    kind: &str,
+    id: Option<&str>,
+) -> Vec<&'a serde_json::Value> {
+    events
+        .iter()
+        .filter(|e| e["event"] == kind && id.is_none_or(|id| e["id"] == id))
+        .collect()
+}
+
+/// Polls `cond` every 20 ms until it holds; panics after `secs` seconds with
+/// `what`.
+pub fn t1_wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// True when no live process has `pid`: gone, or a zombie nobody reaped.
+pub fn t1_pid_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|s| s == "Z" || s == "X"),
+    }
+}
+
+/// Reads a pid written by an agent (waiting for the file to appear).
+pub fn t1_read_pid(path: &Path, secs: u64) -> u32 {
+    t1_wait_until(secs, &format!("pid file {}", path.display()), || {
+        std::fs::read_to_string(path).is_ok_and(|s| s.trim().parse::<u32>().is_ok())
+    });
+    std::fs::read_to_string(path)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid")
+}
+
+impl TestRepo {
+    /// Writes `treefarm.yaml`: the demo agent with a 300 ms kill grace and a
+    /// 20 s timeout (so a bug cannot hang a test) unless `agent_extra` (lines
+    /// already indented under `agent:`) sets its own; then top-level `extra`.
+    pub fn t1_config(&self, agent_extra: &str, extra: &str) {
+        let mut agent = format!("  command: \"{}\"\n", t1_demo_agent());
+        if !agent_extra.contains("  timeout:") {
+            agent.push_str("  timeout: 20s\n");
+        }
+        if !agent_extra.contains("  kill_grace:") {
+            agent.push_str("  kill_grace: 300ms\n");
+        }
+        let yaml = format!("agent:\n{agent}{agent_extra}{extra}");
+        self.write("treefarm.yaml", &yaml);
+    }
+}
