@@ -344,14 +344,7 @@ impl<'r> Dispatcher<'r> {
             let wt = worktree.clone();
             let id2 = id.to_string();
             // What setup copied or linked in is not part of the fix.
-            let placed: Vec<String> = self
-                .opts
-                .setup
-                .copy
-                .iter()
-                .chain(&self.opts.setup.link)
-                .cloned()
-                .collect();
+            let placed = self.opts.setup_placed();
             tokio::task::spawn_blocking(move || {
                 Repo::commit_all_except(
                     &wt,

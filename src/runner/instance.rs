@@ -482,13 +482,7 @@ pub fn collect_work(
 ) -> Result<Work, String> {
     let branch = spec.branch();
     // What setup copied or linked in is not the agent's work.
-    let placed: Vec<String> = opts
-        .setup
-        .copy
-        .iter()
-        .chain(&opts.setup.link)
-        .cloned()
-        .collect();
+    let placed = opts.setup_placed();
     let auto_commit = match opts.commit {
         CommitMode::Auto => Repo::commit_all_except(
             worktree,
