@@ -26,9 +26,11 @@ if [[ -z ${BENCH_SKIP_LIB:-} ]]; then
         grep '^overlap_scale' || echo "library benchmark failed" >&2
 fi
 
-if [[ ! -x $bin ]]; then
+# Always build unless a binary was given: a release binary left in the target
+# folder by an older checkout would be measured instead of this one.
+if [[ -z ${TREEFARM_BIN:-} ]]; then
     echo "== building $bin"
-    cargo build --release --quiet
+    cargo build --release --quiet --bin treefarm
 fi
 if ! "$bin" check --help >/dev/null 2>&1; then
     echo "== $bin has no \`check\` command yet; skipping the CLI benchmark"
