@@ -378,3 +378,19 @@ fn init_agent_codex_then_run_works_with_the_fake() {
     assert_eq!(rec.after("--sandbox"), Some("workspace-write"));
     assert_eq!(repo.branches(), ["main", "roadmap"]);
 }
+
+#[test]
+fn missing_agent_command_program_exits_2_before_creating_anything() {
+    let repo = repo_for("claude-code");
+    let before = repo.footprint();
+    let out = repo
+        .treefarm()
+        .args(["run", "--agent", "no-such-agent-t4 --task {spec}"])
+        .output()
+        .expect("spawn");
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("`no-such-agent-t4`"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    assert_eq!(repo.footprint(), before);
+}

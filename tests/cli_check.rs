@@ -591,3 +591,24 @@ fn dash_c_runs_from_anywhere_and_config_flag_picks_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn the_same_spec_named_twice_is_selected_once() {
+    let repo = overlapping_repo();
+    let out = repo.tf(&["check", "--json", "20", "020", "SPEC-020"]);
+    assert_exit(&out, 0);
+    assert_eq!(ids(&stdout_json(&out)), ["020"]);
+}
+
+#[test]
+fn a_repository_without_commits_is_bad_input() {
+    let repo = TestRepo::empty();
+    repo.write("specs/SPEC-001-a.md", "**File**: `a.rs`\n");
+    let before = repo.footprint();
+    for args in [&["check"][..], &["plan"], &["run", "--agent", "true"]] {
+        let out = repo.tf(args);
+        assert_exit(&out, 2);
+        assert!(stderr(&out).contains("hint:"), "{args:?}: {}", stderr(&out));
+        assert_eq!(repo.footprint(), before, "{args:?} created something");
+    }
+}
