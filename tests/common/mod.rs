@@ -510,3 +510,85 @@ impl TestRepo {
         self.write("treefarm.yaml", &yaml);
     }
 }
+
+// --- t4 helpers ---
+
+/// The exit code of a finished process; panics if a signal killed it.
+pub fn exit_code(out: &Output) -> i32 {
+    out.status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal: {:?}", out.status))
+}
+
+/// stdout parsed as one JSON document.
+pub fn stdout_json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+            stdout(out),
+            stderr(out)
+        )
+    })
+}
+
+/// Panics with both streams unless the process exited with `code`.
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+impl TestRepo {
+    /// A Markdown spec `specs/SPEC-<id>-<slug>.md` with front matter.
+    pub fn write_spec(&self, id: &str, slug: &str, front_matter: &str, body: &str) {
+        self.write(
+            &format!("specs/SPEC-{id}-{slug}.md"),
+            &format!("---\n{front_matter}---\n{body}"),
+        );
+    }
+
+    /// Everything treefarm could create or change, as text: every ref, the
+    /// worktree list, the state directory, the worktree folder beside the
+    /// repository, and the main worktree's HEAD, index and status. Equal
+    /// before and after a command means it created nothing.
+    pub fn footprint(&self) -> String {
+        let common = self.git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]);
+        let state = Path::new(&common).join("treefarm");
+        format!(
+            "refs\n{}\nworktrees\n{}\nstate dir exists: {}\nworktree dir exists: {}\n{}",
+            self.git(&["for-each-ref", "--format=%(refname) %(objectname)"]),
+            self.git(&["worktree", "list", "--porcelain"]),
+            state.exists(),
+            self.worktree_dir().exists(),
+            self.main_snapshot_or_unborn(),
+        )
+    }
+
+    /// [`TestRepo::main_snapshot`], also in a repository without commits.
+    pub fn main_snapshot_or_unborn(&self) -> String {
+        let head = self
+            .git_cmd(&["rev-parse", "-q", "--verify", "HEAD"])
+            .output()
+            .expect("spawn git");
+        if head.status.success() {
+            self.main_snapshot()
+        } else {
+            format!(
+                "unborn HEAD\nstatus\n{}",
+                self.git(&["status", "--porcelain=v1", "--untracked-files=all"])
+            )
+        }
+    }
+
+    /// The local branches, sorted.
+    pub fn branches(&self) -> Vec<String> {
+        let list = self.git(&["for-each-ref", "--format=%(refname:short)", "refs/heads"]);
+        let mut names: Vec<String> = list.lines().map(str::to_owned).collect();
+        names.sort();
+        names
+    }
+}
