@@ -364,6 +364,10 @@ fn load_run(
 
 pub fn resume(ctx: Ctx, run_id: Option<&str>, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
     let Some((dir, record, opts)) = load_run(&ctx, run_id, true)? else {
+        // A coordinator killed before its first journal write started
+        // nothing, but left its lock: take it over (or be refused by a live
+        // coordinator) so the repository is left clean.
+        drop(lock(&StateDir::new(ctx.repo.common_dir()), "resume")?);
         eprintln!("treefarm: no unfinished run to resume");
         return Ok(ExitCode::Success);
     };

@@ -119,6 +119,29 @@ impl Repo {
     }
 }
 
+impl Repo {
+    /// Whether every difference between `worktree` and its HEAD is a deleted
+    /// file (nothing modified, added or untracked): what a removal killed
+    /// half-way leaves. Removing such a worktree loses nothing HEAD lacks.
+    /// False when the worktree cannot be read as one.
+    pub fn only_deletions(worktree: &Path) -> Result<bool, GitError> {
+        let Ok(repo) = open_worktree(worktree) else {
+            return Ok(false);
+        };
+        let mut opts = git2::StatusOptions::new();
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_ignored(false);
+        let statuses = repo
+            .statuses(Some(&mut opts))
+            .map_err(|e| GitError::git("read the status of", worktree.display().to_string(), e))?;
+        let deleted = git2::Status::WT_DELETED | git2::Status::INDEX_DELETED;
+        Ok(statuses
+            .iter()
+            .all(|entry| deleted.contains(entry.status())))
+    }
+}
+
 /// Opens the repository of one worktree (main or linked) at its root.
 pub(crate) fn open_worktree(worktree: &Path) -> Result<Repository, GitError> {
     Repository::open(worktree)
