@@ -926,13 +926,34 @@ impl<'r> Dispatcher<'r> {
         self.merge_queue.insert((priority, order, id.to_string()));
     }
 
+    fn ranked_before_in_flight(&self, key: &(i64, usize, String)) -> bool {
+        self.record.instances.iter().any(|inst| {
+            matches!(
+                inst.state,
+                InstanceState::Creating | InstanceState::Created | InstanceState::Running
+            ) && self
+                .opts
+                .spec(&inst.id)
+                .is_some_and(|s| (s.priority, s.order) < (key.0, key.1))
+        })
+    }
+
     fn start_merge(&mut self) -> anyhow::Result<()> {
         if self.merging.is_some() {
             return Ok(());
         }
-        let Some((_, _, id)) = self.merge_queue.pop_first() else {
+        let Some(next) = self.merge_queue.first().cloned() else {
             return Ok(());
         };
+        // Priority order: a branch waits while an instance ranked before it
+        // is still being planted or run, so the target's history, and which
+        // of two conflicting branches lands, do not depend on timing. Pending
+        // instances do not hold it back (one may be waiting for this merge).
+        if self.mode == Mode::Run && self.ranked_before_in_flight(&next) {
+            return Ok(());
+        }
+        self.merge_queue.remove(&next);
+        let (_, _, id) = next;
         self.merging = Some(id.clone());
         self.other_in_flight += 1;
         let opts = self.opts.clone();
