@@ -6,7 +6,7 @@
 #
 # treefarm agent wrapper for aider (`aider`).
 #
-# treefarm runs this in the instance's worktree (see docs/agents.md). It hands
+# treefarm runs this in the instance's worktree (see the README, section Agents). It hands
 # the assembled prompt to aider as a one-shot message with the declared files
 # in the chat, lets aider auto-commit its edits, writes the status file as it
 # goes and exits with aider's exit code.

@@ -6,7 +6,7 @@
 #
 # treefarm agent wrapper for Claude Code (`claude`).
 #
-# treefarm runs this in the instance's worktree (see docs/agents.md). It hands
+# treefarm runs this in the instance's worktree (see the README, section Agents). It hands
 # the assembled prompt to Claude Code in print (non-interactive) mode, writes
 # the status file as it goes and exits with Claude Code's exit code.
 #

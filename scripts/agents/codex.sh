@@ -6,7 +6,7 @@
 #
 # treefarm agent wrapper for the OpenAI Codex CLI (`codex`).
 #
-# treefarm runs this in the instance's worktree (see docs/agents.md). It hands
+# treefarm runs this in the instance's worktree (see the README, section Agents). It hands
 # the assembled prompt to `codex exec` (non-interactive mode), writes the
 # status file as it goes and exits with Codex's exit code.
 #

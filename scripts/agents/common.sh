@@ -9,7 +9,7 @@
 # keeps the shebang and only defines functions; the CLI's script, which comes
 # next, sets tf_display, tf_install and tf_prog and then calls them.
 #
-# Environment read here (see docs/agents.md): TREEFARM_STATUS_FILE,
+# Environment read here (see the README, section Agents): TREEFARM_STATUS_FILE,
 # TREEFARM_WORKTREE, TREEFARM_PROMPT_FILE, TREEFARM_SPEC_FILE, TREEFARM_FILES,
 # TREEFARM_BRANCH, TREEFARM_AGENT_MODEL, TREEFARM_AGENT_EXTRA_ARGS.
 set -u

@@ -6,7 +6,7 @@
 #
 # treefarm agent wrapper for Gemini CLI (`gemini`).
 #
-# treefarm runs this in the instance's worktree (see docs/agents.md). It hands
+# treefarm runs this in the instance's worktree (see the README, section Agents). It hands
 # the assembled prompt to Gemini CLI in headless (non-interactive) mode, writes
 # the status file as it goes and exits with Gemini CLI's exit code.
 #
