@@ -213,7 +213,10 @@ pub fn status(
         && std::env::var_os("NO_COLOR").is_none();
     let mut last = String::new();
     loop {
-        let record = dir.read_state()?;
+        let mut record = dir.read_state()?;
+        // Progress written by agents since the last journal write, and by
+        // agents whose coordinator is gone.
+        crate::report::status::apply_live_status(&mut record, &dir);
         let now = crate::runner::dispatch::now_ms();
         let mut buf = Vec::new();
         if json {

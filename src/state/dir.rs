@@ -90,6 +90,7 @@ impl StateDir {
         // The run directory itself must survive a crash, or the lock would
         // name a run nobody can find.
         sync_dir(&runs)?;
+        sync_dir(&self.root)?;
         Ok(RunDir {
             path,
             run_id: run_id.to_string(),

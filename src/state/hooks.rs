@@ -25,7 +25,8 @@ pub const INJECT_WRITE_ERROR_ENV: &str = "TREEFARM_INJECT_WRITE_ERROR";
 ///
 /// Names used by the state module itself: `state.tmp_written` (state.json.tmp
 /// fully written and synced, not yet renamed), `state.renamed` (renamed, the
-/// directory not yet synced).
+/// directory not yet synced), and `summary.tmp_written` / `summary.renamed`
+/// likewise for summary.json.
 pub fn crash_point(name: &str) {
     static CRASH_AT: OnceLock<Option<(String, usize)>> = OnceLock::new();
     static HITS: AtomicUsize = AtomicUsize::new(0);
