@@ -144,6 +144,19 @@ mod tests {
             .process_group(0)
             .spawn()
             .expect("spawn sleep");
+        // Until the child has exec'd, /proc shows the parent's environment:
+        // wait for the exec itself, not for some time.
+        let environ = Path::new("/proc")
+            .join(child.id().to_string())
+            .join("environ");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !std::fs::read(&environ)
+            .map(|e| e.windows(marker.len()).any(|w| w == marker.as_bytes()))
+            .unwrap_or(false)
+        {
+            assert!(std::time::Instant::now() < deadline, "child never exec'd");
+            std::thread::yield_now();
+        }
         let found = group_leaders_with_env(&[("TREEFARM_PROCFS_TEST", &marker)]);
         let _ = child.kill();
         let _ = child.wait();
@@ -170,7 +183,17 @@ mod tests {
         let open = open_by_any_process(&[held.clone(), left.clone()]);
         drop(file);
         assert_eq!(open, vec![held.clone()]);
-        assert!(open_by_any_process(&[held]).is_empty());
+        // Another test's fork may hold a copy of the descriptor until its
+        // exec closes it: wait for nobody to hold it, within a bound.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !open_by_any_process(std::slice::from_ref(&held)).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "`{}` still seen open after it was closed",
+                held.display()
+            );
+            std::thread::yield_now();
+        }
     }
 
     #[test]

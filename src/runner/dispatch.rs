@@ -240,10 +240,7 @@ impl<'r> Dispatcher<'r> {
             let id = inst.id.clone();
             match inst.state {
                 InstanceState::Pending => {}
-                InstanceState::Skipped => {
-                    self.sched.restore(&id, Restored::Settled { merged: false })
-                }
-                InstanceState::Failed | InstanceState::TimedOut => {
+                InstanceState::Skipped | InstanceState::Failed | InstanceState::TimedOut => {
                     self.sched.restore(&id, Restored::Settled { merged: false })
                 }
                 InstanceState::Conflicted | InstanceState::Refused => {
