@@ -339,6 +339,8 @@ impl Repo {
         for name in names.iter().flatten() {
             let wt = match repo.find_worktree(name) {
                 Ok(wt) => wt,
+                // Removed between listing and reading it: no longer there.
+                Err(_) if !self.common_dir().join("worktrees").join(name).exists() => continue,
                 Err(e) => return Err(GitError::git("read worktree", name, e)),
             };
             let path = wt.path().to_path_buf();
@@ -496,6 +498,24 @@ fn add_on_branch(repo: &Repository, name: &str, path: &Path, branch: &str) -> Re
 
 /// Deletes the admin entry `name` (its work dir is already gone or kept).
 fn prune_admin(repo: &Repository, name: &str) -> Result<(), GitError> {
+    // Another thread or process may list worktrees while this one goes away:
+    // move the admin entry out of `worktrees/` in one rename, so a reader sees
+    // it whole or not at all, then delete it at leisure.
+    let admin = repo.commondir().join("worktrees").join(name);
+    if admin.is_dir() {
+        let trash = repo.commondir().join(format!(
+            "treefarm-removed-worktree-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        if std::fs::rename(&admin, &trash).is_ok() {
+            return std::fs::remove_dir_all(&trash)
+                .map_err(|e| GitError::io("remove worktree admin entry", &trash, e));
+        }
+    }
     let wt = match repo.find_worktree(name) {
         Ok(wt) => wt,
         Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(()),

@@ -73,6 +73,15 @@ pub struct Dispatcher<'r> {
     stopping: bool,
     killing: bool,
     progress_dirty: bool,
+    /// The record changed since the last journal write.
+    dirty: bool,
+    /// Events reported but not yet appended to `events.jsonl`.
+    unjournalled: Vec<serde_json::Value>,
+    /// An agent start is among the unjournalled changes (crash point).
+    start_unjournalled: bool,
+    /// Merged instances waiting for their worktree and branch removal.
+    prune_queue: std::collections::VecDeque<String>,
+    pruning: bool,
     works: HashMap<String, Work>,
 }
 
@@ -119,6 +128,11 @@ impl<'r> Dispatcher<'r> {
             stopping: false,
             killing: false,
             progress_dirty: false,
+            dirty: false,
+            unjournalled: Vec::new(),
+            start_unjournalled: false,
+            prune_queue: std::collections::VecDeque::new(),
+            pruning: false,
             works: HashMap::new(),
         }
     }
@@ -129,21 +143,42 @@ impl<'r> Dispatcher<'r> {
             .expect("every scheduled id has an instance record")
     }
 
-    /// Writes state.json; a failure here is fatal: acting on a transition
-    /// that is not journalled would break crash safety.
+    /// Records that the run's state changed. The journal is written by
+    /// [`Dispatcher::flush`], once per turn of the loop (group commit) and
+    /// always before anything is done that depends on the change.
     fn save(&mut self) -> anyhow::Result<()> {
-        self.progress_dirty = false;
-        self.dir
-            .write_state(&self.record)
-            .context("failed to journal the run state")
+        self.dirty = true;
+        Ok(())
     }
 
+    /// Writes what changed: pending events with one fsync, then state.json
+    /// atomically. A failure here is fatal: acting on a transition that is
+    /// not journalled would break crash safety.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if !self.unjournalled.is_empty() {
+            self.dir
+                .append_events(&self.unjournalled)
+                .context("failed to append to the event journal")?;
+            self.unjournalled.clear();
+        }
+        if self.dirty || self.progress_dirty {
+            self.dir
+                .write_state(&self.record)
+                .context("failed to journal the run state")?;
+            self.dirty = false;
+            self.progress_dirty = false;
+        }
+        if std::mem::take(&mut self.start_unjournalled) {
+            crash_point("agents-running");
+        }
+        Ok(())
+    }
+
+    /// Shows an event at once; it reaches `events.jsonl` at the next flush.
     fn emit(&mut self, event: Event) -> anyhow::Result<()> {
         if !event.is_transient() {
             let value = serde_json::to_value(&event).context("serialise event")?;
-            self.dir
-                .append_event(&value)
-                .context("failed to append to the event journal")?;
+            self.unjournalled.push(value);
         }
         self.reporter.event(&event);
         Ok(())
@@ -165,6 +200,7 @@ impl<'r> Dispatcher<'r> {
         self.record.coordinator_pid = std::process::id();
         self.record.coordinator_start = crate::procfs::start_time(std::process::id());
         self.save()?;
+        self.flush()?;
         self.reconcile().await?;
 
         let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -177,9 +213,12 @@ impl<'r> Dispatcher<'r> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
         loop {
+            // Everything decided so far is durable before anything new starts.
+            self.flush()?;
             if !self.stopping {
                 self.start_ready()?;
                 self.start_merge()?;
+                self.start_next_prune();
             }
             if self.is_over() {
                 break;
@@ -190,11 +229,17 @@ impl<'r> Dispatcher<'r> {
                 _ = sigint.recv() => self.on_signal("interrupt")?,
                 _ = sigterm.recv() => self.on_signal("terminate")?,
                 _ = sighup.recv() => self.on_signal("hangup")?,
-                _ = tick.tick() => {
-                    if self.progress_dirty {
-                        self.save()?;
-                    }
-                    self.reporter.refresh(&self.record, now_ms());
+                _ = tick.tick() => self.reporter.refresh(&self.record, now_ms()),
+            }
+            // Whatever else has arrived meanwhile joins this turn's journal
+            // write, so a burst of agent events costs one fsync, not one each.
+            for _ in 0..256 {
+                if let Ok((id, msg)) = self.inst_rx.try_recv() {
+                    self.on_instance(id, msg)?;
+                } else if let Ok(msg) = self.rx.try_recv() {
+                    self.on_msg(msg)?;
+                } else {
+                    break;
                 }
             }
         }
@@ -212,6 +257,7 @@ impl<'r> Dispatcher<'r> {
             && self.other_in_flight == 0
             && self.merging.is_none()
             && self.merge_queue.is_empty()
+            && self.prune_queue.is_empty()
             && (self.mode == Mode::MergeOnly || self.sched.is_finished())
     }
 
@@ -352,6 +398,7 @@ impl<'r> Dispatcher<'r> {
         self.take_skipped()?;
         if !replant.is_empty() {
             self.save()?;
+            self.flush()?;
             self.plant(replant, true);
         }
         Ok(())
@@ -547,6 +594,7 @@ impl<'r> Dispatcher<'r> {
         }
         // Journal `creating` before anything exists in git.
         self.save()?;
+        self.flush()?;
         self.plant(launches, false);
         Ok(())
     }
@@ -577,6 +625,7 @@ impl<'r> Dispatcher<'r> {
             Msg::Planted(batch) => {
                 self.other_in_flight -= 1;
                 crash_point("after-plant");
+                let mut launches = Vec::new();
                 for (launch, result) in batch {
                     let id = launch.id.clone();
                     match result {
@@ -604,13 +653,18 @@ impl<'r> Dispatcher<'r> {
                                 self.save()?;
                                 continue;
                             }
-                            self.launch(launch);
+                            launches.push(launch);
                         }
                         Err(reason) => {
                             self.release_slot(&id);
                             self.fail(&id, InstanceState::Failed, reason, None)?;
                         }
                     }
+                }
+                // `created` is journalled before any agent starts in them.
+                self.flush()?;
+                for launch in launches {
+                    self.launch(launch);
                 }
             }
             Msg::MergePrepared { id, new, tip, ack } => {
@@ -620,7 +674,9 @@ impl<'r> Dispatcher<'r> {
                     inst.tip = tip;
                 }
                 inst.merged_commit = Some(new);
+                // The intent is durable before the target ref moves.
                 self.save()?;
+                self.flush()?;
                 let _ = ack.send(());
             }
             Msg::Merged(id, result) => {
@@ -651,6 +707,7 @@ impl<'r> Dispatcher<'r> {
             }
             Msg::Pruned(id, result) => {
                 self.other_in_flight -= 1;
+                self.pruning = false;
                 match result {
                     Ok(()) => {
                         self.set_state(&id, InstanceState::Pruned);
@@ -712,10 +769,23 @@ impl<'r> Dispatcher<'r> {
     }
 
     fn start_prune(&mut self, id: &str) {
+        self.prune_queue.push_back(id.to_string());
+    }
+
+    /// Merges and prunes share one lane: removing a worktree rewrites git's
+    /// worktree admin files, which a merge (checking for checkouts of the
+    /// target) and a branch deletion read.
+    fn start_next_prune(&mut self) {
+        if self.merging.is_some() || self.pruning {
+            return;
+        }
+        let Some(id) = self.prune_queue.pop_front() else {
+            return;
+        };
+        self.pruning = true;
         self.other_in_flight += 1;
         let opts = self.opts.clone();
         let tx = self.tx.clone();
-        let id = id.to_string();
         tokio::task::spawn_blocking(move || {
             let result = prune_one(&opts, &id).map_err(|e| format!("{e:#}"));
             let _ = tx.send(Msg::Pruned(id, result));
@@ -774,7 +844,7 @@ impl<'r> Dispatcher<'r> {
                     slot,
                     port,
                 })?;
-                crash_point("agents-running");
+                self.start_unjournalled = true;
             }
             InstanceMsg::Agent(AgentEvent::Status(status)) => {
                 let inst = self.inst(&id);
@@ -936,7 +1006,7 @@ impl<'r> Dispatcher<'r> {
     }
 
     fn start_merge(&mut self) -> anyhow::Result<()> {
-        if self.merging.is_some() {
+        if self.merging.is_some() || self.pruning {
             return Ok(());
         }
         let Some(next) = self.merge_queue.first().cloned() else {
@@ -997,6 +1067,7 @@ impl<'r> Dispatcher<'r> {
             .write_summary(&serde_json::to_value(&summary).context("serialise summary")?)
             .context("failed to write summary.json")?;
         self.emit(Event::Summary(summary.clone()))?;
+        self.flush()?;
         self.reporter.finish(&self.record, &summary);
         Ok((self.record, summary))
     }
