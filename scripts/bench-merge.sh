@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Benchmark for `treefarm merge` against plain git.
+#
+# A synthetic repository of ~3,000 files and 50 specs, each declaring one
+# distinct existing file (spread over the 100 directories). Each round:
+#
+#   setup     (untimed) `roadmap` back to its original tip, no treefarm state,
+#             then `treefarm run --no-merge --instances 8 --agent <append a line
+#             to the declared file and commit>`: 50 branches `treefarm/<id>`,
+#             one commit each. Their tips are copied to `bench/<id>`.
+#   git       in a separate worktree on branch `roadmap-git`, reset (untimed) to
+#             the original roadmap tip: a loop of
+#             `git merge --no-ff -q --no-edit bench/<id>` over the 50 branches
+#             in spec order (each merge also updates that worktree, as git must).
+#   treefarm  `treefarm merge`: the 50 succeeded branches of the latest run into
+#             `roadmap`, no checkout; whole process wall time. Whatever else the
+#             command does by default (journal, pruning merged worktrees and
+#             branches) is part of the time, as a user would see it.
+#
+# The order of the git and treefarm steps alternates between rounds (the
+# untimed setup already reads every object both steps need, so no warm-up
+# round). After each round the result is checked
+# with git as the oracle: `roadmap` must hold 50 new merge commits and the same
+# tree as `roadmap-git`.
+#
+# Figure: ratio = T_treefarm / T_git, median over the rounds. Goal: <= 0.3.
+#
+# Environment: TREEFARM_BIN (default target/release/treefarm, built if
+# missing), BENCH_ROUNDS (5), BENCH_BRANCHES (50), BENCH_FILES (3000),
+# BENCH_MB (30), BENCH_KEEP=1 keeps the scratch directory. Exit code: 0 unless
+# something failed (a missed goal is printed, not an error).
+set -euo pipefail
+
+# shellcheck source=scripts/bench/lib.sh
+source "$(dirname "$0")/bench/lib.sh"
+
+ROUNDS=${BENCH_ROUNDS:-5}
+NB=${BENCH_BRANCHES:-50}
+NFILES=${BENCH_FILES:-3000}
+MB=${BENCH_MB:-30}
+((NB <= NFILES)) || die "BENCH_BRANCHES must not exceed BENCH_FILES"
+
+bench_init
+REPO=$BENCH_TMP/repo
+GITWT=$BENCH_TMP/git-merge
+RES=$BENCH_TMP/results
+mkdir -p "$RES"
+
+note "treefarm: $TF"
+note "generating $NFILES files / $MB MB in $REPO ..."
+t0=$(date +%s%N)
+make_repo "$REPO" "$NFILES" $((MB * 1024 * 1024))
+IDS=()
+for ((i = 1; i <= NB; i++)); do
+    id=$(printf '%03d' "$i")
+    IDS+=("$id")
+    # Distinct files, spread evenly over the repository.
+    write_spec "$REPO" "$id" "$(repo_file_path $(((i - 1) * NFILES / NB)))"
+done
+cat >"$REPO/treefarm.yaml" <<'EOF'
+agent:
+  command: "true"
+EOF
+commit_all "$REPO" "synthetic repository"
+git -C "$REPO" branch roadmap
+ORIG=$(git -C "$REPO" rev-parse refs/heads/roadmap)
+git -C "$REPO" worktree add -q -b roadmap-git "$GITWT" "$ORIG"
+note "generated in $(ns_to_ms $(($(date +%s%N) - t0))) ms: $(git -C "$REPO" ls-files | wc -l) files"
+
+# The agent: append to its one declared file and commit, nothing else.
+AGENT='echo "spec $TREEFARM_SPEC_ID" >> "$(printf %s "$TREEFARM_FILES" | head -n 1)" && git add -A && git commit -q -m "spec $TREEFARM_SPEC_ID"'
+
+# --- the steps ----------------------------------------------------------------
+
+setup_round() { # R
+    git -C "$REPO" update-ref refs/heads/roadmap "$ORIG"
+    reset_treefarm "$REPO"
+    git -C "$REPO" for-each-ref --format='delete %(refname)' refs/heads/bench/ |
+        git -C "$REPO" update-ref --stdin
+    local t0 s
+    t0=$(date +%s%N)
+    must_measure "$RES/setup.$1" "treefarm run --no-merge (setup)" \
+        "$TF" -C "$REPO" run --no-merge --instances 8 --agent "$AGENT"
+    s=$(calc "$(measured_field "$RES/setup.$1" 1) / 1e9")
+    local n id tip
+    n=$(count_refs "$REPO" refs/heads/treefarm/)
+    ((n == NB)) || die "setup: expected $NB treefarm/* branches, found $n"
+    for id in "${IDS[@]}"; do
+        tip=$(git -C "$REPO" rev-parse --verify -q "refs/heads/treefarm/$id") ||
+            die "setup: no branch treefarm/$id"
+        [[ $(git -C "$REPO" rev-list --count "$ORIG..$tip") = 1 ]] ||
+            die "setup: treefarm/$id does not hold exactly one commit on top of roadmap"
+        echo "create refs/heads/bench/$id $tip"
+    done | git -C "$REPO" update-ref --stdin
+    git -C "$GITWT" reset -q --hard "$ORIG"
+    note "  setup: run --no-merge of $NB specs took ${s}s (untimed)"
+}
+
+git_step() { # OUT
+    must_measure "$1" "git merge loop" bash -c '
+        set -e
+        cd "$1"; shift
+        for id; do git merge --no-ff -q --no-edit "bench/$id"; done
+    ' bench "$GITWT" "${IDS[@]}"
+}
+
+treefarm_step() { # OUT
+    must_measure "$1" "treefarm merge" "$TF" -C "$REPO" merge
+}
+
+verify_round() { # R
+    local merges t_tf t_git
+    merges=$(git -C "$REPO" rev-list --merges --count "$ORIG..refs/heads/roadmap")
+    ((merges == NB)) || die "round $1: roadmap holds $merges merge commits, expected $NB"
+    merges=$(git -C "$REPO" rev-list --merges --count "$ORIG..refs/heads/roadmap-git")
+    ((merges == NB)) || die "round $1: roadmap-git holds $merges merge commits, expected $NB"
+    t_tf=$(git -C "$REPO" rev-parse 'refs/heads/roadmap^{tree}')
+    t_git=$(git -C "$REPO" rev-parse 'refs/heads/roadmap-git^{tree}')
+    [[ $t_tf = "$t_git" ]] ||
+        die "round $1: roadmap tree $t_tf differs from git's merge result $t_git"
+    [[ -z $(git -C "$REPO" status --porcelain --untracked-files=no) ]] ||
+        die "round $1: treefarm merge changed the main worktree"
+    # What `treefarm merge` left behind (informational).
+    LEFT_WT=$(count_worktrees "$REPO" "$REPO.treefarm/")
+    LEFT_BR=$(count_refs "$REPO" refs/heads/treefarm/)
+}
+
+# --- rounds -------------------------------------------------------------------
+
+printf '%-7s %12s %14s %8s %16s\n' round "git (ms)" "treefarm (ms)" ratio "left wt/branches" >"$RES/table"
+for ((r = 1; r <= ROUNDS; r++)); do
+    note "round $r/$ROUNDS ..."
+    setup_round "$r"
+    if ((r % 2 == 0)); then
+        git_step "$RES/git.$r"
+        treefarm_step "$RES/tf.$r"
+    else
+        treefarm_step "$RES/tf.$r"
+        git_step "$RES/git.$r"
+    fi
+    verify_round "$r"
+
+    g=$(measured_field "$RES/git.$r" 1)
+    t=$(measured_field "$RES/tf.$r" 1)
+    ratio=$(calc "$t / $g")
+    echo "$ratio" >>"$RES/ratios"
+    ns_to_ms "$g" >>"$RES/git_ms"
+    ns_to_ms "$t" >>"$RES/tf_ms"
+    measured_field "$RES/tf.$r" 2 >>"$RES/tf_rss"
+    printf '%-7s %12s %14s %8s %16s\n' "$r" "$(ns_to_ms "$g")" "$(ns_to_ms "$t")" "$ratio" "$LEFT_WT/$LEFT_BR" >>"$RES/table"
+done
+reset_treefarm "$REPO"
+
+# --- report -------------------------------------------------------------------
+
+read -r git_med _ _ _ < <(stats <"$RES/git_ms")
+read -r tf_med _ _ _ < <(stats <"$RES/tf_ms")
+read -r ratio_med ratio_min ratio_max _ < <(stats <"$RES/ratios")
+read -r _ _ rss_max _ < <(stats <"$RES/tf_rss")
+
+echo
+echo "treefarm merge vs git merge --no-ff — $NB branches, $(git -C "$REPO" ls-files | wc -l) files / $MB MB, $ROUNDS rounds"
+hr
+cat "$RES/table"
+hr
+printf '%-7s %12s %14s %8s\n' median "$git_med" "$tf_med" "$ratio_med"
+echo
+printf 'ratio treefarm/git      median %s (min %s, max %s)   goal <= 0.3: %s\n' \
+    "$ratio_med" "$ratio_min" "$ratio_max" "$(goal "$ratio_med" '<=' 0.3)"
+printf 'per merge               git %s ms, treefarm %s ms\n' \
+    "$(calc "$git_med / $NB")" "$(calc "$tf_med / $NB")"
+printf 'treefarm merge peak RSS %s MB (largest over the rounds)\n' "$(calc "$rss_max / 1024")"
