@@ -21,7 +21,6 @@ pub struct Selection {
     /// The commit branches would start from: the target tip, or `base` when
     /// the target does not exist yet.
     pub base: Oid,
-    pub target_exists: bool,
     pub overlaps: Vec<Overlap>,
 }
 
@@ -76,7 +75,6 @@ pub fn select(ctx: &Ctx, ids: &[String]) -> anyhow::Result<Selection> {
     Ok(Selection {
         specs,
         base,
-        target_exists: target_tip.is_some(),
         overlaps,
     })
 }
@@ -147,7 +145,12 @@ pub fn plan(
     let sel = select(ctx, ids)?;
     let worktree_dir = ctx.worktree_dir()?;
     let waves = plan_waves(sel.nodes(), &sel.conflicts(), ctx.config.instances);
-    let wave_of = |id: &str| waves.iter().position(|w| w.iter().any(|x| x == id)).unwrap_or(0);
+    let wave_index: std::collections::HashMap<&str, usize> = waves
+        .iter()
+        .enumerate()
+        .flat_map(|(i, w)| w.iter().map(move |id| (id.as_str(), i)))
+        .collect();
+    let wave_of = |id: &str| wave_index.get(id).copied().unwrap_or(0);
     let report = PlanReport {
         target: ctx.config.target.clone(),
         base: sel.base.to_string(),

@@ -233,7 +233,7 @@ fn drive(
     reporter: &mut Reporters,
     mode: Mode,
 ) -> anyhow::Result<ExitCode> {
-    if let Err(err) = crate::runner::executor::set_child_subreaper() {
+    if let Err(err) = crate::runner::set_child_subreaper() {
         tracing::warn!("cannot become a child subreaper ({err}); orphaned agent processes may escape the timeout");
     }
     let no_merge = opts.no_merge && mode == Mode::Run;

@@ -1,8 +1,10 @@
 //! Output: the run's events, rendered for people (stderr) or as JSON Lines
 //! (stdout), plus the `check`, `plan` and `status` views.
 
+pub mod check;
 pub mod events;
 pub mod human;
+pub mod status;
 
 use std::io::Write;
 use std::path::Path;

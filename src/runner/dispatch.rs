@@ -39,7 +39,6 @@ pub enum Mode {
 }
 
 enum Msg {
-    Instance(String, InstanceMsg),
     Planted(Vec<(Launch, Result<(), String>)>),
     MergePrepared {
         id: String,
@@ -434,7 +433,6 @@ impl<'r> Dispatcher<'r> {
 
     fn on_msg(&mut self, msg: Msg) -> anyhow::Result<()> {
         match msg {
-            Msg::Instance(id, m) => self.on_instance(id, m)?,
             Msg::Planted(batch) => {
                 self.other_in_flight -= 1;
                 crash_point("after-plant");
@@ -654,7 +652,9 @@ impl<'r> Dispatcher<'r> {
                 let (result, code) = match &end {
                     AgentEnd::Exited(0) => ("succeeded", Some(0)),
                     AgentEnd::Exited(c) => ("failed", Some(*c)),
-                    AgentEnd::Signaled(_) | AgentEnd::SpawnFailed(_) => ("failed", None),
+                    AgentEnd::Signaled(_) | AgentEnd::SpawnFailed(_) | AgentEnd::Unknown => {
+                        ("failed", None)
+                    }
                     AgentEnd::TimedOut => ("timed_out", None),
                     AgentEnd::IdleTimedOut => ("idle_timeout", None),
                     AgentEnd::Stopped => ("stopped", None),

@@ -3,7 +3,7 @@
 //! leftovers and auditing the changed files. Talks to the dispatcher only
 //! through messages.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -145,7 +145,6 @@ pub async fn run_instance(
             }
             None => {
                 send(InstanceMsg::AttemptStarting { attempt });
-                let _ = std::fs::remove_file(&job.exit_path);
                 run_agent(job.clone(), ev_tx, stop.clone()).await
             }
         };
@@ -245,6 +244,11 @@ fn describe_failure(end: &AgentEnd, opts: &RunOptions) -> (InstanceState, String
             None,
         ),
         AgentEnd::Stopped => (InstanceState::Failed, "agent was stopped".into(), None),
+        AgentEnd::Unknown => (
+            InstanceState::Failed,
+            "agent ended while treefarm was not running and left no exit code".into(),
+            None,
+        ),
         AgentEnd::SpawnFailed(e) => (
             InstanceState::Failed,
             format!("agent could not be started: {e}"),
@@ -498,8 +502,4 @@ pub fn undeclared(spec: &PlannedSpec, changed: &[String]) -> Vec<String> {
         .filter(|p| !set.is_match(p.as_str()))
         .cloned()
         .collect()
-}
-
-pub(crate) fn worktree_display(p: &PathBuf) -> String {
-    p.display().to_string()
 }

@@ -1,6 +1,22 @@
-//! The only async code: the dispatcher (one per run) and the executors (one
-//! per agent).
+//! The only async code: a dispatcher that owns what the user sees, and one
+//! executor per running agent that talks to it over channels.
+//!
+//! `dispatch` owns a run (scheduler, journal, merges, signals); `instance`
+//! drives one spec from setup to verdict; `executor` runs one agent (process
+//! group, log, status file, timeouts); `process` holds the process-group
+//! primitives; `status_file` parses the agent's optional status JSON;
+//! `options` is what a run was asked to do, frozen in its journal.
 
 pub mod dispatch;
+pub mod executor;
 pub mod instance;
 pub mod options;
+pub mod process;
+pub mod status_file;
+
+pub use executor::{
+    agent_command, kill_group, read_exit_code, run_agent, wait_detached, AgentEnd, AgentEvent,
+    AgentJob, SpawnError, Stop,
+};
+pub use process::set_child_subreaper;
+pub use status_file::AgentStatus;

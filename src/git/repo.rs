@@ -1,0 +1,311 @@
+//! The repository handle and its read-only queries: discovery, revisions,
+//! branches, trees, history, plus the small ref writes (branch creation and
+//! deletion, archive refs).
+//!
+//! [`Repo`] holds paths only, so it is `Send + Sync` and cheap to clone: every
+//! method opens a fresh `git2::Repository` on the common dir, which lets the
+//! async runner call it from any `spawn_blocking` thread without sharing a
+//! libgit2 handle between threads.
+
+use std::path::{Path, PathBuf};
+
+use git2::{
+    BranchType, ErrorCode, ObjectType, Oid, Repository, Sort, TreeWalkMode, TreeWalkResult,
+};
+
+use super::error::GitError;
+
+/// One commit of a history listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitInfo {
+    pub id: Oid,
+    /// First line of the message.
+    pub summary: String,
+    /// `Name <email>`.
+    pub author: String,
+}
+
+/// A non-bare repository, located by its main worktree and common dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repo {
+    root: PathBuf,
+    common_dir: PathBuf,
+}
+
+impl Repo {
+    /// Finds the repository containing `dir` (the main worktree or any linked
+    /// one). A bare repository, or a directory outside any repository, is a
+    /// user-fixable error.
+    pub fn discover(dir: &Path) -> Result<Repo, GitError> {
+        tune_libgit2();
+        let repo = Repository::discover(dir).map_err(|source| GitError::NotARepository {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let common_dir = canonical(repo.commondir())?;
+        // From a linked worktree, the main worktree is the work dir of the
+        // repository at the common dir.
+        let main = if repo.is_worktree() {
+            Repository::open(&common_dir).map_err(|e| {
+                GitError::git("open repository", common_dir.display().to_string(), e)
+            })?
+        } else {
+            repo
+        };
+        if main.is_bare() {
+            return Err(GitError::BareRepository { path: common_dir });
+        }
+        let root = match main.workdir() {
+            Some(w) => canonical(w)?,
+            None => return Err(GitError::BareRepository { path: common_dir }),
+        };
+        Ok(Repo { root, common_dir })
+    }
+
+    /// The main worktree's root, even when discovered from a linked worktree.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<git-common-dir>`, absolute and canonical.
+    pub fn common_dir(&self) -> &Path {
+        &self.common_dir
+    }
+
+    /// The file name of the root, used for `../<name>.treefarm`.
+    pub fn name(&self) -> String {
+        self.root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "repo".to_string())
+    }
+
+    /// A fresh libgit2 handle on this repository (for this thread only).
+    pub(crate) fn open(&self) -> Result<Repository, GitError> {
+        tune_libgit2();
+        Repository::open(&self.common_dir)
+            .map_err(|e| GitError::git("open repository", self.common_dir.display().to_string(), e))
+    }
+
+    /// Resolves `rev` (any revparse expression) to the commit it names.
+    pub fn resolve(&self, rev: &str) -> Result<Oid, GitError> {
+        let repo = self.open()?;
+        let unknown = |source| GitError::UnknownRevision {
+            rev: rev.to_string(),
+            source,
+        };
+        let object = repo.revparse_single(rev).map_err(unknown)?;
+        let commit = object.peel_to_commit().map_err(unknown)?;
+        Ok(commit.id())
+    }
+
+    /// The commit `refs/heads/<branch>` points to, `None` when it does not exist.
+    pub fn branch_tip(&self, branch: &str) -> Result<Option<Oid>, GitError> {
+        let repo = self.open()?;
+        branch_tip_in(&repo, branch)
+    }
+
+    /// Creates `branch` at `at` unless it exists; returns `Some(existing tip)`
+    /// when it already existed (it is never moved), `None` when created.
+    pub fn ensure_branch(&self, branch: &str, at: Oid) -> Result<Option<Oid>, GitError> {
+        let repo = self.open()?;
+        ensure_branch_in(&repo, branch, at)
+    }
+
+    /// Every blob path (files and symlinks; not submodules) of `commit`'s
+    /// tree, sorted bytewise.
+    pub fn tracked_files(&self, commit: Oid) -> Result<Vec<String>, GitError> {
+        let repo = self.open()?;
+        let tree = repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(|e| GitError::git("read the tree of commit", commit.to_string(), e))?;
+        let mut paths = Vec::new();
+        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+            if entry.kind() == Some(ObjectType::Blob) {
+                let name = String::from_utf8_lossy(entry.name_bytes());
+                let mut path = String::with_capacity(dir.len() + name.len());
+                path.push_str(dir);
+                path.push_str(&name);
+                paths.push(path);
+            }
+            TreeWalkResult::Ok
+        })
+        .map_err(|e| GitError::git("list the files of commit", commit.to_string(), e))?;
+        paths.sort_unstable();
+        Ok(paths)
+    }
+
+    /// Paths that differ between the trees of `from` and `to`, sorted; a
+    /// rename contributes both its old and its new path.
+    pub fn changed_paths(&self, from: Oid, to: Oid) -> Result<Vec<String>, GitError> {
+        let repo = self.open()?;
+        let tree = |id: Oid| {
+            repo.find_commit(id)
+                .and_then(|c| c.tree())
+                .map_err(|e| GitError::git("read the tree of commit", id.to_string(), e))
+        };
+        let (old, new) = (tree(from)?, tree(to)?);
+        let diff = repo
+            .diff_tree_to_tree(Some(&old), Some(&new), None)
+            .map_err(|e| GitError::git("diff commits", format!("{from}..{to}"), e))?;
+        let mut paths = Vec::new();
+        for delta in diff.deltas() {
+            for file in [delta.old_file(), delta.new_file()] {
+                if let Some(p) = file.path_bytes() {
+                    paths.push(String::from_utf8_lossy(p).into_owned());
+                }
+            }
+        }
+        paths.sort_unstable();
+        paths.dedup();
+        Ok(paths)
+    }
+
+    /// Commits reachable from `to` but not from `from`, oldest first (parents
+    /// before children).
+    pub fn commits_between(&self, from: Oid, to: Oid) -> Result<Vec<CommitInfo>, GitError> {
+        let repo = self.open()?;
+        commits_between_in(&repo, from, to)
+    }
+
+    /// Whether `ancestor` is `of` or one of its ancestors.
+    pub fn is_ancestor(&self, ancestor: Oid, of: Oid) -> Result<bool, GitError> {
+        if ancestor == of {
+            return Ok(true);
+        }
+        let repo = self.open()?;
+        repo.graph_descendant_of(of, ancestor)
+            .map_err(|e| GitError::git("compare commits", format!("{ancestor}..{of}"), e))
+    }
+
+    /// Deletes `refs/heads/<branch>`; a branch that does not exist is not an
+    /// error (prune and resume may race with a user who deleted it already).
+    /// libgit2 refuses to delete a branch checked out in any worktree.
+    pub fn delete_branch(&self, branch: &str) -> Result<(), GitError> {
+        let repo = self.open()?;
+        let result = match repo.find_branch(branch, BranchType::Local) {
+            Ok(mut b) => b
+                .delete()
+                .map_err(|e| GitError::git("delete branch", branch, e)),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(()),
+            Err(e) => Err(GitError::git("read branch", branch, e)),
+        };
+        result
+    }
+
+    /// Keeps `tip` reachable under `refs/treefarm/archive/<id>`, or `<id>-2`,
+    /// `<id>-3`, … when taken: an archive ref is never overwritten. Returns the
+    /// full ref name.
+    pub fn archive(&self, id: &str, tip: Oid) -> Result<String, GitError> {
+        let repo = self.open()?;
+        let base = format!("refs/treefarm/archive/{id}");
+        for n in 1u32.. {
+            let name = if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
+            match repo.reference(&name, tip, false, "treefarm: archive") {
+                Ok(_) => return Ok(name),
+                Err(e) if e.code() == ErrorCode::Exists => continue,
+                Err(e) => return Err(GitError::git("write archive ref", name, e)),
+            }
+        }
+        unreachable!("u32 range exhausted before finding a free archive ref")
+    }
+}
+
+/// Process-wide libgit2 settings, applied once before the first repository is
+/// opened. libgit2 re-hashes every object it reads ("strict hash
+/// verification"); git does not when checking out, and measured on 3,000
+/// files it nearly doubled the user CPU time of a worktree checkout. treefarm
+/// is this process's only libgit2 user, so it turns the check off.
+fn tune_libgit2() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| git2::opts::strict_hash_verification(false));
+}
+
+/// `path` made absolute with symlinks resolved (as git prints it), without a
+/// trailing slash.
+pub(crate) fn canonical(path: &Path) -> Result<PathBuf, GitError> {
+    std::fs::canonicalize(path).map_err(|e| GitError::io("resolve path", path, e))
+}
+
+pub(crate) fn check_branch_name(branch: &str) -> Result<(), GitError> {
+    match git2::Branch::name_is_valid(branch) {
+        Ok(true) => Ok(()),
+        _ => Err(GitError::InvalidBranchName {
+            branch: branch.to_string(),
+        }),
+    }
+}
+
+pub(crate) fn branch_tip_in(repo: &Repository, branch: &str) -> Result<Option<Oid>, GitError> {
+    check_branch_name(branch)?;
+    match repo.find_reference(&format!("refs/heads/{branch}")) {
+        Ok(r) => match r.resolve() {
+            Ok(r) => Ok(r.target()),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(GitError::git("read branch", branch, e)),
+        },
+        Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(GitError::git("read branch", branch, e)),
+    }
+}
+
+pub(crate) fn ensure_branch_in(
+    repo: &Repository,
+    branch: &str,
+    at: Oid,
+) -> Result<Option<Oid>, GitError> {
+    if let Some(tip) = branch_tip_in(repo, branch)? {
+        return Ok(Some(tip));
+    }
+    let commit = repo
+        .find_commit(at)
+        .map_err(|e| GitError::git("find commit", at.to_string(), e))?;
+    match repo.branch(branch, &commit, false) {
+        Ok(_) => Ok(None),
+        // Someone created it between our read and our write: report its tip.
+        Err(e) if e.code() == ErrorCode::Exists => branch_tip_in(repo, branch),
+        Err(e) => Err(GitError::git("create branch", branch, e)),
+    }
+}
+
+pub(crate) fn commits_between_in(
+    repo: &Repository,
+    from: Oid,
+    to: Oid,
+) -> Result<Vec<CommitInfo>, GitError> {
+    let range = || format!("{from}..{to}");
+    let mut walk = repo
+        .revwalk()
+        .map_err(|e| GitError::git("walk history", range(), e))?;
+    walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)
+        .and_then(|()| walk.push(to))
+        .and_then(|()| walk.hide(from))
+        .map_err(|e| GitError::git("walk history", range(), e))?;
+    let mut out = Vec::new();
+    for id in walk {
+        let id = id.map_err(|e| GitError::git("walk history", range(), e))?;
+        let commit = repo
+            .find_commit(id)
+            .map_err(|e| GitError::git("read commit", id.to_string(), e))?;
+        out.push(CommitInfo {
+            id,
+            summary: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default())
+                .into_owned(),
+            author: signature_text(&commit.author()),
+        });
+    }
+    Ok(out)
+}
+
+fn signature_text(sig: &git2::Signature<'_>) -> String {
+    format!(
+        "{} <{}>",
+        String::from_utf8_lossy(sig.name_bytes()),
+        String::from_utf8_lossy(sig.email_bytes())
+    )
+}

@@ -1,0 +1,544 @@
+//! Linked worktrees: creating several at once, listing, removing, pruning
+//! stale admin entries, and the scratch worktree a merge gate runs in.
+//!
+//! Creation never races on git's admin files: branches are created one after
+//! the other first, `<common>/worktrees` is made once, and only then are the
+//! worktrees added (and checked out) in parallel, each thread with its own
+//! `git2::Repository`. Nothing left behind by an earlier run (a path, a branch
+//! at another commit, an admin entry) is ever destroyed: it is an error naming
+//! it, with the hint `treefarm prune`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use git2::{Oid, Repository, WorktreeAddOptions, WorktreeLockStatus, WorktreePruneOptions};
+
+use super::error::GitError;
+use super::repo::{branch_tip_in, canonical, check_branch_name, ensure_branch_in, Repo};
+
+/// One worktree to create: admin entry `name`, checked out at `path` on
+/// `branch`, which is created at `start` when missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorktreeRequest {
+    /// Admin entry name (`<common>/worktrees/<name>`), e.g. the spec id `020`.
+    pub name: String,
+    pub path: PathBuf,
+    pub branch: String,
+    pub start: Oid,
+    /// Resume: when the worktree already exists at `path` on `branch`, succeed
+    /// without touching it, and accept an existing branch at another commit.
+    pub reuse: bool,
+}
+
+/// A worktree as git records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorktreeInfo {
+    /// Admin entry name; for the main worktree, the file name of its root.
+    pub name: String,
+    pub path: PathBuf,
+    /// The branch checked out (short name), `None` when detached.
+    pub branch: Option<String>,
+    /// The commit checked out, `None` on an unborn branch.
+    pub head: Option<Oid>,
+    pub path_exists: bool,
+    pub is_main: bool,
+}
+
+/// A worktree checked out (detached) at one commit, for running a merge gate.
+/// Removed — files and admin entry — by [`ScratchWorktree::remove`] or on drop.
+#[derive(Debug)]
+pub struct ScratchWorktree {
+    repo: Repo,
+    name: String,
+    path: PathBuf,
+    removed: bool,
+}
+
+impl ScratchWorktree {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the worktree now, reporting failures (drop ignores them).
+    pub fn remove(mut self) -> Result<(), GitError> {
+        self.removed = true;
+        remove_scratch(&self.repo, &self.name, &self.path)
+    }
+}
+
+impl Drop for ScratchWorktree {
+    fn drop(&mut self) {
+        if !self.removed {
+            self.removed = true;
+            if let Err(e) = remove_scratch(&self.repo, &self.name, &self.path) {
+                tracing::warn!("failed to remove scratch worktree: {e}");
+            }
+        }
+    }
+}
+
+fn remove_scratch(repo: &Repo, name: &str, path: &Path) -> Result<(), GitError> {
+    if path.exists() {
+        std::fs::remove_dir_all(path)
+            .map_err(|e| GitError::io("remove scratch worktree", path, e))?;
+    }
+    let git = repo.open()?;
+    prune_admin(&git, name)
+}
+
+/// What phase one decided for a request.
+enum Plan {
+    /// Reused as is.
+    Done,
+    /// To add in phase two.
+    Add { path: PathBuf, created_branch: bool },
+}
+
+static SCRATCH_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Repo {
+    /// Creates the requested branches and worktrees; one result per request,
+    /// in order. Requests fail independently.
+    pub fn add_worktrees(&self, reqs: &[WorktreeRequest]) -> Vec<Result<(), GitError>> {
+        let mut results: Vec<Option<Result<(), GitError>>> = reqs.iter().map(|_| None).collect();
+        let prepared = self.open().and_then(|repo| Ok((self.worktrees()?, repo)));
+        let (existing, repo) = match prepared {
+            Ok(x) => x,
+            Err(_) => {
+                // Report the failure on every request (GitError is not Clone).
+                return reqs
+                    .iter()
+                    .map(|_| self.open().and_then(|_| self.worktrees()).map(|_| ()))
+                    .collect();
+            }
+        };
+
+        // Phase one, serial: validate, create branches.
+        let mut seen = (HashSet::new(), HashSet::new(), HashSet::new());
+        let mut jobs = Vec::new();
+        for (i, req) in reqs.iter().enumerate() {
+            match self.plan_one(&repo, req, &existing, &mut seen) {
+                Ok(Plan::Done) => results[i] = Some(Ok(())),
+                Ok(Plan::Add {
+                    path,
+                    created_branch,
+                }) => jobs.push((i, path, created_branch)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        drop(repo);
+
+        // Phase one and a half: the shared admin folder, made once.
+        let admin_root = self.common_dir().join("worktrees");
+        if let Err(e) = std::fs::create_dir_all(&admin_root) {
+            let kind = e.kind();
+            for (i, _, _) in jobs.drain(..) {
+                results[i] = Some(Err(GitError::io(
+                    "create admin folder",
+                    &admin_root,
+                    std::io::Error::from(kind),
+                )));
+            }
+        }
+
+        // Parent folders (create_dir_all tolerates a concurrent creator).
+        jobs.retain(
+            |(i, path, _)| match path.parent().map(std::fs::create_dir_all) {
+                Some(Err(e)) => {
+                    results[*i] = Some(Err(GitError::io(
+                        "create folder",
+                        path.parent().unwrap_or(path),
+                        e,
+                    )));
+                    false
+                }
+                _ => true,
+            },
+        );
+
+        // Phase two, parallel: add and check out.
+        let next = AtomicUsize::new(0);
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .min(jobs.len());
+        let done: Vec<(usize, Result<(), GitError>)> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let k = next.fetch_add(1, Ordering::Relaxed);
+                            let Some((i, path, created_branch)) = jobs.get(k) else {
+                                break;
+                            };
+                            let req = &reqs[*i];
+                            out.push((*i, self.add_one(req, path, *created_branch)));
+                        }
+                        out
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        for (i, r) in done {
+            results[i] = Some(r);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every request got a result in phase one or two"))
+            .collect()
+    }
+
+    fn plan_one(
+        &self,
+        repo: &Repository,
+        req: &WorktreeRequest,
+        existing: &[WorktreeInfo],
+        seen: &mut (HashSet<String>, HashSet<PathBuf>, HashSet<String>),
+    ) -> Result<Plan, GitError> {
+        check_worktree_name(&req.name)?;
+        check_branch_name(&req.branch)?;
+        let path = std::path::absolute(&req.path)
+            .map_err(|e| GitError::io("resolve path", &req.path, e))?;
+        if !seen.0.insert(req.name.clone())
+            || !seen.1.insert(path.clone())
+            || !seen.2.insert(req.branch.clone())
+        {
+            return Err(GitError::DuplicateRequest {
+                name: req.name.clone(),
+            });
+        }
+        let admin = self.common_dir().join("worktrees").join(&req.name);
+        let registered = existing.iter().find(|w| !w.is_main && w.name == req.name);
+        if let Some(w) = registered {
+            if req.reuse
+                && w.path_exists
+                && w.branch.as_deref() == Some(req.branch.as_str())
+                && same_path(&w.path, &path)
+            {
+                return Ok(Plan::Done);
+            }
+        }
+        if registered.is_some() || admin.symlink_metadata().is_ok() {
+            return Err(GitError::LeftoverWorktree {
+                name: req.name.clone(),
+                admin,
+            });
+        }
+        if path.symlink_metadata().is_ok() {
+            return Err(GitError::LeftoverPath { path });
+        }
+        if let Some(w) = existing
+            .iter()
+            .find(|w| w.branch.as_deref() == Some(req.branch.as_str()))
+        {
+            return Err(GitError::BranchCheckedOut {
+                branch: req.branch.clone(),
+                path: w.path.clone(),
+            });
+        }
+        match branch_tip_in(repo, &req.branch)? {
+            Some(tip) if tip == req.start || req.reuse => Ok(Plan::Add {
+                path,
+                created_branch: false,
+            }),
+            Some(tip) => Err(GitError::LeftoverBranch {
+                branch: req.branch.clone(),
+                tip,
+                wanted: req.start,
+            }),
+            None => {
+                let created = ensure_branch_in(repo, &req.branch, req.start)?.is_none();
+                Ok(Plan::Add {
+                    path,
+                    created_branch: created,
+                })
+            }
+        }
+    }
+
+    /// Adds one worktree with its own repository handle; on failure removes
+    /// exactly what this call created.
+    fn add_one(
+        &self,
+        req: &WorktreeRequest,
+        path: &Path,
+        created_branch: bool,
+    ) -> Result<(), GitError> {
+        let repo = self.open()?;
+        let result = add_on_branch(&repo, &req.name, path, &req.branch);
+        if result.is_err() {
+            self.undo_add(&repo, &req.name, path);
+            if created_branch {
+                if let Ok(Some(tip)) = branch_tip_in(&repo, &req.branch) {
+                    if tip == req.start {
+                        let _ = self.delete_branch(&req.branch);
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    /// Removes a half-made worktree: the work dir only when its `.git` file
+    /// points to our admin entry (or it is empty), the admin entry only when
+    /// it points back to `path` (or is empty).
+    fn undo_add(&self, repo: &Repository, name: &str, path: &Path) {
+        let admin = self.common_dir().join("worktrees").join(name);
+        let ours = |file: PathBuf, expect: &Path| {
+            std::fs::read_to_string(file)
+                .ok()
+                .and_then(|s| {
+                    s.trim()
+                        .strip_prefix("gitdir: ")
+                        .map(PathBuf::from)
+                        .or(Some(PathBuf::from(s.trim())))
+                })
+                .is_some_and(|p| same_path(&p, expect))
+        };
+        if ours(path.join(".git"), &admin) {
+            let _ = std::fs::remove_dir_all(path);
+        } else {
+            let _ = std::fs::remove_dir(path);
+        }
+        if ours(admin.join("gitdir"), &path.join(".git")) {
+            let _ = prune_admin(repo, name).or_else(|_| {
+                std::fs::remove_dir_all(&admin).map_err(|e| GitError::io("remove", &admin, e))
+            });
+        } else {
+            let _ = std::fs::remove_dir(&admin);
+        }
+    }
+
+    /// The main worktree first, then every registered linked worktree.
+    pub fn worktrees(&self) -> Result<Vec<WorktreeInfo>, GitError> {
+        let repo = self.open()?;
+        let (branch, head) = read_head(&repo, &self.common_dir().join("HEAD"));
+        let mut out = vec![WorktreeInfo {
+            name: self.name(),
+            path: self.root().to_path_buf(),
+            branch,
+            head,
+            path_exists: self.root().exists(),
+            is_main: true,
+        }];
+        let names = repo.worktrees().map_err(|e| {
+            GitError::git(
+                "list worktrees of",
+                self.common_dir().display().to_string(),
+                e,
+            )
+        })?;
+        for name in names.iter().flatten() {
+            let wt = match repo.find_worktree(name) {
+                Ok(wt) => wt,
+                Err(e) => return Err(GitError::git("read worktree", name, e)),
+            };
+            let path = wt.path().to_path_buf();
+            let (branch, head) = read_head(
+                &repo,
+                &self.common_dir().join("worktrees").join(name).join("HEAD"),
+            );
+            out.push(WorktreeInfo {
+                name: name.to_string(),
+                path_exists: path.exists(),
+                path,
+                branch,
+                head,
+                is_main: false,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Removes a linked worktree (by admin name or path): its files, then its
+    /// admin entry. A dirty or locked one is refused unless `force`.
+    pub fn remove_worktree(&self, name_or_path: &Path, force: bool) -> Result<(), GitError> {
+        let list = self.worktrees()?;
+        let wanted = canonical(name_or_path).ok();
+        let found = list.iter().find(|w| {
+            Path::new(&w.name) == name_or_path
+                || w.path == name_or_path
+                || wanted.as_ref().is_some_and(|p| same_path(p, &w.path))
+        });
+        let Some(w) = found.filter(|w| !w.is_main) else {
+            if found.is_some() {
+                return Err(GitError::MainWorktree {
+                    path: self.root().to_path_buf(),
+                });
+            }
+            return Err(GitError::WorktreeNotFound {
+                name: name_or_path.display().to_string(),
+            });
+        };
+        let repo = self.open()?;
+        let wt = repo
+            .find_worktree(&w.name)
+            .map_err(|e| GitError::git("read worktree", &w.name, e))?;
+        if !force && matches!(wt.is_locked(), Ok(WorktreeLockStatus::Locked(_))) {
+            return Err(GitError::WorktreeLocked {
+                name: w.name.clone(),
+            });
+        }
+        if w.path_exists {
+            if !force && Repo::is_dirty(&w.path)? {
+                return Err(GitError::WorktreeDirty {
+                    path: w.path.clone(),
+                });
+            }
+            std::fs::remove_dir_all(&w.path)
+                .map_err(|e| GitError::io("remove worktree", &w.path, e))?;
+        }
+        prune_admin(&repo, &w.name)
+    }
+
+    /// Removes the admin entries whose worktree directory is gone (unless
+    /// locked, as git does); returns their names.
+    pub fn prune_stale(&self) -> Result<Vec<String>, GitError> {
+        let repo = self.open()?;
+        let names = repo.worktrees().map_err(|e| {
+            GitError::git(
+                "list worktrees of",
+                self.common_dir().display().to_string(),
+                e,
+            )
+        })?;
+        let mut pruned = Vec::new();
+        for name in names.iter().flatten() {
+            let wt = repo
+                .find_worktree(name)
+                .map_err(|e| GitError::git("read worktree", name, e))?;
+            if wt.path().exists() || matches!(wt.is_locked(), Ok(WorktreeLockStatus::Locked(_))) {
+                continue;
+            }
+            prune_admin(&repo, name)?;
+            pruned.push(name.to_string());
+        }
+        Ok(pruned)
+    }
+
+    /// A detached worktree at `at`, created under the folder `dir` (made when
+    /// missing) as `dir/gate-<commit>-<pid>-<n>`.
+    pub fn scratch_worktree(&self, at: Oid, dir: &Path) -> Result<ScratchWorktree, GitError> {
+        let short = at.to_string();
+        let name = format!(
+            "gate-{}-{}-{}",
+            &short[..short.len().min(12)],
+            std::process::id(),
+            SCRATCH_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let branch = format!("treefarm/{name}");
+        let path = std::path::absolute(dir)
+            .map_err(|e| GitError::io("resolve path", dir, e))?
+            .join(&name);
+        if path.symlink_metadata().is_ok() {
+            return Err(GitError::LeftoverPath { path });
+        }
+        std::fs::create_dir_all(self.common_dir().join("worktrees"))
+            .and_then(|()| std::fs::create_dir_all(path.parent().unwrap_or(dir)))
+            .map_err(|e| GitError::io("create folder", &path, e))?;
+        let repo = self.open()?;
+        if ensure_branch_in(&repo, &branch, at)?.is_some() {
+            return Err(GitError::LeftoverBranch {
+                branch,
+                tip: at,
+                wanted: at,
+            });
+        }
+        let scratch = ScratchWorktree {
+            repo: self.clone(),
+            name: name.clone(),
+            path: path.clone(),
+            removed: false,
+        };
+        let made = add_on_branch(&repo, &name, &path, &branch).and_then(|()| {
+            // Detach, so the temporary branch can go at once and a killed
+            // process leaves at most a stale admin entry behind.
+            let wt = Repository::open(&path)
+                .map_err(|e| GitError::git("open worktree", path.display().to_string(), e))?;
+            wt.set_head_detached(at).map_err(|e| {
+                GitError::git("detach HEAD of worktree", path.display().to_string(), e)
+            })
+        });
+        let deleted = self.delete_branch(&branch);
+        match made {
+            Ok(()) => deleted.map(|()| scratch),
+            Err(e) => {
+                drop(scratch);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// `git worktree add <path> <branch>` through libgit2: admin entry `name`.
+fn add_on_branch(repo: &Repository, name: &str, path: &Path, branch: &str) -> Result<(), GitError> {
+    let fail = |source| GitError::CreateWorktree {
+        path: path.to_path_buf(),
+        branch: branch.to_string(),
+        source,
+    };
+    let reference = repo
+        .find_reference(&format!("refs/heads/{branch}"))
+        .map_err(fail)?;
+    let mut opts = WorktreeAddOptions::new();
+    opts.reference(Some(&reference));
+    repo.worktree(name, path, Some(&opts)).map_err(fail)?;
+    Ok(())
+}
+
+/// Deletes the admin entry `name` (its work dir is already gone or kept).
+fn prune_admin(repo: &Repository, name: &str) -> Result<(), GitError> {
+    let wt = match repo.find_worktree(name) {
+        Ok(wt) => wt,
+        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(()),
+        Err(e) => return Err(GitError::git("read worktree", name, e)),
+    };
+    let mut opts = WorktreePruneOptions::new();
+    opts.valid(true).locked(true).working_tree(false);
+    wt.prune(Some(&mut opts))
+        .map_err(|e| GitError::git("prune worktree", name, e))
+}
+
+/// Reads a HEAD file: `(branch, commit)`.
+fn read_head(repo: &Repository, head_file: &Path) -> (Option<String>, Option<Oid>) {
+    let Ok(text) = std::fs::read_to_string(head_file) else {
+        return (None, None);
+    };
+    let text = text.trim();
+    match text.strip_prefix("ref:") {
+        Some(refname) => {
+            let refname = refname.trim();
+            let branch = refname.strip_prefix("refs/heads/").map(str::to_string);
+            (branch, repo.refname_to_id(refname).ok())
+        }
+        None => (None, Oid::from_str(text).ok()),
+    }
+}
+
+fn check_worktree_name(name: &str) -> Result<(), GitError> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains(['/', '\\', '\0'])
+        || name.starts_with('.')
+        || name.ends_with(".lock");
+    if bad {
+        return Err(GitError::InvalidWorktreeName {
+            name: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether two paths name the same location (symlinks resolved when they
+/// exist).
+fn same_path(a: &Path, b: &Path) -> bool {
+    let norm = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    a == b || norm(a) == norm(b)
+}
