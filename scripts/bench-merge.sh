@@ -12,10 +12,13 @@
 #             the original roadmap tip: a loop of
 #             `git merge --no-ff -q --no-edit bench/<id>` over the 50 branches
 #             in spec order (each merge also updates that worktree, as git must).
-#   treefarm  `treefarm merge`: the 50 succeeded branches of the latest run into
-#             `roadmap`, no checkout; whole process wall time. Whatever else the
-#             command does by default (journal, pruning merged worktrees and
-#             branches) is part of the time, as a user would see it.
+#   treefarm  `treefarm merge --json`: the 50 succeeded branches of the latest
+#             run into `roadmap`, no checkout; whole process wall time. Whatever
+#             else the command does by default (journal, pruning merged
+#             worktrees and branches) is part of the time, as a user would see
+#             it. For a breakdown, the events are stamped as they arrive on
+#             stdout: "to last merged" is the time from the spawn to the last
+#             `merged` event (the merging proper, prune and wrap-up excluded).
 #
 # The order of the git and treefarm steps alternates between rounds (the
 # untimed setup already reads every object both steps need, so no warm-up
@@ -24,6 +27,7 @@
 # tree as `roadmap-git`.
 #
 # Figure: ratio = T_treefarm / T_git, median over the rounds. Goal: <= 0.3.
+# Also shown: the same ratio for "to last merged" (informational).
 #
 # Environment: TREEFARM_BIN (default target/release/treefarm, built if
 # missing), BENCH_ROUNDS (5), BENCH_BRANCHES (50), BENCH_FILES (3000),
@@ -104,8 +108,25 @@ git_step() { # OUT
     ' bench "$GITWT" "${IDS[@]}"
 }
 
-treefarm_step() { # OUT
-    must_measure "$1" "treefarm merge" "$TF" -C "$REPO" merge
+# treefarm_step OUT: also writes OUT.phase, "<ms to the last merged event>
+# <merged events> <pruned events>", from the --json events stamped on arrival.
+treefarm_step() {
+    must_measure --lines "$1" "treefarm merge" "$TF" -C "$REPO" merge --json
+    python3 - "$1" <<'PY'
+import json, sys
+out = sys.argv[1]
+start = int(open(out).read().split()[3])
+last, merged, pruned = None, 0, 0
+for raw in open(out + ".lines"):
+    t, line = raw.rstrip("\n").split("\t", 1)
+    ev = json.loads(line)
+    if ev.get("event") == "merged":
+        merged, last = merged + 1, int(t)
+    elif ev.get("event") == "pruned":
+        pruned += 1
+with open(out + ".phase", "w") as f:
+    f.write("%.3f %d %d\n" % (((last - start) / 1e6) if last else float("nan"), merged, pruned))
+PY
 }
 
 verify_round() { # R
@@ -127,7 +148,7 @@ verify_round() { # R
 
 # --- rounds -------------------------------------------------------------------
 
-printf '%-7s %12s %14s %8s %16s\n' round "git (ms)" "treefarm (ms)" ratio "left wt/branches" >"$RES/table"
+printf '%-7s %11s %14s %8s %16s %8s %14s\n' round "git (ms)" "treefarm (ms)" ratio "to last merged" ratio "merged/pruned" >"$RES/table"
 for ((r = 1; r <= ROUNDS; r++)); do
     note "round $r/$ROUNDS ..."
     setup_round "$r"
@@ -143,11 +164,15 @@ for ((r = 1; r <= ROUNDS; r++)); do
     g=$(measured_field "$RES/git.$r" 1)
     t=$(measured_field "$RES/tf.$r" 1)
     ratio=$(calc "$t / $g")
+    read -r phase nmerged npruned <"$RES/tf.$r.phase"
+    pratio=$(calc "$phase / ($g / 1e6)")
     echo "$ratio" >>"$RES/ratios"
+    echo "$pratio" >>"$RES/pratios"
+    echo "$phase" >>"$RES/phase_ms"
     ns_to_ms "$g" >>"$RES/git_ms"
     ns_to_ms "$t" >>"$RES/tf_ms"
     measured_field "$RES/tf.$r" 2 >>"$RES/tf_rss"
-    printf '%-7s %12s %14s %8s %16s\n' "$r" "$(ns_to_ms "$g")" "$(ns_to_ms "$t")" "$ratio" "$LEFT_WT/$LEFT_BR" >>"$RES/table"
+    printf '%-7s %11s %14s %8s %16s %8s %14s\n' "$r" "$(ns_to_ms "$g")" "$(ns_to_ms "$t")" "$ratio" "$phase" "$pratio" "$nmerged/$npruned" >>"$RES/table"
 done
 reset_treefarm "$REPO"
 
@@ -156,6 +181,8 @@ reset_treefarm "$REPO"
 read -r git_med _ _ _ < <(stats <"$RES/git_ms")
 read -r tf_med _ _ _ < <(stats <"$RES/tf_ms")
 read -r ratio_med ratio_min ratio_max _ < <(stats <"$RES/ratios")
+read -r phase_med _ _ _ < <(stats <"$RES/phase_ms")
+read -r pratio_med _ _ _ < <(stats <"$RES/pratios")
 read -r _ _ rss_max _ < <(stats <"$RES/tf_rss")
 
 echo
@@ -163,10 +190,12 @@ echo "treefarm merge vs git merge --no-ff — $NB branches, $(git -C "$REPO" ls-
 hr
 cat "$RES/table"
 hr
-printf '%-7s %12s %14s %8s\n' median "$git_med" "$tf_med" "$ratio_med"
+printf '%-7s %11s %14s %8s %16s %8s\n' median "$git_med" "$tf_med" "$ratio_med" "$phase_med" "$pratio_med"
 echo
 printf 'ratio treefarm/git      median %s (min %s, max %s)   goal <= 0.3: %s\n' \
     "$ratio_med" "$ratio_min" "$ratio_max" "$(goal "$ratio_med" '<=' 0.3)"
+printf 'to last merged event    median %s ms, ratio to git %s (informational)\n' "$phase_med" "$pratio_med"
 printf 'per merge               git %s ms, treefarm %s ms\n' \
     "$(calc "$git_med / $NB")" "$(calc "$tf_med / $NB")"
+printf 'left by treefarm merge  %s worktrees, %s treefarm/* branches (last round)\n' "$LEFT_WT" "$LEFT_BR"
 printf 'treefarm merge peak RSS %s MB (largest over the rounds)\n' "$(calc "$rss_max / 1024")"

@@ -7,8 +7,10 @@
 #   git       a shell loop of `git worktree add -q -b bench/<id> <path> roadmap`
 #             for the 8 branches, one after the other — the git work treefarm
 #             has to do at least;
-#   git-par   the same 8 commands started at once (`&` ... `wait`), the git
-#             work at treefarm's concurrency;
+#   git-par   the same work at treefarm's concurrency: the admin part one
+#             after the other (`git worktree add --no-checkout -b ...`; git's
+#             own admin files do not survive concurrent `worktree add`s), then
+#             the 8 checkouts at once (`git reset -q --hard` in each, `&`);
 #   treefarm  `treefarm run --no-merge --instances 8 --agent true`, whole
 #             process wall time (plan, plant 8 worktrees, run 8 agents that
 #             exit at once, journal, report);
@@ -86,8 +88,9 @@ git_step() {
     if [[ $2 = serial ]]; then
         script='for id; do git worktree add -q -b "bench/$id" "$wt/$id" roadmap; done'
     else
-        script='for id; do git worktree add -q -b "bench/$id" "$wt/$id" roadmap & done
-                for id; do wait -n; done'
+        script='for id; do git worktree add -q --no-checkout -b "bench/$id" "$wt/$id" roadmap; done
+                for id; do git -C "$wt/$id" reset -q --hard & done
+                rc=0; for id; do wait -n || rc=1; done; exit $rc'
     fi
     must_measure "$1" "git worktree add ($2)" bash -c "
         set -e
@@ -121,34 +124,10 @@ treefarm_step() { # OUT
 events_step() {
     rm -rf "$STAMPS"
     mkdir -p "$STAMPS"
-    local out=$1 rc=0
-    python3 - "$out" "$TF" -C "$REPO" run --no-merge --instances "$N" --json \
-        --agent "date +%s%N > $STAMPS/\$TREEFARM_SPEC_ID" <<'PY' || rc=$?
-# Spawns treefarm and stamps each stdout line with CLOCK_REALTIME the moment
-# the bytes arrive (raw reads, no buffering of ours in between).
-import os, resource, subprocess, sys, time
-out, argv = sys.argv[1], sys.argv[2:]
-with open(out + ".err", "wb") as err, open(out + ".lines", "w") as lines:
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
-    fd, buf = p.stdout.fileno(), b""
-    while True:
-        chunk = os.read(fd, 1 << 16)
-        t = time.time_ns()
-        if not chunk:
-            break
-        buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            lines.write("%d\t%s\n" % (t, line.decode("utf-8", "replace")))
-    rc = p.wait()
-with open(out, "w") as f:
-    f.write("0 %d %d\n" % (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc))
-sys.exit(rc if 0 <= rc < 256 else 1)
-PY
-    if ((rc != 0)); then
-        tail -n 30 "$out.err" >&2 || true
-        die "treefarm run --json failed (exit $rc)"
-    fi
+    local out=$1
+    must_measure --lines "$out" "treefarm run --json" \
+        "$TF" -C "$REPO" run --no-merge --instances "$N" --json \
+        --agent "date +%s%N > $STAMPS/\$TREEFARM_SPEC_ID"
     python3 - "$out" "$STAMPS" "$N" <<'PY'
 import json, os, sys
 out, stamps, n = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -145,6 +145,39 @@ sys.exit(rc if 0 <= rc < 256 else 1)
 PY
 }
 
+# measure_lines OUT CMD...: like measure, and also stamps every stdout line
+# of CMD with CLOCK_REALTIME (ns) the moment its bytes arrive (raw reads, no
+# buffering of ours in between): OUT.lines holds "<ns>\t<line>", and OUT gets
+# a fourth field, the CLOCK_REALTIME just before the spawn.
+measure_lines() {
+    local out=$1
+    shift
+    python3 - "$out" "$@" <<'PY'
+import os, resource, subprocess, sys, time
+out, argv = sys.argv[1], sys.argv[2:]
+with open(out + ".err", "wb") as err, open(out + ".lines", "w") as lines:
+    start = time.time_ns()
+    t0 = time.perf_counter_ns()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
+    fd, buf = p.stdout.fileno(), b""
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        t = time.time_ns()
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            lines.write("%d\t%s\n" % (t, line.decode("utf-8", "replace")))
+    rc = p.wait()
+    t1 = time.perf_counter_ns()
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+with open(out, "w") as f:
+    f.write("%d %d %d %d\n" % (t1 - t0, rss, rc, start))
+sys.exit(rc if 0 <= rc < 256 else 1)
+PY
+}
+
 # measured_field OUT N: field N (1 wall_ns, 2 rss_kb, 3 exit) of a measure file.
 measured_field() {
     local a
@@ -152,16 +185,21 @@ measured_field() {
     printf '%s\n' "${a[$(($2 - 1))]}"
 }
 
-# must_measure OUT WHAT CMD...: measure, and die with the stderr tail when CMD
-# fails.
+# must_measure [--lines] OUT WHAT CMD...: measure (or measure_lines), and die
+# with the stderr tail when CMD fails.
 must_measure() {
+    local how=measure
+    if [[ $1 = --lines ]]; then
+        how=measure_lines
+        shift
+    fi
     local out=$1 what=$2
     shift 2
-    if ! measure "$out" "$@"; then
+    if ! "$how" "$out" "$@"; then
         note "--- stderr of $what (tail) ---"
         tail -n 30 "$out.err" >&2 || true
         note "--- stdout of $what (tail) ---"
-        tail -n 10 "$out.out" >&2 || true
+        tail -n 10 "$out.out" "$out.lines" >&2 2>/dev/null || true
         die "$what failed (exit $(measured_field "$out" 3)): $*"
     fi
 }
