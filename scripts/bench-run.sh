@@ -89,8 +89,8 @@ git_step() {
         script='for id; do git worktree add -q -b "bench/$id" "$wt/$id" roadmap; done'
     else
         script='for id; do git worktree add -q --no-checkout -b "bench/$id" "$wt/$id" roadmap; done
-                for id; do git -C "$wt/$id" reset -q --hard & done
-                rc=0; for id; do wait -n || rc=1; done; exit $rc'
+                pids=(); for id; do git -C "$wt/$id" reset -q --hard & pids+=($!); done
+                rc=0; for p in "${pids[@]}"; do wait "$p" || rc=1; done; exit $rc'
     fi
     must_measure "$1" "git worktree add ($2)" bash -c "
         set -e
