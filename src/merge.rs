@@ -13,12 +13,21 @@ use crate::git::{Advance, MergeStrategy, Oid, Prepared, Repo};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MergeResult {
     /// The target now holds the branch; `commit` is the new target tip.
-    Merged { commit: String },
+    Merged {
+        commit: String,
+    },
     /// The branch had nothing the target lacks.
-    UpToDate { commit: String },
-    Conflicted { paths: Vec<String> },
+    UpToDate {
+        commit: String,
+    },
+    Conflicted {
+        paths: Vec<String>,
+    },
     /// The gate failed, or the target could not be moved safely.
-    Refused { reason: String, log: Option<String> },
+    Refused {
+        reason: String,
+        log: Option<String>,
+    },
 }
 
 /// What to merge and how.
@@ -58,16 +67,20 @@ pub fn merge_branch(
     const MAX_RACES: usize = 20;
     let repo = Repo::discover(req.repo_root)?;
     for _ in 0..MAX_RACES {
-        let (old, new) =
-            match repo.prepare_merge(req.target, req.branch, strategy(req.strategy), &req.message)? {
-                Prepared::Ready { old, new } => (old, new),
-                Prepared::Conflicted { paths } => return Ok(MergeResult::Conflicted { paths }),
-                Prepared::UpToDate { tip } => {
-                    return Ok(MergeResult::UpToDate {
-                        commit: tip.to_string(),
-                    })
-                }
-            };
+        let (old, new) = match repo.prepare_merge(
+            req.target,
+            req.branch,
+            strategy(req.strategy),
+            &req.message,
+        )? {
+            Prepared::Ready { old, new } => (old, new),
+            Prepared::Conflicted { paths } => return Ok(MergeResult::Conflicted { paths }),
+            Prepared::UpToDate { tip } => {
+                return Ok(MergeResult::UpToDate {
+                    commit: tip.to_string(),
+                })
+            }
+        };
         if let Some(gate) = &req.gate {
             if let Some(refusal) = run_gate(&repo, gate, new)? {
                 return Ok(refusal);
@@ -121,7 +134,10 @@ fn run_gate(repo: &Repo, gate: &Gate<'_>, commit: Oid) -> anyhow::Result<Option<
     match status {
         Ok(s) if s.success() => Ok(None),
         Ok(s) => Ok(Some(MergeResult::Refused {
-            reason: format!("gate `{}` failed ({s}) on merged commit {commit}", gate.command),
+            reason: format!(
+                "gate `{}` failed ({s}) on merged commit {commit}",
+                gate.command
+            ),
             log: Some(log_path),
         })),
         Err(err) => Ok(Some(MergeResult::Refused {
@@ -132,11 +148,21 @@ fn run_gate(repo: &Repo, gate: &Gate<'_>, commit: Oid) -> anyhow::Result<Option<
 }
 
 /// The commit message for a spec's merge under each strategy.
-pub fn message(strategy: Strategy, id: &str, title: &str, branch: &str, subjects: &[String], run_id: &str) -> String {
+pub fn message(
+    strategy: Strategy,
+    id: &str,
+    title: &str,
+    branch: &str,
+    subjects: &[String],
+    run_id: &str,
+) -> String {
     match strategy {
-        Strategy::Merge => format!("Merge {branch}: {title} (SPEC-{id})\n\ntreefarm run {run_id}\n"),
+        Strategy::Merge => {
+            format!("Merge {branch}: {title} (SPEC-{id})\n\ntreefarm run {run_id}\n")
+        }
         Strategy::Squash => {
-            let mut m = format!("{title} (SPEC-{id})\n\nSquashed from {branch}, treefarm run {run_id}:\n");
+            let mut m =
+                format!("{title} (SPEC-{id})\n\nSquashed from {branch}, treefarm run {run_id}:\n");
             for s in subjects {
                 m.push_str(&format!("- {s}\n"));
             }

@@ -6,7 +6,8 @@ use std::path::Path;
 /// The start time of `pid` in clock ticks since boot (field 22 of
 /// `/proc/<pid>/stat`), or `None` when no such process exists.
 pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
+    let stat =
+        std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces or ')',
     // so fields are counted from the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -16,7 +17,8 @@ pub fn start_time(pid: u32) -> Option<u64> {
 
 /// The one-letter state of `pid` (`R`, `S`, `Z`, …), or `None` when gone.
 pub fn state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
+    let stat =
+        std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().next()?.chars().next()
 }
@@ -39,12 +41,17 @@ mod tests {
         let pid = std::process::id();
         let start = start_time(pid).expect("own start time");
         assert!(is_alive(pid, Some(start)));
-        assert!(!is_alive(pid, Some(start + 1)), "a different start time is another process");
+        assert!(
+            !is_alive(pid, Some(start + 1)),
+            "a different start time is another process"
+        );
     }
 
     #[test]
     fn exited_process_is_not_alive() {
-        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
         let pid = child.id();
         child.wait().expect("wait");
         assert!(!is_alive(pid, None));

@@ -185,7 +185,10 @@ mod tests {
 
     #[test]
     fn preset_command_quotes_the_path() {
-        assert_eq!(preset_command(Path::new("/run/agent.sh")), "sh /run/agent.sh");
+        assert_eq!(
+            preset_command(Path::new("/run/agent.sh")),
+            "sh /run/agent.sh"
+        );
         assert_eq!(
             preset_command(Path::new("/my runs/it's/agent.sh")),
             r"sh '/my runs/it'\''s/agent.sh'"

@@ -53,10 +53,7 @@ pub fn select(ctx: &Ctx, ids: &[String]) -> anyhow::Result<Selection> {
         .into_iter()
         .cloned()
         .collect();
-    let target_tip = ctx
-        .repo
-        .branch_tip(&ctx.config.target)
-        .map_err(git_err)?;
+    let target_tip = ctx.repo.branch_tip(&ctx.config.target).map_err(git_err)?;
     let base = match target_tip {
         Some(tip) => tip,
         None => ctx.repo.resolve(&ctx.config.base).map_err(git_err)?,
@@ -90,7 +87,11 @@ pub fn init(start: &Path, agent: Option<&str>, err: &mut dyn Write) -> anyhow::R
         if created {
             writeln!(err, "created {}", rel.display())?;
         } else {
-            writeln!(err, "kept    {} (already exists; not overwritten)", rel.display())?;
+            writeln!(
+                err,
+                "kept    {} (already exists; not overwritten)",
+                rel.display()
+            )?;
         }
     }
     Ok(ExitCode::Success)
@@ -190,12 +191,17 @@ pub fn status(
     let state = StateDir::new(ctx.repo.common_dir());
     let run_id = match run_id {
         Some(id) => id.to_string(),
-        None => state
-            .latest_run()?
-            .ok_or_else(|| InputError::new("no treefarm run in this repository yet").with_hint("start one with `treefarm run`"))?,
+        None => state.latest_run()?.ok_or_else(|| {
+            InputError::new("no treefarm run in this repository yet")
+                .with_hint("start one with `treefarm run`")
+        })?,
     };
-    let dir = state.open_run(&run_id).map_err(|e| anyhow::Error::new(InputError::new(e.to_string())))?;
-    let color = !json && std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
+    let dir = state
+        .open_run(&run_id)
+        .map_err(|e| anyhow::Error::new(InputError::new(e.to_string())))?;
+    let color = !json
+        && std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none();
     let mut last = String::new();
     loop {
         let record = dir.read_state()?;

@@ -36,8 +36,9 @@ impl Ctx {
                 start.join(p)
             }
         });
-        let (config, config_path) = Config::load(repo.root(), explicit.as_deref(), std::env::vars())
-            .map_err(|e| anyhow::Error::new(InputError::from(e)))?;
+        let (config, config_path) =
+            Config::load(repo.root(), explicit.as_deref(), std::env::vars())
+                .map_err(|e| anyhow::Error::new(InputError::from(e)))?;
         Ok(Ctx {
             repo,
             config,

@@ -22,7 +22,8 @@ pub fn init_tracing(cli: &Cli) {
         (false, 2) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_env("TREEFARM_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_from_env("TREEFARM_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -75,7 +76,14 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let ctx = Ctx::load(&start, cli.config.as_deref())?;
-            run::merge(ctx, run_id.as_deref(), target.clone(), gate.clone(), *json, cli.quiet)
+            run::merge(
+                ctx,
+                run_id.as_deref(),
+                target.clone(),
+                gate.clone(),
+                *json,
+                cli.quiet,
+            )
         }
         Command::Resume { run_id, json } => {
             let ctx = Ctx::load(&start, cli.config.as_deref())?;

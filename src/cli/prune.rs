@@ -15,7 +15,13 @@ use crate::error::ExitCode;
 use crate::git::Oid;
 use crate::state::{InstanceState, RunState, StateDir};
 
-pub fn prune(ctx: &Ctx, dry_run: bool, all: bool, force: bool, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
+pub fn prune(
+    ctx: &Ctx,
+    dry_run: bool,
+    all: bool,
+    force: bool,
+    err: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
     let repo = &ctx.repo;
     let state = StateDir::new(repo.common_dir());
     let mut targets: BTreeSet<String> = BTreeSet::new();
@@ -24,14 +30,21 @@ pub fn prune(ctx: &Ctx, dry_run: bool, all: bool, force: bool, err: &mut dyn Wri
     let mut merged_tips: HashMap<String, BTreeSet<String>> = HashMap::new();
     let mut owned: HashMap<String, String> = HashMap::new();
     for run_id in state.runs()? {
-        let Ok(dir) = state.open_run(&run_id) else { continue };
-        let Ok(record) = dir.read_state() else { continue };
+        let Ok(dir) = state.open_run(&run_id) else {
+            continue;
+        };
+        let Ok(record) = dir.read_state() else {
+            continue;
+        };
         targets.insert(record.target.clone());
         let unfinished = record.state != RunState::Finished;
         for inst in &record.instances {
             if matches!(inst.state, InstanceState::Merged | InstanceState::Pruned) {
                 if let Some(tip) = &inst.tip {
-                    merged_tips.entry(inst.branch.clone()).or_default().insert(tip.clone());
+                    merged_tips
+                        .entry(inst.branch.clone())
+                        .or_default()
+                        .insert(tip.clone());
                 }
             } else if unfinished && !inst.state.is_terminal() {
                 owned.insert(inst.branch.clone(), run_id.clone());
@@ -46,7 +59,12 @@ pub fn prune(ctx: &Ctx, dry_run: bool, all: bool, force: bool, err: &mut dyn Wri
     let verb = if dry_run { "would remove" } else { "removed" };
     let worktrees = repo.worktrees().map_err(git_err)?;
     for wt in worktrees.iter().filter(|w| !w.is_main && !w.path_exists) {
-        writeln!(err, "{verb} stale worktree entry `{}` ({} no longer exists)", wt.name, wt.path.display())?;
+        writeln!(
+            err,
+            "{verb} stale worktree entry `{}` ({} no longer exists)",
+            wt.name,
+            wt.path.display()
+        )?;
     }
     if !dry_run {
         repo.prune_stale().map_err(git_err)?;
@@ -85,12 +103,19 @@ pub fn prune(ctx: &Ctx, dry_run: bool, all: bool, force: bool, err: &mut dyn Wri
             (false, _) => Some("has commits not merged into the target"),
         };
         if let (Some(why), false) = (why_kept, force) {
-            writeln!(err, "kept    {branch}: {why} (--force archives the tip and removes it)")?;
+            writeln!(
+                err,
+                "kept    {branch}: {why} (--force archives the tip and removes it)"
+            )?;
             kept += 1;
             continue;
         }
         if dry_run {
-            let how = if why_kept.is_some() { " (after archiving its tip)" } else { "" };
+            let how = if why_kept.is_some() {
+                " (after archiving its tip)"
+            } else {
+                ""
+            };
             writeln!(err, "{verb} {branch}{how}")?;
             continue;
         }
@@ -102,7 +127,15 @@ pub fn prune(ctx: &Ctx, dry_run: bool, all: bool, force: bool, err: &mut dyn Wri
             repo.remove_worktree(&w.path, force).map_err(git_err)?;
         }
         repo.delete_branch(&branch).map_err(git_err)?;
-        writeln!(err, "{verb} {branch}{}", if worktree.is_some() { " and its worktree" } else { "" })?;
+        writeln!(
+            err,
+            "{verb} {branch}{}",
+            if worktree.is_some() {
+                " and its worktree"
+            } else {
+                ""
+            }
+        )?;
     }
     if kept > 0 {
         writeln!(err, "{kept} branch(es) kept")?;

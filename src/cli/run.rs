@@ -17,7 +17,9 @@ use crate::state::{InstanceRecord, InstanceState, Lock, LockError, RunRecord, Ru
 fn reporters(json: bool, quiet: bool) -> Reporters {
     let mut list: Vec<Box<dyn Reporter>> = Vec::new();
     if json {
-        list.push(Box::new(JsonLinesReporter::new(Box::new(std::io::stdout()))));
+        list.push(Box::new(JsonLinesReporter::new(
+            Box::new(std::io::stdout()),
+        )));
     }
     if !quiet {
         list.push(Box::new(HumanReporter::new(
@@ -54,11 +56,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Resolves the agent command from flags, env and config; a preset's wrapper
 /// is written into `wrapper_dir`. Checks that the program exists.
-fn agent_command(ctx: &Ctx, flag: Option<&str>, wrapper_dir: &std::path::Path) -> anyhow::Result<(String, Vec<(String, String)>)> {
+fn agent_command(
+    ctx: &Ctx,
+    flag: Option<&str>,
+    wrapper_dir: &std::path::Path,
+) -> anyhow::Result<(String, Vec<(String, String)>)> {
     let agent = &ctx.config.agent;
     let path = std::env::var_os("PATH");
-    let mut env: Vec<(String, String)> = agent.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    if let Some(cmd) = flag.or(agent.command.as_deref()).filter(|c| !c.trim().is_empty()) {
+    let mut env: Vec<(String, String)> = agent
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(cmd) = flag
+        .or(agent.command.as_deref())
+        .filter(|c| !c.trim().is_empty())
+    {
         crate::agents::check_program(cmd, path.as_deref(), ctx.root())?;
         return Ok((cmd.to_string(), env));
     }
@@ -67,9 +80,17 @@ fn agent_command(ctx: &Ctx, flag: Option<&str>, wrapper_dir: &std::path::Path) -
         let bin = std::env::var_os(preset.bin_env);
         crate::agents::check_preset_program(preset, bin.as_deref(), path.as_deref(), ctx.root())?;
         std::fs::create_dir_all(wrapper_dir)?;
-        let wrapper = crate::agents::materialize_wrapper(preset, wrapper_dir)
-            .with_context(|| format!("failed to write the `{name}` wrapper into `{}`", wrapper_dir.display()))?;
-        env.extend(crate::agents::preset_env(agent.model.as_deref(), &agent.extra_args));
+        let wrapper =
+            crate::agents::materialize_wrapper(preset, wrapper_dir).with_context(|| {
+                format!(
+                    "failed to write the `{name}` wrapper into `{}`",
+                    wrapper_dir.display()
+                )
+            })?;
+        env.extend(crate::agents::preset_env(
+            agent.model.as_deref(),
+            &agent.extra_args,
+        ));
         return Ok((crate::agents::preset_command(&wrapper), env));
     }
     Err(InputError::new("no agent configured")
@@ -102,7 +123,8 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         return Err(InputError::new("--instances must be at least 1").into());
     }
     let no_merge = args.no_merge || !cfg.merge.auto;
-    let max_port = u32::from(cfg.port_base) + (cfg.instances as u32).saturating_sub(1) * u32::from(cfg.port_stride);
+    let max_port = u32::from(cfg.port_base)
+        + (cfg.instances as u32).saturating_sub(1) * u32::from(cfg.port_stride);
     if max_port > u32::from(u16::MAX) {
         return Err(InputError::new(format!(
             "port_base {} + {} instances x port_stride {} exceeds 65535",
@@ -111,7 +133,11 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         .into());
     }
     if git2_ref_invalid(&cfg.target) {
-        return Err(InputError::new(format!("`{}` is not a valid branch name for --target", cfg.target)).into());
+        return Err(InputError::new(format!(
+            "`{}` is not a valid branch name for --target",
+            cfg.target
+        ))
+        .into());
     }
 
     // Everything that can be wrong is checked before anything is created.
@@ -151,7 +177,11 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
     let _lock = lock(&state, &run_id)?;
 
     // From here on, things are created.
-    let base_commit = match ctx.repo.ensure_branch(&ctx.config.target, sel.base).map_err(git_err)? {
+    let base_commit = match ctx
+        .repo
+        .ensure_branch(&ctx.config.target, sel.base)
+        .map_err(git_err)?
+    {
         Some(existing) => existing,
         None => sel.base,
     };
@@ -238,9 +268,8 @@ fn drive(
     }
     let no_merge = opts.no_merge && mode == Mode::Run;
     let rt = runtime()?;
-    let (record, _summary) = rt.block_on(
-        Dispatcher::new(Arc::new(opts), Arc::new(dir), record, reporter, mode).drive(),
-    )?;
+    let (record, _summary) = rt
+        .block_on(Dispatcher::new(Arc::new(opts), Arc::new(dir), record, reporter, mode).drive())?;
     let all_done = record.state == RunState::Finished
         && record.instances.iter().all(|i| match i.state {
             InstanceState::Merged | InstanceState::Pruned => true,
@@ -283,10 +312,16 @@ fn git2_ref_invalid(name: &str) -> bool {
         || name.contains(' ')
         || name.ends_with('/')
         || name.ends_with(".lock")
-        || name.chars().any(|c| c.is_control() || "~^:?*[\\".contains(c))
+        || name
+            .chars()
+            .any(|c| c.is_control() || "~^:?*[\\".contains(c))
 }
 
-fn load_run(ctx: &Ctx, run_id: Option<&str>, unfinished: bool) -> anyhow::Result<Option<(crate::state::RunDir, RunRecord, RunOptions)>> {
+fn load_run(
+    ctx: &Ctx,
+    run_id: Option<&str>,
+    unfinished: bool,
+) -> anyhow::Result<Option<(crate::state::RunDir, RunRecord, RunOptions)>> {
     let state = StateDir::new(ctx.repo.common_dir());
     let run_id = match run_id {
         Some(id) => id.to_string(),
@@ -318,9 +353,15 @@ pub fn resume(ctx: Ctx, run_id: Option<&str>, json: bool, quiet: bool) -> anyhow
         return Ok(ExitCode::Success);
     };
     if record.state == RunState::Finished
-        && record.instances.iter().all(|i| i.state.is_terminal() || i.state == InstanceState::Succeeded)
+        && record
+            .instances
+            .iter()
+            .all(|i| i.state.is_terminal() || i.state == InstanceState::Succeeded)
     {
-        eprintln!("treefarm: run {} is already finished; nothing to resume", record.run_id);
+        eprintln!(
+            "treefarm: run {} is already finished; nothing to resume",
+            record.run_id
+        );
         return Ok(ExitCode::Success);
     }
     let state = StateDir::new(ctx.repo.common_dir());

@@ -18,7 +18,9 @@ impl Repo {
             .map_err(|e| GitError::git("list branches", prefix, e))?;
         for item in branches {
             let (branch, _) = item.map_err(|e| GitError::git("list branches", prefix, e))?;
-            let Ok(Some(name)) = branch.name() else { continue };
+            let Ok(Some(name)) = branch.name() else {
+                continue;
+            };
             if !name.starts_with(prefix) {
                 continue;
             }

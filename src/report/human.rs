@@ -78,7 +78,12 @@ fn short(commit: &str) -> &str {
 
 fn list(paths: &[String]) -> String {
     const SHOWN: usize = 8;
-    let mut s = paths.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    let mut s = paths
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if paths.len() > SHOWN {
         s.push_str(&format!(" (+{} more)", paths.len() - SHOWN));
     }
@@ -148,7 +153,11 @@ impl Reporter for HumanReporter {
                 commits,
                 files,
             } => {
-                let how = if *auto { ", leftovers auto-committed" } else { "" };
+                let how = if *auto {
+                    ", leftovers auto-committed"
+                } else {
+                    ""
+                };
                 self.line(
                     id,
                     "committed",
@@ -186,7 +195,10 @@ impl Reporter for HumanReporter {
                 &format!("{}; branch and worktree kept", list(paths)),
             ),
             Event::Refused { id, reason, log } => {
-                let log = log.as_ref().map(|l| format!(" (log: {l})")).unwrap_or_default();
+                let log = log
+                    .as_ref()
+                    .map(|l| format!(" (log: {l})"))
+                    .unwrap_or_default();
                 self.line(id, "refused", "31", &format!("{reason}{log}"))
             }
             Event::Skipped { id, reason } => self.line(id, "skipped", "33", reason),
@@ -196,7 +208,12 @@ impl Reporter for HumanReporter {
                 branch,
                 worktree,
                 reason,
-            } => self.line(id, "kept", "33", &format!("{branch} at {worktree}: {reason}")),
+            } => self.line(
+                id,
+                "kept",
+                "33",
+                &format!("{branch} at {worktree}: {reason}"),
+            ),
             Event::Interrupted { run_id, resume } => {
                 self.erase_live();
                 let _ = writeln!(
@@ -267,8 +284,8 @@ impl Reporter for HumanReporter {
         let _ = writeln!(self.out);
         let _ = writeln!(
             self.out,
-            "  {:<8} {:<11} {:>8} {:>7} {:>5}  {}",
-            "spec", "result", "time", "commits", "files", "log / reason"
+            "  {:<8} {:<11} {:>8} {:>7} {:>5}  log / reason",
+            "spec", "result", "time", "commits", "files"
         );
         for inst in &run.instances {
             let time = match (inst.started_at_ms, inst.ended_at_ms) {
@@ -277,10 +294,7 @@ impl Reporter for HumanReporter {
             };
             let detail = match inst.state {
                 InstanceState::Conflicted => format!("conflict: {}", list(&inst.conflict_paths)),
-                _ => inst
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| inst.log_path.clone()),
+                _ => inst.reason.clone().unwrap_or_else(|| inst.log_path.clone()),
             };
             let color = match inst.state {
                 InstanceState::Merged | InstanceState::Pruned | InstanceState::Succeeded => "32",

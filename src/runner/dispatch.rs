@@ -43,6 +43,10 @@ enum Msg {
     MergePrepared {
         id: String,
         new: String,
+        /// The branch tip being merged: the journal's `tip`, by which `prune`
+        /// recognises squash and rebase merges (the user may have committed
+        /// to the branch since the agent ran).
+        tip: Option<String>,
         ack: oneshot::Sender<()>,
     },
     Merged(String, Result<MergeResult, String>),
@@ -235,7 +239,9 @@ impl<'r> Dispatcher<'r> {
             let id = inst.id.clone();
             match inst.state {
                 InstanceState::Pending => {}
-                InstanceState::Skipped => self.sched.restore(&id, Restored::Settled { merged: false }),
+                InstanceState::Skipped => {
+                    self.sched.restore(&id, Restored::Settled { merged: false })
+                }
                 InstanceState::Failed | InstanceState::TimedOut => {
                     self.sched.restore(&id, Restored::Settled { merged: false })
                 }
@@ -267,16 +273,14 @@ impl<'r> Dispatcher<'r> {
                         _ => None,
                     };
                     let interrupted = inst.reason.as_deref() == Some(INTERRUPTED);
-                    let exited = if live.is_none()
-                        && inst.state == InstanceState::Running
-                        && !interrupted
-                    {
-                        std::fs::read_to_string(self.dir.exit_path(&id))
-                            .ok()
-                            .and_then(|s| s.trim().parse::<i32>().ok())
-                    } else {
-                        None
-                    };
+                    let exited =
+                        if live.is_none() && inst.state == InstanceState::Running && !interrupted {
+                            std::fs::read_to_string(self.dir.exit_path(&id))
+                                .ok()
+                                .and_then(|s| s.trim().parse::<i32>().ok())
+                        } else {
+                            None
+                        };
                     let attempt = if live.is_some() || exited.is_some() {
                         inst.attempt.max(1)
                     } else {
@@ -319,7 +323,9 @@ impl<'r> Dispatcher<'r> {
                         self.start_prune(&id);
                     }
                 }
-                InstanceState::Pruned => self.sched.restore(&id, Restored::Settled { merged: true }),
+                InstanceState::Pruned => {
+                    self.sched.restore(&id, Restored::Settled { merged: true })
+                }
             }
         }
         self.take_skipped()?;
@@ -342,7 +348,9 @@ impl<'r> Dispatcher<'r> {
             })
             .await
             .context("join commit task")?
-            .with_context(|| format!("failed to commit manual fixes in `{}`", worktree.display()))?;
+            .with_context(|| {
+                format!("failed to commit manual fixes in `{}`", worktree.display())
+            })?;
         }
         let inst = self.inst(id);
         inst.state = InstanceState::Succeeded;
@@ -472,9 +480,12 @@ impl<'r> Dispatcher<'r> {
                     }
                 }
             }
-            Msg::MergePrepared { id, new, ack } => {
+            Msg::MergePrepared { id, new, tip, ack } => {
                 let inst = self.inst(&id);
                 inst.state = InstanceState::Merging;
+                if tip.is_some() {
+                    inst.tip = tip;
+                }
                 inst.merged_commit = Some(new);
                 self.save()?;
                 let _ = ack.send(());
@@ -798,7 +809,8 @@ impl<'r> Dispatcher<'r> {
             .map(|w| w.subjects.clone())
             .unwrap_or_default();
         tokio::task::spawn_blocking(move || {
-            let result = merge_one(&opts, &dir, &run_id, &id, &subjects, &tx).map_err(|e| format!("{e:#}"));
+            let result =
+                merge_one(&opts, &dir, &run_id, &id, &subjects, &tx).map_err(|e| format!("{e:#}"));
             let _ = tx.send(Msg::Merged(id, result));
         });
         Ok(())
@@ -806,12 +818,11 @@ impl<'r> Dispatcher<'r> {
 
     fn finish(mut self) -> anyhow::Result<(RunRecord, Summary)> {
         let interrupted = self.stopping
-            || self
-                .record
-                .instances
-                .iter()
-                .any(|i| !i.state.is_terminal() && i.state != InstanceState::Succeeded && i.state != InstanceState::Pending)
-                && self.mode == Mode::Run;
+            || self.record.instances.iter().any(|i| {
+                !i.state.is_terminal()
+                    && i.state != InstanceState::Succeeded
+                    && i.state != InstanceState::Pending
+            }) && self.mode == Mode::Run;
         let now = now_ms();
         self.record.state = if interrupted {
             RunState::Interrupted
@@ -888,19 +899,20 @@ fn merge_one(
         .spec(id)
         .with_context(|| format!("spec `{id}` is not part of this run"))?;
     let branch = spec.branch();
-    let subjects: Vec<String> = if subjects.is_empty() && opts.strategy == crate::config::Strategy::Squash {
-        let repo = Repo::discover(&opts.repo_root)?;
-        match (repo.branch_tip(&opts.target)?, repo.branch_tip(&branch)?) {
-            (Some(t), Some(b)) => repo
-                .commits_between(t, b)?
-                .into_iter()
-                .map(|c| c.summary)
-                .collect(),
-            _ => Vec::new(),
-        }
-    } else {
-        subjects.to_vec()
-    };
+    let subjects: Vec<String> =
+        if subjects.is_empty() && opts.strategy == crate::config::Strategy::Squash {
+            let repo = Repo::discover(&opts.repo_root)?;
+            match (repo.branch_tip(&opts.target)?, repo.branch_tip(&branch)?) {
+                (Some(t), Some(b)) => repo
+                    .commits_between(t, b)?
+                    .into_iter()
+                    .map(|c| c.summary)
+                    .collect(),
+                _ => Vec::new(),
+            }
+        } else {
+            subjects.to_vec()
+        };
     let message = merge::message(opts.strategy, id, &spec.title, &branch, &subjects, run_id);
     let gate_env = vec![
         ("TREEFARM_RUN_ID".to_string(), run_id.to_string()),
@@ -908,12 +920,16 @@ fn merge_one(
         ("TREEFARM_BRANCH".to_string(), branch.clone()),
         ("TREEFARM_TARGET".to_string(), opts.target.clone()),
     ];
-    let gate = opts.gate.as_deref().filter(|g| !g.trim().is_empty()).map(|command| Gate {
-        command,
-        scratch_dir: opts.worktree_dir.join(format!(".gate-{id}")),
-        log_path: dir.gate_log_path(id),
-        env: &gate_env,
-    });
+    let gate = opts
+        .gate
+        .as_deref()
+        .filter(|g| !g.trim().is_empty())
+        .map(|command| Gate {
+            command,
+            scratch_dir: opts.worktree_dir.clone(),
+            log_path: dir.gate_log_path(id),
+            env: &gate_env,
+        });
     let request = MergeRequest {
         repo_root: &opts.repo_root,
         target: &opts.target,
@@ -922,11 +938,15 @@ fn merge_one(
         message,
         gate,
     };
+    let tip = Repo::discover(&opts.repo_root)?
+        .branch_tip(&branch)?
+        .map(|t| t.to_string());
     merge::merge_branch(&request, |_old, new| {
         let (ack, done) = oneshot::channel();
         tx.send(Msg::MergePrepared {
             id: id.to_string(),
             new: new.to_string(),
+            tip: tip.clone(),
             ack,
         })
         .map_err(|_| anyhow::anyhow!("dispatcher gone"))?;

@@ -20,8 +20,14 @@ use crate::state::{InstanceState, RunDir};
 #[derive(Debug)]
 pub enum InstanceMsg {
     Agent(AgentEvent),
-    AttemptStarting { attempt: u32 },
-    Exited { attempt: u32, end: AgentEnd, elapsed_ms: u64 },
+    AttemptStarting {
+        attempt: u32,
+    },
+    Exited {
+        attempt: u32,
+        end: AgentEnd,
+        elapsed_ms: u64,
+    },
     Done(Verdict),
 }
 
@@ -117,10 +123,7 @@ pub async fn run_instance(
 
     // The agent, re-attached or fresh, then retries.
     let mut attempt = launch.attempt;
-    let mut last = match launch.exited {
-        Some(code) => Some(AgentEnd::Exited(code)),
-        None => None,
-    };
+    let mut last = launch.exited.map(AgentEnd::Exited);
     let mut reattach = launch.reattach;
     let max_attempt = launch.attempt.max(1) + opts.retries;
     while !matches!(last, Some(AgentEnd::Exited(0))) {
@@ -141,7 +144,15 @@ pub async fn run_instance(
         let begun = Instant::now();
         let end = match reattach.take() {
             Some((pid, start)) => {
-                wait_detached(pid, start, &job.exit_path.clone(), &job, ev_tx, stop.clone()).await
+                wait_detached(
+                    pid,
+                    start,
+                    &job.exit_path.clone(),
+                    &job,
+                    ev_tx,
+                    stop.clone(),
+                )
+                .await
             }
             None => {
                 send(InstanceMsg::AttemptStarting { attempt });
@@ -165,7 +176,9 @@ pub async fn run_instance(
             let spec2 = spec.clone();
             let start = launch.start_commit.clone();
             let wt = worktree.clone();
-            match tokio::task::spawn_blocking(move || collect_work(&opts2, &spec2, &wt, &start)).await {
+            match tokio::task::spawn_blocking(move || collect_work(&opts2, &spec2, &wt, &start))
+                .await
+            {
                 Ok(Ok(work)) => judge(&opts, work),
                 Ok(Err(reason)) => Verdict::Failed {
                     state: InstanceState::Failed,
@@ -324,7 +337,10 @@ fn agent_job(
             "TREEFARM_STATUS_FILE".into(),
             dir.status_path(&spec.id).display().to_string(),
         ),
-        ("TREEFARM_PROMPT_FILE".into(), prompt_path.display().to_string()),
+        (
+            "TREEFARM_PROMPT_FILE".into(),
+            prompt_path.display().to_string(),
+        ),
         ("TREEFARM_SLOT".into(), launch.slot.to_string()),
         ("TREEFARM_PORT".into(), opts.port(launch.slot).to_string()),
     ];
@@ -403,7 +419,12 @@ async fn setup(opts: &RunOptions, worktree: &Path, job: &AgentJob) -> Result<(),
             .stderr(log2)
             .status()
             .await
-            .map_err(|e| format!("setup command `{}` could not start: {e}", opts.setup.command))?;
+            .map_err(|e| {
+                format!(
+                    "setup command `{}` could not start: {e}",
+                    opts.setup.command
+                )
+            })?;
         if !status.success() {
             return Err(format!(
                 "setup command `{}` failed ({status}); see {}",
@@ -445,11 +466,17 @@ pub fn collect_work(
                 spec.id
             ),
         )
-        .map_err(|e| format!("failed to commit leftovers in `{}`: {e}", worktree.display()))?
+        .map_err(|e| {
+            format!(
+                "failed to commit leftovers in `{}`: {e}",
+                worktree.display()
+            )
+        })?
         .map(|oid| oid.to_string()),
         CommitMode::Off => {
-            let dirty = Repo::is_dirty(worktree)
-                .map_err(|e| format!("failed to read the status of `{}`: {e}", worktree.display()))?;
+            let dirty = Repo::is_dirty(worktree).map_err(|e| {
+                format!("failed to read the status of `{}`: {e}", worktree.display())
+            })?;
             if dirty {
                 return Err(format!(
                     "the agent left uncommitted changes in `{}` (agent.commit: off)",

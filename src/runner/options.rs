@@ -125,7 +125,9 @@ mod tests {
             r#"claude -p "$(cat {spec})" --id {id}"#,
             &[("spec", "/tmp/my specs/SPEC-1.md"), ("id", "020")],
         );
-        assert_eq!(cmd, r#"claude -p "$(cat '/tmp/my specs/SPEC-1.md')" --id 020"#);
+        assert_eq!(
+            cmd,
+            r#"claude -p "$(cat '/tmp/my specs/SPEC-1.md')" --id 020"#
+        );
     }
-
 }

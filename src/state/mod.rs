@@ -1,1 +1,15 @@
-//! (placeholder: filled in by its owner)
+//! The journal and the lock: everything a run knows lives under
+//! `<git-common-dir>/treefarm/`, written so that a coordinator killed with
+//! `kill -9` at any moment loses nothing (DESIGN.md, State).
+
+mod dir;
+mod error;
+mod hooks;
+mod lock;
+mod record;
+
+pub use dir::{RunDir, StateDir};
+pub use error::{Cause, StateError};
+pub use hooks::{crash_point, CRASH_AT_ENV, INJECT_WRITE_ERROR_ENV};
+pub use lock::{Lock, LockError, LockHolder, StaleTakeover};
+pub use record::{now_ms, InstanceRecord, InstanceState, RunRecord, RunState};

@@ -151,3 +151,212 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+// --- t2 helpers ---
+
+/// The scripted agent of the source tree, as an `agent.command`.
+pub fn demo_agent_command() -> String {
+    format!("sh {}/scripts/demo-agent.sh", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A Markdown spec with front matter: `files`, optional `depends_on` and
+/// `priority`, and the demo agent's directives.
+pub fn spec_md(
+    title: &str,
+    files: &[&str],
+    depends_on: &[&str],
+    priority: Option<i64>,
+    directives: &str,
+) -> String {
+    let mut s = format!("---\ntitle: {title}\nfiles: [{}]\n", files.join(", "));
+    if !depends_on.is_empty() {
+        s.push_str(&format!("depends_on: [{}]\n", depends_on.join(", ")));
+    }
+    if let Some(p) = priority {
+        s.push_str(&format!("priority: {p}\n"));
+    }
+    s.push_str(&format!(
+        "---\n# {title}\n\nDo the work.\n\n```demo-agent\n{directives}\n```\n"
+    ));
+    s
+}
+
+/// The events of `run --json` / `merge --json` (stdout, JSON Lines).
+pub fn json_events(out: &Output) -> Vec<serde_json::Value> {
+    stdout(out)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// The `summary` event, which must be the last one.
+pub fn json_summary(out: &Output) -> serde_json::Value {
+    let events = json_events(out);
+    let last = events
+        .last()
+        .cloned()
+        .unwrap_or_else(|| panic!("no events; stderr:\n{}", stderr(out)));
+    assert_eq!(
+        last["event"], "summary",
+        "last event is not the summary: {last}"
+    );
+    last
+}
+
+/// The ids listed under `key` in a summary (`merged`, `refused`, …; for
+/// `conflicted` the `id` of each entry).
+pub fn summary_ids(summary: &serde_json::Value, key: &str) -> Vec<String> {
+    summary[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("summary has no `{key}` list: {summary}"))
+        .iter()
+        .map(|v| {
+            v.get("id")
+                .unwrap_or(v)
+                .as_str()
+                .expect("id is a string")
+                .to_string()
+        })
+        .collect()
+}
+
+impl TestRepo {
+    /// A repository whose first commit holds `files`, the given specs
+    /// (`(file name under specs/, contents)`) and a `treefarm.yaml` running
+    /// the demo agent, plus `extra_config` lines.
+    pub fn farm(files: &[(&str, &str)], specs: &[(&str, String)], extra_config: &str) -> TestRepo {
+        TestRepo::farm_inner(files, specs, None, extra_config)
+    }
+
+    /// Like [`TestRepo::farm`], the agent being a shell script (in the temp
+    /// dir, outside the repository) that runs `wrapper_body` then execs the
+    /// scripted agent.
+    pub fn farm_with_wrapper(
+        files: &[(&str, &str)],
+        specs: &[(&str, String)],
+        wrapper_body: &str,
+        extra_config: &str,
+    ) -> TestRepo {
+        TestRepo::farm_inner(files, specs, Some(wrapper_body), extra_config)
+    }
+
+    fn farm_inner(
+        files: &[(&str, &str)],
+        specs: &[(&str, String)],
+        wrapper_body: Option<&str>,
+        extra_config: &str,
+    ) -> TestRepo {
+        let repo = TestRepo::empty();
+        let agent_command = match wrapper_body {
+            None => demo_agent_command(),
+            Some(body) => {
+                let path = repo.tmp.path().join("agent-wrapper.sh");
+                let script = format!(
+                    "#!/bin/sh\nDEMO_AGENT='{}/scripts/demo-agent.sh'\n{body}\nexec sh \"$DEMO_AGENT\"\n",
+                    env!("CARGO_MANIFEST_DIR")
+                );
+                std::fs::write(&path, script).expect("write agent wrapper");
+                format!("sh {}", path.display())
+            }
+        };
+        for (path, contents) in files {
+            repo.write(path, contents);
+        }
+        for (name, contents) in specs {
+            repo.write(&format!("specs/{name}"), contents);
+        }
+        repo.write(
+            "treefarm.yaml",
+            &format!(
+                "agent:\n  command: {agent_command}\n  timeout: 2m\n  kill_grace: 1s\n{extra_config}"
+            ),
+        );
+        repo.commit_all("initial");
+        repo
+    }
+
+    /// `treefarm <args>`, returning its output whatever the exit code.
+    pub fn tf(&self, args: &[&str]) -> Output {
+        self.treefarm().args(args).output().expect("spawn treefarm")
+    }
+
+    /// The journal (`state.json`) of the only (or latest) run.
+    pub fn run_state(&self) -> serde_json::Value {
+        let runs = self.runs_dir();
+        let mut ids: Vec<String> = std::fs::read_dir(&runs)
+            .expect("read runs dir")
+            .map(|e| {
+                e.expect("dir entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        ids.sort();
+        let last = ids.last().expect("at least one run");
+        let text =
+            std::fs::read_to_string(runs.join(last).join("state.json")).expect("read state.json");
+        serde_json::from_str(&text).expect("state.json is JSON")
+    }
+
+    pub fn runs_dir(&self) -> PathBuf {
+        self.root.join(".git/treefarm/runs")
+    }
+
+    /// The journalled record of instance `id` in the latest run.
+    pub fn instance(&self, id: &str) -> serde_json::Value {
+        let state = self.run_state();
+        state["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .find(|i| i["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no instance {id} in {state}"))
+    }
+
+    /// `git branch --list 'treefarm/*'`, names only.
+    pub fn treefarm_branches(&self) -> Vec<String> {
+        let out = self.git(&[
+            "branch",
+            "--list",
+            "treefarm/*",
+            "--format=%(refname:short)",
+        ]);
+        out.lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// The `worktree` paths of `git worktree list --porcelain`.
+    pub fn worktree_paths(&self) -> Vec<PathBuf> {
+        self.git(&["worktree", "list", "--porcelain"])
+            .lines()
+            .filter_map(|l| l.strip_prefix("worktree "))
+            .map(PathBuf::from)
+            .collect()
+    }
+
+    /// First-parent subjects of `rev`, newest first.
+    pub fn first_parent_subjects(&self, rev: &str) -> Vec<String> {
+        self.git(&["log", "--first-parent", "--format=%s", rev])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `git show rev:path`.
+    pub fn show(&self, rev: &str, path: &str) -> String {
+        self.git(&["show", &format!("{rev}:{path}")])
+    }
+
+    /// Whether `a` is an ancestor of (or equal to) `b`.
+    pub fn is_ancestor(&self, a: &str, b: &str) -> bool {
+        self.git_cmd(&["merge-base", "--is-ancestor", a, b])
+            .status()
+            .expect("spawn git")
+            .success()
+    }
+}

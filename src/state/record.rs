@@ -1,0 +1,245 @@
+//! The journal's data: one [`RunRecord`] per run, holding one
+//! [`InstanceRecord`] per spec, serialised as `runs/<run-id>/state.json`.
+//!
+//! Every optional field is `#[serde(default)]` and unknown fields are
+//! ignored, so journals written by older or newer versions still load.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The lifecycle of one instance:
+/// `pending → creating → created → running → succeeded | failed | timed_out →
+/// merging → merged | conflicted | refused → pruned`; `skipped` when a
+/// dependency did not merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    #[default]
+    Pending,
+    Creating,
+    Created,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Merging,
+    Merged,
+    Conflicted,
+    Refused,
+    Skipped,
+    Pruned,
+}
+
+impl InstanceState {
+    /// True when the instance's outcome is decided and the coordinator has
+    /// nothing left to run or merge for it. `merged` counts: pruning is
+    /// clean-up and does not change the outcome. `succeeded` does not: it
+    /// still waits for its merge (unless the run is `--no-merge`).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            InstanceState::Failed
+                | InstanceState::TimedOut
+                | InstanceState::Merged
+                | InstanceState::Conflicted
+                | InstanceState::Refused
+                | InstanceState::Skipped
+                | InstanceState::Pruned
+        )
+    }
+
+    /// True for the outcomes that make the run exit with code 1.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            InstanceState::Failed
+                | InstanceState::TimedOut
+                | InstanceState::Conflicted
+                | InstanceState::Refused
+                | InstanceState::Skipped
+        )
+    }
+
+    /// The snake_case name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Creating => "creating",
+            InstanceState::Created => "created",
+            InstanceState::Running => "running",
+            InstanceState::Succeeded => "succeeded",
+            InstanceState::Failed => "failed",
+            InstanceState::TimedOut => "timed_out",
+            InstanceState::Merging => "merging",
+            InstanceState::Merged => "merged",
+            InstanceState::Conflicted => "conflicted",
+            InstanceState::Refused => "refused",
+            InstanceState::Skipped => "skipped",
+            InstanceState::Pruned => "pruned",
+        }
+    }
+}
+
+impl fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state of a whole run. A record saying `running` whose coordinator is
+/// dead is really interrupted: see [`RunRecord::effective_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    #[default]
+    Running,
+    Finished,
+    Interrupted,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Finished => "finished",
+            RunState::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the journal knows about one instance (one spec in one run).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub spec_path: String,
+    #[serde(default)]
+    pub branch: String,
+    #[serde(default)]
+    pub worktree: String,
+    pub state: InstanceState,
+    #[serde(default)]
+    pub attempt: u32,
+    #[serde(default)]
+    pub slot: Option<usize>,
+    /// The agent's process (group leader) and its start time, so a recycled
+    /// pid is never mistaken for it.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub pid_start: Option<u64>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// Unix time in milliseconds.
+    #[serde(default)]
+    pub started_at_ms: Option<u64>,
+    #[serde(default)]
+    pub ended_at_ms: Option<u64>,
+    #[serde(default)]
+    pub progress: Option<u8>,
+    #[serde(default)]
+    pub message: Option<String>,
+    /// The target tip the branch was created from.
+    #[serde(default)]
+    pub start_commit: Option<String>,
+    /// The branch tip after the agent (and the auto-commit).
+    #[serde(default)]
+    pub tip: Option<String>,
+    #[serde(default)]
+    pub merged_commit: Option<String>,
+    #[serde(default)]
+    pub commits: usize,
+    #[serde(default)]
+    pub changed_files: Vec<String>,
+    #[serde(default)]
+    pub scope_creep: Vec<String>,
+    #[serde(default)]
+    pub conflict_paths: Vec<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub log_path: String,
+}
+
+impl InstanceRecord {
+    /// True when the record names an agent process that is still alive
+    /// (same pid and start time).
+    pub fn agent_alive(&self) -> bool {
+        match self.pid {
+            Some(pid) => crate::procfs::is_alive(pid, self.pid_start),
+            None => false,
+        }
+    }
+}
+
+/// What the journal knows about one run: written atomically to
+/// `runs/<run-id>/state.json` at every transition.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub state: RunState,
+    pub coordinator_pid: u32,
+    #[serde(default)]
+    pub coordinator_start: Option<u64>,
+    pub started_at_ms: u64,
+    #[serde(default)]
+    pub finished_at_ms: Option<u64>,
+    #[serde(default)]
+    pub repo_root: String,
+    #[serde(default)]
+    pub target: String,
+    #[serde(default)]
+    pub base_commit: String,
+    #[serde(default)]
+    pub no_merge: bool,
+    #[serde(default)]
+    pub keep: bool,
+    /// The effective settings (agent command, instances, strategy,
+    /// timeouts, …) so that `resume` continues identically.
+    #[serde(default)]
+    pub options: serde_json::Value,
+    #[serde(default)]
+    pub instances: Vec<InstanceRecord>,
+}
+
+impl RunRecord {
+    pub fn instance(&self, id: &str) -> Option<&InstanceRecord> {
+        self.instances.iter().find(|i| i.id == id)
+    }
+
+    pub fn instance_mut(&mut self, id: &str) -> Option<&mut InstanceRecord> {
+        self.instances.iter_mut().find(|i| i.id == id)
+    }
+
+    /// True when the coordinator process recorded here (pid and start time)
+    /// is still alive.
+    pub fn coordinator_alive(&self) -> bool {
+        crate::procfs::is_alive(self.coordinator_pid, self.coordinator_start)
+    }
+
+    /// The state as the user should see it: `interrupted` when the record
+    /// says `running` but its coordinator is gone (killed, crashed, reboot).
+    pub fn effective_state(&self) -> RunState {
+        match self.state {
+            RunState::Running if !self.coordinator_alive() => RunState::Interrupted,
+            state => state,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, the unit of every `*_ms` field.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
