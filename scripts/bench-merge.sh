@@ -26,12 +26,17 @@
 # with git as the oracle: `roadmap` must hold 50 new merge commits and the same
 # tree as `roadmap-git`.
 #
+# BENCH_MERGE_KEEP=1 sets up with `run --no-merge --keep`, so `treefarm merge`
+# keeps the merged worktrees and branches: the merging alone, without the
+# pruning (which removes 50 checkouts and is the bulk of the default's time on
+# a slow file system).
+#
 # Figure: ratio = T_treefarm / T_git, median over the rounds. Goal: <= 0.3.
 # Also shown: the same ratio for "to last merged" (informational).
 #
 # Environment: TREEFARM_BIN (default target/release/treefarm, built if
 # missing), BENCH_ROUNDS (5), BENCH_BRANCHES (50), BENCH_FILES (3000),
-# BENCH_MB (30), BENCH_KEEP=1 keeps the scratch directory. Exit code: 0 unless
+# BENCH_MB (30), BENCH_MERGE_KEEP (0), BENCH_KEEP=1 keeps the scratch directory. Exit code: 0 unless
 # something failed (a missed goal is printed, not an error).
 set -euo pipefail
 
@@ -42,6 +47,8 @@ ROUNDS=${BENCH_ROUNDS:-5}
 NB=${BENCH_BRANCHES:-50}
 NFILES=${BENCH_FILES:-3000}
 MB=${BENCH_MB:-30}
+KEEP_FLAG=()
+[[ ${BENCH_MERGE_KEEP:-0} = 1 ]] && KEEP_FLAG=(--keep)
 ((NB <= NFILES)) || die "BENCH_BRANCHES must not exceed BENCH_FILES"
 
 bench_init
@@ -84,7 +91,7 @@ setup_round() { # R
     local t0 s
     t0=$(date +%s%N)
     must_measure "$RES/setup.$1" "treefarm run --no-merge (setup)" \
-        "$TF" -C "$REPO" run --no-merge --instances 8 --agent "$AGENT"
+        "$TF" -C "$REPO" run --no-merge "${KEEP_FLAG[@]}" --instances 8 --agent "$AGENT"
     s=$(calc "$(measured_field "$RES/setup.$1" 1) / 1e9")
     local n id tip
     n=$(count_refs "$REPO" refs/heads/treefarm/)
@@ -97,7 +104,7 @@ setup_round() { # R
         echo "create refs/heads/bench/$id $tip"
     done | git -C "$REPO" update-ref --stdin
     git -C "$GITWT" reset -q --hard "$ORIG"
-    note "  setup: run --no-merge of $NB specs took ${s}s (untimed)"
+    note "  setup: run --no-merge ${KEEP_FLAG[*]} of $NB specs took ${s}s (untimed)"
 }
 
 git_step() { # OUT
@@ -120,10 +127,14 @@ last, merged, pruned = None, 0, 0
 for raw in open(out + ".lines"):
     t, line = raw.rstrip("\n").split("\t", 1)
     ev = json.loads(line)
-    if ev.get("event") == "merged":
+    kind = ev.get("event")
+    if kind == "merged":
         merged, last = merged + 1, int(t)
-    elif ev.get("event") == "pruned":
+    elif kind == "pruned":
         pruned += 1
+    elif kind != "summary":
+        # Anything else (kept, conflicted, refused, ...) is worth a look.
+        sys.stderr.write("  note: treefarm merge: %s\n" % line[:300])
 with open(out + ".phase", "w") as f:
     f.write("%.3f %d %d\n" % (((last - start) / 1e6) if last else float("nan"), merged, pruned))
 PY
@@ -186,7 +197,7 @@ read -r pratio_med _ _ _ < <(stats <"$RES/pratios")
 read -r _ _ rss_max _ < <(stats <"$RES/tf_rss")
 
 echo
-echo "treefarm merge vs git merge --no-ff — $NB branches, $(git -C "$REPO" ls-files | wc -l) files / $MB MB, $ROUNDS rounds"
+echo "treefarm merge${KEEP_FLAG[*]:+ (run with --keep: no pruning)} vs git merge --no-ff — $NB branches, $(git -C "$REPO" ls-files | wc -l) files / $MB MB, $ROUNDS rounds"
 hr
 cat "$RES/table"
 hr

@@ -72,6 +72,7 @@ bench_cleanup() {
 # make_repo DIR NFILES TOTAL_BYTES: a repository with one commit on `main`
 # holding NFILES files (src/mXX/dYY/fNNNNN.txt, 100 directories) of together
 # about TOTAL_BYTES bytes of deterministic, poorly compressible text.
+# commit_all packs the objects, as in a cloned repository.
 make_repo() {
     local dir=$1 nfiles=$2 bytes=$3
     git init -q -b main "$dir"
@@ -115,10 +116,14 @@ Touch the declared file.
 EOF
 }
 
-# commit_all DIR MESSAGE
+# commit_all DIR MESSAGE: commit everything, then pack all objects (a real
+# repository of this size is packed — cloned or gc'ed — and loose objects
+# would make every object lookup, git's and libgit2's, a file system call).
 commit_all() {
     git -C "$1" add -A
     git -C "$1" commit -q -m "$2"
+    git -C "$1" repack -adq
+    git -C "$1" prune-packed
 }
 
 # --- timing -----------------------------------------------------------------
