@@ -117,8 +117,13 @@ git_step() { # OUT
 
 # treefarm_step OUT: also writes OUT.phase, "<ms to the last merged event>
 # <merged events> <pruned events>", from the --json events stamped on arrival.
+# Returns 1 when `treefarm merge` failed (the round is then reported, not
+# counted).
 treefarm_step() {
-    must_measure --lines "$1" "treefarm merge" "$TF" -C "$REPO" merge --json
+    if ! measure_lines "$1" "$TF" -C "$REPO" merge --json; then
+        note "  treefarm merge failed (exit $(measured_field "$1" 3)); stderr tail:"
+        grep -v -E '^ +[0-9]+ +(merged|pruned) ' "$1.err" | tail -n 5 >&2 || true
+    fi
     python3 - "$1" <<'PY'
 import json, sys
 out = sys.argv[1]
@@ -138,6 +143,7 @@ for raw in open(out + ".lines"):
 with open(out + ".phase", "w") as f:
     f.write("%.3f %d %d\n" % (((last - start) / 1e6) if last else float("nan"), merged, pruned))
 PY
+    [[ $(measured_field "$1" 3) = 0 ]]
 }
 
 verify_round() { # R
@@ -160,15 +166,25 @@ verify_round() { # R
 # --- rounds -------------------------------------------------------------------
 
 printf '%-7s %11s %14s %8s %16s %8s %14s\n' round "git (ms)" "treefarm (ms)" ratio "to last merged" ratio "merged/pruned" >"$RES/table"
+FAILED=()
+LEFT_WT=? LEFT_BR=?
 for ((r = 1; r <= ROUNDS; r++)); do
     note "round $r/$ROUNDS ..."
     setup_round "$r"
+    ok=1
     if ((r % 2 == 0)); then
         git_step "$RES/git.$r"
-        treefarm_step "$RES/tf.$r"
+        treefarm_step "$RES/tf.$r" || ok=0
     else
-        treefarm_step "$RES/tf.$r"
+        treefarm_step "$RES/tf.$r" || ok=0
         git_step "$RES/git.$r"
+    fi
+    if ((ok == 0)); then
+        FAILED+=("$r")
+        printf '%-7s %11s %14s   treefarm merge failed (exit %s), round not counted\n' "$r" \
+            "$(ns_to_ms "$(measured_field "$RES/git.$r" 1)")" "$(ns_to_ms "$(measured_field "$RES/tf.$r" 1)")" \
+            "$(measured_field "$RES/tf.$r" 3)" >>"$RES/table"
+        continue
     fi
     verify_round "$r"
 
@@ -188,6 +204,11 @@ done
 reset_treefarm "$REPO"
 
 # --- report -------------------------------------------------------------------
+
+if [[ ! -s $RES/ratios ]]; then
+    cat "$RES/table"
+    die "treefarm merge failed in every round"
+fi
 
 read -r git_med _ _ _ < <(stats <"$RES/git_ms")
 read -r tf_med _ _ _ < <(stats <"$RES/tf_ms")
@@ -210,3 +231,7 @@ printf 'per merge               git %s ms, treefarm %s ms\n' \
     "$(calc "$git_med / $NB")" "$(calc "$tf_med / $NB")"
 printf 'left by treefarm merge  %s worktrees, %s treefarm/* branches (last round)\n' "$LEFT_WT" "$LEFT_BR"
 printf 'treefarm merge peak RSS %s MB (largest over the rounds)\n' "$(calc "$rss_max / 1024")"
+if ((${#FAILED[@]} > 0)); then
+    echo
+    die "treefarm merge failed in round(s) ${FAILED[*]} (medians are over the other rounds)"
+fi
