@@ -197,8 +197,12 @@ pub enum ConfigError {
         source: std::io::Error,
     },
 
-    #[error("{file}: not valid UTF-8 at byte offset {offset}")]
-    NotUtf8 { file: String, offset: usize },
+    #[error("{file}: not valid UTF-8 at byte offset {offset} (line {line})")]
+    NotUtf8 {
+        file: String,
+        offset: usize,
+        line: usize,
+    },
 
     #[error("{pos}: {message}")]
     Yaml {
@@ -488,6 +492,7 @@ impl Config {
         let text = std::str::from_utf8(text).map_err(|e| ConfigError::NotUtf8 {
             file: file.to_string(),
             offset: e.valid_up_to(),
+            line: crate::spec::line_of_offset(text, e.valid_up_to()),
         })?;
         let config: Option<Config> = serde_yaml::from_str(text).map_err(|e| {
             let fault = yaml_fault(&e, 0);

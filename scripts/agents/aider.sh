@@ -1,7 +1,12 @@
-#!/bin/sh
+# treefarm: requires common.sh prepended. This is not a complete script: treefarm
+# writes common.sh followed by this file as one wrapper (see common.sh and
+# `wrapper!` in src/agents/preset.rs); common.sh brings the shebang, `set -u`
+# and the tf_* functions used below.
+# shellcheck shell=sh
+#
 # treefarm agent wrapper for aider (`aider`).
 #
-# treefarm runs this in the instance's worktree (see docs/agents.md). It hands
+# treefarm runs this in the instance's worktree (see the README, section Agents). It hands
 # the assembled prompt to aider as a one-shot message with the declared files
 # in the chat, lets aider auto-commit its edits, writes the status file as it
 # goes and exits with aider's exit code.
@@ -10,60 +15,11 @@
 #   TREEFARM_AIDER_BIN         program to run instead of `aider`
 #   TREEFARM_AGENT_MODEL       passed as `--model`
 #   TREEFARM_AGENT_EXTRA_ARGS  appended to the command line, split like sh would
-set -u
-
 tf_display="aider"
 tf_install="python -m pip install aider-install && aider-install"
 tf_prog=${TREEFARM_AIDER_BIN:-aider}
 
-# --- shared wrapper plumbing (identical in every treefarm wrapper) ----------
-
-# Writes {"state","progress","message"} atomically: a temp file beside the
-# status file, then mv, so a reader never sees half a document.
-tf_status() {
-    [ -n "${TREEFARM_STATUS_FILE:-}" ] || return 0
-    tf_msg=$(printf '%s' "$3" | tr '\n\t' '  ' | sed 's/\\/\\\\/g; s/"/\\"/g')
-    tf_tmp="$TREEFARM_STATUS_FILE.tmp.$$"
-    printf '{"state": "%s", "progress": %s, "message": "%s"}\n' "$1" "$2" "$tf_msg" \
-        >"$tf_tmp" 2>/dev/null && mv -f "$tf_tmp" "$TREEFARM_STATUS_FILE" 2>/dev/null
-    return 0
-}
-
-# The CLI must exist before anything else happens: fail at once, 127 like sh.
-if ! command -v "$tf_prog" >/dev/null 2>&1; then
-    echo "treefarm: \`$tf_prog\` ($tf_display) is not installed or not on PATH; install: $tf_install" >&2
-    exit 127
-fi
-
-tf_status started 0 "starting $tf_display"
-
-if [ -n "${TREEFARM_WORKTREE:-}" ]; then
-    cd "$TREEFARM_WORKTREE" || {
-        tf_status failed 0 "cannot enter worktree $TREEFARM_WORKTREE"
-        exit 2
-    }
-fi
-
-# The prompt: the file treefarm assembled, else the spec itself plus the
-# declared files (built in a temp file outside the worktree).
-tf_prompt_file=${TREEFARM_PROMPT_FILE:-}
-tf_cleanup=""
-if [ -z "$tf_prompt_file" ] || [ ! -r "$tf_prompt_file" ]; then
-    if [ -z "${TREEFARM_SPEC_FILE:-}" ] || [ ! -r "$TREEFARM_SPEC_FILE" ]; then
-        echo "treefarm: no prompt: neither TREEFARM_PROMPT_FILE nor TREEFARM_SPEC_FILE names a readable file" >&2
-        tf_status failed 0 "no prompt file"
-        exit 2
-    fi
-    tf_prompt_file=$(mktemp "${TMPDIR:-/tmp}/treefarm-prompt.XXXXXX") || exit 2
-    tf_cleanup=$tf_prompt_file
-    {
-        cat "$TREEFARM_SPEC_FILE"
-        printf '\n\nCreate or modify only these files:\n'
-        printf '%s\n' "${TREEFARM_FILES:-}" | sed '/^$/d; s/^/- /'
-        printf 'Do not create or modify any other file.\n'
-        printf 'When done, commit your work with git on branch %s.\n' "${TREEFARM_BRANCH:-the current branch}"
-    } >"$tf_prompt_file"
-fi
+tf_begin
 
 # --- the command line ------------------------------------------------------
 
@@ -107,12 +63,8 @@ set -- --message-file "$tf_prompt_file" --yes-always --auto-commits --no-gitigno
     --no-fancy-input --no-detect-urls --no-suggest-shell-commands \
     --input-history-file "$tf_hist.input.history" \
     --chat-history-file "$tf_hist.chat.history.md"
-if [ -n "${TREEFARM_AGENT_MODEL:-}" ]; then
-    set -- "$@" --model "$TREEFARM_AGENT_MODEL"
-fi
-if [ -n "${TREEFARM_AGENT_EXTRA_ARGS:-}" ]; then
-    eval "set -- \"\$@\" $TREEFARM_AGENT_EXTRA_ARGS"
-fi
+# --model and TREEFARM_AGENT_EXTRA_ARGS (common.sh).
+eval "set -- \"\$@\" $(tf_agent_options)"
 while IFS= read -r tf_file; do
     case $tf_file in
     '' | *'*'* | *'?'* | *'['* | *'{'*) ;;
@@ -125,7 +77,7 @@ TF_FILES
 tf_status working 10 "$tf_display is working"
 "$tf_prog" "$@" </dev/null
 tf_rc=$?
-[ -n "$tf_cleanup" ] && rm -f "$tf_cleanup"
+tf_drop_prompt
 # aider caches its repository map in .aider.tags.cache.v* at the root; an
 # untracked cache is aider's, not the spec's, so it must not be committed.
 for tf_cache in .aider.tags.cache.v*; do
@@ -134,9 +86,4 @@ for tf_cache in .aider.tags.cache.v*; do
         rm -rf -- "$tf_cache"
     fi
 done
-if [ "$tf_rc" -eq 0 ]; then
-    tf_status done 100 "$tf_display finished"
-else
-    tf_status failed 100 "$tf_display exited with code $tf_rc"
-fi
-exit "$tf_rc"
+tf_finish "$tf_rc"

@@ -1,7 +1,12 @@
-#!/bin/sh
+# treefarm: requires common.sh prepended. This is not a complete script: treefarm
+# writes common.sh followed by this file as one wrapper (see common.sh and
+# `wrapper!` in src/agents/preset.rs); common.sh brings the shebang, `set -u`
+# and the tf_* functions used below.
+# shellcheck shell=sh
+#
 # treefarm agent wrapper for Gemini CLI (`gemini`).
 #
-# treefarm runs this in the instance's worktree (see docs/agents.md). It hands
+# treefarm runs this in the instance's worktree (see the README, section Agents). It hands
 # the assembled prompt to Gemini CLI in headless (non-interactive) mode, writes
 # the status file as it goes and exits with Gemini CLI's exit code.
 #
@@ -9,65 +14,15 @@
 #   TREEFARM_GEMINI_BIN        program to run instead of `gemini`
 #   TREEFARM_AGENT_MODEL       passed as `--model`
 #   TREEFARM_AGENT_EXTRA_ARGS  appended to the command line, split like sh would
-set -u
-
 tf_display="Gemini CLI"
 tf_install="npm install -g @google/gemini-cli"
 tf_prog=${TREEFARM_GEMINI_BIN:-gemini}
 
-# --- shared wrapper plumbing (identical in every treefarm wrapper) ----------
-
-# Writes {"state","progress","message"} atomically: a temp file beside the
-# status file, then mv, so a reader never sees half a document.
-tf_status() {
-    [ -n "${TREEFARM_STATUS_FILE:-}" ] || return 0
-    tf_msg=$(printf '%s' "$3" | tr '\n\t' '  ' | sed 's/\\/\\\\/g; s/"/\\"/g')
-    tf_tmp="$TREEFARM_STATUS_FILE.tmp.$$"
-    printf '{"state": "%s", "progress": %s, "message": "%s"}\n' "$1" "$2" "$tf_msg" \
-        >"$tf_tmp" 2>/dev/null && mv -f "$tf_tmp" "$TREEFARM_STATUS_FILE" 2>/dev/null
-    return 0
-}
-
-# The CLI must exist before anything else happens: fail at once, 127 like sh.
-if ! command -v "$tf_prog" >/dev/null 2>&1; then
-    echo "treefarm: \`$tf_prog\` ($tf_display) is not installed or not on PATH; install: $tf_install" >&2
-    exit 127
-fi
-
-tf_status started 0 "starting $tf_display"
-
-if [ -n "${TREEFARM_WORKTREE:-}" ]; then
-    cd "$TREEFARM_WORKTREE" || {
-        tf_status failed 0 "cannot enter worktree $TREEFARM_WORKTREE"
-        exit 2
-    }
-fi
-
-# The prompt: the file treefarm assembled, else the spec itself plus the
-# declared files (built in a temp file outside the worktree).
-tf_prompt_file=${TREEFARM_PROMPT_FILE:-}
-tf_cleanup=""
-if [ -z "$tf_prompt_file" ] || [ ! -r "$tf_prompt_file" ]; then
-    if [ -z "${TREEFARM_SPEC_FILE:-}" ] || [ ! -r "$TREEFARM_SPEC_FILE" ]; then
-        echo "treefarm: no prompt: neither TREEFARM_PROMPT_FILE nor TREEFARM_SPEC_FILE names a readable file" >&2
-        tf_status failed 0 "no prompt file"
-        exit 2
-    fi
-    tf_prompt_file=$(mktemp "${TMPDIR:-/tmp}/treefarm-prompt.XXXXXX") || exit 2
-    tf_cleanup=$tf_prompt_file
-    {
-        cat "$TREEFARM_SPEC_FILE"
-        printf '\n\nCreate or modify only these files:\n'
-        printf '%s\n' "${TREEFARM_FILES:-}" | sed '/^$/d; s/^/- /'
-        printf 'Do not create or modify any other file.\n'
-        printf 'When done, commit your work with git on branch %s.\n' "${TREEFARM_BRANCH:-the current branch}"
-    } >"$tf_prompt_file"
-fi
+tf_begin
 
 # --- the command line ------------------------------------------------------
 
-tf_prompt=$(cat "$tf_prompt_file")
-[ -n "$tf_cleanup" ] && rm -f "$tf_cleanup"
+tf_read_prompt
 
 # Flags, as documented in the Gemini CLI reference and headless-mode page
 # (geminicli.com/docs/cli, docs/cli/cli-reference.md, docs/cli/headless.md):
@@ -85,20 +40,11 @@ tf_prompt=$(cat "$tf_prompt_file")
 GEMINI_CLI_TRUST_WORKSPACE=true
 export GEMINI_CLI_TRUST_WORKSPACE
 set -- --prompt "$tf_prompt" --approval-mode yolo
-if [ -n "${TREEFARM_AGENT_MODEL:-}" ]; then
-    set -- "$@" --model "$TREEFARM_AGENT_MODEL"
-fi
-if [ -n "${TREEFARM_AGENT_EXTRA_ARGS:-}" ]; then
-    eval "set -- \"\$@\" $TREEFARM_AGENT_EXTRA_ARGS"
-fi
+# --model and TREEFARM_AGENT_EXTRA_ARGS (common.sh).
+eval "set -- \"\$@\" $(tf_agent_options)"
 
 tf_status working 10 "$tf_display is working"
 # stdin from /dev/null: with --prompt, piped stdin is read and prepended.
 "$tf_prog" "$@" </dev/null
 tf_rc=$?
-if [ "$tf_rc" -eq 0 ]; then
-    tf_status done 100 "$tf_display finished"
-else
-    tf_status failed 100 "$tf_display exited with code $tf_rc"
-fi
-exit "$tf_rc"
+tf_finish "$tf_rc"

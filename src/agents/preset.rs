@@ -32,8 +32,30 @@ pub struct Preset {
     /// The environment variable that overrides `program` with another path,
     /// e.g. `TREEFARM_CLAUDE_BIN`.
     pub bin_env: &'static str,
-    /// The wrapper script itself (POSIX sh).
+    /// The wrapper script itself (POSIX sh), as materialized: the shared
+    /// `scripts/agents/common.sh` followed by the CLI's own script (see
+    /// `wrapper!`). One self-contained file, shebang first.
     pub wrapper: &'static str,
+}
+
+/// Assembles the wrapper for preset `$name` at compile time:
+/// `scripts/agents/common.sh` (shebang, `set -u` and the shared `tf_*`
+/// functions: status file, program check, prompt fallback, model and extra
+/// arguments, exit status) followed by `scripts/agents/<name>.sh`.
+///
+/// The per-CLI scripts hold only what is specific to their CLI (its flags,
+/// with their documentation) and start with `# treefarm: requires common.sh
+/// prepended`: they call the functions `common.sh` defines and have no
+/// shebang of their own, so the concatenation is one self-contained `sh`
+/// script that `materialize_wrapper` writes out as is. `common.sh` ends with
+/// a newline, so the two parts never share a line.
+macro_rules! wrapper {
+    ($name:literal) => {
+        concat!(
+            include_str!("../../scripts/agents/common.sh"),
+            include_str!(concat!("../../scripts/agents/", $name, ".sh")),
+        )
+    };
 }
 
 static PRESETS: [Preset; 4] = [
@@ -43,7 +65,7 @@ static PRESETS: [Preset; 4] = [
         display: "Claude Code",
         install_hint: "npm install -g @anthropic-ai/claude-code",
         bin_env: "TREEFARM_CLAUDE_BIN",
-        wrapper: include_str!("../../scripts/agents/claude-code.sh"),
+        wrapper: wrapper!("claude-code"),
     },
     Preset {
         name: "codex",
@@ -51,7 +73,7 @@ static PRESETS: [Preset; 4] = [
         display: "Codex CLI",
         install_hint: "npm install -g @openai/codex",
         bin_env: "TREEFARM_CODEX_BIN",
-        wrapper: include_str!("../../scripts/agents/codex.sh"),
+        wrapper: wrapper!("codex"),
     },
     Preset {
         name: "aider",
@@ -59,7 +81,7 @@ static PRESETS: [Preset; 4] = [
         display: "aider",
         install_hint: "python -m pip install aider-install && aider-install",
         bin_env: "TREEFARM_AIDER_BIN",
-        wrapper: include_str!("../../scripts/agents/aider.sh"),
+        wrapper: wrapper!("aider"),
     },
     Preset {
         name: "gemini",
@@ -67,7 +89,7 @@ static PRESETS: [Preset; 4] = [
         display: "Gemini CLI",
         install_hint: "npm install -g @google/gemini-cli",
         bin_env: "TREEFARM_GEMINI_BIN",
-        wrapper: include_str!("../../scripts/agents/gemini.sh"),
+        wrapper: wrapper!("gemini"),
     },
 ];
 
@@ -87,7 +109,8 @@ pub fn preset(name: &str) -> Result<&'static Preset, InputError> {
     })
 }
 
-/// Writes the preset's wrapper into `dir` (the run directory) as
+/// Writes the preset's wrapper (`common.sh` followed by the CLI's script, as
+/// assembled by `wrapper!`) into `dir` (the run directory) as
 /// `agent-<name>.sh`, mode 0755, and returns its path.
 ///
 /// The file is written beside its final name and renamed into place, so an
@@ -139,6 +162,9 @@ pub fn preset_env(model: Option<&str>, extra_args: &[String]) -> Vec<(String, St
 mod tests {
     use super::*;
 
+    /// The shared first part of every wrapper.
+    const WRAPPER_COMMON: &str = include_str!("../../scripts/agents/common.sh");
+
     #[test]
     fn every_preset_is_found_by_its_name() {
         for p in presets() {
@@ -146,6 +172,25 @@ mod tests {
             assert!(p.wrapper.starts_with("#!/bin/sh\n"), "{}", p.name);
             assert!(p.wrapper.contains(p.bin_env), "{}", p.name);
             assert!(p.wrapper.contains(p.install_hint), "{}", p.name);
+        }
+    }
+
+    #[test]
+    fn wrappers_are_common_sh_then_the_cli_script() {
+        assert!(WRAPPER_COMMON.starts_with("#!/bin/sh\n"));
+        assert!(WRAPPER_COMMON.ends_with('\n'));
+        for p in presets() {
+            let own = p
+                .wrapper
+                .strip_prefix(WRAPPER_COMMON)
+                .unwrap_or_else(|| panic!("{}: common.sh is not first", p.name));
+            assert!(
+                own.starts_with("# treefarm: requires common.sh prepended"),
+                "{}",
+                p.name
+            );
+            // One shebang, the first line.
+            assert_eq!(p.wrapper.matches("#!/bin/sh").count(), 1, "{}", p.name);
         }
     }
 

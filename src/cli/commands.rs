@@ -76,6 +76,17 @@ pub fn select(ctx: &Ctx, ids: &[String]) -> anyhow::Result<Selection> {
     })
 }
 
+/// `value` as one line of JSON. Buffered: the writer may be stdout, which
+/// would otherwise take its lock and flush its small buffer thousands of times
+/// for a large report.
+fn write_json(out: &mut dyn Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut buf = std::io::BufWriter::with_capacity(1 << 16, out);
+    serde_json::to_writer(&mut buf, value).context("write JSON")?;
+    writeln!(buf)?;
+    buf.flush()?;
+    Ok(())
+}
+
 pub fn init(start: &Path, agent: Option<&str>, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let repo = crate::git::Repo::discover(start).map_err(git_err)?;
     if let Some(name) = agent {
@@ -121,8 +132,7 @@ pub fn check(
         overlaps: sel.overlaps,
     };
     if json {
-        serde_json::to_writer(&mut *out, &report).context("write JSON")?;
-        writeln!(out)?;
+        write_json(out, &report)?;
     } else {
         write_check_human(&report, err, crate::report::human::stderr_color())?;
     }
@@ -172,8 +182,7 @@ pub fn plan(
         waves,
     };
     if json {
-        serde_json::to_writer(&mut *out, &report).context("write JSON")?;
-        writeln!(out)?;
+        write_json(out, &report)?;
     } else {
         write_plan_human(&report, err, crate::report::human::stderr_color())?;
     }
@@ -204,7 +213,10 @@ pub fn status(
         && std::env::var_os("NO_COLOR").is_none();
     let mut last = String::new();
     loop {
-        let record = dir.read_state()?;
+        let mut record = dir.read_state()?;
+        // Progress written by agents since the last journal write, and by
+        // agents whose coordinator is gone.
+        crate::report::status::apply_live_status(&mut record, &dir);
         let now = crate::runner::dispatch::now_ms();
         let mut buf = Vec::new();
         if json {

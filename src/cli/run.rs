@@ -150,6 +150,22 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         .with_hint("add SPEC-<id>-<slug>.md files, or run `treefarm init`")
         .into());
     }
+    // A live coordinator's instances would look like leftovers below (with a
+    // hint to prune them): name the holder first. Reading creates nothing;
+    // the lock itself is taken later, before anything is created.
+    let state = StateDir::new(ctx.repo.common_dir());
+    if let Some(holder) = Lock::holder_of(&state) {
+        let held = LockError::Held {
+            pid: holder.pid,
+            run_id: holder.run_id,
+            path: state.lock_path(),
+            since_ms: holder.since_ms,
+        };
+        return Err(held
+            .input_error()
+            .expect("a held lock is an input error")
+            .into());
+    }
     let worktree_dir = ctx.worktree_dir()?;
     let mut leftovers = Vec::new();
     for spec in &sel.specs {
@@ -170,7 +186,6 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         .with_hint("`treefarm resume` continues an interrupted run; `treefarm prune` removes merged leftovers (`--force` archives and removes unmerged ones)")
         .into());
     }
-    let state = StateDir::new(ctx.repo.common_dir());
     let run_id = state.new_run_id();
     let staging = std::env::temp_dir().join(format!("treefarm-agent-{run_id}"));
     let (agent_command, agent_env) = agent_command(&ctx, args.agent.as_deref(), &staging)?;
@@ -349,6 +364,10 @@ fn load_run(
 
 pub fn resume(ctx: Ctx, run_id: Option<&str>, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
     let Some((dir, record, opts)) = load_run(&ctx, run_id, true)? else {
+        // A coordinator killed before its first journal write started
+        // nothing, but left its lock: take it over (or be refused by a live
+        // coordinator) so the repository is left clean.
+        drop(lock(&StateDir::new(ctx.repo.common_dir()), "resume")?);
         eprintln!("treefarm: no unfinished run to resume");
         return Ok(ExitCode::Success);
     };

@@ -271,6 +271,8 @@ impl Repo {
         created_branch: bool,
     ) -> Result<(), GitError> {
         let repo = self.open()?;
+        // The branch exists (created in phase one), its worktree not yet.
+        crate::state::crash_point("plant-branch-created");
         let result = add_on_branch(&repo, &req.name, path, &req.branch);
         if result.is_err() {
             self.undo_add(&repo, &req.name, path);

@@ -301,7 +301,12 @@ impl Reporter for HumanReporter {
                 InstanceState::Skipped | InstanceState::Pending => "33",
                 _ => "31",
             };
-            let state = self.paint(color, &format!("{:<11}", inst.state.as_str()));
+            // Merged and cleaned up is, to the reader, merged.
+            let shown = match inst.state {
+                InstanceState::Pruned => "merged",
+                other => other.as_str(),
+            };
+            let state = self.paint(color, &format!("{shown:<11}"));
             let _ = writeln!(
                 self.out,
                 "  {:<8} {state} {:>8} {:>7} {:>5}  {detail}",

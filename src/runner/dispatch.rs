@@ -233,16 +233,14 @@ impl<'r> Dispatcher<'r> {
     /// Brings every instance recorded by an earlier coordinator back under
     /// control (resume, merge): the journal plus git say where each stands.
     async fn reconcile(&mut self) -> anyhow::Result<()> {
+        self.clear_stale_git_locks()?;
         let instances = self.record.instances.clone();
         let mut replant = Vec::new();
         for inst in &instances {
             let id = inst.id.clone();
             match inst.state {
                 InstanceState::Pending => {}
-                InstanceState::Skipped => {
-                    self.sched.restore(&id, Restored::Settled { merged: false })
-                }
-                InstanceState::Failed | InstanceState::TimedOut => {
+                InstanceState::Skipped | InstanceState::Failed | InstanceState::TimedOut => {
                     self.sched.restore(&id, Restored::Settled { merged: false })
                 }
                 InstanceState::Conflicted | InstanceState::Refused => {
@@ -266,21 +264,44 @@ impl<'r> Dispatcher<'r> {
                         .or_else(|| self.free_slots.iter().next().copied())
                         .unwrap_or(0);
                     self.free_slots.remove(&slot);
-                    let live = match (inst.pid, inst.pid_start) {
-                        (Some(pid), Some(start)) if crate::procfs::is_alive(pid, Some(start)) => {
-                            Some((pid, start))
-                        }
-                        _ => None,
-                    };
                     let interrupted = inst.reason.as_deref() == Some(INTERRUPTED);
-                    let exited =
-                        if live.is_none() && inst.state == InstanceState::Running && !interrupted {
-                            std::fs::read_to_string(self.dir.exit_path(&id))
-                                .ok()
-                                .and_then(|s| s.trim().parse::<i32>().ok())
-                        } else {
-                            None
-                        };
+                    let mut start_commit = inst.start_commit.clone().unwrap_or_default();
+                    if inst.state == InstanceState::Creating {
+                        // Killed while planting: the worktree may be half
+                        // checked out (an agent committing `git add -A` there
+                        // would delete files). No agent ran in it yet, so make
+                        // it again, on the branch as it was created.
+                        start_commit = self.discard_unfinished_plant(&id)?;
+                    }
+                    let live = if inst.state == InstanceState::Creating {
+                        None
+                    } else {
+                        self.find_live_agent(inst)
+                    };
+                    let exited = if live.is_none()
+                        && inst.state != InstanceState::Creating
+                        && !interrupted
+                    {
+                        // The wrapper records the exit code of the latest
+                        // attempt (a new attempt removes the old file first).
+                        std::fs::read_to_string(self.dir.exit_path(&id))
+                            .ok()
+                            .and_then(|s| s.trim().parse::<i32>().ok())
+                    } else {
+                        None
+                    };
+                    match (live, exited) {
+                        (Some((pid, _)), _) => eprintln!(
+                            "treefarm: {id}: agent pid {pid} is still running; re-attaching and waiting for it"
+                        ),
+                        (None, Some(code)) => eprintln!(
+                            "treefarm: {id}: agent ended while treefarm was not running (exit code {code})"
+                        ),
+                        (None, None) if inst.state == InstanceState::Running => eprintln!(
+                            "treefarm: {id}: agent is gone without an exit code; running it again in its worktree (partial work kept)"
+                        ),
+                        (None, None) => {}
+                    }
                     let attempt = if live.is_some() || exited.is_some() {
                         inst.attempt.max(1)
                     } else {
@@ -292,7 +313,7 @@ impl<'r> Dispatcher<'r> {
                     replant.push(Launch {
                         id: id.clone(),
                         slot,
-                        start_commit: inst.start_commit.clone().unwrap_or_default(),
+                        start_commit,
                         attempt,
                         reattach: live,
                         exited,
@@ -343,8 +364,14 @@ impl<'r> Dispatcher<'r> {
         if worktree.exists() {
             let wt = worktree.clone();
             let id2 = id.to_string();
+            // What setup copied or linked in is not part of the fix.
+            let placed = self.opts.setup_placed();
             tokio::task::spawn_blocking(move || {
-                Repo::commit_all(&wt, &format!("treefarm: commit manual fixes for {id2}"))
+                Repo::commit_all_except(
+                    &wt,
+                    &format!("treefarm: commit manual fixes for {id2}"),
+                    &placed,
+                )
             })
             .await
             .context("join commit task")?
@@ -359,6 +386,112 @@ impl<'r> Dispatcher<'r> {
         inst.ended_at_ms = None;
         self.enqueue_merge(id);
         Ok(())
+    }
+
+    /// Removes the git lock files a coordinator killed in the middle of a ref
+    /// update, branch deletion or auto-commit leaves behind (libgit2 writes
+    /// `<file>.lock` and renames it over `<file>`; a kill in between leaves
+    /// it, and every later update of that ref would fail). A lock some live
+    /// process holds open is someone's update in progress and is left alone.
+    fn clear_stale_git_locks(&self) -> anyhow::Result<()> {
+        if self
+            .record
+            .instances
+            .iter()
+            .all(|i| i.state == InstanceState::Pending)
+        {
+            return Ok(());
+        }
+        let repo = Repo::discover(&self.opts.repo_root)?;
+        let common = repo.common_dir().to_path_buf();
+        let common = common.canonicalize().unwrap_or(common);
+        let mut candidates = vec![
+            common
+                .join("refs/heads")
+                .join(format!("{}.lock", self.opts.target)),
+            common.join("packed-refs.lock"),
+        ];
+        for inst in &self.record.instances {
+            let branch = crate::runner::options::branch_for(&inst.id);
+            candidates.push(common.join("refs/heads").join(format!("{branch}.lock")));
+            if inst.agent_alive() {
+                continue;
+            }
+            let admin = common.join("worktrees").join(&inst.id);
+            candidates.push(admin.join("index.lock"));
+            candidates.push(admin.join("HEAD.lock"));
+        }
+        candidates.retain(|p| p.symlink_metadata().is_ok());
+        let held = crate::procfs::open_by_any_process(&candidates);
+        for lock in candidates.iter().filter(|p| !held.contains(p)) {
+            eprintln!(
+                "treefarm: removing stale git lock `{}` left by the interrupted run",
+                lock.display()
+            );
+            std::fs::remove_file(lock)
+                .with_context(|| format!("failed to remove stale git lock `{}`", lock.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The agent of `inst` if it is still alive: the journalled process (pid
+    /// and start time, so a recycled pid is not mistaken for it), else an
+    /// agent the previous coordinator started but died before journalling
+    /// (found by its group and environment), so it is never run twice at once
+    /// in one worktree.
+    fn find_live_agent(&self, inst: &InstanceRecord) -> Option<(u32, u64)> {
+        if let (Some(pid), Some(start)) = (inst.pid, inst.pid_start) {
+            if crate::procfs::is_alive(pid, Some(start)) {
+                return Some((pid, start));
+            }
+        }
+        crate::procfs::group_leaders_with_env(&[
+            ("TREEFARM_RUN_ID", &self.record.run_id),
+            ("TREEFARM_SPEC_ID", &inst.id),
+        ])
+        .pop()
+    }
+
+    /// Removes what an interrupted planting of `id` left (a worktree and its
+    /// admin entry, complete or not) and returns where its branch starts
+    /// (empty: no branch yet, plant from the target tip). Only called for
+    /// `creating` instances: nothing but treefarm has used that worktree.
+    fn discard_unfinished_plant(&self, id: &str) -> anyhow::Result<String> {
+        let repo = Repo::discover(&self.opts.repo_root)?;
+        let path = self.opts.worktree_for(id);
+        let registered = repo
+            .worktrees()
+            .map(|list| list.iter().any(|w| !w.is_main && w.name == id))
+            .unwrap_or(true);
+        if registered {
+            if let Err(err) = repo.remove_worktree(std::path::Path::new(id), true) {
+                tracing::debug!(%id, %err, "removing a half-made worktree entry directly");
+            }
+        }
+        // An entry too incomplete for libgit2 to list or remove (killed while
+        // libgit2 was writing it) still blocks a new worktree of that name.
+        let admin = repo.common_dir().join("worktrees").join(id);
+        if admin.symlink_metadata().is_ok() {
+            std::fs::remove_dir_all(&admin).with_context(|| {
+                format!(
+                    "failed to remove the half-made worktree entry `{}`",
+                    admin.display()
+                )
+            })?;
+        }
+        if path.symlink_metadata().is_ok() {
+            std::fs::remove_dir_all(&path).with_context(|| {
+                format!(
+                    "failed to remove the half-made worktree `{}`",
+                    path.display()
+                )
+            })?;
+        }
+        let branch = crate::runner::options::branch_for(id);
+        Ok(repo
+            .branch_tip(&branch)?
+            .map(|t| t.to_string())
+            .unwrap_or_default())
     }
 
     /// Whether a merge journalled as `merging` reached the target before the
@@ -790,13 +923,34 @@ impl<'r> Dispatcher<'r> {
         self.merge_queue.insert((priority, order, id.to_string()));
     }
 
+    fn ranked_before_in_flight(&self, key: &(i64, usize, String)) -> bool {
+        self.record.instances.iter().any(|inst| {
+            matches!(
+                inst.state,
+                InstanceState::Creating | InstanceState::Created | InstanceState::Running
+            ) && self
+                .opts
+                .spec(&inst.id)
+                .is_some_and(|s| (s.priority, s.order) < (key.0, key.1))
+        })
+    }
+
     fn start_merge(&mut self) -> anyhow::Result<()> {
         if self.merging.is_some() {
             return Ok(());
         }
-        let Some((_, _, id)) = self.merge_queue.pop_first() else {
+        let Some(next) = self.merge_queue.first().cloned() else {
             return Ok(());
         };
+        // Priority order: a branch waits while an instance ranked before it
+        // is still being planted or run, so the target's history, and which
+        // of two conflicting branches lands, do not depend on timing. Pending
+        // instances do not hold it back (one may be waiting for this merge).
+        if self.mode == Mode::Run && self.ranked_before_in_flight(&next) {
+            return Ok(());
+        }
+        self.merge_queue.remove(&next);
+        let (_, _, id) = next;
         self.merging = Some(id.clone());
         self.other_in_flight += 1;
         let opts = self.opts.clone();
@@ -957,10 +1111,17 @@ fn merge_one(
 
 /// Removes a merged instance's worktree, then its branch.
 pub fn prune_one(opts: &RunOptions, id: &str) -> anyhow::Result<()> {
+    crash_point("before-prune");
     let repo = Repo::discover(&opts.repo_root)?;
     let worktree: PathBuf = opts.worktree_for(id);
     if worktree.exists() || repo.worktrees()?.iter().any(|w| w.name == id) {
-        repo.remove_worktree(&worktree, false)?;
+        // A removal killed half-way (coordinator crash during prune) leaves
+        // a worktree missing files: those are all in the merged branch, so
+        // finishing the removal loses nothing. Anything else is kept.
+        let interrupted_removal = worktree.exists()
+            && Repo::is_dirty(&worktree).unwrap_or(false)
+            && Repo::only_deletions(&worktree)?;
+        repo.remove_worktree(&worktree, interrupted_removal)?;
     }
     crash_point("during-prune");
     let branch = crate::runner::options::branch_for(id);

@@ -110,14 +110,21 @@ pub async fn run_instance(
     };
 
     if launch.setup && launch.reattach.is_none() && launch.exited.is_none() {
-        if let Err(reason) = setup(&opts, &worktree, &job).await {
-            send(InstanceMsg::Done(Verdict::Failed {
-                state: InstanceState::Failed,
-                reason,
-                exit_code: None,
-                work: None,
-            }));
-            return;
+        match setup(&opts, &worktree, &job, stop.clone()).await {
+            Ok(()) => {}
+            Err(SetupFailure::Stopped) => {
+                send(InstanceMsg::Done(Verdict::Stopped));
+                return;
+            }
+            Err(SetupFailure::Failed(reason)) => {
+                send(InstanceMsg::Done(Verdict::Failed {
+                    state: InstanceState::Failed,
+                    reason,
+                    exit_code: None,
+                    work: None,
+                }));
+                return;
+            }
         }
     }
 
@@ -358,8 +365,29 @@ fn agent_job(
     })
 }
 
-/// `setup.copy`, `setup.link`, `setup.command` in a fresh worktree.
-async fn setup(opts: &RunOptions, worktree: &Path, job: &AgentJob) -> Result<(), String> {
+/// Why setup did not complete.
+enum SetupFailure {
+    /// Ctrl-C (or a dying coordinator) stopped the setup command: resumable.
+    Stopped,
+    Failed(String),
+}
+
+impl From<String> for SetupFailure {
+    fn from(reason: String) -> SetupFailure {
+        SetupFailure::Failed(reason)
+    }
+}
+
+/// `setup.copy`, `setup.link`, `setup.command` in a fresh worktree. The
+/// command runs like an agent (own process group, output to the instance
+/// log, `agent.timeout`, stopped by Ctrl-C), so a slow `npm ci` can neither
+/// outlive a stop request nor hang the run.
+async fn setup(
+    opts: &RunOptions,
+    worktree: &Path,
+    job: &AgentJob,
+    stop: watch::Receiver<Stop>,
+) -> Result<(), SetupFailure> {
     for rel in &opts.setup.copy {
         let from = opts.repo_root.join(rel);
         let to = worktree.join(rel);
@@ -382,11 +410,15 @@ async fn setup(opts: &RunOptions, worktree: &Path, job: &AgentJob) -> Result<(),
     for rel in &opts.setup.link {
         let from = opts.repo_root.join(rel);
         let to = worktree.join(rel);
+        if std::fs::read_link(&to).is_ok_and(|target| target == from) {
+            // Our own link from an earlier setup of this worktree (resume).
+            continue;
+        }
         if to.symlink_metadata().is_ok() {
-            return Err(format!(
+            return Err(SetupFailure::Failed(format!(
                 "setup.link: `{}` already exists in the worktree (is it tracked?); remove it from setup.link",
                 to.display()
-            ));
+            )));
         }
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent)
@@ -401,36 +433,27 @@ async fn setup(opts: &RunOptions, worktree: &Path, job: &AgentJob) -> Result<(),
         })?;
     }
     if !opts.setup.command.trim().is_empty() {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&job.log_path)
-            .map_err(|e| format!("cannot open log `{}`: {e}", job.log_path.display()))?;
-        let log2 = log
-            .try_clone()
-            .map_err(|e| format!("cannot open log `{}`: {e}", job.log_path.display()))?;
-        let status = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(&opts.setup.command)
-            .current_dir(worktree)
-            .envs(job.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(std::process::Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .status()
-            .await
-            .map_err(|e| {
-                format!(
-                    "setup command `{}` could not start: {e}",
-                    opts.setup.command
-                )
-            })?;
-        if !status.success() {
-            return Err(format!(
-                "setup command `{}` failed ({status}); see {}",
-                opts.setup.command,
-                job.log_path.display()
-            ));
+        let setup_job = AgentJob {
+            command: opts.setup.command.clone(),
+            // Its own files, so the agent's exit code and status stay its own.
+            status_path: job.exit_path.with_file_name("setup_status.json"),
+            exit_path: job.exit_path.with_file_name("setup_exit_code"),
+            idle_timeout: None,
+            ..job.clone()
+        };
+        // Nobody listens: the setup command's pid and status are not the
+        // agent's.
+        let (events, _) = mpsc::unbounded_channel();
+        match run_agent(setup_job, events, stop).await {
+            AgentEnd::Exited(0) => {}
+            AgentEnd::Stopped => return Err(SetupFailure::Stopped),
+            end => {
+                return Err(SetupFailure::Failed(format!(
+                    "setup command `{}` failed ({end}); see {}",
+                    opts.setup.command,
+                    job.log_path.display()
+                )))
+            }
         }
     }
     Ok(())
@@ -458,13 +481,16 @@ pub fn collect_work(
     start: &str,
 ) -> Result<Work, String> {
     let branch = spec.branch();
+    // What setup copied or linked in is not the agent's work.
+    let placed = opts.setup_placed();
     let auto_commit = match opts.commit {
-        CommitMode::Auto => Repo::commit_all(
+        CommitMode::Auto => Repo::commit_all_except(
             worktree,
             &format!(
                 "treefarm: commit changes left uncommitted by the agent for {}",
                 spec.id
             ),
+            &placed,
         )
         .map_err(|e| {
             format!(
@@ -474,7 +500,7 @@ pub fn collect_work(
         })?
         .map(|oid| oid.to_string()),
         CommitMode::Off => {
-            let dirty = Repo::is_dirty(worktree).map_err(|e| {
+            let dirty = Repo::is_dirty_except(worktree, &placed).map_err(|e| {
                 format!("failed to read the status of `{}`: {e}", worktree.display())
             })?;
             if dirty {

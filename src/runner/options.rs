@@ -98,6 +98,17 @@ impl RunOptions {
         self.idle_timeout_ms.map(Duration::from_millis)
     }
 
+    /// What setup copies or links into each worktree: never the agent's work,
+    /// so never auto-committed nor counted as leftovers.
+    pub fn setup_placed(&self) -> Vec<String> {
+        self.setup
+            .copy
+            .iter()
+            .chain(&self.setup.link)
+            .cloned()
+            .collect()
+    }
+
     pub fn port(&self, slot: usize) -> u32 {
         u32::from(self.port_base) + slot as u32 * u32::from(self.port_stride)
     }

@@ -22,8 +22,12 @@ pub enum SpecError {
         source: std::io::Error,
     },
 
-    #[error("{file}: not valid UTF-8 at byte offset {offset}")]
-    NotUtf8 { file: String, offset: usize },
+    #[error("{file}: not valid UTF-8 at byte offset {offset} (line {line})")]
+    NotUtf8 {
+        file: String,
+        offset: usize,
+        line: usize,
+    },
 
     #[error("{pos}: malformed {what}: {message}")]
     Yaml {

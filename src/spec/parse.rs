@@ -228,10 +228,19 @@ fn string_list(v: &Value) -> Option<Vec<String>> {
     }
 }
 
+/// The 1-based line holding byte `offset` of `text`, for "not UTF-8" errors.
+pub(crate) fn line_of_offset(text: &[u8], offset: usize) -> usize {
+    1 + text[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
 fn utf8<'a>(file: &str, text: &'a [u8]) -> Result<&'a str, SpecError> {
     let s = std::str::from_utf8(text).map_err(|e| SpecError::NotUtf8 {
         file: file.to_string(),
         offset: e.valid_up_to(),
+        line: line_of_offset(text, e.valid_up_to()),
     })?;
     Ok(s.strip_prefix('\u{feff}').unwrap_or(s))
 }

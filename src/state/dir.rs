@@ -90,6 +90,7 @@ impl StateDir {
         // The run directory itself must survive a crash, or the lock would
         // name a run nobody can find.
         sync_dir(&runs)?;
+        sync_dir(&self.root)?;
         Ok(RunDir {
             path,
             run_id: run_id.to_string(),
@@ -146,9 +147,14 @@ impl StateDir {
         Ok(ids)
     }
 
-    /// The newest run id, if any.
+    /// The newest run id with a journal, if any. A run killed before its
+    /// first `state.json` was written started nothing and is skipped.
     pub fn latest_run(&self) -> Result<Option<String>, StateError> {
-        Ok(self.runs()?.pop())
+        Ok(self
+            .runs()?
+            .into_iter()
+            .rev()
+            .find(|id| self.runs_path().join(id).join(STATE_FILE).exists()))
     }
 
     /// The newest run that did not finish: its record says `interrupted`, or

@@ -164,13 +164,11 @@ const EROFS: i32 = nix::errno::Errno::EROFS as i32;
 fn io_hint(path: &Path, error: &io::Error) -> Option<String> {
     let dir = path.parent().unwrap_or(path).display();
     match (error.raw_os_error(), error.kind()) {
-        (Some(ENOSPC | EDQUOT), _) | (_, io::ErrorKind::StorageFull) => Some(format!(
+        (Some(ENOSPC | EDQUOT), _) => Some(format!(
             "free some space on the filesystem holding `{dir}`; the previous state is intact, \
              continue with `treefarm resume`"
         )),
-        (Some(EROFS), _) | (_, io::ErrorKind::ReadOnlyFilesystem) => {
-            Some(format!("`{dir}` is on a read-only filesystem"))
-        }
+        (Some(EROFS), _) => Some(format!("`{dir}` is on a read-only filesystem")),
         (_, io::ErrorKind::PermissionDenied) => {
             Some(format!("check the owner and permissions of `{dir}`"))
         }

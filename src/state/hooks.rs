@@ -5,6 +5,7 @@
 //! Both variables are read once per process and cached, so a hook left in a
 //! hot path costs one atomic load when unset.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// Environment variable naming the crash point at which the process kills
@@ -15,28 +16,43 @@ pub const CRASH_AT_ENV: &str = "TREEFARM_CRASH_AT";
 /// were full: a comma-separated list of `state`, `summary`, `events`.
 pub const INJECT_WRITE_ERROR_ENV: &str = "TREEFARM_INJECT_WRITE_ERROR";
 
-/// Kills this process with `SIGKILL` when `TREEFARM_CRASH_AT` equals `name`,
-/// simulating `kill -9` at that phase. Does nothing otherwise.
+/// Kills this process with `SIGKILL` when `TREEFARM_CRASH_AT` names this
+/// point, simulating `kill -9` at that phase. Does nothing otherwise.
+///
+/// `TREEFARM_CRASH_AT=name` crashes the first time `name` is reached;
+/// `name#N` the N-th time (e.g. `state.renamed#5`: during the fifth journal
+/// write), so a test can reach every occurrence of a phase.
 ///
 /// Names used by the state module itself: `state.tmp_written` (state.json.tmp
 /// fully written and synced, not yet renamed), `state.renamed` (renamed, the
-/// directory not yet synced).
+/// directory not yet synced), and `summary.tmp_written` / `summary.renamed`
+/// likewise for summary.json.
 pub fn crash_point(name: &str) {
-    static CRASH_AT: OnceLock<Option<String>> = OnceLock::new();
-    let wanted =
-        CRASH_AT.get_or_init(|| std::env::var(CRASH_AT_ENV).ok().filter(|v| !v.is_empty()));
-    if wanted.as_deref() == Some(name) {
-        tracing::debug!(
-            crash_point = name,
-            "crash point reached, killing self with SIGKILL"
-        );
-        // SIGKILL cannot be caught: the process ends on the way back from the
-        // syscall, with no destructor, flush or atexit running.
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
-        // Unreachable in practice; never continue past a crash point.
-        loop {
-            std::thread::park();
-        }
+    static CRASH_AT: OnceLock<Option<(String, usize)>> = OnceLock::new();
+    static HITS: AtomicUsize = AtomicUsize::new(0);
+    let wanted = CRASH_AT.get_or_init(|| {
+        let value = std::env::var(CRASH_AT_ENV).ok().filter(|v| !v.is_empty())?;
+        Some(match value.rsplit_once('#') {
+            Some((point, n)) => (point.to_string(), n.parse().unwrap_or(1)),
+            None => (value, 1),
+        })
+    });
+    let Some((point, nth)) = wanted else {
+        return;
+    };
+    if point != name || HITS.fetch_add(1, Ordering::SeqCst) + 1 != *nth {
+        return;
+    }
+    tracing::debug!(
+        crash_point = name,
+        "crash point reached, killing self with SIGKILL"
+    );
+    // SIGKILL cannot be caught: the process ends on the way back from the
+    // syscall, with no destructor, flush or atexit running.
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+    // Unreachable in practice; never continue past a crash point.
+    loop {
+        std::thread::park();
     }
 }
 

@@ -282,27 +282,35 @@ fn write_holder(file: &mut File, holder: &LockHolder) -> io::Result<()> {
     file.sync_all()
 }
 
-/// The error for a lock whose flock someone holds; waits briefly for the
-/// holder's JSON if it has not been written yet.
+/// The error for a lock whose flock someone holds. The holder writes its
+/// JSON right after taking the flock, so until then the file may still name
+/// the dead holder it is replacing: wait briefly for a live one.
 fn held_by_locker(mut file: File, path: &Path) -> LockError {
     let deadline = std::time::Instant::now() + HOLDER_WRITE_GRACE;
+    let mut last = None;
     loop {
         if let Ok(Some(holder)) = read_holder(&mut file) {
-            return LockError::Held {
-                pid: holder.pid,
-                run_id: holder.run_id,
-                path: path.to_path_buf(),
-                since_ms: holder.since_ms,
-            };
+            if holder.is_alive() {
+                last = Some(holder);
+                break;
+            }
+            last = Some(holder);
         }
         if std::time::Instant::now() >= deadline {
-            return LockError::Held {
-                pid: 0,
-                run_id: "unknown".to_string(),
-                path: path.to_path_buf(),
-                since_ms: 0,
-            };
+            break;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let holder = last.unwrap_or(LockHolder {
+        pid: 0,
+        start_time: None,
+        run_id: "unknown".to_string(),
+        since_ms: 0,
+    });
+    LockError::Held {
+        pid: holder.pid,
+        run_id: holder.run_id,
+        path: path.to_path_buf(),
+        since_ms: holder.since_ms,
     }
 }

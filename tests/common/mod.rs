@@ -360,3 +360,476 @@ impl TestRepo {
             .success()
     }
 }
+
+// --- t1 helpers ---
+// Driving `treefarm run` end to end: specs with demo-agent directives, the
+// config file, the JSON Lines output, the run directory, and waiting on files
+// and processes with generous upper bounds (never sleeping to synchronise).
+
+/// The bundled scripted agent, as an agent command.
+pub fn t1_demo_agent() -> String {
+    format!("sh '{}/scripts/demo-agent.sh'", env!("CARGO_MANIFEST_DIR"))
+}
+
+impl TestRepo {
+    /// Writes `specs/SPEC-<id>-<slug>.md` declaring `files`, with `directives`
+    /// as its ```demo-agent block (none when empty).
+    pub fn t1_spec(&self, id: &str, slug: &str, files: &[&str], directives: &str) {
+        let mut text = format!("# Spec {id} {slug}\n\nDo the {slug} work.\n\n**Files**:\n");
+        for f in files {
+            text.push_str(&format!("- `{f}`\n"));
+        }
+        if !directives.is_empty() {
+            text.push_str(&format!("\n```demo-agent\n{directives}\n```\n"));
+        }
+        self.write(&format!("specs/SPEC-{id}-{slug}.md"), &text);
+    }
+
+    /// `.git/treefarm/runs`.
+    pub fn t1_runs_dir(&self) -> PathBuf {
+        self.root.join(".git/treefarm/runs")
+    }
+
+    /// The run ids recorded so far, oldest first.
+    pub fn t1_run_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.t1_runs_dir())
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// The only run recorded so far.
+    pub fn t1_only_run(&self) -> PathBuf {
+        let ids = self.t1_run_ids();
+        assert_eq!(ids.len(), 1, "expected exactly one run, found {ids:?}");
+        self.t1_runs_dir().join(&ids[0])
+    }
+
+    /// Every ref in the repository with its target, for "nothing was created".
+    pub fn t1_refs(&self) -> String {
+        self.git(&["for-each-ref", "--format=%(refname) %(objectname)"])
+    }
+
+    /// `git worktree list --porcelain`, paths as given.
+    pub fn t1_worktrees(&self) -> String {
+        self.git(&["worktree", "list", "--porcelain"])
+    }
+
+    /// `treefarm status --json` parsed.
+    pub fn t1_status_json(&self) -> serde_json::Value {
+        let out = self
+            .treefarm()
+            .args(["status", "--json"])
+            .output()
+            .expect("run status");
+        assert!(out.status.success(), "status failed: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+}
+
+/// Stdout of `run --json` as JSON values, one per line; panics on any line
+/// that is not a JSON object with an `event`.
+pub fn t1_events(out: &Output) -> Vec<serde_json::Value> {
+    stdout(out)
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+            assert!(v["event"].is_string(), "event without `event`: {line}");
+            v
+        })
+        .collect()
+}
+
+/// The events of kind `kind` (optionally for spec `id`).
+pub fn t1_of<'a>(
+    events: &'a [serde_json::Value],
+    kind: &str,
+    id: Option<&str>,
+) -> Vec<&'a serde_json::Value> {
+    events
+        .iter()
+        .filter(|e| e["event"] == kind && id.is_none_or(|id| e["id"] == id))
+        .collect()
+}
+
+/// Polls `cond` every 20 ms until it holds; panics after `secs` seconds with
+/// `what`.
+pub fn t1_wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// True when no live process has `pid`: gone, or a zombie nobody reaped.
+pub fn t1_pid_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|s| s == "Z" || s == "X"),
+    }
+}
+
+/// Reads a pid written by an agent (waiting for the file to appear).
+pub fn t1_read_pid(path: &Path, secs: u64) -> u32 {
+    t1_wait_until(secs, &format!("pid file {}", path.display()), || {
+        std::fs::read_to_string(path).is_ok_and(|s| s.trim().parse::<u32>().is_ok())
+    });
+    std::fs::read_to_string(path)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid")
+}
+
+impl TestRepo {
+    /// Writes `treefarm.yaml`: the demo agent with a 300 ms kill grace and a
+    /// 20 s timeout (so a bug cannot hang a test) unless `agent_extra` (lines
+    /// already indented under `agent:`) sets its own; then top-level `extra`.
+    pub fn t1_config(&self, agent_extra: &str, extra: &str) {
+        let mut agent = format!("  command: \"{}\"\n", t1_demo_agent());
+        if !agent_extra.contains("  timeout:") {
+            agent.push_str("  timeout: 20s\n");
+        }
+        if !agent_extra.contains("  kill_grace:") {
+            agent.push_str("  kill_grace: 300ms\n");
+        }
+        let yaml = format!("agent:\n{agent}{agent_extra}{extra}");
+        self.write("treefarm.yaml", &yaml);
+    }
+}
+
+// --- t4 helpers ---
+
+/// The exit code of a finished process; panics if a signal killed it.
+pub fn exit_code(out: &Output) -> i32 {
+    out.status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal: {:?}", out.status))
+}
+
+/// stdout parsed as one JSON document.
+pub fn stdout_json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+            stdout(out),
+            stderr(out)
+        )
+    })
+}
+
+/// Panics with both streams unless the process exited with `code`.
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+impl TestRepo {
+    /// A Markdown spec `specs/SPEC-<id>-<slug>.md` with front matter.
+    pub fn write_spec(&self, id: &str, slug: &str, front_matter: &str, body: &str) {
+        self.write(
+            &format!("specs/SPEC-{id}-{slug}.md"),
+            &format!("---\n{front_matter}---\n{body}"),
+        );
+    }
+
+    /// Everything treefarm could create or change, as text: every ref, the
+    /// worktree list, the state directory, the worktree folder beside the
+    /// repository, and the main worktree's HEAD, index and status. Equal
+    /// before and after a command means it created nothing.
+    pub fn footprint(&self) -> String {
+        let common = self.git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]);
+        let state = Path::new(&common).join("treefarm");
+        format!(
+            "refs\n{}\nworktrees\n{}\nstate dir exists: {}\nworktree dir exists: {}\n{}",
+            self.git(&["for-each-ref", "--format=%(refname) %(objectname)"]),
+            self.git(&["worktree", "list", "--porcelain"]),
+            state.exists(),
+            self.worktree_dir().exists(),
+            self.main_snapshot_or_unborn(),
+        )
+    }
+
+    /// [`TestRepo::main_snapshot`], also in a repository without commits.
+    pub fn main_snapshot_or_unborn(&self) -> String {
+        let head = self
+            .git_cmd(&["rev-parse", "-q", "--verify", "HEAD"])
+            .output()
+            .expect("spawn git");
+        if head.status.success() {
+            self.main_snapshot()
+        } else {
+            format!(
+                "unborn HEAD\nstatus\n{}",
+                self.git(&["status", "--porcelain=v1", "--untracked-files=all"])
+            )
+        }
+    }
+
+    /// The local branches, sorted.
+    pub fn branches(&self) -> Vec<String> {
+        let list = self.git(&["for-each-ref", "--format=%(refname:short)", "refs/heads"]);
+        let mut names: Vec<String> = list.lines().map(str::to_owned).collect();
+        names.sort();
+        names
+    }
+}
+
+// --- t3 helpers ---
+
+/// A repository set up for crash tests: specs driven by the scripted agent
+/// (through a wrapper that records every start and exit), a `post-commit`
+/// hook that records every commit an agent makes with `git commit`, and a
+/// `treefarm.yaml` with `instances`.
+pub struct CrashRepo {
+    pub repo: TestRepo,
+    /// `(id, file, demo-agent directives)` of every spec.
+    pub specs: Vec<(String, String)>,
+}
+
+/// Where the crash fixtures record what agents did, outside the repository.
+pub fn crash_record_dir(repo: &TestRepo) -> PathBuf {
+    repo.tmp.path().join("record")
+}
+
+impl CrashRepo {
+    /// `specs`: `(id, declared file, demo-agent directives)`. An agent whose
+    /// id `gated` lists does its work, notes itself in `<record>/waiting`,
+    /// then waits for `<record>/go-<id>` before it exits.
+    pub fn new(specs: &[(&str, &str, &str)], instances: usize, gated: &[&str]) -> CrashRepo {
+        let mut files: Vec<(String, String)> = vec![("README.md".into(), "# crash test\n".into())];
+        for (id, file, directives) in specs {
+            files.push((file.to_string(), format!("{id} original\n")));
+            files.push((
+                format!("specs/SPEC-{id}-work.md"),
+                format!("# Work {id}\n\n**File**: `{file}`\n\n```demo-agent\n{directives}\n```\n"),
+            ));
+        }
+        let file_refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect();
+        let repo = TestRepo::with_files(&file_refs);
+        let record = crash_record_dir(&repo);
+        std::fs::create_dir_all(&record).expect("mkdir record");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo-agent.sh");
+        let gated_ids = gated.join(" ");
+        let agent = format!(
+            "#!/bin/sh\n\
+             rec='{rec}'\n\
+             echo \"$TREEFARM_SPEC_ID $$\" >> \"$rec/starts\"\n\
+             sh '{script}'\n\
+             code=$?\n\
+             for g in {gated_ids}; do\n\
+               if [ \"$g\" = \"$TREEFARM_SPEC_ID\" ]; then\n\
+                 echo \"$TREEFARM_SPEC_ID $$\" >> \"$rec/waiting\"\n\
+                 while [ ! -e \"$rec/go-$g\" ]; do sleep 0.02; done\n\
+               fi\n\
+             done\n\
+             echo \"$TREEFARM_SPEC_ID $code\" >> \"$rec/exits\"\n\
+             exit $code\n",
+            rec = record.display(),
+            script = script.display(),
+        );
+        std::fs::write(record.join("agent.sh"), agent).expect("write agent wrapper");
+        let hook = repo.root.join(".git/hooks/post-commit");
+        std::fs::create_dir_all(hook.parent().expect("hooks dir")).expect("mkdir hooks");
+        std::fs::write(
+            &hook,
+            format!(
+                "#!/bin/sh\ngit rev-parse HEAD >> '{}/commits'\n",
+                record.display()
+            ),
+        )
+        .expect("write hook");
+        let mut perms = std::fs::metadata(&hook).expect("hook").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&hook, perms).expect("chmod hook");
+        repo.write(
+            "treefarm.yaml",
+            &format!(
+                "agent:\n  command: sh '{}'\n  timeout: 2m\n  kill_grace: 2s\ninstances: {instances}\n",
+                record.join("agent.sh").display()
+            ),
+        );
+        repo.commit_all("treefarm config");
+        // Commits made so far (fixtures) are not agent commits.
+        let _ = std::fs::remove_file(record.join("commits"));
+        CrashRepo {
+            specs: specs
+                .iter()
+                .map(|(id, file, _)| (id.to_string(), file.to_string()))
+                .collect(),
+            repo,
+        }
+    }
+
+    pub fn record(&self) -> PathBuf {
+        crash_record_dir(&self.repo)
+    }
+
+    /// Lines of a record file (`starts`, `exits`, `commits`), empty if none.
+    pub fn recorded(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.record().join(name))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Lets the gated agent `id` go on.
+    pub fn release(&self, id: &str) {
+        std::fs::write(self.record().join(format!("go-{id}")), "").expect("write go file");
+    }
+
+    /// `treefarm run` killed at `point` (`TREEFARM_CRASH_AT`); asserts it
+    /// really died of SIGKILL there.
+    pub fn run_crashing_at(&self, point: &str) -> Output {
+        let out = self
+            .repo
+            .treefarm()
+            .args(["run"])
+            .env("TREEFARM_CRASH_AT", point)
+            .output()
+            .expect("spawn treefarm run");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(9),
+            "treefarm run should have been SIGKILLed at `{point}`, got {}\nstderr:\n{}",
+            out.status,
+            stderr(&out)
+        );
+        out
+    }
+
+    pub fn resume(&self) -> Output {
+        self.repo
+            .treefarm()
+            .arg("resume")
+            .output()
+            .expect("spawn treefarm resume")
+    }
+
+    /// Everything a second `resume` must leave identical: every ref, the
+    /// worktree list, the main worktree.
+    pub fn git_state(&self) -> String {
+        format!(
+            "{}\n--\n{}\n--\n{}",
+            self.repo
+                .git(&["for-each-ref", "--format=%(refname) %(objectname)"]),
+            self.repo.git(&["worktree", "list", "--porcelain"]),
+            self.repo.main_snapshot()
+        )
+    }
+
+    /// Every commit an agent made is reachable from `roadmap`, a
+    /// `treefarm/*` branch or an archive ref; returns the unreachable ones.
+    pub fn lost_commits(&self) -> Vec<String> {
+        let tips: Vec<String> = self
+            .repo
+            .git(&[
+                "for-each-ref",
+                "--format=%(refname)",
+                "refs/heads/roadmap",
+                "refs/heads/treefarm",
+                "refs/treefarm",
+            ])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        self.recorded("commits")
+            .into_iter()
+            .filter(|c| {
+                !tips.iter().any(|t| {
+                    self.repo
+                        .git_cmd(&["merge-base", "--is-ancestor", c, t])
+                        .status()
+                        .expect("git merge-base")
+                        .success()
+                })
+            })
+            .collect()
+    }
+
+    /// The agent wrapper processes recorded in `starts` that are still alive.
+    pub fn agents_alive(&self) -> Vec<u32> {
+        self.recorded("starts")
+            .iter()
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u32>().ok())
+            .filter(|pid| Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(*pid))
+            .collect()
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|r| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+impl CrashRepo {
+    /// The journal (`state.json`) of the only run in the repository.
+    pub fn state_json(&self) -> serde_json::Value {
+        let runs = self.repo.root.join(".git/treefarm/runs");
+        let run = std::fs::read_dir(&runs)
+            .expect("runs folder")
+            .flatten()
+            .find(|e| e.path().is_dir())
+            .expect("one run");
+        let bytes = std::fs::read(run.path().join("state.json")).expect("state.json");
+        serde_json::from_slice(&bytes).expect("state.json is JSON")
+    }
+
+    /// The journal's record of instance `id`.
+    pub fn instance_json(&self, id: &str) -> serde_json::Value {
+        self.state_json()["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .find(|i| i["id"] == id)
+            .cloned()
+            .expect("instance in journal")
+    }
+}
+
+/// Polls `done` until it holds: waiting on the event a test means (a file,
+/// a journal state, a process gone), bounded so a broken product fails the
+/// test instead of hanging it.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// True while `pid` is a live (not zombie) process.
+pub fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+}
