@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Benchmark for `treefarm run` against plain git.
+#
+# A synthetic repository of ~3,000 files / ~30 MB and 8 specs, each declaring
+# one distinct new file. Each round, in the same repository:
+#
+#   git       a shell loop of `git worktree add -q -b bench/<id> <path> roadmap`
+#             for the 8 branches, one after the other — the git work treefarm
+#             has to do at least;
+#   git-par   the same work at treefarm's concurrency: the admin part one
+#             after the other (`git worktree add --no-checkout -b ...`; git's
+#             own admin files do not survive concurrent `worktree add`s), then
+#             the 8 checkouts at once (`git reset -q --hard` in each, `&`);
+#   treefarm  `treefarm run --no-merge --instances 8 --agent true`, whole
+#             process wall time (plan, plant 8 worktrees, run 8 agents that
+#             exit at once, journal, report);
+#   events    `treefarm run --no-merge --instances 8 --json` with an agent whose
+#             last act is writing a nanosecond timestamp (outside the worktree),
+#             while a python3 reader timestamps each stdout line on arrival.
+#
+# Between steps everything is removed again (worktrees, branches, archive refs,
+# run state), so every step starts from the same repository. The order of the
+# git and treefarm steps alternates between rounds; one untimed warm-up round
+# fills the page cache first.
+#
+# Figures (median over the rounds):
+#
+#   ratio     T_treefarm / T_git. Goal: <= 0.8.
+#   overhead  per-instance coordinator overhead, in ms:
+#                 (T_treefarm - T_gitwork) / 8
+#             where T_gitwork, the git-equivalent work time, is the faster of
+#             `git` and `git-par` in the same round: the best plain git does
+#             for the same 8 worktrees. The difference is what the coordinator
+#             adds per instance on top of that work: process start, spec
+#             parsing, planning, spawning and reaping agents, state and event
+#             writes. Negative when treefarm beats both. Goal: < 5 ms.
+#   delay     exit->event delay: arrival time of an instance's `exited` line on
+#             treefarm's stdout minus the agent's last timestamp (CLOCK_REALTIME
+#             on both sides), over 8 instances x rounds; median and max. Goal:
+#             < 20 ms.
+#
+# Environment: TREEFARM_BIN (default target/release/treefarm, built if
+# missing), BENCH_ROUNDS (5), BENCH_FILES (3000), BENCH_MB (30), BENCH_KEEP=1
+# keeps the scratch directory. Exit code: 0 unless something failed (a missed
+# goal is printed, not an error).
+set -euo pipefail
+
+# shellcheck source=scripts/bench/lib.sh
+source "$(dirname "$0")/bench/lib.sh"
+
+ROUNDS=${BENCH_ROUNDS:-5}
+NFILES=${BENCH_FILES:-3000}
+MB=${BENCH_MB:-30}
+N=8
+
+bench_init
+REPO=$BENCH_TMP/repo
+GITWT=$BENCH_TMP/git-wt
+STAMPS=$BENCH_TMP/stamps
+RES=$BENCH_TMP/results
+mkdir -p "$RES"
+
+note "treefarm: $TF"
+note "generating $NFILES files / $MB MB in $REPO ..."
+t0=$(date +%s%N)
+make_repo "$REPO" "$NFILES" $((MB * 1024 * 1024))
+IDS=()
+for ((i = 1; i <= N; i++)); do
+    id=$(printf '%03d' "$i")
+    IDS+=("$id")
+    write_spec "$REPO" "$id" "new/$id.txt"
+done
+cat >"$REPO/treefarm.yaml" <<'EOF'
+agent:
+  command: "true"
+EOF
+commit_all "$REPO" "synthetic repository"
+git -C "$REPO" branch roadmap
+note "generated in $(ns_to_ms $(($(date +%s%N) - t0))) ms: $(git -C "$REPO" ls-files | wc -l) files, $(du -sm --apparent-size --exclude=.git "$REPO" | cut -f1) MB checked out"
+
+# --- the steps ----------------------------------------------------------------
+
+# git_step OUT serial|parallel
+git_step() {
+    rm -rf "$GITWT"
+    mkdir -p "$GITWT"
+    local script
+    if [[ $2 = serial ]]; then
+        script='for id; do git worktree add -q -b "bench/$id" "$wt/$id" roadmap; done'
+    else
+        script='for id; do git worktree add -q --no-checkout -b "bench/$id" "$wt/$id" roadmap; done
+                pids=(); for id; do git -C "$wt/$id" reset -q --hard & pids+=($!); done
+                rc=0; for p in "${pids[@]}"; do wait "$p" || rc=1; done; exit $rc'
+    fi
+    must_measure "$1" "git worktree add ($2)" bash -c "
+        set -e
+        cd \"\$1\"; wt=\$2; shift 2
+        $script
+    " bench "$REPO" "$GITWT" "${IDS[@]}"
+    local n
+    n=$(count_worktrees "$REPO" "$GITWT/")
+    ((n == N)) || die "git ($2) made $n worktrees, not $N"
+    rm -rf "$GITWT"
+    git -C "$REPO" worktree prune
+    git -C "$REPO" for-each-ref --format='delete %(refname)' refs/heads/bench/ |
+        git -C "$REPO" update-ref --stdin
+}
+
+check_planted() { # WHAT
+    local w b
+    w=$(count_worktrees "$REPO" "$REPO.treefarm/")
+    b=$(count_refs "$REPO" refs/heads/treefarm/)
+    ((w == N && b == N)) ||
+        die "$1: expected $N worktrees and $N treefarm/* branches, found $w and $b"
+}
+
+treefarm_step() { # OUT
+    must_measure "$1" "treefarm run" "$TF" -C "$REPO" run --no-merge --instances "$N" --agent true
+    check_planted "treefarm run"
+    reset_treefarm "$REPO"
+}
+
+# events_step OUT: OUT.delays gets one exit->event delay (ms) per instance.
+events_step() {
+    rm -rf "$STAMPS"
+    mkdir -p "$STAMPS"
+    local out=$1
+    must_measure --lines "$out" "treefarm run --json" \
+        "$TF" -C "$REPO" run --no-merge --instances "$N" --json \
+        --agent "date +%s%N > $STAMPS/\$TREEFARM_SPEC_ID"
+    python3 - "$out" "$STAMPS" "$N" <<'PY'
+import json, os, sys
+out, stamps, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+delays, kinds, summary = [], set(), False
+for raw in open(out + ".lines"):
+    t, line = raw.rstrip("\n").split("\t", 1)
+    try:
+        ev = json.loads(line)
+    except ValueError:
+        sys.exit("error: stdout line is not JSON: %r" % line[:200])
+    kinds.add(ev.get("event"))
+    if ev.get("event") == "summary":
+        summary = True
+    if ev.get("event") != "exited":
+        continue
+    sid = ev.get("id")
+    if ev.get("result", "succeeded") != "succeeded":
+        sys.exit("error: instance %s exited with %r" % (sid, ev.get("result")))
+    path = os.path.join(stamps, str(sid))
+    if not os.path.exists(path):
+        sys.exit("error: no timestamp written by the agent of %s" % sid)
+    delays.append((int(t) - int(open(path).read().strip())) / 1e6)
+if len(delays) != n:
+    sys.exit("error: %d `exited` events, expected %d (events seen: %s)" % (len(delays), n, sorted(map(str, kinds))))
+if not summary:
+    sys.exit("error: no `summary` event on stdout")
+with open(out + ".delays", "w") as f:
+    f.writelines("%.3f\n" % d for d in delays)
+PY
+    check_planted "treefarm run --json"
+    reset_treefarm "$REPO"
+}
+
+# --- rounds -------------------------------------------------------------------
+
+reset_treefarm "$REPO"
+: >"$RES/delays"
+printf '%-7s %11s %11s %14s %8s %15s\n' round "git (ms)" "git-par" "treefarm (ms)" ratio "overhead/inst" >"$RES/table"
+for ((r = 0; r <= ROUNDS; r++)); do
+    label=$r
+    ((r == 0)) && label=warmup
+    note "round $label/$ROUNDS ..."
+    if ((r % 2 == 0)); then
+        git_step "$RES/git.$r" serial
+        git_step "$RES/par.$r" parallel
+        treefarm_step "$RES/tf.$r"
+    else
+        treefarm_step "$RES/tf.$r"
+        git_step "$RES/par.$r" parallel
+        git_step "$RES/git.$r" serial
+    fi
+    events_step "$RES/ev.$r"
+    ((r == 0)) && continue
+
+    g=$(measured_field "$RES/git.$r" 1)
+    p=$(measured_field "$RES/par.$r" 1)
+    t=$(measured_field "$RES/tf.$r" 1)
+    ratio=$(calc "$t / $g")
+    over=$(calc "($t - min($g, $p)) / $N / 1e6")
+    echo "$ratio" >>"$RES/ratios"
+    echo "$over" >>"$RES/overheads"
+    ns_to_ms "$g" >>"$RES/git_ms"
+    ns_to_ms "$p" >>"$RES/par_ms"
+    ns_to_ms "$t" >>"$RES/tf_ms"
+    measured_field "$RES/tf.$r" 2 >>"$RES/tf_rss"
+    measured_field "$RES/ev.$r" 2 >>"$RES/tf_rss"
+    cat "$RES/ev.$r.delays" >>"$RES/delays"
+    printf '%-7s %11s %11s %14s %8s %12s ms\n' "$r" "$(ns_to_ms "$g")" "$(ns_to_ms "$p")" "$(ns_to_ms "$t")" "$ratio" "$over" >>"$RES/table"
+done
+
+# --- report -------------------------------------------------------------------
+
+read -r git_med _ _ _ < <(stats <"$RES/git_ms")
+read -r par_med _ _ _ < <(stats <"$RES/par_ms")
+read -r tf_med _ _ _ < <(stats <"$RES/tf_ms")
+read -r ratio_med ratio_min ratio_max _ < <(stats <"$RES/ratios")
+read -r over_med over_min over_max _ < <(stats <"$RES/overheads")
+read -r d_med _ d_max d_n < <(stats <"$RES/delays")
+read -r _ _ rss_max _ < <(stats <"$RES/tf_rss")
+
+echo
+echo "treefarm run vs git worktree add (ratio against the serial loop) — $N instances, $(git -C "$REPO" ls-files | wc -l) files / $MB MB, $ROUNDS rounds"
+hr
+cat "$RES/table"
+hr
+printf '%-7s %11s %11s %14s %8s %12s ms\n' median "$git_med" "$par_med" "$tf_med" "$ratio_med" "$over_med"
+echo
+printf 'ratio treefarm/git      median %s (min %s, max %s)   goal <= 0.8: %s\n' \
+    "$ratio_med" "$ratio_min" "$ratio_max" "$(goal "$ratio_med" '<=' 0.8)"
+printf 'overhead per instance   median %s ms (min %s, max %s)   goal < 5 ms: %s\n' \
+    "$over_med" "$over_min" "$over_max" "$(goal "$over_med" '<' 5)"
+printf 'exit -> exited event    median %s ms, max %s ms over %s instances   goal < 20 ms: median %s, max %s\n' \
+    "$d_med" "$d_max" "$d_n" "$(goal "$d_med" '<' 20)" "$(goal "$d_max" '<' 20)"
+printf 'treefarm peak RSS       %s MB (largest over all runs)\n' "$(calc "$rss_max / 1024")"
