@@ -223,7 +223,14 @@ impl Repo {
 /// is this process's only libgit2 user, so it turns the check off.
 fn tune_libgit2() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| git2::opts::strict_hash_verification(false));
+    ONCE.call_once(|| {
+        git2::opts::strict_hash_verification(false);
+        // Every tree and commit treefarm writes is built from objects it just
+        // read from this repository; re-checking that each referenced object
+        // exists costs a lookup of every entry of every tree written (a
+        // full-tree walk per merge). git itself does not check this either.
+        git2::opts::strict_object_creation(false);
+    });
 }
 
 /// `path` made absolute with symlinks resolved (as git prints it), without a
