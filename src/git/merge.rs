@@ -82,17 +82,24 @@ impl Repo {
         let pair = || format!("{branch}` into `{target_branch}");
         match strategy {
             MergeStrategy::Merge | MergeStrategy::Squash => {
-                let mut index = repo
-                    .merge_commits(&ours, &theirs, None)
-                    .map_err(|e| GitError::git("merge", pair(), e))?;
-                if index.has_conflicts() {
-                    return Ok(Prepared::Conflicted {
-                        paths: conflict_paths(&index)?,
-                    });
-                }
-                let tree_id = index
-                    .write_tree_to(&repo)
-                    .map_err(|e| GitError::git("write merged tree of", pair(), e))?;
+                let tree_id = match trivial_merge_of(&repo, &ours, &theirs)
+                    .map_err(|e| GitError::git("merge", pair(), e))?
+                {
+                    Some(tree_id) => tree_id,
+                    None => {
+                        let mut index = repo
+                            .merge_commits(&ours, &theirs, None)
+                            .map_err(|e| GitError::git("merge", pair(), e))?;
+                        if index.has_conflicts() {
+                            return Ok(Prepared::Conflicted {
+                                paths: conflict_paths(&index)?,
+                            });
+                        }
+                        index
+                            .write_tree_to(&repo)
+                            .map_err(|e| GitError::git("write merged tree of", pair(), e))?
+                    }
+                };
                 if strategy == MergeStrategy::Squash && tree_id == ours.tree_id() {
                     return Ok(Prepared::UpToDate { tip: ours_id });
                 }
@@ -271,6 +278,25 @@ fn sync_checkout(
                 e,
             )
         })
+}
+
+/// The fast path of a merge: a single merge base and a trivial tree merge
+/// (see `tree_merge`); `None` sends the caller to libgit2's full merge.
+fn trivial_merge_of(
+    repo: &Repository,
+    ours: &Commit<'_>,
+    theirs: &Commit<'_>,
+) -> Result<Option<Oid>, git2::Error> {
+    let bases = match repo.merge_bases(ours.id(), theirs.id()) {
+        Ok(bases) => bases,
+        Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let [base] = bases.iter().collect::<Vec<_>>()[..] else {
+        return Ok(None);
+    };
+    let base_tree = repo.find_commit(*base)?.tree()?;
+    super::tree_merge::trivial_merge(repo, Some(&base_tree), &ours.tree()?, &theirs.tree()?)
 }
 
 fn find_commit(repo: &Repository, id: Oid) -> Result<Commit<'_>, GitError> {

@@ -10,6 +10,7 @@ mod error;
 mod listing;
 mod merge;
 mod repo;
+mod tree_merge;
 mod worktree;
 
 pub use error::GitError;
