@@ -213,13 +213,15 @@ impl<'r> Dispatcher<'r> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
         loop {
-            // Everything decided so far is durable before anything new starts.
-            self.flush()?;
             if !self.stopping {
+                // Planting and pruning journal what they depend on first; a
+                // merge computes while the journal is written below, and
+                // journals its intent before the target ref moves.
                 self.start_ready()?;
                 self.start_merge()?;
-                self.start_next_prune();
+                self.start_next_prune()?;
             }
+            self.flush()?;
             if self.is_over() {
                 break;
             }
@@ -775,13 +777,15 @@ impl<'r> Dispatcher<'r> {
     /// Merges and prunes share one lane: removing a worktree rewrites git's
     /// worktree admin files, which a merge (checking for checkouts of the
     /// target) and a branch deletion read.
-    fn start_next_prune(&mut self) {
+    fn start_next_prune(&mut self) -> anyhow::Result<()> {
         if self.merging.is_some() || self.pruning {
-            return;
+            return Ok(());
         }
         let Some(id) = self.prune_queue.pop_front() else {
-            return;
+            return Ok(());
         };
+        // `merged` is durable before its worktree goes.
+        self.flush()?;
         self.pruning = true;
         self.other_in_flight += 1;
         let opts = self.opts.clone();
@@ -790,6 +794,7 @@ impl<'r> Dispatcher<'r> {
             let result = prune_one(&opts, &id).map_err(|e| format!("{e:#}"));
             let _ = tx.send(Msg::Pruned(id, result));
         });
+        Ok(())
     }
 
     fn release_slot(&mut self, id: &str) {
