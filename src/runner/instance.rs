@@ -45,6 +45,18 @@ pub enum Verdict {
     Stopped,
 }
 
+impl Verdict {
+    /// Failed before the agent produced anything.
+    fn failed_early(reason: String) -> Verdict {
+        Verdict::Failed {
+            state: InstanceState::Failed,
+            reason,
+            exit_code: None,
+            work: None,
+        }
+    }
+}
+
 /// What the branch holds after the agent.
 #[derive(Debug, Clone, Default)]
 pub struct Work {
@@ -86,12 +98,9 @@ pub async fn run_instance(
         let _ = tx.send((id.clone(), msg));
     };
     let Some(spec) = opts.spec(&id).cloned() else {
-        send(InstanceMsg::Done(Verdict::Failed {
-            state: InstanceState::Failed,
-            reason: format!("spec `{id}` is not part of this run"),
-            exit_code: None,
-            work: None,
-        }));
+        send(InstanceMsg::Done(Verdict::failed_early(format!(
+            "spec `{id}` is not part of this run"
+        ))));
         return;
     };
     let worktree = opts.worktree_for(&id);
@@ -99,12 +108,7 @@ pub async fn run_instance(
     let job = match job {
         Ok(job) => job,
         Err(reason) => {
-            send(InstanceMsg::Done(Verdict::Failed {
-                state: InstanceState::Failed,
-                reason,
-                exit_code: None,
-                work: None,
-            }));
+            send(InstanceMsg::Done(Verdict::failed_early(reason)));
             return;
         }
     };
@@ -117,12 +121,7 @@ pub async fn run_instance(
                 return;
             }
             Err(SetupFailure::Failed(reason)) => {
-                send(InstanceMsg::Done(Verdict::Failed {
-                    state: InstanceState::Failed,
-                    reason,
-                    exit_code: None,
-                    work: None,
-                }));
+                send(InstanceMsg::Done(Verdict::failed_early(reason)));
                 return;
             }
         }
