@@ -38,6 +38,17 @@ pub struct Node {
     pub depends_on: Vec<String>,
 }
 
+impl From<&crate::spec::Spec> for Node {
+    fn from(spec: &crate::spec::Spec) -> Node {
+        Node {
+            id: spec.id.clone(),
+            priority: spec.priority,
+            order: spec.order,
+            depends_on: spec.depends_on.clone(),
+        }
+    }
+}
+
 /// Where a spec is in its life, as far as scheduling goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NodeState {

@@ -33,15 +33,7 @@ impl Selection {
     }
 
     pub fn nodes(&self) -> Vec<Node> {
-        self.specs
-            .iter()
-            .map(|s| Node {
-                id: s.id.clone(),
-                priority: s.priority,
-                order: s.order,
-                depends_on: s.depends_on.clone(),
-            })
-            .collect()
+        self.specs.iter().map(Node::from).collect()
     }
 }
 

@@ -11,7 +11,7 @@ use crate::cli::context::{git_err, Ctx};
 use crate::error::{ExitCode, InputError};
 use crate::report::{HumanReporter, JsonLinesReporter, Reporter, Reporters};
 use crate::runner::dispatch::{now_ms, Dispatcher, Mode};
-use crate::runner::options::{branch_for, PlannedSpec, RunOptions};
+use crate::runner::options::{branch_for, RunOptions};
 use crate::state::{InstanceRecord, InstanceState, Lock, LockError, RunRecord, RunState, StateDir};
 
 fn reporters(json: bool, quiet: bool) -> Reporters {
@@ -225,7 +225,7 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         gate: Some(cfg.merge.gate.clone()).filter(|g| !g.trim().is_empty()),
         no_merge,
         keep: args.keep,
-        specs: sel.specs.iter().map(PlannedSpec::from_spec).collect(),
+        specs: sel.specs.clone(),
         conflicts: sel.conflicts(),
     };
     let record = RunRecord {

@@ -93,16 +93,7 @@ impl<'r> Dispatcher<'r> {
         reporter: &'r mut dyn Reporter,
         mode: Mode,
     ) -> Dispatcher<'r> {
-        let nodes = opts
-            .specs
-            .iter()
-            .map(|s| Node {
-                id: s.id.clone(),
-                priority: s.priority,
-                order: s.order,
-                depends_on: s.depends_on.clone(),
-            })
-            .collect();
+        let nodes = opts.specs.iter().map(Node::from).collect();
         let sched = Scheduler::new(nodes, &opts.conflicts, opts.instances);
         let (tx, rx) = mpsc::unbounded_channel();
         let (inst_tx, inst_rx) = mpsc::unbounded_channel();

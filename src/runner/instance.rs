@@ -13,7 +13,8 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{CommitMode, ScopeMode};
 use crate::git::Repo;
 use crate::runner::executor::{run_agent, wait_detached, AgentEnd, AgentEvent, AgentJob, Stop};
-use crate::runner::options::{substitute, PlannedSpec, RunOptions};
+use crate::runner::options::{substitute, RunOptions};
+use crate::spec::Spec;
 use crate::state::{InstanceState, RunDir};
 
 /// What the dispatcher hears from an instance task.
@@ -295,7 +296,7 @@ fn agent_job(
     opts: &RunOptions,
     dir: &RunDir,
     run_id: &str,
-    spec: &PlannedSpec,
+    spec: &Spec,
     worktree: &Path,
     launch: &Launch,
 ) -> Result<AgentJob, String> {
@@ -475,7 +476,7 @@ fn copy_recursively(from: &Path, to: &Path) -> std::io::Result<()> {
 /// branch holds since `start` and audits it against the declared files.
 pub fn collect_work(
     opts: &RunOptions,
-    spec: &PlannedSpec,
+    spec: &Spec,
     worktree: &Path,
     start: &str,
 ) -> Result<Work, String> {
@@ -539,7 +540,7 @@ pub fn collect_work(
 }
 
 /// The changed paths that no declared (or shared) path or glob covers.
-pub fn undeclared(spec: &PlannedSpec, changed: &[String]) -> Vec<String> {
+pub fn undeclared(spec: &Spec, changed: &[String]) -> Vec<String> {
     let mut set = GlobSetBuilder::new();
     for pattern in spec.files.iter().chain(&spec.shared) {
         if let Ok(glob) = GlobBuilder::new(pattern).literal_separator(true).build() {

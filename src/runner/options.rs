@@ -9,46 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{CommitMode, ScopeMode, SetupConfig, Strategy};
 
-/// A spec as the run saw it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PlannedSpec {
-    pub id: String,
-    pub title: String,
-    pub priority: i64,
-    pub order: usize,
-    pub path: PathBuf,
-    pub rel_path: String,
-    pub files: Vec<String>,
-    pub shared: Vec<String>,
-    pub depends_on: Vec<String>,
-    pub body: String,
-}
-
-impl PlannedSpec {
-    pub fn from_spec(spec: &crate::spec::Spec) -> PlannedSpec {
-        PlannedSpec {
-            id: spec.id.clone(),
-            title: spec.title.clone(),
-            priority: spec.priority,
-            order: spec.order,
-            path: spec.path.clone(),
-            rel_path: spec.rel_path.clone(),
-            files: spec.files.clone(),
-            shared: spec.shared.clone(),
-            depends_on: spec.depends_on.clone(),
-            body: spec.body.clone(),
-        }
-    }
-
-    pub fn branch(&self) -> String {
-        branch_for(&self.id)
-    }
-}
-
-/// The branch of a spec: `treefarm/<id>`.
-pub fn branch_for(id: &str) -> String {
-    format!("treefarm/{id}")
-}
+pub use crate::spec::branch_for;
+use crate::spec::Spec;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunOptions {
@@ -75,14 +37,15 @@ pub struct RunOptions {
     pub gate: Option<String>,
     pub no_merge: bool,
     pub keep: bool,
-    /// In priority order.
-    pub specs: Vec<PlannedSpec>,
+    /// The specs as the run saw them, in priority order (a snapshot: later
+    /// edits of the files do not change a run that is resumed).
+    pub specs: Vec<Spec>,
     /// Pairs of overlapping spec ids.
     pub conflicts: Vec<(String, String)>,
 }
 
 impl RunOptions {
-    pub fn spec(&self, id: &str) -> Option<&PlannedSpec> {
+    pub fn spec(&self, id: &str) -> Option<&Spec> {
         self.specs.iter().find(|s| s.id == id)
     }
 

@@ -16,7 +16,7 @@ pub(crate) mod yaml;
 
 pub use error::SpecError;
 pub use load::load_specs;
-pub use model::{id_key, Spec, SpecSet};
+pub use model::{branch_for, id_key, Spec, SpecSet};
 pub(crate) use parse::line_of_offset;
 pub use parse::{id_from_file_name, parse_spec, Declared, RawSpec, SpecFormat};
 pub use paths::normalize_path;

@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::SpecError;
 
 /// One unit of work: what to do (`body`) and which files it may touch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Spec {
     /// Display id as written: `"020"` from `SPEC-020-retry.md`, or the `id`
     /// field (a leading `SPEC-` is dropped there too).
@@ -34,6 +34,18 @@ pub struct Spec {
     pub body: String,
     /// Position in the spec folder sorted by file name, for stable ties.
     pub order: usize,
+}
+
+impl Spec {
+    /// The branch this spec's work lives on: `treefarm/<id>`.
+    pub fn branch(&self) -> String {
+        branch_for(&self.id)
+    }
+}
+
+/// The branch of the spec with this id: `treefarm/<id>`.
+pub fn branch_for(id: &str) -> String {
+    format!("treefarm/{id}")
 }
 
 /// The normalised form of an id used for matching: trimmed, a leading `SPEC-`
