@@ -1,10 +1,14 @@
 //! Output: the run's events, rendered for people (stderr) or as JSON Lines
-//! (stdout), plus the `check`, `plan` and `status` views.
+//! (stdout), plus the `check`, `plan` and `status` views and the HTML run
+//! report (`html`, `timeline`, `graph`).
 
 pub mod check;
 pub mod events;
+pub mod graph;
+pub mod html;
 pub mod human;
 pub mod status;
+pub mod timeline;
 
 use std::io::Write;
 use std::path::Path;
