@@ -37,21 +37,9 @@ pub struct Graph {
     pub waves: usize,
 }
 
-/// Paths shown on an edge before `+N more`.
-const EDGE_PATHS: usize = 3;
-
 /// An edge's label: the first paths, then how many more.
 pub fn edge_label(paths: &[String]) -> String {
-    let mut label = paths
-        .iter()
-        .take(EDGE_PATHS)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if paths.len() > EDGE_PATHS {
-        let _ = write!(label, " +{} more", paths.len() - EDGE_PATHS);
-    }
-    label
+    crate::report::check::paths_cell(paths)
 }
 
 /// A DOT double-quoted string's content.

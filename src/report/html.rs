@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 
 use serde::Deserialize;
 
+use crate::report::check::cut;
 use crate::report::graph::{edge_label, result_color, Graph};
 use crate::report::human::format_duration;
 use crate::report::timeline::{BarKind, Row, Timeline};
@@ -286,7 +287,9 @@ fn tick_step(span: u64) -> u64 {
 }
 
 const LABEL_W: f64 = 190.0;
-const CHART_W: f64 = 900.0;
+const CHART_W: f64 = 820.0;
+/// Room right of the chart for the merge order and outcome.
+const TAIL_W: f64 = 240.0;
 const ROW_H: f64 = 28.0;
 const AXIS_H: f64 = 24.0;
 
@@ -319,7 +322,7 @@ fn timeline(h: &mut String, r: &RunReport) {
     let x = |ms: u64| LABEL_W + (ms.saturating_sub(t.start_ms) as f64 / span as f64) * CHART_W;
     let rows = ordered_rows(t);
     let height = AXIS_H + ROW_H * rows.len() as f64 + 8.0;
-    let width = LABEL_W + CHART_W + 60.0;
+    let width = LABEL_W + CHART_W + TAIL_W;
     let _ = writeln!(
         h,
         "<svg id=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" data-start=\"{}\" data-end=\"{}\">",
@@ -341,11 +344,8 @@ fn timeline(h: &mut String, r: &RunReport) {
     h.push_str("</g>\n");
     for (i, row) in rows.iter().enumerate() {
         let y = AXIS_H + ROW_H * i as f64;
-        let result = r
-            .specs
-            .iter()
-            .find(|s| s.id == row.id)
-            .map_or("", |s| s.result.as_str());
+        let detail = r.specs.iter().find(|s| s.id == row.id);
+        let result = detail.map_or("", |s| s.result.as_str());
         let _ = writeln!(
             h,
             "<g class=\"row\" data-id=\"{}\" data-wave=\"{}\" data-merge-order=\"{}\" data-result=\"{}\">",
@@ -363,7 +363,7 @@ fn timeline(h: &mut String, r: &RunReport) {
         let _ = writeln!(
             h,
             "<rect x=\"0\" y=\"{y}\" width=\"{}\" height=\"{ROW_H}\" fill=\"{band}\" />",
-            LABEL_W + CHART_W + 60.0
+            LABEL_W + CHART_W + TAIL_W
         );
         let [tr, tg, tb] = ROW_TAB_COLOR;
         let _ = writeln!(
@@ -384,8 +384,19 @@ fn timeline(h: &mut String, r: &RunReport) {
             "<text x=\"28\" y=\"{}\"><tspan class=\"muted\" fill=\"#6b7385\">{}</tspan>{}</text>",
             y + 18.0,
             esc(&wave),
-            esc(&cut(&row.id, 22))
+            esc(&cut(&row.id, 14))
         );
+        // Scope creep shows on the row itself, not only in the details.
+        if let Some(creep) = detail.map(|d| &d.scope_creep).filter(|c| !c.is_empty()) {
+            let _ = writeln!(
+                h,
+                "<text class=\"scope-flag\" x=\"{}\" y=\"{}\" fill=\"#a12a22\" font-weight=\"bold\">⚠ {} undeclared<title>{}</title></text>",
+                LABEL_W - 92.0,
+                y + 18.0,
+                creep.len(),
+                esc(&format!("changed undeclared files: {}", creep.join(", ")))
+            );
+        }
         for bar in &row.bars {
             let bx = x(bar.start_ms);
             let bw = (x(bar.end_ms) - bx).max(2.0);
@@ -421,27 +432,22 @@ fn timeline(h: &mut String, r: &RunReport) {
             );
         }
         if let (Some(order), Some(last)) = (row.merge_order, row.bars.last()) {
+            let outcome = match last.kind {
+                BarKind::Conflict | BarKind::Refused => format!(" {}", last.label),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 h,
-                "<text class=\"merge-order\" x=\"{:.1}\" y=\"{}\" fill=\"#3b4252\">#{order}</text>",
-                x(last.end_ms) + 4.0,
-                y + 18.0
+                "<text class=\"merge-order\" x=\"{:.1}\" y=\"{}\" fill=\"#3b4252\">#{order}{}</text>",
+                x(last.end_ms) + 8.0,
+                y + 18.0,
+                esc(&cut(&outcome, 34))
             );
         }
         h.push_str("</g>\n");
     }
     h.push_str("</svg>\n");
     h.push_str("<div id=\"detail\"><div class=\"muted\">hover a bar for its exact times; <i>wN</i> is the wave a spec started in, <i>#N</i> its place in the merge order</div></div>\n</div>\n");
-}
-
-fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut c: String = s.chars().take(max.saturating_sub(1)).collect();
-        c.push('…');
-        c
-    }
 }
 
 const NODE_W: f64 = 160.0;
