@@ -111,7 +111,7 @@ fn link(run_dir: &Path, report: &Path, path: &Path) -> Option<String> {
     if !path.exists() {
         return None;
     }
-    let report_dir = report.parent().map(|p| p.canonicalize().ok()).flatten();
+    let report_dir = report.parent().and_then(|p| p.canonicalize().ok());
     let run_dir = run_dir.canonicalize().ok();
     let abs = path.canonicalize().ok()?;
     if report_dir.is_some() && report_dir == run_dir {

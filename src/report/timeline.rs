@@ -171,17 +171,15 @@ pub fn build(record: &RunRecord, events: &[Value], now_ms: u64) -> Timeline {
         if let Some(spec) = id(e) {
             let s = seen.entry(spec).or_default();
             match k {
-                "planted" => {
-                    if s.planted.is_none() {
-                        s.planting_from = Some(last_trigger.min(t));
-                        s.planted = Some(t);
-                        // Specs started by the same trigger form a wave.
-                        if wave_trigger != Some(last_trigger) {
-                            wave += 1;
-                            wave_trigger = Some(last_trigger);
-                        }
-                        s.wave = Some(wave);
+                "planted" if s.planted.is_none() => {
+                    s.planting_from = Some(last_trigger.min(t));
+                    s.planted = Some(t);
+                    // Specs started by the same trigger form a wave.
+                    if wave_trigger != Some(last_trigger) {
+                        wave += 1;
+                        wave_trigger = Some(last_trigger);
                     }
+                    s.wave = Some(wave);
                 }
                 "started" => {
                     let n = e.get("attempt").and_then(Value::as_u64).unwrap_or(1) as u32;
