@@ -266,8 +266,9 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         instances: opts.instances,
         specs: opts.specs.iter().map(|s| s.id.clone()).collect(),
     };
-    dir.append_event(&serde_json::to_value(&start_event)?)?;
-    reporter.event(&start_event);
+    let at_ms = now_ms();
+    dir.append_event(&crate::report::stamped(&start_event, at_ms)?)?;
+    reporter.event_at(&start_event, at_ms);
     drive(opts, dir, record, &mut reporter, Mode::Run, &ctx, quiet)
 }
 

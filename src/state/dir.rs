@@ -293,20 +293,7 @@ impl RunDir {
         }
         let path = self.events_path();
         let mut line = Vec::new();
-        let now = super::record::now_ms();
         for event in events {
-            // Every journalled event says when it happened (`at_ms`, Unix
-            // ms), unless its writer already did: the report's timeline.
-            let stamped;
-            let event = match event {
-                serde_json::Value::Object(obj) if !obj.contains_key("at_ms") => {
-                    let mut obj = obj.clone();
-                    obj.insert("at_ms".into(), now.into());
-                    stamped = serde_json::Value::Object(obj);
-                    &stamped
-                }
-                other => other,
-            };
             serde_json::to_writer(&mut line, event).map_err(|source| StateError::Serialize {
                 path: path.clone(),
                 source,
