@@ -99,27 +99,13 @@ fn has_class(node: roxmltree::Node, class: &str) -> bool {
         .is_some_and(|c| c.split_whitespace().any(|c| c == class))
 }
 
-#[test]
-fn demo_report_is_well_formed_with_one_row_per_spec_and_bars_in_event_order() {
-    let tmp = TempDir::new().expect("tmp");
-    let (repo, report, _) = demo(&tmp);
-    let html = std::fs::read_to_string(&report).expect("read report");
-    // Self-contained: nothing is loaded from anywhere.
-    for needle in [
-        " src=",
-        "<link",
-        "url(http",
-        "@import",
-        "fetch(",
-        "XMLHttpRequest",
-    ] {
-        assert!(
-            !html.contains(needle),
-            "the report loads something: {needle}"
-        );
-    }
+/// Parses the report strictly and checks its timeline against the journal
+/// next to it: one row per spec of `state.json`, each row's bars in the order
+/// and at the times of its events, the merge order that of the merge
+/// outcomes. Returns the spec ids.
+fn check_timeline(report: &Path, html: &str) -> Vec<String> {
     let doc = roxmltree::Document::parse_with_options(
-        &html,
+        html,
         roxmltree::ParsingOptions {
             allow_dtd: true,
             ..roxmltree::ParsingOptions::default()
@@ -136,7 +122,6 @@ fn demo_report_is_well_formed_with_one_row_per_spec_and_bars_in_event_order() {
         .iter()
         .map(|i| i["id"].as_str().expect("id"))
         .collect();
-    assert_eq!(spec_ids.len(), 5);
 
     let timeline = doc
         .descendants()
@@ -204,6 +189,41 @@ fn demo_report_is_well_formed_with_one_row_per_spec_and_bars_in_event_order() {
         );
     }
 
+    spec_ids.iter().map(|s| s.to_string()).collect()
+}
+
+fn parse(html: &str) -> roxmltree::Document<'_> {
+    roxmltree::Document::parse_with_options(
+        html,
+        roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..roxmltree::ParsingOptions::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("the report is not well-formed: {e}"))
+}
+
+#[test]
+fn demo_report_is_well_formed_with_one_row_per_spec_and_bars_in_event_order() {
+    let tmp = TempDir::new().expect("tmp");
+    let (repo, report, _) = demo(&tmp);
+    let html = std::fs::read_to_string(&report).expect("read report");
+    // Self-contained: nothing is loaded from anywhere.
+    for needle in [
+        " src=",
+        "<link",
+        "url(http",
+        "@import",
+        "fetch(",
+        "XMLHttpRequest",
+    ] {
+        assert!(
+            !html.contains(needle),
+            "the report loads something: {needle}"
+        );
+    }
+    assert_eq!(check_timeline(&report, &html).len(), 5);
+    let doc = parse(&html);
     // The conflict and the scope creep are there: 050 conflicted on
     // docs/guide.md, which it changed without declaring it.
     let section = doc
@@ -390,4 +410,83 @@ fn chromium_renders_the_report_with_one_row_per_spec() {
         inside = on;
     }
     assert_eq!(runs, 5, "one drawn row per spec");
+}
+
+#[test]
+fn report_of_a_run_with_a_retry_and_a_refused_merge_follows_its_journal() {
+    // 001 fails once, then succeeds on its retry and merges; 002 writes a
+    // file the gate refuses.
+    let specs = [
+        (
+            "SPEC-001-retry.md",
+            "# Retry\n\n**Files**:\n- `a.txt`\n\n```demo-agent\nfail-once 3\nwrite a.txt a\ncommit \"a\"\n```\n".to_string(),
+        ),
+        (
+            "SPEC-002-refused.md",
+            "# Refused\n\n**Files**:\n- `refuse.txt`\n\n```demo-agent\nwrite refuse.txt no\ncommit \"refuse\"\n```\n".to_string(),
+        ),
+    ];
+    let repo = common::TestRepo::farm(
+        &[("README.md", "r\n")],
+        &specs,
+        "  retries: 1\nmerge:\n  gate: test ! -e refuse.txt\n",
+    );
+    let out = repo.tf(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let report = PathBuf::from(
+        err.lines()
+            .last()
+            .and_then(|l| l.strip_prefix("report: "))
+            .unwrap_or_else(|| panic!("run ends with its report path:\n{err}")),
+    );
+    let html = std::fs::read_to_string(&report).expect("read report");
+    assert_eq!(check_timeline(&report, &html), ["001", "002"]);
+    let doc = parse(&html);
+    let kinds = |id: &str| -> Vec<String> {
+        doc.descendants()
+            .find(|n| has_class(*n, "row") && n.attribute("data-id") == Some(id))
+            .expect("row")
+            .descendants()
+            .filter(|n| has_class(*n, "bar"))
+            .map(|b| attr(b, "data-kind").to_string())
+            .collect()
+    };
+    assert_eq!(
+        kinds("001"),
+        [
+            "waiting",
+            "planting",
+            "attempt-failed",
+            "attempt",
+            "commit",
+            "merge-wait",
+            "merge"
+        ]
+    );
+    assert_eq!(kinds("002").last().map(String::as_str), Some("refused"));
+    let section = |id: &str| {
+        doc.descendants()
+            .find(|n| n.attribute("id") == Some(&format!("spec-{id}")[..]))
+            .expect("section")
+    };
+    assert_eq!(attr(section("002"), "data-result"), "refused");
+    let text: String = section("002")
+        .descendants()
+        .filter_map(|n| n.text())
+        .collect();
+    assert!(text.contains("gate: refused"), "{text}");
+    assert!(
+        doc.descendants()
+            .any(|n| n.has_tag_name("a") && n.attribute("href") == Some("instances/002/gate.log")),
+        "links the gate log"
+    );
+    let s1: String = section("001")
+        .descendants()
+        .filter_map(|n| n.text())
+        .collect();
+    assert!(
+        s1.contains("2 attempt(s)") && s1.contains("gate: passed"),
+        "{s1}"
+    );
 }
