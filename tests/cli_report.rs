@@ -137,7 +137,7 @@ fn check_timeline(report: &Path, html: &str) -> Vec<String> {
     want.sort_unstable();
     assert_eq!(row_ids, want, "one timeline row per spec");
 
-    let events = events(&report);
+    let events = events(report);
     let mut merge_orders = Vec::new();
     for row in &rows {
         let id = attr(*row, "data-id");
