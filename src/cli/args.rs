@@ -54,24 +54,36 @@ pub enum Command {
     Check {
         /// Spec ids (20, 020 and SPEC-020 are the same); none = every spec.
         ids: Vec<String>,
-        /// JSON on stdout.
-        #[arg(long)]
+        /// JSON on stdout (same as --format json).
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// Output format: a table on stderr, or JSON, Graphviz DOT or
+        /// Mermaid of the overlap graph on stdout.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<Format>,
     },
     /// Show what `run` would do: waves, branches, worktrees. Creates nothing.
     Plan {
+        /// Spec ids (20, 020 and SPEC-020 are the same); none = every spec.
         ids: Vec<String>,
-        /// Agents running at once.
+        /// Agents running at once (default: config `instances`, 3).
         #[arg(long, value_name = "N")]
         instances: Option<usize>,
-        #[arg(long)]
+        /// JSON on stdout (same as --format json).
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// Output format: a table on stderr, or JSON, Graphviz DOT or
+        /// Mermaid of the waves and the overlap graph on stdout.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<Format>,
     },
     /// Plant worktrees, run the agent in each, merge and prune.
     Run(RunArgs),
     /// Show a run's state (default: the latest run), from any terminal.
     Status {
+        /// The run to show (default: the latest).
         run_id: Option<String>,
+        /// The run's state as JSON on stdout.
         #[arg(long)]
         json: bool,
         /// Refresh until the run is over.
@@ -80,12 +92,15 @@ pub enum Command {
     },
     /// Merge the succeeded branches of a run into the target.
     Merge {
+        /// The run whose branches to merge (default: the latest).
         run_id: Option<String>,
+        /// Integration branch to merge into (default: the run's target).
         #[arg(long, value_name = "BRANCH")]
         target: Option<String>,
         /// Command that must pass on the merged commit before the target moves.
         #[arg(long, value_name = "CMD")]
         gate: Option<String>,
+        /// JSON Lines events on stdout.
         #[arg(long)]
         json: bool,
     },
@@ -103,7 +118,9 @@ pub enum Command {
     },
     /// Continue an interrupted run (default: the latest unfinished one).
     Resume {
+        /// The run to continue (default: the latest unfinished one).
         run_id: Option<String>,
+        /// JSON Lines events on stdout.
         #[arg(long)]
         json: bool,
     },
@@ -113,11 +130,58 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Write a run's HTML report: timeline, overlap graph, per-spec details.
+    Report {
+        /// The run to report on (default: the latest).
+        run_id: Option<String>,
+        /// Where to write it (default: summary.html in the run's directory).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Open the report in the default browser afterwards.
+        #[arg(long)]
+        open: bool,
+    },
+    /// Print a shell completion script (e.g. `treefarm completions bash`).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff), or write every page into a folder.
+    Man {
+        /// Write treefarm.1 and treefarm-<command>.1 into DIR.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// What `check` and `plan` print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table for people, on stderr.
+    Text,
+    /// The JSON of DESIGN.md, on stdout.
+    Json,
+    /// Graphviz DOT, on stdout (pipe into `dot -Tsvg`).
+    Dot,
+    /// A Mermaid flowchart, on stdout (renders in GitHub Markdown).
+    Mermaid,
+}
+
+/// Shells `treefarm completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Spec ids (20, 020 and SPEC-020 are the same); none = every spec.
     pub ids: Vec<String>,
+    /// Agents running at once (default: config `instances`, 3).
     #[arg(long, value_name = "N")]
     pub instances: Option<usize>,
     /// Agent command, run with `sh -c` in each worktree; placeholders {id}

@@ -125,6 +125,32 @@ pub fn demo(keep: bool, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
             c.conflict_paths.join(", ")
         )?;
     }
+    // The run wrote its report into the throwaway repository's journal;
+    // unless that is kept, copy the report out so it survives.
+    let run_report = state
+        .open_run(&run_id)?
+        .path()
+        .join(crate::cli::report::REPORT_FILE);
+    let report = if keep {
+        tmp.path()
+            .canonicalize()
+            .ok()
+            .and_then(|t| {
+                let rel = run_report.strip_prefix(tmp.path()).ok()?;
+                Some(t.join(rel))
+            })
+            .unwrap_or_else(|| run_report.clone())
+    } else {
+        let out = std::env::temp_dir().join(format!("treefarm-demo-{run_id}.html"));
+        std::fs::copy(&run_report, &out).with_context(|| {
+            format!(
+                "failed to copy the demo's report `{}` to `{}`",
+                run_report.display(),
+                out.display()
+            )
+        })?;
+        out
+    };
     if keep {
         let kept = tmp.keep();
         writeln!(
@@ -146,13 +172,18 @@ pub fn demo(keep: bool, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
             "demo: unexpected outcome (run exit code {})",
             code.code()
         )?;
-        return Ok(ExitCode::Failed);
+    } else {
+        writeln!(
+            err,
+            "demo: every spec merged except the deliberate conflict, which was kept intact."
+        )?;
     }
-    writeln!(
-        err,
-        "demo: every spec merged except the deliberate conflict, which was kept intact."
-    )?;
-    Ok(ExitCode::Success)
+    writeln!(err, "report: {}", report.display())?;
+    Ok(if ok {
+        ExitCode::Success
+    } else {
+        ExitCode::Failed
+    })
 }
 
 fn collect_specs(dir: &Dir<'_>, files: &mut Vec<(String, Vec<u8>)>) {

@@ -4,10 +4,13 @@ mod args;
 pub(crate) mod commands;
 mod context;
 mod demo;
+mod graph;
+mod manual;
 mod prune;
+pub(crate) mod report;
 pub(crate) mod run;
 
-pub use args::{Cli, Command, RunArgs};
+pub use args::{Cli, Command, Format, RunArgs, Shell};
 pub use context::Ctx;
 
 use crate::error::ExitCode;
@@ -42,20 +45,37 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match &cli.command {
         Command::Init { agent } => commands::init(&start, agent.as_deref(), &mut stderr),
-        Command::Check { ids, json } => {
+        Command::Check { ids, json, format } => {
             let ctx = Ctx::load(&start, cli.config.as_deref())?;
-            commands::check(&ctx, ids, *json, &mut stdout, &mut stderr)
+            match format {
+                Some(f @ (Format::Dot | Format::Mermaid)) => {
+                    graph::check(&ctx, ids, *f, &mut stdout, &mut stderr)
+                }
+                _ => {
+                    let json = *json || *format == Some(Format::Json);
+                    commands::check(&ctx, ids, json, &mut stdout, &mut stderr)
+                }
+            }
         }
         Command::Plan {
             ids,
             instances,
             json,
+            format,
         } => {
             let mut ctx = Ctx::load(&start, cli.config.as_deref())?;
             if let Some(n) = instances {
                 ctx.config.instances = *n;
             }
-            commands::plan(&ctx, ids, *json, &mut stdout, &mut stderr)
+            match format {
+                Some(f @ (Format::Dot | Format::Mermaid)) => {
+                    graph::plan(&ctx, ids, *f, &mut stdout, &mut stderr)
+                }
+                _ => {
+                    let json = *json || *format == Some(Format::Json);
+                    commands::plan(&ctx, ids, json, &mut stdout, &mut stderr)
+                }
+            }
         }
         Command::Run(args) => {
             let ctx = Ctx::load(&start, cli.config.as_deref())?;
@@ -98,5 +118,15 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             prune::prune(&ctx, *dry_run, *all, *force, &mut stderr)
         }
         Command::Demo { keep } => demo::demo(*keep, &mut stdout, &mut stderr),
+        Command::Report { run_id, html, open } => {
+            let ctx = match Ctx::load(&start, cli.config.as_deref()) {
+                Ok(ctx) => ctx,
+                // The report needs the journal, not a valid config.
+                Err(_) => Ctx::load_repo_only(&start)?,
+            };
+            report::report(&ctx, run_id.as_deref(), html.as_deref(), *open, &mut stderr)
+        }
+        Command::Completions { shell } => manual::completions(*shell, &mut stdout),
+        Command::Man { dir } => manual::man(dir.as_deref(), &mut stdout, &mut stderr),
     }
 }

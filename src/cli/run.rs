@@ -266,9 +266,10 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         instances: opts.instances,
         specs: opts.specs.iter().map(|s| s.id.clone()).collect(),
     };
-    dir.append_event(&serde_json::to_value(&start_event)?)?;
-    reporter.event(&start_event);
-    drive(opts, dir, record, &mut reporter, Mode::Run)
+    let at_ms = now_ms();
+    dir.append_event(&crate::report::stamped(&start_event, at_ms)?)?;
+    reporter.event_at(&start_event, at_ms);
+    drive(opts, dir, record, &mut reporter, Mode::Run, &ctx, quiet)
 }
 
 fn drive(
@@ -277,14 +278,25 @@ fn drive(
     record: RunRecord,
     reporter: &mut Reporters,
     mode: Mode,
+    ctx: &Ctx,
+    quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     if let Err(err) = crate::runner::set_child_subreaper() {
         tracing::warn!("cannot become a child subreaper ({err}); orphaned agent processes may escape the timeout");
     }
     let no_merge = opts.no_merge && mode == Mode::Run;
     let rt = runtime()?;
-    let (record, _summary) = rt
-        .block_on(Dispatcher::new(Arc::new(opts), Arc::new(dir), record, reporter, mode).drive())?;
+    let dir = Arc::new(dir);
+    let (record, _summary) = rt.block_on(
+        Dispatcher::new(Arc::new(opts), Arc::clone(&dir), record, reporter, mode).drive(),
+    )?;
+    // Every run ends with the path of its report, so a user always has it.
+    let mut err: Box<dyn std::io::Write> = if quiet {
+        Box::new(std::io::sink())
+    } else {
+        Box::new(std::io::stderr())
+    };
+    crate::cli::report::report_after_run(&dir, &ctx.config.overlap.ignore, &mut err);
     let all_done = record.state == RunState::Finished
         && record.instances.iter().all(|i| match i.state {
             InstanceState::Merged | InstanceState::Pruned => true,
@@ -387,7 +399,7 @@ pub fn resume(ctx: Ctx, run_id: Option<&str>, json: bool, quiet: bool) -> anyhow
     let _lock = lock(&state, &record.run_id)?;
     eprintln!("treefarm: resuming run {}", record.run_id);
     let mut reporter = reporters(json, quiet);
-    drive(opts, dir, record, &mut reporter, Mode::Run)
+    drive(opts, dir, record, &mut reporter, Mode::Run, &ctx, quiet)
 }
 
 pub fn merge(
@@ -421,5 +433,13 @@ pub fn merge(
     record.target = opts.target.clone();
     record.no_merge = false;
     let mut reporter = reporters(json, quiet);
-    drive(opts, dir, record, &mut reporter, Mode::MergeOnly)
+    drive(
+        opts,
+        dir,
+        record,
+        &mut reporter,
+        Mode::MergeOnly,
+        &ctx,
+        quiet,
+    )
 }

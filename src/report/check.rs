@@ -210,7 +210,8 @@ fn line<const N: usize>(cells: &[String; N], widths: &[usize; N]) -> String {
     text.trim_end().to_owned()
 }
 
-fn paths_cell(paths: &[String]) -> String {
+/// The first paths of an overlap, then `+N more` (also the graphs' edge labels).
+pub(crate) fn paths_cell(paths: &[String]) -> String {
     let mut cell = paths
         .iter()
         .take(SHOWN_PATHS)
@@ -224,7 +225,7 @@ fn paths_cell(paths: &[String]) -> String {
 }
 
 /// `text` cut to `max` characters, ending in `…` when cut.
-fn cut(text: &str, max: usize) -> String {
+pub(crate) fn cut(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         text.to_owned()
     } else {

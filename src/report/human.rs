@@ -1,5 +1,11 @@
 //! Human output on stderr: one line per event, a live per-instance block when
 //! stderr is a terminal, and a final table.
+//!
+//! The live block always fits the terminal: each line is cut to the width
+//! (a wrapped line would break the redraw) and, with more instances than
+//! rows, finished ones collapse into a count and the running list is cut
+//! with `… and N more`. It shows the merge queue, and is erased for good
+//! before the final table.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -25,6 +31,11 @@ pub struct HumanReporter {
     /// Lines of the live block currently on screen, erased before anything
     /// else is printed.
     drawn: usize,
+    /// Terminal size (columns, rows) to fit the live block into; `None`
+    /// asks the terminal at every redraw.
+    size: Option<(usize, usize)>,
+    /// Set by [`Reporter::finish`]: nothing live is drawn after the table.
+    finished: bool,
 }
 
 impl HumanReporter {
@@ -34,6 +45,25 @@ impl HumanReporter {
             color,
             live,
             drawn: 0,
+            size: None,
+            finished: false,
+        }
+    }
+
+    /// Fits the live block into `columns` x `rows` instead of asking the
+    /// terminal (tests, and terminals that do not say).
+    pub fn with_size(mut self, columns: usize, rows: usize) -> HumanReporter {
+        self.size = Some((columns, rows));
+        self
+    }
+
+    fn terminal_size(&self) -> (usize, usize) {
+        if let Some(size) = self.size {
+            return size;
+        }
+        match terminal_size::terminal_size_of(std::io::stderr()) {
+            Some((w, h)) => (usize::from(w.0), usize::from(h.0)),
+            None => (80, 24),
         }
     }
 
@@ -227,53 +257,16 @@ impl Reporter for HumanReporter {
     }
 
     fn refresh(&mut self, run: &RunRecord, now_ms: u64) {
-        if !self.live {
+        if !self.live || self.finished {
             return;
         }
-        let active: Vec<&InstanceRecord> = run
-            .instances
-            .iter()
-            .filter(|i| {
-                matches!(
-                    i.state,
-                    InstanceState::Creating
-                        | InstanceState::Created
-                        | InstanceState::Running
-                        | InstanceState::Merging
-                )
-            })
-            .collect();
-        let mut block = Vec::new();
-        for inst in &active {
-            let elapsed = inst
-                .started_at_ms
-                .map(|s| format_duration(now_ms.saturating_sub(s)))
-                .unwrap_or_default();
-            let progress = inst
-                .progress
-                .map(|p| format!("{p:>3}%"))
-                .unwrap_or_else(|| "    ".into());
-            let message = inst.message.clone().unwrap_or_default();
-            block.push(format!(
-                "  {:<8} {:<11} {:>7} {progress} attempt {} {}",
-                inst.id,
-                inst.state.as_str(),
-                elapsed,
-                inst.attempt,
-                message.chars().take(60).collect::<String>()
-            ));
-        }
-        let waiting = run
-            .instances
-            .iter()
-            .filter(|i| i.state == InstanceState::Pending)
-            .count();
-        if waiting > 0 {
-            block.push(format!("  {waiting} waiting"));
-        }
+        let (columns, rows) = self.terminal_size();
+        let block = live_block(run, now_ms, rows.saturating_sub(1).max(1));
         self.erase_live();
+        let width = columns.saturating_sub(1).max(1);
         for line in &block {
-            let _ = writeln!(self.out, "{}", self.paint("2", line));
+            let line: String = line.chars().take(width).collect();
+            let _ = writeln!(self.out, "{}", self.paint("2", &line));
         }
         self.drawn = block.len();
         let _ = self.out.flush();
@@ -281,6 +274,7 @@ impl Reporter for HumanReporter {
 
     fn finish(&mut self, run: &RunRecord, summary: &Summary) {
         self.erase_live();
+        self.finished = true;
         let _ = writeln!(self.out);
         let _ = writeln!(
             self.out,
@@ -339,5 +333,206 @@ impl Reporter for HumanReporter {
             summary.target_commit.as_deref().map(short).unwrap_or("-"),
         );
         let _ = self.out.flush();
+    }
+}
+
+/// The lines of the live block, at most `max_lines` (at least 1): running
+/// instances, the merge queue, then counts of finished and waiting ones.
+pub fn live_block(run: &RunRecord, now_ms: u64, max_lines: usize) -> Vec<String> {
+    let active: Vec<&InstanceRecord> = run
+        .instances
+        .iter()
+        .filter(|i| {
+            matches!(
+                i.state,
+                InstanceState::Creating | InstanceState::Created | InstanceState::Running
+            )
+        })
+        .collect();
+    let mut lines: Vec<String> = active
+        .iter()
+        .map(|inst| {
+            let elapsed = inst
+                .started_at_ms
+                .map(|s| format_duration(now_ms.saturating_sub(s)))
+                .unwrap_or_default();
+            let progress = inst
+                .progress
+                .map(|p| format!("{p:>3}%"))
+                .unwrap_or_else(|| "    ".into());
+            let message = inst.message.clone().unwrap_or_default();
+            format!(
+                "  {:<8} {:<11} {:>7} {progress} attempt {} {}",
+                inst.id,
+                inst.state.as_str(),
+                elapsed,
+                inst.attempt,
+                message.chars().take(60).collect::<String>()
+            )
+        })
+        .collect();
+    // The merge lane: the one merging, then those waiting for it.
+    let merging = run
+        .instances
+        .iter()
+        .filter(|i| i.state == InstanceState::Merging)
+        .map(|i| format!("{} (merging)", i.id));
+    let queued = run
+        .instances
+        .iter()
+        .filter(|i| i.state == InstanceState::Succeeded && !run.no_merge)
+        .map(|i| i.id.clone());
+    let queue: Vec<String> = merging.chain(queued).collect();
+    let mut summary = Vec::new();
+    if !queue.is_empty() {
+        summary.push(format!("  merge queue: {}", list(&queue)));
+    }
+    let mut done: Vec<(&str, usize)> = Vec::new();
+    for inst in run
+        .instances
+        .iter()
+        .filter(|i| i.state.is_terminal() || (i.state == InstanceState::Succeeded && run.no_merge))
+    {
+        let name = match inst.state {
+            InstanceState::Pruned => "merged",
+            other => other.as_str(),
+        };
+        match done.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, count)) => *count += 1,
+            None => done.push((name, 1)),
+        }
+    }
+    if !done.is_empty() {
+        let total: usize = done.iter().map(|(_, c)| c).sum();
+        let parts: Vec<String> = done.iter().map(|(n, c)| format!("{c} {n}")).collect();
+        summary.push(format!("  {total} finished ({})", parts.join(", ")));
+    }
+    let waiting = run
+        .instances
+        .iter()
+        .filter(|i| i.state == InstanceState::Pending)
+        .count();
+    if waiting > 0 {
+        summary.push(format!("  {waiting} waiting"));
+    }
+    // Counts win over individual lines: they stand for everything.
+    let max_lines = max_lines.max(1);
+    let summary_room = summary.len().min(max_lines);
+    summary.truncate(summary_room);
+    let room = max_lines - summary_room;
+    if lines.len() > room {
+        let hidden = lines.len() - room.saturating_sub(1);
+        lines.truncate(room.saturating_sub(1));
+        if room > 0 {
+            lines.push(format!("  … and {hidden} more running"));
+        }
+    }
+    lines.extend(summary);
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Screen(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Screen {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("screen").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Screen {
+        fn take(&self) -> String {
+            String::from_utf8(std::mem::take(&mut *self.0.lock().expect("screen"))).expect("utf8")
+        }
+    }
+
+    fn run_with(states: &[(InstanceState, usize)]) -> RunRecord {
+        let mut instances = Vec::new();
+        for (state, n) in states {
+            for _ in 0..*n {
+                instances.push(InstanceRecord {
+                    id: format!("{:03}", instances.len()),
+                    state: *state,
+                    attempt: 1,
+                    started_at_ms: Some(0),
+                    message: Some("x".repeat(200)),
+                    ..InstanceRecord::default()
+                });
+            }
+        }
+        RunRecord {
+            instances,
+            ..RunRecord::default()
+        }
+    }
+
+    #[test]
+    fn live_view_fits_the_screen_with_many_instances() {
+        let run = run_with(&[
+            (InstanceState::Running, 40),
+            (InstanceState::Merging, 1),
+            (InstanceState::Succeeded, 3),
+            (InstanceState::Pruned, 20),
+            (InstanceState::Conflicted, 2),
+            (InstanceState::Pending, 30),
+        ]);
+        for rows in [1, 2, 3, 5, 10, 24, 200] {
+            let screen = Screen::default();
+            let mut r =
+                HumanReporter::new(Box::new(screen.clone()), false, true).with_size(50, rows);
+            r.refresh(&run, 1000);
+            let out = screen.take();
+            let lines: Vec<&str> = out.lines().collect();
+            assert!(lines.len() < rows.max(2), "{rows} rows: {out}");
+            assert!(lines.iter().all(|l| l.chars().count() < 50), "{out}");
+            if rows >= 5 {
+                assert!(
+                    out.contains("merge queue: 040 (merging), 041, 042, 043"),
+                    "{out}"
+                );
+                assert!(
+                    out.contains("22 finished (20 merged, 2 conflicted)"),
+                    "{out}"
+                );
+                assert!(out.contains("30 waiting"), "{out}");
+            }
+            if rows == 10 {
+                assert!(out.contains("more running"), "{out}");
+                // 9 lines: 6 running, "... more", queue, finished, waiting.
+                assert_eq!(lines.len(), 9, "{out}");
+            }
+            if rows == 200 {
+                assert_eq!(lines.len(), 40 + 3, "{out}");
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_live_is_drawn_after_the_final_table() {
+        let run = run_with(&[(InstanceState::Running, 2), (InstanceState::Pruned, 1)]);
+        let screen = Screen::default();
+        let mut r = HumanReporter::new(Box::new(screen.clone()), false, true).with_size(80, 24);
+        r.refresh(&run, 1000);
+        let live = screen.take();
+        assert_eq!(live.lines().count(), 3, "{live}");
+        r.finish(&run, &Summary::default());
+        let table = screen.take();
+        // The block is erased (cursor up 3, clear) before the table.
+        assert!(table.starts_with("\x1b[3F\x1b[J"), "{table:?}");
+        r.refresh(&run, 2000);
+        r.event(&Event::Pruned { id: "000".into() });
+        let after = screen.take();
+        assert!(!after.contains("running"), "{after:?}");
+        assert!(!after.contains("\x1b[3F"), "{after:?}");
+        assert!(table.ends_with('\n') && after.ends_with('\n'));
     }
 }

@@ -1,10 +1,14 @@
 //! Output: the run's events, rendered for people (stderr) or as JSON Lines
-//! (stdout), plus the `check`, `plan` and `status` views.
+//! (stdout), plus the `check`, `plan` and `status` views and the HTML run
+//! report (`html`, `timeline`, `graph`).
 
 pub mod check;
 pub mod events;
+pub mod graph;
+pub mod html;
 pub mod human;
 pub mod status;
+pub mod timeline;
 
 use std::io::Write;
 use std::path::Path;
@@ -17,6 +21,11 @@ use crate::state::RunRecord;
 /// Something that consumes a run's events.
 pub trait Reporter: Send {
     fn event(&mut self, event: &Event);
+    /// The event with the time it was journalled at (`at_ms`, Unix ms), so
+    /// that `--json` and `events.jsonl` carry the same stamp.
+    fn event_at(&mut self, event: &Event, _at_ms: u64) {
+        self.event(event);
+    }
     /// Called on a timer while the run is live, to redraw progress.
     fn refresh(&mut self, _run: &RunRecord, _now_ms: u64) {}
     /// Called once at the end, after the `summary` event.
@@ -41,6 +50,24 @@ impl Reporter for JsonLinesReporter {
             let _ = self.out.flush();
         }
     }
+
+    fn event_at(&mut self, event: &Event, at_ms: u64) {
+        if let Ok(value) = stamped(event, at_ms) {
+            let _ = writeln!(self.out, "{value}");
+            let _ = self.out.flush();
+        }
+    }
+}
+
+/// The event as JSON with its `at_ms`, as journalled and streamed. The
+/// `summary` event is left as is: it is also `summary.json`, and the run
+/// record holds when the run finished.
+pub fn stamped(event: &Event, at_ms: u64) -> serde_json::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(event)?;
+    if let (Some(obj), false) = (value.as_object_mut(), matches!(event, Event::Summary(_))) {
+        obj.insert("at_ms".into(), at_ms.into());
+    }
+    Ok(value)
 }
 
 /// Several reporters fed the same events.
@@ -51,6 +78,11 @@ impl Reporter for Reporters {
     fn event(&mut self, event: &Event) {
         for r in &mut self.0 {
             r.event(event);
+        }
+    }
+    fn event_at(&mut self, event: &Event, at_ms: u64) {
+        for r in &mut self.0 {
+            r.event_at(event, at_ms);
         }
     }
     fn refresh(&mut self, run: &RunRecord, now_ms: u64) {

@@ -167,11 +167,12 @@ impl<'r> Dispatcher<'r> {
 
     /// Shows an event at once; it reaches `events.jsonl` at the next flush.
     fn emit(&mut self, event: Event) -> anyhow::Result<()> {
+        let at_ms = now_ms();
         if !event.is_transient() {
-            let value = serde_json::to_value(&event).context("serialise event")?;
+            let value = crate::report::stamped(&event, at_ms).context("serialise event")?;
             self.unjournalled.push(value);
         }
-        self.reporter.event(&event);
+        self.reporter.event_at(&event, at_ms);
         Ok(())
     }
 
