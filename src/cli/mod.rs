@@ -1,6 +1,7 @@
 //! The command line: clap definitions and one function per command.
 
 mod args;
+pub(crate) mod check;
 pub(crate) mod commands;
 mod context;
 mod demo;
@@ -42,9 +43,20 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match &cli.command {
         Command::Init { agent } => commands::init(&start, agent.as_deref(), &mut stderr),
-        Command::Check { ids, json } => {
+        Command::Check {
+            ids,
+            json,
+            strict,
+            explain,
+        } => {
             let ctx = Ctx::load(&start, cli.config.as_deref())?;
-            commands::check(&ctx, ids, *json, &mut stdout, &mut stderr)
+            let opts = check::CheckOptions {
+                ids: ids.clone(),
+                json: *json,
+                strict: *strict,
+                explain: explain.clone(),
+            };
+            check::check(&ctx, &opts, &mut stdout, &mut stderr)
         }
         Command::Plan {
             ids,
