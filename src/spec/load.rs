@@ -448,7 +448,8 @@ fn resolve(parsed: Vec<(Parsed, PathBuf, String)>, spec_dir: &Path) -> SpecFolde
             diagnostics.push(d);
         }
     }
-    let known: Vec<String> = raws.iter().map(|r| r.id.clone()).collect();
+    let mut known: Vec<String> = raws.iter().map(|r| r.id.clone()).collect();
+    known.dedup();
     let lookup = |dep: &str| -> Option<&Vec<usize>> {
         by_key.get(&id_key(dep)).or_else(|| {
             // `SPEC-012-retry.md` or `SPEC-012-retry` name a spec by its file.
@@ -658,12 +659,10 @@ impl SpecFolder {
             })
             .cloned()
             .collect();
-        // A cycle is reported once per spec on it; once is enough for all.
+        // A cycle or a duplicated id is reported once per spec involved; in
+        // the report of all specs once is enough.
         let mut seen = std::collections::HashSet::new();
-        diagnostics.retain(|d| {
-            let whole_cycle = d.message.contains("dependency cycle");
-            !whole_cycle || !names.is_empty() || seen.insert(d.message.clone())
-        });
+        diagnostics.retain(|d| !names.is_empty() || seen.insert(d.message.clone()));
         let mut invalid_by_run: std::collections::HashSet<String> = Default::default();
         if purpose == Purpose::Run {
             for d in &mut diagnostics {

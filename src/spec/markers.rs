@@ -45,6 +45,9 @@ pub struct Mention {
     pub value: String,
     pub line: usize,
     pub reason: String,
+    /// The spec file holding the line, relative to the repository root.
+    #[serde(default)]
+    pub file: String,
 }
 
 /// What the markers of one body declare, with file line numbers.
@@ -104,6 +107,8 @@ fn path_token_re() -> &'static Regex {
             .expect("static regex is valid")
     })
 }
+
+const SUB_ITEM: &str = "a note under a list item, not a declaration";
 
 /// Default labels that refer to files rather than declare them.
 const REFERENCE_WORDS: &[&str] = &["reference", "related", "see also", "documentation", "docs"];
@@ -254,6 +259,7 @@ impl Scan<'_> {
             value: value.to_string(),
             line,
             reason: reason.to_string(),
+            file: String::new(),
         });
     }
 
@@ -273,7 +279,9 @@ impl Scan<'_> {
             .collect::<Vec<_>>()
             .join(" ");
         for word in outside.split_whitespace() {
-            let w = clean(word).trim_end_matches('.').trim_matches(['(', ')', '[', ']']);
+            let w = word
+                .trim_matches(|c: char| "\"'()[]{},;:*!?".contains(c))
+                .trim_end_matches('.');
             if looks_like_path(w) && !seen.iter().any(|s| s == w) {
                 seen.push(w.to_string());
             }
@@ -480,6 +488,8 @@ pub(crate) fn scan(body: &str, first_line: usize, rules: &MarkerRules) -> Marker
                     let base = *base.get_or_insert(indent);
                     if indent <= base {
                         s.file_item(b.get(2).map_or("", |m| m.as_str()), line_no, &label, false);
+                    } else {
+                        s.mentions_in(line, line_no, SUB_ITEM);
                     }
                 } else if line.trim_start().starts_with('|') {
                     s.table_row(line, line_no, &label);
@@ -541,6 +551,8 @@ fn label_value(
             let base = *first_indent.get_or_insert(indent);
             if indent <= base {
                 item(s, b.get(2).map_or("", |m| m.as_str()), first_line + i, false);
+            } else {
+                s.mentions_in(l, first_line + i, SUB_ITEM);
             }
             i += 1;
         } else if l.trim_start().starts_with('|') && kind == Kind::Files {
@@ -548,6 +560,7 @@ fn label_value(
             first_indent.get_or_insert(width);
             i += 1;
         } else if first_indent.is_some_and(|base| width > base) {
+            s.mentions_in(l, first_line + i, SUB_ITEM);
             i += 1;
         } else {
             break;

@@ -705,6 +705,7 @@ pub fn parse_spec_with(rel_path: &str, text: &[u8], opts: &ParseOptions) -> Pars
         });
     }
 
+    let rel_file = file.clone();
     Parsed {
         raw: RawSpec {
             rel_path: file,
@@ -717,7 +718,14 @@ pub fn parse_spec_with(rel_path: &str, text: &[u8], opts: &ParseOptions) -> Pars
             shared,
             depends_on,
             body,
-            mentions: marks.mentions,
+            mentions: marks
+                .mentions
+                .into_iter()
+                .map(|m| Mention {
+                    file: rel_file.clone(),
+                    ..m
+                })
+                .collect(),
         },
         problems: problems.errors,
     }
