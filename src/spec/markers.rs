@@ -103,7 +103,7 @@ fn files_label_re() -> &'static Regex {
 fn path_token_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
-        Regex::new(r"^(?:[\w.*-]+/)+[\w.*-]*$|^[\w-]+\.[A-Za-z][A-Za-z0-9]{0,7}$")
+        Regex::new(r"^(?:/|~/)?(?:[\w.*?\[\]{},-]+/)+[\w.*?\[\]{},-]*$|^[\w*?\[\]{}-]+\.[A-Za-z][A-Za-z0-9]{0,7}$")
             .expect("static regex is valid")
     })
 }
@@ -219,7 +219,8 @@ fn is_arrow(s: &str) -> bool {
 
 /// Whether `s` looks like a path or glob someone meant (for mentions).
 fn looks_like_path(s: &str) -> bool {
-    !s.contains(char::is_whitespace) && path_token_re().is_match(s.trim_end_matches('/'))
+    let dir = s.len() > 1 && s.ends_with('/');
+    !s.contains(char::is_whitespace) && (path_token_re().is_match(s) || dir && path_token_re().is_match(&format!("{s}x")))
 }
 
 /// Why a candidate is not a path, or the path itself.
