@@ -411,3 +411,28 @@ fn selecting_specs_by_id_path_and_stem_and_exit_codes() {
     assert_exit(&out, 3);
     assert_eq!(repo.footprint(), before, "check/plan/run created something");
 }
+
+#[test]
+fn spec_include_and_exclude_globs_override_the_defaults() {
+    let repo = TestRepo::with_files(&[
+        ("specs/auth.spec.md", "# Auth\n\n**File**: `src/auth.rs`\n"),
+        ("specs/SPEC-001-a.md", "# A\n\n**File**: `src/a.rs`\n"),
+        ("specs/SPEC-002-draft.md", "# Draft\n\n**File**: `src/d.rs`\n"),
+        ("specs/notes.md", "# Notes\n\n**File**: `src/n.rs`\n"),
+        (
+            "treefarm.yaml",
+            "spec:\n  include: ['*.spec.md', 'SPEC-*.md']\n  exclude: ['*-draft.md']\n",
+        ),
+    ]);
+    let out = repo.tf(&["check", "--json"]);
+    assert_exit(&out, 0);
+    let report = stdout_json(&out);
+    let ids: Vec<&str> = report["specs"]
+        .as_array()
+        .expect("specs")
+        .iter()
+        .map(|s| s["id"].as_str().expect("id"))
+        .collect();
+    // `auth.spec.md` takes its id from the stem; the draft and notes are out.
+    assert_eq!(ids, ["001", "auth.spec"]);
+}

@@ -382,8 +382,10 @@ fn parse_dir(root: &Path, dir: &Path, rel: &str, name: &str, opts: &ParseOptions
         match &mut out {
             None => out = Some(p),
             Some(first) => {
+                let mut seen: std::collections::HashSet<String> =
+                    first.raw.files.iter().map(|f| f.value.clone()).collect();
                 for d in p.raw.files {
-                    if !first.raw.files.iter().any(|f| f.value == d.value) {
+                    if seen.insert(d.value.clone()) {
                         first.raw.files.push(d);
                     }
                 }

@@ -733,6 +733,8 @@ pub fn parse_spec_with(rel_path: &str, text: &[u8], opts: &ParseOptions) -> Pars
 
 fn normalize_all(raw: Vec<Declared>, field: &str, problems: &mut Problems) -> Vec<Declared> {
     let mut out: Vec<Declared> = Vec::new();
+    // Dedup in linear time: one spec may declare 100k paths.
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for d in raw {
         if d.value.contains('\0') {
             problems.error(SpecError::NulByte {
@@ -764,7 +766,7 @@ fn normalize_all(raw: Vec<Declared>, field: &str, problems: &mut Problems) -> Ve
         }
         match normalize_path(&raw_value) {
             Ok(value) => {
-                if !out.iter().any(|o| o.value == value) {
+                if seen.insert(value.clone()) {
                     out.push(Declared { value, ..d });
                 }
             }
