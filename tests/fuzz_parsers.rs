@@ -127,7 +127,13 @@ fn grammar_line() -> impl Strategy<Value = (String, Option<&'static str>)> {
         ".git/x",
         "a (b).rs",
     ]));
-    let tail = prop::sample::select(vec!["", " (NEW)", " - helper", ": note", " -> `moved/to.rs`"]);
+    let tail = prop::sample::select(vec![
+        "",
+        " (NEW)",
+        " - helper",
+        ": note",
+        " -> `moved/to.rs`",
+    ]);
     prop_oneof![
         (prefix, label, path, tail).prop_map(|(p, l, path, t)| match path {
             Some(x) => (format!("{p}{l}`{x}`{t}"), Some(x)),

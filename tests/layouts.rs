@@ -20,10 +20,14 @@ use common::{assert_exit, demo_agent_command, stderr, stdout_json, summary_ids, 
 
 fn specs() -> Vec<(&'static str, String)> {
     vec![
-        ("SPEC-001-one.md", "# One\n\n**File**: `src/one.txt`\n".to_string()),
+        (
+            "SPEC-001-one.md",
+            "# One\n\n**File**: `src/one.txt`\n".to_string(),
+        ),
         (
             "SPEC-002-two.md",
-            "# SPEC-002: Two\n\n### Files to Update\n- `src/two.txt` (the second file)\n".to_string(),
+            "# SPEC-002: Two\n\n### Files to Update\n- `src/two.txt` (the second file)\n"
+                .to_string(),
         ),
     ]
 }
@@ -70,7 +74,11 @@ fn snapshot(repo: &TestRepo, dir: &Path) -> String {
 
 fn canonical(p: &Path) -> PathBuf {
     // The folder may not exist yet: canonicalise its parent.
-    let parent = p.parent().expect("parent").canonicalize().expect("canonical parent");
+    let parent = p
+        .parent()
+        .expect("parent")
+        .canonicalize()
+        .expect("canonical parent");
     parent.join(p.file_name().expect("name"))
 }
 
@@ -107,7 +115,10 @@ fn full_cycle(repo: &TestRepo, dir: &Path, worktree_dir: &Path) {
     for (path, first) in [("src/one.txt", "one"), ("src/two.txt", "two")] {
         let text = repo.git_at(dir, &["show", &format!("roadmap:{path}")]);
         assert!(text.starts_with(first), "{path}: {text}");
-        assert!(text.lines().count() > 1, "the agent's line reached roadmap: {text}");
+        assert!(
+            text.lines().count() > 1,
+            "the agent's line reached roadmap: {text}"
+        );
     }
     let worktrees = repo.git_at(dir, &["worktree", "list", "--porcelain"]);
     assert!(
@@ -116,7 +127,11 @@ fn full_cycle(repo: &TestRepo, dir: &Path, worktree_dir: &Path) {
     );
     assert_eq!(repo.git_at(dir, &["branch", "--list", "treefarm/*"]), "");
     repo.git_at(dir, &["fsck", "--no-progress"]);
-    assert_eq!(snapshot(repo, dir), before, "the user's checkout was touched");
+    assert_eq!(
+        snapshot(repo, dir),
+        before,
+        "the user's checkout was touched"
+    );
 }
 
 #[test]
@@ -129,7 +144,14 @@ fn main_worktree() {
 fn linked_worktree_of_a_normal_repository() {
     let repo = origin();
     let linked = repo.tmp.path().join("linked");
-    repo.git(&["worktree", "add", "-q", linked.to_str().expect("utf-8"), "-b", "side"]);
+    repo.git(&[
+        "worktree",
+        "add",
+        "-q",
+        linked.to_str().expect("utf-8"),
+        "-b",
+        "side",
+    ]);
     full_cycle(&repo, &linked, &repo.worktree_dir());
     // The main worktree is untouched as well.
     assert_eq!(repo.git(&["status", "--porcelain"]), "");
@@ -154,7 +176,10 @@ fn linked_worktree_of_a_bare_repository() {
     let out = tf_in(&repo, &bare, &["check"]);
     assert_exit(&out, 2);
     let err = stderr(&out);
-    assert!(err.contains("bare repository") && err.contains("hint:") && err.contains("worktree"), "{err}");
+    assert!(
+        err.contains("bare repository") && err.contains("hint:") && err.contains("worktree"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -162,7 +187,11 @@ fn path_with_spaces_and_non_ascii_characters() {
     let repo = origin();
     let dir = repo.tmp.path().join("dir with spaces ü").join("répo ñ");
     clone(&repo, &dir, &[]);
-    full_cycle(&repo, &dir, &repo.tmp.path().join("dir with spaces ü/répo ñ.treefarm"));
+    full_cycle(
+        &repo,
+        &dir,
+        &repo.tmp.path().join("dir with spaces ü/répo ñ.treefarm"),
+    );
 }
 
 #[test]
@@ -173,7 +202,10 @@ fn shallow_clone() {
     repo.commit_all("second");
     let dir = repo.tmp.path().join("shallow");
     clone(&repo, &dir, &["--depth", "1"]);
-    assert_eq!(repo.git_at(&dir, &["rev-parse", "--is-shallow-repository"]), "true");
+    assert_eq!(
+        repo.git_at(&dir, &["rev-parse", "--is-shallow-repository"]),
+        "true"
+    );
     full_cycle(&repo, &dir, &repo.tmp.path().join("shallow.treefarm"));
 }
 
@@ -186,7 +218,19 @@ fn with_submodule(extra_config: &str) -> TestRepo {
     repo.git_at(&sub, &["init", "-q", "-b", "main"]);
     std::fs::write(sub.join("lib.txt"), "lib\n").expect("write");
     repo.git_at(&sub, &["add", "-A"]);
-    repo.git_at(&sub, &["-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q", "-m", "lib"]);
+    repo.git_at(
+        &sub,
+        &[
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "-m",
+            "lib",
+        ],
+    );
     repo.git(&[
         "-c",
         "protocol.file.allow=always",
@@ -214,7 +258,8 @@ fn with_submodule(extra_config: &str) -> TestRepo {
 }
 
 fn seen(repo: &TestRepo, id: &str) -> String {
-    std::fs::read_to_string(repo.tmp.path().join("seen").join(format!("{id}.txt"))).expect("agent ran")
+    std::fs::read_to_string(repo.tmp.path().join("seen").join(format!("{id}.txt")))
+        .expect("agent ran")
 }
 
 #[test]
@@ -233,6 +278,10 @@ fn submodules_are_not_initialised_by_default() {
 fn submodules_are_initialised_with_setup_submodules() {
     let repo = with_submodule("setup:\n  submodules: true\n");
     full_cycle(&repo, &repo.root, &repo.worktree_dir());
-    assert!(seen(&repo, "001").contains("lib.txt"), "{}", seen(&repo, "001"));
+    assert!(
+        seen(&repo, "001").contains("lib.txt"),
+        "{}",
+        seen(&repo, "001")
+    );
     assert!(seen(&repo, "002").contains("lib.txt"));
 }

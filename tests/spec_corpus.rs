@@ -29,13 +29,19 @@ fn copy_dir(from: &Path, to: &Path) {
 /// The corpus in a fresh repository, plus one spec naming an absolute path
 /// inside that repository (it cannot live in the fixture).
 fn corpus() -> TestRepo {
-    let repo = TestRepo::with_files(&[("src/exec/pool.py", "# pool\n"), ("tests/exec/test_pool.py", "# t\n")]);
+    let repo = TestRepo::with_files(&[
+        ("src/exec/pool.py", "# pool\n"),
+        ("tests/exec/test_pool.py", "# t\n"),
+    ]);
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus");
     copy_dir(&fixture, &repo.root);
     let root = repo.root.canonicalize().expect("canonical root");
     repo.write(
         "specs/SPEC-035-absolute-inside.md",
-        &format!("# Absolute inside\n\n**File**: `{}/src/inside.rs`\n", root.display()),
+        &format!(
+            "# Absolute inside\n\n**File**: `{}/src/inside.rs`\n",
+            root.display()
+        ),
     );
     repo.commit_all("corpus");
     repo
@@ -169,7 +175,13 @@ fn corpus_check_json_declares_exactly_the_expected_files() {
 
     // Templates, backups, README.md and other files are not specs.
     let paths = serde_json::to_string(&report).expect("json");
-    for ignored in ["SPEC-template", "SPEC-024-old", "specs/README.md", "notes.txt", "not/a/spec.rs"] {
+    for ignored in [
+        "SPEC-template",
+        "SPEC-024-old",
+        "specs/README.md",
+        "notes.txt",
+        "not/a/spec.rs",
+    ] {
         assert!(!paths.contains(ignored), "{ignored} was read as a spec");
     }
 
@@ -181,7 +193,10 @@ fn corpus_check_json_declares_exactly_the_expected_files() {
         .collect();
     assert_eq!(
         invalid,
-        ["specs/SPEC-017-absolute-outside.md", "specs/SPEC-025-no-files.md"]
+        [
+            "specs/SPEC-017-absolute-outside.md",
+            "specs/SPEC-025-no-files.md"
+        ]
     );
     let errors = &report["errors"];
     assert_eq!(errors[0]["file"], "specs/SPEC-017-absolute-outside.md");
@@ -212,13 +227,18 @@ fn corpus_check_json_declares_exactly_the_expected_files() {
     assert_eq!(spec("012")["priority"], 10, "PRIORITY 10 (US-010)");
     assert_eq!(spec("020")["priority"], 3, "medium");
     assert_eq!(spec("026")["title"], "Add request ids", "id prefix dropped");
-    assert_eq!(spec("023")["path"], "specs/SPEC-023-auth", "a directory spec");
+    assert_eq!(
+        spec("023")["path"],
+        "specs/SPEC-023-auth",
+        "a directory spec"
+    );
 
     // The overlap report of the valid specs is still computed.
     let overlaps = report["overlaps"].as_array().expect("overlaps");
-    assert!(overlaps
-        .iter()
-        .any(|o| o["a"] == "004" && o["b"] == "034"), "{overlaps:?}");
+    assert!(
+        overlaps.iter().any(|o| o["a"] == "004" && o["b"] == "034"),
+        "{overlaps:?}"
+    );
 }
 
 fn explain(repo: &TestRepo, id: &str) -> Value {
@@ -260,7 +280,10 @@ fn explain_traces_every_declared_path_and_every_ignored_mention() {
             "src/auth/old_cache.rs"
         ]
     );
-    assert!(mentioned.iter().all(|m| m.2.contains("reference")), "{mentioned:?}");
+    assert!(
+        mentioned.iter().all(|m| m.2.contains("reference")),
+        "{mentioned:?}"
+    );
     assert_eq!(mentioned[2].1, 11);
 
     // Code blocks (a JSON example, a fenced marker) never declare.
@@ -269,7 +292,12 @@ fn explain_traces_every_declared_path_and_every_ignored_mention() {
         .as_array()
         .expect("mentioned")
         .iter()
-        .map(|m| (m["value"].as_str().expect("v"), m["reason"].as_str().expect("r")))
+        .map(|m| {
+            (
+                m["value"].as_str().expect("v"),
+                m["reason"].as_str().expect("r"),
+            )
+        })
         .collect();
     assert_eq!(
         reasons,
@@ -314,8 +342,18 @@ fn explain_traces_every_declared_path_and_every_ignored_mention() {
     assert_eq!(
         declared,
         [
-            ("src/auth/login.rs", "specs/SPEC-023-auth/README.md", 4, "Files"),
-            ("src/auth/oauth.rs", "specs/SPEC-023-auth/design.md", 4, "Files to Create"),
+            (
+                "src/auth/login.rs",
+                "specs/SPEC-023-auth/README.md",
+                4,
+                "Files"
+            ),
+            (
+                "src/auth/oauth.rs",
+                "specs/SPEC-023-auth/design.md",
+                4,
+                "Files to Create"
+            ),
         ]
     );
 
@@ -332,18 +370,31 @@ fn explain_for_people_and_for_an_invalid_spec() {
     assert_exit(&out, 0);
     assert_eq!(stdout(&out), "");
     let text = stderr(&out);
-    assert!(text.contains("spec 005 (specs/SPEC-005-heading-lists.md, valid): Config reload"), "{text}");
     assert!(
-        text.contains("src/config/load.rs      specs/SPEC-005-heading-lists.md:9  by Files to Update"),
+        text.contains("spec 005 (specs/SPEC-005-heading-lists.md, valid): Config reload"),
         "{text}"
     );
-    assert!(text.contains("src/config/not_this.rs  line 17  prose, not a marker"), "{text}");
+    assert!(
+        text.contains(
+            "src/config/load.rs      specs/SPEC-005-heading-lists.md:9  by Files to Update"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("src/config/not_this.rs  line 17  prose, not a marker"),
+        "{text}"
+    );
 
     let out = repo.tf(&["check", "--explain", "017"]);
     assert_exit(&out, 2);
     let text = stderr(&out);
     assert!(text.contains("INVALID"), "{text}");
-    assert!(text.contains("error: specs/SPEC-017-absolute-outside.md:4: absolute path `/etc/app/config.yaml`"), "{text}");
+    assert!(
+        text.contains(
+            "error: specs/SPEC-017-absolute-outside.md:4: absolute path `/etc/app/config.yaml`"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -385,14 +436,20 @@ fn selecting_specs_by_id_path_and_stem_and_exit_codes() {
     // A selected invalid spec: exit 2, nothing created.
     let out = repo.tf(&["plan", "001", "017"]);
     assert_exit(&out, 2);
-    assert!(stderr(&out).contains("absolute path `/etc/app/config.yaml`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("absolute path `/etc/app/config.yaml`"),
+        "{}",
+        stderr(&out)
+    );
 
     // A duplicated id, once used, is an error listing every file.
     let out = repo.tf(&["check", "022"]);
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(
-        err.contains("specs/SPEC-022-dup-a.md") && err.contains("specs/SPEC-022-dup-b.md") && err.contains("by its path"),
+        err.contains("specs/SPEC-022-dup-a.md")
+            && err.contains("specs/SPEC-022-dup-b.md")
+            && err.contains("by its path"),
         "{err}"
     );
 
@@ -404,7 +461,11 @@ fn selecting_specs_by_id_path_and_stem_and_exit_codes() {
     for cmd in ["plan", "run"] {
         let out = repo.tf(&[cmd, "013", "--agent", "true"][..if cmd == "plan" { 2 } else { 4 }]);
         assert_exit(&out, 2);
-        assert!(stderr(&out).contains("unknown spec `US-035`"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("unknown spec `US-035`"),
+            "{}",
+            stderr(&out)
+        );
     }
     // Valid specs overlapping: 3.
     let out = repo.tf(&["check", "004", "034"]);
@@ -417,7 +478,10 @@ fn spec_include_and_exclude_globs_override_the_defaults() {
     let repo = TestRepo::with_files(&[
         ("specs/auth.spec.md", "# Auth\n\n**File**: `src/auth.rs`\n"),
         ("specs/SPEC-001-a.md", "# A\n\n**File**: `src/a.rs`\n"),
-        ("specs/SPEC-002-draft.md", "# Draft\n\n**File**: `src/d.rs`\n"),
+        (
+            "specs/SPEC-002-draft.md",
+            "# Draft\n\n**File**: `src/d.rs`\n",
+        ),
         ("specs/notes.md", "# Notes\n\n**File**: `src/n.rs`\n"),
         (
             "treefarm.yaml",

@@ -22,7 +22,10 @@ fn repo_with(files: &[(&str, &[u8])]) -> TestRepo {
 /// and creates nothing; the valid spec alone still plans.
 fn rejected_before_anything_is_created(repo: &TestRepo, bad_id: &str, fragments: &[&str]) {
     let before = repo.footprint();
-    for args in [&["run", "--agent", "true"][..], &["run", "--agent", "true", bad_id]] {
+    for args in [
+        &["run", "--agent", "true"][..],
+        &["run", "--agent", "true", bad_id],
+    ] {
         let out = repo.tf(args);
         assert_exit(&out, 2);
         let err = stderr(&out);
@@ -40,7 +43,10 @@ fn rejected_before_anything_is_created(repo: &TestRepo, bad_id: &str, fragments:
         report["invalid"].to_string().contains(bad_id),
         "{bad_id} listed invalid: {report}"
     );
-    assert_eq!(report["specs"][0]["id"], "001", "the valid spec is still checked");
+    assert_eq!(
+        report["specs"][0]["id"], "001",
+        "the valid spec is still checked"
+    );
 }
 
 #[test]
@@ -48,7 +54,8 @@ fn spec_symlink_to_a_file_outside_the_repository_is_refused() {
     let repo = repo_with(&[]);
     let outside = repo.tmp.path().join("outside.md");
     std::fs::write(&outside, "# Outside\n\n**File**: `src/evil.rs`\n").expect("write");
-    std::os::unix::fs::symlink(&outside, repo.root.join("specs/SPEC-002-link.md")).expect("symlink");
+    std::os::unix::fs::symlink(&outside, repo.root.join("specs/SPEC-002-link.md"))
+        .expect("symlink");
     rejected_before_anything_is_created(
         &repo,
         "002",
@@ -59,7 +66,8 @@ fn spec_symlink_to_a_file_outside_the_repository_is_refused() {
 #[test]
 fn spec_symlink_inside_the_repository_is_followed() {
     let repo = repo_with(&[("docs/real.md", b"# Real\n\n**File**: `src/real.rs`\n")]);
-    std::os::unix::fs::symlink("../docs/real.md", repo.root.join("specs/SPEC-002-link.md")).expect("symlink");
+    std::os::unix::fs::symlink("../docs/real.md", repo.root.join("specs/SPEC-002-link.md"))
+        .expect("symlink");
     let out = repo.tf(&["check", "--json", "002"]);
     assert_exit(&out, 0);
     assert_eq!(stdout_json(&out)["specs"][0]["files"][0], "src/real.rs");
@@ -68,7 +76,8 @@ fn spec_symlink_inside_the_repository_is_followed() {
 #[test]
 fn dangling_spec_symlink_is_a_diagnostic_not_silently_skipped() {
     let repo = repo_with(&[]);
-    std::os::unix::fs::symlink("gone.md", repo.root.join("specs/SPEC-002-gone.md")).expect("symlink");
+    std::os::unix::fs::symlink("gone.md", repo.root.join("specs/SPEC-002-gone.md"))
+        .expect("symlink");
     rejected_before_anything_is_created(&repo, "002", &["specs/SPEC-002-gone.md", "dangling"]);
 }
 
@@ -84,8 +93,15 @@ fn looping_spec_symlink_is_a_diagnostic_not_silently_skipped() {
 
 #[test]
 fn nul_byte_in_title_is_rejected_before_the_branch_exists() {
-    let repo = repo_with(&[("specs/SPEC-002-nul.md", b"# Ti\0tle\n\n**File**: `src/b.rs`\n")]);
-    rejected_before_anything_is_created(&repo, "002", &["specs/SPEC-002-nul.md:1:", "NUL byte in the title"]);
+    let repo = repo_with(&[(
+        "specs/SPEC-002-nul.md",
+        b"# Ti\0tle\n\n**File**: `src/b.rs`\n",
+    )]);
+    rejected_before_anything_is_created(
+        &repo,
+        "002",
+        &["specs/SPEC-002-nul.md:1:", "NUL byte in the title"],
+    );
 }
 
 #[test]
@@ -94,12 +110,19 @@ fn nul_byte_in_body_is_rejected_before_the_branch_exists() {
         "specs/SPEC-002-nul.md",
         b"# Title\n\n**File**: `src/b.rs`\n\nDo \0 this.\n",
     )]);
-    rejected_before_anything_is_created(&repo, "002", &["specs/SPEC-002-nul.md:5:", "NUL byte in the body"]);
+    rejected_before_anything_is_created(
+        &repo,
+        "002",
+        &["specs/SPEC-002-nul.md:5:", "NUL byte in the body"],
+    );
 }
 
 #[test]
 fn nul_byte_in_declared_path_is_rejected_before_the_branch_exists() {
-    let repo = repo_with(&[("specs/SPEC-002-nul.md", b"# Title\n\n**File**: `src/b\0.rs`\n")]);
+    let repo = repo_with(&[(
+        "specs/SPEC-002-nul.md",
+        b"# Title\n\n**File**: `src/b\0.rs`\n",
+    )]);
     rejected_before_anything_is_created(
         &repo,
         "002",
@@ -126,10 +149,16 @@ fn scalar_files_42_is_a_diagnostic_not_the_path_42() {
     rejected_before_anything_is_created(
         &repo,
         "002",
-        &["specs/SPEC-002-num.md:2:", "`files` must be a list of strings"],
+        &[
+            "specs/SPEC-002-num.md:2:",
+            "`files` must be a list of strings",
+        ],
     );
     // A string where a list is expected is read as a list of one, with a warning.
-    let repo = repo_with(&[("specs/SPEC-002-one.md", b"---\nfiles: src/one.rs\n---\n# Title\n")]);
+    let repo = repo_with(&[(
+        "specs/SPEC-002-one.md",
+        b"---\nfiles: src/one.rs\n---\n# Title\n",
+    )]);
     let out = repo.tf(&["check", "--json", "002"]);
     assert_exit(&out, 0);
     let report = stdout_json(&out);

@@ -330,13 +330,28 @@ fn the_crate_example_specs_load() {
 #[test]
 fn heading_with_the_spec_id_gives_the_title_after_it() {
     let title = |name: &str, text: &str| parse(name, text).title;
-    assert_eq!(title("SPEC-501-x.md", "# SPEC-501: Add X\n**File**: `a.rs`\n"), "Add X");
-    assert_eq!(title("SPEC-501-x.md", "# 501: Add X\n**File**: `a.rs`\n"), "Add X");
-    assert_eq!(title("SPEC-501-x.md", "# spec-0501: Add X\n**File**: `a.rs`\n"), "Add X");
-    // Another colon in a title stays.
-    assert_eq!(title("SPEC-501-x.md", "# Retry: backoff\n**File**: `a.rs`\n"), "Retry: backoff");
     assert_eq!(
-        title("SPEC-501-x.md", "---\ntitle: 'SPEC-501: From front matter'\n---\n**File**: `a.rs`\n"),
+        title("SPEC-501-x.md", "# SPEC-501: Add X\n**File**: `a.rs`\n"),
+        "Add X"
+    );
+    assert_eq!(
+        title("SPEC-501-x.md", "# 501: Add X\n**File**: `a.rs`\n"),
+        "Add X"
+    );
+    assert_eq!(
+        title("SPEC-501-x.md", "# spec-0501: Add X\n**File**: `a.rs`\n"),
+        "Add X"
+    );
+    // Another colon in a title stays.
+    assert_eq!(
+        title("SPEC-501-x.md", "# Retry: backoff\n**File**: `a.rs`\n"),
+        "Retry: backoff"
+    );
+    assert_eq!(
+        title(
+            "SPEC-501-x.md",
+            "---\ntitle: 'SPEC-501: From front matter'\n---\n**File**: `a.rs`\n"
+        ),
         "From front matter"
     );
 }

@@ -136,7 +136,12 @@ fn explain(
         mentioned: entry.raw.mentions.clone(),
         depends_on: match spec {
             Some(s) => s.depends_on.clone(),
-            None => entry.raw.depends_on.iter().map(|d| d.value.clone()).collect(),
+            None => entry
+                .raw
+                .depends_on
+                .iter()
+                .map(|d| d.value.clone())
+                .collect(),
         },
         priority: spec.map(|s| s.priority).or(entry.raw.priority),
         errors,

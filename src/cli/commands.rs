@@ -69,9 +69,7 @@ pub fn overlaps_of(ctx: &Ctx, specs: &[Spec]) -> anyhow::Result<(Oid, Vec<Overla
 /// created. Specs that were not selected cannot make it fail.
 pub fn select(ctx: &Ctx, ids: &[String]) -> anyhow::Result<Selection> {
     let folder = spec_folder(ctx)?;
-    let chosen = folder
-        .select(ids, Purpose::Run)
-        .map_err(InputError::from)?;
+    let chosen = folder.select(ids, Purpose::Run).map_err(InputError::from)?;
     if let Some(text) = chosen.error_text() {
         return Err(InputError::new(text)
             .with_hint("`treefarm check --explain <spec>` shows how a spec was read")
@@ -130,7 +128,12 @@ pub fn plan(
     }
     let sel = select(ctx, ids)?;
     if !json {
-        write_diagnostics(&[], &sel.warnings, err, crate::report::human::stderr_color())?;
+        write_diagnostics(
+            &[],
+            &sel.warnings,
+            err,
+            crate::report::human::stderr_color(),
+        )?;
     }
     let worktree_dir = ctx.worktree_dir()?;
     let waves = plan_waves(sel.nodes(), &sel.conflicts(), ctx.config.instances);

@@ -93,7 +93,6 @@ impl Repo {
     pub fn is_bare(&self) -> bool {
         self.bare
     }
-
 }
 
 /// Initialises and checks out the submodules of the worktree at `path`
@@ -122,7 +121,6 @@ pub fn init_submodules(path: &Path) -> Result<(), GitError> {
 }
 
 impl Repo {
-
     /// The main worktree's root, even when discovered from a linked worktree;
     /// for a bare repository, the linked worktree treefarm was started in.
     pub fn root(&self) -> &Path {

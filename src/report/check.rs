@@ -89,7 +89,11 @@ pub fn write_diagnostics(
 }
 
 /// `check --explain` for people.
-pub fn write_explain_human(report: &ExplainReport, out: &mut dyn Write, color: bool) -> io::Result<()> {
+pub fn write_explain_human(
+    report: &ExplainReport,
+    out: &mut dyn Write,
+    color: bool,
+) -> io::Result<()> {
     let paint = Paint(color);
     let state = if report.valid { "valid" } else { "INVALID" };
     writeln!(
@@ -97,7 +101,10 @@ pub fn write_explain_human(report: &ExplainReport, out: &mut dyn Write, color: b
         "{}",
         paint.apply(
             Style::Bold,
-            &format!("spec {} ({}, {state}): {}", report.id, report.path, report.title)
+            &format!(
+                "spec {} ({}, {state}): {}",
+                report.id, report.path, report.title
+            )
         )
     )?;
     if let Some(p) = report.priority {
@@ -126,10 +133,21 @@ pub fn write_explain_human(report: &ExplainReport, out: &mut dyn Write, color: b
             d.marker
         )?;
     }
-    writeln!(out, "mentioned but not declared ({}):", report.mentioned.len())?;
+    writeln!(
+        out,
+        "mentioned but not declared ({}):",
+        report.mentioned.len()
+    )?;
     for m in &report.mentioned {
         let pad = width.saturating_sub(m.value.chars().count());
-        writeln!(out, "  {}{}  line {}  {}", m.value, " ".repeat(pad), m.line, m.reason)?;
+        writeln!(
+            out,
+            "  {}{}  line {}  {}",
+            m.value,
+            " ".repeat(pad),
+            m.line,
+            m.reason
+        )?;
     }
     write_diagnostics(&report.errors, &report.warnings, out, color)
 }

@@ -60,6 +60,8 @@ pub struct SpecFolder {
     pub diagnostics: Vec<Diagnostic>,
     /// `spec_dir` as given, for naming specs relative to it.
     pub spec_dir: String,
+    /// The repository root (canonical), for absolute names.
+    pub root: PathBuf,
 }
 
 /// What a selection is for: `check` reports, `plan`/`run` act.
@@ -116,7 +118,9 @@ fn is_spec_file_name(name: &str) -> bool {
 }
 
 fn is_spec_dir_name(name: &str) -> bool {
-    name.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("spec-")) && name.len() > 5
+    name.get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("spec-"))
+        && name.len() > 5
 }
 
 /// `path` relative to `root` with forward slashes, else `path` as is.
@@ -307,7 +311,8 @@ pub fn load_spec_folder(
             Some(set) => set.is_match(&name),
             None => {
                 !is_ignored_name(&name)
-                    && (is_spec_file_name(&name) || (is_spec_dir_name(&name) && path.is_dir())
+                    && (is_spec_file_name(&name)
+                        || (is_spec_dir_name(&name) && path.is_dir())
                         || (is_spec_dir_name(&name) && !path.exists()))
             }
         };
@@ -329,7 +334,9 @@ pub fn load_spec_folder(
         };
         parsed.push((p, path, stem));
     }
-    Ok(resolve(parsed, spec_dir))
+    let mut folder = resolve(parsed, spec_dir);
+    folder.root = root_canon;
+    Ok(folder)
 }
 
 fn broken(rel: &str, err: SpecError) -> Parsed {
@@ -399,7 +406,8 @@ fn parse_dir(root: &Path, dir: &Path, rel: &str, name: &str, opts: &ParseOptions
     let mut out = out.unwrap_or_else(|| parse_spec_with(rel, b"", &opts));
     out.raw.rel_path = rel.to_string();
     if out.raw.files.is_empty() {
-        out.problems.retain(|(_, e)| !matches!(e, SpecError::NoFiles { .. }));
+        out.problems
+            .retain(|(_, e)| !matches!(e, SpecError::NoFiles { .. }));
         out.problems.push((
             Level::Error,
             SpecError::NoFiles {
@@ -588,6 +596,7 @@ fn resolve(parsed: Vec<(Parsed, PathBuf, String)>, spec_dir: &Path) -> SpecFolde
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .collect::<Vec<_>>()
             .join("/"),
+        root: PathBuf::new(),
     }
 }
 
@@ -596,14 +605,20 @@ impl SpecFolder {
     /// repository root or to `spec_dir`), a file stem, or an id. An id several
     /// specs share is an error that lists them.
     pub fn find(&self, name: &str) -> Result<usize, SpecError> {
-        let n = name.trim().trim_start_matches("./").trim_end_matches('/');
-        let n = n.replace('\\', "/");
+        let mut n = name
+            .trim()
+            .trim_start_matches("./")
+            .trim_end_matches('/')
+            .to_string();
+        if let Ok(rel) = Path::new(&n).strip_prefix(&self.root) {
+            n = rel.to_string_lossy().into_owned();
+        }
         let prefix = format!("{}/", self.spec_dir.trim_end_matches('/'));
-        if let Some(i) = self.entries.iter().position(|e| {
-            e.rel_path == n
-                || e.rel_path.strip_prefix(&prefix) == Some(n.as_str())
-                || (self.spec_dir.starts_with('/') && n.starts_with('/') && e.rel_path == n)
-        }) {
+        if let Some(i) = self
+            .entries
+            .iter()
+            .position(|e| e.rel_path == n || e.rel_path.strip_prefix(&prefix) == Some(n.as_str()))
+        {
             return Ok(i);
         }
         if let Some(i) = self
@@ -680,7 +695,9 @@ impl SpecFolder {
             .set
             .specs
             .iter()
-            .filter(|s| paths.contains(s.rel_path.as_str()) && !invalid_by_run.contains(&s.rel_path))
+            .filter(|s| {
+                paths.contains(s.rel_path.as_str()) && !invalid_by_run.contains(&s.rel_path)
+            })
             .cloned()
             .collect();
         Ok(Selected {

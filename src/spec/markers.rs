@@ -79,7 +79,9 @@ fn marker_re() -> &'static Regex {
 
 fn heading_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$").expect("static regex is valid"))
+    RE.get_or_init(|| {
+        Regex::new(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$").expect("static regex is valid")
+    })
 }
 
 fn bullet_re() -> &'static Regex {
@@ -220,7 +222,8 @@ fn is_arrow(s: &str) -> bool {
 /// Whether `s` looks like a path or glob someone meant (for mentions).
 fn looks_like_path(s: &str) -> bool {
     let dir = s.len() > 1 && s.ends_with('/');
-    !s.contains(char::is_whitespace) && (path_token_re().is_match(s) || dir && path_token_re().is_match(&format!("{s}x")))
+    !s.contains(char::is_whitespace)
+        && (path_token_re().is_match(s) || dir && path_token_re().is_match(&format!("{s}x")))
 }
 
 /// Why a candidate is not a path, or the path itself.
@@ -269,7 +272,9 @@ impl Scan<'_> {
         let mut seen: Vec<String> = Vec::new();
         for span in all_backticked(text) {
             let span = span.trim();
-            if looks_like_path(span) || span.contains(':') && looks_like_path(span.split(':').next().unwrap_or("")) {
+            if looks_like_path(span)
+                || span.contains(':') && looks_like_path(span.split(':').next().unwrap_or(""))
+            {
                 seen.push(span.to_string());
             }
         }
@@ -442,7 +447,9 @@ pub(crate) fn scan(body: &str, first_line: usize, rules: &MarkerRules) -> Marker
             let plain = plain.trim();
             if let Some(kind) = kind_of(plain, s.rules) {
                 match kind {
-                    Kind::Files | Kind::Reference => section = Some((kind, plain.to_string(), None)),
+                    Kind::Files | Kind::Reference => {
+                        section = Some((kind, plain.to_string(), None))
+                    }
                     _ => {}
                 }
                 continue;
@@ -453,7 +460,9 @@ pub(crate) fn scan(body: &str, first_line: usize, rules: &MarkerRules) -> Marker
                     Some(Kind::Files) if !rest.trim().is_empty() => {
                         s.file_item(rest, line_no, label.trim(), true);
                     }
-                    Some(Kind::Reference) => s.mentions_in(rest, line_no, "a reference, not a declaration"),
+                    Some(Kind::Reference) => {
+                        s.mentions_in(rest, line_no, "a reference, not a declaration")
+                    }
                     Some(Kind::DependsOn) => s.depends_item(rest, line_no),
                     Some(Kind::Priority) if s.out.priority.is_none() => {
                         s.out.priority = Some(Declared {
@@ -551,7 +560,12 @@ fn label_value(
             let indent = indent_width(b.get(1).map_or("", |m| m.as_str()));
             let base = *first_indent.get_or_insert(indent);
             if indent <= base {
-                item(s, b.get(2).map_or("", |m| m.as_str()), first_line + i, false);
+                item(
+                    s,
+                    b.get(2).map_or("", |m| m.as_str()),
+                    first_line + i,
+                    false,
+                );
             } else {
                 s.mentions_in(l, first_line + i, SUB_ITEM);
             }

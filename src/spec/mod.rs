@@ -22,7 +22,7 @@ pub use markers::{MarkerRules, Mention};
 pub use model::{branch_for, id_key, Spec, SpecSet};
 pub(crate) use parse::line_of_offset;
 pub use parse::{
-    id_from_file_name, parse_priority, parse_spec, parse_spec_with, Declared, ParseOptions,
-    Parsed, RawSpec, SpecFormat, PRIORITY_WORDS,
+    id_from_file_name, parse_priority, parse_spec, parse_spec_with, Declared, ParseOptions, Parsed,
+    RawSpec, SpecFormat, PRIORITY_WORDS,
 };
 pub use paths::normalize_path;

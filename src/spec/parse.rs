@@ -368,7 +368,11 @@ pub fn parse_priority(raw: &str) -> Option<i64> {
     let re = RE.get_or_init(|| {
         regex::Regex::new(r"^(?:[a-z]+[\s:#=-]*)?(-?\d{1,15})\b").expect("static regex is valid")
     });
-    let t = raw.trim().trim_matches(['`', '*', '"', '\'']).trim().to_lowercase();
+    let t = raw
+        .trim()
+        .trim_matches(['`', '*', '"', '\''])
+        .trim()
+        .to_lowercase();
     for (word, n) in PRIORITY_WORDS {
         if t.strip_prefix(word)
             .is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_alphanumeric()))
@@ -382,7 +386,8 @@ pub fn parse_priority(raw: &str) -> Option<i64> {
 }
 
 /// The priority words and the order they map to (lower runs first).
-pub const PRIORITY_WORDS: &[(&str, i64)] = &[("critical", 1), ("high", 2), ("medium", 3), ("low", 4)];
+pub const PRIORITY_WORDS: &[(&str, i64)] =
+    &[("critical", 1), ("high", 2), ("medium", 3), ("low", 4)];
 
 /// A `SPEC-<id>: Title` / `<id>: Title` heading gives `Title`.
 fn strip_id_prefix(title: &str, id: &str) -> String {
@@ -454,20 +459,22 @@ pub fn parse_spec_with(rel_path: &str, text: &[u8], opts: &ParseOptions) -> Pars
     let pre = match format {
         SpecFormat::Yaml => parse_fields(&file, text, 0, "yaml spec")
             .map(|fields| (fields, YamlText::new(text, 0), String::new(), None, 1)),
-        SpecFormat::Markdown => split_front_matter(&file, text).and_then(|(front, body, body_line)| {
-            let fields = match front {
-                Some(yaml) => parse_fields(&file, yaml, 1, "front matter")?,
-                None => Fields::default(),
-            };
-            let marks = markers::scan(body, body_line, &opts.rules);
-            Ok((
-                fields,
-                YamlText::new(front.unwrap_or(""), 1),
-                body.to_string(),
-                Some(marks),
-                body_line,
-            ))
-        }),
+        SpecFormat::Markdown => {
+            split_front_matter(&file, text).and_then(|(front, body, body_line)| {
+                let fields = match front {
+                    Some(yaml) => parse_fields(&file, yaml, 1, "front matter")?,
+                    None => Fields::default(),
+                };
+                let marks = markers::scan(body, body_line, &opts.rules);
+                Ok((
+                    fields,
+                    YamlText::new(front.unwrap_or(""), 1),
+                    body.to_string(),
+                    Some(marks),
+                    body_line,
+                ))
+            })
+        }
     };
     let (fields, yaml_text, body, marks, body_line) = match pre {
         Ok(p) => p,
@@ -584,7 +591,11 @@ pub fn parse_spec_with(rel_path: &str, text: &[u8], opts: &ParseOptions) -> Pars
     };
     if let Some(v) = fields.priority.as_ref().filter(|v| !v.is_null()) {
         let raw = scalar_string(v).unwrap_or_else(|| "(not a number)".to_string());
-        priority = priority_text(&raw, yaml_text.key_line("priority").unwrap_or(1), &mut problems);
+        priority = priority_text(
+            &raw,
+            yaml_text.key_line("priority").unwrap_or(1),
+            &mut problems,
+        );
     } else if let Some(p) = &marks.priority {
         priority = priority_text(&p.value, p.line, &mut problems);
     }
@@ -599,13 +610,15 @@ pub fn parse_spec_with(rel_path: &str, text: &[u8], opts: &ParseOptions) -> Pars
         };
         match v.as_ref().filter(|v| !v.is_null()) {
             None => Vec::new(),
-            Some(Value::Sequence(items)) => match items.iter().map(scalar_string).collect::<Option<Vec<_>>>() {
-                Some(items) => items.into_iter().map(from).collect(),
-                None => {
-                    problems.error(bad_field(key, "a list of strings"));
-                    Vec::new()
+            Some(Value::Sequence(items)) => {
+                match items.iter().map(scalar_string).collect::<Option<Vec<_>>>() {
+                    Some(items) => items.into_iter().map(from).collect(),
+                    None => {
+                        problems.error(bad_field(key, "a list of strings"));
+                        Vec::new()
+                    }
                 }
-            },
+            }
             // `files: src/a.rs` reads as a list of one; `files: 42` is a mistake.
             Some(Value::String(s)) => {
                 problems.warning(SpecError::ScalarForList {
