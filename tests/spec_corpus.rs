@@ -500,3 +500,30 @@ fn spec_include_and_exclude_globs_override_the_defaults() {
     // `auth.spec.md` takes its id from the stem; the draft and notes are out.
     assert_eq!(ids, ["001", "auth.spec"]);
 }
+
+#[test]
+fn a_duplicated_id_named_in_depends_on_is_an_error_of_the_dependent() {
+    let repo = TestRepo::with_files(&[
+        ("specs/SPEC-001-a.md", "# A\n\n**File**: `src/a.rs`\n"),
+        ("specs/SPEC-001-b.md", "# B\n\n**File**: `src/b.rs`\n"),
+        (
+            "specs/SPEC-002-c.md",
+            "# C\n\n**File**: `src/c.rs`\n**Depends on**: SPEC-001\n",
+        ),
+        ("specs/SPEC-003-d.md", "# D\n\n**File**: `src/d.rs`\n"),
+    ]);
+    let out = repo.tf(&["check", "--json"]);
+    assert_exit(&out, 2);
+    let report = stdout_json(&out);
+    let errors = messages(&report, "errors");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("specs/SPEC-002-c.md:4:")
+            && errors[0].contains("specs/SPEC-001-a.md")
+            && errors[0].contains("specs/SPEC-001-b.md"),
+        "{errors:?}"
+    );
+    assert_eq!(report["invalid"][0]["path"], "specs/SPEC-002-c.md");
+    // Specs not involved still plan.
+    assert_exit(&repo.tf(&["plan", "003", "specs/SPEC-001-a.md"]), 0);
+}

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::error::SpecError;
 
 /// How bad a problem is: an error makes its spec invalid; a warning does not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Error,

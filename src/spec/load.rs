@@ -92,11 +92,20 @@ impl Selected {
 
     /// The errors as one [`SpecError`]-like message list, `None` when valid.
     pub fn error_text(&self) -> Option<String> {
-        let errors: Vec<String> = self.errors().map(Diagnostic::render).collect();
+        let errors: Vec<String> = self
+            .errors()
+            .map(|d| match &d.hint {
+                Some(h) => format!("{}\n  hint: {h}", d.message),
+                None => d.message.clone(),
+            })
+            .collect();
         match errors.len() {
             0 => None,
-            1 => Some(errors[0].trim_start_matches("error: ").to_string()),
-            n => Some(format!("{n} errors in specs:\n{}", errors.join("\n"))),
+            1 => Some(errors[0].clone()),
+            n => Some(format!(
+                "{n} errors in the selected specs:\n{}",
+                errors.join("\n")
+            )),
         }
     }
 }
@@ -454,7 +463,6 @@ fn resolve(parsed: Vec<(Parsed, PathBuf, String)>, spec_dir: &Path) -> SpecFolde
                 raws[i].id,
                 files.join(" and ")
             );
-            d.error_when_run = true;
             diagnostics.push(d);
         }
     }
@@ -676,12 +684,43 @@ impl SpecFolder {
             })
             .cloned()
             .collect();
-        // A cycle or a duplicated id is reported once per spec involved; in
-        // the report of all specs once is enough.
-        let mut seen = std::collections::HashSet::new();
-        diagnostics.retain(|d| !names.is_empty() || seen.insert(d.message.clone()));
         let mut invalid_by_run: std::collections::HashSet<String> = Default::default();
         if purpose == Purpose::Run {
+            // Two selected specs with one id would share one branch.
+            let mut by_key: HashMap<String, Vec<&str>> = HashMap::new();
+            for (e, c) in self.entries.iter().zip(&chosen) {
+                if *c && !e.raw.id.is_empty() {
+                    by_key
+                        .entry(id_key(&e.raw.id))
+                        .or_default()
+                        .push(&e.rel_path);
+                }
+            }
+            let mut keys: Vec<&String> = by_key.keys().filter(|k| by_key[*k].len() > 1).collect();
+            keys.sort();
+            for key in keys {
+                let files: Vec<String> = by_key[key].iter().map(|f| f.to_string()).collect();
+                for f in &files {
+                    let entry = self.entries.iter().find(|e| &e.rel_path == f);
+                    let id = entry.map_or("", |e| e.raw.id.as_str());
+                    let err = SpecError::DuplicateIdUsed {
+                        id: id.to_string(),
+                        files: files.clone(),
+                    };
+                    diagnostics.retain(|d| {
+                        !(d.spec_path.as_deref() == Some(f.as_str())
+                            && d.message.starts_with("duplicate spec id"))
+                    });
+                    let mut d = Diagnostic::new(Level::Error, &err, id, f);
+                    d.message = format!(
+                        "duplicate spec id `{id}`: {} would share the branch `treefarm/{id}`",
+                        files.join(" and ")
+                    );
+                    diagnostics.push(d);
+                    invalid_by_run.insert(f.clone());
+                }
+            }
+
             for d in &mut diagnostics {
                 if d.error_when_run {
                     d.level = Level::Error;
@@ -691,6 +730,10 @@ impl SpecFolder {
                 }
             }
         }
+        // A cycle or a duplicated id is recorded once per spec involved; one
+        // message for all of them is enough.
+        let mut seen = std::collections::HashSet::new();
+        diagnostics.retain(|d| seen.insert((d.level, d.message.clone())));
         let specs = self
             .set
             .specs

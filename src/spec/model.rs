@@ -36,7 +36,9 @@ pub struct Spec {
     /// Position in the spec folder sorted by file name, for stable ties.
     pub order: usize,
     /// Where each entry of `files` was declared: file, line and marker.
-    #[serde(default)]
+    /// Not journaled (a spec may declare 100k paths; `check --explain`
+    /// re-reads the spec): empty in a spec read back from `state.json`.
+    #[serde(default, skip_serializing)]
     pub sources: Vec<Declared>,
 }
 
