@@ -390,18 +390,32 @@ fn link_re() -> &'static Regex {
 /// (`SPEC-012`, `US-035`, `12`, `SPEC-012-retry.md`).
 pub(crate) fn dependency_ids(text: &str) -> Vec<String> {
     let text = link_re().replace_all(text, "]");
-    text.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '[' | ']' | '`' | '(' | ')'))
+    let words: Vec<String> = text
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '[' | ']' | '`' | '(' | ')'))
         .map(|w| {
             w.trim_matches(|c: char| !c.is_ascii_alphanumeric())
                 .to_string()
         })
-        .filter(|w| {
-            !w.is_empty()
-                && w.bytes().any(|b| b.is_ascii_digit())
-                && w.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        })
-        .collect()
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut out = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let id_like = w.bytes().any(|b| b.is_ascii_digit())
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        // `Phase 2`, `step 3`: a bare number counted by the word before it.
+        let counted = w.bytes().all(|b| b.is_ascii_digit())
+            && i > 0
+            && words[i - 1].bytes().all(|b| b.is_ascii_alphabetic())
+            && !matches!(
+                words[i - 1].to_ascii_lowercase().as_str(),
+                "and" | "or" | "spec" | "specs" | "then" | "after" | "on" | "id" | "ids"
+            );
+        if id_like && !counted {
+            out.push(w.clone());
+        }
+    }
+    out
 }
 
 fn heading_of(line: &str) -> Option<(usize, &str)> {
