@@ -43,6 +43,37 @@ pub struct Config {
     pub port_stride: u16,
     pub overlap: OverlapConfig,
     pub merge: MergeConfig,
+    /// Which files are specs and which labels declare files.
+    pub spec: SpecConfig,
+}
+
+/// `spec:` — how specs are found and read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpecConfig {
+    /// Extra labels that declare files (`**Touches**:`, `## Scope`).
+    pub markers: Vec<String>,
+    /// Extra labels that only refer to files (never declare).
+    pub reference_markers: Vec<String>,
+    /// Globs on names inside `spec_dir` that are specs (replace the default
+    /// `SPEC-*.md`, `*.yaml`, `*.yml`, `SPEC-*/`).
+    pub include: Vec<String>,
+    /// Globs on names inside `spec_dir` that are never specs.
+    pub exclude: Vec<String>,
+}
+
+impl SpecConfig {
+    /// The loader's options.
+    pub fn load_options(&self) -> crate::spec::LoadOptions {
+        crate::spec::LoadOptions {
+            rules: crate::spec::MarkerRules {
+                markers: self.markers.clone(),
+                reference_markers: self.reference_markers.clone(),
+            },
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -60,6 +91,7 @@ impl Default for Config {
             port_stride: 10,
             overlap: OverlapConfig::default(),
             merge: MergeConfig::default(),
+            spec: SpecConfig::default(),
         }
     }
 }
@@ -127,6 +159,9 @@ pub struct SetupConfig {
     pub link: Vec<String>,
     /// Run in the worktree before the agent; empty = none.
     pub command: String,
+    /// Initialise and check out submodules in each new worktree (default
+    /// false: their folders stay empty, as after `git worktree add`).
+    pub submodules: bool,
 }
 
 /// What to do when an agent changed files it did not declare.
@@ -714,6 +749,10 @@ overlap: {{ ignore: [Cargo.lock] }}
 # gate: a command run on the merged commit before the target moves (e.g. cargo test).
 # auto: merge during `run`; false leaves it to `treefarm merge`.
 merge: {{ strategy: merge, gate: "", auto: true }}
+
+# Specs: extra labels that declare files (e.g. ["Touches", "Scope"]) or only
+# refer to them; include/exclude are globs on names inside spec_dir.
+# spec: {{ markers: [], reference_markers: [], include: [], exclude: [] }}
 "#
     )
 }

@@ -325,3 +325,89 @@ fn the_crate_example_specs_load() {
         );
     }
 }
+
+/// Issue 10, point 6: `# SPEC-<id>: Title` and `# <id>: Title` give `Title`.
+#[test]
+fn heading_with_the_spec_id_gives_the_title_after_it() {
+    let title = |name: &str, text: &str| parse(name, text).title;
+    assert_eq!(
+        title("SPEC-501-x.md", "# SPEC-501: Add X\n**File**: `a.rs`\n"),
+        "Add X"
+    );
+    assert_eq!(
+        title("SPEC-501-x.md", "# 501: Add X\n**File**: `a.rs`\n"),
+        "Add X"
+    );
+    assert_eq!(
+        title("SPEC-501-x.md", "# spec-0501: Add X\n**File**: `a.rs`\n"),
+        "Add X"
+    );
+    // Another colon in a title stays.
+    assert_eq!(
+        title("SPEC-501-x.md", "# Retry: backoff\n**File**: `a.rs`\n"),
+        "Retry: backoff"
+    );
+    assert_eq!(
+        title(
+            "SPEC-501-x.md",
+            "---\ntitle: 'SPEC-501: From front matter'\n---\n**File**: `a.rs`\n"
+        ),
+        "From front matter"
+    );
+}
+
+/// Issue 9, point 3: `**Depends on**:` takes the ids and ignores the prose.
+#[test]
+fn depends_on_takes_ids_out_of_prose() {
+    let deps = |text: &str| -> Vec<String> {
+        parse(
+            "SPEC-050-x.md",
+            &format!("**File**: `a.rs`\n**Depends on**: {text}\n"),
+        )
+        .depends_on
+        .into_iter()
+        .map(|d| d.value)
+        .collect()
+    };
+    assert_eq!(deps("US-035 must be complete first"), ["US-035"]);
+    assert_eq!(
+        deps("SPEC-003 (retry policy) and 011, once merged"),
+        ["SPEC-003", "011"]
+    );
+    assert_eq!(deps("[SPEC-021](SPEC-021-yaml.yaml)"), ["SPEC-021"]);
+    assert_eq!(deps("None"), Vec::<String>::new());
+    assert_eq!(deps("Phase 2 of the rollout, SPEC-012"), ["SPEC-012"]);
+    assert_eq!(deps("spec 12 and 13"), ["12", "13"]);
+}
+
+/// Issue 9, point 2: labels as people write them; references never count.
+#[test]
+fn bold_labels_as_people_write_them() {
+    let text = "\
+**Files Modified**: `a.rs`
+**Key Files**:
+- `b.rs`
+**File Location**: `c/`
+- **Target File**: `d.rs`
+**Related Files**:
+- `not1.rs`
+**See also**: `not2.rs`
+**Status**: `not3.rs`
+**Files Affected:** `e.rs`
+";
+    let raw = parse("SPEC-1-a.md", text);
+    assert_eq!(files(&raw), ["a.rs", "b.rs", "c/**", "d.rs", "e.rs"]);
+    let markers: Vec<&str> = raw.files.iter().map(|d| d.marker.as_str()).collect();
+    assert_eq!(
+        markers,
+        [
+            "Files Modified",
+            "Key Files",
+            "File Location",
+            "Target File",
+            "Files Affected"
+        ]
+    );
+    let mentioned: Vec<&str> = raw.mentions.iter().map(|m| m.value.as_str()).collect();
+    assert_eq!(mentioned, ["not1.rs", "not2.rs", "not3.rs"]);
+}

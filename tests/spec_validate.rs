@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use common::TestRepo;
-use treefarm::spec::{load_specs, parse_spec, SpecError};
+use treefarm::spec::{load_specs, parse_spec, parse_spec_with, Level, ParseOptions, SpecError};
 use treefarm::{ExitCode, InputError};
 
 /// The full user-facing text (message and hint) of a parse failure.
@@ -155,13 +155,22 @@ fn non_utf8_names_byte_offset() {
 
 #[test]
 fn bad_priority_names_value_and_line() {
-    let msg = parse_err("specs/SPEC-1-a.md", b"**File**: `a`\n**Priority**: high\n");
-    assert_has(&msg, &["specs/SPEC-1-a.md:2: invalid priority `high`"]);
-    let msg = parse_err(
-        "specs/SPEC-1-a.md",
-        b"---\nfiles: [a]\npriority: soon\n---\n",
-    );
+    // Issue 9: an unreadable priority is a warning (the default applies), not
+    // an error; `high` is now a word with an order.
+    let warning = |text: &[u8]| {
+        let parsed = parse_spec_with("specs/SPEC-1-a.md", text, &ParseOptions::default());
+        assert!(parsed.is_valid(), "a priority never invalidates a spec");
+        assert_eq!(parsed.raw.priority, None);
+        let (level, err) = &parsed.problems[0];
+        assert_eq!(*level, Level::Warning);
+        err.to_string()
+    };
+    let msg = warning(b"**File**: `a`\n**Priority**: whenever\n");
+    assert_has(&msg, &["specs/SPEC-1-a.md:2: invalid priority `whenever`"]);
+    let msg = warning(b"---\nfiles: [a]\npriority: soon\n---\n");
     assert_has(&msg, &["specs/SPEC-1-a.md:3: invalid priority `soon`"]);
+    let raw = parse_spec("specs/SPEC-1-a.md", b"**File**: `a`\n**Priority**: high\n").expect("ok");
+    assert_eq!(raw.priority, Some(2));
 }
 
 #[test]

@@ -50,9 +50,11 @@ pub enum Command {
         #[arg(long, value_name = "PRESET")]
         agent: Option<String>,
     },
-    /// Parse specs and report overlapping ones (exit 3 when any overlap).
+    /// Parse specs and report overlapping ones (exit 2 when a checked spec
+    /// is invalid, else 3 when any overlap, else 0).
     Check {
-        /// Spec ids (20, 020 and SPEC-020 are the same); none = every spec.
+        /// Specs by id (20, 020 and SPEC-020 are the same), file path or file
+        /// stem; none = every spec.
         ids: Vec<String>,
         /// JSON on stdout (same as --format json).
         #[arg(long, conflicts_with = "format")]
@@ -61,6 +63,13 @@ pub enum Command {
         /// Mermaid of the overlap graph on stdout.
         #[arg(long, value_enum, value_name = "FORMAT")]
         format: Option<Format>,
+        /// Warnings count as errors (exit 2).
+        #[arg(long)]
+        strict: bool,
+        /// Show how one spec was read: each declared path with its line and
+        /// marker, and every mentioned path that did not count, and why.
+        #[arg(long, value_name = "SPEC")]
+        explain: Option<String>,
     },
     /// Show what `run` would do: waves, branches, worktrees. Creates nothing.
     Plan {

@@ -9,11 +9,9 @@ use crate::cli::context::{git_err, Ctx};
 use crate::error::{ExitCode, InputError};
 use crate::git::Oid;
 use crate::overlap::{find_overlaps, Footprint, Overlap};
-use crate::report::check::{
-    write_check_human, write_plan_human, CheckReport, CheckSpec, PlanReport, PlanSpec,
-};
+use crate::report::check::{write_diagnostics, write_plan_human, PlanReport, PlanSpec};
 use crate::schedule::{plan_waves, Node};
-use crate::spec::{load_specs, Spec};
+use crate::spec::{load_spec_folder, Diagnostic, Purpose, Spec, SpecFolder};
 
 /// The selected specs and what `check`, `plan` and `run` derive from them.
 pub struct Selection {
@@ -22,6 +20,8 @@ pub struct Selection {
     /// the target does not exist yet.
     pub base: Oid,
     pub overlaps: Vec<Overlap>,
+    /// Warnings about the selected specs (errors stop `select`).
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Selection {
@@ -37,14 +37,14 @@ impl Selection {
     }
 }
 
-pub fn select(ctx: &Ctx, ids: &[String]) -> anyhow::Result<Selection> {
-    let set = load_specs(ctx.root(), &ctx.config.spec_dir).map_err(InputError::from)?;
-    let specs: Vec<Spec> = set
-        .select(ids)
-        .map_err(InputError::from)?
-        .into_iter()
-        .cloned()
-        .collect();
+/// Reads the spec folder with the configured markers and patterns.
+pub fn spec_folder(ctx: &Ctx) -> anyhow::Result<SpecFolder> {
+    let opts = ctx.config.spec.load_options();
+    Ok(load_spec_folder(ctx.root(), &ctx.config.spec_dir, &opts).map_err(InputError::from)?)
+}
+
+/// The overlaps of `specs` against the tree of the base commit.
+pub fn overlaps_of(ctx: &Ctx, specs: &[Spec]) -> anyhow::Result<(Oid, Vec<Overlap>)> {
     let target_tip = ctx.repo.branch_tip(&ctx.config.target).map_err(git_err)?;
     let base = match target_tip {
         Some(tip) => tip,
@@ -61,8 +61,24 @@ pub fn select(ctx: &Ctx, ids: &[String]) -> anyhow::Result<Selection> {
         .collect();
     let overlaps = find_overlaps(&footprints, &tracked, &ctx.config.overlap.ignore)
         .map_err(|e| InputError::new(e.to_string()))?;
+    Ok((base, overlaps))
+}
+
+/// The specs `plan` and `run` act on. Any error of a selected spec (and an
+/// unknown dependency or a duplicated id in use) is bad input: nothing is
+/// created. Specs that were not selected cannot make it fail.
+pub fn select(ctx: &Ctx, ids: &[String]) -> anyhow::Result<Selection> {
+    let folder = spec_folder(ctx)?;
+    let chosen = folder.select(ids, Purpose::Run).map_err(InputError::from)?;
+    if let Some(text) = chosen.error_text() {
+        return Err(InputError::new(text)
+            .with_hint("`treefarm check --explain <spec>` shows how a spec was read")
+            .into());
+    }
+    let (base, overlaps) = overlaps_of(ctx, &chosen.specs)?;
     Ok(Selection {
-        specs,
+        warnings: chosen.warnings().cloned().collect(),
+        specs: chosen.specs,
         base,
         overlaps,
     })
@@ -71,7 +87,7 @@ pub fn select(ctx: &Ctx, ids: &[String]) -> anyhow::Result<Selection> {
 /// `value` as one line of JSON. Buffered: the writer may be stdout, which
 /// would otherwise take its lock and flush its small buffer thousands of times
 /// for a large report.
-fn write_json(out: &mut dyn Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn write_json(out: &mut dyn Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut buf = std::io::BufWriter::with_capacity(1 << 16, out);
     serde_json::to_writer(&mut buf, value).context("write JSON")?;
     writeln!(buf)?;
@@ -100,41 +116,6 @@ pub fn init(start: &Path, agent: Option<&str>, err: &mut dyn Write) -> anyhow::R
     Ok(ExitCode::Success)
 }
 
-pub fn check(
-    ctx: &Ctx,
-    ids: &[String],
-    json: bool,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> anyhow::Result<ExitCode> {
-    let sel = select(ctx, ids)?;
-    let report = CheckReport {
-        independent: sel.overlaps.is_empty(),
-        specs: sel
-            .specs
-            .iter()
-            .map(|s| CheckSpec {
-                id: s.id.clone(),
-                title: s.title.clone(),
-                priority: s.priority,
-                path: s.rel_path.clone(),
-                files: s.files.clone(),
-            })
-            .collect(),
-        overlaps: sel.overlaps,
-    };
-    if json {
-        write_json(out, &report)?;
-    } else {
-        write_check_human(&report, err, crate::report::human::stderr_color())?;
-    }
-    Ok(if report.independent {
-        ExitCode::Success
-    } else {
-        ExitCode::Overlaps
-    })
-}
-
 pub fn plan(
     ctx: &Ctx,
     ids: &[String],
@@ -146,6 +127,14 @@ pub fn plan(
         return Err(InputError::new("--instances must be at least 1").into());
     }
     let sel = select(ctx, ids)?;
+    if !json {
+        write_diagnostics(
+            &[],
+            &sel.warnings,
+            err,
+            crate::report::human::stderr_color(),
+        )?;
+    }
     let worktree_dir = ctx.worktree_dir()?;
     let waves = plan_waves(sel.nodes(), &sel.conflicts(), ctx.config.instances);
     let wave_index: std::collections::HashMap<&str, usize> = waves

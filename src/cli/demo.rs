@@ -65,7 +65,7 @@ pub fn demo(keep: bool, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     )?;
     writeln!(err, "== treefarm check: which specs may run side by side?")?;
     let ctx = Ctx::load(&root, None)?;
-    let code = crate::cli::commands::check(&ctx, &[], false, out, err)?;
+    let code = crate::cli::check::check(&ctx, &Default::default(), out, err)?;
     writeln!(err, "   (exit code {})\n", code.code())?;
     writeln!(err, "== treefarm plan: waves of independent specs")?;
     crate::cli::commands::plan(&ctx, &[], false, out, err)?;

@@ -1,6 +1,7 @@
 //! The command line: clap definitions and one function per command.
 
 mod args;
+pub(crate) mod check;
 pub(crate) mod commands;
 mod context;
 mod demo;
@@ -45,15 +46,26 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match &cli.command {
         Command::Init { agent } => commands::init(&start, agent.as_deref(), &mut stderr),
-        Command::Check { ids, json, format } => {
+        Command::Check {
+            ids,
+            json,
+            format,
+            strict,
+            explain,
+        } => {
             let ctx = Ctx::load(&start, cli.config.as_deref())?;
             match format {
                 Some(f @ (Format::Dot | Format::Mermaid)) => {
                     graph::check(&ctx, ids, *f, &mut stdout, &mut stderr)
                 }
                 _ => {
-                    let json = *json || *format == Some(Format::Json);
-                    commands::check(&ctx, ids, json, &mut stdout, &mut stderr)
+                    let opts = check::CheckOptions {
+                        ids: ids.clone(),
+                        json: *json || *format == Some(Format::Json),
+                        strict: *strict,
+                        explain: explain.clone(),
+                    };
+                    check::check(&ctx, &opts, &mut stdout, &mut stderr)
                 }
             }
         }

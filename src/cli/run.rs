@@ -142,6 +142,14 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
 
     // Everything that can be wrong is checked before anything is created.
     let sel = select(&ctx, &args.ids)?;
+    if !quiet && !args.json {
+        crate::report::check::write_diagnostics(
+            &[],
+            &sel.warnings,
+            &mut std::io::stderr(),
+            crate::report::human::stderr_color(),
+        )?;
+    }
     if sel.specs.is_empty() {
         return Err(InputError::new(format!(
             "no specs found in `{}`",

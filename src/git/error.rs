@@ -19,7 +19,7 @@ pub enum GitError {
         source: git2::Error,
     },
 
-    #[error("`{}` is a bare repository; treefarm needs a main working tree", path.display())]
+    #[error("`{}` is a bare repository and treefarm was not started in one of its worktrees", path.display())]
     BareRepository { path: PathBuf },
 
     #[error("unknown revision `{rev}`")]
@@ -133,7 +133,7 @@ impl GitError {
         let hint = match self {
             GitError::NotARepository { .. } => "run treefarm inside a git repository, or pass -C DIR",
             GitError::BareRepository { .. } => {
-                "run treefarm in a repository with a working tree (clone it without --bare)"
+                "run treefarm from a worktree of it (`git worktree add ../main main`, then `cd ../main`), or pass -C <worktree>"
             }
             GitError::UnknownRevision { .. } => {
                 "check the name with `git rev-parse`; a new repository needs a first commit"

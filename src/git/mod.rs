@@ -16,5 +16,5 @@ mod worktree;
 pub use error::GitError;
 pub use git2::Oid;
 pub use merge::{Advance, MergeStrategy, Prepared};
-pub use repo::{CommitInfo, Repo};
+pub use repo::{init_submodules, CommitInfo, Repo};
 pub use worktree::{ScratchWorktree, WorktreeInfo, WorktreeRequest};

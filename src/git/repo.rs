@@ -25,16 +25,25 @@ pub struct CommitInfo {
     pub author: String,
 }
 
-/// A non-bare repository, located by its main worktree and common dir.
+/// A repository, located by the working tree treefarm reads specs and config
+/// from (`root`) and its common dir.
+///
+/// Layouts: from the main worktree or a linked worktree of a normal
+/// repository, `root` is the main worktree; from a linked worktree of a
+/// *bare* repository (the "bare repo + worktrees" layout), there is no main
+/// worktree and `root` is the worktree treefarm was started in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repo {
     root: PathBuf,
     common_dir: PathBuf,
+    /// The common dir is a bare repository: no checkout is the main one.
+    bare: bool,
 }
 
 impl Repo {
     /// Finds the repository containing `dir` (the main worktree or any linked
-    /// one). A bare repository, or a directory outside any repository, is a
+    /// one, also of a bare repository). A bare repository itself (no working
+    /// tree to read specs from), or a directory outside any repository, is a
     /// user-fixable error.
     pub fn discover(dir: &Path) -> Result<Repo, GitError> {
         tune_libgit2();
@@ -53,16 +62,67 @@ impl Repo {
             repo
         };
         if main.is_bare() {
-            return Err(GitError::BareRepository { path: common_dir });
+            // The bare repository + worktrees layout: the worktree we are in
+            // is where specs and config live; there is no main checkout.
+            let Some(here) = Repository::discover(dir).ok().and_then(|r| {
+                r.is_worktree()
+                    .then(|| r.workdir().map(Path::to_path_buf))
+                    .flatten()
+            }) else {
+                return Err(GitError::BareRepository { path: common_dir });
+            };
+            return Ok(Repo {
+                root: canonical(&here)?,
+                common_dir,
+                bare: true,
+            });
         }
         let root = match main.workdir() {
             Some(w) => canonical(w)?,
             None => return Err(GitError::BareRepository { path: common_dir }),
         };
-        Ok(Repo { root, common_dir })
+        Ok(Repo {
+            root,
+            common_dir,
+            bare: false,
+        })
     }
 
-    /// The main worktree's root, even when discovered from a linked worktree.
+    /// The repository is bare (used through its linked worktrees): no
+    /// worktree is the main one.
+    pub fn is_bare(&self) -> bool {
+        self.bare
+    }
+}
+
+/// Initialises and checks out the submodules of the worktree at `path`
+/// (recursively), from the URLs in its `.gitmodules` (`setup.submodules`).
+pub fn init_submodules(path: &Path) -> Result<(), GitError> {
+    {
+        tune_libgit2();
+        fn update(repo: &Repository, at: &Path) -> Result<(), GitError> {
+            let subs = repo
+                .submodules()
+                .map_err(|e| GitError::git("list submodules of", at.display().to_string(), e))?;
+            for mut sm in subs {
+                let name = sm.name().unwrap_or("?").to_string();
+                sm.update(true, None)
+                    .map_err(|e| GitError::git("update submodule", name.clone(), e))?;
+                if let Ok(inner) = sm.open() {
+                    update(&inner, &at.join(sm.path()))?;
+                }
+            }
+            Ok(())
+        }
+        let repo = Repository::open(path)
+            .map_err(|e| GitError::git("open worktree", path.display().to_string(), e))?;
+        update(&repo, path)
+    }
+}
+
+impl Repo {
+    /// The main worktree's root, even when discovered from a linked worktree;
+    /// for a bare repository, the linked worktree treefarm was started in.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -72,12 +132,24 @@ impl Repo {
         &self.common_dir
     }
 
-    /// The file name of the root, used for `../<name>.treefarm`.
+    /// The repository's name, used for `../<name>.treefarm`: the root's
+    /// file name; for a bare repository its own name without `.git` (the
+    /// parent folder's name for `.bare` / `.git`).
     pub fn name(&self) -> String {
-        self.root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "repo".to_string())
+        let from = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        let name = if self.bare {
+            from(&self.common_dir).and_then(|n| {
+                let stem = n.strip_suffix(".git").unwrap_or(&n).to_string();
+                if stem.is_empty() || stem == ".bare" || n == ".git" {
+                    self.common_dir.parent().and_then(from)
+                } else {
+                    Some(stem)
+                }
+            })
+        } else {
+            from(&self.root)
+        };
+        name.unwrap_or_else(|| "repo".to_string())
     }
 
     /// A fresh libgit2 handle on this repository (for this thread only).

@@ -329,6 +329,11 @@ impl Repo {
             path_exists: self.root().exists(),
             is_main: true,
         }];
+        // A bare repository has no main worktree: its root is a linked one,
+        // listed below.
+        if self.is_bare() {
+            out.clear();
+        }
         let names = repo.worktrees().map_err(|e| {
             GitError::git(
                 "list worktrees of",

@@ -10,6 +10,7 @@ use std::io::{self, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::overlap::Overlap;
+use crate::spec::{Declared, Diagnostic, Mention};
 
 /// One spec as `check` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,14 +24,132 @@ pub struct CheckSpec {
     pub files: Vec<String>,
 }
 
-/// `check --json`: `{"independent", "specs", "overlaps"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `check --json`: `{"independent", "specs", "overlaps", "errors",
+/// "warnings", "invalid"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckReport {
-    /// No pair of specs overlaps.
+    /// No pair of (valid) specs overlaps.
     pub independent: bool,
+    /// The valid specs checked.
     pub specs: Vec<CheckSpec>,
     /// Overlapping pairs only.
     pub overlaps: Vec<Overlap>,
+    /// Diagnostics that make a spec invalid.
+    #[serde(default)]
+    pub errors: Vec<Diagnostic>,
+    #[serde(default)]
+    pub warnings: Vec<Diagnostic>,
+    /// The specs left out of the overlap report because of an error.
+    #[serde(default)]
+    pub invalid: Vec<InvalidSpec>,
+}
+
+/// A spec with an error: named so the user can find it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvalidSpec {
+    pub id: String,
+    pub path: String,
+}
+
+/// `check --explain SPEC`: how the spec was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainReport {
+    pub id: String,
+    pub title: String,
+    pub path: String,
+    pub valid: bool,
+    /// Every declared path with the file, line and marker that declared it.
+    pub declared: Vec<Declared>,
+    /// Paths the spec mentions that did not count, and why.
+    pub mentioned: Vec<Mention>,
+    pub depends_on: Vec<String>,
+    pub priority: Option<i64>,
+    pub errors: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Errors, then warnings, one per line with their hints.
+pub fn write_diagnostics(
+    errors: &[Diagnostic],
+    warnings: &[Diagnostic],
+    out: &mut dyn Write,
+    color: bool,
+) -> io::Result<()> {
+    let paint = Paint(color);
+    for d in errors.iter().chain(warnings) {
+        let text = d.render();
+        let (head, rest) = text.split_once('\n').unwrap_or((&text, ""));
+        let style = if d.is_error() { Style::Bad } else { Style::Id };
+        writeln!(out, "{}", paint.apply(style, head))?;
+        if !rest.is_empty() {
+            writeln!(out, "{rest}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `check --explain` for people.
+pub fn write_explain_human(
+    report: &ExplainReport,
+    out: &mut dyn Write,
+    color: bool,
+) -> io::Result<()> {
+    let paint = Paint(color);
+    let state = if report.valid { "valid" } else { "INVALID" };
+    writeln!(
+        out,
+        "{}",
+        paint.apply(
+            Style::Bold,
+            &format!(
+                "spec {} ({}, {state}): {}",
+                report.id, report.path, report.title
+            )
+        )
+    )?;
+    if let Some(p) = report.priority {
+        writeln!(out, "priority: {p}")?;
+    }
+    if !report.depends_on.is_empty() {
+        writeln!(out, "depends on: {}", report.depends_on.join(", "))?;
+    }
+    writeln!(out, "declared ({}):", report.declared.len())?;
+    let width = report
+        .declared
+        .iter()
+        .map(|d| d.value.chars().count())
+        .chain(report.mentioned.iter().map(|m| m.value.chars().count()))
+        .max()
+        .unwrap_or(0);
+    for d in &report.declared {
+        let pad = width - d.value.chars().count();
+        writeln!(
+            out,
+            "  {}{}  {}:{}  by {}",
+            paint.apply(Style::Good, &d.value),
+            " ".repeat(pad),
+            d.file,
+            d.line,
+            d.marker
+        )?;
+    }
+    writeln!(
+        out,
+        "mentioned but not declared ({}):",
+        report.mentioned.len()
+    )?;
+    for m in &report.mentioned {
+        let pad = width.saturating_sub(m.value.chars().count());
+        writeln!(
+            out,
+            "  {}{}  line {}  {}",
+            m.value,
+            " ".repeat(pad),
+            m.line,
+            m.reason
+        )?;
+    }
+    write_diagnostics(&report.errors, &report.warnings, out, color)
 }
 
 /// One spec as `plan` shows it.
@@ -95,7 +214,7 @@ pub fn write_check_human(report: &CheckReport, out: &mut dyn Write, color: bool)
     }
     let n = report.specs.len();
     let m = report.overlaps.len();
-    let summary = if m == 0 {
+    let mut summary = if m == 0 {
         match n {
             0 => "no specs to check".to_owned(),
             1 => "1 spec; nothing can overlap".to_owned(),
@@ -104,7 +223,21 @@ pub fn write_check_human(report: &CheckReport, out: &mut dyn Write, color: bool)
     } else {
         format!("{}, {}", plural(n, "spec"), plural(m, "overlap"))
     };
-    let style = if m == 0 { Style::Good } else { Style::Bad };
+    if !report.invalid.is_empty() || !report.errors.is_empty() {
+        summary.push_str(&format!(
+            "; {} invalid ({})",
+            plural(report.invalid.len(), "spec"),
+            plural(report.errors.len(), "error")
+        ));
+    }
+    if !report.warnings.is_empty() {
+        summary.push_str(&format!("; {}", plural(report.warnings.len(), "warning")));
+    }
+    let style = if m == 0 && report.errors.is_empty() {
+        Style::Good
+    } else {
+        Style::Bad
+    };
     writeln!(out, "{}", paint.apply(style, &summary))
 }
 
@@ -310,6 +443,7 @@ mod tests {
             independent: false,
             specs: vec![spec("020"), spec("022")],
             overlaps: vec![overlap("020", "022", &["src/a.rs"])],
+            ..CheckReport::default()
         };
         let json = serde_json::to_value(&report).expect("serializes");
         assert_eq!(json["independent"], false);
@@ -335,6 +469,7 @@ mod tests {
             independent: false,
             specs: vec![spec("020"), spec("022"), spec("023")],
             overlaps: vec![overlap("020", "022", &paths)],
+            ..CheckReport::default()
         };
         let text = render(|out| write_check_human(&report, out, false));
         let lines: Vec<&str> = text.lines().collect();
@@ -357,6 +492,7 @@ mod tests {
             independent: true,
             specs: vec![spec("1"), spec("2")],
             overlaps: Vec::new(),
+            ..CheckReport::default()
         };
         let text = render(|out| write_check_human(&report, out, false));
         assert_eq!(text, "all 2 specs are independent\n");

@@ -388,6 +388,12 @@ async fn setup(
     job: &AgentJob,
     stop: watch::Receiver<Stop>,
 ) -> Result<(), SetupFailure> {
+    if opts.setup.submodules {
+        crate::git::init_submodules(worktree).map_err(|e| match std::error::Error::source(&e) {
+            Some(cause) => format!("setup.submodules: {e}: {cause}"),
+            None => format!("setup.submodules: {e}"),
+        })?;
+    }
     for rel in &opts.setup.copy {
         let from = opts.repo_root.join(rel);
         let to = worktree.join(rel);

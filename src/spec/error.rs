@@ -154,6 +154,59 @@ pub enum SpecError {
     #[error("unknown spec id `{id}`")]
     UnknownId { id: String, known: Vec<String> },
 
+    #[error("{file}:{line}: absolute path `{path}` in {field} made relative: `{relative}`")]
+    AbsoluteInRepo {
+        file: String,
+        line: usize,
+        path: String,
+        relative: String,
+        field: String,
+    },
+
+    #[error("{file}:{line}: `{field}` is a single value, read as a list of one")]
+    ScalarForList {
+        file: String,
+        line: usize,
+        field: String,
+    },
+
+    #[error("{file}:{line}: NUL byte in {what}")]
+    NulByte {
+        file: String,
+        line: usize,
+        what: &'static str,
+    },
+
+    #[error("{file}:{line}: path `{path}` in {field} contains a line break")]
+    NewlineInPath {
+        file: String,
+        line: usize,
+        path: String,
+        field: String,
+    },
+
+    #[error("spec id `{id}` is used by {}: {}", files.len(), files.join(", "))]
+    DuplicateIdUsed { id: String, files: Vec<String> },
+
+    #[error("{file}: spec is a symbolic link to `{target}`, outside the repository")]
+    SymlinkOutside { file: String, target: String },
+
+    #[error("{file}: dangling symbolic link (its target does not exist)")]
+    DanglingSymlink { file: String },
+
+    #[error("{file}: symbolic link loop")]
+    SymlinkLoop { file: String },
+
+    #[error("{file}: not a regular file")]
+    NotAFile { file: String },
+
+    /// A diagnostic rendered: its message and hint.
+    #[error("{message}")]
+    Diagnosed {
+        message: String,
+        hint: Option<String>,
+    },
+
     #[error("{}", many_message(.0))]
     Many(Vec<SpecError>),
 }
@@ -210,8 +263,65 @@ impl SpecError {
                 Some(known_list(known))
             }
             SpecError::Cycle { .. } => Some("remove one of the dependencies in the cycle".into()),
+            SpecError::BadPriority { .. } => Some(
+                "write a number or one of critical, high, medium, low; the default priority applies"
+                    .into(),
+            ),
+            SpecError::AbsoluteInRepo { .. } => {
+                Some("write paths relative to the repository root".into())
+            }
+            SpecError::ScalarForList { field, .. } => {
+                Some(format!("write `{field}:` as a list: `{field}: [a, b]`"))
+            }
+            SpecError::NulByte { .. } | SpecError::NewlineInPath { .. } => Some(
+                "specs become prompts, commit messages, paths and environment variables: remove the character".into(),
+            ),
+            SpecError::DuplicateIdUsed { .. } => Some(
+                "select the spec by its path (e.g. `treefarm run specs/SPEC-020-x.md`) or give each spec its own id".into(),
+            ),
+            SpecError::SymlinkOutside { .. } => {
+                Some("a spec must be a file inside the repository; copy it in".into())
+            }
+            SpecError::DanglingSymlink { .. } | SpecError::SymlinkLoop { .. } => {
+                Some("remove the link or point it at a spec file inside the repository".into())
+            }
             SpecError::Many(errors) if errors.len() == 1 => errors[0].hint(),
+            SpecError::Diagnosed { hint, .. } => hint.clone(),
             _ => None,
+        }
+    }
+
+    /// The file (relative to the repository root) and line it is about.
+    pub fn location(&self) -> (Option<&str>, Option<usize>) {
+        use SpecError as E;
+        match self {
+            E::NotUtf8 { file, line, .. }
+            | E::Yaml { file, line, .. }
+            | E::UnknownField { file, line, .. }
+            | E::UnclosedFrontMatter { file, line }
+            | E::BadField { file, line, .. }
+            | E::BadPriority { file, line, .. }
+            | E::BadId { file, line, .. }
+            | E::AbsolutePath { file, line, .. }
+            | E::EscapesRepo { file, line, .. }
+            | E::GitDir { file, line, .. }
+            | E::EmptyPath { file, line, .. }
+            | E::InvalidGlob { file, line, .. }
+            | E::UnknownDependency { file, line, .. }
+            | E::SelfDependency { file, line, .. }
+            | E::Cycle { file, line, .. }
+            | E::AbsoluteInRepo { file, line, .. }
+            | E::ScalarForList { file, line, .. }
+            | E::NulByte { file, line, .. }
+            | E::NewlineInPath { file, line, .. } => (Some(file), Some(*line)),
+            E::NoId { file }
+            | E::NoFiles { file, .. }
+            | E::SymlinkOutside { file, .. }
+            | E::DanglingSymlink { file }
+            | E::SymlinkLoop { file }
+            | E::NotAFile { file } => (Some(file), None),
+            E::DuplicateId { second, .. } => (Some(second), None),
+            _ => (None, None),
         }
     }
 

@@ -6,6 +6,7 @@
 //! file); [`load_specs`] reads a folder, resolves ids, dependencies and cycles
 //! and returns a [`SpecSet`] sorted by priority.
 
+mod diag;
 mod error;
 mod load;
 mod markers;
@@ -14,9 +15,14 @@ mod parse;
 mod paths;
 pub(crate) mod yaml;
 
+pub use diag::{Diagnostic, Level};
 pub use error::SpecError;
-pub use load::load_specs;
+pub use load::{load_spec_folder, load_specs, Entry, LoadOptions, Purpose, Selected, SpecFolder};
+pub use markers::{MarkerRules, Mention};
 pub use model::{branch_for, id_key, Spec, SpecSet};
 pub(crate) use parse::line_of_offset;
-pub use parse::{id_from_file_name, parse_spec, Declared, RawSpec, SpecFormat};
+pub use parse::{
+    id_from_file_name, parse_priority, parse_spec, parse_spec_with, Declared, ParseOptions, Parsed,
+    RawSpec, SpecFormat, PRIORITY_WORDS,
+};
 pub use paths::normalize_path;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::error::SpecError;
+use super::parse::Declared;
 
 /// One unit of work: what to do (`body`) and which files it may touch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +35,11 @@ pub struct Spec {
     pub body: String,
     /// Position in the spec folder sorted by file name, for stable ties.
     pub order: usize,
+    /// Where each entry of `files` was declared: file, line and marker.
+    /// Not journaled (a spec may declare 100k paths; `check --explain`
+    /// re-reads the spec): empty in a spec read back from `state.json`.
+    #[serde(default, skip_serializing)]
+    pub sources: Vec<Declared>,
 }
 
 impl Spec {

@@ -7,8 +7,9 @@
 use serde::Deserialize;
 use serde_yaml::Value;
 
+use super::diag::Level;
 use super::error::SpecError;
-use super::markers;
+use super::markers::{self, MarkerRules, Mention};
 use super::model::id_key;
 use super::paths::{normalize_path, PathProblem};
 use super::yaml::{position, yaml_fault};
@@ -20,11 +21,17 @@ pub enum SpecFormat {
     Yaml,
 }
 
-/// One declared value and the file line it was declared on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One declared value, and where it was declared: the file, its line and
+/// the marker (`**Files**`, `### Files to Update`, `files:`) that declared it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Declared {
     pub value: String,
     pub line: usize,
+    #[serde(default)]
+    pub marker: String,
+    /// The spec file (relative to the repository root) holding the line.
+    #[serde(default)]
+    pub file: String,
 }
 
 /// One spec file, parsed and checked on its own; ids of dependencies are not
@@ -47,6 +54,8 @@ pub struct RawSpec {
     /// Dependencies as written (`SPEC-012`, `12`, ...).
     pub depends_on: Vec<Declared>,
     pub body: String,
+    /// Paths the body mentions that did not count, and why.
+    pub mentions: Vec<Mention>,
 }
 
 /// Fields of front matter and YAML specs. Values stay loose (`Value`) so that
@@ -111,16 +120,48 @@ fn valid_id(id: &str) -> bool {
         && !id.ends_with('.')
 }
 
-/// The collected errors of one file.
+/// The collected problems of one file.
 struct Problems {
     file: String,
-    errors: Vec<SpecError>,
+    errors: Vec<(Level, SpecError)>,
+    root: Option<std::path::PathBuf>,
 }
 
 impl Problems {
+    fn error(&mut self, e: SpecError) {
+        self.errors.push((Level::Error, e));
+    }
+
+    fn warning(&mut self, e: SpecError) {
+        self.errors.push((Level::Warning, e));
+    }
+
+    /// `path` relative to the repository root when it is an absolute path
+    /// inside the root's working tree.
+    fn inside_root(&self, path: &str) -> Option<String> {
+        let root = self.root.as_ref()?;
+        let p = std::path::Path::new(path.trim());
+        if !p.is_absolute() {
+            return None;
+        }
+        let rel = p.strip_prefix(root).ok()?;
+        let rel: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let mut rel = rel.join("/");
+        if rel.is_empty() {
+            return None;
+        }
+        if path.trim().ends_with('/') {
+            rel.push('/');
+        }
+        Some(rel)
+    }
+
     fn path(&mut self, problem: PathProblem, raw: &str, line: usize, field: &str) {
         let (file, path, field) = (self.file.clone(), raw.to_string(), field.to_string());
-        self.errors.push(match problem {
+        self.error(match problem {
             PathProblem::Empty => SpecError::EmptyPath { file, line, field },
             PathProblem::Absolute => SpecError::AbsolutePath {
                 file,
@@ -219,15 +260,6 @@ fn scalar_string(v: &Value) -> Option<String> {
     }
 }
 
-/// A list of strings from `v`: a sequence of scalars, a single scalar or null.
-fn string_list(v: &Value) -> Option<Vec<String>> {
-    match v {
-        Value::Null => Some(Vec::new()),
-        Value::Sequence(items) => items.iter().map(scalar_string).collect(),
-        other => scalar_string(other).map(|s| vec![s]),
-    }
-}
-
 /// The 1-based line holding byte `offset` of `text`, for "not UTF-8" errors.
 pub(crate) fn line_of_offset(text: &[u8], offset: usize) -> usize {
     1 + text[..offset.min(text.len())]
@@ -304,10 +336,114 @@ fn parse_fields(
     Ok(fields.unwrap_or_default())
 }
 
+/// How a file is parsed beyond its own bytes: the repository root (absolute
+/// paths inside it are made relative) and the team's extra marker labels.
+#[derive(Debug, Clone, Default)]
+pub struct ParseOptions {
+    pub repo_root: Option<std::path::PathBuf>,
+    pub rules: MarkerRules,
+    /// The id when no `id` field names one (a directory spec's name);
+    /// `None`: from the file name.
+    pub default_id: Option<String>,
+}
+
+/// One file parsed: the spec as far as it could be read, and every problem
+/// found with its level. The spec is valid when no problem is an error.
+#[derive(Debug)]
+pub struct Parsed {
+    pub raw: RawSpec,
+    pub problems: Vec<(Level, SpecError)>,
+}
+
+impl Parsed {
+    pub fn is_valid(&self) -> bool {
+        !self.problems.iter().any(|(l, _)| *l == Level::Error)
+    }
+}
+
+/// The number a priority value starts with, or its word: `7`, `PRIORITY 10
+/// (US-010)` -> 10, `P2` -> 2, `critical|high|medium|low` -> 1|2|3|4.
+pub fn parse_priority(raw: &str) -> Option<i64> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(r"^(?:[a-z]+[\s:#=-]*)?(-?\d{1,15})\b").expect("static regex is valid")
+    });
+    let t = raw
+        .trim()
+        .trim_matches(['`', '*', '"', '\''])
+        .trim()
+        .to_lowercase();
+    for (word, n) in PRIORITY_WORDS {
+        if t.strip_prefix(word)
+            .is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_alphanumeric()))
+        {
+            return Some(*n);
+        }
+    }
+    re.captures(&t)
+        .and_then(|c| c.get(1))
+        .and_then(|m| m.as_str().parse().ok())
+}
+
+/// The priority words and the order they map to (lower runs first).
+pub const PRIORITY_WORDS: &[(&str, i64)] =
+    &[("critical", 1), ("high", 2), ("medium", 3), ("low", 4)];
+
+/// A `SPEC-<id>: Title` / `<id>: Title` heading gives `Title`.
+fn strip_id_prefix(title: &str, id: &str) -> String {
+    if let Some((head, rest)) = title.split_once(':') {
+        let head = head.trim();
+        let is_id = (!id.is_empty() && id_key(head) == id_key(id))
+            || head
+                .get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case("spec-") && valid_id(&head[5..]));
+        if is_id && !rest.trim().is_empty() {
+            return rest.trim().to_string();
+        }
+    }
+    title.to_string()
+}
+
 /// Parses one spec file. `rel_path` names it in messages and decides the
 /// format (`.yaml` / `.yml` is YAML, anything else Markdown) and the default
 /// id. All problems of the file are returned together (`SpecError::Many`).
 pub fn parse_spec(rel_path: &str, text: &[u8]) -> Result<RawSpec, SpecError> {
+    let parsed = parse_spec_with(rel_path, text, &ParseOptions::default());
+    let errors: Vec<SpecError> = parsed
+        .problems
+        .into_iter()
+        .filter_map(|(l, e)| (l == Level::Error).then_some(e))
+        .collect();
+    match SpecError::collect(errors) {
+        Some(err) => Err(err),
+        None => Ok(parsed.raw),
+    }
+}
+
+/// A spec that could not be read far enough to know more than its file name.
+fn unreadable(rel_path: &str, format: SpecFormat, err: SpecError) -> Parsed {
+    let id = id_from_file_name(rel_path).unwrap_or_default();
+    Parsed {
+        raw: RawSpec {
+            rel_path: rel_path.to_string(),
+            format,
+            title: id.clone(),
+            id,
+            id_line: 1,
+            priority: None,
+            files: Vec::new(),
+            shared: Vec::new(),
+            depends_on: Vec::new(),
+            body: String::new(),
+            mentions: Vec::new(),
+        },
+        problems: vec![(Level::Error, err)],
+    }
+}
+
+/// Parses one spec file, keeping what it could read and every problem with
+/// its level.
+pub fn parse_spec_with(rel_path: &str, text: &[u8], opts: &ParseOptions) -> Parsed {
     let file = rel_path.to_string();
     let lower = rel_path.to_ascii_lowercase();
     let format = if lower.ends_with(".yaml") || lower.ends_with(".yml") {
@@ -315,32 +451,40 @@ pub fn parse_spec(rel_path: &str, text: &[u8]) -> Result<RawSpec, SpecError> {
     } else {
         SpecFormat::Markdown
     };
-    let text = utf8(&file, text)?;
+    let text = match utf8(&file, text) {
+        Ok(t) => t,
+        Err(e) => return unreadable(rel_path, format, e),
+    };
 
-    let (fields, yaml_text, body, marks) = match format {
-        SpecFormat::Yaml => {
-            let fields = parse_fields(&file, text, 0, "yaml spec")?;
-            (fields, YamlText::new(text, 0), String::new(), None)
-        }
+    let pre = match format {
+        SpecFormat::Yaml => parse_fields(&file, text, 0, "yaml spec")
+            .map(|fields| (fields, YamlText::new(text, 0), String::new(), None, 1)),
         SpecFormat::Markdown => {
-            let (front, body, body_line) = split_front_matter(&file, text)?;
-            let fields = match front {
-                Some(yaml) => parse_fields(&file, yaml, 1, "front matter")?,
-                None => Fields::default(),
-            };
-            let marks = markers::scan(body, body_line);
-            (
-                fields,
-                YamlText::new(front.unwrap_or(""), 1),
-                body.to_string(),
-                Some(marks),
-            )
+            split_front_matter(&file, text).and_then(|(front, body, body_line)| {
+                let fields = match front {
+                    Some(yaml) => parse_fields(&file, yaml, 1, "front matter")?,
+                    None => Fields::default(),
+                };
+                let marks = markers::scan(body, body_line, &opts.rules);
+                Ok((
+                    fields,
+                    YamlText::new(front.unwrap_or(""), 1),
+                    body.to_string(),
+                    Some(marks),
+                    body_line,
+                ))
+            })
         }
+    };
+    let (fields, yaml_text, body, marks, body_line) = match pre {
+        Ok(p) => p,
+        Err(e) => return unreadable(rel_path, format, e),
     };
 
     let mut problems = Problems {
         file: file.clone(),
         errors: Vec::new(),
+        root: opts.repo_root.clone(),
     };
     let bad_field = |field: &str, expected: &'static str| SpecError::BadField {
         file: file.clone(),
@@ -357,7 +501,7 @@ pub fn parse_spec(rel_path: &str, text: &[u8]) -> Result<RawSpec, SpecError> {
                 _ => fields.instructions.is_some(),
             };
             if present {
-                problems.errors.push(SpecError::UnknownField {
+                problems.error(SpecError::UnknownField {
                     file: file.clone(),
                     line: yaml_text.key_line(key).unwrap_or(1),
                     field: key.to_string(),
@@ -381,25 +525,28 @@ pub fn parse_spec(rel_path: &str, text: &[u8]) -> Result<RawSpec, SpecError> {
         Some(v) => match scalar_string(v) {
             Some(s) => Some(display_id(&s)),
             None => {
-                problems.errors.push(bad_field("id", "a string"));
+                problems.error(bad_field("id", "a string"));
                 None
             }
         },
-        None => id_from_file_name(rel_path),
+        None => opts
+            .default_id
+            .clone()
+            .or_else(|| id_from_file_name(rel_path)),
     };
     let id = id.unwrap_or_default();
     if id.is_empty() {
         if fields.id.is_none() {
-            problems.errors.push(SpecError::NoId { file: file.clone() });
+            problems.error(SpecError::NoId { file: file.clone() });
         } else {
-            problems.errors.push(SpecError::BadId {
+            problems.error(SpecError::BadId {
                 file: file.clone(),
                 line: id_line,
                 id: id.clone(),
             });
         }
     } else if !valid_id(&id) {
-        problems.errors.push(SpecError::BadId {
+        problems.error(SpecError::BadId {
             file: file.clone(),
             line: id_line,
             id: id.clone(),
@@ -412,51 +559,77 @@ pub fn parse_spec(rel_path: &str, text: &[u8]) -> Result<RawSpec, SpecError> {
         match scalar_string(v) {
             Some(s) if !s.trim().is_empty() => title = Some(s.trim().to_string()),
             Some(_) => {}
-            None => problems.errors.push(bad_field("title", "a string")),
+            None => problems.error(bad_field("title", "a string")),
         }
     }
     let marks = marks.unwrap_or_default();
-    let title = title.or(marks.title.clone()).unwrap_or_else(|| id.clone());
+    let title = title
+        .or(marks.title.clone())
+        .map(|t| strip_id_prefix(&t, &id))
+        .unwrap_or_else(|| id.clone());
+    if title.contains('\0') {
+        problems.error(SpecError::NulByte {
+            file: file.clone(),
+            line: yaml_text.key_line("title").unwrap_or(body_line),
+            what: "the title",
+        });
+    }
 
     // priority: the field wins over the marker
     let mut priority = None;
+    let priority_text = |raw: &str, line: usize, problems: &mut Problems| match parse_priority(raw)
+    {
+        Some(p) => Some(p),
+        None => {
+            problems.warning(SpecError::BadPriority {
+                file: file.clone(),
+                line,
+                value: raw.to_string(),
+            });
+            None
+        }
+    };
     if let Some(v) = fields.priority.as_ref().filter(|v| !v.is_null()) {
         let raw = scalar_string(v).unwrap_or_else(|| "(not a number)".to_string());
-        match raw.trim().parse::<i64>() {
-            Ok(p) => priority = Some(p),
-            Err(_) => problems.errors.push(SpecError::BadPriority {
-                file: file.clone(),
-                line: yaml_text.key_line("priority").unwrap_or(1),
-                value: raw,
-            }),
-        }
-    }
-    if priority.is_none() {
-        if let Some(p) = &marks.priority {
-            match p.value.parse::<i64>() {
-                Ok(v) => priority = Some(v),
-                Err(_) => problems.errors.push(SpecError::BadPriority {
-                    file: file.clone(),
-                    line: p.line,
-                    value: p.value.clone(),
-                }),
-            }
-        }
+        priority = priority_text(
+            &raw,
+            yaml_text.key_line("priority").unwrap_or(1),
+            &mut problems,
+        );
+    } else if let Some(p) = &marks.priority {
+        priority = priority_text(&p.value, p.line, &mut problems);
     }
 
     // files, shared, depends_on: field values first, then markers
     let declared = |key: &str, v: &Option<Value>, problems: &mut Problems| -> Vec<Declared> {
-        match v.as_ref().map(string_list) {
+        let from = |value: String| Declared {
+            line: yaml_text.value_line(key, &value),
+            value,
+            marker: format!("{key}:"),
+            file: String::new(),
+        };
+        match v.as_ref().filter(|v| !v.is_null()) {
             None => Vec::new(),
-            Some(Some(items)) => items
-                .into_iter()
-                .map(|value| Declared {
-                    line: yaml_text.value_line(key, &value),
-                    value,
-                })
-                .collect(),
-            Some(None) => {
-                problems.errors.push(bad_field(key, "a list of strings"));
+            Some(Value::Sequence(items)) => {
+                match items.iter().map(scalar_string).collect::<Option<Vec<_>>>() {
+                    Some(items) => items.into_iter().map(from).collect(),
+                    None => {
+                        problems.error(bad_field(key, "a list of strings"));
+                        Vec::new()
+                    }
+                }
+            }
+            // `files: src/a.rs` reads as a list of one; `files: 42` is a mistake.
+            Some(Value::String(s)) => {
+                problems.warning(SpecError::ScalarForList {
+                    file: problems.file.clone(),
+                    line: yaml_text.key_line(key).unwrap_or(1),
+                    field: key.to_string(),
+                });
+                vec![from(s.clone())]
+            }
+            Some(_) => {
+                problems.error(bad_field(key, "a list of strings"));
                 Vec::new()
             }
         }
@@ -468,10 +641,13 @@ pub fn parse_spec(rel_path: &str, text: &[u8]) -> Result<RawSpec, SpecError> {
     depends_raw.extend(marks.depends_on.iter().cloned());
 
     let any_files = !files_raw.is_empty();
-    let files = normalize_all(files_raw, "files", &mut problems);
-    let shared = normalize_all(shared_raw, "shared", &mut problems);
+    let mut files = normalize_all(files_raw, "files", &mut problems);
+    let mut shared = normalize_all(shared_raw, "shared", &mut problems);
+    for d in files.iter_mut().chain(shared.iter_mut()) {
+        d.file.clone_from(&file);
+    }
     if !any_files {
-        problems.errors.push(SpecError::NoFiles {
+        problems.error(SpecError::NoFiles {
             file: file.clone(),
             id: id.clone(),
         });
@@ -484,7 +660,7 @@ pub fn parse_spec(rel_path: &str, text: &[u8]) -> Result<RawSpec, SpecError> {
             continue;
         }
         if !id.is_empty() && id_key(&value) == id_key(&id) {
-            problems.errors.push(SpecError::SelfDependency {
+            problems.error(SpecError::SelfDependency {
                 file: file.clone(),
                 line: dep.line,
                 id: id.clone(),
@@ -498,6 +674,8 @@ pub fn parse_spec(rel_path: &str, text: &[u8]) -> Result<RawSpec, SpecError> {
             depends_on.push(Declared {
                 value,
                 line: dep.line,
+                marker: dep.marker,
+                file: file.clone(),
             });
         }
     }
@@ -519,40 +697,90 @@ pub fn parse_spec(rel_path: &str, text: &[u8]) -> Result<RawSpec, SpecError> {
                     } else {
                         "instructions"
                     };
-                    problems.errors.push(bad_field(key, "a string"));
+                    problems.error(bad_field(key, "a string"));
                     String::new()
                 }
             }
         }
     };
-
-    if let Some(err) = SpecError::collect(problems.errors) {
-        return Err(err);
+    if let Some(pos) = body.find('\0') {
+        let line = match format {
+            SpecFormat::Markdown => body_line + body[..pos].matches('\n').count(),
+            SpecFormat::Yaml => yaml_text
+                .key_line("body")
+                .or(yaml_text.key_line("instructions"))
+                .unwrap_or(1),
+        };
+        problems.error(SpecError::NulByte {
+            file: file.clone(),
+            line,
+            what: "the body",
+        });
     }
-    Ok(RawSpec {
-        rel_path: file,
-        format,
-        id,
-        id_line,
-        title,
-        priority,
-        files,
-        shared,
-        depends_on,
-        body,
-    })
+
+    let rel_file = file.clone();
+    Parsed {
+        raw: RawSpec {
+            rel_path: file,
+            format,
+            id,
+            id_line,
+            title,
+            priority,
+            files,
+            shared,
+            depends_on,
+            body,
+            mentions: marks
+                .mentions
+                .into_iter()
+                .map(|m| Mention {
+                    file: rel_file.clone(),
+                    ..m
+                })
+                .collect(),
+        },
+        problems: problems.errors,
+    }
 }
 
 fn normalize_all(raw: Vec<Declared>, field: &str, problems: &mut Problems) -> Vec<Declared> {
     let mut out: Vec<Declared> = Vec::new();
+    // Dedup in linear time: one spec may declare 100k paths.
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for d in raw {
-        match normalize_path(&d.value) {
+        if d.value.contains('\0') {
+            problems.error(SpecError::NulByte {
+                file: problems.file.clone(),
+                line: d.line,
+                what: "a declared path",
+            });
+            continue;
+        }
+        if d.value.contains(['\n', '\r']) {
+            problems.error(SpecError::NewlineInPath {
+                file: problems.file.clone(),
+                line: d.line,
+                path: d.value.escape_debug().to_string(),
+                field: field.to_string(),
+            });
+            continue;
+        }
+        let mut raw_value = d.value.clone();
+        if let Some(rel) = problems.inside_root(&d.value) {
+            problems.warning(SpecError::AbsoluteInRepo {
+                file: problems.file.clone(),
+                line: d.line,
+                path: d.value.clone(),
+                relative: rel.clone(),
+                field: field.to_string(),
+            });
+            raw_value = rel;
+        }
+        match normalize_path(&raw_value) {
             Ok(value) => {
-                if !out.iter().any(|o| o.value == value) {
-                    out.push(Declared {
-                        value,
-                        line: d.line,
-                    });
+                if seen.insert(value.clone()) {
+                    out.push(Declared { value, ..d });
                 }
             }
             Err(problem) => problems.path(problem, &d.value, d.line, field),
