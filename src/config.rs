@@ -43,6 +43,10 @@ pub struct Config {
     pub port_stride: u16,
     pub overlap: OverlapConfig,
     pub merge: MergeConfig,
+    /// Shape and disk budget of the worktrees.
+    pub worktree: WorktreeConfig,
+    /// Environment templates per slot: `{slot}`, `{cache}`, `{repo}`.
+    pub slot_env: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -60,7 +64,52 @@ impl Default for Config {
             port_stride: 10,
             overlap: OverlapConfig::default(),
             merge: MergeConfig::default(),
+            worktree: WorktreeConfig::default(),
+            slot_env: BTreeMap::new(),
         }
+    }
+}
+
+/// `worktree:` — which part of the tree each worktree materialises, and the
+/// free space kept on `worktree_dir`'s file system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorktreeConfig {
+    pub sparse: SparseMode,
+    /// With `sparse: auto`, also materialise these paths or globs.
+    pub sparse_include: Vec<String>,
+    /// Free space left untouched: `5%` of the file system, or a size (`2G`).
+    pub reserve: String,
+}
+
+impl Default for WorktreeConfig {
+    fn default() -> Self {
+        WorktreeConfig {
+            sparse: SparseMode::default(),
+            sparse_include: Vec::new(),
+            reserve: "5%".to_string(),
+        }
+    }
+}
+
+/// `worktree.sparse`: `off`, `auto`, or a list of globs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SparseMode {
+    Word(SparseWord),
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SparseWord {
+    Off,
+    Auto,
+}
+
+impl Default for SparseMode {
+    fn default() -> Self {
+        SparseMode::Word(SparseWord::Off)
     }
 }
 
@@ -439,6 +488,8 @@ pub const ENV_VARS: &[&str] = &[
     "TREEFARM_MERGE_GATE",
     "TREEFARM_MERGE_AUTO",
     "TREEFARM_SETUP_COMMAND",
+    "TREEFARM_WORKTREE_SPARSE",
+    "TREEFARM_WORKTREE_RESERVE",
 ];
 
 impl Config {
@@ -560,6 +611,19 @@ impl Config {
         if self.base.trim().is_empty() {
             return Err(invalid("base", "must not be empty"));
         }
+        if let Err(message) = crate::runner::disk::Reserve::parse(&self.worktree.reserve) {
+            return Err(invalid("worktree.reserve", &message));
+        }
+        if let Some(key) = self
+            .slot_env
+            .keys()
+            .find(|k| !crate::runner::slots::valid_env_name(k))
+        {
+            return Err(invalid(
+                "slot_env",
+                &format!("`{key}` is not a valid environment variable name"),
+            ));
+        }
         Ok(())
     }
 
@@ -649,6 +713,22 @@ impl Config {
                     parse_bool(v).ok_or_else(|| "expected `true` or `false`".to_string())?
             }
             "TREEFARM_SETUP_COMMAND" => self.setup.command = v.to_string(),
+            "TREEFARM_WORKTREE_SPARSE" => {
+                self.worktree.sparse = match v.trim().to_ascii_lowercase().as_str() {
+                    "off" | "" => SparseMode::Word(SparseWord::Off),
+                    "auto" => SparseMode::Word(SparseWord::Auto),
+                    _ => SparseMode::List(
+                        v.split(',')
+                            .map(|g| g.trim().to_string())
+                            .filter(|g| !g.is_empty())
+                            .collect(),
+                    ),
+                }
+            }
+            "TREEFARM_WORKTREE_RESERVE" => {
+                crate::runner::disk::Reserve::parse(v)?;
+                self.worktree.reserve = v.trim().to_string();
+            }
             _ => {}
         }
         Ok(())
@@ -714,6 +794,15 @@ overlap: {{ ignore: [Cargo.lock] }}
 # gate: a command run on the merged commit before the target moves (e.g. cargo test).
 # auto: merge during `run`; false leaves it to `treefarm merge`.
 merge: {{ strategy: merge, gate: "", auto: true }}
+
+# Worktree shape and disk budget. sparse: off (whole tree), auto (the directories
+# of each spec's declared files plus sparse_include), or a list of globs. The run
+# refuses to start when the worktrees would not fit in the free space minus reserve.
+worktree: {{ sparse: off, sparse_include: [], reserve: "5%" }}
+
+# Per-slot environment; {{slot}}, {{cache}} (a cache folder for this repository that
+# outlives worktrees) and {{repo}}. E.g. CARGO_TARGET_DIR: "{{cache}}/slot-{{slot}}/target"
+slot_env: {{}}
 "#
     )
 }

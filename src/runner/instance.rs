@@ -105,7 +105,30 @@ pub async fn run_instance(
         return;
     };
     let worktree = opts.worktree_for(&id);
-    let job = agent_job(&opts, &dir, &run_id, &spec, &worktree, &launch);
+    // Held until the instance ends, so no other instance gets the same block.
+    let own_port = opts.port(launch.slot);
+    let ports = crate::runner::ports::claim(
+        own_port,
+        u32::from(opts.port_stride),
+        opts.spare_ports_from(),
+    );
+    let port = ports.as_ref().map_or(own_port, |b| b.start);
+    let job = agent_job(&opts, &dir, &run_id, &spec, &worktree, &launch, port);
+    if let (Ok(job), Some(block)) = (&job, &ports) {
+        if let Some((own, taken)) = block.moved_from {
+            note(
+                job,
+                &format!(
+                    "port {taken} of slot {}'s block {own}-{} is in use; TREEFARM_PORT={} (block {}-{})",
+                    launch.slot,
+                    own + block.size - 1,
+                    block.start,
+                    block.start,
+                    block.start + block.size - 1
+                ),
+            );
+        }
+    }
     let job = match job {
         Ok(job) => job,
         Err(reason) => {
@@ -230,6 +253,17 @@ pub async fn run_instance(
     send(InstanceMsg::Done(verdict));
 }
 
+/// Says something about the instance in its log (and the diagnostics).
+fn note(job: &AgentJob, message: &str) {
+    use std::io::Write as _;
+    tracing::warn!("{message}");
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&job.log_path)
+        .and_then(|mut f| writeln!(f, "treefarm: {message}"));
+}
+
 fn is_stop(end: &Option<AgentEnd>) -> bool {
     matches!(end, Some(AgentEnd::Stopped))
 }
@@ -299,6 +333,7 @@ fn agent_job(
     spec: &Spec,
     worktree: &Path,
     launch: &Launch,
+    port: u32,
 ) -> Result<AgentJob, String> {
     let branch = spec.branch();
     let spec_path = spec.path.display().to_string();
@@ -349,9 +384,26 @@ fn agent_job(
             prompt_path.display().to_string(),
         ),
         ("TREEFARM_SLOT".into(), launch.slot.to_string()),
-        ("TREEFARM_PORT".into(), opts.port(launch.slot).to_string()),
+        ("TREEFARM_PORT".into(), port.to_string()),
     ];
     env.extend(opts.agent_env.iter().cloned());
+    if !opts.slot_env.is_empty() {
+        let cache = opts.cache_dir.clone().unwrap_or_else(|| {
+            crate::runner::slots::cache_dir(&opts.repo_root, |k| std::env::var(k).ok())
+        });
+        std::fs::create_dir_all(&cache).map_err(|e| {
+            format!(
+                "slot_env: cannot create the cache folder `{}`: {e}",
+                cache.display()
+            )
+        })?;
+        env.extend(crate::runner::slots::slot_env(
+            &opts.slot_env,
+            launch.slot,
+            &cache,
+            &opts.repo_root,
+        ));
+    }
     Ok(AgentJob {
         command,
         cwd: worktree.to_path_buf(),
@@ -388,6 +440,32 @@ async fn setup(
     job: &AgentJob,
     stop: watch::Receiver<Stop>,
 ) -> Result<(), SetupFailure> {
+    // `.worktreeinclude`: gitignored files of the main worktree.
+    let repo = Repo::discover(&opts.repo_root).map_err(|e| e.to_string())?;
+    let included = repo
+        .worktree_include()
+        .map_err(|e| format!("{}: {e}", crate::git::WORKTREE_INCLUDE))?;
+    for rel in &included {
+        let (from, to) = (opts.repo_root.join(rel), worktree.join(rel));
+        if to.symlink_metadata().is_ok() {
+            continue;
+        }
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                format!(
+                    ".worktreeinclude: cannot create `{}`: {e}",
+                    parent.display()
+                )
+            })?;
+        }
+        std::fs::copy(&from, &to).map_err(|e| {
+            format!(
+                ".worktreeinclude: cannot copy `{}` to `{}`: {e}",
+                from.display(),
+                to.display()
+            )
+        })?;
+    }
     for rel in &opts.setup.copy {
         let from = opts.repo_root.join(rel);
         let to = worktree.join(rel);
