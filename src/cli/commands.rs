@@ -211,11 +211,24 @@ pub fn status(
         crate::report::status::apply_live_status(&mut record, &dir);
         let now = crate::runner::dispatch::now_ms();
         let mut buf = Vec::new();
+        // Disk the run's worktrees use now (only those still on disk).
+        let disk: u64 = record
+            .instances
+            .iter()
+            .map(|i| crate::runner::disk::disk_usage(std::path::Path::new(&i.worktree)))
+            .sum();
         if json {
-            serde_json::to_writer(&mut buf, &crate::report::status::status_json(&record, now))?;
+            let mut value = crate::report::status::status_json(&record, now);
+            value["disk_bytes"] = disk.into();
+            serde_json::to_writer(&mut buf, &value)?;
             buf.push(b'\n');
         } else {
             crate::report::status::write_status_human(&record, now, &mut buf, color)?;
+            writeln!(
+                buf,
+                "disk: worktrees use {}",
+                crate::runner::disk::human_bytes(disk)
+            )?;
         }
         let text = String::from_utf8_lossy(&buf).into_owned();
         if !watch || text != last {
