@@ -27,7 +27,9 @@ fn tree_repo(config: &str) -> TestRepo {
         .map(|(p, c)| (p.as_str(), c.as_str()))
         .collect();
     let repo = TestRepo::with_files(&refs);
-    repo.git(&["update-index", "--chmod=+x", "tools/run.sh"]);
+    use std::os::unix::fs::PermissionsExt;
+    let script = repo.root.join("tools/run.sh");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     repo.write(
         "specs/SPEC-001-one.md",
         "---\ntitle: one\nfiles:\n  - a/f1.txt\n  - a/new.txt\n---\nChange a.\n",
@@ -38,6 +40,9 @@ fn tree_repo(config: &str) -> TestRepo {
     );
     repo.write("treefarm.yaml", config);
     repo.commit_all("specs");
+    assert!(repo
+        .git(&["ls-files", "-s", "tools/run.sh"])
+        .starts_with("100755"));
     repo
 }
 
@@ -77,6 +82,12 @@ fn sparse_auto_worktrees_are_real_sparse_checkouts_and_merge_like_full_ones() {
 
     let wt1 = sparse.worktree_dir().join("001");
     let wt2 = sparse.worktree_dir().join("002");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(wt1.join("tools/run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111, "the executable bit is checked out");
     // Materialised: the declared directories, root files, sparse_include.
     assert!(wt1.join("a/f1.txt").is_file() && wt1.join("a/sub/s0.txt").is_file());
     assert!(wt1.join("Cargo.toml").is_file() && wt1.join("tools/run.sh").is_file());
@@ -335,4 +346,53 @@ fn find_logs(dir: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+#[test]
+fn a_sparse_glob_list_is_a_non_cone_sparse_checkout_git_agrees_with() {
+    let repo = tree_repo("worktree:\n  sparse: [\"c/sub/*.txt\", \"tools/\"]\n");
+    std::os::unix::fs::symlink("../tools/run.sh", repo.root.join("c/sub/link.txt")).unwrap();
+    repo.commit_all("a symlink");
+    let agent = "git status --porcelain > ../status-$TREEFARM_SPEC_ID; git add -A; git commit -qm nothing || true";
+    let out = repo.tf(&["run", "--no-merge", "--agent", agent]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let wt = repo.worktree_dir().join("001");
+    let status = std::fs::read_to_string(repo.worktree_dir().join("status-001")).unwrap();
+    assert_eq!(status, "", "git status in the agent");
+    assert_eq!(repo.git_at(&wt, &["status", "--porcelain"]), "");
+    assert_eq!(
+        repo.git_at(&wt, &["config", "--worktree", "core.sparseCheckoutCone"]),
+        "false"
+    );
+    let ls = repo.git_at(&wt, &["ls-files", "-t"]);
+    let materialised: Vec<&str> = ls.lines().filter_map(|l| l.strip_prefix("H ")).collect();
+    // Exactly the globs plus the declared file (a/new.txt does not exist yet).
+    assert_eq!(
+        materialised,
+        [
+            "a/f1.txt",
+            "c/sub/link.txt",
+            "c/sub/s0.txt",
+            "c/sub/s1.txt",
+            "c/sub/s2.txt",
+            "c/sub/s3.txt",
+            "tools/run.sh"
+        ],
+        "{ls}"
+    );
+    assert!(std::fs::symlink_metadata(wt.join("c/sub/link.txt"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(wt.join("tools/run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111, "the executable bit is checked out");
+    // Nothing was committed: the unmaterialised files are not deletions.
+    assert_eq!(
+        repo.git(&["rev-parse", "treefarm/001"]),
+        repo.git(&["rev-parse", "roadmap"])
+    );
 }
