@@ -187,6 +187,7 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         .into());
     }
     check_disk_budget(&ctx, &sel.specs, &worktree_dir, no_merge || args.keep)?;
+    let worktree_include = ctx.repo.worktree_include().map_err(git_err)?;
     let run_id = state.new_run_id();
     let staging = std::env::temp_dir().join(format!("treefarm-agent-{run_id}"));
     let (agent_command, agent_env) = agent_command(&ctx, args.agent.as_deref(), &staging)?;
@@ -234,6 +235,7 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         cache_dir: Some(crate::runner::slots::cache_dir(ctx.root(), |k| {
             std::env::var(k).ok()
         })),
+        worktree_include,
     };
     let record = RunRecord {
         run_id: run_id.clone(),

@@ -79,15 +79,15 @@ fn walk(
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         let m = matcher.matched(&path, is_dir);
         let chosen = (selected || m.is_ignore()) && !m.is_whitelist();
-        let ignored = repo.is_path_ignored(&path).unwrap_or(false);
+        // Asking libgit2 is the slow part: only when the answer matters.
+        let ignored = || repo.is_path_ignored(&path).unwrap_or(false);
         if is_dir {
-            let named = prefixes
-                .iter()
-                .any(|p| p.starts_with(&format!("{}/", path.display())));
-            if !ignored || chosen || named {
+            let prefix = format!("{}/", path.display());
+            let named = prefixes.iter().any(|p| p.starts_with(&prefix));
+            if chosen || named || !ignored() {
                 walk(repo, matcher, prefixes, root, &path, chosen, out)?;
             }
-        } else if chosen && ignored {
+        } else if chosen && ignored() {
             out.push(path);
         }
     }

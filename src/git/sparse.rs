@@ -190,7 +190,7 @@ impl Shape {
         }
     }
 
-    fn matcher(&self) -> Result<Matcher, String> {
+    fn matcher(&self) -> Result<Matcher, GitError> {
         Ok(match self {
             Shape::Full => Matcher::All,
             Shape::Cone(dirs) => {
@@ -210,11 +210,14 @@ impl Shape {
             }
             Shape::Patterns(lines) => {
                 let mut b = GitignoreBuilder::new("");
+                let bad = |l: &str| {
+                    let pattern = l.to_string();
+                    move |source| GitError::SparsePattern { pattern, source }
+                };
                 for l in lines {
-                    b.add_line(None, l)
-                        .map_err(|e| format!("sparse pattern `{l}`: {e}"))?;
+                    b.add_line(None, l).map_err(bad(l))?;
                 }
-                Matcher::Patterns(b.build().map_err(|e| e.to_string())?)
+                Matcher::Patterns(b.build().map_err(bad(&lines.join(" ")))?)
             }
         })
     }
@@ -300,11 +303,12 @@ fn enable_worktree_config(repo: &Repository) -> Result<(), GitError> {
         return Ok(());
     }
     if config.get_entry("core.worktree").is_ok() {
-        return Err(GitError::io(
-            "plant a sparse worktree: `core.worktree` is set in the config of",
-            repo.commondir(),
-            std::io::Error::other("set `worktree.sparse: off`, or unset core.worktree"),
-        ));
+        // Turning the extension on would need it moved to the main
+        // worktree's own config: a change to the user's config we do not make.
+        return Err(GitError::SparseUnsupported {
+            path: repo.commondir().to_path_buf(),
+            reason: "`core.worktree` is set in its config".to_string(),
+        });
     }
     let mut local = config
         .open_level(ConfigLevel::Local)
@@ -338,13 +342,7 @@ pub(crate) fn add_sparse(
     if shape == Shape::Full {
         return add_full();
     }
-    let matcher = shape.matcher().map_err(|m| {
-        GitError::io(
-            "read worktree.sparse patterns for",
-            path,
-            std::io::Error::other(m),
-        )
-    })?;
+    let matcher = shape.matcher()?;
     enable_worktree_config(repo)?;
 
     // The admin entry and the `.git` file, as `git worktree add` writes them.
@@ -529,13 +527,7 @@ impl Repo {
                 Some(req) => Shape::resolve(req, |p| kind_in(&tree, p)),
                 None => Shape::Full,
             };
-            let matcher = shape.matcher().map_err(|m| {
-                GitError::io(
-                    "read worktree.sparse",
-                    self.root(),
-                    std::io::Error::other(m),
-                )
-            })?;
+            let matcher = shape.matcher()?;
             let mut dirs = HashSet::new();
             let mut total = index;
             for (path, size) in &files {

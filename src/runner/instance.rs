@@ -441,13 +441,9 @@ async fn setup(
     stop: watch::Receiver<Stop>,
 ) -> Result<(), SetupFailure> {
     // `.worktreeinclude`: gitignored files of the main worktree.
-    let repo = Repo::discover(&opts.repo_root).map_err(|e| e.to_string())?;
-    let included = repo
-        .worktree_include()
-        .map_err(|e| format!("{}: {e}", crate::git::WORKTREE_INCLUDE))?;
-    for rel in &included {
+    for rel in &opts.worktree_include {
         let (from, to) = (opts.repo_root.join(rel), worktree.join(rel));
-        if to.symlink_metadata().is_ok() {
+        if to.symlink_metadata().is_ok() || !from.is_file() {
             continue;
         }
         if let Some(parent) = to.parent() {

@@ -54,6 +54,10 @@ pub struct RunOptions {
     pub slot_env: BTreeMap<String, String>,
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// What `.worktreeinclude` selected at the start of the run (relative
+    /// paths of gitignored files in the main worktree).
+    #[serde(default)]
+    pub worktree_include: Vec<PathBuf>,
 }
 
 impl RunOptions {
@@ -81,6 +85,11 @@ impl RunOptions {
             .iter()
             .chain(&self.setup.link)
             .cloned()
+            .chain(
+                self.worktree_include
+                    .iter()
+                    .map(|p| p.to_string_lossy().into_owned()),
+            )
             .collect()
     }
 
