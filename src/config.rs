@@ -93,11 +93,46 @@ impl Default for WorktreeConfig {
 }
 
 /// `worktree.sparse`: `off`, `auto`, or a list of globs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum SparseMode {
     Word(SparseWord),
     List(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for SparseMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SparseMode;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`off`, `auto` or a list of globs")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SparseMode, E> {
+                match v {
+                    "off" => Ok(SparseMode::Word(SparseWord::Off)),
+                    "auto" => Ok(SparseMode::Word(SparseWord::Auto)),
+                    _ => Err(E::custom(format!(
+                        "unknown value `{v}`, expected `off`, `auto` or a list of globs"
+                    ))),
+                }
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<SparseMode, A::Error> {
+                let mut globs = Vec::new();
+                while let Some(g) = seq.next_element::<String>()? {
+                    globs.push(g);
+                }
+                Ok(SparseMode::List(globs))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

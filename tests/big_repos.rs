@@ -396,3 +396,39 @@ fn a_sparse_glob_list_is_a_non_cone_sparse_checkout_git_agrees_with() {
         repo.git(&["rev-parse", "roadmap"])
     );
 }
+
+#[test]
+fn worktree_and_slot_env_keys_parse_and_bad_values_name_the_key() {
+    use treefarm::config::{Config, SparseMode, SparseWord};
+    let c = Config::parse(
+        "treefarm.yaml",
+        b"worktree:\n  sparse: auto\n  sparse_include: [Cargo.toml]\n  reserve: 2G\nslot_env:\n  CARGO_TARGET_DIR: \"{cache}/slot-{slot}/target\"\n",
+    )
+    .expect("parses");
+    assert_eq!(c.worktree.sparse, SparseMode::Word(SparseWord::Auto));
+    assert_eq!(c.worktree.sparse_include, ["Cargo.toml"]);
+    assert_eq!(c.worktree.reserve, "2G");
+    assert_eq!(c.slot_env.len(), 1);
+    let list = Config::parse("t.yaml", b"worktree: { sparse: [src/a, \"*.toml\"] }\n").unwrap();
+    assert_eq!(
+        list.worktree.sparse,
+        SparseMode::List(vec!["src/a".into(), "*.toml".into()])
+    );
+    assert_eq!(
+        Config::default().worktree.sparse,
+        SparseMode::Word(SparseWord::Off)
+    );
+    assert_eq!(Config::default().worktree.reserve, "5%");
+
+    let err = Config::parse("t.yaml", b"worktree:\n  sparse: maybe\n").unwrap_err();
+    assert!(err.to_string().contains("`off`, `auto` or a list"), "{err}");
+    let err = Config::parse("t.yaml", b"worktree:\n  reserve: lots\n").unwrap_err();
+    assert!(
+        err.to_string().contains("t.yaml:2: `worktree.reserve`"),
+        "{err}"
+    );
+    let err = Config::parse("t.yaml", b"slot_env:\n  BAD-NAME: x\n").unwrap_err();
+    assert!(err.to_string().contains("BAD-NAME"), "{err}");
+    let err = Config::parse("t.yaml", b"worktree:\n  sparce: auto\n").unwrap_err();
+    assert!(err.to_string().contains("worktree.sparce"), "{err}");
+}
