@@ -106,28 +106,10 @@ pub async fn run_instance(
     };
     let worktree = opts.worktree_for(&id);
     // Held until the instance ends, so no other instance gets the same block.
-    let own_port = opts.port(launch.slot);
-    let ports = crate::runner::ports::claim(
-        own_port,
-        u32::from(opts.port_stride),
-        opts.spare_ports_from(),
-    );
-    let port = ports.as_ref().map_or(own_port, |b| b.start);
+    let (_ports, port, moved) = probe_ports(&opts, &launch);
     let job = agent_job(&opts, &dir, &run_id, &spec, &worktree, &launch, port);
-    if let (Ok(job), Some(block)) = (&job, &ports) {
-        if let Some((own, taken)) = block.moved_from {
-            note(
-                job,
-                &format!(
-                    "port {taken} of slot {}'s block {own}-{} is in use; TREEFARM_PORT={} (block {}-{})",
-                    launch.slot,
-                    own + block.size - 1,
-                    block.start,
-                    block.start,
-                    block.start + block.size - 1
-                ),
-            );
-        }
+    if let (Ok(job), Some(message)) = (&job, moved) {
+        note(job, &message);
     }
     let job = match job {
         Ok(job) => job,
@@ -251,6 +233,39 @@ pub async fn run_instance(
         None => Verdict::Stopped,
     };
     send(InstanceMsg::Done(verdict));
+}
+
+/// The instance's port block: its slot's own when free, else a spare one
+/// (and what to say about the move). A re-attached agent already listens on
+/// its block: no probe.
+fn probe_ports(
+    opts: &RunOptions,
+    launch: &Launch,
+) -> (Option<crate::runner::ports::PortBlock>, u32, Option<String>) {
+    let own = opts.port(launch.slot);
+    if launch.reattach.is_some() {
+        return (None, own, None);
+    }
+    let slot = launch.slot;
+    match crate::runner::ports::claim(own, u32::from(opts.port_stride), opts.spare_ports_from()) {
+        None => (
+            None,
+            own,
+            Some(format!(
+                "slot {slot}'s port block at {own} is in use and no spare block is free; TREEFARM_PORT={own} anyway"
+            )),
+        ),
+        Some(block) => {
+            let (start, end) = (block.start, block.start + block.size - 1);
+            let message = block.moved_from.map(|(own, taken)| {
+                format!(
+                    "port {taken} of slot {slot}'s block {own}-{} is in use; TREEFARM_PORT={start} (block {start}-{end})",
+                    own + block.size - 1
+                )
+            });
+            (Some(block), start, message)
+        }
+    }
 }
 
 /// Says something about the instance in its log (and the diagnostics).
