@@ -77,7 +77,15 @@ fn write_agent(repo: &TestRepo) -> String {
 fn sparse_auto_worktrees_are_real_sparse_checkouts_and_merge_like_full_ones() {
     let sparse = tree_repo("worktree:\n  sparse: auto\n  sparse_include: [tools]\n");
     let agent = write_agent(&sparse);
-    let out = sparse.tf(&["run", "--keep", "--agent", &agent]);
+    // The gate runs in a whole checkout of the merge, sparse worktrees or not.
+    let out = sparse.tf(&[
+        "run",
+        "--keep",
+        "--gate",
+        "test -f c/sub/s3.txt",
+        "--agent",
+        &agent,
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
     let wt1 = sparse.worktree_dir().join("001");
@@ -123,6 +131,12 @@ fn sparse_auto_worktrees_are_real_sparse_checkouts_and_merge_like_full_ones() {
         sparse.git_at(&wt1, &["sparse-checkout", "list"]),
         "a\ntools"
     );
+    let listed = sparse.git(&["worktree", "list", "--porcelain"]);
+    for wt in [&wt1, &wt2] {
+        let line = format!("worktree {}", std::fs::canonicalize(wt).unwrap().display());
+        assert!(listed.lines().any(|l| l == line), "{listed}");
+    }
+    assert!(!listed.contains("prunable"), "{listed}");
     // Nothing but the extension changed in the user's config.
     assert_eq!(
         sparse.git(&["config", "--local", "extensions.worktreeConfig"]),
