@@ -238,12 +238,15 @@ fn a_run_that_does_not_fit_the_disk_is_refused_before_anything_is_created() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!wt_dir.join("001/a").exists());
     let status = repo.tf(&["status"]);
-    assert!(
-        String::from_utf8_lossy(&status.stdout).contains("disk")
-            || stderr(&status).contains("disk"),
-        "status shows disk use: {}",
-        String::from_utf8_lossy(&status.stdout)
-    );
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("disk: worktrees use "))
+        .unwrap_or_else(|| panic!("status shows the worktrees' disk use: {text}"));
+    assert!(!line.ends_with(" 0 B"), "{line}");
+    let json = repo.tf(&["status", "--json"]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(value["disk_bytes"].as_u64().unwrap() > 0, "{value}");
 }
 
 #[test]

@@ -203,11 +203,11 @@ fn matches_tree_except(
     Ok(unstaged.deltas().all(|delta| {
         let path = || delta.old_file().path_bytes().unwrap_or_default();
         (delta.status() == git2::Delta::Deleted && sparse.contains(path()))
-            || delta.status() == git2::Delta::Untracked
+            || (delta.status() == git2::Delta::Untracked
                 && delta
                     .new_file()
                     .path()
-                    .is_some_and(|path| is_placed(path, placed))
+                    .is_some_and(|path| is_placed(path, placed)))
     }))
 }
 
