@@ -39,6 +39,8 @@
 #             on both sides), over 8 instances x rounds; median and max. Goal:
 #             < 20 ms.
 #
+# `scripts/bench-run.sh big` runs the big-repo scenario instead (below).
+#
 # Environment: TREEFARM_BIN (default target/release/treefarm, built if
 # missing), BENCH_ROUNDS (5), BENCH_FILES (3000), BENCH_MB (30), BENCH_KEEP=1
 # keeps the scratch directory. Exit code: 0 unless something failed (a missed
@@ -48,12 +50,136 @@ set -euo pipefail
 # shellcheck source=scripts/bench/lib.sh
 source "$(dirname "$0")/bench/lib.sh"
 
+# --- big-repo scenario (`scripts/bench-run.sh big`) ---------------------------
+#
+# A synthetic repository of BIG_FILES (20,000) files in 200 directories
+# (src/dNNN/, ~BIG_MB = 200 MB, packed), 4 specs each declaring one directory
+# (`src/dNNN/**`), `treefarm run --no-merge --instances 4 --agent true --json`
+# with `worktree.sparse: auto` and `off`, same rounds, alternating order:
+#
+#   plant     arrival of the last `planted` event minus arrival of
+#             `run_started` on stdout (the four worktrees, planted at once);
+#   disk      `du` of the worktree folder after the run (allocated blocks);
+#   tar       the same four full trees copied with tar (`git ls-files` of the
+#             main worktree piped through `tar -c | tar -x`, four at once): the
+#             physical floor of writing those files.
+#
+# Goals: sparse auto uses >= 10x less disk and plants >= 5x faster than off.
+big_repo_scenario() {
+    local rounds=${BENCH_ROUNDS:-3} nfiles=${BIG_FILES:-20000} mb=${BIG_MB:-200}
+    local repo=$BENCH_TMP/big res=$BENCH_TMP/big-results n=4
+    mkdir -p "$res"
+    note "treefarm: $TF"
+    note "generating $nfiles files / $mb MB in 200 directories ..."
+    git init -q -b main "$repo"
+    git -C "$repo" config gc.auto 0
+    python3 - "$repo" "$nfiles" $((mb * 1024 * 1024)) <<'PY'
+import base64, os, random, sys
+root, n, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+per = max(64, total // n)
+rng = random.Random(17)
+for i in range(n):
+    d = os.path.join(root, "src", "d%03d" % (i % 200))
+    os.makedirs(d, exist_ok=True)
+    raw = base64.b64encode(rng.randbytes(per * 3 // 4 + 3))[:per - per // 77]
+    with open(os.path.join(d, "f%05d.txt" % i), "wb") as f:
+        f.write(b"\n".join(raw[j:j + 76] for j in range(0, len(raw), 76)) + b"\n")
+PY
+    local i id
+    for ((i = 1; i <= n; i++)); do
+        id=$(printf '%03d' "$i")
+        mkdir -p "$repo/specs"
+        printf -- '---\ntitle: big %s\nfiles:\n  - src/d%03d/**\n---\nWork in one directory.\n' \
+            "$id" $((i * 37)) >"$repo/specs/SPEC-$id-big.md"
+    done
+    printf 'agent:\n  command: "true"\n' >"$repo/treefarm.yaml"
+    commit_all "$repo" "big synthetic repository"
+    note "generated: $(git -C "$repo" ls-files | wc -l) files, $(du -sm --exclude=.git "$repo" | cut -f1) MB checked out"
+
+    big_run() { # MODE OUT
+        printf 'agent:\n  command: "true"\nworktree:\n  sparse: %s\n' "$1" >"$repo/treefarm.yaml"
+        must_measure --lines "$2" "treefarm run (sparse $1)" \
+            "$TF" -C "$repo" run --no-merge --instances "$n" --json --agent true
+        python3 - "$2" <<'PY' >"$2.plant_ms"
+import json, sys
+start = last = None
+for raw in open(sys.argv[1] + ".lines"):
+    t, line = raw.rstrip("\n").split("\t", 1)
+    ev = json.loads(line).get("event")
+    if ev == "run_started":
+        start = int(t)
+    if ev == "planted":
+        last = int(t)
+if start is None or last is None:
+    sys.exit("error: no run_started/planted events")
+print("%.1f" % ((last - start) / 1e6))
+PY
+        du -s --block-size=1 "$repo.treefarm" | cut -f1 >"$2.disk"
+        reset_treefarm "$repo"
+    }
+    tar_copy() { # OUT
+        local dest=$BENCH_TMP/tar-copy
+        rm -rf "$dest"
+        mkdir -p "$dest"
+        must_measure "$1" "tar copy" bash -c '
+            cd "$1" || exit 1
+            pids=()
+            for k in 1 2 3 4; do
+                mkdir -p "$2/$k"
+                (git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$2/$k") & pids+=($!)
+            done
+            rc=0; for p in "${pids[@]}"; do wait "$p" || rc=1; done; exit $rc
+        ' tar "$repo" "$dest"
+        rm -rf "$dest"
+    }
+    reset_treefarm "$repo"
+    local r
+    for ((r = 0; r <= rounds; r++)); do
+        note "big round $r/$rounds ..."
+        if ((r % 2 == 0)); then
+            big_run off "$res/off.$r"
+            big_run auto "$res/auto.$r"
+        else
+            big_run auto "$res/auto.$r"
+            big_run off "$res/off.$r"
+        fi
+        tar_copy "$res/tar.$r"
+        ((r == 0)) && continue
+        cat "$res/off.$r.plant_ms" >>"$res/off_ms"
+        cat "$res/auto.$r.plant_ms" >>"$res/auto_ms"
+        cat "$res/off.$r.disk" >>"$res/off_disk"
+        cat "$res/auto.$r.disk" >>"$res/auto_disk"
+        ns_to_ms "$(measured_field "$res/tar.$r" 1)" >>"$res/tar_ms"
+    done
+    local off_ms auto_ms tar_ms off_disk auto_disk
+    read -r off_ms _ < <(stats <"$res/off_ms")
+    read -r auto_ms _ < <(stats <"$res/auto_ms")
+    read -r tar_ms _ < <(stats <"$res/tar_ms")
+    read -r off_disk _ < <(stats <"$res/off_disk")
+    read -r auto_disk _ < <(stats <"$res/auto_disk")
+    echo
+    echo "big repository: $(git -C "$repo" ls-files | wc -l) files / $mb MB in 200 dirs, $n specs of one dir each, $rounds rounds (medians)"
+    hr
+    printf '%-28s %12s %14s\n' "" "plant (ms)" "disk (MiB)"
+    printf '%-28s %12s %14s\n' "sparse: off (whole tree)" "$off_ms" "$(calc "$off_disk / 1048576")"
+    printf '%-28s %12s %14s\n' "sparse: auto" "$auto_ms" "$(calc "$auto_disk / 1048576")"
+    printf '%-28s %12s\n' "tar copy of the 4 full trees" "$tar_ms"
+    hr
+    printf 'disk off/auto   %sx   goal >= 10x: %s\n' "$(calc "$off_disk / $auto_disk")" "$(goal "$off_disk / $auto_disk" '>=' 10)"
+    printf 'plant off/auto  %sx   goal >= 5x: %s\n' "$(calc "$off_ms / $auto_ms")" "$(goal "$off_ms / $auto_ms" '>=' 5)"
+    printf 'full plant/tar  %sx   (tar is the floor of writing the files)\n' "$(calc "$off_ms / $tar_ms")"
+}
+
 ROUNDS=${BENCH_ROUNDS:-5}
 NFILES=${BENCH_FILES:-3000}
 MB=${BENCH_MB:-30}
 N=8
 
 bench_init
+if [[ ${1:-} = big ]]; then
+    big_repo_scenario
+    exit 0
+fi
 REPO=$BENCH_TMP/repo
 GITWT=$BENCH_TMP/git-wt
 STAMPS=$BENCH_TMP/stamps

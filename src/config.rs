@@ -45,6 +45,10 @@ pub struct Config {
     pub merge: MergeConfig,
     /// Which files are specs and which labels declare files.
     pub spec: SpecConfig,
+    /// Shape and disk budget of the worktrees.
+    pub worktree: WorktreeConfig,
+    /// Environment templates per slot: `{slot}`, `{cache}`, `{repo}`.
+    pub slot_env: BTreeMap<String, String>,
 }
 
 /// `spec:` — how specs are found and read.
@@ -92,7 +96,87 @@ impl Default for Config {
             overlap: OverlapConfig::default(),
             merge: MergeConfig::default(),
             spec: SpecConfig::default(),
+            worktree: WorktreeConfig::default(),
+            slot_env: BTreeMap::new(),
         }
+    }
+}
+
+/// `worktree:` — which part of the tree each worktree materialises, and the
+/// free space kept on `worktree_dir`'s file system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorktreeConfig {
+    pub sparse: SparseMode,
+    /// With `sparse: auto`, also materialise these paths or globs.
+    pub sparse_include: Vec<String>,
+    /// Free space left untouched: `5%` of the file system, or a size (`2G`).
+    pub reserve: String,
+}
+
+impl Default for WorktreeConfig {
+    fn default() -> Self {
+        WorktreeConfig {
+            sparse: SparseMode::default(),
+            sparse_include: Vec::new(),
+            reserve: "5%".to_string(),
+        }
+    }
+}
+
+/// `worktree.sparse`: `off`, `auto`, or a list of globs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum SparseMode {
+    Word(SparseWord),
+    List(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for SparseMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SparseMode;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`off`, `auto` or a list of globs")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SparseMode, E> {
+                match v {
+                    "off" => Ok(SparseMode::Word(SparseWord::Off)),
+                    "auto" => Ok(SparseMode::Word(SparseWord::Auto)),
+                    _ => Err(E::custom(format!(
+                        "unknown value `{v}`, expected `off`, `auto` or a list of globs"
+                    ))),
+                }
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<SparseMode, A::Error> {
+                let mut globs = Vec::new();
+                while let Some(g) = seq.next_element::<String>()? {
+                    globs.push(g);
+                }
+                Ok(SparseMode::List(globs))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SparseWord {
+    Off,
+    Auto,
+}
+
+impl Default for SparseMode {
+    fn default() -> Self {
+        SparseMode::Word(SparseWord::Off)
     }
 }
 
@@ -474,6 +558,8 @@ pub const ENV_VARS: &[&str] = &[
     "TREEFARM_MERGE_GATE",
     "TREEFARM_MERGE_AUTO",
     "TREEFARM_SETUP_COMMAND",
+    "TREEFARM_WORKTREE_SPARSE",
+    "TREEFARM_WORKTREE_RESERVE",
 ];
 
 impl Config {
@@ -595,6 +681,19 @@ impl Config {
         if self.base.trim().is_empty() {
             return Err(invalid("base", "must not be empty"));
         }
+        if let Err(message) = crate::runner::disk::Reserve::parse(&self.worktree.reserve) {
+            return Err(invalid("worktree.reserve", &message));
+        }
+        if let Some(key) = self
+            .slot_env
+            .keys()
+            .find(|k| !crate::runner::slots::valid_env_name(k))
+        {
+            return Err(invalid(
+                "slot_env",
+                &format!("`{key}` is not a valid environment variable name"),
+            ));
+        }
         Ok(())
     }
 
@@ -684,6 +783,22 @@ impl Config {
                     parse_bool(v).ok_or_else(|| "expected `true` or `false`".to_string())?
             }
             "TREEFARM_SETUP_COMMAND" => self.setup.command = v.to_string(),
+            "TREEFARM_WORKTREE_SPARSE" => {
+                self.worktree.sparse = match v.trim().to_ascii_lowercase().as_str() {
+                    "off" | "" => SparseMode::Word(SparseWord::Off),
+                    "auto" => SparseMode::Word(SparseWord::Auto),
+                    _ => SparseMode::List(
+                        v.split(',')
+                            .map(|g| g.trim().to_string())
+                            .filter(|g| !g.is_empty())
+                            .collect(),
+                    ),
+                }
+            }
+            "TREEFARM_WORKTREE_RESERVE" => {
+                crate::runner::disk::Reserve::parse(v)?;
+                self.worktree.reserve = v.trim().to_string();
+            }
             _ => {}
         }
         Ok(())
@@ -753,6 +868,14 @@ merge: {{ strategy: merge, gate: "", auto: true }}
 # Specs: extra labels that declare files (e.g. ["Touches", "Scope"]) or only
 # refer to them; include/exclude are globs on names inside spec_dir.
 # spec: {{ markers: [], reference_markers: [], include: [], exclude: [] }}
+# Worktree shape and disk budget. sparse: off (whole tree), auto (the directories
+# of each spec's declared files plus sparse_include), or a list of globs. The run
+# refuses to start when the worktrees would not fit in the free space minus reserve.
+worktree: {{ sparse: off, sparse_include: [], reserve: "5%" }}
+
+# Per-slot environment; {{slot}}, {{cache}} (a cache folder for this repository that
+# outlives worktrees) and {{repo}}. E.g. CARGO_TARGET_DIR: "{{cache}}/slot-{{slot}}/target"
+slot_env: {{}}
 "#
     )
 }

@@ -61,6 +61,7 @@ fn add_worktrees_timing_against_git() {
                 branch: format!("t{round}/{n:03}"),
                 start: git2_oid(&head),
                 reuse: false,
+                sparse: None,
             })
             .collect();
         let (self_before, _) = cpu_ticks();
@@ -145,6 +146,7 @@ fn checkout_cpu_per_worktree_against_git() {
                 branch: format!("t{k}/{n}"),
                 start: git2_oid(&head),
                 reuse: false,
+                sparse: None,
             }]);
             let a = cpu_split();
             r[0].as_ref().unwrap();

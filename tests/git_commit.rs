@@ -26,6 +26,7 @@ fn with_worktree() -> (TestRepo, Repo, std::path::PathBuf) {
         branch: "treefarm/020".into(),
         start: oid(&t.git(&["rev-parse", "HEAD"])),
         reuse: false,
+        sparse: None,
     };
     repo.add_worktrees(&[req]).remove(0).unwrap();
     (t, repo, path)

@@ -31,6 +31,7 @@ fn setup(ids: &[&str]) -> (TestRepo, Repo, Vec<PathBuf>) {
             branch: format!("treefarm/{id}"),
             start: head,
             reuse: false,
+            sparse: None,
         })
         .collect();
     for r in repo.add_worktrees(&reqs) {

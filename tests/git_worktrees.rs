@@ -23,6 +23,7 @@ fn request(name: &str, path: PathBuf, start: Oid) -> WorktreeRequest {
         branch: format!("treefarm/{name}"),
         start,
         reuse: false,
+        sparse: None,
     }
 }
 

@@ -193,6 +193,7 @@ pub fn status(
         && std::io::IsTerminal::is_terminal(&std::io::stdout())
         && std::env::var_os("NO_COLOR").is_none();
     let mut last = String::new();
+    let mut disk_at: Option<(std::time::Instant, u64)> = None;
     loop {
         let mut record = dir.read_state()?;
         // Progress written by agents since the last journal write, and by
@@ -200,11 +201,32 @@ pub fn status(
         crate::report::status::apply_live_status(&mut record, &dir);
         let now = crate::runner::dispatch::now_ms();
         let mut buf = Vec::new();
+        // Disk the run's worktrees use now (only those still on disk); a
+        // walk of every file, so `--watch` repeats it every few seconds only.
+        let disk = match disk_at {
+            Some((at, bytes)) if at.elapsed() < std::time::Duration::from_secs(5) => bytes,
+            _ => {
+                let bytes: u64 = record
+                    .instances
+                    .iter()
+                    .map(|i| crate::runner::disk::disk_usage(std::path::Path::new(&i.worktree)))
+                    .sum();
+                disk_at = Some((std::time::Instant::now(), bytes));
+                bytes
+            }
+        };
         if json {
-            serde_json::to_writer(&mut buf, &crate::report::status::status_json(&record, now))?;
+            let mut value = crate::report::status::status_json(&record, now);
+            value["disk_bytes"] = disk.into();
+            serde_json::to_writer(&mut buf, &value)?;
             buf.push(b'\n');
         } else {
             crate::report::status::write_status_human(&record, now, &mut buf, color)?;
+            writeln!(
+                buf,
+                "disk: worktrees use {}",
+                crate::runner::disk::human_bytes(disk)
+            )?;
         }
         let text = String::from_utf8_lossy(&buf).into_owned();
         if !watch || text != last {

@@ -71,6 +71,7 @@ pub fn prune(
     }
 
     let mut kept = 0usize;
+    let mut freed = 0u64;
     for (branch, tip) in repo.branches_with_prefix("treefarm/").map_err(git_err)? {
         if branch.starts_with("treefarm/gate-") {
             continue;
@@ -123,18 +124,31 @@ pub fn prune(
             let archived = repo.archive(&id, tip).map_err(git_err)?;
             writeln!(err, "archived {branch} at {tip} as {archived}")?;
         }
+        let mut size = 0;
         if let Some(w) = worktree {
+            size = crate::runner::disk::disk_usage(&w.path);
             repo.remove_worktree(&w.path, force).map_err(git_err)?;
+            freed += size;
         }
         repo.delete_branch(&branch).map_err(git_err)?;
         writeln!(
             err,
             "{verb} {branch}{}",
             if worktree.is_some() {
-                " and its worktree"
+                format!(
+                    " and its worktree ({})",
+                    crate::runner::disk::human_bytes(size)
+                )
             } else {
-                ""
+                String::new()
             }
+        )?;
+    }
+    if freed > 0 {
+        writeln!(
+            err,
+            "freed {} of disk",
+            crate::runner::disk::human_bytes(freed)
         )?;
     }
     if kept > 0 {

@@ -194,6 +194,8 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         .with_hint("`treefarm resume` continues an interrupted run; `treefarm prune` removes merged leftovers (`--force` archives and removes unmerged ones)")
         .into());
     }
+    check_disk_budget(&ctx, &sel.specs, &worktree_dir, no_merge || args.keep)?;
+    let worktree_include = ctx.repo.worktree_include().map_err(git_err)?;
     let run_id = state.new_run_id();
     let staging = std::env::temp_dir().join(format!("treefarm-agent-{run_id}"));
     let (agent_command, agent_env) = agent_command(&ctx, args.agent.as_deref(), &staging)?;
@@ -235,6 +237,13 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         keep: args.keep,
         specs: sel.specs.clone(),
         conflicts: sel.conflicts(),
+        sparse: cfg.worktree.sparse.clone(),
+        sparse_include: cfg.worktree.sparse_include.clone(),
+        slot_env: cfg.slot_env.clone(),
+        cache_dir: Some(crate::runner::slots::cache_dir(ctx.root(), |k| {
+            std::env::var(k).ok()
+        })),
+        worktree_include,
     };
     let record = RunRecord {
         run_id: run_id.clone(),
@@ -278,6 +287,59 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
     dir.append_event(&crate::report::stamped(&start_event, at_ms)?)?;
     reporter.event_at(&start_event, at_ms);
     drive(opts, dir, record, &mut reporter, Mode::Run, &ctx, quiet)
+}
+
+/// Refuses a run whose worktrees would not fit in the free space of
+/// `worktree_dir`'s file system minus `worktree.reserve` (nothing created).
+fn check_disk_budget(
+    ctx: &Ctx,
+    specs: &[crate::spec::Spec],
+    worktree_dir: &std::path::Path,
+    all_kept: bool,
+) -> anyhow::Result<()> {
+    use crate::runner::disk;
+    let cfg = &ctx.config;
+    let reserve = disk::Reserve::parse(&cfg.worktree.reserve).map_err(InputError::new)?;
+    let start = match ctx.repo.branch_tip(&cfg.target).map_err(git_err)? {
+        Some(tip) => tip,
+        None => ctx.repo.resolve(&cfg.base).map_err(git_err)?,
+    };
+    let requests: Vec<_> = specs
+        .iter()
+        .map(|s| {
+            crate::runner::options::sparse_request(
+                &cfg.worktree.sparse,
+                &cfg.worktree.sparse_include,
+                s,
+            )
+        })
+        .collect();
+    let sizes = ctx.repo.checkout_sizes(start, &requests).map_err(git_err)?;
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    let needed = disk::needed(sizes, cfg.instances, all_kept);
+    let (free, total) = disk::free_space(worktree_dir).with_context(|| {
+        format!(
+            "failed to read the free space of `{}`",
+            worktree_dir.display()
+        )
+    })?;
+    if let Err(over) = disk::check(needed, free, total, reserve) {
+        let hb = disk::human_bytes;
+        return Err(InputError::new(format!(
+            "not enough disk space for the worktrees in `{}`: needed {}, available {} ({} free minus worktree.reserve {})",
+            worktree_dir.display(),
+            hb(over.needed),
+            hb(over.available),
+            hb(free),
+            hb(over.reserve),
+        ))
+        .with_hint(format!(
+            "run fewer at once (--instances; the largest worktree takes {}), set `worktree.sparse: auto` to plant only what each spec needs, or point `worktree_dir` at a file system with more room",
+            hb(largest)
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn drive(

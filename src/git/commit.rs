@@ -30,6 +30,7 @@ impl Repo {
     ) -> Result<Option<Oid>, GitError> {
         let repo = open_worktree(worktree)?;
         let at = || worktree.display().to_string();
+        let sparse = super::sparse::unmaterialised(&repo)?;
         let mut index = repo
             .index()
             .map_err(|e| GitError::git("read the index of", at(), e))?;
@@ -44,8 +45,13 @@ impl Repo {
                 .filter(|path| is_placed(path, placed))
                 .collect()
         };
+        // A sparse checkout's unmaterialised files are not deletions.
+        let unmaterialised = |path: &Path| sparse.contains(path.as_os_str().as_encoded_bytes());
         let mut skip_placed = |path: &Path, _: &[u8]| -> i32 {
-            i32::from(is_placed(path, placed) && !tracked.iter().any(|t| t == path))
+            i32::from(
+                (is_placed(path, placed) && !tracked.iter().any(|t| t == path))
+                    || unmaterialised(path),
+            )
         };
         index
             .add_all(
@@ -53,7 +59,14 @@ impl Repo {
                 IndexAddOption::DEFAULT,
                 Some(&mut skip_placed as &mut git2::IndexMatchedPath<'_>),
             )
-            .and_then(|()| index.update_all(["*"], None))
+            .and_then(|()| {
+                let mut keep_sparse =
+                    |path: &Path, _: &[u8]| -> i32 { i32::from(unmaterialised(path)) };
+                index.update_all(
+                    ["*"],
+                    Some(&mut keep_sparse as &mut git2::IndexMatchedPath<'_>),
+                )
+            })
             .and_then(|()| index.write())
             .map_err(|e| GitError::git("stage changes in", at(), e))?;
         let tree_id = index
@@ -186,12 +199,15 @@ fn matches_tree_except(
     let unstaged = repo
         .diff_index_to_workdir(Some(&index), Some(&mut opts))
         .map_err(|e| GitError::git("diff the files of", at(), e))?;
+    let sparse = super::sparse::unmaterialised(repo)?;
     Ok(unstaged.deltas().all(|delta| {
-        delta.status() == git2::Delta::Untracked
-            && delta
-                .new_file()
-                .path()
-                .is_some_and(|path| is_placed(path, placed))
+        let path = || delta.old_file().path_bytes().unwrap_or_default();
+        (delta.status() == git2::Delta::Deleted && sparse.contains(path()))
+            || (delta.status() == git2::Delta::Untracked
+                && delta
+                    .new_file()
+                    .path()
+                    .is_some_and(|path| is_placed(path, placed)))
     }))
 }
 

@@ -83,6 +83,16 @@ pub enum GitError {
         source: git2::Error,
     },
 
+    #[error("invalid `worktree.sparse` pattern `{pattern}`")]
+    SparsePattern {
+        pattern: String,
+        #[source]
+        source: ignore::Error,
+    },
+
+    #[error("cannot plant a sparse worktree in the repository at `{}`: {reason}", path.display())]
+    SparseUnsupported { path: PathBuf, reason: String },
+
     /// Any other libgit2 failure: "failed to {action} `{subject}`".
     #[error("failed to {action} `{subject}`")]
     Git {
@@ -123,7 +133,9 @@ impl GitError {
             | GitError::WorktreeNotFound { .. }
             | GitError::InvalidWorktreeName { .. }
             | GitError::WorktreeLocked { .. }
-            | GitError::MainWorktree { .. } => true,
+            | GitError::MainWorktree { .. }
+            | GitError::SparsePattern { .. }
+            | GitError::SparseUnsupported { .. } => true,
             GitError::CreateWorktree { .. } | GitError::Git { .. } | GitError::Io { .. } => false,
         }
     }
@@ -152,6 +164,10 @@ impl GitError {
             }
             GitError::WorktreeNotFound { .. } => "list worktrees with `git worktree list`",
             GitError::WorktreeLocked { .. } => "unlock it with `git worktree unlock`, or pass --force",
+            GitError::SparsePattern { .. } => {
+                "use gitignore syntax, as in git's `info/sparse-checkout`"
+            }
+            GitError::SparseUnsupported { .. } => "set `worktree.sparse: off`",
             _ => return None,
         };
         Some(hint.to_string())

@@ -7,14 +7,18 @@
 
 mod commit;
 mod error;
+mod include;
 mod listing;
 mod merge;
 mod repo;
+mod sparse;
 mod tree_merge;
 mod worktree;
 
 pub use error::GitError;
 pub use git2::Oid;
+pub use include::WORKTREE_INCLUDE;
 pub use merge::{Advance, MergeStrategy, Prepared};
 pub use repo::{init_submodules, CommitInfo, Repo};
+pub use sparse::SparseRequest;
 pub use worktree::{ScratchWorktree, WorktreeInfo, WorktreeRequest};

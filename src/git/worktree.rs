@@ -29,6 +29,8 @@ pub struct WorktreeRequest {
     /// Resume: when the worktree already exists at `path` on `branch`, succeed
     /// without touching it, and accept an existing branch at another commit.
     pub reuse: bool,
+    /// Plant a sparse checkout of this shape instead of the whole tree.
+    pub sparse: Option<super::sparse::SparseRequest>,
 }
 
 /// A worktree as git records it.
@@ -273,7 +275,13 @@ impl Repo {
         let repo = self.open()?;
         // The branch exists (created in phase one), its worktree not yet.
         crate::state::crash_point("plant-branch-created");
-        let result = add_on_branch(&repo, &req.name, path, &req.branch);
+        let full = || add_on_branch(&repo, &req.name, path, &req.branch);
+        let result = match &req.sparse {
+            Some(sparse) => {
+                super::sparse::add_sparse(&repo, &req.name, path, &req.branch, sparse, full)
+            }
+            None => full(),
+        };
         if result.is_err() {
             self.undo_add(&repo, &req.name, path);
             if created_branch {

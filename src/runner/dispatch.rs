@@ -1099,6 +1099,7 @@ fn plant_batch(
             branch: crate::runner::options::branch_for(&launch.id),
             start: repo.resolve(&launch.start_commit)?,
             reuse,
+            sparse: opts.sparse_for(&launch.id),
         });
     }
     let results = repo.add_worktrees(&requests);

@@ -105,7 +105,12 @@ pub async fn run_instance(
         return;
     };
     let worktree = opts.worktree_for(&id);
-    let job = agent_job(&opts, &dir, &run_id, &spec, &worktree, &launch);
+    // Held until the instance ends, so no other instance gets the same block.
+    let (_ports, port, moved) = probe_ports(&opts, &launch);
+    let job = agent_job(&opts, &dir, &run_id, &spec, &worktree, &launch, port);
+    if let (Ok(job), Some(message)) = (&job, moved) {
+        note(job, &message);
+    }
     let job = match job {
         Ok(job) => job,
         Err(reason) => {
@@ -230,6 +235,50 @@ pub async fn run_instance(
     send(InstanceMsg::Done(verdict));
 }
 
+/// The instance's port block: its slot's own when free, else a spare one
+/// (and what to say about the move). A re-attached agent already listens on
+/// its block: no probe.
+fn probe_ports(
+    opts: &RunOptions,
+    launch: &Launch,
+) -> (Option<crate::runner::ports::PortBlock>, u32, Option<String>) {
+    let own = opts.port(launch.slot);
+    if launch.reattach.is_some() {
+        return (None, own, None);
+    }
+    let slot = launch.slot;
+    match crate::runner::ports::claim(own, u32::from(opts.port_stride), opts.spare_ports_from()) {
+        None => (
+            None,
+            own,
+            Some(format!(
+                "slot {slot}'s port block at {own} is in use and no spare block is free; TREEFARM_PORT={own} anyway"
+            )),
+        ),
+        Some(block) => {
+            let (start, end) = (block.start, block.start + block.size - 1);
+            let message = block.moved_from.map(|(own, taken)| {
+                format!(
+                    "port {taken} of slot {slot}'s block {own}-{} is in use; TREEFARM_PORT={start} (block {start}-{end})",
+                    own + block.size - 1
+                )
+            });
+            (Some(block), start, message)
+        }
+    }
+}
+
+/// Says something about the instance in its log (and the diagnostics).
+fn note(job: &AgentJob, message: &str) {
+    use std::io::Write as _;
+    tracing::warn!("{message}");
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&job.log_path)
+        .and_then(|mut f| writeln!(f, "treefarm: {message}"));
+}
+
 fn is_stop(end: &Option<AgentEnd>) -> bool {
     matches!(end, Some(AgentEnd::Stopped))
 }
@@ -299,6 +348,7 @@ fn agent_job(
     spec: &Spec,
     worktree: &Path,
     launch: &Launch,
+    port: u32,
 ) -> Result<AgentJob, String> {
     let branch = spec.branch();
     let spec_path = spec.path.display().to_string();
@@ -349,9 +399,26 @@ fn agent_job(
             prompt_path.display().to_string(),
         ),
         ("TREEFARM_SLOT".into(), launch.slot.to_string()),
-        ("TREEFARM_PORT".into(), opts.port(launch.slot).to_string()),
+        ("TREEFARM_PORT".into(), port.to_string()),
     ];
     env.extend(opts.agent_env.iter().cloned());
+    if !opts.slot_env.is_empty() {
+        let cache = opts.cache_dir.clone().unwrap_or_else(|| {
+            crate::runner::slots::cache_dir(&opts.repo_root, |k| std::env::var(k).ok())
+        });
+        std::fs::create_dir_all(&cache).map_err(|e| {
+            format!(
+                "slot_env: cannot create the cache folder `{}`: {e}",
+                cache.display()
+            )
+        })?;
+        env.extend(crate::runner::slots::slot_env(
+            &opts.slot_env,
+            launch.slot,
+            &cache,
+            &opts.repo_root,
+        ));
+    }
     Ok(AgentJob {
         command,
         cwd: worktree.to_path_buf(),
@@ -392,6 +459,28 @@ async fn setup(
         crate::git::init_submodules(worktree).map_err(|e| match std::error::Error::source(&e) {
             Some(cause) => format!("setup.submodules: {e}: {cause}"),
             None => format!("setup.submodules: {e}"),
+        })?;
+    }
+    // `.worktreeinclude`: gitignored files of the main worktree.
+    for rel in &opts.worktree_include {
+        let (from, to) = (opts.repo_root.join(rel), worktree.join(rel));
+        if to.symlink_metadata().is_ok() || !from.is_file() {
+            continue;
+        }
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                format!(
+                    ".worktreeinclude: cannot create `{}`: {e}",
+                    parent.display()
+                )
+            })?;
+        }
+        std::fs::copy(&from, &to).map_err(|e| {
+            format!(
+                ".worktreeinclude: cannot copy `{}` to `{}`: {e}",
+                from.display(),
+                to.display()
+            )
         })?;
     }
     for rel in &opts.setup.copy {

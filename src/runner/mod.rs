@@ -5,13 +5,17 @@
 //! drives one spec from setup to verdict; `executor` runs one agent (process
 //! group, log, status file, timeouts); `process` holds the process-group
 //! primitives; `status_file` parses the agent's optional status JSON;
-//! `options` is what a run was asked to do, frozen in its journal.
+//! `options` is what a run was asked to do, frozen in its journal; `disk`
+//! the disk budget, `ports` probed port blocks, `slots` per-slot caches.
 
+pub mod disk;
 pub mod dispatch;
 pub mod executor;
 pub mod instance;
 pub mod options;
+pub mod ports;
 pub mod process;
+pub mod slots;
 pub mod status_file;
 
 pub use executor::{

@@ -2,12 +2,14 @@
 //! so that `resume` and `merge` continue with exactly the same settings and
 //! spec contents even if the files changed since.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{CommitMode, ScopeMode, SetupConfig, Strategy};
+use crate::config::{CommitMode, ScopeMode, SetupConfig, SparseMode, SparseWord, Strategy};
+use crate::git::SparseRequest;
 
 pub use crate::spec::branch_for;
 use crate::spec::Spec;
@@ -42,6 +44,20 @@ pub struct RunOptions {
     pub specs: Vec<Spec>,
     /// Pairs of overlapping spec ids.
     pub conflicts: Vec<(String, String)>,
+    /// `worktree.sparse` and `worktree.sparse_include`.
+    #[serde(default)]
+    pub sparse: SparseMode,
+    #[serde(default)]
+    pub sparse_include: Vec<String>,
+    /// `slot_env` templates and the `{cache}` folder they expand with.
+    #[serde(default)]
+    pub slot_env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// What `.worktreeinclude` selected at the start of the run (relative
+    /// paths of gitignored files in the main worktree).
+    #[serde(default)]
+    pub worktree_include: Vec<PathBuf>,
 }
 
 impl RunOptions {
@@ -69,11 +85,45 @@ impl RunOptions {
             .iter()
             .chain(&self.setup.link)
             .cloned()
+            .chain(
+                self.worktree_include
+                    .iter()
+                    .map(|p| p.to_string_lossy().into_owned()),
+            )
             .collect()
+    }
+
+    /// The sparse shape of `id`'s worktree; `None`: the whole tree.
+    pub fn sparse_for(&self, id: &str) -> Option<SparseRequest> {
+        self.spec(id)
+            .and_then(|spec| sparse_request(&self.sparse, &self.sparse_include, spec))
+    }
+
+    /// The first port above every slot's own block, where spare blocks go.
+    pub fn spare_ports_from(&self) -> u32 {
+        self.port(self.instances)
     }
 
     pub fn port(&self, slot: usize) -> u32 {
         u32::from(self.port_base) + slot as u32 * u32::from(self.port_stride)
+    }
+}
+
+/// What `worktree.sparse` asks for `spec`'s worktree; `None`: the whole tree.
+pub fn sparse_request(mode: &SparseMode, include: &[String], spec: &Spec) -> Option<SparseRequest> {
+    let declared: Vec<String> = spec.files.iter().chain(&spec.shared).cloned().collect();
+    match mode {
+        SparseMode::Word(SparseWord::Off) => None,
+        SparseMode::Word(SparseWord::Auto) => Some(SparseRequest {
+            declared,
+            include: include.to_vec(),
+            exact: false,
+        }),
+        SparseMode::List(globs) => Some(SparseRequest {
+            declared,
+            include: globs.clone(),
+            exact: true,
+        }),
     }
 }
 

@@ -1,0 +1,177 @@
+//! The disk budget: what a run's worktrees will take, against the free space
+//! on `worktree_dir`'s file system minus `worktree.reserve`; and what
+//! worktrees use on disk, for `status` and `prune`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// `worktree.reserve`: free space never planted into.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reserve {
+    /// A share of the file system's size, in percent.
+    Percent(f64),
+    Bytes(u64),
+}
+
+impl Reserve {
+    /// `5%`, `0`, `512M`, `2G`, `1.5GiB`, or a number of bytes.
+    pub fn parse(s: &str) -> Result<Reserve, String> {
+        let t = s.trim();
+        if let Some(p) = t.strip_suffix('%') {
+            return match p.trim().parse::<f64>() {
+                Ok(p) if (0.0..100.0).contains(&p) => Ok(Reserve::Percent(p)),
+                _ => Err(format!("`{s}` is not a percentage from 0% to 99%")),
+            };
+        }
+        parse_size(t)
+            .map(Reserve::Bytes)
+            .ok_or_else(|| format!("`{s}` is not a size (use e.g. `5%`, `512M`, `2G`)"))
+    }
+
+    pub fn bytes(self, fs_size: u64) -> u64 {
+        match self {
+            Reserve::Percent(p) => (fs_size as f64 * p / 100.0) as u64,
+            Reserve::Bytes(b) => b,
+        }
+    }
+}
+
+fn parse_size(t: &str) -> Option<u64> {
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let mult: u64 = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return None,
+    };
+    Some((num * mult as f64) as u64)
+}
+
+/// Free and total bytes of the file system holding `dir` (or its nearest
+/// existing ancestor, as `dir` may not exist yet).
+pub fn free_space(dir: &Path) -> std::io::Result<(u64, u64)> {
+    let mut at = dir;
+    while !at.exists() {
+        at = at.parent().unwrap_or(Path::new("/"));
+    }
+    let st = nix::sys::statvfs::statvfs(at).map_err(std::io::Error::from)?;
+    let frsize = st.fragment_size() as u64;
+    Ok((
+        st.blocks_available() as u64 * frsize,
+        st.blocks() as u64 * frsize,
+    ))
+}
+
+/// Why a run does not fit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverBudget {
+    pub needed: u64,
+    pub available: u64,
+    pub reserve: u64,
+}
+
+/// Whether `needed` bytes fit in `free` minus the reserve of a file system
+/// of `total` bytes.
+pub fn check(needed: u64, free: u64, total: u64, reserve: Reserve) -> Result<(), OverBudget> {
+    let reserve = reserve.bytes(total);
+    let available = free.saturating_sub(reserve);
+    if needed > available {
+        return Err(OverBudget {
+            needed,
+            available,
+            reserve,
+        });
+    }
+    Ok(())
+}
+
+/// The bytes that must be free at once: every worktree when they are all
+/// kept (`--no-merge`, `--keep`), else the largest `instances` of them.
+pub fn needed(mut sizes: Vec<u64>, instances: usize, all_kept: bool) -> u64 {
+    if all_kept {
+        return sizes.iter().sum();
+    }
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    sizes.iter().take(instances.max(1)).sum()
+}
+
+/// Bytes `path` uses on disk (allocated blocks; symlinks not followed,
+/// hard links counted once per walk).
+pub fn disk_usage(path: &Path) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    usage(path, &mut seen)
+}
+
+fn usage(path: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+    let Ok(meta) = path.symlink_metadata() else {
+        return 0;
+    };
+    let mut total = 0;
+    if seen.insert((meta.dev(), meta.ino())) {
+        total += meta.blocks() * 512;
+    }
+    if meta.is_dir() {
+        if let Ok(entries) = std::fs::read_dir(path) {
+            for entry in entries.flatten() {
+                total += usage(&entry.path(), seen);
+            }
+        }
+    }
+    total
+}
+
+/// `1.5 GiB`, `340 MiB`, `12 KiB`, `800 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else if v < 10.0 {
+        format!("{v:.1} {}", UNITS[u])
+    } else {
+        format!("{v:.0} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserve_parses_percent_and_sizes() {
+        assert_eq!(Reserve::parse("5%"), Ok(Reserve::Percent(5.0)));
+        assert_eq!(Reserve::parse("2G"), Ok(Reserve::Bytes(2 << 30)));
+        assert_eq!(Reserve::parse("512MiB"), Ok(Reserve::Bytes(512 << 20)));
+        assert_eq!(Reserve::parse("0"), Ok(Reserve::Bytes(0)));
+        assert!(Reserve::parse("lots").is_err());
+        assert!(Reserve::parse("120%").is_err());
+        assert_eq!(Reserve::Percent(5.0).bytes(1000), 50);
+    }
+
+    #[test]
+    fn a_run_that_does_not_fit_says_how_much_is_needed_and_available() {
+        assert!(check(900, 1000, 1000, Reserve::Percent(5.0)).is_ok());
+        let over = check(960, 1000, 1000, Reserve::Percent(5.0)).unwrap_err();
+        assert_eq!((over.needed, over.available, over.reserve), (960, 950, 50));
+    }
+
+    #[test]
+    fn only_the_worktrees_alive_at_once_count_unless_all_are_kept() {
+        assert_eq!(needed(vec![1, 5, 3, 4], 2, false), 9);
+        assert_eq!(needed(vec![1, 5, 3, 4], 2, true), 13);
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(800), "800 B");
+    }
+}
