@@ -206,3 +206,10 @@ mod tests {
         assert!(!is_alive(pid, None));
     }
 }
+
+/// True when this process runs with effective uid 0 (`/proc/self` belongs
+/// to the effective user).
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}

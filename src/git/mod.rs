@@ -7,6 +7,7 @@
 
 mod commit;
 mod error;
+mod identity;
 mod listing;
 mod merge;
 mod repo;

@@ -279,7 +279,10 @@ impl<'r> Dispatcher<'r> {
             let id = inst.id.clone();
             match inst.state {
                 InstanceState::Pending => {}
-                InstanceState::Skipped | InstanceState::Failed | InstanceState::TimedOut => {
+                InstanceState::Skipped
+                | InstanceState::Failed
+                | InstanceState::TimedOut
+                | InstanceState::Unchanged => {
                     self.sched.restore(&id, Restored::Settled { merged: false })
                 }
                 InstanceState::Conflicted | InstanceState::Refused => {
@@ -887,6 +890,7 @@ impl<'r> Dispatcher<'r> {
                     log,
                 })?;
             }
+            InstanceMsg::Warning(message) => self.emit(Event::Warning { id, message })?,
             InstanceMsg::Done(verdict) => {
                 self.agents_in_flight -= 1;
                 self.release_slot(&id);
@@ -1218,6 +1222,7 @@ pub fn summarize(record: &RunRecord, opts: &RunOptions, now: u64) -> Summary {
             InstanceState::Succeeded => s.succeeded.push(id),
             InstanceState::Failed => s.failed.push(id),
             InstanceState::TimedOut => s.timed_out.push(id),
+            InstanceState::Unchanged => s.unchanged.push(id),
             InstanceState::Conflicted => s.conflicted.push(ConflictSummary {
                 id,
                 paths: inst.conflict_paths.clone(),

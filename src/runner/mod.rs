@@ -12,6 +12,7 @@ pub mod executor;
 pub mod instance;
 pub mod options;
 pub mod process;
+pub mod shared_git;
 pub mod status_file;
 
 pub use executor::{
