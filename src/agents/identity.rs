@@ -70,7 +70,13 @@ mod tests {
             parse_identity(" Ada Lovelace <ada@example.org> "),
             Some(("Ada Lovelace".into(), "ada@example.org".into()))
         );
-        for bad in ["ada@example.org", "<a@b>", "Ada <>", "Ada <a@b> x", "Ada <a<b>"] {
+        for bad in [
+            "ada@example.org",
+            "<a@b>",
+            "Ada <>",
+            "Ada <a@b> x",
+            "Ada <a<b>",
+        ] {
             assert_eq!(parse_identity(bad), None, "{bad}");
         }
     }

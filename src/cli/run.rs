@@ -92,8 +92,7 @@ fn agent_command(
             &agent.extra_args,
         ));
         env.extend(crate::agents::allowed_commands_env(&agent.allowed_commands));
-        if let Some(note) = crate::agents::preset_note(preset, crate::procfs::running_as_root())
-        {
+        if let Some(note) = crate::agents::preset_note(preset, crate::procfs::running_as_root()) {
             eprintln!("treefarm: note: {note}");
         }
         return Ok((crate::agents::preset_command(&wrapper), env));

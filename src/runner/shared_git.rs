@@ -92,10 +92,12 @@ fn watches() -> &'static Mutex<HashMap<PathBuf, Watch>> {
 /// agent of a repository takes the baseline snapshot.
 pub fn agent_starting(common_dir: &Path, id: &str) {
     let mut all = watches().lock().unwrap_or_else(|e| e.into_inner());
-    let watch = all.entry(common_dir.to_path_buf()).or_insert_with(|| Watch {
-        baseline: SharedGitSnapshot::take(common_dir),
-        ..Watch::default()
-    });
+    let watch = all
+        .entry(common_dir.to_path_buf())
+        .or_insert_with(|| Watch {
+            baseline: SharedGitSnapshot::take(common_dir),
+            ..Watch::default()
+        });
     watch.running.insert(id.to_string());
     watch.since_baseline.insert(id.to_string());
 }
@@ -126,7 +128,10 @@ pub fn describe(common_dir: &Path, id: &str, suspects: &[String], changes: &[Str
     let who = if suspects.iter().all(|s| s == id) {
         format!("the agent of {id}")
     } else {
-        format!("one of the agents of {} (they ran at the same time)", suspects.join(", "))
+        format!(
+            "one of the agents of {} (they ran at the same time)",
+            suspects.join(", ")
+        )
     };
     format!(
         "{who} changed the repository's shared git files in `{}`: {}; every worktree and \
@@ -148,7 +153,9 @@ mod tests {
         std::fs::create_dir(dir.path().join("hooks")).expect("hooks");
         std::fs::write(dir.path().join("hooks/pre-commit.sample"), "x").expect("hook");
         let before = SharedGitSnapshot::take(dir.path());
-        assert!(before.changes(&SharedGitSnapshot::take(dir.path())).is_empty());
+        assert!(before
+            .changes(&SharedGitSnapshot::take(dir.path()))
+            .is_empty());
         std::fs::write(dir.path().join("config"), "[user]\nname = Your Name\n").expect("w");
         std::fs::write(dir.path().join("hooks/post-commit"), "y").expect("w");
         std::fs::remove_file(dir.path().join("hooks/pre-commit.sample")).expect("rm");
