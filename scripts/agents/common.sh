@@ -115,7 +115,11 @@ function jstr(line, key,    i, s, c, out) {
     if (i == 0) return ""
     s = substr(line, i + length(key) + 3)
     sub(/^[ \t]*/, "", s)
-    if (substr(s, 1, 1) != "\"") return ""
+    if (substr(s, 1, 1) != "\"") {
+        # A number, true, false or null: up to the next , ] or }.
+        if (match(s, /^[-0-9.a-z]+/)) return substr(s, 1, RLENGTH)
+        return ""
+    }
     s = substr(s, 2); out = ""
     while (length(s) > 0) {
         c = substr(s, 1, 1)

@@ -36,11 +36,13 @@ treefarm assembled (its "Create or modify only these files" list and
 
 Every request is appended to --record FILE as one JSON line:
 {"method", "path", "headers", "body", "kind"} so tests can assert what reached
-the model. The port is written to --port-file once the server listens.
+the model. Once the server listens, its port is printed as the first line on
+stdout (and written to --port-file when given).
 """
 
 import argparse
 import json
+import os
 import re
 import sys
 import threading
@@ -289,7 +291,7 @@ class Handler(BaseHTTPRequestHandler):
         if path.endswith("/messages"):
             return self.anthropic(body)
         if path.endswith("/responses"):
-            return self.responses(body)
+            return self.openai_responses(body)
         if path.endswith("/chat/completions"):
             return self.chat(body)
         if ":streamGenerateContent" in path or ":generateContent" in path:
@@ -350,7 +352,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- OpenAI Responses ---
 
-    def responses(self, body):
+    def openai_responses(self, body):
         tools = body.get("tools") if isinstance(body, dict) else None
         main = bool(tools)
         self._record(body, "main" if main else "side")
@@ -382,6 +384,13 @@ class Handler(BaseHTTPRequestHandler):
         self._sse_start()
         self._sse({"type": "response.created", "response": dict(resp, status="in_progress", output=[])},
                   "response.created")
+        added = dict(item, status="in_progress")
+        if item["type"] == "message":
+            added["content"] = []
+        elif item["type"] == "function_call":
+            added["arguments"] = ""
+        self._sse({"type": "response.output_item.added", "output_index": 0, "item": added},
+                  "response.output_item.added")
         if item["type"] == "message":
             self._sse({"type": "response.output_text.delta", "item_id": item["id"], "output_index": 0,
                        "content_index": 0, "delta": item["content"][0]["text"]}, "response.output_text.delta")
@@ -472,18 +481,21 @@ def main():
     ap = argparse.ArgumentParser(description="scripted model-API server for treefarm's tests")
     ap.add_argument("--script", required=True)
     ap.add_argument("--record", required=True)
-    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--port-file", help="also write the port here (atomically)")
     args = ap.parse_args()
     Handler.script = Script(args.script)
     Handler.record = args.record
     open(args.record, "a").close()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    tmp = args.port_file + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(str(server.server_address[1]))
-    import os
-    os.replace(tmp, args.port_file)
+    port = server.server_address[1]
+    if args.port_file:
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(port))
+        os.replace(tmp, args.port_file)
+    # The first line on stdout is the port: a reader waits for it.
+    print(port, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
