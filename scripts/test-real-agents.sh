@@ -19,6 +19,8 @@
 #                               unprivileged user can run the CLIs too; else
 #                               ${XDG_CACHE_HOME:-~/.cache}/treefarm-real-agents)
 #   TREEFARM_REAL_AGENTS_USER   the unprivileged user for the second pass
+#   TREEFARM_REAL_AGENTS_PYTHON the python3 for aider's venv (default: the
+#                               first python3 that can make one)
 #
 # Bumping a version: change it below, run this script, and update the tested
 # versions in the README (section Agents). A new CLI version that changes its
@@ -46,40 +48,6 @@ fi
 cache=${TREEFARM_REAL_AGENTS_CACHE:-$default_cache}
 stamp="claude-code@$CLAUDE_CODE_VERSION codex@$CODEX_VERSION gemini-cli@$GEMINI_CLI_VERSION aider-chat@$AIDER_VERSION"
 
-# --- install (skipped when the cache already holds these versions) ----------
-if [ "$(cat "$cache/versions" 2>/dev/null || true)" != "$stamp" ]; then
-    for tool in node npm python3; do
-        command -v "$tool" >/dev/null 2>&1 || skip "\`$tool\` is not installed; it is needed to install the agent CLIs"
-    done
-    python3 -c 'import venv, ensurepip' 2>/dev/null || skip "python3 cannot create a venv (install python3-venv)"
-    say "checking that the npm registry and PyPI can be reached"
-    timeout 60 npm view "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" version >/dev/null 2>&1 ||
-        skip "the npm registry cannot be reached (npm view @anthropic-ai/claude-code@$CLAUDE_CODE_VERSION failed)"
-    timeout 60 python3 - "$AIDER_VERSION" <<'PY' ||
-import sys, urllib.request
-urllib.request.urlopen("https://pypi.org/pypi/aider-chat/%s/json" % sys.argv[1], timeout=30).read(1)
-PY
-        skip "PyPI cannot be reached (https://pypi.org/pypi/aider-chat/$AIDER_VERSION/json)"
-
-    say "installing into $cache: $stamp"
-    rm -rf "$cache"
-    mkdir -p "$cache"
-    say "npm install @anthropic-ai/claude-code@$CLAUDE_CODE_VERSION @openai/codex@$CODEX_VERSION @google/gemini-cli@$GEMINI_CLI_VERSION"
-    npm install --prefix "$cache/npm" --no-audit --no-fund --loglevel=error \
-        "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" \
-        "@openai/codex@$CODEX_VERSION" \
-        "@google/gemini-cli@$GEMINI_CLI_VERSION" >&2
-    say "python3 -m venv $cache/aider-venv; pip install aider-chat==$AIDER_VERSION"
-    python3 -m venv "$cache/aider-venv"
-    "$cache/aider-venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "aider-chat==$AIDER_VERSION" >&2
-    printf '%s\n' "$stamp" >"$cache/versions"
-else
-    say "using the CLIs cached in $cache: $stamp"
-fi
-bin=$cache/npm/node_modules/.bin
-say "installed: $("$bin/claude" --version 2>&1 | head -1); $("$bin/codex" --version 2>&1 | head -1); gemini $("$bin/gemini" --version 2>&1 | head -1); aider $("$cache/aider-venv/bin/aider" --version 2>&1 | tail -1)"
-
 # --- the unprivileged user ---------------------------------------------------
 user=""
 if [ "$(id -u)" = 0 ]; then
@@ -98,6 +66,54 @@ if [ "$(id -u)" = 0 ]; then
         user=""
     fi
 fi
+
+# --- python for aider's venv ------------------------------------------------
+# The venv runs with the interpreter it was made with: for the unprivileged
+# pass it must be one that user can run (e.g. not one under /root).
+python=""
+for candidate in ${TREEFARM_REAL_AGENTS_PYTHON:-} "$(command -v python3 2>/dev/null || true)" /usr/bin/python3 /usr/local/bin/python3; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] || continue
+    "$candidate" -c 'import venv, ensurepip' 2>/dev/null || continue
+    if [ -n "$user" ] && ! runuser -u "$user" -- "$candidate" -c 'import venv' >/dev/null 2>&1; then
+        continue
+    fi
+    python=$candidate
+    break
+done
+stamp="$stamp python=$python"
+
+# --- install (skipped when the cache already holds these versions) ----------
+if [ "$(cat "$cache/versions" 2>/dev/null || true)" != "$stamp" ]; then
+    for tool in node npm; do
+        command -v "$tool" >/dev/null 2>&1 || skip "\`$tool\` is not installed; it is needed to install the agent CLIs"
+    done
+    [ -n "$python" ] || skip "no python3 that can create a venv${user:+ and that $user can run} (install python3-venv)"
+    say "checking that the npm registry and PyPI can be reached"
+    timeout 60 npm view "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" version >/dev/null 2>&1 ||
+        skip "the npm registry cannot be reached (npm view @anthropic-ai/claude-code@$CLAUDE_CODE_VERSION failed)"
+    # pip itself, so its own configuration (index, certificates, proxy) applies.
+    pypi=$(timeout 120 "$python" -m pip index versions aider-chat 2>/dev/null || true)
+    case $pypi in *"$AIDER_VERSION"*) ;; *) false ;; esac ||
+        skip "PyPI cannot be reached (pip index versions aider-chat does not list $AIDER_VERSION)"
+
+    say "installing into $cache: $stamp"
+    rm -rf "$cache"
+    mkdir -p "$cache"
+    say "npm install @anthropic-ai/claude-code@$CLAUDE_CODE_VERSION @openai/codex@$CODEX_VERSION @google/gemini-cli@$GEMINI_CLI_VERSION"
+    npm install --prefix "$cache/npm" --no-audit --no-fund --loglevel=error \
+        "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" \
+        "@openai/codex@$CODEX_VERSION" \
+        "@google/gemini-cli@$GEMINI_CLI_VERSION" >&2
+    say "$python -m venv $cache/aider-venv; pip install aider-chat==$AIDER_VERSION"
+    "$python" -m venv "$cache/aider-venv"
+    "$cache/aider-venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "aider-chat==$AIDER_VERSION" >&2
+    printf '%s\n' "$stamp" >"$cache/versions"
+else
+    say "using the CLIs cached in $cache: $stamp"
+fi
+bin=$cache/npm/node_modules/.bin
+say "installed: $("$bin/claude" --version 2>&1 | head -1); $("$bin/codex" --version 2>&1 | head -1); gemini $("$bin/gemini" --version 2>&1 | head -1); aider $("$cache/aider-venv/bin/aider" --version 2>&1 | tail -1)"
 
 # --- the tests ---------------------------------------------------------------
 say "cargo test --test real_agents -- --ignored${user:+ (also as $user)}"

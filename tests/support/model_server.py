@@ -419,7 +419,7 @@ class Handler(BaseHTTPRequestHandler):
             content = fill(step.get("content", "written\n"), facts)
             text = "%s\n```\n%s```\n" % (path, content if content.endswith("\n") else content + "\n")
         else:
-            text = self.script.side_text if not side else "%s: scripted change" % (facts["id"] or "treefarm")
+            text = self.script.side_text if not side else "%s: scripted change" % (facts["id"] or "agent")
         cid = next_id("chatcmpl")
         model = body.get("model", "scripted-model")
         usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
