@@ -101,7 +101,7 @@ pub enum Event {
         id: String,
         message: String,
     },
-    Summary(Summary),
+    Summary(Box<Summary>),
 }
 
 /// The last event of a run, also written to `summary.json`.

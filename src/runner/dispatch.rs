@@ -1066,7 +1066,7 @@ impl<'r> Dispatcher<'r> {
         self.dir
             .write_summary(&serde_json::to_value(&summary).context("serialise summary")?)
             .context("failed to write summary.json")?;
-        self.emit(Event::Summary(summary.clone()))?;
+        self.emit(Event::Summary(Box::new(summary.clone())))?;
         self.flush()?;
         self.reporter.finish(&self.record, &summary);
         Ok((self.record, summary))
