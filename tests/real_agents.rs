@@ -69,7 +69,7 @@ fn script(errors: &Value) -> Value {
             {"write": "{file}", "content": "written by the scripted model for {id}\n"},
             {"shell": "git add {file} && git commit -m '{id}: scripted change'"},
             // In agent.allowed_commands: allowed even where a CLI needs a list.
-            {"shell": "wc -c {file}"},
+            {"shell": "python3 -c 'print(1)'"},
             {"text": "done"}
         ],
         "errors": errors,
@@ -241,7 +241,7 @@ fn run_real(cli: &Cli, user: Option<&str>) {
     std::fs::write(
         repo.join("treefarm.yaml"),
         format!(
-            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  allowed_commands: [wc -c]\n",
+            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  allowed_commands: [python3 -c]\n",
             cli.preset, cli.model
         ),
     )
@@ -385,11 +385,20 @@ fn run_real(cli: &Cli, user: Option<&str>) {
     // that must still cover `git add`, `git commit` and allowed_commands).
     if cli.preset == "claude-code" {
         for r in server.main_requests() {
-            let text = r["body"]["messages"].to_string();
-            assert!(
-                !text.contains("require approval") && !text.contains("requested permissions"),
-                "a tool call was denied: {text}\n{ctx}"
-            );
+            let results = r["body"]["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["content"].as_array())
+                .flatten()
+                .filter(|c| c["type"] == "tool_result");
+            for result in results {
+                let text = result["content"].to_string().to_lowercase();
+                assert!(
+                    !text.contains("approval") && !text.contains("permission"),
+                    "a tool call was denied: {result}\n{ctx}"
+                );
+            }
         }
     }
     // The errors were served, and retried past.
@@ -400,6 +409,12 @@ fn run_real(cli: &Cli, user: Option<&str>) {
         .count();
     assert!(served > cli.errors.as_array().map_or(0, Vec::len), "{ctx}");
 
+    if user.is_some() {
+        // treefarm and its agents really ran as that user.
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(runs_dir(&repo)).expect("run dir").uid();
+        assert_ne!(owner, 0, "the run directory belongs to the user\n{ctx}");
+    }
     // The shared git files are exactly as before.
     assert_eq!(
         std::fs::read(repo.join(".git/config")).expect("config"),
@@ -482,7 +497,7 @@ fn real_gemini() {
         preset: "gemini",
         model: "gemini-scripted",
         model_on_wire: "gemini-scripted",
-        errors: json!([]),
+        errors: json!([{"status": 500}]),
         transcript: Some("[Gemini CLI] editing {file}"),
     });
 }
@@ -494,7 +509,7 @@ fn real_aider() {
         preset: "aider",
         model: "openai/scripted-model",
         model_on_wire: "scripted-model",
-        errors: json!([]),
+        errors: json!([{"status": 500}]),
         transcript: None,
     });
 }

@@ -477,6 +477,17 @@ class Handler(BaseHTTPRequestHandler):
         self._sse(resp)
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client that hung up (a CLI retrying or exiting) is not an error.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
+            return
+        super().handle_error(request, client_address)
+
+
 def main():
     ap = argparse.ArgumentParser(description="scripted model-API server for treefarm's tests")
     ap.add_argument("--script", required=True)
@@ -486,8 +497,7 @@ def main():
     Handler.script = Script(args.script)
     Handler.record = args.record
     open(args.record, "a").close()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    server = Server(("127.0.0.1", 0), Handler)
     port = server.server_address[1]
     if args.port_file:
         tmp = args.port_file + ".tmp"
