@@ -471,8 +471,13 @@ impl<'r> Dispatcher<'r> {
                 "treefarm: removing stale git lock `{}` left by the interrupted run",
                 lock.display()
             );
-            std::fs::remove_file(lock)
-                .with_context(|| format!("failed to remove stale git lock `{}`", lock.display()))?;
+            match std::fs::remove_file(lock) {
+                // Gone meanwhile: a live git finished with it, so not stale.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other.with_context(|| {
+                    format!("failed to remove stale git lock `{}`", lock.display())
+                })?,
+            }
         }
         Ok(())
     }
