@@ -458,3 +458,33 @@ fn an_agent_changing_the_shared_git_config_is_named_in_a_warning() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!json_events(&out).iter().any(|e| e["event"] == "warning"));
 }
+
+#[test]
+fn claude_as_root_is_said_once_at_the_start_of_the_run() {
+    let repo = TestRepo::with_files(&[("README.md", "hi\n")]);
+    for id in ["001", "002"] {
+        let (name, text) = spec(id, &format!("src/{id}.txt"));
+        repo.write(&format!("specs/{name}"), &text);
+    }
+    repo.write(
+        "treefarm.yaml",
+        "agent:\n  preset: claude-code\n  allowed_commands: [cargo test]\n",
+    );
+    repo.commit_all("specs");
+    let fakes = format!("{}/tests/fakes", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{fakes}:{}", std::env::var("PATH").unwrap_or_default());
+    let out = repo
+        .treefarm()
+        .env("PATH", path)
+        .args(["run", "--instances", "2"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let notes = stderr(&out).matches("note: running as root").count();
+    if treefarm::procfs::running_as_root() {
+        assert_eq!(notes, 1, "{}", stderr(&out));
+        assert!(stderr(&out).contains("--allowedTools"));
+    } else {
+        assert_eq!(notes, 0, "{}", stderr(&out));
+    }
+}
