@@ -58,6 +58,14 @@ pub struct RunOptions {
     /// paths of gitignored files in the main worktree).
     #[serde(default)]
     pub worktree_include: Vec<PathBuf>,
+    /// `(name, email)` every agent commits as (`GIT_AUTHOR_*`,
+    /// `GIT_COMMITTER_*`); none in journals of older versions.
+    #[serde(default)]
+    pub git_identity: Option<(String, String)>,
+    /// `agent.allow_unchanged`: exiting 0 with no commit and no change is a
+    /// success rather than the result `unchanged`.
+    #[serde(default)]
+    pub allow_unchanged: bool,
 }
 
 impl RunOptions {
