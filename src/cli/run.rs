@@ -140,8 +140,18 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         .into());
     }
 
+    check_target_namespace(&cfg.target)?;
+
     // Everything that can be wrong is checked before anything is created.
     let sel = select(&ctx, &args.ids)?;
+    if let Some(spec) = sel.specs.iter().find(|s| s.branch() == ctx.config.target) {
+        return Err(InputError::new(format!(
+            "--target `{}` is the branch treefarm creates for spec `{}`",
+            ctx.config.target, spec.id
+        ))
+        .with_hint("merge into an integration branch such as `roadmap`")
+        .into());
+    }
     if sel.specs.is_empty() {
         return Err(InputError::new(format!(
             "no specs found in `{}`",
@@ -320,6 +330,21 @@ fn relocate_wrapper(
     Ok((command, true))
 }
 
+/// The target must lie outside treefarm's own branch namespace: a spec's
+/// branch (`treefarm/<id>`) is deleted after its merge, and a branch named
+/// `treefarm` would keep every `treefarm/<id>` from being created.
+fn check_target_namespace(target: &str) -> anyhow::Result<()> {
+    let prefix = branch_for("");
+    if target == prefix.trim_end_matches('/') || target.starts_with(&prefix) {
+        return Err(InputError::new(format!(
+            "--target `{target}` lies in treefarm's branch namespace `{prefix}…`"
+        ))
+        .with_hint("treefarm creates and deletes `treefarm/<id>` branches itself; merge into an integration branch such as `roadmap`")
+        .into());
+    }
+    Ok(())
+}
+
 fn git2_ref_invalid(name: &str) -> bool {
     name.is_empty()
         || name.starts_with('-')
@@ -398,6 +423,9 @@ pub fn merge(
     json: bool,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
+    if let Some(t) = &target {
+        check_target_namespace(t)?;
+    }
     let Some((dir, record, mut opts)) = load_run(&ctx, run_id, false)? else {
         return Err(InputError::new("no treefarm run in this repository yet")
             .with_hint("start one with `treefarm run --no-merge`")

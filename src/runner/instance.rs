@@ -129,8 +129,14 @@ pub async fn run_instance(
     }
 
     // The agent, re-attached or fresh, then retries.
-    let mut attempt = launch.attempt;
     let mut last = launch.exited.map(AgentEnd::Exited);
+    // An exit recorded while no coordinator watched is the result of attempt
+    // `launch.attempt`: the next one, if any, is a retry like any other.
+    let mut attempt = if last.is_some() {
+        launch.attempt.max(1) + 1
+    } else {
+        launch.attempt
+    };
     let mut reattach = launch.reattach;
     let max_attempt = launch.attempt.max(1) + opts.retries;
     while !matches!(last, Some(AgentEnd::Exited(0))) {
