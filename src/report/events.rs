@@ -114,6 +114,9 @@ pub struct Summary {
     pub skipped: Vec<String>,
     pub pending: Vec<String>,
     pub elapsed_ms: u64,
+    /// Why each instance that did not merge ended as it did, with the full
+    /// cause chain (`id -> reason`).
+    pub reasons: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1104,7 +1104,7 @@ fn plant_batch(
     Ok(launches
         .into_iter()
         .zip(results)
-        .map(|(l, r)| (l, r.map_err(|e| e.to_string())))
+        .map(|(l, r)| (l, r.map_err(|e| crate::error::chain(&e))))
         .collect())
 }
 
@@ -1225,6 +1225,9 @@ pub fn summarize(record: &RunRecord, opts: &RunOptions, now: u64) -> Summary {
             InstanceState::Refused => s.refused.push(id),
             InstanceState::Skipped => s.skipped.push(id),
             _ => s.pending.push(id),
+        }
+        if let Some(reason) = inst.reason.as_ref().filter(|_| inst.state.is_failure()) {
+            s.reasons.insert(inst.id.clone(), reason.clone());
         }
     }
     s

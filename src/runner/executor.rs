@@ -265,7 +265,7 @@ pub async fn run_agent(
     }
     let std_cmd = match agent_command(&job) {
         Ok(cmd) => cmd,
-        Err(err) => return AgentEnd::SpawnFailed(error_chain(&err)),
+        Err(err) => return AgentEnd::SpawnFailed(crate::error::chain(&err)),
     };
     let mut cmd = tokio::process::Command::from(std_cmd);
     // The group is ours to end (all of it, not just the leader); a dropped
@@ -278,7 +278,7 @@ pub async fn run_agent(
                 cwd: job.cwd.clone(),
                 source,
             };
-            return AgentEnd::SpawnFailed(error_chain(&err));
+            return AgentEnd::SpawnFailed(crate::error::chain(&err));
         }
     };
     let Some(pid) = child.id() else {
@@ -606,18 +606,6 @@ fn end_from_exit_file(path: &Path) -> AgentEnd {
 /// The exit code the wrapper recorded at `path`, if any.
 pub fn read_exit_code(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// `err` and its sources as one line, for [`AgentEnd::SpawnFailed`].
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -333,7 +333,7 @@ fn agent_job(
             worktree,
         },
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| crate::error::chain(&e))?;
     std::fs::write(&prompt_path, prompt)
         .map_err(|e| format!("failed to write prompt `{}`: {e}", prompt_path.display()))?;
     let mut env: Vec<(String, String)> = vec![
@@ -500,14 +500,19 @@ pub fn collect_work(
         )
         .map_err(|e| {
             format!(
-                "failed to commit leftovers in `{}`: {e}",
-                worktree.display()
+                "failed to commit leftovers in `{}`: {}",
+                worktree.display(),
+                crate::error::chain(&e)
             )
         })?
         .map(|oid| oid.to_string()),
         CommitMode::Off => {
             let dirty = Repo::is_dirty_except(worktree, &placed).map_err(|e| {
-                format!("failed to read the status of `{}`: {e}", worktree.display())
+                format!(
+                    "failed to read the status of `{}`: {}",
+                    worktree.display(),
+                    crate::error::chain(&e)
+                )
             })?;
             if dirty {
                 return Err(format!(
@@ -518,18 +523,18 @@ pub fn collect_work(
             None
         }
     };
-    let repo = Repo::discover(&opts.repo_root).map_err(|e| e.to_string())?;
+    let repo = Repo::discover(&opts.repo_root).map_err(|e| crate::error::chain(&e))?;
     let tip = repo
         .branch_tip(&branch)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| crate::error::chain(&e))?
         .ok_or_else(|| format!("branch `{branch}` disappeared"))?;
-    let start_oid = repo.resolve(start).map_err(|e| e.to_string())?;
+    let start_oid = repo.resolve(start).map_err(|e| crate::error::chain(&e))?;
     let commits = repo
         .commits_between(start_oid, tip)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::error::chain(&e))?;
     let changed = repo
         .changed_paths(start_oid, tip)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::error::chain(&e))?;
     let scope_creep = if opts.scope == ScopeMode::Off {
         Vec::new()
     } else {
