@@ -120,3 +120,118 @@ fn disk_full_cause_reaches_terminal_summary_and_json() {
     let text = std::fs::read_to_string(run.join("summary.json")).expect("summary.json");
     assert!(text.contains(cause), "{text}");
 }
+
+/// A YAML spec declaring `n` paths (every tenth a glob).
+fn big_spec(n: usize) -> String {
+    let mut text = String::from("title: big\nfiles:\n");
+    for i in 0..n {
+        if i % 10 == 0 {
+            text.push_str(&format!("  - \"gen/d{i}/**/*.rs\"\n"));
+        } else {
+            text.push_str(&format!("  - src/d{}/file_{i}.rs\n", i % 100));
+        }
+    }
+    text
+}
+
+#[test]
+fn check_is_near_linear_in_the_paths_one_spec_declares() {
+    // Quadratic parsing took 11 s for 10k paths in a debug build (48 s for
+    // 100k in release); linear work takes well under a second here.
+    let repo = TestRepo::farm(
+        &[("README.md", "x\n")],
+        &[
+            ("SPEC-001-big.yaml", big_spec(100_000)),
+            ("SPEC-002-small.yaml", "files:\n  - other/x.rs\n".to_string()),
+        ],
+        "",
+    );
+    let started = std::time::Instant::now();
+    let out = repo.tf(&["check"]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    eprintln!("check of one spec with 100k paths: {took:?}");
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "check took {took:?} for 100k paths"
+    );
+}
+
+#[test]
+fn huge_declared_list_goes_to_treefarm_files_file_without_e2big() {
+    let agent = "printf '%s' \"${TREEFARM_FILES-UNSET}\" | head -c 5 > \"$TREEFARM_RUN_DIR/env-$TREEFARM_SPEC_ID\"; \
+                 cp \"$TREEFARM_FILES_FILE\" \"$TREEFARM_RUN_DIR/list-$TREEFARM_SPEC_ID\"; \
+                 echo done >> src/a.txt; git add -A; git commit -qm \"agent $TREEFARM_SPEC_ID\"";
+    let repo = TestRepo::farm(
+        &[("src/a.txt", "a\n"), ("src/b.txt", "b\n")],
+        &[
+            ("SPEC-001-big.yaml", {
+                let mut s = big_spec(20_000);
+                s.push_str("  - src/a.txt\n");
+                s
+            }),
+            ("SPEC-002-small.yaml", "files:\n  - src/b.txt\n".to_string()),
+        ],
+        "",
+    );
+    let config = repo.read("treefarm.yaml");
+    let config = config
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("command:") {
+                format!("  command: {}", serde_json::to_string(agent).unwrap())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    repo.write("treefarm.yaml", &format!("{config}\nmerge:\n  auto: false\n"));
+    repo.commit_all("agent");
+    let out = repo.tf(&["run", "001", "--no-merge"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let run = repo.t1_only_run();
+    assert_eq!(
+        std::fs::read_to_string(run.join("env-001")).unwrap(),
+        "UNSET",
+        "a list over the limit is not put in the environment"
+    );
+    let list = std::fs::read_to_string(run.join("list-001")).unwrap();
+    assert_eq!(list.lines().count(), 20_001);
+    assert!(list.lines().any(|l| l == "src/a.txt"));
+}
+
+#[test]
+fn small_declared_list_is_in_both_treefarm_files_and_its_file() {
+    let agent = "printf '%s\\n' \"$TREEFARM_FILES\" > \"$TREEFARM_RUN_DIR/env-$TREEFARM_SPEC_ID\"; \
+                 cp \"$TREEFARM_FILES_FILE\" \"$TREEFARM_RUN_DIR/list-$TREEFARM_SPEC_ID\"";
+    let repo = TestRepo::farm(
+        &[("src/b.txt", "b\n")],
+        &[(
+            "SPEC-002-small.yaml",
+            "files:\n  - src/b.txt\n  - \"src/c/**\"\n".to_string(),
+        )],
+        "",
+    );
+    let config = repo.read("treefarm.yaml");
+    let config = config
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("command:") {
+                format!("  command: {}", serde_json::to_string(agent).unwrap())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    repo.write("treefarm.yaml", &format!("{config}\n"));
+    repo.commit_all("agent");
+    let out = repo.tf(&["run", "--no-merge"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let run = repo.t1_only_run();
+    let env = std::fs::read_to_string(run.join("env-002")).unwrap();
+    let list = std::fs::read_to_string(run.join("list-002")).unwrap();
+    assert_eq!(env, "src/b.txt\nsrc/c/**\n");
+    assert_eq!(env, list);
+}

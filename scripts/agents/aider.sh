@@ -71,7 +71,7 @@ while IFS= read -r tf_file; do
     *) set -- "$@" "$tf_file" ;;
     esac
 done <<TF_FILES
-${TREEFARM_FILES:-}
+${TREEFARM_FILES-$(cat "${TREEFARM_FILES_FILE:-/dev/null}" 2>/dev/null)}
 TF_FILES
 
 tf_status working 10 "$tf_display is working"

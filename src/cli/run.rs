@@ -199,6 +199,7 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
     let run_id = state.new_run_id();
     let staging = std::env::temp_dir().join(format!("treefarm-agent-{run_id}"));
     let (agent_command, agent_env) = agent_command(&ctx, args.agent.as_deref(), &staging)?;
+    check_env_size(&agent_command, &agent_env)?;
     let _lock = lock(&state, &run_id)?;
 
     // From here on, things are created.
@@ -340,6 +341,28 @@ fn check_target_namespace(target: &str) -> anyhow::Result<()> {
             "--target `{target}` lies in treefarm's branch namespace `{prefix}…`"
         ))
         .with_hint("treefarm creates and deletes `treefarm/<id>` branches itself; merge into an integration branch such as `roadmap`")
+        .into());
+    }
+    Ok(())
+}
+
+/// The agent's environment and command line must leave the kernel's limit
+/// (E2BIG) far behind before anything is created: treefarm's own
+/// environment, `agent.env`, the command, and room for the `TREEFARM_*`
+/// variables (paths; the declared files go in `TREEFARM_FILES_FILE` and only
+/// in `TREEFARM_FILES` while they fit).
+fn check_env_size(command: &str, env: &[(String, String)]) -> anyhow::Result<()> {
+    use crate::runner::instance::{env_size, inherited_env_size, ENV_BUDGET};
+    const TREEFARM_VARS: usize = 16 * 4096;
+    let size = inherited_env_size()
+        + env_size(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        + command.len()
+        + TREEFARM_VARS;
+    if size > ENV_BUDGET {
+        return Err(InputError::new(format!(
+            "the agent's environment and command would take {size} bytes, more than the {ENV_BUDGET} an agent may be given"
+        ))
+        .with_hint("shorten `agent.env` or the agent command, or unset large variables in treefarm's environment")
         .into());
     }
     Ok(())

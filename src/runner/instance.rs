@@ -336,6 +336,14 @@ fn agent_job(
     .map_err(|e| crate::error::chain(&e))?;
     std::fs::write(&prompt_path, prompt)
         .map_err(|e| format!("failed to write prompt `{}`: {e}", prompt_path.display()))?;
+    let files_path = dir.files_path(&spec.id);
+    let files_list = spec.files.join("\n");
+    std::fs::write(&files_path, format!("{files_list}\n")).map_err(|e| {
+        format!(
+            "failed to write the declared files to `{}`: {e}",
+            files_path.display()
+        )
+    })?;
     let mut env: Vec<(String, String)> = vec![
         ("TREEFARM_RUN_ID".into(), run_id.to_string()),
         ("TREEFARM_RUN_DIR".into(), dir.path().display().to_string()),
@@ -345,7 +353,10 @@ fn agent_job(
         ("TREEFARM_BRANCH".into(), branch),
         ("TREEFARM_TARGET".into(), opts.target.clone()),
         ("TREEFARM_BASE_COMMIT".into(), launch.start_commit.clone()),
-        ("TREEFARM_FILES".into(), spec.files.join("\n")),
+        (
+            "TREEFARM_FILES_FILE".into(),
+            files_path.display().to_string(),
+        ),
         (
             "TREEFARM_STATUS_FILE".into(),
             dir.status_path(&spec.id).display().to_string(),
@@ -358,6 +369,9 @@ fn agent_job(
         ("TREEFARM_PORT".into(), opts.port(launch.slot).to_string()),
     ];
     env.extend(opts.agent_env.iter().cloned());
+    if files_fit_in_env(&files_list, &env) {
+        env.push(("TREEFARM_FILES".into(), files_list));
+    }
     Ok(AgentJob {
         command,
         cwd: worktree.to_path_buf(),
@@ -369,6 +383,34 @@ fn agent_job(
         idle_timeout: opts.idle_timeout(),
         grace: std::time::Duration::from_millis(opts.grace_ms),
     })
+}
+
+/// Linux's limit on one environment string, `NAME=value` (MAX_ARG_STRLEN).
+const MAX_ENV_STRING: usize = 32 * 4096;
+/// What the whole environment of an agent may take; the kernel allows
+/// ARG_MAX (a quarter of the stack limit, 2 MiB by default) for arguments
+/// and environment together, and the agent needs room for its own.
+pub const ENV_BUDGET: usize = 1 << 20;
+
+/// Size of an environment as the kernel counts it (`NAME=value\0` each).
+pub fn env_size<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> usize {
+    vars.into_iter().map(|(k, v)| k.len() + v.len() + 2).sum()
+}
+
+/// Size of treefarm's own environment, which every agent inherits.
+pub fn inherited_env_size() -> usize {
+    std::env::vars_os()
+        .map(|(k, v)| k.len() + v.len() + 2)
+        .sum()
+}
+
+/// Whether `TREEFARM_FILES` (the newline-separated declared paths) can be
+/// passed next to `env` without the agent failing to start (E2BIG). It is
+/// left out when not; `TREEFARM_FILES_FILE` always names the same list.
+pub fn files_fit_in_env(files: &str, env: &[(String, String)]) -> bool {
+    let entry = env_size([("TREEFARM_FILES", files)]);
+    let rest = inherited_env_size() + env_size(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    entry <= MAX_ENV_STRING && rest + entry <= ENV_BUDGET
 }
 
 /// Why setup did not complete.
