@@ -235,3 +235,77 @@ fn small_declared_list_is_in_both_treefarm_files_and_its_file() {
     assert_eq!(env, "src/b.txt\nsrc/c/**\n");
     assert_eq!(env, list);
 }
+
+/// Admin entries half made by someone else (a `git worktree add` in
+/// progress): libgit2 lists some of them anyway when two are adjacent.
+fn half_made_entries(repo: &TestRepo) {
+    for (i, file) in ["commondir", "gitdir", "HEAD", "commondir", "gitdir", "HEAD"]
+        .iter()
+        .enumerate()
+    {
+        let admin = repo.root.join(format!(".git/worktrees/zz-half-{i}"));
+        std::fs::create_dir_all(&admin).expect("mkdir admin");
+        std::fs::write(admin.join(file), "x\n").expect("write half entry");
+    }
+}
+
+#[test]
+fn listing_worktrees_beside_half_made_entries_is_no_error_for_plant_or_merge() {
+    let specs: Vec<(String, String)> = (1..=4)
+        .map(|i| {
+            (
+                format!("SPEC-00{i}-w.md"),
+                format!("# W{i}\n\n**File**: `src/f{i}.txt`\n"),
+            )
+        })
+        .collect();
+    let spec_refs: Vec<(&str, String)> = specs.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    let repo = TestRepo::farm(
+        &[
+            ("src/f1.txt", "1\n"),
+            ("src/f2.txt", "2\n"),
+            ("src/f3.txt", "3\n"),
+            ("src/f4.txt", "4\n"),
+        ],
+        &spec_refs,
+        "",
+    );
+    half_made_entries(&repo);
+    let out = repo.tf(&["run", "--instances", "4", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary = common::json_summary(&out);
+    assert_eq!(
+        common::summary_ids(&summary, "merged"),
+        vec!["001", "002", "003", "004"],
+        "{summary}"
+    );
+}
+
+#[test]
+fn plant_failure_keeps_libgit2_cause_in_the_reason() {
+    // A file where the worktree folder must go: the cause ("file exists" or
+    // "not a directory") must be in the reason, not only "failed to create".
+    let repo = farm_one();
+    let wt_root = repo.tmp.path().join("wt-is-a-file");
+    std::fs::write(&wt_root, "not a folder\n").expect("write");
+    let config = repo.read("treefarm.yaml");
+    repo.write(
+        "treefarm.yaml",
+        &format!("{config}worktree_dir: {}\n", wt_root.display()),
+    );
+    repo.commit_all("worktree_dir is a file");
+    let out = repo.tf(&["run", "--json"]);
+    let text = stderr(&out);
+    let failed = common::json_events(&out)
+        .into_iter()
+        .find(|e| e["event"] == "failed");
+    if let Some(failed) = failed {
+        let reason = failed["reason"].as_str().unwrap_or("").to_lowercase();
+        assert!(
+            reason.contains("exists") || reason.contains("not a directory"),
+            "{reason}"
+        );
+    } else {
+        assert!(text.to_lowercase().contains("file exists") || text.contains("Not a directory"), "{text}");
+    }
+}

@@ -17,4 +17,4 @@ pub use error::GitError;
 pub use git2::Oid;
 pub use merge::{Advance, MergeStrategy, Prepared};
 pub use repo::{CommitInfo, Repo};
-pub use worktree::{ScratchWorktree, WorktreeInfo, WorktreeRequest};
+pub use worktree::{staging_admin, ScratchWorktree, WorktreeInfo, WorktreeRequest};

@@ -468,8 +468,13 @@ impl<'r> Dispatcher<'r> {
                 "treefarm: removing stale git lock `{}` left by the interrupted run",
                 lock.display()
             );
-            std::fs::remove_file(lock)
-                .with_context(|| format!("failed to remove stale git lock `{}`", lock.display()))?;
+            match std::fs::remove_file(lock) {
+                // Someone's quick update (an agent's own `git`) ended meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other.with_context(|| {
+                    format!("failed to remove stale git lock `{}`", lock.display())
+                })?,
+            }
         }
         Ok(())
     }
@@ -511,6 +516,15 @@ impl<'r> Dispatcher<'r> {
         // An entry too incomplete for libgit2 to list or remove (killed while
         // libgit2 was writing it) still blocks a new worktree of that name.
         let admin = repo.common_dir().join("worktrees").join(id);
+        let staging = crate::git::staging_admin(repo.common_dir(), id);
+        if staging.symlink_metadata().is_ok() {
+            std::fs::remove_dir_all(&staging).with_context(|| {
+                format!(
+                    "failed to remove the half-made worktree entry `{}`",
+                    staging.display()
+                )
+            })?;
+        }
         if admin.symlink_metadata().is_ok() {
             std::fs::remove_dir_all(&admin).with_context(|| {
                 format!(
