@@ -85,6 +85,48 @@ pub fn group_leaders_with_env(env: &[(&str, &str)]) -> Vec<(u32, u64)> {
     found
 }
 
+/// The process groups holding a live process whose environment has every
+/// `NAME=value` of `env` (an agent, its setup command, or what they left
+/// running, found by the `TREEFARM_*` variables they inherited), sorted.
+pub fn groups_with_env(env: &[(&str, &str)]) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let wanted: Vec<Vec<u8>> = env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}").into_bytes())
+        .collect();
+    let mut groups = std::collections::BTreeSet::new();
+    for entry in entries.flatten() {
+        if entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()).is_none() {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (Some(state), Some(pgrp)) = (fields.first(), fields.get(2)) else {
+            continue;
+        };
+        if *state == "Z" || *state == "X" {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        if wanted.iter().all(|w| vars.contains(&w.as_slice())) {
+            if let Ok(pgrp) = pgrp.parse() {
+                groups.insert(pgrp);
+            }
+        }
+    }
+    groups.into_iter().collect()
+}
+
 /// Those of `paths` that some live process has open (as seen in
 /// `/proc/<pid>/fd`; only our own user's processes are visible). A git lock
 /// file (`*.lock`) is held open by whoever is writing it, so one nobody has

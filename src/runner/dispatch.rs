@@ -303,7 +303,7 @@ impl<'r> Dispatcher<'r> {
                         .or_else(|| self.free_slots.iter().next().copied())
                         .unwrap_or(0);
                     self.free_slots.remove(&slot);
-                    let interrupted = inst.reason.as_deref() == Some(INTERRUPTED);
+                    let mut interrupted = inst.reason.as_deref() == Some(INTERRUPTED);
                     let mut start_commit = inst.start_commit.clone().unwrap_or_default();
                     if inst.state == InstanceState::Creating {
                         // Killed while planting: the worktree may be half
@@ -312,14 +312,55 @@ impl<'r> Dispatcher<'r> {
                         // it again, on the branch as it was created.
                         start_commit = self.discard_unfinished_plant(&id)?;
                     }
-                    let live = if inst.state == InstanceState::Creating {
+                    let mut live = if inst.state == InstanceState::Creating {
                         None
                     } else {
                         self.find_live_agent(inst)
                     };
+                    // A termination the previous coordinator began (SIGTERM
+                    // sent, SIGKILL pending) is finished on its deadline.
+                    let ending = inst.ending.as_deref().map(ending_result);
+                    let mut terminating = None;
+                    if let (Some(why), Some((pid, start))) = (&ending, live) {
+                        match why {
+                            Some(why) => {
+                                let kill_at = inst.kill_at_ms.unwrap_or_else(now_ms);
+                                terminating = Some((why.clone(), kill_at));
+                            }
+                            None => {
+                                // A stop (Ctrl-C) under way: end it, rerun.
+                                let kill_at = inst.kill_at_ms.unwrap_or_else(now_ms);
+                                let (_keep, stop) = watch::channel(Stop::Run);
+                                crate::runner::executor::finish_termination(
+                                    pid,
+                                    start,
+                                    kill_at,
+                                    AgentEnd::Stopped,
+                                    stop,
+                                )
+                                .await;
+                                live = None;
+                                interrupted = true;
+                            }
+                        }
+                    }
+                    // Anything else of this instance still running (what the
+                    // agent left, a setup command) ends before anything
+                    // starts in its worktree.
+                    self.end_orphans(inst, live.map(|(pid, _)| pid)).await;
+                    let ended = match (&ending, live) {
+                        (Some(Some(why)), None) => Some(why.clone()),
+                        _ => None,
+                    };
+                    if let Some(why) = &ended {
+                        eprintln!(
+                            "treefarm: {id}: agent {why} while treefarm was not running; its processes are ended"
+                        );
+                    }
                     let exited = if live.is_none()
                         && inst.state != InstanceState::Creating
                         && !interrupted
+                        && ended.is_none()
                     {
                         // The wrapper records the exit code of the latest
                         // attempt (a new attempt removes the old file first).
@@ -341,7 +382,7 @@ impl<'r> Dispatcher<'r> {
                         ),
                         (None, None) => {}
                     }
-                    let attempt = if live.is_some() || exited.is_some() {
+                    let attempt = if live.is_some() || exited.is_some() || ended.is_some() {
                         inst.attempt.max(1)
                     } else {
                         inst.attempt + 1
@@ -357,6 +398,11 @@ impl<'r> Dispatcher<'r> {
                         reattach: live,
                         exited,
                         setup: inst.state != InstanceState::Running,
+                        ended,
+                        terminating,
+                        timeout_left: inst
+                            .deadline_ms
+                            .map(|d| Duration::from_millis(d.saturating_sub(now_ms()))),
                     });
                 }
                 InstanceState::Succeeded => {
@@ -479,6 +525,39 @@ impl<'r> Dispatcher<'r> {
         Ok(())
     }
 
+    /// Ends every process group of `inst` (found by the run and spec ids in
+    /// their environment) but the re-adopted agent's `keep`: whatever the
+    /// agent or its setup command left running when the previous
+    /// coordinator died. SIGTERM, then SIGKILL when the journalled deadline
+    /// of an interrupted termination passes (else after `agent.kill_grace`).
+    async fn end_orphans(&self, inst: &InstanceRecord, keep: Option<u32>) {
+        let groups: Vec<u32> = crate::procfs::groups_with_env(&[
+            ("TREEFARM_RUN_ID", &self.record.run_id),
+            ("TREEFARM_SPEC_ID", &inst.id),
+        ])
+        .into_iter()
+        .filter(|g| Some(*g) != keep)
+        .collect();
+        if groups.is_empty() {
+            return;
+        }
+        let grace = match inst.kill_at_ms {
+            Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
+            None => Duration::from_millis(self.opts.grace_ms),
+        };
+        eprintln!(
+            "treefarm: {}: ending process group(s) {groups:?} left by the interrupted run",
+            inst.id
+        );
+        let kills: Vec<_> = groups
+            .into_iter()
+            .map(|g| tokio::spawn(crate::runner::executor::kill_group(g, grace)))
+            .collect();
+        for kill in kills {
+            let _ = kill.await;
+        }
+    }
+
     /// The agent of `inst` if it is still alive: the journalled process (pid
     /// and start time, so a recycled pid is not mistaken for it), else an
     /// agent the previous coordinator started but died before journalling
@@ -597,6 +676,9 @@ impl<'r> Dispatcher<'r> {
                 reattach: None,
                 exited: None,
                 setup: true,
+                ended: None,
+                terminating: None,
+                timeout_left: None,
             });
         }
         // Journal `creating` before anything exists in git.
@@ -827,6 +909,9 @@ impl<'r> Dispatcher<'r> {
                 inst.pid = None;
                 inst.pid_start = None;
                 inst.exit_code = None;
+                inst.deadline_ms = None;
+                inst.ending = None;
+                inst.kill_at_ms = None;
                 inst.started_at_ms.get_or_insert(now);
                 if attempt > 1 {
                     self.emit(Event::Retrying {
@@ -837,11 +922,13 @@ impl<'r> Dispatcher<'r> {
             }
             InstanceMsg::Agent(AgentEvent::Started { pid, start_time }) => {
                 let now = now_ms();
+                let timeout_ms = self.opts.timeout_ms;
                 let inst = self.inst(&id);
                 inst.state = InstanceState::Running;
                 inst.pid = Some(pid);
                 inst.pid_start = Some(start_time);
                 inst.started_at_ms.get_or_insert(now);
+                inst.deadline_ms = timeout_ms.map(|t| now + t);
                 let attempt = inst.attempt.max(1);
                 inst.attempt = attempt;
                 let slot = inst.slot.unwrap_or(0);
@@ -855,6 +942,12 @@ impl<'r> Dispatcher<'r> {
                     port,
                 })?;
                 self.start_unjournalled = true;
+            }
+            InstanceMsg::Agent(AgentEvent::Terminating { why, kill_at_ms }) => {
+                let inst = self.inst(&id);
+                inst.ending = Some(ending_name(&why).to_string());
+                inst.kill_at_ms = Some(kill_at_ms);
+                self.save()?;
             }
             InstanceMsg::Agent(AgentEvent::Status(status)) => {
                 let inst = self.inst(&id);
@@ -887,6 +980,9 @@ impl<'r> Dispatcher<'r> {
                 inst.exit_code = code;
                 inst.pid = None;
                 inst.pid_start = None;
+                inst.deadline_ms = None;
+                inst.ending = None;
+                inst.kill_at_ms = None;
                 if matches!(end, AgentEnd::Stopped) {
                     inst.reason = Some(INTERRUPTED.into());
                 }
@@ -1085,6 +1181,25 @@ impl<'r> Dispatcher<'r> {
 
 /// Journal reason of an instance stopped by Ctrl-C: resume reruns it.
 pub const INTERRUPTED: &str = "interrupted";
+
+/// How the journal names why an agent's group was being terminated.
+fn ending_name(why: &AgentEnd) -> &'static str {
+    match why {
+        AgentEnd::TimedOut => "timed_out",
+        AgentEnd::IdleTimedOut => "idle_timeout",
+        _ => "stopped",
+    }
+}
+
+/// The result a journalled termination stands for; `None` for a stop (the
+/// attempt is rerun, as after Ctrl-C).
+fn ending_result(name: &str) -> Option<AgentEnd> {
+    match name {
+        "timed_out" => Some(AgentEnd::TimedOut),
+        "idle_timeout" => Some(AgentEnd::IdleTimedOut),
+        _ => None,
+    }
+}
 
 fn plant_batch(
     opts: &RunOptions,

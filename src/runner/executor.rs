@@ -58,6 +58,11 @@ pub enum AgentEvent {
     Started { pid: u32, start_time: u64 },
     /// The status file changed to a new, parseable status.
     Status(AgentStatus),
+    /// The group was sent SIGTERM because of `why` (a timeout, the idle
+    /// watchdog or a stop request); SIGKILL follows at `kill_at_ms` (ms since
+    /// the epoch) unless it empties first. Journalled, so a coordinator
+    /// killed meanwhile leaves a successor the same deadline.
+    Terminating { why: AgentEnd, kill_at_ms: u64 },
 }
 
 /// How an agent run ended.
@@ -345,6 +350,41 @@ pub async fn wait_detached(
     forced.unwrap_or_else(|| end_from_exit_file(exit_path))
 }
 
+/// Milliseconds since the Unix epoch, `after` from now.
+fn epoch_ms_after(after: Duration) -> u64 {
+    (std::time::SystemTime::now() + after)
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Finishes a termination an earlier coordinator began (SIGTERM sent, it
+/// died before SIGKILL): waits for the group of `pid` (its leader alive,
+/// same start time) to empty until `kill_at` (ms since the epoch), then
+/// SIGKILLs it, and reports `why`. A stop request escalates as usual.
+pub async fn finish_termination(
+    pid: u32,
+    start_time: u64,
+    kill_at_ms: u64,
+    why: AgentEnd,
+    mut stop: watch::Receiver<Stop>,
+) -> AgentEnd {
+    let mut leader = Leader::Foreign {
+        pid,
+        start_time: Some(start_time),
+        ended: false,
+    };
+    let now = epoch_ms_after(Duration::ZERO);
+    let grace = Duration::from_millis(kill_at_ms.saturating_sub(now));
+    let how = if grace.is_zero() {
+        Stop::Kill
+    } else {
+        Stop::Graceful
+    };
+    terminate(pid, how, grace, &mut leader, &mut stop).await;
+    why
+}
+
 /// Ends process group `pgid` without a child handle (e.g. leftovers found on
 /// resume): SIGTERM, up to `grace` for it to empty, SIGKILL. True when no
 /// live process of the group remains.
@@ -470,6 +510,15 @@ async fn supervise(
         }
         Some((end, how)) => {
             tracing::debug!(pgid, %end, "ending agent process group");
+            let grace = if *how == Stop::Kill {
+                Duration::ZERO
+            } else {
+                job.grace
+            };
+            let _ = events.send(AgentEvent::Terminating {
+                why: end.clone(),
+                kill_at_ms: epoch_ms_after(grace),
+            });
             terminate(pgid, *how, job.grace, leader, stop).await;
         }
     }

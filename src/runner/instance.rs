@@ -12,7 +12,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{CommitMode, ScopeMode};
 use crate::git::Repo;
-use crate::runner::executor::{run_agent, wait_detached, AgentEnd, AgentEvent, AgentJob, Stop};
+use crate::runner::executor::{
+    finish_termination, run_agent, wait_detached, AgentEnd, AgentEvent, AgentJob, Stop,
+};
 use crate::runner::options::{substitute, RunOptions};
 use crate::spec::Spec;
 use crate::state::{InstanceState, RunDir};
@@ -84,6 +86,15 @@ pub struct Launch {
     pub exited: Option<i32>,
     /// Run `setup` first (false when resuming an instance already set up).
     pub setup: bool,
+    /// The attempt's result is already known (a timeout whose termination
+    /// an earlier coordinator began and whose group is gone now).
+    pub ended: Option<AgentEnd>,
+    /// The re-attached agent (`reattach`) was being terminated for this
+    /// reason by an earlier coordinator; SIGKILL is due at the given time
+    /// (ms since the epoch). Finished on time; the reason is the result.
+    pub terminating: Option<(AgentEnd, u64)>,
+    /// What is left of the re-attached attempt's timeout.
+    pub timeout_left: Option<std::time::Duration>,
 }
 
 pub async fn run_instance(
@@ -114,7 +125,11 @@ pub async fn run_instance(
         }
     };
 
-    if launch.setup && launch.reattach.is_none() && launch.exited.is_none() {
+    if launch.setup
+        && launch.reattach.is_none()
+        && launch.exited.is_none()
+        && launch.ended.is_none()
+    {
         match setup(&opts, &worktree, &job, stop.clone()).await {
             Ok(()) => {}
             Err(SetupFailure::Stopped) => {
@@ -129,7 +144,10 @@ pub async fn run_instance(
     }
 
     // The agent, re-attached or fresh, then retries.
-    let mut last = launch.exited.map(AgentEnd::Exited);
+    let mut last = launch
+        .ended
+        .clone()
+        .or(launch.exited.map(AgentEnd::Exited));
     // An exit recorded while no coordinator watched is the result of attempt
     // `launch.attempt`: the next one, if any, is a retry like any other.
     let mut attempt = if last.is_some() {
@@ -138,6 +156,7 @@ pub async fn run_instance(
         launch.attempt
     };
     let mut reattach = launch.reattach;
+    let mut terminating = launch.terminating.clone();
     let max_attempt = launch.attempt.max(1) + opts.retries;
     while !matches!(last, Some(AgentEnd::Exited(0))) {
         if last.is_some() {
@@ -156,17 +175,19 @@ pub async fn run_instance(
         });
         let begun = Instant::now();
         let end = match reattach.take() {
-            Some((pid, start)) => {
-                wait_detached(
-                    pid,
-                    start,
-                    &job.exit_path.clone(),
-                    &job,
-                    ev_tx,
-                    stop.clone(),
-                )
-                .await
-            }
+            Some((pid, start)) => match terminating.take() {
+                Some((why, kill_at_ms)) => {
+                    finish_termination(pid, start, kill_at_ms, why, stop.clone()).await
+                }
+                None => {
+                    let mut job = job.clone();
+                    if let Some(left) = launch.timeout_left {
+                        job.timeout = Some(left);
+                    }
+                    wait_detached(pid, start, &job.exit_path.clone(), &job, ev_tx, stop.clone())
+                        .await
+                }
+            },
             None => {
                 send(InstanceMsg::AttemptStarting { attempt });
                 run_agent(job.clone(), ev_tx, stop.clone()).await
