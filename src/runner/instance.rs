@@ -157,7 +157,15 @@ pub async fn run_instance(
     };
     let mut reattach = launch.reattach;
     let mut terminating = launch.terminating.clone();
-    let max_attempt = launch.attempt.max(1) + opts.retries;
+    // `1 + retries` attempts in all. An attempt that was re-attached or
+    // whose result was found on resume is one of them (a resume grants no
+    // extra retries); an interrupted attempt run again from scratch does not
+    // use up a retry.
+    let max_attempt = if launch.reattach.is_some() || last.is_some() {
+        (1 + opts.retries).max(launch.attempt)
+    } else {
+        launch.attempt.max(1) + opts.retries
+    };
     while !matches!(last, Some(AgentEnd::Exited(0))) {
         if last.is_some() {
             // A previous attempt failed.
