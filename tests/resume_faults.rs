@@ -38,7 +38,9 @@ fn agent_fails_while_coordinator_dead(retries: u32) -> CrashRepo {
         crash.repo.commit_all("retries");
     }
     crash.run_crashing_at("agents-running");
-    wait_until("agent 001 to wait", || !crash.recorded("waiting").is_empty());
+    wait_until("agent 001 to wait", || {
+        !crash.recorded("waiting").is_empty()
+    });
     crash.release("001");
     let exit_file = run_dir(&crash).join("instances/001/exit_code");
     wait_until("the wrapper to record the exit code", || {
@@ -52,7 +54,12 @@ fn failed_agent_is_not_run_again_when_its_exit_was_recorded_while_coordinator_de
     let crash = agent_fails_while_coordinator_dead(0);
     let out = crash.resume();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert_eq!(starts_of(&crash, "001"), 1, "agent ran again:\n{}", stderr(&out));
+    assert_eq!(
+        starts_of(&crash, "001"),
+        1,
+        "agent ran again:\n{}",
+        stderr(&out)
+    );
     let inst = crash.instance_json("001");
     assert_eq!(inst["state"], "failed", "{inst}");
     assert_eq!(inst["exit_code"], 7, "{inst}");
@@ -165,7 +172,11 @@ fn orphans_left_by_an_agent_whose_exit_was_recorded_are_killed_before_resume_com
     // in its group that keeps writing to the worktree: resume ends it before
     // it commits what the agent left.
     let crash = CrashRepo::new(
-        &[("001", "src/a.txt", "ignore-term\ngrandchild 120\nappend src/a.txt \"done\"")],
+        &[(
+            "001",
+            "src/a.txt",
+            "ignore-term\ngrandchild 120\nappend src/a.txt \"done\"",
+        )],
         1,
         &["001"],
     );
@@ -183,7 +194,9 @@ fn orphans_left_by_an_agent_whose_exit_was_recorded_are_killed_before_resume_com
         Some(9)
     );
     let grandchild = common::t1_read_pid(&pid_file, 30);
-    wait_until("agent 001 to wait", || !crash.recorded("waiting").is_empty());
+    wait_until("agent 001 to wait", || {
+        !crash.recorded("waiting").is_empty()
+    });
     crash.release("001");
     let exit_file = run_dir(&crash).join("instances/001/exit_code");
     wait_until("the exit code", || exit_file.exists());
@@ -192,4 +205,45 @@ fn orphans_left_by_an_agent_whose_exit_was_recorded_are_killed_before_resume_com
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!pid_alive(grandchild), "{}", stderr(&out));
     assert_eq!(starts_of(&crash, "001"), 1);
+}
+
+#[test]
+fn half_made_worktree_entry_of_a_plant_killed_by_a_crash_is_discarded_and_planted_again() {
+    let crash = CrashRepo::new(
+        &[
+            (
+                "001",
+                "src/a.txt",
+                "append src/a.txt \"001\"\ncommit \"agent 001\"",
+            ),
+            (
+                "002",
+                "src/b.txt",
+                "append src/b.txt \"002\"\ncommit \"agent 002\"",
+            ),
+        ],
+        2,
+        &[],
+    );
+    crash.run_crashing_at("plant-branch-created");
+    // What a kill inside the creation leaves: a staged entry and, from an
+    // older libgit2-style creation, an entry missing its files.
+    let git = crash.repo.root.join(".git");
+    std::fs::create_dir_all(git.join("treefarm-planting-001")).unwrap();
+    std::fs::write(git.join("treefarm-planting-001/commondir"), "x\n").unwrap();
+    std::fs::create_dir_all(git.join("worktrees/002")).unwrap();
+    std::fs::write(git.join("worktrees/002/commondir"), "x\n").unwrap();
+    let out = crash.resume();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for id in ["001", "002"] {
+        let st = crash.instance_json(id)["state"].clone();
+        assert_eq!(st, "pruned", "{id}: {}", stderr(&out));
+    }
+    assert!(!git.join("treefarm-planting-001").exists());
+    assert!(!git.join("worktrees/002").exists());
+    assert_eq!(crash.lost_commits(), Vec::<String>::new());
+    let again = crash.git_state();
+    let out = crash.resume();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(crash.git_state(), again);
 }

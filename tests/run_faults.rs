@@ -113,7 +113,10 @@ fn disk_full_cause_reaches_terminal_summary_and_json() {
     );
     let summary = common::json_summary(&out);
     assert!(
-        summary["reasons"]["001"].as_str().unwrap_or("").contains(cause),
+        summary["reasons"]["001"]
+            .as_str()
+            .unwrap_or("")
+            .contains(cause),
         "{summary}"
     );
     let run = repo.t1_only_run();
@@ -142,7 +145,10 @@ fn check_is_near_linear_in_the_paths_one_spec_declares() {
         &[("README.md", "x\n")],
         &[
             ("SPEC-001-big.yaml", big_spec(100_000)),
-            ("SPEC-002-small.yaml", "files:\n  - other/x.rs\n".to_string()),
+            (
+                "SPEC-002-small.yaml",
+                "files:\n  - other/x.rs\n".to_string(),
+            ),
         ],
         "",
     );
@@ -186,7 +192,10 @@ fn huge_declared_list_goes_to_treefarm_files_file_without_e2big() {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    repo.write("treefarm.yaml", &format!("{config}\nmerge:\n  auto: false\n"));
+    repo.write(
+        "treefarm.yaml",
+        &format!("{config}\nmerge:\n  auto: false\n"),
+    );
     repo.commit_all("agent");
     let out = repo.tf(&["run", "001", "--no-merge"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -203,7 +212,8 @@ fn huge_declared_list_goes_to_treefarm_files_file_without_e2big() {
 
 #[test]
 fn small_declared_list_is_in_both_treefarm_files_and_its_file() {
-    let agent = "printf '%s\\n' \"$TREEFARM_FILES\" > \"$TREEFARM_RUN_DIR/env-$TREEFARM_SPEC_ID\"; \
+    let agent =
+        "printf '%s\\n' \"$TREEFARM_FILES\" > \"$TREEFARM_RUN_DIR/env-$TREEFARM_SPEC_ID\"; \
                  cp \"$TREEFARM_FILES_FILE\" \"$TREEFARM_RUN_DIR/list-$TREEFARM_SPEC_ID\"";
     let repo = TestRepo::farm(
         &[("src/b.txt", "b\n")],
@@ -259,7 +269,8 @@ fn listing_worktrees_beside_half_made_entries_is_no_error_for_plant_or_merge() {
             )
         })
         .collect();
-    let spec_refs: Vec<(&str, String)> = specs.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    let spec_refs: Vec<(&str, String)> =
+        specs.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
     let repo = TestRepo::farm(
         &[
             ("src/f1.txt", "1\n"),
@@ -306,6 +317,9 @@ fn plant_failure_keeps_libgit2_cause_in_the_reason() {
             "{reason}"
         );
     } else {
-        assert!(text.to_lowercase().contains("file exists") || text.contains("Not a directory"), "{text}");
+        assert!(
+            text.to_lowercase().contains("file exists") || text.contains("Not a directory"),
+            "{text}"
+        );
     }
 }

@@ -67,7 +67,8 @@ impl Behaviour {
         let ok = format!("append {own} \"{id} by the agent\"\ncommit \"agent {id}\"");
         match self {
             Behaviour::Ok => ok,
-            Behaviour::Slow => format!("sleep {}.{}\n{ok}", rng.below(2), rng.below(10)),
+            // Well inside the 5 s timeout even on a loaded machine.
+            Behaviour::Slow => format!("sleep 0.{}\n{ok}", rng.below(10)),
             Behaviour::Fail => format!("append {own} \"{id} partial\"\ncommit \"agent {id} partial\"\nexit 3"),
             Behaviour::FailOnce => format!("fail-once 4\n{ok}"),
             Behaviour::Hang => format!(
@@ -120,7 +121,10 @@ impl Torture {
         repo.write("README.md", "# torture\n");
         repo.write("src/conflict.txt", "base\n");
         for n in 0..cfg.filler_files {
-            repo.write(&format!("filler/d{}/f{n}.txt", n % 20), &format!("filler {n}\n"));
+            repo.write(
+                &format!("filler/d{}/f{n}.txt", n % 20),
+                &format!("filler {n}\n"),
+            );
         }
         let mut behaviours = Vec::new();
         for n in 1..=cfg.specs {
@@ -148,7 +152,10 @@ impl Torture {
         std::fs::create_dir_all(hook.parent().unwrap()).expect("hooks");
         std::fs::write(
             &hook,
-            format!("#!/bin/sh\ngit rev-parse HEAD >> '{}/commits'\n", record.display()),
+            format!(
+                "#!/bin/sh\ngit rev-parse HEAD >> '{}/commits'\n",
+                record.display()
+            ),
         )
         .expect("hook");
         let mut perms = std::fs::metadata(&hook).unwrap().permissions();
@@ -157,7 +164,7 @@ impl Torture {
         repo.write(
             "treefarm.yaml",
             &format!(
-                "agent:\n  command: sh '{}'\n  timeout: 2s\n  kill_grace: 500ms\n  retries: 1\ninstances: {}\n",
+                "agent:\n  command: sh '{}'\n  timeout: 5s\n  kill_grace: 500ms\n  retries: 1\ninstances: {}\n",
                 record.join("agent.sh").display(),
                 cfg.instances
             ),
@@ -175,7 +182,7 @@ impl Torture {
     }
 
     fn git(&self, args: &[&str]) -> String {
-        self.repo.git(&args.iter().map(|s| *s).collect::<Vec<_>>())
+        self.repo.git(args)
     }
 
     /// The user commits a new file to `roadmap` without a checkout (as a
@@ -210,15 +217,33 @@ impl Torture {
                 .success()
                 .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
         };
-        let blob = run(&["hash-object", "-w", "--stdin"], Some(&format!("user {n}\n")));
+        let blob = run(
+            &["hash-object", "-w", "--stdin"],
+            Some(&format!("user {n}\n")),
+        );
         let made = blob.and_then(|blob| {
             run(&["read-tree", &old], None)?;
             run(
-                &["update-index", "--add", "--cacheinfo", &format!("100644,{blob},user/u{n}.txt")],
+                &[
+                    "update-index",
+                    "--add",
+                    "--cacheinfo",
+                    &format!("100644,{blob},user/u{n}.txt"),
+                ],
                 None,
             )?;
             let tree = run(&["write-tree"], None)?;
-            run(&["commit-tree", &tree, "-p", &old, "-m", &format!("user commit {n} to roadmap")], None)
+            run(
+                &[
+                    "commit-tree",
+                    &tree,
+                    "-p",
+                    &old,
+                    "-m",
+                    &format!("user commit {n} to roadmap"),
+                ],
+                None,
+            )
         });
         let Some(new) = made else { return };
         if run(&["update-ref", "refs/heads/roadmap", &new, &old], None).is_some() {
@@ -229,7 +254,8 @@ impl Torture {
 
     fn user_commit_to_main(&mut self) {
         let n = self.user_main_commits.len();
-        self.repo.write(&format!("mine/m{n}.txt"), &format!("mine {n}\n"));
+        self.repo
+            .write(&format!("mine/m{n}.txt"), &format!("mine {n}\n"));
         self.repo.git(&["add", "mine"]);
         self.repo.git(&[
             "-c",
@@ -295,7 +321,12 @@ impl Torture {
 
     fn state(&self) -> serde_json::Value {
         let id = self.run_id().expect("a run");
-        let path = self.repo.root.join(".git/treefarm/runs").join(id).join("state.json");
+        let path = self
+            .repo
+            .root
+            .join(".git/treefarm/runs")
+            .join(id)
+            .join("state.json");
         serde_json::from_str(&std::fs::read_to_string(path).expect("state.json")).expect("json")
     }
 
@@ -317,11 +348,18 @@ impl Torture {
         }
         // No agent commit unreachable.
         let tips: Vec<String> = self
-            .git(&["for-each-ref", "--format=%(refname)", "refs/heads/roadmap", "refs/heads/treefarm", "refs/treefarm"])
+            .git(&[
+                "for-each-ref",
+                "--format=%(refname)",
+                "refs/heads/roadmap",
+                "refs/heads/treefarm",
+                "refs/treefarm",
+            ])
             .lines()
             .map(str::to_string)
             .collect();
-        let commits = std::fs::read_to_string(record_dir(&self.repo).join("commits")).unwrap_or_default();
+        let commits =
+            std::fs::read_to_string(record_dir(&self.repo).join("commits")).unwrap_or_default();
         for c in commits.lines() {
             let reachable = tips.iter().any(|t| {
                 self.repo
@@ -390,14 +428,26 @@ impl Torture {
         if let Some(last) = self.user_main_commits.last() {
             let head = self.git(&["rev-parse", "main"]).trim().to_string();
             if &head != last {
-                bad.push(format!("main is at {head}, the user's last commit was {last}"));
+                bad.push(format!(
+                    "main is at {head}, the user's last commit was {last}"
+                ));
             }
         }
         // fsck clean.
-        let fsck = self.repo.git_cmd(&["fsck", "--no-progress"]).output().expect("fsck");
-        let fsck_text = format!("{}{}", String::from_utf8_lossy(&fsck.stdout), String::from_utf8_lossy(&fsck.stderr));
+        let fsck = self
+            .repo
+            .git_cmd(&["fsck", "--no-progress"])
+            .output()
+            .expect("fsck");
+        let fsck_text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&fsck.stdout),
+            String::from_utf8_lossy(&fsck.stderr)
+        );
         if !fsck.status.success()
-            || fsck_text.lines().any(|l| !l.starts_with("dangling") && !l.trim().is_empty())
+            || fsck_text
+                .lines()
+                .any(|l| !l.starts_with("dangling") && !l.trim().is_empty())
         {
             bad.push(format!("git fsck: {fsck_text}"));
         }
@@ -422,7 +472,11 @@ impl Torture {
 fn processes_with_env(var: &str) -> Vec<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid == std::process::id() || common::t1_pid_dead(pid) {
@@ -477,7 +531,11 @@ fn torture(seed: u64, cfg: &Config) {
     // Then resume to the end (bounded, so a hang fails instead of blocking).
     let mut last = None;
     for round in 0..3 {
-        let args: &[&str] = if t.run_id().is_none() { &["run"] } else { &["resume"] };
+        let args: &[&str] = if t.run_id().is_none() {
+            &["run"]
+        } else {
+            &["resume"]
+        };
         // To a file, not a pipe nobody drains while waiting.
         let err_path = t.repo.tmp.path().join(format!("final-{round}.stderr"));
         let err_file = std::fs::File::create(&err_path).expect("stderr file");
@@ -519,7 +577,12 @@ fn torture(seed: u64, cfg: &Config) {
     );
     let before = t.git_state();
     let again = t.repo.tf(&["resume"]);
-    assert_eq!(again.status.code(), Some(0), "seed {seed}: second resume:\n{}", stderr(&again));
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "seed {seed}: second resume:\n{}",
+        stderr(&again)
+    );
     let violations = t.violations();
     assert_eq!(
         t.git_state(),

@@ -571,7 +571,9 @@ fn add_on_branch(repo: &Repository, name: &str, path: &Path, branch: &str) -> Re
         std::fs::remove_dir_all(&staging).map_err(|e| io_fail("remove stale", &staging, e))?;
     }
     std::fs::create_dir(path).map_err(|e| io_fail("create work dir", path, e))?;
-    let workdir = path.canonicalize().map_err(|e| io_fail("resolve", path, e))?;
+    let workdir = path
+        .canonicalize()
+        .map_err(|e| io_fail("resolve", path, e))?;
     let write = |dir: &Path, file: &str, text: String| {
         let at = dir.join(file);
         std::fs::write(&at, text).map_err(|e| io_fail("write", &at, e))

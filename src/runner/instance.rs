@@ -144,10 +144,7 @@ pub async fn run_instance(
     }
 
     // The agent, re-attached or fresh, then retries.
-    let mut last = launch
-        .ended
-        .clone()
-        .or(launch.exited.map(AgentEnd::Exited));
+    let mut last = launch.ended.clone().or(launch.exited.map(AgentEnd::Exited));
     // An exit recorded while no coordinator watched is the result of attempt
     // `launch.attempt`: the next one, if any, is a retry like any other.
     let mut attempt = if last.is_some() {
@@ -192,8 +189,15 @@ pub async fn run_instance(
                     if let Some(left) = launch.timeout_left {
                         job.timeout = Some(left);
                     }
-                    wait_detached(pid, start, &job.exit_path.clone(), &job, ev_tx, stop.clone())
-                        .await
+                    wait_detached(
+                        pid,
+                        start,
+                        &job.exit_path.clone(),
+                        &job,
+                        ev_tx,
+                        stop.clone(),
+                    )
+                    .await
                 }
             },
             None => {
