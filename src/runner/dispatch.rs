@@ -277,6 +277,14 @@ impl<'r> Dispatcher<'r> {
         let mut replant = Vec::new();
         for inst in &instances {
             let id = inst.id.clone();
+            let out = matches!(
+                inst.state,
+                InstanceState::Creating | InstanceState::Created | InstanceState::Running
+            );
+            if self.mode == Mode::Run && !out {
+                // Settled or not started: nothing of it may still run.
+                self.end_orphans(inst, None).await;
+            }
             match inst.state {
                 InstanceState::Pending => {}
                 InstanceState::Skipped | InstanceState::Failed | InstanceState::TimedOut => {
