@@ -280,7 +280,13 @@ impl Torture {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn treefarm");
-        let delay = Duration::from_millis(100 + self.rng.below(max_kill_ms));
+        // Half the kills early (planting, the first agents), half anywhere.
+        let span = if self.rng.below(2) == 0 {
+            max_kill_ms.min(800)
+        } else {
+            max_kill_ms
+        };
+        let delay = Duration::from_millis(50 + self.rng.below(span));
         let commit_at = delay.mul_f64(self.rng.below(100) as f64 / 100.0);
         let started = Instant::now();
         let mut committed = false;
@@ -584,6 +590,12 @@ fn torture(seed: u64, cfg: &Config) {
         stderr(&again)
     );
     let violations = t.violations();
+    let kills = t.log.iter().filter(|l| l.contains("killed after")).count();
+    eprintln!(
+        "seed {seed}: {} specs, {kills} coordinator SIGKILLs, {} user commits to roadmap",
+        t.behaviours.len(),
+        t.user_target_commits.len()
+    );
     assert_eq!(
         t.git_state(),
         before,
