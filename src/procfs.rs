@@ -114,6 +114,16 @@ fn live_processes_with_env(env: &[(&str, &str)]) -> Vec<ProcInfo> {
     found
 }
 
+/// The value of `name` in the environment `pid` started with, if readable.
+pub fn env_var(pid: u32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{name}=");
+    environ
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(prefix.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
 /// Those of `paths` that some live process has open (as seen in
 /// `/proc/<pid>/fd`; only our own user's processes are visible). A git lock
 /// file (`*.lock`) is held open by whoever is writing it, so one nobody has

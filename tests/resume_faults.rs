@@ -44,7 +44,7 @@ fn agent_fails_while_coordinator_dead(retries: u32) -> CrashRepo {
     crash.release("001");
     let exit_file = run_dir(&crash).join("instances/001/exit_code");
     wait_until("the wrapper to record the exit code", || {
-        std::fs::read_to_string(&exit_file).is_ok_and(|s| s.trim() == "7")
+        treefarm::runner::read_exit_code(&exit_file) == Some(7)
     });
     crash
 }

@@ -372,12 +372,19 @@ impl<'r> Dispatcher<'r> {
                     {
                         // The wrapper records the exit code of the latest
                         // attempt (a new attempt removes the old file first).
-                        std::fs::read_to_string(self.dir.exit_path(&id))
-                            .ok()
-                            .and_then(|s| s.trim().parse::<i32>().ok())
+                        crate::runner::executor::read_exit_record(&self.dir.exit_path(&id))
                     } else {
                         None
                     };
+                    // The attempt the agent out there belongs to: the
+                    // coordinator may have died before journalling its start.
+                    let seen_attempt = match (live, exited) {
+                        (Some((pid, _)), _) => crate::procfs::env_var(pid, "TREEFARM_ATTEMPT")
+                            .and_then(|a| a.parse::<u32>().ok()),
+                        (None, Some((_, attempt))) => attempt,
+                        (None, None) => None,
+                    };
+                    let exited = exited.map(|(code, _)| code);
                     match (live, exited) {
                         (Some((pid, _)), _) => eprintln!(
                             "treefarm: {id}: agent pid {pid} is still running; re-attaching and waiting for it"
@@ -391,11 +398,12 @@ impl<'r> Dispatcher<'r> {
                         (None, None) => {}
                     }
                     let attempt = if live.is_some() || exited.is_some() || ended.is_some() {
-                        inst.attempt.max(1)
+                        inst.attempt.max(seen_attempt.unwrap_or(0)).max(1)
                     } else {
                         inst.attempt + 1
                     };
                     let inst_mut = self.inst(&id);
+                    inst_mut.attempt = inst_mut.attempt.max(seen_attempt.unwrap_or(0));
                     inst_mut.slot = Some(slot);
                     inst_mut.reason = None;
                     replant.push(Launch {

@@ -175,7 +175,7 @@ pub enum SpawnError {
 pub const WRAPPER: &str = r#"trap ':' TERM INT HUP
 sh -c "$1"
 code=$?
-printf '%s\n' "$code" > "$2.tmp" && mv -f "$2.tmp" "$2"
+printf '%s\n%s\n' "$code" "${TREEFARM_ATTEMPT:-}" > "$2.tmp" && mv -f "$2.tmp" "$2"
 exit "$code""#;
 
 /// `$0` of the wrapper shell, as seen in `ps`.
@@ -654,7 +654,17 @@ fn end_from_exit_file(path: &Path) -> AgentEnd {
 
 /// The exit code the wrapper recorded at `path`, if any.
 pub fn read_exit_code(path: &Path) -> Option<i32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    read_exit_record(path).map(|(code, _)| code)
+}
+
+/// The exit code the wrapper recorded at `path` and the attempt it belongs
+/// to (`TREEFARM_ATTEMPT` of the agent, on the second line) when known.
+pub fn read_exit_record(path: &Path) -> Option<(i32, Option<u32>)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    let code = lines.next()?.trim().parse().ok()?;
+    let attempt = lines.next().and_then(|l| l.trim().parse().ok());
+    Some((code, attempt))
 }
 
 #[cfg(test)]
@@ -668,6 +678,19 @@ mod tests {
         assert_eq!(end_from_code(137), AgentEnd::Signaled(9));
         assert_eq!(end_from_code(143), AgentEnd::Signaled(15));
         assert_eq!(end_from_code(255), AgentEnd::Exited(255));
+    }
+
+    #[test]
+    fn exit_record_names_its_attempt_when_the_wrapper_knew_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("exit_code");
+        std::fs::write(&path, "3\n2\n").expect("write");
+        assert_eq!(read_exit_record(&path), Some((3, Some(2))));
+        assert_eq!(read_exit_code(&path), Some(3));
+        std::fs::write(&path, "7\n\n").expect("write");
+        assert_eq!(read_exit_record(&path), Some((7, None)));
+        std::fs::write(&path, "0\n").expect("write");
+        assert_eq!(read_exit_record(&path), Some((0, None)));
     }
 
     #[test]

@@ -202,7 +202,12 @@ pub async fn run_instance(
             },
             None => {
                 send(InstanceMsg::AttemptStarting { attempt });
-                run_agent(job.clone(), ev_tx, stop.clone()).await
+                // The wrapper records it beside the exit code, so a resume
+                // knows which attempt a recorded exit belongs to.
+                let mut job = job.clone();
+                job.env
+                    .push(("TREEFARM_ATTEMPT".into(), attempt.to_string()));
+                run_agent(job, ev_tx, stop.clone()).await
             }
         };
         let _ = forward.await;
