@@ -128,7 +128,7 @@ default_work() {
         printf 'treefarm demo: %s\n' "$spec_id" >>"$path" || die "cannot write $path"
         say "appended to $path"
     done <<EOF
-${TREEFARM_FILES:-}
+${TREEFARM_FILES-$(cat "${TREEFARM_FILES_FILE:-/dev/null}" 2>/dev/null)}
 EOF
     commit_all "treefarm demo: $spec_id"
 }

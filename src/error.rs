@@ -73,3 +73,22 @@ pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
         ExitCode::Internal
     }
 }
+
+/// `err` and its causes as one line, `outer: cause: root cause` — the same
+/// text as anyhow's `{:#}`, for errors kept as strings (journal reasons,
+/// events, the summary), so a cause such as "No space left on device" always
+/// reaches the user.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // libgit2 errors often repeat their cause; print each text once.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

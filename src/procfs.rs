@@ -39,6 +39,36 @@ pub fn is_alive(pid: u32, start_time_ticks: Option<u64>) -> bool {
 /// journalling. Only processes whose `/proc/<pid>/environ` we may read (our
 /// own user's) are seen.
 pub fn group_leaders_with_env(env: &[(&str, &str)]) -> Vec<(u32, u64)> {
+    let mut found: Vec<(u32, u64)> = live_processes_with_env(env)
+        .into_iter()
+        .filter(|p| p.pgrp == p.pid)
+        .map(|p| (p.pid, p.start))
+        .collect();
+    found.sort_by_key(|(_, start)| *start);
+    found
+}
+
+/// The process groups holding a live process whose environment has every
+/// `NAME=value` of `env` (an agent, its setup command, or what they left
+/// running, found by the `TREEFARM_*` variables they inherited), sorted.
+pub fn groups_with_env(env: &[(&str, &str)]) -> Vec<u32> {
+    let groups: std::collections::BTreeSet<u32> = live_processes_with_env(env)
+        .into_iter()
+        .map(|p| p.pgrp)
+        .collect();
+    groups.into_iter().collect()
+}
+
+/// A live process seen in `/proc`.
+struct ProcInfo {
+    pid: u32,
+    pgrp: u32,
+    start: u64,
+}
+
+/// Every live (not zombie) process whose environment has every
+/// `NAME=value` of `env`.
+fn live_processes_with_env(env: &[(&str, &str)]) -> Vec<ProcInfo> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -68,7 +98,7 @@ pub fn group_leaders_with_env(env: &[(&str, &str)]) -> Vec<(u32, u64)> {
         else {
             continue;
         };
-        if *state == "Z" || pgrp.parse::<u32>().ok() != Some(pid) {
+        if *state == "Z" || *state == "X" {
             continue;
         }
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
@@ -76,13 +106,22 @@ pub fn group_leaders_with_env(env: &[(&str, &str)]) -> Vec<(u32, u64)> {
         };
         let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
         if wanted.iter().all(|w| vars.contains(&w.as_slice())) {
-            if let Ok(start) = start.parse() {
-                found.push((pid, start));
+            if let (Ok(pgrp), Ok(start)) = (pgrp.parse(), start.parse()) {
+                found.push(ProcInfo { pid, pgrp, start });
             }
         }
     }
-    found.sort_by_key(|(_, start)| *start);
     found
+}
+
+/// The value of `name` in the environment `pid` started with, if readable.
+pub fn env_var(pid: u32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{name}=");
+    environ
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(prefix.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// Those of `paths` that some live process has open (as seen in

@@ -151,7 +151,7 @@ fn statuses(events: &[AgentEvent]) -> Vec<Option<u8>> {
         .iter()
         .filter_map(|e| match e {
             AgentEvent::Status(s) => Some(s.progress),
-            AgentEvent::Started { .. } => None,
+            AgentEvent::Started { .. } | AgentEvent::Terminating { .. } => None,
         })
         .collect()
 }

@@ -77,7 +77,7 @@ while IFS= read -r tf_file; do
         ;;
     esac
 done <<TF_FILES
-${TREEFARM_FILES:-}
+${TREEFARM_FILES-$(cat "${TREEFARM_FILES_FILE:-/dev/null}" 2>/dev/null)}
 TF_FILES
 
 tf_status working 10 "$tf_display is working"

@@ -60,7 +60,7 @@ tf_begin() {
         {
             cat "$TREEFARM_SPEC_FILE"
             printf '\n\nCreate or modify only these files:\n'
-            printf '%s\n' "${TREEFARM_FILES:-}" | sed '/^$/d; s/^/- /'
+            printf '%s\n' "${TREEFARM_FILES-$(cat "${TREEFARM_FILES_FILE:-/dev/null}" 2>/dev/null)}" | sed '/^$/d; s/^/- /'
             printf 'Do not create or modify any other file.\n'
             printf 'When done, commit your work with git on branch %s.\n' "${TREEFARM_BRANCH:-the current branch}"
         } >"$tf_prompt_file"

@@ -144,6 +144,8 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         .into());
     }
 
+    check_target_namespace(&cfg.target)?;
+
     // Everything that can be wrong is checked before anything is created.
     let sel = select(&ctx, &args.ids)?;
     if !quiet && !args.json {
@@ -153,6 +155,14 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
             &mut std::io::stderr(),
             crate::report::human::stderr_color(),
         )?;
+    }
+    if let Some(spec) = sel.specs.iter().find(|s| s.branch() == ctx.config.target) {
+        return Err(InputError::new(format!(
+            "--target `{}` is the branch treefarm creates for spec `{}`",
+            ctx.config.target, spec.id
+        ))
+        .with_hint("merge into an integration branch such as `roadmap`")
+        .into());
     }
     if sel.specs.is_empty() {
         return Err(InputError::new(format!(
@@ -203,6 +213,7 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
     let run_id = state.new_run_id();
     let staging = std::env::temp_dir().join(format!("treefarm-agent-{run_id}"));
     let (agent_command, agent_env) = agent_command(&ctx, args.agent.as_deref(), &staging)?;
+    check_env_size(&agent_command, &agent_env)?;
     let _lock = lock(&state, &run_id)?;
 
     // From here on, things are created.
@@ -411,6 +422,43 @@ fn relocate_wrapper(
     Ok((command, true))
 }
 
+/// The target must lie outside treefarm's own branch namespace: a spec's
+/// branch (`treefarm/<id>`) is deleted after its merge, and a branch named
+/// `treefarm` would keep every `treefarm/<id>` from being created.
+fn check_target_namespace(target: &str) -> anyhow::Result<()> {
+    let prefix = branch_for("");
+    if target == prefix.trim_end_matches('/') || target.starts_with(&prefix) {
+        return Err(InputError::new(format!(
+            "--target `{target}` lies in treefarm's branch namespace `{prefix}…`"
+        ))
+        .with_hint("treefarm creates and deletes `treefarm/<id>` branches itself; merge into an integration branch such as `roadmap`")
+        .into());
+    }
+    Ok(())
+}
+
+/// The agent's environment and command line must leave the kernel's limit
+/// (E2BIG) far behind before anything is created: treefarm's own
+/// environment, `agent.env`, the command, and room for the `TREEFARM_*`
+/// variables (paths; the declared files go in `TREEFARM_FILES_FILE` and only
+/// in `TREEFARM_FILES` while they fit).
+fn check_env_size(command: &str, env: &[(String, String)]) -> anyhow::Result<()> {
+    use crate::runner::instance::{env_size, inherited_env_size, ENV_BUDGET};
+    const TREEFARM_VARS: usize = 16 * 4096;
+    let size = inherited_env_size()
+        + env_size(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        + command.len()
+        + TREEFARM_VARS;
+    if size > ENV_BUDGET {
+        return Err(InputError::new(format!(
+            "the agent's environment and command would take {size} bytes, more than the {ENV_BUDGET} an agent may be given"
+        ))
+        .with_hint("shorten `agent.env` or the agent command, or unset large variables in treefarm's environment")
+        .into());
+    }
+    Ok(())
+}
+
 fn git2_ref_invalid(name: &str) -> bool {
     name.is_empty()
         || name.starts_with('-')
@@ -489,6 +537,9 @@ pub fn merge(
     json: bool,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
+    if let Some(t) = &target {
+        check_target_namespace(t)?;
+    }
     let Some((dir, record, mut opts)) = load_run(&ctx, run_id, false)? else {
         return Err(InputError::new("no treefarm run in this repository yet")
             .with_hint("start one with `treefarm run --no-merge`")

@@ -22,4 +22,4 @@ pub use include::WORKTREE_INCLUDE;
 pub use merge::{Advance, MergeStrategy, Prepared};
 pub use repo::{init_submodules, CommitInfo, Repo};
 pub use sparse::SparseRequest;
-pub use worktree::{ScratchWorktree, WorktreeInfo, WorktreeRequest};
+pub use worktree::{staging_admin, ScratchWorktree, WorktreeInfo, WorktreeRequest};

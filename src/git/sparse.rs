@@ -345,36 +345,21 @@ pub(crate) fn add_sparse(
     let matcher = shape.matcher()?;
     enable_worktree_config(repo)?;
 
-    // The admin entry and the `.git` file, as `git worktree add` writes them.
-    let io = |what: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |e| GitError::io(what, &p, e)
-    };
-    let admin = repo.commondir().join("worktrees").join(name);
-    std::fs::create_dir(&admin).map_err(io("create worktree admin entry", &admin))?;
-    let write = |file: &Path, text: String| std::fs::write(file, text).map_err(io("write", file));
-    write(
-        &admin.join("gitdir"),
-        format!("{}\n", path.join(".git").display()),
-    )?;
-    write(&admin.join("commondir"), "../..\n".to_string())?;
-    write(&admin.join("HEAD"), format!("ref: refs/heads/{branch}\n"))?;
-    match std::fs::create_dir(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-            return Err(GitError::io("create worktree", path, e))
-        }
-        _ => {}
-    }
-    write(&path.join(".git"), format!("gitdir: {}\n", admin.display()))?;
-    std::fs::create_dir_all(admin.join("info")).map_err(io("create", &admin))?;
-    write(
-        &admin.join("info").join("sparse-checkout"),
-        shape.file_text(),
-    )?;
+    // The admin entry with its sparse files, registered whole (see
+    // `register_worktree`), then the index and the materialised files.
     let cone = matches!(shape, Shape::Cone(_));
-    write(
-        &admin.join("config.worktree"),
-        format!("[core]\n\tsparseCheckout = true\n\tsparseCheckoutCone = {cone}\n"),
+    super::worktree::register_worktree(
+        repo,
+        name,
+        path,
+        branch,
+        &[
+            ("info/sparse-checkout", shape.file_text()),
+            (
+                "config.worktree",
+                format!("[core]\n\tsparseCheckout = true\n\tsparseCheckoutCone = {cone}\n"),
+            ),
+        ],
     )?;
 
     // The index: the whole tree, skip-worktree outside the shape.

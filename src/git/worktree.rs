@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use git2::{Oid, Repository, WorktreeAddOptions, WorktreeLockStatus, WorktreePruneOptions};
+use git2::{Oid, Repository, WorktreeLockStatus, WorktreePruneOptions};
 
 use super::error::GitError;
 use super::repo::{branch_tip_in, canonical, check_branch_name, ensure_branch_in, Repo};
@@ -275,13 +275,30 @@ impl Repo {
         let repo = self.open()?;
         // The branch exists (created in phase one), its worktree not yet.
         crate::state::crash_point("plant-branch-created");
-        let full = || add_on_branch(&repo, &req.name, path, &req.branch);
-        let result = match &req.sparse {
-            Some(sparse) => {
-                super::sparse::add_sparse(&repo, &req.name, path, &req.branch, sparse, full)
+        let add = || {
+            let full = || add_on_branch(&repo, &req.name, path, &req.branch);
+            match &req.sparse {
+                Some(sparse) => {
+                    super::sparse::add_sparse(&repo, &req.name, path, &req.branch, sparse, full)
+                }
+                None => full(),
             }
-            None => full(),
         };
+        let mut result = add();
+        // A failure that may be transient (a reader or writer of git's files
+        // at the same moment, an interrupted system call) is retried from a
+        // clean slate; one that persists is reported with libgit2's cause.
+        for pause_ms in [20, 100, 400] {
+            match &result {
+                Err(e) if is_transient(e) => {
+                    tracing::debug!(name = %req.name, error = %crate::error::chain(e), "retrying worktree creation");
+                    self.undo_add(&repo, &req.name, path);
+                    std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+                    result = add();
+                }
+                _ => break,
+            }
+        }
         if result.is_err() {
             self.undo_add(&repo, &req.name, path);
             if created_branch {
@@ -325,6 +342,40 @@ impl Repo {
         }
     }
 
+    /// Reads the admin entry `name` that `git_worktree_list` returned;
+    /// `None` when it is not a whole entry (any more): being removed, or
+    /// half made by someone else (libgit2's listing lets some through). Such
+    /// an entry is no error for the caller, who asked about others.
+    fn find_listed_worktree(
+        &self,
+        repo: &Repository,
+        name: &str,
+    ) -> Result<Option<git2::Worktree>, GitError> {
+        let admin = self.common_dir().join("worktrees").join(name);
+        let whole = || {
+            ["commondir", "gitdir", "HEAD"]
+                .iter()
+                .all(|f| admin.join(f).is_file())
+        };
+        let mut last = None;
+        for _ in 0..3 {
+            match repo.find_worktree(name) {
+                Ok(wt) => return Ok(Some(wt)),
+                Err(_) if !whole() => {
+                    tracing::debug!(%name, "skipping a worktree entry that is not whole");
+                    return Ok(None);
+                }
+                // Whole now, perhaps not a moment ago: read it again.
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(GitError::git(
+            "read worktree",
+            name,
+            last.expect("three failed reads"),
+        ))
+    }
+
     /// The main worktree first, then every registered linked worktree.
     pub fn worktrees(&self) -> Result<Vec<WorktreeInfo>, GitError> {
         let repo = self.open()?;
@@ -350,11 +401,8 @@ impl Repo {
             )
         })?;
         for name in names.iter().flatten() {
-            let wt = match repo.find_worktree(name) {
-                Ok(wt) => wt,
-                // Removed between listing and reading it: no longer there.
-                Err(_) if !self.common_dir().join("worktrees").join(name).exists() => continue,
-                Err(e) => return Err(GitError::git("read worktree", name, e)),
+            let Some(wt) = self.find_listed_worktree(&repo, name)? else {
+                continue;
             };
             let path = wt.path().to_path_buf();
             let (branch, head) = read_head(
@@ -427,9 +475,9 @@ impl Repo {
         })?;
         let mut pruned = Vec::new();
         for name in names.iter().flatten() {
-            let wt = repo
-                .find_worktree(name)
-                .map_err(|e| GitError::git("read worktree", name, e))?;
+            let Some(wt) = self.find_listed_worktree(&repo, name)? else {
+                continue;
+            };
             if wt.path().exists() || matches!(wt.is_locked(), Ok(WorktreeLockStatus::Locked(_))) {
                 continue;
             }
@@ -493,20 +541,131 @@ impl Repo {
     }
 }
 
-/// `git worktree add <path> <branch>` through libgit2: admin entry `name`.
+/// Where the admin entry `name` is assembled before it is moved into
+/// `<common>/worktrees/` in one rename (outside that folder, so no reader
+/// ever lists it half made).
+pub fn staging_admin(common: &Path, name: &str) -> PathBuf {
+    common.join(format!("treefarm-planting-{name}"))
+}
+
+/// `git worktree add <path> <branch>`, admin entry `name`.
+///
+/// Not `git_worktree_add`: libgit2 writes the entry's files one by one in
+/// `<common>/worktrees/<name>`, and a concurrent reader that lists it half
+/// made fails (`git_worktree_list` can let a half-made entry through, and
+/// `git_branch_is_checked_out` then reports *every* branch as checked out).
+/// Here the entry (`commondir`, `gitdir`, `HEAD`) is written beside the
+/// folder and renamed into place whole, then the work dir is checked out
+/// exactly as libgit2 would (default, safe checkout of HEAD). Whether the
+/// branch is checked out elsewhere is checked by the caller, from one
+/// listing, before anything is created.
 fn add_on_branch(repo: &Repository, name: &str, path: &Path, branch: &str) -> Result<(), GitError> {
+    let workdir = register_worktree(repo, name, path, branch, &[])?;
+    let wt = Repository::open(&workdir).map_err(|source| GitError::CreateWorktree {
+        path: path.to_path_buf(),
+        branch: branch.to_string(),
+        source,
+    })?;
+    wt.checkout_head(Some(&mut git2::build::CheckoutBuilder::new()))
+        .map_err(|source| GitError::CreateWorktree {
+            path: path.to_path_buf(),
+            branch: branch.to_string(),
+            source,
+        })?;
+    Ok(())
+}
+
+/// Registers worktree `name` at the new directory `path` on `branch`, as `git
+/// worktree add` would, without a checkout: the admin entry (with the `extra`
+/// files, paths relative to it) is built beside `worktrees/` and renamed in
+/// whole, so no reader ever lists it half made. Returns the canonical work dir.
+pub(super) fn register_worktree(
+    repo: &Repository,
+    name: &str,
+    path: &Path,
+    branch: &str,
+    extra: &[(&str, String)],
+) -> Result<PathBuf, GitError> {
     let fail = |source| GitError::CreateWorktree {
         path: path.to_path_buf(),
         branch: branch.to_string(),
         source,
     };
+    let io_fail = |action: &str, at: &Path, e: std::io::Error| {
+        fail(git2::Error::from_str(&format!(
+            "{action} `{}`: {e}",
+            at.display()
+        )))
+    };
     let reference = repo
         .find_reference(&format!("refs/heads/{branch}"))
         .map_err(fail)?;
-    let mut opts = WorktreeAddOptions::new();
-    opts.reference(Some(&reference));
-    repo.worktree(name, path, Some(&opts)).map_err(fail)?;
-    Ok(())
+    let refname = reference
+        .name()
+        .ok_or_else(|| fail(git2::Error::from_str("branch name is not UTF-8")))?
+        .to_string();
+    let common = repo.commondir().to_path_buf();
+    let common = common.canonicalize().unwrap_or(common);
+    let admin = common.join("worktrees").join(name);
+    let staging = staging_admin(&common, name);
+    if staging.symlink_metadata().is_ok() {
+        // Left by a planting of this name that was killed: never registered.
+        std::fs::remove_dir_all(&staging).map_err(|e| io_fail("remove stale", &staging, e))?;
+    }
+    std::fs::create_dir(path).map_err(|e| io_fail("create work dir", path, e))?;
+    let workdir = path
+        .canonicalize()
+        .map_err(|e| io_fail("resolve", path, e))?;
+    let write = |dir: &Path, file: &str, text: String| {
+        let at = dir.join(file);
+        std::fs::write(&at, text).map_err(|e| io_fail("write", &at, e))
+    };
+    std::fs::create_dir(&staging).map_err(|e| io_fail("create", &staging, e))?;
+    let staged = write(&staging, "commondir", format!("{}\n", common.display()))
+        .and_then(|()| {
+            write(
+                &staging,
+                "gitdir",
+                format!("{}\n", workdir.join(".git").display()),
+            )
+        })
+        .and_then(|()| write(&staging, "HEAD", format!("ref: {refname}\n")))
+        .and_then(|()| {
+            extra.iter().try_for_each(|(file, text)| {
+                let at = staging.join(file);
+                if let Some(dir) = at.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| io_fail("create", dir, e))?;
+                }
+                std::fs::write(&at, text).map_err(|e| io_fail("write", &at, e))
+            })
+        })
+        .and_then(|()| write(&workdir, ".git", format!("gitdir: {}\n", admin.display())))
+        .and_then(|()| {
+            std::fs::rename(&staging, &admin).map_err(|e| io_fail("register", &admin, e))
+        });
+    if let Err(e) = staged {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    Ok(workdir)
+}
+
+/// Whether a failed worktree creation is worth another try: not when the
+/// disk is full, space or permission is missing, or something is in the way.
+fn is_transient(err: &GitError) -> bool {
+    let text = crate::error::chain(err).to_lowercase();
+    let lasting = [
+        "no space left",
+        "quota",
+        "permission denied",
+        "read-only file system",
+        "file exists",
+        "already exists",
+        "not a directory",
+        "name too long",
+        "directory not empty",
+    ];
+    matches!(err, GitError::CreateWorktree { .. }) && !lasting.iter().any(|l| text.contains(l))
 }
 
 /// Deletes the admin entry `name` (its work dir is already gone or kept).

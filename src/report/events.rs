@@ -122,6 +122,9 @@ pub struct Summary {
     pub skipped: Vec<String>,
     pub pending: Vec<String>,
     pub elapsed_ms: u64,
+    /// Why each instance that did not merge ended as it did, with the full
+    /// cause chain (`id -> reason`). Boxed: it keeps [`Event`] small.
+    pub reasons: Box<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -278,6 +278,14 @@ impl<'r> Dispatcher<'r> {
         let mut replant = Vec::new();
         for inst in &instances {
             let id = inst.id.clone();
+            let out = matches!(
+                inst.state,
+                InstanceState::Creating | InstanceState::Created | InstanceState::Running
+            );
+            if self.mode == Mode::Run && !out {
+                // Settled or not started: nothing of it may still run.
+                self.end_orphans(inst, None).await;
+            }
             match inst.state {
                 InstanceState::Pending => {}
                 InstanceState::Skipped
@@ -307,7 +315,7 @@ impl<'r> Dispatcher<'r> {
                         .or_else(|| self.free_slots.iter().next().copied())
                         .unwrap_or(0);
                     self.free_slots.remove(&slot);
-                    let interrupted = inst.reason.as_deref() == Some(INTERRUPTED);
+                    let mut interrupted = inst.reason.as_deref() == Some(INTERRUPTED);
                     let mut start_commit = inst.start_commit.clone().unwrap_or_default();
                     if inst.state == InstanceState::Creating {
                         // Killed while planting: the worktree may be half
@@ -316,23 +324,71 @@ impl<'r> Dispatcher<'r> {
                         // it again, on the branch as it was created.
                         start_commit = self.discard_unfinished_plant(&id)?;
                     }
-                    let live = if inst.state == InstanceState::Creating {
+                    let mut live = if inst.state == InstanceState::Creating {
                         None
                     } else {
                         self.find_live_agent(inst)
                     };
+                    // A termination the previous coordinator began (SIGTERM
+                    // sent, SIGKILL pending) is finished on its deadline.
+                    let ending = inst.ending.as_deref().map(ending_result);
+                    let mut terminating = None;
+                    if let (Some(why), Some((pid, start))) = (&ending, live) {
+                        match why {
+                            Some(why) => {
+                                let kill_at = inst.kill_at_ms.unwrap_or_else(now_ms);
+                                terminating = Some((why.clone(), kill_at));
+                            }
+                            None => {
+                                // A stop (Ctrl-C) under way: end it, rerun.
+                                let kill_at = inst.kill_at_ms.unwrap_or_else(now_ms);
+                                let (_keep, stop) = watch::channel(Stop::Run);
+                                crate::runner::executor::finish_termination(
+                                    pid,
+                                    start,
+                                    kill_at,
+                                    AgentEnd::Stopped,
+                                    stop,
+                                )
+                                .await;
+                                live = None;
+                                interrupted = true;
+                            }
+                        }
+                    }
+                    // Anything else of this instance still running (what the
+                    // agent left, a setup command) ends before anything
+                    // starts in its worktree.
+                    self.end_orphans(inst, live.map(|(pid, _)| pid)).await;
+                    let ended = match (&ending, live) {
+                        (Some(Some(why)), None) => Some(why.clone()),
+                        _ => None,
+                    };
+                    if let Some(why) = &ended {
+                        eprintln!(
+                            "treefarm: {id}: agent {why} while treefarm was not running; its processes are ended"
+                        );
+                    }
                     let exited = if live.is_none()
                         && inst.state != InstanceState::Creating
                         && !interrupted
+                        && ended.is_none()
                     {
                         // The wrapper records the exit code of the latest
                         // attempt (a new attempt removes the old file first).
-                        std::fs::read_to_string(self.dir.exit_path(&id))
-                            .ok()
-                            .and_then(|s| s.trim().parse::<i32>().ok())
+                        crate::runner::executor::read_exit_record(&self.dir.exit_path(&id))
                     } else {
                         None
                     };
+                    // The attempt the agent out there belongs to: the
+                    // coordinator may have died before journalling its start.
+                    let seen_attempt = match (live, exited) {
+                        (Some((pid, _)), _) => crate::procfs::env_var(pid, "TREEFARM_ATTEMPT")
+                            .and_then(|a| a.parse::<u32>().ok()),
+                        (None, Some((_, attempt))) => attempt,
+                        (None, None) => None,
+                    };
+                    let exited = exited.map(|(code, _)| code);
                     match (live, exited) {
                         (Some((pid, _)), _) => eprintln!(
                             "treefarm: {id}: agent pid {pid} is still running; re-attaching and waiting for it"
@@ -345,12 +401,13 @@ impl<'r> Dispatcher<'r> {
                         ),
                         (None, None) => {}
                     }
-                    let attempt = if live.is_some() || exited.is_some() {
-                        inst.attempt.max(1)
+                    let attempt = if live.is_some() || exited.is_some() || ended.is_some() {
+                        inst.attempt.max(seen_attempt.unwrap_or(0)).max(1)
                     } else {
                         inst.attempt + 1
                     };
                     let inst_mut = self.inst(&id);
+                    inst_mut.attempt = inst_mut.attempt.max(seen_attempt.unwrap_or(0));
                     inst_mut.slot = Some(slot);
                     inst_mut.reason = None;
                     replant.push(Launch {
@@ -361,6 +418,11 @@ impl<'r> Dispatcher<'r> {
                         reattach: live,
                         exited,
                         setup: inst.state != InstanceState::Running,
+                        ended,
+                        terminating,
+                        timeout_left: inst
+                            .deadline_ms
+                            .map(|d| Duration::from_millis(d.saturating_sub(now_ms()))),
                     });
                 }
                 InstanceState::Succeeded => {
@@ -483,6 +545,39 @@ impl<'r> Dispatcher<'r> {
         Ok(())
     }
 
+    /// Ends every process group of `inst` (found by the run and spec ids in
+    /// their environment) but the re-adopted agent's `keep`: whatever the
+    /// agent or its setup command left running when the previous
+    /// coordinator died. SIGTERM, then SIGKILL when the journalled deadline
+    /// of an interrupted termination passes (else after `agent.kill_grace`).
+    async fn end_orphans(&self, inst: &InstanceRecord, keep: Option<u32>) {
+        let groups: Vec<u32> = crate::procfs::groups_with_env(&[
+            ("TREEFARM_RUN_ID", &self.record.run_id),
+            ("TREEFARM_SPEC_ID", &inst.id),
+        ])
+        .into_iter()
+        .filter(|g| Some(*g) != keep)
+        .collect();
+        if groups.is_empty() {
+            return;
+        }
+        let grace = match inst.kill_at_ms {
+            Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
+            None => Duration::from_millis(self.opts.grace_ms),
+        };
+        eprintln!(
+            "treefarm: {}: ending process group(s) {groups:?} left by the interrupted run",
+            inst.id
+        );
+        let kills: Vec<_> = groups
+            .into_iter()
+            .map(|g| tokio::spawn(crate::runner::executor::kill_group(g, grace)))
+            .collect();
+        for kill in kills {
+            let _ = kill.await;
+        }
+    }
+
     /// The agent of `inst` if it is still alive: the journalled process (pid
     /// and start time, so a recycled pid is not mistaken for it), else an
     /// agent the previous coordinator started but died before journalling
@@ -520,6 +615,15 @@ impl<'r> Dispatcher<'r> {
         // An entry too incomplete for libgit2 to list or remove (killed while
         // libgit2 was writing it) still blocks a new worktree of that name.
         let admin = repo.common_dir().join("worktrees").join(id);
+        let staging = crate::git::staging_admin(repo.common_dir(), id);
+        if staging.symlink_metadata().is_ok() {
+            std::fs::remove_dir_all(&staging).with_context(|| {
+                format!(
+                    "failed to remove the half-made worktree entry `{}`",
+                    staging.display()
+                )
+            })?;
+        }
         if admin.symlink_metadata().is_ok() {
             std::fs::remove_dir_all(&admin).with_context(|| {
                 format!(
@@ -592,6 +696,9 @@ impl<'r> Dispatcher<'r> {
                 reattach: None,
                 exited: None,
                 setup: true,
+                ended: None,
+                terminating: None,
+                timeout_left: None,
             });
         }
         // Journal `creating` before anything exists in git.
@@ -822,6 +929,9 @@ impl<'r> Dispatcher<'r> {
                 inst.pid = None;
                 inst.pid_start = None;
                 inst.exit_code = None;
+                inst.deadline_ms = None;
+                inst.ending = None;
+                inst.kill_at_ms = None;
                 inst.started_at_ms.get_or_insert(now);
                 if attempt > 1 {
                     self.emit(Event::Retrying {
@@ -832,11 +942,13 @@ impl<'r> Dispatcher<'r> {
             }
             InstanceMsg::Agent(AgentEvent::Started { pid, start_time }) => {
                 let now = now_ms();
+                let timeout_ms = self.opts.timeout_ms;
                 let inst = self.inst(&id);
                 inst.state = InstanceState::Running;
                 inst.pid = Some(pid);
                 inst.pid_start = Some(start_time);
                 inst.started_at_ms.get_or_insert(now);
+                inst.deadline_ms = timeout_ms.map(|t| now + t);
                 let attempt = inst.attempt.max(1);
                 inst.attempt = attempt;
                 let slot = inst.slot.unwrap_or(0);
@@ -850,6 +962,12 @@ impl<'r> Dispatcher<'r> {
                     port,
                 })?;
                 self.start_unjournalled = true;
+            }
+            InstanceMsg::Agent(AgentEvent::Terminating { why, kill_at_ms }) => {
+                let inst = self.inst(&id);
+                inst.ending = Some(ending_name(&why).to_string());
+                inst.kill_at_ms = Some(kill_at_ms);
+                self.save()?;
             }
             InstanceMsg::Agent(AgentEvent::Status(status)) => {
                 let inst = self.inst(&id);
@@ -882,6 +1000,9 @@ impl<'r> Dispatcher<'r> {
                 inst.exit_code = code;
                 inst.pid = None;
                 inst.pid_start = None;
+                inst.deadline_ms = None;
+                inst.ending = None;
+                inst.kill_at_ms = None;
                 if matches!(end, AgentEnd::Stopped) {
                     inst.reason = Some(INTERRUPTED.into());
                 }
@@ -1082,6 +1203,25 @@ impl<'r> Dispatcher<'r> {
 /// Journal reason of an instance stopped by Ctrl-C: resume reruns it.
 pub const INTERRUPTED: &str = "interrupted";
 
+/// How the journal names why an agent's group was being terminated.
+fn ending_name(why: &AgentEnd) -> &'static str {
+    match why {
+        AgentEnd::TimedOut => "timed_out",
+        AgentEnd::IdleTimedOut => "idle_timeout",
+        _ => "stopped",
+    }
+}
+
+/// The result a journalled termination stands for; `None` for a stop (the
+/// attempt is rerun, as after Ctrl-C).
+fn ending_result(name: &str) -> Option<AgentEnd> {
+    match name {
+        "timed_out" => Some(AgentEnd::TimedOut),
+        "idle_timeout" => Some(AgentEnd::IdleTimedOut),
+        _ => None,
+    }
+}
+
 fn plant_batch(
     opts: &RunOptions,
     mut launches: Vec<Launch>,
@@ -1115,7 +1255,7 @@ fn plant_batch(
     Ok(launches
         .into_iter()
         .zip(results)
-        .map(|(l, r)| (l, r.map_err(|e| e.to_string())))
+        .map(|(l, r)| (l, r.map_err(|e| crate::error::chain(&e))))
         .collect())
 }
 
@@ -1237,6 +1377,9 @@ pub fn summarize(record: &RunRecord, opts: &RunOptions, now: u64) -> Summary {
             InstanceState::Refused => s.refused.push(id),
             InstanceState::Skipped => s.skipped.push(id),
             _ => s.pending.push(id),
+        }
+        if let Some(reason) = inst.reason.as_ref().filter(|_| inst.state.is_failure()) {
+            s.reasons.insert(inst.id.clone(), reason.clone());
         }
     }
     s

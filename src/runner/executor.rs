@@ -58,6 +58,11 @@ pub enum AgentEvent {
     Started { pid: u32, start_time: u64 },
     /// The status file changed to a new, parseable status.
     Status(AgentStatus),
+    /// The group was sent SIGTERM because of `why` (a timeout, the idle
+    /// watchdog or a stop request); SIGKILL follows at `kill_at_ms` (ms since
+    /// the epoch) unless it empties first. Journalled, so a coordinator
+    /// killed meanwhile leaves a successor the same deadline.
+    Terminating { why: AgentEnd, kill_at_ms: u64 },
 }
 
 /// How an agent run ended.
@@ -170,7 +175,7 @@ pub enum SpawnError {
 pub const WRAPPER: &str = r#"trap ':' TERM INT HUP
 sh -c "$1"
 code=$?
-printf '%s\n' "$code" > "$2.tmp" && mv -f "$2.tmp" "$2"
+printf '%s\n%s\n' "$code" "${TREEFARM_ATTEMPT:-}" > "$2.tmp" && mv -f "$2.tmp" "$2"
 exit "$code""#;
 
 /// `$0` of the wrapper shell, as seen in `ps`.
@@ -265,7 +270,7 @@ pub async fn run_agent(
     }
     let std_cmd = match agent_command(&job) {
         Ok(cmd) => cmd,
-        Err(err) => return AgentEnd::SpawnFailed(error_chain(&err)),
+        Err(err) => return AgentEnd::SpawnFailed(crate::error::chain(&err)),
     };
     let mut cmd = tokio::process::Command::from(std_cmd);
     // The group is ours to end (all of it, not just the leader); a dropped
@@ -278,7 +283,7 @@ pub async fn run_agent(
                 cwd: job.cwd.clone(),
                 source,
             };
-            return AgentEnd::SpawnFailed(error_chain(&err));
+            return AgentEnd::SpawnFailed(crate::error::chain(&err));
         }
     };
     let Some(pid) = child.id() else {
@@ -343,6 +348,41 @@ pub async fn wait_detached(
         Some(AgentEnd::Stopped)
     };
     forced.unwrap_or_else(|| end_from_exit_file(exit_path))
+}
+
+/// Milliseconds since the Unix epoch, `after` from now.
+fn epoch_ms_after(after: Duration) -> u64 {
+    (std::time::SystemTime::now() + after)
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Finishes a termination an earlier coordinator began (SIGTERM sent, it
+/// died before SIGKILL): waits for the group of `pid` (its leader alive,
+/// same start time) to empty until `kill_at` (ms since the epoch), then
+/// SIGKILLs it, and reports `why`. A stop request escalates as usual.
+pub async fn finish_termination(
+    pid: u32,
+    start_time: u64,
+    kill_at_ms: u64,
+    why: AgentEnd,
+    mut stop: watch::Receiver<Stop>,
+) -> AgentEnd {
+    let mut leader = Leader::Foreign {
+        pid,
+        start_time: Some(start_time),
+        ended: false,
+    };
+    let now = epoch_ms_after(Duration::ZERO);
+    let grace = Duration::from_millis(kill_at_ms.saturating_sub(now));
+    let how = if grace.is_zero() {
+        Stop::Kill
+    } else {
+        Stop::Graceful
+    };
+    terminate(pid, how, grace, &mut leader, &mut stop).await;
+    why
 }
 
 /// Ends process group `pgid` without a child handle (e.g. leftovers found on
@@ -470,6 +510,15 @@ async fn supervise(
         }
         Some((end, how)) => {
             tracing::debug!(pgid, %end, "ending agent process group");
+            let grace = if *how == Stop::Kill {
+                Duration::ZERO
+            } else {
+                job.grace
+            };
+            let _ = events.send(AgentEvent::Terminating {
+                why: end.clone(),
+                kill_at_ms: epoch_ms_after(grace),
+            });
             terminate(pgid, *how, job.grace, leader, stop).await;
         }
     }
@@ -605,19 +654,17 @@ fn end_from_exit_file(path: &Path) -> AgentEnd {
 
 /// The exit code the wrapper recorded at `path`, if any.
 pub fn read_exit_code(path: &Path) -> Option<i32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    read_exit_record(path).map(|(code, _)| code)
 }
 
-/// `err` and its sources as one line, for [`AgentEnd::SpawnFailed`].
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+/// The exit code the wrapper recorded at `path` and the attempt it belongs
+/// to (`TREEFARM_ATTEMPT` of the agent, on the second line) when known.
+pub fn read_exit_record(path: &Path) -> Option<(i32, Option<u32>)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    let code = lines.next()?.trim().parse().ok()?;
+    let attempt = lines.next().and_then(|l| l.trim().parse().ok());
+    Some((code, attempt))
 }
 
 #[cfg(test)]
@@ -631,6 +678,19 @@ mod tests {
         assert_eq!(end_from_code(137), AgentEnd::Signaled(9));
         assert_eq!(end_from_code(143), AgentEnd::Signaled(15));
         assert_eq!(end_from_code(255), AgentEnd::Exited(255));
+    }
+
+    #[test]
+    fn exit_record_names_its_attempt_when_the_wrapper_knew_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("exit_code");
+        std::fs::write(&path, "3\n2\n").expect("write");
+        assert_eq!(read_exit_record(&path), Some((3, Some(2))));
+        assert_eq!(read_exit_code(&path), Some(3));
+        std::fs::write(&path, "7\n\n").expect("write");
+        assert_eq!(read_exit_record(&path), Some((7, None)));
+        std::fs::write(&path, "0\n").expect("write");
+        assert_eq!(read_exit_record(&path), Some((0, None)));
     }
 
     #[test]

@@ -12,7 +12,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{CommitMode, ScopeMode};
 use crate::git::Repo;
-use crate::runner::executor::{run_agent, wait_detached, AgentEnd, AgentEvent, AgentJob, Stop};
+use crate::runner::executor::{
+    finish_termination, run_agent, wait_detached, AgentEnd, AgentEvent, AgentJob, Stop,
+};
 use crate::runner::options::{substitute, RunOptions};
 use crate::runner::shared_git;
 use crate::spec::Spec;
@@ -88,6 +90,15 @@ pub struct Launch {
     pub exited: Option<i32>,
     /// Run `setup` first (false when resuming an instance already set up).
     pub setup: bool,
+    /// The attempt's result is already known (a timeout whose termination
+    /// an earlier coordinator began and whose group is gone now).
+    pub ended: Option<AgentEnd>,
+    /// The re-attached agent (`reattach`) was being terminated for this
+    /// reason by an earlier coordinator; SIGKILL is due at the given time
+    /// (ms since the epoch). Finished on time; the reason is the result.
+    pub terminating: Option<(AgentEnd, u64)>,
+    /// What is left of the re-attached attempt's timeout.
+    pub timeout_left: Option<std::time::Duration>,
 }
 
 pub async fn run_instance(
@@ -126,7 +137,11 @@ pub async fn run_instance(
         }
     };
 
-    if launch.setup && launch.reattach.is_none() && launch.exited.is_none() {
+    if launch.setup
+        && launch.reattach.is_none()
+        && launch.exited.is_none()
+        && launch.ended.is_none()
+    {
         match setup(&opts, &worktree, &job, stop.clone()).await {
             Ok(()) => {}
             Err(SetupFailure::Stopped) => {
@@ -141,10 +156,25 @@ pub async fn run_instance(
     }
 
     // The agent, re-attached or fresh, then retries.
-    let mut attempt = launch.attempt;
-    let mut last = launch.exited.map(AgentEnd::Exited);
+    let mut last = launch.ended.clone().or(launch.exited.map(AgentEnd::Exited));
+    // An exit recorded while no coordinator watched is the result of attempt
+    // `launch.attempt`: the next one, if any, is a retry like any other.
+    let mut attempt = if last.is_some() {
+        launch.attempt.max(1) + 1
+    } else {
+        launch.attempt
+    };
     let mut reattach = launch.reattach;
-    let max_attempt = launch.attempt.max(1) + opts.retries;
+    let mut terminating = launch.terminating.clone();
+    // `1 + retries` attempts in all. An attempt that was re-attached or
+    // whose result was found on resume is one of them (a resume grants no
+    // extra retries); an interrupted attempt run again from scratch does not
+    // use up a retry.
+    let max_attempt = if launch.reattach.is_some() || last.is_some() {
+        (1 + opts.retries).max(launch.attempt)
+    } else {
+        launch.attempt.max(1) + opts.retries
+    };
     // An exit 0 that left no commit and no change (`unchanged`) counts as a
     // failed attempt unless `agent.allow_unchanged`.
     let mut unchanged = false;
@@ -178,20 +208,34 @@ pub async fn run_instance(
         let begun = Instant::now();
         shared_git::agent_starting(&common_dir, &id);
         let end = match reattach.take() {
-            Some((pid, start)) => {
-                wait_detached(
-                    pid,
-                    start,
-                    &job.exit_path.clone(),
-                    &job,
-                    ev_tx,
-                    stop.clone(),
-                )
-                .await
-            }
+            Some((pid, start)) => match terminating.take() {
+                Some((why, kill_at_ms)) => {
+                    finish_termination(pid, start, kill_at_ms, why, stop.clone()).await
+                }
+                None => {
+                    let mut job = job.clone();
+                    if let Some(left) = launch.timeout_left {
+                        job.timeout = Some(left);
+                    }
+                    wait_detached(
+                        pid,
+                        start,
+                        &job.exit_path.clone(),
+                        &job,
+                        ev_tx,
+                        stop.clone(),
+                    )
+                    .await
+                }
+            },
             None => {
                 send(InstanceMsg::AttemptStarting { attempt });
-                run_agent(job.clone(), ev_tx, stop.clone()).await
+                // The wrapper records it beside the exit code, so a resume
+                // knows which attempt a recorded exit belongs to.
+                let mut job = job.clone();
+                job.env
+                    .push(("TREEFARM_ATTEMPT".into(), attempt.to_string()));
+                run_agent(job, ev_tx, stop.clone()).await
             }
         };
         if let Some(warning) = shared_git::agent_ended(&common_dir, &id) {
@@ -411,9 +455,17 @@ fn agent_job(
             worktree,
         },
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| crate::error::chain(&e))?;
     std::fs::write(&prompt_path, prompt)
         .map_err(|e| format!("failed to write prompt `{}`: {e}", prompt_path.display()))?;
+    let files_path = dir.files_path(&spec.id);
+    let files_list = spec.files.join("\n");
+    std::fs::write(&files_path, format!("{files_list}\n")).map_err(|e| {
+        format!(
+            "failed to write the declared files to `{}`: {e}",
+            files_path.display()
+        )
+    })?;
     let mut env: Vec<(String, String)> = vec![
         ("TREEFARM_RUN_ID".into(), run_id.to_string()),
         ("TREEFARM_RUN_DIR".into(), dir.path().display().to_string()),
@@ -423,7 +475,10 @@ fn agent_job(
         ("TREEFARM_BRANCH".into(), branch),
         ("TREEFARM_TARGET".into(), opts.target.clone()),
         ("TREEFARM_BASE_COMMIT".into(), launch.start_commit.clone()),
-        ("TREEFARM_FILES".into(), spec.files.join("\n")),
+        (
+            "TREEFARM_FILES_FILE".into(),
+            files_path.display().to_string(),
+        ),
         (
             "TREEFARM_STATUS_FILE".into(),
             dir.status_path(&spec.id).display().to_string(),
@@ -457,6 +512,9 @@ fn agent_job(
             &opts.repo_root,
         ));
     }
+    if files_fit_in_env(&files_list, &env) {
+        env.push(("TREEFARM_FILES".into(), files_list));
+    }
     Ok(AgentJob {
         command,
         cwd: worktree.to_path_buf(),
@@ -468,6 +526,34 @@ fn agent_job(
         idle_timeout: opts.idle_timeout(),
         grace: std::time::Duration::from_millis(opts.grace_ms),
     })
+}
+
+/// Linux's limit on one environment string, `NAME=value` (MAX_ARG_STRLEN).
+const MAX_ENV_STRING: usize = 32 * 4096;
+/// What the whole environment of an agent may take; the kernel allows
+/// ARG_MAX (a quarter of the stack limit, 2 MiB by default) for arguments
+/// and environment together, and the agent needs room for its own.
+pub const ENV_BUDGET: usize = 1 << 20;
+
+/// Size of an environment as the kernel counts it (`NAME=value\0` each).
+pub fn env_size<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> usize {
+    vars.into_iter().map(|(k, v)| k.len() + v.len() + 2).sum()
+}
+
+/// Size of treefarm's own environment, which every agent inherits.
+pub fn inherited_env_size() -> usize {
+    std::env::vars_os()
+        .map(|(k, v)| k.len() + v.len() + 2)
+        .sum()
+}
+
+/// Whether `TREEFARM_FILES` (the newline-separated declared paths) can be
+/// passed next to `env` without the agent failing to start (E2BIG). It is
+/// left out when not; `TREEFARM_FILES_FILE` always names the same list.
+pub fn files_fit_in_env(files: &str, env: &[(String, String)]) -> bool {
+    let entry = env_size([("TREEFARM_FILES", files)]);
+    let rest = inherited_env_size() + env_size(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    entry <= MAX_ENV_STRING && rest + entry <= ENV_BUDGET
 }
 
 /// Why setup did not complete.
@@ -642,14 +728,19 @@ pub fn collect_work(
         )
         .map_err(|e| {
             format!(
-                "failed to commit leftovers in `{}`: {e}",
-                worktree.display()
+                "failed to commit leftovers in `{}`: {}",
+                worktree.display(),
+                crate::error::chain(&e)
             )
         })?
         .map(|oid| oid.to_string()),
         CommitMode::Off => {
             let dirty = Repo::is_dirty_except(worktree, &placed).map_err(|e| {
-                format!("failed to read the status of `{}`: {e}", worktree.display())
+                format!(
+                    "failed to read the status of `{}`: {}",
+                    worktree.display(),
+                    crate::error::chain(&e)
+                )
             })?;
             if dirty {
                 return Err(format!(
@@ -660,18 +751,18 @@ pub fn collect_work(
             None
         }
     };
-    let repo = Repo::discover(&opts.repo_root).map_err(|e| e.to_string())?;
+    let repo = Repo::discover(&opts.repo_root).map_err(|e| crate::error::chain(&e))?;
     let tip = repo
         .branch_tip(&branch)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| crate::error::chain(&e))?
         .ok_or_else(|| format!("branch `{branch}` disappeared"))?;
-    let start_oid = repo.resolve(start).map_err(|e| e.to_string())?;
+    let start_oid = repo.resolve(start).map_err(|e| crate::error::chain(&e))?;
     let commits = repo
         .commits_between(start_oid, tip)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::error::chain(&e))?;
     let changed = repo
         .changed_paths(start_oid, tip)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::error::chain(&e))?;
     let scope_creep = if opts.scope == ScopeMode::Off {
         Vec::new()
     } else {

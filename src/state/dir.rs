@@ -243,6 +243,12 @@ impl RunDir {
         self.instance_dir(id).join("exit_code")
     }
 
+    /// The declared paths and globs of instance `id`, one per line
+    /// (`TREEFARM_FILES_FILE`).
+    pub fn files_path(&self, id: &str) -> PathBuf {
+        self.instance_dir(id).join("files.txt")
+    }
+
     /// The prompt given to the agent.
     pub fn prompt_path(&self, id: &str) -> PathBuf {
         self.instance_dir(id).join("prompt.md")

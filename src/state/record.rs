@@ -174,6 +174,18 @@ pub struct InstanceRecord {
     pub reason: Option<String>,
     #[serde(default)]
     pub log_path: String,
+    /// When the running attempt's `agent.timeout` expires (ms since the
+    /// epoch), so a resumed coordinator keeps the same deadline.
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
+    /// The agent's group was sent SIGTERM for this reason (`timed_out`,
+    /// `idle_timeout`, `stopped`); SIGKILL is due at `kill_at_ms`. A
+    /// resumed coordinator finishes that termination on time, and the
+    /// attempt's result is the timeout.
+    #[serde(default)]
+    pub ending: Option<String>,
+    #[serde(default)]
+    pub kill_at_ms: Option<u64>,
 }
 
 impl InstanceRecord {
