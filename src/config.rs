@@ -110,7 +110,7 @@ pub struct WorktreeConfig {
     pub sparse: SparseMode,
     /// With `sparse: auto`, also materialise these paths or globs.
     pub sparse_include: Vec<String>,
-    /// Free space left untouched: `5%` of the file system, or a size (`2G`).
+    /// Free space left untouched: `5%` of what is free, or a size (`2G`).
     pub reserve: String,
 }
 

@@ -337,13 +337,13 @@ fn check_disk_budget(
     let sizes = ctx.repo.checkout_sizes(start, &requests).map_err(git_err)?;
     let largest = sizes.iter().copied().max().unwrap_or(0);
     let needed = disk::needed(sizes, cfg.instances, all_kept);
-    let (free, total) = disk::free_space(worktree_dir).with_context(|| {
+    let free = disk::free_space(worktree_dir).with_context(|| {
         format!(
             "failed to read the free space of `{}`",
             worktree_dir.display()
         )
     })?;
-    if let Err(over) = disk::check(needed, free, total, reserve) {
+    if let Err(over) = disk::check(needed, free, reserve) {
         let hb = disk::human_bytes;
         return Err(InputError::new(format!(
             "not enough disk space for the worktrees in `{}`: needed {}, available {} ({} free minus worktree.reserve {})",

@@ -8,7 +8,10 @@ use std::path::Path;
 /// `worktree.reserve`: free space never planted into.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Reserve {
-    /// A share of the file system's size, in percent.
+    /// A share of the space that is free, in percent: a run never plants
+    /// into the last `p`% of what it found free. (A share of the file
+    /// system's size would refuse every run on a big, fairly full disk: 5 % of
+    /// 2 TB is 100 GB.)
     Percent(f64),
     Bytes(u64),
 }
@@ -28,9 +31,9 @@ impl Reserve {
             .ok_or_else(|| format!("`{s}` is not a size (use e.g. `5%`, `512M`, `2G`)"))
     }
 
-    pub fn bytes(self, fs_size: u64) -> u64 {
+    pub fn bytes(self, free: u64) -> u64 {
         match self {
-            Reserve::Percent(p) => (fs_size as f64 * p / 100.0) as u64,
+            Reserve::Percent(p) => (free as f64 * p / 100.0) as u64,
             Reserve::Bytes(b) => b,
         }
     }
@@ -54,19 +57,16 @@ fn parse_size(t: &str) -> Option<u64> {
     Some((num * mult as f64) as u64)
 }
 
-/// Free and total bytes of the file system holding `dir` (or its nearest
-/// existing ancestor, as `dir` may not exist yet).
-pub fn free_space(dir: &Path) -> std::io::Result<(u64, u64)> {
+/// Bytes free (to an unprivileged user) on the file system holding `dir` (or
+/// its nearest existing ancestor, as `dir` may not exist yet).
+pub fn free_space(dir: &Path) -> std::io::Result<u64> {
     let mut at = dir;
     while !at.exists() {
         at = at.parent().unwrap_or(Path::new("/"));
     }
     let st = nix::sys::statvfs::statvfs(at).map_err(std::io::Error::from)?;
     let frsize = st.fragment_size() as u64;
-    Ok((
-        st.blocks_available() as u64 * frsize,
-        st.blocks() as u64 * frsize,
-    ))
+    Ok(st.blocks_available() as u64 * frsize)
 }
 
 /// Why a run does not fit.
@@ -77,10 +77,9 @@ pub struct OverBudget {
     pub reserve: u64,
 }
 
-/// Whether `needed` bytes fit in `free` minus the reserve of a file system
-/// of `total` bytes.
-pub fn check(needed: u64, free: u64, total: u64, reserve: Reserve) -> Result<(), OverBudget> {
-    let reserve = reserve.bytes(total);
+/// Whether `needed` bytes fit in `free` minus the reserve.
+pub fn check(needed: u64, free: u64, reserve: Reserve) -> Result<(), OverBudget> {
+    let reserve = reserve.bytes(free);
     let available = free.saturating_sub(reserve);
     if needed > available {
         return Err(OverBudget {
@@ -161,9 +160,17 @@ mod tests {
     }
 
     #[test]
+    fn a_small_run_fits_on_a_big_fairly_full_disk() {
+        // 5.5 GiB free on a 252 GiB disk: 5 % of the disk (13 GiB) would have
+        // refused a 97 KiB run; 5 % of what is free leaves 5.2 GiB.
+        assert!(check(97 << 10, 5632 << 20, Reserve::Percent(5.0)).is_ok());
+        assert!(check(5500 << 20, 5632 << 20, Reserve::Percent(5.0)).is_err());
+    }
+
+    #[test]
     fn a_run_that_does_not_fit_says_how_much_is_needed_and_available() {
-        assert!(check(900, 1000, 1000, Reserve::Percent(5.0)).is_ok());
-        let over = check(960, 1000, 1000, Reserve::Percent(5.0)).unwrap_err();
+        assert!(check(900, 1000, Reserve::Percent(5.0)).is_ok());
+        let over = check(960, 1000, Reserve::Percent(5.0)).unwrap_err();
         assert_eq!((over.needed, over.available, over.reserve), (960, 950, 50));
     }
 
