@@ -79,15 +79,18 @@ impl Drop for TmpfsGuard {
 
 #[test]
 fn disk_full_cause_reaches_terminal_summary_and_json() {
-    let big = "x".repeat(4 << 20);
+    // The worktree itself fits (the disk budget lets the run start), but the
+    // untracked 4 MiB file that `setup.copy` puts into it does not: a real
+    // ENOSPC on a real 1 MiB tmpfs, after the worktree exists.
     let repo = TestRepo::farm(
-        &[("src/a.txt", "a\n"), ("data/big.bin", big.as_str())],
+        &[("src/a.txt", "a\n"), (".gitignore", "data/\n")],
         &[(
             "SPEC-001-a.md",
             "# A\n\n**File**: `src/a.txt`\n".to_string(),
         )],
-        "",
+        "setup:\n  copy: [data/big.bin]\n",
     );
+    repo.write("data/big.bin", &"x".repeat(4 << 20));
     let full = repo.tmp.path().join("full");
     let Some(_mount) = mount_tmpfs(&full, "1m") else {
         return;
@@ -221,7 +224,8 @@ fn small_declared_list_is_in_both_treefarm_files_and_its_file() {
             "SPEC-002-small.yaml",
             "files:\n  - src/b.txt\n  - \"src/c/**\"\n".to_string(),
         )],
-        "",
+        // The agent only reports what it was given; it changes nothing.
+        "  allow_unchanged: true\n",
     );
     let config = repo.read("treefarm.yaml");
     let config = config
