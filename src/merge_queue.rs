@@ -291,10 +291,13 @@ impl MergeQueue {
 
     fn knows(&self, branch: &str) -> bool {
         self.waiting.iter().any(|b| b == branch)
-            || self.current.as_ref().is_some_and(|batch| match &batch.phase {
-                Phase::Building { branches } => branches.iter().any(|b| b == branch),
-                _ => batch.members.iter().any(|m| m.branch == branch),
-            })
+            || self
+                .current
+                .as_ref()
+                .is_some_and(|batch| match &batch.phase {
+                    Phase::Building { branches } => branches.iter().any(|b| b == branch),
+                    _ => batch.members.iter().any(|m| m.branch == branch),
+                })
     }
 
     fn built(&mut self, id: BatchId, base: String, results: Vec<Built>, out: &mut Vec<Action>) {

@@ -207,7 +207,15 @@ fn drive(
     crash_percent: u64,
     race_before_land: Option<usize>,
 ) -> Outcome {
-    drive_with(config, world, branches, seed, crash_percent, race_before_land, false)
+    drive_with(
+        config,
+        world,
+        branches,
+        seed,
+        crash_percent,
+        race_before_land,
+        false,
+    )
 }
 
 fn drive_with(
@@ -228,7 +236,7 @@ fn drive_with(
     let mut rest = branches.to_vec();
     // Outcomes are recorded in the same journal write as the state that
     // produced them; only work can be lost in a crash.
-    let mut take = |sim: &mut Sim, actions: Vec<Action>, pending: &mut Vec<Action>| {
+    let take = |sim: &mut Sim, actions: Vec<Action>, pending: &mut Vec<Action>| {
         for a in actions {
             match a {
                 Action::Refuse { .. } | Action::Conflicted { .. } | Action::Bisect { .. } => {
@@ -439,7 +447,10 @@ fn sixteen_with_one_culprit_stay_within_nine_gate_runs() {
                 assert_eq!(sim.commits[&sim.target].len(), 15);
                 sim.gate_runs
             };
-            assert!(runs <= 9, "culprit {culprit}, {jobs} jobs: {runs} gate runs");
+            assert!(
+                runs <= 9,
+                "culprit {culprit}, {jobs} jobs: {runs} gate runs"
+            );
         }
     }
 }

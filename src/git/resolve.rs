@@ -12,7 +12,7 @@ use git2::{MergeOptions, Oid, Repository, RepositoryState};
 
 use super::commit::{matches_tree, open_worktree};
 use super::error::GitError;
-use super::repo::branch_tip_in;
+use super::repo::{branch_tip_in, commits_between_in, CommitInfo};
 use super::Repo;
 
 /// A conflicted merge prepared in an agent's worktree.
@@ -24,6 +24,9 @@ pub struct HandBack {
     pub branch_tip: Oid,
     /// The conflicted paths, sorted.
     pub paths: Vec<String>,
+    /// The target's commits the branch lacks (the other side), oldest
+    /// first: what the resolution prompt lists.
+    pub other_side: Vec<CommitInfo>,
 }
 
 /// What [`Repo::hand_back_conflict`] did.
@@ -112,6 +115,7 @@ impl Repo {
             target_tip,
             branch_tip: head.id(),
             paths,
+            other_side: commits_between_in(&wt, head.id(), target_tip)?,
         }))
     }
 
