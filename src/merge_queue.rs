@@ -512,7 +512,8 @@ impl MergeQueue {
             let width = self.config.gate_jobs.min(span - 1);
             let mut points = BTreeSet::new();
             for i in 1..=width {
-                let p = *good + (i * span + (width + 1) / 2) / (width + 1);
+                // i/(width+1) of the way, rounded to the nearest prefix.
+                let p = *good + (2 * i * span + width + 1) / (2 * (width + 1));
                 points.insert(p.clamp(*good + 1, bad_now - 1));
             }
             let mut known_good = *good;

@@ -524,3 +524,38 @@ fn conflict_markers_are_recognised() {
         b"title\n=======\n<<<<<<<<<< not one\n"
     ));
 }
+
+#[test]
+fn gate_in_a_warm_worktree_finds_the_last_build_output() {
+    let t = TestRepo::with_files(&[(".gitignore", "target/\n"), ("a.txt", "1\n")]);
+    let c1 = t.git(&["rev-parse", "HEAD"]);
+    t.write("a.txt", "2\n");
+    t.commit_all("two");
+    let c2 = t.git(&["rev-parse", "HEAD"]);
+    let repo = Repo::discover(&t.root).unwrap();
+    let logs = t.tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // A "build" that is incremental when its output is still there.
+    let command = "if [ -f target/built ]; then echo incremental; else echo from-scratch; \
+                   mkdir -p target && touch target/built; fi; \
+                   test \"$(git rev-parse HEAD)\" = \"$TREEFARM_GATE_COMMIT\" && grep -q . a.txt";
+    let mut seen = vec![];
+    for (n, commit) in [&c1, &c2].into_iter().enumerate() {
+        let warm = repo.warm_gate_worktree(0, oid(commit)).unwrap();
+        let gate = treefarm::merge::Gate {
+            command,
+            scratch_dir: t.tmp.path().join("unused"),
+            log_path: logs.join(format!("gate-{n}.log")),
+            env: &[],
+        };
+        let refusal = treefarm::merge::run_gate_in(&warm.path, &gate, oid(commit)).unwrap();
+        assert_eq!(refusal, None, "gate passes on {commit}");
+        seen.push(
+            std::fs::read_to_string(&gate.log_path)
+                .unwrap()
+                .trim()
+                .to_string(),
+        );
+    }
+    assert_eq!(seen, ["from-scratch", "incremental"]);
+}
