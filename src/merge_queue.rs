@@ -50,7 +50,8 @@ pub enum Input {
     /// already queued.
     Ready(Vec<String>),
     /// The merges of [`Action::Build`] were made in memory, one on top of the
-    /// other, starting from the target tip `base`, in the order asked for.
+    /// other, starting from `base` (the target tip, or the `onto` asked for),
+    /// in the order asked for.
     Built {
         batch: BatchId,
         base: String,
@@ -82,10 +83,12 @@ pub enum Built {
 /// What the runner must do (or show) next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
-    /// Merge these branches in memory, in this order, on the target tip.
+    /// Merge these branches in memory, in this order, on the target tip —
+    /// or, for a speculative batch, on `onto`, the tip of the batch before.
     Build {
         batch: BatchId,
         branches: Vec<String>,
+        onto: Option<String>,
     },
     /// Run the gate on `commit`, the batch's first `prefix` branches merged.
     Gate {
@@ -130,8 +133,8 @@ struct Member {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum Phase {
     /// Waiting for [`Input::Built`].
-    Building { branches: Vec<String> },
-    /// Prefix `good` passes (0: the target itself), prefix `bad` fails
+    Building,
+    /// Prefix `good` passes (0: the batch's base), prefix `bad` fails
     /// (`None`: not known yet); `testing` are the prefixes under test.
     Gating {
         good: usize,
@@ -143,24 +146,52 @@ enum Phase {
     Landing { prefix: usize },
 }
 
-/// The batch being built, gated or landed.
+/// A batch being built, gated or landed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Batch {
     id: BatchId,
+    /// Every branch taken into the batch, in priority order.
+    branches: Vec<String>,
+    /// `Some(commit)`: a speculative batch stacked on the tip of the batch
+    /// before it, not yet landed.
+    onto: Option<String>,
     base: String,
     members: Vec<Member>,
+    /// Conflicts found while stacked: reported once the batch is first in
+    /// line (its base is then the target), dropped if it is given up.
+    held_conflicts: Vec<(String, Vec<String>)>,
     phase: Phase,
     /// Gate runs started for this batch (cancelled ones included).
     gate_runs: usize,
 }
 
-/// The queue: branches waiting, and at most one batch in flight.
+impl Batch {
+    fn testing(&self) -> usize {
+        match &self.phase {
+            Phase::Gating { testing, .. } => testing.len(),
+            _ => 0,
+        }
+    }
+
+    fn gate(&mut self, prefix: usize, out: &mut Vec<Action>) {
+        self.gate_runs += 1;
+        out.push(Action::Gate {
+            batch: self.id,
+            prefix,
+            commit: self.members[prefix - 1].commit.clone(),
+        });
+    }
+}
+
+/// The queue: branches waiting, the batch first in line and, with more than
+/// one gate job, a speculative batch stacked on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MergeQueue {
     config: QueueConfig,
     waiting: VecDeque<String>,
     next_batch: BatchId,
-    current: Option<Batch>,
+    /// At most two: `[0]` lands on the target, `[1]` is stacked on `[0]`'s tip.
+    batches: Vec<Batch>,
     /// Per finished batch: its size when built and its gate runs.
     history: Vec<BatchStats>,
 }
@@ -174,6 +205,9 @@ pub struct BatchStats {
     pub gate_runs: usize,
     /// Whether a culprit was refused from it.
     pub refused: bool,
+    /// A speculative batch given up because the batch below it did not land
+    /// whole; its branches were queued again.
+    pub discarded: bool,
 }
 
 /// The most gate runs a batch of `size` branches may cost when one of its
@@ -181,6 +215,14 @@ pub struct BatchStats {
 pub fn gate_run_bound(size: usize) -> usize {
     let log2_ceil = usize::BITS - size.max(1).saturating_sub(1).leading_zeros();
     1 + 2 * log2_ceil as usize
+}
+
+/// What the first batch's step decided.
+enum Step {
+    /// Look again (the first batch changed).
+    Again,
+    /// Wait for an input.
+    Wait,
 }
 
 impl MergeQueue {
@@ -194,14 +236,14 @@ impl MergeQueue {
             },
             waiting: VecDeque::new(),
             next_batch: 1,
-            current: None,
+            batches: Vec::new(),
             history: Vec::new(),
         }
     }
 
     /// True when nothing is queued or in flight.
     pub fn is_idle(&self) -> bool {
-        self.current.is_none() && self.waiting.is_empty()
+        self.batches.is_empty() && self.waiting.is_empty()
     }
 
     /// Branches waiting for a batch, in order.
@@ -209,22 +251,23 @@ impl MergeQueue {
         self.waiting.iter().map(String::as_str)
     }
 
-    /// The batch in flight: its id, its branches (or those being built) and
-    /// the prefixes under test, for the live display.
-    pub fn in_flight(&self) -> Option<(BatchId, Vec<&str>, Vec<usize>)> {
-        let batch = self.current.as_ref()?;
-        let (branches, testing) = match &batch.phase {
-            Phase::Building { branches } => (branches.iter().map(String::as_str).collect(), vec![]),
-            Phase::Gating { testing, .. } => (
-                batch.members.iter().map(|m| m.branch.as_str()).collect(),
-                testing.iter().copied().collect(),
-            ),
-            Phase::Landing { .. } => (
-                batch.members.iter().map(|m| m.branch.as_str()).collect(),
-                vec![],
-            ),
-        };
-        Some((batch.id, branches, testing))
+    /// The batches in flight, first in line first: id, branches and the
+    /// prefixes under test, for the live display.
+    pub fn in_flight(&self) -> Vec<(BatchId, Vec<&str>, Vec<usize>)> {
+        self.batches
+            .iter()
+            .map(|b| {
+                let testing = match &b.phase {
+                    Phase::Gating { testing, .. } => testing.iter().copied().collect(),
+                    _ => vec![],
+                };
+                (
+                    b.id,
+                    b.branches.iter().map(String::as_str).collect(),
+                    testing,
+                )
+            })
+            .collect()
     }
 
     /// What each finished batch cost.
@@ -232,8 +275,8 @@ impl MergeQueue {
         &self.history
     }
 
-    /// Takes one input and returns what to do next. Inputs for another batch
-    /// or a prefix no longer under test (late or duplicate) are ignored.
+    /// Takes one input and returns what to do next. Inputs for an unknown
+    /// batch or a prefix no longer under test (late or duplicate) are ignored.
     pub fn handle(&mut self, input: Input) -> Vec<Action> {
         let mut out = Vec::new();
         match input {
@@ -255,7 +298,11 @@ impl MergeQueue {
                 passed,
                 log,
             } => self.gated(batch, prefix, passed, log, &mut out),
-            Input::Landed { batch, moved } => self.landed(batch, moved),
+            Input::Landed { batch, moved } => {
+                if self.batches.first().is_some_and(|b| b.id == batch) {
+                    self.landed(moved, &mut out);
+                }
+            }
         }
         self.advance(&mut out);
         out
@@ -267,19 +314,17 @@ impl MergeQueue {
     /// already happened).
     pub fn resume(&mut self) -> Vec<Action> {
         let mut out = Vec::new();
-        if let Some(batch) = &self.current {
+        for batch in &mut self.batches {
             match &batch.phase {
-                Phase::Building { branches } => out.push(Action::Build {
+                Phase::Building => out.push(Action::Build {
                     batch: batch.id,
-                    branches: branches.clone(),
+                    branches: batch.branches.clone(),
+                    onto: batch.onto.clone(),
                 }),
                 Phase::Gating { testing, .. } => {
                     let again: Vec<usize> = testing.iter().copied().collect();
                     for prefix in again {
-                        out.push(self.gate_action(prefix));
-                    }
-                    if let Some(batch) = &mut self.current {
-                        batch.gate_runs += out.len();
+                        batch.gate(prefix, &mut out);
                     }
                 }
                 Phase::Landing { prefix } => out.push(land_action(batch, *prefix)),
@@ -292,50 +337,53 @@ impl MergeQueue {
     fn knows(&self, branch: &str) -> bool {
         self.waiting.iter().any(|b| b == branch)
             || self
-                .current
-                .as_ref()
-                .is_some_and(|batch| match &batch.phase {
-                    Phase::Building { branches } => branches.iter().any(|b| b == branch),
-                    _ => batch.members.iter().any(|m| m.branch == branch),
-                })
+                .batches
+                .iter()
+                .any(|batch| batch.branches.iter().any(|b| b == branch))
     }
 
     fn built(&mut self, id: BatchId, base: String, results: Vec<Built>, out: &mut Vec<Action>) {
-        let Some(batch) = self.current.as_mut().filter(|b| b.id == id) else {
+        let Some(at) = self.batches.iter().position(|b| b.id == id) else {
             return;
         };
-        let Phase::Building { branches } = &batch.phase else {
+        let batch = &mut self.batches[at];
+        if batch.phase != Phase::Building {
             return;
-        };
-        let mut asked: Vec<String> = branches.clone();
+        }
+        let mut asked: Vec<String> = batch.branches.clone();
         batch.base = base;
         batch.members.clear();
         for result in results {
             let branch = match &result {
                 Built::Merged { branch, .. } | Built::Conflicted { branch, .. } => branch.clone(),
             };
-            let Some(at) = asked.iter().position(|b| *b == branch) else {
+            let Some(pos) = asked.iter().position(|b| *b == branch) else {
                 continue; // not asked for: ignore rather than land it
             };
-            asked.remove(at);
+            asked.remove(pos);
             match result {
                 Built::Merged { branch, commit } => batch.members.push(Member { branch, commit }),
-                Built::Conflicted { branch, paths } => {
+                Built::Conflicted { branch, paths } if at == 0 => {
                     out.push(Action::Conflicted { branch, paths })
                 }
+                Built::Conflicted { branch, paths } => batch.held_conflicts.push((branch, paths)),
             }
         }
-        // Branches the build did not report go back to the queue's front.
-        for branch in asked.into_iter().rev() {
-            self.waiting.push_front(branch);
-        }
-        let batch = self.current.as_mut().expect("checked above");
         batch.phase = Phase::Gating {
             good: 0,
             bad: None,
             bad_log: None,
             testing: BTreeSet::new(),
         };
+        if !asked.is_empty() {
+            // The build skipped some: they go back to the queue's front (and
+            // a batch stacked on this one is given up: its order is wrong).
+            batch.branches.retain(|b| !asked.contains(b));
+            self.discard_stacked(at + 1, out);
+            for branch in asked.into_iter().rev() {
+                self.waiting.push_front(branch);
+            }
+        }
     }
 
     fn gated(
@@ -346,9 +394,10 @@ impl MergeQueue {
         log: Option<String>,
         out: &mut Vec<Action>,
     ) {
-        let Some(batch) = self.current.as_mut().filter(|b| b.id == id) else {
+        let Some(at) = self.batches.iter().position(|b| b.id == id) else {
             return;
         };
+        let batch = &mut self.batches[at];
         let Phase::Gating {
             good,
             bad,
@@ -380,17 +429,23 @@ impl MergeQueue {
                 prefix: p,
             });
         }
+        if bad.is_some() {
+            // This batch will not land whole: whatever is stacked on its tip
+            // has the wrong base.
+            self.discard_stacked(at + 1, out);
+        }
     }
 
-    fn landed(&mut self, id: BatchId, moved: bool) {
-        let Some(batch) = self.current.as_ref().filter(|b| b.id == id) else {
+    /// The first batch's land is done (`moved`) or lost to a race.
+    fn landed(&mut self, moved: bool, out: &mut Vec<Action>) {
+        let Phase::Landing { prefix } = self.batches[0].phase else {
             return;
         };
-        let Phase::Landing { prefix } = batch.phase else {
-            return;
-        };
-        let batch = self.current.take().expect("checked above");
-        let refused = prefix < batch.members.len();
+        let whole = moved && prefix == self.batches[0].members.len();
+        if !whole {
+            self.discard_stacked(1, out);
+        }
+        let batch = self.batches.remove(0);
         if !moved {
             // The target moved under us: merge the landed part again on top
             // (the rest is already back in the queue).
@@ -398,165 +453,235 @@ impl MergeQueue {
                 self.waiting.push_front(member.branch.clone());
             }
         }
+        self.finish(&batch, prefix < batch.members.len(), false);
+        if let Some(next) = self.batches.first_mut() {
+            // Promoted: its base is now the target.
+            next.onto = None;
+            for (branch, paths) in next.held_conflicts.drain(..) {
+                out.push(Action::Conflicted { branch, paths });
+            }
+        }
+    }
+
+    fn finish(&mut self, batch: &Batch, refused: bool, discarded: bool) {
         self.history.push(BatchStats {
             batch: batch.id,
             size: batch.members.len(),
             gate_runs: batch.gate_runs,
             refused,
+            discarded,
         });
     }
 
-    /// Moves the batch in flight forward, or starts the next one.
+    /// Gives up the batches from `from` on: their gates are cancelled and
+    /// their branches go back to the queue's front, in order.
+    fn discard_stacked(&mut self, from: usize, out: &mut Vec<Action>) {
+        while self.batches.len() > from {
+            let batch = self.batches.pop().expect("checked length");
+            if let Phase::Gating { testing, .. } = &batch.phase {
+                for &prefix in testing {
+                    out.push(Action::CancelGate {
+                        batch: batch.id,
+                        prefix,
+                    });
+                }
+            }
+            for branch in batch.branches.iter().rev() {
+                self.waiting.push_front(branch.clone());
+            }
+            self.finish(&batch, false, true);
+        }
+    }
+
+    fn start_batch(&mut self, onto: Option<String>, out: &mut Vec<Action>) {
+        let take = self.config.batch.min(self.waiting.len());
+        let branches: Vec<String> = self.waiting.drain(..take).collect();
+        let id = self.next_batch;
+        self.next_batch += 1;
+        out.push(Action::Build {
+            batch: id,
+            branches: branches.clone(),
+            onto: onto.clone(),
+        });
+        self.batches.push(Batch {
+            id,
+            branches,
+            onto,
+            base: String::new(),
+            members: Vec::new(),
+            held_conflicts: Vec::new(),
+            phase: Phase::Building,
+            gate_runs: 0,
+        });
+    }
+
+    /// Moves the batches in flight forward, or starts the next one.
     fn advance(&mut self, out: &mut Vec<Action>) {
         loop {
-            let Some(batch) = &mut self.current else {
-                if self.waiting.is_empty() {
-                    return;
+            if self.batches.is_empty() {
+                if !self.waiting.is_empty() {
+                    self.start_batch(None, out);
                 }
-                let take = self.config.batch.min(self.waiting.len());
-                let branches: Vec<String> = self.waiting.drain(..take).collect();
-                let id = self.next_batch;
-                self.next_batch += 1;
-                out.push(Action::Build {
-                    batch: id,
-                    branches: branches.clone(),
-                });
-                self.current = Some(Batch {
-                    id,
-                    base: String::new(),
-                    members: Vec::new(),
-                    phase: Phase::Building { branches },
-                    gate_runs: 0,
-                });
-                return;
-            };
-            let Phase::Gating {
-                good,
-                bad,
-                bad_log,
-                testing,
-            } = &mut batch.phase
-            else {
-                return;
-            };
-            let n = batch.members.len();
-            if n == 0 {
-                self.history.push(BatchStats {
-                    batch: batch.id,
-                    size: 0,
-                    gate_runs: batch.gate_runs,
-                    refused: false,
-                });
-                self.current = None;
-                continue;
-            }
-            if !testing.is_empty() {
                 return;
             }
-            // A prefix whose commit is the target itself passes untested.
-            let unchanged = |p: usize| p == 0 || batch.members[p - 1].commit == batch.base;
-            let bad_now = match *bad {
-                None if *good == n || !self.config.gated || unchanged(n) => {
-                    batch.phase = Phase::Landing { prefix: n };
-                    out.push(land_action(batch, n));
-                    return;
-                }
-                None => {
-                    let commit = batch.members[n - 1].commit.clone();
-                    testing.insert(n);
-                    batch.gate_runs += 1;
-                    out.push(Action::Gate {
-                        batch: batch.id,
-                        prefix: n,
-                        commit,
-                    });
-                    return;
-                }
-                Some(b) => b,
-            };
-            if bad_now - *good <= 1 {
-                let (good, log) = (*good, bad_log.take());
-                let culprit = &batch.members[bad_now - 1];
-                let after = if bad_now >= 2 {
-                    format!(" on top of `{}`", batch.members[bad_now - 2].branch)
-                } else {
-                    String::new()
-                };
-                out.push(Action::Refuse {
-                    branch: culprit.branch.clone(),
-                    reason: format!(
-                        "the gate fails on {} once `{}` is merged{after}, and passes without it",
-                        culprit.commit, culprit.branch
-                    ),
-                    log,
-                });
-                for member in batch.members[bad_now..].iter().rev() {
-                    self.waiting.push_front(member.branch.clone());
-                }
-                batch.phase = Phase::Landing { prefix: good };
-                if good > 0 {
-                    out.push(land_action(batch, good));
-                    return;
-                }
-                // Nothing to land: the batch is done.
-                self.landed(batch_id(&self.current), true);
-                continue;
+            match self.step_first(out) {
+                Step::Again => continue,
+                Step::Wait => break,
             }
-            // Bisect: gate up to J prefixes evenly spaced strictly between.
-            out.push(Action::Bisect {
-                batch: batch.id,
-                good: *good,
-                bad: bad_now,
+        }
+        self.step_stacked(out);
+    }
+
+    /// Gates, bisects, lands or refuses in the first batch.
+    fn step_first(&mut self, out: &mut Vec<Action>) -> Step {
+        let gated = self.config.gated;
+        let jobs = self.config.gate_jobs;
+        let batch = &mut self.batches[0];
+        let n = batch.members.len();
+        if n == 0 && batch.phase != Phase::Building {
+            let batch = self.batches.remove(0);
+            self.finish(&batch, false, false);
+            return Step::Again;
+        }
+        let Phase::Gating {
+            good,
+            bad,
+            bad_log,
+            testing,
+        } = &mut batch.phase
+        else {
+            return Step::Wait;
+        };
+        if !testing.is_empty() {
+            return Step::Wait;
+        }
+        let bad_now = match *bad {
+            None if *good == n || !gated || batch.members[n - 1].commit == batch.base => {
+                batch.phase = Phase::Landing { prefix: n };
+                out.push(land_action(batch, n));
+                return Step::Wait;
+            }
+            None => {
+                testing.insert(n);
+                batch.gate(n, out);
+                return Step::Wait;
+            }
+            Some(b) => b,
+        };
+        let good_now = *good;
+        if bad_now - good_now <= 1 {
+            let log = bad_log.take();
+            let culprit = &batch.members[bad_now - 1];
+            let after = if bad_now >= 2 {
+                format!(" on top of `{}`", batch.members[bad_now - 2].branch)
+            } else {
+                String::new()
+            };
+            out.push(Action::Refuse {
+                branch: culprit.branch.clone(),
+                reason: format!(
+                    "the gate fails on {} once `{}` is merged{after}, and passes without it",
+                    culprit.commit, culprit.branch
+                ),
+                log,
             });
-            let span = bad_now - *good;
-            let width = self.config.gate_jobs.min(span - 1);
-            let mut points = BTreeSet::new();
-            for i in 1..=width {
-                // i/(width+1) of the way, rounded to the nearest prefix.
-                let p = *good + (2 * i * span + width + 1) / (2 * (width + 1));
-                points.insert(p.clamp(*good + 1, bad_now - 1));
+            let rest: Vec<String> = batch.members[bad_now..]
+                .iter()
+                .map(|m| m.branch.clone())
+                .collect();
+            batch.phase = Phase::Landing { prefix: good_now };
+            if good_now > 0 {
+                out.push(land_action(batch, good_now));
             }
-            let mut known_good = *good;
-            for p in points {
-                if unchanged(p) {
-                    known_good = known_good.max(p);
-                    continue;
-                }
-                testing.insert(p);
+            self.discard_stacked(1, out);
+            for branch in rest.into_iter().rev() {
+                self.waiting.push_front(branch);
             }
-            if known_good > *good {
-                *good = known_good;
-                testing.retain(|&p| p > known_good);
+            if good_now > 0 {
+                return Step::Wait;
             }
-            if testing.is_empty() {
-                continue;
-            }
-            let ids: Vec<usize> = testing.iter().copied().collect();
-            batch.gate_runs += ids.len();
-            for p in ids {
-                let batch = self.current.as_ref().expect("in flight");
-                out.push(Action::Gate {
-                    batch: batch.id,
-                    prefix: p,
-                    commit: batch.members[p - 1].commit.clone(),
-                });
+            self.landed(true, out); // nothing to land: the batch is done
+            return Step::Again;
+        }
+        // Bisect: gate up to J prefixes evenly spaced strictly between.
+        out.push(Action::Bisect {
+            batch: batch.id,
+            good: good_now,
+            bad: bad_now,
+        });
+        let span = bad_now - good_now;
+        let width = jobs.min(span - 1);
+        let mut points = BTreeSet::new();
+        for i in 1..=width {
+            // i/(width+1) of the way, rounded to the nearest prefix.
+            let p = good_now + (2 * i * span + width + 1) / (2 * (width + 1));
+            points.insert(p.clamp(good_now + 1, bad_now - 1));
+        }
+        let known_good = points
+            .iter()
+            .copied()
+            .filter(|&p| batch.members[p - 1].commit == batch.base)
+            .max()
+            .unwrap_or(good_now);
+        *good = known_good;
+        testing.extend(points.into_iter().filter(|&p| p > known_good));
+        if testing.is_empty() {
+            return Step::Again;
+        }
+        let ids: Vec<usize> = testing.iter().copied().collect();
+        for p in ids {
+            batch.gate(p, out);
+        }
+        Step::Wait
+    }
+
+    /// With gate jobs to spare, builds the next batch on the tip of the first
+    /// while the first is gated or landed whole, and gates its tip.
+    fn step_stacked(&mut self, out: &mut Vec<Action>) {
+        if !self.config.gated || self.config.gate_jobs < 2 {
+            return;
+        }
+        let first = &self.batches[0];
+        let n = first.members.len();
+        let whole = match first.phase {
+            Phase::Gating { bad: None, .. } => n > 0,
+            Phase::Landing { prefix } => prefix == n && n > 0,
+            _ => false,
+        };
+        if !whole {
+            return;
+        }
+        if self.batches.len() == 1 {
+            if !self.waiting.is_empty() {
+                let onto = first.members[n - 1].commit.clone();
+                self.start_batch(Some(onto), out);
             }
             return;
         }
-    }
-
-    fn gate_action(&self, prefix: usize) -> Action {
-        let batch = self.current.as_ref().expect("gating a batch");
-        Action::Gate {
-            batch: batch.id,
-            prefix,
-            commit: batch.members[prefix - 1].commit.clone(),
+        let busy: usize = self.batches.iter().map(Batch::testing).sum();
+        let stacked = &mut self.batches[1];
+        let m = stacked.members.len();
+        let Phase::Gating {
+            good,
+            bad: None,
+            testing,
+            ..
+        } = &mut stacked.phase
+        else {
+            return;
+        };
+        if m == 0 || *good == m || !testing.is_empty() {
+            return;
+        }
+        if stacked.members[m - 1].commit == stacked.base {
+            *good = m;
+            return;
+        }
+        if busy < self.config.gate_jobs {
+            testing.insert(m);
+            stacked.gate(m, out);
         }
     }
-}
-
-fn batch_id(current: &Option<Batch>) -> BatchId {
-    current.as_ref().map_or(0, |b| b.id)
 }
 
 fn land_action(batch: &Batch, prefix: usize) -> Action {

@@ -108,8 +108,12 @@ impl Sim {
     /// Does `action`; `Some(input)` is what the runner feeds back.
     fn perform(&mut self, action: &Action, gated: bool) -> Option<Input> {
         match action {
-            Action::Build { batch, branches } => {
-                let base = self.target.clone();
+            Action::Build {
+                batch,
+                branches,
+                onto,
+            } => {
+                let base = onto.clone().unwrap_or_else(|| self.target.clone());
                 let mut content = self.commits[&base].clone();
                 let mut results = vec![];
                 for b in branches {
@@ -346,7 +350,7 @@ fn check_against_sequential(world: &World, branches: &[String], out: &Outcome) {
 
 fn check_bound(out: &Outcome) {
     for stats in &out.history {
-        let allowed = if stats.refused {
+        let allowed = if stats.refused && !stats.discarded {
             gate_run_bound(stats.size)
         } else {
             1
@@ -380,7 +384,8 @@ fn all_good_is_one_gate_run_and_one_land() {
         actions,
         vec![Action::Build {
             batch: 1,
-            branches: branches.clone()
+            branches: branches.clone(),
+            onto: None,
         }]
     );
     let results = branches
@@ -453,6 +458,72 @@ fn sixteen_with_one_culprit_stay_within_nine_gate_runs() {
             );
         }
     }
+}
+
+#[test]
+fn with_two_gate_jobs_the_next_batch_is_built_and_gated_on_the_first() {
+    let branches = names(16);
+    let mut queue = MergeQueue::new(config(8, 2));
+    let mut sim = Sim::new(World::default());
+    let mut log = vec![];
+    let mut pending = queue.handle(Input::Ready(branches.clone()));
+    while !pending.is_empty() {
+        let action = pending.remove(0);
+        log.push(action.clone());
+        if let Some(input) = sim.perform(&action, true) {
+            pending.extend(queue.handle(input));
+        }
+    }
+    let kinds: Vec<String> = log
+        .iter()
+        .map(|a| match a {
+            Action::Build { batch, onto, .. } => {
+                format!("build{batch}{}", if onto.is_some() { "+" } else { "" })
+            }
+            Action::Gate { batch, prefix, .. } => format!("gate{batch}/{prefix}"),
+            Action::Land { batch, .. } => format!("land{batch}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        // Batch 2 is built on batch 1's tip while batch 1 is under test, and
+        // its gate is asked for (when its build returns) before batch 1 lands.
+        ["build1", "gate1/8", "build2+", "land1", "gate2/8", "land2"]
+    );
+    assert_eq!(sim.gate_runs, 2);
+    assert_eq!(sim.commits[&sim.target], branches);
+}
+
+#[test]
+fn a_stacked_batch_is_given_up_when_the_first_fails() {
+    let branches = names(16);
+    // b10 conflicts only with b03, which is refused: not conflicted after all.
+    let w = world(&["b03"], &[], &[]);
+    let mut queue = MergeQueue::new(config(8, 2));
+    let mut sim = Sim::new(w.clone());
+    let mut pending = queue.handle(Input::Ready(branches.clone()));
+    while !pending.is_empty() {
+        let action = pending.remove(0);
+        if let Action::Build { onto: Some(_), .. } = &action {
+            sim.world.conflicting.insert("b10".into());
+        } else if let Action::Build { .. } = &action {
+            sim.world.conflicting.remove("b10");
+        }
+        if let Some(input) = sim.perform(&action, true) {
+            pending.extend(queue.handle(input));
+        }
+    }
+    let history = queue.history();
+    assert!(history.iter().any(|s| s.discarded), "{history:?}");
+    assert_eq!(sim.refused, ["b03"]);
+    assert!(
+        sim.conflicted.is_empty(),
+        "held conflict dropped with its batch"
+    );
+    let mut merged = branches.clone();
+    merged.retain(|b| b != "b03");
+    assert_eq!(sim.commits[&sim.target], merged);
 }
 
 #[test]

@@ -156,7 +156,7 @@ fn batch_matches_one_by_one(strategy: MergeStrategy) {
         })
         .collect();
     let base = t.git(&["rev-parse", "roadmap"]);
-    let build = repo.build_batch("roadmap", &items, strategy).unwrap();
+    let build = repo.build_batch("roadmap", None, &items, strategy).unwrap();
     assert_eq!(build.base, oid(&base));
     assert_eq!(t.git(&["rev-parse", "roadmap"]), base, "nothing referenced");
 
@@ -222,6 +222,37 @@ fn batch_of_rebases_equals_git_rebasing_one_by_one() {
 }
 
 #[test]
+fn batch_stacked_on_another_batch_equals_one_batch() {
+    let t = five_branches();
+    let repo = Repo::discover(&t.root).unwrap();
+    let item = |b: &str| BatchItem {
+        branch: b.to_string(),
+        message: format!("merge {b}"),
+    };
+    let all: Vec<BatchItem> = ["b1", "b2", "b3", "b5"].iter().map(|b| item(b)).collect();
+    let whole = repo
+        .build_batch("roadmap", None, &all, MergeStrategy::Merge)
+        .unwrap();
+    let first = repo
+        .build_batch("roadmap", None, &all[..2], MergeStrategy::Merge)
+        .unwrap();
+    let second = repo
+        .build_batch(
+            "roadmap",
+            Some(first.tip()),
+            &all[2..],
+            MergeStrategy::Merge,
+        )
+        .unwrap();
+    assert_eq!(second.base, first.tip());
+    let base = t.git(&["rev-parse", "roadmap"]);
+    assert_eq!(
+        shape(&t, &base, &second.tip().to_string()),
+        shape(&t, &base, &whole.tip().to_string())
+    );
+}
+
+#[test]
 fn batch_names_a_missing_branch() {
     let t = five_branches();
     let repo = Repo::discover(&t.root).unwrap();
@@ -230,7 +261,7 @@ fn batch_names_a_missing_branch() {
         message: "m".into(),
     }];
     let err = repo
-        .build_batch("roadmap", &items, MergeStrategy::Merge)
+        .build_batch("roadmap", None, &items, MergeStrategy::Merge)
         .unwrap_err();
     assert!(err.to_string().contains("`nope`"), "{err}");
 }

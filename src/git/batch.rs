@@ -52,17 +52,22 @@ impl BatchBuild {
 }
 
 impl Repo {
-    /// Merges `items` in order onto the tip of `target_branch`, in memory.
-    /// A branch that does not exist is an error naming it; nothing is
-    /// referenced or checked out.
+    /// Merges `items` in order onto the tip of `target_branch` — or onto
+    /// `onto`, the unlanded tip of the batch before (a speculative batch) —
+    /// in memory. A branch that does not exist is an error naming it;
+    /// nothing is referenced or checked out.
     pub fn build_batch(
         &self,
         target_branch: &str,
+        onto: Option<Oid>,
         items: &[BatchItem],
         strategy: MergeStrategy,
     ) -> Result<BatchBuild, GitError> {
         let repo = self.open()?;
-        let base = branch_tip_in(&repo, target_branch)?.unwrap_or(Oid::zero());
+        let base = match onto {
+            Some(commit) => commit,
+            None => branch_tip_in(&repo, target_branch)?.unwrap_or(Oid::zero()),
+        };
         let mut tip = base;
         let mut merges = Vec::with_capacity(items.len());
         for item in items {
