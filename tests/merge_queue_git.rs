@@ -381,11 +381,14 @@ fn broken_gate_worktree_is_planted_again() {
     let gate = repo.warm_gate_worktree(0, oid(&head)).unwrap();
     // Its admin entry pruned away by someone else.
     let common = repo.common_dir().to_path_buf();
-    std::fs::remove_dir_all(common.join("worktrees/treefarm-gate-0")).unwrap();
+    std::fs::remove_dir_all(common.join("worktrees/gate-pool-0")).unwrap();
+    // And the temporary branch of a planting that was killed half-way.
+    t.git(&["branch", "treefarm/gate-pool-0", "HEAD"]);
     let again = repo.warm_gate_worktree(0, oid(&head)).unwrap();
     assert!(again.fresh);
     assert_eq!(t.git_at(&gate.path, &["status", "--porcelain"]), "");
     assert_eq!(t.git_at(&gate.path, &["rev-parse", "HEAD"]), head);
+    assert!(t.git(&["branch", "--list", "treefarm/*"]).is_empty());
 }
 
 // ---- conflict hand-back ----

@@ -15,6 +15,6 @@ pub use preset::{
 };
 pub use program::{check_preset_program, check_program, shell_quote};
 pub use prompt::{
-    check_resolve_template, render_prompt, render_resolve_prompt, PromptContext, ResolveContext,
-    DEFAULT_PROMPT_TEMPLATE, DEFAULT_RESOLVE_PROMPT_TEMPLATE,
+    check_resolve_template, render_prompt, render_resolve_prompt, resolve_env, PromptContext,
+    ResolveContext, DEFAULT_PROMPT_TEMPLATE, DEFAULT_RESOLVE_PROMPT_TEMPLATE,
 };

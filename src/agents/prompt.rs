@@ -219,6 +219,16 @@ pub fn render_resolve_prompt(
     )
 }
 
+/// The environment an agent rerun to resolve a conflict gets on top of its
+/// usual one: `TREEFARM_MODE=resolve` and `TREEFARM_CONFLICT_FILES` (the
+/// conflicted paths, one per line).
+pub fn resolve_env(conflicts: &[String]) -> Vec<(String, String)> {
+    vec![
+        ("TREEFARM_MODE".to_string(), "resolve".to_string()),
+        ("TREEFARM_CONFLICT_FILES".to_string(), conflicts.join("\n")),
+    ]
+}
+
 /// Checks a resolution prompt template's placeholders (for config loading).
 pub fn check_resolve_template(template: &str) -> Result<(), InputError> {
     let files: [String; 0] = [];
@@ -349,6 +359,16 @@ mod tests {
         );
         assert!(err.hint.expect("hint").contains("{conflicts}"));
         assert!(check_resolve_template(DEFAULT_RESOLVE_PROMPT_TEMPLATE).is_ok());
+        assert_eq!(
+            resolve_env(&["a b.rs".to_string(), "c.rs".to_string()]),
+            [
+                ("TREEFARM_MODE".to_string(), "resolve".to_string()),
+                (
+                    "TREEFARM_CONFLICT_FILES".to_string(),
+                    "a b.rs\nc.rs".to_string()
+                )
+            ]
+        );
         assert!(check_resolve_template("{nope}").is_err());
     }
 }

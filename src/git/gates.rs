@@ -29,8 +29,11 @@ pub struct GateWorktree {
     pub fresh: bool,
 }
 
+/// The admin entry of gate worktree `slot`. While it is planted a temporary
+/// branch `treefarm/<admin name>` exists; `treefarm/gate-*` branches are the
+/// ones `prune` leaves alone.
 fn admin_name(slot: usize) -> String {
-    format!("treefarm-gate-{slot}")
+    format!("gate-pool-{slot}")
 }
 
 impl Repo {
@@ -57,6 +60,8 @@ impl Repo {
             });
         }
         remove_scratch(self, &name, &path)?;
+        // A planting killed half-way may have left its temporary branch.
+        self.delete_branch(&format!("treefarm/{name}"))?;
         self.add_detached(&name, &path, commit)?;
         Ok(GateWorktree {
             slot,
