@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use common::TestRepo;
-use treefarm::git::{BatchItem, BatchMerge, HandBackResult, MergeStrategy, Oid, Repo, Resolution};
+use treefarm::git::{
+    BatchItem, BatchMerge, HandBackResult, MergeStrategy, Oid, Prepared, Repo, Resolution,
+};
 
 fn oid(s: &str) -> Oid {
     Oid::from_str(s.trim()).unwrap()
@@ -477,6 +479,25 @@ fn hand_back_leaves_the_worktree_as_git_merge_does() {
             .unwrap(),
         Resolution::Concluded { commit: tip }
     );
+    // The resolved branch now merges cleanly with every strategy, landing
+    // the agent's resolution (rebase fast-forwards over the merge).
+    for strategy in [
+        MergeStrategy::Merge,
+        MergeStrategy::Squash,
+        MergeStrategy::Rebase,
+    ] {
+        let prepared = repo
+            .prepare_merge("roadmap", "treefarm/020", strategy, "land")
+            .unwrap();
+        let Prepared::Ready { new, .. } = prepared else {
+            panic!("{strategy:?}: {prepared:?}");
+        };
+        assert_eq!(
+            ours.git(&["rev-parse", &format!("{new}^{{tree}}")]),
+            ours.git(&["rev-parse", "HEAD^{tree}"]),
+            "{strategy:?}"
+        );
+    }
 }
 
 #[test]
