@@ -18,6 +18,14 @@
 //! semantic conflict (two branches that pass alone but fail together) refuses
 //! the later of the two.
 //!
+//! With gate jobs to spare, the next batch is built speculatively on the
+//! first batch's unlanded tip while the first is under test, and its tip is
+//! gated at once; it lands right after the first, or is given up (its
+//! branches queued again) when the first does not land whole.
+//!
+//! Outcomes ([`Action::Conflicted`], [`Action::Refuse`]) must be journalled in
+//! the same write as the state that emitted them.
+//!
 //! The planner is the only owner of the queue's state and is serialisable:
 //! the runner journals it after every [`MergeQueue::handle`], and after a
 //! crash [`MergeQueue::resume`] re-issues whatever was in flight (builds and

@@ -690,6 +690,7 @@ proptest! {
         culprit in proptest::option::of(0usize..12),
         seed in any::<u64>(),
         crash in 5u64..60,
+        every_step in any::<bool>(),
     ) {
         let branches = names(n);
         let mut w = World::default();
@@ -697,7 +698,7 @@ proptest! {
             w.culprits.insert(branches[c].clone());
         }
         eprintln!("seed {seed}");
-        let out = drive(config(cap, jobs), w.clone(), &branches, seed, crash, None);
+        let out = drive_with(config(cap, jobs), w.clone(), &branches, seed, crash, None, every_step);
         check_against_sequential(&w, &branches, &out);
     }
 }
