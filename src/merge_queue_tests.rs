@@ -251,7 +251,6 @@ fn drive_with(
         }
     };
     let mut journal = serde_json::to_string(&queue).expect("serialise");
-    let mut crashes = 0;
     for step in 0.. {
         assert!(step < 100_000, "no progress (seed {seed})");
         if !rest.is_empty() && (pending.is_empty() || rng.chance(20)) {
@@ -275,7 +274,6 @@ fn drive_with(
         let input = sim.perform(&action, config.gated);
         if rng.chance(crash_percent) {
             // Killed: whatever was in flight is lost; resume from the journal.
-            crashes += 1;
             queue = serde_json::from_str(&journal).expect("restore");
             pending.clear();
             let actions = queue.resume();
@@ -298,7 +296,6 @@ fn drive_with(
             journal = serde_json::to_string(&queue).expect("serialise");
         }
     }
-    let _ = crashes;
     Outcome {
         merged: sim.commits[&sim.target]
             .iter()
