@@ -212,6 +212,10 @@ pub struct AgentConfig {
     /// True: an agent that exits 0 leaving no commit and no change succeeds
     /// (default: its result is `unchanged`, a failed attempt).
     pub allow_unchanged: bool,
+    /// The prompt for resolving a conflict with the target
+    /// (`merge.on_conflict: agent`); default
+    /// [`crate::agents::DEFAULT_RESOLVE_PROMPT_TEMPLATE`].
+    pub resolve_prompt_template: Option<String>,
 }
 
 impl Default for AgentConfig {
@@ -231,6 +235,7 @@ impl Default for AgentConfig {
             git_identity: None,
             allowed_commands: Vec::new(),
             allow_unchanged: false,
+            resolve_prompt_template: None,
         }
     }
 }
@@ -286,6 +291,16 @@ pub struct MergeConfig {
     pub gate: String,
     /// Merge finished specs during `run` (else only `treefarm merge`).
     pub auto: bool,
+    /// The merge queue: at most this many ready branches merged and gated
+    /// together (at least 1; 1 = one at a time).
+    pub batch: usize,
+    /// Gates run at once, each in its own warm worktree (1 up to the number
+    /// of cores); above 1 a failing batch is bisected speculatively.
+    pub gate_jobs: usize,
+    /// What happens to a branch that conflicts with the target.
+    pub on_conflict: OnConflict,
+    /// With `on_conflict: agent`, how many times the agent may try (at least 1).
+    pub resolve_attempts: u32,
 }
 
 impl Default for MergeConfig {
@@ -294,8 +309,37 @@ impl Default for MergeConfig {
             strategy: Strategy::Merge,
             gate: String::new(),
             auto: true,
+            batch: 8,
+            gate_jobs: 1,
+            on_conflict: OnConflict::Keep,
+            resolve_attempts: 1,
         }
     }
+}
+
+/// `merge.on_conflict`: what happens to a branch that conflicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    /// It is `conflicted` and kept for a human.
+    #[default]
+    Keep,
+    /// Its agent gets the conflicted merge in its worktree to resolve.
+    Agent,
+}
+
+/// The most gate jobs `merge.gate_jobs` may ask for: the number of cores.
+pub fn max_gate_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Checks `merge.gate_jobs` against the cores; the error is the message.
+fn check_gate_jobs(n: usize) -> Result<(), String> {
+    let max = max_gate_jobs();
+    if n == 0 || n > max {
+        return Err(format!("must be between 1 and the number of cores ({max})"));
+    }
+    Ok(())
 }
 
 /// How a finished branch lands on the target.
@@ -575,6 +619,11 @@ pub const ENV_VARS: &[&str] = &[
     "TREEFARM_WORKTREE_RESERVE",
     "TREEFARM_AGENT_GIT_IDENTITY",
     "TREEFARM_AGENT_ALLOW_UNCHANGED",
+    "TREEFARM_MERGE_BATCH",
+    "TREEFARM_MERGE_GATE_JOBS",
+    "TREEFARM_MERGE_ON_CONFLICT",
+    "TREEFARM_MERGE_RESOLVE_ATTEMPTS",
+    "TREEFARM_AGENT_RESOLVE_PROMPT_TEMPLATE",
 ];
 
 impl Config {
@@ -717,6 +766,20 @@ impl Config {
                 ));
             }
         }
+        if self.merge.batch == 0 {
+            return Err(invalid("merge.batch", "must be at least 1"));
+        }
+        if let Err(message) = check_gate_jobs(self.merge.gate_jobs) {
+            return Err(invalid("merge.gate_jobs", &message));
+        }
+        if self.merge.resolve_attempts == 0 {
+            return Err(invalid("merge.resolve_attempts", "must be at least 1"));
+        }
+        if let Some(template) = &self.agent.resolve_prompt_template {
+            if let Err(err) = crate::agents::check_resolve_template(template) {
+                return Err(invalid("agent.resolve_prompt_template", &err.message));
+            }
+        }
         Ok(())
     }
 
@@ -834,6 +897,38 @@ impl Config {
                 self.agent.allow_unchanged =
                     parse_bool(v).ok_or_else(|| "expected `true` or `false`".to_string())?
             }
+            "TREEFARM_MERGE_BATCH" => {
+                let n: usize = num(v, "a whole number of at least 1")?;
+                if n == 0 {
+                    return Err("must be at least 1".into());
+                }
+                self.merge.batch = n;
+            }
+            "TREEFARM_MERGE_GATE_JOBS" => {
+                let n: usize = num(v, "a whole number of at least 1")?;
+                check_gate_jobs(n)?;
+                self.merge.gate_jobs = n;
+            }
+            "TREEFARM_MERGE_ON_CONFLICT" => {
+                self.merge.on_conflict = match v.trim().to_ascii_lowercase().as_str() {
+                    "keep" => OnConflict::Keep,
+                    "agent" => OnConflict::Agent,
+                    _ => return Err("expected `keep` or `agent`".into()),
+                }
+            }
+            "TREEFARM_MERGE_RESOLVE_ATTEMPTS" => {
+                let n: u32 = num(v, "a whole number of at least 1")?;
+                if n == 0 {
+                    return Err("must be at least 1".into());
+                }
+                self.merge.resolve_attempts = n;
+            }
+            "TREEFARM_AGENT_RESOLVE_PROMPT_TEMPLATE" => {
+                if let Some(template) = non_empty(v) {
+                    crate::agents::check_resolve_template(&template).map_err(|e| e.message)?;
+                }
+                self.agent.resolve_prompt_template = non_empty(v);
+            }
             _ => {}
         }
         Ok(())
@@ -902,6 +997,11 @@ overlap: {{ ignore: [Cargo.lock] }}
 # gate: a command run on the merged commit before the target moves (e.g. cargo test).
 # auto: merge during `run`; false leaves it to `treefarm merge`.
 merge: {{ strategy: merge, gate: "", auto: true }}
+# Merge queue (runner wiring in progress): batch: ready branches gated together
+# (1 = one at a time); gate_jobs: gates at once, up to the number of cores;
+# on_conflict: keep | agent (the agent resolves the conflicted merge itself,
+# up to resolve_attempts times, prompted by agent.resolve_prompt_template).
+# merge: {{ batch: 8, gate_jobs: 1, on_conflict: keep, resolve_attempts: 1 }}
 
 # Specs: extra labels that declare files (e.g. ["Touches", "Scope"]) or only
 # refer to them; include/exclude are globs on names inside spec_dir.

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod git;
 pub mod merge;
+pub mod merge_queue;
 pub mod overlap;
 pub mod procfs;
 pub mod report;

@@ -118,18 +118,30 @@ pub fn merge_branch(
 /// failed; the scratch worktree is always removed.
 fn run_gate(repo: &Repo, gate: &Gate<'_>, commit: Oid) -> anyhow::Result<Option<MergeResult>> {
     let scratch = repo.scratch_worktree(commit, &gate.scratch_dir)?;
+    let outcome = run_gate_in(scratch.path(), gate, commit);
+    drop(scratch);
+    outcome
+}
+
+/// Runs the gate command in `dir`, a worktree already at `commit` (a scratch
+/// worktree, or a warm gate worktree of the merge queue), its output to
+/// `gate.log_path`. `Some(refusal)` when it failed or could not start.
+pub fn run_gate_in(
+    dir: &Path,
+    gate: &Gate<'_>,
+    commit: Oid,
+) -> anyhow::Result<Option<MergeResult>> {
     let log = File::create(&gate.log_path)?;
     let status = Command::new("sh")
         .arg("-c")
         .arg(gate.command)
-        .current_dir(scratch.path())
+        .current_dir(dir)
         .envs(gate.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("TREEFARM_GATE_COMMIT", commit.to_string())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .status();
-    drop(scratch);
     let log_path = gate.log_path.display().to_string();
     match status {
         Ok(s) if s.success() => Ok(None),

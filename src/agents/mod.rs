@@ -14,4 +14,7 @@ pub use preset::{
     presets, Preset, ENV_AGENT_EXTRA_ARGS, ENV_AGENT_MODEL, ENV_ALLOWED_COMMANDS, ENV_PROMPT_FILE,
 };
 pub use program::{check_preset_program, check_program, shell_quote};
-pub use prompt::{render_prompt, PromptContext, DEFAULT_PROMPT_TEMPLATE};
+pub use prompt::{
+    check_resolve_template, render_prompt, render_resolve_prompt, resolve_env, PromptContext,
+    ResolveContext, DEFAULT_PROMPT_TEMPLATE, DEFAULT_RESOLVE_PROMPT_TEMPLATE,
+};

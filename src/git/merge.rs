@@ -74,99 +74,14 @@ impl Repo {
                 new: theirs_id,
             });
         };
-        if self.is_ancestor(theirs_id, ours_id)? {
-            return Ok(Prepared::UpToDate { tip: ours_id });
-        }
-        let ours = find_commit(&repo, ours_id)?;
-        let theirs = find_commit(&repo, theirs_id)?;
-        let pair = || format!("{branch}` into `{target_branch}");
-        match strategy {
-            MergeStrategy::Merge | MergeStrategy::Squash => {
-                let tree_id = match trivial_merge_of(&repo, &ours, &theirs)
-                    .map_err(|e| GitError::git("merge", pair(), e))?
-                {
-                    Some(tree_id) => tree_id,
-                    None => {
-                        let mut index = repo
-                            .merge_commits(&ours, &theirs, None)
-                            .map_err(|e| GitError::git("merge", pair(), e))?;
-                        if index.has_conflicts() {
-                            return Ok(Prepared::Conflicted {
-                                paths: conflict_paths(&index)?,
-                            });
-                        }
-                        index
-                            .write_tree_to(&repo)
-                            .map_err(|e| GitError::git("write merged tree of", pair(), e))?
-                    }
-                };
-                if strategy == MergeStrategy::Squash && tree_id == ours.tree_id() {
-                    return Ok(Prepared::UpToDate { tip: ours_id });
-                }
-                let tree = repo
-                    .find_tree(tree_id)
-                    .map_err(|e| GitError::git("read merged tree of", pair(), e))?;
-                let sig = signature(&repo)?;
-                let parents: Vec<&Commit<'_>> = match strategy {
-                    MergeStrategy::Merge => vec![&ours, &theirs],
-                    _ => vec![&ours],
-                };
-                let new = repo
-                    .commit(None, &sig, &sig, message, &tree, &parents)
-                    .map_err(|e| GitError::git("write merge commit of", pair(), e))?;
-                Ok(Prepared::Ready { old: ours_id, new })
-            }
-            MergeStrategy::Rebase => {
-                if self.is_ancestor(ours_id, theirs_id)? {
-                    return Ok(Prepared::Ready {
-                        old: ours_id,
-                        new: theirs_id,
-                    });
-                }
-                let base = repo
-                    .merge_base(ours_id, theirs_id)
-                    .map_err(|e| GitError::git("find the merge base of", pair(), e))?;
-                let sig = signature(&repo)?;
-                let mut onto = ours;
-                for info in commits_between_in(&repo, base, theirs_id)? {
-                    let pick = find_commit(&repo, info.id)?;
-                    if pick.parent_count() > 1 {
-                        continue;
-                    }
-                    let mut index = repo
-                        .cherrypick_commit(&pick, &onto, 0, None)
-                        .map_err(|e| GitError::git("replay commit", info.id.to_string(), e))?;
-                    if index.has_conflicts() {
-                        return Ok(Prepared::Conflicted {
-                            paths: conflict_paths(&index)?,
-                        });
-                    }
-                    let tree_id = index.write_tree_to(&repo).map_err(|e| {
-                        GitError::git("write replayed tree of", info.id.to_string(), e)
-                    })?;
-                    if tree_id == onto.tree_id() {
-                        continue;
-                    }
-                    let tree = repo.find_tree(tree_id).map_err(|e| {
-                        GitError::git("read replayed tree of", info.id.to_string(), e)
-                    })?;
-                    let message = String::from_utf8_lossy(pick.message_bytes()).into_owned();
-                    let id = repo
-                        .commit(None, &pick.author(), &sig, &message, &tree, &[&onto])
-                        .map_err(|e| {
-                            GitError::git("write replayed commit of", info.id.to_string(), e)
-                        })?;
-                    onto = find_commit(&repo, id)?;
-                }
-                if onto.id() == ours_id {
-                    return Ok(Prepared::UpToDate { tip: ours_id });
-                }
-                Ok(Prepared::Ready {
-                    old: ours_id,
-                    new: onto.id(),
-                })
-            }
-        }
+        merge_onto(
+            &repo,
+            ours_id,
+            theirs_id,
+            strategy,
+            message,
+            &format!("{branch}` into `{target_branch}"),
+        )
     }
 
     /// Moves `refs/heads/<target_branch>` from `old` to `new` by
@@ -278,6 +193,120 @@ fn sync_checkout(
                 e,
             )
         })
+}
+
+/// Merges commit `theirs_id` onto commit `ours_id` in memory with `strategy`
+/// (see [`Repo::prepare_merge`]); `pair` names the two in messages
+/// (``branch` into `target``). The result's `old` is `ours_id`.
+pub(crate) fn merge_onto(
+    repo: &Repository,
+    ours_id: Oid,
+    theirs_id: Oid,
+    strategy: MergeStrategy,
+    message: &str,
+    pair: &str,
+) -> Result<Prepared, GitError> {
+    if is_ancestor_in(repo, theirs_id, ours_id, pair)? {
+        return Ok(Prepared::UpToDate { tip: ours_id });
+    }
+    let ours = find_commit(repo, ours_id)?;
+    let theirs = find_commit(repo, theirs_id)?;
+    let name = || pair.to_string();
+    match strategy {
+        MergeStrategy::Merge | MergeStrategy::Squash => {
+            let tree_id = match trivial_merge_of(repo, &ours, &theirs)
+                .map_err(|e| GitError::git("merge", name(), e))?
+            {
+                Some(tree_id) => tree_id,
+                None => {
+                    let mut index = repo
+                        .merge_commits(&ours, &theirs, None)
+                        .map_err(|e| GitError::git("merge", name(), e))?;
+                    if index.has_conflicts() {
+                        return Ok(Prepared::Conflicted {
+                            paths: conflict_paths(&index)?,
+                        });
+                    }
+                    index
+                        .write_tree_to(repo)
+                        .map_err(|e| GitError::git("write merged tree of", name(), e))?
+                }
+            };
+            if strategy == MergeStrategy::Squash && tree_id == ours.tree_id() {
+                return Ok(Prepared::UpToDate { tip: ours_id });
+            }
+            let tree = repo
+                .find_tree(tree_id)
+                .map_err(|e| GitError::git("read merged tree of", name(), e))?;
+            let sig = signature(repo)?;
+            let parents: Vec<&Commit<'_>> = match strategy {
+                MergeStrategy::Merge => vec![&ours, &theirs],
+                _ => vec![&ours],
+            };
+            let new = repo
+                .commit(None, &sig, &sig, message, &tree, &parents)
+                .map_err(|e| GitError::git("write merge commit of", name(), e))?;
+            Ok(Prepared::Ready { old: ours_id, new })
+        }
+        MergeStrategy::Rebase => {
+            if is_ancestor_in(repo, ours_id, theirs_id, pair)? {
+                return Ok(Prepared::Ready {
+                    old: ours_id,
+                    new: theirs_id,
+                });
+            }
+            let base = repo
+                .merge_base(ours_id, theirs_id)
+                .map_err(|e| GitError::git("find the merge base of", name(), e))?;
+            let sig = signature(repo)?;
+            let mut onto = ours;
+            for info in commits_between_in(repo, base, theirs_id)? {
+                let pick = find_commit(repo, info.id)?;
+                if pick.parent_count() > 1 {
+                    continue;
+                }
+                let mut index = repo
+                    .cherrypick_commit(&pick, &onto, 0, None)
+                    .map_err(|e| GitError::git("replay commit", info.id.to_string(), e))?;
+                if index.has_conflicts() {
+                    return Ok(Prepared::Conflicted {
+                        paths: conflict_paths(&index)?,
+                    });
+                }
+                let tree_id = index
+                    .write_tree_to(repo)
+                    .map_err(|e| GitError::git("write replayed tree of", info.id.to_string(), e))?;
+                if tree_id == onto.tree_id() {
+                    continue;
+                }
+                let tree = repo
+                    .find_tree(tree_id)
+                    .map_err(|e| GitError::git("read replayed tree of", info.id.to_string(), e))?;
+                let message = String::from_utf8_lossy(pick.message_bytes()).into_owned();
+                let id = repo
+                    .commit(None, &pick.author(), &sig, &message, &tree, &[&onto])
+                    .map_err(|e| {
+                        GitError::git("write replayed commit of", info.id.to_string(), e)
+                    })?;
+                onto = find_commit(repo, id)?;
+            }
+            if onto.id() == ours_id {
+                return Ok(Prepared::UpToDate { tip: ours_id });
+            }
+            Ok(Prepared::Ready {
+                old: ours_id,
+                new: onto.id(),
+            })
+        }
+    }
+}
+
+fn is_ancestor_in(repo: &Repository, ancestor: Oid, of: Oid, pair: &str) -> Result<bool, GitError> {
+    if ancestor == of {
+        return Ok(true);
+    }
+    repo.graph_descendant_of(of, ancestor)
+        .map_err(|e| GitError::git("compare the commits of", pair.to_string(), e))
 }
 
 /// The fast path of a merge: a single merge base and a trivial tree merge

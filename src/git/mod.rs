@@ -5,21 +5,27 @@
 //! it is `Send + Sync`: each call opens its own `git2::Repository`, and
 //! [`Repo::add_worktrees`] gives each of its threads its own.
 
+mod batch;
 mod commit;
 mod error;
+mod gates;
 mod identity;
 mod include;
 mod listing;
 mod merge;
 mod repo;
+mod resolve;
 mod sparse;
 mod tree_merge;
 mod worktree;
 
+pub use batch::{BatchBuild, BatchItem, BatchMerge};
 pub use error::GitError;
+pub use gates::{GateWorktree, GATES_DIR};
 pub use git2::Oid;
 pub use include::WORKTREE_INCLUDE;
 pub use merge::{Advance, MergeStrategy, Prepared};
 pub use repo::{init_submodules, CommitInfo, Repo};
+pub use resolve::{has_conflict_markers, HandBack, HandBackResult, Resolution};
 pub use sparse::SparseRequest;
 pub use worktree::{staging_admin, ScratchWorktree, WorktreeInfo, WorktreeRequest};

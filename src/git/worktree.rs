@@ -80,7 +80,7 @@ impl Drop for ScratchWorktree {
     }
 }
 
-fn remove_scratch(repo: &Repo, name: &str, path: &Path) -> Result<(), GitError> {
+pub(crate) fn remove_scratch(repo: &Repo, name: &str, path: &Path) -> Result<(), GitError> {
     if path.exists() {
         std::fs::remove_dir_all(path)
             .map_err(|e| GitError::io("remove scratch worktree", path, e))?;
@@ -497,16 +497,31 @@ impl Repo {
             std::process::id(),
             SCRATCH_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let branch = format!("treefarm/{name}");
         let path = std::path::absolute(dir)
             .map_err(|e| GitError::io("resolve path", dir, e))?
             .join(&name);
+        self.add_detached(&name, &path, at)?;
+        Ok(ScratchWorktree {
+            repo: self.clone(),
+            name,
+            path,
+            removed: false,
+        })
+    }
+
+    /// `git worktree add --detach <path> <at>` with admin entry `name`; the
+    /// path must not exist. On failure nothing is left behind.
+    pub(crate) fn add_detached(&self, name: &str, path: &Path, at: Oid) -> Result<(), GitError> {
+        let branch = format!("treefarm/{name}");
         if path.symlink_metadata().is_ok() {
-            return Err(GitError::LeftoverPath { path });
+            return Err(GitError::LeftoverPath {
+                path: path.to_path_buf(),
+            });
         }
+        let parent = path.parent().unwrap_or(path);
         std::fs::create_dir_all(self.common_dir().join("worktrees"))
-            .and_then(|()| std::fs::create_dir_all(path.parent().unwrap_or(dir)))
-            .map_err(|e| GitError::io("create folder", &path, e))?;
+            .and_then(|()| std::fs::create_dir_all(parent))
+            .map_err(|e| GitError::io("create folder", path, e))?;
         let repo = self.open()?;
         if ensure_branch_in(&repo, &branch, at)?.is_some() {
             return Err(GitError::LeftoverBranch {
@@ -515,16 +530,10 @@ impl Repo {
                 wanted: at,
             });
         }
-        let scratch = ScratchWorktree {
-            repo: self.clone(),
-            name: name.clone(),
-            path: path.clone(),
-            removed: false,
-        };
-        let made = add_on_branch(&repo, &name, &path, &branch).and_then(|()| {
+        let made = add_on_branch(&repo, name, path, &branch).and_then(|()| {
             // Detach, so the temporary branch can go at once and a killed
             // process leaves at most a stale admin entry behind.
-            let wt = Repository::open(&path)
+            let wt = Repository::open(path)
                 .map_err(|e| GitError::git("open worktree", path.display().to_string(), e))?;
             wt.set_head_detached(at).map_err(|e| {
                 GitError::git("detach HEAD of worktree", path.display().to_string(), e)
@@ -532,9 +541,9 @@ impl Repo {
         });
         let deleted = self.delete_branch(&branch);
         match made {
-            Ok(()) => deleted.map(|()| scratch),
+            Ok(()) => deleted,
             Err(e) => {
-                drop(scratch);
+                let _ = remove_scratch(self, name, path);
                 Err(e)
             }
         }

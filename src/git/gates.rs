@@ -1,0 +1,111 @@
+//! Warm gate worktrees: a small pool of detached worktrees under the state
+//! dir (`<common>/treefarm/gates/<n>`) kept across gate runs and across runs.
+//! Moving one to the next commit under test checks out only the files that
+//! differ from the commit it holds (libgit2 checkout with the current tree as
+//! baseline), so untracked build output — `target/`, `node_modules/` — stays,
+//! unchanged files keep their mtime, and a gate like `cargo test` builds
+//! incrementally instead of from nothing.
+
+use std::path::{Path, PathBuf};
+
+use git2::build::CheckoutBuilder;
+use git2::{Oid, Repository};
+
+use super::error::GitError;
+use super::repo::Repo;
+use super::worktree::remove_scratch;
+
+/// The folder of the gate pool, under the state dir.
+pub const GATES_DIR: &str = "treefarm/gates";
+
+/// One gate worktree of the pool, at the commit it was moved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateWorktree {
+    /// Its slot in the pool, `0..gate_jobs`.
+    pub slot: usize,
+    pub path: PathBuf,
+    pub commit: Oid,
+    /// True when it was (re)created from nothing rather than moved.
+    pub fresh: bool,
+}
+
+/// The admin entry of gate worktree `slot`. While it is planted a temporary
+/// branch `treefarm/<admin name>` exists; `treefarm/gate-*` branches are the
+/// ones `prune` leaves alone.
+fn admin_name(slot: usize) -> String {
+    format!("gate-pool-{slot}")
+}
+
+impl Repo {
+    /// Where gate worktree `slot` lives.
+    pub fn gate_worktree_path(&self, slot: usize) -> PathBuf {
+        self.common_dir().join(GATES_DIR).join(slot.to_string())
+    }
+
+    /// Moves gate worktree `slot` to `commit` (detached), creating it when
+    /// missing. Tracked files end up exactly as in `commit` — even ones the
+    /// last gate modified or deleted — while untracked and ignored files
+    /// stay. A gate worktree that is not a usable worktree of this
+    /// repository any more is planted again from nothing.
+    pub fn warm_gate_worktree(&self, slot: usize, commit: Oid) -> Result<GateWorktree, GitError> {
+        let path = self.gate_worktree_path(slot);
+        let name = admin_name(slot);
+        if let Some(wt) = self.open_gate(&path, &name) {
+            move_to(&wt, &path, commit)?;
+            return Ok(GateWorktree {
+                slot,
+                path,
+                commit,
+                fresh: false,
+            });
+        }
+        remove_scratch(self, &name, &path)?;
+        // A planting killed half-way may have left its temporary branch.
+        self.delete_branch(&format!("treefarm/{name}"))?;
+        self.add_detached(&name, &path, commit)?;
+        Ok(GateWorktree {
+            slot,
+            path,
+            commit,
+            fresh: true,
+        })
+    }
+
+    /// Removes gate worktree `slot`, files (build output included) and admin
+    /// entry; a missing one is not an error.
+    pub fn remove_gate_worktree(&self, slot: usize) -> Result<(), GitError> {
+        remove_scratch(self, &admin_name(slot), &self.gate_worktree_path(slot))
+    }
+
+    /// The gate worktree at `path` when it is a registered worktree of this
+    /// repository whose HEAD resolves.
+    fn open_gate(&self, path: &Path, name: &str) -> Option<Repository> {
+        let admin = self.common_dir().join("worktrees").join(name);
+        if !path.join(".git").is_file() || !admin.is_dir() {
+            return None;
+        }
+        let wt = Repository::open(path).ok()?;
+        let same = std::fs::canonicalize(wt.commondir()).ok()?
+            == std::fs::canonicalize(self.common_dir()).ok()?;
+        (same && wt.head().ok()?.target().is_some()).then_some(wt)
+    }
+}
+
+/// Checks out `commit` in `wt` against the tree HEAD holds now, then detaches
+/// HEAD there. Forced: a tracked file the last gate changed is put back;
+/// untracked and ignored files are left alone.
+fn move_to(wt: &Repository, path: &Path, commit: Oid) -> Result<(), GitError> {
+    let at = || path.display().to_string();
+    let target = wt
+        .find_commit(commit)
+        .map_err(|e| GitError::git("read commit", commit.to_string(), e))?;
+    // HEAD still names the commit checked out now: libgit2 takes its tree as
+    // the baseline, so only files that differ from it (or were changed in
+    // the worktree) are written.
+    let mut opts = CheckoutBuilder::new();
+    opts.force().remove_untracked(false).remove_ignored(false);
+    wt.checkout_tree(target.as_object(), Some(&mut opts))
+        .map_err(|e| GitError::git("check out the commit under test in", at(), e))?;
+    wt.set_head_detached(commit)
+        .map_err(|e| GitError::git("detach HEAD of", at(), e))
+}
