@@ -27,7 +27,11 @@ already holds, so parallel conversations (one per instance) never share
 state. A request without tools (titles, summaries, commit messages, "who
 speaks next" checks) gets a short text answer. Before any scripted answer,
 the "errors" are served in order, one per main request (429 carries a
-`retry-after` header, 529 is Anthropic's "overloaded").
+`retry-after` header, 529 is Anthropic's "overloaded"; "kind": "quota"
+makes it a usage-limit / quota-exceeded refusal). "always_error": {...} is
+served to every main request after them. "usage" and "side_usage"
+({"input_tokens", "output_tokens"}) are the token figures every answer to a
+main (scripted) and a side request reports.
 
 In steps, {file} is the first declared file of the prompt, {abs} its absolute
 path, {id} the spec id and {worktree} the worktree, all read from the prompt
@@ -102,6 +106,17 @@ class Script:
         self.steps = data.get("steps", [{"text": "done"}])
         self.errors = data.get("errors", [])
         self.side_text = data.get("side_text", "ok")
+        # Token figures every answer reports: "usage" for the scripted
+        # conversations, "side_usage" for side requests (titles, checks).
+        self.usage = data.get("usage", {"input_tokens": 10, "output_tokens": 5})
+        self.side_usage = data.get("side_usage", self.usage)
+        # Served to every main request once "errors" ran out: a provider
+        # that keeps refusing (the CLI gives up, as under a real rate limit).
+        self.always_error = data.get("always_error")
+
+    def tokens(self, main):
+        u = self.usage if main else self.side_usage
+        return int(u.get("input_tokens", 0)), int(u.get("output_tokens", 0))
 
     def take_error(self):
         with LOCK:
@@ -109,7 +124,7 @@ class Script:
             if i < len(self.errors):
                 STATE["errors_served"] = i + 1
                 return self.errors[i]
-        return None
+        return self.always_error
 
     def step(self, index):
         if index < len(self.steps):
@@ -257,12 +272,25 @@ class Handler(BaseHTTPRequestHandler):
             headers["retry-after"] = str(err["retry_after"])
         if api == "anthropic":
             etype = {429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
-            body = {"type": "error", "error": {"type": etype, "message": "scripted %d" % status}}
+            msg = "scripted %d" % status
+            if err.get("kind") == "quota":
+                msg = "You have exceeded your usage limit (scripted %d)" % status
+            body = {"type": "error", "error": {"type": etype, "message": msg}}
         elif api == "gemini":
-            body = {"error": {"code": status, "message": "scripted %d" % status,
+            msg = "scripted %d" % status
+            if err.get("kind") == "quota":
+                msg = "Quota exceeded for quota metric 'Generate Content API requests per minute' (scripted %d)" % status
+            body = {"error": {"code": status, "message": msg,
                               "status": "RESOURCE_EXHAUSTED" if status == 429 else "INTERNAL"}}
         else:
-            body = {"error": {"message": "scripted %d" % status, "type": "server_error", "code": None}}
+            if err.get("kind") == "quota":
+                body = {"error": {"message": "You exceeded your current quota (scripted %d)" % status,
+                                  "type": "insufficient_quota", "code": "insufficient_quota"}}
+            elif status == 429:
+                body = {"error": {"message": "Rate limit reached (scripted %d)" % status,
+                                  "type": "requests", "code": "rate_limit_exceeded"}}
+            else:
+                body = {"error": {"message": "scripted %d" % status, "type": "server_error", "code": None}}
         self._json(status, body, headers)
 
     def do_GET(self):
@@ -318,7 +346,8 @@ class Handler(BaseHTTPRequestHandler):
         call = anthropic_call(step, tool_names(tools), facts) if main else None
         model = body.get("model", "scripted-model")
         mid = next_id("msg")
-        usage = {"input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": 0,
+        tin, tout = self.script.tokens(main)
+        usage = {"input_tokens": tin, "output_tokens": tout, "cache_creation_input_tokens": 0,
                  "cache_read_input_tokens": 0}
         if call:
             block = {"type": "tool_use", "id": next_id("toolu"), "name": call[0], "input": call[1]}
@@ -347,7 +376,7 @@ class Handler(BaseHTTPRequestHandler):
                        "delta": {"type": "text_delta", "text": block["text"]}}, "content_block_delta")
         self._sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
         self._sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-                   "usage": {"output_tokens": 5}}, "message_delta")
+                   "usage": {"output_tokens": tout}}, "message_delta")
         self._sse({"type": "message_stop"}, "message_stop")
 
     # --- OpenAI Responses ---
@@ -375,8 +404,9 @@ class Handler(BaseHTTPRequestHandler):
             text = fill(step.get("text", "done"), facts)
             item = {"type": "message", "id": next_id("msg"), "role": "assistant", "status": "completed",
                     "content": [{"type": "output_text", "text": text, "annotations": []}]}
-        usage = {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 5,
-                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 15}
+        tin, tout = self.script.tokens(main)
+        usage = {"input_tokens": tin, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": tout,
+                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": tin + tout}
         resp = {"id": rid, "object": "response", "created_at": int(time.time()), "status": "completed",
                 "model": model, "output": [item], "usage": usage}
         if not body.get("stream"):
@@ -422,7 +452,8 @@ class Handler(BaseHTTPRequestHandler):
             text = self.script.side_text if not side else "%s: scripted change" % (facts["id"] or "agent")
         cid = next_id("chatcmpl")
         model = body.get("model", "scripted-model")
-        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        tin, tout = self.script.tokens(main)
+        usage = {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
         if not body.get("stream"):
             return self._json(200, {"id": cid, "object": "chat.completion", "created": int(time.time()),
                                     "model": model, "choices": [{"index": 0, "finish_reason": "stop",
@@ -462,6 +493,7 @@ class Handler(BaseHTTPRequestHandler):
                                             "model_choice": "flash"})}
             else:
                 step = {"text": self.script.side_text}
+        tin, tout = self.script.tokens(main)
         if main and "text" not in step:
             name, args = gemini_call(step, tool_names(tools), facts)
             part = {"functionCall": {"name": name, "args": args, "id": next_id("fc")}}
@@ -469,7 +501,8 @@ class Handler(BaseHTTPRequestHandler):
             part = {"text": fill(step.get("text", "done"), facts)}
         resp = {"candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP",
                                 "index": 0}],
-                "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15},
+                "usageMetadata": {"promptTokenCount": tin, "candidatesTokenCount": tout,
+                                  "totalTokenCount": tin + tout},
                 "modelVersion": "scripted-model", "responseId": next_id("gem")}
         if not stream:
             return self._json(200, resp)
