@@ -5,8 +5,11 @@
 //! `tests/fixtures/agent-output/`), plus `agent.rate_limit.patterns` and
 //! `.exit_codes` from the config; and the `retry-after` the log reveals.
 //!
-//! Only an attempt that failed (non-zero exit) can be rate-limited: a CLI
-//! that retried past a 429 and finished did its work. The preset patterns
+//! Only an attempt that did not succeed can be rate-limited: a CLI that
+//! retried past a 429 and finished did its work. With a non-zero exit any
+//! line of the tail counts; an exit 0 counts only when the log's last line
+//! is the signal (aider exits 0 after giving up on a rate limit, its attempt
+//! then ends `unchanged`). The preset patterns
 //! are anchored to the lines the wrappers and CLIs print for API errors, not
 //! to words an agent might say about a spec that is itself about rate
 //! limits.
@@ -143,15 +146,22 @@ fn signals(preset: Option<&str>) -> &'static [(Regex, RateLimitKind)] {
                 },
             ])
         }),
+        // Gemini CLI: its error classes on stderr (`RetryableQuotaError` is
+        // a 429 it gave up retrying, `TerminalQuotaError` a daily or plan
+        // quota) and the result event's advice, as the wrapper prints it.
         Some("gemini") => GEMINI.get_or_init(|| {
             build(&[
                 Signal {
-                    re: r"(?i)quota exceeded|exceeded your current quota|RESOURCE_EXHAUSTED.*quota",
+                    re: r"TerminalQuotaError|(?i)quota exceeded for quota metric",
                     kind: Quota,
                 },
                 Signal {
-                    re: r"(?i)\b429\b.*(too many requests|resource.?exhausted|rate)|RESOURCE_EXHAUSTED",
+                    re: r"RetryableQuotaError|^\[Gemini CLI\] result: error .*Please wait and try again later",
                     kind: TooManyRequests,
+                },
+                Signal {
+                    re: r"(?i)\b(503|529)\b.*overloaded|model is overloaded",
+                    kind: Overloaded,
                 },
             ])
         }),
@@ -163,7 +173,7 @@ fn signals(preset: Option<&str>) -> &'static [(Regex, RateLimitKind)] {
                     kind: Quota,
                 },
                 Signal {
-                    re: r"litellm\.RateLimitError|RateLimitError:",
+                    re: r"litellm\.RateLimitError|RateLimitError:|The API provider has rate limited you",
                     kind: TooManyRequests,
                 },
                 Signal {
@@ -210,27 +220,33 @@ pub fn classify(
     tail: &str,
 ) -> Option<RateLimited> {
     let code = exit_code?;
-    if code == 0 {
-        return None;
-    }
     let retry_after = retry_after(tail);
-    // The last matching line wins: it is the error the CLI gave up on.
-    for line in tail.lines().rev() {
-        let line = line.trim();
-        if rules.patterns.iter().any(|re| re.is_match(line)) {
-            return Some(RateLimited {
-                kind: RateLimitKind::Configured,
-                evidence: line.to_string(),
-                retry_after,
-            });
+    let lines = tail.lines().rev().map(str::trim).filter(|l| !l.is_empty());
+    // The last matching line wins (the error the CLI gave up on), except
+    // that a quota anywhere in the tail says more than the 429 it came as.
+    let mut found: Option<RateLimited> = None;
+    for line in lines.take(if code == 0 { 1 } else { usize::MAX }) {
+        let kind = if rules.patterns.iter().any(|re| re.is_match(line)) {
+            Some(RateLimitKind::Configured)
+        } else {
+            signals(preset)
+                .iter()
+                .find(|(re, _)| re.is_match(line))
+                .map(|(_, kind)| *kind)
+        };
+        let Some(kind) = kind else { continue };
+        let hit = RateLimited {
+            kind,
+            evidence: line.to_string(),
+            retry_after,
+        };
+        if kind == RateLimitKind::Quota {
+            return Some(hit);
         }
-        if let Some((_, kind)) = signals(preset).iter().find(|(re, _)| re.is_match(line)) {
-            return Some(RateLimited {
-                kind: *kind,
-                evidence: line.to_string(),
-                retry_after,
-            });
-        }
+        found.get_or_insert(hit);
+    }
+    if found.is_some() {
+        return found;
     }
     rules.exit_codes.contains(&code).then(|| RateLimited {
         kind: RateLimitKind::Configured,
@@ -292,11 +308,13 @@ mod tests {
     }
 
     #[test]
-    fn a_successful_exit_is_never_rate_limited() {
-        let log = "[Claude Code] api error: status 429 rate_limit_error\n";
+    fn an_exit_0_counts_only_when_the_signal_is_the_last_line() {
+        let log = "[Claude Code] api error: status 429 rate_limit_error\n[Claude Code] says: done\n";
         assert_eq!(classify(Some("claude-code"), &none(), Some(0), log), None);
         assert_eq!(classify(Some("claude-code"), &none(), None, log), None);
         assert!(classify(Some("claude-code"), &none(), Some(1), log).is_some());
+        let gave_up = "[Claude Code] says: done\n[Claude Code] api error: status 429 x\n\n";
+        assert!(classify(Some("claude-code"), &none(), Some(0), gave_up).is_some());
     }
 
     #[test]

@@ -1,0 +1,267 @@
+//! What the real agent CLIs print, recorded against the scripted model
+//! server (`tests/fixtures/agent-output/`, see its README), fed back through
+//! the bundled wrappers and treefarm's classifier:
+//!
+//! - usage: each wrapper, given the CLI's recorded machine-readable output
+//!   (a stand-in program prints it), writes `usage.json` with the figures
+//!   the server sent (101 input and 7 output tokens per answer), adds a
+//!   second attempt to the first, and keeps the human-readable log;
+//! - rate limits: every recorded 429 / 529 / quota ending is classified as
+//!   such, with its kind, and no successful run is.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use treefarm::agents::{
+    classify_rate_limit, log_tail, materialize_wrapper, preset, preset_command, RateLimitKind,
+    RateLimitRules,
+};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/agent-output")
+        .join(name)
+}
+
+/// The environment variable naming each preset's program.
+fn bin_var(preset: &str) -> &'static str {
+    match preset {
+        "claude-code" => "TREEFARM_CLAUDE_BIN",
+        "codex" => "TREEFARM_CODEX_BIN",
+        "gemini" => "TREEFARM_GEMINI_BIN",
+        "aider" => "TREEFARM_AIDER_BIN",
+        other => panic!("no preset {other}"),
+    }
+}
+
+struct Attempt {
+    log: String,
+    usage: Option<Value>,
+}
+
+/// Runs preset `name`'s wrapper with a stand-in CLI that prints `output`
+/// (a recorded CLI stdout) and exits `code`, `times` times in one instance
+/// directory; returns the log of the last attempt and usage.json.
+fn run_wrapper(
+    name: &str,
+    output: &Path,
+    code: i32,
+    times: usize,
+    usage_env: bool,
+    model: Option<&str>,
+) -> Attempt {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let worktree = tmp.path().join("worktree");
+    let instance = tmp.path().join("run/instances/020");
+    std::fs::create_dir_all(&worktree).expect("worktree");
+    std::fs::create_dir_all(&instance).expect("instance dir");
+    let prompt = tmp.path().join("prompt.md");
+    std::fs::write(&prompt, "Write a greeting.\n").expect("prompt");
+    let fake = tmp.path().join("fake-cli");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\ncat '{}'\nexit {code}\n",
+            output.display()
+        ),
+    )
+    .expect("fake");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let wrapper = materialize_wrapper(preset(name).expect("preset"), &tmp.path().join("run"))
+        .expect("materialize");
+    let mut log = String::new();
+    for _ in 0..times {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(preset_command(&wrapper))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", tmp.path())
+            .env("TMPDIR", tmp.path())
+            .env(bin_var(name), &fake)
+            .env("TREEFARM_WORKTREE", &worktree)
+            .env("TREEFARM_PROMPT_FILE", &prompt)
+            .env("TREEFARM_FILES", "greet.txt")
+            .env("TREEFARM_SPEC_ID", "020")
+            .env("TREEFARM_STATUS_FILE", instance.join("status.json"))
+            .current_dir(&worktree)
+            .stdin(Stdio::null());
+        if usage_env {
+            cmd.env("TREEFARM_USAGE_FILE", instance.join("usage.json"));
+        }
+        if let Some(model) = model {
+            cmd.env("TREEFARM_AGENT_MODEL", model);
+        }
+        let out = cmd.output().expect("run wrapper");
+        assert_eq!(out.status.code(), Some(code), "{out:?}");
+        log = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+    }
+    let usage = std::fs::read(instance.join("usage.json"))
+        .ok()
+        .map(|b| serde_json::from_slice(&b).expect("usage.json is JSON"));
+    Attempt { log, usage }
+}
+
+/// (preset, recorded stdout, model expected in usage.json, cost after one
+/// attempt, a line the readable log keeps)
+const SUCCESSES: &[(&str, &str, &str, Option<f64>, &str)] = &[
+    (
+        "claude-code",
+        "claude-code-success.jsonl",
+        "claude-scripted-1",
+        Some(0.000544),
+        "[Claude Code] result: success after 1 turn(s): done",
+    ),
+    (
+        "codex",
+        "codex-success.jsonl",
+        "scripted-model",
+        None,
+        "[Codex CLI] says: done",
+    ),
+    (
+        "gemini",
+        "gemini-success.jsonl",
+        "scripted-model",
+        None,
+        "[Gemini CLI] result: success",
+    ),
+    (
+        "aider",
+        "aider-success.txt",
+        "openai/scripted-model",
+        // aider prints the cost rounded to cents: 101 * 0.001 + 7 * 0.002.
+        Some(0.12),
+        "Tokens: 101 sent, 7 received. Cost: $0.12 message, $0.12 session.",
+    ),
+];
+
+#[test]
+fn each_wrapper_writes_the_clis_own_usage_figures() {
+    for &(name, output, model, cost, keeps) in SUCCESSES {
+        // Codex prints no model in its events: the configured one is used.
+        let configured = (name == "codex").then_some("scripted-model");
+        let one = run_wrapper(name, &fixture(output), 0, 1, true, configured);
+        let usage = one.usage.unwrap_or_else(|| panic!("{name}: no usage.json\n{}", one.log));
+        assert_eq!(usage["input_tokens"], 101, "{name}: {usage}");
+        assert_eq!(usage["output_tokens"], 7, "{name}: {usage}");
+        assert_eq!(usage["model"], model, "{name}: {usage}");
+        assert_eq!(usage["attempts"], 1, "{name}: {usage}");
+        match cost {
+            Some(c) => assert!(
+                (usage["cost_usd"].as_f64().expect("cost") - c).abs() < 1e-9,
+                "{name}: {usage}"
+            ),
+            None => assert!(usage["cost_usd"].is_null(), "{name}: {usage}"),
+        }
+        assert!(one.log.contains(keeps), "{name}: log lost {keeps:?}:\n{}", one.log);
+        // The report and status read the same file.
+        let parsed: treefarm::agents::Usage =
+            serde_json::from_value(usage.clone()).expect("the report reads it");
+        assert_eq!(parsed.tokens(), 108, "{name}");
+    }
+}
+
+#[test]
+fn a_second_attempt_adds_to_the_first() {
+    for &(name, output, _, cost, _) in SUCCESSES {
+        // Without TREEFARM_USAGE_FILE: usage.json beside the status file.
+        let two = run_wrapper(name, &fixture(output), 0, 2, false, None);
+        let usage = two.usage.unwrap_or_else(|| panic!("{name}: no usage.json"));
+        assert_eq!(usage["input_tokens"], 202, "{name}: {usage}");
+        assert_eq!(usage["output_tokens"], 14, "{name}: {usage}");
+        assert_eq!(usage["attempts"], 2, "{name}: {usage}");
+        if let Some(c) = cost {
+            assert!(
+                (usage["cost_usd"].as_f64().expect("cost") - 2.0 * c).abs() < 1e-9,
+                "{name}: {usage}"
+            );
+        }
+    }
+}
+
+/// (preset, recorded log, the real CLI's exit code, expected kind)
+const LIMITED: &[(&str, &str, i32, RateLimitKind)] = &[
+    (
+        "claude-code",
+        "claude-code-429.log",
+        1,
+        RateLimitKind::TooManyRequests,
+    ),
+    (
+        "claude-code",
+        "claude-code-429-retry-after.log",
+        1,
+        RateLimitKind::TooManyRequests,
+    ),
+    (
+        "claude-code",
+        "claude-code-529-overloaded.log",
+        1,
+        RateLimitKind::Overloaded,
+    ),
+    (
+        "claude-code",
+        "claude-code-usage-limit.log",
+        1,
+        RateLimitKind::Quota,
+    ),
+    ("codex", "codex-429.log", 1, RateLimitKind::TooManyRequests),
+    (
+        "codex",
+        "codex-429-retry-after.log",
+        1,
+        RateLimitKind::TooManyRequests,
+    ),
+    ("codex", "codex-quota.log", 1, RateLimitKind::Quota),
+    ("gemini", "gemini-429.log", 173, RateLimitKind::TooManyRequests),
+    // aider gives up on a rate limit and exits 0 (the attempt is unchanged).
+    ("aider", "aider-429.log", 0, RateLimitKind::TooManyRequests),
+];
+
+#[test]
+fn every_recorded_rate_limit_is_detected_with_its_kind() {
+    let rules = RateLimitRules::default();
+    for &(name, log, code, kind) in LIMITED {
+        let text = std::fs::read_to_string(fixture(log)).expect("fixture");
+        let hit = classify_rate_limit(Some(name), &rules, Some(code), log_tail(&text))
+            .unwrap_or_else(|| panic!("{log}: not detected"));
+        assert_eq!(hit.kind, kind, "{log}: {hit:?}");
+        assert!(text.contains(&hit.evidence), "{log}: {hit:?}");
+        // Killed by a signal: never a rate limit.
+        assert_eq!(
+            classify_rate_limit(Some(name), &rules, None, &text),
+            None,
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn a_custom_command_gets_the_generic_signals() {
+    let rules = RateLimitRules::default();
+    for log in ["claude-code-429.log", "codex-quota.log"] {
+        let text = std::fs::read_to_string(fixture(log)).expect("fixture");
+        assert!(
+            classify_rate_limit(None, &rules, Some(1), &text).is_some(),
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn no_successful_run_is_a_rate_limit_even_when_it_fails_later() {
+    let rules = RateLimitRules::default();
+    for &(name, output, _, _, _) in SUCCESSES {
+        let run = run_wrapper(name, &fixture(output), 1, 1, true, None);
+        assert_eq!(
+            classify_rate_limit(Some(name), &rules, Some(1), log_tail(&run.log)),
+            None,
+            "{name}:\n{}",
+            run.log
+        );
+    }
+}
