@@ -145,7 +145,9 @@ fn each_wrapper_writes_the_clis_own_usage_figures() {
         // Codex prints no model in its events: the configured one is used.
         let configured = (name == "codex").then_some("scripted-model");
         let one = run_wrapper(name, &fixture(output), 0, 1, true, configured);
-        let usage = one.usage.unwrap_or_else(|| panic!("{name}: no usage.json\n{}", one.log));
+        let usage = one
+            .usage
+            .unwrap_or_else(|| panic!("{name}: no usage.json\n{}", one.log));
         assert_eq!(usage["input_tokens"], 101, "{name}: {usage}");
         assert_eq!(usage["output_tokens"], 7, "{name}: {usage}");
         assert_eq!(usage["model"], model, "{name}: {usage}");
@@ -157,7 +159,11 @@ fn each_wrapper_writes_the_clis_own_usage_figures() {
             ),
             None => assert!(usage["cost_usd"].is_null(), "{name}: {usage}"),
         }
-        assert!(one.log.contains(keeps), "{name}: log lost {keeps:?}:\n{}", one.log);
+        assert!(
+            one.log.contains(keeps),
+            "{name}: log lost {keeps:?}:\n{}",
+            one.log
+        );
         // The report and status read the same file.
         let parsed: treefarm::agents::Usage =
             serde_json::from_value(usage.clone()).expect("the report reads it");
@@ -217,7 +223,12 @@ const LIMITED: &[(&str, &str, i32, RateLimitKind)] = &[
         RateLimitKind::TooManyRequests,
     ),
     ("codex", "codex-quota.log", 1, RateLimitKind::Quota),
-    ("gemini", "gemini-429.log", 173, RateLimitKind::TooManyRequests),
+    (
+        "gemini",
+        "gemini-429.log",
+        173,
+        RateLimitKind::TooManyRequests,
+    ),
     // aider gives up on a rate limit and exits 0 (the attempt is unchanged).
     ("aider", "aider-429.log", 0, RateLimitKind::TooManyRequests),
 ];

@@ -309,7 +309,8 @@ mod tests {
 
     #[test]
     fn an_exit_0_counts_only_when_the_signal_is_the_last_line() {
-        let log = "[Claude Code] api error: status 429 rate_limit_error\n[Claude Code] says: done\n";
+        let log =
+            "[Claude Code] api error: status 429 rate_limit_error\n[Claude Code] says: done\n";
         assert_eq!(classify(Some("claude-code"), &none(), Some(0), log), None);
         assert_eq!(classify(Some("claude-code"), &none(), None, log), None);
         assert!(classify(Some("claude-code"), &none(), Some(1), log).is_some());
@@ -328,8 +329,8 @@ mod tests {
     #[test]
     fn configured_patterns_and_exit_codes() {
         let rules = RateLimitRules::new(&["^my-agent: slow down".into()], &[75]).expect("rules");
-        let hit = classify(None, &rules, Some(3), "ok\nmy-agent: slow down please\n")
-            .expect("pattern");
+        let hit =
+            classify(None, &rules, Some(3), "ok\nmy-agent: slow down please\n").expect("pattern");
         assert_eq!(hit.kind, RateLimitKind::Configured);
         assert_eq!(hit.evidence, "my-agent: slow down please");
         let hit = classify(None, &rules, Some(75), "nothing\n").expect("exit code");
@@ -352,14 +353,13 @@ mod tests {
             ("retry after 500ms", 500),
         ];
         for (text, ms) in cases {
-            assert_eq!(
-                retry_after(text),
-                Some(Duration::from_millis(ms)),
-                "{text}"
-            );
+            assert_eq!(retry_after(text), Some(Duration::from_millis(ms)), "{text}");
         }
         assert_eq!(retry_after("try again in a moment"), None);
-        assert_eq!(retry_after("retry-after: 1\nretry-after: 9\n"), Some(Duration::from_secs(9)));
+        assert_eq!(
+            retry_after("retry-after: 1\nretry-after: 9\n"),
+            Some(Duration::from_secs(9))
+        );
     }
 
     #[test]
@@ -381,6 +381,9 @@ mod tests {
         };
         let json = serde_json::to_string(&r).expect("serialize");
         assert!(json.contains("\"retry_after\":1500"), "{json}");
-        assert_eq!(serde_json::from_str::<RateLimited>(&json).expect("parse"), r);
+        assert_eq!(
+            serde_json::from_str::<RateLimited>(&json).expect("parse"),
+            r
+        );
     }
 }

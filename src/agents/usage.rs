@@ -93,7 +93,10 @@ mod tests {
         .expect("parse");
         assert_eq!(u.tokens(), 108);
         assert_eq!(u.cost_usd, None);
-        assert_eq!(serde_json::from_str::<Usage>("{}").expect("empty"), Usage::default());
+        assert_eq!(
+            serde_json::from_str::<Usage>("{}").expect("empty"),
+            Usage::default()
+        );
     }
 
     #[test]

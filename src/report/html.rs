@@ -11,7 +11,6 @@
 
 use std::fmt::Write as _;
 
-
 use crate::report::check::cut;
 use crate::report::graph::{edge_label, result_color, Graph};
 use crate::report::human::format_duration;

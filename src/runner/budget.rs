@@ -128,11 +128,17 @@ mod tests {
                 spent: 1_000
             }
         );
-        assert!(reached.to_string().contains("run.max_tokens 1000"), "{reached}");
+        assert!(
+            reached.to_string().contains("run.max_tokens 1000"),
+            "{reached}"
+        );
         s.record("003", usage(1, 0, Some(0.2)));
         let reached = budget.reached(&s).expect("cost reached");
         assert!(matches!(reached, BudgetReached::Cost { .. }), "{reached:?}");
-        assert!(reached.to_string().contains("run.max_cost $1.0000"), "{reached}");
+        assert!(
+            reached.to_string().contains("run.max_cost $1.0000"),
+            "{reached}"
+        );
     }
 
     #[test]

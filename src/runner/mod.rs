@@ -23,11 +23,11 @@ pub mod shared_git;
 pub mod slots;
 pub mod status_file;
 
+pub use budget::{Budget, BudgetReached, Spending};
 pub use executor::{
     agent_command, kill_group, read_exit_code, run_agent, wait_detached, AgentEnd, AgentEvent,
     AgentJob, SpawnError, Stop,
 };
-pub use budget::{Budget, BudgetReached, Spending};
 pub use pacing::{ConcurrencyWindow, Pacer, PacingPolicy, StartGate, Verdict};
 pub use process::set_child_subreaper;
 pub use status_file::AgentStatus;

@@ -40,7 +40,8 @@ treefarm assembled (its "Create or modify only these files" list and
 
 Every request is appended to --record FILE as one JSON line:
 {"method", "path", "headers", "body", "kind"} so tests can assert what reached
-the model. Once the server listens, its port is printed as the first line on
+the model; every answer that reported usage, to FILE.answers as
+{"id", "main", "path", "input_tokens", "output_tokens"} ({id}: the spec). Once the server listens, its port is printed as the first line on
 stdout (and written to --port-file when given).
 """
 
@@ -226,6 +227,15 @@ class Handler(BaseHTTPRequestHandler):
             with open(self.record, "a") as f:
                 f.write(json.dumps(entry) + "\n")
 
+    def _answered(self, facts, main, tin, tout):
+        """One line per answer that carried usage figures, in RECORD.answers:
+        what each instance was told it spent."""
+        entry = {"id": facts.get("id", ""), "main": main, "path": self.path,
+                 "input_tokens": tin, "output_tokens": tout}
+        with LOCK:
+            with open(self.record + ".answers", "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
     def _body(self):
         n = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(n) if n else b""
@@ -347,6 +357,7 @@ class Handler(BaseHTTPRequestHandler):
         model = body.get("model", "scripted-model")
         mid = next_id("msg")
         tin, tout = self.script.tokens(main)
+        self._answered(facts, main, tin, tout)
         usage = {"input_tokens": tin, "output_tokens": tout, "cache_creation_input_tokens": 0,
                  "cache_read_input_tokens": 0}
         if call:
@@ -405,6 +416,7 @@ class Handler(BaseHTTPRequestHandler):
             item = {"type": "message", "id": next_id("msg"), "role": "assistant", "status": "completed",
                     "content": [{"type": "output_text", "text": text, "annotations": []}]}
         tin, tout = self.script.tokens(main)
+        self._answered(facts, main, tin, tout)
         usage = {"input_tokens": tin, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": tout,
                  "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": tin + tout}
         resp = {"id": rid, "object": "response", "created_at": int(time.time()), "status": "completed",
@@ -453,6 +465,7 @@ class Handler(BaseHTTPRequestHandler):
         cid = next_id("chatcmpl")
         model = body.get("model", "scripted-model")
         tin, tout = self.script.tokens(main)
+        self._answered(facts, main, tin, tout)
         usage = {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
         if not body.get("stream"):
             return self._json(200, {"id": cid, "object": "chat.completion", "created": int(time.time()),
@@ -469,6 +482,12 @@ class Handler(BaseHTTPRequestHandler):
         self._sse("[DONE]")
 
     # --- Gemini ---
+
+    def gemini_model(self):
+        """The model named in the path (.../models/M:generateContent), as the
+        real API echoes it in modelVersion."""
+        m = re.search(r"/models/([^/:?]+):", self.path)
+        return m.group(1) if m else "scripted-model"
 
     def gemini(self, body, stream):
         tools = body.get("tools") if isinstance(body, dict) else None
@@ -494,6 +513,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 step = {"text": self.script.side_text}
         tin, tout = self.script.tokens(main)
+        self._answered(facts, main, tin, tout)
         if main and "text" not in step:
             name, args = gemini_call(step, tool_names(tools), facts)
             part = {"functionCall": {"name": name, "args": args, "id": next_id("fc")}}
@@ -503,7 +523,7 @@ class Handler(BaseHTTPRequestHandler):
                                 "index": 0}],
                 "usageMetadata": {"promptTokenCount": tin, "candidatesTokenCount": tout,
                                   "totalTokenCount": tin + tout},
-                "modelVersion": "scripted-model", "responseId": next_id("gem")}
+                "modelVersion": self.gemini_model(), "responseId": next_id("gem")}
         if not stream:
             return self._json(200, resp)
         self._sse_start()
