@@ -229,8 +229,16 @@ const LIMITED: &[(&str, &str, i32, RateLimitKind)] = &[
         173,
         RateLimitKind::TooManyRequests,
     ),
+    // A per-minute quota: Gemini CLI itself calls it retryable.
+    (
+        "gemini",
+        "gemini-quota.log",
+        173,
+        RateLimitKind::TooManyRequests,
+    ),
     // aider gives up on a rate limit and exits 0 (the attempt is unchanged).
     ("aider", "aider-429.log", 0, RateLimitKind::TooManyRequests),
+    ("aider", "aider-quota.log", 0, RateLimitKind::Quota),
 ];
 
 #[test]

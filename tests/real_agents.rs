@@ -569,3 +569,117 @@ fn real_aider() {
         transcript: None,
     });
 }
+
+/// Runs `cli` for real against a server that answers every main request
+/// with `error`: the attempt fails, and treefarm's classifier, given the
+/// instance's real log and exit code, says it was rate-limited, of `kind`.
+fn rate_limited_for_real(cli: &Cli, error: Value, kind: treefarm::agents::RateLimitKind) {
+    let tmp = tempfile::Builder::new()
+        .prefix("treefarm-real-rl-")
+        .tempdir()
+        .expect("tempdir");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join("tmp")).expect("home");
+    let mut script = script(&json!([]));
+    script["always_error"] = error;
+    let server = ModelServer::start(&tmp.path().join("server"), &script);
+    write_cli_homes(&home, &server);
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("specs")).expect("repo");
+    git(&repo, &home, &["init", "-q", "-b", "main"]);
+    let (id, file, body) = SPECS[0];
+    std::fs::write(
+        repo.join(format!("specs/SPEC-{id}-greeting.md")),
+        format!("# Greeting {id}\n\n{body}\n\n**Files**:\n- `{file}`\n"),
+    )
+    .expect("spec");
+    // One retry inside the CLI (Claude Code would otherwise retry for minutes).
+    std::fs::write(
+        repo.join("treefarm.yaml"),
+        format!(
+            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  env: {{CLAUDE_CODE_MAX_RETRIES: '1'}}\n",
+            cli.preset, cli.model
+        ),
+    )
+    .expect("config");
+    git(&repo, &home, &["add", "-A"]);
+    git(
+        &repo,
+        &home,
+        &[
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.org",
+            "commit",
+            "-q",
+            "-m",
+            "base",
+        ],
+    );
+    let env = run_env(&home, &server);
+    let treefarm = env!("CARGO_BIN_EXE_treefarm");
+    let out = Command::new(treefarm)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["run", "--instances", "1"])
+        .current_dir(&repo)
+        .output()
+        .expect("run treefarm");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let log = std::fs::read_to_string(log_path(&repo, id)).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}: {stderr}\n{log}",
+        cli.preset
+    );
+    let status = Command::new(treefarm)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["status", "--json"])
+        .current_dir(&repo)
+        .output()
+        .expect("status");
+    let status: Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let code = status["instances"][0]["exit_code"]
+        .as_i64()
+        .map(|c| c as i32);
+    let hit = treefarm::agents::classify_rate_limit(
+        Some(cli.preset),
+        &treefarm::agents::RateLimitRules::default(),
+        code,
+        treefarm::agents::log_tail(&log),
+    )
+    .unwrap_or_else(|| panic!("{}: not detected (exit {code:?}):\n{log}", cli.preset));
+    assert_eq!(hit.kind, kind, "{}: {hit:?}\n{log}", cli.preset);
+}
+
+#[test]
+#[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
+fn real_rate_limits_are_detected() {
+    use treefarm::agents::RateLimitKind::*;
+    let claude = Cli {
+        preset: "claude-code",
+        model: "claude-scripted-1",
+        model_on_wire: "claude-scripted-1",
+        errors: json!([]),
+        transcript: None,
+    };
+    let codex = Cli {
+        preset: "codex",
+        model: "scripted-model",
+        model_on_wire: "scripted-model",
+        errors: json!([]),
+        transcript: None,
+    };
+    rate_limited_for_real(&claude, json!({"status": 429}), TooManyRequests);
+    rate_limited_for_real(&claude, json!({"status": 529}), Overloaded);
+    rate_limited_for_real(&claude, json!({"status": 429, "kind": "quota"}), Quota);
+    rate_limited_for_real(
+        &codex,
+        json!({"status": 429, "retry_after": 1}),
+        TooManyRequests,
+    );
+    rate_limited_for_real(&codex, json!({"status": 429, "kind": "quota"}), Quota);
+}

@@ -7,9 +7,9 @@
 //!
 //! Only an attempt that did not succeed can be rate-limited: a CLI that
 //! retried past a 429 and finished did its work. With a non-zero exit any
-//! line of the tail counts; an exit 0 counts only when the log's last line
-//! is the signal (aider exits 0 after giving up on a rate limit, its attempt
-//! then ends `unchanged`). The preset patterns
+//! line of the tail counts; after an exit 0 only the log's last three lines
+//! do (aider exits 0 after giving up on a rate limit, its attempt then ends
+//! `unchanged`). The preset patterns
 //! are anchored to the lines the wrappers and CLIs print for API errors, not
 //! to words an agent might say about a spec that is itself about rate
 //! limits.
@@ -22,6 +22,10 @@ use serde::{Deserialize, Serialize};
 
 /// How much of the log's end is looked at.
 pub const LOG_TAIL_LINES: usize = 60;
+
+/// After an exit 0, how many of the last non-blank lines may hold the
+/// signal (aider's give-up block is three lines).
+const EXIT_0_LINES: usize = 3;
 
 /// What the provider said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,15 +156,16 @@ fn signals(preset: Option<&str>) -> &'static [(Regex, RateLimitKind)] {
         Some("gemini") => GEMINI.get_or_init(|| {
             build(&[
                 Signal {
-                    re: r"TerminalQuotaError|(?i)quota exceeded for quota metric",
+                    re: r"TerminalQuotaError",
                     kind: Quota,
                 },
+                // A per-minute quota is a rate limit: Gemini CLI retries it.
                 Signal {
-                    re: r"RetryableQuotaError|^\[Gemini CLI\] result: error .*Please wait and try again later",
+                    re: r"RetryableQuotaError|^\[Gemini CLI\] result: error .*Please wait and try again later|failed with status 429\b",
                     kind: TooManyRequests,
                 },
                 Signal {
-                    re: r"(?i)\b(503|529)\b.*overloaded|model is overloaded",
+                    re: r"(?i)failed with status (503|529)\b|model is overloaded",
                     kind: Overloaded,
                 },
             ])
@@ -168,8 +173,10 @@ fn signals(preset: Option<&str>) -> &'static [(Regex, RateLimitKind)] {
         // aider (through litellm): the exception names.
         Some("aider") => AIDER.get_or_init(|| {
             build(&[
+                // aider wraps litellm's message: "... You exceeded your" /
+                // "current quota ..." arrive on two lines.
                 Signal {
-                    re: r"(?i)exceeded your current quota|insufficient_quota",
+                    re: r"(?i)exceeded your current quota|^current quota\b|insufficient_quota",
                     kind: Quota,
                 },
                 Signal {
@@ -222,31 +229,35 @@ pub fn classify(
     let code = exit_code?;
     let retry_after = retry_after(tail);
     let lines = tail.lines().rev().map(str::trim).filter(|l| !l.is_empty());
-    // The last matching line wins (the error the CLI gave up on), except
-    // that a quota anywhere in the tail says more than the 429 it came as.
-    let mut found: Option<RateLimited> = None;
-    for line in lines.take(if code == 0 { 1 } else { usize::MAX }) {
-        let kind = if rules.patterns.iter().any(|re| re.is_match(line)) {
-            Some(RateLimitKind::Configured)
+    // The most specific signal wins (configured patterns, then the preset's
+    // own in their order, then the generic ones): a quota the CLI names says
+    // more than the 429 it came as. Among equals, the last line: the error
+    // the CLI gave up on.
+    let mut best: Option<(usize, RateLimited)> = None;
+    let window = if code == 0 { EXIT_0_LINES } else { usize::MAX };
+    for line in lines.take(window) {
+        let rank = if rules.patterns.iter().any(|re| re.is_match(line)) {
+            Some((0, RateLimitKind::Configured))
         } else {
             signals(preset)
                 .iter()
-                .find(|(re, _)| re.is_match(line))
-                .map(|(_, kind)| *kind)
+                .position(|(re, _)| re.is_match(line))
+                .map(|i| (i + 1, signals(preset)[i].1))
         };
-        let Some(kind) = kind else { continue };
-        let hit = RateLimited {
-            kind,
-            evidence: line.to_string(),
-            retry_after,
-        };
-        if kind == RateLimitKind::Quota {
-            return Some(hit);
+        let Some((rank, kind)) = rank else { continue };
+        if best.as_ref().is_none_or(|(r, _)| rank < *r) {
+            best = Some((
+                rank,
+                RateLimited {
+                    kind,
+                    evidence: line.to_string(),
+                    retry_after,
+                },
+            ));
         }
-        found.get_or_insert(hit);
     }
-    if found.is_some() {
-        return found;
+    if let Some((_, hit)) = best {
+        return Some(hit);
     }
     rules.exit_codes.contains(&code).then(|| RateLimited {
         kind: RateLimitKind::Configured,
@@ -308,14 +319,19 @@ mod tests {
     }
 
     #[test]
-    fn an_exit_0_counts_only_when_the_signal_is_the_last_line() {
-        let log =
-            "[Claude Code] api error: status 429 rate_limit_error\n[Claude Code] says: done\n";
+    fn an_exit_0_counts_only_when_the_signal_ends_the_log() {
+        let log = "[Claude Code] api error: status 429 rate_limit_error\n[Claude Code] says: a\n\
+                   [Claude Code] says: b\n[Claude Code] result: success\n";
         assert_eq!(classify(Some("claude-code"), &none(), Some(0), log), None);
         assert_eq!(classify(Some("claude-code"), &none(), None, log), None);
         assert!(classify(Some("claude-code"), &none(), Some(1), log).is_some());
         let gave_up = "[Claude Code] says: done\n[Claude Code] api error: status 429 x\n\n";
         assert!(classify(Some("claude-code"), &none(), Some(0), gave_up).is_some());
+        let long_ago = "[Claude Code] api error: status 429 x\na\nb\nc\n";
+        assert_eq!(
+            classify(Some("claude-code"), &none(), Some(0), long_ago),
+            None
+        );
     }
 
     #[test]

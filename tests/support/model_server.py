@@ -290,8 +290,10 @@ class Handler(BaseHTTPRequestHandler):
             msg = "scripted %d" % status
             if err.get("kind") == "quota":
                 msg = "Quota exceeded for quota metric 'Generate Content API requests per minute' (scripted %d)" % status
-            body = {"error": {"code": status, "message": msg,
-                              "status": "RESOURCE_EXHAUSTED" if status == 429 else "INTERNAL"}}
+            gstatus = {429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}.get(status, "INTERNAL")
+            if status == 503:
+                msg = "The model is overloaded. Please try again later. (scripted 503)"
+            body = {"error": {"code": status, "message": msg, "status": gstatus}}
         else:
             if err.get("kind") == "quota":
                 body = {"error": {"message": "You exceeded your current quota (scripted %d)" % status,
