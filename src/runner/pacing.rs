@@ -404,6 +404,123 @@ mod tests {
         assert_eq!(a, b);
     }
 
+    /// What a simulated run saw.
+    struct Simulated {
+        lowest: usize,
+        after_last_drop: usize,
+        last: usize,
+        backoffs: usize,
+        starts: Vec<u64>,
+        done: Vec<String>,
+    }
+
+    /// A whole run, simulated: `specs` specs, 4 instances, attempts of 10s,
+    /// a provider that rate-limits half the attempts started in its first
+    /// 60s (seeded). The pacer alone decides when specs start.
+    fn simulate(seed: u64, specs: usize) -> Simulated {
+        let mut provider = JitterRng::seeded(seed);
+        let mut p = Pacer::new(policy(4, 10), seed);
+        let mut queue: Vec<(String, u64)> = (1..=specs).map(|i| (format!("{i:03}"), 0)).collect();
+        let mut running: Vec<(String, u64, bool)> = Vec::new(); // id, ends at, limited
+        let mut sim = Simulated {
+            lowest: p.window.limit(),
+            after_last_drop: p.window.limit(),
+            last: 0,
+            backoffs: 0,
+            starts: Vec::new(),
+            done: Vec::new(),
+        };
+        let mut now = 0u64;
+        while sim.done.len() < specs {
+            assert!(
+                now < 3_600_000,
+                "the run did not finish in an hour (seed {seed})"
+            );
+            running.sort_by_key(|r| r.1);
+            while running.first().is_some_and(|r| r.1 <= now) {
+                let (id, _, limited) = running.remove(0);
+                if limited {
+                    let cause = RateLimited {
+                        kind: RateLimitKind::TooManyRequests,
+                        evidence: "429".into(),
+                        retry_after: None,
+                    };
+                    match p.rate_limited(&id, cause, now) {
+                        Verdict::Requeue { retry_at_ms, .. } => queue.push((id, retry_at_ms)),
+                        Verdict::GiveUp { reason } => {
+                            panic!("{id} gave up: {reason} (seed {seed})")
+                        }
+                    }
+                    sim.lowest = sim.lowest.min(p.window.limit());
+                    sim.after_last_drop = p.window.limit();
+                } else {
+                    p.finished_clean();
+                    sim.done.push(id);
+                }
+            }
+            while let Some(i) = queue.iter().position(|(_, at)| *at <= now) {
+                if !p.may_start(running.len(), now) {
+                    break;
+                }
+                let (id, _) = queue.remove(i);
+                p.started(now);
+                sim.starts.push(now);
+                let limited = now < 60_000 && provider.below_or_eq(1) == 0;
+                running.push((id, now + 10_000, limited));
+            }
+            now += 100;
+        }
+        sim.last = p.window.limit();
+        sim.backoffs = p.backoffs.len();
+        sim
+    }
+
+    fn seed() -> u64 {
+        let seed = std::env::var("TREEFARM_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x5eed_0015);
+        println!("seed {seed} (set TREEFARM_TEST_SEED to repeat)");
+        seed
+    }
+
+    /// 8 specs through a provider that rate-limits half the early attempts:
+    /// every spec finishes once, none gives up, the window drops and grows
+    /// again after the last rate limit, starts are a start interval apart.
+    #[test]
+    fn eight_specs_through_a_rate_limiting_provider_all_finish() {
+        let base = seed();
+        for seed in base..base + 32 {
+            let sim = simulate(seed, 8);
+            let mut done = sim.done.clone();
+            done.sort();
+            done.dedup();
+            assert_eq!(done.len(), 8, "each spec finished once (seed {seed})");
+            if sim.backoffs > 0 {
+                assert!(sim.lowest < 4, "the window dropped (seed {seed})");
+                assert!(
+                    sim.last > sim.after_last_drop || sim.last == 4,
+                    "it grew back (seed {seed})"
+                );
+            }
+            for pair in sim.starts.windows(2) {
+                assert!(pair[1] - pair[0] >= 1_000, "starts {pair:?} (seed {seed})");
+            }
+        }
+    }
+
+    /// With enough clean finishes after the provider calms down, the window
+    /// is full again.
+    #[test]
+    fn the_window_is_full_again_once_the_provider_calms_down() {
+        let base = seed();
+        for seed in base..base + 16 {
+            let sim = simulate(seed, 24);
+            assert_eq!(sim.last, 4, "seed {seed}");
+            assert_eq!(sim.done.len(), 24, "seed {seed}");
+        }
+    }
+
     #[derive(Debug, Clone)]
     enum Event {
         RateLimited,
