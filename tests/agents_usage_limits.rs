@@ -9,6 +9,8 @@
 //! - rate limits: every recorded 429 / 529 / quota ending is classified as
 //!   such, with its kind, and no successful run is.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -283,4 +285,60 @@ fn no_successful_run_is_a_rate_limit_even_when_it_fails_later() {
             run.log
         );
     }
+}
+
+/// One Anthropic Messages request of a scripted conversation (it has tools).
+fn main_request(port: u16) -> (u16, Vec<(String, String)>, Value) {
+    let (status, headers, body) = support::post(
+        port,
+        "/v1/messages",
+        &serde_json::json!({"model": "claude-x", "max_tokens": 10,
+            "tools": [{"name": "Read", "input_schema": {}}],
+            "messages": [{"role": "user", "content": "Write a greeting."}]}),
+    );
+    (
+        status,
+        headers,
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn the_server_reports_scripted_usage_and_rate_limits_part_of_its_traffic() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = support::ModelServer::start(
+        tmp.path(),
+        &serde_json::json!({
+            "steps": [{"text": "done"}],
+            "errors": [{"status": 529}],
+            "error_every": {"every": 2, "count": 3, "error": {"status": 429, "retry_after": 4}},
+            "usage": {"input_tokens": 101, "output_tokens": 7},
+        }),
+    );
+    let statuses: Vec<u16> = (0..9)
+        .map(|_| {
+            let (status, headers, body) = main_request(server.port);
+            match status {
+                429 => {
+                    assert!(headers.contains(&("retry-after".into(), "4".into())));
+                    assert_eq!(body["error"]["type"], "rate_limit_error");
+                }
+                529 => assert_eq!(body["error"]["type"], "overloaded_error"),
+                200 => {
+                    assert_eq!(body["usage"]["input_tokens"], 101);
+                    assert_eq!(body["usage"]["output_tokens"], 7);
+                }
+                other => panic!("unexpected status {other}"),
+            }
+            status
+        })
+        .collect();
+    assert_eq!(statuses, [529, 429, 200, 429, 200, 429, 200, 200, 200]);
+    // Every answer with figures is recorded, attributed to its spec (none
+    // here: the prompt names no worktree).
+    let answers = server.answers();
+    assert_eq!(answers.len(), 5);
+    assert!(answers
+        .iter()
+        .all(|a| a["input_tokens"] == 101 && a["main"] == true));
 }

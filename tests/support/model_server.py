@@ -29,7 +29,9 @@ speaks next" checks) gets a short text answer. Before any scripted answer,
 the "errors" are served in order, one per main request (429 carries a
 `retry-after` header, 529 is Anthropic's "overloaded"; "kind": "quota"
 makes it a usage-limit / quota-exceeded refusal). "always_error": {...} is
-served to every main request after them. "usage" and "side_usage"
+served to every main request after them; "error_every": {"every": 2,
+"count": 8, "error": {...}} to the first of every 2 main requests after
+them, 8 times in all. "usage" and "side_usage"
 ({"input_tokens", "output_tokens"}) are the token figures every answer to a
 main (scripted) and a side request reports.
 
@@ -114,6 +116,10 @@ class Script:
         # Served to every main request once "errors" ran out: a provider
         # that keeps refusing (the CLI gives up, as under a real rate limit).
         self.always_error = data.get("always_error")
+        # {"every": 2, "count": 8, "error": {...}}: after "errors", the first
+        # of every `every` main requests gets the error, `count` times in all
+        # (a provider that rate-limits part of its traffic for a while).
+        self.error_every = data.get("error_every")
 
     def tokens(self, main):
         u = self.usage if main else self.side_usage
@@ -125,6 +131,14 @@ class Script:
             if i < len(self.errors):
                 STATE["errors_served"] = i + 1
                 return self.errors[i]
+            if self.error_every:
+                every = max(1, int(self.error_every.get("every", 2)))
+                seen = STATE.get("main_seen", 0)
+                STATE["main_seen"] = seen + 1
+                served = STATE.get("every_served", 0)
+                if seen % every == 0 and served < int(self.error_every.get("count", 0)):
+                    STATE["every_served"] = served + 1
+                    return self.error_every["error"]
         return self.always_error
 
     def step(self, index):
