@@ -238,6 +238,12 @@ const LIMITED: &[(&str, &str, i32, RateLimitKind)] = &[
         173,
         RateLimitKind::TooManyRequests,
     ),
+    (
+        "gemini",
+        "gemini-503-overloaded.log",
+        247,
+        RateLimitKind::Overloaded,
+    ),
     // aider gives up on a rate limit and exits 0 (the attempt is unchanged).
     ("aider", "aider-429.log", 0, RateLimitKind::TooManyRequests),
     ("aider", "aider-quota.log", 0, RateLimitKind::Quota),

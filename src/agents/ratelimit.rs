@@ -159,14 +159,16 @@ fn signals(preset: Option<&str>) -> &'static [(Regex, RateLimitKind)] {
                     re: r"TerminalQuotaError",
                     kind: Quota,
                 },
+                // Gemini CLI calls a 503 a RetryableQuotaError too: the
+                // overload line is the more specific.
+                Signal {
+                    re: r"(?i)failed with status (503|529)\b|model is overloaded",
+                    kind: Overloaded,
+                },
                 // A per-minute quota is a rate limit: Gemini CLI retries it.
                 Signal {
                     re: r"RetryableQuotaError|^\[Gemini CLI\] result: error .*Please wait and try again later|failed with status 429\b",
                     kind: TooManyRequests,
-                },
-                Signal {
-                    re: r"(?i)failed with status (503|529)\b|model is overloaded",
-                    kind: Overloaded,
                 },
             ])
         }),
