@@ -7,8 +7,13 @@
 //!   the server sent (101 input and 7 output tokens per answer), adds a
 //!   second attempt to the first, and keeps the human-readable log;
 //! - rate limits: every recorded 429 / 529 / quota ending is classified as
-//!   such, with its kind, and no successful run is.
+//!   such, with its kind, and no successful run is;
+//! - a real `treefarm run` with a Claude Code stand-in: the summary,
+//!   `status`, `status --json` and the run report show each spec's usage
+//!   and the total;
+//! - the scripted server's usage figures and part-time rate limiting.
 
+mod common;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -347,4 +352,75 @@ fn the_server_reports_scripted_usage_and_rate_limits_part_of_its_traffic() {
     assert!(answers
         .iter()
         .all(|a| a["input_tokens"] == 101 && a["main"] == true));
+}
+
+/// A `claude` stand-in: prints Claude Code's recorded success events and
+/// writes the declared file (treefarm commits it).
+fn fake_claude(dir: &Path) -> PathBuf {
+    let path = dir.join("claude");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\ncat '{}'\nmkdir -p src && echo hi > src/a.txt\n",
+            fixture("claude-code-success.jsonl").display()
+        ),
+    )
+    .expect("fake claude");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[test]
+fn status_the_summary_and_the_report_show_what_the_agents_spent() {
+    let repo = common::TestRepo::with_files(&[("README.md", "hi\n")]);
+    for id in ["001", "002"] {
+        // Both declare what the stand-in writes: they run one after the other.
+        repo.write(
+            &format!("specs/SPEC-{id}-x.md"),
+            &format!("# Task {id}\n\nDo it.\n\n**Files**:\n- `src/a.txt`\n"),
+        );
+    }
+    repo.write(
+        "treefarm.yaml",
+        "agent:\n  preset: claude-code\n  timeout: 1m\n",
+    );
+    repo.commit_all("specs");
+    let bin = tempfile::tempdir().expect("bin dir");
+    let fake = fake_claude(bin.path());
+    let out = repo
+        .treefarm()
+        .env("TREEFARM_CLAUDE_BIN", &fake)
+        .args(["run", "--instances", "1", "--no-merge"])
+        .output()
+        .expect("run");
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let expected = "usage: 202 in / 14 out, $0.0011 (001: 101 in / 7 out, $0.0005; \
+                    002: 101 in / 7 out, $0.0005)";
+    assert!(err.contains(expected), "summary:\n{err}");
+
+    let status = repo.tf(&["status"]);
+    assert!(
+        common::stdout(&status).contains(expected),
+        "{}",
+        common::stdout(&status)
+    );
+    let json = common::stdout_json(&repo.tf(&["status", "--json"]));
+    assert_eq!(json["usage"]["total"]["input_tokens"], 202, "{json}");
+    assert_eq!(json["usage"]["per_spec"]["001"]["output_tokens"], 7);
+    assert_eq!(
+        json["usage"]["per_spec"]["002"]["model"],
+        "claude-scripted-1"
+    );
+
+    // The run report, written at the end of the run.
+    let report = err
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("report: "))
+        .unwrap_or_else(|| panic!("no report path:\n{err}"));
+    let html = std::fs::read_to_string(report.trim()).expect("report");
+    let per_spec = "usage: model claude-scripted-1, 101 input tokens, 7 output tokens, $0.0005";
+    assert_eq!(html.matches(per_spec).count(), 2, "per spec");
 }
