@@ -270,6 +270,11 @@ pub struct AgentConfig {
     /// Between SIGTERM and SIGKILL on timeout.
     #[serde(with = "duration")]
     pub kill_grace: Duration,
+    /// Rate-limit signals, backoff cap and wait bound.
+    pub rate_limit: RateLimitConfig,
+    /// Minimum time between two agent starts (default 1s).
+    #[serde(with = "duration")]
+    pub start_interval: Duration,
     pub retries: u32,
     pub commit: CommitMode,
     pub env: BTreeMap<String, String>,
@@ -283,11 +288,6 @@ pub struct AgentConfig {
     /// True: an agent that exits 0 leaving no commit and no change succeeds
     /// (default: its result is `unchanged`, a failed attempt).
     pub allow_unchanged: bool,
-    /// Rate-limit signals, backoff cap and wait bound.
-    pub rate_limit: RateLimitConfig,
-    /// Minimum time between two agent starts (default 1s).
-    #[serde(with = "duration")]
-    pub start_interval: Duration,
 }
 
 impl Default for AgentConfig {
@@ -301,14 +301,14 @@ impl Default for AgentConfig {
             timeout: None,
             idle_timeout: None,
             kill_grace: Duration::from_secs(5),
+            rate_limit: RateLimitConfig::default(),
+            start_interval: Duration::from_secs(1),
             retries: 0,
             commit: CommitMode::Auto,
             env: BTreeMap::new(),
             git_identity: None,
             allowed_commands: Vec::new(),
             allow_unchanged: false,
-            rate_limit: RateLimitConfig::default(),
-            start_interval: Duration::from_secs(1),
         }
     }
 }
@@ -652,6 +652,13 @@ pub const ENV_VARS: &[&str] = &[
     "TREEFARM_AGENT_IDLE_TIMEOUT",
     "TREEFARM_AGENT_KILL_GRACE",
     "TREEFARM_AGENT_RETRIES",
+    "TREEFARM_AGENT_RATE_LIMIT_PATTERNS",
+    "TREEFARM_AGENT_RATE_LIMIT_EXIT_CODES",
+    "TREEFARM_AGENT_RATE_LIMIT_MAX_BACKOFF",
+    "TREEFARM_AGENT_RATE_LIMIT_MAX_WAITS",
+    "TREEFARM_AGENT_START_INTERVAL",
+    "TREEFARM_RUN_MAX_COST",
+    "TREEFARM_RUN_MAX_TOKENS",
     "TREEFARM_AGENT_COMMIT",
     "TREEFARM_SCOPE",
     "TREEFARM_PORT_BASE",
@@ -664,13 +671,6 @@ pub const ENV_VARS: &[&str] = &[
     "TREEFARM_WORKTREE_RESERVE",
     "TREEFARM_AGENT_GIT_IDENTITY",
     "TREEFARM_AGENT_ALLOW_UNCHANGED",
-    "TREEFARM_AGENT_RATE_LIMIT_PATTERNS",
-    "TREEFARM_AGENT_RATE_LIMIT_EXIT_CODES",
-    "TREEFARM_AGENT_RATE_LIMIT_MAX_BACKOFF",
-    "TREEFARM_AGENT_RATE_LIMIT_MAX_WAITS",
-    "TREEFARM_AGENT_START_INTERVAL",
-    "TREEFARM_RUN_MAX_COST",
-    "TREEFARM_RUN_MAX_TOKENS",
 ];
 
 impl Config {
@@ -783,6 +783,14 @@ impl Config {
         if self.instances == 0 {
             return Err(invalid("instances", "must be at least 1"));
         }
+        if let Err(message) = self.agent.rate_limit.rules() {
+            return Err(invalid("agent.rate_limit.patterns", &message));
+        }
+        if let Some(Usd(cost)) = self.run.max_cost {
+            if let Err(message) = check_cost(cost) {
+                return Err(invalid("run.max_cost", &message));
+            }
+        }
         if self.spec_dir.as_os_str().is_empty() {
             return Err(invalid("spec_dir", "must not be empty"));
         }
@@ -811,14 +819,6 @@ impl Config {
                     "agent.git_identity",
                     "expected `Name <email>`, e.g. `treefarm agent <agent@treefarm>`",
                 ));
-            }
-        }
-        if let Err(message) = self.agent.rate_limit.rules() {
-            return Err(invalid("agent.rate_limit.patterns", &message));
-        }
-        if let Some(Usd(cost)) = self.run.max_cost {
-            if let Err(message) = check_cost(cost) {
-                return Err(invalid("run.max_cost", &message));
             }
         }
         Ok(())
@@ -879,6 +879,51 @@ impl Config {
             "TREEFARM_AGENT_IDLE_TIMEOUT" => self.agent.idle_timeout = opt_duration(v)?,
             "TREEFARM_AGENT_KILL_GRACE" => self.agent.kill_grace = parse_duration(v)?,
             "TREEFARM_AGENT_RETRIES" => self.agent.retries = num(v, "a whole number")?,
+            // One regular expression per line (a pattern may hold commas).
+            "TREEFARM_AGENT_RATE_LIMIT_PATTERNS" => {
+                let patterns: Vec<String> = v
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                crate::agents::RateLimitRules::new(&patterns, &[])?;
+                self.agent.rate_limit.patterns = patterns;
+            }
+            "TREEFARM_AGENT_RATE_LIMIT_EXIT_CODES" => {
+                self.agent.rate_limit.exit_codes = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(|c| num(c, "exit codes separated by commas, e.g. `75,76`"))
+                    .collect::<Result<_, _>>()?;
+            }
+            "TREEFARM_AGENT_RATE_LIMIT_MAX_BACKOFF" => {
+                self.agent.rate_limit.max_backoff = parse_duration(v)?
+            }
+            "TREEFARM_AGENT_RATE_LIMIT_MAX_WAITS" => {
+                self.agent.rate_limit.max_waits = num(v, "a whole number")?
+            }
+            "TREEFARM_AGENT_START_INTERVAL" => self.agent.start_interval = parse_duration(v)?,
+            "TREEFARM_RUN_MAX_COST" => {
+                self.run.max_cost = match non_empty(v) {
+                    None => None,
+                    Some(v) => {
+                        let cost: f64 = num(
+                            v.trim().trim_start_matches('$'),
+                            "an amount of US dollars, e.g. `5` or `2.50`",
+                        )?;
+                        check_cost(cost)?;
+                        Some(Usd(cost))
+                    }
+                }
+            }
+            "TREEFARM_RUN_MAX_TOKENS" => {
+                self.run.max_tokens = match non_empty(v) {
+                    None => None,
+                    Some(v) => Some(num(&v, "a whole number of tokens")?),
+                }
+            }
             "TREEFARM_AGENT_COMMIT" => {
                 self.agent.commit = match v.trim().to_ascii_lowercase().as_str() {
                     "auto" => CommitMode::Auto,
@@ -937,51 +982,6 @@ impl Config {
             "TREEFARM_AGENT_ALLOW_UNCHANGED" => {
                 self.agent.allow_unchanged =
                     parse_bool(v).ok_or_else(|| "expected `true` or `false`".to_string())?
-            }
-            // One regular expression per line (a pattern may hold commas).
-            "TREEFARM_AGENT_RATE_LIMIT_PATTERNS" => {
-                let patterns: Vec<String> = v
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_string)
-                    .collect();
-                crate::agents::RateLimitRules::new(&patterns, &[])?;
-                self.agent.rate_limit.patterns = patterns;
-            }
-            "TREEFARM_AGENT_RATE_LIMIT_EXIT_CODES" => {
-                self.agent.rate_limit.exit_codes = v
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|c| !c.is_empty())
-                    .map(|c| num(c, "exit codes separated by commas, e.g. `75,76`"))
-                    .collect::<Result<_, _>>()?;
-            }
-            "TREEFARM_AGENT_RATE_LIMIT_MAX_BACKOFF" => {
-                self.agent.rate_limit.max_backoff = parse_duration(v)?
-            }
-            "TREEFARM_AGENT_RATE_LIMIT_MAX_WAITS" => {
-                self.agent.rate_limit.max_waits = num(v, "a whole number")?
-            }
-            "TREEFARM_AGENT_START_INTERVAL" => self.agent.start_interval = parse_duration(v)?,
-            "TREEFARM_RUN_MAX_COST" => {
-                self.run.max_cost = match non_empty(v) {
-                    None => None,
-                    Some(v) => {
-                        let cost: f64 = num(
-                            v.trim().trim_start_matches('$'),
-                            "an amount of US dollars, e.g. `5` or `2.50`",
-                        )?;
-                        check_cost(cost)?;
-                        Some(Usd(cost))
-                    }
-                }
-            }
-            "TREEFARM_RUN_MAX_TOKENS" => {
-                self.run.max_tokens = match non_empty(v) {
-                    None => None,
-                    Some(v) => Some(num(&v, "a whole number of tokens")?),
-                }
             }
             _ => {}
         }
