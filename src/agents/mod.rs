@@ -11,6 +11,12 @@ mod prompt;
 mod ratelimit;
 mod usage;
 
+pub use ratelimit::{
+    classify as classify_rate_limit, log_tail, retry_after, RateLimitKind, RateLimitRules,
+    RateLimited, LOG_TAIL_LINES,
+};
+pub use usage::{read_usage, total_usage, Usage, USAGE_FILE};
+
 pub use identity::{agent_identity, identity_env, parse_identity, DEFAULT_IDENTITY};
 pub use preset::{
     allowed_commands_env, materialize_wrapper, preset, preset_command, preset_env, preset_note,
@@ -18,8 +24,3 @@ pub use preset::{
 };
 pub use program::{check_preset_program, check_program, shell_quote};
 pub use prompt::{render_prompt, PromptContext, DEFAULT_PROMPT_TEMPLATE};
-pub use ratelimit::{
-    classify as classify_rate_limit, log_tail, retry_after, RateLimitKind, RateLimitRules,
-    RateLimited, LOG_TAIL_LINES,
-};
-pub use usage::{read_usage, total_usage, Usage, USAGE_FILE};
