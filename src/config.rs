@@ -49,6 +49,76 @@ pub struct Config {
     pub worktree: WorktreeConfig,
     /// Environment templates per slot: `{slot}`, `{cache}`, `{repo}`.
     pub slot_env: BTreeMap<String, String>,
+    /// Budgets of a run (`run.max_cost`, `run.max_tokens`).
+    pub run: RunConfig,
+}
+
+/// `run:` — limits on what one run (with its resumes) may spend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// US dollars: once the run's total cost reaches it, no new agent starts.
+    pub max_cost: Option<Usd>,
+    /// Input plus output tokens: once reached, no new agent starts.
+    pub max_tokens: Option<u64>,
+}
+
+impl RunConfig {
+    /// The runner's budget.
+    pub fn budget(&self) -> crate::runner::Budget {
+        crate::runner::Budget {
+            max_cost: self.max_cost.map(|c| c.0),
+            max_tokens: self.max_tokens,
+        }
+    }
+}
+
+/// An amount of US dollars (finite, not negative once validated). Compared
+/// bit for bit so the config stays `Eq`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Usd(pub f64);
+
+impl PartialEq for Usd {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Usd {}
+
+/// `agent.rate_limit:` — what else marks an attempt rate-limited and how
+/// long treefarm waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Regular expressions matched against each line of the log's tail.
+    pub patterns: Vec<String>,
+    /// Exit codes that mean "rate-limited" for this agent.
+    pub exit_codes: Vec<i32>,
+    /// Cap on one backoff (also on a retry-after the log reveals).
+    #[serde(with = "duration")]
+    pub max_backoff: Duration,
+    /// Rate-limit waits per spec before it fails.
+    pub max_waits: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            patterns: Vec::new(),
+            exit_codes: Vec::new(),
+            max_backoff: Duration::from_secs(300),
+            max_waits: 10,
+        }
+    }
+}
+
+impl RateLimitConfig {
+    /// The classifier's rules (patterns compiled).
+    pub fn rules(&self) -> Result<crate::agents::RateLimitRules, String> {
+        crate::agents::RateLimitRules::new(&self.patterns, &self.exit_codes)
+    }
 }
 
 /// `spec:` — how specs are found and read.
@@ -98,6 +168,7 @@ impl Default for Config {
             spec: SpecConfig::default(),
             worktree: WorktreeConfig::default(),
             slot_env: BTreeMap::new(),
+            run: RunConfig::default(),
         }
     }
 }
@@ -199,6 +270,11 @@ pub struct AgentConfig {
     /// Between SIGTERM and SIGKILL on timeout.
     #[serde(with = "duration")]
     pub kill_grace: Duration,
+    /// Rate-limit signals, backoff cap and wait bound.
+    pub rate_limit: RateLimitConfig,
+    /// Minimum time between two agent starts (default 1s).
+    #[serde(with = "duration")]
+    pub start_interval: Duration,
     pub retries: u32,
     pub commit: CommitMode,
     pub env: BTreeMap<String, String>,
@@ -229,6 +305,8 @@ impl Default for AgentConfig {
             timeout: None,
             idle_timeout: None,
             kill_grace: Duration::from_secs(5),
+            rate_limit: RateLimitConfig::default(),
+            start_interval: Duration::from_secs(1),
             retries: 0,
             commit: CommitMode::Auto,
             env: BTreeMap::new(),
@@ -589,6 +667,17 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// A budget in dollars must be a finite amount, not negative.
+fn check_cost(cost: f64) -> Result<(), String> {
+    if cost.is_finite() && cost >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be an amount of US dollars of at least 0, not `{cost}`"
+        ))
+    }
+}
+
 fn non_empty(v: &str) -> Option<String> {
     (!v.trim().is_empty()).then(|| v.to_string())
 }
@@ -607,6 +696,13 @@ pub const ENV_VARS: &[&str] = &[
     "TREEFARM_AGENT_IDLE_TIMEOUT",
     "TREEFARM_AGENT_KILL_GRACE",
     "TREEFARM_AGENT_RETRIES",
+    "TREEFARM_AGENT_RATE_LIMIT_PATTERNS",
+    "TREEFARM_AGENT_RATE_LIMIT_EXIT_CODES",
+    "TREEFARM_AGENT_RATE_LIMIT_MAX_BACKOFF",
+    "TREEFARM_AGENT_RATE_LIMIT_MAX_WAITS",
+    "TREEFARM_AGENT_START_INTERVAL",
+    "TREEFARM_RUN_MAX_COST",
+    "TREEFARM_RUN_MAX_TOKENS",
     "TREEFARM_AGENT_COMMIT",
     "TREEFARM_SCOPE",
     "TREEFARM_PORT_BASE",
@@ -736,6 +832,14 @@ impl Config {
         if self.instances == 0 {
             return Err(invalid("instances", "must be at least 1"));
         }
+        if let Err(message) = self.agent.rate_limit.rules() {
+            return Err(invalid("agent.rate_limit.patterns", &message));
+        }
+        if let Some(Usd(cost)) = self.run.max_cost {
+            if let Err(message) = check_cost(cost) {
+                return Err(invalid("run.max_cost", &message));
+            }
+        }
         if self.spec_dir.as_os_str().is_empty() {
             return Err(invalid("spec_dir", "must not be empty"));
         }
@@ -838,6 +942,51 @@ impl Config {
             "TREEFARM_AGENT_IDLE_TIMEOUT" => self.agent.idle_timeout = opt_duration(v)?,
             "TREEFARM_AGENT_KILL_GRACE" => self.agent.kill_grace = parse_duration(v)?,
             "TREEFARM_AGENT_RETRIES" => self.agent.retries = num(v, "a whole number")?,
+            // One regular expression per line (a pattern may hold commas).
+            "TREEFARM_AGENT_RATE_LIMIT_PATTERNS" => {
+                let patterns: Vec<String> = v
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                crate::agents::RateLimitRules::new(&patterns, &[])?;
+                self.agent.rate_limit.patterns = patterns;
+            }
+            "TREEFARM_AGENT_RATE_LIMIT_EXIT_CODES" => {
+                self.agent.rate_limit.exit_codes = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(|c| num(c, "exit codes separated by commas, e.g. `75,76`"))
+                    .collect::<Result<_, _>>()?;
+            }
+            "TREEFARM_AGENT_RATE_LIMIT_MAX_BACKOFF" => {
+                self.agent.rate_limit.max_backoff = parse_duration(v)?
+            }
+            "TREEFARM_AGENT_RATE_LIMIT_MAX_WAITS" => {
+                self.agent.rate_limit.max_waits = num(v, "a whole number")?
+            }
+            "TREEFARM_AGENT_START_INTERVAL" => self.agent.start_interval = parse_duration(v)?,
+            "TREEFARM_RUN_MAX_COST" => {
+                self.run.max_cost = match non_empty(v) {
+                    None => None,
+                    Some(v) => {
+                        let cost: f64 = num(
+                            v.trim().trim_start_matches('$'),
+                            "an amount of US dollars, e.g. `5` or `2.50`",
+                        )?;
+                        check_cost(cost)?;
+                        Some(Usd(cost))
+                    }
+                }
+            }
+            "TREEFARM_RUN_MAX_TOKENS" => {
+                self.run.max_tokens = match non_empty(v) {
+                    None => None,
+                    Some(v) => Some(num(&v, "a whole number of tokens")?),
+                }
+            }
             "TREEFARM_AGENT_COMMIT" => {
                 self.agent.commit = match v.trim().to_ascii_lowercase().as_str() {
                     "auto" => CommitMode::Auto,

@@ -391,6 +391,8 @@ fn aider_runs_one_message_with_the_files_and_auto_commits() {
             "--no-check-update",
             "--no-show-release-notes",
             "--no-pretty",
+            // Usage: aider's token report then has the provider's counts.
+            "--no-stream",
             "--no-fancy-input",
             "--no-detect-urls",
             "--no-suggest-shell-commands",

@@ -11,7 +11,10 @@
 //! What git must prove for every preset: each branch holds the agent's own
 //! commit of its declared file (not treefarm's leftover commit), both merges
 //! reached `roadmap`, nothing outside the declared files changed, and the
-//! shared `.git/config` and `hooks/` are byte-identical afterwards.
+//! shared `.git/config` and `hooks/` are byte-identical afterwards. And
+//! each instance's `usage.json` holds exactly the token figures the server
+//! sent that instance's conversation (the CLI's own report, read by the
+//! wrapper).
 
 mod support;
 
@@ -20,6 +23,10 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 use support::ModelServer;
+
+/// Tokens every scripted answer reports: main conversation, side requests.
+const MAIN_USAGE: (u64, u64) = (101, 7);
+const SIDE_USAGE: (u64, u64) = (3, 1);
 
 /// The agent identity treefarm gives agents when nobody configured one.
 const AGENT_IDENTITY: &str = "treefarm agent <agent@treefarm>";
@@ -73,6 +80,8 @@ fn script(errors: &Value) -> Value {
             {"text": "done"}
         ],
         "errors": errors,
+        "usage": {"input_tokens": MAIN_USAGE.0, "output_tokens": MAIN_USAGE.1},
+        "side_usage": {"input_tokens": SIDE_USAGE.0, "output_tokens": SIDE_USAGE.1},
     })
 }
 
@@ -157,7 +166,7 @@ fn write_cli_homes(home: &Path, server: &ModelServer) {
     std::fs::write(
         aider.join("model_prices_and_context_window.json"),
         json!({"scripted-model": {"max_input_tokens": 128000, "max_output_tokens": 8192,
-               "input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
+               "input_cost_per_token": 0.001, "output_cost_per_token": 0.002,
                "litellm_provider": "openai", "mode": "chat"}})
         .to_string(),
     )
@@ -381,6 +390,53 @@ fn run_real(cli: &Cli, user: Option<&str>) {
             assert!(log.contains(&line), "{id}: transcript has {line:?}:\n{log}");
         }
     }
+    // Usage: what the server told each instance it spent is what its
+    // usage.json says (main conversation answers; side requests are not in
+    // the CLIs' reports).
+    let answers = server.answers();
+    for (id, _, _) in SPECS {
+        let path = runs_dir(&repo)
+            .join("instances")
+            .join(id)
+            .join("usage.json");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{id}: no usage.json at {}: {e}\n{ctx}", path.display()));
+        let usage: Value = serde_json::from_str(&text).expect("usage.json is JSON");
+        let main: Vec<&Value> = answers
+            .iter()
+            .filter(|a| a["id"] == id && a["main"] == true)
+            .collect();
+        assert!(!main.is_empty(), "{id}: no answer recorded\n{answers:#?}");
+        let sum = |key: &str| {
+            main.iter()
+                .map(|a| a[key].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        };
+        let diag = format!("{id}: usage.json {text}\nanswers {answers:#?}\n{ctx}");
+        assert_eq!(
+            usage["input_tokens"].as_u64(),
+            Some(sum("input_tokens")),
+            "{diag}"
+        );
+        assert_eq!(
+            usage["output_tokens"].as_u64(),
+            Some(sum("output_tokens")),
+            "{diag}"
+        );
+        assert_eq!(usage["attempts"], 1, "{diag}");
+        let model = usage["model"].as_str().unwrap_or_default();
+        assert!(
+            model.contains(cli.model_on_wire) || cli.model.contains(model) && !model.is_empty(),
+            "{id}: model {model:?}\n{diag}"
+        );
+        if cli.preset == "claude-code" || cli.preset == "aider" {
+            assert!(
+                usage["cost_usd"].as_f64().is_some_and(|c| c > 0.0),
+                "{diag}"
+            );
+        }
+    }
+
     // No tool call was denied (Claude Code as root runs with an allow-list
     // that must still cover `git add`, `git commit` and allowed_commands).
     if cli.preset == "claude-code" {
@@ -512,4 +568,118 @@ fn real_aider() {
         errors: json!([{"status": 500}]),
         transcript: None,
     });
+}
+
+/// Runs `cli` for real against a server that answers every main request
+/// with `error`: the attempt fails, and treefarm's classifier, given the
+/// instance's real log and exit code, says it was rate-limited, of `kind`.
+fn rate_limited_for_real(cli: &Cli, error: Value, kind: treefarm::agents::RateLimitKind) {
+    let tmp = tempfile::Builder::new()
+        .prefix("treefarm-real-rl-")
+        .tempdir()
+        .expect("tempdir");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join("tmp")).expect("home");
+    let mut script = script(&json!([]));
+    script["always_error"] = error;
+    let server = ModelServer::start(&tmp.path().join("server"), &script);
+    write_cli_homes(&home, &server);
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("specs")).expect("repo");
+    git(&repo, &home, &["init", "-q", "-b", "main"]);
+    let (id, file, body) = SPECS[0];
+    std::fs::write(
+        repo.join(format!("specs/SPEC-{id}-greeting.md")),
+        format!("# Greeting {id}\n\n{body}\n\n**Files**:\n- `{file}`\n"),
+    )
+    .expect("spec");
+    // One retry inside the CLI (Claude Code would otherwise retry for minutes).
+    std::fs::write(
+        repo.join("treefarm.yaml"),
+        format!(
+            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  env: {{CLAUDE_CODE_MAX_RETRIES: '1'}}\n",
+            cli.preset, cli.model
+        ),
+    )
+    .expect("config");
+    git(&repo, &home, &["add", "-A"]);
+    git(
+        &repo,
+        &home,
+        &[
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.org",
+            "commit",
+            "-q",
+            "-m",
+            "base",
+        ],
+    );
+    let env = run_env(&home, &server);
+    let treefarm = env!("CARGO_BIN_EXE_treefarm");
+    let out = Command::new(treefarm)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["run", "--instances", "1"])
+        .current_dir(&repo)
+        .output()
+        .expect("run treefarm");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let log = std::fs::read_to_string(log_path(&repo, id)).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}: {stderr}\n{log}",
+        cli.preset
+    );
+    let status = Command::new(treefarm)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["status", "--json"])
+        .current_dir(&repo)
+        .output()
+        .expect("status");
+    let status: Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let code = status["instances"][0]["exit_code"]
+        .as_i64()
+        .map(|c| c as i32);
+    let hit = treefarm::agents::classify_rate_limit(
+        Some(cli.preset),
+        &treefarm::agents::RateLimitRules::default(),
+        code,
+        treefarm::agents::log_tail(&log),
+    )
+    .unwrap_or_else(|| panic!("{}: not detected (exit {code:?}):\n{log}", cli.preset));
+    assert_eq!(hit.kind, kind, "{}: {hit:?}\n{log}", cli.preset);
+}
+
+#[test]
+#[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
+fn real_rate_limits_are_detected() {
+    use treefarm::agents::RateLimitKind::*;
+    let claude = Cli {
+        preset: "claude-code",
+        model: "claude-scripted-1",
+        model_on_wire: "claude-scripted-1",
+        errors: json!([]),
+        transcript: None,
+    };
+    let codex = Cli {
+        preset: "codex",
+        model: "scripted-model",
+        model_on_wire: "scripted-model",
+        errors: json!([]),
+        transcript: None,
+    };
+    rate_limited_for_real(&claude, json!({"status": 429}), TooManyRequests);
+    rate_limited_for_real(&claude, json!({"status": 529}), Overloaded);
+    rate_limited_for_real(&claude, json!({"status": 429, "kind": "quota"}), Quota);
+    rate_limited_for_real(
+        &codex,
+        json!({"status": 429, "retry_after": 1}),
+        TooManyRequests,
+    );
+    rate_limited_for_real(&codex, json!({"status": 429, "kind": "quota"}), Quota);
 }

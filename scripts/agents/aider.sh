@@ -51,6 +51,10 @@ tf_hist="$tf_state_dir/aider-${TREEFARM_SPEC_ID:-agent}"
 #   --no-check-update      do not check for a new version on launch.
 #   --no-show-release-notes  do not show release notes on a new version.
 #   --no-pretty            no colourised output (it goes to treefarm's log).
+#   --no-stream            one answer per request instead of a stream: aider's
+#                          `Tokens: ... Cost: ...` report then carries the
+#                          provider's own token counts (streamed, it counts
+#                          with its local tokenizer); usage.json comes from it.
 #   --no-fancy-input       plain input, no prompt-toolkit history/completion.
 #   --no-detect-urls       do not offer to add URLs from the prompt to the chat.
 #   --no-suggest-shell-commands  no shell commands suggested (and accepted).
@@ -59,7 +63,7 @@ tf_hist="$tf_state_dir/aider-${TREEFARM_SPEC_ID:-agent}"
 #   --model <name>         the main chat model.
 #   FILE...                files to edit: the declared paths that are not globs.
 set -- --message-file "$tf_prompt_file" --yes-always --auto-commits --no-gitignore \
-    --no-analytics --no-check-update --no-show-release-notes --no-pretty \
+    --no-analytics --no-check-update --no-show-release-notes --no-pretty --no-stream \
     --no-fancy-input --no-detect-urls --no-suggest-shell-commands \
     --input-history-file "$tf_hist.input.history" \
     --chat-history-file "$tf_hist.chat.history.md"
@@ -81,8 +85,9 @@ ${TREEFARM_FILES-$(cat "${TREEFARM_FILES_FILE:-/dev/null}" 2>/dev/null)}
 TF_FILES
 
 tf_status working 10 "$tf_display is working"
-"$tf_prog" "$@" </dev/null
-tf_rc=$?
+# Its output through tf_events (kind aider: passed through as is, the token
+# report read into usage.json).
+tf_run_streaming aider "$@"
 tf_drop_prompt
 # aider caches its repository map in .aider.tags.cache.v* at the root; an
 # untracked cache is aider's, not the spec's, so it must not be committed.

@@ -10,8 +10,9 @@
 # next, sets tf_display, tf_install and tf_prog and then calls them.
 #
 # Environment read here (see the README, section Agents): TREEFARM_STATUS_FILE,
-# TREEFARM_WORKTREE, TREEFARM_PROMPT_FILE, TREEFARM_SPEC_FILE, TREEFARM_FILES,
-# TREEFARM_BRANCH, TREEFARM_AGENT_MODEL, TREEFARM_AGENT_EXTRA_ARGS.
+# TREEFARM_USAGE_FILE, TREEFARM_WORKTREE, TREEFARM_PROMPT_FILE,
+# TREEFARM_SPEC_FILE, TREEFARM_FILES, TREEFARM_BRANCH, TREEFARM_AGENT_MODEL,
+# TREEFARM_AGENT_EXTRA_ARGS.
 set -u
 
 # Writes {"state","progress","message"} atomically: a temp file beside the
@@ -85,16 +86,29 @@ tf_agent_options() {
     printf '%s\n' "${TREEFARM_AGENT_EXTRA_ARGS:-}"
 }
 
-# Runs the CLI ("$@" after the program) with the prompt file on stdin and its
-# stdout (JSON Lines events of kind $1: claude, codex or gemini) through
-# tf_events; stderr goes straight to the log. Sets tf_rc to the CLI's exit
-# code (POSIX sh has no pipefail, so the code travels through a file).
+# Where the usage report goes: TREEFARM_USAGE_FILE, else usage.json beside
+# the status file (both in the instance directory), else nowhere.
+tf_usage_file() {
+    if [ -n "${TREEFARM_USAGE_FILE:-}" ]; then
+        printf '%s\n' "$TREEFARM_USAGE_FILE"
+    elif [ -n "${TREEFARM_STATUS_FILE:-}" ]; then
+        printf '%s/usage.json\n' "$(dirname "$TREEFARM_STATUS_FILE")"
+    fi
+}
+
+# Runs the CLI ("$@" after the program) and its stdout (JSON Lines events of
+# kind $1: claude, codex or gemini; aider's plain output for aider) through
+# tf_events; stderr goes straight to the log. The prompt file is the CLI's
+# stdin (aider: /dev/null, it reads --message-file). Sets tf_rc to the CLI's
+# exit code (POSIX sh has no pipefail, so the code travels through a file).
 tf_run_streaming() {
     tf_kind=$1
     shift
+    tf_stdin=$tf_prompt_file
+    [ "$tf_kind" = aider ] && tf_stdin=/dev/null
     tf_rc_file=$(mktemp "${TMPDIR:-/tmp}/treefarm-rc.XXXXXX") || exit 2
     {
-        "$tf_prog" "$@" <"$tf_prompt_file"
+        "$tf_prog" "$@" <"$tf_stdin"
         echo $? >"$tf_rc_file"
     } | tf_events "$tf_kind"
     tf_rc=$(cat "$tf_rc_file" 2>/dev/null)
@@ -107,9 +121,17 @@ tf_run_streaming() {
 # Gemini CLI's `--output-format stream-json`) and turns them into a readable
 # transcript on stdout (the instance log) and status-file updates: the
 # current tool call ("editing src/a.rs", "running git commit ...") and the
-# turn count. Lines that are not events are passed through as they are.
+# turn count. Lines that are not events are passed through as they are
+# (kind aider: every line; aider prints text, not events).
+#
+# Usage: the CLI's own machine-readable figures, added to what usage.json
+# already holds (an earlier attempt of the same instance) and written there
+# atomically at the end - Claude Code's `result` event (usage, total_cost_usd),
+# the sum of Codex's `turn.completed` usage, Gemini CLI's `result` stats,
+# aider's `Tokens: N sent, M received. Cost: $x message, $y session.` lines.
 tf_events() {
-    awk -v kind="$1" -v status="${TREEFARM_STATUS_FILE:-}" -v wt="${TREEFARM_WORKTREE:-}" -v who="$tf_display" '
+    awk -v kind="$1" -v status="${TREEFARM_STATUS_FILE:-}" -v wt="${TREEFARM_WORKTREE:-}" -v who="$tf_display" \
+        -v usagefile="$(tf_usage_file)" -v cfgmodel="${TREEFARM_AGENT_MODEL:-}" '
 function jstr(line, key,    i, s, c, out) {
     i = index(line, "\"" key "\":")
     if (i == 0) return ""
@@ -158,9 +180,46 @@ function show(what) {
     close(tmp)
     system("mv -f " q(tmp) " " q(status) " 2>/dev/null")
 }
-BEGIN { turns = 0 }
+# "1.2k" (aider rounds above a thousand) as a number.
+function knum(t) { if (t ~ /k$/) return substr(t, 1, length(t) - 1) * 1000; return t + 0 }
+function after(line, key,    i) { i = index(line, "\"" key "\":"); return i ? substr(line, i) : "" }
+function aider_usage(line,    v) {
+    if (match(line, /[0-9.]+k? sent/)) { v = substr(line, RSTART, RLENGTH); sub(/ sent/, "", v); uin += knum(v) }
+    if (match(line, /[0-9.]+k? cache write/)) { v = substr(line, RSTART, RLENGTH); sub(/ cache write/, "", v); uin += knum(v) }
+    if (match(line, /[0-9.]+k? cache hit/)) { v = substr(line, RSTART, RLENGTH); sub(/ cache hit/, "", v); uin += knum(v) }
+    if (match(line, /[0-9.]+k? received/)) { v = substr(line, RSTART, RLENGTH); sub(/ received/, "", v); uout += knum(v) }
+    if (match(line, /\$[0-9.]+ session/)) { v = substr(line, RSTART + 1, RLENGTH - 9); ucost = v + 0; hascost = 1 }
+    seen = 1
+}
+function num0(t) { return t == "" || t == "null" ? 0 : t + 0 }
+function write_usage(    prev, l, pin, pout, pcost, patt, pcostset, tmp, m) {
+    if (usagefile == "" || !seen) return
+    prev = ""
+    while ((getline l < usagefile) > 0) prev = prev l
+    close(usagefile)
+    pin = num0(jstr(prev, "input_tokens")); pout = num0(jstr(prev, "output_tokens"))
+    pcostset = jstr(prev, "cost_usd"); pcost = num0(pcostset); patt = num0(jstr(prev, "attempts"))
+    m = umodel; if (m == "") m = jstr(prev, "model"); if (m == "") m = cfgmodel
+    tmp = usagefile ".tmp.ev"
+    printf "{\"input_tokens\": %d, \"output_tokens\": %d, ", pin + uin, pout + uout > tmp
+    if (hascost || (pcostset != "" && pcostset != "null")) printf "\"cost_usd\": %.10g, ", pcost + ucost > tmp
+    else printf "\"cost_usd\": null, " > tmp
+    if (m != "") printf "\"model\": \"%s\", ", esc(m) > tmp
+    else printf "\"model\": null, " > tmp
+    printf "\"attempts\": %d, \"source\": \"%s\"}\n", patt + 1, usource > tmp
+    close(tmp)
+    system("mv -f " q(tmp) " " q(usagefile) " 2>/dev/null")
+}
+BEGIN { turns = 0; seen = 0; uin = 0; uout = 0; ucost = 0; hascost = 0; umodel = "" }
+END { write_usage() }
 {
     line = $0
+    if (kind == "aider") {
+        usource = "aider token report"
+        if (line ~ /^Tokens: .* sent/) aider_usage(line)
+        else if (line ~ /^Model: /) umodel = $2
+        print line; fflush(); next
+    }
     if (substr(line, 1, 1) != "{") { print line; fflush(); next }
     type = jstr(line, "type")
     if (kind == "claude") {
@@ -174,8 +233,19 @@ BEGIN { turns = 0 }
             }
         } else if (type == "result") {
             print "[" who "] result: " jstr(line, "subtype") " after " turns " turn(s): " jstr(line, "result"); fflush()
+            st = jstr(line, "api_error_status")
+            if (st != "" && st != "null") { print "[" who "] api error: status " st " " jstr(line, "api_error_type"); fflush() }
+            u = after(line, "usage")
+            uin += num0(jstr(u, "input_tokens")) + num0(jstr(u, "cache_creation_input_tokens")) + num0(jstr(u, "cache_read_input_tokens"))
+            uout += num0(jstr(u, "output_tokens"))
+            c = jstr(line, "total_cost_usd"); if (c != "" && c != "null") { ucost += c; hascost = 1 }
+            if (umodel == "") { mu = after(line, "modelUsage"); if (match(mu, /^"modelUsage":\{"[^"]+"/)) umodel = substr(mu, 16, RLENGTH - 16) }
+            seen = 1; usource = "claude-code stream-json result"
+        } else if (type == "system" && jstr(line, "subtype") == "api_retry") {
+            print "[" who "] api retry " jstr(line, "attempt") "/" jstr(line, "max_retries") " in " jstr(line, "retry_delay_ms") " ms: status " jstr(line, "error_status") " " jstr(line, "error"); fflush()
         } else if (type == "system") {
             print "[" who "] session started (model " jstr(line, "model") ")"; fflush()
+            if (jstr(line, "model") != "") umodel = jstr(line, "model")
         }
     } else if (kind == "codex") {
         if (type == "turn.started") turns++
@@ -188,13 +258,26 @@ BEGIN { turns = 0 }
             else if (itype == "command_execution") { print "[" who "] command ended: exit " jstr(il, "exit_code") " " short(jstr(il, "command")); fflush() }
         } else if (type == "turn.completed" || type == "turn.failed" || type == "error") {
             print "[" who "] " type " " jstr(line, "message"); fflush()
+            if (type == "turn.completed") {
+                u = after(line, "usage")
+                uin += num0(jstr(u, "input_tokens")); uout += num0(jstr(u, "output_tokens"))
+                seen = 1; usource = "codex exec --json turn.completed"
+            }
         }
     } else if (kind == "gemini") {
         if (type == "tool_use") { turns++; show(doing(jstr(line, "tool_name"), line)) }
         else if (type == "message" && jstr(line, "role") == "assistant") { print "[" who "] says: " jstr(line, "content"); fflush() }
         else if (type == "tool_result") { print "[" who "] tool " jstr(line, "status"); fflush() }
-        else if (type == "result") { print "[" who "] result: " jstr(line, "status"); fflush() }
-        else if (type == "init") { print "[" who "] session started (model " jstr(line, "model") ")"; fflush() }
+        else if (type == "result") {
+            print "[" who "] result: " jstr(line, "status") " " jstr(after(line, "error"), "message"); fflush()
+            u = after(line, "stats")
+            if (u != "") {
+                uin += num0(jstr(u, "input_tokens")); uout += num0(jstr(u, "output_tokens"))
+                mu = after(u, "models"); if (match(mu, /^"models":\{"[^"]+"/)) umodel = substr(mu, 12, RLENGTH - 12)
+                seen = 1; usource = "gemini stream-json result stats"
+            }
+        }
+        else if (type == "init") { print "[" who "] session started (model " jstr(line, "model") ")"; fflush(); if (umodel == "") umodel = jstr(line, "model") }
         else if (type == "error") { print "[" who "] error: " jstr(line, "message"); fflush() }
     } else { print line; fflush() }
 }'

@@ -1,12 +1,21 @@
 //! Agent presets and the glue between treefarm and an agent CLI: the embedded
 //! wrapper scripts for Claude Code, Codex, aider and Gemini CLI, the prompt
 //! treefarm hands them, and the "is the agent's program there?" check `run`
-//! makes before creating anything.
+//! makes before creating anything; what an agent spent (`usage`) and
+//! whether its attempt ended rate-limited (`ratelimit`).
 
 mod identity;
 mod preset;
 mod program;
 mod prompt;
+mod ratelimit;
+mod usage;
+
+pub use ratelimit::{
+    classify as classify_rate_limit, log_tail, retry_after, RateLimitKind, RateLimitRules,
+    RateLimited, LOG_TAIL_LINES,
+};
+pub use usage::{read_usage, total_usage, Usage, USAGE_FILE};
 
 pub use identity::{agent_identity, identity_env, parse_identity, DEFAULT_IDENTITY};
 pub use preset::{

@@ -218,6 +218,10 @@ pub fn status(
         if json {
             let mut value = crate::report::status::status_json(&record, now);
             value["disk_bytes"] = disk.into();
+            value["usage"] = crate::report::usage::usage_json(&crate::report::usage::run_usage(
+                dir.path(),
+                &record,
+            ));
             serde_json::to_writer(&mut buf, &value)?;
             buf.push(b'\n');
         } else {
@@ -227,6 +231,10 @@ pub fn status(
                 "disk: worktrees use {}",
                 crate::runner::disk::human_bytes(disk)
             )?;
+            let usage = crate::report::usage::run_usage(dir.path(), &record);
+            if let Some(line) = crate::report::usage::usage_line(&usage) {
+                writeln!(buf, "{line}")?;
+            }
         }
         let text = String::from_utf8_lossy(&buf).into_owned();
         if !watch || text != last {

@@ -11,8 +11,6 @@
 
 use std::fmt::Write as _;
 
-use serde::Deserialize;
-
 use crate::report::check::cut;
 use crate::report::graph::{edge_label, result_color, Graph};
 use crate::report::human::format_duration;
@@ -20,17 +18,7 @@ use crate::report::timeline::{BarKind, Row, Timeline};
 
 /// Token use and cost, as an agent wrapper reports it in
 /// `instances/<id>/usage.json`; every field optional.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct Usage {
-    #[serde(default)]
-    pub input_tokens: Option<u64>,
-    #[serde(default)]
-    pub output_tokens: Option<u64>,
-    #[serde(default)]
-    pub cost_usd: Option<f64>,
-    #[serde(default)]
-    pub model: Option<String>,
-}
+pub use crate::agents::Usage;
 
 /// Everything the report shows about one spec.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -341,6 +341,17 @@ impl Reporter for HumanReporter {
             summary.target,
             summary.target_commit.as_deref().map(short).unwrap_or("-"),
         );
+        // What the agents reported spending (their wrappers' usage.json).
+        if let Some(run_dir) = run
+            .instances
+            .iter()
+            .find_map(crate::report::usage::run_dir_of)
+        {
+            let usage = crate::report::usage::run_usage(&run_dir, run);
+            if let Some(line) = crate::report::usage::usage_line(&usage) {
+                let _ = writeln!(self.out, "{line}");
+            }
+        }
         let _ = self.out.flush();
     }
 }

@@ -1,6 +1,6 @@
 //! Output: the run's events, rendered for people (stderr) or as JSON Lines
 //! (stdout), plus the `check`, `plan` and `status` views and the HTML run
-//! report (`html`, `timeline`, `graph`).
+//! report (`html`, `timeline`, `graph`); `usage` the agents' tokens and cost.
 
 pub mod check;
 pub mod events;
@@ -9,6 +9,7 @@ pub mod html;
 pub mod human;
 pub mod status;
 pub mod timeline;
+pub mod usage;
 
 use std::io::Write;
 use std::path::Path;

@@ -487,6 +487,13 @@ fn agent_job(
             "TREEFARM_PROMPT_FILE".into(),
             prompt_path.display().to_string(),
         ),
+        (
+            "TREEFARM_USAGE_FILE".into(),
+            dir.instance_dir(&spec.id)
+                .join(crate::agents::USAGE_FILE)
+                .display()
+                .to_string(),
+        ),
         ("TREEFARM_SLOT".into(), launch.slot.to_string()),
         ("TREEFARM_PORT".into(), port.to_string()),
     ];

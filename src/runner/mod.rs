@@ -6,22 +6,28 @@
 //! group, log, status file, timeouts); `process` holds the process-group
 //! primitives; `status_file` parses the agent's optional status JSON;
 //! `options` is what a run was asked to do, frozen in its journal; `disk`
-//! the disk budget, `ports` probed port blocks, `slots` per-slot caches.
+//! the disk budget, `ports` probed port blocks, `slots` per-slot caches;
+//! `pacing` (backoff, congestion window, start interval) and `budget`
+//! (`run.max_cost` / `run.max_tokens`) are pure state for the dispatcher.
 
+pub mod budget;
 pub mod disk;
 pub mod dispatch;
 pub mod executor;
 pub mod instance;
 pub mod options;
+pub mod pacing;
 pub mod ports;
 pub mod process;
 pub mod shared_git;
 pub mod slots;
 pub mod status_file;
 
+pub use budget::{Budget, BudgetReached, Spending};
 pub use executor::{
     agent_command, kill_group, read_exit_code, run_agent, wait_detached, AgentEnd, AgentEvent,
     AgentJob, SpawnError, Stop,
 };
+pub use pacing::{ConcurrencyWindow, Pacer, PacingPolicy, StartGate, Verdict};
 pub use process::set_child_subreaper;
 pub use status_file::AgentStatus;

@@ -69,6 +69,18 @@ impl ModelServer {
             .collect()
     }
 
+    /// Every answer that reported usage figures: `{"id", "main", "path",
+    /// "input_tokens", "output_tokens"}` (`id`: the spec, from its prompt).
+    pub fn answers(&self) -> Vec<serde_json::Value> {
+        let mut path = self.record.clone().into_os_string();
+        path.push(".answers");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a recorded answer is JSON"))
+            .collect()
+    }
+
     /// The requests of the scripted conversations (`kind: main`).
     pub fn main_requests(&self) -> Vec<serde_json::Value> {
         self.requests()

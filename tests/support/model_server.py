@@ -27,7 +27,13 @@ already holds, so parallel conversations (one per instance) never share
 state. A request without tools (titles, summaries, commit messages, "who
 speaks next" checks) gets a short text answer. Before any scripted answer,
 the "errors" are served in order, one per main request (429 carries a
-`retry-after` header, 529 is Anthropic's "overloaded").
+`retry-after` header, 529 is Anthropic's "overloaded"; "kind": "quota"
+makes it a usage-limit / quota-exceeded refusal). "always_error": {...} is
+served to every main request after them; "error_every": {"every": 2,
+"count": 8, "error": {...}} to the first of every 2 main requests after
+them, 8 times in all. "usage" and "side_usage"
+({"input_tokens", "output_tokens"}) are the token figures every answer to a
+main (scripted) and a side request reports.
 
 In steps, {file} is the first declared file of the prompt, {abs} its absolute
 path, {id} the spec id and {worktree} the worktree, all read from the prompt
@@ -36,7 +42,8 @@ treefarm assembled (its "Create or modify only these files" list and
 
 Every request is appended to --record FILE as one JSON line:
 {"method", "path", "headers", "body", "kind"} so tests can assert what reached
-the model. Once the server listens, its port is printed as the first line on
+the model; every answer that reported usage, to FILE.answers as
+{"id", "main", "path", "input_tokens", "output_tokens"} ({id}: the spec). Once the server listens, its port is printed as the first line on
 stdout (and written to --port-file when given).
 """
 
@@ -102,6 +109,21 @@ class Script:
         self.steps = data.get("steps", [{"text": "done"}])
         self.errors = data.get("errors", [])
         self.side_text = data.get("side_text", "ok")
+        # Token figures every answer reports: "usage" for the scripted
+        # conversations, "side_usage" for side requests (titles, checks).
+        self.usage = data.get("usage", {"input_tokens": 10, "output_tokens": 5})
+        self.side_usage = data.get("side_usage", self.usage)
+        # Served to every main request once "errors" ran out: a provider
+        # that keeps refusing (the CLI gives up, as under a real rate limit).
+        self.always_error = data.get("always_error")
+        # {"every": 2, "count": 8, "error": {...}}: after "errors", the first
+        # of every `every` main requests gets the error, `count` times in all
+        # (a provider that rate-limits part of its traffic for a while).
+        self.error_every = data.get("error_every")
+
+    def tokens(self, main):
+        u = self.usage if main else self.side_usage
+        return int(u.get("input_tokens", 0)), int(u.get("output_tokens", 0))
 
     def take_error(self):
         with LOCK:
@@ -109,7 +131,15 @@ class Script:
             if i < len(self.errors):
                 STATE["errors_served"] = i + 1
                 return self.errors[i]
-        return None
+            if self.error_every:
+                every = max(1, int(self.error_every.get("every", 2)))
+                seen = STATE.get("main_seen", 0)
+                STATE["main_seen"] = seen + 1
+                served = STATE.get("every_served", 0)
+                if seen % every == 0 and served < int(self.error_every.get("count", 0)):
+                    STATE["every_served"] = served + 1
+                    return self.error_every["error"]
+        return self.always_error
 
     def step(self, index):
         if index < len(self.steps):
@@ -211,6 +241,15 @@ class Handler(BaseHTTPRequestHandler):
             with open(self.record, "a") as f:
                 f.write(json.dumps(entry) + "\n")
 
+    def _answered(self, facts, main, tin, tout):
+        """One line per answer that carried usage figures, in RECORD.answers:
+        what each instance was told it spent."""
+        entry = {"id": facts.get("id", ""), "main": main, "path": self.path,
+                 "input_tokens": tin, "output_tokens": tout}
+        with LOCK:
+            with open(self.record + ".answers", "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
     def _body(self):
         n = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(n) if n else b""
@@ -257,12 +296,27 @@ class Handler(BaseHTTPRequestHandler):
             headers["retry-after"] = str(err["retry_after"])
         if api == "anthropic":
             etype = {429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
-            body = {"type": "error", "error": {"type": etype, "message": "scripted %d" % status}}
+            msg = "scripted %d" % status
+            if err.get("kind") == "quota":
+                msg = "You have exceeded your usage limit (scripted %d)" % status
+            body = {"type": "error", "error": {"type": etype, "message": msg}}
         elif api == "gemini":
-            body = {"error": {"code": status, "message": "scripted %d" % status,
-                              "status": "RESOURCE_EXHAUSTED" if status == 429 else "INTERNAL"}}
+            msg = "scripted %d" % status
+            if err.get("kind") == "quota":
+                msg = "Quota exceeded for quota metric 'Generate Content API requests per minute' (scripted %d)" % status
+            gstatus = {429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}.get(status, "INTERNAL")
+            if status == 503:
+                msg = "The model is overloaded. Please try again later. (scripted 503)"
+            body = {"error": {"code": status, "message": msg, "status": gstatus}}
         else:
-            body = {"error": {"message": "scripted %d" % status, "type": "server_error", "code": None}}
+            if err.get("kind") == "quota":
+                body = {"error": {"message": "You exceeded your current quota (scripted %d)" % status,
+                                  "type": "insufficient_quota", "code": "insufficient_quota"}}
+            elif status == 429:
+                body = {"error": {"message": "Rate limit reached (scripted %d)" % status,
+                                  "type": "requests", "code": "rate_limit_exceeded"}}
+            else:
+                body = {"error": {"message": "scripted %d" % status, "type": "server_error", "code": None}}
         self._json(status, body, headers)
 
     def do_GET(self):
@@ -318,7 +372,9 @@ class Handler(BaseHTTPRequestHandler):
         call = anthropic_call(step, tool_names(tools), facts) if main else None
         model = body.get("model", "scripted-model")
         mid = next_id("msg")
-        usage = {"input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": 0,
+        tin, tout = self.script.tokens(main)
+        self._answered(facts, main, tin, tout)
+        usage = {"input_tokens": tin, "output_tokens": tout, "cache_creation_input_tokens": 0,
                  "cache_read_input_tokens": 0}
         if call:
             block = {"type": "tool_use", "id": next_id("toolu"), "name": call[0], "input": call[1]}
@@ -347,7 +403,7 @@ class Handler(BaseHTTPRequestHandler):
                        "delta": {"type": "text_delta", "text": block["text"]}}, "content_block_delta")
         self._sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
         self._sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-                   "usage": {"output_tokens": 5}}, "message_delta")
+                   "usage": {"output_tokens": tout}}, "message_delta")
         self._sse({"type": "message_stop"}, "message_stop")
 
     # --- OpenAI Responses ---
@@ -375,8 +431,10 @@ class Handler(BaseHTTPRequestHandler):
             text = fill(step.get("text", "done"), facts)
             item = {"type": "message", "id": next_id("msg"), "role": "assistant", "status": "completed",
                     "content": [{"type": "output_text", "text": text, "annotations": []}]}
-        usage = {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 5,
-                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 15}
+        tin, tout = self.script.tokens(main)
+        self._answered(facts, main, tin, tout)
+        usage = {"input_tokens": tin, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": tout,
+                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": tin + tout}
         resp = {"id": rid, "object": "response", "created_at": int(time.time()), "status": "completed",
                 "model": model, "output": [item], "usage": usage}
         if not body.get("stream"):
@@ -422,7 +480,9 @@ class Handler(BaseHTTPRequestHandler):
             text = self.script.side_text if not side else "%s: scripted change" % (facts["id"] or "agent")
         cid = next_id("chatcmpl")
         model = body.get("model", "scripted-model")
-        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        tin, tout = self.script.tokens(main)
+        self._answered(facts, main, tin, tout)
+        usage = {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
         if not body.get("stream"):
             return self._json(200, {"id": cid, "object": "chat.completion", "created": int(time.time()),
                                     "model": model, "choices": [{"index": 0, "finish_reason": "stop",
@@ -438,6 +498,12 @@ class Handler(BaseHTTPRequestHandler):
         self._sse("[DONE]")
 
     # --- Gemini ---
+
+    def gemini_model(self):
+        """The model named in the path (.../models/M:generateContent), as the
+        real API echoes it in modelVersion."""
+        m = re.search(r"/models/([^/:?]+):", self.path)
+        return m.group(1) if m else "scripted-model"
 
     def gemini(self, body, stream):
         tools = body.get("tools") if isinstance(body, dict) else None
@@ -462,6 +528,8 @@ class Handler(BaseHTTPRequestHandler):
                                             "model_choice": "flash"})}
             else:
                 step = {"text": self.script.side_text}
+        tin, tout = self.script.tokens(main)
+        self._answered(facts, main, tin, tout)
         if main and "text" not in step:
             name, args = gemini_call(step, tool_names(tools), facts)
             part = {"functionCall": {"name": name, "args": args, "id": next_id("fc")}}
@@ -469,8 +537,9 @@ class Handler(BaseHTTPRequestHandler):
             part = {"text": fill(step.get("text", "done"), facts)}
         resp = {"candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP",
                                 "index": 0}],
-                "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15},
-                "modelVersion": "scripted-model", "responseId": next_id("gem")}
+                "usageMetadata": {"promptTokenCount": tin, "candidatesTokenCount": tout,
+                                  "totalTokenCount": tin + tout},
+                "modelVersion": self.gemini_model(), "responseId": next_id("gem")}
         if not stream:
             return self._json(200, resp)
         self._sse_start()
