@@ -456,7 +456,13 @@ fn isolation(
     config: &crate::config::IsolationConfig,
     quiet: bool,
 ) -> anyhow::Result<Option<crate::isolation::Active>> {
-    let (active, line) = crate::isolation::resolve(config, crate::isolation::kernel_abi())
+    // A test hook, like TREEFARM_CRASH_AT: behave as on a kernel without
+    // Landlock.
+    let kernel = match std::env::var_os("TREEFARM_TEST_NO_LANDLOCK") {
+        Some(_) => Err("the kernel has no Landlock (TREEFARM_TEST_NO_LANDLOCK)".to_string()),
+        None => crate::isolation::kernel_abi(),
+    };
+    let (active, line) = crate::isolation::resolve(config, kernel)
         .map_err(|e| InputError::new(e.to_string()).with_hint(e.hint()))?;
     if let Some(line) = line {
         tracing::info!("{line}");

@@ -12,13 +12,26 @@ use super::policy::Policy;
 pub fn denied_writes(log: &str, policy: &Policy) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for line in log.lines() {
-        if !(line.contains("Permission denied")
-            || line.contains("Read-only file system")
-            || line.contains("Operation not permitted"))
-        {
+        let lower = line.to_ascii_lowercase();
+        let Some(at) = [
+            "permission denied",
+            "read-only file system",
+            "operation not permitted",
+        ]
+        .iter()
+        .filter_map(|phrase| lower.find(phrase))
+        .min() else {
             continue;
-        }
-        for path in absolute_paths(line) {
+        };
+        // The path the error is about is the last one before the phrase
+        // (`sh: 1: cannot create /x: Permission denied`, where a script path
+        // may come first) or else the first after it (`Permission denied:
+        // '/x'`, `EACCES: permission denied, open '/x'`).
+        let (before, after) = line.split_at(at);
+        let path = absolute_paths(before)
+            .pop()
+            .or_else(|| absolute_paths(after).into_iter().next());
+        if let Some(path) = path {
             if !policy.allows(Path::new(&path)) && !out.contains(&path) {
                 out.push(path);
             }
@@ -69,16 +82,24 @@ mod tests {
             bind: None,
         };
         let log = "\
-sh: 1: cannot create /repo/escape.txt: Permission denied
+/tmp/t/agent.sh: 4: cannot create /repo/escape.txt: Permission denied
 touch: cannot touch '/home/u/escape': Read-only file system
 error: could not lock config file /repo/.git/config: Permission denied
 cp: cannot create regular file '/w/020/x': Permission denied
 touch: cannot touch '/home/u/escape': Permission denied
+PermissionError: [Errno 13] Permission denied: '/etc/py'
+Error: EACCES: permission denied, open '/etc/node'
 all good /not/a/denial
 ";
         assert_eq!(
             denied_writes(log, &policy),
-            vec!["/repo/escape.txt", "/home/u/escape", "/repo/.git/config"]
+            vec![
+                "/repo/escape.txt",
+                "/home/u/escape",
+                "/repo/.git/config",
+                "/etc/py",
+                "/etc/node"
+            ]
         );
         let summary = denial_summary(&denied_writes(log, &policy)).unwrap();
         assert!(summary.starts_with("write to /repo/escape.txt denied by isolation"));
