@@ -35,7 +35,10 @@ tf_read_prompt
 #   --dangerously-skip-permissions
 #                  skip every permission prompt (same as --permission-mode
 #                  bypassPermissions), so edits and shell commands such as
-#                  `git commit` run unattended. Claude Code refuses it as root.
+#                  `git commit` run unattended. Claude Code refuses it as root
+#                  unless IS_SANDBOX=1 says it runs in a sandbox: treefarm sets
+#                  that (only) when it confines the agent with Landlock
+#                  (README, Isolation); this wrapper never sets it itself.
 #   --permission-mode <mode>
 #                  start in the given permission mode (default, acceptEdits,
 #                  plan, bypassPermissions) - the opt-out described above.

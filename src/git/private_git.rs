@@ -250,13 +250,11 @@ fn copy_tree(private: &Repository, from: &Odb, to: &Odb, tree: Oid) -> Result<()
     for entry in object.iter() {
         match entry.kind() {
             Some(ObjectType::Tree) => copy_tree(private, from, to, entry.id())?,
-            Some(ObjectType::Blob) => {
-                if !to.exists(entry.id()) {
-                    copy_raw(from, to, entry.id())
-                        .map_err(|e| GitError::git("copy blob", entry.id().to_string(), e))?;
-                }
+            Some(ObjectType::Blob) if !to.exists(entry.id()) => {
+                copy_raw(from, to, entry.id())
+                    .map_err(|e| GitError::git("copy blob", entry.id().to_string(), e))?;
             }
-            // Submodule commits live in other repositories.
+            // Present blobs; submodule commits live in other repositories.
             _ => {}
         }
     }
