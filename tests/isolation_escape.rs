@@ -86,13 +86,24 @@ fn farm(isolation: &str, port_base: u32) -> Farm {
     let agent = repo.tmp.path().join("agent.sh");
     let python = python().unwrap_or_else(|| "python3".into());
     std::fs::write(&agent, agent_script(&repo, &loose, &side, &python)).expect("write agent");
+    // setup.command is confined like the agent.
+    let setup = repo.tmp.path().join("setup.sh");
+    std::fs::write(
+        &setup,
+        format!(
+            "(echo escaped > '{}/setup-escape') 2>/dev/null || true\n",
+            repo.home.display()
+        ),
+    )
+    .expect("write setup");
     repo.write("specs/SPEC-001-escape.md", &spec("Escaper", "src/a.txt"));
     repo.write("specs/SPEC-002-victim.md", &spec("Victim", "src/b.txt"));
     repo.write(
         "treefarm.yaml",
         &format!(
-            "agent:\n  command: sh {}\n  timeout: 2m\n  kill_grace: 1s\ninstances: 2\nport_base: {port_base}\nport_stride: {STRIDE}\nisolation: {isolation}\n",
-            agent.display()
+            "agent:\n  command: sh {}\n  timeout: 2m\n  kill_grace: 1s\nsetup:\n  command: sh {}\ninstances: 2\nport_base: {port_base}\nport_stride: {STRIDE}\nisolation: {isolation}\n",
+            agent.display(),
+            setup.display()
         ),
     );
     repo.commit_all("initial");
@@ -208,6 +219,9 @@ fn escapes(farm: &Farm, before: &Before) -> Vec<&'static str> {
     if repo.home.join("escape").exists() {
         out.push("home");
     }
+    if repo.home.join("setup-escape").exists() {
+        out.push("setup-home");
+    }
     out
 }
 
@@ -293,6 +307,7 @@ fn without_isolation_the_oracle_sees_every_escape() {
         "home",
         "main-checkout",
         "other-worktree",
+        "setup-home",
         "update-ref-roadmap",
     ];
     expected.sort();

@@ -218,3 +218,23 @@ fn without_landlock_auto_says_so_and_landlock_is_refused() {
         lines[0]
     );
 }
+
+#[test]
+fn isolation_config_takes_a_word_or_a_mapping_and_names_bad_keys() {
+    use treefarm::config::{Config, IsolationMode};
+    let cfg = Config::parse("treefarm.yaml", b"isolation: off\n").expect("word");
+    assert_eq!(cfg.isolation.mode, IsolationMode::Off);
+    let cfg = Config::parse(
+        "treefarm.yaml",
+        b"isolation:\n  mode: landlock\n  allow_write: [~/.m2, out]\n  ports: false\n",
+    )
+    .expect("mapping");
+    assert_eq!(cfg.isolation.mode, IsolationMode::Landlock);
+    assert_eq!(cfg.isolation.allow_write, vec!["~/.m2", "out"]);
+    assert_eq!(cfg.isolation.ports, Some(false));
+    assert_eq!(Config::default().isolation.mode, IsolationMode::Auto);
+    let err = Config::parse("treefarm.yaml", b"isolation:\n  mdoe: off\n").unwrap_err();
+    assert!(err.to_string().contains("mdoe"), "{err}");
+    let err = Config::parse("treefarm.yaml", b"isolation: jail\n").unwrap_err();
+    assert!(err.to_string().contains("jail"), "{err}");
+}
