@@ -146,7 +146,7 @@ fn auto_is_landlock_here_and_the_agent_is_told() {
     let run = repo.run_state()["run_id"].as_str().expect("id").to_string();
     let told = std::fs::read_to_string(repo.runs_dir().join(run).join("instances/001/told"))
         .expect("told");
-    assert_eq!(told, "1 landlock\n");
+    assert_eq!(told, "1 1\n");
     assert!(!record.join("escape").exists(), "auto must confine");
 
     // Off: nothing is said, nothing confined.

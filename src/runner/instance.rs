@@ -541,7 +541,7 @@ fn isolate(
         ("GIT_DIR", git_dir.display().to_string()),
         ("GIT_WORK_TREE", worktree.display().to_string()),
         ("IS_SANDBOX", "1".to_string()),
-        ("TREEFARM_ISOLATED", "landlock".to_string()),
+        ("TREEFARM_ISOLATED", "1".to_string()),
     ];
     let at = env
         .iter()
