@@ -206,6 +206,16 @@ pub struct AgentConfig {
     pub retries: u32,
     pub commit: CommitMode,
     pub env: BTreeMap<String, String>,
+    /// `Name <email>` the agent commits as (`GIT_AUTHOR_*`/`GIT_COMMITTER_*`);
+    /// default: the user's configured git identity, else
+    /// `treefarm agent <agent@treefarm>`.
+    pub git_identity: Option<String>,
+    /// Commands a preset lets its CLI run besides `git add`/`git commit`
+    /// where the CLI needs an allow-list (Claude Code as root), e.g. `cargo test`.
+    pub allowed_commands: Vec<String>,
+    /// True: an agent that exits 0 leaving no commit and no change succeeds
+    /// (default: its result is `unchanged`, a failed attempt).
+    pub allow_unchanged: bool,
 }
 
 impl Default for AgentConfig {
@@ -222,6 +232,9 @@ impl Default for AgentConfig {
             retries: 0,
             commit: CommitMode::Auto,
             env: BTreeMap::new(),
+            git_identity: None,
+            allowed_commands: Vec::new(),
+            allow_unchanged: false,
         }
     }
 }
@@ -652,6 +665,8 @@ pub const ENV_VARS: &[&str] = &[
     "TREEFARM_WORKTREE_SPARSE",
     "TREEFARM_WORKTREE_RESERVE",
     "TREEFARM_ISOLATION",
+    "TREEFARM_AGENT_GIT_IDENTITY",
+    "TREEFARM_AGENT_ALLOW_UNCHANGED",
 ];
 
 impl Config {
@@ -786,6 +801,14 @@ impl Config {
                 &format!("`{key}` is not a valid environment variable name"),
             ));
         }
+        if let Some(identity) = &self.agent.git_identity {
+            if crate::agents::parse_identity(identity).is_none() {
+                return Err(invalid(
+                    "agent.git_identity",
+                    "expected `Name <email>`, e.g. `treefarm agent <agent@treefarm>`",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -892,6 +915,18 @@ impl Config {
                 self.worktree.reserve = v.trim().to_string();
             }
             "TREEFARM_ISOLATION" => self.isolation.mode = IsolationMode::parse(v)?,
+            "TREEFARM_AGENT_GIT_IDENTITY" => {
+                self.agent.git_identity = non_empty(v);
+                if let Some(identity) = &self.agent.git_identity {
+                    if crate::agents::parse_identity(identity).is_none() {
+                        return Err("expected `Name <email>`".into());
+                    }
+                }
+            }
+            "TREEFARM_AGENT_ALLOW_UNCHANGED" => {
+                self.agent.allow_unchanged =
+                    parse_bool(v).ok_or_else(|| "expected `true` or `false`".to_string())?
+            }
             _ => {}
         }
         Ok(())
@@ -938,6 +973,9 @@ agent:
   retries: 0             # reruns in the same worktree after a failure
   commit: auto           # auto: commit what the agent left; off: leftovers fail the instance
   env: {{}}                # extra environment for the agent
+  # git_identity: "Name <email>"  # who agents commit as; default: your git identity
+  # allowed_commands: []  # e.g. [cargo test]: allowed besides git add/commit where a CLI needs a list
+  # allow_unchanged: false  # true: exiting 0 with no commit and no change is a success
 
 # Per worktree, before the agent starts: copy untracked files (e.g. [.env]),
 # symlink shared folders (e.g. [data]), run a command (its failure fails the instance).

@@ -119,6 +119,13 @@ pub fn open_by_any_process(paths: &[std::path::PathBuf]) -> Vec<std::path::PathB
     open
 }
 
+/// True when this process runs with effective uid 0 (`/proc/self` belongs
+/// to the effective user).
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

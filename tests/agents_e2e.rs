@@ -135,11 +135,6 @@ impl Record {
     }
 }
 
-/// The fakes record a newline inside an argument as `\n`.
-fn as_recorded(text: &str) -> String {
-    text.trim_end_matches('\n').replace('\n', "\\n")
-}
-
 /// The only run directory under `.git/treefarm/runs`.
 fn run_dir(repo: &TestRepo) -> PathBuf {
     let runs = repo.root.join(".git/treefarm/runs");
@@ -251,8 +246,24 @@ fn run_preset_end_to_end(preset: &Preset, check_args: impl Fn(&Record, &Path, &s
 fn claude_code_preset_runs_three_specs_and_merges_them() {
     run_preset_end_to_end(&PRESETS[0], |rec, _, prompt, _| {
         assert!(rec.has("-p"), "{:?}", rec.args);
-        assert!(rec.has("--dangerously-skip-permissions"), "{:?}", rec.args);
-        assert_eq!(rec.after("-p"), Some(as_recorded(prompt).as_str()));
+        if treefarm::procfs::running_as_root() {
+            // Claude Code refuses the bypass as root: an allow-list instead,
+            // one that still lets it commit.
+            assert!(!rec.has("--dangerously-skip-permissions"), "{:?}", rec.args);
+            assert_eq!(rec.after("--permission-mode"), Some("acceptEdits"));
+            assert!(rec.has("Bash(git commit:*)"), "{:?}", rec.args);
+            assert!(rec.has("Bash(git add:*)"), "{:?}", rec.args);
+        } else {
+            assert!(rec.has("--dangerously-skip-permissions"), "{:?}", rec.args);
+        }
+        assert_eq!(rec.after("--output-format"), Some("stream-json"));
+        // The prompt on stdin, none as an argument (no argv size limit).
+        assert_eq!(rec.stdin.trim_end(), prompt.trim_end());
+        assert!(
+            !rec.args.iter().any(|a| a.contains("Task ")),
+            "{:?}",
+            rec.args
+        );
     });
 }
 
@@ -262,12 +273,20 @@ fn codex_preset_runs_three_specs_and_merges_them() {
         assert_eq!(rec.args.first().map(String::as_str), Some("exec"));
         assert_eq!(rec.after("--sandbox"), Some("workspace-write"));
         let git_dir = repo.root.join(".git").canonicalize().expect("canonical");
+        let add_dirs: Vec<PathBuf> = rec
+            .args
+            .windows(2)
+            .filter(|w| w[0] == "--add-dir")
+            // The worktree's git dir is gone once it merged: no canonicalize.
+            .map(|w| PathBuf::from(&w[1]))
+            .collect();
+        let id = Path::new(&rec.cwd).file_name().expect("id");
         assert_eq!(
-            rec.after("--add-dir")
-                .map(|d| Path::new(d).canonicalize().expect("add-dir")),
-            Some(git_dir),
-            "the git dir is writable so codex can commit"
+            add_dirs,
+            vec![git_dir.join("worktrees").join(id), git_dir],
+            "the worktree's own git dir and the common dir are writable so codex can commit"
         );
+        assert!(rec.has("--json"), "{:?}", rec.args);
         assert_eq!(
             rec.args.last().map(String::as_str),
             Some("-"),
@@ -294,7 +313,10 @@ fn aider_preset_runs_three_specs_and_merges_them() {
 fn gemini_preset_runs_three_specs_and_merges_them() {
     run_preset_end_to_end(&PRESETS[3], |rec, _, prompt, _| {
         assert_eq!(rec.after("--approval-mode"), Some("yolo"));
-        assert_eq!(rec.after("--prompt"), Some(as_recorded(prompt).as_str()));
+        assert_eq!(rec.after("--output-format"), Some("stream-json"));
+        // The prompt on stdin, none as an argument (no argv size limit).
+        assert!(!rec.has("--prompt"), "{:?}", rec.args);
+        assert_eq!(rec.stdin.trim_end(), prompt.trim_end());
     });
 }
 

@@ -187,11 +187,6 @@ struct Record {
     args: Vec<String>,
 }
 
-/// The way the fakes write an argument: newlines as `\n`.
-fn as_recorded(arg: &str) -> String {
-    arg.trim_end_matches('\n').replace('\n', "\\n")
-}
-
 fn assert_ok(out: &Output) {
     assert!(
         out.status.success(),
@@ -216,21 +211,45 @@ fn assert_done(inst: &Instance, rec: &Record) {
 
 // --- Claude Code ---------------------------------------------------------------
 
+/// What the claude-code wrapper passes instead of the permission bypass.
+const CLAUDE_ALLOW_LIST: [&str; 17] = [
+    "--permission-mode",
+    "acceptEdits",
+    "--allowedTools",
+    "Read",
+    "Edit",
+    "MultiEdit",
+    "Write",
+    "Glob",
+    "Grep",
+    "LS",
+    "NotebookEdit",
+    "TodoWrite",
+    "Bash(git add:*)",
+    "Bash(git commit:*)",
+    "Bash(git status:*)",
+    "Bash(git diff:*)",
+    "Bash(git log:*)",
+];
+
 #[test]
 fn claude_runs_print_mode_without_permission_prompts_and_commits() {
     let inst = plant();
     let out = inst.run("claude-code", &inst.fake_path(), &[]);
     assert_ok(&out);
     let rec = inst.recorded();
-    assert_eq!(
-        rec.args,
-        [
-            "-p",
-            &as_recorded(&inst.prompt()),
-            "--dangerously-skip-permissions"
-        ]
-    );
-    assert_eq!(rec.stdin_bytes, "0");
+    let mut expected = vec!["-p", "--output-format", "stream-json", "--verbose"];
+    if treefarm::procfs::running_as_root() {
+        // Claude Code refuses the bypass as root: an allow-list that still
+        // lets it edit and commit.
+        expected.extend(CLAUDE_ALLOW_LIST);
+    } else {
+        expected.push("--dangerously-skip-permissions");
+    }
+    assert_eq!(rec.args, expected);
+    // The prompt on stdin: no argv size limit.
+    assert_eq!(rec.stdin, inst.prompt());
+    assert_eq!(rec.stdin_bytes, inst.prompt().len().to_string());
     assert_done(&inst, &rec);
     inst.assert_declared_files_edited("claude");
     inst.assert_committed_cleanly("claude: 020");
@@ -252,15 +271,21 @@ fn claude_gets_model_and_extra_args() {
         "TREEFARM_CLAUDE_PERMISSION_MODE".into(),
         "acceptEdits".into(),
     ));
+    env.push((
+        "TREEFARM_AGENT_ALLOWED_COMMANDS".into(),
+        "cargo test\nmake check".into(),
+    ));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let out = inst.run("claude-code", &inst.fake_path(), &env);
     assert_ok(&out);
     let rec = inst.recorded();
+    let allow_end = 4 + CLAUDE_ALLOW_LIST.len();
+    assert_eq!(rec.args[4..allow_end], CLAUDE_ALLOW_LIST);
     assert_eq!(
-        rec.args[2..],
+        rec.args[allow_end..],
         [
-            "--permission-mode",
-            "acceptEdits",
+            "Bash(cargo test:*)",
+            "Bash(make check:*)",
             "--model",
             "opus",
             "--max-turns",
@@ -269,9 +294,9 @@ fn claude_gets_model_and_extra_args() {
             "be brief"
         ]
     );
-    // acceptEdits edits files but may not run `git commit`: treefarm commits.
+    // acceptEdits with the allow-list still lets Claude run `git commit`.
     inst.assert_declared_files_edited("claude");
-    assert_eq!(inst.last_subject(), "initial");
+    inst.assert_committed_cleanly("claude: 020");
 }
 
 // --- Codex -----------------------------------------------------------------------
@@ -283,6 +308,8 @@ fn codex_runs_exec_in_a_writable_sandbox_and_commits() {
     assert_ok(&out);
     let rec = inst.recorded();
     let git_dir = inst.repo.root.join(".git").canonicalize().expect("git dir");
+    // The worktree's own git dir (its index, HEAD) and the common dir.
+    let own = git_dir.join("worktrees").join("020");
     assert_eq!(
         rec.args,
         [
@@ -290,7 +317,10 @@ fn codex_runs_exec_in_a_writable_sandbox_and_commits() {
             "--sandbox",
             "workspace-write",
             "--add-dir",
+            own.to_str().expect("utf-8"),
+            "--add-dir",
             git_dir.to_str().expect("utf-8"),
+            "--json",
             "--color",
             "never",
             "-"
@@ -414,13 +444,10 @@ fn gemini_runs_headless_in_yolo_mode_and_commits() {
     let rec = inst.recorded();
     assert_eq!(
         rec.args,
-        [
-            "--prompt",
-            &as_recorded(&inst.prompt()),
-            "--approval-mode",
-            "yolo"
-        ]
+        ["--approval-mode", "yolo", "--output-format", "stream-json"]
     );
+    // The prompt on stdin: no argv size limit.
+    assert_eq!(rec.stdin, inst.prompt());
     assert_done(&inst, &rec);
     inst.assert_declared_files_edited("gemini");
     inst.assert_committed_cleanly("gemini: 020");
@@ -506,13 +533,13 @@ fn spec_file_is_the_prompt_when_there_is_no_prompt_file() {
         assert_ok(&out);
         let rec = inst.recorded();
         let prompt = match name {
-            "codex" => rec.stdin.clone(),
+            "codex" | "claude-code" | "gemini" => rec.stdin.clone(),
             "aider" => {
                 // The temp prompt file is gone by now; aider got its path.
                 assert!(rec.args[1].contains("treefarm-prompt."), "{:?}", rec.args);
                 continue;
             }
-            _ => rec.args[1].replace("\\n", "\n"),
+            other => panic!("unknown preset {other}"),
         };
         assert!(
             prompt.starts_with("# Retry\n\nAdd retries"),

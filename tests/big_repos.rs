@@ -225,7 +225,7 @@ fn a_run_that_does_not_fit_the_disk_is_refused_before_anything_is_created() {
     repo.write(
         "treefarm.yaml",
         &format!(
-            "worktree_dir: {}\nworktree:\n  sparse: auto\n",
+            "worktree_dir: {}\nworktree:\n  sparse: auto\nagent:\n  allow_unchanged: true\n",
             wt_dir.display()
         ),
     );
@@ -367,7 +367,9 @@ fn find_logs(dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_sparse_glob_list_is_a_non_cone_sparse_checkout_git_agrees_with() {
-    let repo = tree_repo("worktree:\n  sparse: [\"c/sub/*.txt\", \"tools/\"]\n");
+    let repo = tree_repo(
+        "worktree:\n  sparse: [\"c/sub/*.txt\", \"tools/\"]\nagent:\n  allow_unchanged: true\n",
+    );
     std::os::unix::fs::symlink("../tools/run.sh", repo.root.join("c/sub/link.txt")).unwrap();
     repo.commit_all("a symlink");
     let agent = "git status --porcelain > ../status-$TREEFARM_SPEC_ID; git add -A; git commit -qm nothing || true";

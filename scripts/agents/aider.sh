@@ -68,7 +68,13 @@ eval "set -- \"\$@\" $(tf_agent_options)"
 while IFS= read -r tf_file; do
     case $tf_file in
     '' | *'*'* | *'?'* | *'['* | *'{'*) ;;
-    *) set -- "$@" "$tf_file" ;;
+    *)
+        # aider finds the git repository from each file's directory; a new
+        # file in a new directory would leave it with none (no auto-commit).
+        # An empty directory is invisible to git, so this changes nothing.
+        mkdir -p -- "$(dirname -- "$tf_file")" 2>/dev/null
+        set -- "$@" "$tf_file"
+        ;;
     esac
 done <<TF_FILES
 ${TREEFARM_FILES:-}

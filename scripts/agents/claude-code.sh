@@ -15,9 +15,14 @@
 #   TREEFARM_AGENT_MODEL       passed as `--model`
 #   TREEFARM_AGENT_EXTRA_ARGS  appended to the command line, split like sh would
 #   TREEFARM_CLAUDE_PERMISSION_MODE
-#                              use `--permission-mode <mode>` instead of
-#                              `--dangerously-skip-permissions` (e.g. where the
-#                              bypass is refused, such as when running as root)
+#                              use `--permission-mode <mode>` with the allow-list
+#                              below instead of `--dangerously-skip-permissions`
+#   TREEFARM_AGENT_ALLOWED_COMMANDS
+#                              shell commands (one per line, e.g. `cargo test`)
+#                              allowed besides `git add`/`git commit` when the
+#                              allow-list is used
+#   TREEFARM_ISOLATED          set by treefarm when its own isolation is active:
+#                              then Claude Code is told it runs sandboxed
 tf_display="Claude Code"
 tf_install="npm install -g @anthropic-ai/claude-code"
 tf_prog=${TREEFARM_CLAUDE_BIN:-claude}
@@ -26,34 +31,55 @@ tf_begin
 
 # --- the command line ------------------------------------------------------
 
-tf_read_prompt
-
 # Flags, as documented in the Claude Code CLI reference
 # (docs.anthropic.com/en/docs/claude-code/cli-reference):
-#   -p / --print   print the response without the interactive mode: one prompt,
-#                  then exit (headless/SDK use); the prompt is the argument.
+#   -p / --print   print mode: one prompt, then exit (headless use). With no
+#                  prompt argument the prompt is read from stdin (no argv size
+#                  limit; a prompt over 128 KiB cannot be one argument).
+#   --output-format stream-json --verbose
+#                  one JSON event per line (assistant turns, tool calls, the
+#                  result); the wrapper turns them into status updates and a
+#                  readable transcript in the log (stream-json needs --verbose).
 #   --dangerously-skip-permissions
-#                  skip every permission prompt (same as --permission-mode
-#                  bypassPermissions), so edits and shell commands such as
-#                  `git commit` run unattended. Claude Code refuses it as root
-#                  unless IS_SANDBOX=1 says it runs in a sandbox: treefarm sets
-#                  that (only) when it confines the agent with Landlock
-#                  (README, Isolation); this wrapper never sets it itself.
-#   --permission-mode <mode>
-#                  start in the given permission mode (default, acceptEdits,
-#                  plan, bypassPermissions) - the opt-out described above.
+#                  skip every permission prompt, so edits and `git commit` run
+#                  unattended. Claude Code refuses it as root (uid 0), unless
+#                  told it runs sandboxed (IS_SANDBOX=1), which treefarm only
+#                  says when its own isolation is active (TREEFARM_ISOLATED=1).
+#   --permission-mode acceptEdits --allowedTools TOOL...
+#                  as root otherwise (or with TREEFARM_CLAUDE_PERMISSION_MODE):
+#                  file edits are accepted, and the allow-list names what else
+#                  may run - reading and searching, `git add`, `git commit`,
+#                  `git status`, `git diff`, and agent.allowed_commands. Any
+#                  other shell command is denied (never silently: the run says
+#                  so at its start).
 #   --model <name> model for the session: an alias (sonnet, opus) or a full name.
-if [ -n "${TREEFARM_CLAUDE_PERMISSION_MODE:-}" ]; then
-    set -- -p "$tf_prompt" --permission-mode "$TREEFARM_CLAUDE_PERMISSION_MODE"
+set -- -p --output-format stream-json --verbose
+tf_mode=${TREEFARM_CLAUDE_PERMISSION_MODE:-}
+if [ -z "$tf_mode" ] && [ "$(id -u)" = 0 ]; then
+    if [ "${TREEFARM_ISOLATED:-}" = 1 ]; then
+        IS_SANDBOX=1
+        export IS_SANDBOX
+    else
+        tf_mode=acceptEdits
+    fi
+fi
+if [ -n "$tf_mode" ]; then
+    set -- "$@" --permission-mode "$tf_mode" --allowedTools Read Edit MultiEdit Write \
+        Glob Grep LS NotebookEdit TodoWrite "Bash(git add:*)" "Bash(git commit:*)" \
+        "Bash(git status:*)" "Bash(git diff:*)" "Bash(git log:*)"
+    while IFS= read -r tf_cmd; do
+        [ -n "$tf_cmd" ] && set -- "$@" "Bash($tf_cmd:*)"
+    done <<TF_CMDS
+${TREEFARM_AGENT_ALLOWED_COMMANDS:-}
+TF_CMDS
 else
-    set -- -p "$tf_prompt" --dangerously-skip-permissions
+    set -- "$@" --dangerously-skip-permissions
 fi
 # --model and TREEFARM_AGENT_EXTRA_ARGS (common.sh).
 eval "set -- \"\$@\" $(tf_agent_options)"
 
 tf_status working 10 "$tf_display is working"
-# stdin from /dev/null: in print mode a piped stdin is read and appended to the
-# prompt, and an open pipe would make it wait for input.
-"$tf_prog" "$@" </dev/null
-tf_rc=$?
+# The prompt on stdin, the events through tf_events into the log.
+tf_run_streaming claude "$@"
+tf_drop_prompt
 tf_finish "$tf_rc"

@@ -34,24 +34,34 @@ tf_begin
 #                  inside the workspace (the default for exec is read-only,
 #                  which cannot edit). `--full-auto` is the deprecated alias.
 #   --add-dir <dir>
-#                  an extra directory writable alongside the workspace. A linked
-#                  worktree keeps its git data in the main repository's git dir,
-#                  outside the workspace, so without this `git commit` fails
-#                  inside the sandbox (then treefarm commits the leftovers).
+#                  extra directories writable alongside the workspace. A linked
+#                  worktree keeps its git data outside the workspace: its own
+#                  git dir (`git rev-parse --absolute-git-dir`, i.e.
+#                  <common>/worktrees/<id>: index, HEAD) and the common dir
+#                  (objects, refs). Without both, `git commit` fails inside
+#                  the sandbox (`index.lock: Read-only file system`).
+#   --json         one JSON event per line on stdout (turns, commands, file
+#                  changes, messages); the wrapper turns them into status
+#                  updates and a readable transcript in the log.
 #   --color never  no ANSI colour in the output (it goes to treefarm's log).
+#   --skip-git-repo-check
+#                  not needed (a worktree is a git repository), so not passed.
 #   --model <name> model override (-m).
 #   -              the prompt is read from stdin (here: the prompt file).
 set -- exec --sandbox "${TREEFARM_CODEX_SANDBOX:-workspace-write}"
-tf_git_dir=$(git rev-parse --git-common-dir 2>/dev/null) &&
-    tf_git_dir=$(cd "$tf_git_dir" 2>/dev/null && pwd) &&
+tf_git_dir=$(git rev-parse --absolute-git-dir 2>/dev/null) &&
     set -- "$@" --add-dir "$tf_git_dir"
-set -- "$@" --color never
+tf_common_dir=$(git rev-parse --git-common-dir 2>/dev/null) &&
+    tf_common_dir=$(cd "$tf_common_dir" 2>/dev/null && pwd -P) &&
+    [ "$tf_common_dir" != "$tf_git_dir" ] &&
+    set -- "$@" --add-dir "$tf_common_dir"
+set -- "$@" --json --color never
 # --model and TREEFARM_AGENT_EXTRA_ARGS (common.sh).
 eval "set -- \"\$@\" $(tf_agent_options)"
 set -- "$@" -
 
 tf_status working 10 "$tf_display is working"
-"$tf_prog" "$@" <"$tf_prompt_file"
-tf_rc=$?
+# The prompt on stdin, the events through tf_events into the log.
+tf_run_streaming codex "$@"
 tf_drop_prompt
 tf_finish "$tf_rc"

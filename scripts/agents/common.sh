@@ -73,13 +73,6 @@ tf_drop_prompt() {
     return 0
 }
 
-# The prompt's text in tf_prompt, for CLIs that take it as an argument; the
-# temp prompt file is not needed after that.
-tf_read_prompt() {
-    tf_prompt=$(cat "$tf_prompt_file")
-    tf_drop_prompt
-}
-
 # The options every preset passes the same way: `--model "$TREEFARM_AGENT_MODEL"`
 # when a model is set, then TREEFARM_AGENT_EXTRA_ARGS, split like sh would.
 # Prints them as text for eval (a function cannot change its caller's "$@"):
@@ -90,6 +83,121 @@ tf_agent_options() {
         printf '%s ' '--model "$TREEFARM_AGENT_MODEL"'
     fi
     printf '%s\n' "${TREEFARM_AGENT_EXTRA_ARGS:-}"
+}
+
+# Runs the CLI ("$@" after the program) with the prompt file on stdin and its
+# stdout (JSON Lines events of kind $1: claude, codex or gemini) through
+# tf_events; stderr goes straight to the log. Sets tf_rc to the CLI's exit
+# code (POSIX sh has no pipefail, so the code travels through a file).
+tf_run_streaming() {
+    tf_kind=$1
+    shift
+    tf_rc_file=$(mktemp "${TMPDIR:-/tmp}/treefarm-rc.XXXXXX") || exit 2
+    {
+        "$tf_prog" "$@" <"$tf_prompt_file"
+        echo $? >"$tf_rc_file"
+    } | tf_events "$tf_kind"
+    tf_rc=$(cat "$tf_rc_file" 2>/dev/null)
+    rm -f "$tf_rc_file"
+    case $tf_rc in '' | *[!0-9]*) tf_rc=1 ;; esac
+}
+
+# Reads a CLI's JSON Lines events on stdin (kind $1: claude for Claude Code's
+# `--output-format stream-json`, codex for `codex exec --json`, gemini for
+# Gemini CLI's `--output-format stream-json`) and turns them into a readable
+# transcript on stdout (the instance log) and status-file updates: the
+# current tool call ("editing src/a.rs", "running git commit ...") and the
+# turn count. Lines that are not events are passed through as they are.
+tf_events() {
+    awk -v kind="$1" -v status="${TREEFARM_STATUS_FILE:-}" -v wt="${TREEFARM_WORKTREE:-}" -v who="$tf_display" '
+function jstr(line, key,    i, s, c, out) {
+    i = index(line, "\"" key "\":")
+    if (i == 0) return ""
+    s = substr(line, i + length(key) + 3)
+    sub(/^[ \t]*/, "", s)
+    if (substr(s, 1, 1) != "\"") {
+        # A number, true, false or null: up to the next , ] or }.
+        if (match(s, /^[-0-9.a-z]+/)) return substr(s, 1, RLENGTH)
+        return ""
+    }
+    s = substr(s, 2); out = ""
+    while (length(s) > 0) {
+        c = substr(s, 1, 1)
+        if (c == "\\") {
+            c = substr(s, 2, 1)
+            if (c == "n" || c == "t") out = out " "; else out = out c
+            s = substr(s, 3); continue
+        }
+        if (c == "\"") break
+        out = out c; s = substr(s, 2)
+    }
+    return out
+}
+function rel(p) {
+    if (wt != "" && index(p, wt "/") == 1) return substr(p, length(wt) + 2)
+    return p
+}
+function short(t) { return length(t) > 72 ? substr(t, 1, 69) "..." : t }
+function esc(t) { gsub(/\\/, "\\\\", t); gsub(/"/, "\\\"", t); gsub(/[\001-\037]/, " ", t); return t }
+function q(t) { gsub(/\047/, "\047\\\047\047", t); return "\047" t "\047" }
+function doing(tool, line,    p, c, l) {
+    l = tolower(tool)
+    p = jstr(line, "file_path"); if (p == "") p = jstr(line, "absolute_path"); if (p == "") p = jstr(line, "path")
+    c = jstr(line, "command"); if (c == "") c = jstr(line, "cmd")
+    if (l ~ /write|edit|replace|patch|file_change/) return "editing " rel(p)
+    if (l ~ /read|view/) return "reading " rel(p)
+    if (l ~ /bash|shell|command/) return "running " short(c)
+    return "using " tool
+}
+function show(what) {
+    print "[" who "] " what; fflush()
+    if (status == "") return
+    progress = 10 + 5 * turns; if (progress > 90) progress = 90
+    tmp = status ".tmp.ev"
+    printf "{\"state\": \"working\", \"progress\": %d, \"message\": \"turn %d: %s\", \"turns\": %d}\n", progress, turns, esc(short(what)), turns > tmp
+    close(tmp)
+    system("mv -f " q(tmp) " " q(status) " 2>/dev/null")
+}
+BEGIN { turns = 0 }
+{
+    line = $0
+    if (substr(line, 1, 1) != "{") { print line; fflush(); next }
+    type = jstr(line, "type")
+    if (kind == "claude") {
+        if (type == "assistant") {
+            turns++
+            if (index(line, "\"type\":\"tool_use\"") > 0) {
+                tl = substr(line, index(line, "\"type\":\"tool_use\""))
+                show(doing(jstr(tl, "name"), tl))
+            } else {
+                t = jstr(line, "text"); show("says: " short(t))
+            }
+        } else if (type == "result") {
+            print "[" who "] result: " jstr(line, "subtype") " after " turns " turn(s): " jstr(line, "result"); fflush()
+        } else if (type == "system") {
+            print "[" who "] session started (model " jstr(line, "model") ")"; fflush()
+        }
+    } else if (kind == "codex") {
+        if (type == "turn.started") turns++
+        else if (type == "item.started" || type == "item.completed") {
+            it = jstr(line, "type"); il = substr(line, index(line, "\"item\""))
+            itype = jstr(il, "type")
+            if (itype == "command_execution" && type == "item.started") show(doing("command", il))
+            else if (itype == "file_change" && type == "item.completed") show(doing("file_change", il))
+            else if (itype == "agent_message" && type == "item.completed") { print "[" who "] says: " jstr(il, "text"); fflush() }
+            else if (itype == "command_execution") { print "[" who "] command ended: exit " jstr(il, "exit_code") " " short(jstr(il, "command")); fflush() }
+        } else if (type == "turn.completed" || type == "turn.failed" || type == "error") {
+            print "[" who "] " type " " jstr(line, "message"); fflush()
+        }
+    } else if (kind == "gemini") {
+        if (type == "tool_use") { turns++; show(doing(jstr(line, "tool_name"), line)) }
+        else if (type == "message" && jstr(line, "role") == "assistant") { print "[" who "] says: " jstr(line, "content"); fflush() }
+        else if (type == "tool_result") { print "[" who "] tool " jstr(line, "status"); fflush() }
+        else if (type == "result") { print "[" who "] result: " jstr(line, "status"); fflush() }
+        else if (type == "init") { print "[" who "] session started (model " jstr(line, "model") ")"; fflush() }
+        else if (type == "error") { print "[" who "] error: " jstr(line, "message"); fflush() }
+    } else { print line; fflush() }
+}'
 }
 
 # The status for the CLI's exit code $1, then exit with it.

@@ -22,29 +22,36 @@ tf_begin
 
 # --- the command line ------------------------------------------------------
 
-tf_read_prompt
-
 # Flags, as documented in the Gemini CLI reference and headless-mode page
 # (geminicli.com/docs/cli, docs/cli/cli-reference.md, docs/cli/headless.md):
-#   --prompt <text>        run in non-interactive (headless) mode with this
-#                          prompt (-p); the answer goes to stdout, then exit.
+#   (stdin)                with stdin not a terminal and no --prompt, the CLI
+#                          runs headless with stdin as the prompt (up to 8 MiB;
+#                          no argv size limit).
 #   --approval-mode yolo   auto-approve every tool call (edits, shell commands
 #                          such as `git commit`); replaces the deprecated --yolo,
 #                          and the two must not be combined.
+#   --output-format stream-json
+#                          one JSON event per line (tool calls, messages, the
+#                          result); the wrapper turns them into status updates
+#                          and a readable transcript in the log.
 #   --model <name>         model for the session (-m): an alias (pro, flash)
 #                          or a concrete model name.
 # Environment, from the trusted-folders page: recent versions refuse to run
 # headless in a folder that is not trusted (exit 55, yolo downgraded);
 # GEMINI_CLI_TRUST_WORKSPACE=true trusts the workspace for this session - the
 # same as --skip-trust, but older versions that lack the flag ignore it.
+# Headless auth (no browser login): GEMINI_API_KEY, or Vertex AI
+# (GOOGLE_GENAI_USE_VERTEXAI=true with GOOGLE_CLOUD_PROJECT/LOCATION and
+# application-default credentials), or GOOGLE_GEMINI_BASE_URL for a gateway;
+# set it in the environment or in agent.env.
 GEMINI_CLI_TRUST_WORKSPACE=true
 export GEMINI_CLI_TRUST_WORKSPACE
-set -- --prompt "$tf_prompt" --approval-mode yolo
+set -- --approval-mode yolo --output-format stream-json
 # --model and TREEFARM_AGENT_EXTRA_ARGS (common.sh).
 eval "set -- \"\$@\" $(tf_agent_options)"
 
 tf_status working 10 "$tf_display is working"
-# stdin from /dev/null: with --prompt, piped stdin is read and prepended.
-"$tf_prog" "$@" </dev/null
-tf_rc=$?
+# The prompt on stdin, the events through tf_events into the log.
+tf_run_streaming gemini "$@"
+tf_drop_prompt
 tf_finish "$tf_rc"

@@ -18,6 +18,10 @@ pub const ENV_AGENT_MODEL: &str = "TREEFARM_AGENT_MODEL";
 /// the way `sh` splits words.
 pub const ENV_AGENT_EXTRA_ARGS: &str = "TREEFARM_AGENT_EXTRA_ARGS";
 
+/// The environment variable listing `agent.allowed_commands`, one per line,
+/// for wrappers whose CLI needs an allow-list of shell commands.
+pub const ENV_ALLOWED_COMMANDS: &str = "TREEFARM_AGENT_ALLOWED_COMMANDS";
+
 /// One supported agent CLI and the wrapper that runs it unattended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Preset {
@@ -158,6 +162,33 @@ pub fn preset_env(model: Option<&str>, extra_args: &[String]) -> Vec<(String, St
     env
 }
 
+/// `TREEFARM_AGENT_ALLOWED_COMMANDS` (one command per line) when any are
+/// configured.
+pub fn allowed_commands_env(commands: &[String]) -> Vec<(String, String)> {
+    let lines: Vec<&str> = commands
+        .iter()
+        .map(|c| c.trim())
+        .filter(|c| !c.is_empty())
+        .collect();
+    if lines.is_empty() {
+        return Vec::new();
+    }
+    vec![(ENV_ALLOWED_COMMANDS.to_string(), lines.join("\n"))]
+}
+
+/// What a run says once at its start about how `preset` will run, when that
+/// differs from the usual: Claude Code as root cannot skip its permission
+/// checks, so the wrapper allows a fixed list of tools instead.
+pub fn preset_note(preset: &Preset, root: bool) -> Option<String> {
+    (preset.name == "claude-code" && root).then(|| {
+        "running as root, where Claude Code refuses --dangerously-skip-permissions: \
+         the claude-code preset uses --permission-mode acceptEdits with --allowedTools \
+         (file edits, `git add`, `git commit` and the commands in agent.allowed_commands); \
+         other shell commands are denied"
+            .to_string()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +293,25 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn allowed_commands_are_one_per_line() {
+        assert!(allowed_commands_env(&[" ".to_string()]).is_empty());
+        assert_eq!(
+            allowed_commands_env(&["cargo test".to_string(), "make".to_string()]),
+            vec![(
+                "TREEFARM_AGENT_ALLOWED_COMMANDS".to_string(),
+                "cargo test\nmake".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn only_claude_as_root_gets_a_note() {
+        let claude = preset("claude-code").expect("claude");
+        assert!(preset_note(claude, true).is_some_and(|n| n.contains("--allowedTools")));
+        assert!(preset_note(claude, false).is_none());
+        assert!(preset_note(preset("codex").expect("codex"), true).is_none());
     }
 }

@@ -91,6 +91,10 @@ fn agent_command(
             agent.model.as_deref(),
             &agent.extra_args,
         ));
+        env.extend(crate::agents::allowed_commands_env(&agent.allowed_commands));
+        if let Some(note) = crate::agents::preset_note(preset, crate::procfs::running_as_root()) {
+            eprintln!("treefarm: note: {note}");
+        }
         return Ok((crate::agents::preset_command(&wrapper), env));
     }
     Err(InputError::new("no agent configured")
@@ -250,6 +254,11 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         worktree_include,
         isolation: cfg.isolation.clone(),
         isolation_active,
+        git_identity: Some(crate::agents::agent_identity(
+            cfg.agent.git_identity.as_deref(),
+            ctx.repo.configured_identity(),
+        )),
+        allow_unchanged: cfg.agent.allow_unchanged,
     };
     let record = RunRecord {
         run_id: run_id.clone(),

@@ -7,6 +7,7 @@
 
 mod commit;
 mod error;
+mod identity;
 mod include;
 mod listing;
 mod merge;

@@ -95,7 +95,13 @@ pub enum Event {
         run_id: String,
         resume: String,
     },
-    Summary(Summary),
+    /// Something the user should know that fails nothing, e.g. an agent
+    /// changed the shared `.git/config` or `hooks/`.
+    Warning {
+        id: String,
+        message: String,
+    },
+    Summary(Box<Summary>),
 }
 
 /// The last event of a run, also written to `summary.json`.
@@ -109,6 +115,8 @@ pub struct Summary {
     pub succeeded: Vec<String>,
     pub failed: Vec<String>,
     pub timed_out: Vec<String>,
+    /// The agent exited 0 but left no commit and no change.
+    pub unchanged: Vec<String>,
     pub conflicted: Vec<ConflictSummary>,
     pub refused: Vec<String>,
     pub skipped: Vec<String>,
@@ -139,7 +147,8 @@ impl Event {
             | Event::Refused { id, .. }
             | Event::Skipped { id, .. }
             | Event::Pruned { id }
-            | Event::Kept { id, .. } => Some(id),
+            | Event::Kept { id, .. }
+            | Event::Warning { id, .. } => Some(id),
             Event::RunStarted { .. } | Event::Interrupted { .. } | Event::Summary(_) => None,
         }
     }

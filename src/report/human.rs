@@ -244,6 +244,7 @@ impl Reporter for HumanReporter {
                 "33",
                 &format!("{branch} at {worktree}: {reason}"),
             ),
+            Event::Warning { id, message } => self.line(id, "warning", "33", message),
             Event::Interrupted { run_id, resume } => {
                 self.erase_live();
                 let _ = writeln!(
@@ -311,7 +312,10 @@ impl Reporter for HumanReporter {
             );
         }
         for inst in &run.instances {
-            if matches!(inst.state, InstanceState::Failed | InstanceState::TimedOut) {
+            if matches!(
+                inst.state,
+                InstanceState::Failed | InstanceState::TimedOut | InstanceState::Unchanged
+            ) {
                 let tail = tail_lines(std::path::Path::new(&inst.log_path), 10);
                 if !tail.is_empty() {
                     let _ = writeln!(self.out, "\n  --- last lines of {} ---", inst.log_path);
@@ -323,12 +327,17 @@ impl Reporter for HumanReporter {
         }
         let _ = writeln!(
             self.out,
-            "\n{} merged, {} conflicted, {} failed, {} refused, {} skipped; target `{}` at {}",
+            "\n{} merged, {} conflicted, {} failed, {} refused, {} skipped{}; target `{}` at {}",
             summary.merged.len(),
             summary.conflicted.len(),
             summary.failed.len() + summary.timed_out.len(),
             summary.refused.len(),
             summary.skipped.len(),
+            if summary.unchanged.is_empty() {
+                String::new()
+            } else {
+                format!(", {} unchanged", summary.unchanged.len())
+            },
             summary.target,
             summary.target_commit.as_deref().map(short).unwrap_or("-"),
         );

@@ -292,6 +292,7 @@ impl Paint {
             InstanceState::Succeeded | InstanceState::Merged | InstanceState::Pruned => "32",
             InstanceState::Failed
             | InstanceState::TimedOut
+            | InstanceState::Unchanged
             | InstanceState::Conflicted
             | InstanceState::Refused => "31",
             InstanceState::Creating

@@ -280,7 +280,10 @@ impl<'r> Dispatcher<'r> {
             let id = inst.id.clone();
             match inst.state {
                 InstanceState::Pending => {}
-                InstanceState::Skipped | InstanceState::Failed | InstanceState::TimedOut => {
+                InstanceState::Skipped
+                | InstanceState::Failed
+                | InstanceState::TimedOut
+                | InstanceState::Unchanged => {
                     self.sched.restore(&id, Restored::Settled { merged: false })
                 }
                 InstanceState::Conflicted | InstanceState::Refused => {
@@ -469,8 +472,13 @@ impl<'r> Dispatcher<'r> {
                 "treefarm: removing stale git lock `{}` left by the interrupted run",
                 lock.display()
             );
-            std::fs::remove_file(lock)
-                .with_context(|| format!("failed to remove stale git lock `{}`", lock.display()))?;
+            match std::fs::remove_file(lock) {
+                // Gone meanwhile: a live git finished with it, so not stale.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other.with_context(|| {
+                    format!("failed to remove stale git lock `{}`", lock.display())
+                })?,
+            }
         }
         Ok(())
     }
@@ -888,6 +896,7 @@ impl<'r> Dispatcher<'r> {
                     log,
                 })?;
             }
+            InstanceMsg::Warning(message) => self.emit(Event::Warning { id, message })?,
             InstanceMsg::Done(verdict) => {
                 self.agents_in_flight -= 1;
                 self.release_slot(&id);
@@ -1063,7 +1072,7 @@ impl<'r> Dispatcher<'r> {
         self.dir
             .write_summary(&serde_json::to_value(&summary).context("serialise summary")?)
             .context("failed to write summary.json")?;
-        self.emit(Event::Summary(summary.clone()))?;
+        self.emit(Event::Summary(Box::new(summary.clone())))?;
         self.flush()?;
         self.reporter.finish(&self.record, &summary);
         Ok((self.record, summary))
@@ -1220,6 +1229,7 @@ pub fn summarize(record: &RunRecord, opts: &RunOptions, now: u64) -> Summary {
             InstanceState::Succeeded => s.succeeded.push(id),
             InstanceState::Failed => s.failed.push(id),
             InstanceState::TimedOut => s.timed_out.push(id),
+            InstanceState::Unchanged => s.unchanged.push(id),
             InstanceState::Conflicted => s.conflicted.push(ConflictSummary {
                 id,
                 paths: inst.conflict_paths.clone(),

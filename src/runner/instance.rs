@@ -14,6 +14,7 @@ use crate::config::{CommitMode, ScopeMode};
 use crate::git::Repo;
 use crate::runner::executor::{run_agent, wait_detached, AgentEnd, AgentEvent, AgentJob, Stop};
 use crate::runner::options::{substitute, RunOptions};
+use crate::runner::shared_git;
 use crate::spec::Spec;
 use crate::state::{InstanceState, RunDir};
 
@@ -29,6 +30,9 @@ pub enum InstanceMsg {
         end: AgentEnd,
         elapsed_ms: u64,
     },
+    /// Something to report that fails nothing (e.g. the agent changed the
+    /// shared git config).
+    Warning(String),
     Done(Verdict),
 }
 
@@ -105,6 +109,9 @@ pub async fn run_instance(
         return;
     };
     let worktree = opts.worktree_for(&id);
+    let common_dir = Repo::discover(&opts.repo_root)
+        .map(|r| r.common_dir().to_path_buf())
+        .unwrap_or_else(|_| opts.repo_root.join(".git"));
     // Held until the instance ends, so no other instance gets the same block.
     let (_ports, port, moved) = probe_ports(&opts, &launch);
     let job = agent_job(&opts, &dir, &run_id, &spec, &worktree, &launch, port);
@@ -145,7 +152,22 @@ pub async fn run_instance(
     let mut last = launch.exited.map(AgentEnd::Exited);
     let mut reattach = launch.reattach;
     let max_attempt = launch.attempt.max(1) + opts.retries;
-    while !matches!(last, Some(AgentEnd::Exited(0))) {
+    // An exit 0 that left no commit and no change (`unchanged`) counts as a
+    // failed attempt unless `agent.allow_unchanged`.
+    let mut unchanged = false;
+    loop {
+        if matches!(last, Some(AgentEnd::Exited(0))) {
+            unchanged = !opts.allow_unchanged && {
+                let (opts2, spec2, wt) = (opts.clone(), spec.clone(), worktree.clone());
+                let start = launch.start_commit.clone();
+                tokio::task::spawn_blocking(move || left_nothing(&opts2, &spec2, &wt, &start))
+                    .await
+                    .unwrap_or(false)
+            };
+            if !unchanged {
+                break;
+            }
+        }
         if last.is_some() {
             // A previous attempt failed.
             if *stop.borrow() != Stop::Run || attempt > max_attempt || is_stop(&last) {
@@ -161,6 +183,7 @@ pub async fn run_instance(
             }
         });
         let begun = Instant::now();
+        shared_git::agent_starting(&common_dir, &id);
         let end = match reattach.take() {
             Some((pid, start)) => {
                 wait_detached(
@@ -178,6 +201,9 @@ pub async fn run_instance(
                 run_agent(job.clone(), ev_tx, stop.clone()).await
             }
         };
+        if let Some(warning) = shared_git::agent_ended(&common_dir, &id) {
+            send(InstanceMsg::Warning(warning));
+        }
         let _ = forward.await;
         send(InstanceMsg::Exited {
             attempt,
@@ -190,6 +216,14 @@ pub async fn run_instance(
     }
 
     let verdict = match last {
+        Some(AgentEnd::Exited(0)) if unchanged => Verdict::Failed {
+            state: InstanceState::Unchanged,
+            reason: "the agent exited 0 but left no commit and no change \
+                     (agent.allow_unchanged: true accepts that)"
+                .to_string(),
+            exit_code: Some(0),
+            work: None,
+        },
         Some(AgentEnd::Exited(0)) => {
             let opts2 = opts.clone();
             let spec2 = spec.clone();
@@ -468,6 +502,10 @@ fn agent_job(
         ("TREEFARM_SLOT".into(), launch.slot.to_string()),
         ("TREEFARM_PORT".into(), port.to_string()),
     ];
+    // Before the configured env, so `agent.env` can still override it.
+    if let Some((name, email)) = &opts.git_identity {
+        env.extend(crate::agents::identity_env(name, email));
+    }
     env.extend(opts.agent_env.iter().cloned());
     if !opts.slot_env.is_empty() {
         let cache = opts.cache_dir.clone().unwrap_or_else(|| {
@@ -687,6 +725,21 @@ fn copy_recursively(from: &Path, to: &Path) -> std::io::Result<()> {
     } else {
         std::fs::copy(from, to).map(|_| ())
     }
+}
+
+/// True when the branch still points at `start` and the worktree holds no
+/// change (besides what setup placed): the agent did nothing. False when
+/// that cannot be read (committing and auditing will then say why).
+fn left_nothing(opts: &RunOptions, spec: &Spec, worktree: &Path, start: &str) -> bool {
+    let unchanged = || -> Result<bool, crate::git::GitError> {
+        let repo = Repo::discover(&opts.repo_root)?;
+        let tip = repo.branch_tip(&spec.branch())?;
+        if tip != Some(repo.resolve(start)?) {
+            return Ok(false);
+        }
+        Ok(!Repo::is_dirty_except(worktree, &opts.setup_placed())?)
+    };
+    unchanged().unwrap_or(false)
 }
 
 /// Commits leftovers (or refuses them with `commit: off`), then reads what the

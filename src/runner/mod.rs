@@ -15,6 +15,7 @@ pub mod instance;
 pub mod options;
 pub mod ports;
 pub mod process;
+pub mod shared_git;
 pub mod slots;
 pub mod status_file;
 

@@ -66,6 +66,14 @@ pub struct RunOptions {
     /// [`crate::isolation::resolve`]); `None`: agents run unconfined.
     #[serde(skip)]
     pub isolation_active: Option<crate::isolation::Active>,
+    /// `(name, email)` every agent commits as (`GIT_AUTHOR_*`,
+    /// `GIT_COMMITTER_*`); none in journals of older versions.
+    #[serde(default)]
+    pub git_identity: Option<(String, String)>,
+    /// `agent.allow_unchanged`: exiting 0 with no commit and no change is a
+    /// success rather than the result `unchanged`.
+    #[serde(default)]
+    pub allow_unchanged: bool,
 }
 
 impl RunOptions {

@@ -9,9 +9,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// The lifecycle of one instance:
-/// `pending → creating → created → running → succeeded | failed | timed_out →
-/// merging → merged | conflicted | refused → pruned`; `skipped` when a
-/// dependency did not merge.
+/// `pending → creating → created → running → succeeded | failed | timed_out |
+/// unchanged → merging → merged | conflicted | refused → pruned`; `skipped`
+/// when a dependency did not merge; `unchanged` when the agent exited 0 but
+/// left no commit and no change (a failure unless `agent.allow_unchanged`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InstanceState {
@@ -29,6 +30,8 @@ pub enum InstanceState {
     Refused,
     Skipped,
     Pruned,
+    /// The agent exited 0 without a commit or a change.
+    Unchanged,
 }
 
 impl InstanceState {
@@ -41,6 +44,7 @@ impl InstanceState {
             self,
             InstanceState::Failed
                 | InstanceState::TimedOut
+                | InstanceState::Unchanged
                 | InstanceState::Merged
                 | InstanceState::Conflicted
                 | InstanceState::Refused
@@ -55,6 +59,7 @@ impl InstanceState {
             self,
             InstanceState::Failed
                 | InstanceState::TimedOut
+                | InstanceState::Unchanged
                 | InstanceState::Conflicted
                 | InstanceState::Refused
                 | InstanceState::Skipped
@@ -77,6 +82,7 @@ impl InstanceState {
             InstanceState::Refused => "refused",
             InstanceState::Skipped => "skipped",
             InstanceState::Pruned => "pruned",
+            InstanceState::Unchanged => "unchanged",
         }
     }
 }

@@ -1,0 +1,517 @@
+#!/usr/bin/env python3
+"""A scripted stand-in for the model APIs the agent CLIs talk to.
+
+Standard library only, loopback only, no network. It serves, on a free port of
+127.0.0.1, the endpoints Claude Code, Codex CLI, Gemini CLI and aider use:
+
+  POST .../v1/messages                 Anthropic Messages (SSE when "stream")
+  POST .../v1/messages/count_tokens    Anthropic token count
+  POST .../responses                   OpenAI Responses (SSE when "stream")
+  POST .../chat/completions            OpenAI Chat Completions (streamed or plain)
+  POST .../models/M:streamGenerateContent?alt=sse   Gemini, streamed
+  POST .../models/M:generateContent    Gemini, plain
+  POST .../models/M:countTokens        Gemini token count
+  GET  .../models                      a model list (any API)
+
+What it answers comes from a script (JSON, --script FILE):
+
+  {"steps": [{"read": "{file}"},
+             {"write": "{file}", "content": "text\\n"},
+             {"shell": "git add {file} && git commit -m '{id}: change'"},
+             {"text": "done"}],
+   "errors": [{"status": 429, "retry_after": 1}, {"status": 500}, {"status": 529}]}
+
+A conversation that carries tools is answered step by step: the answer to a
+request is the step whose index is the number of tool results the request
+already holds, so parallel conversations (one per instance) never share
+state. A request without tools (titles, summaries, commit messages, "who
+speaks next" checks) gets a short text answer. Before any scripted answer,
+the "errors" are served in order, one per main request (429 carries a
+`retry-after` header, 529 is Anthropic's "overloaded").
+
+In steps, {file} is the first declared file of the prompt, {abs} its absolute
+path, {id} the spec id and {worktree} the worktree, all read from the prompt
+treefarm assembled (its "Create or modify only these files" list and
+"You are working in the git worktree `...`, on branch `treefarm/<id>`").
+
+Every request is appended to --record FILE as one JSON line:
+{"method", "path", "headers", "body", "kind"} so tests can assert what reached
+the model. Once the server listens, its port is printed as the first line on
+stdout (and written to --port-file when given).
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LOCK = threading.Lock()
+STATE = {"errors_served": 0, "ids": 0}
+
+
+def next_id(prefix):
+    with LOCK:
+        STATE["ids"] += 1
+        return "%s_%06d" % (prefix, STATE["ids"])
+
+
+def strings(value, out):
+    """Every string inside a decoded JSON value, depth first."""
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            strings(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            strings(v, out)
+    return out
+
+
+def prompt_facts(body):
+    """{file}, {abs}, {id}, {worktree} from the treefarm prompt in a request."""
+    text = "\n".join(strings(body, []))
+    facts = {"file": "", "abs": "", "id": "", "worktree": ""}
+    m = re.search(r"git worktree `([^`]+)`, on branch `treefarm/([^`]+)`", text)
+    if m:
+        facts["worktree"], facts["id"] = m.group(1), m.group(2)
+    m = re.search(r"Create or modify only these files[^\n]*\n((?:[ \t]*- [^\n]+\n?)+)", text)
+    if m:
+        first = m.group(1).strip().splitlines()[0]
+        facts["file"] = first.strip()[2:].strip().strip("`")
+    if facts["worktree"] and facts["file"]:
+        facts["abs"] = facts["worktree"].rstrip("/") + "/" + facts["file"]
+    return facts
+
+
+def fill(template, facts):
+    out = template
+    for key, value in facts.items():
+        out = out.replace("{" + key + "}", value)
+    return out
+
+
+class Script:
+    def __init__(self, path):
+        with open(path) as f:
+            data = json.load(f)
+        self.steps = data.get("steps", [{"text": "done"}])
+        self.errors = data.get("errors", [])
+        self.side_text = data.get("side_text", "ok")
+
+    def take_error(self):
+        with LOCK:
+            i = STATE["errors_served"]
+            if i < len(self.errors):
+                STATE["errors_served"] = i + 1
+                return self.errors[i]
+        return None
+
+    def step(self, index):
+        if index < len(self.steps):
+            return self.steps[index]
+        return {"text": "done"}
+
+
+# --- tool names and arguments per API --------------------------------------
+
+
+def tool_names(tools):
+    names = []
+    for t in tools or []:
+        if not isinstance(t, dict):
+            continue
+        if "name" in t:
+            names.append(t["name"])
+        elif isinstance(t.get("function"), dict):
+            names.append(t["function"].get("name", ""))
+        for decl in t.get("functionDeclarations", []) or t.get("function_declarations", []) or []:
+            names.append(decl.get("name", ""))
+    return names
+
+
+def pick(names, *candidates):
+    for c in candidates:
+        if c in names:
+            return c
+    return None
+
+
+def anthropic_call(step, names, facts):
+    """(tool name, input) for Claude Code's tools."""
+    if "read" in step:
+        return "Read", {"file_path": fill("{abs}", facts) if step["read"] == "{file}" else fill(step["read"], facts)}
+    if "write" in step:
+        path = fill("{abs}", facts) if step["write"] == "{file}" else fill(step["write"], facts)
+        return "Write", {"file_path": path, "content": fill(step.get("content", "written\n"), facts)}
+    if "shell" in step:
+        return "Bash", {"command": fill(step["shell"], facts), "description": "run a command"}
+    return None
+
+
+def shell_script_for(step, facts):
+    """A step as one shell command line (for CLIs whose only tool is a shell)."""
+    if "read" in step:
+        return "cat " + quote(fill(step["read"], facts))
+    if "write" in step:
+        path = fill(step["write"], facts)
+        content = fill(step.get("content", "written\n"), facts)
+        return "mkdir -p \"$(dirname %s)\" && printf '%%s' %s > %s" % (quote(path), quote(content), quote(path))
+    return fill(step["shell"], facts)
+
+
+def quote(s):
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
+def codex_call(step, names, facts):
+    """(name, arguments JSON text) for Codex's tools."""
+    cmd = shell_script_for(step, facts)
+    if "shell_command" in names:
+        return "shell_command", json.dumps({"command": cmd, "workdir": facts["worktree"] or None})
+    if "exec_command" in names:
+        return "exec_command", json.dumps({"cmd": cmd, "workdir": facts["worktree"] or None})
+    return "shell", json.dumps({"command": ["bash", "-lc", cmd], "workdir": facts["worktree"] or None})
+
+
+def gemini_call(step, names, facts):
+    if "read" in step and "read_file" in names:
+        return "read_file", {"absolute_path": fill("{abs}", facts) if step["read"] == "{file}" else fill(step["read"], facts),
+                             "file_path": fill(step["read"], facts)}
+    if "write" in step and "write_file" in names:
+        path = fill("{abs}", facts) if step["write"] == "{file}" else fill(step["write"], facts)
+        return "write_file", {"file_path": path, "content": fill(step.get("content", "written\n"), facts)}
+    return "run_shell_command", {"command": shell_script_for(step, facts), "description": "run a command"}
+
+
+# --- the server -------------------------------------------------------------
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    script = None
+    record = None
+
+    def log_message(self, fmt, *args):  # quiet: the record file says it all
+        pass
+
+    def _record(self, body, kind):
+        entry = {
+            "method": self.command,
+            "path": self.path,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": body,
+            "kind": kind,
+        }
+        with LOCK:
+            with open(self.record, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+    def _body(self):
+        n = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(n) if n else b""
+        if self.headers.get("content-encoding", "") in ("gzip",):
+            import gzip
+            raw = gzip.decompress(raw)
+        elif self.headers.get("content-encoding", "") in ("zstd",):
+            return {"_undecoded": len(raw)}
+        try:
+            return json.loads(raw.decode() or "null")
+        except ValueError:
+            return {"_raw": raw.decode(errors="replace")}
+
+    def _json(self, code, value, headers=None):
+        data = json.dumps(value).encode()
+        self.send_response(code)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _sse_start(self):
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+    def _sse(self, data, event=None):
+        chunk = ""
+        if event:
+            chunk += "event: %s\n" % event
+        chunk += "data: %s\n\n" % (data if isinstance(data, str) else json.dumps(data))
+        self.wfile.write(chunk.encode())
+        self.wfile.flush()
+
+    def _error(self, err, api):
+        status = int(err.get("status", 500))
+        headers = {}
+        if "retry_after" in err:
+            headers["retry-after"] = str(err["retry_after"])
+        if api == "anthropic":
+            etype = {429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
+            body = {"type": "error", "error": {"type": etype, "message": "scripted %d" % status}}
+        elif api == "gemini":
+            body = {"error": {"code": status, "message": "scripted %d" % status,
+                              "status": "RESOURCE_EXHAUSTED" if status == 429 else "INTERNAL"}}
+        else:
+            body = {"error": {"message": "scripted %d" % status, "type": "server_error", "code": None}}
+        self._json(status, body, headers)
+
+    def do_GET(self):
+        self._record(None, "get")
+        if self.path.rstrip("/").endswith("/models") or "/models?" in self.path:
+            self._json(200, {"object": "list", "data": [{"id": "scripted-model", "object": "model",
+                                                         "created": 0, "owned_by": "treefarm"}],
+                             "models": []})
+        else:
+            self._json(404, {"error": {"message": "not scripted: GET " + self.path}})
+
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def do_POST(self):
+        body = self._body()
+        path = self.path.split("?")[0]
+        if path.endswith("/count_tokens"):
+            self._record(body, "count_tokens")
+            return self._json(200, {"input_tokens": 10})
+        if path.endswith(":countTokens"):
+            self._record(body, "count_tokens")
+            return self._json(200, {"totalTokens": 10})
+        if path.endswith("/messages"):
+            return self.anthropic(body)
+        if path.endswith("/responses"):
+            return self.openai_responses(body)
+        if path.endswith("/chat/completions"):
+            return self.chat(body)
+        if ":streamGenerateContent" in path or ":generateContent" in path:
+            return self.gemini(body, ":streamGenerateContent" in path)
+        self._record(body, "other")
+        # Telemetry or anything else: accepted and dropped.
+        self._json(200, {})
+
+    # --- Anthropic Messages ---
+
+    def anthropic(self, body):
+        tools = body.get("tools") if isinstance(body, dict) else None
+        main = bool(tools)
+        self._record(body, "main" if main else "side")
+        if main:
+            err = self.script.take_error()
+            if err:
+                return self._error(err, "anthropic")
+        msgs = body.get("messages", [])
+        done = sum(1 for m in msgs if isinstance(m.get("content"), list)
+                   for c in m["content"] if isinstance(c, dict) and c.get("type") == "tool_result")
+        facts = prompt_facts(body)
+        step = self.script.step(done) if main else {"text": self.script.side_text}
+        call = anthropic_call(step, tool_names(tools), facts) if main else None
+        model = body.get("model", "scripted-model")
+        mid = next_id("msg")
+        usage = {"input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": 0,
+                 "cache_read_input_tokens": 0}
+        if call:
+            block = {"type": "tool_use", "id": next_id("toolu"), "name": call[0], "input": call[1]}
+            stop = "tool_use"
+        else:
+            block = {"type": "text", "text": fill(step.get("text", "done"), facts)}
+            stop = "end_turn"
+        if not body.get("stream"):
+            return self._json(200, {"id": mid, "type": "message", "role": "assistant", "model": model,
+                                    "content": [block], "stop_reason": stop, "stop_sequence": None,
+                                    "usage": usage})
+        self._sse_start()
+        self._sse({"type": "message_start", "message": {
+            "id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": usage}}, "message_start")
+        if call:
+            start = dict(block, input={})
+            self._sse({"type": "content_block_start", "index": 0, "content_block": start}, "content_block_start")
+            self._sse({"type": "content_block_delta", "index": 0,
+                       "delta": {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}},
+                      "content_block_delta")
+        else:
+            self._sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                      "content_block_start")
+            self._sse({"type": "content_block_delta", "index": 0,
+                       "delta": {"type": "text_delta", "text": block["text"]}}, "content_block_delta")
+        self._sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        self._sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                   "usage": {"output_tokens": 5}}, "message_delta")
+        self._sse({"type": "message_stop"}, "message_stop")
+
+    # --- OpenAI Responses ---
+
+    def openai_responses(self, body):
+        tools = body.get("tools") if isinstance(body, dict) else None
+        main = bool(tools)
+        self._record(body, "main" if main else "side")
+        if main:
+            err = self.script.take_error()
+            if err:
+                return self._error(err, "openai")
+        items = body.get("input", []) if isinstance(body.get("input"), list) else []
+        done = sum(1 for it in items if isinstance(it, dict)
+                   and it.get("type") in ("function_call_output", "custom_tool_call_output"))
+        facts = prompt_facts(body)
+        step = self.script.step(done) if main else {"text": self.script.side_text}
+        rid = next_id("resp")
+        model = body.get("model", "scripted-model")
+        if main and "text" not in step:
+            name, args = codex_call(step, tool_names(tools), facts)
+            item = {"type": "function_call", "id": next_id("fc"), "call_id": next_id("call"),
+                    "name": name, "arguments": args, "status": "completed"}
+        else:
+            text = fill(step.get("text", "done"), facts)
+            item = {"type": "message", "id": next_id("msg"), "role": "assistant", "status": "completed",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}]}
+        usage = {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 5,
+                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 15}
+        resp = {"id": rid, "object": "response", "created_at": int(time.time()), "status": "completed",
+                "model": model, "output": [item], "usage": usage}
+        if not body.get("stream"):
+            return self._json(200, resp)
+        self._sse_start()
+        self._sse({"type": "response.created", "response": dict(resp, status="in_progress", output=[])},
+                  "response.created")
+        added = dict(item, status="in_progress")
+        if item["type"] == "message":
+            added["content"] = []
+        elif item["type"] == "function_call":
+            added["arguments"] = ""
+        self._sse({"type": "response.output_item.added", "output_index": 0, "item": added},
+                  "response.output_item.added")
+        if item["type"] == "message":
+            self._sse({"type": "response.output_text.delta", "item_id": item["id"], "output_index": 0,
+                       "content_index": 0, "delta": item["content"][0]["text"]}, "response.output_text.delta")
+        self._sse({"type": "response.output_item.done", "output_index": 0, "item": item},
+                  "response.output_item.done")
+        self._sse({"type": "response.completed", "response": resp}, "response.completed")
+
+    # --- OpenAI Chat Completions (aider, through litellm) ---
+
+    def chat(self, body):
+        msgs = body.get("messages", []) if isinstance(body, dict) else []
+        system = " ".join(strings([m for m in msgs if m.get("role") == "system"], []))
+        side = "commit message" in system.lower() or "summar" in system.lower()
+        facts = prompt_facts(body)
+        main = not side and bool(facts["file"])
+        self._record(body, "main" if main else "side")
+        if main:
+            err = self.script.take_error()
+            if err:
+                return self._error(err, "openai")
+        if main:
+            # aider edits through its reply: the "whole" edit format, a file
+            # name line followed by the file's new content in a fence.
+            step = next((s for s in self.script.steps if "write" in s), {"write": "{file}"})
+            path = fill(step["write"], facts)
+            content = fill(step.get("content", "written\n"), facts)
+            text = "%s\n```\n%s```\n" % (path, content if content.endswith("\n") else content + "\n")
+        else:
+            text = self.script.side_text if not side else "%s: scripted change" % (facts["id"] or "agent")
+        cid = next_id("chatcmpl")
+        model = body.get("model", "scripted-model")
+        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        if not body.get("stream"):
+            return self._json(200, {"id": cid, "object": "chat.completion", "created": int(time.time()),
+                                    "model": model, "choices": [{"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": text}}], "usage": usage})
+        self._sse_start()
+        base = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        self._sse(dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                       "finish_reason": None}]))
+        for i in range(0, len(text), 40):
+            self._sse(dict(base, choices=[{"index": 0, "delta": {"content": text[i:i + 40]},
+                                           "finish_reason": None}]))
+        self._sse(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}], usage=usage))
+        self._sse("[DONE]")
+
+    # --- Gemini ---
+
+    def gemini(self, body, stream):
+        tools = body.get("tools") if isinstance(body, dict) else None
+        main = bool(tools)
+        self._record(body, "main" if main else "side")
+        if main:
+            err = self.script.take_error()
+            if err:
+                return self._error(err, "gemini")
+        contents = body.get("contents", []) if isinstance(body, dict) else []
+        done = sum(1 for c in contents for p in c.get("parts", []) if isinstance(p, dict)
+                   and "functionResponse" in p)
+        facts = prompt_facts(body)
+        if main:
+            step = self.script.step(done)
+        else:
+            cfg = body.get("generationConfig", {}) if isinstance(body, dict) else {}
+            if cfg.get("responseMimeType") == "application/json" or cfg.get("responseJsonSchema") \
+                    or cfg.get("responseSchema"):
+                step = {"text": json.dumps({"next_speaker": "user", "reasoning": "scripted",
+                                            "complexity_reasoning": "scripted", "complexity_score": 1,
+                                            "model_choice": "flash"})}
+            else:
+                step = {"text": self.script.side_text}
+        if main and "text" not in step:
+            name, args = gemini_call(step, tool_names(tools), facts)
+            part = {"functionCall": {"name": name, "args": args, "id": next_id("fc")}}
+        else:
+            part = {"text": fill(step.get("text", "done"), facts)}
+        resp = {"candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP",
+                                "index": 0}],
+                "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15},
+                "modelVersion": "scripted-model", "responseId": next_id("gem")}
+        if not stream:
+            return self._json(200, resp)
+        self._sse_start()
+        self._sse(resp)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client that hung up (a CLI retrying or exiting) is not an error.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
+            return
+        super().handle_error(request, client_address)
+
+
+def main():
+    ap = argparse.ArgumentParser(description="scripted model-API server for treefarm's tests")
+    ap.add_argument("--script", required=True)
+    ap.add_argument("--record", required=True)
+    ap.add_argument("--port-file", help="also write the port here (atomically)")
+    args = ap.parse_args()
+    Handler.script = Script(args.script)
+    Handler.record = args.record
+    open(args.record, "a").close()
+    server = Server(("127.0.0.1", 0), Handler)
+    port = server.server_address[1]
+    if args.port_file:
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(port))
+        os.replace(tmp, args.port_file)
+    # The first line on stdout is the port: a reader waits for it.
+    print(port, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
