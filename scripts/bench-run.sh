@@ -191,7 +191,9 @@ isolation_scenario() {
         id=$(printf '%03d' "$i")
         write_spec "$repo" "$id" "new/$id.txt"
     done
-    printf 'agent:\n  command: "true"\n' >"$repo/treefarm.yaml"
+    # No disk reserve: this measures isolation, not the disk budget check
+    # (which refuses on a nearly full shared disk).
+    printf 'agent:\n  command: "true"\nworktree:\n  reserve: "0%%"\n' >"$repo/treefarm.yaml"
     commit_all "$repo" "isolation bench"
     iso_run() { # MODE OUT
         must_measure "$2" "treefarm run (isolation $1)" \
