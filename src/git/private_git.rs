@@ -179,9 +179,12 @@ pub fn import_private_git(
         )
     })?;
     let refname = format!("refs/heads/{branch}");
-    let tip = private
-        .refname_to_id(&refname)
-        .map_err(|e| GitError::git("resolve private branch", branch, e))?;
+    let Ok(tip) = private.refname_to_id(&refname) else {
+        // The agent deleted its own branch in its private directory: there
+        // is nothing to publish, and the shared branch stays as it was.
+        tracing::warn!(branch, "the isolated agent's private branch is gone; nothing imported");
+        return Ok(None);
+    };
     let current = repo.refname_to_id(&refname).ok();
     let moved = if current == Some(tip) {
         None
