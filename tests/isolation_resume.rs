@@ -238,3 +238,46 @@ fn isolation_config_takes_a_word_or_a_mapping_and_names_bad_keys() {
     let err = Config::parse("treefarm.yaml", b"isolation: jail\n").unwrap_err();
     assert!(err.to_string().contains("jail"), "{err}");
 }
+
+#[test]
+fn a_sparse_worktree_commits_under_isolation_without_losing_the_unmaterialised_files() {
+    if !landlock_available() {
+        eprintln!("skipped: the kernel has no Landlock");
+        return;
+    }
+    let repo = TestRepo::with_files(&[("src/a.txt", "a0\n"), ("other/b.txt", "b0\n")]);
+    let agent = repo.tmp.path().join("agent.sh");
+    std::fs::write(
+        &agent,
+        "set -eu\ncd \"$TREEFARM_WORKTREE\"\nme=\"$TREEFARM_RUN_DIR/instances/001\"\nls > \"$me/ls\"\ngit status --porcelain > \"$me/status\"\necho a1 >> src/a.txt\ngit commit -qam \"001: sparse\"\ngit status --porcelain >> \"$me/status\"\n",
+    )
+    .expect("agent");
+    repo.write(
+        "specs/SPEC-001-work.md",
+        "---\ntitle: Work\nfiles: [src/a.txt]\n---\n# Work\n\nDo it.\n",
+    );
+    repo.write(
+        "treefarm.yaml",
+        &format!(
+            "agent:\n  command: sh {}\nworktree:\n  sparse: auto\n",
+            agent.display()
+        ),
+    );
+    repo.commit_all("initial");
+    let out = repo.tf(&["run", "--isolation", "landlock"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let run = repo.run_state()["run_id"].as_str().expect("id").to_string();
+    let me = repo.runs_dir().join(run).join("instances/001");
+    let ls = std::fs::read_to_string(me.join("ls")).expect("ls");
+    assert!(
+        !ls.contains("other"),
+        "sparse: other/ is not materialised: {ls}"
+    );
+    let status = std::fs::read_to_string(me.join("status")).expect("status");
+    assert_eq!(status, "", "the agent's git sees a clean sparse worktree");
+    assert_eq!(repo.show("roadmap", "src/a.txt"), "a0\na1");
+    assert_eq!(repo.show("roadmap", "other/b.txt"), "b0");
+    assert!(repo
+        .git(&["log", "--format=%s", "roadmap"])
+        .contains("001: sparse"));
+}

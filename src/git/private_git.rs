@@ -182,7 +182,10 @@ pub fn import_private_git(
     let Ok(tip) = private.refname_to_id(&refname) else {
         // The agent deleted its own branch in its private directory: there
         // is nothing to publish, and the shared branch stays as it was.
-        tracing::warn!(branch, "the isolated agent's private branch is gone; nothing imported");
+        tracing::warn!(
+            branch,
+            "the isolated agent's private branch is gone; nothing imported"
+        );
         return Ok(None);
     };
     let current = repo.refname_to_id(&refname).ok();
