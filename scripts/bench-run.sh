@@ -39,7 +39,8 @@
 #             on both sides), over 8 instances x rounds; median and max. Goal:
 #             < 20 ms.
 #
-# `scripts/bench-run.sh big` runs the big-repo scenario instead (below).
+# `scripts/bench-run.sh big` runs the big-repo scenario instead (below);
+# `scripts/bench-run.sh isolation` the cost of Landlock isolation (below).
 #
 # Environment: TREEFARM_BIN (default target/release/treefarm, built if
 # missing), BENCH_ROUNDS (5), BENCH_FILES (3000), BENCH_MB (30), BENCH_KEEP=1
@@ -170,6 +171,86 @@ PY
     printf 'full plant/tar  %sx   (tar is the floor of writing the files)\n' "$(calc "$off_ms / $tar_ms")"
 }
 
+# --- isolation scenario (`scripts/bench-run.sh isolation`) ---------------------
+#
+# The cost of Landlock isolation: the repository of the default scenario
+# (BENCH_FILES files / BENCH_MB MB, 8 specs of one new file each), then
+# `treefarm run --no-merge --instances 8 --agent true` (plant 8 worktrees, run
+# 8 no-op agents, journal, report) with `--isolation landlock` and `--isolation
+# off`, whole process wall time, same rounds, alternating order, one untimed
+# warm-up round. Under landlock each agent also gets its private git
+# directory (created before it starts, imported after it exits).
+#
+# Goal: median(landlock) / median(off) <= 1.05 (wall time). Also printed: the
+# median of the per-round ratios (each round runs both back to back) and the
+# CPU time (user + sys of treefarm and its agents), which a loaded machine
+# moves far less than wall time.
+isolation_scenario() {
+    local rounds=${BENCH_ROUNDS:-5} repo=$BENCH_TMP/iso res=$BENCH_TMP/iso-results n=8 i id
+    mkdir -p "$res"
+    note "treefarm: $TF"
+    make_repo "$repo" "${BENCH_FILES:-3000}" $((${BENCH_MB:-30} * 1024 * 1024))
+    for ((i = 1; i <= n; i++)); do
+        id=$(printf '%03d' "$i")
+        write_spec "$repo" "$id" "new/$id.txt"
+    done
+    # No disk reserve: this measures isolation, not the disk budget check
+    # (which refuses on a nearly full shared disk).
+    printf 'agent:\n  command: "true"\nworktree:\n  reserve: "0%%"\n' >"$repo/treefarm.yaml"
+    commit_all "$repo" "isolation bench"
+    iso_run() { # MODE OUT
+        must_measure "$2" "treefarm run (isolation $1)" python3 -c '
+import resource, subprocess, sys
+rc = subprocess.call(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write("%d\n" % ((ru.ru_utime + ru.ru_stime) * 1e9))
+sys.exit(rc)
+' "$2.cpu" "$TF" -C "$repo" run --no-merge --instances "$n" --agent true --isolation "$1"
+        # Proof that the agents really ran confined: their private git dirs.
+        if [[ $1 = landlock ]] && ! compgen -G "$repo/.git/treefarm/runs/*/instances/001/git/HEAD" >/dev/null; then
+            die "isolation landlock: no private git directory was made (is Landlock available?)"
+        fi
+        reset_treefarm "$repo"
+    }
+    reset_treefarm "$repo"
+    local r
+    for ((r = 0; r <= rounds; r++)); do
+        note "isolation round $r/$rounds ..."
+        if ((r % 2 == 0)); then
+            iso_run off "$res/off.$r"
+            iso_run landlock "$res/landlock.$r"
+        else
+            iso_run landlock "$res/landlock.$r"
+            iso_run off "$res/off.$r"
+        fi
+        ((r == 0)) && continue
+        ns_to_ms "$(measured_field "$res/off.$r" 1)" >>"$res/off_ms"
+        ns_to_ms "$(measured_field "$res/landlock.$r" 1)" >>"$res/landlock_ms"
+        # Same round, back to back: the ratio least moved by load drifting
+        # over the rounds.
+        calc "$(measured_field "$res/landlock.$r" 1) / $(measured_field "$res/off.$r" 1)" >>"$res/paired"
+        ns_to_ms "$(cat "$res/off.$r.cpu")" >>"$res/off_cpu"
+        ns_to_ms "$(cat "$res/landlock.$r.cpu")" >>"$res/landlock_cpu"
+    done
+    local paired off_cpu landlock_cpu
+    read -r paired _ < <(stats <"$res/paired")
+    read -r off_cpu _ < <(stats <"$res/off_cpu")
+    read -r landlock_cpu _ < <(stats <"$res/landlock_cpu")
+    local off_ms landlock_ms off_min off_max ll_min ll_max
+    read -r off_ms off_min off_max _ < <(stats <"$res/off_ms")
+    read -r landlock_ms ll_min ll_max _ < <(stats <"$res/landlock_ms")
+    echo
+    echo "isolation: plant and run $n no-op agents, $(git -C "$repo" ls-files | wc -l) files, $rounds rounds (median, min-max)"
+    hr
+    printf '%-22s %10s ms  (%s-%s)\n' "isolation: off" "$off_ms" "$off_min" "$off_max"
+    printf '%-22s %10s ms  (%s-%s)\n' "isolation: landlock" "$landlock_ms" "$ll_min" "$ll_max"
+    hr
+    printf 'ratio landlock/off  %s   goal <= 1.05: %s\n' "$(calc "$landlock_ms / $off_ms")" "$(goal "$landlock_ms / $off_ms" '<=' 1.05)"
+    printf 'paired ratio        %s   (median of the per-round ratios)\n' "$paired"
+    printf 'cpu (user+sys)      off %s ms, landlock %s ms, ratio %s (less moved by other load than wall time)\n' \
+        "$off_cpu" "$landlock_cpu" "$(calc "$landlock_cpu / $off_cpu")"
+}
+
 ROUNDS=${BENCH_ROUNDS:-5}
 NFILES=${BENCH_FILES:-3000}
 MB=${BENCH_MB:-30}
@@ -178,6 +259,10 @@ N=8
 bench_init
 if [[ ${1:-} = big ]]; then
     big_repo_scenario
+    exit 0
+fi
+if [[ ${1:-} = isolation ]]; then
+    isolation_scenario
     exit 0
 fi
 REPO=$BENCH_TMP/repo

@@ -51,6 +51,9 @@ pub struct Config {
     pub slot_env: BTreeMap<String, String>,
     /// Budgets of a run (`run.max_cost`, `run.max_tokens`).
     pub run: RunConfig,
+    /// Enforced isolation of the agents (`auto`, `landlock`, `off`, or a
+    /// mapping with `mode`, `allow_write`, `ports`).
+    pub isolation: IsolationConfig,
 }
 
 /// `run:` — limits on what one run (with its resumes) may spend.
@@ -169,6 +172,7 @@ impl Default for Config {
             worktree: WorktreeConfig::default(),
             slot_env: BTreeMap::new(),
             run: RunConfig::default(),
+            isolation: IsolationConfig::default(),
         }
     }
 }
@@ -429,6 +433,93 @@ pub enum Strategy {
     Merge,
     Squash,
     Rebase,
+}
+
+/// `isolation:` — what confines each agent (see README, Isolation).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IsolationConfig {
+    pub mode: IsolationMode,
+    /// More paths the agent may write (`~/` is the home folder; relative
+    /// paths are from the repository root).
+    pub allow_write: Vec<String>,
+    /// Confine TCP `bind` to the instance's port block; `None`: on where the
+    /// kernel can (Landlock ABI 4 or later).
+    pub ports: Option<bool>,
+}
+
+/// `isolation.mode` (or `isolation: <mode>`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IsolationMode {
+    /// Landlock where the kernel supports it, else off (said at run start).
+    #[default]
+    Auto,
+    /// Landlock, or refuse to run.
+    Landlock,
+    Off,
+}
+
+impl IsolationMode {
+    /// `auto`, `landlock` or `off` (flags and environment).
+    pub fn parse(v: &str) -> Result<IsolationMode, String> {
+        match v.trim() {
+            "auto" => Ok(IsolationMode::Auto),
+            "landlock" => Ok(IsolationMode::Landlock),
+            "off" => Ok(IsolationMode::Off),
+            other => Err(format!(
+                "unknown isolation `{other}`, expected `auto`, `landlock` or `off`"
+            )),
+        }
+    }
+}
+
+/// The mapping form of `isolation:`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IsolationFields {
+    #[serde(default)]
+    mode: IsolationMode,
+    #[serde(default)]
+    allow_write: Vec<String>,
+    #[serde(default)]
+    ports: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for IsolationConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = IsolationConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "`auto`, `landlock`, `off` or a mapping with `mode`, `allow_write`, `ports`",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<IsolationConfig, E> {
+                Ok(IsolationConfig {
+                    mode: IsolationMode::parse(v).map_err(E::custom)?,
+                    ..IsolationConfig::default()
+                })
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<IsolationConfig, A::Error> {
+                let fields = IsolationFields::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(IsolationConfig {
+                    mode: fields.mode,
+                    allow_write: fields.allow_write,
+                    ports: fields.ports,
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// An error in `treefarm.yaml` or a `TREEFARM_*` variable.
@@ -713,6 +804,7 @@ pub const ENV_VARS: &[&str] = &[
     "TREEFARM_SETUP_COMMAND",
     "TREEFARM_WORKTREE_SPARSE",
     "TREEFARM_WORKTREE_RESERVE",
+    "TREEFARM_ISOLATION",
     "TREEFARM_AGENT_GIT_IDENTITY",
     "TREEFARM_AGENT_ALLOW_UNCHANGED",
     "TREEFARM_MERGE_BATCH",
@@ -1034,6 +1126,7 @@ impl Config {
                 crate::runner::disk::Reserve::parse(v)?;
                 self.worktree.reserve = v.trim().to_string();
             }
+            "TREEFARM_ISOLATION" => self.isolation.mode = IsolationMode::parse(v)?,
             "TREEFARM_AGENT_GIT_IDENTITY" => {
                 self.agent.git_identity = non_empty(v);
                 if let Some(identity) = &self.agent.git_identity {

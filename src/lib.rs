@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod git;
+pub mod isolation;
 pub mod merge;
 pub mod merge_queue;
 pub mod overlap;

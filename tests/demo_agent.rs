@@ -214,6 +214,7 @@ async fn hung_term_ignoring_agent_with_grandchild_times_out_and_dies() {
         timeout: Some(Duration::from_secs(5)),
         idle_timeout: None,
         grace: Duration::from_millis(300),
+        sandbox: None,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (_stop, stop_rx) = watch::channel(Stop::Run);

@@ -48,6 +48,7 @@ impl Sandbox {
             timeout: None,
             idle_timeout: None,
             grace: Duration::from_millis(300),
+            sandbox: None,
         }
     }
 

@@ -48,13 +48,23 @@ tf_begin
 #                  not needed (a worktree is a git repository), so not passed.
 #   --model <name> model override (-m).
 #   -              the prompt is read from stdin (here: the prompt file).
-set -- exec --sandbox "${TREEFARM_CODEX_SANDBOX:-workspace-write}"
-tf_git_dir=$(git rev-parse --absolute-git-dir 2>/dev/null) &&
-    set -- "$@" --add-dir "$tf_git_dir"
-tf_common_dir=$(git rev-parse --git-common-dir 2>/dev/null) &&
-    tf_common_dir=$(cd "$tf_common_dir" 2>/dev/null && pwd -P) &&
-    [ "$tf_common_dir" != "$tf_git_dir" ] &&
-    set -- "$@" --add-dir "$tf_common_dir"
+#   --sandbox danger-full-access
+#                  under treefarm's own isolation (TREEFARM_ISOLATED=1): the
+#                  agent is already confined by Landlock, which also forbids
+#                  the mounts Codex's Linux sandbox needs, so every command
+#                  would fail inside it; its git then works through the
+#                  private GIT_DIR treefarm provides (README, Isolation).
+if [ "${TREEFARM_ISOLATED:-}" = 1 ] && [ -z "${TREEFARM_CODEX_SANDBOX:-}" ]; then
+    set -- exec --sandbox danger-full-access
+else
+    set -- exec --sandbox "${TREEFARM_CODEX_SANDBOX:-workspace-write}"
+    tf_git_dir=$(git rev-parse --absolute-git-dir 2>/dev/null) &&
+        set -- "$@" --add-dir "$tf_git_dir"
+    tf_common_dir=$(git rev-parse --git-common-dir 2>/dev/null) &&
+        tf_common_dir=$(cd "$tf_common_dir" 2>/dev/null && pwd -P) &&
+        [ "$tf_common_dir" != "$tf_git_dir" ] &&
+        set -- "$@" --add-dir "$tf_common_dir"
+fi
 set -- "$@" --json --color never
 # --model and TREEFARM_AGENT_EXTRA_ARGS (common.sh).
 eval "set -- \"\$@\" $(tf_agent_options)"

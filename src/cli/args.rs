@@ -132,6 +132,10 @@ pub enum Command {
         /// JSON Lines events on stdout.
         #[arg(long)]
         json: bool,
+        /// Confine the agents: auto, landlock or off (default: as the run
+        /// was started, or TREEFARM_ISOLATION).
+        #[arg(long, value_name = "MODE", value_parser = crate::config::IsolationMode::parse)]
+        isolation: Option<crate::config::IsolationMode>,
     },
     /// The whole cycle on a throwaway repository with the bundled scripted agent.
     Demo {
@@ -221,4 +225,8 @@ pub struct RunArgs {
     /// JSON Lines events on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Confine the agents: auto (Landlock where the kernel has it), landlock
+    /// (or refuse to run) or off (default: config `isolation`, auto).
+    #[arg(long, value_name = "MODE", value_parser = crate::config::IsolationMode::parse)]
+    pub isolation: Option<crate::config::IsolationMode>,
 }

@@ -86,6 +86,7 @@ pub fn demo(keep: bool, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         keep: false,
         gate: None,
         json: false,
+        isolation: None,
     };
     let code = crate::cli::run::run(Ctx::load(&root, None)?, &args, false)?;
 

@@ -117,9 +117,13 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli.quiet,
             )
         }
-        Command::Resume { run_id, json } => {
+        Command::Resume {
+            run_id,
+            json,
+            isolation,
+        } => {
             let ctx = Ctx::load(&start, cli.config.as_deref())?;
-            run::resume(ctx, run_id.as_deref(), *json, cli.quiet)
+            run::resume(ctx, run_id.as_deref(), *json, cli.quiet, *isolation)
         }
         Command::Prune {
             dry_run,

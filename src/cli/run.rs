@@ -123,6 +123,10 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
     if let Some(g) = &args.gate {
         cfg.merge.gate = g.clone();
     }
+    if let Some(mode) = args.isolation {
+        cfg.isolation.mode = mode;
+    }
+    let isolation_active = isolation(&cfg.isolation, quiet || args.json)?;
     if cfg.instances == 0 {
         return Err(InputError::new("--instances must be at least 1").into());
     }
@@ -259,6 +263,8 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
             std::env::var(k).ok()
         })),
         worktree_include,
+        isolation: cfg.isolation.clone(),
+        isolation_active,
         git_identity: Some(crate::agents::agent_identity(
             cfg.agent.git_identity.as_deref(),
             ctx.repo.configured_identity(),
@@ -501,8 +507,37 @@ fn load_run(
     Ok(Some((dir, record, opts)))
 }
 
-pub fn resume(ctx: Ctx, run_id: Option<&str>, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
-    let Some((dir, record, opts)) = load_run(&ctx, run_id, true)? else {
+/// Decides the run's isolation before anything is created: `landlock`
+/// without kernel support is an input error; `auto` without it says so.
+fn isolation(
+    config: &crate::config::IsolationConfig,
+    quiet: bool,
+) -> anyhow::Result<Option<crate::isolation::Active>> {
+    // A test hook, like TREEFARM_CRASH_AT: behave as on a kernel without
+    // Landlock.
+    let kernel = match std::env::var_os("TREEFARM_TEST_NO_LANDLOCK") {
+        Some(_) => Err("the kernel has no Landlock (TREEFARM_TEST_NO_LANDLOCK)".to_string()),
+        None => crate::isolation::kernel_abi(),
+    };
+    let (active, line) = crate::isolation::resolve(config, kernel)
+        .map_err(|e| InputError::new(e.to_string()).with_hint(e.hint()))?;
+    if let Some(line) = line {
+        tracing::info!("{line}");
+        if !quiet {
+            eprintln!("treefarm: {line}");
+        }
+    }
+    Ok(active)
+}
+
+pub fn resume(
+    ctx: Ctx,
+    run_id: Option<&str>,
+    json: bool,
+    quiet: bool,
+    isolation_flag: Option<crate::config::IsolationMode>,
+) -> anyhow::Result<ExitCode> {
+    let Some((dir, record, mut opts)) = load_run(&ctx, run_id, true)? else {
         // A coordinator killed before its first journal write started
         // nothing, but left its lock: take it over (or be refused by a live
         // coordinator) so the repository is left clean.
@@ -522,6 +557,14 @@ pub fn resume(ctx: Ctx, run_id: Option<&str>, json: bool, quiet: bool) -> anyhow
         );
         return Ok(ExitCode::Success);
     }
+    // Flag, then TREEFARM_ISOLATION, then what the run was started with.
+    if let Some(mode) = isolation_flag {
+        opts.isolation.mode = mode;
+    } else if let Ok(v) = std::env::var("TREEFARM_ISOLATION") {
+        opts.isolation.mode = crate::config::IsolationMode::parse(&v)
+            .map_err(|e| InputError::new(format!("TREEFARM_ISOLATION: {e}")))?;
+    }
+    opts.isolation_active = isolation(&opts.isolation, quiet || json)?;
     let state = StateDir::new(ctx.repo.common_dir());
     let _lock = lock(&state, &record.run_id)?;
     eprintln!("treefarm: resuming run {}", record.run_id);

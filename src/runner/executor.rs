@@ -48,6 +48,8 @@ pub struct AgentJob {
     pub idle_timeout: Option<Duration>,
     /// Time between SIGTERM and SIGKILL to the agent's process group.
     pub grace: Duration,
+    /// Landlock confinement of the agent and all it starts; `None`: none.
+    pub sandbox: Option<crate::isolation::Sandbox>,
 }
 
 /// What an executor reports while the agent runs.
@@ -152,6 +154,8 @@ pub enum SpawnError {
         #[source]
         source: io::Error,
     },
+    #[error("failed to confine the agent with Landlock")]
+    Sandbox(#[from] crate::isolation::SandboxError),
     #[error("failed to start the agent in `{cwd}`")]
     Spawn {
         cwd: PathBuf,
@@ -243,6 +247,14 @@ pub fn agent_command(job: &AgentJob) -> Result<std::process::Command, SpawnError
         .stdout(stdout)
         .stderr(stderr)
         .process_group(0);
+    if let Some(sandbox) = &job.sandbox {
+        let ruleset = sandbox.ruleset()?;
+        // SAFETY: the closure only makes two async-signal-safe system calls
+        // on a descriptor opened before the fork (see `isolation::sandbox`).
+        unsafe {
+            cmd.pre_exec(move || crate::isolation::Sandbox::restrict_in_child(&ruleset));
+        }
+    }
     Ok(cmd)
 }
 

@@ -136,6 +136,13 @@ pub async fn run_instance(
             return;
         }
     };
+    let git_dir = private_git_dir(&dir, &id);
+    if launch.reattach.is_none() && launch.exited.is_none() && launch.ended.is_none() {
+        if let Err(reason) = private_git(&opts, &worktree, &spec.branch(), &git_dir) {
+            send(InstanceMsg::Done(Verdict::failed_early(reason)));
+            return;
+        }
+    }
 
     if launch.setup
         && launch.reattach.is_none()
@@ -266,7 +273,8 @@ pub async fn run_instance(
             let spec2 = spec.clone();
             let start = launch.start_commit.clone();
             let wt = worktree.clone();
-            match tokio::task::spawn_blocking(move || collect_work(&opts2, &spec2, &wt, &start))
+            let gd = git_dir.clone();
+            match tokio::task::spawn_blocking(move || collect(&opts2, &spec2, &wt, &start, &gd))
                 .await
             {
                 Ok(Ok(work)) => judge(&opts, work),
@@ -286,7 +294,10 @@ pub async fn run_instance(
         }
         Some(AgentEnd::Stopped) => Verdict::Stopped,
         Some(end) => {
-            let (state, reason, code) = describe_failure(&end, &opts);
+            let (state, mut reason, code) = describe_failure(&end, &opts);
+            if let Some(denied) = denials(&job) {
+                reason = format!("{reason}; {denied}");
+            }
             // Keep what the agent did: commit leftovers on its branch so a
             // failed instance's partial work is never lost to a later prune.
             let work = if opts.commit == CommitMode::Auto {
@@ -294,7 +305,8 @@ pub async fn run_instance(
                 let spec2 = spec.clone();
                 let start = launch.start_commit.clone();
                 let wt = worktree.clone();
-                tokio::task::spawn_blocking(move || collect_work(&opts2, &spec2, &wt, &start))
+                let gd = git_dir.clone();
+                tokio::task::spawn_blocking(move || collect(&opts2, &spec2, &wt, &start, &gd))
                     .await
                     .ok()
                     .and_then(Result::ok)
@@ -310,7 +322,62 @@ pub async fn run_instance(
         }
         None => Verdict::Stopped,
     };
+    if matches!(verdict, Verdict::Succeeded(_)) {
+        if let Some(denied) = denials(&job) {
+            note(&job, &denied);
+        }
+    }
     send(InstanceMsg::Done(verdict));
+}
+
+/// `<instance dir>/git`: the agent's private git directory under isolation.
+fn private_git_dir(dir: &RunDir, id: &str) -> std::path::PathBuf {
+    dir.instance_dir(id).join("git")
+}
+
+/// Before a fresh agent start: under isolation, the private git directory
+/// the agent's git works in (publishing what an earlier attempt left there);
+/// without, only that publishing, so nothing committed under isolation is
+/// lost when a run is resumed with `--isolation off`.
+fn private_git(
+    opts: &RunOptions,
+    worktree: &Path,
+    branch: &str,
+    git_dir: &Path,
+) -> Result<(), String> {
+    let result = if opts.isolation_active.is_some() {
+        crate::git::prepare_private_git(worktree, branch, git_dir)
+    } else {
+        crate::git::import_private_git(worktree, branch, git_dir).map(|_| ())
+    };
+    result.map_err(|e| format!("isolation: {}", crate::error::chain(&e)))
+}
+
+/// Publishes the private git directory's branch, then [`collect_work`].
+fn collect(
+    opts: &RunOptions,
+    spec: &Spec,
+    worktree: &Path,
+    start: &str,
+    git_dir: &Path,
+) -> Result<Work, String> {
+    crate::git::import_private_git(worktree, &spec.branch(), git_dir).map_err(|e| {
+        format!(
+            "failed to import the commits of the isolated agent: {}",
+            crate::error::chain(&e)
+        )
+    })?;
+    collect_work(opts, spec, worktree, start)
+}
+
+/// What isolation denied the agent, read from its log (sandboxed jobs only).
+fn denials(job: &AgentJob) -> Option<String> {
+    let sandbox = job.sandbox.as_ref()?;
+    let log = std::fs::read(&job.log_path).ok()?;
+    // The tail is where an agent that gave up says why.
+    let tail = &log[log.len().saturating_sub(1 << 20)..];
+    let paths = crate::isolation::denied_writes(&String::from_utf8_lossy(tail), &sandbox.policy);
+    crate::isolation::denial_summary(&paths)
 }
 
 /// The instance's port block: its slot's own when free, else a spare one
@@ -519,6 +586,10 @@ fn agent_job(
             &opts.repo_root,
         ));
     }
+    let sandbox = match opts.isolation_active {
+        Some(active) => Some(isolate(opts, dir, spec, worktree, port, active, &mut env)?),
+        None => None,
+    };
     if files_fit_in_env(&files_list, &env) {
         env.push(("TREEFARM_FILES".into(), files_list));
     }
@@ -532,6 +603,57 @@ fn agent_job(
         timeout: opts.timeout(),
         idle_timeout: opts.idle_timeout(),
         grace: std::time::Duration::from_millis(opts.grace_ms),
+        sandbox,
+    })
+}
+
+/// The Landlock policy of one agent, and the environment that goes with it:
+/// a private `TMPDIR`, the private git directory, `IS_SANDBOX=1`.
+fn isolate(
+    opts: &RunOptions,
+    dir: &RunDir,
+    spec: &Spec,
+    worktree: &Path,
+    port: u32,
+    active: crate::isolation::Active,
+    env: &mut Vec<(String, String)>,
+) -> Result<crate::isolation::Sandbox, String> {
+    let instance_dir = dir.instance_dir(&spec.id);
+    let tmp = instance_dir.join("tmp");
+    std::fs::create_dir_all(&tmp)
+        .map_err(|e| format!("isolation: cannot create `{}`: {e}", tmp.display()))?;
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let extra = if opts.slot_env.is_empty() {
+        Vec::new()
+    } else {
+        opts.cache_dir.iter().cloned().collect()
+    };
+    let policy = crate::isolation::Policy::new(&crate::isolation::PolicyInputs {
+        worktree,
+        instance_dir: &instance_dir,
+        home: home.as_deref(),
+        repo_root: &opts.repo_root,
+        allow_write: &opts.isolation.allow_write,
+        extra,
+        ports: active.ports.then_some((port, u32::from(opts.port_stride))),
+    });
+    let git_dir = private_git_dir(dir, &spec.id);
+    // Ahead of `agent.env`, so a configured value wins.
+    let ours = [
+        ("TMPDIR", tmp.display().to_string()),
+        ("GIT_DIR", git_dir.display().to_string()),
+        ("GIT_WORK_TREE", worktree.display().to_string()),
+        ("IS_SANDBOX", "1".to_string()),
+        ("TREEFARM_ISOLATED", "1".to_string()),
+    ];
+    let at = env
+        .iter()
+        .position(|(k, _)| k == "TREEFARM_PORT")
+        .map_or(env.len(), |i| i + 1);
+    env.splice(at..at, ours.into_iter().map(|(k, v)| (k.to_string(), v)));
+    Ok(crate::isolation::Sandbox {
+        abi: active.abi,
+        policy,
     })
 }
 

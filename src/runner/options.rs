@@ -58,6 +58,14 @@ pub struct RunOptions {
     /// paths of gitignored files in the main worktree).
     #[serde(default)]
     pub worktree_include: Vec<PathBuf>,
+    /// `isolation` as configured (the journal keeps the request; whether
+    /// Landlock is available is decided again by each coordinator).
+    #[serde(default)]
+    pub isolation: crate::config::IsolationConfig,
+    /// The isolation this coordinator enforces (see
+    /// [`crate::isolation::resolve`]); `None`: agents run unconfined.
+    #[serde(skip)]
+    pub isolation_active: Option<crate::isolation::Active>,
     /// `(name, email)` every agent commits as (`GIT_AUTHOR_*`,
     /// `GIT_COMMITTER_*`); none in journals of older versions.
     #[serde(default)]

@@ -23,7 +23,11 @@ pub fn isolated_env(cmd: &mut Command, home: &Path) {
         .env("GIT_COMMITTER_EMAIL", "committer@example.com")
         .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
         .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        // The fakes record what they saw in the test's temp dir, outside
+        // their worktrees: unconfined unless a test asks for isolation
+        // (`--isolation`, which beats this; see tests/isolation_escape.rs).
+        .env("TREEFARM_ISOLATION", "off");
 }
 
 /// A throwaway repository: `root` is the main worktree, inside a temp dir that
