@@ -10,8 +10,10 @@ use crate::cli::commands::select;
 use crate::cli::context::{git_err, Ctx};
 use crate::error::{ExitCode, InputError};
 use crate::report::{HumanReporter, JsonLinesReporter, Reporter, Reporters};
-use crate::runner::dispatch::{now_ms, Dispatcher, Mode};
+use crate::runner::dispatch::Dispatcher;
+use crate::runner::messages::Mode;
 use crate::runner::options::{branch_for, RunOptions};
+use crate::state::now_ms;
 use crate::state::{InstanceRecord, InstanceState, Lock, LockError, RunRecord, RunState, StateDir};
 
 fn reporters(json: bool, quiet: bool) -> Reporters {

@@ -3,7 +3,7 @@
 //! channel, journals every transition before acting on it, merges one branch
 //! at a time, prunes, and handles Ctrl-C (graceful, then kill).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,58 +16,26 @@ use crate::merge::{self, Gate, MergeRequest, MergeResult};
 use crate::report::{ConflictSummary, Event, Reporter, Summary};
 use crate::runner::executor::{AgentEnd, AgentEvent, Stop};
 use crate::runner::instance::{run_instance, InstanceMsg, Launch, Verdict, Work};
+use crate::runner::machine::RunMachine;
+use crate::runner::messages::{LaneMsg as Msg, Mode};
 use crate::runner::options::RunOptions;
 use crate::schedule::{Node, Restored, Scheduler};
-use crate::state::{crash_point, InstanceRecord, InstanceState, RunDir, RunRecord, RunState};
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// What the dispatcher is asked to do with the run's instances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Plant, run, merge (unless `no_merge`), prune: `run` and `resume`.
-    Run,
-    /// Only merge what succeeded (and retry what conflicted or was refused):
-    /// `treefarm merge`.
-    MergeOnly,
-}
-
-enum Msg {
-    Planted(Vec<(Launch, Result<(), String>)>),
-    MergePrepared {
-        id: String,
-        new: String,
-        /// The branch tip being merged: the journal's `tip`, by which `prune`
-        /// recognises squash and rebase merges (the user may have committed
-        /// to the branch since the agent ran).
-        tip: Option<String>,
-        ack: oneshot::Sender<()>,
-    },
-    Merged(String, Result<MergeResult, String>),
-    Pruned(String, Result<(), String>),
-}
+use crate::state::{
+    crash_point, now_ms, InstanceRecord, InstanceState, RunDir, RunRecord, RunState,
+};
 
 pub struct Dispatcher<'r> {
     opts: Arc<RunOptions>,
     dir: Arc<RunDir>,
-    record: RunRecord,
+    /// The run's record, scheduler, slots and queues.
+    m: RunMachine,
     reporter: &'r mut dyn Reporter,
     mode: Mode,
-    sched: Scheduler,
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
     inst_tx: mpsc::UnboundedSender<(String, InstanceMsg)>,
     inst_rx: mpsc::UnboundedReceiver<(String, InstanceMsg)>,
     stop_tx: watch::Sender<Stop>,
-    free_slots: BTreeSet<usize>,
-    merge_queue: BTreeSet<(i64, usize, String)>,
-    merging: Option<String>,
     agents_in_flight: usize,
     other_in_flight: usize,
     stopping: bool,
@@ -79,9 +47,6 @@ pub struct Dispatcher<'r> {
     unjournalled: Vec<serde_json::Value>,
     /// An agent start is among the unjournalled changes (crash point).
     start_unjournalled: bool,
-    /// Merged instances waiting for their worktree and branch removal.
-    prune_queue: std::collections::VecDeque<String>,
-    pruning: bool,
     works: HashMap<String, Work>,
 }
 
@@ -98,22 +63,22 @@ impl<'r> Dispatcher<'r> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (inst_tx, inst_rx) = mpsc::unbounded_channel();
         let (stop_tx, _) = watch::channel(Stop::Run);
-        let free_slots = (0..opts.instances).collect();
+        let ranks = opts
+            .specs
+            .iter()
+            .map(|s| (s.id.clone(), (s.priority, s.order)))
+            .collect();
         Dispatcher {
-            opts,
+            opts: opts.clone(),
             dir,
-            record,
+            m: RunMachine::new(record, sched, opts.instances, ranks),
             reporter,
             mode,
-            sched,
             tx,
             rx,
             inst_tx,
             inst_rx,
             stop_tx,
-            free_slots,
-            merge_queue: BTreeSet::new(),
-            merging: None,
             agents_in_flight: 0,
             other_in_flight: 0,
             stopping: false,
@@ -122,14 +87,13 @@ impl<'r> Dispatcher<'r> {
             dirty: false,
             unjournalled: Vec::new(),
             start_unjournalled: false,
-            prune_queue: std::collections::VecDeque::new(),
-            pruning: false,
             works: HashMap::new(),
         }
     }
 
     fn inst(&mut self, id: &str) -> &mut InstanceRecord {
-        self.record
+        self.m
+            .record
             .instance_mut(id)
             .expect("every scheduled id has an instance record")
     }
@@ -154,7 +118,7 @@ impl<'r> Dispatcher<'r> {
         }
         if self.dirty || self.progress_dirty {
             self.dir
-                .write_state(&self.record)
+                .write_state(&self.m.record)
                 .context("failed to journal the run state")?;
             self.dirty = false;
             self.progress_dirty = false;
@@ -176,21 +140,18 @@ impl<'r> Dispatcher<'r> {
         Ok(())
     }
 
-    fn set_state(&mut self, id: &str, state: InstanceState) {
-        let now = now_ms();
-        let inst = self.inst(id);
-        inst.state = state;
-        if state.is_terminal() || state == InstanceState::Succeeded {
-            inst.ended_at_ms.get_or_insert(now);
-        }
+    /// Moves an instance along its lifecycle (checked by the machine).
+    fn set_state(&mut self, id: &str, state: InstanceState) -> anyhow::Result<()> {
+        self.m.advance(id, state, now_ms())?;
+        Ok(())
     }
 
     /// Runs the run to its end (or to an interruption) and returns the final
     /// record and summary.
     pub async fn drive(mut self) -> anyhow::Result<(RunRecord, Summary)> {
-        self.record.state = RunState::Running;
-        self.record.coordinator_pid = std::process::id();
-        self.record.coordinator_start = crate::procfs::start_time(std::process::id());
+        self.m.record.state = RunState::Running;
+        self.m.record.coordinator_pid = std::process::id();
+        self.m.record.coordinator_start = crate::procfs::start_time(std::process::id());
         self.save()?;
         self.flush()?;
         self.reconcile().await?;
@@ -223,7 +184,7 @@ impl<'r> Dispatcher<'r> {
                 _ = sigint.recv() => self.on_signal("interrupt")?,
                 _ = sigterm.recv() => self.on_signal("terminate")?,
                 _ = sighup.recv() => self.on_signal("hangup")?,
-                _ = tick.tick() => self.reporter.refresh(&self.record, now_ms()),
+                _ = tick.tick() => self.reporter.refresh(&self.m.record, now_ms()),
             }
             // Whatever else has arrived meanwhile joins this turn's journal
             // write, so a burst of agent events costs one fsync, not one each.
@@ -249,10 +210,8 @@ impl<'r> Dispatcher<'r> {
         }
         self.agents_in_flight == 0
             && self.other_in_flight == 0
-            && self.merging.is_none()
-            && self.merge_queue.is_empty()
-            && self.prune_queue.is_empty()
-            && (self.mode == Mode::MergeOnly || self.sched.is_finished())
+            && self.m.lane_idle()
+            && (self.mode == Mode::MergeOnly || self.m.sched.is_finished())
     }
 
     fn on_signal(&mut self, name: &str) -> anyhow::Result<()> {
@@ -274,7 +233,7 @@ impl<'r> Dispatcher<'r> {
     /// control (resume, merge): the journal plus git say where each stands.
     async fn reconcile(&mut self) -> anyhow::Result<()> {
         self.clear_stale_git_locks()?;
-        let instances = self.record.instances.clone();
+        let instances = self.m.record.instances.clone();
         let mut replant = Vec::new();
         for inst in &instances {
             let id = inst.id.clone();
@@ -291,30 +250,28 @@ impl<'r> Dispatcher<'r> {
                 InstanceState::Skipped
                 | InstanceState::Failed
                 | InstanceState::TimedOut
-                | InstanceState::Unchanged => {
-                    self.sched.restore(&id, Restored::Settled { merged: false })
-                }
+                | InstanceState::Unchanged => self
+                    .m
+                    .sched
+                    .restore(&id, Restored::Settled { merged: false }),
                 InstanceState::Conflicted | InstanceState::Refused => {
                     if self.mode == Mode::MergeOnly {
-                        self.sched.restore(&id, Restored::AwaitingSettle);
+                        self.m.sched.restore(&id, Restored::AwaitingSettle);
                         self.requeue_after_fix(&id).await?;
                     } else {
-                        self.sched.restore(&id, Restored::Settled { merged: false });
+                        self.m
+                            .sched
+                            .restore(&id, Restored::Settled { merged: false });
                     }
                 }
                 InstanceState::Creating | InstanceState::Created | InstanceState::Running => {
                     if self.mode == Mode::MergeOnly {
                         // Still someone else's business; leave it alone.
-                        self.sched.restore(&id, Restored::Running);
+                        self.m.sched.restore(&id, Restored::Running);
                         continue;
                     }
-                    self.sched.restore(&id, Restored::Running);
-                    let slot = inst
-                        .slot
-                        .filter(|s| self.free_slots.contains(s))
-                        .or_else(|| self.free_slots.iter().next().copied())
-                        .unwrap_or(0);
-                    self.free_slots.remove(&slot);
+                    self.m.sched.restore(&id, Restored::Running);
+                    let slot = self.m.claim_slot(inst.slot);
                     let mut interrupted = inst.reason.as_deref() == Some(INTERRUPTED);
                     let mut start_commit = inst.start_commit.clone().unwrap_or_default();
                     if inst.state == InstanceState::Creating {
@@ -427,31 +384,36 @@ impl<'r> Dispatcher<'r> {
                 }
                 InstanceState::Succeeded => {
                     if self.opts.no_merge && self.mode == Mode::Run {
-                        self.sched.restore(&id, Restored::Settled { merged: true });
+                        self.m
+                            .sched
+                            .restore(&id, Restored::Settled { merged: true });
                     } else {
-                        self.sched.restore(&id, Restored::AwaitingSettle);
+                        self.m.sched.restore(&id, Restored::AwaitingSettle);
                         self.enqueue_merge(&id);
                     }
                 }
                 InstanceState::Merging => {
-                    self.sched.restore(&id, Restored::AwaitingSettle);
+                    self.m.sched.restore(&id, Restored::AwaitingSettle);
                     if self.merge_landed(inst)? {
                         let commit = inst.merged_commit.clone().unwrap_or_default();
                         self.on_merged(&id, commit)?;
                     } else {
-                        self.inst(&id).state = InstanceState::Succeeded;
+                        self.set_state(&id, InstanceState::Succeeded)?;
                         self.enqueue_merge(&id);
                     }
                 }
                 InstanceState::Merged => {
-                    self.sched.restore(&id, Restored::Settled { merged: true });
+                    self.m
+                        .sched
+                        .restore(&id, Restored::Settled { merged: true });
                     if !self.opts.keep {
                         self.start_prune(&id);
                     }
                 }
-                InstanceState::Pruned => {
-                    self.sched.restore(&id, Restored::Settled { merged: true })
-                }
+                InstanceState::Pruned => self
+                    .m
+                    .sched
+                    .restore(&id, Restored::Settled { merged: true }),
             }
         }
         self.take_skipped()?;
@@ -485,8 +447,8 @@ impl<'r> Dispatcher<'r> {
                 format!("failed to commit manual fixes in `{}`", worktree.display())
             })?;
         }
+        self.set_state(id, InstanceState::Succeeded)?;
         let inst = self.inst(id);
-        inst.state = InstanceState::Succeeded;
         inst.conflict_paths.clear();
         inst.reason = None;
         inst.ended_at_ms = None;
@@ -501,6 +463,7 @@ impl<'r> Dispatcher<'r> {
     /// process holds open is someone's update in progress and is left alone.
     fn clear_stale_git_locks(&self) -> anyhow::Result<()> {
         if self
+            .m
             .record
             .instances
             .iter()
@@ -517,7 +480,7 @@ impl<'r> Dispatcher<'r> {
                 .join(format!("{}.lock", self.opts.target)),
             common.join("packed-refs.lock"),
         ];
-        for inst in &self.record.instances {
+        for inst in &self.m.record.instances {
             let branch = crate::runner::options::branch_for(&inst.id);
             candidates.push(common.join("refs/heads").join(format!("{branch}.lock")));
             if inst.agent_alive() {
@@ -552,7 +515,7 @@ impl<'r> Dispatcher<'r> {
     /// of an interrupted termination passes (else after `agent.kill_grace`).
     async fn end_orphans(&self, inst: &InstanceRecord, keep: Option<u32>) {
         let groups: Vec<u32> = crate::procfs::groups_with_env(&[
-            ("TREEFARM_RUN_ID", &self.record.run_id),
+            ("TREEFARM_RUN_ID", &self.m.record.run_id),
             ("TREEFARM_SPEC_ID", &inst.id),
         ])
         .into_iter()
@@ -590,7 +553,7 @@ impl<'r> Dispatcher<'r> {
             }
         }
         crate::procfs::group_leaders_with_env(&[
-            ("TREEFARM_RUN_ID", &self.record.run_id),
+            ("TREEFARM_RUN_ID", &self.m.record.run_id),
             ("TREEFARM_SPEC_ID", &inst.id),
         ])
         .pop()
@@ -662,8 +625,8 @@ impl<'r> Dispatcher<'r> {
     }
 
     fn take_skipped(&mut self) -> anyhow::Result<()> {
-        for (id, reason) in self.sched.take_skipped() {
-            self.set_state(&id, InstanceState::Skipped);
+        for (id, reason) in self.m.sched.take_skipped() {
+            self.set_state(&id, InstanceState::Skipped)?;
             self.inst(&id).reason = Some(reason.clone());
             self.save()?;
             self.emit(Event::Skipped { id, reason })?;
@@ -675,19 +638,18 @@ impl<'r> Dispatcher<'r> {
         if self.mode == Mode::MergeOnly {
             return Ok(());
         }
-        let ready = self.sched.start_ready();
+        let ready = self.m.sched.start_ready();
         if ready.is_empty() {
             return Ok(());
         }
         let mut launches = Vec::new();
         for id in ready {
             let slot = self
-                .free_slots
-                .pop_first()
+                .m
+                .take_slot()
                 .expect("the scheduler never starts more than the free slots");
-            let inst = self.inst(&id);
-            inst.state = InstanceState::Creating;
-            inst.slot = Some(slot);
+            self.set_state(&id, InstanceState::Creating)?;
+            self.inst(&id).slot = Some(slot);
             launches.push(Launch {
                 id,
                 slot,
@@ -741,12 +703,11 @@ impl<'r> Dispatcher<'r> {
                         Ok(()) => {
                             let worktree = self.opts.worktree_for(&id).display().to_string();
                             let branch = crate::runner::options::branch_for(&id);
-                            let inst = self.inst(&id);
-                            let fresh = inst.state == InstanceState::Creating;
-                            if inst.state == InstanceState::Creating {
-                                inst.state = InstanceState::Created;
+                            let fresh = self.inst(&id).state == InstanceState::Creating;
+                            if fresh {
+                                self.set_state(&id, InstanceState::Created)?;
                             }
-                            inst.start_commit = Some(launch.start_commit.clone());
+                            self.inst(&id).start_commit = Some(launch.start_commit.clone());
                             self.save()?;
                             if fresh {
                                 self.emit(Event::Planted {
@@ -777,8 +738,8 @@ impl<'r> Dispatcher<'r> {
                 }
             }
             Msg::MergePrepared { id, new, tip, ack } => {
+                self.set_state(&id, InstanceState::Merging)?;
                 let inst = self.inst(&id);
-                inst.state = InstanceState::Merging;
                 if tip.is_some() {
                     inst.tip = tip;
                 }
@@ -790,7 +751,7 @@ impl<'r> Dispatcher<'r> {
             }
             Msg::Merged(id, result) => {
                 self.other_in_flight -= 1;
-                self.merging = None;
+                self.m.merging = None;
                 match result {
                     Ok(MergeResult::Merged { commit }) | Ok(MergeResult::UpToDate { commit }) => {
                         self.on_merged(&id, commit)?
@@ -800,14 +761,14 @@ impl<'r> Dispatcher<'r> {
                         inst.conflict_paths = paths.clone();
                         inst.merged_commit = None;
                         inst.reason = Some(format!("conflicts in {}", paths.join(", ")));
-                        self.set_state(&id, InstanceState::Conflicted);
+                        self.set_state(&id, InstanceState::Conflicted)?;
                         self.save()?;
                         self.emit(Event::Conflicted {
                             id: id.clone(),
                             paths,
                         })?;
                         self.keep(&id, "merge conflict")?;
-                        self.sched.settled(&id, false);
+                        self.m.sched.settled(&id, false);
                         self.take_skipped()?;
                     }
                     Ok(MergeResult::Refused { reason, log }) => self.refuse(&id, reason, log)?,
@@ -816,10 +777,10 @@ impl<'r> Dispatcher<'r> {
             }
             Msg::Pruned(id, result) => {
                 self.other_in_flight -= 1;
-                self.pruning = false;
+                self.m.pruning = false;
                 match result {
                     Ok(()) => {
-                        self.set_state(&id, InstanceState::Pruned);
+                        self.set_state(&id, InstanceState::Pruned)?;
                         self.save()?;
                         self.emit(Event::Pruned { id })?;
                     }
@@ -837,7 +798,7 @@ impl<'r> Dispatcher<'r> {
         let inst = self.inst(id);
         inst.reason = Some(reason.clone());
         inst.merged_commit = None;
-        self.set_state(id, InstanceState::Refused);
+        self.set_state(id, InstanceState::Refused)?;
         self.save()?;
         self.emit(Event::Refused {
             id: id.to_string(),
@@ -845,7 +806,7 @@ impl<'r> Dispatcher<'r> {
             log,
         })?;
         self.keep(id, "merge refused")?;
-        self.sched.settled(id, false);
+        self.m.sched.settled(id, false);
         self.take_skipped()
     }
 
@@ -863,14 +824,14 @@ impl<'r> Dispatcher<'r> {
     fn on_merged(&mut self, id: &str, commit: String) -> anyhow::Result<()> {
         let inst = self.inst(id);
         inst.merged_commit = Some(commit.clone());
-        self.set_state(id, InstanceState::Merged);
+        self.set_state(id, InstanceState::Merged)?;
         self.save()?;
         self.emit(Event::Merged {
             id: id.to_string(),
             commit,
             strategy: format!("{:?}", self.opts.strategy).to_lowercase(),
         })?;
-        self.sched.settled(id, true);
+        self.m.sched.settled(id, true);
         if !self.opts.keep {
             self.start_prune(id);
         }
@@ -878,22 +839,18 @@ impl<'r> Dispatcher<'r> {
     }
 
     fn start_prune(&mut self, id: &str) {
-        self.prune_queue.push_back(id.to_string());
+        self.m.enqueue_prune(id);
     }
 
     /// Merges and prunes share one lane: removing a worktree rewrites git's
     /// worktree admin files, which a merge (checking for checkouts of the
     /// target) and a branch deletion read.
     fn start_next_prune(&mut self) -> anyhow::Result<()> {
-        if self.merging.is_some() || self.pruning {
-            return Ok(());
-        }
-        let Some(id) = self.prune_queue.pop_front() else {
+        let Some(id) = self.m.next_prune() else {
             return Ok(());
         };
         // `merged` is durable before its worktree goes.
         self.flush()?;
-        self.pruning = true;
         self.other_in_flight += 1;
         let opts = self.opts.clone();
         let tx = self.tx.clone();
@@ -905,16 +862,14 @@ impl<'r> Dispatcher<'r> {
     }
 
     fn release_slot(&mut self, id: &str) {
-        if let Some(slot) = self.inst(id).slot {
-            self.free_slots.insert(slot);
-        }
+        self.m.release_slot(id);
     }
 
     fn launch(&mut self, launch: Launch) {
         self.agents_in_flight += 1;
         let opts = self.opts.clone();
         let dir = self.dir.clone();
-        let run_id = self.record.run_id.clone();
+        let run_id = self.m.record.run_id.clone();
         let tx = self.inst_tx.clone();
         let stop = self.stop_tx.subscribe();
         tokio::spawn(run_instance(opts, dir, run_id, launch, tx, stop));
@@ -943,8 +898,8 @@ impl<'r> Dispatcher<'r> {
             InstanceMsg::Agent(AgentEvent::Started { pid, start_time }) => {
                 let now = now_ms();
                 let timeout_ms = self.opts.timeout_ms;
+                self.set_state(&id, InstanceState::Running)?;
                 let inst = self.inst(&id);
-                inst.state = InstanceState::Running;
                 inst.pid = Some(pid);
                 inst.pid_start = Some(start_time);
                 inst.started_at_ms.get_or_insert(now);
@@ -1054,11 +1009,11 @@ impl<'r> Dispatcher<'r> {
         match verdict {
             Verdict::Succeeded(work) => {
                 self.record_work(id, &work)?;
-                self.set_state(id, InstanceState::Succeeded);
+                self.set_state(id, InstanceState::Succeeded)?;
                 self.save()?;
-                self.sched.agent_done(id);
+                self.m.sched.agent_done(id);
                 if self.opts.no_merge {
-                    self.sched.settled(id, true);
+                    self.m.sched.settled(id, true);
                     self.keep(id, "--no-merge: merge later with `treefarm merge`")?;
                 } else {
                     self.enqueue_merge(id);
@@ -1074,7 +1029,7 @@ impl<'r> Dispatcher<'r> {
                     self.record_work(id, work)?;
                 }
                 self.inst(id).exit_code = exit_code;
-                self.sched.agent_done(id);
+                self.m.sched.agent_done(id);
                 self.fail(id, state, reason, None)?;
             }
             Verdict::Stopped => {
@@ -1096,7 +1051,7 @@ impl<'r> Dispatcher<'r> {
         _log: Option<String>,
     ) -> anyhow::Result<()> {
         self.inst(id).reason = Some(reason.clone());
-        self.set_state(id, state);
+        self.set_state(id, state)?;
         self.save()?;
         let log = self.inst(id).log_path.clone();
         self.emit(Event::Failed {
@@ -1107,53 +1062,23 @@ impl<'r> Dispatcher<'r> {
         if self.opts.worktree_for(id).exists() {
             self.keep(id, "failed")?;
         }
-        self.sched.settled(id, false);
+        self.m.sched.settled(id, false);
         self.take_skipped()
     }
 
     fn enqueue_merge(&mut self, id: &str) {
-        let (priority, order) = self
-            .opts
-            .spec(id)
-            .map(|s| (s.priority, s.order))
-            .unwrap_or((i64::MAX, usize::MAX));
-        self.merge_queue.insert((priority, order, id.to_string()));
-    }
-
-    fn ranked_before_in_flight(&self, key: &(i64, usize, String)) -> bool {
-        self.record.instances.iter().any(|inst| {
-            matches!(
-                inst.state,
-                InstanceState::Creating | InstanceState::Created | InstanceState::Running
-            ) && self
-                .opts
-                .spec(&inst.id)
-                .is_some_and(|s| (s.priority, s.order) < (key.0, key.1))
-        })
+        self.m.enqueue_merge(id);
     }
 
     fn start_merge(&mut self) -> anyhow::Result<()> {
-        if self.merging.is_some() || self.pruning {
-            return Ok(());
-        }
-        let Some(next) = self.merge_queue.first().cloned() else {
+        let Some(id) = self.m.next_merge(self.mode == Mode::Run) else {
             return Ok(());
         };
-        // Priority order: a branch waits while an instance ranked before it
-        // is still being planted or run, so the target's history, and which
-        // of two conflicting branches lands, do not depend on timing. Pending
-        // instances do not hold it back (one may be waiting for this merge).
-        if self.mode == Mode::Run && self.ranked_before_in_flight(&next) {
-            return Ok(());
-        }
-        self.merge_queue.remove(&next);
-        let (_, _, id) = next;
-        self.merging = Some(id.clone());
         self.other_in_flight += 1;
         let opts = self.opts.clone();
         let dir = self.dir.clone();
         let tx = self.tx.clone();
-        let run_id = self.record.run_id.clone();
+        let run_id = self.m.record.run_id.clone();
         let subjects = self
             .works
             .get(&id)
@@ -1169,34 +1094,34 @@ impl<'r> Dispatcher<'r> {
 
     fn finish(mut self) -> anyhow::Result<(RunRecord, Summary)> {
         let interrupted = self.stopping
-            || self.record.instances.iter().any(|i| {
+            || self.m.record.instances.iter().any(|i| {
                 !i.state.is_terminal()
                     && i.state != InstanceState::Succeeded
                     && i.state != InstanceState::Pending
             }) && self.mode == Mode::Run;
         let now = now_ms();
-        self.record.state = if interrupted {
+        self.m.record.state = if interrupted {
             RunState::Interrupted
         } else {
             RunState::Finished
         };
-        self.record.finished_at_ms = Some(now);
+        self.m.record.finished_at_ms = Some(now);
         self.save()?;
         if interrupted {
-            let run_id = self.record.run_id.clone();
+            let run_id = self.m.record.run_id.clone();
             self.emit(Event::Interrupted {
                 resume: format!("treefarm resume {run_id}"),
                 run_id,
             })?;
         }
-        let summary = summarize(&self.record, &self.opts, now);
+        let summary = summarize(&self.m.record, &self.opts, now);
         self.dir
             .write_summary(&serde_json::to_value(&summary).context("serialise summary")?)
             .context("failed to write summary.json")?;
         self.emit(Event::Summary(Box::new(summary.clone())))?;
         self.flush()?;
-        self.reporter.finish(&self.record, &summary);
-        Ok((self.record, summary))
+        self.reporter.finish(&self.m.record, &summary);
+        Ok((self.m.record, summary))
     }
 }
 

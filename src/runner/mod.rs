@@ -12,6 +12,8 @@ pub mod disk;
 pub mod dispatch;
 pub mod executor;
 pub mod instance;
+pub mod machine;
+pub mod messages;
 pub mod options;
 pub mod ports;
 pub mod process;
