@@ -60,11 +60,16 @@ fn child_entry() {
 
 fn run_child(dir: &Path, mode: &str, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
-    cmd.args(["state_crash::child_entry", "--exact", "--nocapture", "--test-threads=1"])
-        .env(MODE_ENV, mode)
-        .env(DIR_ENV, dir)
-        .env_remove("TREEFARM_CRASH_AT")
-        .env_remove("TREEFARM_INJECT_WRITE_ERROR");
+    cmd.args([
+        "state_crash::child_entry",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(MODE_ENV, mode)
+    .env(DIR_ENV, dir)
+    .env_remove("TREEFARM_CRASH_AT")
+    .env_remove("TREEFARM_INJECT_WRITE_ERROR");
     for (k, v) in env {
         cmd.env(k, v);
     }

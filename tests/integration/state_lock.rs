@@ -220,7 +220,12 @@ fn racing_processes_exactly_one_wins() {
     let mut children: Vec<_> = (0..4)
         .map(|_| {
             Command::new(std::env::current_exe().expect("test binary"))
-                .args(["state_lock::child_entry", "--exact", "--nocapture", "--test-threads=1"])
+                .args([
+                    "state_lock::child_entry",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env(CHILD_ENV, tmp.path())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())

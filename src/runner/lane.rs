@@ -1,0 +1,148 @@
+//! The lane: the blocking git work of a run — planting worktrees, merging a
+//! branch, pruning a merged one. The dispatcher runs these on blocking
+//! threads, one merge or prune at a time (they share git's worktree admin
+//! files), and hears back through [`LaneMsg`].
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::git::{Repo, WorktreeRequest};
+use crate::merge::{self, Gate, MergeRequest, MergeResult};
+use crate::runner::instance::Launch;
+use crate::runner::messages::LaneMsg;
+use crate::runner::options::RunOptions;
+use crate::state::{crash_point, RunDir};
+
+/// Creates the branches and worktrees of a batch (`reuse`: a resumed
+/// instance's existing branch and worktree are taken as they are).
+pub fn plant_batch(
+    opts: &RunOptions,
+    mut launches: Vec<Launch>,
+    reuse: bool,
+) -> anyhow::Result<Vec<(Launch, Result<(), String>)>> {
+    let repo = Repo::discover(&opts.repo_root)?;
+    let tip = repo
+        .branch_tip(&opts.target)?
+        .with_context(|| format!("target branch `{}` does not exist", opts.target))?;
+    std::fs::create_dir_all(&opts.worktree_dir).with_context(|| {
+        format!(
+            "failed to create the worktree folder `{}`",
+            opts.worktree_dir.display()
+        )
+    })?;
+    let mut requests = Vec::new();
+    for launch in &mut launches {
+        if launch.start_commit.is_empty() {
+            launch.start_commit = tip.to_string();
+        }
+        requests.push(WorktreeRequest {
+            name: launch.id.clone(),
+            path: opts.worktree_for(&launch.id),
+            branch: crate::runner::options::branch_for(&launch.id),
+            start: repo.resolve(&launch.start_commit)?,
+            reuse,
+            sparse: opts.sparse_for(&launch.id),
+        });
+    }
+    let results = repo.add_worktrees(&requests);
+    Ok(launches
+        .into_iter()
+        .zip(results)
+        .map(|(l, r)| (l, r.map_err(|e| crate::error::chain(&e))))
+        .collect())
+}
+
+/// Merges the branch of `id` into the target; the target ref moves only
+/// after the dispatcher acknowledged the journalled intent
+/// ([`LaneMsg::MergePrepared`]).
+pub fn merge_one(
+    opts: &RunOptions,
+    dir: &RunDir,
+    run_id: &str,
+    id: &str,
+    subjects: &[String],
+    tx: &mpsc::UnboundedSender<LaneMsg>,
+) -> anyhow::Result<MergeResult> {
+    let spec = opts
+        .spec(id)
+        .with_context(|| format!("spec `{id}` is not part of this run"))?;
+    let branch = spec.branch();
+    let subjects: Vec<String> =
+        if subjects.is_empty() && opts.strategy == crate::config::Strategy::Squash {
+            let repo = Repo::discover(&opts.repo_root)?;
+            match (repo.branch_tip(&opts.target)?, repo.branch_tip(&branch)?) {
+                (Some(t), Some(b)) => repo
+                    .commits_between(t, b)?
+                    .into_iter()
+                    .map(|c| c.summary)
+                    .collect(),
+                _ => Vec::new(),
+            }
+        } else {
+            subjects.to_vec()
+        };
+    let message = merge::message(opts.strategy, id, &spec.title, &branch, &subjects, run_id);
+    let gate_env = vec![
+        ("TREEFARM_RUN_ID".to_string(), run_id.to_string()),
+        ("TREEFARM_SPEC_ID".to_string(), id.to_string()),
+        ("TREEFARM_BRANCH".to_string(), branch.clone()),
+        ("TREEFARM_TARGET".to_string(), opts.target.clone()),
+    ];
+    let gate = opts
+        .gate
+        .as_deref()
+        .filter(|g| !g.trim().is_empty())
+        .map(|command| Gate {
+            command,
+            scratch_dir: opts.worktree_dir.clone(),
+            log_path: dir.gate_log_path(id),
+            env: &gate_env,
+        });
+    let request = MergeRequest {
+        repo_root: &opts.repo_root,
+        target: &opts.target,
+        branch: &branch,
+        strategy: opts.strategy,
+        message,
+        gate,
+    };
+    let tip = Repo::discover(&opts.repo_root)?
+        .branch_tip(&branch)?
+        .map(|t| t.to_string());
+    merge::merge_branch(&request, |_old, new| {
+        let (ack, done) = oneshot::channel();
+        tx.send(LaneMsg::MergePrepared {
+            id: id.to_string(),
+            new: new.to_string(),
+            tip: tip.clone(),
+            ack,
+        })
+        .map_err(|_| anyhow::anyhow!("dispatcher gone"))?;
+        done.blocking_recv()
+            .map_err(|_| anyhow::anyhow!("dispatcher did not journal the merge"))
+    })
+}
+
+/// Removes a merged instance's worktree, then its branch.
+pub fn prune_one(opts: &RunOptions, id: &str) -> anyhow::Result<()> {
+    crash_point("before-prune");
+    let repo = Repo::discover(&opts.repo_root)?;
+    let worktree: PathBuf = opts.worktree_for(id);
+    if worktree.exists() || repo.worktrees()?.iter().any(|w| w.name == id) {
+        // A removal killed half-way (coordinator crash during prune) leaves
+        // a worktree missing files: those are all in the merged branch, so
+        // finishing the removal loses nothing. Anything else is kept.
+        let interrupted_removal = worktree.exists()
+            && Repo::is_dirty(&worktree).unwrap_or(false)
+            && Repo::only_deletions(&worktree)?;
+        repo.remove_worktree(&worktree, interrupted_removal)?;
+    }
+    crash_point("during-prune");
+    let branch = crate::runner::options::branch_for(id);
+    if repo.branch_tip(&branch)?.is_some() {
+        repo.delete_branch(&branch)?;
+    }
+    Ok(())
+}
