@@ -309,6 +309,17 @@ pub enum Strategy {
     Rebase,
 }
 
+impl Strategy {
+    /// The name in `treefarm.yaml` and in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Merge => "merge",
+            Strategy::Squash => "squash",
+            Strategy::Rebase => "rebase",
+        }
+    }
+}
+
 /// An error in `treefarm.yaml` or a `TREEFARM_*` variable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

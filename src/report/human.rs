@@ -10,7 +10,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use crate::report::events::{Event, Summary};
+use crate::report::events::{AttemptResult, Event, Summary};
 use crate::report::{tail_lines, Reporter};
 use crate::state::{InstanceRecord, InstanceState, RunRecord};
 
@@ -165,10 +165,14 @@ impl Reporter for HumanReporter {
                 ..
             } => {
                 let code = exit_code.map(|c| format!(", exit {c}")).unwrap_or_default();
-                let color = if result == "succeeded" { "32" } else { "31" };
+                let color = if *result == AttemptResult::Succeeded {
+                    "32"
+                } else {
+                    "31"
+                };
                 self.line(
                     id,
-                    result,
+                    result.as_str(),
                     color,
                     &format!("after {}{code}", format_duration(*elapsed_ms)),
                 );
@@ -216,7 +220,7 @@ impl Reporter for HumanReporter {
                 id,
                 "merged",
                 "32",
-                &format!("{} ({strategy})", short(commit)),
+                &format!("{} ({})", short(commit), strategy.as_str()),
             ),
             Event::Conflicted { id, paths } => self.line(
                 id,

@@ -8,6 +8,7 @@ pub mod graph;
 pub mod html;
 pub mod human;
 pub mod status;
+pub mod summary;
 pub mod timeline;
 
 use std::io::Write;
@@ -15,6 +16,7 @@ use std::path::Path;
 
 pub use events::{ConflictSummary, Event, Summary};
 pub use human::HumanReporter;
+pub use summary::summarize;
 
 use crate::state::RunRecord;
 

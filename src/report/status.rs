@@ -10,6 +10,7 @@ use std::io::{self, Write};
 
 use serde_json::{json, Value};
 
+use crate::report::human::format_duration;
 use crate::state::{InstanceRecord, InstanceState, RunDir, RunRecord, RunState};
 
 /// `status --json`: `{"run_id", "state", "instances": [{"id", "state",
@@ -224,16 +225,6 @@ fn notes(coordinator_alive: bool, i: &InstanceRecord) -> String {
         parts.push(format!("agent pid {pid} still running"));
     }
     parts.join("; ")
-}
-
-/// `45s`, `3m12s`, `1h02m`.
-fn format_duration(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
 }
 
 /// `2026-11-20 21:48:00 UTC`.

@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::git::Repo;
 use crate::merge::MergeResult;
-use crate::report::{ConflictSummary, Event, Reporter, Summary};
+use crate::report::events::AttemptResult;
+use crate::report::{Event, Reporter, Summary};
 use crate::runner::executor::{AgentEnd, AgentEvent, Stop};
 use crate::runner::instance::{run_instance, InstanceMsg, Launch, Verdict, Work};
 use crate::runner::journal::Journal;
@@ -415,7 +416,7 @@ impl<'r> Dispatcher<'r> {
         self.emit(Event::Merged {
             id: id.to_string(),
             commit,
-            strategy: format!("{:?}", self.opts.strategy).to_lowercase(),
+            strategy: self.opts.strategy,
         })?;
         self.m.sched.settled(id, true);
         if !self.opts.keep {
@@ -528,14 +529,14 @@ impl<'r> Dispatcher<'r> {
                 elapsed_ms,
             } => {
                 let (result, code) = match &end {
-                    AgentEnd::Exited(0) => ("succeeded", Some(0)),
-                    AgentEnd::Exited(c) => ("failed", Some(*c)),
+                    AgentEnd::Exited(0) => (AttemptResult::Succeeded, Some(0)),
+                    AgentEnd::Exited(c) => (AttemptResult::Failed, Some(*c)),
                     AgentEnd::Signaled(_) | AgentEnd::SpawnFailed(_) | AgentEnd::Unknown => {
-                        ("failed", None)
+                        (AttemptResult::Failed, None)
                     }
-                    AgentEnd::TimedOut => ("timed_out", None),
-                    AgentEnd::IdleTimedOut => ("idle_timeout", None),
-                    AgentEnd::Stopped => ("stopped", None),
+                    AgentEnd::TimedOut => (AttemptResult::TimedOut, None),
+                    AgentEnd::IdleTimedOut => (AttemptResult::IdleTimeout, None),
+                    AgentEnd::Stopped => (AttemptResult::Stopped, None),
                 };
                 let inst = self.inst(&id);
                 inst.exit_code = code;
@@ -552,7 +553,7 @@ impl<'r> Dispatcher<'r> {
                 self.emit(Event::Exited {
                     id,
                     attempt,
-                    result: result.into(),
+                    result,
                     exit_code: code,
                     elapsed_ms,
                     log,
@@ -700,7 +701,12 @@ impl<'r> Dispatcher<'r> {
                 run_id,
             })?;
         }
-        let summary = summarize(&self.m.record, &self.opts, now);
+        let target_commit = Repo::discover(&self.opts.repo_root)
+            .ok()
+            .and_then(|r| r.branch_tip(&self.opts.target).ok().flatten())
+            .map(|o| o.to_string());
+        let summary =
+            crate::report::summarize(&self.m.record, &self.opts.target, target_commit, now);
         self.dir
             .write_summary(&serde_json::to_value(&summary).context("serialise summary")?)
             .context("failed to write summary.json")?;
@@ -713,39 +719,3 @@ impl<'r> Dispatcher<'r> {
 
 /// Journal reason of an instance stopped by Ctrl-C: resume reruns it.
 pub const INTERRUPTED: &str = "interrupted";
-
-/// The summary of a run from its record.
-pub fn summarize(record: &RunRecord, opts: &RunOptions, now: u64) -> Summary {
-    let mut s = Summary {
-        run_id: record.run_id.clone(),
-        state: format!("{:?}", record.state).to_lowercase(),
-        target: opts.target.clone(),
-        elapsed_ms: now.saturating_sub(record.started_at_ms),
-        ..Summary::default()
-    };
-    s.target_commit = Repo::discover(&opts.repo_root)
-        .ok()
-        .and_then(|r| r.branch_tip(&opts.target).ok().flatten())
-        .map(|o| o.to_string());
-    for inst in &record.instances {
-        let id = inst.id.clone();
-        match inst.state {
-            InstanceState::Merged | InstanceState::Pruned => s.merged.push(id),
-            InstanceState::Succeeded => s.succeeded.push(id),
-            InstanceState::Failed => s.failed.push(id),
-            InstanceState::TimedOut => s.timed_out.push(id),
-            InstanceState::Unchanged => s.unchanged.push(id),
-            InstanceState::Conflicted => s.conflicted.push(ConflictSummary {
-                id,
-                paths: inst.conflict_paths.clone(),
-            }),
-            InstanceState::Refused => s.refused.push(id),
-            InstanceState::Skipped => s.skipped.push(id),
-            _ => s.pending.push(id),
-        }
-        if let Some(reason) = inst.reason.as_ref().filter(|_| inst.state.is_failure()) {
-            s.reasons.insert(inst.id.clone(), reason.clone());
-        }
-    }
-    s
-}
