@@ -117,6 +117,13 @@ impl<'r> Dispatcher<'r> {
         Ok(())
     }
 
+    /// Stopped by Ctrl-C while out: `resume` reruns it.
+    pub(super) fn mark_interrupted(&mut self, id: &str) {
+        let inst = self.inst(id);
+        inst.interrupted = true;
+        inst.reason = Some(INTERRUPTED.into());
+    }
+
     /// Moves an instance along its lifecycle (checked by the machine).
     pub(super) fn set_state(&mut self, id: &str, state: InstanceState) -> anyhow::Result<()> {
         self.m.advance(id, state, now_ms())?;
@@ -301,7 +308,7 @@ impl<'r> Dispatcher<'r> {
                             }
                             if self.stopping {
                                 self.release_slot(&id);
-                                self.inst(&id).reason = Some(INTERRUPTED.into());
+                                self.mark_interrupted(&id);
                                 self.save()?;
                                 continue;
                             }
@@ -546,6 +553,7 @@ impl<'r> Dispatcher<'r> {
                 inst.ending = None;
                 inst.kill_at_ms = None;
                 if matches!(end, AgentEnd::Stopped) {
+                    inst.interrupted = true;
                     inst.reason = Some(INTERRUPTED.into());
                 }
                 let log = inst.log_path.clone();
@@ -622,8 +630,7 @@ impl<'r> Dispatcher<'r> {
             Verdict::Stopped => {
                 // Stays `running` in the journal with the reason, so `resume`
                 // reruns it in its worktree, keeping its partial work.
-                let inst = self.inst(id);
-                inst.reason = Some(INTERRUPTED.into());
+                self.mark_interrupted(id);
                 self.save()?;
             }
         }
@@ -717,5 +724,6 @@ impl<'r> Dispatcher<'r> {
     }
 }
 
-/// Journal reason of an instance stopped by Ctrl-C: resume reruns it.
+/// The reason shown for an instance stopped by Ctrl-C (`interrupted` is the
+/// field resume reads).
 pub const INTERRUPTED: &str = "interrupted";

@@ -62,7 +62,9 @@ impl Dispatcher<'_> {
                     }
                     self.m.sched.restore(&id, Restored::Running);
                     let slot = self.m.claim_slot(inst.slot);
-                    let mut interrupted = inst.reason.as_deref() == Some(INTERRUPTED);
+                    // A journal written before the field: the reason text.
+                    let mut interrupted =
+                        inst.interrupted || inst.reason.as_deref() == Some(INTERRUPTED);
                     let mut start_commit = inst.start_commit.clone().unwrap_or_default();
                     if inst.state == InstanceState::Creating {
                         // Killed while planting: the worktree may be half
@@ -157,6 +159,7 @@ impl Dispatcher<'_> {
                     inst_mut.attempt = inst_mut.attempt.max(seen_attempt.unwrap_or(0));
                     inst_mut.slot = Some(slot);
                     inst_mut.reason = None;
+                    inst_mut.interrupted = false;
                     replant.push(Launch {
                         id: id.clone(),
                         slot,
