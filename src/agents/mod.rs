@@ -7,11 +7,13 @@ mod identity;
 mod preset;
 mod program;
 mod prompt;
+mod shell;
 
 pub use identity::{agent_identity, identity_env, parse_identity, DEFAULT_IDENTITY};
 pub use preset::{
     allowed_commands_env, materialize_wrapper, preset, preset_command, preset_env, preset_note,
     presets, Preset, ENV_AGENT_EXTRA_ARGS, ENV_AGENT_MODEL, ENV_ALLOWED_COMMANDS, ENV_PROMPT_FILE,
 };
-pub use program::{check_preset_program, check_program, shell_quote};
+pub use program::{check_preset_program, check_program};
 pub use prompt::{render_prompt, PromptContext, DEFAULT_PROMPT_TEMPLATE};
+pub use shell::shell_quote;

@@ -153,7 +153,7 @@ pub fn plan(
             .map(|s| PlanSpec {
                 id: s.id.clone(),
                 title: s.title.clone(),
-                branch: crate::runner::options::branch_for(&s.id),
+                branch: crate::spec::branch_for(&s.id),
                 worktree: worktree_dir.join(&s.id).display().to_string(),
                 depends_on: s.depends_on.clone(),
                 priority: s.priority,

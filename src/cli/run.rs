@@ -12,7 +12,8 @@ use crate::error::{ExitCode, InputError};
 use crate::report::{HumanReporter, JsonLinesReporter, Reporter, Reporters};
 use crate::runner::dispatch::Dispatcher;
 use crate::runner::messages::Mode;
-use crate::runner::options::{branch_for, RunOptions};
+use crate::runner::options::RunOptions;
+use crate::spec::branch_for;
 use crate::state::now_ms;
 use crate::state::{InstanceRecord, InstanceState, Lock, LockError, RunRecord, RunState, StateDir};
 

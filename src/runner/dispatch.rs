@@ -291,7 +291,7 @@ impl<'r> Dispatcher<'r> {
                     match result {
                         Ok(()) => {
                             let worktree = self.opts.worktree_for(&id).display().to_string();
-                            let branch = crate::runner::options::branch_for(&id);
+                            let branch = crate::spec::branch_for(&id);
                             let fresh = self.inst(&id).state == InstanceState::Creating;
                             if fresh {
                                 self.set_state(&id, InstanceState::Created)?;
@@ -405,7 +405,7 @@ impl<'r> Dispatcher<'r> {
     }
 
     pub(super) fn keep(&mut self, id: &str, reason: &str) -> anyhow::Result<()> {
-        let branch = crate::runner::options::branch_for(id);
+        let branch = crate::spec::branch_for(id);
         let worktree = self.opts.worktree_for(id).display().to_string();
         self.emit(Event::Kept {
             id: id.to_string(),

@@ -40,7 +40,7 @@ pub fn plant_batch(
         requests.push(WorktreeRequest {
             name: launch.id.clone(),
             path: opts.worktree_for(&launch.id),
-            branch: crate::runner::options::branch_for(&launch.id),
+            branch: crate::spec::branch_for(&launch.id),
             start: repo.resolve(&launch.start_commit)?,
             reuse,
             sparse: opts.sparse_for(&launch.id),
@@ -140,7 +140,7 @@ pub fn prune_one(opts: &RunOptions, id: &str) -> anyhow::Result<()> {
         repo.remove_worktree(&worktree, interrupted_removal)?;
     }
     crash_point("during-prune");
-    let branch = crate::runner::options::branch_for(id);
+    let branch = crate::spec::branch_for(id);
     if repo.branch_tip(&branch)?.is_some() {
         repo.delete_branch(&branch)?;
     }

@@ -274,7 +274,7 @@ impl Dispatcher<'_> {
             common.join("packed-refs.lock"),
         ];
         for inst in &self.m.record.instances {
-            let branch = crate::runner::options::branch_for(&inst.id);
+            let branch = crate::spec::branch_for(&inst.id);
             candidates.push(common.join("refs/heads").join(format!("{branch}.lock")));
             if inst.agent_alive() {
                 continue;
@@ -396,7 +396,7 @@ impl Dispatcher<'_> {
                 )
             })?;
         }
-        let branch = crate::runner::options::branch_for(id);
+        let branch = crate::spec::branch_for(id);
         Ok(repo
             .branch_tip(&branch)?
             .map(|t| t.to_string())
