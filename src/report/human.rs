@@ -121,6 +121,11 @@ fn list(paths: &[String]) -> String {
 }
 
 impl Reporter for HumanReporter {
+    fn note(&mut self, text: &str) {
+        self.erase_live();
+        let _ = writeln!(self.out, "treefarm: {text}");
+    }
+
     fn event(&mut self, event: &Event) {
         match event {
             Event::RunStarted {

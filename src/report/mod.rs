@@ -32,6 +32,9 @@ pub trait Reporter: Send {
     fn refresh(&mut self, _run: &RunRecord, _now_ms: u64) {}
     /// Called once at the end, after the `summary` event.
     fn finish(&mut self, _run: &RunRecord, _summary: &Summary) {}
+    /// A note for people about what the coordinator does (recovery,
+    /// signals): not an event, not in `--json`, silent with `-q`.
+    fn note(&mut self, _text: &str) {}
 }
 
 /// `--json`: every event as one JSON line on the given writer (stdout).
@@ -95,6 +98,11 @@ impl Reporter for Reporters {
     fn finish(&mut self, run: &RunRecord, summary: &Summary) {
         for r in &mut self.0 {
             r.finish(run, summary);
+        }
+    }
+    fn note(&mut self, text: &str) {
+        for r in &mut self.0 {
+            r.note(text);
         }
     }
 }

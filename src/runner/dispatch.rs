@@ -124,6 +124,11 @@ impl<'r> Dispatcher<'r> {
         inst.reason = Some(INTERRUPTED.into());
     }
 
+    /// A note for people (recovery, signals), through the reporter.
+    pub(super) fn note(&mut self, text: String) {
+        self.reporter.note(&text);
+    }
+
     /// Moves an instance along its lifecycle (checked by the machine).
     pub(super) fn set_state(&mut self, id: &str, state: InstanceState) -> anyhow::Result<()> {
         self.m.advance(id, state, now_ms())?;
@@ -200,13 +205,13 @@ impl<'r> Dispatcher<'r> {
 
     pub(super) fn on_signal(&mut self, name: &str) -> anyhow::Result<()> {
         if self.stopping {
-            eprintln!("treefarm: second {name}: killing agents now");
+            self.note(format!("second {name}: killing agents now"));
             self.killing = true;
             let _ = self.stop_tx.send(Stop::Kill);
         } else {
-            eprintln!(
-                "treefarm: {name}: stopping agents gracefully (again to kill); worktrees are kept"
-            );
+            self.note(format!(
+                "{name}: stopping agents gracefully (again to kill); worktrees are kept"
+            ));
             self.stopping = true;
             let _ = self.stop_tx.send(Stop::Graceful);
         }

@@ -114,9 +114,8 @@ impl Dispatcher<'_> {
                         _ => None,
                     };
                     if let Some(why) = &ended {
-                        eprintln!(
-                            "treefarm: {id}: agent {why} while treefarm was not running; its processes are ended"
-                        );
+                        self.note(format!("{id}: agent {why} while treefarm was not running; its processes are ended"
+                        ));
                     }
                     let exited = if live.is_none()
                         && inst.state != InstanceState::Creating
@@ -139,15 +138,12 @@ impl Dispatcher<'_> {
                     };
                     let exited = exited.map(|(code, _)| code);
                     match (live, exited) {
-                        (Some((pid, _)), _) => eprintln!(
-                            "treefarm: {id}: agent pid {pid} is still running; re-attaching and waiting for it"
-                        ),
-                        (None, Some(code)) => eprintln!(
-                            "treefarm: {id}: agent ended while treefarm was not running (exit code {code})"
-                        ),
-                        (None, None) if inst.state == InstanceState::Running => eprintln!(
-                            "treefarm: {id}: agent is gone without an exit code; running it again in its worktree (partial work kept)"
-                        ),
+                        (Some((pid, _)), _) => self.note(format!("{id}: agent pid {pid} is still running; re-attaching and waiting for it"
+                        )),
+                        (None, Some(code)) => self.note(format!("{id}: agent ended while treefarm was not running (exit code {code})"
+                        )),
+                        (None, None) if inst.state == InstanceState::Running => self.note(format!("{id}: agent is gone without an exit code; running it again in its worktree (partial work kept)"
+                        )),
                         (None, None) => {}
                     }
                     let attempt = if live.is_some() || exited.is_some() || ended.is_some() {
@@ -254,7 +250,7 @@ impl Dispatcher<'_> {
     /// `<file>.lock` and renames it over `<file>`; a kill in between leaves
     /// it, and every later update of that ref would fail). A lock some live
     /// process holds open is someone's update in progress and is left alone.
-    fn clear_stale_git_locks(&self) -> anyhow::Result<()> {
+    fn clear_stale_git_locks(&mut self) -> anyhow::Result<()> {
         if self
             .m
             .record
@@ -286,10 +282,10 @@ impl Dispatcher<'_> {
         candidates.retain(|p| p.symlink_metadata().is_ok());
         let held = crate::procfs::open_by_any_process(&candidates);
         for lock in candidates.iter().filter(|p| !held.contains(p)) {
-            eprintln!(
-                "treefarm: removing stale git lock `{}` left by the interrupted run",
+            self.note(format!(
+                "removing stale git lock `{}` left by the interrupted run",
                 lock.display()
-            );
+            ));
             match std::fs::remove_file(lock) {
                 // Gone meanwhile: a live git finished with it, so not stale.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -306,7 +302,7 @@ impl Dispatcher<'_> {
     /// agent or its setup command left running when the previous
     /// coordinator died. SIGTERM, then SIGKILL when the journalled deadline
     /// of an interrupted termination passes (else after `agent.kill_grace`).
-    async fn end_orphans(&self, inst: &InstanceRecord, keep: Option<u32>) {
+    async fn end_orphans(&mut self, inst: &InstanceRecord, keep: Option<u32>) {
         let groups: Vec<u32> = crate::procfs::groups_with_env(&[
             ("TREEFARM_RUN_ID", &self.m.record.run_id),
             ("TREEFARM_SPEC_ID", &inst.id),
@@ -321,10 +317,10 @@ impl Dispatcher<'_> {
             Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
             None => Duration::from_millis(self.opts.grace_ms),
         };
-        eprintln!(
-            "treefarm: {}: ending process group(s) {groups:?} left by the interrupted run",
+        self.note(format!(
+            "{}: ending process group(s) {groups:?} left by the interrupted run",
             inst.id
-        );
+        ));
         let kills: Vec<_> = groups
             .into_iter()
             .map(|g| tokio::spawn(crate::runner::executor::kill_group(g, grace)))
