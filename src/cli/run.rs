@@ -139,7 +139,7 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         ))
         .into());
     }
-    if git2_ref_invalid(&cfg.target) {
+    if !crate::git::layout::is_valid_branch_name(&cfg.target) {
         return Err(InputError::new(format!(
             "`{}` is not a valid branch name for --target",
             cfg.target
@@ -460,18 +460,6 @@ fn check_env_size(command: &str, env: &[(String, String)]) -> anyhow::Result<()>
         .into());
     }
     Ok(())
-}
-
-fn git2_ref_invalid(name: &str) -> bool {
-    name.is_empty()
-        || name.starts_with('-')
-        || name.contains("..")
-        || name.contains(' ')
-        || name.ends_with('/')
-        || name.ends_with(".lock")
-        || name
-            .chars()
-            .any(|c| c.is_control() || "~^:?*[\\".contains(c))
 }
 
 fn load_run(

@@ -9,6 +9,7 @@ mod commit;
 mod error;
 mod identity;
 mod include;
+pub mod layout;
 mod listing;
 mod merge;
 mod repo;

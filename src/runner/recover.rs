@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::watch;
 
-use crate::git::Repo;
+use crate::git::{layout, Repo};
 use crate::runner::dispatch::{Dispatcher, INTERRUPTED};
 use crate::runner::executor::{AgentEnd, Stop};
 use crate::runner::instance::Launch;
@@ -264,20 +264,16 @@ impl Dispatcher<'_> {
         let common = repo.common_dir().to_path_buf();
         let common = common.canonicalize().unwrap_or(common);
         let mut candidates = vec![
-            common
-                .join("refs/heads")
-                .join(format!("{}.lock", self.opts.target)),
-            common.join("packed-refs.lock"),
+            layout::branch_lock(&common, &self.opts.target),
+            layout::packed_refs_lock(&common),
         ];
         for inst in &self.m.record.instances {
             let branch = crate::spec::branch_for(&inst.id);
-            candidates.push(common.join("refs/heads").join(format!("{branch}.lock")));
+            candidates.push(layout::branch_lock(&common, &branch));
             if inst.agent_alive() {
                 continue;
             }
-            let admin = common.join("worktrees").join(&inst.id);
-            candidates.push(admin.join("index.lock"));
-            candidates.push(admin.join("HEAD.lock"));
+            candidates.extend(layout::worktree_locks(&common, &inst.id));
         }
         candidates.retain(|p| p.symlink_metadata().is_ok());
         let held = crate::procfs::open_by_any_process(&candidates);
@@ -366,7 +362,7 @@ impl Dispatcher<'_> {
         }
         // An entry too incomplete for libgit2 to list or remove (killed while
         // libgit2 was writing it) still blocks a new worktree of that name.
-        let admin = repo.common_dir().join("worktrees").join(id);
+        let admin = layout::worktree_admin(repo.common_dir(), id);
         let staging = crate::git::staging_admin(repo.common_dir(), id);
         if staging.symlink_metadata().is_ok() {
             std::fs::remove_dir_all(&staging).with_context(|| {
