@@ -19,6 +19,7 @@ mod cli_init;
 mod cli_live;
 mod cli_plan;
 mod cli_report;
+mod cli_snapshots;
 mod config_load;
 mod crash_journal;
 mod crash_points;
