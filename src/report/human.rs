@@ -68,11 +68,7 @@ impl HumanReporter {
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
+        paint(self.color, code, text)
     }
 
     fn erase_live(&mut self) {
@@ -87,6 +83,16 @@ impl HumanReporter {
         self.erase_live();
         let verb = self.paint(color, &format!("{verb:<11}"));
         let _ = writeln!(self.out, "  {id:<8} {verb} {rest}");
+    }
+}
+
+/// `text` in the SGR colour or style `code` (`"1"` bold, `"31"` red, ...)
+/// when `color`, else as it is: the one place treefarm paints text.
+pub fn paint(color: bool, code: &str, text: &str) -> String {
+    if color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
     }
 }
 

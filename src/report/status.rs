@@ -250,11 +250,7 @@ struct Paint(bool);
 
 impl Paint {
     fn wrap(self, code: &str, text: &str) -> String {
-        if self.0 {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
+        crate::report::human::paint(self.0, code, text)
     }
 
     fn bold(self, text: &str) -> String {
