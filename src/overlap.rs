@@ -776,8 +776,10 @@ mod tests {
         assert_eq!(Shape::of("src/{a,b}.rs"), Shape::General);
     }
 
+    /// globset itself, independent of [`crate::spec::compile_glob`]: the
+    /// oracle the shapes are checked against.
     fn compile_reference(pattern: &str) -> GlobMatcher {
-        GlobBuilder::new(pattern)
+        globset::GlobBuilder::new(pattern)
             .literal_separator(true)
             .build()
             .expect("valid")
