@@ -19,7 +19,7 @@ use crate::runner::instance::{run_instance, InstanceMsg, Launch, Verdict, Work};
 use crate::runner::journal::Journal;
 use crate::runner::lane::{merge_one, plant_batch, prune_one};
 use crate::runner::machine::RunMachine;
-use crate::runner::messages::{LaneMsg as Msg, Mode};
+use crate::runner::messages::{Input, LaneMsg as Msg, Mode};
 use crate::runner::options::RunOptions;
 use crate::schedule::{Node, Scheduler};
 use crate::state::{
@@ -167,27 +167,42 @@ impl<'r> Dispatcher<'r> {
             if self.is_over() {
                 break;
             }
-            tokio::select! {
-                Some((id, msg)) = self.inst_rx.recv() => self.on_instance(id, msg)?,
-                Some(msg) = self.rx.recv() => self.on_msg(msg)?,
-                _ = sigint.recv() => self.on_signal("interrupt")?,
-                _ = sigterm.recv() => self.on_signal("terminate")?,
-                _ = sighup.recv() => self.on_signal("hangup")?,
-                _ = tick.tick() => self.reporter.refresh(&self.m.record, now_ms()),
-            }
+            let input = tokio::select! {
+                Some((id, msg)) = self.inst_rx.recv() => Input::Instance(id, msg),
+                Some(msg) = self.rx.recv() => Input::Lane(msg),
+                _ = sigint.recv() => Input::Signal("interrupt"),
+                _ = sigterm.recv() => Input::Signal("terminate"),
+                _ = sighup.recv() => Input::Signal("hangup"),
+                _ = tick.tick() => Input::Tick,
+            };
+            self.handle(input)?;
             // Whatever else has arrived meanwhile joins this turn's journal
             // write, so a burst of agent events costs one fsync, not one each.
             for _ in 0..256 {
                 if let Ok((id, msg)) = self.inst_rx.try_recv() {
-                    self.on_instance(id, msg)?;
+                    self.handle(Input::Instance(id, msg))?;
                 } else if let Ok(msg) = self.rx.try_recv() {
-                    self.on_msg(msg)?;
+                    self.handle(Input::Lane(msg))?;
                 } else {
                     break;
                 }
             }
         }
         self.finish()
+    }
+
+    /// One thing that happened, handled; the journal is committed by the
+    /// loop once per turn.
+    fn handle(&mut self, input: Input) -> anyhow::Result<()> {
+        match input {
+            Input::Instance(id, msg) => self.on_instance(id, msg),
+            Input::Lane(msg) => self.on_msg(msg),
+            Input::Signal(name) => self.on_signal(name),
+            Input::Tick => {
+                self.reporter.refresh(&self.m.record, now_ms());
+                Ok(())
+            }
+        }
     }
 
     pub(super) fn is_over(&self) -> bool {

@@ -6,7 +6,19 @@
 use tokio::sync::oneshot;
 
 use crate::merge::MergeResult;
-use crate::runner::instance::Launch;
+use crate::runner::instance::{InstanceMsg, Launch};
+
+/// What the dispatcher's loop turns each wake-up into before handling it.
+pub enum Input {
+    /// From the task running instance `id`.
+    Instance(String, InstanceMsg),
+    /// From the git lane.
+    Lane(LaneMsg),
+    /// SIGINT, SIGTERM or SIGHUP (`interrupt`, `terminate`, `hangup`).
+    Signal(&'static str),
+    /// The live view's timer.
+    Tick,
+}
 
 /// What the dispatcher is asked to do with the run's instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
