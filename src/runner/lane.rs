@@ -3,16 +3,17 @@
 //! threads, one merge or prune at a time (they share git's worktree admin
 //! files), and hears back through [`LaneMsg`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::git::{Repo, WorktreeRequest};
+use crate::git::{GitError, Repo, WorktreeRequest};
 use crate::merge::{self, Gate, MergeRequest, MergeResult};
 use crate::runner::instance::Launch;
 use crate::runner::messages::LaneMsg;
 use crate::runner::options::RunOptions;
+use crate::spec::branch_for;
 use crate::state::{crash_point, RunDir};
 
 /// Creates the branches and worktrees of a batch (`reuse`: a resumed
@@ -130,19 +131,39 @@ pub fn prune_one(opts: &RunOptions, id: &str) -> anyhow::Result<()> {
     crash_point("before-prune");
     let repo = Repo::discover(&opts.repo_root)?;
     let worktree: PathBuf = opts.worktree_for(id);
-    if worktree.exists() || repo.worktrees()?.iter().any(|w| w.name == id) {
-        // A removal killed half-way (coordinator crash during prune) leaves
-        // a worktree missing files: those are all in the merged branch, so
-        // finishing the removal loses nothing. Anything else is kept.
-        let interrupted_removal = worktree.exists()
-            && Repo::is_dirty(&worktree).unwrap_or(false)
-            && Repo::only_deletions(&worktree)?;
-        repo.remove_worktree(&worktree, interrupted_removal)?;
+    let present = worktree.exists() || repo.worktrees()?.iter().any(|w| w.name == id);
+    // A removal killed half-way (coordinator crash during prune) leaves a
+    // worktree missing files: those are all in the merged branch, so
+    // finishing the removal loses nothing. Anything else is kept.
+    let interrupted_removal = present
+        && worktree.exists()
+        && Repo::is_dirty(&worktree).unwrap_or(false)
+        && Repo::only_deletions(&worktree)?;
+    remove_worktree_and_branch(
+        &repo,
+        present.then_some(worktree.as_path()),
+        &branch_for(id),
+        interrupted_removal,
+    )?;
+    Ok(())
+}
+
+/// The removal step of pruning, for the lane and `treefarm prune` alike:
+/// the worktree (if any; `force` also removes one with changes), then the
+/// branch. Whether to prune at all is the caller's decision (merged and
+/// clean, or `--force` after archiving the tip).
+pub fn remove_worktree_and_branch(
+    repo: &Repo,
+    worktree: Option<&Path>,
+    branch: &str,
+    force: bool,
+) -> Result<(), GitError> {
+    if let Some(worktree) = worktree {
+        repo.remove_worktree(worktree, force)?;
     }
     crash_point("during-prune");
-    let branch = crate::spec::branch_for(id);
-    if repo.branch_tip(&branch)?.is_some() {
-        repo.delete_branch(&branch)?;
+    if repo.branch_tip(branch)?.is_some() {
+        repo.delete_branch(branch)?;
     }
     Ok(())
 }
