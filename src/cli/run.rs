@@ -10,7 +10,6 @@ use crate::cli::commands::select;
 use crate::cli::context::{git_err, Ctx};
 use crate::error::{ExitCode, InputError};
 use crate::report::{HumanReporter, JsonLinesReporter, Reporter, Reporters};
-use crate::runner::dispatch::Dispatcher;
 use crate::runner::messages::Mode;
 use crate::runner::options::RunOptions;
 use crate::spec::branch_for;
@@ -48,13 +47,6 @@ fn lock(state: &StateDir, run_id: &str) -> anyhow::Result<Lock> {
         Err(err @ LockError::Held { .. }) => Err(InputError::new(err.to_string()).into()),
         Err(err) => Err(err.into()),
     }
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")
 }
 
 /// Resolves the agent command from flags, env and config; a preset's wrapper
@@ -374,15 +366,10 @@ fn drive(
     ctx: &Ctx,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    if let Err(err) = crate::runner::set_child_subreaper() {
-        tracing::warn!("cannot become a child subreaper ({err}); orphaned agent processes may escape the timeout");
-    }
     let no_merge = opts.no_merge && mode == Mode::Run;
-    let rt = runtime()?;
     let dir = Arc::new(dir);
-    let (record, _summary) = rt.block_on(
-        Dispatcher::new(Arc::new(opts), Arc::clone(&dir), record, reporter, mode).drive(),
-    )?;
+    let (record, _summary) =
+        crate::runner::imp::execute(opts, Arc::clone(&dir), record, reporter, mode)?;
     // Every run ends with the path of its report, so a user always has it.
     let mut err: Box<dyn std::io::Write> = if quiet {
         Box::new(std::io::sink())
