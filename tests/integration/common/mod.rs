@@ -774,20 +774,9 @@ impl CrashRepo {
         self.recorded("starts")
             .iter()
             .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u32>().ok())
-            .filter(|pid| Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(*pid))
+            .filter(|pid| pid_alive(*pid))
             .collect()
     }
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit(')')
-                .next()
-                .map(|r| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
 }
 
 impl CrashRepo {
@@ -818,18 +807,11 @@ impl CrashRepo {
 /// Polls `done` until it holds: waiting on the event a test means (a file,
 /// a journal state, a process gone), bounded so a broken product fails the
 /// test instead of hanging it.
-pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+pub fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    t1_wait_until(60, what, done);
 }
 
 /// True while `pid` is a live (not zombie) process.
 pub fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+    !t1_pid_dead(pid)
 }
