@@ -112,7 +112,7 @@ pub fn merge_one(
     let tip = Repo::discover(&opts.repo_root)?
         .branch_tip(&branch)?
         .map(|t| t.to_string());
-    merge::merge_branch(&request, |_old, new| {
+    let result = merge::merge_branch(&request, |_old, new| {
         let (ack, done) = oneshot::channel();
         tx.send(LaneMsg::MergePrepared {
             id: id.to_string(),
@@ -120,10 +120,15 @@ pub fn merge_one(
             tip: tip.clone(),
             ack,
         })
-        .map_err(|_| anyhow::anyhow!("dispatcher gone"))?;
+        .map_err(|_| merge::MergeError::NotJournalled {
+            branch: branch.clone(),
+        })?;
         done.blocking_recv()
-            .map_err(|_| anyhow::anyhow!("dispatcher did not journal the merge"))
-    })
+            .map_err(|_| merge::MergeError::NotJournalled {
+                branch: branch.clone(),
+            })
+    })?;
+    Ok(result)
 }
 
 /// Removes a merged instance's worktree, then its branch.
