@@ -292,7 +292,7 @@ impl<'r> Dispatcher<'r> {
                 Err(err) => Msg::Planted(
                     launches
                         .into_iter()
-                        .map(|l| (l, Err(format!("{err:#}"))))
+                        .map(|l| (l, Err(crate::error::chain(&err))))
                         .collect(),
                 ),
             };
@@ -469,7 +469,7 @@ impl<'r> Dispatcher<'r> {
         let opts = self.opts.clone();
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || {
-            let result = prune_one(&opts, &id).map_err(|e| format!("{e:#}"));
+            let result = prune_one(&opts, &id).map_err(|e| crate::error::chain(&e));
             let _ = tx.send(Msg::Pruned(id, result));
         });
         Ok(())
@@ -699,8 +699,8 @@ impl<'r> Dispatcher<'r> {
             .map(|w| w.subjects.clone())
             .unwrap_or_default();
         tokio::task::spawn_blocking(move || {
-            let result =
-                merge_one(&opts, &dir, &run_id, &id, &subjects, &tx).map_err(|e| format!("{e:#}"));
+            let result = merge_one(&opts, &dir, &run_id, &id, &subjects, &tx)
+                .map_err(|e| crate::error::chain(&e));
             let _ = tx.send(Msg::Merged(id, result));
         });
         Ok(())

@@ -5,16 +5,35 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::git::{GitError, Repo, WorktreeRequest};
 use crate::merge::{self, Gate, MergeRequest, MergeResult};
 use crate::runner::instance::Launch;
-use crate::runner::messages::LaneMsg;
+use crate::runner::messages::{LaneMsg, Planted};
 use crate::runner::options::RunOptions;
 use crate::spec::branch_for;
 use crate::state::{crash_point, RunDir};
+
+/// Why a lane job failed; each keeps its cause (the dispatcher records the
+/// whole chain as the instance's reason).
+#[derive(Debug, thiserror::Error)]
+pub enum LaneError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Merge(#[from] merge::MergeError),
+    #[error("target branch `{target}` does not exist")]
+    NoTarget { target: String },
+    #[error("failed to create the worktree folder `{}`", path.display())]
+    WorktreeDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("spec `{id}` is not part of this run")]
+    UnknownSpec { id: String },
+}
 
 /// Creates the branches and worktrees of a batch (`reuse`: a resumed
 /// instance's existing branch and worktree are taken as they are).
@@ -22,16 +41,16 @@ pub fn plant_batch(
     opts: &RunOptions,
     mut launches: Vec<Launch>,
     reuse: bool,
-) -> anyhow::Result<Vec<(Launch, Result<(), String>)>> {
+) -> Result<Planted, LaneError> {
     let repo = Repo::discover(&opts.repo_root)?;
     let tip = repo
         .branch_tip(&opts.target)?
-        .with_context(|| format!("target branch `{}` does not exist", opts.target))?;
-    std::fs::create_dir_all(&opts.worktree_dir).with_context(|| {
-        format!(
-            "failed to create the worktree folder `{}`",
-            opts.worktree_dir.display()
-        )
+        .ok_or_else(|| LaneError::NoTarget {
+            target: opts.target.clone(),
+        })?;
+    std::fs::create_dir_all(&opts.worktree_dir).map_err(|source| LaneError::WorktreeDir {
+        path: opts.worktree_dir.clone(),
+        source,
     })?;
     let mut requests = Vec::new();
     for launch in &mut launches {
@@ -65,10 +84,10 @@ pub fn merge_one(
     id: &str,
     subjects: &[String],
     tx: &mpsc::UnboundedSender<LaneMsg>,
-) -> anyhow::Result<MergeResult> {
+) -> Result<MergeResult, LaneError> {
     let spec = opts
         .spec(id)
-        .with_context(|| format!("spec `{id}` is not part of this run"))?;
+        .ok_or_else(|| LaneError::UnknownSpec { id: id.to_string() })?;
     let branch = spec.branch();
     let subjects: Vec<String> =
         if subjects.is_empty() && opts.strategy == crate::config::Strategy::Squash {
@@ -132,7 +151,7 @@ pub fn merge_one(
 }
 
 /// Removes a merged instance's worktree, then its branch.
-pub fn prune_one(opts: &RunOptions, id: &str) -> anyhow::Result<()> {
+pub fn prune_one(opts: &RunOptions, id: &str) -> Result<(), LaneError> {
     crash_point("before-prune");
     let repo = Repo::discover(&opts.repo_root)?;
     let worktree: PathBuf = opts.worktree_for(id);

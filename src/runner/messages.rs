@@ -30,9 +30,13 @@ pub enum Mode {
     MergeOnly,
 }
 
+/// A planted batch: each launch with its worktree's outcome (the failure's
+/// cause chain as text).
+pub type Planted = Vec<(Launch, Result<(), String>)>;
+
 /// What the git lane reports back to the dispatcher.
 pub enum LaneMsg {
-    Planted(Vec<(Launch, Result<(), String>)>),
+    Planted(Planted),
     MergePrepared {
         id: String,
         new: String,
