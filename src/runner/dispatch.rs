@@ -234,9 +234,7 @@ impl<'r> Dispatcher<'r> {
     }
 
     pub(super) fn take_skipped(&mut self) -> anyhow::Result<()> {
-        for (id, reason) in self.m.sched.take_skipped() {
-            self.set_state(&id, InstanceState::Skipped)?;
-            self.inst(&id).reason = Some(reason.clone());
+        for (id, reason) in self.m.take_skipped(now_ms())? {
             self.save()?;
             self.emit(Event::Skipped { id, reason })?;
         }

@@ -125,6 +125,18 @@ impl RunMachine {
         Ok(())
     }
 
+    /// Marks `skipped` (with the reason) every spec the scheduler skipped
+    /// since the last call because something it depends on did not merge;
+    /// returns them for the `skipped` events.
+    pub fn take_skipped(&mut self, now: u64) -> Result<Vec<(String, String)>, MachineError> {
+        let skipped = self.sched.take_skipped();
+        for (id, reason) in &skipped {
+            self.advance(id, InstanceState::Skipped, now)?;
+            self.inst(id)?.reason = Some(reason.clone());
+        }
+        Ok(skipped)
+    }
+
     /// Takes the lowest free slot.
     pub fn take_slot(&mut self) -> Option<usize> {
         self.free_slots.pop_first()
@@ -370,6 +382,40 @@ mod tests {
                 assert!(!allowed(from, Creating), "{from:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_failed_dependency_skips_its_dependents_with_a_reason() {
+        let mut m = machine(&[("a", 1), ("b", 2)], 2);
+        // `b` depends on `a`.
+        let nodes = vec![
+            Node {
+                id: "a".into(),
+                priority: 1,
+                order: 0,
+                depends_on: Vec::new(),
+            },
+            Node {
+                id: "b".into(),
+                priority: 2,
+                order: 1,
+                depends_on: vec!["a".into()],
+            },
+        ];
+        m.sched = Scheduler::new(nodes, &[], 2);
+        assert_eq!(m.sched.start_ready(), vec!["a".to_string()]);
+        walk(&mut m, "a", &[Creating, Created, Running, Failed]);
+        assert!(m.take_skipped(50).unwrap().is_empty());
+        m.sched.agent_done("a");
+        m.sched.settled("a", false);
+        let skipped = m.take_skipped(60).unwrap();
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].0, "b");
+        let b = m.record.instance("b").unwrap();
+        assert_eq!(b.state, Skipped);
+        assert_eq!(b.reason.as_deref(), Some(skipped[0].1.as_str()));
+        assert!(skipped[0].1.contains('a'), "{}", skipped[0].1);
+        assert_eq!(b.ended_at_ms, Some(60));
     }
 
     #[test]
