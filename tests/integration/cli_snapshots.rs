@@ -50,6 +50,9 @@ fn redact(repo: &TestRepo, text: &str) -> String {
         (r"\b\d+m\d{2}s\b", "[DUR]"),
         (r"pid \d+", "pid [PID]"),
         (r"\d+(\.\d+)? (B|KiB|MiB|GiB)\b", "[SIZE]"),
+        // Column widths follow the redacted values (a 0.4s or a 12.3s
+        // elapsed time): padding is not part of the snapshot.
+        (r"  +", "  "),
     ];
     let mut out = text;
     for (pattern, with) in rules {
