@@ -705,12 +705,9 @@ impl<'r> Dispatcher<'r> {
     }
 
     pub(super) fn finish(mut self) -> anyhow::Result<(RunRecord, Summary)> {
-        let interrupted = self.stopping
-            || self.m.record.instances.iter().any(|i| {
-                !i.state.is_terminal()
-                    && i.state != InstanceState::Succeeded
-                    && i.state != InstanceState::Pending
-            }) && self.mode == Mode::Run;
+        let interrupted = self
+            .m
+            .ends_interrupted(self.stopping, self.mode == Mode::Run);
         let now = now_ms();
         self.m.record.state = if interrupted {
             RunState::Interrupted

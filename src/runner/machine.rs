@@ -137,6 +137,20 @@ impl RunMachine {
         Ok(skipped)
     }
 
+    /// Whether the run ends `interrupted` (for `resume`) rather than
+    /// `finished`: stopped by a signal, or — a run, not `treefarm merge` —
+    /// an instance is still being planted, run or merged (neither settled,
+    /// nor `succeeded`, nor `pending`).
+    pub fn ends_interrupted(&self, stopped: bool, run: bool) -> bool {
+        stopped
+            || run
+                && self.record.instances.iter().any(|i| {
+                    !i.state.is_terminal()
+                        && i.state != InstanceState::Succeeded
+                        && i.state != InstanceState::Pending
+                })
+    }
+
     /// Takes the lowest free slot.
     pub fn take_slot(&mut self) -> Option<usize> {
         self.free_slots.pop_first()
@@ -416,6 +430,25 @@ mod tests {
         assert_eq!(b.reason.as_deref(), Some(skipped[0].1.as_str()));
         assert!(skipped[0].1.contains('a'), "{}", skipped[0].1);
         assert_eq!(b.ended_at_ms, Some(60));
+    }
+
+    #[test]
+    fn a_run_ends_interrupted_when_stopped_or_an_instance_is_still_out() {
+        let mut m = machine(&[("a", 1), ("b", 2)], 2);
+        // Nothing started yet (pending) or waiting for a merge: finished.
+        assert!(!m.ends_interrupted(false, true));
+        assert!(m.ends_interrupted(true, true));
+        walk(&mut m, "a", &[Creating, Created, Running]);
+        assert!(m.ends_interrupted(false, true));
+        // `treefarm merge` leaves running instances to their run.
+        assert!(!m.ends_interrupted(false, false));
+        walk(&mut m, "a", &[Succeeded]);
+        assert!(!m.ends_interrupted(false, true));
+        walk(&mut m, "a", &[Merging]);
+        assert!(m.ends_interrupted(false, true));
+        walk(&mut m, "a", &[Merged, Pruned]);
+        walk(&mut m, "b", &[Skipped]);
+        assert!(!m.ends_interrupted(false, true));
     }
 
     #[test]
