@@ -107,7 +107,7 @@ impl<'r> Dispatcher<'r> {
     }
 
     /// Shows an event at once; it reaches `events.jsonl` at the next flush.
-    pub(super) fn emit(&mut self, event: Event) -> anyhow::Result<()> {
+    fn emit(&mut self, event: Event) -> anyhow::Result<()> {
         let at_ms = now_ms();
         if !event.is_transient() {
             let value = crate::report::stamped(&event, at_ms).context("serialise event")?;
@@ -118,7 +118,7 @@ impl<'r> Dispatcher<'r> {
     }
 
     /// Stopped by Ctrl-C while out: `resume` reruns it.
-    pub(super) fn mark_interrupted(&mut self, id: &str) {
+    fn mark_interrupted(&mut self, id: &str) {
         let inst = self.inst(id);
         inst.interrupted = true;
         inst.reason = Some(INTERRUPTED.into());
@@ -205,7 +205,7 @@ impl<'r> Dispatcher<'r> {
         }
     }
 
-    pub(super) fn is_over(&self) -> bool {
+    fn is_over(&self) -> bool {
         if self.killing {
             return self.agents_in_flight == 0;
         }
@@ -218,7 +218,7 @@ impl<'r> Dispatcher<'r> {
             && (self.mode == Mode::MergeOnly || self.m.sched.is_finished())
     }
 
-    pub(super) fn on_signal(&mut self, name: &str) -> anyhow::Result<()> {
+    fn on_signal(&mut self, name: &str) -> anyhow::Result<()> {
         if self.stopping {
             self.note(format!("second {name}: killing agents now"));
             self.killing = true;
@@ -241,7 +241,7 @@ impl<'r> Dispatcher<'r> {
         Ok(())
     }
 
-    pub(super) fn start_ready(&mut self) -> anyhow::Result<()> {
+    fn start_ready(&mut self) -> anyhow::Result<()> {
         if self.mode == Mode::MergeOnly {
             return Ok(());
         }
@@ -298,7 +298,7 @@ impl<'r> Dispatcher<'r> {
         });
     }
 
-    pub(super) fn on_msg(&mut self, msg: Msg) -> anyhow::Result<()> {
+    fn on_msg(&mut self, msg: Msg) -> anyhow::Result<()> {
         match msg {
             Msg::Planted(batch) => {
                 self.other_in_flight -= 1;
@@ -401,12 +401,7 @@ impl<'r> Dispatcher<'r> {
         Ok(())
     }
 
-    pub(super) fn refuse(
-        &mut self,
-        id: &str,
-        reason: String,
-        log: Option<String>,
-    ) -> anyhow::Result<()> {
+    fn refuse(&mut self, id: &str, reason: String, log: Option<String>) -> anyhow::Result<()> {
         let inst = self.inst(id);
         inst.reason = Some(reason.clone());
         inst.merged_commit = None;
@@ -422,7 +417,7 @@ impl<'r> Dispatcher<'r> {
         self.take_skipped()
     }
 
-    pub(super) fn keep(&mut self, id: &str, reason: &str) -> anyhow::Result<()> {
+    fn keep(&mut self, id: &str, reason: &str) -> anyhow::Result<()> {
         let branch = crate::spec::branch_for(id);
         let worktree = self.opts.worktree_for(id).display().to_string();
         self.emit(Event::Kept {
@@ -457,7 +452,7 @@ impl<'r> Dispatcher<'r> {
     /// Merges and prunes share one lane: removing a worktree rewrites git's
     /// worktree admin files, which a merge (checking for checkouts of the
     /// target) and a branch deletion read.
-    pub(super) fn start_next_prune(&mut self) -> anyhow::Result<()> {
+    fn start_next_prune(&mut self) -> anyhow::Result<()> {
         let Some(id) = self.m.next_prune() else {
             return Ok(());
         };
@@ -473,11 +468,11 @@ impl<'r> Dispatcher<'r> {
         Ok(())
     }
 
-    pub(super) fn release_slot(&mut self, id: &str) {
+    fn release_slot(&mut self, id: &str) {
         self.m.release_slot(id);
     }
 
-    pub(super) fn launch(&mut self, launch: Launch) {
+    fn launch(&mut self, launch: Launch) {
         self.agents_in_flight += 1;
         let opts = self.opts.clone();
         let dir = self.dir.clone();
@@ -487,7 +482,7 @@ impl<'r> Dispatcher<'r> {
         tokio::spawn(run_instance(opts, dir, run_id, launch, tx, stop));
     }
 
-    pub(super) fn on_instance(&mut self, id: String, msg: InstanceMsg) -> anyhow::Result<()> {
+    fn on_instance(&mut self, id: String, msg: InstanceMsg) -> anyhow::Result<()> {
         match msg {
             InstanceMsg::AttemptStarting { attempt } => {
                 let now = now_ms();
@@ -595,7 +590,7 @@ impl<'r> Dispatcher<'r> {
         Ok(())
     }
 
-    pub(super) fn record_work(&mut self, id: &str, work: &Work) -> anyhow::Result<()> {
+    fn record_work(&mut self, id: &str, work: &Work) -> anyhow::Result<()> {
         let inst = self.inst(id);
         inst.tip = Some(work.tip.clone());
         inst.commits = work.commits;
@@ -618,7 +613,7 @@ impl<'r> Dispatcher<'r> {
         Ok(())
     }
 
-    pub(super) fn on_verdict(&mut self, id: &str, verdict: Verdict) -> anyhow::Result<()> {
+    fn on_verdict(&mut self, id: &str, verdict: Verdict) -> anyhow::Result<()> {
         match verdict {
             Verdict::Succeeded(work) => {
                 self.record_work(id, &work)?;
@@ -655,7 +650,7 @@ impl<'r> Dispatcher<'r> {
         Ok(())
     }
 
-    pub(super) fn fail(
+    fn fail(
         &mut self,
         id: &str,
         state: InstanceState,
@@ -682,7 +677,7 @@ impl<'r> Dispatcher<'r> {
         self.m.enqueue_merge(id);
     }
 
-    pub(super) fn start_merge(&mut self) -> anyhow::Result<()> {
+    fn start_merge(&mut self) -> anyhow::Result<()> {
         let Some(id) = self.m.next_merge(self.mode == Mode::Run) else {
             return Ok(());
         };
@@ -704,7 +699,7 @@ impl<'r> Dispatcher<'r> {
         Ok(())
     }
 
-    pub(super) fn finish(mut self) -> anyhow::Result<(RunRecord, Summary)> {
+    fn finish(mut self) -> anyhow::Result<(RunRecord, Summary)> {
         let interrupted = self
             .m
             .ends_interrupted(self.stopping, self.mode == Mode::Run);
