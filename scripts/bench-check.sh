@@ -5,7 +5,7 @@
 # Goal: 10k under 1 s, 20k/10k <= 2.3.
 #
 # Also runs the library-level benchmark (find_overlaps + plan_waves on the same
-# layout, no git, no spec parsing): tests/overlap_scale.rs.
+# layout, no git, no spec parsing): tests/integration/overlap_scale.rs.
 #
 #   scripts/bench-check.sh                 # both
 #   BENCH_SKIP_LIB=1 scripts/bench-check.sh
@@ -21,8 +21,8 @@ runs=${BENCH_RUNS:-3}
 sizes=(10000 20000)
 
 if [[ -z ${BENCH_SKIP_LIB:-} ]]; then
-    echo "== library: find_overlaps + plan_waves (tests/overlap_scale.rs)"
-    cargo test --release --quiet --test overlap_scale -- --ignored --nocapture 2>&1 |
+    echo "== library: find_overlaps + plan_waves (tests/integration/overlap_scale.rs)"
+    cargo test --release --quiet --test integration overlap_scale:: -- --ignored --nocapture 2>&1 |
         grep '^overlap_scale' || echo "library benchmark failed" >&2
 fi
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs treefarm's presets against the REAL agent CLIs (tests/real_agents.rs):
+# Runs treefarm's presets against the REAL agent CLIs (tests/integration/real_agents.rs):
 # installs pinned versions of Claude Code, Codex CLI and Gemini CLI (npm) and
 # aider (a Python venv) into a cache directory, then runs the ignored
 # real-CLI tests, which point every CLI at the scripted model server on
@@ -116,6 +116,6 @@ bin=$cache/npm/node_modules/.bin
 say "installed: $("$bin/claude" --version 2>&1 | head -1); $("$bin/codex" --version 2>&1 | head -1); gemini $("$bin/gemini" --version 2>&1 | head -1); aider $("$cache/aider-venv/bin/aider" --version 2>&1 | tail -1)"
 
 # --- the tests ---------------------------------------------------------------
-say "cargo test --test real_agents -- --ignored${user:+ (also as $user)}"
+say "cargo test --test integration real_agents:: -- --ignored${user:+ (also as $user)}"
 TREEFARM_REAL_AGENTS_DIR=$cache TREEFARM_REAL_AGENTS_USER=$user \
-    cargo test --locked --test real_agents -- --ignored --test-threads=1
+    cargo test --locked --test integration real_agents:: -- --ignored --test-threads=1

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Long randomized torture of crash recovery (tests/torture.rs, torture_long):
+# Long randomized torture of crash recovery (tests/integration/torture.rs, torture_long):
 # COUNT consecutive seeds from START (defaults 20 and 1). Each seed: random
 # agent behaviours, 3-6 SIGKILLs of the coordinator with `resume`, the user
 # committing to the target and main meanwhile; then git and /proc checked.
@@ -10,14 +10,14 @@ count=${1:-20}
 start=${2:-1}
 cd "$(dirname "$0")/.."
 cargo build --locked --quiet
-cargo test --locked --quiet --test torture --no-run
+cargo test --locked --quiet --test integration --no-run
 echo "torture: seeds $start..$((start + count - 1))"
 seed=$start
 end=$((start + count))
 while [ "$seed" -lt "$end" ]; do
     began=$(date +%s)
     if ! TREEFARM_TORTURE_SEED=$seed TREEFARM_TORTURE_COUNT=1 \
-        cargo test --locked --quiet --test torture torture_long -- --ignored --nocapture \
+        cargo test --locked --quiet --test integration torture::torture_long -- --ignored --nocapture \
         >"${TMPDIR:-/tmp}/treefarm-torture-$seed.log" 2>&1; then
         cat "${TMPDIR:-/tmp}/treefarm-torture-$seed.log"
         echo "torture: seed $seed FAILED (replay: scripts/torture.sh 1 $seed)"

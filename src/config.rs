@@ -435,6 +435,17 @@ pub enum Strategy {
     Rebase,
 }
 
+impl Strategy {
+    /// The name in `treefarm.yaml` and in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Merge => "merge",
+            Strategy::Squash => "squash",
+            Strategy::Rebase => "rebase",
+        }
+    }
+}
+
 /// `isolation:` — what confines each agent (see README, Isolation).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct IsolationConfig {

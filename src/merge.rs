@@ -7,7 +7,33 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::config::Strategy;
-use crate::git::{Advance, MergeStrategy, Oid, Prepared, Repo};
+use crate::git::{Advance, GitError, MergeStrategy, Oid, Prepared, Repo};
+
+/// Why a merge could not even be decided (a conflict or a failed gate is a
+/// [`MergeResult`], not an error). Each keeps its cause.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("failed to create the gate log `{}`", path.display())]
+    GateLog {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The intent to move the target could not be made durable: the ref
+    /// is not moved.
+    #[error("the merge of `{branch}` was not journalled; the target was not moved")]
+    NotJournalled { branch: String },
+    #[error(
+        "target `{target}` kept moving while merging `{branch}`; gave up after {attempts} attempts"
+    )]
+    KeptMoving {
+        target: String,
+        branch: String,
+        attempts: usize,
+    },
+}
 
 /// How a merge attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +88,8 @@ fn strategy(s: Strategy) -> MergeStrategy {
 /// reconciled. A target moved by someone else meanwhile means recompute.
 pub fn merge_branch(
     req: &MergeRequest<'_>,
-    mut before_move: impl FnMut(Oid, Oid) -> anyhow::Result<()>,
-) -> anyhow::Result<MergeResult> {
+    mut before_move: impl FnMut(Oid, Oid) -> Result<(), MergeError>,
+) -> Result<MergeResult, MergeError> {
     const MAX_RACES: usize = 20;
     let repo = Repo::discover(req.repo_root)?;
     for _ in 0..MAX_RACES {
@@ -107,16 +133,16 @@ pub fn merge_branch(
             Err(err) => return Err(err.into()),
         }
     }
-    anyhow::bail!(
-        "target `{}` kept moving while merging `{}`; gave up after {MAX_RACES} attempts",
-        req.target,
-        req.branch
-    )
+    Err(MergeError::KeptMoving {
+        target: req.target.to_string(),
+        branch: req.branch.to_string(),
+        attempts: MAX_RACES,
+    })
 }
 
 /// Runs the gate in a scratch worktree at `commit`. `Some(refusal)` when it
 /// failed; the scratch worktree is always removed.
-fn run_gate(repo: &Repo, gate: &Gate<'_>, commit: Oid) -> anyhow::Result<Option<MergeResult>> {
+fn run_gate(repo: &Repo, gate: &Gate<'_>, commit: Oid) -> Result<Option<MergeResult>, MergeError> {
     let scratch = repo.scratch_worktree(commit, &gate.scratch_dir)?;
     let outcome = run_gate_in(scratch.path(), gate, commit);
     drop(scratch);
@@ -130,8 +156,12 @@ pub fn run_gate_in(
     dir: &Path,
     gate: &Gate<'_>,
     commit: Oid,
-) -> anyhow::Result<Option<MergeResult>> {
-    let log = File::create(&gate.log_path)?;
+) -> Result<Option<MergeResult>, MergeError> {
+    let gate_log = |source| MergeError::GateLog {
+        path: gate.log_path.clone(),
+        source,
+    };
+    let log = File::create(&gate.log_path).map_err(gate_log)?;
     let status = Command::new("sh")
         .arg("-c")
         .arg(gate.command)
@@ -139,7 +169,7 @@ pub fn run_gate_in(
         .envs(gate.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("TREEFARM_GATE_COMMIT", commit.to_string())
         .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
+        .stdout(log.try_clone().map_err(gate_log)?)
         .stderr(log)
         .status();
     let log_path = gate.log_path.display().to_string();

@@ -34,7 +34,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use globset::{Glob, GlobBuilder, GlobMatcher};
+use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Serialize};
 
 /// At most this many paths are listed per overlap; the reason gives the total.
@@ -524,7 +524,7 @@ impl<'a> Pattern<'a> {
         let shape = Shape::of(&text);
         let glob = match shape {
             Shape::Literal => None,
-            _ => Some(GlobBuilder::new(&text).literal_separator(true).build()?),
+            _ => Some(crate::spec::compile_glob(&text)?),
         };
         Ok(Pattern {
             text,
@@ -776,8 +776,10 @@ mod tests {
         assert_eq!(Shape::of("src/{a,b}.rs"), Shape::General);
     }
 
+    /// globset itself, independent of [`crate::spec::compile_glob`]: the
+    /// oracle the shapes are checked against.
     fn compile_reference(pattern: &str) -> GlobMatcher {
-        GlobBuilder::new(pattern)
+        globset::GlobBuilder::new(pattern)
             .literal_separator(true)
             .build()
             .expect("valid")

@@ -2,7 +2,7 @@
 # Writes a synthetic repository for scripts/bench-check.sh: N specs, two
 # tracked files each, ~10 declared paths per spec (tracked and new), every
 # tenth spec also declaring directory globs, so each spec overlaps a handful
-# of others. Same layout as tests/overlap_scale.rs.
+# of others. Same layout as tests/integration/overlap_scale.rs.
 #
 #   scripts/bench/gen-repo.sh DIR N
 #

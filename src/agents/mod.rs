@@ -9,6 +9,7 @@ mod preset;
 mod program;
 mod prompt;
 mod ratelimit;
+mod shell;
 mod usage;
 
 pub use ratelimit::{
@@ -22,8 +23,9 @@ pub use preset::{
     allowed_commands_env, materialize_wrapper, preset, preset_command, preset_env, preset_note,
     presets, Preset, ENV_AGENT_EXTRA_ARGS, ENV_AGENT_MODEL, ENV_ALLOWED_COMMANDS, ENV_PROMPT_FILE,
 };
-pub use program::{check_preset_program, check_program, shell_quote};
+pub use program::{check_preset_program, check_program};
 pub use prompt::{
     check_resolve_template, render_prompt, render_resolve_prompt, resolve_env, PromptContext,
     ResolveContext, DEFAULT_PROMPT_TEMPLATE, DEFAULT_RESOLVE_PROMPT_TEMPLATE,
 };
+pub use shell::shell_quote;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::InputError;
 
-use super::program::shell_quote;
+use super::shell::shell_quote;
 
 /// The environment variable naming the prompt file treefarm assembled for an
 /// instance (in the run directory, outside the worktree).

@@ -153,7 +153,7 @@ pub fn plan(
             .map(|s| PlanSpec {
                 id: s.id.clone(),
                 title: s.title.clone(),
-                branch: crate::runner::options::branch_for(&s.id),
+                branch: crate::spec::branch_for(&s.id),
                 worktree: worktree_dir.join(&s.id).display().to_string(),
                 depends_on: s.depends_on.clone(),
                 priority: s.priority,
@@ -199,7 +199,7 @@ pub fn status(
         // Progress written by agents since the last journal write, and by
         // agents whose coordinator is gone.
         crate::report::status::apply_live_status(&mut record, &dir);
-        let now = crate::runner::dispatch::now_ms();
+        let now = crate::state::now_ms();
         let mut buf = Vec::new();
         // Disk the run's worktrees use now (only those still on disk); a
         // walk of every file, so `--watch` repeats it every few seconds only.

@@ -53,7 +53,7 @@ pub fn demo(keep: bool, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     collect_specs(&SPECS, &mut files);
     let config = format!(
         "# written by `treefarm demo`\nagent:\n  command: sh {}\n  timeout: 2m\n  kill_grace: 2s\ninstances: 3\noverlap:\n  ignore: [Cargo.lock]\n",
-        crate::runner::options::shell_quote(&agent.display().to_string())
+        crate::agents::shell_quote(&agent.display().to_string())
     );
     files.push(("treefarm.yaml".into(), config.into_bytes()));
     crate::git::Repo::init_with_files(&root, &files, "demo: initial commit").map_err(git_err)?;

@@ -124,13 +124,15 @@ pub fn prune(
             let archived = repo.archive(&id, tip).map_err(git_err)?;
             writeln!(err, "archived {branch} at {tip} as {archived}")?;
         }
-        let mut size = 0;
-        if let Some(w) = worktree {
-            size = crate::runner::disk::disk_usage(&w.path);
-            repo.remove_worktree(&w.path, force).map_err(git_err)?;
-            freed += size;
-        }
-        repo.delete_branch(&branch).map_err(git_err)?;
+        let size = worktree.map_or(0, |w| crate::runner::disk::disk_usage(&w.path));
+        crate::runner::lane::remove_worktree_and_branch(
+            repo,
+            worktree.map(|w| w.path.as_path()),
+            &branch,
+            force,
+        )
+        .map_err(git_err)?;
+        freed += size;
         writeln!(
             err,
             "{verb} {branch}{}",

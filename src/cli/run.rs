@@ -10,8 +10,10 @@ use crate::cli::commands::select;
 use crate::cli::context::{git_err, Ctx};
 use crate::error::{ExitCode, InputError};
 use crate::report::{HumanReporter, JsonLinesReporter, Reporter, Reporters};
-use crate::runner::dispatch::{now_ms, Dispatcher, Mode};
-use crate::runner::options::{branch_for, RunOptions};
+use crate::runner::messages::Mode;
+use crate::runner::options::RunOptions;
+use crate::spec::branch_for;
+use crate::state::now_ms;
 use crate::state::{InstanceRecord, InstanceState, Lock, LockError, RunRecord, RunState, StateDir};
 
 fn reporters(json: bool, quiet: bool) -> Reporters {
@@ -45,13 +47,6 @@ fn lock(state: &StateDir, run_id: &str) -> anyhow::Result<Lock> {
         Err(err @ LockError::Held { .. }) => Err(InputError::new(err.to_string()).into()),
         Err(err) => Err(err.into()),
     }
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")
 }
 
 /// Resolves the agent command from flags, env and config; a preset's wrapper
@@ -140,7 +135,7 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         ))
         .into());
     }
-    if git2_ref_invalid(&cfg.target) {
+    if !crate::git::layout::is_valid_branch_name(&cfg.target) {
         return Err(InputError::new(format!(
             "`{}` is not a valid branch name for --target",
             cfg.target
@@ -377,15 +372,10 @@ fn drive(
     ctx: &Ctx,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    if let Err(err) = crate::runner::set_child_subreaper() {
-        tracing::warn!("cannot become a child subreaper ({err}); orphaned agent processes may escape the timeout");
-    }
     let no_merge = opts.no_merge && mode == Mode::Run;
-    let rt = runtime()?;
     let dir = Arc::new(dir);
-    let (record, _summary) = rt.block_on(
-        Dispatcher::new(Arc::new(opts), Arc::clone(&dir), record, reporter, mode).drive(),
-    )?;
+    let (record, _summary) =
+        crate::runner::imp::execute(opts, Arc::clone(&dir), record, reporter, mode)?;
     // Every run ends with the path of its report, so a user always has it.
     let mut err: Box<dyn std::io::Write> = if quiet {
         Box::new(std::io::sink())
@@ -463,18 +453,6 @@ fn check_env_size(command: &str, env: &[(String, String)]) -> anyhow::Result<()>
         .into());
     }
     Ok(())
-}
-
-fn git2_ref_invalid(name: &str) -> bool {
-    name.is_empty()
-        || name.starts_with('-')
-        || name.contains("..")
-        || name.contains(' ')
-        || name.ends_with('/')
-        || name.ends_with(".lock")
-        || name
-            .chars()
-            .any(|c| c.is_control() || "~^:?*[\\".contains(c))
 }
 
 fn load_run(

@@ -11,6 +11,7 @@ mod error;
 mod gates;
 mod identity;
 mod include;
+pub mod layout;
 mod listing;
 mod merge;
 mod private_git;

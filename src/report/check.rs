@@ -398,11 +398,7 @@ impl Paint {
             Style::Good => "32",
             Style::Bad => "31",
         };
-        if self.0 {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_owned()
-        }
+        crate::report::human::paint(self.0, code, text)
     }
 }
 

@@ -3,6 +3,33 @@
 
 use serde::Serialize;
 
+use crate::config::Strategy;
+use crate::state::RunState;
+
+/// How one attempt of an agent ended (`exited` events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptResult {
+    Succeeded,
+    Failed,
+    TimedOut,
+    IdleTimeout,
+    /// Stopped by Ctrl-C; `resume` runs the attempt again.
+    Stopped,
+}
+
+impl AttemptResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptResult::Succeeded => "succeeded",
+            AttemptResult::Failed => "failed",
+            AttemptResult::TimedOut => "timed_out",
+            AttemptResult::IdleTimeout => "idle_timeout",
+            AttemptResult::Stopped => "stopped",
+        }
+    }
+}
+
 /// One thing that happened in a run, as written to `events.jsonl` and to
 /// stdout with `--json` (`{"event": "<kind>", ...}`).
 #[derive(Debug, Clone, Serialize)]
@@ -37,8 +64,7 @@ pub enum Event {
     Exited {
         id: String,
         attempt: u32,
-        /// `succeeded`, `failed`, `timed_out`, `idle_timeout` or `stopped`.
-        result: String,
+        result: AttemptResult,
         exit_code: Option<i32>,
         elapsed_ms: u64,
         log: String,
@@ -67,7 +93,7 @@ pub enum Event {
     Merged {
         id: String,
         commit: String,
-        strategy: String,
+        strategy: Strategy,
     },
     Conflicted {
         id: String,
@@ -108,7 +134,7 @@ pub enum Event {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
     pub run_id: String,
-    pub state: String,
+    pub state: RunState,
     pub target: String,
     pub target_commit: Option<String>,
     pub merged: Vec<String>,

@@ -10,7 +10,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use crate::report::events::{Event, Summary};
+use crate::report::events::{AttemptResult, Event, Summary};
 use crate::report::{tail_lines, Reporter};
 use crate::state::{InstanceRecord, InstanceState, RunRecord};
 
@@ -68,11 +68,7 @@ impl HumanReporter {
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
+        paint(self.color, code, text)
     }
 
     fn erase_live(&mut self) {
@@ -87,6 +83,16 @@ impl HumanReporter {
         self.erase_live();
         let verb = self.paint(color, &format!("{verb:<11}"));
         let _ = writeln!(self.out, "  {id:<8} {verb} {rest}");
+    }
+}
+
+/// `text` in the SGR colour or style `code` (`"1"` bold, `"31"` red, ...)
+/// when `color`, else as it is: the one place treefarm paints text.
+pub fn paint(color: bool, code: &str, text: &str) -> String {
+    if color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
     }
 }
 
@@ -121,6 +127,11 @@ fn list(paths: &[String]) -> String {
 }
 
 impl Reporter for HumanReporter {
+    fn note(&mut self, text: &str) {
+        self.erase_live();
+        let _ = writeln!(self.out, "treefarm: {text}");
+    }
+
     fn event(&mut self, event: &Event) {
         match event {
             Event::RunStarted {
@@ -165,10 +176,14 @@ impl Reporter for HumanReporter {
                 ..
             } => {
                 let code = exit_code.map(|c| format!(", exit {c}")).unwrap_or_default();
-                let color = if result == "succeeded" { "32" } else { "31" };
+                let color = if *result == AttemptResult::Succeeded {
+                    "32"
+                } else {
+                    "31"
+                };
                 self.line(
                     id,
-                    result,
+                    result.as_str(),
                     color,
                     &format!("after {}{code}", format_duration(*elapsed_ms)),
                 );
@@ -216,7 +231,7 @@ impl Reporter for HumanReporter {
                 id,
                 "merged",
                 "32",
-                &format!("{} ({strategy})", short(commit)),
+                &format!("{} ({})", short(commit), strategy.as_str()),
             ),
             Event::Conflicted { id, paths } => self.line(
                 id,

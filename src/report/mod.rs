@@ -8,6 +8,7 @@ pub mod graph;
 pub mod html;
 pub mod human;
 pub mod status;
+pub mod summary;
 pub mod timeline;
 pub mod usage;
 
@@ -16,6 +17,7 @@ use std::path::Path;
 
 pub use events::{ConflictSummary, Event, Summary};
 pub use human::HumanReporter;
+pub use summary::summarize;
 
 use crate::state::RunRecord;
 
@@ -31,6 +33,9 @@ pub trait Reporter: Send {
     fn refresh(&mut self, _run: &RunRecord, _now_ms: u64) {}
     /// Called once at the end, after the `summary` event.
     fn finish(&mut self, _run: &RunRecord, _summary: &Summary) {}
+    /// A note for people about what the coordinator does (recovery,
+    /// signals): not an event, not in `--json`, silent with `-q`.
+    fn note(&mut self, _text: &str) {}
 }
 
 /// `--json`: every event as one JSON line on the given writer (stdout).
@@ -94,6 +99,11 @@ impl Reporter for Reporters {
     fn finish(&mut self, run: &RunRecord, summary: &Summary) {
         for r in &mut self.0 {
             r.finish(run, summary);
+        }
+    }
+    fn note(&mut self, text: &str) {
+        for r in &mut self.0 {
+            r.note(text);
         }
     }
 }

@@ -10,6 +10,7 @@ use std::io::{self, Write};
 
 use serde_json::{json, Value};
 
+use crate::report::human::format_duration;
 use crate::state::{InstanceRecord, InstanceState, RunDir, RunRecord, RunState};
 
 /// `status --json`: `{"run_id", "state", "instances": [{"id", "state",
@@ -226,16 +227,6 @@ fn notes(coordinator_alive: bool, i: &InstanceRecord) -> String {
     parts.join("; ")
 }
 
-/// `45s`, `3m12s`, `1h02m`.
-fn format_duration(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
-}
-
 /// `2026-11-20 21:48:00 UTC`.
 fn format_time(unix_ms: u64) -> String {
     let nanos = i128::from(unix_ms) * 1_000_000;
@@ -259,11 +250,7 @@ struct Paint(bool);
 
 impl Paint {
     fn wrap(self, code: &str, text: &str) -> String {
-        if self.0 {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
+        crate::report::human::paint(self.0, code, text)
     }
 
     fn bold(self, text: &str) -> String {

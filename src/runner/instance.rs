@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use globset::{GlobBuilder, GlobSetBuilder};
+use globset::GlobSetBuilder;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{CommitMode, ScopeMode};
@@ -911,7 +911,7 @@ pub fn collect_work(
 pub fn undeclared(spec: &Spec, changed: &[String]) -> Vec<String> {
     let mut set = GlobSetBuilder::new();
     for pattern in spec.files.iter().chain(&spec.shared) {
-        if let Ok(glob) = GlobBuilder::new(pattern).literal_separator(true).build() {
+        if let Ok(glob) = crate::spec::compile_glob(pattern) {
             set.add(glob);
         }
     }

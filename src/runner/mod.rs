@@ -1,24 +1,34 @@
 //! The only async code: a dispatcher that owns what the user sees, and one
 //! executor per running agent that talks to it over channels.
 //!
-//! `dispatch` owns a run (scheduler, journal, merges, signals); `instance`
-//! drives one spec from setup to verdict; `executor` runs one agent (process
-//! group, log, status file, timeouts); `process` holds the process-group
-//! primitives; `status_file` parses the agent's optional status JSON;
-//! `options` is what a run was asked to do, frozen in its journal; `disk`
-//! the disk budget, `ports` probed port blocks, `slots` per-slot caches;
-//! `pacing` (backoff, congestion window, start interval) and `budget`
-//! (`run.max_cost` / `run.max_tokens`) are pure state for the dispatcher.
+//! `imp` starts the runtime and drives a run; `dispatch` is the loop (turns
+//! what happened into an `Input`, handles it, commits the `journal` once per
+//! turn, starts what may start); `machine` holds the run's record,
+//! scheduler, slots and queues and is the only writer of instance states;
+//! `lane` is the blocking git work (plant, merge, prune); `recover` brings
+//! an interrupted run back under control; `messages` holds what the tasks
+//! send. `instance` drives one spec from setup to verdict; `executor` runs
+//! one agent (process group, log, status file, timeouts); `process` holds
+//! the process-group primitives; `status_file` parses the agent's optional
+//! status JSON; `options` is what a run was asked to do, frozen in its
+//! journal; `disk` the disk budget, `ports` probed port blocks, `slots`
+//! per-slot caches.
 
 pub mod budget;
 pub mod disk;
 pub mod dispatch;
 pub mod executor;
+pub mod imp;
 pub mod instance;
+pub mod journal;
+pub mod lane;
+pub mod machine;
+pub mod messages;
 pub mod options;
 pub mod pacing;
 pub mod ports;
 pub mod process;
+pub mod recover;
 pub mod shared_git;
 pub mod slots;
 pub mod status_file;

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use crate::config::{CommitMode, ScopeMode, SetupConfig, SparseMode, SparseWord, Strategy};
 use crate::git::SparseRequest;
 
-pub use crate::spec::branch_for;
 use crate::spec::Spec;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,14 +142,12 @@ pub fn sparse_request(mode: &SparseMode, include: &[String], spec: &Spec) -> Opt
     }
 }
 
-pub use crate::agents::shell_quote;
-
 /// Substitutes `{id}`, `{spec}`, `{worktree}`, `{branch}` and `{target}` in an
 /// agent command, shell-quoting each value.
 pub fn substitute(command: &str, vars: &[(&str, &str)]) -> String {
     let mut out = command.to_string();
     for (name, value) in vars {
-        out = out.replace(&format!("{{{name}}}"), &shell_quote(value));
+        out = out.replace(&format!("{{{name}}}"), &crate::agents::shell_quote(value));
     }
     out
 }

@@ -7,7 +7,14 @@
 //! that follows a glob component (`src/**/..`, whose meaning is unclear), is
 //! rejected. Backslashes are kept: in globset syntax they escape.
 
-use globset::GlobBuilder;
+use globset::{Glob, GlobBuilder};
+
+/// A declared path or glob as treefarm reads it everywhere (validation, the
+/// overlap check, the scope audit): `*` and `?` never match `/`, `**` spans
+/// directories.
+pub fn compile_glob(text: &str) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(text).literal_separator(true).build()
+}
 
 /// Why a declared path was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,10 +76,7 @@ pub fn normalize_path(raw: &str) -> Result<String, PathProblem> {
     // Only glob syntax (or a `\` escape) can be invalid; building a glob for
     // every literal path was a sixth of `check`'s time on large spec sets.
     if has_glob_meta(&path) || path.contains('\\') {
-        GlobBuilder::new(&path)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| PathProblem::InvalidGlob(e.kind().to_string()))?;
+        compile_glob(&path).map_err(|e| PathProblem::InvalidGlob(e.kind().to_string()))?;
     }
     Ok(path)
 }

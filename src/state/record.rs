@@ -133,6 +133,10 @@ pub struct InstanceRecord {
     #[serde(default)]
     pub worktree: String,
     pub state: InstanceState,
+    /// Stopped by Ctrl-C while out (planted or running): `resume` runs it
+    /// again in its worktree. Its `reason` says `interrupted` for people.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
     #[serde(default)]
     pub attempt: u32,
     #[serde(default)]

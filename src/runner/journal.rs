@@ -1,0 +1,99 @@
+//! The run's journal with group commit: changes and events of one turn of
+//! the dispatcher's loop are written together — the pending events with one
+//! fsync of `events.jsonl`, then `state.json` atomically — and always before
+//! anything is done that depends on them.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::runner::executor::AgentEnd;
+use crate::state::{crash_point, RunDir, RunRecord};
+
+/// What the dispatcher has changed since the last commit.
+pub struct Journal {
+    dir: Arc<RunDir>,
+    /// The record changed since the last write.
+    dirty: bool,
+    /// Only the progress of an agent changed (written, but not a transition).
+    progress_dirty: bool,
+    /// Events reported but not yet appended to `events.jsonl`.
+    unjournalled: Vec<serde_json::Value>,
+    /// An agent start is among the unjournalled changes (crash point).
+    start_unjournalled: bool,
+}
+
+impl Journal {
+    pub fn new(dir: Arc<RunDir>) -> Journal {
+        Journal {
+            dir,
+            dirty: false,
+            progress_dirty: false,
+            unjournalled: Vec::new(),
+            start_unjournalled: false,
+        }
+    }
+
+    /// The record changed: the next commit writes it.
+    pub fn changed(&mut self) {
+        self.dirty = true;
+    }
+
+    /// An agent's progress changed: the next commit writes the record.
+    pub fn progressed(&mut self) {
+        self.progress_dirty = true;
+    }
+
+    /// An agent start waits for the next commit (the `agents-running` crash
+    /// point fires once it is durable).
+    pub fn agent_started(&mut self) {
+        self.start_unjournalled = true;
+    }
+
+    /// An event (stamped) for `events.jsonl`, appended at the next commit.
+    pub fn event(&mut self, value: serde_json::Value) {
+        self.unjournalled.push(value);
+    }
+
+    /// Writes what changed: pending events with one fsync, then state.json
+    /// atomically. A failure here is fatal: acting on a transition that is
+    /// not journalled would break crash safety.
+    pub fn commit(&mut self, record: &RunRecord) -> anyhow::Result<()> {
+        if !self.unjournalled.is_empty() {
+            self.dir
+                .append_events(&self.unjournalled)
+                .context("failed to append to the event journal")?;
+            self.unjournalled.clear();
+        }
+        if self.dirty || self.progress_dirty {
+            self.dir
+                .write_state(record)
+                .context("failed to journal the run state")?;
+            self.dirty = false;
+            self.progress_dirty = false;
+        }
+        if std::mem::take(&mut self.start_unjournalled) {
+            crash_point("agents-running");
+        }
+        Ok(())
+    }
+}
+
+/// How the journal names why an agent's group was being terminated.
+pub fn ending_name(why: &AgentEnd) -> &'static str {
+    match why {
+        AgentEnd::TimedOut => "timed_out",
+        AgentEnd::IdleTimedOut => "idle_timeout",
+        _ => "stopped",
+    }
+}
+
+/// The result a journalled termination stands for; `None` for a stop (the
+/// attempt is rerun, as after Ctrl-C).
+pub fn ending_result(name: &str) -> Option<AgentEnd> {
+    match name {
+        "timed_out" => Some(AgentEnd::TimedOut),
+        "idle_timeout" => Some(AgentEnd::IdleTimedOut),
+        _ => None,
+    }
+}

@@ -1,0 +1,193 @@
+//! The lane: the blocking git work of a run — planting worktrees, merging a
+//! branch, pruning a merged one. The dispatcher runs these on blocking
+//! threads, one merge or prune at a time (they share git's worktree admin
+//! files), and hears back through [`LaneMsg`].
+
+use std::path::{Path, PathBuf};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::git::{GitError, Repo, WorktreeRequest};
+use crate::merge::{self, Gate, MergeRequest, MergeResult};
+use crate::runner::instance::Launch;
+use crate::runner::messages::{LaneMsg, Planted};
+use crate::runner::options::RunOptions;
+use crate::spec::branch_for;
+use crate::state::{crash_point, RunDir};
+
+/// Why a lane job failed; each keeps its cause (the dispatcher records the
+/// whole chain as the instance's reason).
+#[derive(Debug, thiserror::Error)]
+pub enum LaneError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Merge(#[from] merge::MergeError),
+    #[error("target branch `{target}` does not exist")]
+    NoTarget { target: String },
+    #[error("failed to create the worktree folder `{}`", path.display())]
+    WorktreeDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("spec `{id}` is not part of this run")]
+    UnknownSpec { id: String },
+}
+
+/// Creates the branches and worktrees of a batch (`reuse`: a resumed
+/// instance's existing branch and worktree are taken as they are).
+pub fn plant_batch(
+    opts: &RunOptions,
+    mut launches: Vec<Launch>,
+    reuse: bool,
+) -> Result<Planted, LaneError> {
+    let repo = Repo::discover(&opts.repo_root)?;
+    let tip = repo
+        .branch_tip(&opts.target)?
+        .ok_or_else(|| LaneError::NoTarget {
+            target: opts.target.clone(),
+        })?;
+    std::fs::create_dir_all(&opts.worktree_dir).map_err(|source| LaneError::WorktreeDir {
+        path: opts.worktree_dir.clone(),
+        source,
+    })?;
+    let mut requests = Vec::new();
+    for launch in &mut launches {
+        if launch.start_commit.is_empty() {
+            launch.start_commit = tip.to_string();
+        }
+        requests.push(WorktreeRequest {
+            name: launch.id.clone(),
+            path: opts.worktree_for(&launch.id),
+            branch: crate::spec::branch_for(&launch.id),
+            start: repo.resolve(&launch.start_commit)?,
+            reuse,
+            sparse: opts.sparse_for(&launch.id),
+        });
+    }
+    let results = repo.add_worktrees(&requests);
+    Ok(launches
+        .into_iter()
+        .zip(results)
+        .map(|(l, r)| (l, r.map_err(|e| crate::error::chain(&e))))
+        .collect())
+}
+
+/// Merges the branch of `id` into the target; the target ref moves only
+/// after the dispatcher acknowledged the journalled intent
+/// ([`LaneMsg::MergePrepared`]).
+pub fn merge_one(
+    opts: &RunOptions,
+    dir: &RunDir,
+    run_id: &str,
+    id: &str,
+    subjects: &[String],
+    tx: &mpsc::UnboundedSender<LaneMsg>,
+) -> Result<MergeResult, LaneError> {
+    let spec = opts
+        .spec(id)
+        .ok_or_else(|| LaneError::UnknownSpec { id: id.to_string() })?;
+    let branch = spec.branch();
+    let subjects: Vec<String> =
+        if subjects.is_empty() && opts.strategy == crate::config::Strategy::Squash {
+            let repo = Repo::discover(&opts.repo_root)?;
+            match (repo.branch_tip(&opts.target)?, repo.branch_tip(&branch)?) {
+                (Some(t), Some(b)) => repo
+                    .commits_between(t, b)?
+                    .into_iter()
+                    .map(|c| c.summary)
+                    .collect(),
+                _ => Vec::new(),
+            }
+        } else {
+            subjects.to_vec()
+        };
+    let message = merge::message(opts.strategy, id, &spec.title, &branch, &subjects, run_id);
+    let gate_env = vec![
+        ("TREEFARM_RUN_ID".to_string(), run_id.to_string()),
+        ("TREEFARM_SPEC_ID".to_string(), id.to_string()),
+        ("TREEFARM_BRANCH".to_string(), branch.clone()),
+        ("TREEFARM_TARGET".to_string(), opts.target.clone()),
+    ];
+    let gate = opts
+        .gate
+        .as_deref()
+        .filter(|g| !g.trim().is_empty())
+        .map(|command| Gate {
+            command,
+            scratch_dir: opts.worktree_dir.clone(),
+            log_path: dir.gate_log_path(id),
+            env: &gate_env,
+        });
+    let request = MergeRequest {
+        repo_root: &opts.repo_root,
+        target: &opts.target,
+        branch: &branch,
+        strategy: opts.strategy,
+        message,
+        gate,
+    };
+    let tip = Repo::discover(&opts.repo_root)?
+        .branch_tip(&branch)?
+        .map(|t| t.to_string());
+    let result = merge::merge_branch(&request, |_old, new| {
+        let (ack, done) = oneshot::channel();
+        tx.send(LaneMsg::MergePrepared {
+            id: id.to_string(),
+            new: new.to_string(),
+            tip: tip.clone(),
+            ack,
+        })
+        .map_err(|_| merge::MergeError::NotJournalled {
+            branch: branch.clone(),
+        })?;
+        done.blocking_recv()
+            .map_err(|_| merge::MergeError::NotJournalled {
+                branch: branch.clone(),
+            })
+    })?;
+    Ok(result)
+}
+
+/// Removes a merged instance's worktree, then its branch.
+pub fn prune_one(opts: &RunOptions, id: &str) -> Result<(), LaneError> {
+    crash_point("before-prune");
+    let repo = Repo::discover(&opts.repo_root)?;
+    let worktree: PathBuf = opts.worktree_for(id);
+    let present = worktree.exists() || repo.worktrees()?.iter().any(|w| w.name == id);
+    // A removal killed half-way (coordinator crash during prune) leaves a
+    // worktree missing files: those are all in the merged branch, so
+    // finishing the removal loses nothing. Anything else is kept.
+    let interrupted_removal = present
+        && worktree.exists()
+        && Repo::is_dirty(&worktree).unwrap_or(false)
+        && Repo::only_deletions(&worktree)?;
+    remove_worktree_and_branch(
+        &repo,
+        present.then_some(worktree.as_path()),
+        &branch_for(id),
+        interrupted_removal,
+    )?;
+    Ok(())
+}
+
+/// The removal step of pruning, for the lane and `treefarm prune` alike:
+/// the worktree (if any; `force` also removes one with changes), then the
+/// branch. Whether to prune at all is the caller's decision (merged and
+/// clean, or `--force` after archiving the tip).
+pub fn remove_worktree_and_branch(
+    repo: &Repo,
+    worktree: Option<&Path>,
+    branch: &str,
+    force: bool,
+) -> Result<(), GitError> {
+    if let Some(worktree) = worktree {
+        repo.remove_worktree(worktree, force)?;
+    }
+    crash_point("during-prune");
+    if repo.branch_tip(branch)?.is_some() {
+        repo.delete_branch(branch)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,411 @@
+//! Recovery: what `resume` and `treefarm merge` do first. The journal of
+//! the previous coordinator, git (half-made worktrees, stale lock files,
+//! merges that landed) and the processes still out there (agents to
+//! re-attach, orphans to end) are reconciled into the machine's state and
+//! the launches that continue the run.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+
+use crate::git::{layout, Repo};
+use crate::runner::dispatch::{Dispatcher, INTERRUPTED};
+use crate::runner::executor::{AgentEnd, Stop};
+use crate::runner::instance::Launch;
+use crate::runner::journal::ending_result;
+use crate::runner::messages::Mode;
+use crate::schedule::Restored;
+use crate::state::{now_ms, InstanceRecord, InstanceState};
+
+impl Dispatcher<'_> {
+    /// Brings every instance recorded by an earlier coordinator back under
+    /// control (resume, merge): the journal plus git say where each stands.
+    pub(super) async fn reconcile(&mut self) -> anyhow::Result<()> {
+        self.clear_stale_git_locks()?;
+        let instances = self.m.record.instances.clone();
+        let mut replant = Vec::new();
+        for inst in &instances {
+            let id = inst.id.clone();
+            let out = matches!(
+                inst.state,
+                InstanceState::Creating | InstanceState::Created | InstanceState::Running
+            );
+            if self.mode == Mode::Run && !out {
+                // Settled or not started: nothing of it may still run.
+                self.end_orphans(inst, None).await;
+            }
+            match inst.state {
+                InstanceState::Pending => {}
+                InstanceState::Skipped
+                | InstanceState::Failed
+                | InstanceState::TimedOut
+                | InstanceState::Unchanged => self
+                    .m
+                    .sched
+                    .restore(&id, Restored::Settled { merged: false }),
+                InstanceState::Conflicted | InstanceState::Refused => {
+                    if self.mode == Mode::MergeOnly {
+                        self.m.sched.restore(&id, Restored::AwaitingSettle);
+                        self.requeue_after_fix(&id).await?;
+                    } else {
+                        self.m
+                            .sched
+                            .restore(&id, Restored::Settled { merged: false });
+                    }
+                }
+                InstanceState::Creating | InstanceState::Created | InstanceState::Running => {
+                    if self.mode == Mode::MergeOnly {
+                        // Still someone else's business; leave it alone.
+                        self.m.sched.restore(&id, Restored::Running);
+                        continue;
+                    }
+                    self.m.sched.restore(&id, Restored::Running);
+                    let slot = self.m.claim_slot(inst.slot);
+                    // A journal written before the field: the reason text.
+                    let mut interrupted =
+                        inst.interrupted || inst.reason.as_deref() == Some(INTERRUPTED);
+                    let mut start_commit = inst.start_commit.clone().unwrap_or_default();
+                    if inst.state == InstanceState::Creating {
+                        // Killed while planting: the worktree may be half
+                        // checked out (an agent committing `git add -A` there
+                        // would delete files). No agent ran in it yet, so make
+                        // it again, on the branch as it was created.
+                        start_commit = self.discard_unfinished_plant(&id)?;
+                    }
+                    let mut live = if inst.state == InstanceState::Creating {
+                        None
+                    } else {
+                        self.find_live_agent(inst)
+                    };
+                    // A termination the previous coordinator began (SIGTERM
+                    // sent, SIGKILL pending) is finished on its deadline.
+                    let ending = inst.ending.as_deref().map(ending_result);
+                    let mut terminating = None;
+                    if let (Some(why), Some((pid, start))) = (&ending, live) {
+                        match why {
+                            Some(why) => {
+                                let kill_at = inst.kill_at_ms.unwrap_or_else(now_ms);
+                                terminating = Some((why.clone(), kill_at));
+                            }
+                            None => {
+                                // A stop (Ctrl-C) under way: end it, rerun.
+                                let kill_at = inst.kill_at_ms.unwrap_or_else(now_ms);
+                                let (_keep, stop) = watch::channel(Stop::Run);
+                                crate::runner::executor::finish_termination(
+                                    pid,
+                                    start,
+                                    kill_at,
+                                    AgentEnd::Stopped,
+                                    stop,
+                                )
+                                .await;
+                                live = None;
+                                interrupted = true;
+                            }
+                        }
+                    }
+                    // Anything else of this instance still running (what the
+                    // agent left, a setup command) ends before anything
+                    // starts in its worktree.
+                    self.end_orphans(inst, live.map(|(pid, _)| pid)).await;
+                    let ended = match (&ending, live) {
+                        (Some(Some(why)), None) => Some(why.clone()),
+                        _ => None,
+                    };
+                    if let Some(why) = &ended {
+                        self.note(format!("{id}: agent {why} while treefarm was not running; its processes are ended"
+                        ));
+                    }
+                    let exited = if live.is_none()
+                        && inst.state != InstanceState::Creating
+                        && !interrupted
+                        && ended.is_none()
+                    {
+                        // The wrapper records the exit code of the latest
+                        // attempt (a new attempt removes the old file first).
+                        crate::runner::executor::read_exit_record(&self.dir.exit_path(&id))
+                    } else {
+                        None
+                    };
+                    // The attempt the agent out there belongs to: the
+                    // coordinator may have died before journalling its start.
+                    let seen_attempt = match (live, exited) {
+                        (Some((pid, _)), _) => crate::procfs::env_var(pid, "TREEFARM_ATTEMPT")
+                            .and_then(|a| a.parse::<u32>().ok()),
+                        (None, Some((_, attempt))) => attempt,
+                        (None, None) => None,
+                    };
+                    let exited = exited.map(|(code, _)| code);
+                    match (live, exited) {
+                        (Some((pid, _)), _) => self.note(format!("{id}: agent pid {pid} is still running; re-attaching and waiting for it"
+                        )),
+                        (None, Some(code)) => self.note(format!("{id}: agent ended while treefarm was not running (exit code {code})"
+                        )),
+                        (None, None) if inst.state == InstanceState::Running => self.note(format!("{id}: agent is gone without an exit code; running it again in its worktree (partial work kept)"
+                        )),
+                        (None, None) => {}
+                    }
+                    let attempt = if live.is_some() || exited.is_some() || ended.is_some() {
+                        inst.attempt.max(seen_attempt.unwrap_or(0)).max(1)
+                    } else {
+                        inst.attempt + 1
+                    };
+                    let inst_mut = self.inst(&id);
+                    inst_mut.attempt = inst_mut.attempt.max(seen_attempt.unwrap_or(0));
+                    inst_mut.slot = Some(slot);
+                    inst_mut.reason = None;
+                    inst_mut.interrupted = false;
+                    replant.push(Launch {
+                        id: id.clone(),
+                        slot,
+                        start_commit,
+                        attempt,
+                        reattach: live,
+                        exited,
+                        setup: inst.state != InstanceState::Running,
+                        ended,
+                        terminating,
+                        timeout_left: inst
+                            .deadline_ms
+                            .map(|d| Duration::from_millis(d.saturating_sub(now_ms()))),
+                    });
+                }
+                InstanceState::Succeeded => {
+                    if self.opts.no_merge && self.mode == Mode::Run {
+                        self.m
+                            .sched
+                            .restore(&id, Restored::Settled { merged: true });
+                    } else {
+                        self.m.sched.restore(&id, Restored::AwaitingSettle);
+                        self.enqueue_merge(&id);
+                    }
+                }
+                InstanceState::Merging => {
+                    self.m.sched.restore(&id, Restored::AwaitingSettle);
+                    if self.merge_landed(inst)? {
+                        let commit = inst.merged_commit.clone().unwrap_or_default();
+                        self.on_merged(&id, commit)?;
+                    } else {
+                        self.set_state(&id, InstanceState::Succeeded)?;
+                        self.enqueue_merge(&id);
+                    }
+                }
+                InstanceState::Merged => {
+                    self.m
+                        .sched
+                        .restore(&id, Restored::Settled { merged: true });
+                    if !self.opts.keep {
+                        self.start_prune(&id);
+                    }
+                }
+                InstanceState::Pruned => self
+                    .m
+                    .sched
+                    .restore(&id, Restored::Settled { merged: true }),
+            }
+        }
+        self.take_skipped()?;
+        if !replant.is_empty() {
+            self.save()?;
+            self.flush()?;
+            self.plant(replant, true);
+        }
+        Ok(())
+    }
+
+    /// A conflicted or refused branch the user fixed by hand: commit what they
+    /// left and merge again.
+    async fn requeue_after_fix(&mut self, id: &str) -> anyhow::Result<()> {
+        let worktree = self.opts.worktree_for(id);
+        if worktree.exists() {
+            let wt = worktree.clone();
+            let id2 = id.to_string();
+            // What setup copied or linked in is not part of the fix.
+            let placed = self.opts.setup_placed();
+            tokio::task::spawn_blocking(move || {
+                Repo::commit_all_except(
+                    &wt,
+                    &format!("treefarm: commit manual fixes for {id2}"),
+                    &placed,
+                )
+            })
+            .await
+            .context("join commit task")?
+            .with_context(|| {
+                format!("failed to commit manual fixes in `{}`", worktree.display())
+            })?;
+        }
+        self.set_state(id, InstanceState::Succeeded)?;
+        let inst = self.inst(id);
+        inst.conflict_paths.clear();
+        inst.reason = None;
+        inst.ended_at_ms = None;
+        self.enqueue_merge(id);
+        Ok(())
+    }
+
+    /// Removes the git lock files a coordinator killed in the middle of a ref
+    /// update, branch deletion or auto-commit leaves behind (libgit2 writes
+    /// `<file>.lock` and renames it over `<file>`; a kill in between leaves
+    /// it, and every later update of that ref would fail). A lock some live
+    /// process holds open is someone's update in progress and is left alone.
+    fn clear_stale_git_locks(&mut self) -> anyhow::Result<()> {
+        if self
+            .m
+            .record
+            .instances
+            .iter()
+            .all(|i| i.state == InstanceState::Pending)
+        {
+            return Ok(());
+        }
+        let repo = Repo::discover(&self.opts.repo_root)?;
+        let common = repo.common_dir().to_path_buf();
+        let common = common.canonicalize().unwrap_or(common);
+        let mut candidates = vec![
+            layout::branch_lock(&common, &self.opts.target),
+            layout::packed_refs_lock(&common),
+        ];
+        for inst in &self.m.record.instances {
+            let branch = crate::spec::branch_for(&inst.id);
+            candidates.push(layout::branch_lock(&common, &branch));
+            if inst.agent_alive() {
+                continue;
+            }
+            candidates.extend(layout::worktree_locks(&common, &inst.id));
+        }
+        candidates.retain(|p| p.symlink_metadata().is_ok());
+        let held = crate::procfs::open_by_any_process(&candidates);
+        for lock in candidates.iter().filter(|p| !held.contains(p)) {
+            self.note(format!(
+                "removing stale git lock `{}` left by the interrupted run",
+                lock.display()
+            ));
+            match std::fs::remove_file(lock) {
+                // Gone meanwhile: a live git finished with it, so not stale.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other.with_context(|| {
+                    format!("failed to remove stale git lock `{}`", lock.display())
+                })?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends every process group of `inst` (found by the run and spec ids in
+    /// their environment) but the re-adopted agent's `keep`: whatever the
+    /// agent or its setup command left running when the previous
+    /// coordinator died. SIGTERM, then SIGKILL when the journalled deadline
+    /// of an interrupted termination passes (else after `agent.kill_grace`).
+    async fn end_orphans(&mut self, inst: &InstanceRecord, keep: Option<u32>) {
+        let groups: Vec<u32> = crate::procfs::groups_with_env(&[
+            ("TREEFARM_RUN_ID", &self.m.record.run_id),
+            ("TREEFARM_SPEC_ID", &inst.id),
+        ])
+        .into_iter()
+        .filter(|g| Some(*g) != keep)
+        .collect();
+        if groups.is_empty() {
+            return;
+        }
+        let grace = match inst.kill_at_ms {
+            Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
+            None => Duration::from_millis(self.opts.grace_ms),
+        };
+        self.note(format!(
+            "{}: ending process group(s) {groups:?} left by the interrupted run",
+            inst.id
+        ));
+        let kills: Vec<_> = groups
+            .into_iter()
+            .map(|g| tokio::spawn(crate::runner::executor::kill_group(g, grace)))
+            .collect();
+        for kill in kills {
+            let _ = kill.await;
+        }
+    }
+
+    /// The agent of `inst` if it is still alive: the journalled process (pid
+    /// and start time, so a recycled pid is not mistaken for it), else an
+    /// agent the previous coordinator started but died before journalling
+    /// (found by its group and environment), so it is never run twice at once
+    /// in one worktree.
+    fn find_live_agent(&self, inst: &InstanceRecord) -> Option<(u32, u64)> {
+        if let (Some(pid), Some(start)) = (inst.pid, inst.pid_start) {
+            if crate::procfs::is_alive(pid, Some(start)) {
+                return Some((pid, start));
+            }
+        }
+        crate::procfs::group_leaders_with_env(&[
+            ("TREEFARM_RUN_ID", &self.m.record.run_id),
+            ("TREEFARM_SPEC_ID", &inst.id),
+        ])
+        .pop()
+    }
+
+    /// Removes what an interrupted planting of `id` left (a worktree and its
+    /// admin entry, complete or not) and returns where its branch starts
+    /// (empty: no branch yet, plant from the target tip). Only called for
+    /// `creating` instances: nothing but treefarm has used that worktree.
+    fn discard_unfinished_plant(&self, id: &str) -> anyhow::Result<String> {
+        let repo = Repo::discover(&self.opts.repo_root)?;
+        let path = self.opts.worktree_for(id);
+        let registered = repo
+            .worktrees()
+            .map(|list| list.iter().any(|w| !w.is_main && w.name == id))
+            .unwrap_or(true);
+        if registered {
+            if let Err(err) = repo.remove_worktree(std::path::Path::new(id), true) {
+                tracing::debug!(%id, %err, "removing a half-made worktree entry directly");
+            }
+        }
+        // An entry too incomplete for libgit2 to list or remove (killed while
+        // libgit2 was writing it) still blocks a new worktree of that name.
+        let admin = layout::worktree_admin(repo.common_dir(), id);
+        let staging = crate::git::staging_admin(repo.common_dir(), id);
+        if staging.symlink_metadata().is_ok() {
+            std::fs::remove_dir_all(&staging).with_context(|| {
+                format!(
+                    "failed to remove the half-made worktree entry `{}`",
+                    staging.display()
+                )
+            })?;
+        }
+        if admin.symlink_metadata().is_ok() {
+            std::fs::remove_dir_all(&admin).with_context(|| {
+                format!(
+                    "failed to remove the half-made worktree entry `{}`",
+                    admin.display()
+                )
+            })?;
+        }
+        if path.symlink_metadata().is_ok() {
+            std::fs::remove_dir_all(&path).with_context(|| {
+                format!(
+                    "failed to remove the half-made worktree `{}`",
+                    path.display()
+                )
+            })?;
+        }
+        let branch = crate::spec::branch_for(id);
+        Ok(repo
+            .branch_tip(&branch)?
+            .map(|t| t.to_string())
+            .unwrap_or_default())
+    }
+
+    /// Whether a merge journalled as `merging` reached the target before the
+    /// previous coordinator died.
+    fn merge_landed(&self, inst: &InstanceRecord) -> anyhow::Result<bool> {
+        let Some(commit) = &inst.merged_commit else {
+            return Ok(false);
+        };
+        let repo = Repo::discover(&self.opts.repo_root)?;
+        let Some(tip) = repo.branch_tip(&self.opts.target)? else {
+            return Ok(false);
+        };
+        let commit = repo.resolve(commit)?;
+        Ok(tip == commit || repo.is_ancestor(commit, tip)?)
+    }
+}

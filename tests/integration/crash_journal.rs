@@ -1,0 +1,165 @@
+//! The journal itself under failure: a full disk while writing `state.json`
+//! leaves the previous journal intact with a clear error, and a SIGKILL at
+//! every single journal write (before and after the rename) is recovered by
+//! `resume` with nothing lost.
+
+use crate::common;
+
+use common::{stderr, CrashRepo};
+
+fn one_spec() -> CrashRepo {
+    CrashRepo::new(
+        &[(
+            "001",
+            "src/a.txt",
+            "write src/a.txt \"001 committed by the agent\"\ncommit \"agent 001: first part\"\nappend src/a.txt \"001 left uncommitted\"",
+        )],
+        1,
+        &[],
+    )
+}
+
+#[test]
+fn disk_full_while_journalling_keeps_the_previous_journal_and_names_it() {
+    let crash = one_spec();
+    crash.run_crashing_at("after-plant");
+    let runs = crash.repo.root.join(".git/treefarm/runs");
+    let run = std::fs::read_dir(&runs)
+        .expect("runs")
+        .flatten()
+        .next()
+        .expect("run")
+        .path();
+    let state = run.join("state.json");
+    let journal = std::fs::read(&state).expect("state.json");
+
+    let out = crash
+        .repo
+        .treefarm()
+        .arg("resume")
+        .env("TREEFARM_INJECT_WRITE_ERROR", "state")
+        .output()
+        .expect("resume");
+    assert!(
+        !out.status.success(),
+        "a failed journal write must fail the command"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains(&state.display().to_string()),
+        "the error must name the journal: {err}"
+    );
+    assert!(err.to_lowercase().contains("no space left"), "{err}");
+    assert_eq!(
+        std::fs::read(&state).expect("state.json"),
+        journal,
+        "previous journal changed"
+    );
+    assert!(!run.join("state.json.tmp").exists(), "tmp file left behind");
+    assert!(
+        !crash.repo.root.join(".git/treefarm/lock").exists(),
+        "lock left behind"
+    );
+
+    let out = crash.resume();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = crash.repo.git(&["show", "roadmap:src/a.txt"]);
+    assert!(text.contains("001 left uncommitted"), "{text}");
+    assert_eq!(crash.lost_commits(), Vec::<String>::new());
+}
+
+#[test]
+fn disk_full_on_the_first_journal_write_of_a_run_is_a_clear_error() {
+    let crash = one_spec();
+    let out = crash
+        .repo
+        .treefarm()
+        .arg("run")
+        .env("TREEFARM_INJECT_WRITE_ERROR", "state")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("state.json"), "{err}");
+    assert!(err.to_lowercase().contains("no space left"), "{err}");
+    assert!(!crash.repo.root.join(".git/treefarm/lock").exists());
+}
+
+/// SIGKILL at the k-th journal write, for every k the run reaches, both
+/// before the rename (old journal stays) and after it (new journal, dir not
+/// synced): `resume` (or, when nothing was journalled, a new `run`)
+/// finishes with everything merged and no agent commit lost.
+#[test]
+fn crash_at_every_journal_write_is_recovered() {
+    let mut k = 1;
+    loop {
+        let point = if k % 2 == 1 {
+            "state.tmp_written"
+        } else {
+            "state.renamed"
+        };
+        let crash = one_spec();
+        let before = crash.repo.main_snapshot();
+        let out = crash
+            .repo
+            .treefarm()
+            .arg("run")
+            .env("TREEFARM_CRASH_AT", format!("{point}#{k}"))
+            .output()
+            .expect("run");
+        if out.status.success() {
+            // The run had fewer than k journal writes: every one was covered.
+            assert!(k > 10, "suspiciously few journal writes: {k}");
+            eprintln!("covered {} journal writes", k - 1);
+            break;
+        }
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(9),
+            "{point}#{k}: {}",
+            stderr(&out)
+        );
+        let resumed = crash.resume();
+        assert!(
+            resumed.status.success(),
+            "{point}#{k}: resume failed:\n{}",
+            stderr(&resumed)
+        );
+        if stderr(&resumed).contains("no unfinished run to resume") {
+            let run = crash.repo.treefarm().arg("run").output().expect("run");
+            assert!(
+                run.status.success(),
+                "{point}#{k}: fresh run failed:\n{}",
+                stderr(&run)
+            );
+        }
+        let text = crash.repo.git(&["show", "roadmap:src/a.txt"]);
+        assert!(text.contains("001 left uncommitted"), "{point}#{k}: {text}");
+        assert_eq!(crash.lost_commits(), Vec::<String>::new(), "{point}#{k}");
+        assert_eq!(
+            crash.repo.git(&["for-each-ref", "refs/heads/treefarm"]),
+            "",
+            "{point}#{k}"
+        );
+        let worktrees = crash.repo.git(&["worktree", "list", "--porcelain"]);
+        assert_eq!(
+            worktrees.matches("worktree ").count(),
+            1,
+            "{point}#{k}: {worktrees}"
+        );
+        assert!(
+            !crash.repo.root.join(".git/treefarm/lock").exists(),
+            "{point}#{k}"
+        );
+        assert_eq!(crash.repo.main_snapshot(), before, "{point}#{k}");
+        let settled = crash.git_state();
+        let again = crash.resume();
+        assert!(again.status.success(), "{point}#{k}");
+        assert_eq!(
+            crash.git_state(),
+            settled,
+            "{point}#{k}: second resume changed something"
+        );
+        k += 1;
+    }
+}

@@ -1,0 +1,685 @@
+//! The real agent CLIs (Claude Code, Codex CLI, Gemini CLI, aider) under a
+//! real `treefarm run --instances 2`, each pointed at the scripted model
+//! server (`tests/support/model_server.py`) on loopback, never at the
+//! internet.
+//!
+//! Ignored in a plain `cargo test`: `scripts/test-real-agents.sh` installs
+//! the pinned CLIs into its cache and runs these with
+//! `TREEFARM_REAL_AGENTS_DIR=<cache>` (and `TREEFARM_REAL_AGENTS_USER=<user>`
+//! to repeat each run as that unprivileged user when started as root).
+//!
+//! What git must prove for every preset: each branch holds the agent's own
+//! commit of its declared file (not treefarm's leftover commit), both merges
+//! reached `roadmap`, nothing outside the declared files changed, and the
+//! shared `.git/config` and `hooks/` are byte-identical afterwards. And
+//! each instance's `usage.json` holds exactly the token figures the server
+//! sent that instance's conversation (the CLI's own report, read by the
+//! wrapper).
+
+use crate::support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+use support::ModelServer;
+
+/// Tokens every scripted answer reports: main conversation, side requests.
+const MAIN_USAGE: (u64, u64) = (101, 7);
+const SIDE_USAGE: (u64, u64) = (3, 1);
+
+/// The agent identity treefarm gives agents when nobody configured one.
+const AGENT_IDENTITY: &str = "treefarm agent <agent@treefarm>";
+
+/// The specs: id, declared file (in a directory that does not exist yet),
+/// a sentence of the body that must reach the model.
+const SPECS: [(&str, &str, &str); 2] = [
+    ("001", "src/one/first.txt", "Write the first greeting file."),
+    (
+        "002",
+        "docs/two/second.md",
+        "Write the second greeting file.",
+    ),
+];
+
+struct Cli {
+    preset: &'static str,
+    /// `agent.model`; what the model API must be asked for.
+    model: &'static str,
+    model_on_wire: &'static str,
+    /// Errors served before the scripted answers (retried by the CLI).
+    errors: Value,
+    /// Present in the instance log when the wrapper turned the CLI's event
+    /// stream into a transcript.
+    transcript: Option<&'static str>,
+}
+
+fn cache_dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("TREEFARM_REAL_AGENTS_DIR").expect(
+            "TREEFARM_REAL_AGENTS_DIR names the CLI cache; run scripts/test-real-agents.sh",
+        ),
+    )
+}
+
+fn content_for(id: &str) -> String {
+    format!("written by the scripted model for {id}\n")
+}
+
+/// The steps every CLI with tools is scripted with: read the file (missing:
+/// the CLI reports an error and goes on), write it, commit it through the
+/// CLI's shell tool, finish with a message.
+fn script(errors: &Value) -> Value {
+    json!({
+        "steps": [
+            {"read": "{file}"},
+            {"write": "{file}", "content": "written by the scripted model for {id}\n"},
+            {"shell": "git add {file} && git commit -m '{id}: scripted change'"},
+            // In agent.allowed_commands: allowed even where a CLI needs a list.
+            {"shell": "python3 -c 'print(1)'"},
+            {"text": "done"}
+        ],
+        "errors": errors,
+        "usage": {"input_tokens": MAIN_USAGE.0, "output_tokens": MAIN_USAGE.1},
+        "side_usage": {"input_tokens": SIDE_USAGE.0, "output_tokens": SIDE_USAGE.1},
+    })
+}
+
+fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn git(repo: &Path, home: &Path, args: &[&str]) -> String {
+    sh(Command::new("git")
+        // The repository may belong to the unprivileged user.
+        .args(["-c", "safe.directory=*"])
+        .args(args)
+        .current_dir(repo)
+        .env("HOME", home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE"))
+}
+
+/// Every file under `dir` with its bytes, for a before/after comparison.
+fn tree_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(tree_bytes(&path));
+        } else {
+            out.push((path.clone(), std::fs::read(&path).unwrap_or_default()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The CLIs' own config in the agents' HOME: every one pointed at the
+/// server, updates, telemetry and other non-essential traffic off.
+fn write_cli_homes(home: &Path, server: &ModelServer) {
+    let codex = home.join(".codex");
+    std::fs::create_dir_all(&codex).expect("codex home");
+    std::fs::write(
+        codex.join("config.toml"),
+        format!(
+            "model_provider = \"scripted\"\n\
+             check_for_update_on_startup = false\n\
+             [model_providers.scripted]\n\
+             name = \"scripted\"\n\
+             base_url = \"{}/v1\"\n\
+             env_key = \"OPENAI_API_KEY\"\n\
+             wire_api = \"responses\"\n\
+             [analytics]\n\
+             enabled = false\n",
+            server.url()
+        ),
+    )
+    .expect("codex config");
+    let gemini = home.join(".gemini");
+    std::fs::create_dir_all(&gemini).expect("gemini home");
+    std::fs::write(
+        gemini.join("settings.json"),
+        json!({
+            "security": {"auth": {"selectedType": "gemini-api-key"}},
+            "privacy": {"usageStatisticsEnabled": false},
+            "telemetry": {"enabled": false},
+            "general": {"disableAutoUpdate": true, "disableUpdateNag": true}
+        })
+        .to_string(),
+    )
+    .expect("gemini settings");
+    // aider looks model metadata up in a cache it otherwise downloads.
+    let aider = home.join(".aider/caches");
+    std::fs::create_dir_all(&aider).expect("aider cache");
+    std::fs::write(
+        aider.join("model_prices_and_context_window.json"),
+        json!({"scripted-model": {"max_input_tokens": 128000, "max_output_tokens": 8192,
+               "input_cost_per_token": 0.001, "output_cost_per_token": 0.002,
+               "litellm_provider": "openai", "mode": "chat"}})
+        .to_string(),
+    )
+    .expect("aider cache");
+}
+
+/// The environment `treefarm` (and so every agent) runs with: nothing
+/// inherited but the basics; the CLIs found in the cache; every API at the
+/// scripted server; a proxy that cannot connect for anything else.
+fn run_env(home: &Path, server: &ModelServer) -> Vec<(String, String)> {
+    let cache = cache_dir();
+    let path = format!(
+        "{}:{}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        cache.join("npm/node_modules/.bin").display(),
+        cache.join("aider-venv/bin").display()
+    );
+    let url = server.url();
+    vec![
+        ("PATH".into(), path),
+        ("HOME".into(), home.display().to_string()),
+        ("TMPDIR".into(), home.join("tmp").display().to_string()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("NO_COLOR".into(), "1".into()),
+        ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
+        // Anything that is not loopback goes to a proxy that refuses.
+        ("HTTP_PROXY".into(), "http://127.0.0.1:9".into()),
+        ("HTTPS_PROXY".into(), "http://127.0.0.1:9".into()),
+        ("http_proxy".into(), "http://127.0.0.1:9".into()),
+        ("https_proxy".into(), "http://127.0.0.1:9".into()),
+        ("NO_PROXY".into(), "127.0.0.1,localhost".into()),
+        ("no_proxy".into(), "127.0.0.1,localhost".into()),
+        // Claude Code.
+        ("ANTHROPIC_BASE_URL".into(), url.clone()),
+        ("ANTHROPIC_API_KEY".into(), "scripted-key".into()),
+        (
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(),
+            "1".into(),
+        ),
+        ("DISABLE_AUTOUPDATER".into(), "1".into()),
+        ("DISABLE_TELEMETRY".into(), "1".into()),
+        ("DISABLE_ERROR_REPORTING".into(), "1".into()),
+        // Codex (its provider is in $CODEX_HOME/config.toml) and aider.
+        (
+            "CODEX_HOME".into(),
+            home.join(".codex").display().to_string(),
+        ),
+        ("OPENAI_API_KEY".into(), "scripted-key".into()),
+        ("OPENAI_BASE_URL".into(), format!("{url}/v1")),
+        ("OPENAI_API_BASE".into(), format!("{url}/v1")),
+        ("LITELLM_LOCAL_MODEL_COST_MAP".into(), "True".into()),
+        // Gemini CLI (API-key auth, selected in settings.json).
+        ("GOOGLE_GEMINI_BASE_URL".into(), url),
+        ("GEMINI_API_KEY".into(), "scripted-key".into()),
+    ]
+}
+
+/// Runs `cli` for real: two specs, `--instances 2`, as the current user or,
+/// with `user`, as that unprivileged user; then proves the result with git.
+fn run_real(cli: &Cli, user: Option<&str>) {
+    let tmp = tempfile::Builder::new()
+        .prefix("treefarm-real-")
+        .tempdir()
+        .expect("tempdir");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join("tmp")).expect("home");
+    let server = ModelServer::start(&tmp.path().join("server"), &script(&cli.errors));
+    write_cli_homes(&home, &server);
+
+    // A repository with no git identity anywhere: the agents get treefarm's.
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("specs")).expect("repo");
+    git(&repo, &home, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README.md"), "# greetings\n").expect("readme");
+    for (id, file, body) in SPECS {
+        std::fs::write(
+            repo.join(format!("specs/SPEC-{id}-greeting.md")),
+            format!("# Greeting {id}\n\n{body}\n\n**Files**:\n- `{file}`\n"),
+        )
+        .expect("spec");
+    }
+    std::fs::write(
+        repo.join("treefarm.yaml"),
+        format!(
+            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  allowed_commands: [python3 -c]\n",
+            cli.preset, cli.model
+        ),
+    )
+    .expect("config");
+    git(&repo, &home, &["add", "-A"]);
+    git(
+        &repo,
+        &home,
+        &[
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.org",
+            "commit",
+            "-q",
+            "-m",
+            "base",
+        ],
+    );
+    let base = git(&repo, &home, &["rev-parse", "HEAD"]).trim().to_string();
+    let config_before = std::fs::read(repo.join(".git/config")).expect("config");
+    let hooks_before = tree_bytes(&repo.join(".git/hooks"));
+
+    let env = run_env(&home, &server);
+    let treefarm = env!("CARGO_BIN_EXE_treefarm");
+    let mut cmd = match user {
+        None => {
+            let mut c = Command::new(treefarm);
+            c.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+            c
+        }
+        Some(user) => {
+            sh(Command::new("chown").args(["-R", user]).arg(tmp.path()));
+            let mut c = Command::new("runuser");
+            c.args(["-u", user, "--", "env", "-i"])
+                .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+                .arg(treefarm);
+            c
+        }
+    };
+    let out: Output = cmd
+        .args(["run", "--instances", "2"])
+        .current_dir(&repo)
+        .output()
+        .expect("run treefarm");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let logs = logs_of(&repo);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{} as {}: treefarm run failed\n{stderr}\n{logs}",
+        cli.preset,
+        user.unwrap_or("the current user")
+    );
+    let ctx = format!(
+        "{} as {}:\n{stderr}\n{logs}",
+        cli.preset,
+        user.unwrap_or("the current user")
+    );
+
+    // Both merges reached roadmap; nothing but the declared files changed.
+    let changed = git(&repo, &home, &["diff", "--name-only", &base, "roadmap"]);
+    let mut changed: Vec<&str> = changed.lines().collect();
+    changed.sort_unstable();
+    let mut declared: Vec<&str> = SPECS.iter().map(|s| s.1).collect();
+    declared.sort_unstable();
+    assert_eq!(changed, declared, "{ctx}");
+    for (id, file, body) in SPECS {
+        assert_eq!(
+            git(&repo, &home, &["show", &format!("roadmap:{file}")]),
+            content_for(id),
+            "{ctx}"
+        );
+        // The agent's own commit of its file: on the merged branch (the
+        // merge's second parent), by the agent identity, with its own
+        // message, touching exactly the declared file; no leftovers commit.
+        let merge = git(
+            &repo,
+            &home,
+            &[
+                "log",
+                "--merges",
+                "--format=%H",
+                "--grep",
+                &format!("treefarm/{id}"),
+                "roadmap",
+            ],
+        );
+        let merge = merge
+            .lines()
+            .next()
+            .unwrap_or_else(|| panic!("no merge of {id}: {ctx}"));
+        let commits = git(
+            &repo,
+            &home,
+            &[
+                "log",
+                "--format=%H%x09%an <%ae>%x09%s",
+                &format!("{merge}^1..{merge}^2"),
+            ],
+        );
+        let commits: Vec<&str> = commits.lines().collect();
+        assert!(!commits.is_empty(), "{id}: no commit of its own\n{ctx}");
+        for commit in &commits {
+            let fields: Vec<&str> = commit.split('\t').collect();
+            assert_eq!(fields[1], AGENT_IDENTITY, "{id}: {commits:?}\n{ctx}");
+            assert!(
+                !fields[2].starts_with("treefarm: commit changes left uncommitted"),
+                "{id}: the agent committed, not treefarm: {commits:?}\n{ctx}"
+            );
+            let files = git(
+                &repo,
+                &home,
+                &["show", "--format=", "--name-only", fields[0]],
+            );
+            assert_eq!(files.trim(), file, "{id}: {commit}\n{ctx}");
+        }
+
+        // What reached the model: the spec, its declared file, the model.
+        let asked = server.main_requests().into_iter().find(|r| {
+            let text = r["body"].to_string();
+            text.contains(body) && text.contains(file)
+        });
+        let asked = asked.unwrap_or_else(|| panic!("{id}: no request carried the spec\n{ctx}"));
+        let model = asked["body"]["model"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| asked["path"].as_str().unwrap_or_default().to_string());
+        assert!(
+            model.contains(cli.model_on_wire),
+            "{id}: model {model:?}, expected {}\n{ctx}",
+            cli.model_on_wire
+        );
+        if let Some(line) = cli.transcript {
+            let log = std::fs::read_to_string(log_path(&repo, id)).unwrap_or_default();
+            let line = line.replace("{file}", file);
+            assert!(log.contains(&line), "{id}: transcript has {line:?}:\n{log}");
+        }
+    }
+    // Usage: what the server told each instance it spent is what its
+    // usage.json says (main conversation answers; side requests are not in
+    // the CLIs' reports).
+    let answers = server.answers();
+    for (id, _, _) in SPECS {
+        let path = runs_dir(&repo)
+            .join("instances")
+            .join(id)
+            .join("usage.json");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{id}: no usage.json at {}: {e}\n{ctx}", path.display()));
+        let usage: Value = serde_json::from_str(&text).expect("usage.json is JSON");
+        let main: Vec<&Value> = answers
+            .iter()
+            .filter(|a| a["id"] == id && a["main"] == true)
+            .collect();
+        assert!(!main.is_empty(), "{id}: no answer recorded\n{answers:#?}");
+        let sum = |key: &str| {
+            main.iter()
+                .map(|a| a[key].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        };
+        let diag = format!("{id}: usage.json {text}\nanswers {answers:#?}\n{ctx}");
+        assert_eq!(
+            usage["input_tokens"].as_u64(),
+            Some(sum("input_tokens")),
+            "{diag}"
+        );
+        assert_eq!(
+            usage["output_tokens"].as_u64(),
+            Some(sum("output_tokens")),
+            "{diag}"
+        );
+        assert_eq!(usage["attempts"], 1, "{diag}");
+        let model = usage["model"].as_str().unwrap_or_default();
+        assert!(
+            model.contains(cli.model_on_wire) || cli.model.contains(model) && !model.is_empty(),
+            "{id}: model {model:?}\n{diag}"
+        );
+        if cli.preset == "claude-code" || cli.preset == "aider" {
+            assert!(
+                usage["cost_usd"].as_f64().is_some_and(|c| c > 0.0),
+                "{diag}"
+            );
+        }
+    }
+
+    // No tool call was denied (Claude Code as root runs with an allow-list
+    // that must still cover `git add`, `git commit` and allowed_commands).
+    if cli.preset == "claude-code" {
+        for r in server.main_requests() {
+            let results = r["body"]["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["content"].as_array())
+                .flatten()
+                .filter(|c| c["type"] == "tool_result");
+            for result in results {
+                let text = result["content"].to_string().to_lowercase();
+                assert!(
+                    !text.contains("approval") && !text.contains("permission"),
+                    "a tool call was denied: {result}\n{ctx}"
+                );
+            }
+        }
+    }
+    // The errors were served, and retried past.
+    let served = server
+        .requests()
+        .iter()
+        .filter(|r| r["kind"] == "main")
+        .count();
+    assert!(served > cli.errors.as_array().map_or(0, Vec::len), "{ctx}");
+
+    if user.is_some() {
+        // treefarm and its agents really ran as that user.
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(runs_dir(&repo)).expect("run dir").uid();
+        assert_ne!(owner, 0, "the run directory belongs to the user\n{ctx}");
+    }
+    // The shared git files are exactly as before.
+    assert_eq!(
+        std::fs::read(repo.join(".git/config")).expect("config"),
+        config_before,
+        "{ctx}"
+    );
+    assert_eq!(tree_bytes(&repo.join(".git/hooks")), hooks_before, "{ctx}");
+    assert!(
+        !stderr.contains("warning"),
+        "no shared-config warning: {ctx}"
+    );
+}
+
+fn runs_dir(repo: &Path) -> PathBuf {
+    let runs = repo.join(".git/treefarm/runs");
+    std::fs::read_dir(&runs)
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(Result::ok)
+        .map(|e| e.path())
+        .unwrap_or(runs)
+}
+
+fn log_path(repo: &Path, id: &str) -> PathBuf {
+    runs_dir(repo).join("logs").join(format!("{id}.log"))
+}
+
+fn logs_of(repo: &Path) -> String {
+    SPECS
+        .iter()
+        .map(|(id, _, _)| {
+            format!(
+                "--- log of {id} ---\n{}",
+                std::fs::read_to_string(log_path(repo, id)).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// As the current user (root in CI), then as `TREEFARM_REAL_AGENTS_USER`.
+fn run_both(cli: &Cli) {
+    run_real(cli, None);
+    if let Some(user) = std::env::var("TREEFARM_REAL_AGENTS_USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        run_real(cli, Some(&user));
+    }
+}
+
+#[test]
+#[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
+fn real_claude_code() {
+    run_both(&Cli {
+        preset: "claude-code",
+        model: "claude-scripted-1",
+        model_on_wire: "claude-scripted-1",
+        errors: json!([{"status": 429, "retry_after": 1}, {"status": 529}]),
+        transcript: Some("[Claude Code] editing {file}"),
+    });
+}
+
+#[test]
+#[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
+fn real_codex() {
+    run_both(&Cli {
+        preset: "codex",
+        model: "scripted-model",
+        model_on_wire: "scripted-model",
+        errors: json!([{"status": 500}]),
+        transcript: Some("[Codex CLI] running"),
+    });
+}
+
+#[test]
+#[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
+fn real_gemini() {
+    run_both(&Cli {
+        preset: "gemini",
+        model: "gemini-scripted",
+        model_on_wire: "gemini-scripted",
+        errors: json!([{"status": 500}]),
+        transcript: Some("[Gemini CLI] editing {file}"),
+    });
+}
+
+#[test]
+#[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
+fn real_aider() {
+    run_both(&Cli {
+        preset: "aider",
+        model: "openai/scripted-model",
+        model_on_wire: "scripted-model",
+        errors: json!([{"status": 500}]),
+        transcript: None,
+    });
+}
+
+/// Runs `cli` for real against a server that answers every main request
+/// with `error`: the attempt fails, and treefarm's classifier, given the
+/// instance's real log and exit code, says it was rate-limited, of `kind`.
+fn rate_limited_for_real(cli: &Cli, error: Value, kind: treefarm::agents::RateLimitKind) {
+    let tmp = tempfile::Builder::new()
+        .prefix("treefarm-real-rl-")
+        .tempdir()
+        .expect("tempdir");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join("tmp")).expect("home");
+    let mut script = script(&json!([]));
+    script["always_error"] = error;
+    let server = ModelServer::start(&tmp.path().join("server"), &script);
+    write_cli_homes(&home, &server);
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("specs")).expect("repo");
+    git(&repo, &home, &["init", "-q", "-b", "main"]);
+    let (id, file, body) = SPECS[0];
+    std::fs::write(
+        repo.join(format!("specs/SPEC-{id}-greeting.md")),
+        format!("# Greeting {id}\n\n{body}\n\n**Files**:\n- `{file}`\n"),
+    )
+    .expect("spec");
+    // One retry inside the CLI (Claude Code would otherwise retry for minutes).
+    std::fs::write(
+        repo.join("treefarm.yaml"),
+        format!(
+            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  env: {{CLAUDE_CODE_MAX_RETRIES: '1'}}\n",
+            cli.preset, cli.model
+        ),
+    )
+    .expect("config");
+    git(&repo, &home, &["add", "-A"]);
+    git(
+        &repo,
+        &home,
+        &[
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.org",
+            "commit",
+            "-q",
+            "-m",
+            "base",
+        ],
+    );
+    let env = run_env(&home, &server);
+    let treefarm = env!("CARGO_BIN_EXE_treefarm");
+    let out = Command::new(treefarm)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["run", "--instances", "1"])
+        .current_dir(&repo)
+        .output()
+        .expect("run treefarm");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let log = std::fs::read_to_string(log_path(&repo, id)).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}: {stderr}\n{log}",
+        cli.preset
+    );
+    let status = Command::new(treefarm)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["status", "--json"])
+        .current_dir(&repo)
+        .output()
+        .expect("status");
+    let status: Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let code = status["instances"][0]["exit_code"]
+        .as_i64()
+        .map(|c| c as i32);
+    let hit = treefarm::agents::classify_rate_limit(
+        Some(cli.preset),
+        &treefarm::agents::RateLimitRules::default(),
+        code,
+        treefarm::agents::log_tail(&log),
+    )
+    .unwrap_or_else(|| panic!("{}: not detected (exit {code:?}):\n{log}", cli.preset));
+    assert_eq!(hit.kind, kind, "{}: {hit:?}\n{log}", cli.preset);
+}
+
+#[test]
+#[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
+fn real_rate_limits_are_detected() {
+    use treefarm::agents::RateLimitKind::*;
+    let claude = Cli {
+        preset: "claude-code",
+        model: "claude-scripted-1",
+        model_on_wire: "claude-scripted-1",
+        errors: json!([]),
+        transcript: None,
+    };
+    let codex = Cli {
+        preset: "codex",
+        model: "scripted-model",
+        model_on_wire: "scripted-model",
+        errors: json!([]),
+        transcript: None,
+    };
+    rate_limited_for_real(&claude, json!({"status": 429}), TooManyRequests);
+    rate_limited_for_real(&claude, json!({"status": 529}), Overloaded);
+    rate_limited_for_real(&claude, json!({"status": 429, "kind": "quota"}), Quota);
+    rate_limited_for_real(
+        &codex,
+        json!({"status": 429, "retry_after": 1}),
+        TooManyRequests,
+    );
+    rate_limited_for_real(&codex, json!({"status": 429, "kind": "quota"}), Quota);
+}
