@@ -170,15 +170,13 @@ pub fn plan(
     Ok(ExitCode::Success)
 }
 
-pub fn status(
+/// The run `run_id`, or the latest one: its id and folder. No run, or an
+/// unknown id, is bad input (exit 2).
+pub(crate) fn open_run_or_latest(
     ctx: &Ctx,
     run_id: Option<&str>,
-    json: bool,
-    watch: bool,
-    out: &mut dyn Write,
-) -> anyhow::Result<ExitCode> {
-    use crate::state::{RunState, StateDir};
-    let state = StateDir::new(ctx.repo.common_dir());
+) -> anyhow::Result<(String, crate::state::RunDir)> {
+    let state = crate::state::StateDir::new(ctx.repo.common_dir());
     let run_id = match run_id {
         Some(id) => id.to_string(),
         None => state.latest_run()?.ok_or_else(|| {
@@ -189,6 +187,18 @@ pub fn status(
     let dir = state
         .open_run(&run_id)
         .map_err(|e| anyhow::Error::new(InputError::new(e.to_string())))?;
+    Ok((run_id, dir))
+}
+
+pub fn status(
+    ctx: &Ctx,
+    run_id: Option<&str>,
+    json: bool,
+    watch: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    use crate::state::RunState;
+    let (_, dir) = open_run_or_latest(ctx, run_id)?;
     let color = !json
         && std::io::IsTerminal::is_terminal(&std::io::stdout())
         && std::env::var_os("NO_COLOR").is_none();

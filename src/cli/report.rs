@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use crate::cli::context::Ctx;
-use crate::error::{ExitCode, InputError};
+use crate::error::ExitCode;
 use crate::git::Repo;
 use crate::overlap::{find_overlaps, Footprint};
 use crate::report::graph::{Graph, GraphNode, OverlapEdge};
 use crate::report::html::{render, RunReport, SpecDetail, Usage};
 use crate::report::timeline;
 use crate::runner::options::RunOptions;
-use crate::state::{InstanceState, RunDir, RunRecord, StateDir};
+use crate::state::{InstanceState, RunDir, RunRecord};
 
 /// The report's file name inside the run directory.
 pub const REPORT_FILE: &str = "summary.html";
@@ -30,17 +30,7 @@ pub fn report(
     open: bool,
     err: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    let state = StateDir::new(ctx.repo.common_dir());
-    let run_id = match run_id {
-        Some(id) => id.to_string(),
-        None => state.latest_run()?.ok_or_else(|| {
-            InputError::new("no treefarm run in this repository yet")
-                .with_hint("start one with `treefarm run`")
-        })?,
-    };
-    let dir = state
-        .open_run(&run_id)
-        .map_err(|e| anyhow::Error::new(InputError::new(e.to_string())))?;
+    let (_, dir) = crate::cli::commands::open_run_or_latest(ctx, run_id)?;
     let path = write_report(&dir, &ctx.config.overlap.ignore, html)?;
     writeln!(err, "report: {}", path.display())?;
     if open {
