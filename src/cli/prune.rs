@@ -29,6 +29,11 @@ pub fn prune(
     // branch -> tips recorded as merged; branch -> run that still owns it.
     let mut merged_tips: HashMap<String, BTreeSet<String>> = HashMap::new();
     let mut owned: HashMap<String, String> = HashMap::new();
+    // branch -> the private git dir its isolated agent committed into. A run
+    // killed after the agent exited but before treefarm published that work
+    // has commits only there: they are published before the branch is
+    // judged, so `--force` archives them like any other unmerged commit.
+    let mut private: HashMap<String, std::path::PathBuf> = HashMap::new();
     for run_id in state.runs()? {
         let Ok(dir) = state.open_run(&run_id) else {
             continue;
@@ -39,6 +44,10 @@ pub fn prune(
         targets.insert(record.target.clone());
         let unfinished = record.state != RunState::Finished;
         for inst in &record.instances {
+            let git_dir = dir.instance_dir(&inst.id).join("git");
+            if git_dir.join("HEAD").is_file() {
+                private.insert(inst.branch.clone(), git_dir);
+            }
             if matches!(inst.state, InstanceState::Merged | InstanceState::Pruned) {
                 if let Some(tip) = &inst.tip {
                     merged_tips
@@ -72,7 +81,7 @@ pub fn prune(
 
     let mut kept = 0usize;
     let mut freed = 0u64;
-    for (branch, tip) in repo.branches_with_prefix("treefarm/").map_err(git_err)? {
+    for (branch, mut tip) in repo.branches_with_prefix("treefarm/").map_err(git_err)? {
         if branch.starts_with("treefarm/gate-") {
             continue;
         }
@@ -84,6 +93,28 @@ pub fn prune(
             writeln!(err, "kept    {branch}: run {run} is unfinished (`treefarm resume {run}`, or prune --all)")?;
             kept += 1;
             continue;
+        }
+        if let (Some(git_dir), Some(w), false) = (private.get(&branch), worktree, dry_run) {
+            match crate::git::import_private_git(&w.path, &branch, git_dir) {
+                Ok(Some(new_tip)) => {
+                    writeln!(
+                        err,
+                        "published {branch}: the isolated agent's own commits, now at {new_tip}"
+                    )?;
+                    tip = new_tip;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    writeln!(
+                        err,
+                        "kept    {branch}: its isolated agent's commits in `{}` could not be published: {}",
+                        git_dir.display(),
+                        crate::error::chain(&e)
+                    )?;
+                    kept += 1;
+                    continue;
+                }
+            }
         }
         let mut merged = merged_tips
             .get(&branch)

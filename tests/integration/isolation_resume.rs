@@ -104,6 +104,33 @@ fn commits_of_an_agent_that_exited_while_the_coordinator_was_dead_are_imported()
 }
 
 #[test]
+fn prune_force_archives_commits_left_in_a_private_git_dir_by_a_killed_run() {
+    if !landlock_available() {
+        eprintln!("skipped: the kernel has no Landlock");
+        return;
+    }
+    let (repo, _) = farm(WORK);
+    run_crashing(&repo, "after-exit");
+    assert_eq!(
+        repo.git(&["log", "--format=%s", "-1", "treefarm/001"]),
+        "initial"
+    );
+    // No resume: the user gives up on the run and prunes it by force. The
+    // agent's commit must be published first, then archived, never lost.
+    let out = repo.tf(&["prune", "--all", "--force"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("published treefarm/001"), "{err}");
+    assert_eq!(
+        repo.git(&["log", "--format=%s", "-1", "refs/treefarm/archive/001"]),
+        "001: committed by the agent"
+    );
+    assert_eq!(repo.git(&["for-each-ref", "refs/heads/treefarm"]), "");
+    let fsck = common::run_ok(repo.git_cmd(&["fsck", "--no-progress", "--no-dangling"]));
+    assert_eq!(fsck, "");
+}
+
+#[test]
 fn commits_of_a_reattached_agent_are_imported() {
     if !landlock_available() {
         eprintln!("skipped: the kernel has no Landlock");
