@@ -284,7 +284,9 @@ pub struct AgentConfig {
     pub env: BTreeMap<String, String>,
     /// `Name <email>` the agent commits as (`GIT_AUTHOR_*`/`GIT_COMMITTER_*`);
     /// default: the user's configured git identity, else
-    /// `treefarm agent <agent@treefarm>`.
+    /// `treefarm agent <agent@treefarm>`. Empty means the default, as it
+    /// does for `TREEFARM_AGENT_GIT_IDENTITY`.
+    #[serde(deserialize_with = "empty_as_none")]
     pub git_identity: Option<String>,
     /// Commands a preset lets its CLI run besides `git add`/`git commit`
     /// where the CLI needs an allow-list (Claude Code as root), e.g. `cargo test`.
@@ -782,6 +784,12 @@ fn check_cost(cost: f64) -> Result<(), String> {
 
 fn non_empty(v: &str) -> Option<String> {
     (!v.trim().is_empty()).then(|| v.to_string())
+}
+
+/// An optional string where an empty one means unset.
+fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v: Option<String> = Option::deserialize(d)?;
+    Ok(v.as_deref().and_then(non_empty))
 }
 
 /// The environment variables that are config, in the order of the docs.

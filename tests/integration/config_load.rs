@@ -339,3 +339,31 @@ fn init_writes_then_never_overwrites() {
     assert!(second.iter().all(|(_, created)| !*created), "{second:?}");
     assert_eq!(repo.read("treefarm.yaml"), "instances: 4\n");
 }
+
+/// The first ```yaml block after `heading` in a document of the repository.
+fn config_example(doc: &str, heading: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(doc);
+    let text = std::fs::read_to_string(&path).expect("read the document");
+    let from = text.find(heading).expect("the config heading");
+    let block = text[from..]
+        .split_once("```yaml\n")
+        .expect("a yaml block")
+        .1;
+    block
+        .split_once("```")
+        .expect("the block's end")
+        .0
+        .to_string()
+}
+
+#[test]
+fn readme_and_design_config_examples_are_valid_configs() {
+    // Merges of several features once left the examples malformed (agent
+    // keys under `setup:`, `setup` twice); the examples are the contract.
+    for doc in ["README.md", "docs/DESIGN.md"] {
+        let yaml = config_example(doc, "## Config");
+        if let Err(e) = treefarm::config::Config::parse(doc, yaml.as_bytes()) {
+            panic!("the config example of {doc} does not load: {e}\n{yaml}");
+        }
+    }
+}
