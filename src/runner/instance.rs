@@ -323,8 +323,10 @@ pub async fn run_instance(
         None => Verdict::Stopped,
     };
     if matches!(verdict, Verdict::Succeeded(_)) {
+        // It got by without it, but the user should learn what to allow.
         if let Some(denied) = denials(&job) {
             note(&job, &denied);
+            send(InstanceMsg::Warning(denied));
         }
     }
     send(InstanceMsg::Done(verdict));

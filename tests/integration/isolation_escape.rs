@@ -289,6 +289,24 @@ fn every_escape_fails_and_the_agents_commits_are_merged() {
         repo.root.display()
     );
     assert!(log.contains(&denied), "{log}");
+    // The agent succeeded anyway; the user is still told, as a warning event
+    // of the instance (terminal, --json, the journal and the report), not
+    // only in the log.
+    let events = std::fs::read_to_string(
+        repo.runs_dir()
+            .join(repo.run_state()["run_id"].as_str().expect("run id"))
+            .join("events.jsonl"),
+    )
+    .expect("read events");
+    assert!(
+        events.lines().any(|l| {
+            let e: serde_json::Value = serde_json::from_str(l).expect("an event");
+            e["event"] == "warning"
+                && e["id"] == "001"
+                && e["message"].as_str().unwrap_or("").contains(&denied)
+        }),
+        "{events}"
+    );
 }
 
 #[test]
