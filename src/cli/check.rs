@@ -38,6 +38,34 @@ pub fn check(
     if let Some(name) = &opts.explain {
         return explain(&folder, name, opts, out, err, color);
     }
+    let (_, report) = evaluate(ctx, &folder, opts)?;
+    if opts.json {
+        write_json(out, &report)?;
+    } else {
+        write_diagnostics(&report.errors, &report.warnings, err, color)?;
+        write_check_human(&report, err, color)?;
+    }
+    Ok(exit_code(&report))
+}
+
+/// 2 when a checked spec is invalid, else 3 when valid specs overlap, else 0.
+pub(crate) fn exit_code(report: &CheckReport) -> ExitCode {
+    if !report.errors.is_empty() {
+        ExitCode::BadInput
+    } else if !report.independent {
+        ExitCode::Overlaps
+    } else {
+        ExitCode::Success
+    }
+}
+
+/// The valid selected specs and the check report (their overlaps and every
+/// diagnostic), shared by the table, `--json` and the graph formats.
+pub(crate) fn evaluate(
+    ctx: &Ctx,
+    folder: &crate::spec::SpecFolder,
+    opts: &CheckOptions,
+) -> anyhow::Result<(Vec<crate::spec::Spec>, CheckReport)> {
     let chosen = folder
         .select(&opts.ids, Purpose::Check)
         .map_err(InputError::from)?;
@@ -88,19 +116,7 @@ pub fn check(
         warnings,
         invalid,
     };
-    if opts.json {
-        write_json(out, &report)?;
-    } else {
-        write_diagnostics(&report.errors, &report.warnings, err, color)?;
-        write_check_human(&report, err, color)?;
-    }
-    Ok(if !report.errors.is_empty() {
-        ExitCode::BadInput
-    } else if !report.independent {
-        ExitCode::Overlaps
-    } else {
-        ExitCode::Success
-    })
+    Ok((specs, report))
 }
 
 fn explain(

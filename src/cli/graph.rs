@@ -6,22 +6,25 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
 use crate::cli::args::Format;
-use crate::cli::commands::{select, Selection};
+use crate::cli::check::{evaluate, exit_code, CheckOptions};
+use crate::cli::commands::{select, spec_folder};
 use crate::cli::context::Ctx;
 use crate::error::{ExitCode, InputError};
+use crate::overlap::Overlap;
+use crate::report::check::write_diagnostics;
 use crate::report::graph::{to_dot, to_mermaid, Graph, GraphNode, OverlapEdge};
 use crate::schedule::plan_waves;
+use crate::spec::Spec;
 
-fn graph_of(sel: &Selection, waves: &[Vec<String>]) -> Graph {
+fn graph_of(specs: &[Spec], overlaps: &[Overlap], waves: &[Vec<String>]) -> Graph {
     let wave: HashMap<&str, usize> = waves
         .iter()
         .enumerate()
         .flat_map(|(i, w)| w.iter().map(move |id| (id.as_str(), i)))
         .collect();
-    let members: HashSet<&str> = sel.specs.iter().map(|s| s.id.as_str()).collect();
+    let members: HashSet<&str> = specs.iter().map(|s| s.id.as_str()).collect();
     Graph {
-        nodes: sel
-            .specs
+        nodes: specs
             .iter()
             .map(|s| GraphNode {
                 id: s.id.clone(),
@@ -30,8 +33,7 @@ fn graph_of(sel: &Selection, waves: &[Vec<String>]) -> Graph {
                 result: None,
             })
             .collect(),
-        overlaps: sel
-            .overlaps
+        overlaps: overlaps
             .iter()
             .map(|o| OverlapEdge {
                 a: o.a.clone(),
@@ -39,8 +41,7 @@ fn graph_of(sel: &Selection, waves: &[Vec<String>]) -> Graph {
                 paths: o.paths.clone(),
             })
             .collect(),
-        depends: sel
-            .specs
+        depends: specs
             .iter()
             .flat_map(|s| {
                 s.depends_on
@@ -63,24 +64,34 @@ fn emit(graph: &Graph, format: Format, out: &mut dyn Write) -> anyhow::Result<()
     Ok(())
 }
 
-/// `check --format dot|mermaid`: exit 3 when any specs overlap, like `check`.
+/// `check --format dot|mermaid`: the graph of the valid selected specs, the
+/// diagnostics on stderr, and `check`'s exit codes (2 invalid, 3 overlaps).
 pub fn check(
     ctx: &Ctx,
-    ids: &[String],
+    opts: &CheckOptions,
     format: Format,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    let sel = select(ctx, ids)?;
-    emit(&graph_of(&sel, &[]), format, out)?;
-    let n = sel.specs.len();
-    if sel.overlaps.is_empty() {
+    let folder = spec_folder(ctx)?;
+    let (specs, report) = evaluate(ctx, &folder, opts)?;
+    emit(&graph_of(&specs, &report.overlaps, &[]), format, out)?;
+    let color = crate::report::human::stderr_color();
+    write_diagnostics(&report.errors, &report.warnings, err, color)?;
+    let n = specs.len();
+    if report.overlaps.is_empty() {
         writeln!(err, "all {n} spec(s) are independent")?;
-        Ok(ExitCode::Success)
     } else {
-        writeln!(err, "{n} spec(s), {} overlap(s)", sel.overlaps.len())?;
-        Ok(ExitCode::Overlaps)
+        writeln!(err, "{n} spec(s), {} overlap(s)", report.overlaps.len())?;
     }
+    if !report.invalid.is_empty() {
+        writeln!(
+            err,
+            "{} invalid spec(s) left out of the graph",
+            report.invalid.len()
+        )?;
+    }
+    Ok(exit_code(&report))
 }
 
 /// `plan --format dot|mermaid`: waves as clusters/subgraphs.
@@ -96,7 +107,7 @@ pub fn plan(
     }
     let sel = select(ctx, ids)?;
     let waves = plan_waves(sel.nodes(), &sel.conflicts(), ctx.config.instances);
-    emit(&graph_of(&sel, &waves), format, out)?;
+    emit(&graph_of(&sel.specs, &sel.overlaps, &waves), format, out)?;
     writeln!(
         err,
         "plan: {} spec(s) in {} wave(s) on {} instance(s)",

@@ -54,19 +54,17 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             explain,
         } => {
             let ctx = Ctx::load(&start, cli.config.as_deref())?;
+            let opts = check::CheckOptions {
+                ids: ids.clone(),
+                json: *json || *format == Some(Format::Json),
+                strict: *strict,
+                explain: explain.clone(),
+            };
             match format {
-                Some(f @ (Format::Dot | Format::Mermaid)) => {
-                    graph::check(&ctx, ids, *f, &mut stdout, &mut stderr)
+                Some(f @ (Format::Dot | Format::Mermaid)) if explain.is_none() => {
+                    graph::check(&ctx, &opts, *f, &mut stdout, &mut stderr)
                 }
-                _ => {
-                    let opts = check::CheckOptions {
-                        ids: ids.clone(),
-                        json: *json || *format == Some(Format::Json),
-                        strict: *strict,
-                        explain: explain.clone(),
-                    };
-                    check::check(&ctx, &opts, &mut stdout, &mut stderr)
-                }
+                _ => check::check(&ctx, &opts, &mut stdout, &mut stderr),
             }
         }
         Command::Plan {

@@ -90,6 +90,31 @@ fn check_dot_is_the_overlap_graph_and_exits_3_on_overlaps() {
 }
 
 #[test]
+fn check_dot_with_an_invalid_spec_graphs_the_valid_ones_and_exits_2() {
+    let repo = repo();
+    repo.write_spec("024", "bad", "title: Bad\nfiles: [/etc/passwd]\n", "");
+    repo.commit_all("an invalid spec");
+    let out = repo.tf(&["check", "--format", "mermaid"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let graph = stdout(&out);
+    assert!(graph.contains("020") && graph.contains("023"), "{graph}");
+    assert!(
+        !graph.contains("024"),
+        "the invalid spec is not drawn: {graph}"
+    );
+    assert!(
+        err.contains("/etc/passwd"),
+        "the diagnostic names the path: {err}"
+    );
+    assert!(err.contains("4 spec(s), 1 overlap(s)"), "{err}");
+    assert!(
+        err.contains("1 invalid spec(s) left out of the graph"),
+        "{err}"
+    );
+}
+
+#[test]
 fn plan_dot_and_mermaid_show_the_waves() {
     let repo = repo();
     let out = repo.tf(&["plan", "--format", "dot", "--instances", "2"]);
