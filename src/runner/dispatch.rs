@@ -141,14 +141,11 @@ impl<'r> Dispatcher<'r> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
         loop {
-            if !self.m.stopping {
-                // Planting and pruning journal what they depend on first; a
-                // merge computes while the journal is written below, and
-                // journals its intent before the target ref moves.
-                self.start_ready()?;
-                self.start_merge()?;
-                self.start_next_prune()?;
-            }
+            // Planting and pruning journal what they depend on first; a
+            // merge computes while the journal is written below, and
+            // journals its intent before the target ref moves.
+            let start = self.m.start(self.mode == Mode::Run, now_ms())?;
+            self.perform(start)?;
             self.flush()?;
             if self.m.is_over(self.mode == Mode::MergeOnly) {
                 break;
@@ -205,6 +202,9 @@ impl<'r> Dispatcher<'r> {
                 }
                 Action::CrashPoint(name) => crash_point(name),
                 Action::Launch(launch) => self.launch(launch),
+                Action::Plant { launches, reuse } => self.spawn_plant(launches, reuse),
+                Action::Merge { id, subjects } => self.spawn_merge(id, subjects),
+                Action::Prune(id) => self.spawn_prune(id),
                 Action::Ack(ack) => {
                     let _ = ack.send(());
                 }
@@ -223,46 +223,15 @@ impl<'r> Dispatcher<'r> {
         self.perform(actions)
     }
 
-    fn start_ready(&mut self) -> anyhow::Result<()> {
-        if self.mode == Mode::MergeOnly {
-            return Ok(());
-        }
-        let ready = self.m.sched.start_ready();
-        if ready.is_empty() {
-            return Ok(());
-        }
-        let mut launches = Vec::new();
-        for id in ready {
-            let slot = self
-                .m
-                .take_slot()
-                .expect("the scheduler never starts more than the free slots");
-            self.set_state(&id, InstanceState::Creating)?;
-            self.inst(&id).slot = Some(slot);
-            launches.push(Launch {
-                id,
-                slot,
-                start_commit: String::new(),
-                attempt: 1,
-                reattach: None,
-                exited: None,
-                setup: true,
-                ended: None,
-                terminating: None,
-                timeout_left: None,
-            });
-        }
-        // Journal `creating` before anything exists in git.
-        self.save()?;
-        self.flush()?;
-        self.plant(launches, false);
-        Ok(())
-    }
-
     /// Creates branches and worktrees for a batch, in parallel, off the
     /// current target tip.
     pub(super) fn plant(&mut self, launches: Vec<Launch>, reuse: bool) {
         self.m.other_in_flight += 1;
+        self.spawn_plant(launches, reuse);
+    }
+
+    /// Plants on the lane (the machine counted it in flight).
+    fn spawn_plant(&mut self, launches: Vec<Launch>, reuse: bool) {
         let opts = self.opts.clone();
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || {
@@ -290,23 +259,15 @@ impl<'r> Dispatcher<'r> {
         self.m.enqueue_prune(id);
     }
 
-    /// Merges and prunes share one lane: removing a worktree rewrites git's
-    /// worktree admin files, which a merge (checking for checkouts of the
-    /// target) and a branch deletion read.
-    fn start_next_prune(&mut self) -> anyhow::Result<()> {
-        let Some(id) = self.m.next_prune() else {
-            return Ok(());
-        };
-        // `merged` is durable before its worktree goes.
-        self.flush()?;
-        self.m.other_in_flight += 1;
+    /// Prunes on the lane (the machine counted it in flight, after the
+    /// flush that makes `merged` durable).
+    fn spawn_prune(&mut self, id: String) {
         let opts = self.opts.clone();
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || {
             let result = prune_one(&opts, &id).map_err(|e| crate::error::chain(&e));
             let _ = tx.send(Msg::Pruned(id, result));
         });
-        Ok(())
     }
 
     /// Starts an instance task (the machine counted it in flight).
@@ -323,27 +284,19 @@ impl<'r> Dispatcher<'r> {
         self.m.enqueue_merge(id);
     }
 
-    fn start_merge(&mut self) -> anyhow::Result<()> {
-        let Some(id) = self.m.next_merge(self.mode == Mode::Run) else {
-            return Ok(());
-        };
-        self.m.other_in_flight += 1;
+    /// Merges on the lane (the machine counted it in flight); the merge
+    /// computes while the journal is written and waits for the
+    /// acknowledgement of its durable intent before the ref moves.
+    fn spawn_merge(&mut self, id: String, subjects: Vec<String>) {
         let opts = self.opts.clone();
         let dir = self.dir.clone();
         let tx = self.tx.clone();
         let run_id = self.m.record.run_id.clone();
-        let subjects = self
-            .m
-            .works
-            .get(&id)
-            .map(|w| w.subjects.clone())
-            .unwrap_or_default();
         tokio::task::spawn_blocking(move || {
             let result = merge_one(&opts, &dir, &run_id, &id, &subjects, &tx)
                 .map_err(|e| crate::error::chain(&e));
             let _ = tx.send(Msg::Merged(id, result));
         });
-        Ok(())
     }
 
     fn finish(mut self) -> anyhow::Result<(RunRecord, Summary)> {

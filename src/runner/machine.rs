@@ -16,7 +16,7 @@ use crate::merge::MergeResult;
 use crate::report::events::AttemptResult;
 use crate::report::Event;
 use crate::runner::executor::{AgentEnd, AgentEvent, Stop};
-use crate::runner::instance::{InstanceMsg, Verdict, Work};
+use crate::runner::instance::{InstanceMsg, Launch, Verdict, Work};
 use crate::runner::messages::{Action, Input, LaneMsg, Planted};
 use crate::runner::options::{slot_port, RunOptions};
 use crate::schedule::Scheduler;
@@ -83,6 +83,8 @@ pub enum MachineError {
     },
     #[error("instance `{id}` has no record in this run")]
     UnknownInstance { id: String },
+    #[error("instance `{id}` was scheduled with no free slot")]
+    NoFreeSlot { id: String },
 }
 
 /// True when an instance may move from `from` to `to`.
@@ -347,6 +349,68 @@ impl RunMachine {
             Input::Lane(msg) => self.on_lane(&mut out, msg, now)?,
             Input::Signal(name) => self.on_signal(&mut out, name),
             Input::Tick => out.push(Action::Refresh),
+        }
+        Ok(out)
+    }
+
+    /// What may start now, unless stopping: the specs the scheduler lets
+    /// start (marked `creating` in their slots and journalled before the
+    /// plant: nothing exists in git yet), then the next merge, then the
+    /// next prune (after a flush: `merged` is durable before the worktree
+    /// goes). `run`: `run` or `resume`, not `treefarm merge` (which plants
+    /// nothing and does not wait for ranked instances).
+    pub fn start(&mut self, run: bool, now: u64) -> Result<Vec<Action>, MachineError> {
+        let mut out = Vec::new();
+        if self.stopping {
+            return Ok(out);
+        }
+        let ready = if run {
+            self.sched.start_ready()
+        } else {
+            Vec::new()
+        };
+        if !ready.is_empty() {
+            let mut launches = Vec::new();
+            for id in ready {
+                let slot = self
+                    .take_slot()
+                    .ok_or_else(|| MachineError::NoFreeSlot { id: id.clone() })?;
+                self.advance(&id, InstanceState::Creating, now)?;
+                self.inst(&id)?.slot = Some(slot);
+                launches.push(Launch {
+                    id,
+                    slot,
+                    start_commit: String::new(),
+                    attempt: 1,
+                    reattach: None,
+                    exited: None,
+                    setup: true,
+                    ended: None,
+                    terminating: None,
+                    timeout_left: None,
+                });
+            }
+            out.push(Action::Save);
+            out.push(Action::Flush);
+            self.other_in_flight += 1;
+            out.push(Action::Plant {
+                launches,
+                reuse: false,
+            });
+        }
+        if let Some(id) = self.next_merge(run) {
+            self.other_in_flight += 1;
+            let subjects = self
+                .works
+                .get(&id)
+                .map(|w| w.subjects.clone())
+                .unwrap_or_default();
+            out.push(Action::Merge { id, subjects });
+        }
+        if let Some(id) = self.next_prune() {
+            out.push(Action::Flush);
+            self.other_in_flight += 1;
+            out.push(Action::Prune(id));
         }
         Ok(out)
     }
@@ -1091,21 +1155,6 @@ mod handle_tests {
         }
     }
 
-    fn launch(id: &str, slot: usize) -> Launch {
-        Launch {
-            id: id.into(),
-            slot,
-            start_commit: "c0".into(),
-            attempt: 1,
-            reattach: None,
-            exited: None,
-            setup: true,
-            ended: None,
-            terminating: None,
-            timeout_left: None,
-        }
-    }
-
     /// A short name per action, to compare sequences.
     fn tags(actions: &[Action]) -> Vec<String> {
         actions
@@ -1126,6 +1175,12 @@ mod handle_tests {
                 Action::CrashPoint(p) => format!("crash-point {p}"),
                 Action::Note(_) => "note".into(),
                 Action::Ack(_) => "ack".into(),
+                Action::Plant { launches, .. } => {
+                    let ids: Vec<&str> = launches.iter().map(|l| l.id.as_str()).collect();
+                    format!("plant {}", ids.join(" "))
+                }
+                Action::Merge { id, .. } => format!("merge {id}"),
+                Action::Prune(id) => format!("prune {id}"),
                 Action::PruneFailed { id, .. } => format!("prune-failed {id}"),
                 other => format!("{other:?}").to_lowercase(),
             })
@@ -1139,15 +1194,18 @@ mod handle_tests {
     /// Takes the scheduler's ready specs as the loop does and marks them
     /// `creating` in their slots.
     fn start(m: &mut RunMachine) -> Vec<Launch> {
-        let mut out = Vec::new();
-        for id in m.sched.start_ready() {
-            let slot = m.take_slot().unwrap();
-            m.advance(&id, Creating, 1).unwrap();
-            m.inst(&id).unwrap().slot = Some(slot);
-            out.push(launch(&id, slot));
-        }
-        m.other_in_flight += 1;
-        out
+        let mut actions = m.start(true, 1).unwrap();
+        let Some(Action::Plant { launches, reuse }) = actions.pop() else {
+            panic!("{actions:?}")
+        };
+        assert!(!reuse);
+        launches
+            .into_iter()
+            .map(|l| Launch {
+                start_commit: "c0".into(),
+                ..l
+            })
+            .collect()
     }
 
     fn planted(m: &mut RunMachine, ok: &[Launch], now: u64) -> Vec<Action> {
@@ -1187,6 +1245,49 @@ mod handle_tests {
         assert!(m.is_over(false));
         m.agents_in_flight = 1;
         assert!(!m.is_over(false));
+    }
+
+    #[test]
+    fn what_may_start_is_journalled_before_it_is_planted_and_one_lane_job_runs() {
+        let mut m = machine(&["a", "b", "c"], &[("c", "a")], 1, policy());
+        let actions = m.start(true, 3).unwrap();
+        assert_eq!(tags(&actions), ["save", "flush", "plant a"]);
+        let a = m.record.instance("a").unwrap();
+        assert_eq!((a.state, a.slot), (Creating, Some(0)));
+        assert_eq!(m.other_in_flight, 1);
+        // No slot left: nothing more starts.
+        assert!(m.start(true, 4).unwrap().is_empty());
+        // `treefarm merge` plants nothing; a queued merge goes to the lane
+        // with its commit subjects, and holds the prune back.
+        let mut m = machine(&["a", "b"], &[], 2, policy());
+        walk_to_succeeded(&mut m, "b");
+        m.works.insert("b".into(), work("t"));
+        m.enqueue_merge("b");
+        m.enqueue_prune("a");
+        let actions = m.start(false, 5).unwrap();
+        assert_eq!(tags(&actions), ["merge b"]);
+        let Action::Merge { subjects, .. } = &actions[0] else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(subjects, &["do it"]);
+        assert!(m.start(false, 6).unwrap().is_empty());
+        m.merging = None;
+        assert_eq!(tags(&m.start(false, 7).unwrap()), ["flush", "prune a"]);
+        assert_eq!(m.other_in_flight, 2);
+    }
+
+    #[test]
+    fn nothing_starts_while_stopping() {
+        let mut m = machine(&["a"], &[], 1, policy());
+        m.handle(Input::Signal("hangup"), 1).unwrap();
+        assert!(m.start(true, 2).unwrap().is_empty());
+        assert_eq!(state(&m, "a"), Pending);
+    }
+
+    fn walk_to_succeeded(m: &mut RunMachine, id: &str) {
+        for to in [Creating, Created, Running, Succeeded] {
+            m.advance(id, to, 1).unwrap();
+        }
     }
 
     #[test]

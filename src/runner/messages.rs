@@ -81,6 +81,13 @@ pub enum Action {
     /// Start the instance task (setup, agent, verdict) in a planted
     /// worktree.
     Launch(Launch),
+    /// Plant a batch on the lane (`reuse`: worktrees that may exist).
+    Plant { launches: Vec<Launch>, reuse: bool },
+    /// Merge `id`'s branch on the lane (`subjects`: its commits' subjects,
+    /// for the commit message).
+    Merge { id: String, subjects: Vec<String> },
+    /// Remove `id`'s worktree and branch on the lane.
+    Prune(String),
     /// Acknowledge to the lane (a merge's intent is durable: the target
     /// ref may move).
     Ack(oneshot::Sender<()>),
