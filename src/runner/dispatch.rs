@@ -1,7 +1,8 @@
-//! The dispatcher: the one owner of a run's state. It starts instances as the
-//! scheduler allows, hears from instance tasks and the merge task over one
-//! channel, journals every transition before acting on it, merges one branch
-//! at a time, prunes, and handles Ctrl-C (graceful, then kill).
+//! The dispatcher's loop: turns what happened (instance messages, lane
+//! reports, signals, the tick) into an [`Input`], lets the
+//! [`RunMachine`] decide, and performs the [`Action`]s it returns: journal
+//! marks and commits, events, notes, stop requests, and the tasks it
+//! spawns (instances; plant, merge and prune on the lane).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -249,16 +250,6 @@ impl<'r> Dispatcher<'r> {
         });
     }
 
-    pub(super) fn on_merged(&mut self, id: &str, commit: String) -> anyhow::Result<()> {
-        let mut actions = Vec::new();
-        self.m.on_merged(&mut actions, id, commit, now_ms())?;
-        self.perform(actions)
-    }
-
-    pub(super) fn start_prune(&mut self, id: &str) {
-        self.m.enqueue_prune(id);
-    }
-
     /// Prunes on the lane (the machine counted it in flight, after the
     /// flush that makes `merged` durable).
     fn spawn_prune(&mut self, id: String) {
@@ -300,24 +291,9 @@ impl<'r> Dispatcher<'r> {
     }
 
     fn finish(mut self) -> anyhow::Result<(RunRecord, Summary)> {
-        let interrupted = self
-            .m
-            .ends_interrupted(self.m.stopping, self.mode == Mode::Run);
         let now = now_ms();
-        self.m.record.state = if interrupted {
-            RunState::Interrupted
-        } else {
-            RunState::Finished
-        };
-        self.m.record.finished_at_ms = Some(now);
-        self.save()?;
-        if interrupted {
-            let run_id = self.m.record.run_id.clone();
-            self.emit(Event::Interrupted {
-                resume: format!("treefarm resume {run_id}"),
-                run_id,
-            })?;
-        }
+        let end = self.m.finish(self.mode == Mode::Run, now);
+        self.perform(end)?;
         let target_commit = Repo::discover(&self.opts.repo_root)
             .ok()
             .and_then(|r| r.branch_tip(&self.opts.target).ok().flatten())

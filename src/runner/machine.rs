@@ -1,6 +1,10 @@
 //! The run machine: the run's record, the scheduler, the slots and the merge
-//! and prune queues. Synchronous and pure: no I/O, no tokio, no git. The
-//! dispatcher (`dispatch.rs`) asks it what to do next and performs it.
+//! and prune queues. Synchronous and pure: no I/O, no tokio, no git. Each
+//! input goes through [`RunMachine::handle`], which returns the
+//! [`Action`]s the dispatcher's loop (`dispatch.rs`) performs;
+//! [`RunMachine::start`], [`RunMachine::restore`] and
+//! [`RunMachine::finish`] decide what starts, what `resume` restores and
+//! how the run ends.
 //!
 //! It is the only writer of an instance's state: every move goes through
 //! [`RunMachine::advance`], which checks it against the lifecycle in
@@ -19,8 +23,8 @@ use crate::runner::executor::{AgentEnd, AgentEvent, Stop};
 use crate::runner::instance::{InstanceMsg, Launch, Verdict, Work};
 use crate::runner::messages::{Action, Input, LaneMsg, Planted};
 use crate::runner::options::{slot_port, RunOptions};
-use crate::schedule::Scheduler;
-use crate::state::{InstanceRecord, InstanceState, RunRecord};
+use crate::schedule::{Restored, Scheduler};
+use crate::state::{InstanceRecord, InstanceState, RunRecord, RunState};
 
 /// The reason shown for an instance stopped by Ctrl-C (`interrupted` is the
 /// field resume reads).
@@ -85,6 +89,8 @@ pub enum MachineError {
     UnknownInstance { id: String },
     #[error("instance `{id}` was scheduled with no free slot")]
     NoFreeSlot { id: String },
+    #[error("instance `{id}` is {state:?}: reconciled by recover.rs, not restored")]
+    NotRestorable { id: String, state: InstanceState },
 }
 
 /// True when an instance may move from `from` to `to`.
@@ -413,6 +419,85 @@ impl RunMachine {
             out.push(Action::Prune(id));
         }
         Ok(out)
+    }
+
+    /// `resume` and `treefarm merge`: puts an instance the journal shows
+    /// settled, succeeded or merging back into the scheduler and the lane's
+    /// queues. `landed` (only read for `merging`): git shows the merge in
+    /// the target (recover.rs probes it); then it is recorded merged, else
+    /// it goes back to `succeeded` and is merged again. `run`: not
+    /// `treefarm merge`. Instances still out (creating, created, running)
+    /// and conflicted or refused ones are recover.rs's: an error here.
+    pub fn restore(
+        &mut self,
+        id: &str,
+        run: bool,
+        landed: bool,
+        now: u64,
+    ) -> Result<Vec<Action>, MachineError> {
+        use InstanceState::*;
+        let mut out = Vec::new();
+        let state = self.inst(id)?.state;
+        match state {
+            Pending => {}
+            Skipped | Failed | TimedOut | Unchanged => {
+                self.sched.restore(id, Restored::Settled { merged: false })
+            }
+            Succeeded => {
+                if self.policy.no_merge && run {
+                    self.sched.restore(id, Restored::Settled { merged: true });
+                } else {
+                    self.sched.restore(id, Restored::AwaitingSettle);
+                    self.enqueue_merge(id);
+                }
+            }
+            Merging => {
+                self.sched.restore(id, Restored::AwaitingSettle);
+                if landed {
+                    let commit = self.inst(id)?.merged_commit.clone().unwrap_or_default();
+                    self.on_merged(&mut out, id, commit, now)?;
+                } else {
+                    self.advance(id, Succeeded, now)?;
+                    self.enqueue_merge(id);
+                }
+            }
+            Merged => {
+                self.sched.restore(id, Restored::Settled { merged: true });
+                if !self.policy.keep {
+                    self.enqueue_prune(id);
+                }
+            }
+            Pruned => self.sched.restore(id, Restored::Settled { merged: true }),
+            Creating | Created | Running | Conflicted | Refused => {
+                return Err(MachineError::NotRestorable {
+                    id: id.to_string(),
+                    state,
+                })
+            }
+        }
+        Ok(out)
+    }
+
+    /// The loop ended: the run is `finished`, or `interrupted` (for
+    /// `resume`, with its event) when stopped or an instance is still out.
+    /// `run`: not `treefarm merge`.
+    pub fn finish(&mut self, run: bool, now: u64) -> Vec<Action> {
+        let interrupted = self.ends_interrupted(self.stopping, run);
+        self.record.state = if interrupted {
+            RunState::Interrupted
+        } else {
+            RunState::Finished
+        };
+        self.record.finished_at_ms = Some(now);
+        let mut out = vec![Action::Save];
+        if interrupted {
+            let run_id = self.record.run_id.clone();
+            out.push(Action::Emit(Event::Interrupted {
+                resume: format!("treefarm resume {run_id}"),
+                run_id,
+            }));
+        }
+        out
     }
 
     /// True when the loop may end: nothing in flight, and (unless stopped)
@@ -809,7 +894,7 @@ impl RunMachine {
 
     /// `id`'s branch is in the target at `commit`: recorded, and queued for
     /// pruning unless `--keep`.
-    pub fn on_merged(
+    fn on_merged(
         &mut self,
         out: &mut Vec<Action>,
         id: &str,
@@ -1274,6 +1359,91 @@ mod handle_tests {
         m.merging = None;
         assert_eq!(tags(&m.start(false, 7).unwrap()), ["flush", "prune a"]);
         assert_eq!(m.other_in_flight, 2);
+    }
+
+    #[test]
+    fn a_run_finishes_or_ends_interrupted_with_the_resume_command() {
+        let mut m = machine(&["a"], &[], 1, policy());
+        assert_eq!(tags(&m.finish(true, 9)), ["save"]);
+        assert_eq!(m.record.state, RunState::Finished);
+        assert_eq!(m.record.finished_at_ms, Some(9));
+        m.handle(Input::Signal("interrupt"), 10).unwrap();
+        let actions = m.finish(true, 11);
+        assert_eq!(tags(&actions), ["save", "emit interrupted"]);
+        let Action::Emit(Event::Interrupted { resume, run_id }) = &actions[1] else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(
+            (resume.as_str(), run_id.as_str()),
+            ("treefarm resume r", "r")
+        );
+        assert_eq!(m.record.state, RunState::Interrupted);
+    }
+
+    #[test]
+    fn resume_restores_settled_succeeded_and_merging_instances() {
+        let mut m = machine(&["a", "b", "c", "d", "e"], &[], 2, policy());
+        walk_to_succeeded(&mut m, "a");
+        for id in ["b", "c"] {
+            walk_to_succeeded(&mut m, id);
+            m.advance(id, Merging, 2).unwrap();
+            m.inst(id).unwrap().merged_commit = Some(format!("m-{id}"));
+        }
+        walk_to_succeeded(&mut m, "d");
+        m.advance("d", Merged, 3).unwrap();
+        m.advance("e", Skipped, 3).unwrap();
+        assert!(m.restore("a", true, false, 5).unwrap().is_empty());
+        // The ref moved before the kill: recorded merged, pruned next.
+        let landed = m.restore("b", true, true, 5).unwrap();
+        assert_eq!(tags(&landed), ["save", "emit merged"]);
+        assert_eq!(state(&m, "b"), Merged);
+        // It never moved: merged again.
+        assert!(m.restore("c", true, false, 5).unwrap().is_empty());
+        let c = m.record.instance("c").unwrap();
+        assert_eq!(
+            (c.state, c.merged_commit.as_deref()),
+            (Succeeded, Some("m-c"))
+        );
+        assert!(m.restore("d", true, false, 5).unwrap().is_empty());
+        assert!(m.restore("e", true, false, 5).unwrap().is_empty());
+        assert_eq!(m.merges_waiting(), 2);
+        assert_eq!(m.prunes_waiting(), 2);
+        // Out or waiting for a fix: recover.rs's.
+        let mut m = machine(&["a"], &[], 1, policy());
+        m.advance("a", Creating, 1).unwrap();
+        assert!(matches!(
+            m.restore("a", true, false, 2),
+            Err(MachineError::NotRestorable { .. })
+        ));
+    }
+
+    #[test]
+    fn resume_with_no_merge_keeps_succeeded_branches_settled() {
+        let mut m = machine(
+            &["a"],
+            &[],
+            1,
+            Policy {
+                no_merge: true,
+                ..policy()
+            },
+        );
+        walk_to_succeeded(&mut m, "a");
+        m.restore("a", true, false, 5).unwrap();
+        assert_eq!(m.merges_waiting(), 0);
+        // `treefarm merge` merges it.
+        let mut m = machine(
+            &["a"],
+            &[],
+            1,
+            Policy {
+                no_merge: true,
+                ..policy()
+            },
+        );
+        walk_to_succeeded(&mut m, "a");
+        m.restore("a", false, false, 5).unwrap();
+        assert_eq!(m.merges_waiting(), 1);
     }
 
     #[test]

@@ -36,14 +36,6 @@ impl Dispatcher<'_> {
                 self.end_orphans(inst, None).await;
             }
             match inst.state {
-                InstanceState::Pending => {}
-                InstanceState::Skipped
-                | InstanceState::Failed
-                | InstanceState::TimedOut
-                | InstanceState::Unchanged => self
-                    .m
-                    .sched
-                    .restore(&id, Restored::Settled { merged: false }),
                 InstanceState::Conflicted | InstanceState::Refused => {
                     if self.mode == Mode::MergeOnly {
                         self.m.sched.restore(&id, Restored::AwaitingSettle);
@@ -171,38 +163,21 @@ impl Dispatcher<'_> {
                             .map(|d| Duration::from_millis(d.saturating_sub(now_ms()))),
                     });
                 }
-                InstanceState::Succeeded => {
-                    if self.opts.no_merge && self.mode == Mode::Run {
-                        self.m
-                            .sched
-                            .restore(&id, Restored::Settled { merged: true });
-                    } else {
-                        self.m.sched.restore(&id, Restored::AwaitingSettle);
-                        self.enqueue_merge(&id);
-                    }
+                InstanceState::Pending
+                | InstanceState::Skipped
+                | InstanceState::Failed
+                | InstanceState::TimedOut
+                | InstanceState::Unchanged
+                | InstanceState::Succeeded
+                | InstanceState::Merging
+                | InstanceState::Merged
+                | InstanceState::Pruned => {
+                    // Only a merge under way needs git's word.
+                    let landed = inst.state == InstanceState::Merging && self.merge_landed(inst)?;
+                    let run = self.mode == Mode::Run;
+                    let actions = self.m.restore(&id, run, landed, now_ms())?;
+                    self.perform(actions)?;
                 }
-                InstanceState::Merging => {
-                    self.m.sched.restore(&id, Restored::AwaitingSettle);
-                    if self.merge_landed(inst)? {
-                        let commit = inst.merged_commit.clone().unwrap_or_default();
-                        self.on_merged(&id, commit)?;
-                    } else {
-                        self.set_state(&id, InstanceState::Succeeded)?;
-                        self.enqueue_merge(&id);
-                    }
-                }
-                InstanceState::Merged => {
-                    self.m
-                        .sched
-                        .restore(&id, Restored::Settled { merged: true });
-                    if !self.opts.keep {
-                        self.start_prune(&id);
-                    }
-                }
-                InstanceState::Pruned => self
-                    .m
-                    .sched
-                    .restore(&id, Restored::Settled { merged: true }),
             }
         }
         self.take_skipped()?;
