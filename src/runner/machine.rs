@@ -26,6 +26,26 @@ use crate::runner::options::{slot_port, RunOptions};
 use crate::schedule::{Restored, Scheduler};
 use crate::state::{InstanceRecord, InstanceState, RunRecord, RunState};
 
+/// What `recover.rs` found for an instance the journal shows out
+/// (creating, created, running) when a run is resumed.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// The slot it claimed.
+    pub slot: usize,
+    /// Where its branch starts (made again after a half-made plant).
+    pub start_commit: String,
+    /// Its agent still runs: (pid, start time).
+    pub live: Option<(u32, u64)>,
+    /// A termination finished while no coordinator ran: its reason.
+    pub ended: Option<AgentEnd>,
+    /// A termination under way: its reason and SIGKILL deadline.
+    pub terminating: Option<(AgentEnd, u64)>,
+    /// The agent ended with this exit code (its exit file).
+    pub exited: Option<i32>,
+    /// The attempt the agent out there belongs to, if it says.
+    pub seen_attempt: Option<u32>,
+}
+
 /// The reason shown for an instance stopped by Ctrl-C (`interrupted` is the
 /// field resume reads).
 pub const INTERRUPTED: &str = "interrupted";
@@ -476,6 +496,63 @@ impl RunMachine {
             }
         }
         Ok(out)
+    }
+
+    /// `resume`: how an instance the journal shows out continues, from what
+    /// `recover.rs` found: re-attached to its live agent, judged on its
+    /// exit code or ended termination (same attempt), or run again (next
+    /// attempt; `setup` again unless it was running). Notes say which.
+    pub fn resume_out(
+        &mut self,
+        id: &str,
+        found: Found,
+        now: u64,
+    ) -> Result<(Launch, Vec<Action>), MachineError> {
+        let mut out = Vec::new();
+        let inst = self.inst(id)?;
+        let (state, attempt, deadline_ms) = (inst.state, inst.attempt, inst.deadline_ms);
+        if let Some(why) = &found.ended {
+            out.push(Action::Note(format!(
+                "{id}: agent {why} while treefarm was not running; its processes are ended"
+            )));
+        }
+        match (found.live, found.exited) {
+            (Some((pid, _)), _) => out.push(Action::Note(format!(
+                "{id}: agent pid {pid} is still running; re-attaching and waiting for it"
+            ))),
+            (None, Some(code)) => out.push(Action::Note(format!(
+                "{id}: agent ended while treefarm was not running (exit code {code})"
+            ))),
+            (None, None) if state == InstanceState::Running => out.push(Action::Note(format!(
+                "{id}: agent is gone without an exit code; running it again in its worktree (partial work kept)"
+            ))),
+            (None, None) => {}
+        }
+        let seen = found.seen_attempt.unwrap_or(0);
+        let next = if found.live.is_some() || found.exited.is_some() || found.ended.is_some() {
+            attempt.max(seen).max(1)
+        } else {
+            attempt + 1
+        };
+        let inst = self.inst(id)?;
+        inst.attempt = inst.attempt.max(seen);
+        inst.slot = Some(found.slot);
+        inst.reason = None;
+        inst.interrupted = false;
+        let launch = Launch {
+            id: id.to_string(),
+            slot: found.slot,
+            start_commit: found.start_commit,
+            attempt: next,
+            reattach: found.live,
+            exited: found.exited,
+            setup: state != InstanceState::Running,
+            ended: found.ended,
+            terminating: found.terminating,
+            timeout_left: deadline_ms
+                .map(|d| std::time::Duration::from_millis(d.saturating_sub(now))),
+        };
+        Ok((launch, out))
     }
 
     /// The loop ended: the run is `finished`, or `interrupted` (for
@@ -1444,6 +1521,87 @@ mod handle_tests {
         walk_to_succeeded(&mut m, "a");
         m.restore("a", false, false, 5).unwrap();
         assert_eq!(m.merges_waiting(), 1);
+    }
+
+    fn out_instance(state: InstanceState) -> RunMachine {
+        let mut m = machine(&["a"], &[], 1, policy());
+        for to in [Creating, Created, Running] {
+            m.advance("a", to, 1).unwrap();
+            if to == state {
+                break;
+            }
+        }
+        let a = m.inst("a").unwrap();
+        a.attempt = 1;
+        a.deadline_ms = Some(1_000);
+        a.interrupted = true;
+        a.reason = Some(INTERRUPTED.into());
+        m
+    }
+
+    #[test]
+    fn resume_reattaches_a_live_agent_in_the_same_attempt() {
+        let mut m = out_instance(Running);
+        let found = Found {
+            slot: 0,
+            start_commit: "c".into(),
+            live: Some((7, 70)),
+            seen_attempt: Some(2),
+            ..Default::default()
+        };
+        let (launch, actions) = m.resume_out("a", found, 400).unwrap();
+        assert_eq!(tags(&actions), ["note"]);
+        assert_eq!(
+            (launch.attempt, launch.reattach, launch.setup),
+            (2, Some((7, 70)), false)
+        );
+        assert_eq!(
+            launch.timeout_left,
+            Some(std::time::Duration::from_millis(600))
+        );
+        let a = m.record.instance("a").unwrap();
+        assert_eq!(
+            (a.attempt, a.slot, a.interrupted, a.reason.as_deref()),
+            (2, Some(0), false, None)
+        );
+    }
+
+    #[test]
+    fn resume_judges_an_ended_agent_and_reruns_a_vanished_one() {
+        let mut m = out_instance(Running);
+        let found = Found {
+            exited: Some(3),
+            ..Default::default()
+        };
+        let (launch, actions) = m.resume_out("a", found, 5).unwrap();
+        let Action::Note(text) = &actions[0] else {
+            panic!("{actions:?}")
+        };
+        assert!(text.contains("exit code 3"), "{text}");
+        assert_eq!((launch.attempt, launch.exited), (1, Some(3)));
+        // Gone without a trace: the next attempt, in its worktree.
+        let mut m = out_instance(Running);
+        let (launch, actions) = m.resume_out("a", Found::default(), 5).unwrap();
+        assert_eq!(tags(&actions), ["note"]);
+        assert_eq!((launch.attempt, launch.setup), (2, false));
+        // Killed while planting: planted again, set up, no note.
+        let mut m = out_instance(Creating);
+        let (launch, actions) = m.resume_out("a", Found::default(), 5).unwrap();
+        assert!(actions.is_empty(), "{actions:?}");
+        assert!(launch.setup);
+        // A timeout whose termination finished meanwhile: judged as such.
+        let mut m = out_instance(Running);
+        let found = Found {
+            ended: Some(AgentEnd::TimedOut),
+            ..Default::default()
+        };
+        let (launch, actions) = m.resume_out("a", found, 5).unwrap();
+        let Action::Note(text) = &actions[0] else {
+            panic!("{actions:?}")
+        };
+        assert!(text.contains("while treefarm was not running"), "{text}");
+        assert_eq!(launch.attempt, 1);
+        assert!(matches!(launch.ended, Some(AgentEnd::TimedOut)));
     }
 
     #[test]

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use crate::git::{layout, Repo};
 use crate::runner::dispatch::{Dispatcher, INTERRUPTED};
 use crate::runner::executor::{AgentEnd, Stop};
-use crate::runner::instance::Launch;
 use crate::runner::journal::ending_result;
+use crate::runner::machine::Found;
 use crate::runner::messages::Mode;
 use crate::schedule::Restored;
 use crate::state::{now_ms, InstanceRecord, InstanceState};
@@ -105,10 +105,6 @@ impl Dispatcher<'_> {
                         (Some(Some(why)), None) => Some(why.clone()),
                         _ => None,
                     };
-                    if let Some(why) = &ended {
-                        self.note(format!("{id}: agent {why} while treefarm was not running; its processes are ended"
-                        ));
-                    }
                     let exited = if live.is_none()
                         && inst.state != InstanceState::Creating
                         && !interrupted
@@ -129,39 +125,18 @@ impl Dispatcher<'_> {
                         (None, None) => None,
                     };
                     let exited = exited.map(|(code, _)| code);
-                    match (live, exited) {
-                        (Some((pid, _)), _) => self.note(format!("{id}: agent pid {pid} is still running; re-attaching and waiting for it"
-                        )),
-                        (None, Some(code)) => self.note(format!("{id}: agent ended while treefarm was not running (exit code {code})"
-                        )),
-                        (None, None) if inst.state == InstanceState::Running => self.note(format!("{id}: agent is gone without an exit code; running it again in its worktree (partial work kept)"
-                        )),
-                        (None, None) => {}
-                    }
-                    let attempt = if live.is_some() || exited.is_some() || ended.is_some() {
-                        inst.attempt.max(seen_attempt.unwrap_or(0)).max(1)
-                    } else {
-                        inst.attempt + 1
-                    };
-                    let inst_mut = self.inst(&id);
-                    inst_mut.attempt = inst_mut.attempt.max(seen_attempt.unwrap_or(0));
-                    inst_mut.slot = Some(slot);
-                    inst_mut.reason = None;
-                    inst_mut.interrupted = false;
-                    replant.push(Launch {
-                        id: id.clone(),
+                    let found = Found {
                         slot,
                         start_commit,
-                        attempt,
-                        reattach: live,
-                        exited,
-                        setup: inst.state != InstanceState::Running,
+                        live,
                         ended,
                         terminating,
-                        timeout_left: inst
-                            .deadline_ms
-                            .map(|d| Duration::from_millis(d.saturating_sub(now_ms()))),
-                    });
+                        exited,
+                        seen_attempt,
+                    };
+                    let (launch, actions) = self.m.resume_out(&id, found, now_ms())?;
+                    self.perform(actions)?;
+                    replant.push(launch);
                 }
                 InstanceState::Pending
                 | InstanceState::Skipped
