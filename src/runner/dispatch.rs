@@ -20,9 +20,7 @@ use crate::runner::machine::{Policy, RunMachine};
 use crate::runner::messages::{Action, Input, LaneMsg as Msg, Mode};
 use crate::runner::options::RunOptions;
 use crate::schedule::{Node, Scheduler};
-use crate::state::{
-    crash_point, now_ms, InstanceRecord, InstanceState, RunDir, RunRecord, RunState,
-};
+use crate::state::{crash_point, now_ms, RunDir, RunRecord, RunState};
 
 pub struct Dispatcher<'r> {
     pub(super) opts: Arc<RunOptions>,
@@ -80,13 +78,6 @@ impl<'r> Dispatcher<'r> {
         }
     }
 
-    pub(super) fn inst(&mut self, id: &str) -> &mut InstanceRecord {
-        self.m
-            .record
-            .instance_mut(id)
-            .expect("every scheduled id has an instance record")
-    }
-
     /// Records that the run's state changed. The journal is written by
     /// [`Dispatcher::flush`], once per turn of the loop (group commit) and
     /// always before anything is done that depends on the change.
@@ -114,12 +105,6 @@ impl<'r> Dispatcher<'r> {
     /// A note for people (recovery, signals), through the reporter.
     pub(super) fn note(&mut self, text: String) {
         self.reporter.note(&text);
-    }
-
-    /// Moves an instance along its lifecycle (checked by the machine).
-    pub(super) fn set_state(&mut self, id: &str, state: InstanceState) -> anyhow::Result<()> {
-        self.m.advance(id, state, now_ms())?;
-        Ok(())
     }
 
     /// Runs the run to its end (or to an interruption) and returns the final
@@ -224,13 +209,6 @@ impl<'r> Dispatcher<'r> {
         self.perform(actions)
     }
 
-    /// Creates branches and worktrees for a batch, in parallel, off the
-    /// current target tip.
-    pub(super) fn plant(&mut self, launches: Vec<Launch>, reuse: bool) {
-        self.m.other_in_flight += 1;
-        self.spawn_plant(launches, reuse);
-    }
-
     /// Plants on the lane (the machine counted it in flight).
     fn spawn_plant(&mut self, launches: Vec<Launch>, reuse: bool) {
         let opts = self.opts.clone();
@@ -269,10 +247,6 @@ impl<'r> Dispatcher<'r> {
         let tx = self.inst_tx.clone();
         let stop = self.stop_tx.subscribe();
         tokio::spawn(run_instance(opts, dir, run_id, launch, tx, stop));
-    }
-
-    pub(super) fn enqueue_merge(&mut self, id: &str) {
-        self.m.enqueue_merge(id);
     }
 
     /// Merges on the lane (the machine counted it in flight); the merge

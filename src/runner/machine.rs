@@ -555,6 +555,35 @@ impl RunMachine {
         Ok((launch, out))
     }
 
+    /// `treefarm merge`: a conflicted or refused branch whose fix is
+    /// committed goes back to `succeeded` and is queued for merging again.
+    pub fn requeue_fixed(&mut self, id: &str, now: u64) -> Result<(), MachineError> {
+        self.advance(id, InstanceState::Succeeded, now)?;
+        let inst = self.inst(id)?;
+        inst.conflict_paths.clear();
+        inst.reason = None;
+        inst.ended_at_ms = None;
+        self.enqueue_merge(id);
+        Ok(())
+    }
+
+    /// `resume`: the instances still out are planted again (worktrees that
+    /// exist are reused), after the journal holds what reconciling changed.
+    pub fn replant(&mut self, launches: Vec<Launch>) -> Vec<Action> {
+        if launches.is_empty() {
+            return Vec::new();
+        }
+        self.other_in_flight += 1;
+        vec![
+            Action::Save,
+            Action::Flush,
+            Action::Plant {
+                launches,
+                reuse: true,
+            },
+        ]
+    }
+
     /// The loop ended: the run is `finished`, or `interrupted` (for
     /// `resume`, with its event) when stopped or an instance is still out.
     /// `run`: not `treefarm merge`.
@@ -1602,6 +1631,43 @@ mod handle_tests {
         assert!(text.contains("while treefarm was not running"), "{text}");
         assert_eq!(launch.attempt, 1);
         assert!(matches!(launch.ended, Some(AgentEnd::TimedOut)));
+    }
+
+    #[test]
+    fn a_fixed_branch_is_merged_again_and_resumed_instances_are_replanted() {
+        let mut m = machine(&["a"], &[], 1, policy());
+        walk_to_succeeded(&mut m, "a");
+        m.advance("a", Conflicted, 2).unwrap();
+        let a = m.inst("a").unwrap();
+        a.conflict_paths = vec!["x".into()];
+        a.reason = Some("conflicts in x".into());
+        m.requeue_fixed("a", 3).unwrap();
+        let a = m.record.instance("a").unwrap();
+        assert_eq!(
+            (a.state, a.reason.as_deref(), a.ended_at_ms),
+            (Succeeded, None, None)
+        );
+        assert!(a.conflict_paths.is_empty());
+        assert_eq!(m.next_merge(false), Some("a".into()));
+
+        let mut m = machine(&["a"], &[], 1, policy());
+        assert!(m.replant(Vec::new()).is_empty());
+        let launch = Launch {
+            id: "a".into(),
+            slot: 0,
+            start_commit: "c".into(),
+            attempt: 2,
+            reattach: None,
+            exited: None,
+            setup: false,
+            ended: None,
+            terminating: None,
+            timeout_left: None,
+        };
+        let actions = m.replant(vec![launch]);
+        assert_eq!(tags(&actions), ["save", "flush", "plant a"]);
+        assert!(matches!(actions[2], Action::Plant { reuse: true, .. }));
+        assert_eq!(m.other_in_flight, 1);
     }
 
     #[test]

@@ -156,12 +156,8 @@ impl Dispatcher<'_> {
             }
         }
         self.take_skipped()?;
-        if !replant.is_empty() {
-            self.save()?;
-            self.flush()?;
-            self.plant(replant, true);
-        }
-        Ok(())
+        let actions = self.m.replant(replant);
+        self.perform(actions)
     }
 
     /// A conflicted or refused branch the user fixed by hand: commit what they
@@ -186,12 +182,7 @@ impl Dispatcher<'_> {
                 format!("failed to commit manual fixes in `{}`", worktree.display())
             })?;
         }
-        self.set_state(id, InstanceState::Succeeded)?;
-        let inst = self.inst(id);
-        inst.conflict_paths.clear();
-        inst.reason = None;
-        inst.ended_at_ms = None;
-        self.enqueue_merge(id);
+        self.m.requeue_fixed(id, now_ms())?;
         Ok(())
     }
 
