@@ -1,17 +1,99 @@
 //! The run machine: the run's record, the scheduler, the slots and the merge
-//! and prune queues. Synchronous and pure: no I/O, no tokio, no git. The
-//! dispatcher (`dispatch.rs`) asks it what to do next and performs it.
+//! and prune queues. Synchronous and pure: no I/O, no tokio, no git. Each
+//! input goes through [`RunMachine::handle`], which returns the
+//! [`Action`]s the dispatcher's loop (`dispatch.rs`) performs;
+//! [`RunMachine::start`], [`RunMachine::restore`] and
+//! [`RunMachine::finish`] decide what starts, what `resume` restores and
+//! how the run ends.
 //!
 //! It is the only writer of an instance's state: every move goes through
 //! [`RunMachine::advance`], which checks it against the lifecycle in
 //! docs/DESIGN.md ("State") and refuses any other.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::schedule::Scheduler;
-use crate::state::{InstanceRecord, InstanceState, RunRecord};
+use crate::config::Strategy;
+use crate::merge::MergeResult;
+use crate::report::events::AttemptResult;
+use crate::report::Event;
+use crate::runner::executor::{AgentEnd, AgentEvent, Stop};
+use crate::runner::instance::{InstanceMsg, Launch, Verdict, Work};
+use crate::runner::messages::{Action, Input, LaneMsg, Planted};
+use crate::runner::options::{slot_port, RunOptions};
+use crate::schedule::{Restored, Scheduler};
+use crate::state::{InstanceRecord, InstanceState, RunRecord, RunState};
+
+/// What `recover.rs` found for an instance the journal shows out
+/// (creating, created, running) when a run is resumed.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// The slot it claimed.
+    pub slot: usize,
+    /// Where its branch starts (made again after a half-made plant).
+    pub start_commit: String,
+    /// Its agent still runs: (pid, start time).
+    pub live: Option<(u32, u64)>,
+    /// A termination finished while no coordinator ran: its reason.
+    pub ended: Option<AgentEnd>,
+    /// A termination under way: its reason and SIGKILL deadline.
+    pub terminating: Option<(AgentEnd, u64)>,
+    /// The agent ended with this exit code (its exit file).
+    pub exited: Option<i32>,
+    /// The attempt the agent out there belongs to, if it says.
+    pub seen_attempt: Option<u32>,
+}
+
+/// The reason shown for an instance stopped by Ctrl-C (`interrupted` is the
+/// field resume reads).
+pub const INTERRUPTED: &str = "interrupted";
+
+/// The run options the machine decides from (data only).
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// `--no-merge`: a succeeded branch is kept, not queued for the lane.
+    pub no_merge: bool,
+    /// `--keep`: a merged instance is not pruned.
+    pub keep: bool,
+    /// For the `merged` event.
+    pub strategy: Strategy,
+    /// An agent's deadline after its start.
+    pub timeout_ms: Option<u64>,
+    pub port_base: u16,
+    pub port_stride: u16,
+    /// Where the worktrees are (`<worktree_dir>/<id>`).
+    pub worktree_dir: PathBuf,
+}
+
+impl Policy {
+    pub fn from_options(opts: &RunOptions) -> Policy {
+        Policy {
+            no_merge: opts.no_merge,
+            keep: opts.keep,
+            strategy: opts.strategy,
+            timeout_ms: opts.timeout_ms,
+            port_base: opts.port_base,
+            port_stride: opts.port_stride,
+            worktree_dir: opts.worktree_dir.clone(),
+        }
+    }
+
+    fn worktree(&self, id: &str) -> PathBuf {
+        self.worktree_dir.join(id)
+    }
+
+    /// The `kept` event of `id`'s branch and worktree.
+    pub fn kept(&self, id: &str, reason: &str) -> Event {
+        Event::Kept {
+            id: id.to_string(),
+            branch: crate::spec::branch_for(id),
+            worktree: self.worktree(id).display().to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
 
 /// A move the lifecycle does not allow: a bug in the runner, reported with
 /// the instance it concerns rather than acted upon.
@@ -25,6 +107,10 @@ pub enum MachineError {
     },
     #[error("instance `{id}` has no record in this run")]
     UnknownInstance { id: String },
+    #[error("instance `{id}` was scheduled with no free slot")]
+    NoFreeSlot { id: String },
+    #[error("instance `{id}` is {state:?}: reconciled by recover.rs, not restored")]
+    NotRestorable { id: String, state: InstanceState },
 }
 
 /// True when an instance may move from `from` to `to`.
@@ -79,6 +165,18 @@ pub struct RunMachine {
     pub merging: Option<String>,
     /// The lane is pruning.
     pub pruning: bool,
+    /// The run options decisions depend on.
+    pub policy: Policy,
+    /// A signal asked the run to stop (gracefully).
+    pub stopping: bool,
+    /// A second signal: agents are killed.
+    pub killing: bool,
+    /// Instance tasks started and not yet done.
+    pub agents_in_flight: usize,
+    /// Lane jobs (plant, merge, prune) started and not yet reported.
+    pub other_in_flight: usize,
+    /// What each succeeded agent committed (the merge's commit subjects).
+    pub works: HashMap<String, Work>,
 }
 
 impl RunMachine {
@@ -87,6 +185,7 @@ impl RunMachine {
         sched: Scheduler,
         slots: usize,
         ranks: HashMap<String, (i64, usize)>,
+        policy: Policy,
     ) -> RunMachine {
         RunMachine {
             record,
@@ -97,6 +196,12 @@ impl RunMachine {
             ranks,
             merging: None,
             pruning: false,
+            policy,
+            stopping: false,
+            killing: false,
+            agents_in_flight: 0,
+            other_in_flight: 0,
+            works: HashMap::new(),
         }
     }
 
@@ -258,6 +363,680 @@ impl RunMachine {
     }
 }
 
+/// The decisions: each input turned into the actions the loop performs, in
+/// order. Instance state changes here, never in the loop.
+impl RunMachine {
+    /// Handles one thing that happened at `now` and returns what to do
+    /// about it. An `Err` is a bug in the runner (an illegal move).
+    pub fn handle(&mut self, input: Input, now: u64) -> Result<Vec<Action>, MachineError> {
+        let mut out = Vec::new();
+        match input {
+            Input::Instance(id, msg) => self.on_instance(&mut out, id, msg, now)?,
+            Input::Lane(msg) => self.on_lane(&mut out, msg, now)?,
+            Input::Signal(name) => self.on_signal(&mut out, name),
+            Input::Tick => out.push(Action::Refresh),
+        }
+        Ok(out)
+    }
+
+    /// What may start now, unless stopping: the specs the scheduler lets
+    /// start (marked `creating` in their slots and journalled before the
+    /// plant: nothing exists in git yet), then the next merge, then the
+    /// next prune (after a flush: `merged` is durable before the worktree
+    /// goes). `run`: `run` or `resume`, not `treefarm merge` (which plants
+    /// nothing and does not wait for ranked instances).
+    pub fn start(&mut self, run: bool, now: u64) -> Result<Vec<Action>, MachineError> {
+        let mut out = Vec::new();
+        if self.stopping {
+            return Ok(out);
+        }
+        let ready = if run {
+            self.sched.start_ready()
+        } else {
+            Vec::new()
+        };
+        if !ready.is_empty() {
+            let mut launches = Vec::new();
+            for id in ready {
+                let slot = self
+                    .take_slot()
+                    .ok_or_else(|| MachineError::NoFreeSlot { id: id.clone() })?;
+                self.advance(&id, InstanceState::Creating, now)?;
+                self.inst(&id)?.slot = Some(slot);
+                launches.push(Launch {
+                    id,
+                    slot,
+                    start_commit: String::new(),
+                    attempt: 1,
+                    reattach: None,
+                    exited: None,
+                    setup: true,
+                    ended: None,
+                    terminating: None,
+                    timeout_left: None,
+                });
+            }
+            out.push(Action::Save);
+            out.push(Action::Flush);
+            self.other_in_flight += 1;
+            out.push(Action::Plant {
+                launches,
+                reuse: false,
+            });
+        }
+        if let Some(id) = self.next_merge(run) {
+            self.other_in_flight += 1;
+            let subjects = self
+                .works
+                .get(&id)
+                .map(|w| w.subjects.clone())
+                .unwrap_or_default();
+            out.push(Action::Merge { id, subjects });
+        }
+        if let Some(id) = self.next_prune() {
+            out.push(Action::Flush);
+            self.other_in_flight += 1;
+            out.push(Action::Prune(id));
+        }
+        Ok(out)
+    }
+
+    /// `resume` and `treefarm merge`: puts an instance the journal shows
+    /// settled, succeeded or merging back into the scheduler and the lane's
+    /// queues. `landed` (only read for `merging`): git shows the merge in
+    /// the target (recover.rs probes it); then it is recorded merged, else
+    /// it goes back to `succeeded` and is merged again. `run`: not
+    /// `treefarm merge`. Instances still out (creating, created, running)
+    /// and conflicted or refused ones are recover.rs's: an error here.
+    pub fn restore(
+        &mut self,
+        id: &str,
+        run: bool,
+        landed: bool,
+        now: u64,
+    ) -> Result<Vec<Action>, MachineError> {
+        use InstanceState::*;
+        let mut out = Vec::new();
+        let state = self.inst(id)?.state;
+        match state {
+            Pending => {}
+            Skipped | Failed | TimedOut | Unchanged => {
+                self.sched.restore(id, Restored::Settled { merged: false })
+            }
+            Succeeded => {
+                if self.policy.no_merge && run {
+                    self.sched.restore(id, Restored::Settled { merged: true });
+                } else {
+                    self.sched.restore(id, Restored::AwaitingSettle);
+                    self.enqueue_merge(id);
+                }
+            }
+            Merging => {
+                self.sched.restore(id, Restored::AwaitingSettle);
+                if landed {
+                    let commit = self.inst(id)?.merged_commit.clone().unwrap_or_default();
+                    self.on_merged(&mut out, id, commit, now)?;
+                } else {
+                    self.advance(id, Succeeded, now)?;
+                    self.enqueue_merge(id);
+                }
+            }
+            Merged => {
+                self.sched.restore(id, Restored::Settled { merged: true });
+                if !self.policy.keep {
+                    self.enqueue_prune(id);
+                }
+            }
+            Pruned => self.sched.restore(id, Restored::Settled { merged: true }),
+            Creating | Created | Running | Conflicted | Refused => {
+                return Err(MachineError::NotRestorable {
+                    id: id.to_string(),
+                    state,
+                })
+            }
+        }
+        Ok(out)
+    }
+
+    /// `resume`: how an instance the journal shows out continues, from what
+    /// `recover.rs` found: re-attached to its live agent, judged on its
+    /// exit code or ended termination (same attempt), or run again (next
+    /// attempt; `setup` again unless it was running). Notes say which.
+    pub fn resume_out(
+        &mut self,
+        id: &str,
+        found: Found,
+        now: u64,
+    ) -> Result<(Launch, Vec<Action>), MachineError> {
+        let mut out = Vec::new();
+        let inst = self.inst(id)?;
+        let (state, attempt, deadline_ms) = (inst.state, inst.attempt, inst.deadline_ms);
+        if let Some(why) = &found.ended {
+            out.push(Action::Note(format!(
+                "{id}: agent {why} while treefarm was not running; its processes are ended"
+            )));
+        }
+        match (found.live, found.exited) {
+            (Some((pid, _)), _) => out.push(Action::Note(format!(
+                "{id}: agent pid {pid} is still running; re-attaching and waiting for it"
+            ))),
+            (None, Some(code)) => out.push(Action::Note(format!(
+                "{id}: agent ended while treefarm was not running (exit code {code})"
+            ))),
+            (None, None) if state == InstanceState::Running => out.push(Action::Note(format!(
+                "{id}: agent is gone without an exit code; running it again in its worktree (partial work kept)"
+            ))),
+            (None, None) => {}
+        }
+        let seen = found.seen_attempt.unwrap_or(0);
+        let next = if found.live.is_some() || found.exited.is_some() || found.ended.is_some() {
+            attempt.max(seen).max(1)
+        } else {
+            attempt + 1
+        };
+        let inst = self.inst(id)?;
+        inst.attempt = inst.attempt.max(seen);
+        inst.slot = Some(found.slot);
+        inst.reason = None;
+        inst.interrupted = false;
+        let launch = Launch {
+            id: id.to_string(),
+            slot: found.slot,
+            start_commit: found.start_commit,
+            attempt: next,
+            reattach: found.live,
+            exited: found.exited,
+            setup: state != InstanceState::Running,
+            ended: found.ended,
+            terminating: found.terminating,
+            timeout_left: deadline_ms
+                .map(|d| std::time::Duration::from_millis(d.saturating_sub(now))),
+        };
+        Ok((launch, out))
+    }
+
+    /// `treefarm merge`: a conflicted or refused branch whose fix is
+    /// committed goes back to `succeeded` and is queued for merging again.
+    pub fn requeue_fixed(&mut self, id: &str, now: u64) -> Result<(), MachineError> {
+        self.advance(id, InstanceState::Succeeded, now)?;
+        let inst = self.inst(id)?;
+        inst.conflict_paths.clear();
+        inst.reason = None;
+        inst.ended_at_ms = None;
+        self.enqueue_merge(id);
+        Ok(())
+    }
+
+    /// `resume`: the instances still out are planted again (worktrees that
+    /// exist are reused), after the journal holds what reconciling changed.
+    pub fn replant(&mut self, launches: Vec<Launch>) -> Vec<Action> {
+        if launches.is_empty() {
+            return Vec::new();
+        }
+        self.other_in_flight += 1;
+        vec![
+            Action::Save,
+            Action::Flush,
+            Action::Plant {
+                launches,
+                reuse: true,
+            },
+        ]
+    }
+
+    /// The loop ended: the run is `finished`, or `interrupted` (for
+    /// `resume`, with its event) when stopped or an instance is still out.
+    /// `run`: not `treefarm merge`.
+    pub fn finish(&mut self, run: bool, now: u64) -> Vec<Action> {
+        let interrupted = self.ends_interrupted(self.stopping, run);
+        self.record.state = if interrupted {
+            RunState::Interrupted
+        } else {
+            RunState::Finished
+        };
+        self.record.finished_at_ms = Some(now);
+        let mut out = vec![Action::Save];
+        if interrupted {
+            let run_id = self.record.run_id.clone();
+            out.push(Action::Emit(Event::Interrupted {
+                resume: format!("treefarm resume {run_id}"),
+                run_id,
+            }));
+        }
+        out
+    }
+
+    /// True when the loop may end: nothing in flight, and (unless stopped)
+    /// nothing left to start, merge or prune.
+    pub fn is_over(&self, merge_only: bool) -> bool {
+        if self.killing {
+            return self.agents_in_flight == 0;
+        }
+        if self.stopping {
+            return self.agents_in_flight == 0 && self.other_in_flight == 0;
+        }
+        self.agents_in_flight == 0
+            && self.other_in_flight == 0
+            && self.lane_idle()
+            && (merge_only || self.sched.is_finished())
+    }
+
+    fn on_signal(&mut self, out: &mut Vec<Action>, name: &str) {
+        if self.stopping {
+            out.push(Action::Note(format!("second {name}: killing agents now")));
+            self.killing = true;
+            out.push(Action::Stop(Stop::Kill));
+        } else {
+            out.push(Action::Note(format!(
+                "{name}: stopping agents gracefully (again to kill); worktrees are kept"
+            )));
+            self.stopping = true;
+            out.push(Action::Stop(Stop::Graceful));
+        }
+    }
+
+    /// Stopped by Ctrl-C while out: `resume` reruns it.
+    fn mark_interrupted(&mut self, id: &str) -> Result<(), MachineError> {
+        let inst = self.inst(id)?;
+        inst.interrupted = true;
+        inst.reason = Some(INTERRUPTED.into());
+        Ok(())
+    }
+
+    /// Marks the specs the scheduler skipped and emits their events.
+    pub fn skip(&mut self, out: &mut Vec<Action>, now: u64) -> Result<(), MachineError> {
+        for (id, reason) in self.take_skipped(now)? {
+            out.push(Action::Save);
+            out.push(Action::Emit(Event::Skipped { id, reason }));
+        }
+        Ok(())
+    }
+
+    fn on_instance(
+        &mut self,
+        out: &mut Vec<Action>,
+        id: String,
+        msg: InstanceMsg,
+        now: u64,
+    ) -> Result<(), MachineError> {
+        match msg {
+            InstanceMsg::AttemptStarting { attempt } => {
+                let inst = self.inst(&id)?;
+                inst.attempt = attempt;
+                inst.pid = None;
+                inst.pid_start = None;
+                inst.exit_code = None;
+                inst.deadline_ms = None;
+                inst.ending = None;
+                inst.kill_at_ms = None;
+                inst.started_at_ms.get_or_insert(now);
+                if attempt > 1 {
+                    out.push(Action::Emit(Event::Retrying { id, attempt }));
+                }
+            }
+            InstanceMsg::Agent(AgentEvent::Started { pid, start_time }) => {
+                let timeout_ms = self.policy.timeout_ms;
+                self.advance(&id, InstanceState::Running, now)?;
+                let inst = self.inst(&id)?;
+                inst.pid = Some(pid);
+                inst.pid_start = Some(start_time);
+                inst.started_at_ms.get_or_insert(now);
+                inst.deadline_ms = timeout_ms.map(|t| now + t);
+                let attempt = inst.attempt.max(1);
+                inst.attempt = attempt;
+                let slot = inst.slot.unwrap_or(0);
+                out.push(Action::Save);
+                let port = slot_port(self.policy.port_base, self.policy.port_stride, slot);
+                out.push(Action::Emit(Event::Started {
+                    id,
+                    attempt,
+                    pid,
+                    slot,
+                    port,
+                }));
+                out.push(Action::AgentStarted);
+            }
+            InstanceMsg::Agent(AgentEvent::Terminating { why, kill_at_ms }) => {
+                let inst = self.inst(&id)?;
+                inst.ending = Some(crate::runner::journal::ending_name(&why).to_string());
+                inst.kill_at_ms = Some(kill_at_ms);
+                out.push(Action::Save);
+            }
+            InstanceMsg::Agent(AgentEvent::Status(status)) => {
+                let inst = self.inst(&id)?;
+                inst.progress = status.progress;
+                inst.message = status.message.clone();
+                out.push(Action::Progressed);
+                out.push(Action::Emit(Event::Status {
+                    id,
+                    state: status.state,
+                    progress: status.progress,
+                    message: status.message,
+                }));
+            }
+            InstanceMsg::Exited {
+                attempt,
+                end,
+                elapsed_ms,
+            } => {
+                let (result, code) = attempt_result(&end);
+                let inst = self.inst(&id)?;
+                inst.exit_code = code;
+                inst.pid = None;
+                inst.pid_start = None;
+                inst.deadline_ms = None;
+                inst.ending = None;
+                inst.kill_at_ms = None;
+                if matches!(end, AgentEnd::Stopped) {
+                    inst.interrupted = true;
+                    inst.reason = Some(INTERRUPTED.into());
+                }
+                let log = inst.log_path.clone();
+                out.push(Action::Save);
+                out.push(Action::Emit(Event::Exited {
+                    id,
+                    attempt,
+                    result,
+                    exit_code: code,
+                    elapsed_ms,
+                    log,
+                }));
+            }
+            InstanceMsg::Warning(message) => out.push(Action::Emit(Event::Warning { id, message })),
+            InstanceMsg::Done(verdict) => {
+                self.agents_in_flight = self.agents_in_flight.saturating_sub(1);
+                self.release_slot(&id);
+                self.on_verdict(out, &id, verdict, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn record_work(
+        &mut self,
+        out: &mut Vec<Action>,
+        id: &str,
+        work: &Work,
+    ) -> Result<(), MachineError> {
+        let inst = self.inst(id)?;
+        inst.tip = Some(work.tip.clone());
+        inst.commits = work.commits;
+        inst.changed_files = work.changed.clone();
+        inst.scope_creep = work.scope_creep.clone();
+        out.push(Action::Emit(Event::Committed {
+            id: id.to_string(),
+            commit: work.tip.clone(),
+            auto: work.auto_commit.is_some(),
+            commits: work.commits,
+            files: work.changed.clone(),
+        }));
+        if !work.scope_creep.is_empty() {
+            out.push(Action::Emit(Event::ScopeCreep {
+                id: id.to_string(),
+                paths: work.scope_creep.clone(),
+            }));
+        }
+        self.works.insert(id.to_string(), work.clone());
+        Ok(())
+    }
+
+    fn on_verdict(
+        &mut self,
+        out: &mut Vec<Action>,
+        id: &str,
+        verdict: Verdict,
+        now: u64,
+    ) -> Result<(), MachineError> {
+        match verdict {
+            Verdict::Succeeded(work) => {
+                self.record_work(out, id, &work)?;
+                self.advance(id, InstanceState::Succeeded, now)?;
+                out.push(Action::Save);
+                self.sched.agent_done(id);
+                if self.policy.no_merge {
+                    self.sched.settled(id, true);
+                    out.push(Action::Emit(
+                        self.policy
+                            .kept(id, "--no-merge: merge later with `treefarm merge`"),
+                    ));
+                } else {
+                    self.enqueue_merge(id);
+                }
+            }
+            Verdict::Failed {
+                state,
+                reason,
+                exit_code,
+                work,
+            } => {
+                if let Some(work) = &work {
+                    self.record_work(out, id, work)?;
+                }
+                self.inst(id)?.exit_code = exit_code;
+                self.sched.agent_done(id);
+                self.fail(out, id, state, reason, now)?;
+            }
+            Verdict::Stopped => {
+                // Stays `running` in the journal with the reason, so `resume`
+                // reruns it in its worktree, keeping its partial work.
+                self.mark_interrupted(id)?;
+                out.push(Action::Save);
+            }
+        }
+        Ok(())
+    }
+
+    /// `id` ended in `state` (failed, timed out, unchanged) for `reason`.
+    fn fail(
+        &mut self,
+        out: &mut Vec<Action>,
+        id: &str,
+        state: InstanceState,
+        reason: String,
+        now: u64,
+    ) -> Result<(), MachineError> {
+        self.inst(id)?.reason = Some(reason.clone());
+        self.advance(id, state, now)?;
+        out.push(Action::Save);
+        let log = self.inst(id)?.log_path.clone();
+        out.push(Action::Emit(Event::Failed {
+            id: id.to_string(),
+            reason,
+            log,
+        }));
+        out.push(Action::EmitIfExists(
+            self.policy.worktree(id),
+            self.policy.kept(id, "failed"),
+        ));
+        self.sched.settled(id, false);
+        self.skip(out, now)
+    }
+
+    fn on_lane(
+        &mut self,
+        out: &mut Vec<Action>,
+        msg: LaneMsg,
+        now: u64,
+    ) -> Result<(), MachineError> {
+        match msg {
+            LaneMsg::Planted(batch) => self.on_planted(out, batch, now)?,
+            LaneMsg::MergePrepared { id, new, tip, ack } => {
+                self.advance(&id, InstanceState::Merging, now)?;
+                let inst = self.inst(&id)?;
+                if tip.is_some() {
+                    inst.tip = tip;
+                }
+                inst.merged_commit = Some(new);
+                // The intent is durable before the target ref moves.
+                out.push(Action::Save);
+                out.push(Action::Flush);
+                out.push(Action::Ack(ack));
+            }
+            LaneMsg::Merged(id, result) => {
+                self.other_in_flight = self.other_in_flight.saturating_sub(1);
+                self.merging = None;
+                match result {
+                    Ok(MergeResult::Merged { commit }) | Ok(MergeResult::UpToDate { commit }) => {
+                        self.on_merged(out, &id, commit, now)?
+                    }
+                    Ok(MergeResult::Conflicted { paths }) => {
+                        let inst = self.inst(&id)?;
+                        inst.conflict_paths = paths.clone();
+                        inst.merged_commit = None;
+                        inst.reason = Some(format!("conflicts in {}", paths.join(", ")));
+                        self.advance(&id, InstanceState::Conflicted, now)?;
+                        out.push(Action::Save);
+                        out.push(Action::Emit(Event::Conflicted {
+                            id: id.clone(),
+                            paths,
+                        }));
+                        out.push(Action::Emit(self.policy.kept(&id, "merge conflict")));
+                        self.sched.settled(&id, false);
+                        self.skip(out, now)?;
+                    }
+                    Ok(MergeResult::Refused { reason, log }) => {
+                        self.refuse(out, &id, reason, log, now)?
+                    }
+                    Err(reason) => self.refuse(out, &id, reason, None, now)?,
+                }
+            }
+            LaneMsg::Pruned(id, result) => {
+                self.other_in_flight = self.other_in_flight.saturating_sub(1);
+                self.pruning = false;
+                match result {
+                    Ok(()) => {
+                        self.advance(&id, InstanceState::Pruned, now)?;
+                        out.push(Action::Save);
+                        out.push(Action::Emit(Event::Pruned { id }));
+                    }
+                    Err(reason) => {
+                        out.push(Action::PruneFailed {
+                            id: id.clone(),
+                            reason: reason.clone(),
+                        });
+                        out.push(Action::Emit(
+                            self.policy
+                                .kept(&id, &format!("merged, but not pruned: {reason}")),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_planted(
+        &mut self,
+        out: &mut Vec<Action>,
+        batch: Planted,
+        now: u64,
+    ) -> Result<(), MachineError> {
+        self.other_in_flight = self.other_in_flight.saturating_sub(1);
+        out.push(Action::CrashPoint("after-plant"));
+        let mut launches = Vec::new();
+        for (launch, result) in batch {
+            let id = launch.id.clone();
+            match result {
+                Ok(()) => {
+                    let fresh = self.inst(&id)?.state == InstanceState::Creating;
+                    if fresh {
+                        self.advance(&id, InstanceState::Created, now)?;
+                    }
+                    self.inst(&id)?.start_commit = Some(launch.start_commit.clone());
+                    out.push(Action::Save);
+                    if fresh {
+                        out.push(Action::Emit(Event::Planted {
+                            id: id.clone(),
+                            branch: crate::spec::branch_for(&id),
+                            worktree: self.policy.worktree(&id).display().to_string(),
+                            start_commit: launch.start_commit.clone(),
+                        }));
+                    }
+                    if self.stopping {
+                        self.release_slot(&id);
+                        self.mark_interrupted(&id)?;
+                        out.push(Action::Save);
+                        continue;
+                    }
+                    launches.push(launch);
+                }
+                Err(reason) => {
+                    self.release_slot(&id);
+                    self.fail(out, &id, InstanceState::Failed, reason, now)?;
+                }
+            }
+        }
+        // `created` is journalled before any agent starts in them.
+        out.push(Action::Flush);
+        for launch in launches {
+            self.agents_in_flight += 1;
+            out.push(Action::Launch(launch));
+        }
+        Ok(())
+    }
+
+    fn refuse(
+        &mut self,
+        out: &mut Vec<Action>,
+        id: &str,
+        reason: String,
+        log: Option<String>,
+        now: u64,
+    ) -> Result<(), MachineError> {
+        let inst = self.inst(id)?;
+        inst.reason = Some(reason.clone());
+        inst.merged_commit = None;
+        self.advance(id, InstanceState::Refused, now)?;
+        out.push(Action::Save);
+        out.push(Action::Emit(Event::Refused {
+            id: id.to_string(),
+            reason,
+            log,
+        }));
+        out.push(Action::Emit(self.policy.kept(id, "merge refused")));
+        self.sched.settled(id, false);
+        self.skip(out, now)
+    }
+
+    /// `id`'s branch is in the target at `commit`: recorded, and queued for
+    /// pruning unless `--keep`.
+    fn on_merged(
+        &mut self,
+        out: &mut Vec<Action>,
+        id: &str,
+        commit: String,
+        now: u64,
+    ) -> Result<(), MachineError> {
+        self.inst(id)?.merged_commit = Some(commit.clone());
+        self.advance(id, InstanceState::Merged, now)?;
+        out.push(Action::Save);
+        out.push(Action::Emit(Event::Merged {
+            id: id.to_string(),
+            commit,
+            strategy: self.policy.strategy,
+        }));
+        self.sched.settled(id, true);
+        if !self.policy.keep {
+            self.enqueue_prune(id);
+        }
+        Ok(())
+    }
+}
+
+/// An attempt's result and exit code from how its agent ended.
+fn attempt_result(end: &AgentEnd) -> (AttemptResult, Option<i32>) {
+    match end {
+        AgentEnd::Exited(0) => (AttemptResult::Succeeded, Some(0)),
+        AgentEnd::Exited(c) => (AttemptResult::Failed, Some(*c)),
+        AgentEnd::Signaled(_) | AgentEnd::SpawnFailed(_) | AgentEnd::Unknown => {
+            (AttemptResult::Failed, None)
+        }
+        AgentEnd::TimedOut => (AttemptResult::TimedOut, None),
+        AgentEnd::IdleTimedOut => (AttemptResult::IdleTimeout, None),
+        AgentEnd::Stopped => (AttemptResult::Stopped, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,7 +1077,7 @@ mod tests {
             .map(|n| (n.id.clone(), (n.priority, n.order)))
             .collect();
         let sched = Scheduler::new(nodes, &[], slots);
-        RunMachine::new(record, sched, slots, ranks)
+        RunMachine::new(record, sched, slots, ranks, Policy::default())
     }
 
     fn walk(m: &mut RunMachine, id: &str, path: &[InstanceState]) {
@@ -507,5 +1286,796 @@ mod tests {
         assert_eq!(m.next_prune(), None);
         assert_eq!(m.merges_waiting(), 0);
         assert_eq!(m.prunes_waiting(), 0);
+    }
+}
+
+/// The machine's handlers driven with inputs: the actions and states that
+/// come out, with no process, no git and no journal.
+#[cfg(test)]
+mod handle_tests {
+    use super::*;
+    use crate::runner::instance::Launch;
+    use crate::runner::status_file::AgentStatus;
+    use crate::schedule::Node;
+    use crate::state::RunState;
+    use InstanceState::*;
+
+    /// `ids` in rank order; `deps`: (id, what it depends on).
+    fn machine(ids: &[&str], deps: &[(&str, &str)], slots: usize, policy: Policy) -> RunMachine {
+        let record = RunRecord {
+            run_id: "r".into(),
+            state: RunState::Running,
+            instances: ids
+                .iter()
+                .map(|id| InstanceRecord {
+                    id: id.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let nodes: Vec<Node> = ids
+            .iter()
+            .enumerate()
+            .map(|(order, id)| Node {
+                id: id.to_string(),
+                priority: 1,
+                order,
+                depends_on: deps
+                    .iter()
+                    .filter(|(d, _)| d == id)
+                    .map(|(_, on)| on.to_string())
+                    .collect(),
+            })
+            .collect();
+        let ranks = nodes
+            .iter()
+            .map(|n| (n.id.clone(), (n.priority, n.order)))
+            .collect();
+        let sched = Scheduler::new(nodes, &[], slots);
+        RunMachine::new(record, sched, slots, ranks, policy)
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            timeout_ms: Some(1_000),
+            port_base: 4000,
+            port_stride: 10,
+            worktree_dir: PathBuf::from("/wt"),
+            ..Default::default()
+        }
+    }
+
+    /// A short name per action, to compare sequences.
+    fn tags(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .map(|a| match a {
+                Action::Emit(e) | Action::EmitIfExists(_, e) => {
+                    let name = format!("{e:?}");
+                    let name = name.split([' ', '(']).next().unwrap_or_default();
+                    let prefix = if matches!(a, Action::Emit(_)) {
+                        "emit"
+                    } else {
+                        "emit-if-exists"
+                    };
+                    format!("{prefix} {}", name.to_lowercase())
+                }
+                Action::Launch(l) => format!("launch {}", l.id),
+                Action::Stop(s) => format!("stop {s:?}").to_lowercase(),
+                Action::CrashPoint(p) => format!("crash-point {p}"),
+                Action::Note(_) => "note".into(),
+                Action::Ack(_) => "ack".into(),
+                Action::Plant { launches, .. } => {
+                    let ids: Vec<&str> = launches.iter().map(|l| l.id.as_str()).collect();
+                    format!("plant {}", ids.join(" "))
+                }
+                Action::Merge { id, .. } => format!("merge {id}"),
+                Action::Prune(id) => format!("prune {id}"),
+                Action::PruneFailed { id, .. } => format!("prune-failed {id}"),
+                other => format!("{other:?}").to_lowercase(),
+            })
+            .collect()
+    }
+
+    fn state(m: &RunMachine, id: &str) -> InstanceState {
+        m.record.instance(id).unwrap().state
+    }
+
+    /// Takes the scheduler's ready specs as the loop does and marks them
+    /// `creating` in their slots.
+    fn start(m: &mut RunMachine) -> Vec<Launch> {
+        let mut actions = m.start(true, 1).unwrap();
+        let Some(Action::Plant { launches, reuse }) = actions.pop() else {
+            panic!("{actions:?}")
+        };
+        assert!(!reuse);
+        launches
+            .into_iter()
+            .map(|l| Launch {
+                start_commit: "c0".into(),
+                ..l
+            })
+            .collect()
+    }
+
+    fn planted(m: &mut RunMachine, ok: &[Launch], now: u64) -> Vec<Action> {
+        let batch = ok.iter().map(|l| (l.clone(), Ok(()))).collect();
+        m.handle(Input::Lane(LaneMsg::Planted(batch)), now).unwrap()
+    }
+
+    fn msg(m: &mut RunMachine, id: &str, msg: InstanceMsg, now: u64) -> Vec<Action> {
+        m.handle(Input::Instance(id.into(), msg), now).unwrap()
+    }
+
+    fn work(tip: &str) -> Work {
+        Work {
+            tip: tip.into(),
+            commits: 1,
+            subjects: vec!["do it".into()],
+            changed: vec!["src/a.rs".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_first_signal_stops_gracefully_and_a_second_kills() {
+        let mut m = machine(&["a"], &[], 1, policy());
+        let first = m.handle(Input::Signal("interrupt"), 1).unwrap();
+        assert_eq!(tags(&first), ["note", "stop graceful"]);
+        assert!(m.stopping && !m.killing);
+        let Action::Note(text) = &first[0] else {
+            panic!("{first:?}")
+        };
+        assert!(text.starts_with("interrupt:"), "{text}");
+        let second = m.handle(Input::Signal("terminate"), 2).unwrap();
+        assert_eq!(tags(&second), ["note", "stop kill"]);
+        assert!(m.killing);
+        // Killing waits for the agents only; stopping for the lane too.
+        m.other_in_flight = 1;
+        assert!(m.is_over(false));
+        m.agents_in_flight = 1;
+        assert!(!m.is_over(false));
+    }
+
+    #[test]
+    fn what_may_start_is_journalled_before_it_is_planted_and_one_lane_job_runs() {
+        let mut m = machine(&["a", "b", "c"], &[("c", "a")], 1, policy());
+        let actions = m.start(true, 3).unwrap();
+        assert_eq!(tags(&actions), ["save", "flush", "plant a"]);
+        let a = m.record.instance("a").unwrap();
+        assert_eq!((a.state, a.slot), (Creating, Some(0)));
+        assert_eq!(m.other_in_flight, 1);
+        // No slot left: nothing more starts.
+        assert!(m.start(true, 4).unwrap().is_empty());
+        // `treefarm merge` plants nothing; a queued merge goes to the lane
+        // with its commit subjects, and holds the prune back.
+        let mut m = machine(&["a", "b"], &[], 2, policy());
+        walk_to_succeeded(&mut m, "b");
+        m.works.insert("b".into(), work("t"));
+        m.enqueue_merge("b");
+        m.enqueue_prune("a");
+        let actions = m.start(false, 5).unwrap();
+        assert_eq!(tags(&actions), ["merge b"]);
+        let Action::Merge { subjects, .. } = &actions[0] else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(subjects, &["do it"]);
+        assert!(m.start(false, 6).unwrap().is_empty());
+        m.merging = None;
+        assert_eq!(tags(&m.start(false, 7).unwrap()), ["flush", "prune a"]);
+        assert_eq!(m.other_in_flight, 2);
+    }
+
+    #[test]
+    fn a_run_finishes_or_ends_interrupted_with_the_resume_command() {
+        let mut m = machine(&["a"], &[], 1, policy());
+        assert_eq!(tags(&m.finish(true, 9)), ["save"]);
+        assert_eq!(m.record.state, RunState::Finished);
+        assert_eq!(m.record.finished_at_ms, Some(9));
+        m.handle(Input::Signal("interrupt"), 10).unwrap();
+        let actions = m.finish(true, 11);
+        assert_eq!(tags(&actions), ["save", "emit interrupted"]);
+        let Action::Emit(Event::Interrupted { resume, run_id }) = &actions[1] else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(
+            (resume.as_str(), run_id.as_str()),
+            ("treefarm resume r", "r")
+        );
+        assert_eq!(m.record.state, RunState::Interrupted);
+    }
+
+    #[test]
+    fn resume_restores_settled_succeeded_and_merging_instances() {
+        let mut m = machine(&["a", "b", "c", "d", "e"], &[], 2, policy());
+        walk_to_succeeded(&mut m, "a");
+        for id in ["b", "c"] {
+            walk_to_succeeded(&mut m, id);
+            m.advance(id, Merging, 2).unwrap();
+            m.inst(id).unwrap().merged_commit = Some(format!("m-{id}"));
+        }
+        walk_to_succeeded(&mut m, "d");
+        m.advance("d", Merged, 3).unwrap();
+        m.advance("e", Skipped, 3).unwrap();
+        assert!(m.restore("a", true, false, 5).unwrap().is_empty());
+        // The ref moved before the kill: recorded merged, pruned next.
+        let landed = m.restore("b", true, true, 5).unwrap();
+        assert_eq!(tags(&landed), ["save", "emit merged"]);
+        assert_eq!(state(&m, "b"), Merged);
+        // It never moved: merged again.
+        assert!(m.restore("c", true, false, 5).unwrap().is_empty());
+        let c = m.record.instance("c").unwrap();
+        assert_eq!(
+            (c.state, c.merged_commit.as_deref()),
+            (Succeeded, Some("m-c"))
+        );
+        assert!(m.restore("d", true, false, 5).unwrap().is_empty());
+        assert!(m.restore("e", true, false, 5).unwrap().is_empty());
+        assert_eq!(m.merges_waiting(), 2);
+        assert_eq!(m.prunes_waiting(), 2);
+        // Out or waiting for a fix: recover.rs's.
+        let mut m = machine(&["a"], &[], 1, policy());
+        m.advance("a", Creating, 1).unwrap();
+        assert!(matches!(
+            m.restore("a", true, false, 2),
+            Err(MachineError::NotRestorable { .. })
+        ));
+    }
+
+    #[test]
+    fn resume_with_no_merge_keeps_succeeded_branches_settled() {
+        let mut m = machine(
+            &["a"],
+            &[],
+            1,
+            Policy {
+                no_merge: true,
+                ..policy()
+            },
+        );
+        walk_to_succeeded(&mut m, "a");
+        m.restore("a", true, false, 5).unwrap();
+        assert_eq!(m.merges_waiting(), 0);
+        // `treefarm merge` merges it.
+        let mut m = machine(
+            &["a"],
+            &[],
+            1,
+            Policy {
+                no_merge: true,
+                ..policy()
+            },
+        );
+        walk_to_succeeded(&mut m, "a");
+        m.restore("a", false, false, 5).unwrap();
+        assert_eq!(m.merges_waiting(), 1);
+    }
+
+    fn out_instance(state: InstanceState) -> RunMachine {
+        let mut m = machine(&["a"], &[], 1, policy());
+        for to in [Creating, Created, Running] {
+            m.advance("a", to, 1).unwrap();
+            if to == state {
+                break;
+            }
+        }
+        let a = m.inst("a").unwrap();
+        a.attempt = 1;
+        a.deadline_ms = Some(1_000);
+        a.interrupted = true;
+        a.reason = Some(INTERRUPTED.into());
+        m
+    }
+
+    #[test]
+    fn resume_reattaches_a_live_agent_in_the_same_attempt() {
+        let mut m = out_instance(Running);
+        let found = Found {
+            slot: 0,
+            start_commit: "c".into(),
+            live: Some((7, 70)),
+            seen_attempt: Some(2),
+            ..Default::default()
+        };
+        let (launch, actions) = m.resume_out("a", found, 400).unwrap();
+        assert_eq!(tags(&actions), ["note"]);
+        assert_eq!(
+            (launch.attempt, launch.reattach, launch.setup),
+            (2, Some((7, 70)), false)
+        );
+        assert_eq!(
+            launch.timeout_left,
+            Some(std::time::Duration::from_millis(600))
+        );
+        let a = m.record.instance("a").unwrap();
+        assert_eq!(
+            (a.attempt, a.slot, a.interrupted, a.reason.as_deref()),
+            (2, Some(0), false, None)
+        );
+    }
+
+    #[test]
+    fn resume_judges_an_ended_agent_and_reruns_a_vanished_one() {
+        let mut m = out_instance(Running);
+        let found = Found {
+            exited: Some(3),
+            ..Default::default()
+        };
+        let (launch, actions) = m.resume_out("a", found, 5).unwrap();
+        let Action::Note(text) = &actions[0] else {
+            panic!("{actions:?}")
+        };
+        assert!(text.contains("exit code 3"), "{text}");
+        assert_eq!((launch.attempt, launch.exited), (1, Some(3)));
+        // Gone without a trace: the next attempt, in its worktree.
+        let mut m = out_instance(Running);
+        let (launch, actions) = m.resume_out("a", Found::default(), 5).unwrap();
+        assert_eq!(tags(&actions), ["note"]);
+        assert_eq!((launch.attempt, launch.setup), (2, false));
+        // Killed while planting: planted again, set up, no note.
+        let mut m = out_instance(Creating);
+        let (launch, actions) = m.resume_out("a", Found::default(), 5).unwrap();
+        assert!(actions.is_empty(), "{actions:?}");
+        assert!(launch.setup);
+        // A timeout whose termination finished meanwhile: judged as such.
+        let mut m = out_instance(Running);
+        let found = Found {
+            ended: Some(AgentEnd::TimedOut),
+            ..Default::default()
+        };
+        let (launch, actions) = m.resume_out("a", found, 5).unwrap();
+        let Action::Note(text) = &actions[0] else {
+            panic!("{actions:?}")
+        };
+        assert!(text.contains("while treefarm was not running"), "{text}");
+        assert_eq!(launch.attempt, 1);
+        assert!(matches!(launch.ended, Some(AgentEnd::TimedOut)));
+    }
+
+    #[test]
+    fn a_fixed_branch_is_merged_again_and_resumed_instances_are_replanted() {
+        let mut m = machine(&["a"], &[], 1, policy());
+        walk_to_succeeded(&mut m, "a");
+        m.advance("a", Conflicted, 2).unwrap();
+        let a = m.inst("a").unwrap();
+        a.conflict_paths = vec!["x".into()];
+        a.reason = Some("conflicts in x".into());
+        m.requeue_fixed("a", 3).unwrap();
+        let a = m.record.instance("a").unwrap();
+        assert_eq!(
+            (a.state, a.reason.as_deref(), a.ended_at_ms),
+            (Succeeded, None, None)
+        );
+        assert!(a.conflict_paths.is_empty());
+        assert_eq!(m.next_merge(false), Some("a".into()));
+
+        let mut m = machine(&["a"], &[], 1, policy());
+        assert!(m.replant(Vec::new()).is_empty());
+        let launch = Launch {
+            id: "a".into(),
+            slot: 0,
+            start_commit: "c".into(),
+            attempt: 2,
+            reattach: None,
+            exited: None,
+            setup: false,
+            ended: None,
+            terminating: None,
+            timeout_left: None,
+        };
+        let actions = m.replant(vec![launch]);
+        assert_eq!(tags(&actions), ["save", "flush", "plant a"]);
+        assert!(matches!(actions[2], Action::Plant { reuse: true, .. }));
+        assert_eq!(m.other_in_flight, 1);
+    }
+
+    #[test]
+    fn nothing_starts_while_stopping() {
+        let mut m = machine(&["a"], &[], 1, policy());
+        m.handle(Input::Signal("hangup"), 1).unwrap();
+        assert!(m.start(true, 2).unwrap().is_empty());
+        assert_eq!(state(&m, "a"), Pending);
+    }
+
+    fn walk_to_succeeded(m: &mut RunMachine, id: &str) {
+        for to in [Creating, Created, Running, Succeeded] {
+            m.advance(id, to, 1).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_tick_only_refreshes() {
+        let mut m = machine(&["a"], &[], 1, policy());
+        assert_eq!(tags(&m.handle(Input::Tick, 1).unwrap()), ["refresh"]);
+    }
+
+    #[test]
+    fn a_planted_batch_is_journalled_before_its_agents_launch() {
+        let mut m = machine(&["a", "b"], &[], 2, policy());
+        let launches = start(&mut m);
+        assert_eq!(launches.len(), 2);
+        let actions = planted(&mut m, &launches, 5);
+        assert_eq!(
+            tags(&actions),
+            [
+                "crash-point after-plant",
+                "save",
+                "emit planted",
+                "save",
+                "emit planted",
+                "flush",
+                "launch a",
+                "launch b"
+            ]
+        );
+        assert_eq!(state(&m, "a"), Created);
+        assert_eq!(
+            m.record.instance("b").unwrap().start_commit.as_deref(),
+            Some("c0")
+        );
+        let Action::Emit(Event::Planted { worktree, .. }) = &actions[2] else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(worktree, "/wt/a");
+        assert_eq!((m.agents_in_flight, m.other_in_flight), (2, 0));
+    }
+
+    #[test]
+    fn a_plant_that_fails_fails_the_instance_and_skips_its_dependents() {
+        let mut m = machine(&["a", "b"], &[("b", "a")], 2, policy());
+        let launches = start(&mut m);
+        assert_eq!(launches.len(), 1);
+        let batch = vec![(launches[0].clone(), Err("disk full".to_string()))];
+        let actions = m.handle(Input::Lane(LaneMsg::Planted(batch)), 7).unwrap();
+        assert_eq!(
+            tags(&actions),
+            [
+                "crash-point after-plant",
+                "save",
+                "emit failed",
+                "emit-if-exists kept",
+                "save",
+                "emit skipped",
+                "flush"
+            ]
+        );
+        assert_eq!(state(&m, "a"), Failed);
+        assert_eq!(
+            m.record.instance("a").unwrap().reason.as_deref(),
+            Some("disk full")
+        );
+        assert_eq!(state(&m, "b"), Skipped);
+        // The slot is free again.
+        assert_eq!(m.take_slot(), Some(0));
+    }
+
+    #[test]
+    fn planted_while_stopping_is_interrupted_not_launched() {
+        let mut m = machine(&["a"], &[], 1, policy());
+        let launches = start(&mut m);
+        m.handle(Input::Signal("interrupt"), 2).unwrap();
+        let actions = planted(&mut m, &launches, 3);
+        assert!(!tags(&actions).iter().any(|t| t.starts_with("launch")));
+        let a = m.record.instance("a").unwrap();
+        assert_eq!(a.state, Created);
+        assert!(a.interrupted);
+        assert_eq!(a.reason.as_deref(), Some(INTERRUPTED));
+        assert_eq!(m.agents_in_flight, 0);
+        assert_eq!(m.take_slot(), Some(0));
+    }
+
+    #[test]
+    fn an_agent_runs_succeeds_and_queues_its_merge() {
+        let mut m = machine(&["a"], &[], 1, policy());
+        let launches = start(&mut m);
+        planted(&mut m, &launches, 5);
+        let starting = msg(&mut m, "a", InstanceMsg::AttemptStarting { attempt: 1 }, 10);
+        assert!(starting.is_empty(), "{starting:?}");
+        let started = msg(
+            &mut m,
+            "a",
+            InstanceMsg::Agent(AgentEvent::Started {
+                pid: 42,
+                start_time: 9,
+            }),
+            11,
+        );
+        assert_eq!(tags(&started), ["save", "emit started", "agentstarted"]);
+        let Action::Emit(Event::Started { port, slot, .. }) = &started[1] else {
+            panic!("{started:?}")
+        };
+        assert_eq!((*slot, *port), (0, 4000));
+        let a = m.record.instance("a").unwrap();
+        assert_eq!(
+            (a.state, a.pid, a.deadline_ms),
+            (Running, Some(42), Some(1_011))
+        );
+        assert_eq!(a.started_at_ms, Some(10));
+
+        let status = msg(
+            &mut m,
+            "a",
+            InstanceMsg::Agent(AgentEvent::Status(AgentStatus {
+                state: None,
+                progress: Some(50),
+                message: Some("half".into()),
+            })),
+            12,
+        );
+        assert_eq!(tags(&status), ["progressed", "emit status"]);
+        assert_eq!(m.record.instance("a").unwrap().progress, Some(50));
+
+        let exited = msg(
+            &mut m,
+            "a",
+            InstanceMsg::Exited {
+                attempt: 1,
+                end: AgentEnd::Exited(0),
+                elapsed_ms: 3,
+            },
+            13,
+        );
+        assert_eq!(tags(&exited), ["save", "emit exited"]);
+        let a = m.record.instance("a").unwrap();
+        assert_eq!((a.exit_code, a.pid), (Some(0), None));
+
+        let done = msg(
+            &mut m,
+            "a",
+            InstanceMsg::Done(Verdict::Succeeded(work("t1"))),
+            14,
+        );
+        assert_eq!(tags(&done), ["emit committed", "save"]);
+        let a = m.record.instance("a").unwrap();
+        assert_eq!((a.state, a.tip.as_deref()), (Succeeded, Some("t1")));
+        assert_eq!(a.ended_at_ms, Some(14));
+        assert_eq!(m.agents_in_flight, 0);
+        assert_eq!(m.works["a"].subjects, ["do it"]);
+        assert_eq!(m.take_slot(), Some(0));
+        assert_eq!(m.next_merge(true), Some("a".into()));
+    }
+
+    #[test]
+    fn a_retry_and_a_termination_are_recorded() {
+        let mut m = machine(&["a"], &[], 1, policy());
+        let launches = start(&mut m);
+        planted(&mut m, &launches, 5);
+        m.inst("a").unwrap().exit_code = Some(1);
+        let retry = msg(&mut m, "a", InstanceMsg::AttemptStarting { attempt: 2 }, 6);
+        assert_eq!(tags(&retry), ["emit retrying"]);
+        let a = m.record.instance("a").unwrap();
+        assert_eq!((a.attempt, a.exit_code), (2, None));
+        let term = msg(
+            &mut m,
+            "a",
+            InstanceMsg::Agent(AgentEvent::Terminating {
+                why: AgentEnd::TimedOut,
+                kill_at_ms: 99,
+            }),
+            7,
+        );
+        assert_eq!(tags(&term), ["save"]);
+        assert_eq!(m.record.instance("a").unwrap().kill_at_ms, Some(99));
+        assert!(m.record.instance("a").unwrap().ending.is_some());
+        let warn = msg(&mut m, "a", InstanceMsg::Warning("config".into()), 8);
+        assert_eq!(tags(&warn), ["emit warning"]);
+    }
+
+    #[test]
+    fn a_stopped_agent_stays_running_and_interrupted_for_resume() {
+        let mut m = machine(&["a"], &[], 1, policy());
+        let launches = start(&mut m);
+        planted(&mut m, &launches, 5);
+        let started = AgentEvent::Started {
+            pid: 1,
+            start_time: 1,
+        };
+        msg(&mut m, "a", InstanceMsg::Agent(started), 6);
+        let exited = msg(
+            &mut m,
+            "a",
+            InstanceMsg::Exited {
+                attempt: 1,
+                end: AgentEnd::Stopped,
+                elapsed_ms: 1,
+            },
+            7,
+        );
+        let Action::Emit(Event::Exited { result, .. }) = &exited[1] else {
+            panic!("{exited:?}")
+        };
+        assert_eq!(*result, AttemptResult::Stopped);
+        let done = msg(&mut m, "a", InstanceMsg::Done(Verdict::Stopped), 8);
+        assert_eq!(tags(&done), ["save"]);
+        let a = m.record.instance("a").unwrap();
+        assert_eq!(a.state, Running);
+        assert!(a.interrupted);
+        assert!(m.ends_interrupted(false, true));
+    }
+
+    #[test]
+    fn a_failed_agent_keeps_its_work_and_worktree_and_skips_dependents() {
+        let mut m = machine(&["a", "b"], &[("b", "a")], 2, policy());
+        let launches = start(&mut m);
+        planted(&mut m, &launches, 5);
+        let verdict = Verdict::Failed {
+            state: TimedOut,
+            reason: "timed out".into(),
+            exit_code: None,
+            work: Some(work("t2")),
+        };
+        let done = msg(&mut m, "a", InstanceMsg::Done(verdict), 9);
+        assert_eq!(
+            tags(&done),
+            [
+                "emit committed",
+                "save",
+                "emit failed",
+                "emit-if-exists kept",
+                "save",
+                "emit skipped"
+            ]
+        );
+        let Action::EmitIfExists(path, _) = &done[3] else {
+            panic!("{done:?}")
+        };
+        assert_eq!(path, &PathBuf::from("/wt/a"));
+        assert_eq!(state(&m, "a"), TimedOut);
+        assert_eq!(m.record.instance("a").unwrap().tip.as_deref(), Some("t2"));
+        assert_eq!(state(&m, "b"), Skipped);
+        assert!(m.lane_idle());
+    }
+
+    #[test]
+    fn no_merge_keeps_a_succeeded_branch_instead_of_queueing_it() {
+        let mut m = machine(
+            &["a"],
+            &[],
+            1,
+            Policy {
+                no_merge: true,
+                ..policy()
+            },
+        );
+        let launches = start(&mut m);
+        planted(&mut m, &launches, 5);
+        let done = msg(
+            &mut m,
+            "a",
+            InstanceMsg::Done(Verdict::Succeeded(work("t"))),
+            6,
+        );
+        assert_eq!(tags(&done), ["emit committed", "save", "emit kept"]);
+        assert!(m.lane_idle());
+        assert!(m.sched.is_finished());
+    }
+
+    /// `a` planted, run and succeeded, its merge taken by the lane.
+    fn merging(policy: Policy, deps: &[(&str, &str)]) -> RunMachine {
+        let mut m = machine(&["a", "b"], deps, 2, policy);
+        let launches = start(&mut m);
+        planted(&mut m, &launches, 5);
+        msg(
+            &mut m,
+            "a",
+            InstanceMsg::Done(Verdict::Succeeded(work("t"))),
+            6,
+        );
+        assert_eq!(m.next_merge(false), Some("a".into()));
+        m.other_in_flight += 1;
+        m
+    }
+
+    #[test]
+    fn the_merge_intent_is_flushed_before_the_lane_is_acknowledged() {
+        let mut m = merging(policy(), &[]);
+        let (ack, mut acked) = tokio::sync::oneshot::channel();
+        let prepared = LaneMsg::MergePrepared {
+            id: "a".into(),
+            new: "m1".into(),
+            tip: Some("t9".into()),
+            ack,
+        };
+        let actions = m.handle(Input::Lane(prepared), 7).unwrap();
+        assert_eq!(tags(&actions), ["save", "flush", "ack"]);
+        // The machine only hands the acknowledgement on.
+        assert!(acked.try_recv().is_err());
+        let a = m.record.instance("a").unwrap();
+        assert_eq!(a.state, Merging);
+        assert_eq!(
+            (a.merged_commit.as_deref(), a.tip.as_deref()),
+            (Some("m1"), Some("t9"))
+        );
+    }
+
+    #[test]
+    fn a_merged_branch_is_queued_for_pruning_unless_kept() {
+        for keep in [false, true] {
+            let mut m = merging(Policy { keep, ..policy() }, &[]);
+            let merged = LaneMsg::Merged(
+                "a".into(),
+                Ok(MergeResult::Merged {
+                    commit: "m1".into(),
+                }),
+            );
+            let actions = m.handle(Input::Lane(merged), 8).unwrap();
+            assert_eq!(tags(&actions), ["save", "emit merged"]);
+            assert_eq!(state(&m, "a"), Merged);
+            assert_eq!((m.merging.as_deref(), m.other_in_flight), (None, 0));
+            assert_eq!(m.prunes_waiting(), usize::from(!keep));
+        }
+        let mut m = merging(policy(), &[]);
+        m.handle(
+            Input::Lane(LaneMsg::Merged(
+                "a".into(),
+                Ok(MergeResult::Merged { commit: "m".into() }),
+            )),
+            8,
+        )
+        .unwrap();
+        assert_eq!(m.next_prune(), Some("a".into()));
+        m.other_in_flight += 1;
+        let pruned = m
+            .handle(Input::Lane(LaneMsg::Pruned("a".into(), Ok(()))), 9)
+            .unwrap();
+        assert_eq!(tags(&pruned), ["save", "emit pruned"]);
+        assert_eq!(state(&m, "a"), Pruned);
+        assert!(!m.pruning);
+    }
+
+    #[test]
+    fn a_prune_that_fails_keeps_the_merged_instance() {
+        let mut m = merging(policy(), &[]);
+        let merged = LaneMsg::Merged("a".into(), Ok(MergeResult::UpToDate { commit: "m".into() }));
+        m.handle(Input::Lane(merged), 8).unwrap();
+        m.next_prune().unwrap();
+        let failed = LaneMsg::Pruned("a".into(), Err("busy".into()));
+        let actions = m.handle(Input::Lane(failed), 9).unwrap();
+        assert_eq!(tags(&actions), ["prune-failed a", "emit kept"]);
+        assert_eq!(state(&m, "a"), Merged);
+        assert!(m.lane_idle());
+    }
+
+    #[test]
+    fn a_conflict_or_refusal_keeps_the_branch_and_skips_dependents() {
+        let conflict = Ok(MergeResult::Conflicted {
+            paths: vec!["x".into(), "y".into()],
+        });
+        let refused = Ok(MergeResult::Refused {
+            reason: "gate failed".into(),
+            log: Some("gate.log".into()),
+        });
+        let broken = Err("no target".to_string());
+        for (result, end, reason) in [
+            (conflict, Conflicted, "conflicts in x, y"),
+            (refused, Refused, "gate failed"),
+            (broken, Refused, "no target"),
+        ] {
+            let mut m = merging(policy(), &[("b", "a")]);
+            let actions = m
+                .handle(Input::Lane(LaneMsg::Merged("a".into(), result)), 8)
+                .unwrap();
+            let tags = tags(&actions);
+            assert_eq!(
+                tags[..2],
+                ["save".to_string(), format!("emit {end:?}").to_lowercase()]
+            );
+            assert_eq!(tags[2..], ["emit kept", "save", "emit skipped"]);
+            let a = m.record.instance("a").unwrap();
+            assert_eq!((a.state, a.reason.as_deref()), (end, Some(reason)));
+            assert_eq!(a.merged_commit, None);
+            assert_eq!(state(&m, "b"), Skipped);
+        }
+    }
+
+    #[test]
+    fn an_illegal_move_from_an_input_is_an_error_not_a_change() {
+        let mut m = machine(&["a"], &[], 1, policy());
+        // A merge result for an instance that never ran.
+        let merged = LaneMsg::Merged("a".into(), Ok(MergeResult::Merged { commit: "m".into() }));
+        let err = m.handle(Input::Lane(merged), 1).unwrap_err();
+        assert!(matches!(err, MachineError::IllegalMove { .. }), "{err}");
+        assert_eq!(state(&m, "a"), Pending);
     }
 }

@@ -3,9 +3,13 @@
 //! merge, prune) reports back ([`LaneMsg`]). The instance tasks' messages
 //! are [`crate::runner::instance::InstanceMsg`].
 
+use std::path::PathBuf;
+
 use tokio::sync::oneshot;
 
 use crate::merge::MergeResult;
+use crate::report::Event;
+use crate::runner::executor::Stop;
 use crate::runner::instance::{InstanceMsg, Launch};
 
 /// What the dispatcher's loop turns each wake-up into before handling it.
@@ -48,4 +52,47 @@ pub enum LaneMsg {
     },
     Merged(String, Result<MergeResult, String>),
     Pruned(String, Result<(), String>),
+}
+
+/// What the machine decided, for the dispatcher's loop to perform in order
+/// ([`crate::runner::machine::RunMachine::handle`]).
+#[derive(Debug)]
+pub enum Action {
+    /// The record changed: the next journal commit writes it.
+    Save,
+    /// An agent's progress changed (written with the next commit).
+    Progressed,
+    /// An agent started (the `agents-running` crash point fires once the
+    /// commit carrying it is durable).
+    AgentStarted,
+    /// Commit the journal now: what follows depends on it being durable.
+    Flush,
+    /// Show an event (journalled at the next commit unless transient).
+    Emit(Event),
+    /// Emit the event only when the path exists (a worktree kept for the
+    /// user after a failure, if the failure left one).
+    EmitIfExists(PathBuf, Event),
+    /// A note for people, through the reporter.
+    Note(String),
+    /// Tell every running agent to stop.
+    Stop(Stop),
+    /// A test crash point (`TREEFARM_CRASH_AT`).
+    CrashPoint(&'static str),
+    /// Start the instance task (setup, agent, verdict) in a planted
+    /// worktree.
+    Launch(Launch),
+    /// Plant a batch on the lane (`reuse`: worktrees that may exist).
+    Plant { launches: Vec<Launch>, reuse: bool },
+    /// Merge `id`'s branch on the lane (`subjects`: its commits' subjects,
+    /// for the commit message).
+    Merge { id: String, subjects: Vec<String> },
+    /// Remove `id`'s worktree and branch on the lane.
+    Prune(String),
+    /// Acknowledge to the lane (a merge's intent is durable: the target
+    /// ref may move).
+    Ack(oneshot::Sender<()>),
+    /// Log that pruning a merged instance failed (it is kept).
+    PruneFailed { id: String, reason: String },
+    /// Redraw the live view.
+    Refresh,
 }

@@ -120,8 +120,13 @@ impl RunOptions {
     }
 
     pub fn port(&self, slot: usize) -> u32 {
-        u32::from(self.port_base) + slot as u32 * u32::from(self.port_stride)
+        slot_port(self.port_base, self.port_stride, slot)
     }
+}
+
+/// The first port of `slot`'s block.
+pub fn slot_port(base: u16, stride: u16, slot: usize) -> u32 {
+    u32::from(base) + slot as u32 * u32::from(stride)
 }
 
 /// What `worktree.sparse` asks for `spec`'s worktree; `None`: the whole tree.

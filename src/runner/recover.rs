@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use crate::git::{layout, Repo};
 use crate::runner::dispatch::{Dispatcher, INTERRUPTED};
 use crate::runner::executor::{AgentEnd, Stop};
-use crate::runner::instance::Launch;
 use crate::runner::journal::ending_result;
+use crate::runner::machine::Found;
 use crate::runner::messages::Mode;
 use crate::schedule::Restored;
 use crate::state::{now_ms, InstanceRecord, InstanceState};
@@ -36,14 +36,6 @@ impl Dispatcher<'_> {
                 self.end_orphans(inst, None).await;
             }
             match inst.state {
-                InstanceState::Pending => {}
-                InstanceState::Skipped
-                | InstanceState::Failed
-                | InstanceState::TimedOut
-                | InstanceState::Unchanged => self
-                    .m
-                    .sched
-                    .restore(&id, Restored::Settled { merged: false }),
                 InstanceState::Conflicted | InstanceState::Refused => {
                     if self.mode == Mode::MergeOnly {
                         self.m.sched.restore(&id, Restored::AwaitingSettle);
@@ -113,10 +105,6 @@ impl Dispatcher<'_> {
                         (Some(Some(why)), None) => Some(why.clone()),
                         _ => None,
                     };
-                    if let Some(why) = &ended {
-                        self.note(format!("{id}: agent {why} while treefarm was not running; its processes are ended"
-                        ));
-                    }
                     let exited = if live.is_none()
                         && inst.state != InstanceState::Creating
                         && !interrupted
@@ -137,81 +125,39 @@ impl Dispatcher<'_> {
                         (None, None) => None,
                     };
                     let exited = exited.map(|(code, _)| code);
-                    match (live, exited) {
-                        (Some((pid, _)), _) => self.note(format!("{id}: agent pid {pid} is still running; re-attaching and waiting for it"
-                        )),
-                        (None, Some(code)) => self.note(format!("{id}: agent ended while treefarm was not running (exit code {code})"
-                        )),
-                        (None, None) if inst.state == InstanceState::Running => self.note(format!("{id}: agent is gone without an exit code; running it again in its worktree (partial work kept)"
-                        )),
-                        (None, None) => {}
-                    }
-                    let attempt = if live.is_some() || exited.is_some() || ended.is_some() {
-                        inst.attempt.max(seen_attempt.unwrap_or(0)).max(1)
-                    } else {
-                        inst.attempt + 1
-                    };
-                    let inst_mut = self.inst(&id);
-                    inst_mut.attempt = inst_mut.attempt.max(seen_attempt.unwrap_or(0));
-                    inst_mut.slot = Some(slot);
-                    inst_mut.reason = None;
-                    inst_mut.interrupted = false;
-                    replant.push(Launch {
-                        id: id.clone(),
+                    let found = Found {
                         slot,
                         start_commit,
-                        attempt,
-                        reattach: live,
-                        exited,
-                        setup: inst.state != InstanceState::Running,
+                        live,
                         ended,
                         terminating,
-                        timeout_left: inst
-                            .deadline_ms
-                            .map(|d| Duration::from_millis(d.saturating_sub(now_ms()))),
-                    });
+                        exited,
+                        seen_attempt,
+                    };
+                    let (launch, actions) = self.m.resume_out(&id, found, now_ms())?;
+                    self.perform(actions)?;
+                    replant.push(launch);
                 }
-                InstanceState::Succeeded => {
-                    if self.opts.no_merge && self.mode == Mode::Run {
-                        self.m
-                            .sched
-                            .restore(&id, Restored::Settled { merged: true });
-                    } else {
-                        self.m.sched.restore(&id, Restored::AwaitingSettle);
-                        self.enqueue_merge(&id);
-                    }
+                InstanceState::Pending
+                | InstanceState::Skipped
+                | InstanceState::Failed
+                | InstanceState::TimedOut
+                | InstanceState::Unchanged
+                | InstanceState::Succeeded
+                | InstanceState::Merging
+                | InstanceState::Merged
+                | InstanceState::Pruned => {
+                    // Only a merge under way needs git's word.
+                    let landed = inst.state == InstanceState::Merging && self.merge_landed(inst)?;
+                    let run = self.mode == Mode::Run;
+                    let actions = self.m.restore(&id, run, landed, now_ms())?;
+                    self.perform(actions)?;
                 }
-                InstanceState::Merging => {
-                    self.m.sched.restore(&id, Restored::AwaitingSettle);
-                    if self.merge_landed(inst)? {
-                        let commit = inst.merged_commit.clone().unwrap_or_default();
-                        self.on_merged(&id, commit)?;
-                    } else {
-                        self.set_state(&id, InstanceState::Succeeded)?;
-                        self.enqueue_merge(&id);
-                    }
-                }
-                InstanceState::Merged => {
-                    self.m
-                        .sched
-                        .restore(&id, Restored::Settled { merged: true });
-                    if !self.opts.keep {
-                        self.start_prune(&id);
-                    }
-                }
-                InstanceState::Pruned => self
-                    .m
-                    .sched
-                    .restore(&id, Restored::Settled { merged: true }),
             }
         }
         self.take_skipped()?;
-        if !replant.is_empty() {
-            self.save()?;
-            self.flush()?;
-            self.plant(replant, true);
-        }
-        Ok(())
+        let actions = self.m.replant(replant);
+        self.perform(actions)
     }
 
     /// A conflicted or refused branch the user fixed by hand: commit what they
@@ -236,12 +182,7 @@ impl Dispatcher<'_> {
                 format!("failed to commit manual fixes in `{}`", worktree.display())
             })?;
         }
-        self.set_state(id, InstanceState::Succeeded)?;
-        let inst = self.inst(id);
-        inst.conflict_paths.clear();
-        inst.reason = None;
-        inst.ended_at_ms = None;
-        self.enqueue_merge(id);
+        self.m.requeue_fixed(id, now_ms())?;
         Ok(())
     }
 
