@@ -68,6 +68,20 @@ pub fn result_color(result: Option<&str>) -> &'static str {
     }
 }
 
+/// The nodes of each wave in order, then those in no wave (`check`, or a
+/// wave past the plan's count): what DOT clusters and Mermaid subgraphs draw.
+fn by_wave(graph: &Graph) -> (Vec<Vec<&GraphNode>>, Vec<&GraphNode>) {
+    let waves = (0..graph.waves)
+        .map(|w| graph.nodes.iter().filter(|n| n.wave == Some(w)).collect())
+        .collect();
+    let loose = graph
+        .nodes
+        .iter()
+        .filter(|n| n.wave.is_none_or(|w| w >= graph.waves))
+        .collect();
+    (waves, loose)
+}
+
 /// The graph in Graphviz DOT: an undirected graph whose overlap edges are
 /// labelled with paths and whose dependency edges are dashed arrows; waves
 /// become clusters. Pipe into `dot -Tsvg`.
@@ -90,20 +104,17 @@ pub fn to_dot(graph: &Graph) -> String {
             result_color(n.result.as_deref())
         )
     };
-    for w in 0..graph.waves {
+    let (waves, loose) = by_wave(graph);
+    for (w, nodes) in waves.iter().enumerate() {
         let _ = writeln!(out, "  subgraph cluster_wave{} {{", w + 1);
         let _ = writeln!(out, "    label=\"wave {}\";", w + 1);
         out.push_str("    style=dashed;\n");
-        for n in graph.nodes.iter().filter(|n| n.wave == Some(w)) {
+        for n in nodes {
             out.push_str(&node_line(n, "    "));
         }
         out.push_str("  }\n");
     }
-    for n in graph
-        .nodes
-        .iter()
-        .filter(|n| n.wave.is_none_or(|w| w >= graph.waves))
-    {
+    for n in loose {
         out.push_str(&node_line(n, "  "));
     }
     for e in &graph.overlaps {
@@ -166,18 +177,15 @@ pub fn to_mermaid(graph: &Graph) -> String {
         };
         format!("{indent}{}[\"{}\"]\n", name(&n.id), mermaid_escape(&label))
     };
-    for w in 0..graph.waves {
+    let (waves, loose) = by_wave(graph);
+    for (w, nodes) in waves.iter().enumerate() {
         let _ = writeln!(out, "  subgraph wave{}[\"wave {}\"]", w + 1, w + 1);
-        for n in graph.nodes.iter().filter(|n| n.wave == Some(w)) {
+        for n in nodes {
             out.push_str(&node_line(n, "    "));
         }
         out.push_str("  end\n");
     }
-    for n in graph
-        .nodes
-        .iter()
-        .filter(|n| n.wave.is_none_or(|w| w >= graph.waves))
-    {
+    for n in loose {
         out.push_str(&node_line(n, "  "));
     }
     for e in &graph.overlaps {
