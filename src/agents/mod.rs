@@ -28,4 +28,4 @@ pub use prompt::{
     check_resolve_template, render_prompt, render_resolve_prompt, resolve_env, PromptContext,
     ResolveContext, DEFAULT_PROMPT_TEMPLATE, DEFAULT_RESOLVE_PROMPT_TEMPLATE,
 };
-pub use shell::shell_quote;
+pub use shell::{shell_quote, substitute};

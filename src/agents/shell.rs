@@ -112,6 +112,16 @@ pub(crate) fn is_assignment(word: &Word) -> bool {
     }
 }
 
+/// Substitutes `{id}`, `{spec}`, `{worktree}`, `{branch}` and `{target}` in an
+/// agent command, shell-quoting each value.
+pub fn substitute(command: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = command.to_string();
+    for (name, value) in vars {
+        out = out.replace(&format!("{{{name}}}"), &shell_quote(value));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +157,17 @@ mod tests {
         }
         assert_eq!(shell_quote("--model"), "--model");
         assert_eq!(shell_quote("a b"), "'a b'");
+    }
+
+    #[test]
+    fn placeholders_are_substituted_quoted() {
+        let cmd = substitute(
+            r#"claude -p "$(cat {spec})" --id {id}"#,
+            &[("spec", "/tmp/my specs/SPEC-1.md"), ("id", "020")],
+        );
+        assert_eq!(
+            cmd,
+            r#"claude -p "$(cat '/tmp/my specs/SPEC-1.md')" --id 020"#
+        );
     }
 }

@@ -41,7 +41,7 @@ pub fn prune(
         let Ok(record) = dir.read_state() else {
             continue;
         };
-        targets.insert(record.target.clone());
+        targets.insert(record.target().to_string());
         let unfinished = record.state != RunState::Finished;
         for inst in &record.instances {
             let git_dir = dir.instance_dir(&inst.id).join("git");

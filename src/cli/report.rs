@@ -16,7 +16,7 @@ use crate::overlap::{find_overlaps, Footprint};
 use crate::report::graph::{Graph, GraphNode, OverlapEdge};
 use crate::report::html::{render, RunReport, SpecDetail, Usage};
 use crate::report::timeline;
-use crate::runner::options::RunOptions;
+use crate::state::RunOptions;
 use crate::state::{InstanceState, RunDir, RunRecord};
 
 /// The report's file name inside the run directory.
@@ -49,8 +49,7 @@ pub fn write_report(
     let path = out.map_or_else(|| dir.path().join(REPORT_FILE), Path::to_path_buf);
     let record = dir.read_state()?;
     let events = dir.read_events()?;
-    let opts: Option<RunOptions> = serde_json::from_value(record.options.clone()).ok();
-    let report = assemble(dir, &record, &events, opts.as_ref(), ignore, &path);
+    let report = assemble(dir, &record, &events, record.opts(), ignore, &path);
     let html = render(&report);
     std::fs::write(&path, html)
         .with_context(|| format!("failed to write the report `{}`", path.display()))?;
@@ -267,7 +266,7 @@ fn assemble(
     RunReport {
         run_id: record.run_id.clone(),
         state: record.effective_state().as_str().to_string(),
-        target: record.target.clone(),
+        target: record.target().to_string(),
         target_commit,
         timeline: Some(timeline),
         graph,

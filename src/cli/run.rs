@@ -11,7 +11,7 @@ use crate::cli::context::{git_err, Ctx};
 use crate::error::{ExitCode, InputError};
 use crate::report::{HumanReporter, JsonLinesReporter, Reporter, Reporters};
 use crate::runner::messages::Mode;
-use crate::runner::options::RunOptions;
+use crate::state::RunOptions;
 use crate::spec::branch_for;
 use crate::state::now_ms;
 use crate::state::{InstanceRecord, InstanceState, Lock, LockError, RunRecord, RunState, StateDir};
@@ -273,12 +273,7 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         coordinator_start: crate::procfs::start_time(std::process::id()),
         started_at_ms: now_ms(),
         finished_at_ms: None,
-        repo_root: ctx.root().display().to_string(),
-        target: opts.target.clone(),
-        base_commit: opts.base_commit.clone(),
-        no_merge,
-        keep: args.keep,
-        options: serde_json::to_value(&opts).context("serialise run options")?,
+        options: opts.clone().into(),
         instances: opts
             .specs
             .iter()
@@ -328,7 +323,7 @@ fn check_disk_budget(
     let requests: Vec<_> = specs
         .iter()
         .map(|s| {
-            crate::runner::options::sparse_request(
+            crate::state::sparse_request(
                 &cfg.worktree.sparse,
                 &cfg.worktree.sparse_include,
                 s,
@@ -479,9 +474,13 @@ fn load_run(
         .open_run(&run_id)
         .map_err(|e| anyhow::Error::new(InputError::new(e.to_string())))?;
     let record = dir.read_state()?;
-    let opts: RunOptions = serde_json::from_value(record.options.clone()).with_context(|| {
-        format!("the journal of run {run_id} has no readable options (written by another treefarm version?)")
-    })?;
+    let Some(opts) = record.opts().cloned() else {
+        anyhow::bail!(
+            "the journal of run {run_id} has no options this treefarm can read (`{}`)\n\
+             hint: it was written by another treefarm version; resume it with that version",
+            dir.path().join("state.json").display()
+        );
+    };
     Ok(Some((dir, record, opts)))
 }
 
@@ -580,9 +579,7 @@ pub fn merge(
     let state = StateDir::new(ctx.repo.common_dir());
     let _lock = lock(&state, &record.run_id)?;
     let mut record = record;
-    record.options = serde_json::to_value(&opts)?;
-    record.target = opts.target.clone();
-    record.no_merge = false;
+    record.options = opts.clone().into();
     let mut reporter = reporters(json, quiet);
     drive(
         opts,

@@ -415,7 +415,7 @@ pub fn live_block(run: &RunRecord, now_ms: u64, max_lines: usize) -> Vec<String>
     let queued = run
         .instances
         .iter()
-        .filter(|i| i.state == InstanceState::Succeeded && !run.no_merge)
+        .filter(|i| i.state == InstanceState::Succeeded && !run.no_merge())
         .map(|i| i.id.clone());
     let queue: Vec<String> = merging.chain(queued).collect();
     let mut summary = Vec::new();
@@ -426,7 +426,7 @@ pub fn live_block(run: &RunRecord, now_ms: u64, max_lines: usize) -> Vec<String>
     for inst in run
         .instances
         .iter()
-        .filter(|i| i.state.is_terminal() || (i.state == InstanceState::Succeeded && run.no_merge))
+        .filter(|i| i.state.is_terminal() || (i.state == InstanceState::Succeeded && run.no_merge()))
     {
         let name = match inst.state {
             InstanceState::Pruned => "merged",

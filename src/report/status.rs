@@ -53,12 +53,12 @@ pub fn status_json(run: &RunRecord, now_ms: u64) -> Value {
     json!({
         "run_id": run.run_id,
         "state": state.as_str(),
-        "target": run.target,
-        "base_commit": run.base_commit,
+        "target": run.target(),
+        "base_commit": run.base_commit(),
         "coordinator_pid": run.coordinator_pid,
         "started_at_ms": run.started_at_ms,
         "finished_at_ms": run.finished_at_ms,
-        "no_merge": run.no_merge,
+        "no_merge": run.no_merge(),
         "instances": instances,
     })
 }
@@ -80,7 +80,7 @@ pub fn write_status_human(
         "run {}  {}  target {}  started {}",
         paint.bold(&run.run_id),
         paint.run_state(state),
-        run.target,
+        run.target(),
         format_time(run.started_at_ms),
     );
     match run.finished_at_ms {
@@ -312,8 +312,12 @@ mod tests {
             coordinator_pid,
             coordinator_start: crate::procfs::start_time(coordinator_pid),
             started_at_ms: 1_000_000,
-            target: "roadmap".into(),
-            base_commit: "abc".into(),
+            options: crate::state::RunOptions {
+                target: "roadmap".into(),
+                base_commit: "abc".into(),
+                ..Default::default()
+            }
+            .into(),
             instances: vec![
                 InstanceRecord {
                     id: "020".into(),

@@ -18,7 +18,7 @@ use crate::runner::journal::Journal;
 use crate::runner::lane::{merge_one, plant_batch, prune_one};
 use crate::runner::machine::{Policy, RunMachine};
 use crate::runner::messages::{Action, Input, LaneMsg as Msg, Mode};
-use crate::runner::options::RunOptions;
+use crate::state::RunOptions;
 use crate::schedule::{Node, Scheduler};
 use crate::state::{crash_point, now_ms, RunDir, RunRecord, RunState};
 

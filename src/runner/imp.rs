@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use crate::report::{Reporter, Summary};
 use crate::runner::dispatch::Dispatcher;
 use crate::runner::messages::Mode;
-use crate::runner::options::RunOptions;
+use crate::state::RunOptions;
 use crate::state::{RunDir, RunRecord};
 
 /// Drives the run recorded in `dir` to its end and returns the final record

@@ -15,7 +15,8 @@ use crate::git::Repo;
 use crate::runner::executor::{
     finish_termination, run_agent, wait_detached, AgentEnd, AgentEvent, AgentJob, Stop,
 };
-use crate::runner::options::{substitute, RunOptions};
+use crate::agents::substitute;
+use crate::state::RunOptions;
 use crate::runner::shared_git;
 use crate::spec::Spec;
 use crate::state::{InstanceState, RunDir};

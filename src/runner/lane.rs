@@ -11,7 +11,7 @@ use crate::git::{GitError, Repo, WorktreeRequest};
 use crate::merge::{self, Gate, MergeRequest, MergeResult};
 use crate::runner::instance::Launch;
 use crate::runner::messages::{LaneMsg, Planted};
-use crate::runner::options::RunOptions;
+use crate::state::RunOptions;
 use crate::spec::branch_for;
 use crate::state::{crash_point, RunDir};
 

@@ -22,7 +22,7 @@ use crate::report::Event;
 use crate::runner::executor::{AgentEnd, AgentEvent, Stop};
 use crate::runner::instance::{InstanceMsg, Launch, Verdict, Work};
 use crate::runner::messages::{Action, Input, LaneMsg, Planted};
-use crate::runner::options::{slot_port, RunOptions};
+use crate::state::{slot_port, RunOptions};
 use crate::schedule::{Restored, Scheduler};
 use crate::state::{InstanceRecord, InstanceState, RunRecord, RunState};
 

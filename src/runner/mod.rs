@@ -10,8 +10,8 @@
 //! send. `instance` drives one spec from setup to verdict; `executor` runs
 //! one agent (process group, log, status file, timeouts); `process` holds
 //! the process-group primitives; `status_file` parses the agent's optional
-//! status JSON; `options` is what a run was asked to do, frozen in its
-//! journal; `disk` the disk budget, `ports` probed port blocks, `slots`
+//! status JSON (what a run was asked to do, frozen in its journal, is
+//! [`crate::state::RunOptions`]); `disk` the disk budget, `ports` probed port blocks, `slots`
 //! per-slot caches.
 
 pub mod budget;
@@ -24,7 +24,6 @@ pub mod journal;
 pub mod lane;
 pub mod machine;
 pub mod messages;
-pub mod options;
 pub mod pacing;
 pub mod ports;
 pub mod process;

@@ -8,6 +8,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::state::RunOptions;
+
 /// The lifecycle of one instance:
 /// `pending → creating → created → running → succeeded | failed | timed_out |
 /// unchanged → merging → merged | conflicted | refused → pruned`; `skipped`
@@ -215,25 +217,61 @@ pub struct RunRecord {
     pub started_at_ms: u64,
     #[serde(default)]
     pub finished_at_ms: Option<u64>,
+    /// What the run was asked to do (target, base commit, agent command,
+    /// instances, strategy, timeouts, the specs, …), so that `resume` and
+    /// `merge` continue identically.
     #[serde(default)]
-    pub repo_root: String,
-    #[serde(default)]
-    pub target: String,
-    #[serde(default)]
-    pub base_commit: String,
-    #[serde(default)]
-    pub no_merge: bool,
-    #[serde(default)]
-    pub keep: bool,
-    /// The effective settings (agent command, instances, strategy,
-    /// timeouts, …) so that `resume` continues identically.
-    #[serde(default)]
-    pub options: serde_json::Value,
+    pub options: JournalledOptions,
     #[serde(default)]
     pub instances: Vec<InstanceRecord>,
 }
 
+/// The journal's `options`: what this version reads, or — from a journal
+/// written by a treefarm whose options it cannot read — the JSON as found,
+/// kept unchanged so that rewriting the record never loses it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum JournalledOptions {
+    Known(Box<RunOptions>),
+    Foreign(serde_json::Value),
+}
+
+impl Default for JournalledOptions {
+    fn default() -> Self {
+        JournalledOptions::Foreign(serde_json::Value::Null)
+    }
+}
+
+impl From<RunOptions> for JournalledOptions {
+    fn from(opts: RunOptions) -> Self {
+        JournalledOptions::Known(Box::new(opts))
+    }
+}
+
 impl RunRecord {
+    /// The run's options, when this version can read them.
+    pub fn opts(&self) -> Option<&RunOptions> {
+        match &self.options {
+            JournalledOptions::Known(opts) => Some(opts),
+            JournalledOptions::Foreign(_) => None,
+        }
+    }
+
+    /// The branch the run merges into (empty when the options are foreign).
+    pub fn target(&self) -> &str {
+        self.opts().map_or("", |o| o.target.as_str())
+    }
+
+    /// The commit the run's branches start from (empty when foreign).
+    pub fn base_commit(&self) -> &str {
+        self.opts().map_or("", |o| o.base_commit.as_str())
+    }
+
+    /// `--no-merge`: succeeded branches are kept, not merged.
+    pub fn no_merge(&self) -> bool {
+        self.opts().is_some_and(|o| o.no_merge)
+    }
+
     pub fn instance(&self, id: &str) -> Option<&InstanceRecord> {
         self.instances.iter().find(|i| i.id == id)
     }

@@ -5,7 +5,10 @@ use std::collections::HashSet;
 
 use serde_json::json;
 use tempfile::TempDir;
-use treefarm::state::{now_ms, InstanceRecord, InstanceState, RunRecord, RunState, StateDir};
+use treefarm::state::{
+    now_ms, InstanceRecord, InstanceState, JournalledOptions, RunOptions, RunRecord, RunState,
+    StateDir,
+};
 
 fn state_dir() -> (TempDir, StateDir) {
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -20,9 +23,14 @@ fn record(run_id: &str) -> RunRecord {
         coordinator_pid: std::process::id(),
         coordinator_start: treefarm::procfs::start_time(std::process::id()),
         started_at_ms: now_ms(),
-        target: "roadmap".into(),
-        base_commit: "0123abcd".into(),
-        options: json!({"agent": "sh -c true", "instances": 3}),
+        options: RunOptions {
+            target: "roadmap".into(),
+            base_commit: "0123abcd".into(),
+            agent_command: "sh -c true".into(),
+            instances: 3,
+            ..RunOptions::default()
+        }
+        .into(),
         instances: vec![InstanceRecord {
             id: "020".into(),
             title: "retry".into(),
@@ -277,4 +285,51 @@ fn instance_states_serialise_snake_case() {
     assert!(InstanceState::Conflicted.is_terminal());
     assert!(!InstanceState::Succeeded.is_terminal());
     assert!(!InstanceState::Running.is_terminal());
+}
+
+#[test]
+fn a_journal_of_the_previous_layout_reads_its_options_typed() {
+    // Before the options were typed, `state.json` held copies of target,
+    // base commit, repo root, no_merge and keep beside an untyped `options`
+    // object with the same fields: such a journal must still resume.
+    let (_tmp, state) = state_dir();
+    let id = state.new_run_id();
+    let run = state.create_run(&id).expect("create run");
+    let rec = record(&id);
+    let mut old = serde_json::to_value(&rec).expect("serialise");
+    let fields = old.as_object_mut().expect("an object");
+    fields.insert("target".into(), json!("roadmap"));
+    fields.insert("base_commit".into(), json!("0123abcd"));
+    fields.insert("repo_root".into(), json!("/repo"));
+    fields.insert("no_merge".into(), json!(false));
+    fields.insert("keep".into(), json!(true));
+    std::fs::write(
+        run.path().join("state.json"),
+        serde_json::to_vec(&old).expect("json"),
+    )
+    .expect("write old journal");
+    let back = run.read_state().expect("read old journal");
+    assert_eq!(back, rec);
+    assert_eq!((back.target(), back.base_commit()), ("roadmap", "0123abcd"));
+    assert_eq!(back.opts().map(|o| o.instances), Some(3));
+}
+
+#[test]
+fn options_this_version_cannot_read_are_kept_unchanged_when_the_journal_is_rewritten() {
+    let (_tmp, state) = state_dir();
+    let id = state.new_run_id();
+    let run = state.create_run(&id).expect("create run");
+    let foreign = json!({"agent": "sh -c true", "instances": "three", "future": [1, 2]});
+    let mut rec = record(&id);
+    rec.options = JournalledOptions::Foreign(foreign.clone());
+    run.write_state(&rec).expect("write");
+    let mut back = run.read_state().expect("a foreign journal still reads");
+    assert!(back.opts().is_none(), "not readable as this version's options");
+    assert_eq!(back.target(), "");
+    back.instance_mut("020").expect("instance").state = InstanceState::Failed;
+    run.write_state(&back).expect("rewrite");
+    let raw: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.path().join("state.json")).expect("read"))
+            .expect("json");
+    assert_eq!(raw["options"], foreign, "the foreign options survive a rewrite");
 }

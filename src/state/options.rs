@@ -1,6 +1,7 @@
-//! What a run was asked to do, frozen at its start and stored in the journal,
-//! so that `resume` and `merge` continue with exactly the same settings and
-//! spec contents even if the files changed since.
+//! What a run was asked to do, frozen at its start and stored in the journal
+//! (`state.json`'s `options`), so that `resume` and `merge` continue with
+//! exactly the same settings and spec contents even if the files changed
+//! since.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use crate::git::SparseRequest;
 
 use crate::spec::Spec;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunOptions {
     pub repo_root: PathBuf,
     pub target: String,
@@ -144,32 +145,5 @@ pub fn sparse_request(mode: &SparseMode, include: &[String], spec: &Spec) -> Opt
             include: globs.clone(),
             exact: true,
         }),
-    }
-}
-
-/// Substitutes `{id}`, `{spec}`, `{worktree}`, `{branch}` and `{target}` in an
-/// agent command, shell-quoting each value.
-pub fn substitute(command: &str, vars: &[(&str, &str)]) -> String {
-    let mut out = command.to_string();
-    for (name, value) in vars {
-        out = out.replace(&format!("{{{name}}}"), &crate::agents::shell_quote(value));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_are_substituted_quoted() {
-        let cmd = substitute(
-            r#"claude -p "$(cat {spec})" --id {id}"#,
-            &[("spec", "/tmp/my specs/SPEC-1.md"), ("id", "020")],
-        );
-        assert_eq!(
-            cmd,
-            r#"claude -p "$(cat '/tmp/my specs/SPEC-1.md')" --id 020"#
-        );
     }
 }
