@@ -11,9 +11,9 @@ use crate::cli::context::{git_err, Ctx};
 use crate::error::{ExitCode, InputError};
 use crate::report::{HumanReporter, JsonLinesReporter, Reporter, Reporters};
 use crate::runner::messages::Mode;
-use crate::state::RunOptions;
 use crate::spec::branch_for;
 use crate::state::now_ms;
+use crate::state::RunOptions;
 use crate::state::{InstanceRecord, InstanceState, Lock, LockError, RunRecord, RunState, StateDir};
 
 fn reporters(json: bool, quiet: bool) -> Reporters {
@@ -323,11 +323,7 @@ fn check_disk_budget(
     let requests: Vec<_> = specs
         .iter()
         .map(|s| {
-            crate::state::sparse_request(
-                &cfg.worktree.sparse,
-                &cfg.worktree.sparse_include,
-                s,
-            )
+            crate::state::sparse_request(&cfg.worktree.sparse, &cfg.worktree.sparse_include, s)
         })
         .collect();
     let sizes = ctx.repo.checkout_sizes(start, &requests).map_err(git_err)?;

@@ -423,11 +423,9 @@ pub fn live_block(run: &RunRecord, now_ms: u64, max_lines: usize) -> Vec<String>
         summary.push(format!("  merge queue: {}", list(&queue)));
     }
     let mut done: Vec<(&str, usize)> = Vec::new();
-    for inst in run
-        .instances
-        .iter()
-        .filter(|i| i.state.is_terminal() || (i.state == InstanceState::Succeeded && run.no_merge()))
-    {
+    for inst in run.instances.iter().filter(|i| {
+        i.state.is_terminal() || (i.state == InstanceState::Succeeded && run.no_merge())
+    }) {
         let name = match inst.state {
             InstanceState::Pruned => "merged",
             other => other.as_str(),

@@ -7,19 +7,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
 
 use crate::git::Repo;
 use crate::report::{Event, Reporter, Summary};
+use crate::runner::error::RunnerError;
 use crate::runner::executor::Stop;
 use crate::runner::instance::{run_instance, InstanceMsg, Launch};
 use crate::runner::journal::Journal;
 use crate::runner::lane::{merge_one, plant_batch, prune_one};
 use crate::runner::machine::{Policy, RunMachine};
 use crate::runner::messages::{Action, Input, LaneMsg as Msg, Mode};
-use crate::state::RunOptions;
 use crate::schedule::{Node, Scheduler};
+use crate::state::RunOptions;
 use crate::state::{crash_point, now_ms, RunDir, RunRecord, RunState};
 
 pub struct Dispatcher<'r> {
@@ -81,21 +81,25 @@ impl<'r> Dispatcher<'r> {
     /// Records that the run's state changed. The journal is written by
     /// [`Dispatcher::flush`], once per turn of the loop (group commit) and
     /// always before anything is done that depends on the change.
-    pub(super) fn save(&mut self) -> anyhow::Result<()> {
+    pub(super) fn save(&mut self) -> Result<(), RunnerError> {
         self.journal.changed();
         Ok(())
     }
 
     /// Commits the journal: what changed is durable when this returns.
-    pub(super) fn flush(&mut self) -> anyhow::Result<()> {
+    pub(super) fn flush(&mut self) -> Result<(), RunnerError> {
         self.journal.commit(&self.m.record)
     }
 
     /// Shows an event at once; it reaches `events.jsonl` at the next flush.
-    fn emit(&mut self, event: Event) -> anyhow::Result<()> {
+    fn emit(&mut self, event: Event) -> Result<(), RunnerError> {
         let at_ms = now_ms();
         if !event.is_transient() {
-            let value = crate::report::stamped(&event, at_ms).context("serialise event")?;
+            let value =
+                crate::report::stamped(&event, at_ms).map_err(|source| RunnerError::Serialise {
+                    what: "event",
+                    source,
+                })?;
             self.journal.event(value);
         }
         self.reporter.event_at(&event, at_ms);
@@ -109,7 +113,7 @@ impl<'r> Dispatcher<'r> {
 
     /// Runs the run to its end (or to an interruption) and returns the final
     /// record and summary.
-    pub async fn drive(mut self) -> anyhow::Result<(RunRecord, Summary)> {
+    pub async fn drive(mut self) -> Result<(RunRecord, Summary), RunnerError> {
         self.m.record.state = RunState::Running;
         self.m.record.coordinator_pid = std::process::id();
         self.m.record.coordinator_start = crate::procfs::start_time(std::process::id());
@@ -118,11 +122,20 @@ impl<'r> Dispatcher<'r> {
         self.reconcile().await?;
 
         let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .context("install SIGINT handler")?;
+            .map_err(|source| RunnerError::Signal {
+                signal: "SIGINT",
+                source,
+            })?;
         let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("install SIGTERM handler")?;
+            .map_err(|source| RunnerError::Signal {
+                signal: "SIGTERM",
+                source,
+            })?;
         let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .context("install SIGHUP handler")?;
+            .map_err(|source| RunnerError::Signal {
+                signal: "SIGHUP",
+                source,
+            })?;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
@@ -163,13 +176,13 @@ impl<'r> Dispatcher<'r> {
     /// One thing that happened: the machine decides, the loop performs;
     /// the journal is committed by the loop once per turn (and wherever an
     /// action asks for it).
-    fn handle(&mut self, input: Input) -> anyhow::Result<()> {
+    fn handle(&mut self, input: Input) -> Result<(), RunnerError> {
         let actions = self.m.handle(input, now_ms())?;
         self.perform(actions)
     }
 
     /// Performs the machine's actions, in order.
-    pub(super) fn perform(&mut self, actions: Vec<Action>) -> anyhow::Result<()> {
+    pub(super) fn perform(&mut self, actions: Vec<Action>) -> Result<(), RunnerError> {
         for action in actions {
             match action {
                 Action::Save => self.journal.changed(),
@@ -203,7 +216,7 @@ impl<'r> Dispatcher<'r> {
         Ok(())
     }
 
-    pub(super) fn take_skipped(&mut self) -> anyhow::Result<()> {
+    pub(super) fn take_skipped(&mut self) -> Result<(), RunnerError> {
         let mut actions = Vec::new();
         self.m.skip(&mut actions, now_ms())?;
         self.perform(actions)
@@ -264,7 +277,7 @@ impl<'r> Dispatcher<'r> {
         });
     }
 
-    fn finish(mut self) -> anyhow::Result<(RunRecord, Summary)> {
+    fn finish(mut self) -> Result<(RunRecord, Summary), RunnerError> {
         let now = now_ms();
         let end = self.m.finish(self.mode == Mode::Run, now);
         self.perform(end)?;
@@ -275,8 +288,13 @@ impl<'r> Dispatcher<'r> {
         let summary =
             crate::report::summarize(&self.m.record, &self.opts.target, target_commit, now);
         self.dir
-            .write_summary(&serde_json::to_value(&summary).context("serialise summary")?)
-            .context("failed to write summary.json")?;
+            .write_summary(&serde_json::to_value(&summary).map_err(|source| {
+                RunnerError::Serialise {
+                    what: "summary",
+                    source,
+                }
+            })?)
+            .map_err(RunnerError::WriteSummary)?;
         self.emit(Event::Summary(Box::new(summary.clone())))?;
         self.flush()?;
         self.reporter.finish(&self.m.record, &summary);

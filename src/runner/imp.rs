@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
-
 use crate::report::{Reporter, Summary};
 use crate::runner::dispatch::Dispatcher;
+use crate::runner::error::RunnerError;
 use crate::runner::messages::Mode;
 use crate::state::RunOptions;
 use crate::state::{RunDir, RunRecord};
@@ -21,13 +20,13 @@ pub fn execute(
     record: RunRecord,
     reporter: &mut dyn Reporter,
     mode: Mode,
-) -> anyhow::Result<(RunRecord, Summary)> {
+) -> Result<(RunRecord, Summary), RunnerError> {
     if let Err(err) = crate::runner::set_child_subreaper() {
         tracing::warn!("cannot become a child subreaper ({err}); orphaned agent processes may escape the timeout");
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("start the async runtime")?;
+        .map_err(RunnerError::Runtime)?;
     rt.block_on(Dispatcher::new(Arc::new(opts), dir, record, reporter, mode).drive())
 }

@@ -10,15 +10,15 @@ use std::time::Instant;
 use globset::GlobSetBuilder;
 use tokio::sync::{mpsc, watch};
 
+use crate::agents::substitute;
 use crate::config::{CommitMode, ScopeMode};
 use crate::git::Repo;
 use crate::runner::executor::{
     finish_termination, run_agent, wait_detached, AgentEnd, AgentEvent, AgentJob, Stop,
 };
-use crate::agents::substitute;
-use crate::state::RunOptions;
 use crate::runner::shared_git;
 use crate::spec::Spec;
+use crate::state::RunOptions;
 use crate::state::{InstanceState, RunDir};
 
 /// What the dispatcher hears from an instance task.

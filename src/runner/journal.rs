@@ -5,8 +5,7 @@
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
-
+use crate::runner::error::RunnerError;
 use crate::runner::executor::AgentEnd;
 use crate::state::{crash_point, RunDir, RunRecord};
 
@@ -58,17 +57,17 @@ impl Journal {
     /// Writes what changed: pending events with one fsync, then state.json
     /// atomically. A failure here is fatal: acting on a transition that is
     /// not journalled would break crash safety.
-    pub fn commit(&mut self, record: &RunRecord) -> anyhow::Result<()> {
+    pub fn commit(&mut self, record: &RunRecord) -> Result<(), RunnerError> {
         if !self.unjournalled.is_empty() {
             self.dir
                 .append_events(&self.unjournalled)
-                .context("failed to append to the event journal")?;
+                .map_err(RunnerError::AppendEvents)?;
             self.unjournalled.clear();
         }
         if self.dirty || self.progress_dirty {
             self.dir
                 .write_state(record)
-                .context("failed to journal the run state")?;
+                .map_err(RunnerError::WriteState)?;
             self.dirty = false;
             self.progress_dirty = false;
         }

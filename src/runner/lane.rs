@@ -11,8 +11,8 @@ use crate::git::{GitError, Repo, WorktreeRequest};
 use crate::merge::{self, Gate, MergeRequest, MergeResult};
 use crate::runner::instance::Launch;
 use crate::runner::messages::{LaneMsg, Planted};
-use crate::state::RunOptions;
 use crate::spec::branch_for;
+use crate::state::RunOptions;
 use crate::state::{crash_point, RunDir};
 
 /// Why a lane job failed; each keeps its cause (the dispatcher records the

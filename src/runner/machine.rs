@@ -22,8 +22,8 @@ use crate::report::Event;
 use crate::runner::executor::{AgentEnd, AgentEvent, Stop};
 use crate::runner::instance::{InstanceMsg, Launch, Verdict, Work};
 use crate::runner::messages::{Action, Input, LaneMsg, Planted};
-use crate::state::{slot_port, RunOptions};
 use crate::schedule::{Restored, Scheduler};
+use crate::state::{slot_port, RunOptions};
 use crate::state::{InstanceRecord, InstanceState, RunRecord, RunState};
 
 /// What `recover.rs` found for an instance the journal shows out

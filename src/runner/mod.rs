@@ -17,6 +17,7 @@
 pub mod budget;
 pub mod disk;
 pub mod dispatch;
+pub mod error;
 pub mod executor;
 pub mod imp;
 pub mod instance;
@@ -33,6 +34,7 @@ pub mod slots;
 pub mod status_file;
 
 pub use budget::{Budget, BudgetReached, Spending};
+pub use error::RunnerError;
 pub use executor::{
     agent_command, kill_group, read_exit_code, run_agent, wait_detached, AgentEnd, AgentEvent,
     AgentJob, SpawnError, Stop,

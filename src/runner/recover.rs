@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio::sync::watch;
 
 use crate::git::{layout, Repo};
 use crate::runner::dispatch::{Dispatcher, INTERRUPTED};
+use crate::runner::error::RunnerError;
 use crate::runner::executor::{AgentEnd, Stop};
 use crate::runner::journal::ending_result;
 use crate::runner::machine::Found;
@@ -21,7 +21,7 @@ use crate::state::{now_ms, InstanceRecord, InstanceState};
 impl Dispatcher<'_> {
     /// Brings every instance recorded by an earlier coordinator back under
     /// control (resume, merge): the journal plus git say where each stands.
-    pub(super) async fn reconcile(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn reconcile(&mut self) -> Result<(), RunnerError> {
         self.clear_stale_git_locks()?;
         let instances = self.m.record.instances.clone();
         let mut replant = Vec::new();
@@ -162,7 +162,7 @@ impl Dispatcher<'_> {
 
     /// A conflicted or refused branch the user fixed by hand: commit what they
     /// left and merge again.
-    async fn requeue_after_fix(&mut self, id: &str) -> anyhow::Result<()> {
+    async fn requeue_after_fix(&mut self, id: &str) -> Result<(), RunnerError> {
         let worktree = self.opts.worktree_for(id);
         if worktree.exists() {
             let wt = worktree.clone();
@@ -177,9 +177,13 @@ impl Dispatcher<'_> {
                 )
             })
             .await
-            .context("join commit task")?
-            .with_context(|| {
-                format!("failed to commit manual fixes in `{}`", worktree.display())
+            .map_err(|source| RunnerError::Join {
+                worktree: worktree.clone(),
+                source,
+            })?
+            .map_err(|source| RunnerError::CommitFixes {
+                worktree: worktree.clone(),
+                source,
             })?;
         }
         self.m.requeue_fixed(id, now_ms())?;
@@ -191,7 +195,7 @@ impl Dispatcher<'_> {
     /// `<file>.lock` and renames it over `<file>`; a kill in between leaves
     /// it, and every later update of that ref would fail). A lock some live
     /// process holds open is someone's update in progress and is left alone.
-    fn clear_stale_git_locks(&mut self) -> anyhow::Result<()> {
+    fn clear_stale_git_locks(&mut self) -> Result<(), RunnerError> {
         if self
             .m
             .record
@@ -226,8 +230,10 @@ impl Dispatcher<'_> {
             match std::fs::remove_file(lock) {
                 // Gone meanwhile: a live git finished with it, so not stale.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                other => other.with_context(|| {
-                    format!("failed to remove stale git lock `{}`", lock.display())
+                other => other.map_err(|source| RunnerError::Remove {
+                    what: "the stale git lock",
+                    path: lock.clone(),
+                    source,
                 })?,
             }
         }
@@ -289,7 +295,7 @@ impl Dispatcher<'_> {
     /// admin entry, complete or not) and returns where its branch starts
     /// (empty: no branch yet, plant from the target tip). Only called for
     /// `creating` instances: nothing but treefarm has used that worktree.
-    fn discard_unfinished_plant(&self, id: &str) -> anyhow::Result<String> {
+    fn discard_unfinished_plant(&self, id: &str) -> Result<String, RunnerError> {
         let repo = Repo::discover(&self.opts.repo_root)?;
         let path = self.opts.worktree_for(id);
         let registered = repo
@@ -306,27 +312,24 @@ impl Dispatcher<'_> {
         let admin = layout::worktree_admin(repo.common_dir(), id);
         let staging = crate::git::staging_admin(repo.common_dir(), id);
         if staging.symlink_metadata().is_ok() {
-            std::fs::remove_dir_all(&staging).with_context(|| {
-                format!(
-                    "failed to remove the half-made worktree entry `{}`",
-                    staging.display()
-                )
+            std::fs::remove_dir_all(&staging).map_err(|source| RunnerError::Remove {
+                what: "the half-made worktree entry",
+                path: staging.clone(),
+                source,
             })?;
         }
         if admin.symlink_metadata().is_ok() {
-            std::fs::remove_dir_all(&admin).with_context(|| {
-                format!(
-                    "failed to remove the half-made worktree entry `{}`",
-                    admin.display()
-                )
+            std::fs::remove_dir_all(&admin).map_err(|source| RunnerError::Remove {
+                what: "the half-made worktree entry",
+                path: admin.clone(),
+                source,
             })?;
         }
         if path.symlink_metadata().is_ok() {
-            std::fs::remove_dir_all(&path).with_context(|| {
-                format!(
-                    "failed to remove the half-made worktree `{}`",
-                    path.display()
-                )
+            std::fs::remove_dir_all(&path).map_err(|source| RunnerError::Remove {
+                what: "the half-made worktree",
+                path: path.clone(),
+                source,
             })?;
         }
         let branch = crate::spec::branch_for(id);
@@ -338,7 +341,7 @@ impl Dispatcher<'_> {
 
     /// Whether a merge journalled as `merging` reached the target before the
     /// previous coordinator died.
-    fn merge_landed(&self, inst: &InstanceRecord) -> anyhow::Result<bool> {
+    fn merge_landed(&self, inst: &InstanceRecord) -> Result<bool, RunnerError> {
         let Some(commit) = &inst.merged_commit else {
             return Ok(false);
         };

@@ -324,12 +324,18 @@ fn options_this_version_cannot_read_are_kept_unchanged_when_the_journal_is_rewri
     rec.options = JournalledOptions::Foreign(foreign.clone());
     run.write_state(&rec).expect("write");
     let mut back = run.read_state().expect("a foreign journal still reads");
-    assert!(back.opts().is_none(), "not readable as this version's options");
+    assert!(
+        back.opts().is_none(),
+        "not readable as this version's options"
+    );
     assert_eq!(back.target(), "");
     back.instance_mut("020").expect("instance").state = InstanceState::Failed;
     run.write_state(&back).expect("rewrite");
     let raw: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.path().join("state.json")).expect("read"))
             .expect("json");
-    assert_eq!(raw["options"], foreign, "the foreign options survive a rewrite");
+    assert_eq!(
+        raw["options"], foreign,
+        "the foreign options survive a rewrite"
+    );
 }
