@@ -60,7 +60,7 @@ fn failed_agent_is_not_run_again_when_its_exit_was_recorded_while_coordinator_de
         "agent ran again:\n{}",
         stderr(&out)
     );
-    let inst = crash.instance_json("001");
+    let inst = crash.repo.instance("001");
     assert_eq!(inst["state"], "failed", "{inst}");
     assert_eq!(inst["exit_code"], 7, "{inst}");
     assert!(
@@ -77,7 +77,7 @@ fn exit_recorded_while_coordinator_dead_counts_as_an_attempt_for_retries() {
     // Attempt 2 runs (once), fails the same way.
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(starts_of(&crash, "001"), 2, "{}", stderr(&out));
-    let inst = crash.instance_json("001");
+    let inst = crash.repo.instance("001");
     assert_eq!(inst["attempt"], 2, "{inst}");
     assert_eq!(inst["state"], "failed", "{inst}");
     let _ = pid_alive;
@@ -94,13 +94,13 @@ fn now_ms() -> u64 {
 fn orphans_of_a_timeout_interrupted_by_a_crash_are_killed_on_its_deadline_before_resume_goes_on() {
     let repo = common::TestRepo::empty();
     repo.write("src/a.txt", "a\n");
-    repo.t1_spec(
+    repo.write_listed_spec(
         "001",
         "stuck",
         &["src/a.txt"],
         "ignore-term\ngrandchild 120\nhang",
     );
-    repo.t1_config("  timeout: 1s\n  kill_grace: 4s\n", "");
+    repo.write_demo_config("  timeout: 1s\n  kill_grace: 4s\n", "");
     repo.commit_all("init");
     let pid_file = repo.tmp.path().join("grandchild.pid");
     let mut run = repo
@@ -111,7 +111,7 @@ fn orphans_of_a_timeout_interrupted_by_a_crash_are_killed_on_its_deadline_before
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn run");
-    let grandchild = common::t1_read_pid(&pid_file, 30);
+    let grandchild = common::read_pid(&pid_file, 30);
     // SIGTERM sent for the timeout, SIGKILL pending: kill the coordinator.
     let state_path = || {
         let runs = repo.root.join(".git/treefarm/runs");
@@ -193,7 +193,7 @@ fn orphans_left_by_an_agent_whose_exit_was_recorded_are_killed_before_resume_com
         std::os::unix::process::ExitStatusExt::signal(&out.status),
         Some(9)
     );
-    let grandchild = common::t1_read_pid(&pid_file, 30);
+    let grandchild = common::read_pid(&pid_file, 30);
     wait_until("agent 001 to wait", || {
         !crash.recorded("waiting").is_empty()
     });
@@ -236,7 +236,7 @@ fn half_made_worktree_entry_of_a_plant_killed_by_a_crash_is_discarded_and_plante
     let out = crash.resume();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     for id in ["001", "002"] {
-        let st = crash.instance_json(id)["state"].clone();
+        let st = crash.repo.instance(id)["state"].clone();
         assert_eq!(st, "pruned", "{id}: {}", stderr(&out));
     }
     assert!(!git.join("treefarm-planting-001").exists());

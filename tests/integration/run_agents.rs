@@ -8,14 +8,14 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{stderr, t1_events, t1_of, t1_pid_dead, t1_read_pid, TestRepo};
+use common::{events_of, json_events, pid_dead, read_pid, stderr, TestRepo};
 use serde_json::Value;
 
 fn repo_with(agent_extra: &str, extra: &str, specs: &[(&str, &str, &[&str], &str)]) -> TestRepo {
     let repo = TestRepo::with_files(&[("README.md", "hello\n")]);
-    repo.t1_config(agent_extra, extra);
+    repo.write_demo_config(agent_extra, extra);
     for (id, slug, files, directives) in specs {
-        repo.t1_spec(id, slug, files, directives);
+        repo.write_listed_spec(id, slug, files, directives);
     }
     repo.commit_all("specs and config");
     repo
@@ -78,9 +78,9 @@ fn timeout_kills_a_term_ignoring_agent_and_its_term_ignoring_grandchild() {
         took < Duration::from_secs(15),
         "the timeout ended the run ({took:?})"
     );
-    let events = t1_events(&out);
+    let events = json_events(&out);
 
-    let exited = t1_of(&events, "exited", Some("060"));
+    let exited = events_of(&events, "exited", Some("060"));
     assert_eq!(exited.len(), 1);
     assert_eq!(exited[0]["result"], "timed_out");
     assert_eq!(exited[0]["exit_code"], Value::Null);
@@ -88,7 +88,7 @@ fn timeout_kills_a_term_ignoring_agent_and_its_term_ignoring_grandchild() {
         events.last().unwrap()["timed_out"],
         serde_json::json!(["060"])
     );
-    let status = repo.t1_status_json();
+    let status = repo.status_json();
     let inst = &status["instances"][0];
     assert_eq!(inst["state"], "timed_out", "{inst}");
     assert!(
@@ -97,10 +97,10 @@ fn timeout_kills_a_term_ignoring_agent_and_its_term_ignoring_grandchild() {
     );
 
     // No survivor: the wrapper (group leader), the agent shell, the grandchild.
-    let leader = t1_of(&events, "started", Some("060"))[0]["pid"]
+    let leader = events_of(&events, "started", Some("060"))[0]["pid"]
         .as_u64()
         .unwrap() as u32;
-    let grandchild = t1_read_pid(&pid_file, 1);
+    let grandchild = read_pid(&pid_file, 1);
     let log = std::fs::read_to_string(exited[0]["log"].as_str().unwrap()).unwrap();
     let agent_pid: u32 = log
         .lines()
@@ -113,7 +113,7 @@ fn timeout_kills_a_term_ignoring_agent_and_its_term_ignoring_grandchild() {
         ("agent", agent_pid),
         ("grandchild", grandchild),
     ] {
-        assert!(t1_pid_dead(pid), "{what} pid {pid} survived the timeout");
+        assert!(pid_dead(pid), "{what} pid {pid} survived the timeout");
     }
     assert_eq!(
         live_group_members(leader),
@@ -144,11 +144,11 @@ fn idle_timeout_fires_for_a_silent_agent() {
         took < Duration::from_secs(15),
         "the idle watchdog ended the run ({took:?})"
     );
-    let events = t1_events(&out);
-    let exited = t1_of(&events, "exited", Some("061"));
+    let events = json_events(&out);
+    let exited = events_of(&events, "exited", Some("061"));
     assert_eq!(exited.len(), 1);
     assert_eq!(exited[0]["result"], "idle_timeout");
-    let failed = t1_of(&events, "failed", Some("061"));
+    let failed = events_of(&events, "failed", Some("061"));
     assert!(
         failed[0]["reason"].as_str().unwrap().contains("idle"),
         "{}",
@@ -158,7 +158,7 @@ fn idle_timeout_fires_for_a_silent_agent() {
         events.last().unwrap()["timed_out"],
         serde_json::json!(["061"])
     );
-    let leader = t1_of(&events, "started", Some("061"))[0]["pid"]
+    let leader = events_of(&events, "started", Some("061"))[0]["pid"]
         .as_u64()
         .unwrap() as u32;
     assert_eq!(live_group_members(leader), Vec::<u32>::new());
@@ -179,10 +179,10 @@ fn idle_timeout_spares_an_agent_that_keeps_reporting_status() {
     );
     let out = repo.treefarm().args(["run", "--json"]).output().unwrap();
     assert_eq!(exit_code(&out), 0, "stderr:\n{}", stderr(&out));
-    let events = t1_events(&out);
+    let events = json_events(&out);
     assert_eq!(events.last().unwrap()["merged"], serde_json::json!(["062"]));
     assert!(
-        !t1_of(&events, "status", Some("062")).is_empty(),
+        !events_of(&events, "status", Some("062")).is_empty(),
         "status updates are streamed"
     );
 }
@@ -237,8 +237,8 @@ git add -A && git commit -q -m "everything in $id"
         .output()
         .unwrap();
     assert_eq!(exit_code(&out), 0, "stderr:\n{}", stderr(&out));
-    let events = t1_events(&out);
-    let run_dir = repo.t1_only_run();
+    let events = json_events(&out);
+    let run_dir = repo.only_run();
     let run_id = run_dir.file_name().unwrap().to_string_lossy().into_owned();
     let read = |id: &str, v: &str| {
         std::fs::read_to_string(seen.join(format!("{id}.{v}")))
@@ -272,7 +272,7 @@ git add -A && git commit -q -m "everything in $id"
         assert_eq!(port, 20000 + slot * 10, "port_base + slot * port_stride");
         slots.push(slot);
         ports.push(port);
-        let started = t1_of(&events, "started", Some(id));
+        let started = events_of(&events, "started", Some(id));
         assert_eq!(started[0]["slot"], slot);
         assert_eq!(started[0]["port"], port);
 
@@ -290,7 +290,7 @@ git add -A && git commit -q -m "everything in $id"
         let status_file = PathBuf::from(read(id, "STATUS_FILE"));
         let prompt_file = PathBuf::from(read(id, "PROMPT_FILE"));
         let log = PathBuf::from(
-            t1_of(&events, "exited", Some(id))[0]["log"]
+            events_of(&events, "exited", Some(id))[0]["log"]
                 .as_str()
                 .unwrap(),
         );
@@ -322,7 +322,7 @@ git add -A && git commit -q -m "everything in $id"
                 .contains(&format!("agent output for {id}")),
             "agent output is in the log"
         );
-        let status = t1_of(&events, "status", Some(id));
+        let status = events_of(&events, "status", Some(id));
         assert!(
             status
                 .iter()
@@ -341,7 +341,7 @@ git add -A && git commit -q -m "everything in $id"
             repo.git(&["log", "-1", "--format=%s", &format!("treefarm/{id}")]),
             format!("everything in {id}")
         );
-        let committed = t1_of(&events, "committed", Some(id));
+        let committed = events_of(&events, "committed", Some(id));
         assert_eq!(
             committed[0]["auto"], false,
             "nothing was left to auto-commit"
@@ -379,7 +379,7 @@ fn setup_copies_untracked_env_links_a_folder_and_runs_its_command_first() {
         .output()
         .unwrap();
     assert_eq!(exit_code(&out), 0, "stderr:\n{}", stderr(&out));
-    let events = t1_events(&out);
+    let events = json_events(&out);
 
     let wt = repo.worktree_dir().join("080");
     assert_eq!(
@@ -412,7 +412,7 @@ fn setup_copies_untracked_env_links_a_folder_and_runs_its_command_first() {
     let branch_files = repo.git(&["diff", "--name-only", "roadmap", "treefarm/080"]);
     assert_eq!(branch_files, "app.txt", "events: {events:?}");
     assert!(
-        t1_of(&events, "scope_creep", Some("080")).is_empty(),
+        events_of(&events, "scope_creep", Some("080")).is_empty(),
         "{events:?}"
     );
     assert_eq!(repo.main_snapshot(), before, "main checkout untouched");
@@ -437,7 +437,7 @@ fn setup_files_are_not_leftovers_when_commit_is_off() {
         .output()
         .unwrap();
     assert_eq!(exit_code(&out), 0, "stderr:\n{}", stderr(&out));
-    let events = t1_events(&out);
+    let events = json_events(&out);
     assert_eq!(events.last().unwrap()["merged"], serde_json::json!(["081"]));
     assert_eq!(
         repo.git(&["ls-tree", "--name-only", "roadmap"])
@@ -463,13 +463,13 @@ fn failing_setup_command_fails_the_instance_before_the_agent_runs() {
         .output()
         .unwrap();
     assert_eq!(exit_code(&out), 1, "stderr:\n{}", stderr(&out));
-    let events = t1_events(&out);
-    let failed = t1_of(&events, "failed", Some("082"));
+    let events = json_events(&out);
+    let failed = events_of(&events, "failed", Some("082"));
     assert_eq!(failed.len(), 1, "{events:?}");
     let reason = failed[0]["reason"].as_str().unwrap();
     assert!(reason.contains("setup"), "{reason}");
     assert!(
-        t1_of(&events, "started", Some("082")).is_empty(),
+        events_of(&events, "started", Some("082")).is_empty(),
         "no agent started"
     );
     assert!(!marker.exists(), "the agent never ran");

@@ -8,15 +8,15 @@ use crate::common;
 
 use std::path::Path;
 
-use common::{stderr, t1_events, t1_of, TestRepo};
+use common::{events_of, json_events, stderr, TestRepo};
 use serde_json::Value;
 
 /// A repository with `README.md`, the given config and specs, all committed.
 fn repo_with(agent_extra: &str, extra: &str, specs: &[(&str, &str, &[&str], &str)]) -> TestRepo {
     let repo = TestRepo::with_files(&[("README.md", "hello\n")]);
-    repo.t1_config(agent_extra, extra);
+    repo.write_demo_config(agent_extra, extra);
     for (id, slug, files, directives) in specs {
-        repo.t1_spec(id, slug, files, directives);
+        repo.write_listed_spec(id, slug, files, directives);
     }
     repo.commit_all("specs and config");
     repo
@@ -43,7 +43,7 @@ fn state_of<'a>(state: &'a Value, id: &str) -> &'a Value {
 
 /// The worktree paths git knows about, as written by git.
 fn worktree_paths(repo: &TestRepo) -> Vec<String> {
-    repo.t1_worktrees()
+    repo.worktrees_porcelain()
         .lines()
         .filter_map(|l| l.strip_prefix("worktree "))
         .map(str::to_string)
@@ -63,9 +63,9 @@ fn check_journal(repo: &TestRepo, events: &[Value]) -> std::path::PathBuf {
         last["event"], "summary",
         "the stream ends with a summary: {last}"
     );
-    assert_eq!(t1_of(events, "summary", None).len(), 1);
+    assert_eq!(events_of(events, "summary", None).len(), 1);
     assert_eq!(events[0]["event"], "run_started");
-    let run_dir = repo.t1_only_run();
+    let run_dir = repo.only_run();
     let run_id = run_dir.file_name().unwrap().to_string_lossy().into_owned();
     assert_eq!(last["run_id"], run_id.as_str());
     let journal: Vec<Value> = std::fs::read_to_string(run_dir.join("events.jsonl"))
@@ -113,7 +113,7 @@ fn parallel_specs_run_side_by_side_merge_and_leave_main_untouched() {
              echo rendezvous-ok\n\
              exec {demo}\n",
             rdv = rdv.display(),
-            demo = common::t1_demo_agent()
+            demo = common::demo_agent_command()
         ),
     )
     .unwrap();
@@ -127,18 +127,18 @@ fn parallel_specs_run_side_by_side_merge_and_leave_main_untouched() {
         .output()
         .unwrap();
     assert_eq!(exit_code(&out), 0, "stderr:\n{}", stderr(&out));
-    let events = t1_events(&out);
+    let events = json_events(&out);
     let run_dir = check_journal(&repo, &events);
 
     // Every spec planted on its own branch off the target, started, merged.
     for id in ["001", "002", "003"] {
-        let planted = t1_of(&events, "planted", Some(id));
+        let planted = events_of(&events, "planted", Some(id));
         assert_eq!(planted.len(), 1, "{id} planted once");
         assert_eq!(planted[0]["branch"], format!("treefarm/{id}"));
         assert_eq!(planted[0]["start_commit"], main_head.as_str());
-        assert_eq!(t1_of(&events, "started", Some(id)).len(), 1);
-        assert_eq!(t1_of(&events, "merged", Some(id)).len(), 1);
-        assert_eq!(t1_of(&events, "pruned", Some(id)).len(), 1);
+        assert_eq!(events_of(&events, "started", Some(id)).len(), 1);
+        assert_eq!(events_of(&events, "merged", Some(id)).len(), 1);
+        assert_eq!(events_of(&events, "pruned", Some(id)).len(), 1);
         let log = std::fs::read_to_string(run_dir.join("logs").join(format!("{id}.log")))
             .expect("instance log");
         assert!(log.contains("rendezvous-ok"), "{id} log: {log}");
@@ -165,12 +165,17 @@ fn parallel_specs_run_side_by_side_merge_and_leave_main_untouched() {
     repo.git(&["merge-base", "--is-ancestor", &main_head, "roadmap"]);
     assert_eq!(repo.git(&["rev-parse", "main"]), main_head);
     assert_eq!(repo.main_snapshot(), before, "main checkout untouched");
-    assert_eq!(worktree_paths(&repo).len(), 1, "{}", repo.t1_worktrees());
+    assert_eq!(
+        worktree_paths(&repo).len(),
+        1,
+        "{}",
+        repo.worktrees_porcelain()
+    );
     assert_eq!(repo.git(&["branch", "--list", "treefarm/*"]), "");
     assert!(!repo.root.join("src").exists(), "nothing written into main");
 
     // The run is finished in `status --json`, every instance pruned.
-    let status = repo.t1_status_json();
+    let status = repo.status_json();
     assert_eq!(status["state"], "finished");
     for id in ["001", "002", "003"] {
         let inst = state_of(&status, id);
@@ -202,15 +207,15 @@ fn no_merge_keeps_each_branch_and_worktree_off_the_target() {
         .output()
         .unwrap();
     assert_eq!(exit_code(&out), 0, "stderr:\n{}", stderr(&out));
-    let events = t1_events(&out);
+    let events = json_events(&out);
     check_journal(&repo, &events);
-    assert!(t1_of(&events, "merged", None).is_empty());
+    assert!(events_of(&events, "merged", None).is_empty());
     let summary = events.last().unwrap();
     assert_eq!(summary["succeeded"], serde_json::json!(["010", "011"]));
 
     // The target was created from HEAD and did not move.
     assert_eq!(repo.git(&["rev-parse", "roadmap"]), main_head);
-    let wts = repo.t1_worktrees();
+    let wts = repo.worktrees_porcelain();
     for (id, file) in [("010", "one.txt"), ("011", "two.txt")] {
         let path = repo.worktree_dir().join(id);
         assert!(
@@ -245,7 +250,7 @@ fn single_spec_is_a_valid_run() {
     let before = repo.main_snapshot();
     let out = repo.treefarm().args(["run", "--json"]).output().unwrap();
     assert_eq!(exit_code(&out), 0, "stderr:\n{}", stderr(&out));
-    let events = t1_events(&out);
+    let events = json_events(&out);
     check_journal(&repo, &events);
     assert_eq!(events.last().unwrap()["merged"], serde_json::json!(["7"]));
     assert_eq!(repo.git(&["show", "roadmap:solo.txt"]), "treefarm demo: 7");
@@ -275,7 +280,7 @@ fn overlapping_specs_run_one_after_the_other_from_a_target_holding_the_first() {
     let before = repo.main_snapshot();
     let out = repo.treefarm().args(["run", "--json"]).output().unwrap();
     assert_eq!(exit_code(&out), 0, "stderr:\n{}", stderr(&out));
-    let events = t1_events(&out);
+    let events = json_events(&out);
     check_journal(&repo, &events);
 
     let pos = |kind: &str, id: &str| {
@@ -288,14 +293,14 @@ fn overlapping_specs_run_one_after_the_other_from_a_target_holding_the_first() {
         pos("merged", "001") < pos("planted", "002"),
         "002 is planted only after 001 merged"
     );
-    let merged_first = t1_of(&events, "merged", Some("001"))[0]["commit"].clone();
+    let merged_first = events_of(&events, "merged", Some("001"))[0]["commit"].clone();
     assert_eq!(
-        t1_of(&events, "planted", Some("002"))[0]["start_commit"],
+        events_of(&events, "planted", Some("002"))[0]["start_commit"],
         merged_first,
         "002 starts from the target holding 001's merge"
     );
     assert_eq!(repo.git(&["show", "roadmap:shared.txt"]), "one\ntwo");
-    assert!(t1_of(&events, "conflicted", None).is_empty());
+    assert!(events_of(&events, "conflicted", None).is_empty());
     assert_eq!(
         events.last().unwrap()["merged"],
         serde_json::json!(["001", "002"])
@@ -322,14 +327,14 @@ fn failing_agent_fails_with_exit_1_shows_the_log_tail_and_keeps_its_worktree() {
     let out = repo.treefarm().args(["run", "--json"]).output().unwrap();
     let err = stderr(&out);
     assert_eq!(exit_code(&out), 1, "stderr:\n{err}");
-    let events = t1_events(&out);
+    let events = json_events(&out);
     let run_dir = check_journal(&repo, &events);
 
-    let exited = t1_of(&events, "exited", Some("020"));
+    let exited = events_of(&events, "exited", Some("020"));
     assert_eq!(exited.len(), 1);
     assert_eq!(exited[0]["result"], "failed");
     assert_eq!(exited[0]["exit_code"], 3);
-    let failed = t1_of(&events, "failed", Some("020"));
+    let failed = events_of(&events, "failed", Some("020"));
     assert_eq!(failed.len(), 1);
     assert!(
         failed[0]["reason"].as_str().unwrap().contains("code 3"),
@@ -356,7 +361,7 @@ fn failing_agent_fails_with_exit_1_shows_the_log_tail_and_keeps_its_worktree() {
     let inst = state_of(&state, "020");
     assert_eq!(inst["state"], "failed");
     assert_eq!(inst["exit_code"], 3);
-    let status = repo.t1_status_json();
+    let status = repo.status_json();
     assert_eq!(state_of(&status, "020")["state"], "failed");
 
     // Worktree and branch kept, with the partial work committed.
@@ -386,9 +391,9 @@ fn fail_once_then_success_on_the_retry() {
     );
     let out = repo.treefarm().args(["run", "--json"]).output().unwrap();
     assert_eq!(exit_code(&out), 0, "stderr:\n{}", stderr(&out));
-    let events = t1_events(&out);
+    let events = json_events(&out);
     let run_dir = check_journal(&repo, &events);
-    let exited = t1_of(&events, "exited", Some("030"));
+    let exited = events_of(&events, "exited", Some("030"));
     assert_eq!(exited.len(), 2, "{exited:?}");
     assert_eq!(
         (exited[0]["attempt"].clone(), exited[0]["exit_code"].clone()),
@@ -398,10 +403,10 @@ fn fail_once_then_success_on_the_retry() {
         (exited[1]["attempt"].clone(), exited[1]["exit_code"].clone()),
         (2.into(), 0.into())
     );
-    let retrying = t1_of(&events, "retrying", Some("030"));
+    let retrying = events_of(&events, "retrying", Some("030"));
     assert_eq!(retrying.len(), 1);
     assert_eq!(retrying[0]["attempt"], 2);
-    assert_eq!(t1_of(&events, "started", Some("030")).len(), 2);
+    assert_eq!(events_of(&events, "started", Some("030")).len(), 2);
     assert_eq!(events.last().unwrap()["merged"], serde_json::json!(["030"]));
     assert_eq!(repo.git(&["show", "roadmap:flaky.txt"]), "attempt");
     let log = std::fs::read_to_string(run_dir.join("logs/030.log")).unwrap();
@@ -409,7 +414,7 @@ fn fail_once_then_success_on_the_retry() {
         log.contains("fail-once: failing with 5") && log.contains("fail-once: failed before"),
         "the log holds both attempts: {log}"
     );
-    assert_eq!(state_of(&repo.t1_status_json(), "030")["attempt"], 2);
+    assert_eq!(state_of(&repo.status_json(), "030")["attempt"], 2);
 }
 
 #[test]
@@ -421,9 +426,9 @@ fn exhausted_retries_fail_the_instance() {
     );
     let out = repo.treefarm().args(["run", "--json"]).output().unwrap();
     assert_eq!(exit_code(&out), 1, "stderr:\n{}", stderr(&out));
-    let events = t1_events(&out);
+    let events = json_events(&out);
     check_journal(&repo, &events);
-    let exited = t1_of(&events, "exited", Some("031"));
+    let exited = events_of(&events, "exited", Some("031"));
     let attempts: Vec<(Value, Value)> = exited
         .iter()
         .map(|e| (e["attempt"].clone(), e["exit_code"].clone()))
@@ -437,7 +442,7 @@ fn exhausted_retries_fail_the_instance() {
         ]
     );
     assert_eq!(events.last().unwrap()["failed"], serde_json::json!(["031"]));
-    let inst = state_of(&repo.t1_status_json(), "031").clone();
+    let inst = state_of(&repo.status_json(), "031").clone();
     assert_eq!(inst["state"], "failed");
     assert_eq!(inst["attempt"], 3);
     assert_eq!(inst["exit_code"], 4);
@@ -462,8 +467,8 @@ fn uncommitted_leftovers_are_auto_committed_on_the_branch() {
         .output()
         .unwrap();
     assert_eq!(exit_code(&out), 0, "stderr:\n{}", stderr(&out));
-    let events = t1_events(&out);
-    let committed = t1_of(&events, "committed", Some("040"));
+    let events = json_events(&out);
+    let committed = events_of(&events, "committed", Some("040"));
     assert_eq!(committed.len(), 1);
     assert_eq!(committed[0]["auto"], true);
     let tip = repo.git(&["rev-parse", "treefarm/040"]);
@@ -506,8 +511,8 @@ fn commit_off_with_leftovers_fails_the_instance() {
     let roadmap_before = repo.git(&["rev-parse", "HEAD"]);
     let out = repo.treefarm().args(["run", "--json"]).output().unwrap();
     assert_eq!(exit_code(&out), 1, "stderr:\n{}", stderr(&out));
-    let events = t1_events(&out);
-    let failed = t1_of(&events, "failed", Some("041"));
+    let events = json_events(&out);
+    let failed = events_of(&events, "failed", Some("041"));
     assert_eq!(failed.len(), 1, "{events:?}");
     assert!(
         failed[0]["reason"]
@@ -517,7 +522,7 @@ fn commit_off_with_leftovers_fails_the_instance() {
         "{}",
         failed[0]
     );
-    assert!(t1_of(&events, "merged", None).is_empty());
+    assert!(events_of(&events, "merged", None).is_empty());
     // Nothing was committed for the agent; the leftovers wait in the worktree.
     assert_eq!(repo.git(&["rev-parse", "treefarm/041"]), roadmap_before);
     assert_eq!(repo.git(&["rev-parse", "roadmap"]), roadmap_before);
@@ -543,8 +548,8 @@ fn scope_creep_is_reported_with_the_path_and_still_merges_under_warn() {
     let out = repo.treefarm().args(["run", "--json"]).output().unwrap();
     let err = stderr(&out);
     assert_eq!(exit_code(&out), 0, "stderr:\n{err}");
-    let events = t1_events(&out);
-    let creep = t1_of(&events, "scope_creep", Some("050"));
+    let events = json_events(&out);
+    let creep = events_of(&events, "scope_creep", Some("050"));
     assert_eq!(creep.len(), 1, "{events:?}");
     assert_eq!(
         creep[0]["paths"],
@@ -577,18 +582,18 @@ fn scope_fail_fails_the_instance_and_merges_nothing() {
     let roadmap_before = repo.git(&["rev-parse", "HEAD"]);
     let out = repo.treefarm().args(["run", "--json"]).output().unwrap();
     assert_eq!(exit_code(&out), 1, "stderr:\n{}", stderr(&out));
-    let events = t1_events(&out);
+    let events = json_events(&out);
     assert_eq!(
-        t1_of(&events, "scope_creep", Some("051"))[0]["paths"],
+        events_of(&events, "scope_creep", Some("051"))[0]["paths"],
         serde_json::json!(["notes/undeclared.txt"])
     );
-    let failed = t1_of(&events, "failed", Some("051"));
+    let failed = events_of(&events, "failed", Some("051"));
     assert_eq!(failed.len(), 1);
     assert!(failed[0]["reason"]
         .as_str()
         .unwrap()
         .contains("notes/undeclared.txt"));
-    assert!(t1_of(&events, "merged", None).is_empty());
+    assert!(events_of(&events, "merged", None).is_empty());
     assert_eq!(repo.git(&["rev-parse", "roadmap"]), roadmap_before);
     assert!(branch_exists(&repo, "treefarm/051"), "branch kept");
 }

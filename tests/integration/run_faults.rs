@@ -122,7 +122,7 @@ fn disk_full_cause_reaches_terminal_summary_and_json() {
             .contains(cause),
         "{summary}"
     );
-    let run = repo.t1_only_run();
+    let run = repo.only_run();
     let text = std::fs::read_to_string(run.join("summary.json")).expect("summary.json");
     assert!(text.contains(cause), "{text}");
 }
@@ -202,7 +202,7 @@ fn huge_declared_list_goes_to_treefarm_files_file_without_e2big() {
     repo.commit_all("agent");
     let out = repo.tf(&["run", "001", "--no-merge"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let run = repo.t1_only_run();
+    let run = repo.only_run();
     assert_eq!(
         std::fs::read_to_string(run.join("env-001")).unwrap(),
         "UNSET",
@@ -243,7 +243,7 @@ fn small_declared_list_is_in_both_treefarm_files_and_its_file() {
     repo.commit_all("agent");
     let out = repo.tf(&["run", "--no-merge"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let run = repo.t1_only_run();
+    let run = repo.only_run();
     let env = std::fs::read_to_string(run.join("env-002")).unwrap();
     let list = std::fs::read_to_string(run.join("list-002")).unwrap();
     assert_eq!(env, "src/b.txt\nsrc/c/**\n");

@@ -10,8 +10,8 @@ fn repo_with_spec(config: Option<&str>) -> TestRepo {
     if let Some(yaml) = config {
         repo.write("treefarm.yaml", yaml);
     }
-    repo.t1_spec("001", "one", &["one.txt"], "");
-    repo.t1_spec("002", "two", &["two.txt"], "");
+    repo.write_listed_spec("001", "one", &["one.txt"], "");
+    repo.write_listed_spec("002", "two", &["two.txt"], "");
     repo.commit_all("specs");
     repo
 }
@@ -21,9 +21,9 @@ fn footprint(repo: &TestRepo) -> String {
     format!(
         "{}\n--\n{}\n--\n{}\n--\ntreefarm dir: {}\nworktree dir: {}",
         repo.main_snapshot(),
-        repo.t1_refs(),
-        repo.t1_worktrees(),
-        repo.t1_run_ids().join(","),
+        repo.refs(),
+        repo.worktrees_porcelain(),
+        repo.run_ids().join(","),
         repo.worktree_dir().exists()
     )
 }
@@ -79,7 +79,7 @@ fn missing_agent_program_exits_2_and_creates_nothing() {
 fn leftover_branch_from_an_earlier_run_exits_2_naming_it() {
     let repo = repo_with_spec(Some(&format!(
         "agent:\n  command: \"{}\"\n",
-        common::t1_demo_agent()
+        common::demo_agent_command()
     )));
     repo.git(&["branch", "treefarm/002"]);
     let err = refused(&repo, &[]);
@@ -91,7 +91,7 @@ fn leftover_branch_from_an_earlier_run_exits_2_naming_it() {
 fn leftover_worktree_path_from_an_earlier_run_exits_2_naming_it() {
     let repo = repo_with_spec(Some(&format!(
         "agent:\n  command: \"{}\"\n",
-        common::t1_demo_agent()
+        common::demo_agent_command()
     )));
     let leftover = repo.worktree_dir().join("001");
     std::fs::create_dir_all(&leftover).unwrap();
@@ -112,7 +112,7 @@ fn leftover_worktree_path_from_an_earlier_run_exits_2_naming_it() {
 fn unknown_spec_id_exits_2_and_creates_nothing() {
     let repo = repo_with_spec(Some(&format!(
         "agent:\n  command: \"{}\"\n",
-        common::t1_demo_agent()
+        common::demo_agent_command()
     )));
     let err = refused(&repo, &["999"]);
     assert!(err.contains("999"), "names the id:\n{err}");

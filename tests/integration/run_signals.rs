@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{stderr, t1_pid_dead, t1_wait_until, TestRepo};
+use common::{pid_dead, stderr, wait_until_within, TestRepo};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -78,7 +78,7 @@ impl Running {
 
     /// Waits for the JSON event `kind` about spec `id` on stdout.
     fn wait_event(&self, kind: &str, id: &str) -> Value {
-        t1_wait_until(30, &format!("a `{kind}` event for {id}"), || {
+        wait_until_within(30, &format!("a `{kind}` event for {id}"), || {
             self.events()
                 .iter()
                 .any(|e| e["event"] == kind && e["id"] == id)
@@ -90,7 +90,7 @@ impl Running {
     }
 
     fn wait_stderr(&self, needle: &str) {
-        t1_wait_until(30, &format!("`{needle}` on stderr"), || {
+        wait_until_within(30, &format!("`{needle}` on stderr"), || {
             self.stderr().contains(needle)
         });
     }
@@ -155,9 +155,9 @@ fn waiting_agent(repo: &TestRepo, on_term: Option<&str>) -> (String, PathBuf) {
 
 fn repo_with(agent_extra: &str, specs: &[(&str, &str)]) -> TestRepo {
     let repo = TestRepo::with_files(&[("README.md", "hello\n")]);
-    repo.t1_config(agent_extra, "");
+    repo.write_demo_config(agent_extra, "");
     for (id, file) in specs {
-        repo.t1_spec(id, &format!("s{id}"), &[file], "");
+        repo.write_listed_spec(id, &format!("s{id}"), &[file], "");
     }
     repo.commit_all("specs and config");
     repo
@@ -192,7 +192,7 @@ fn second_run_is_refused_naming_the_holder_while_status_shows_the_running_instan
     let run_id = first.events()[0]["run_id"].as_str().unwrap().to_string();
 
     // `status` from another terminal.
-    let status = repo.t1_status_json();
+    let status = repo.status_json();
     assert_eq!(status["run_id"], run_id.as_str());
     assert_eq!(status["state"], "running", "{status}");
     let inst = &status["instances"][0];
@@ -203,8 +203,8 @@ fn second_run_is_refused_naming_the_holder_while_status_shows_the_running_instan
     assert!(inst["elapsed_ms"].is_u64(), "{inst}");
 
     // A second coordinator is refused before creating anything.
-    let refs = repo.t1_refs();
-    let worktrees = repo.t1_worktrees();
+    let refs = repo.refs();
+    let worktrees = repo.worktrees_porcelain();
     let out = repo
         .treefarm()
         .args(["run", "2", "--json", "--agent", &agent])
@@ -217,10 +217,10 @@ fn second_run_is_refused_naming_the_holder_while_status_shows_the_running_instan
         "names the holder pid:\n{err}"
     );
     assert!(err.contains(&run_id), "names the holder's run:\n{err}");
-    assert_eq!(repo.t1_refs(), refs, "no ref created");
-    assert_eq!(repo.t1_worktrees(), worktrees, "no worktree created");
+    assert_eq!(repo.refs(), refs, "no ref created");
+    assert_eq!(repo.worktrees_porcelain(), worktrees, "no worktree created");
     assert!(!repo.worktree_dir().join("002").exists());
-    assert_eq!(repo.t1_run_ids(), vec![run_id.as_str()], "no run recorded");
+    assert_eq!(repo.run_ids(), vec![run_id.as_str()], "no run recorded");
     assert!(out.stdout.is_empty(), "no events for a refused run");
 
     // Asking again for the very spec that is running names the holder too,
@@ -241,8 +241,8 @@ fn second_run_is_refused_naming_the_holder_while_status_shows_the_running_instan
         !err.contains("prune"),
         "never suggests pruning a running instance:\n{err}"
     );
-    assert_eq!(repo.t1_refs(), refs, "no ref created");
-    assert_eq!(repo.t1_run_ids(), vec![run_id.as_str()], "no run recorded");
+    assert_eq!(repo.refs(), refs, "no ref created");
+    assert_eq!(repo.run_ids(), vec![run_id.as_str()], "no run recorded");
 
     // The first run goes on undisturbed.
     std::fs::write(dir.join("release"), "").unwrap();
@@ -269,7 +269,7 @@ fn ctrl_c_stops_agents_with_sigterm_and_keeps_worktrees() {
     ];
     // The agents' traps are set once they wrote their pid.
     for id in ["010", "011"] {
-        t1_wait_until(30, &format!("agent {id} ready"), || {
+        wait_until_within(30, &format!("agent {id} ready"), || {
             dir.join(format!("pid-{id}")).exists()
         });
     }
@@ -299,9 +299,9 @@ fn ctrl_c_stops_agents_with_sigterm_and_keeps_worktrees() {
     assert_eq!(events.last().unwrap()["event"], "summary");
     assert!(events.iter().all(|e| e["event"] != "merged"));
 
-    let status = repo.t1_status_json();
+    let status = repo.status_json();
     assert_eq!(status["state"], "interrupted", "{status}");
-    let wts = repo.t1_worktrees();
+    let wts = repo.worktrees_porcelain();
     for id in ["010", "011"] {
         let inst = status["instances"]
             .as_array()
@@ -335,15 +335,15 @@ fn second_ctrl_c_kills_a_term_ignoring_agent_at_once() {
     cmd.args(["run", "--json", "--agent", &agent]);
     let run = Running::start(cmd);
     let leader = started_pid(&run.wait_event("started", "020"));
-    let agent_pid = common::t1_read_pid(&dir.join("pid-020"), 30);
+    let agent_pid = common::read_pid(&dir.join("pid-020"), 30);
 
     run.signal(Signal::SIGINT);
     run.wait_stderr("stopping agents gracefully");
-    t1_wait_until(30, "the agent to get SIGTERM", || {
+    wait_until_within(30, "the agent to get SIGTERM", || {
         dir.join("term-020").exists()
     });
     assert!(
-        !t1_pid_dead(agent_pid),
+        !pid_dead(agent_pid),
         "the agent ignores SIGTERM and lives on"
     );
 
@@ -357,15 +357,15 @@ fn second_ctrl_c_kills_a_term_ignoring_agent_at_once() {
         "killed at once, not after the grace ({took:?})"
     );
     assert!(err.contains("killing"), "stderr:\n{err}");
-    assert!(t1_pid_dead(agent_pid), "agent {agent_pid} was killed");
+    assert!(pid_dead(agent_pid), "agent {agent_pid} was killed");
     assert!(!group_alive(leader), "agent group {leader} survived");
     assert_eq!(events.last().unwrap()["event"], "summary");
-    assert_eq!(repo.t1_status_json()["state"], "interrupted");
+    assert_eq!(repo.status_json()["state"], "interrupted");
     assert!(repo.worktree_dir().join("020").is_dir(), "worktree kept");
 }
 
 fn wait_for(path: &Path) {
-    t1_wait_until(30, &format!("{}", path.display()), || path.exists());
+    wait_until_within(30, &format!("{}", path.display()), || path.exists());
 }
 
 #[test]
@@ -389,8 +389,8 @@ fn status_shows_live_progress_from_the_status_file() {
     let run = Running::start(cmd);
     run.wait_event("started", "030");
     wait_for(&dir.join("reported"));
-    t1_wait_until(30, "status --json to show the progress", || {
-        let status = repo.t1_status_json();
+    wait_until_within(30, "status --json to show the progress", || {
+        let status = repo.status_json();
         let inst = &status["instances"][0];
         inst["progress"] == 42 && inst["message"] == "halfway there" && inst["state"] == "running"
     });
@@ -419,14 +419,14 @@ fn ctrl_c_during_a_slow_setup_command_stops_it_too() {
         ),
     )
     .unwrap();
-    repo.t1_config(
+    repo.write_demo_config(
         "",
         &format!(
             "setup:\n  link: [data]\n  command: \"sh '{}'\"\n",
             setup.display()
         ),
     );
-    repo.t1_spec("040", "slowsetup", &["s.txt"], "");
+    repo.write_listed_spec("040", "slowsetup", &["s.txt"], "");
     repo.commit_all("specs and config");
     repo.write("data/shared.bin", "shared\n");
     let marker = dir.join("agent-ran");
@@ -437,7 +437,7 @@ fn ctrl_c_during_a_slow_setup_command_stops_it_too() {
         .env("TREEFARM_AGENT_ALLOW_UNCHANGED", "true");
     let run = Running::start(cmd);
     run.wait_event("planted", "040");
-    let setup_pid = common::t1_read_pid(&dir.join("setup.pid"), 30);
+    let setup_pid = common::read_pid(&dir.join("setup.pid"), 30);
 
     run.signal(Signal::SIGINT);
     let begun = Instant::now();
@@ -446,7 +446,7 @@ fn ctrl_c_during_a_slow_setup_command_stops_it_too() {
     assert!(begun.elapsed() < Duration::from_secs(15));
     assert!(!status.success(), "stderr:\n{err}");
     assert!(
-        t1_pid_dead(setup_pid),
+        pid_dead(setup_pid),
         "the setup command {setup_pid} was stopped"
     );
     assert!(!marker.exists(), "the agent never started");
@@ -455,7 +455,7 @@ fn ctrl_c_during_a_slow_setup_command_stops_it_too() {
         events.iter().all(|e| e["event"] != "failed"),
         "stopped, not failed: {events:?}"
     );
-    assert_eq!(repo.t1_status_json()["state"], "interrupted");
+    assert_eq!(repo.status_json()["state"], "interrupted");
     assert!(repo.worktree_dir().join("040").is_dir(), "worktree kept");
 
     // Resumed, the instance is set up again in its worktree (the link it
@@ -464,5 +464,5 @@ fn ctrl_c_during_a_slow_setup_command_stops_it_too() {
     let out = repo.treefarm().args(["resume"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
     assert!(marker.exists(), "the agent ran on resume");
-    assert_eq!(repo.t1_status_json()["state"], "finished");
+    assert_eq!(repo.status_json()["state"], "finished");
 }

@@ -485,7 +485,7 @@ fn processes_with_env(var: &str) -> Vec<u32> {
         else {
             continue;
         };
-        if pid == std::process::id() || common::t1_pid_dead(pid) {
+        if pid == std::process::id() || common::pid_dead(pid) {
             continue;
         }
         let Ok(env) = std::fs::read(entry.path().join("environ")) else {

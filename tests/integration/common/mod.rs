@@ -156,11 +156,10 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-// --- t2 helpers ---
-
-/// The scripted agent of the source tree, as an `agent.command`.
+/// The scripted agent of the source tree, as an `agent.command` (its path
+/// quoted: the checkout may have spaces in it).
 pub fn demo_agent_command() -> String {
-    format!("sh {}/scripts/demo-agent.sh", env!("CARGO_MANIFEST_DIR"))
+    format!("sh '{}/scripts/demo-agent.sh'", env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A Markdown spec with front matter: `files`, optional `depends_on` and
@@ -185,12 +184,18 @@ pub fn spec_md(
     s
 }
 
-/// The events of `run --json` / `merge --json` (stdout, JSON Lines).
+/// The events of `run --json` / `merge --json` (stdout, JSON Lines); panics
+/// on any line that is not a JSON object with an `event`.
 pub fn json_events(out: &Output) -> Vec<serde_json::Value> {
     stdout(out)
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+            assert!(v["event"].is_string(), "event without `event`: {line}");
+            v
+        })
         .collect()
 }
 
@@ -287,20 +292,10 @@ impl TestRepo {
 
     /// The journal (`state.json`) of the only (or latest) run.
     pub fn run_state(&self) -> serde_json::Value {
-        let runs = self.runs_dir();
-        let mut ids: Vec<String> = std::fs::read_dir(&runs)
-            .expect("read runs dir")
-            .map(|e| {
-                e.expect("dir entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        ids.sort();
+        let ids = self.run_ids();
         let last = ids.last().expect("at least one run");
-        let text =
-            std::fs::read_to_string(runs.join(last).join("state.json")).expect("read state.json");
+        let text = std::fs::read_to_string(self.runs_dir().join(last).join("state.json"))
+            .expect("read state.json");
         serde_json::from_str(&text).expect("state.json is JSON")
     }
 
@@ -365,20 +360,14 @@ impl TestRepo {
     }
 }
 
-// --- t1 helpers ---
 // Driving `treefarm run` end to end: specs with demo-agent directives, the
 // config file, the JSON Lines output, the run directory, and waiting on files
 // and processes with generous upper bounds (never sleeping to synchronise).
 
-/// The bundled scripted agent, as an agent command.
-pub fn t1_demo_agent() -> String {
-    format!("sh '{}/scripts/demo-agent.sh'", env!("CARGO_MANIFEST_DIR"))
-}
-
 impl TestRepo {
     /// Writes `specs/SPEC-<id>-<slug>.md` declaring `files`, with `directives`
     /// as its ```demo-agent block (none when empty).
-    pub fn t1_spec(&self, id: &str, slug: &str, files: &[&str], directives: &str) {
+    pub fn write_listed_spec(&self, id: &str, slug: &str, files: &[&str], directives: &str) {
         let mut text = format!("# Spec {id} {slug}\n\nDo the {slug} work.\n\n**Files**:\n");
         for f in files {
             text.push_str(&format!("- `{f}`\n"));
@@ -389,14 +378,9 @@ impl TestRepo {
         self.write(&format!("specs/SPEC-{id}-{slug}.md"), &text);
     }
 
-    /// `.git/treefarm/runs`.
-    pub fn t1_runs_dir(&self) -> PathBuf {
-        self.root.join(".git/treefarm/runs")
-    }
-
     /// The run ids recorded so far, oldest first.
-    pub fn t1_run_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = std::fs::read_dir(self.t1_runs_dir())
+    pub fn run_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.runs_dir())
             .map(|rd| {
                 rd.filter_map(Result::ok)
                     .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -408,24 +392,24 @@ impl TestRepo {
     }
 
     /// The only run recorded so far.
-    pub fn t1_only_run(&self) -> PathBuf {
-        let ids = self.t1_run_ids();
+    pub fn only_run(&self) -> PathBuf {
+        let ids = self.run_ids();
         assert_eq!(ids.len(), 1, "expected exactly one run, found {ids:?}");
-        self.t1_runs_dir().join(&ids[0])
+        self.runs_dir().join(&ids[0])
     }
 
     /// Every ref in the repository with its target, for "nothing was created".
-    pub fn t1_refs(&self) -> String {
+    pub fn refs(&self) -> String {
         self.git(&["for-each-ref", "--format=%(refname) %(objectname)"])
     }
 
     /// `git worktree list --porcelain`, paths as given.
-    pub fn t1_worktrees(&self) -> String {
+    pub fn worktrees_porcelain(&self) -> String {
         self.git(&["worktree", "list", "--porcelain"])
     }
 
     /// `treefarm status --json` parsed.
-    pub fn t1_status_json(&self) -> serde_json::Value {
+    pub fn status_json(&self) -> serde_json::Value {
         let out = self
             .treefarm()
             .args(["status", "--json"])
@@ -436,22 +420,8 @@ impl TestRepo {
     }
 }
 
-/// Stdout of `run --json` as JSON values, one per line; panics on any line
-/// that is not a JSON object with an `event`.
-pub fn t1_events(out: &Output) -> Vec<serde_json::Value> {
-    stdout(out)
-        .lines()
-        .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
-            assert!(v["event"].is_string(), "event without `event`: {line}");
-            v
-        })
-        .collect()
-}
-
 /// The events of kind `kind` (optionally for spec `id`).
-pub fn t1_of<'a>(
+pub fn events_of<'a>(
     events: &'a [serde_json::Value],
     kind: &str,
     id: Option<&str>,
@@ -464,7 +434,7 @@ pub fn t1_of<'a>(
 
 /// Polls `cond` every 20 ms until it holds; panics after `secs` seconds with
 /// `what`.
-pub fn t1_wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+pub fn wait_until_within(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while !cond() {
         assert!(
@@ -476,7 +446,7 @@ pub fn t1_wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// True when no live process has `pid`: gone, or a zombie nobody reaped.
-pub fn t1_pid_dead(pid: u32) -> bool {
+pub fn pid_dead(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         Ok(stat) => stat
@@ -487,8 +457,8 @@ pub fn t1_pid_dead(pid: u32) -> bool {
 }
 
 /// Reads a pid written by an agent (waiting for the file to appear).
-pub fn t1_read_pid(path: &Path, secs: u64) -> u32 {
-    t1_wait_until(secs, &format!("pid file {}", path.display()), || {
+pub fn read_pid(path: &Path, secs: u64) -> u32 {
+    wait_until_within(secs, &format!("pid file {}", path.display()), || {
         std::fs::read_to_string(path).is_ok_and(|s| s.trim().parse::<u32>().is_ok())
     });
     std::fs::read_to_string(path)
@@ -502,8 +472,8 @@ impl TestRepo {
     /// Writes `treefarm.yaml`: the demo agent with a 300 ms kill grace and a
     /// 20 s timeout (so a bug cannot hang a test) unless `agent_extra` (lines
     /// already indented under `agent:`) sets its own; then top-level `extra`.
-    pub fn t1_config(&self, agent_extra: &str, extra: &str) {
-        let mut agent = format!("  command: \"{}\"\n", t1_demo_agent());
+    pub fn write_demo_config(&self, agent_extra: &str, extra: &str) {
+        let mut agent = format!("  command: \"{}\"\n", demo_agent_command());
         if !agent_extra.contains("  timeout:") {
             agent.push_str("  timeout: 20s\n");
         }
@@ -514,8 +484,6 @@ impl TestRepo {
         self.write("treefarm.yaml", &yaml);
     }
 }
-
-// --- t4 helpers ---
 
 /// The exit code of a finished process; panics if a signal killed it.
 pub fn exit_code(out: &Output) -> i32 {
@@ -596,8 +564,6 @@ impl TestRepo {
         names
     }
 }
-
-// --- t3 helpers ---
 
 /// A repository set up for crash tests: specs driven by the scripted agent
 /// (through a wrapper that records every start and exit), a `post-commit`
@@ -783,39 +749,14 @@ impl CrashRepo {
     }
 }
 
-impl CrashRepo {
-    /// The journal (`state.json`) of the only run in the repository.
-    pub fn state_json(&self) -> serde_json::Value {
-        let runs = self.repo.root.join(".git/treefarm/runs");
-        let run = std::fs::read_dir(&runs)
-            .expect("runs folder")
-            .flatten()
-            .find(|e| e.path().is_dir())
-            .expect("one run");
-        let bytes = std::fs::read(run.path().join("state.json")).expect("state.json");
-        serde_json::from_slice(&bytes).expect("state.json is JSON")
-    }
-
-    /// The journal's record of instance `id`.
-    pub fn instance_json(&self, id: &str) -> serde_json::Value {
-        self.state_json()["instances"]
-            .as_array()
-            .expect("instances")
-            .iter()
-            .find(|i| i["id"] == id)
-            .cloned()
-            .expect("instance in journal")
-    }
-}
-
 /// Polls `done` until it holds: waiting on the event a test means (a file,
 /// a journal state, a process gone), bounded so a broken product fails the
 /// test instead of hanging it.
 pub fn wait_until(what: &str, done: impl FnMut() -> bool) {
-    t1_wait_until(60, what, done);
+    wait_until_within(60, what, done);
 }
 
 /// True while `pid` is a live (not zombie) process.
 pub fn pid_alive(pid: u32) -> bool {
-    !t1_pid_dead(pid)
+    !pid_dead(pid)
 }
