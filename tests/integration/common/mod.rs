@@ -27,7 +27,10 @@ pub fn isolated_env(cmd: &mut Command, home: &Path) {
         // The fakes record what they saw in the test's temp dir, outside
         // their worktrees: unconfined unless a test asks for isolation
         // (`--isolation`, which beats this; see tests/isolation_escape.rs).
-        .env("TREEFARM_ISOLATION", "off");
+        .env("TREEFARM_ISOLATION", "off")
+        // Agents start at once unless a test asks for spacing (the default
+        // `agent.start_interval` of 1s would add a second per spec).
+        .env("TREEFARM_AGENT_START_INTERVAL", "0");
 }
 
 /// A throwaway repository: `root` is the main worktree, inside a temp dir that
