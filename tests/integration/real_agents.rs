@@ -593,11 +593,13 @@ fn rate_limited_for_real(cli: &Cli, error: Value, kind: treefarm::agents::RateLi
         format!("# Greeting {id}\n\n{body}\n\n**Files**:\n- `{file}`\n"),
     )
     .expect("spec");
-    // One retry inside the CLI (Claude Code would otherwise retry for minutes).
+    // One retry inside the CLI (Claude Code would otherwise retry for
+    // minutes); treefarm gives up at the first rate limit (max_waits: 0)
+    // instead of backing off, so the run ends with the attempt's exit.
     std::fs::write(
         repo.join("treefarm.yaml"),
         format!(
-            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  env: {{CLAUDE_CODE_MAX_RETRIES: '1'}}\n",
+            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  env: {{CLAUDE_CODE_MAX_RETRIES: '1'}}\n  rate_limit:\n    max_waits: 0\n",
             cli.preset, cli.model
         ),
     )
@@ -682,4 +684,139 @@ fn real_rate_limits_are_detected() {
         TooManyRequests,
     );
     rate_limited_for_real(&codex, json!({"status": 429, "kind": "quota"}), Quota);
+}
+
+/// Issue 15's "done when", with a real CLI: 8 specs, 4 at once, Claude Code
+/// against a server that refuses the first of every two main requests for a
+/// while (429 with and without `retry-after`, 529 overloaded). Claude Code
+/// gives up at once (`CLAUDE_CODE_MAX_RETRIES: 0`), so the refusals reach
+/// treefarm, which backs off and adapts: every spec merges, no manual step,
+/// no attempt counted as a failure (`agent.retries: 0`).
+#[test]
+#[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
+fn real_claude_code_through_rate_limits_merges_eight_specs() {
+    let tmp = tempfile::Builder::new()
+        .prefix("treefarm-real-paced-")
+        .tempdir()
+        .expect("tempdir");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join("tmp")).expect("home");
+    let mut script = script(&json!([]));
+    script["error_every"] = json!({
+        "every": 2,
+        "count": 6,
+        "errors": [
+            {"status": 429, "retry_after": 1},
+            {"status": 529},
+            {"status": 429},
+        ],
+    });
+    let server = ModelServer::start(&tmp.path().join("server"), &script);
+    write_cli_homes(&home, &server);
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("specs")).expect("repo");
+    git(&repo, &home, &["init", "-q", "-b", "main"]);
+    let ids: Vec<String> = (1..=8).map(|i| format!("{i:03}")).collect();
+    for id in &ids {
+        std::fs::write(
+            repo.join(format!("specs/SPEC-{id}-greeting.md")),
+            format!("# Greeting {id}\n\nWrite greeting {id}.\n\n**Files**:\n- `out/g{id}.txt`\n"),
+        )
+        .expect("spec");
+    }
+    std::fs::write(
+        repo.join("treefarm.yaml"),
+        "agent:\n  preset: claude-code\n  model: claude-scripted-1\n  timeout: 5m\n  retries: 0\n  \
+         allowed_commands: [python3 -c]\n  start_interval: 200ms\n  \
+         env: {CLAUDE_CODE_MAX_RETRIES: '0'}\n  rate_limit:\n    max_backoff: 2s\n    max_waits: 6\n",
+    )
+    .expect("config");
+    git(&repo, &home, &["add", "-A"]);
+    git(
+        &repo,
+        &home,
+        &[
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.org",
+            "commit",
+            "-q",
+            "-m",
+            "base",
+        ],
+    );
+    let env = run_env(&home, &server);
+    let out = Command::new(env!("CARGO_BIN_EXE_treefarm"))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["run", "--json", "--instances", "4"])
+        .current_dir(&repo)
+        .output()
+        .expect("run treefarm");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let of = |kind: &str| -> Vec<&Value> { events.iter().filter(|e| e["event"] == kind).collect() };
+    let logs: String = ids
+        .iter()
+        .map(|id| {
+            format!(
+                "--- log of {id} ---\n{}",
+                std::fs::read_to_string(log_path(&repo, id)).unwrap_or_default()
+            )
+        })
+        .collect();
+    let ctx = format!("{stderr}\n{logs}");
+    assert_eq!(out.status.code(), Some(0), "treefarm run failed\n{ctx}");
+    let summary = of("summary").pop().expect("summary").clone();
+    assert_eq!(
+        summary["merged"].as_array().map(Vec::len),
+        Some(8),
+        "{summary}\n{ctx}"
+    );
+    assert!(of("failed").is_empty(), "{ctx}");
+    // The refusals reached treefarm as rate-limited attempts, which backed
+    // off and halved the window; it grew again afterwards.
+    let limited = of("rate_limited");
+    assert!(!limited.is_empty(), "no rate limit reached treefarm\n{ctx}");
+    assert!(limited.len() <= 6, "{limited:?}");
+    let limits: Vec<u64> = of("concurrency")
+        .iter()
+        .filter_map(|e| e["limit"].as_u64())
+        .collect();
+    assert_eq!(limits.first(), Some(&2), "{limits:?}");
+    eprintln!(
+        "claude-code through rate limits: {} rate-limited attempt(s), concurrency limits {limits:?}",
+        limited.len()
+    );
+    let last_drop = (1..limits.len())
+        .rev()
+        .find(|&i| limits[i] < limits[i - 1])
+        .unwrap_or(0);
+    assert!(
+        limits[last_drop + 1..]
+            .iter()
+            .any(|l| *l > limits[last_drop]),
+        "{limits:?}"
+    );
+    assert_eq!(
+        summary["backoffs"].as_array().map(Vec::len),
+        Some(limited.len()),
+        "{summary}"
+    );
+    // Usage: every spec's usage.json, totalled in the summary.
+    assert!(
+        summary["usage"]["total"]["input_tokens"].as_u64() >= Some(8 * MAIN_USAGE.0),
+        "{summary}"
+    );
+    for id in &ids {
+        assert_eq!(
+            git(&repo, &home, &["show", &format!("roadmap:out/g{id}.txt")]),
+            content_for(id),
+            "{ctx}"
+        );
+    }
 }
