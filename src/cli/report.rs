@@ -272,5 +272,6 @@ fn assemble(
         timeline: Some(timeline),
         graph,
         specs,
+        pacing: crate::report::human::pacing_lines(record),
     }
 }

@@ -597,6 +597,51 @@ mod tests {
     }
 
     #[test]
+    fn live_view_status_and_summary_show_the_limit_and_every_backoff() {
+        use crate::agents::{RateLimitKind, RateLimited};
+        use crate::runner::pacing::{Pacer, PacingPolicy};
+        let mut run = run_with(&[(InstanceState::Running, 2), (InstanceState::Pending, 1)]);
+        let mut pacer = Pacer::new(
+            PacingPolicy {
+                instances: 4,
+                start_interval: Duration::ZERO,
+                max_backoff: Duration::from_secs(60),
+                max_waits: 5,
+            },
+            1,
+        );
+        let cause = RateLimited {
+            kind: RateLimitKind::Overloaded,
+            evidence: "API Error: 529 overloaded_error".into(),
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        pacer.rate_limited_attempt("000", 1, cause, 1_000);
+        run.pacing = Some(pacer);
+        run.instances[0].retry_at_ms = Some(3_000);
+        let live = live_block(&run, 1_000, 10).join("\n");
+        assert!(
+            live.contains("rate-limited: starts again in 2.0s"),
+            "{live}"
+        );
+        assert!(
+            live.contains("concurrency limit 2 of 4, 1 backing off"),
+            "{live}"
+        );
+        let lines = pacing_lines(&run);
+        assert_eq!(
+            lines[0],
+            "concurrency limit 2 of 4; 1 rate-limit backoff(s)"
+        );
+        assert!(
+            lines[1].contains("000 attempt 1: overloaded (API Error: 529 overloaded_error), waited 2.0s (wait 1), limit 2"),
+            "{lines:?}"
+        );
+        assert_eq!(lines.len(), 2);
+        // Nothing paced: nothing said.
+        assert!(pacing_lines(&run_with(&[(InstanceState::Merged, 1)])).is_empty());
+    }
+
+    #[test]
     fn live_view_fits_the_screen_with_many_instances() {
         let run = run_with(&[
             (InstanceState::Running, 40),

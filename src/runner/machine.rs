@@ -587,7 +587,11 @@ impl RunMachine {
             attempt + 1
         };
         let judged = found.live.is_some() || found.exited.is_some() || found.ended.is_some();
-        let waits = self.pacer.waits(id);
+        // The judged attempt, if it is the rate-limited one, is counted
+        // once more when it is classified again.
+        let waits = self.pacer.waits(id).saturating_sub(u32::from(
+            self.pacer.last_limited_attempt(id) == Some(next) && next > 0,
+        ));
         let retries_left =
             (judged && waits > 0).then(|| (1 + self.policy.retries + waits).saturating_sub(next));
         let inst = self.inst(id)?;
@@ -1029,7 +1033,9 @@ impl RunMachine {
                             start_commit: launch.start_commit.clone(),
                         }));
                     }
-                    if self.stopping {
+                    // A budget reached while it was planted: it does not
+                    // start either (`resume` runs it).
+                    if self.stopping || self.record.budget_reached.is_some() {
                         self.release_slot(&id);
                         self.mark_interrupted(&id)?;
                         out.push(Action::Save);

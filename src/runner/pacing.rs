@@ -266,6 +266,15 @@ impl Pacer {
 }
 
 impl Pacer {
+    /// The attempt of `spec` the latest backoff was for (0: not recorded).
+    pub fn last_limited_attempt(&self, spec: &str) -> Option<u32> {
+        self.backoffs
+            .iter()
+            .rev()
+            .find(|b| b.spec == spec)
+            .map(|b| b.attempt)
+    }
+
     /// Attempt `attempt` of `spec` ended rate-limited at `now_ms`: as
     /// [`Pacer::rate_limited`], recording the attempt with the backoff.
     /// The same attempt reported again (a resumed run judging an exit the

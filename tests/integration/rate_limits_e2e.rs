@@ -224,6 +224,19 @@ fn eight_specs_through_a_rate_limiting_server_all_merge_without_a_failure() {
     let files = repo.git(&["ls-tree", "-r", "--name-only", "roadmap", "out"]);
     assert_eq!(files.lines().count(), 8, "{files}");
 
+    // So does the run's HTML report.
+    let report = stderr(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("report: ").map(str::to_string))
+        .expect("the run names its report");
+    let html = std::fs::read_to_string(&report).expect("report");
+    let pacing = html
+        .split("<ul class=\"pacing\" id=\"pacing\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</ul>").next())
+        .expect("a pacing section");
+    assert_eq!(pacing.matches(" waited ").count(), 4, "{pacing}");
+
     // `status` shows the limit and every backoff.
     let status = repo.treefarm().arg("status").output().expect("status");
     let text = String::from_utf8_lossy(&status.stdout);
@@ -297,4 +310,39 @@ fn a_budget_stop_leaves_the_rest_pending_and_resume_with_a_larger_budget_finishe
     assert_eq!(server.main_requests().len(), 4);
     let files = repo.git(&["ls-tree", "-r", "--name-only", "roadmap", "out"]);
     assert_eq!(files.lines().count(), 4, "{files}");
+}
+
+/// A provider that never stops refusing: past `agent.rate_limit.max_waits`
+/// the spec fails, and its reason names the limit and the last signal.
+#[test]
+fn past_max_waits_a_spec_fails_naming_the_limit_and_the_signal() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut script = script(Value::Null);
+    script["always_error"] = json!({"status": 529});
+    let server = ModelServer::start(&tmp.path().join("server"), &script);
+    let repo = repo(
+        1,
+        &server,
+        "  rate_limit:\n    max_backoff: 50ms\n    max_waits: 2\n",
+        "",
+    );
+    let out = repo
+        .treefarm()
+        .args(["run", "--json"])
+        .output()
+        .expect("run");
+    assert_eq!(code(&out), 1, "stderr:\n{}", stderr(&out));
+    let events = t1_events(&out);
+    assert_eq!(t1_of(&events, "rate_limited", None).len(), 2);
+    assert_eq!(
+        server.main_requests().len(),
+        3,
+        "two waits, then it gave up"
+    );
+    let failed = t1_of(&events, "failed", Some("001"));
+    let reason = failed[0]["reason"].as_str().expect("reason");
+    assert!(
+        reason.starts_with("overloaded after 2 rate-limit wait(s) (agent.rate_limit.max_waits = 2): API Error: 529"),
+        "{reason}"
+    );
 }

@@ -712,6 +712,38 @@ mod tests {
         }
     }
 
+    /// `resume` judging attempts from exit files: the retries left count
+    /// the rate-limited attempts as none, the judged one included once.
+    #[test]
+    fn resume_gives_a_rate_limited_spec_back_its_retries() {
+        use crate::runner::machine::Found;
+        let mut m = machine(&["a", "b"], 2, pacing(2, 0, 3), Budget::default());
+        start_at(&mut m, 0);
+        m.inst("a").expect("a").attempt = 1;
+        rate_limited(&mut m, "a", 1, None, 10);
+        let record = m.record.clone();
+        let mut resumed = machine_from(record, 2, pacing(2, 0, 3), Budget::default());
+        let found = |attempt| Found {
+            slot: 0,
+            start_commit: "c0".into(),
+            exited: Some(1),
+            seen_attempt: Some(attempt),
+            ..Found::default()
+        };
+        // Its exit file is the rate-limited attempt 1: judged again with the
+        // task's own bound (1 + retries), as no earlier wait is to give back;
+        // classified again, it keeps its retry.
+        let (launch, _) = resumed.resume_out("a", found(1), 100).expect("resume");
+        assert_eq!((launch.attempt, launch.retries_left), (1, None));
+        // A later attempt 2 failed for real: attempt 1's wait is given back.
+        resumed.inst("a").expect("a").attempt = 2;
+        let (launch, _) = resumed.resume_out("a", found(2), 100).expect("resume");
+        assert_eq!((launch.attempt, launch.retries_left), (2, Some(1)));
+        // Never rate-limited: the resume decides as before.
+        let (launch, _) = resumed.resume_out("b", found(1), 100).expect("resume");
+        assert_eq!(launch.retries_left, None);
+    }
+
     #[test]
     fn the_same_rate_limited_attempt_judged_again_on_resume_keeps_its_backoff() {
         let mut m = machine(&["a", "b"], 2, pacing(2, 0, 3), Budget::default());
