@@ -695,6 +695,18 @@ fn real_rate_limits_are_detected() {
 #[test]
 #[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
 fn real_claude_code_through_rate_limits_merges_eight_specs() {
+    paced_for_real(None);
+    if let Some(user) = std::env::var("TREEFARM_REAL_AGENTS_USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        paced_for_real(Some(&user));
+    }
+}
+
+/// One run of [`real_claude_code_through_rate_limits_merges_eight_specs`],
+/// as the current user or as `user`.
+fn paced_for_real(user: Option<&str>) {
     let tmp = tempfile::Builder::new()
         .prefix("treefarm-real-paced-")
         .tempdir()
@@ -747,9 +759,23 @@ fn real_claude_code_through_rate_limits_merges_eight_specs() {
         ],
     );
     let env = run_env(&home, &server);
-    let out = Command::new(env!("CARGO_BIN_EXE_treefarm"))
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
+    let treefarm = env!("CARGO_BIN_EXE_treefarm");
+    let mut cmd = match user {
+        None => {
+            let mut c = Command::new(treefarm);
+            c.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+            c
+        }
+        Some(user) => {
+            sh(Command::new("chown").args(["-R", user]).arg(tmp.path()));
+            let mut c = Command::new("runuser");
+            c.args(["-u", user, "--", "env", "-i"])
+                .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+                .arg(treefarm);
+            c
+        }
+    };
+    let out = cmd
         .args(["run", "--json", "--instances", "4"])
         .current_dir(&repo)
         .output()
@@ -769,7 +795,10 @@ fn real_claude_code_through_rate_limits_merges_eight_specs() {
             )
         })
         .collect();
-    let ctx = format!("{stderr}\n{logs}");
+    let ctx = format!(
+        "as {}:\n{stderr}\n{logs}",
+        user.unwrap_or("the current user")
+    );
     assert_eq!(out.status.code(), Some(0), "treefarm run failed\n{ctx}");
     let summary = of("summary").pop().expect("summary").clone();
     assert_eq!(
@@ -789,7 +818,8 @@ fn real_claude_code_through_rate_limits_merges_eight_specs() {
         .collect();
     assert_eq!(limits.first(), Some(&2), "{limits:?}");
     eprintln!(
-        "claude-code through rate limits: {} rate-limited attempt(s), concurrency limits {limits:?}",
+        "claude-code through rate limits as {}: {} rate-limited attempt(s), concurrency limits {limits:?}",
+        user.unwrap_or("the current user"),
         limited.len()
     );
     let last_drop = (1..limits.len())
