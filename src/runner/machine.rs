@@ -1384,7 +1384,12 @@ mod handle_tests {
     use InstanceState::*;
 
     /// `ids` in rank order; `deps`: (id, what it depends on).
-    fn machine(ids: &[&str], deps: &[(&str, &str)], slots: usize, policy: Policy) -> RunMachine {
+    pub(super) fn machine(
+        ids: &[&str],
+        deps: &[(&str, &str)],
+        slots: usize,
+        policy: Policy,
+    ) -> RunMachine {
         let record = RunRecord {
             run_id: "r".into(),
             state: RunState::Running,

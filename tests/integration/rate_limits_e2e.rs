@@ -196,24 +196,7 @@ fn eight_specs_through_a_rate_limiting_server_all_merge_without_a_failure() {
     assert_eq!(server.main_requests().len(), 8 + 4);
 
     // The window dropped (halved from 4) and grew again after its last drop.
-    let limits: Vec<u64> = t1_of(&events, "concurrency", None)
-        .iter()
-        .map(|e| {
-            assert_eq!(e["max"], 4, "{e}");
-            e["limit"].as_u64().expect("limit")
-        })
-        .collect();
-    assert_eq!(limits.first(), Some(&2), "{limits:?}");
-    let last_drop = (1..limits.len())
-        .rev()
-        .find(|&i| limits[i] < limits[i - 1])
-        .unwrap_or(0);
-    assert!(
-        limits[last_drop + 1..]
-            .iter()
-            .any(|l| *l > limits[last_drop]),
-        "recovered after the last drop: {limits:?}"
-    );
+    common::window_dropped_and_recovered(&events, 4);
 
     // The summary shows the backoffs, the limit and the usage.
     assert_eq!(s["backoffs"].as_array().map(Vec::len), Some(4), "{s}");

@@ -108,6 +108,46 @@ fn git(repo: &Path, home: &Path, args: &[&str]) -> String {
         .env_remove("GIT_WORK_TREE"))
 }
 
+/// Commits everything in `repo` as its base (a test identity, once).
+fn commit_base(repo: &Path, home: &Path) {
+    git(repo, home, &["add", "-A"]);
+    git(
+        repo,
+        home,
+        &[
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.org",
+            "commit",
+            "-q",
+            "-m",
+            "base",
+        ],
+    );
+}
+
+/// `treefarm` with only `env`: as the current user, or as `user` (after
+/// giving it `tmp`, where the repository and its home are).
+fn treefarm_as(env: &[(String, String)], user: Option<&str>, tmp: &Path) -> Command {
+    let treefarm = env!("CARGO_BIN_EXE_treefarm");
+    match user {
+        None => {
+            let mut c = Command::new(treefarm);
+            c.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+            c
+        }
+        Some(user) => {
+            sh(Command::new("chown").args(["-R", user]).arg(tmp));
+            let mut c = Command::new("runuser");
+            c.args(["-u", user, "--", "env", "-i"])
+                .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+                .arg(treefarm);
+            c
+        }
+    }
+}
+
 /// Every file under `dir` with its bytes, for a before/after comparison.
 fn tree_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -255,42 +295,13 @@ fn run_real(cli: &Cli, user: Option<&str>) {
         ),
     )
     .expect("config");
-    git(&repo, &home, &["add", "-A"]);
-    git(
-        &repo,
-        &home,
-        &[
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.org",
-            "commit",
-            "-q",
-            "-m",
-            "base",
-        ],
-    );
+    commit_base(&repo, &home);
     let base = git(&repo, &home, &["rev-parse", "HEAD"]).trim().to_string();
     let config_before = std::fs::read(repo.join(".git/config")).expect("config");
     let hooks_before = tree_bytes(&repo.join(".git/hooks"));
 
     let env = run_env(&home, &server);
-    let treefarm = env!("CARGO_BIN_EXE_treefarm");
-    let mut cmd = match user {
-        None => {
-            let mut c = Command::new(treefarm);
-            c.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
-            c
-        }
-        Some(user) => {
-            sh(Command::new("chown").args(["-R", user]).arg(tmp.path()));
-            let mut c = Command::new("runuser");
-            c.args(["-u", user, "--", "env", "-i"])
-                .args(env.iter().map(|(k, v)| format!("{k}={v}")))
-                .arg(treefarm);
-            c
-        }
-    };
+    let mut cmd = treefarm_as(&env, user, tmp.path());
     let out: Output = cmd
         .args(["run", "--instances", "2"])
         .current_dir(&repo)
@@ -604,21 +615,7 @@ fn rate_limited_for_real(cli: &Cli, error: Value, kind: treefarm::agents::RateLi
         ),
     )
     .expect("config");
-    git(&repo, &home, &["add", "-A"]);
-    git(
-        &repo,
-        &home,
-        &[
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.org",
-            "commit",
-            "-q",
-            "-m",
-            "base",
-        ],
-    );
+    commit_base(&repo, &home);
     let env = run_env(&home, &server);
     let treefarm = env!("CARGO_BIN_EXE_treefarm");
     let out = Command::new(treefarm)
@@ -743,38 +740,9 @@ fn paced_for_real(user: Option<&str>) {
          env: {CLAUDE_CODE_MAX_RETRIES: '0'}\n  rate_limit:\n    max_backoff: 2s\n    max_waits: 6\n",
     )
     .expect("config");
-    git(&repo, &home, &["add", "-A"]);
-    git(
-        &repo,
-        &home,
-        &[
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.org",
-            "commit",
-            "-q",
-            "-m",
-            "base",
-        ],
-    );
+    commit_base(&repo, &home);
     let env = run_env(&home, &server);
-    let treefarm = env!("CARGO_BIN_EXE_treefarm");
-    let mut cmd = match user {
-        None => {
-            let mut c = Command::new(treefarm);
-            c.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
-            c
-        }
-        Some(user) => {
-            sh(Command::new("chown").args(["-R", user]).arg(tmp.path()));
-            let mut c = Command::new("runuser");
-            c.args(["-u", user, "--", "env", "-i"])
-                .args(env.iter().map(|(k, v)| format!("{k}={v}")))
-                .arg(treefarm);
-            c
-        }
-    };
+    let mut cmd = treefarm_as(&env, user, tmp.path());
     let out = cmd
         .args(["run", "--json", "--instances", "4"])
         .current_dir(&repo)
@@ -812,25 +780,11 @@ fn paced_for_real(user: Option<&str>) {
     let limited = of("rate_limited");
     assert!(!limited.is_empty(), "no rate limit reached treefarm\n{ctx}");
     assert!(limited.len() <= 6, "{limited:?}");
-    let limits: Vec<u64> = of("concurrency")
-        .iter()
-        .filter_map(|e| e["limit"].as_u64())
-        .collect();
-    assert_eq!(limits.first(), Some(&2), "{limits:?}");
+    let limits = crate::common::window_dropped_and_recovered(&events, 4);
     eprintln!(
         "claude-code through rate limits as {}: {} rate-limited attempt(s), concurrency limits {limits:?}",
         user.unwrap_or("the current user"),
         limited.len()
-    );
-    let last_drop = (1..limits.len())
-        .rev()
-        .find(|&i| limits[i] < limits[i - 1])
-        .unwrap_or(0);
-    assert!(
-        limits[last_drop + 1..]
-            .iter()
-            .any(|l| *l > limits[last_drop]),
-        "{limits:?}"
     );
     assert_eq!(
         summary["backoffs"].as_array().map(Vec::len),

@@ -279,7 +279,6 @@ fn seed_of(run_id: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::time::Duration;
 
     use super::*;
@@ -289,58 +288,35 @@ mod tests {
     use crate::runner::instance::{InstanceMsg, Verdict, Work};
     use crate::runner::machine::Policy;
     use crate::runner::messages::{Input, LaneMsg};
-    use crate::schedule::{Node, Scheduler};
-    use crate::state::{InstanceRecord, RunRecord, RunState};
+    use crate::state::{RunRecord, RunState};
 
+    /// The machine of `handle_tests` (keeping merged worktrees, one
+    /// retry), paced by `policy` under `budget`.
     fn machine(ids: &[&str], slots: usize, policy: PacingPolicy, budget: Budget) -> RunMachine {
-        let record = RunRecord {
-            run_id: "r".into(),
-            state: RunState::Running,
-            instances: ids
-                .iter()
-                .map(|id| InstanceRecord {
-                    id: id.to_string(),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        };
-        machine_from(record, slots, policy, budget)
-    }
-
-    fn machine_from(
-        record: RunRecord,
-        slots: usize,
-        policy: PacingPolicy,
-        budget: Budget,
-    ) -> RunMachine {
-        let nodes: Vec<Node> = record
-            .instances
-            .iter()
-            .enumerate()
-            .map(|(order, i)| Node {
-                id: i.id.clone(),
-                priority: 1,
-                order,
-                depends_on: Vec::new(),
-            })
-            .collect();
-        let ranks: HashMap<_, _> = nodes
-            .iter()
-            .map(|n| (n.id.clone(), (n.priority, n.order)))
-            .collect();
-        let sched = Scheduler::new(nodes, &[], slots);
-        let mut m = RunMachine::new(
-            record,
-            sched,
+        let mut m = crate::runner::machine::handle_tests::machine(
+            ids,
+            &[],
             slots,
-            ranks,
             Policy {
                 keep: true,
                 retries: 1,
                 ..Default::default()
             },
         );
+        m.set_pacing(policy, budget);
+        m
+    }
+
+    /// As [`machine`], continuing from `record` (a resumed run's journal).
+    fn machine_from(
+        record: RunRecord,
+        slots: usize,
+        policy: PacingPolicy,
+        budget: Budget,
+    ) -> RunMachine {
+        let ids: Vec<&str> = record.instances.iter().map(|i| i.id.as_str()).collect();
+        let mut m = machine(&ids, slots, policy, Budget::default());
+        m.record = record;
         m.set_pacing(policy, budget);
         m
     }

@@ -822,3 +822,28 @@ pub fn wait_until(what: &str, done: impl FnMut() -> bool) {
 pub fn pid_alive(pid: u32) -> bool {
     !t1_pid_dead(pid)
 }
+
+/// The limits of a run's `concurrency` events (issue 15): each of `max`,
+/// the first a halving of `max` (the first rate limit), and the window grew
+/// again after its last drop. Returns the limits.
+pub fn window_dropped_and_recovered(events: &[serde_json::Value], max: u64) -> Vec<u64> {
+    let limits: Vec<u64> = t1_of(events, "concurrency", None)
+        .iter()
+        .map(|e| {
+            assert_eq!(e["max"], max, "{e}");
+            e["limit"].as_u64().expect("limit")
+        })
+        .collect();
+    assert_eq!(limits.first(), Some(&(max / 2)), "{limits:?}");
+    let last_drop = (1..limits.len())
+        .rev()
+        .find(|&i| limits[i] < limits[i - 1])
+        .unwrap_or(0);
+    assert!(
+        limits[last_drop + 1..]
+            .iter()
+            .any(|l| *l > limits[last_drop]),
+        "recovered after the last drop: {limits:?}"
+    );
+    limits
+}
