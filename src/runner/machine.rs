@@ -697,7 +697,6 @@ impl RunMachine {
                 "{name}: stopping agents gracefully (again to kill); worktrees are kept"
             )));
             self.stopping = true;
-            self.park_waiting(out);
             out.push(Action::Stop(Stop::Graceful));
         }
     }

@@ -329,3 +329,74 @@ fn past_max_waits_a_spec_fails_naming_the_limit_and_the_signal() {
         "{reason}"
     );
 }
+
+/// Ctrl-C while a spec waits out its backoff: the run stops at once (the
+/// spec is `interrupted`), and `resume` judges the rate-limited attempt
+/// again from its exit file: same backoff, no second wait counted, no retry
+/// used, and it merges.
+#[test]
+fn ctrl_c_during_a_backoff_then_resume_keeps_the_backoff_and_merges() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut script = script(Value::Null);
+    script["errors"] = json!([{"status": 429, "retry_after": 1}]);
+    let server = ModelServer::start(&tmp.path().join("server"), &script);
+    let repo = repo(1, &server, "  rate_limit:\n    max_backoff: 1s\n", "");
+    let mut child = repo
+        .treefarm()
+        .args(["run", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // Wait for the event itself, then interrupt.
+    let limited = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("\"event\":\"rate_limited\""))
+        .expect("a rate_limited event");
+    let limited: Value = serde_json::from_str(&limited).expect("JSON");
+    assert_eq!(limited["retry_after_ms"], 1000);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(1), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("\"event\":\"interrupted\"")),
+        "{rest:?}"
+    );
+    assert_eq!(server.main_requests().len(), 1, "nothing started again");
+
+    let out = repo
+        .treefarm()
+        .args(["resume", "--json"])
+        .output()
+        .expect("resume");
+    assert_eq!(code(&out), 0, "stderr:\n{}", stderr(&out));
+    let events = t1_events(&out);
+    assert!(
+        t1_of(&events, "rate_limited", None).is_empty(),
+        "{events:?}"
+    );
+    let s = summary(&events);
+    assert_eq!(s["merged"], json!(["001"]), "{s}");
+    assert_eq!(s["backoffs"].as_array().map(Vec::len), Some(1), "{s}");
+    // The next attempt waited out the journalled backoff.
+    let started = t1_of(&events, "started", Some("001"));
+    assert_eq!(started[0]["attempt"], 2, "{started:?}");
+    let resumed_at = started[0]["at_ms"].as_u64().expect("at_ms");
+    let due = limited["at_ms"].as_u64().expect("at_ms") + 1000;
+    assert!(
+        resumed_at >= due,
+        "started at {resumed_at}, backoff until {due}\n{}",
+        stderr(&out)
+    );
+    assert_eq!(server.main_requests().len(), 2);
+}

@@ -134,8 +134,11 @@ impl RunMachine {
         }
     }
 
-    /// Specs waiting out a backoff when the run stops starting agents
-    /// (Ctrl-C, budget): marked interrupted, so `resume` runs them again.
+    /// Specs waiting out a backoff when the budget stops new starts: marked
+    /// interrupted (they hold no merge back), so `resume` runs them again.
+    /// (A Ctrl-C leaves them as they are: their rate-limited exit and
+    /// `retry_at_ms` are in the journal, and `resume` judges that attempt
+    /// again and keeps its backoff.)
     pub(super) fn park_waiting(&mut self, out: &mut Vec<Action>) {
         let ids: Vec<String> = std::mem::take(&mut self.waiting).into_keys().collect();
         for id in ids {
@@ -238,9 +241,9 @@ impl RunMachine {
                     }));
                 }
                 self.window_changed(out, before);
-                let stopped = self.stopping || self.record.budget_reached.is_some();
+                let (stopping, budget) = (self.stopping, self.record.budget_reached.is_some());
                 let inst = self.inst(id)?;
-                if stopped {
+                if budget {
                     inst.interrupted = true;
                     inst.reason = Some(super::INTERRUPTED.into());
                 } else {
@@ -248,6 +251,8 @@ impl RunMachine {
                     if let Some(slot) = inst.slot {
                         self.free_slots.remove(&slot);
                     }
+                }
+                if !budget && !stopping {
                     self.waiting.insert(
                         id.to_string(),
                         Waiting {
