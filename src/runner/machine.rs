@@ -431,7 +431,9 @@ impl RunMachine {
         if self.stopping {
             return Ok(out);
         }
-        self.check_budget(&mut out);
+        if run {
+            self.check_budget(&mut out);
+        }
         let may_start = run && self.record.budget_reached.is_none();
         if may_start {
             self.relaunch_due(&mut out, now)?;
@@ -650,7 +652,7 @@ impl RunMachine {
     /// `resume`, with its event) when stopped or an instance is still out.
     /// `run`: not `treefarm merge`.
     pub fn finish(&mut self, run: bool, now: u64) -> Vec<Action> {
-        let interrupted = self.ends_interrupted(self.stopping || self.budget_left(), run);
+        let interrupted = self.ends_interrupted(self.stopping || run && self.budget_left(), run);
         self.record.state = if interrupted {
             RunState::Interrupted
         } else {
