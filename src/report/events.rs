@@ -16,6 +16,9 @@ pub enum AttemptResult {
     IdleTimeout,
     /// Stopped by Ctrl-C; `resume` runs the attempt again.
     Stopped,
+    /// The provider refused it (429, overloaded, quota): not a failure, no
+    /// retry used; a `rate_limited` event follows.
+    RateLimited,
 }
 
 impl AttemptResult {
@@ -26,6 +29,7 @@ impl AttemptResult {
             AttemptResult::TimedOut => "timed_out",
             AttemptResult::IdleTimeout => "idle_timeout",
             AttemptResult::Stopped => "stopped",
+            AttemptResult::RateLimited => "rate_limited",
         }
     }
 }

@@ -176,10 +176,10 @@ impl Reporter for HumanReporter {
                 ..
             } => {
                 let code = exit_code.map(|c| format!(", exit {c}")).unwrap_or_default();
-                let color = if *result == AttemptResult::Succeeded {
-                    "32"
-                } else {
-                    "31"
+                let color = match result {
+                    AttemptResult::Succeeded => "32",
+                    AttemptResult::RateLimited => "33",
+                    _ => "31",
                 };
                 self.line(
                     id,

@@ -31,6 +31,9 @@ pub enum InstanceMsg {
         attempt: u32,
         end: AgentEnd,
         elapsed_ms: u64,
+        /// Its exit and log tail say the provider refused it (a non-zero
+        /// exit; see `Verdict::RateLimited`).
+        rate_limited: bool,
     },
     /// Something to report that fails nothing (e.g. the agent changed the
     /// shared git config).
@@ -206,6 +209,8 @@ pub async fn run_instance(
     let mut log_from = 0;
     let rules = opts.rate_limit.rules().unwrap_or_default();
     let mut rate_limited = None;
+    // The last attempt's classification, when made as it exited.
+    let mut limited: Option<crate::agents::RateLimited> = None;
     let mut attempts_run = 0;
     loop {
         if matches!(last, Some(AgentEnd::Exited(0))) {
@@ -224,7 +229,11 @@ pub async fn run_instance(
         // the backoff and the pace; it uses no retry.
         if let Some(AgentEnd::Exited(code)) = last {
             if *stop.borrow() == Stop::Run {
-                if let Some(cause) = classify_attempt(&opts, &rules, &job, code, log_from) {
+                let cause = match limited.take() {
+                    Some(cause) => Some(cause),
+                    None => classify_attempt(&opts, &rules, &job, code, log_from),
+                };
+                if let Some(cause) = cause {
                     rate_limited = Some((attempt - 1, cause));
                     break;
                 }
@@ -284,10 +293,19 @@ pub async fn run_instance(
             send(InstanceMsg::Warning(warning));
         }
         let _ = forward.await;
+        // Classified now for the `exited` event; an exit 0 only once it is
+        // known to have left nothing (below).
+        limited = match end {
+            AgentEnd::Exited(code) if code != 0 && *stop.borrow() == Stop::Run => {
+                classify_attempt(&opts, &rules, &job, code, log_from)
+            }
+            _ => None,
+        };
         send(InstanceMsg::Exited {
             attempt,
             end: end.clone(),
             elapsed_ms: begun.elapsed().as_millis() as u64,
+            rate_limited: limited.is_some(),
         });
         crate::state::crash_point("after-exit");
         if let Some(usage) = crate::agents::read_usage(&dir.instance_dir(&id)) {

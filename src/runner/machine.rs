@@ -786,8 +786,14 @@ impl RunMachine {
                 attempt,
                 end,
                 elapsed_ms,
+                rate_limited,
             } => {
                 let (result, code) = attempt_result(&end);
+                let result = if rate_limited {
+                    AttemptResult::RateLimited
+                } else {
+                    result
+                };
                 let inst = self.inst(&id)?;
                 inst.exit_code = code;
                 inst.pid = None;
@@ -1903,6 +1909,7 @@ mod handle_tests {
                 attempt: 1,
                 end: AgentEnd::Exited(0),
                 elapsed_ms: 3,
+                rate_limited: false,
             },
             13,
         );
@@ -1969,6 +1976,7 @@ mod handle_tests {
                 attempt: 1,
                 end: AgentEnd::Stopped,
                 elapsed_ms: 1,
+                rate_limited: false,
             },
             7,
         );

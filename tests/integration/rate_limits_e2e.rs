@@ -156,6 +156,12 @@ fn eight_specs_through_a_rate_limiting_server_all_merge_without_a_failure() {
     // The four refusals were four rate-limited attempts, each of the
     // expected kind, each backed off (capped by max_backoff) and retried.
     let limited = t1_of(&events, "rate_limited", None);
+    assert!(
+        t1_of(&events, "exited", None)
+            .iter()
+            .all(|x| x["result"] == "succeeded" || x["result"] == "rate_limited"),
+        "no attempt failed: {events:?}"
+    );
     let kinds: Vec<&str> = limited.iter().filter_map(|e| e["kind"].as_str()).collect();
     let mut sorted = kinds.clone();
     sorted.sort();
@@ -183,8 +189,17 @@ fn eight_specs_through_a_rate_limiting_server_all_merge_without_a_failure() {
                 .is_some_and(|s| s.starts_with("API Error: ")),
             "{e}"
         );
-        // The spec started again: a later attempt of it exited 0.
         let id = e["id"].as_str().expect("id");
+        // Its `exited` event says so: not a failed attempt.
+        assert!(
+            t1_of(&events, "exited", Some(id))
+                .iter()
+                .any(|x| x["attempt"] == e["attempt"]
+                    && x["result"] == "rate_limited"
+                    && x["exit_code"] == 1),
+            "{e}"
+        );
+        // The spec started again: a later attempt of it exited 0.
         let attempt = e["attempt"].as_u64().expect("attempt");
         assert!(
             t1_of(&events, "exited", Some(id))

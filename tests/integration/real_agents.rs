@@ -775,6 +775,13 @@ fn paced_for_real(user: Option<&str>) {
         "{summary}\n{ctx}"
     );
     assert!(of("failed").is_empty(), "{ctx}");
+    assert!(
+        of("exited")
+            .iter()
+            .all(|x| x["result"] == "succeeded" || x["result"] == "rate_limited"),
+        "no attempt failed: {:?}\n{ctx}",
+        of("exited")
+    );
     // The refusals reached treefarm as rate-limited attempts, which backed
     // off and halved the window; it grew again afterwards.
     let limited = of("rate_limited");
