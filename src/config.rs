@@ -771,6 +771,16 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// `--max-cost`: an amount of US dollars (`5`, `2.50`, `$2.50`).
+pub fn parse_cost(v: &str) -> Result<f64, String> {
+    let cost: f64 =
+        v.trim().trim_start_matches('$').parse().map_err(|_| {
+            format!("expected an amount of US dollars, e.g. `5` or `2.50`, not `{v}`")
+        })?;
+    check_cost(cost)?;
+    Ok(cost)
+}
+
 /// A budget in dollars must be a finite amount, not negative.
 fn check_cost(cost: f64) -> Result<(), String> {
     if cost.is_finite() && cost >= 0.0 {

@@ -174,12 +174,19 @@ impl Scheduler {
     /// possible with a dependency cycle, which spec validation rejects), the
     /// remaining specs are skipped so that the run ends.
     pub fn start_ready(&mut self) -> Vec<String> {
+        self.start_ready_up_to(usize::MAX)
+    }
+
+    /// As [`Scheduler::start_ready`], starting at most `max` (the runner's
+    /// concurrency window and start interval may allow fewer than the free
+    /// slots).
+    pub fn start_ready_up_to(&mut self, max: usize) -> Vec<String> {
         let mut started = Vec::new();
-        if self.running < self.slots && !self.ready.is_empty() {
+        if self.running < self.slots && !self.ready.is_empty() && max > 0 {
             self.pass += 1;
             let mut chosen = Vec::new();
             for &(_, _, i) in &self.ready {
-                if self.running + chosen.len() >= self.slots {
+                if self.running + chosen.len() >= self.slots || chosen.len() >= max {
                     break;
                 }
                 if self.active_neighbours[i] > 0 {
@@ -276,6 +283,11 @@ impl Scheduler {
     /// were skipped.
     pub fn take_skipped(&mut self) -> Vec<(String, String)> {
         std::mem::take(&mut self.skipped)
+    }
+
+    /// Some spec could start if a slot were free.
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
     }
 
     /// Nothing is pending, running or awaiting settle.

@@ -136,6 +136,14 @@ pub enum Command {
         /// was started, or TREEFARM_ISOLATION).
         #[arg(long, value_name = "MODE", value_parser = crate::config::IsolationMode::parse)]
         isolation: Option<crate::config::IsolationMode>,
+        /// The budget from here on, in US dollars spent by the run's agents
+        /// over all its resumes (default: config `run.max_cost`).
+        #[arg(long, value_name = "USD", value_parser = crate::config::parse_cost)]
+        max_cost: Option<f64>,
+        /// The budget from here on, in tokens used by the run's agents over
+        /// all its resumes (default: config `run.max_tokens`).
+        #[arg(long, value_name = "N")]
+        max_tokens: Option<u64>,
     },
     /// The whole cycle on a throwaway repository with the bundled scripted agent.
     Demo {
@@ -229,4 +237,12 @@ pub struct RunArgs {
     /// (or refuse to run) or off (default: config `isolation`, auto).
     #[arg(long, value_name = "MODE", value_parser = crate::config::IsolationMode::parse)]
     pub isolation: Option<crate::config::IsolationMode>,
+    /// Stop starting agents once the run's agents cost this many US dollars
+    /// (default: config `run.max_cost`).
+    #[arg(long, value_name = "USD", value_parser = crate::config::parse_cost)]
+    pub max_cost: Option<f64>,
+    /// Stop starting agents once the run's agents used this many tokens
+    /// (default: config `run.max_tokens`).
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u64>,
 }

@@ -87,6 +87,8 @@ pub fn demo(keep: bool, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         gate: None,
         json: false,
         isolation: None,
+        max_cost: None,
+        max_tokens: None,
     };
     let code = crate::cli::run::run(Ctx::load(&root, None)?, &args, false)?;
 

@@ -119,9 +119,15 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             run_id,
             json,
             isolation,
+            max_cost,
+            max_tokens,
         } => {
             let ctx = Ctx::load(&start, cli.config.as_deref())?;
-            run::resume(ctx, run_id.as_deref(), *json, cli.quiet, *isolation)
+            let budget = run::BudgetFlags {
+                max_cost: *max_cost,
+                max_tokens: *max_tokens,
+            };
+            run::resume(ctx, run_id.as_deref(), *json, cli.quiet, *isolation, budget)
         }
         Command::Prune {
             dry_run,

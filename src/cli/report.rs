@@ -271,5 +271,6 @@ fn assemble(
         timeline: Some(timeline),
         graph,
         specs,
+        pacing: crate::report::human::pacing_lines(record),
     }
 }

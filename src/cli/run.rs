@@ -265,6 +265,14 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
             ctx.repo.configured_identity(),
         )),
         allow_unchanged: cfg.agent.allow_unchanged,
+        agent_preset: cfg
+            .agent
+            .preset
+            .clone()
+            .filter(|_| args.agent.is_none() && cfg.agent.command.is_none()),
+        rate_limit: cfg.agent.rate_limit.clone(),
+        start_interval_ms: u64::try_from(cfg.agent.start_interval.as_millis()).unwrap_or(u64::MAX),
+        budget: budget_from(cfg.run.budget(), args.max_cost, args.max_tokens),
     };
     let record = RunRecord {
         run_id: run_id.clone(),
@@ -289,6 +297,7 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
                 ..InstanceRecord::default()
             })
             .collect(),
+        ..RunRecord::default()
     };
     dir.write_state(&record)?;
     let mut reporter = reporters(args.json, quiet);
@@ -503,12 +512,33 @@ fn isolation(
     Ok(active)
 }
 
+/// The budget a coordinator enforces: `--max-cost` / `--max-tokens` over
+/// the config's `run.max_cost` / `run.max_tokens`.
+fn budget_from(
+    config: crate::runner::Budget,
+    max_cost: Option<f64>,
+    max_tokens: Option<u64>,
+) -> crate::runner::Budget {
+    crate::runner::Budget {
+        max_cost: max_cost.or(config.max_cost),
+        max_tokens: max_tokens.or(config.max_tokens),
+    }
+}
+
+/// `--max-cost` and `--max-tokens` of `run` and `resume`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BudgetFlags {
+    pub max_cost: Option<f64>,
+    pub max_tokens: Option<u64>,
+}
+
 pub fn resume(
     ctx: Ctx,
     run_id: Option<&str>,
     json: bool,
     quiet: bool,
     isolation_flag: Option<crate::config::IsolationMode>,
+    budget: BudgetFlags,
 ) -> anyhow::Result<ExitCode> {
     let Some((dir, record, mut opts)) = load_run(&ctx, run_id, true)? else {
         // A coordinator killed before its first journal write started
@@ -538,6 +568,11 @@ pub fn resume(
             .map_err(|e| InputError::new(format!("TREEFARM_ISOLATION: {e}")))?;
     }
     opts.isolation_active = isolation(&opts.isolation, quiet || json)?;
+    // The budget is not frozen with the run: the flags, else the current
+    // config (`run.max_cost`, `run.max_tokens`, TREEFARM_RUN_MAX_*), decide
+    // it, so a run its budget stopped goes on with a larger one. What was
+    // spent is in the journal and counts.
+    opts.budget = budget_from(ctx.config.run.budget(), budget.max_cost, budget.max_tokens);
     let state = StateDir::new(ctx.repo.common_dir());
     let _lock = lock(&state, &record.run_id)?;
     eprintln!("treefarm: resuming run {}", record.run_id);

@@ -16,6 +16,9 @@ pub enum AttemptResult {
     IdleTimeout,
     /// Stopped by Ctrl-C; `resume` runs the attempt again.
     Stopped,
+    /// The provider refused it (429, overloaded, quota): not a failure, no
+    /// retry used; a `rate_limited` event follows.
+    RateLimited,
 }
 
 impl AttemptResult {
@@ -26,6 +29,7 @@ impl AttemptResult {
             AttemptResult::TimedOut => "timed_out",
             AttemptResult::IdleTimeout => "idle_timeout",
             AttemptResult::Stopped => "stopped",
+            AttemptResult::RateLimited => "rate_limited",
         }
     }
 }
@@ -128,6 +132,41 @@ pub enum Event {
         message: String,
     },
     Summary(Box<Summary>),
+    /// An attempt was rate-limited (its exit and log tail matched a signal):
+    /// it used no retry; the spec starts again in its worktree after
+    /// `backoff_ms` (its `wait`-th rate-limit wait), or fails past
+    /// `agent.rate_limit.max_waits`.
+    RateLimited {
+        id: String,
+        attempt: u32,
+        kind: crate::agents::RateLimitKind,
+        /// The log line (or `exit code N`) that said so.
+        signal: String,
+        /// The wait the log asked for (`retry-after`), if it said.
+        retry_after_ms: Option<u64>,
+        backoff_ms: u64,
+        wait: u32,
+    },
+    /// How many agents may run at once changed (halved by a rate limit,
+    /// grown by one by a clean finish, up to `max`: `instances`).
+    Concurrency {
+        limit: usize,
+        max: usize,
+    },
+    /// What a spec's agent spent so far (its wrapper's `usage.json`).
+    Usage {
+        id: String,
+        usage: crate::agents::Usage,
+    },
+    /// `run.max_cost` or `run.max_tokens` is reached: no new agent starts,
+    /// running ones finish; the rest stay pending for `resume`.
+    BudgetReached {
+        /// `cost` or `tokens`.
+        budget: String,
+        limit: f64,
+        spent: f64,
+        message: String,
+    },
 }
 
 /// The last event of a run, also written to `summary.json`.
@@ -151,6 +190,21 @@ pub struct Summary {
     /// Why each instance that did not merge ended as it did, with the full
     /// cause chain (`id -> reason`). Boxed: it keeps [`Event`] small.
     pub reasons: Box<std::collections::BTreeMap<String, String>>,
+    /// `{"total": {...}, "per_spec": {...}}` from the agents' `usage.json`
+    /// (over every resume of the run); `null` when none reported.
+    pub usage: serde_json::Value,
+    /// The concurrency limit as the run ended, and its maximum.
+    pub concurrency: Option<ConcurrencySummary>,
+    /// Every rate-limit backoff, oldest first.
+    pub backoffs: Vec<crate::runner::pacing::BackoffRecord>,
+    /// The budget that stopped new starts, if one did.
+    pub budget_reached: Option<crate::runner::BudgetReached>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConcurrencySummary {
+    pub limit: usize,
+    pub max: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -177,8 +231,14 @@ impl Event {
             | Event::Skipped { id, .. }
             | Event::Pruned { id }
             | Event::Kept { id, .. }
-            | Event::Warning { id, .. } => Some(id),
-            Event::RunStarted { .. } | Event::Interrupted { .. } | Event::Summary(_) => None,
+            | Event::Warning { id, .. }
+            | Event::RateLimited { id, .. }
+            | Event::Usage { id, .. } => Some(id),
+            Event::RunStarted { .. }
+            | Event::Interrupted { .. }
+            | Event::Summary(_)
+            | Event::Concurrency { .. }
+            | Event::BudgetReached { .. } => None,
         }
     }
 

@@ -57,6 +57,10 @@ pub struct RunReport {
     pub timeline: Option<Timeline>,
     pub graph: Graph,
     pub specs: Vec<SpecDetail>,
+    /// Rate limits and budgets: the budget that stopped the run, the
+    /// concurrency limit and every backoff, one line each (see
+    /// `human::pacing_lines`); empty when nothing was paced.
+    pub pacing: Vec<String>,
 }
 
 /// Text or attribute content with markup characters escaped.
@@ -249,7 +253,15 @@ fn header(h: &mut String, r: &RunReport) {
     if cost > 0.0 {
         total("cost", "cost", format!("${cost:.2}"));
     }
-    h.push_str("</ul>\n</header>\n");
+    h.push_str("</ul>\n");
+    if !r.pacing.is_empty() {
+        h.push_str("<ul class=\"pacing\" id=\"pacing\">\n");
+        for line in &r.pacing {
+            let _ = writeln!(h, "<li>{}</li>", esc(line.trim()));
+        }
+        h.push_str("</ul>\n");
+    }
+    h.push_str("</header>\n");
 }
 
 /// Outcomes whose branch and worktree treefarm keeps for a person to look at.

@@ -176,10 +176,10 @@ impl Reporter for HumanReporter {
                 ..
             } => {
                 let code = exit_code.map(|c| format!(", exit {c}")).unwrap_or_default();
-                let color = if *result == AttemptResult::Succeeded {
-                    "32"
-                } else {
-                    "31"
+                let color = match result {
+                    AttemptResult::Succeeded => "32",
+                    AttemptResult::RateLimited => "33",
+                    _ => "31",
                 };
                 self.line(
                     id,
@@ -268,6 +268,33 @@ impl Reporter for HumanReporter {
                 );
             }
             Event::Summary(_) => {}
+            Event::RateLimited {
+                id,
+                attempt,
+                kind,
+                signal,
+                backoff_ms,
+                wait,
+                ..
+            } => self.line(
+                id,
+                "rate limit",
+                "33",
+                &format!(
+                    "attempt {attempt} {}: {signal}; starts again in {} (wait {wait}, no retry used)",
+                    kind.as_str(),
+                    format_duration(*backoff_ms)
+                ),
+            ),
+            Event::Concurrency { limit, max } => {
+                self.erase_live();
+                let _ = writeln!(self.out, "treefarm: concurrency limit now {limit} of {max}");
+            }
+            Event::Usage { .. } => {}
+            Event::BudgetReached { message, .. } => {
+                self.erase_live();
+                let _ = writeln!(self.out, "treefarm: {message}");
+            }
         }
         let _ = self.out.flush();
     }
@@ -367,8 +394,47 @@ impl Reporter for HumanReporter {
                 let _ = writeln!(self.out, "{line}");
             }
         }
+        for line in pacing_lines(run) {
+            let _ = writeln!(self.out, "{line}");
+        }
         let _ = self.out.flush();
     }
+}
+
+/// What pacing did in a run, for the end of its table and `status`: the
+/// budget that stopped it, the concurrency limit and every backoff.
+pub fn pacing_lines(run: &RunRecord) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(reached) = &run.budget_reached {
+        lines.push(format!(
+            "budget: {reached}; the rest stays pending for `treefarm resume` with a larger budget"
+        ));
+    }
+    let Some(pacing) = &run.pacing else {
+        return lines;
+    };
+    if pacing.backoffs.is_empty() && pacing.window.limit() == pacing.window.max() {
+        return lines;
+    }
+    lines.push(format!(
+        "concurrency limit {} of {}; {} rate-limit backoff(s)",
+        pacing.window.limit(),
+        pacing.window.max(),
+        pacing.backoffs.len()
+    ));
+    for b in &pacing.backoffs {
+        lines.push(format!(
+            "  {} attempt {}: {} ({}), waited {} (wait {}), limit {}",
+            b.spec,
+            b.attempt,
+            b.cause.kind.as_str(),
+            b.cause.evidence,
+            format_duration(b.delay_ms),
+            b.wait,
+            b.limit
+        ));
+    }
+    lines
 }
 
 /// The lines of the live block, at most `max_lines` (at least 1): running
@@ -395,7 +461,13 @@ pub fn live_block(run: &RunRecord, now_ms: u64, max_lines: usize) -> Vec<String>
                 .progress
                 .map(|p| format!("{p:>3}%"))
                 .unwrap_or_else(|| "    ".into());
-            let message = inst.message.clone().unwrap_or_default();
+            let message = match inst.retry_at_ms {
+                Some(at) => format!(
+                    "rate-limited: starts again in {}",
+                    format_duration(at.saturating_sub(now_ms))
+                ),
+                None => inst.message.clone().unwrap_or_default(),
+            };
             format!(
                 "  {:<8} {:<11} {:>7} {progress} attempt {} {}",
                 inst.id,
@@ -447,6 +519,20 @@ pub fn live_block(run: &RunRecord, now_ms: u64, max_lines: usize) -> Vec<String>
         .count();
     if waiting > 0 {
         summary.push(format!("  {waiting} waiting"));
+    }
+    if let Some(pacing) = &run.pacing {
+        let backing_off = run
+            .instances
+            .iter()
+            .filter(|i| i.retry_at_ms.is_some())
+            .count();
+        if pacing.window.limit() < pacing.window.max() || backing_off > 0 {
+            summary.push(format!(
+                "  concurrency limit {} of {}, {backing_off} backing off",
+                pacing.window.limit(),
+                pacing.window.max()
+            ));
+        }
     }
     // Counts win over individual lines: they stand for everything.
     let max_lines = max_lines.max(1);
@@ -506,6 +592,51 @@ mod tests {
             instances,
             ..RunRecord::default()
         }
+    }
+
+    #[test]
+    fn live_view_status_and_summary_show_the_limit_and_every_backoff() {
+        use crate::agents::{RateLimitKind, RateLimited};
+        use crate::runner::pacing::{Pacer, PacingPolicy};
+        let mut run = run_with(&[(InstanceState::Running, 2), (InstanceState::Pending, 1)]);
+        let mut pacer = Pacer::new(
+            PacingPolicy {
+                instances: 4,
+                start_interval: Duration::ZERO,
+                max_backoff: Duration::from_secs(60),
+                max_waits: 5,
+            },
+            1,
+        );
+        let cause = RateLimited {
+            kind: RateLimitKind::Overloaded,
+            evidence: "API Error: 529 overloaded_error".into(),
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        pacer.rate_limited_attempt("000", 1, cause, 1_000);
+        run.pacing = Some(pacer);
+        run.instances[0].retry_at_ms = Some(3_000);
+        let live = live_block(&run, 1_000, 10).join("\n");
+        assert!(
+            live.contains("rate-limited: starts again in 2.0s"),
+            "{live}"
+        );
+        assert!(
+            live.contains("concurrency limit 2 of 4, 1 backing off"),
+            "{live}"
+        );
+        let lines = pacing_lines(&run);
+        assert_eq!(
+            lines[0],
+            "concurrency limit 2 of 4; 1 rate-limit backoff(s)"
+        );
+        assert!(
+            lines[1].contains("000 attempt 1: overloaded (API Error: 529 overloaded_error), waited 2.0s (wait 1), limit 2"),
+            "{lines:?}"
+        );
+        assert_eq!(lines.len(), 2);
+        // Nothing paced: nothing said.
+        assert!(pacing_lines(&run_with(&[(InstanceState::Merged, 1)])).is_empty());
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub fn status_json(run: &RunRecord, now_ms: u64) -> Value {
                 "tip": i.tip,
                 "merged_commit": i.merged_commit,
                 "log_path": i.log_path,
+                "retry_at_ms": i.retry_at_ms,
+                "usage": run.spending.per_spec.get(&i.id),
             })
         })
         .collect();
@@ -60,6 +62,12 @@ pub fn status_json(run: &RunRecord, now_ms: u64) -> Value {
         "finished_at_ms": run.finished_at_ms,
         "no_merge": run.no_merge(),
         "instances": instances,
+        "concurrency": run.pacing.as_ref().map(|p| json!({
+            "limit": p.window.limit(),
+            "max": p.window.max(),
+        })),
+        "backoffs": run.pacing.as_ref().map(|p| p.backoffs.clone()).unwrap_or_default(),
+        "budget_reached": run.budget_reached,
     })
 }
 
@@ -150,6 +158,9 @@ pub fn write_status_human(
         }
     }
 
+    for line in crate::report::human::pacing_lines(run) {
+        writeln!(out, "{line}")?;
+    }
     if state == RunState::Interrupted {
         writeln!(
             out,
@@ -214,6 +225,9 @@ fn notes(coordinator_alive: bool, i: &InstanceRecord) -> String {
     }
     if let Some(code) = i.exit_code.filter(|c| *c != 0) {
         parts.push(format!("exit code {code}"));
+    }
+    if let Some(at) = i.retry_at_ms {
+        parts.push(format!("rate-limited: waits until {}", format_time(at)));
     }
     if !i.conflict_paths.is_empty() {
         parts.push(format!("conflicts: {}", i.conflict_paths.join(", ")));

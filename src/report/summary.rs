@@ -41,5 +41,20 @@ pub fn summarize(
             s.reasons.insert(inst.id.clone(), reason.clone());
         }
     }
+    let per_spec: Vec<_> = record
+        .spending
+        .per_spec
+        .iter()
+        .map(|(id, u)| (id.clone(), u.clone()))
+        .collect();
+    s.usage = crate::report::usage::usage_json(&per_spec);
+    if let Some(pacing) = &record.pacing {
+        s.concurrency = Some(crate::report::events::ConcurrencySummary {
+            limit: pacing.window.limit(),
+            max: pacing.window.max(),
+        });
+        s.backoffs = pacing.backoffs.clone();
+    }
+    s.budget_reached = record.budget_reached.clone();
     s
 }

@@ -57,16 +57,18 @@ impl<'r> Dispatcher<'r> {
             .map(|s| (s.id.clone(), (s.priority, s.order)))
             .collect();
         let journal = Journal::new(dir.clone());
+        let mut m = RunMachine::new(
+            record,
+            sched,
+            opts.instances,
+            ranks,
+            Policy::from_options(&opts),
+        );
+        m.set_pacing(opts.pacing_policy(), opts.budget);
         Dispatcher {
             opts: opts.clone(),
             dir,
-            m: RunMachine::new(
-                record,
-                sched,
-                opts.instances,
-                ranks,
-                Policy::from_options(&opts),
-            ),
+            m,
             reporter,
             mode,
             tx,
@@ -149,6 +151,10 @@ impl<'r> Dispatcher<'r> {
             if self.m.is_over(self.mode == Mode::MergeOnly) {
                 break;
             }
+            // A backoff ending or the start interval passing wakes the loop
+            // (no polling: nothing else would).
+            let deadline = self.m.next_deadline(now_ms());
+            let wait = Duration::from_millis(deadline.unwrap_or(0).saturating_sub(now_ms()));
             let input = tokio::select! {
                 Some((id, msg)) = self.inst_rx.recv() => Input::Instance(id, msg),
                 Some(msg) = self.rx.recv() => Input::Lane(msg),
@@ -156,6 +162,7 @@ impl<'r> Dispatcher<'r> {
                 _ = sigterm.recv() => Input::Signal("terminate"),
                 _ = sighup.recv() => Input::Signal("hangup"),
                 _ = tick.tick() => Input::Tick,
+                _ = tokio::time::sleep(wait), if deadline.is_some() => Input::Wake,
             };
             self.handle(input)?;
             // Whatever else has arrived meanwhile joins this turn's journal

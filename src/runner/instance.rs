@@ -32,11 +32,17 @@ pub enum InstanceMsg {
         attempt: u32,
         end: AgentEnd,
         elapsed_ms: u64,
+        /// Its exit and log tail say the provider refused it (a non-zero
+        /// exit; see `Verdict::RateLimited`).
+        rate_limited: bool,
     },
     /// Something to report that fails nothing (e.g. the agent changed the
     /// shared git config).
     Warning(String),
     Done(Verdict),
+    /// What the agent has spent so far: its wrapper's `usage.json`, read
+    /// after each attempt (it covers every attempt of the spec).
+    Usage(crate::agents::Usage),
 }
 
 /// How an instance ended, after retries, committing and auditing.
@@ -51,6 +57,14 @@ pub enum Verdict {
     },
     /// Stopped by Ctrl-C (or a dying coordinator): resumable.
     Stopped,
+    /// Attempt `attempt` was rate-limited (its exit and log tail matched a
+    /// signal): the machine decides the backoff. It used no retry;
+    /// `retries_left` are the retries still to use.
+    RateLimited {
+        attempt: u32,
+        cause: crate::agents::RateLimited,
+        retries_left: u32,
+    },
 }
 
 impl Verdict {
@@ -100,6 +114,9 @@ pub struct Launch {
     pub terminating: Option<(AgentEnd, u64)>,
     /// What is left of the re-attached attempt's timeout.
     pub timeout_left: Option<std::time::Duration>,
+    /// Set when the spec starts again after a rate-limited attempt: the
+    /// retries it has left (rate-limited attempts use none up).
+    pub retries_left: Option<u32>,
 }
 
 pub async fn run_instance(
@@ -178,14 +195,24 @@ pub async fn run_instance(
     // whose result was found on resume is one of them (a resume grants no
     // extra retries); an interrupted attempt run again from scratch does not
     // use up a retry.
-    let max_attempt = if launch.reattach.is_some() || last.is_some() {
-        (1 + opts.retries).max(launch.attempt)
-    } else {
-        launch.attempt.max(1) + opts.retries
+    // After a rate-limited attempt, the machine says what is left.
+    let max_attempt = match launch.retries_left {
+        Some(left) => launch.attempt.max(1) + left,
+        None if launch.reattach.is_some() || last.is_some() => {
+            (1 + opts.retries).max(launch.attempt)
+        }
+        None => launch.attempt.max(1) + opts.retries,
     };
     // An exit 0 that left no commit and no change (`unchanged`) counts as a
     // failed attempt unless `agent.allow_unchanged`.
     let mut unchanged = false;
+    // Where the attempt's own lines start in the (appended) log.
+    let mut log_from = 0;
+    let rules = opts.rate_limit.rules().unwrap_or_default();
+    let mut rate_limited = None;
+    // The last attempt's classification, when made as it exited.
+    let mut limited: Option<crate::agents::RateLimited> = None;
+    let mut attempts_run = 0;
     loop {
         if matches!(last, Some(AgentEnd::Exited(0))) {
             unchanged = !opts.allow_unchanged && {
@@ -197,6 +224,20 @@ pub async fn run_instance(
             };
             if !unchanged {
                 break;
+            }
+        }
+        // A rate-limited attempt goes back to the machine, which decides
+        // the backoff and the pace; it uses no retry.
+        if let Some(AgentEnd::Exited(code)) = last {
+            if *stop.borrow() == Stop::Run {
+                let cause = match limited.take() {
+                    Some(cause) => Some(cause),
+                    None => classify_attempt(&opts, &rules, &job, code, log_from),
+                };
+                if let Some(cause) = cause {
+                    rate_limited = Some((attempt - 1, cause));
+                    break;
+                }
             }
         }
         if last.is_some() {
@@ -214,6 +255,9 @@ pub async fn run_instance(
             }
         });
         let begun = Instant::now();
+        if reattach.is_none() {
+            log_from = std::fs::metadata(&job.log_path).map_or(0, |m| m.len());
+        }
         shared_git::agent_starting(&common_dir, &id);
         let end = match reattach.take() {
             Some((pid, start)) => match terminating.take() {
@@ -250,16 +294,44 @@ pub async fn run_instance(
             send(InstanceMsg::Warning(warning));
         }
         let _ = forward.await;
+        // Classified now for the `exited` event; an exit 0 only once it is
+        // known to have left nothing (below).
+        limited = match end {
+            AgentEnd::Exited(code) if code != 0 && *stop.borrow() == Stop::Run => {
+                classify_attempt(&opts, &rules, &job, code, log_from)
+            }
+            _ => None,
+        };
         send(InstanceMsg::Exited {
             attempt,
             end: end.clone(),
             elapsed_ms: begun.elapsed().as_millis() as u64,
+            rate_limited: limited.is_some(),
         });
         crate::state::crash_point("after-exit");
+        if let Some(usage) = crate::agents::read_usage(&dir.instance_dir(&id)) {
+            send(InstanceMsg::Usage(usage));
+        }
+        attempts_run += 1;
         last = Some(end);
         attempt += 1;
     }
+    if attempts_run == 0 {
+        // Judged on an exit found by `resume`: what it spent still counts.
+        if let Some(usage) = crate::agents::read_usage(&dir.instance_dir(&id)) {
+            send(InstanceMsg::Usage(usage));
+        }
+    }
 
+    if let Some((attempt_no, cause)) = rate_limited {
+        let retries_left = max_attempt.saturating_sub(attempt_no);
+        send(InstanceMsg::Done(Verdict::RateLimited {
+            attempt: attempt_no,
+            cause,
+            retries_left,
+        }));
+        return;
+    }
     let verdict = match last {
         Some(AgentEnd::Exited(0)) if unchanged => Verdict::Failed {
             state: InstanceState::Unchanged,
@@ -331,6 +403,36 @@ pub async fn run_instance(
         }
     }
     send(InstanceMsg::Done(verdict));
+}
+
+/// How much of the log's end is read to classify an attempt.
+const TAIL_BYTES: u64 = 256 * 1024;
+
+/// Whether the attempt that exited with `code` was rate-limited: its log
+/// from `from` (where the attempt's lines start) or, for an attempt found
+/// ended by `resume`, the log's end, against the preset's signals and
+/// `agent.rate_limit`.
+fn classify_attempt(
+    opts: &RunOptions,
+    rules: &crate::agents::RateLimitRules,
+    job: &AgentJob,
+    code: i32,
+    from: u64,
+) -> Option<crate::agents::RateLimited> {
+    use std::io::{Read as _, Seek as _};
+    let mut file = std::fs::File::open(&job.log_path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let start = from.max(len.saturating_sub(TAIL_BYTES)).min(len);
+    file.seek(std::io::SeekFrom::Start(start)).ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    crate::agents::classify_rate_limit(
+        opts.agent_preset.as_deref(),
+        rules,
+        Some(code),
+        crate::agents::log_tail(&text),
+    )
 }
 
 /// `<instance dir>/git`: the agent's private git directory under isolation.

@@ -10,10 +10,12 @@
 //! [`RunMachine::advance`], which checks it against the lifecycle in
 //! docs/DESIGN.md ("State") and refuses any other.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 
 use thiserror::Error;
+
+mod paced;
 
 use crate::config::Strategy;
 use crate::merge::MergeResult;
@@ -22,6 +24,8 @@ use crate::report::Event;
 use crate::runner::executor::{AgentEnd, AgentEvent, Stop};
 use crate::runner::instance::{InstanceMsg, Launch, Verdict, Work};
 use crate::runner::messages::{Action, Input, LaneMsg, Planted};
+use crate::runner::pacing::{Pacer, PacingPolicy};
+use crate::runner::Budget;
 use crate::schedule::{Restored, Scheduler};
 use crate::state::{slot_port, RunOptions};
 use crate::state::{InstanceRecord, InstanceState, RunRecord, RunState};
@@ -65,6 +69,9 @@ pub struct Policy {
     pub port_stride: u16,
     /// Where the worktrees are (`<worktree_dir>/<id>`).
     pub worktree_dir: PathBuf,
+    /// `agent.retries`: what a resumed spec that was rate-limited before
+    /// still has (its rate-limited attempts used none).
+    pub retries: u32,
 }
 
 impl Policy {
@@ -77,6 +84,7 @@ impl Policy {
             port_base: opts.port_base,
             port_stride: opts.port_stride,
             worktree_dir: opts.worktree_dir.clone(),
+            retries: opts.retries,
         }
     }
 
@@ -177,6 +185,24 @@ pub struct RunMachine {
     pub other_in_flight: usize,
     /// What each succeeded agent committed (the merge's commit subjects).
     pub works: HashMap<String, Work>,
+    /// Rate-limit pacing: the concurrency window, the start gate, each
+    /// spec's waits and every backoff (mirrored into `record.pacing`).
+    pub pacer: Pacer,
+    /// `run.max_cost` / `run.max_tokens` as this coordinator enforces them.
+    pub budget: Budget,
+    /// Specs waiting out a rate-limit backoff in their worktree (they keep
+    /// their slot).
+    waiting: BTreeMap<String, Waiting>,
+}
+
+/// A rate-limited spec waiting to start again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Waiting {
+    retry_at_ms: u64,
+    /// The attempt that was rate-limited.
+    attempt: u32,
+    /// The retries it still has.
+    retries_left: u32,
 }
 
 impl RunMachine {
@@ -202,6 +228,17 @@ impl RunMachine {
             agents_in_flight: 0,
             other_in_flight: 0,
             works: HashMap::new(),
+            pacer: Pacer::new(
+                PacingPolicy {
+                    instances: slots,
+                    start_interval: std::time::Duration::ZERO,
+                    max_backoff: crate::config::RateLimitConfig::default().max_backoff,
+                    max_waits: crate::config::RateLimitConfig::default().max_waits,
+                },
+                0,
+            ),
+            budget: Budget::default(),
+            waiting: BTreeMap::new(),
         }
     }
 
@@ -299,13 +336,15 @@ impl RunMachine {
     }
 
     /// True when an instance ranked before `rank` is still being planted or
-    /// run.
+    /// run (one that will not run again in this coordinator, `interrupted`,
+    /// holds nothing back).
     fn ranked_before_in_flight(&self, rank: (i64, usize)) -> bool {
         self.record.instances.iter().any(|inst| {
             matches!(
                 inst.state,
                 InstanceState::Creating | InstanceState::Created | InstanceState::Running
-            ) && self.ranks.get(&inst.id).is_some_and(|r| *r < rank)
+            ) && !inst.interrupted
+                && self.ranks.get(&inst.id).is_some_and(|r| *r < rank)
         })
     }
 
@@ -375,6 +414,8 @@ impl RunMachine {
             Input::Lane(msg) => self.on_lane(&mut out, msg, now)?,
             Input::Signal(name) => self.on_signal(&mut out, name),
             Input::Tick => out.push(Action::Refresh),
+            // A backoff ended or the start interval passed: `start` decides.
+            Input::Wake => {}
         }
         Ok(out)
     }
@@ -390,11 +431,23 @@ impl RunMachine {
         if self.stopping {
             return Ok(out);
         }
-        let ready = if run {
-            self.sched.start_ready()
+        if run {
+            self.check_budget(&mut out);
+        }
+        let may_start = run && self.record.budget_reached.is_none();
+        if may_start {
+            self.relaunch_due(&mut out, now)?;
+        }
+        let ready = if may_start {
+            let room = self.room(now);
+            self.sched.start_ready_up_to(room)
         } else {
             Vec::new()
         };
+        if !ready.is_empty() {
+            self.pacer.started(now);
+            self.sync_pacing();
+        }
         if !ready.is_empty() {
             let mut launches = Vec::new();
             for id in ready {
@@ -414,6 +467,7 @@ impl RunMachine {
                     ended: None,
                     terminating: None,
                     timeout_left: None,
+                    retries_left: None,
                 });
             }
             out.push(Action::Save);
@@ -534,11 +588,20 @@ impl RunMachine {
         } else {
             attempt + 1
         };
+        let judged = found.live.is_some() || found.exited.is_some() || found.ended.is_some();
+        // The judged attempt, if it is the rate-limited one, is counted
+        // once more when it is classified again.
+        let waits = self.pacer.waits(id).saturating_sub(u32::from(
+            self.pacer.last_limited_attempt(id) == Some(next) && next > 0,
+        ));
+        let retries_left =
+            (judged && waits > 0).then(|| (1 + self.policy.retries + waits).saturating_sub(next));
         let inst = self.inst(id)?;
         inst.attempt = inst.attempt.max(seen);
         inst.slot = Some(found.slot);
         inst.reason = None;
         inst.interrupted = false;
+        inst.retry_at_ms = None;
         let launch = Launch {
             id: id.to_string(),
             slot: found.slot,
@@ -551,6 +614,7 @@ impl RunMachine {
             terminating: found.terminating,
             timeout_left: deadline_ms
                 .map(|d| std::time::Duration::from_millis(d.saturating_sub(now))),
+            retries_left,
         };
         Ok((launch, out))
     }
@@ -588,7 +652,7 @@ impl RunMachine {
     /// `resume`, with its event) when stopped or an instance is still out.
     /// `run`: not `treefarm merge`.
     pub fn finish(&mut self, run: bool, now: u64) -> Vec<Action> {
-        let interrupted = self.ends_interrupted(self.stopping, run);
+        let interrupted = self.ends_interrupted(self.stopping || run && self.budget_left(), run);
         self.record.state = if interrupted {
             RunState::Interrupted
         } else {
@@ -614,6 +678,10 @@ impl RunMachine {
         }
         if self.stopping {
             return self.agents_in_flight == 0 && self.other_in_flight == 0;
+        }
+        if self.record.budget_reached.is_some() {
+            // Running agents finish and merge; nothing else starts.
+            return self.agents_in_flight == 0 && self.other_in_flight == 0 && self.lane_idle();
         }
         self.agents_in_flight == 0
             && self.other_in_flight == 0
@@ -718,8 +786,14 @@ impl RunMachine {
                 attempt,
                 end,
                 elapsed_ms,
+                rate_limited,
             } => {
                 let (result, code) = attempt_result(&end);
+                let result = if rate_limited {
+                    AttemptResult::RateLimited
+                } else {
+                    result
+                };
                 let inst = self.inst(&id)?;
                 inst.exit_code = code;
                 inst.pid = None;
@@ -747,6 +821,12 @@ impl RunMachine {
                 self.agents_in_flight = self.agents_in_flight.saturating_sub(1);
                 self.release_slot(&id);
                 self.on_verdict(out, &id, verdict, now)?;
+            }
+            InstanceMsg::Usage(usage) => {
+                self.record.spending.record(&id, usage.clone());
+                out.push(Action::Save);
+                out.push(Action::Emit(Event::Usage { id, usage }));
+                self.check_budget(out);
             }
         }
         Ok(())
@@ -787,7 +867,15 @@ impl RunMachine {
         verdict: Verdict,
         now: u64,
     ) -> Result<(), MachineError> {
+        if matches!(verdict, Verdict::Succeeded(_) | Verdict::Failed { .. }) {
+            self.finished_clean(out);
+        }
         match verdict {
+            Verdict::RateLimited {
+                attempt,
+                cause,
+                retries_left,
+            } => self.on_rate_limited(out, id, attempt, cause, retries_left, now)?,
             Verdict::Succeeded(work) => {
                 self.record_work(out, id, &work)?;
                 self.advance(id, InstanceState::Succeeded, now)?;
@@ -952,7 +1040,9 @@ impl RunMachine {
                             start_commit: launch.start_commit.clone(),
                         }));
                     }
-                    if self.stopping {
+                    // A budget reached while it was planted: it does not
+                    // start either (`resume` runs it).
+                    if self.stopping || self.record.budget_reached.is_some() {
                         self.release_slot(&id);
                         self.mark_interrupted(&id)?;
                         out.push(Action::Save);
@@ -1301,7 +1391,12 @@ mod handle_tests {
     use InstanceState::*;
 
     /// `ids` in rank order; `deps`: (id, what it depends on).
-    fn machine(ids: &[&str], deps: &[(&str, &str)], slots: usize, policy: Policy) -> RunMachine {
+    pub(super) fn machine(
+        ids: &[&str],
+        deps: &[(&str, &str)],
+        slots: usize,
+        policy: Policy,
+    ) -> RunMachine {
         let record = RunRecord {
             run_id: "r".into(),
             state: RunState::Running,
@@ -1663,6 +1758,7 @@ mod handle_tests {
             ended: None,
             terminating: None,
             timeout_left: None,
+            retries_left: None,
         };
         let actions = m.replant(vec![launch]);
         assert_eq!(tags(&actions), ["save", "flush", "plant a"]);
@@ -1813,6 +1909,7 @@ mod handle_tests {
                 attempt: 1,
                 end: AgentEnd::Exited(0),
                 elapsed_ms: 3,
+                rate_limited: false,
             },
             13,
         );
@@ -1879,6 +1976,7 @@ mod handle_tests {
                 attempt: 1,
                 end: AgentEnd::Stopped,
                 elapsed_ms: 1,
+                rate_limited: false,
             },
             7,
         );

@@ -22,6 +22,9 @@ pub enum Input {
     Signal(&'static str),
     /// The live view's timer.
     Tick,
+    /// The machine's next deadline passed ([`crate::runner::machine::RunMachine::next_deadline`]):
+    /// a backoff ended or the start interval let a start go.
+    Wake,
 }
 
 /// What the dispatcher is asked to do with the run's instances.

@@ -133,6 +133,11 @@ impl StartGate {
         now_ms >= self.next_start_ms()
     }
 
+    /// `agent.start_interval` in milliseconds (0: starts are not spaced).
+    pub fn interval_ms(&self) -> u64 {
+        self.interval_ms
+    }
+
     pub fn started(&mut self, now_ms: u64) {
         self.last_start_ms = Some(now_ms);
     }
@@ -149,6 +154,9 @@ pub struct BackoffRecord {
     /// The window after this rate limit halved it.
     pub limit: usize,
     pub cause: RateLimited,
+    /// The attempt that was rate-limited (0 in journals that did not say).
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 /// What to do with a rate-limited spec.
@@ -248,11 +256,58 @@ impl Pacer {
             delay_ms,
             limit: self.window.limit(),
             cause,
+            attempt: 0,
         });
         Verdict::Requeue {
             retry_at_ms: now_ms.saturating_add(delay_ms),
             delay_ms,
         }
+    }
+}
+
+impl Pacer {
+    /// The attempt of `spec` the latest backoff was for (0: not recorded).
+    pub fn last_limited_attempt(&self, spec: &str) -> Option<u32> {
+        self.backoffs
+            .iter()
+            .rev()
+            .find(|b| b.spec == spec)
+            .map(|b| b.attempt)
+    }
+
+    /// Attempt `attempt` of `spec` ended rate-limited at `now_ms`: as
+    /// [`Pacer::rate_limited`], recording the attempt with the backoff.
+    /// The same attempt reported again (a resumed run judging an exit the
+    /// earlier coordinator already paced) keeps its backoff and does not
+    /// halve the window twice; the flag says whether it was new.
+    pub fn rate_limited_attempt(
+        &mut self,
+        spec: &str,
+        attempt: u32,
+        cause: RateLimited,
+        now_ms: u64,
+    ) -> (Verdict, bool) {
+        if let Some(last) = self
+            .backoffs
+            .iter()
+            .rev()
+            .find(|b| b.spec == spec)
+            .filter(|b| attempt > 0 && b.attempt == attempt)
+        {
+            let retry_at_ms = last.at_ms.saturating_add(last.delay_ms);
+            return (
+                Verdict::Requeue {
+                    retry_at_ms,
+                    delay_ms: retry_at_ms.saturating_sub(now_ms),
+                },
+                false,
+            );
+        }
+        let verdict = self.rate_limited(spec, cause, now_ms);
+        if let (Verdict::Requeue { .. }, Some(last)) = (&verdict, self.backoffs.last_mut()) {
+            last.attempt = attempt;
+        }
+        (verdict, true)
     }
 }
 

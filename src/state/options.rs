@@ -74,6 +74,27 @@ pub struct RunOptions {
     /// success rather than the result `unchanged`.
     #[serde(default)]
     pub allow_unchanged: bool,
+    /// `agent.preset`, whose known rate-limit signals classify an attempt's
+    /// end (`None`: a custom command; only the generic signals).
+    #[serde(default)]
+    pub agent_preset: Option<String>,
+    /// `agent.rate_limit` (patterns, exit codes, max backoff, max waits).
+    #[serde(default)]
+    pub rate_limit: crate::config::RateLimitConfig,
+    /// `agent.start_interval` in milliseconds: the least time between two
+    /// agent starts.
+    #[serde(default = "default_start_interval_ms")]
+    pub start_interval_ms: u64,
+    /// `run.max_cost` / `run.max_tokens` as this coordinator enforces them:
+    /// `resume` takes them from its flags or the current config (see
+    /// `cli::run::resume`), so a run stopped by its budget continues with a
+    /// larger one.
+    #[serde(default)]
+    pub budget: crate::runner::Budget,
+}
+
+fn default_start_interval_ms() -> u64 {
+    1000
 }
 
 impl RunOptions {
@@ -118,6 +139,17 @@ impl RunOptions {
     /// The first port above every slot's own block, where spare blocks go.
     pub fn spare_ports_from(&self) -> u32 {
         self.port(self.instances)
+    }
+
+    /// The pacing policy of the run (`instances`, `agent.start_interval`,
+    /// `agent.rate_limit.max_backoff` and `.max_waits`).
+    pub fn pacing_policy(&self) -> crate::runner::PacingPolicy {
+        crate::runner::PacingPolicy {
+            instances: self.instances,
+            start_interval: Duration::from_millis(self.start_interval_ms),
+            max_backoff: self.rate_limit.max_backoff,
+            max_waits: self.rate_limit.max_waits,
+        }
     }
 
     pub fn port(&self, slot: usize) -> u32 {

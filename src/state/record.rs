@@ -192,6 +192,11 @@ pub struct InstanceRecord {
     pub ending: Option<String>,
     #[serde(default)]
     pub kill_at_ms: Option<u64>,
+    /// Its last attempt was rate-limited: it waits in its worktree for its
+    /// backoff and starts again at this time (ms since the epoch), without
+    /// the attempt counting against `agent.retries`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at_ms: Option<u64>,
 }
 
 impl InstanceRecord {
@@ -224,6 +229,18 @@ pub struct RunRecord {
     pub options: JournalledOptions,
     #[serde(default)]
     pub instances: Vec<InstanceRecord>,
+    /// Rate-limit pacing: the concurrency window, the start gate, each
+    /// spec's rate-limit waits and every backoff (none in older journals).
+    #[serde(default)]
+    pub pacing: Option<crate::runner::Pacer>,
+    /// What the agents spent, per spec (their `usage.json`), over this run
+    /// and every resume of it.
+    #[serde(default)]
+    pub spending: crate::runner::Spending,
+    /// The budget (`run.max_cost`, `run.max_tokens`) that stopped new
+    /// starts, while it does.
+    #[serde(default)]
+    pub budget_reached: Option<crate::runner::BudgetReached>,
 }
 
 /// The journal's `options`: what this version reads, or — from a journal

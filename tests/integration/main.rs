@@ -45,6 +45,7 @@ mod merge_target_checkout;
 mod overlap_pairs;
 mod overlap_scale;
 mod prune_cli;
+mod rate_limits_e2e;
 mod real_agents;
 mod resume_agents;
 mod resume_faults;

@@ -108,6 +108,46 @@ fn git(repo: &Path, home: &Path, args: &[&str]) -> String {
         .env_remove("GIT_WORK_TREE"))
 }
 
+/// Commits everything in `repo` as its base (a test identity, once).
+fn commit_base(repo: &Path, home: &Path) {
+    git(repo, home, &["add", "-A"]);
+    git(
+        repo,
+        home,
+        &[
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.org",
+            "commit",
+            "-q",
+            "-m",
+            "base",
+        ],
+    );
+}
+
+/// `treefarm` with only `env`: as the current user, or as `user` (after
+/// giving it `tmp`, where the repository and its home are).
+fn treefarm_as(env: &[(String, String)], user: Option<&str>, tmp: &Path) -> Command {
+    let treefarm = env!("CARGO_BIN_EXE_treefarm");
+    match user {
+        None => {
+            let mut c = Command::new(treefarm);
+            c.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+            c
+        }
+        Some(user) => {
+            sh(Command::new("chown").args(["-R", user]).arg(tmp));
+            let mut c = Command::new("runuser");
+            c.args(["-u", user, "--", "env", "-i"])
+                .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+                .arg(treefarm);
+            c
+        }
+    }
+}
+
 /// Every file under `dir` with its bytes, for a before/after comparison.
 fn tree_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -255,42 +295,13 @@ fn run_real(cli: &Cli, user: Option<&str>) {
         ),
     )
     .expect("config");
-    git(&repo, &home, &["add", "-A"]);
-    git(
-        &repo,
-        &home,
-        &[
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.org",
-            "commit",
-            "-q",
-            "-m",
-            "base",
-        ],
-    );
+    commit_base(&repo, &home);
     let base = git(&repo, &home, &["rev-parse", "HEAD"]).trim().to_string();
     let config_before = std::fs::read(repo.join(".git/config")).expect("config");
     let hooks_before = tree_bytes(&repo.join(".git/hooks"));
 
     let env = run_env(&home, &server);
-    let treefarm = env!("CARGO_BIN_EXE_treefarm");
-    let mut cmd = match user {
-        None => {
-            let mut c = Command::new(treefarm);
-            c.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
-            c
-        }
-        Some(user) => {
-            sh(Command::new("chown").args(["-R", user]).arg(tmp.path()));
-            let mut c = Command::new("runuser");
-            c.args(["-u", user, "--", "env", "-i"])
-                .args(env.iter().map(|(k, v)| format!("{k}={v}")))
-                .arg(treefarm);
-            c
-        }
-    };
+    let mut cmd = treefarm_as(&env, user, tmp.path());
     let out: Output = cmd
         .args(["run", "--instances", "2"])
         .current_dir(&repo)
@@ -593,30 +604,18 @@ fn rate_limited_for_real(cli: &Cli, error: Value, kind: treefarm::agents::RateLi
         format!("# Greeting {id}\n\n{body}\n\n**Files**:\n- `{file}`\n"),
     )
     .expect("spec");
-    // One retry inside the CLI (Claude Code would otherwise retry for minutes).
+    // One retry inside the CLI (Claude Code would otherwise retry for
+    // minutes); treefarm gives up at the first rate limit (max_waits: 0)
+    // instead of backing off, so the run ends with the attempt's exit.
     std::fs::write(
         repo.join("treefarm.yaml"),
         format!(
-            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  env: {{CLAUDE_CODE_MAX_RETRIES: '1'}}\n",
+            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  env: {{CLAUDE_CODE_MAX_RETRIES: '1'}}\n  rate_limit:\n    max_waits: 0\n",
             cli.preset, cli.model
         ),
     )
     .expect("config");
-    git(&repo, &home, &["add", "-A"]);
-    git(
-        &repo,
-        &home,
-        &[
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.org",
-            "commit",
-            "-q",
-            "-m",
-            "base",
-        ],
-    );
+    commit_base(&repo, &home);
     let env = run_env(&home, &server);
     let treefarm = env!("CARGO_BIN_EXE_treefarm");
     let out = Command::new(treefarm)
@@ -682,4 +681,133 @@ fn real_rate_limits_are_detected() {
         TooManyRequests,
     );
     rate_limited_for_real(&codex, json!({"status": 429, "kind": "quota"}), Quota);
+}
+
+/// Issue 15's "done when", with a real CLI: 8 specs, 4 at once, Claude Code
+/// against a server that refuses the first of every two main requests for a
+/// while (429 with and without `retry-after`, 529 overloaded). Claude Code
+/// gives up at once (`CLAUDE_CODE_MAX_RETRIES: 0`), so the refusals reach
+/// treefarm, which backs off and adapts: every spec merges, no manual step,
+/// no attempt counted as a failure (`agent.retries: 0`).
+#[test]
+#[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
+fn real_claude_code_through_rate_limits_merges_eight_specs() {
+    paced_for_real(None);
+    if let Some(user) = std::env::var("TREEFARM_REAL_AGENTS_USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        paced_for_real(Some(&user));
+    }
+}
+
+/// One run of [`real_claude_code_through_rate_limits_merges_eight_specs`],
+/// as the current user or as `user`.
+fn paced_for_real(user: Option<&str>) {
+    let tmp = tempfile::Builder::new()
+        .prefix("treefarm-real-paced-")
+        .tempdir()
+        .expect("tempdir");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join("tmp")).expect("home");
+    let mut script = script(&json!([]));
+    script["error_every"] = json!({
+        "every": 2,
+        "count": 6,
+        "errors": [
+            {"status": 429, "retry_after": 1},
+            {"status": 529},
+            {"status": 429},
+        ],
+    });
+    let server = ModelServer::start(&tmp.path().join("server"), &script);
+    write_cli_homes(&home, &server);
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("specs")).expect("repo");
+    git(&repo, &home, &["init", "-q", "-b", "main"]);
+    let ids: Vec<String> = (1..=8).map(|i| format!("{i:03}")).collect();
+    for id in &ids {
+        std::fs::write(
+            repo.join(format!("specs/SPEC-{id}-greeting.md")),
+            format!("# Greeting {id}\n\nWrite greeting {id}.\n\n**Files**:\n- `out/g{id}.txt`\n"),
+        )
+        .expect("spec");
+    }
+    std::fs::write(
+        repo.join("treefarm.yaml"),
+        "agent:\n  preset: claude-code\n  model: claude-scripted-1\n  timeout: 5m\n  retries: 0\n  \
+         allowed_commands: [python3 -c]\n  start_interval: 200ms\n  \
+         env: {CLAUDE_CODE_MAX_RETRIES: '0'}\n  rate_limit:\n    max_backoff: 2s\n    max_waits: 6\n",
+    )
+    .expect("config");
+    commit_base(&repo, &home);
+    let env = run_env(&home, &server);
+    let mut cmd = treefarm_as(&env, user, tmp.path());
+    let out = cmd
+        .args(["run", "--json", "--instances", "4"])
+        .current_dir(&repo)
+        .output()
+        .expect("run treefarm");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let of = |kind: &str| -> Vec<&Value> { events.iter().filter(|e| e["event"] == kind).collect() };
+    let logs: String = ids
+        .iter()
+        .map(|id| {
+            format!(
+                "--- log of {id} ---\n{}",
+                std::fs::read_to_string(log_path(&repo, id)).unwrap_or_default()
+            )
+        })
+        .collect();
+    let ctx = format!(
+        "as {}:\n{stderr}\n{logs}",
+        user.unwrap_or("the current user")
+    );
+    assert_eq!(out.status.code(), Some(0), "treefarm run failed\n{ctx}");
+    let summary = of("summary").pop().expect("summary").clone();
+    assert_eq!(
+        summary["merged"].as_array().map(Vec::len),
+        Some(8),
+        "{summary}\n{ctx}"
+    );
+    assert!(of("failed").is_empty(), "{ctx}");
+    assert!(
+        of("exited")
+            .iter()
+            .all(|x| x["result"] == "succeeded" || x["result"] == "rate_limited"),
+        "no attempt failed: {:?}\n{ctx}",
+        of("exited")
+    );
+    // The refusals reached treefarm as rate-limited attempts, which backed
+    // off and halved the window; it grew again afterwards.
+    let limited = of("rate_limited");
+    assert!(!limited.is_empty(), "no rate limit reached treefarm\n{ctx}");
+    assert!(limited.len() <= 6, "{limited:?}");
+    let limits = crate::common::window_dropped_and_recovered(&events, 4);
+    eprintln!(
+        "claude-code through rate limits as {}: {} rate-limited attempt(s), concurrency limits {limits:?}",
+        user.unwrap_or("the current user"),
+        limited.len()
+    );
+    assert_eq!(
+        summary["backoffs"].as_array().map(Vec::len),
+        Some(limited.len()),
+        "{summary}"
+    );
+    // Usage: every spec's usage.json, totalled in the summary.
+    assert!(
+        summary["usage"]["total"]["input_tokens"].as_u64() >= Some(8 * MAIN_USAGE.0),
+        "{summary}"
+    );
+    for id in &ids {
+        assert_eq!(
+            git(&repo, &home, &["show", &format!("roadmap:out/g{id}.txt")]),
+            content_for(id),
+            "{ctx}"
+        );
+    }
 }

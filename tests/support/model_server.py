@@ -31,7 +31,8 @@ the "errors" are served in order, one per main request (429 carries a
 makes it a usage-limit / quota-exceeded refusal). "always_error": {...} is
 served to every main request after them; "error_every": {"every": 2,
 "count": 8, "error": {...}} to the first of every 2 main requests after
-them, 8 times in all. "usage" and "side_usage"
+them, 8 times in all ("errors": [...] instead of "error" serves them in
+turn). "usage" and "side_usage"
 ({"input_tokens", "output_tokens"}) are the token figures every answer to a
 main (scripted) and a side request reports.
 
@@ -138,6 +139,11 @@ class Script:
                 served = STATE.get("every_served", 0)
                 if seen % every == 0 and served < int(self.error_every.get("count", 0)):
                     STATE["every_served"] = served + 1
+                    # "errors": a list served in turn (429 with and without
+                    # retry-after, 529 overloaded, ...), else the one "error".
+                    several = self.error_every.get("errors")
+                    if several:
+                        return several[served % len(several)]
                     return self.error_every["error"]
         return self.always_error
 

@@ -27,7 +27,10 @@ pub fn isolated_env(cmd: &mut Command, home: &Path) {
         // The fakes record what they saw in the test's temp dir, outside
         // their worktrees: unconfined unless a test asks for isolation
         // (`--isolation`, which beats this; see tests/isolation_escape.rs).
-        .env("TREEFARM_ISOLATION", "off");
+        .env("TREEFARM_ISOLATION", "off")
+        // Agents start at once unless a test asks for spacing (the default
+        // `agent.start_interval` of 1s would add a second per spec).
+        .env("TREEFARM_AGENT_START_INTERVAL", "0");
 }
 
 /// A throwaway repository: `root` is the main worktree, inside a temp dir that
@@ -759,4 +762,29 @@ pub fn wait_until(what: &str, done: impl FnMut() -> bool) {
 /// True while `pid` is a live (not zombie) process.
 pub fn pid_alive(pid: u32) -> bool {
     !pid_dead(pid)
+}
+
+/// The limits of a run's `concurrency` events (issue 15): each of `max`,
+/// the first a halving of `max` (the first rate limit), and the window grew
+/// again after its last drop. Returns the limits.
+pub fn window_dropped_and_recovered(events: &[serde_json::Value], max: u64) -> Vec<u64> {
+    let limits: Vec<u64> = events_of(events, "concurrency", None)
+        .iter()
+        .map(|e| {
+            assert_eq!(e["max"], max, "{e}");
+            e["limit"].as_u64().expect("limit")
+        })
+        .collect();
+    assert_eq!(limits.first(), Some(&(max / 2)), "{limits:?}");
+    let last_drop = (1..limits.len())
+        .rev()
+        .find(|&i| limits[i] < limits[i - 1])
+        .unwrap_or(0);
+    assert!(
+        limits[last_drop + 1..]
+            .iter()
+            .any(|l| *l > limits[last_drop]),
+        "recovered after the last drop: {limits:?}"
+    );
+    limits
 }
