@@ -193,6 +193,15 @@ pub struct RunMachine {
     /// Specs waiting out a rate-limit backoff in their worktree (they keep
     /// their slot).
     waiting: BTreeMap<String, Waiting>,
+    /// Agents `resume` runs again, planted and waiting for room in the
+    /// concurrency window and the start interval (they keep their slot).
+    held: VecDeque<Launch>,
+    /// Of the launches `resume` replants, those that start an agent (the
+    /// others re-attach or judge one that already ended).
+    hold_after_plant: BTreeSet<String>,
+    /// Specs started again after a rate limit: their next attempt is not a
+    /// retry (no `retrying` event; the `rate_limited` event said it).
+    relaunched: BTreeSet<String>,
 }
 
 /// A rate-limited spec waiting to start again.
@@ -239,6 +248,9 @@ impl RunMachine {
             ),
             budget: Budget::default(),
             waiting: BTreeMap::new(),
+            held: VecDeque::new(),
+            hold_after_plant: BTreeSet::new(),
+            relaunched: BTreeSet::new(),
         }
     }
 
@@ -437,6 +449,7 @@ impl RunMachine {
         let may_start = run && self.record.budget_reached.is_none();
         if may_start {
             self.relaunch_due(&mut out, now)?;
+            self.launch_held(&mut out, now);
         }
         let ready = if may_start {
             let room = self.room(now);
@@ -637,6 +650,18 @@ impl RunMachine {
         if launches.is_empty() {
             return Vec::new();
         }
+        // Agents started again go through the concurrency window and the
+        // start interval like any start (`on_planted` holds them).
+        self.hold_after_plant = launches
+            .iter()
+            .filter(|l| {
+                l.reattach.is_none()
+                    && l.exited.is_none()
+                    && l.ended.is_none()
+                    && l.terminating.is_none()
+            })
+            .map(|l| l.id.clone())
+            .collect();
         self.other_in_flight += 1;
         vec![
             Action::Save,
@@ -700,6 +725,14 @@ impl RunMachine {
             )));
             self.stopping = true;
             out.push(Action::Stop(Stop::Graceful));
+            // Held for the window, never started: `resume` runs them.
+            for launch in std::mem::take(&mut self.held) {
+                if let Some(inst) = self.record.instance_mut(&launch.id) {
+                    inst.interrupted = true;
+                    inst.reason = Some(INTERRUPTED.into());
+                }
+                out.push(Action::Save);
+            }
         }
     }
 
@@ -738,7 +771,7 @@ impl RunMachine {
                 inst.ending = None;
                 inst.kill_at_ms = None;
                 inst.started_at_ms.get_or_insert(now);
-                if attempt > 1 {
+                if attempt > 1 && !self.relaunched.remove(&id) {
                     out.push(Action::Emit(Event::Retrying { id, attempt }));
                 }
             }
@@ -1048,6 +1081,10 @@ impl RunMachine {
                         out.push(Action::Save);
                         continue;
                     }
+                    if self.hold_after_plant.remove(&id) {
+                        self.held.push_back(launch);
+                        continue;
+                    }
                     launches.push(launch);
                 }
                 Err(reason) => {
@@ -1062,6 +1099,7 @@ impl RunMachine {
             self.agents_in_flight += 1;
             out.push(Action::Launch(launch));
         }
+        self.launch_held(out, now);
         Ok(())
     }
 

@@ -141,6 +141,12 @@ impl StartGate {
     pub fn started(&mut self, now_ms: u64) {
         self.last_start_ms = Some(now_ms);
     }
+
+    /// The interval of the policy a resumed run continues with, keeping
+    /// when the last agent started.
+    pub fn set_interval(&mut self, interval: Duration) {
+        self.interval_ms = StartGate::new(interval).interval_ms;
+    }
 }
 
 /// One backoff, as the live view, `status` and the summary show it.

@@ -23,6 +23,7 @@ impl RunMachine {
         self.pacer = match self.record.pacing.take() {
             Some(mut pacer) => {
                 pacer.policy = policy;
+                pacer.gate.set_interval(policy.start_interval);
                 pacer
             }
             None => Pacer::new(policy, seed_of(&self.record.run_id)),
@@ -48,8 +49,27 @@ impl RunMachine {
                     InstanceState::Creating | InstanceState::Created | InstanceState::Running
                 ) && !i.interrupted
                     && !self.waiting.contains_key(&i.id)
+                    && !self.held.iter().any(|l| l.id == i.id)
             })
             .count()
+    }
+
+    /// Starts the agents `resume` holds (planted, in their worktrees) as far
+    /// as the window and the start interval allow, in the order resume
+    /// found them.
+    pub(super) fn launch_held(&mut self, out: &mut Vec<Action>, now: u64) {
+        if self.stopping || self.record.budget_reached.is_some() {
+            return;
+        }
+        while !self.held.is_empty() && self.room(now) > 0 {
+            let Some(launch) = self.held.pop_front() else {
+                break;
+            };
+            self.pacer.started(now);
+            self.sync_pacing();
+            self.agents_in_flight += 1;
+            out.push(Action::Launch(launch));
+        }
     }
 
     /// How many agents may start now: what the concurrency window leaves,
@@ -95,6 +115,7 @@ impl RunMachine {
             self.pacer.started(now);
             self.sync_pacing();
             self.agents_in_flight += 1;
+            self.relaunched.insert(id.clone());
             out.push(Action::Save);
             out.push(Action::Launch(Launch {
                 id,
@@ -127,20 +148,22 @@ impl RunMachine {
             .filter(|t| *t > now)
             .min();
         let gate = self.pacer.gate.next_start_ms();
-        let gated = gate > now && (!self.waiting.is_empty() || self.sched.has_ready());
+        let gated = gate > now
+            && (!self.waiting.is_empty() || !self.held.is_empty() || self.sched.has_ready());
         match (backoff, gated.then_some(gate)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    /// Specs waiting out a backoff when the budget stops new starts: marked
-    /// interrupted (they hold no merge back), so `resume` runs them again.
+    /// Specs waiting out a backoff (or held for the window after `resume`)
+    /// when the budget stops new starts: marked interrupted (they hold no merge back), so `resume` runs them again.
     /// (A Ctrl-C leaves them as they are: their rate-limited exit and
     /// `retry_at_ms` are in the journal, and `resume` judges that attempt
     /// again and keeps its backoff.)
     pub(super) fn park_waiting(&mut self, out: &mut Vec<Action>) {
-        let ids: Vec<String> = std::mem::take(&mut self.waiting).into_keys().collect();
+        let mut ids: Vec<String> = std::mem::take(&mut self.waiting).into_keys().collect();
+        ids.extend(std::mem::take(&mut self.held).into_iter().map(|l| l.id));
         for id in ids {
             if let Some(inst) = self.record.instance_mut(&id) {
                 inst.retry_at_ms = None;
@@ -740,5 +763,118 @@ mod tests {
             resumed.record.instance("a").expect("a").retry_at_ms,
             Some(1_010)
         );
+    }
+
+    #[test]
+    fn a_start_after_a_rate_limit_is_not_announced_as_a_retry() {
+        let mut m = machine(&["a"], 1, pacing(1, 0, 3), Budget::default());
+        start_at(&mut m, 0);
+        rate_limited(&mut m, "a", 1, Some(1_000), 10);
+        assert_eq!(start_at(&mut m, 1_010), ["relaunch a attempt 2"]);
+        let out = msg(
+            &mut m,
+            "a",
+            InstanceMsg::AttemptStarting { attempt: 2 },
+            1_010,
+        );
+        assert!(events(&out).is_empty(), "no `retrying`: {out:?}");
+        // A real retry of the same spec later still says so.
+        let out = msg(
+            &mut m,
+            "a",
+            InstanceMsg::AttemptStarting { attempt: 3 },
+            2_000,
+        );
+        assert!(
+            matches!(events(&out)[..], [Event::Retrying { attempt: 3, .. }]),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn agents_resume_runs_again_wait_for_the_window_and_the_start_interval() {
+        use crate::runner::machine::Found;
+        // Rate limits had halved the window of 4 to 1; then the coordinator
+        // died with a, b and c out and their agents gone.
+        let mut m = machine(&["a", "b", "c"], 4, pacing(4, 0, 3), Budget::default());
+        assert_eq!(start_at(&mut m, 0), ["a", "b", "c"]);
+        let mut record = m.record.clone();
+        let pacer = record.pacing.as_mut().expect("pacing");
+        pacer.window.on_rate_limited();
+        pacer.window.on_rate_limited();
+        assert_eq!(pacer.window.limit(), 1);
+        let mut resumed = machine_from(record, 4, pacing(4, 50, 3), Budget::default());
+        let mut launches = Vec::new();
+        for (slot, id) in ["a", "b", "c"].into_iter().enumerate() {
+            let found = Found {
+                slot,
+                start_commit: "c0".into(),
+                ..Found::default()
+            };
+            launches.push(resumed.resume_out(id, found, 100).expect("resume").0);
+        }
+        resumed.replant(launches.clone());
+        let planted = launches.into_iter().map(|l| (l, Ok(()))).collect();
+        let out = resumed
+            .handle(Input::Lane(LaneMsg::Planted(planted)), 100)
+            .expect("planted");
+        let launched = |out: &[Action]| -> Vec<String> {
+            out.iter()
+                .filter_map(|a| match a {
+                    Action::Launch(l) => Some(l.id.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(launched(&out), ["a"], "the window of 1 lets one start");
+        assert_eq!(resumed.agents_in_flight, 1);
+        msg(&mut resumed, "a", agent_started(), 100);
+        msg(
+            &mut resumed,
+            "a",
+            InstanceMsg::Done(Verdict::Succeeded(work())),
+            120,
+        );
+        // The window grew to 2, but the start interval (50 ms after a's
+        // start at 100) spaces the starts.
+        assert_eq!(resumed.pacer.window.limit(), 2);
+        assert!(launched(&resumed.start(true, 120).expect("start")).is_empty());
+        assert_eq!(resumed.next_deadline(120), Some(150));
+        assert_eq!(launched(&resumed.start(true, 150).expect("start")), ["b"]);
+        assert!(launched(&resumed.start(true, 160).expect("start")).is_empty());
+        assert_eq!(resumed.next_deadline(160), Some(200));
+        assert_eq!(launched(&resumed.start(true, 200).expect("start")), ["c"]);
+    }
+
+    #[test]
+    fn a_stop_marks_the_agents_resume_held_back_interrupted() {
+        use crate::runner::machine::Found;
+        let mut m = machine(&["a", "b"], 2, pacing(1, 0, 3), Budget::default());
+        start_at(&mut m, 0);
+        let record = m.record.clone();
+        let mut resumed = machine_from(record, 2, pacing(1, 0, 3), Budget::default());
+        let launches: Vec<Launch> = ["a", "b"]
+            .into_iter()
+            .enumerate()
+            .map(|(slot, id)| {
+                let found = Found {
+                    slot,
+                    start_commit: "c0".into(),
+                    ..Found::default()
+                };
+                resumed.resume_out(id, found, 10).expect("resume").0
+            })
+            .collect();
+        resumed.replant(launches.clone());
+        let planted = launches.into_iter().map(|l| (l, Ok(()))).collect();
+        resumed
+            .handle(Input::Lane(LaneMsg::Planted(planted)), 10)
+            .expect("planted");
+        resumed
+            .handle(Input::Signal("interrupt"), 20)
+            .expect("signal");
+        let b = resumed.record.instance("b").expect("b");
+        assert!(b.interrupted, "held, never started: resume runs it");
+        assert!(!resumed.record.instance("a").expect("a").interrupted);
     }
 }
