@@ -265,6 +265,7 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
             ctx.repo.configured_identity(),
         )),
         allow_unchanged: cfg.agent.allow_unchanged,
+        queue: crate::runner::options::QueueOptions::from_config(cfg),
     };
     let record = RunRecord {
         run_id: run_id.clone(),
@@ -294,6 +295,7 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
                 ..InstanceRecord::default()
             })
             .collect(),
+        merge_queue: None,
     };
     dir.write_state(&record)?;
     let mut reporter = reporters(args.json, quiet);

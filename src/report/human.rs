@@ -268,6 +268,73 @@ impl Reporter for HumanReporter {
                 );
             }
             Event::Summary(_) => {}
+            Event::Batch {
+                batch, ids, tip, ..
+            } => {
+                self.erase_live();
+                let _ = writeln!(
+                    self.out,
+                    "merge queue: batch {batch} built at {}: {}",
+                    short(tip),
+                    list(ids)
+                );
+            }
+            Event::GateStarted {
+                batch,
+                prefix,
+                commit,
+                ..
+            } => {
+                self.erase_live();
+                let _ = writeln!(
+                    self.out,
+                    "merge queue: gate on batch {batch} prefix {prefix} ({}) started",
+                    short(commit)
+                );
+            }
+            Event::GatePassed {
+                batch,
+                prefix,
+                elapsed_ms,
+                ..
+            } => {
+                self.erase_live();
+                let _ = writeln!(
+                    self.out,
+                    "merge queue: gate on batch {batch} prefix {prefix} passed after {}",
+                    format_duration(*elapsed_ms)
+                );
+            }
+            Event::GateFailed {
+                batch,
+                prefix,
+                elapsed_ms,
+                log,
+                ..
+            } => {
+                self.erase_live();
+                let _ = writeln!(
+                    self.out,
+                    "merge queue: gate on batch {batch} prefix {prefix} failed after {} (log: {log})",
+                    format_duration(*elapsed_ms)
+                );
+            }
+            Event::Bisect { batch, good, bad } => {
+                self.erase_live();
+                let _ = writeln!(
+                    self.out,
+                    "merge queue: bisecting batch {batch}: prefix {good} passes, {bad} fails"
+                );
+            }
+            Event::Resolving { id, attempt, paths } => self.line(
+                id,
+                "resolving",
+                "33",
+                &format!(
+                    "attempt {attempt}: agent resolves conflicts in {}",
+                    list(paths)
+                ),
+            ),
         }
         let _ = self.out.flush();
     }

@@ -65,6 +65,15 @@ pub struct Policy {
     pub port_stride: u16,
     /// Where the worktrees are (`<worktree_dir>/<id>`).
     pub worktree_dir: PathBuf,
+    /// The merge queue's planner settings; `None`: one branch at a time on
+    /// the lane (`merge.batch: 1`, one gate job).
+    pub queue: Option<crate::merge_queue::QueueConfig>,
+    /// `merge.on_conflict: agent`: a conflicted branch goes back to its agent.
+    pub resolve_by_agent: bool,
+    /// `merge.resolve_attempts`.
+    pub resolve_attempts: u32,
+    /// Where gate runs write their logs (the run's `gates/` folder).
+    pub gate_logs: PathBuf,
 }
 
 impl Policy {
@@ -77,6 +86,10 @@ impl Policy {
             port_base: opts.port_base,
             port_stride: opts.port_stride,
             worktree_dir: opts.worktree_dir.clone(),
+            queue: opts.queue.planner(opts.gate.is_some()),
+            resolve_by_agent: opts.queue.on_conflict == crate::config::OnConflict::Agent,
+            resolve_attempts: opts.queue.resolve_attempts.max(1),
+            gate_logs: PathBuf::new(),
         }
     }
 
@@ -177,6 +190,12 @@ pub struct RunMachine {
     pub other_in_flight: usize,
     /// What each succeeded agent committed (the merge's commit subjects).
     pub works: HashMap<String, Work>,
+    /// The lane runs a merge-queue job (build or land).
+    pub queue_lane: bool,
+    /// Merge-queue jobs waiting for the lane, in the planner's order.
+    lane_jobs: VecDeque<Action>,
+    /// Gate worktree slots not running a gate.
+    gate_slots: BTreeSet<usize>,
 }
 
 impl RunMachine {
@@ -187,6 +206,13 @@ impl RunMachine {
         ranks: HashMap<String, (i64, usize)>,
         policy: Policy,
     ) -> RunMachine {
+        let mut record = record;
+        if let Some(config) = policy.queue {
+            record
+                .merge_queue
+                .get_or_insert_with(|| crate::merge_queue::QueueRecord::new(config));
+        }
+        let gate_jobs = policy.queue.map_or(0, |q| q.gate_jobs.max(1));
         RunMachine {
             record,
             sched,
@@ -202,6 +228,9 @@ impl RunMachine {
             agents_in_flight: 0,
             other_in_flight: 0,
             works: HashMap::new(),
+            queue_lane: false,
+            lane_jobs: VecDeque::new(),
+            gate_slots: (0..gate_jobs).collect(),
         }
     }
 
@@ -336,7 +365,7 @@ impl RunMachine {
     /// rewrites git's worktree admin files, which a merge (checking for
     /// checkouts of the target) and a branch deletion read.
     pub fn next_prune(&mut self) -> Option<String> {
-        if self.merging.is_some() || self.pruning {
+        if self.merging.is_some() || self.pruning || self.queue_lane {
             return None;
         }
         let id = self.prune_queue.pop_front()?;
@@ -350,6 +379,7 @@ impl RunMachine {
             && !self.pruning
             && self.merge_queue.is_empty()
             && self.prune_queue.is_empty()
+            && self.queue_idle()
     }
 
     /// Branches waiting for a merge.
@@ -424,7 +454,9 @@ impl RunMachine {
                 reuse: false,
             });
         }
-        if let Some(id) = self.next_merge(run) {
+        if self.policy.queue.is_some() {
+            self.start_queue(&mut out, run, now)?;
+        } else if let Some(id) = self.next_merge(run) {
             self.other_in_flight += 1;
             let subjects = self
                 .works
@@ -880,19 +912,7 @@ impl RunMachine {
                         self.on_merged(out, &id, commit, now)?
                     }
                     Ok(MergeResult::Conflicted { paths }) => {
-                        let inst = self.inst(&id)?;
-                        inst.conflict_paths = paths.clone();
-                        inst.merged_commit = None;
-                        inst.reason = Some(format!("conflicts in {}", paths.join(", ")));
-                        self.advance(&id, InstanceState::Conflicted, now)?;
-                        out.push(Action::Save);
-                        out.push(Action::Emit(Event::Conflicted {
-                            id: id.clone(),
-                            paths,
-                        }));
-                        out.push(Action::Emit(self.policy.kept(&id, "merge conflict")));
-                        self.sched.settled(&id, false);
-                        self.skip(out, now)?;
+                        self.conflicted(out, &id, paths, now)?
                     }
                     Ok(MergeResult::Refused { reason, log }) => {
                         self.refuse(out, &id, reason, log, now)?
@@ -900,6 +920,14 @@ impl RunMachine {
                     Err(reason) => self.refuse(out, &id, reason, None, now)?,
                 }
             }
+            LaneMsg::Built { batch, result } => self.on_built(out, batch, result, now)?,
+            LaneMsg::Landed { batch, result } => self.on_landed(out, batch, result, now)?,
+            LaneMsg::GateDone {
+                run,
+                passed,
+                cancelled,
+                elapsed_ms,
+            } => self.on_gate_done(out, run, passed, cancelled, elapsed_ms, now)?,
             LaneMsg::Pruned(id, result) => {
                 self.other_in_flight = self.other_in_flight.saturating_sub(1);
                 self.pruning = false;
@@ -975,6 +1003,30 @@ impl RunMachine {
         Ok(())
     }
 
+    /// `id`'s branch conflicts with the target: kept for a human, or
+    /// handed back to its agent (`merge.on_conflict: agent`).
+    fn conflicted(
+        &mut self,
+        out: &mut Vec<Action>,
+        id: &str,
+        paths: Vec<String>,
+        now: u64,
+    ) -> Result<(), MachineError> {
+        let inst = self.inst(id)?;
+        inst.conflict_paths = paths.clone();
+        inst.merged_commit = None;
+        inst.reason = Some(format!("conflicts in {}", paths.join(", ")));
+        self.advance(id, InstanceState::Conflicted, now)?;
+        out.push(Action::Save);
+        out.push(Action::Emit(Event::Conflicted {
+            id: id.to_string(),
+            paths,
+        }));
+        out.push(Action::Emit(self.policy.kept(id, "merge conflict")));
+        self.sched.settled(id, false);
+        self.skip(out, now)
+    }
+
     fn refuse(
         &mut self,
         out: &mut Vec<Action>,
@@ -1036,6 +1088,9 @@ fn attempt_result(end: &AgentEnd) -> (AttemptResult, Option<i32>) {
         AgentEnd::Stopped => (AttemptResult::Stopped, None),
     }
 }
+
+#[path = "machine_queue.rs"]
+mod queue;
 
 #[cfg(test)]
 mod tests {

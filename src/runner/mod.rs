@@ -18,6 +18,7 @@ pub mod budget;
 pub mod disk;
 pub mod dispatch;
 pub mod executor;
+pub mod gates;
 pub mod imp;
 pub mod instance;
 pub mod journal;

@@ -156,8 +156,31 @@ impl Dispatcher<'_> {
             }
         }
         self.take_skipped()?;
+        self.end_orphan_gates().await;
+        let actions = self.m.resume_queue(now_ms())?;
+        self.perform(actions)?;
         let actions = self.m.replant(replant);
         self.perform(actions)
+    }
+
+    /// Ends the merge-queue gate runs a previous coordinator left (found by
+    /// the run id and `TREEFARM_GATE` in their environment): the planner
+    /// runs again whatever it still needs.
+    async fn end_orphan_gates(&mut self) {
+        let groups = crate::procfs::groups_with_env(&[
+            ("TREEFARM_RUN_ID", &self.m.record.run_id),
+            ("TREEFARM_GATE", "1"),
+        ]);
+        if groups.is_empty() {
+            return;
+        }
+        self.note(format!(
+            "ending gate process group(s) {groups:?} left by the interrupted run"
+        ));
+        let grace = Duration::from_millis(self.opts.grace_ms);
+        for group in groups {
+            crate::runner::executor::kill_group(group, grace).await;
+        }
     }
 
     /// A conflicted or refused branch the user fixed by hand: commit what they

@@ -1,0 +1,317 @@
+//! End-to-end: the merge queue wired into `run` and `merge` (issue 13).
+//! Real repositories, the scripted agent, a gate script that logs each
+//! invocation (`<commit> pass|fail`), and git as the oracle: batches are
+//! gated once, a failing batch is bisected down to its culprit (refused,
+//! branch and gate log kept) while the others land in priority order with
+//! the merge commits merging them one by one would make, and only commits
+//! a gate passed ever become the target's tip.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::common;
+
+use common::*;
+
+/// `n` specs `101`, `102`, … each writing its own file; the ones in
+/// `culprits` also write `bad.txt`, which the gate refuses.
+fn specs(n: usize, culprits: &[usize]) -> Vec<(String, String)> {
+    (1..=n)
+        .map(|i| {
+            let id = 100 + i;
+            let mut directives = format!("write f{id}.txt {id}\n");
+            if culprits.contains(&i) {
+                directives.push_str("write bad.txt broken\n");
+            }
+            directives.push_str(&format!("commit \"work {id}\""));
+            let file = format!("f{id}.txt");
+            (
+                format!("SPEC-{id}-s.md"),
+                spec_md(
+                    &format!("Spec {id}"),
+                    &[&file],
+                    &[],
+                    Some(i as i64),
+                    &directives,
+                ),
+            )
+        })
+        .collect()
+}
+
+/// A gate that logs `<commit> pass|fail` to `log` and fails when `failing`
+/// (a shell condition run in the gate worktree) holds.
+fn gate(log: &Path, failing: &str) -> String {
+    format!(
+        "c=$(git rev-parse HEAD); if {failing}; then echo \"$c fail\" >> {log}; exit 1; fi; echo \"$c pass\" >> {log}",
+        log = log.display()
+    )
+}
+
+struct Gated {
+    repo: TestRepo,
+    log: PathBuf,
+}
+
+impl Gated {
+    fn new(specs: &[(String, String)], failing: &str, merge_config: &str) -> Gated {
+        let tmp_log = tempfile::NamedTempFile::new().expect("temp file");
+        let log = tmp_log.path().with_extension("gate-runs");
+        drop(tmp_log);
+        let specs: Vec<(&str, String)> = specs
+            .iter()
+            .map(|(name, body)| (name.as_str(), body.clone()))
+            .collect();
+        let config = format!(
+            "instances: 4\nmerge:\n  gate: '{}'\n{merge_config}",
+            gate(&log, failing).replace('\'', "''")
+        );
+        let repo = TestRepo::farm(&[("README.md", "readme\n")], &specs, &config);
+        Gated { repo, log }
+    }
+
+    /// Each gate run: (commit, passed).
+    fn runs(&self) -> Vec<(String, bool)> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let (commit, verdict) = l.split_once(' ').expect("gate log line");
+                (commit.to_string(), verdict == "pass")
+            })
+            .collect()
+    }
+
+    /// Every commit the target's first-parent line went through since the
+    /// start, oldest first.
+    fn target_line(&self) -> Vec<String> {
+        let mut line: Vec<String> = self
+            .repo
+            .git(&["rev-list", "--first-parent", "roadmap"])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        line.reverse();
+        line
+    }
+}
+
+impl Drop for Gated {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn merged_in_order(repo: &TestRepo) -> Vec<String> {
+    let mut ids: Vec<String> = repo
+        .first_parent_subjects("roadmap")
+        .iter()
+        .filter_map(|s| {
+            s.strip_prefix("Merge treefarm/")
+                .map(|rest| rest[..3].to_string())
+        })
+        .collect();
+    ids.reverse();
+    ids
+}
+
+/// The target tip passed a gate, and every merge commit on its first-parent
+/// line is either a passed commit or an ancestor of one that was the tip
+/// after a land (nothing untested was ever the tip: each land moves the
+/// target to a passed commit).
+fn assert_tip_tested(g: &Gated) {
+    let passed: BTreeSet<String> = g
+        .runs()
+        .into_iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(c, _)| c)
+        .collect();
+    let tip = g.repo.git(&["rev-parse", "roadmap"]);
+    assert!(
+        passed.contains(&tip),
+        "the tip {tip} never passed the gate: {:?}",
+        g.runs()
+    );
+    let state = g.repo.run_state();
+    for inst in state["instances"].as_array().unwrap() {
+        if let Some(commit) = inst["merged_commit"].as_str() {
+            assert!(
+                g.repo.is_ancestor(commit, &tip),
+                "{} merged at {commit}, not in the target",
+                inst["id"]
+            );
+        }
+    }
+}
+
+#[test]
+fn sixteen_ready_branches_with_one_culprit_bisected_within_the_bound() {
+    for gate_jobs in [1, 2] {
+        let all = specs(16, &[7]);
+        let g = Gated::new(
+            &all,
+            "test -e bad.txt",
+            &format!("  batch: 16\n  gate_jobs: {gate_jobs}\n"),
+        );
+        let out = g.repo.tf(&["run", "--no-merge", "--json"]);
+        assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+        assert!(g.runs().is_empty(), "--no-merge ran the gate");
+
+        let out = g.repo.tf(&["merge", "--json"]);
+        assert_eq!(out.status.code(), Some(1), "stderr:\n{}", stderr(&out));
+        let summary = json_summary(&out);
+        let others: Vec<String> = (1..=16)
+            .filter(|i| *i != 7)
+            .map(|i| (100 + i).to_string())
+            .collect();
+        assert_eq!(
+            summary_ids(&summary, "merged"),
+            others,
+            "gate_jobs {gate_jobs}"
+        );
+        assert_eq!(summary_ids(&summary, "refused"), ["107"]);
+        // Landed in priority order, each branch merged as on its own.
+        assert_eq!(merged_in_order(&g.repo), others);
+        let runs = g.runs();
+        assert!(
+            runs.len() <= 1 + 2 * 4,
+            "gate_jobs {gate_jobs}: {} gate runs: {runs:?}",
+            runs.len()
+        );
+        assert_tip_tested(&g);
+        // The culprit is kept, with its gate log named in its reason.
+        assert_eq!(g.repo.treefarm_branches(), ["treefarm/107"]);
+        let culprit = g.repo.instance("107");
+        let reason = culprit["reason"].as_str().unwrap();
+        assert!(reason.contains("107"), "{reason}");
+        let events = json_events(&out);
+        let refused = events
+            .iter()
+            .find(|e| e["event"] == "refused")
+            .expect("refused event");
+        let log = refused["log"]
+            .as_str()
+            .expect("the refusal names its gate log");
+        assert!(reason.contains(log), "{reason}");
+        assert!(std::fs::read_to_string(log).is_ok(), "gate log {log} kept");
+        let kept = g.repo.runs_dir();
+        let kept_log = std::fs::read_dir(&kept)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("instances/107/gate.log"))
+            .find(|p| p.exists());
+        assert!(kept_log.is_some(), "the culprit's gate log is its gate.log");
+        // The queue events tell the story.
+        for kind in [
+            "batch",
+            "gate_started",
+            "gate_failed",
+            "gate_passed",
+            "bisect",
+        ] {
+            assert!(
+                events.iter().any(|e| e["event"] == kind),
+                "no `{kind}` event"
+            );
+        }
+        // The warm gate worktrees stay for the next run, outside the user's
+        // tree and not on any branch.
+        let list = g.repo.git(&["worktree", "list", "--porcelain"]);
+        assert!(list.contains("treefarm/gates/0"), "{list}");
+        assert!(g.repo.read("README.md") == "readme\n");
+    }
+}
+
+#[test]
+fn a_batch_of_good_branches_costs_one_gate_run() {
+    // Default batch (8): eight ready branches, one gate run, one land.
+    let g = Gated::new(&specs(8, &[]), "test -e bad.txt", "");
+    let out = g.repo.tf(&["run", "--no-merge", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    let out = g.repo.tf(&["merge", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    let runs = g.runs();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(runs[0].1);
+    let line = g.target_line();
+    // One land: the tip before is the base, the tip after the gated commit.
+    assert_eq!(line.last().unwrap(), &runs[0].0);
+    let ids: Vec<String> = (101..=108).map(|i| i.to_string()).collect();
+    assert_eq!(merged_in_order(&g.repo), ids);
+    assert!(g.repo.treefarm_branches().is_empty());
+    let events = json_events(&out);
+    let batches: Vec<_> = events.iter().filter(|e| e["event"] == "batch").collect();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0]["ids"].as_array().unwrap().len(), 8);
+    assert_tip_tested(&g);
+}
+
+#[test]
+fn a_semantic_conflict_refuses_the_later_branch() {
+    // 102 and 104 pass alone but not together; 101 and 103 are fine.
+    let all = specs(4, &[]);
+    let g = Gated::new(&all, "test -e f102.txt && test -e f104.txt", "");
+    let out = g.repo.tf(&["run", "--no-merge", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    let out = g.repo.tf(&["merge", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{}", stderr(&out));
+    let summary = json_summary(&out);
+    assert_eq!(summary_ids(&summary, "merged"), ["101", "102", "103"]);
+    assert_eq!(summary_ids(&summary, "refused"), ["104"]);
+    assert_eq!(merged_in_order(&g.repo), ["101", "102", "103"]);
+    assert_eq!(g.repo.treefarm_branches(), ["treefarm/104"]);
+    assert_tip_tested(&g);
+}
+
+#[test]
+fn run_feeds_the_queue_as_branches_finish() {
+    // `run` (not `merge`): branches reach the queue as their agents finish,
+    // in priority order; a culprit among them is refused.
+    let g = Gated::new(&specs(6, &[3]), "test -e bad.txt", "  gate_jobs: 2\n");
+    let out = g.repo.tf(&["run", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{}", stderr(&out));
+    let summary = json_summary(&out);
+    assert_eq!(
+        summary_ids(&summary, "merged"),
+        ["101", "102", "104", "105", "106"]
+    );
+    assert_eq!(summary_ids(&summary, "refused"), ["103"]);
+    assert_eq!(
+        merged_in_order(&g.repo),
+        ["101", "102", "104", "105", "106"]
+    );
+    assert_tip_tested(&g);
+}
+
+#[test]
+fn a_target_moved_during_the_batch_gate_is_merged_again_not_clobbered() {
+    // The first gate run commits to `roadmap` behind treefarm's back: the
+    // land's compare-and-swap fails, the batch is built again on the new
+    // tip, gated again, and lands on top of the foreign commit.
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("moved-once");
+    let failing = format!(
+        "if [ ! -e {marker} ]; then : > {marker}; \
+           t=$(git rev-parse refs/heads/roadmap) && \
+           blob=$(echo foreign | git hash-object -w --stdin) && \
+           tree=$( (git ls-tree \"$t\"; printf \"100644 blob %s\\tforeign.txt\\n\" \"$blob\") | git mktree) && \
+           n=$(git commit-tree -p \"$t\" -m \"foreign commit\" \"$tree\") && \
+           git update-ref refs/heads/roadmap \"$n\" \"$t\"; fi; false",
+        marker = marker.display()
+    );
+    let g = Gated::new(&specs(3, &[]), &failing, "");
+    let out = g.repo.tf(&["run", "--no-merge", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    let out = g.repo.tf(&["merge", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    assert!(marker.exists(), "the gate never moved the target");
+    let subjects = g.repo.first_parent_subjects("roadmap");
+    assert_eq!(subjects.len(), 5, "{subjects:?}");
+    assert_eq!(subjects[3], "foreign commit", "clobbered: {subjects:?}");
+    assert_eq!(g.repo.show("roadmap", "foreign.txt"), "foreign");
+    assert_eq!(merged_in_order(&g.repo), ["101", "102", "103"]);
+    let runs = g.runs();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_ne!(runs[0].0, runs[1].0);
+    assert_tip_tested(&g);
+}
