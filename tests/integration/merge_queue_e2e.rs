@@ -132,6 +132,24 @@ fn assert_tip_tested(g: &Gated) {
         "the tip {tip} never passed the gate: {:?}",
         g.runs()
     );
+    // Every value the target ever had (its reflog) but the first is a
+    // commit a gate passed (or someone else's commit, made by a test).
+    let mut moves: Vec<String> = g
+        .repo
+        .git(&["reflog", "show", "--format=%H %s", "refs/heads/roadmap"])
+        .lines()
+        .filter(|l| !l.ends_with(" foreign commit"))
+        .map(|l| l[..40].to_string())
+        .collect();
+    moves.pop();
+    assert!(!moves.is_empty(), "no reflog of roadmap");
+    for commit in &moves {
+        assert!(
+            passed.contains(commit),
+            "the target was moved to {commit}, which no gate passed: {:?}",
+            g.runs()
+        );
+    }
     let state = g.repo.run_state();
     for inst in state["instances"].as_array().unwrap() {
         if let Some(commit) = inst["merged_commit"].as_str() {
@@ -314,4 +332,54 @@ fn a_target_moved_during_the_batch_gate_is_merged_again_not_clobbered() {
     assert_eq!(runs.len(), 2, "{runs:?}");
     assert_ne!(runs[0].0, runs[1].0);
     assert_tip_tested(&g);
+}
+
+#[test]
+fn a_kill_at_each_queue_crash_point_then_resume_loses_no_merge_and_lands_nothing_untested() {
+    for point in [
+        "batch-built",
+        "gate-started",
+        "gate-passed",
+        "before-land",
+        "before-ref-update",
+        "gate-started#3",
+        "gate-passed#2",
+    ] {
+        let g = Gated::new(&specs(5, &[3]), "test -e bad.txt", "");
+        let out = g
+            .repo
+            .treefarm()
+            .args(["run", "--json"])
+            .env("TREEFARM_CRASH_AT", point)
+            .output()
+            .expect("spawn treefarm run");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(9),
+            "not killed at `{point}`: {}\nstderr:\n{}",
+            out.status,
+            stderr(&out)
+        );
+        let out = g.repo.tf(&["resume", "--json"]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{point}: stderr:\n{}",
+            stderr(&out)
+        );
+        let summary = json_summary(&out);
+        assert_eq!(
+            summary_ids(&summary, "merged"),
+            ["101", "102", "104", "105"],
+            "{point}"
+        );
+        assert_eq!(summary_ids(&summary, "refused"), ["103"], "{point}");
+        assert_eq!(
+            merged_in_order(&g.repo),
+            ["101", "102", "104", "105"],
+            "{point}"
+        );
+        assert_eq!(g.repo.treefarm_branches(), ["treefarm/103"], "{point}");
+        assert_tip_tested(&g);
+    }
 }
