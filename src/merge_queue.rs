@@ -396,6 +396,8 @@ impl MergeQueue {
             match result {
                 Built::Merged { branch, commit } => batch.members.push(Member { branch, commit }),
                 Built::Conflicted { branch, paths } if at == 0 => {
+                    // It left the batch: it may be queued again later.
+                    batch.branches.retain(|b| *b != branch);
                     out.push(Action::Conflicted { branch, paths })
                 }
                 Built::Conflicted { branch, paths } => batch.held_conflicts.push((branch, paths)),
@@ -490,6 +492,7 @@ impl MergeQueue {
             // Promoted: its base is now the target.
             next.onto = None;
             for (branch, paths) in next.held_conflicts.drain(..) {
+                next.branches.retain(|b| *b != branch);
                 out.push(Action::Conflicted { branch, paths });
             }
         }

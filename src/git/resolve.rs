@@ -177,6 +177,15 @@ impl Repo {
     }
 }
 
+impl Repo {
+    /// Whether `worktree` has a merge in progress (`MERGE_HEAD` set), as
+    /// [`Repo::hand_back_conflict`] leaves it until the merge is concluded
+    /// or aborted.
+    pub fn merge_in_progress(worktree: &Path) -> Result<bool, GitError> {
+        Ok(open_worktree(worktree)?.state() == RepositoryState::Merge)
+    }
+}
+
 /// Whether `text` has a line git writes around a conflict.
 pub fn has_conflict_markers(text: &[u8]) -> bool {
     text.split(|&b| b == b'\n').any(|line| {

@@ -99,6 +99,9 @@ pub struct Launch {
     pub terminating: Option<(AgentEnd, u64)>,
     /// What is left of the re-attached attempt's timeout.
     pub timeout_left: Option<std::time::Duration>,
+    /// `merge.on_conflict: agent`: the agent resolves the conflicted merge
+    /// prepared in its worktree (`runner/resolve.rs`), one attempt.
+    pub resolve: bool,
 }
 
 pub async fn run_instance(
@@ -129,15 +132,45 @@ pub async fn run_instance(
     if let (Ok(job), Some(message)) = (&job, moved) {
         note(job, &message);
     }
-    let job = match job {
+    let mut job = match job {
         Ok(job) => job,
         Err(reason) => {
             send(InstanceMsg::Done(Verdict::failed_early(reason)));
             return;
         }
     };
+    if launch.resolve && launch.reattach.is_none() && launch.exited.is_none() {
+        let (opts2, dir2, spec2, wt) = (opts.clone(), dir.clone(), spec.clone(), worktree.clone());
+        let prepared = tokio::task::spawn_blocking(move || {
+            crate::runner::resolve::prepare(&opts2, &dir2, &spec2, &wt)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("internal error: {e}")));
+        match prepared {
+            Ok(crate::runner::resolve::Prepared::Agent(env)) => job.env.extend(env),
+            Ok(crate::runner::resolve::Prepared::Clean) => {
+                let (opts2, spec2, wt) = (opts.clone(), spec.clone(), worktree.clone());
+                let start = launch.start_commit.clone();
+                let verdict = tokio::task::spawn_blocking(move || {
+                    crate::runner::resolve::concluded(&opts2, &spec2, &wt, &start)
+                })
+                .await
+                .unwrap_or(Verdict::Stopped);
+                send(InstanceMsg::Done(verdict));
+                return;
+            }
+            Err(reason) => {
+                send(InstanceMsg::Done(Verdict::failed_early(reason)));
+                return;
+            }
+        }
+    }
     let git_dir = private_git_dir(&dir, &id);
-    if launch.reattach.is_none() && launch.exited.is_none() && launch.ended.is_none() {
+    if launch.reattach.is_none()
+        && launch.exited.is_none()
+        && launch.ended.is_none()
+        && !launch.resolve
+    {
         if let Err(reason) = private_git(&opts, &worktree, &spec.branch(), &git_dir) {
             send(InstanceMsg::Done(Verdict::failed_early(reason)));
             return;
@@ -177,7 +210,9 @@ pub async fn run_instance(
     // whose result was found on resume is one of them (a resume grants no
     // extra retries); an interrupted attempt run again from scratch does not
     // use up a retry.
-    let max_attempt = if launch.reattach.is_some() || last.is_some() {
+    let max_attempt = if launch.resolve {
+        launch.attempt.max(1)
+    } else if launch.reattach.is_some() || last.is_some() {
         (1 + opts.retries).max(launch.attempt)
     } else {
         launch.attempt.max(1) + opts.retries
@@ -187,7 +222,7 @@ pub async fn run_instance(
     let mut unchanged = false;
     loop {
         if matches!(last, Some(AgentEnd::Exited(0))) {
-            unchanged = !opts.allow_unchanged && {
+            unchanged = !opts.allow_unchanged && !launch.resolve && {
                 let (opts2, spec2, wt) = (opts.clone(), spec.clone(), worktree.clone());
                 let start = launch.start_commit.clone();
                 tokio::task::spawn_blocking(move || left_nothing(&opts2, &spec2, &wt, &start))
@@ -259,6 +294,28 @@ pub async fn run_instance(
         attempt += 1;
     }
 
+    if launch.resolve {
+        // Judged on the merge, never committed for: markers stay as left.
+        let verdict = match last {
+            Some(AgentEnd::Stopped) | None => Verdict::Stopped,
+            Some(end) => {
+                let code = match end {
+                    AgentEnd::Exited(code) => Some(code),
+                    _ => None,
+                };
+                let (opts2, dir2, spec2, wt) =
+                    (opts.clone(), dir.clone(), spec.clone(), worktree.clone());
+                let start = launch.start_commit.clone();
+                tokio::task::spawn_blocking(move || {
+                    crate::runner::resolve::judge(&opts2, &dir2, &spec2, &wt, &start, code)
+                })
+                .await
+                .unwrap_or(Verdict::Stopped)
+            }
+        };
+        send(InstanceMsg::Done(verdict));
+        return;
+    }
     let verdict = match last {
         Some(AgentEnd::Exited(0)) if unchanged => Verdict::Failed {
             state: InstanceState::Unchanged,

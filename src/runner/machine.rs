@@ -148,13 +148,16 @@ pub fn allowed(from: InstanceState, to: InstanceState) -> bool {
         // An agent that ended while no coordinator ran (resume) is judged
         // without a `running` in between; a setup failure fails it.
         Created => to == Running || agent_end,
-        Running => agent_end,
+        // `conflicted`: the agent resolving a conflict did not conclude it.
+        Running => agent_end || to == Conflicted,
         // Up to date or conflicting is known before the intent is journalled.
         Succeeded => matches!(to, Merging | Merged | Conflicted | Refused),
         // Back to `succeeded`: resume found the target ref never moved.
         Merging => matches!(to, Merged | Conflicted | Refused | Succeeded),
-        // `treefarm merge` after a manual fix.
-        Conflicted | Refused => to == Succeeded,
+        // `treefarm merge` after a manual fix; `running`: the agent
+        // resolves the conflict (`merge.on_conflict: agent`).
+        Conflicted => matches!(to, Succeeded | Running),
+        Refused => to == Succeeded,
         Merged => to == Pruned,
         Failed | TimedOut | Unchanged | Skipped | Pruned => false,
     }
@@ -444,6 +447,7 @@ impl RunMachine {
                     ended: None,
                     terminating: None,
                     timeout_left: None,
+                    resolve: false,
                 });
             }
             out.push(Action::Save);
@@ -543,6 +547,7 @@ impl RunMachine {
         let mut out = Vec::new();
         let inst = self.inst(id)?;
         let (state, attempt, deadline_ms) = (inst.state, inst.attempt, inst.deadline_ms);
+        let resolve = inst.resolving;
         if let Some(why) = &found.ended {
             out.push(Action::Note(format!(
                 "{id}: agent {why} while treefarm was not running; its processes are ended"
@@ -583,6 +588,7 @@ impl RunMachine {
             terminating: found.terminating,
             timeout_left: deadline_ms
                 .map(|d| std::time::Duration::from_millis(d.saturating_sub(now))),
+            resolve,
         };
         Ok((launch, out))
     }
@@ -694,6 +700,9 @@ impl RunMachine {
         match msg {
             InstanceMsg::AttemptStarting { attempt } => {
                 let inst = self.inst(&id)?;
+                if inst.resolving {
+                    inst.resolve_attempts += 1;
+                }
                 inst.attempt = attempt;
                 inst.pid = None;
                 inst.pid_start = None;
@@ -819,6 +828,9 @@ impl RunMachine {
         verdict: Verdict,
         now: u64,
     ) -> Result<(), MachineError> {
+        if self.inst(id)?.resolving {
+            return self.on_resolved(out, id, verdict, now);
+        }
         match verdict {
             Verdict::Succeeded(work) => {
                 self.record_work(out, id, &work)?;
@@ -1022,6 +1034,9 @@ impl RunMachine {
             id: id.to_string(),
             paths,
         }));
+        if self.may_hand_back(id)? {
+            return self.hand_back(out, id, now);
+        }
         out.push(Action::Emit(self.policy.kept(id, "merge conflict")));
         self.sched.settled(id, false);
         self.skip(out, now)
@@ -1091,6 +1106,9 @@ fn attempt_result(end: &AgentEnd) -> (AttemptResult, Option<i32>) {
 
 #[path = "machine_queue.rs"]
 mod queue;
+
+#[path = "machine_resolve.rs"]
+mod resolve;
 
 #[cfg(test)]
 mod tests {
@@ -1718,6 +1736,7 @@ mod handle_tests {
             ended: None,
             terminating: None,
             timeout_left: None,
+            resolve: false,
         };
         let actions = m.replant(vec![launch]);
         assert_eq!(tags(&actions), ["save", "flush", "plant a"]);

@@ -30,6 +30,7 @@ pub mod pacing;
 pub mod ports;
 pub mod process;
 pub mod recover;
+pub mod resolve;
 pub mod shared_git;
 pub mod slots;
 pub mod status_file;

@@ -36,6 +36,13 @@ impl Dispatcher<'_> {
                 self.end_orphans(inst, None).await;
             }
             match inst.state {
+                InstanceState::Conflicted if inst.resolving => {
+                    // A conflict handed back to the agent, whose attempt
+                    // never started: hand it back again.
+                    self.m.sched.restore(&id, Restored::AwaitingSettle);
+                    let actions = self.m.resume_resolve(&id, now_ms())?;
+                    self.perform(actions)?;
+                }
                 InstanceState::Conflicted | InstanceState::Refused => {
                     if self.mode == Mode::MergeOnly {
                         self.m.sched.restore(&id, Restored::AwaitingSettle);
@@ -187,6 +194,16 @@ impl Dispatcher<'_> {
     /// left and merge again.
     async fn requeue_after_fix(&mut self, id: &str) -> anyhow::Result<()> {
         let worktree = self.opts.worktree_for(id);
+        if worktree.exists() && Repo::merge_in_progress(&worktree).unwrap_or(false) {
+            // A conflict its agent did not resolve: its markers are never
+            // committed for the user.
+            self.note(format!(
+                "{id}: a merge is in progress in `{}`; conclude it (`git commit`) or abort it (`git merge --abort`), then run `treefarm merge` again",
+                worktree.display()
+            ));
+            self.m.sched.settled(id, false);
+            return Ok(());
+        }
         if worktree.exists() {
             let wt = worktree.clone();
             let id2 = id.to_string();

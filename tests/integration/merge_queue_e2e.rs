@@ -55,6 +55,16 @@ struct Gated {
 
 impl Gated {
     fn new(specs: &[(String, String)], failing: &str, merge_config: &str) -> Gated {
+        Gated::with_wrapper(specs, failing, merge_config, None)
+    }
+
+    /// Like [`Gated::new`], the agent being `wrapper` then the scripted agent.
+    fn with_wrapper(
+        specs: &[(String, String)],
+        failing: &str,
+        merge_config: &str,
+        wrapper: Option<&str>,
+    ) -> Gated {
         let tmp_log = tempfile::NamedTempFile::new().expect("temp file");
         let log = tmp_log.path().with_extension("gate-runs");
         drop(tmp_log);
@@ -66,7 +76,11 @@ impl Gated {
             "instances: 4\nmerge:\n  gate: '{}'\n{merge_config}",
             gate(&log, failing).replace('\'', "''")
         );
-        let repo = TestRepo::farm(&[("README.md", "readme\n")], &specs, &config);
+        let files = [("README.md", "readme\n")];
+        let repo = match wrapper {
+            Some(body) => TestRepo::farm_with_wrapper(&files, &specs, body, &config),
+            None => TestRepo::farm(&files, &specs, &config),
+        };
         Gated { repo, log }
     }
 
@@ -381,5 +395,143 @@ fn a_kill_at_each_queue_crash_point_then_resume_loses_no_merge_and_lands_nothing
         );
         assert_eq!(g.repo.treefarm_branches(), ["treefarm/103"], "{point}");
         assert_tip_tested(&g);
+    }
+}
+
+/// 101, 102 and 103 all write the undeclared `shared.txt` (so they run at
+/// once): 101 merges, 102 and 103 conflict with it. In resolve mode the
+/// scripted agent notes its prompt and conflicted files in `seen`, resolves
+/// 102's conflict and concludes the merge; for 103 it gives up.
+fn resolve_farm(merge_config: &str, seen: &Path) -> Gated {
+    let wrapper = format!(
+        "if [ \"$TREEFARM_MODE\" = resolve ]; then\n\
+           cp \"$TREEFARM_PROMPT_FILE\" '{seen}'/prompt-$TREEFARM_SPEC_ID\n\
+           printf '%s\\n' \"$TREEFARM_CONFLICT_FILES\" > '{seen}'/conflicts-$TREEFARM_SPEC_ID\n\
+           if [ \"$TREEFARM_SPEC_ID\" = 102 ]; then\n\
+             printf 'resolved\\n' > shared.txt && git add shared.txt && git commit -q --no-edit || exit 3\n\
+           fi\n\
+           exit 0\n\
+         fi",
+        seen = seen.display()
+    );
+    let specs: Vec<(String, String)> = (101..=103)
+        .map(|id| {
+            (
+                format!("SPEC-{id}-s.md"),
+                spec_md(
+                    &format!("Spec {id}"),
+                    &[&format!("f{id}.txt")],
+                    &[],
+                    Some(id - 100),
+                    &format!(
+                        "write f{id}.txt {id}\nwrite shared.txt from-{id}\ncommit \"work {id}\""
+                    ),
+                ),
+            )
+        })
+        .collect();
+    Gated::with_wrapper(&specs, "false", merge_config, Some(&wrapper))
+}
+
+/// After [`resolve_farm`]'s run: 102 resolved by its agent and merged, 103
+/// conflicted and kept exactly as its agent left it.
+fn assert_resolved_or_kept(g: &Gated, out: &std::process::Output, seen: &Path, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{what}: stderr:\n{}",
+        stderr(out)
+    );
+    let summary = json_summary(out);
+    assert_eq!(summary_ids(&summary, "merged"), ["101", "102"], "{what}");
+    assert_eq!(summary_ids(&summary, "conflicted"), ["103"], "{what}");
+    assert_eq!(merged_in_order(&g.repo), ["101", "102"]);
+    assert_eq!(g.repo.show("roadmap", "shared.txt"), "resolved");
+    assert_eq!(g.repo.show("roadmap", "f102.txt"), "102");
+    // The agent was asked with the resolution prompt, naming the file.
+    for id in ["102", "103"] {
+        let prompt = std::fs::read_to_string(seen.join(format!("prompt-{id}")))
+            .unwrap_or_else(|e| panic!("{id} was not asked to resolve: {e}"));
+        assert!(
+            prompt.contains("shared.txt") && prompt.contains("roadmap"),
+            "{prompt}"
+        );
+        let files = std::fs::read_to_string(seen.join(format!("conflicts-{id}"))).unwrap();
+        assert_eq!(files, "shared.txt\n");
+    }
+    // 103 is kept exactly as its agent left it: the merge in progress,
+    // the markers in the file, nothing committed for it.
+    let wt = g.repo.worktree_dir().join("103");
+    let text = std::fs::read_to_string(wt.join("shared.txt")).unwrap();
+    assert!(
+        text.contains("<<<<<<<") && text.contains(">>>>>>>"),
+        "{text}"
+    );
+    let unmerged = g
+        .repo
+        .git_at(&wt, &["diff", "--name-only", "--diff-filter=U"]);
+    assert_eq!(unmerged, "shared.txt");
+    assert_eq!(
+        g.repo
+            .git_at(&wt, &["rev-parse", "-q", "--verify", "MERGE_HEAD"])
+            .len(),
+        40
+    );
+    assert_eq!(
+        g.repo.git(&["log", "-1", "--format=%s", "treefarm/103"]),
+        "work 103",
+        "something was committed for the unresolved conflict"
+    );
+    let inst = g.repo.instance("103");
+    assert_eq!(inst["state"], "conflicted");
+    assert_eq!(inst["resolve_attempts"], 1);
+    assert!(
+        inst["reason"].as_str().unwrap().contains("not resolved"),
+        "{inst}"
+    );
+    assert_eq!(g.repo.instance("102")["resolve_attempts"], 1);
+    assert_eq!(g.repo.treefarm_branches(), ["treefarm/103"]);
+}
+
+#[test]
+fn a_conflict_goes_back_to_its_agent_resolved_then_merged_or_kept_with_its_markers() {
+    for merge_config in [
+        "  on_conflict: agent\n",
+        "  on_conflict: agent\n  batch: 1\n",
+    ] {
+        let seen = tempfile::tempdir().unwrap();
+        let g = resolve_farm(merge_config, seen.path());
+        let out = g.repo.tf(&["run", "--json"]);
+        assert_resolved_or_kept(&g, &out, seen.path(), merge_config);
+        let resolving: BTreeSet<String> = json_events(&out)
+            .iter()
+            .filter(|e| e["event"] == "resolving")
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(resolving, BTreeSet::from(["102".into(), "103".into()]));
+    }
+}
+
+#[test]
+fn a_kill_while_handing_a_conflict_back_then_resume_resolves_it() {
+    for point in ["resolving", "resolving#2"] {
+        let seen = tempfile::tempdir().unwrap();
+        let g = resolve_farm("  on_conflict: agent\n", seen.path());
+        let out = g
+            .repo
+            .treefarm()
+            .args(["run", "--json"])
+            .env("TREEFARM_CRASH_AT", point)
+            .output()
+            .expect("spawn treefarm run");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(9),
+            "not killed at `{point}`: {}\nstderr:\n{}",
+            out.status,
+            stderr(&out)
+        );
+        let out = g.repo.tf(&["resume", "--json"]);
+        assert_resolved_or_kept(&g, &out, seen.path(), point);
     }
 }
