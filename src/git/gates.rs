@@ -71,6 +71,31 @@ impl Repo {
         })
     }
 
+    /// The slots of the gate pool that exist (a folder or an admin entry),
+    /// sorted.
+    pub fn gate_pool_slots(&self) -> Vec<usize> {
+        let mut slots = std::collections::BTreeSet::new();
+        if let Ok(entries) = std::fs::read_dir(self.common_dir().join(GATES_DIR)) {
+            for entry in entries.flatten() {
+                if let Ok(slot) = entry.file_name().to_string_lossy().parse::<usize>() {
+                    slots.insert(slot);
+                }
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(self.common_dir().join("worktrees")) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(slot) = name
+                    .strip_prefix("gate-pool-")
+                    .and_then(|n| n.parse::<usize>().ok())
+                {
+                    slots.insert(slot);
+                }
+            }
+        }
+        slots.into_iter().collect()
+    }
+
     /// Removes gate worktree `slot`, files (build output included) and admin
     /// entry; a missing one is not an error.
     pub fn remove_gate_worktree(&self, slot: usize) -> Result<(), GitError> {

@@ -430,3 +430,295 @@ impl RunMachine {
         Ok(out)
     }
 }
+
+/// The queue's decisions driven with inputs: the actions and states that
+/// come out, with no lane, no gate process and no journal.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::{Node, Restored};
+    use crate::state::RunState;
+    use InstanceState::*;
+
+    /// `ids` in rank order, each `succeeded` and waiting to merge.
+    fn queued(ids: &[&str], gate_jobs: usize, resolve: bool) -> RunMachine {
+        let record = RunRecord {
+            run_id: "r".into(),
+            state: RunState::Running,
+            target: "roadmap".into(),
+            instances: ids
+                .iter()
+                .map(|id| InstanceRecord {
+                    id: id.to_string(),
+                    state: Succeeded,
+                    slot: Some(0),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let nodes: Vec<Node> = ids
+            .iter()
+            .enumerate()
+            .map(|(order, id)| Node {
+                id: id.to_string(),
+                priority: 1,
+                order,
+                depends_on: Vec::new(),
+            })
+            .collect();
+        let ranks = nodes
+            .iter()
+            .map(|n| (n.id.clone(), (n.priority, n.order)))
+            .collect();
+        let mut sched = Scheduler::new(nodes, &[], 2);
+        let policy = Policy {
+            queue: Some(mq::QueueConfig {
+                batch: 8,
+                gate_jobs,
+                gated: true,
+            }),
+            resolve_by_agent: resolve,
+            resolve_attempts: 1,
+            gate_logs: PathBuf::from("/run/gates"),
+            worktree_dir: PathBuf::from("/wt"),
+            ..Default::default()
+        };
+        for id in ids {
+            sched.restore(id, Restored::AwaitingSettle);
+        }
+        let mut m = RunMachine::new(record, sched, 2, ranks, policy);
+        for id in ids {
+            m.enqueue_merge(id);
+        }
+        m
+    }
+
+    fn tags(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .map(|a| match a {
+                Action::Emit(e) => {
+                    let name = format!("{e:?}");
+                    format!("emit {}", name.split([' ', '(']).next().unwrap_or_default())
+                }
+                Action::BuildBatch { batch, ids, .. } => format!("build {batch} {}", ids.join(" ")),
+                Action::LandBatch { batch, new, .. } => format!("land {batch} {new}"),
+                Action::RunGate(g) => {
+                    format!("gate {} prefix {} slot {:?}", g.batch, g.prefix, g.slot)
+                }
+                Action::CancelGate(run) => format!("cancel {run}"),
+                Action::KeepGateLog { id, .. } => format!("keep-log {id}"),
+                Action::CrashPoint(p) => format!("crash-point {p}"),
+                Action::Launch(l) => format!("launch {} resolve {}", l.id, l.resolve),
+                Action::Note(_) => "note".into(),
+                Action::Prune(id) => format!("prune {id}"),
+                other => format!("{other:?}").to_lowercase(),
+            })
+            .collect()
+    }
+
+    fn lane(m: &mut RunMachine, msg: LaneMsg) -> Vec<String> {
+        tags(&m.handle(Input::Lane(msg), 10).unwrap())
+    }
+
+    fn built(batch: u64, merged: &[&str], conflicted: &[&str]) -> LaneMsg {
+        let mut results: Vec<Built> = merged
+            .iter()
+            .map(|id| Built::Merged {
+                branch: id.to_string(),
+                commit: format!("m-{id}"),
+            })
+            .collect();
+        results.extend(conflicted.iter().map(|id| Built::Conflicted {
+            branch: id.to_string(),
+            paths: vec!["x.txt".into()],
+        }));
+        LaneMsg::Built {
+            batch,
+            result: Ok(BatchBuilt {
+                base: "b0".into(),
+                results,
+                tips: Vec::new(),
+            }),
+        }
+    }
+
+    fn gate_done(run: u64, passed: bool) -> LaneMsg {
+        LaneMsg::GateDone {
+            run,
+            passed,
+            cancelled: false,
+            elapsed_ms: 5,
+        }
+    }
+
+    fn state(m: &RunMachine, id: &str) -> InstanceState {
+        m.record.instance(id).unwrap().state
+    }
+
+    #[test]
+    fn a_ready_prefix_is_built_gated_once_and_landed_after_the_flush() {
+        let mut m = queued(&["a", "b", "c"], 1, false);
+        let start = tags(&m.start(false, 1).unwrap());
+        assert_eq!(start, ["save", "build 1 a b c"]);
+        assert!(m.queue_lane && !m.lane_idle());
+        // Nothing else on the lane while it builds.
+        assert_eq!(m.next_prune(), None);
+        assert_eq!(
+            lane(&mut m, built(1, &["a", "b", "c"], &[])),
+            ["emit Batch", "save", "flush", "crash-point batch-built"]
+        );
+        assert_eq!(
+            tags(&m.start(false, 11).unwrap()),
+            [
+                "save",
+                "emit GateStarted",
+                "flush",
+                "gate 1 prefix 3 slot Some(0)",
+                "crash-point gate-started"
+            ]
+        );
+        assert_eq!(m.gates_running(), 1);
+        assert_eq!(
+            lane(&mut m, gate_done(1, true)),
+            [
+                "save",
+                "emit GatePassed",
+                "save",
+                "flush",
+                "crash-point gate-passed"
+            ]
+        );
+        // Every branch is merging, at its own merge commit, before the land.
+        for id in ["a", "b", "c"] {
+            let inst = m.record.instance(id).unwrap();
+            assert_eq!(
+                (inst.state, inst.merged_commit.clone()),
+                (Merging, Some(format!("m-{id}")))
+            );
+        }
+        assert_eq!(
+            tags(&m.start(false, 12).unwrap()),
+            ["save", "flush", "crash-point before-land", "land 1 m-c"]
+        );
+        let landed = lane(
+            &mut m,
+            LaneMsg::Landed {
+                batch: 1,
+                result: Ok(true),
+            },
+        );
+        assert_eq!(landed.iter().filter(|t| *t == "emit Merged").count(), 3);
+        for id in ["a", "b", "c"] {
+            assert_eq!(state(&m, id), Merged);
+        }
+        assert_eq!(m.prunes_waiting(), 3);
+        assert_eq!(m.record.merge_queue.as_ref().unwrap().results.len(), 1);
+        assert_eq!(m.other_in_flight, 0);
+        assert_eq!(m.next_prune(), Some("a".into()));
+    }
+
+    #[test]
+    fn a_failing_gate_is_bisected_and_the_culprit_refused_with_its_log() {
+        let mut m = queued(&["a", "b"], 1, false);
+        m.start(false, 1).unwrap();
+        lane(&mut m, built(1, &["a", "b"], &[]));
+        m.start(false, 2).unwrap();
+        let failed = lane(&mut m, gate_done(1, false));
+        assert!(
+            failed.contains(&"emit GateFailed".to_string()),
+            "{failed:?}"
+        );
+        assert!(failed.contains(&"emit Bisect".to_string()), "{failed:?}");
+        let start = tags(&m.start(false, 3).unwrap());
+        assert!(
+            start.contains(&"gate 1 prefix 1 slot Some(0)".to_string()),
+            "{start:?}"
+        );
+        let passed = lane(&mut m, gate_done(2, true));
+        assert!(passed.contains(&"emit Refused".to_string()), "{passed:?}");
+        assert!(passed.contains(&"keep-log b".to_string()), "{passed:?}");
+        let b = m.record.instance("b").unwrap();
+        assert_eq!(b.state, Refused);
+        let reason = b.reason.clone().unwrap();
+        assert!(
+            reason.contains("/run/gates/001-batch-1-prefix-2.log"),
+            "{reason}"
+        );
+        assert_eq!(state(&m, "a"), Merging);
+    }
+
+    #[test]
+    fn a_gate_stopped_by_a_signal_is_run_again_on_resume() {
+        let mut m = queued(&["a"], 1, false);
+        m.start(false, 1).unwrap();
+        lane(&mut m, built(1, &["a"], &[]));
+        m.start(false, 2).unwrap();
+        m.handle(Input::Signal("interrupt"), 3).unwrap();
+        let stopped = lane(
+            &mut m,
+            LaneMsg::GateDone {
+                run: 1,
+                passed: false,
+                cancelled: true,
+                elapsed_ms: 1,
+            },
+        );
+        assert_eq!(stopped, ["save"]);
+        assert!(m.is_over(false));
+        // The journal still has the prefix under test: a new coordinator
+        // gates it again.
+        let record = m.record.clone();
+        let mut again = queued(&["a"], 1, false);
+        again.record = record;
+        let actions = tags(&again.resume_queue(4).unwrap());
+        assert_eq!(actions, ["save"]);
+        let start = tags(&again.start(false, 5).unwrap());
+        assert!(
+            start.contains(&"gate 1 prefix 1 slot Some(0)".to_string()),
+            "{start:?}"
+        );
+    }
+
+    #[test]
+    fn a_conflict_goes_to_its_agent_once_then_is_kept() {
+        let mut m = queued(&["a", "b"], 1, true);
+        m.start(false, 1).unwrap();
+        let out = lane(&mut m, built(1, &["a"], &["b"]));
+        assert!(
+            out.windows(4).any(|w| w
+                == [
+                    "emit Resolving",
+                    "flush",
+                    "crash-point resolving",
+                    "launch b resolve true"
+                ]),
+            "{out:?}"
+        );
+        let b = m.record.instance("b").unwrap();
+        assert!(b.resolving && b.state == Conflicted && b.resolve_attempts == 0);
+        m.handle(
+            Input::Instance("b".into(), InstanceMsg::AttemptStarting { attempt: 1 }),
+            2,
+        )
+        .unwrap();
+        assert_eq!(m.record.instance("b").unwrap().resolve_attempts, 1);
+        let verdict = Verdict::Failed {
+            state: Conflicted,
+            reason: "markers left".into(),
+            exit_code: Some(0),
+            work: None,
+        };
+        let out = tags(
+            &m.handle(Input::Instance("b".into(), InstanceMsg::Done(verdict)), 3)
+                .unwrap(),
+        );
+        // One attempt allowed: kept, not handed back again.
+        assert!(!out.iter().any(|t| t.starts_with("launch")), "{out:?}");
+        assert!(out.contains(&"emit Kept".to_string()), "{out:?}");
+        let b = m.record.instance("b").unwrap();
+        assert!(!b.resolving && b.state == Conflicted);
+        assert!(b.reason.clone().unwrap().contains("markers left"));
+    }
+}

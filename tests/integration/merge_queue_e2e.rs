@@ -276,6 +276,16 @@ fn a_batch_of_good_branches_costs_one_gate_run() {
     assert_eq!(batches.len(), 1);
     assert_eq!(batches[0]["ids"].as_array().unwrap().len(), 8);
     assert_tip_tested(&g);
+
+    // The warm gate worktree stays after the run; `prune` removes it.
+    let pool = g.repo.root.join(".git/treefarm/gates/0");
+    assert!(pool.join("f108.txt").is_file(), "gate worktree at the tip");
+    let out = g.repo.tf(&["prune"]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    assert!(stderr(&out).contains("gate worktree"), "{}", stderr(&out));
+    assert!(!pool.exists());
+    let list = g.repo.git(&["worktree", "list", "--porcelain"]);
+    assert_eq!(list.matches("worktree ").count(), 1, "{list}");
 }
 
 #[test]
