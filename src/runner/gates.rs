@@ -85,7 +85,6 @@ pub async fn run_gate(
         }
     };
     let ids = job.gate.ids.join(" ");
-    let last = job.gate.ids.last().cloned().unwrap_or_default();
     let mut cmd = std::process::Command::new("sh");
     cmd.arg("-c")
         .arg(&command)
@@ -96,9 +95,9 @@ pub async fn run_gate(
         .env("TREEFARM_GATE_COMMIT", &job.gate.commit)
         .env("TREEFARM_GATE_BATCH", job.gate.batch.to_string())
         .env("TREEFARM_GATE_PREFIX", job.gate.prefix.to_string())
+        // Not `TREEFARM_SPEC_ID`: a gate is no instance's process (resume
+        // finds an instance's processes by it).
         .env("TREEFARM_SPEC_IDS", &ids)
-        .env("TREEFARM_SPEC_ID", &last)
-        .env("TREEFARM_BRANCH", crate::spec::branch_for(&last))
         .stdin(Stdio::null())
         .process_group(0);
     match log.try_clone() {

@@ -395,7 +395,8 @@ fn a_kill_at_each_queue_crash_point_then_resume_loses_no_merge_and_lands_nothing
         assert_eq!(
             summary_ids(&summary, "merged"),
             ["101", "102", "104", "105"],
-            "{point}"
+            "{point}: {summary}\n{}",
+            stderr(&out)
         );
         assert_eq!(summary_ids(&summary, "refused"), ["103"], "{point}");
         assert_eq!(
