@@ -390,7 +390,7 @@ pub async fn run_instance(
 }
 
 /// `<instance dir>/git`: the agent's private git directory under isolation.
-fn private_git_dir(dir: &RunDir, id: &str) -> std::path::PathBuf {
+pub(crate) fn private_git_dir(dir: &RunDir, id: &str) -> std::path::PathBuf {
     dir.instance_dir(id).join("git")
 }
 

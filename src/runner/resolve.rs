@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::agents::{render_resolve_prompt, resolve_env, PromptContext, ResolveContext};
-use crate::git::{HandBack, HandBackResult, Oid, Repo, Resolution};
-use crate::runner::instance::{collect_work, Verdict};
+use crate::git::{
+    import_private_git, prepare_private_git, share_merge_state, take_merge_state, HandBack,
+    HandBackResult, Oid, Repo, Resolution,
+};
+use crate::runner::instance::{collect_work, private_git_dir, Verdict};
 use crate::runner::options::RunOptions;
 use crate::spec::Spec;
 use crate::state::{InstanceState, RunDir};
@@ -55,6 +58,13 @@ pub fn prepare(
     let chain = |e: crate::git::GitError| crate::error::chain(&e);
     let repo = Repo::discover(&opts.repo_root).map_err(chain)?;
     let branch = spec.branch();
+    // An isolated agent's git works in its private git directory: made
+    // current first (publishing what is there), then handed the merge.
+    let git_dir = private_git_dir(dir, &spec.id);
+    let isolated = opts.isolation_active.is_some();
+    if isolated {
+        prepare_private_git(worktree, &branch, &git_dir).map_err(chain)?;
+    }
     let (paths, commits) = if Repo::merge_in_progress(worktree).map_err(chain)? {
         let kept = read_kept(dir, &spec.id)?;
         (kept.paths, Vec::new())
@@ -83,6 +93,9 @@ pub fn prepare(
             }
         }
     };
+    if isolated {
+        share_merge_state(worktree, &git_dir).map_err(chain)?;
+    }
     let prompt = render_resolve_prompt(
         opts.queue.resolve_prompt_template.as_deref(),
         &ResolveContext {
@@ -160,8 +173,14 @@ pub fn judge(
         },
         (Err(reason), _) | (_, Err(reason)) => return unresolved(reason),
     };
-    let outcome = Repo::discover(&opts.repo_root)
-        .and_then(|repo| repo.resolution_outcome(worktree, &spec.branch(), &hand_back));
+    let git_dir = private_git_dir(dir, &spec.id);
+    let outcome = (|| {
+        if opts.isolation_active.is_some() {
+            import_private_git(worktree, &spec.branch(), &git_dir)?;
+            take_merge_state(worktree, &git_dir)?;
+        }
+        Repo::discover(&opts.repo_root)?.resolution_outcome(worktree, &spec.branch(), &hand_back)
+    })();
     match outcome {
         Ok(Resolution::Concluded { .. }) => concluded(opts, spec, worktree, start),
         Ok(Resolution::Unresolved { reason }) => unresolved(reason),

@@ -546,3 +546,34 @@ fn a_kill_while_handing_a_conflict_back_then_resume_resolves_it() {
         assert_resolved_or_kept(&g, &out, seen.path(), point);
     }
 }
+
+#[test]
+fn an_isolated_agent_resolves_its_conflict_through_its_private_git_directory() {
+    // Under Landlock the agent's git works in a private git directory: the
+    // hand-back is shared with it, and what it concluded comes back.
+    let probe = TestRepo::with_files(&[("a.txt", "a\n")]);
+    let out = probe.tf(&["run", "--isolation", "landlock", "nothing-matches"]);
+    if stderr(&out).contains("isolation: landlock was asked for") {
+        eprintln!("skipped: the kernel has no Landlock");
+        return;
+    }
+    let seen = tempfile::tempdir().unwrap();
+    let g = resolve_farm("  on_conflict: agent\n", seen.path());
+    let out = g.repo.tf(&["run", "--json", "--isolation", "landlock"]);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{}", stderr(&out));
+    let summary = json_summary(&out);
+    assert_eq!(summary_ids(&summary, "merged"), ["101", "102"], "{summary}");
+    assert_eq!(summary_ids(&summary, "conflicted"), ["103"]);
+    assert_eq!(g.repo.show("roadmap", "shared.txt"), "resolved");
+    let wt = g.repo.worktree_dir().join("103");
+    let text = std::fs::read_to_string(wt.join("shared.txt")).unwrap();
+    assert!(text.contains("<<<<<<<"), "{text}");
+    let unmerged = g
+        .repo
+        .git_at(&wt, &["diff", "--name-only", "--diff-filter=U"]);
+    assert_eq!(unmerged, "shared.txt");
+    assert_eq!(
+        g.repo.git(&["log", "-1", "--format=%s", "treefarm/103"]),
+        "work 103"
+    );
+}
