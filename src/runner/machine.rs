@@ -285,6 +285,8 @@ impl RunMachine {
                     !i.state.is_terminal()
                         && i.state != InstanceState::Succeeded
                         && i.state != InstanceState::Pending
+                        // A conflict handed back whose agent has not run.
+                        || i.resolving
                 })
     }
 
@@ -711,7 +713,8 @@ impl RunMachine {
                 inst.ending = None;
                 inst.kill_at_ms = None;
                 inst.started_at_ms.get_or_insert(now);
-                if attempt > 1 {
+                // A resolve attempt was announced by its `resolving` event.
+                if attempt > 1 && !inst.resolving {
                     out.push(Action::Emit(Event::Retrying { id, attempt }));
                 }
             }
