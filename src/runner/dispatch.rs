@@ -62,7 +62,7 @@ impl<'r> Dispatcher<'r> {
             .collect();
         let journal = Journal::new(dir.clone());
         let mut policy = Policy::from_options(&opts);
-        policy.gate_logs = dir.path().join("gates");
+        policy.gate_logs = dir.path().join("logs");
         Dispatcher {
             opts: opts.clone(),
             dir,

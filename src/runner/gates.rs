@@ -26,7 +26,7 @@ const CANCEL_GRACE: Duration = Duration::from_millis(500);
 pub struct GateJob {
     pub gate: GateRun,
     pub run_id: String,
-    /// The log file (under the run's `gates/` folder).
+    /// The log file (in the run's `logs/` folder).
     pub log: PathBuf,
 }
 

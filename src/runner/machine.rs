@@ -72,7 +72,7 @@ pub struct Policy {
     pub resolve_by_agent: bool,
     /// `merge.resolve_attempts`.
     pub resolve_attempts: u32,
-    /// Where gate runs write their logs (the run's `gates/` folder).
+    /// Where gate runs write their logs (the run's `logs/` folder).
     pub gate_logs: PathBuf,
 }
 

@@ -148,7 +148,7 @@ impl RunMachine {
                     let run = q.gate_runs;
                     let ids = q.planner.prefix_branches(batch, prefix);
                     let log = logs
-                        .join(format!("{run:03}-batch-{batch}-prefix-{prefix}.log"))
+                        .join(format!("gate-{run:03}-batch-{batch}-prefix-{prefix}.log"))
                         .display()
                         .to_string();
                     q.gates.push(GateRun {
@@ -480,7 +480,7 @@ mod tests {
             }),
             resolve_by_agent: resolve,
             resolve_attempts: 1,
-            gate_logs: PathBuf::from("/run/gates"),
+            gate_logs: PathBuf::from("/run/logs"),
             worktree_dir: PathBuf::from("/wt"),
             ..Default::default()
         };
@@ -643,7 +643,7 @@ mod tests {
         assert_eq!(b.state, Refused);
         let reason = b.reason.clone().unwrap();
         assert!(
-            reason.contains("/run/gates/001-batch-1-prefix-2.log"),
+            reason.contains("/run/logs/gate-001-batch-1-prefix-2.log"),
             "{reason}"
         );
         assert_eq!(state(&m, "a"), Merging);
