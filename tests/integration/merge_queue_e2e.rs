@@ -577,3 +577,57 @@ fn an_isolated_agent_resolves_its_conflict_through_its_private_git_directory() {
         "work 103"
     );
 }
+
+#[test]
+fn a_signal_stops_a_running_gate_and_its_group_then_merge_gates_again() {
+    // The first gate run notes its pid and its child's, then waits on the
+    // child (a long sleep); later runs pass at once.
+    let tmp = tempfile::tempdir().unwrap();
+    let (marker, pid, child) = (
+        tmp.path().join("slept"),
+        tmp.path().join("gate-pid"),
+        tmp.path().join("child-pid"),
+    );
+    let failing = format!(
+        "if [ ! -e {marker} ]; then : > {marker}; sleep 60 & echo $! > {child}; echo $$ > {pid}; wait; fi; false",
+        marker = marker.display(),
+        child = child.display(),
+        pid = pid.display()
+    );
+    let g = Gated::new(&specs(3, &[]), &failing, "");
+    let out = g.repo.tf(&["run", "--no-merge", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    let before = g.repo.git(&["rev-parse", "roadmap"]);
+    let mut merge = g
+        .repo
+        .treefarm()
+        .args(["merge", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn treefarm merge");
+    let gate = t1_read_pid(&pid, 60);
+    let sleeper = t1_read_pid(&child, 60);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(merge.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("signal treefarm");
+    let mut status = None;
+    t1_wait_until(30, "treefarm merge to stop", || {
+        status = merge.try_wait().expect("wait");
+        status.is_some()
+    });
+    assert!(!status.unwrap().success());
+    assert!(t1_pid_dead(gate), "the gate {gate} survived the stop");
+    assert!(t1_pid_dead(sleeper), "the gate's child {sleeper} survived");
+    assert_eq!(g.repo.git(&["rev-parse", "roadmap"]), before);
+    assert!(g.runs().is_empty(), "the stopped gate has no result");
+
+    // `merge` again: the prefix that was under test is gated again.
+    let out = g.repo.tf(&["merge", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    assert_eq!(merged_in_order(&g.repo), ["101", "102", "103"]);
+    assert_eq!(g.runs().len(), 1, "{:?}", g.runs());
+    assert_tip_tested(&g);
+}
