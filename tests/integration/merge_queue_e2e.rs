@@ -631,3 +631,49 @@ fn a_signal_stops_a_running_gate_and_its_group_then_merge_gates_again() {
     assert_eq!(g.runs().len(), 1, "{:?}", g.runs());
     assert_tip_tested(&g);
 }
+
+#[test]
+fn a_batch_lands_the_history_merging_one_by_one_makes() {
+    // The same eight branches merged by the queue and with `merge.batch: 1`:
+    // the same first-parent line of merge commits, messages and changes
+    // alike.
+    let line = |merge_config: &str| -> Vec<String> {
+        let g = Gated::new(&specs(8, &[]), "false", merge_config);
+        let out = g.repo.tf(&["run", "--no-merge", "--json"]);
+        assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+        let out = g.repo.tf(&["merge", "--json"]);
+        assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+        // Each merge commit's message and its change to the line (the
+        // bases differ in treefarm.yaml only).
+        g.repo
+            .git(&[
+                "log",
+                "--first-parent",
+                "--diff-merges=first-parent",
+                "-p",
+                "--format=%B",
+                "main..roadmap",
+            ])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let batched = line("");
+    let one_by_one = line("  batch: 1\n");
+    assert_eq!(batched.len(), one_by_one.len());
+    assert_eq!(
+        batched
+            .iter()
+            .filter(|l| l.starts_with("Merge treefarm/"))
+            .count(),
+        8
+    );
+    // The run ids in the messages differ; everything else is equal.
+    let strip = |l: &Vec<String>| -> Vec<String> {
+        l.iter()
+            .filter(|s| !s.starts_with("treefarm run "))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(strip(&batched), strip(&one_by_one));
+}
