@@ -249,6 +249,17 @@ impl MergeQueue {
         }
     }
 
+    /// Takes new settings (a `treefarm merge` with another gate, or
+    /// another `merge.batch`): they apply from the next decision on; a land
+    /// already decided stands. `batch` and `gate_jobs` below 1 count as 1.
+    pub fn reconfigure(&mut self, config: QueueConfig) {
+        self.config = QueueConfig {
+            batch: config.batch.max(1),
+            gate_jobs: config.gate_jobs.max(1),
+            gated: config.gated,
+        };
+    }
+
     /// True when nothing is queued or in flight.
     pub fn is_idle(&self) -> bool {
         self.batches.is_empty() && self.waiting.is_empty()

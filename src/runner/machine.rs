@@ -211,9 +211,13 @@ impl RunMachine {
     ) -> RunMachine {
         let mut record = record;
         if let Some(config) = policy.queue {
+            // A journalled queue takes this coordinator's settings: `treefarm
+            // merge --gate` after `run --no-merge` gates what it lands.
             record
                 .merge_queue
-                .get_or_insert_with(|| crate::merge_queue::QueueRecord::new(config));
+                .get_or_insert_with(|| crate::merge_queue::QueueRecord::new(config))
+                .planner
+                .reconfigure(config);
         }
         let gate_jobs = policy.queue.map_or(0, |q| q.gate_jobs.max(1));
         RunMachine {

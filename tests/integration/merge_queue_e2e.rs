@@ -677,3 +677,21 @@ fn a_batch_lands_the_history_merging_one_by_one_makes() {
     };
     assert_eq!(strip(&batched), strip(&one_by_one));
 }
+
+#[test]
+fn merge_with_a_gate_after_a_run_without_one_gates_the_batch() {
+    // `run --no-merge` had no gate; `merge --gate` must gate what it lands.
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("runs");
+    let all = specs(3, &[2]);
+    let specs: Vec<(&str, String)> = all.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let repo = TestRepo::farm(&[("README.md", "readme\n")], &specs, "");
+    let out = repo.tf(&["run", "--no-merge", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    let out = repo.tf(&["merge", "--json", "--gate", &gate(&log, "test -e bad.txt")]);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{}", stderr(&out));
+    let summary = json_summary(&out);
+    assert_eq!(summary_ids(&summary, "merged"), ["101", "103"]);
+    assert_eq!(summary_ids(&summary, "refused"), ["102"]);
+    assert!(std::fs::read_to_string(&log).unwrap().lines().count() >= 2);
+}
