@@ -214,6 +214,22 @@ fn copy_merge_files(from: &Path, to: &Path, index: bool) -> Result<(), GitError>
 }
 
 impl Repo {
+    /// Gives up a merge in progress in `worktree` that nobody can account
+    /// for (its preparation was killed half-way): the index and tracked
+    /// files back to HEAD, the merge state removed. Untracked files stay.
+    pub fn abort_merge(worktree: &Path) -> Result<(), GitError> {
+        let wt = open_worktree(worktree)?;
+        let at = || worktree.display().to_string();
+        let head = wt
+            .head()
+            .and_then(|h| h.peel(git2::ObjectType::Commit))
+            .map_err(|e| GitError::git("read HEAD of", at(), e))?;
+        wt.reset(&head, git2::ResetType::Hard, None)
+            .map_err(|e| GitError::git("reset", at(), e))?;
+        wt.cleanup_state()
+            .map_err(|e| GitError::git("end the merge in", at(), e))
+    }
+
     /// Whether `worktree` has a merge in progress (`MERGE_HEAD` set), as
     /// [`Repo::hand_back_conflict`] leaves it until the merge is concluded
     /// or aborted.

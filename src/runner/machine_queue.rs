@@ -682,6 +682,31 @@ mod tests {
     }
 
     #[test]
+    fn a_resolve_attempt_that_fails_before_its_agent_starts_is_counted() {
+        // Regression: such a failure handed the conflict back again and
+        // again, forever.
+        let mut m = queued(&["a", "b"], 1, true);
+        m.start(false, 1).unwrap();
+        lane(&mut m, built(1, &["a"], &["b"]));
+        let verdict = Verdict::Failed {
+            state: Failed,
+            reason: "preparation failed".into(),
+            exit_code: None,
+            work: None,
+        };
+        let out = tags(
+            &m.handle(Input::Instance("b".into(), InstanceMsg::Done(verdict)), 3)
+                .unwrap(),
+        );
+        assert!(!out.iter().any(|t| t.starts_with("launch")), "{out:?}");
+        let b = m.record.instance("b").unwrap();
+        assert_eq!(
+            (b.state, b.resolving, b.resolve_attempts),
+            (Conflicted, false, 1)
+        );
+    }
+
+    #[test]
     fn a_conflict_goes_to_its_agent_once_then_is_kept() {
         let mut m = queued(&["a", "b"], 1, true);
         m.start(false, 1).unwrap();

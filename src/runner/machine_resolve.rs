@@ -101,6 +101,12 @@ impl RunMachine {
                 reason, exit_code, ..
             } => {
                 let inst = self.inst(id)?;
+                if inst.state != InstanceState::Running {
+                    // Failed before its agent started (the preparation):
+                    // that uses up an attempt too, or it would be retried
+                    // forever.
+                    inst.resolve_attempts += 1;
+                }
                 inst.resolving = false;
                 inst.exit_code = exit_code;
                 let paths = inst.conflict_paths.join(", ");

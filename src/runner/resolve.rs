@@ -65,7 +65,12 @@ pub fn prepare(
     if isolated {
         prepare_private_git(worktree, &branch, &git_dir).map_err(chain)?;
     }
-    let (paths, commits) = if Repo::merge_in_progress(worktree).map_err(chain)? {
+    let in_progress = Repo::merge_in_progress(worktree).map_err(chain)?;
+    if in_progress && !kept_path(dir, &spec.id).is_file() {
+        // Killed between starting the merge and noting it: start again.
+        Repo::abort_merge(worktree).map_err(chain)?;
+    }
+    let (paths, commits) = if in_progress && kept_path(dir, &spec.id).is_file() {
         let kept = read_kept(dir, &spec.id)?;
         (kept.paths, Vec::new())
     } else {

@@ -639,3 +639,26 @@ fn gate_in_a_warm_worktree_finds_the_last_build_output() {
     }
     assert_eq!(seen, ["from-scratch", "incremental"]);
 }
+
+#[test]
+fn a_merge_nobody_accounts_for_is_aborted_back_to_head() {
+    // What a preparation killed half-way leaves: a merge in progress.
+    let t = conflicting();
+    let head = t.git(&["rev-parse", "HEAD"]);
+    let repo = Repo::discover(&t.root).unwrap();
+    let result = repo
+        .hand_back_conflict(&t.root, "treefarm/020", "roadmap")
+        .unwrap();
+    assert!(matches!(result, HandBackResult::Prepared(_)));
+    assert!(Repo::merge_in_progress(&t.root).unwrap());
+    Repo::abort_merge(&t.root).unwrap();
+    assert!(!Repo::merge_in_progress(&t.root).unwrap());
+    assert_eq!(t.git(&["status", "--porcelain"]), "");
+    assert_eq!(t.git(&["rev-parse", "HEAD"]), head);
+    assert_eq!(t.read("a.txt"), "1\ntwo (branch)\n3\n");
+    // And it can be handed back again.
+    let again = repo
+        .hand_back_conflict(&t.root, "treefarm/020", "roadmap")
+        .unwrap();
+    assert!(matches!(again, HandBackResult::Prepared(_)));
+}
