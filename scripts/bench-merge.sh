@@ -34,6 +34,10 @@
 # Figure: ratio = T_treefarm / T_git, median over the rounds. Goal: <= 0.3.
 # Also shown: the same ratio for "to last merged" (informational).
 #
+# `bench-merge.sh gated` runs the merge queue's gated scenario instead
+# (scripts/bench/gated.sh): gate runs and wall time of merge.batch 1 against
+# batching, bisection and parallel gates, 16 branches, a 1 s gate, a culprit.
+#
 # Environment: TREEFARM_BIN (default target/release/treefarm, built if
 # missing), BENCH_ROUNDS (5), BENCH_BRANCHES (50), BENCH_FILES (3000),
 # BENCH_MB (30), BENCH_MERGE_KEEP (0), BENCH_KEEP=1 keeps the scratch directory. Exit code: 0 unless
@@ -50,6 +54,14 @@ MB=${BENCH_MB:-30}
 KEEP_FLAG=()
 [[ ${BENCH_MERGE_KEEP:-0} = 1 ]] && KEEP_FLAG=(--keep)
 ((NB <= NFILES)) || die "BENCH_BRANCHES must not exceed BENCH_FILES"
+
+# shellcheck source=scripts/bench/gated.sh
+source "$(dirname "$0")/bench/gated.sh"
+if [[ ${1:-} = gated ]]; then
+    bench_init
+    gated_scenario
+    exit 0
+fi
 
 bench_init
 REPO=$BENCH_TMP/repo

@@ -1268,7 +1268,7 @@ overlap: {{ ignore: [Cargo.lock] }}
 # gate: a command run on the merged commit before the target moves (e.g. cargo test).
 # auto: merge during `run`; false leaves it to `treefarm merge`.
 merge: {{ strategy: merge, gate: "", auto: true }}
-# Merge queue (runner wiring in progress): batch: ready branches gated together
+# Merge queue: batch: ready branches merged and gated together, bisected on failure
 # (1 = one at a time); gate_jobs: gates at once, up to the number of cores;
 # on_conflict: keep | agent (the agent resolves the conflicted merge itself,
 # up to resolve_attempts times, prompted by agent.resolve_prompt_template).

@@ -74,7 +74,8 @@ pub struct Gate<'a> {
     pub env: &'a [(String, String)],
 }
 
-fn strategy(s: Strategy) -> MergeStrategy {
+/// The git side's name for a merge strategy.
+pub fn git_strategy(s: Strategy) -> MergeStrategy {
     match s {
         Strategy::Merge => MergeStrategy::Merge,
         Strategy::Squash => MergeStrategy::Squash,
@@ -96,7 +97,7 @@ pub fn merge_branch(
         let (old, new) = match repo.prepare_merge(
             req.target,
             req.branch,
-            strategy(req.strategy),
+            git_strategy(req.strategy),
             &req.message,
         )? {
             Prepared::Ready { old, new } => (old, new),

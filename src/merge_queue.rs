@@ -249,6 +249,17 @@ impl MergeQueue {
         }
     }
 
+    /// Takes new settings (a `treefarm merge` with another gate, or
+    /// another `merge.batch`): they apply from the next decision on; a land
+    /// already decided stands. `batch` and `gate_jobs` below 1 count as 1.
+    pub fn reconfigure(&mut self, config: QueueConfig) {
+        self.config = QueueConfig {
+            batch: config.batch.max(1),
+            gate_jobs: config.gate_jobs.max(1),
+            gated: config.gated,
+        };
+    }
+
     /// True when nothing is queued or in flight.
     pub fn is_idle(&self) -> bool {
         self.batches.is_empty() && self.waiting.is_empty()
@@ -276,6 +287,30 @@ impl MergeQueue {
                 )
             })
             .collect()
+    }
+
+    /// Every branch taken into batch `batch` (empty for an unknown batch).
+    pub fn batch_branches(&self, batch: BatchId) -> Vec<String> {
+        self.batches
+            .iter()
+            .find(|b| b.id == batch)
+            .map(|b| b.branches.clone())
+            .unwrap_or_default()
+    }
+
+    /// The branches merged in batch `batch`'s first `prefix` members.
+    pub fn prefix_branches(&self, batch: BatchId, prefix: usize) -> Vec<String> {
+        self.batches
+            .iter()
+            .find(|b| b.id == batch)
+            .map(|b| {
+                b.members
+                    .iter()
+                    .take(prefix)
+                    .map(|m| m.branch.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// What each finished batch cost.
@@ -372,6 +407,8 @@ impl MergeQueue {
             match result {
                 Built::Merged { branch, commit } => batch.members.push(Member { branch, commit }),
                 Built::Conflicted { branch, paths } if at == 0 => {
+                    // It left the batch: it may be queued again later.
+                    batch.branches.retain(|b| *b != branch);
                     out.push(Action::Conflicted { branch, paths })
                 }
                 Built::Conflicted { branch, paths } => batch.held_conflicts.push((branch, paths)),
@@ -466,6 +503,7 @@ impl MergeQueue {
             // Promoted: its base is now the target.
             next.onto = None;
             for (branch, paths) in next.held_conflicts.drain(..) {
+                next.branches.retain(|b| *b != branch);
                 out.push(Action::Conflicted { branch, paths });
             }
         }
@@ -702,6 +740,75 @@ fn land_action(batch: &Batch, prefix: usize) -> Action {
             .map(|m| m.branch.clone())
             .collect(),
     }
+}
+
+/// The queue as a run journals it: the planner, the commit each branch got
+/// in its batch, the gate runs waiting or running and what the finished ones
+/// found. Written in the same journal write as the instance states and
+/// events its changes come with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueRecord {
+    pub planner: MergeQueue,
+    /// Branch (spec id) -> its merge commit in the batch it was built in.
+    #[serde(default)]
+    pub commits: std::collections::BTreeMap<String, String>,
+    /// Batch -> the branches it lands, while its land is under way.
+    #[serde(default)]
+    pub landing: std::collections::BTreeMap<BatchId, Vec<String>>,
+    /// Gate runs asked for and not finished, in the order asked.
+    #[serde(default)]
+    pub gates: Vec<GateRun>,
+    /// Every finished gate run, in order.
+    #[serde(default)]
+    pub results: Vec<GateResult>,
+    /// Gate runs numbered so far (each has its own log).
+    #[serde(default)]
+    pub gate_runs: u64,
+}
+
+impl QueueRecord {
+    pub fn new(config: QueueConfig) -> QueueRecord {
+        QueueRecord {
+            planner: MergeQueue::new(config),
+            commits: Default::default(),
+            landing: Default::default(),
+            gates: Vec::new(),
+            results: Vec::new(),
+            gate_runs: 0,
+        }
+    }
+}
+
+/// One gate run: waiting for a gate worktree (`slot: None`) or running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateRun {
+    /// Its number in the run (names its log).
+    pub run: u64,
+    pub batch: BatchId,
+    pub prefix: usize,
+    pub commit: String,
+    /// The branches merged in the commit under test.
+    pub ids: Vec<String>,
+    pub log: String,
+    #[serde(default)]
+    pub slot: Option<usize>,
+    #[serde(default)]
+    pub started_at_ms: Option<u64>,
+    /// The planner no longer needs it; it is being stopped.
+    #[serde(default)]
+    pub cancelled: bool,
+}
+
+/// What a finished gate run found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateResult {
+    pub run: u64,
+    pub batch: BatchId,
+    pub prefix: usize,
+    pub commit: String,
+    pub passed: bool,
+    pub elapsed_ms: u64,
+    pub log: String,
 }
 
 #[cfg(test)]

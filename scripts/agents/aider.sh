@@ -97,4 +97,28 @@ for tf_cache in .aider.tags.cache.v*; do
         rm -rf -- "$tf_cache"
     fi
 done
+# Resolving a conflict (merge.on_conflict: agent): aider edits the files but
+# its auto-commit names them, a partial commit git refuses during a merge.
+# Conclude the merge for it when every conflicted file is free of markers.
+if [ "${TREEFARM_MODE:-}" = resolve ] && [ "$tf_rc" -eq 0 ] &&
+    git rev-parse -q --verify MERGE_HEAD >/dev/null 2>&1; then
+    tf_clean=1
+    while IFS= read -r tf_file; do
+        [ -n "$tf_file" ] || continue
+        if grep -qE '^(<<<<<<<|>>>>>>>|\|\|\|\|\|\|\|)( |$)' -- "$tf_file" 2>/dev/null; then
+            tf_clean=0
+        fi
+    done <<TF_CONFLICTS
+${TREEFARM_CONFLICT_FILES:-}
+TF_CONFLICTS
+    if [ "$tf_clean" = 1 ]; then
+        while IFS= read -r tf_file; do
+            [ -n "$tf_file" ] || continue
+            git add -A -- "$tf_file"
+        done <<TF_CONFLICTS
+${TREEFARM_CONFLICT_FILES:-}
+TF_CONFLICTS
+        git commit -q --no-edit || tf_rc=$?
+    fi
+fi
 tf_finish "$tf_rc"

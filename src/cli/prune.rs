@@ -177,6 +177,7 @@ pub fn prune(
             }
         )?;
     }
+    freed += prune_gate_pool(repo, &state, dry_run, verb, err)?;
     if freed > 0 {
         writeln!(
             err,
@@ -188,4 +189,49 @@ pub fn prune(
         writeln!(err, "{kept} branch(es) kept")?;
     }
     Ok(ExitCode::Success)
+}
+
+/// Removes the merge queue's warm gate worktrees (kept across runs for
+/// incremental gate builds), unless a run whose coordinator is alive may be
+/// using them. Returns the bytes freed.
+fn prune_gate_pool(
+    repo: &crate::git::Repo,
+    state: &StateDir,
+    dry_run: bool,
+    verb: &str,
+    err: &mut dyn Write,
+) -> anyhow::Result<u64> {
+    let slots = repo.gate_pool_slots();
+    if slots.is_empty() {
+        return Ok(0);
+    }
+    let busy = state.runs()?.into_iter().find(|run_id| {
+        state
+            .open_run(run_id)
+            .and_then(|dir| dir.read_state())
+            .is_ok_and(|r| r.state == RunState::Running && r.coordinator_alive())
+    });
+    if let Some(run) = busy {
+        writeln!(
+            err,
+            "kept    the gate worktrees: run {run} is running and may be using them"
+        )?;
+        return Ok(0);
+    }
+    let mut freed = 0;
+    for slot in slots {
+        let path = repo.gate_worktree_path(slot);
+        let size = crate::runner::disk::disk_usage(&path);
+        if !dry_run {
+            repo.remove_gate_worktree(slot).map_err(git_err)?;
+            freed += size;
+        }
+        writeln!(
+            err,
+            "{verb} gate worktree `{}` ({})",
+            path.display(),
+            crate::runner::disk::human_bytes(size)
+        )?;
+    }
+    Ok(freed)
 }

@@ -273,6 +273,7 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         rate_limit: cfg.agent.rate_limit.clone(),
         start_interval_ms: u64::try_from(cfg.agent.start_interval.as_millis()).unwrap_or(u64::MAX),
         budget: budget_from(cfg.run.budget(), args.max_cost, args.max_tokens),
+        queue: crate::state::QueueOptions::from_config(cfg),
     };
     let record = RunRecord {
         run_id: run_id.clone(),

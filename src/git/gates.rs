@@ -50,8 +50,15 @@ impl Repo {
     pub fn warm_gate_worktree(&self, slot: usize, commit: Oid) -> Result<GateWorktree, GitError> {
         let path = self.gate_worktree_path(slot);
         let name = admin_name(slot);
-        if let Some(wt) = self.open_gate(&path, &name) {
+        // A move killed half-way leaves files of a commit HEAD does not
+        // name: untracked to the next move, they would stay. The marker
+        // says so; such a worktree is planted again.
+        let moving = self.gate_moving_marker(slot);
+        let interrupted = moving.exists();
+        if let (Some(wt), false) = (self.open_gate(&path, &name), interrupted) {
+            write_marker(&moving, commit)?;
             move_to(&wt, &path, commit)?;
+            remove_marker(&moving)?;
             return Ok(GateWorktree {
                 slot,
                 path,
@@ -59,10 +66,12 @@ impl Repo {
                 fresh: false,
             });
         }
+        write_marker(&moving, commit)?;
         remove_scratch(self, &name, &path)?;
         // A planting killed half-way may have left its temporary branch.
         self.delete_branch(&format!("treefarm/{name}"))?;
         self.add_detached(&name, &path, commit)?;
+        remove_marker(&moving)?;
         Ok(GateWorktree {
             slot,
             path,
@@ -71,10 +80,43 @@ impl Repo {
         })
     }
 
+    /// The slots of the gate pool that exist (a folder or an admin entry),
+    /// sorted.
+    pub fn gate_pool_slots(&self) -> Vec<usize> {
+        let mut slots = std::collections::BTreeSet::new();
+        if let Ok(entries) = std::fs::read_dir(self.common_dir().join(GATES_DIR)) {
+            for entry in entries.flatten() {
+                if let Ok(slot) = entry.file_name().to_string_lossy().parse::<usize>() {
+                    slots.insert(slot);
+                }
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(self.common_dir().join("worktrees")) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(slot) = name
+                    .strip_prefix("gate-pool-")
+                    .and_then(|n| n.parse::<usize>().ok())
+                {
+                    slots.insert(slot);
+                }
+            }
+        }
+        slots.into_iter().collect()
+    }
+
     /// Removes gate worktree `slot`, files (build output included) and admin
     /// entry; a missing one is not an error.
     pub fn remove_gate_worktree(&self, slot: usize) -> Result<(), GitError> {
-        remove_scratch(self, &admin_name(slot), &self.gate_worktree_path(slot))
+        remove_scratch(self, &admin_name(slot), &self.gate_worktree_path(slot))?;
+        remove_marker(&self.gate_moving_marker(slot))
+    }
+
+    /// Present while gate worktree `slot` is being moved or planted.
+    fn gate_moving_marker(&self, slot: usize) -> PathBuf {
+        self.common_dir()
+            .join(GATES_DIR)
+            .join(format!("{slot}.moving"))
     }
 
     /// The gate worktree at `path` when it is a registered worktree of this
@@ -88,6 +130,20 @@ impl Repo {
         let same = std::fs::canonicalize(wt.commondir()).ok()?
             == std::fs::canonicalize(self.common_dir()).ok()?;
         (same && wt.head().ok()?.target().is_some()).then_some(wt)
+    }
+}
+
+fn write_marker(path: &Path, commit: Oid) -> Result<(), GitError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| GitError::io("create", parent, e))?;
+    }
+    std::fs::write(path, format!("{commit}\n")).map_err(|e| GitError::io("write", path, e))
+}
+
+fn remove_marker(path: &Path) -> Result<(), GitError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(GitError::io("remove", path, e)),
+        _ => Ok(()),
     }
 }
 

@@ -29,6 +29,8 @@ pub use include::WORKTREE_INCLUDE;
 pub use merge::{Advance, MergeStrategy, Prepared};
 pub use private_git::{import_private_git, prepare_private_git};
 pub use repo::{init_submodules, CommitInfo, Repo};
-pub use resolve::{has_conflict_markers, HandBack, HandBackResult, Resolution};
+pub use resolve::{
+    has_conflict_markers, share_merge_state, take_merge_state, HandBack, HandBackResult, Resolution,
+};
 pub use sparse::SparseRequest;
 pub use worktree::{staging_admin, ScratchWorktree, WorktreeInfo, WorktreeRequest};

@@ -177,6 +177,67 @@ impl Repo {
     }
 }
 
+/// The files of a merge in progress besides the index, in a git directory.
+const MERGE_FILES: [&str; 3] = ["MERGE_HEAD", "MERGE_MSG", "MERGE_MODE"];
+
+/// An isolated agent's git works in its private git directory: hands it the
+/// conflicted merge [`Repo::hand_back_conflict`] prepared in `worktree`'s
+/// own git directory (its index, with the conflict stages, and
+/// `MERGE_HEAD`, `MERGE_MSG`, `MERGE_MODE`).
+pub fn share_merge_state(worktree: &Path, git_dir: &Path) -> Result<(), GitError> {
+    let admin = open_worktree(worktree)?.path().to_path_buf();
+    copy_merge_files(&admin, git_dir, true)
+}
+
+/// After an isolated agent (and `import_private_git`, which makes its
+/// index the worktree's): the merge state of its private git directory
+/// becomes the worktree's — gone when it concluded the merge, still there
+/// when it did not.
+pub fn take_merge_state(worktree: &Path, git_dir: &Path) -> Result<(), GitError> {
+    let admin = open_worktree(worktree)?.path().to_path_buf();
+    copy_merge_files(git_dir, &admin, false)
+}
+
+fn copy_merge_files(from: &Path, to: &Path, index: bool) -> Result<(), GitError> {
+    let names = MERGE_FILES.iter().chain(index.then_some(&"index"));
+    for name in names {
+        let (src, dst) = (from.join(name), to.join(name));
+        if src.is_file() {
+            std::fs::copy(&src, &dst).map_err(|e| GitError::io("copy", &src, e))?;
+        } else if let Err(e) = std::fs::remove_file(&dst) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(GitError::io("remove", &dst, e));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Repo {
+    /// Gives up a merge in progress in `worktree` that nobody can account
+    /// for (its preparation was killed half-way): the index and tracked
+    /// files back to HEAD, the merge state removed. Untracked files stay.
+    pub fn abort_merge(worktree: &Path) -> Result<(), GitError> {
+        let wt = open_worktree(worktree)?;
+        let at = || worktree.display().to_string();
+        let head = wt
+            .head()
+            .and_then(|h| h.peel(git2::ObjectType::Commit))
+            .map_err(|e| GitError::git("read HEAD of", at(), e))?;
+        wt.reset(&head, git2::ResetType::Hard, None)
+            .map_err(|e| GitError::git("reset", at(), e))?;
+        wt.cleanup_state()
+            .map_err(|e| GitError::git("end the merge in", at(), e))
+    }
+
+    /// Whether `worktree` has a merge in progress (`MERGE_HEAD` set), as
+    /// [`Repo::hand_back_conflict`] leaves it until the merge is concluded
+    /// or aborted.
+    pub fn merge_in_progress(worktree: &Path) -> Result<bool, GitError> {
+        Ok(open_worktree(worktree)?.state() == RepositoryState::Merge)
+    }
+}
+
 /// Whether `text` has a line git writes around a conflict.
 pub fn has_conflict_markers(text: &[u8]) -> bool {
     text.split(|&b| b == b'\n').any(|line| {

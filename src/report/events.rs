@@ -167,6 +167,51 @@ pub enum Event {
         spent: f64,
         message: String,
     },
+    /// The merge queue built a batch: these branches merged in memory one
+    /// on top of the other from `base` (conflicting ones left it), `tip`
+    /// is what the gate tests and the target moves to.
+    Batch {
+        batch: u64,
+        ids: Vec<String>,
+        base: String,
+        tip: String,
+    },
+    /// A gate run started on the batch's first `prefix` branches merged.
+    GateStarted {
+        batch: u64,
+        prefix: usize,
+        commit: String,
+        ids: Vec<String>,
+        log: String,
+    },
+    GatePassed {
+        batch: u64,
+        prefix: usize,
+        commit: String,
+        elapsed_ms: u64,
+        log: String,
+    },
+    GateFailed {
+        batch: u64,
+        prefix: usize,
+        commit: String,
+        elapsed_ms: u64,
+        log: String,
+    },
+    /// The batch's gate failed: the culprit is among the branches after
+    /// prefix `good` up to prefix `bad`.
+    Bisect {
+        batch: u64,
+        good: usize,
+        bad: usize,
+    },
+    /// A conflicted branch is handed back to its agent
+    /// (`merge.on_conflict: agent`), attempt `attempt` of the resolution.
+    Resolving {
+        id: String,
+        attempt: u32,
+        paths: Vec<String>,
+    },
 }
 
 /// The last event of a run, also written to `summary.json`.
@@ -233,12 +278,18 @@ impl Event {
             | Event::Kept { id, .. }
             | Event::Warning { id, .. }
             | Event::RateLimited { id, .. }
-            | Event::Usage { id, .. } => Some(id),
+            | Event::Usage { id, .. }
+            | Event::Resolving { id, .. } => Some(id),
             Event::RunStarted { .. }
             | Event::Interrupted { .. }
             | Event::Summary(_)
             | Event::Concurrency { .. }
-            | Event::BudgetReached { .. } => None,
+            | Event::BudgetReached { .. }
+            | Event::Batch { .. }
+            | Event::GateStarted { .. }
+            | Event::GatePassed { .. }
+            | Event::GateFailed { .. }
+            | Event::Bisect { .. } => None,
         }
     }
 

@@ -295,6 +295,73 @@ impl Reporter for HumanReporter {
                 self.erase_live();
                 let _ = writeln!(self.out, "treefarm: {message}");
             }
+            Event::Batch {
+                batch, ids, tip, ..
+            } => {
+                self.erase_live();
+                let _ = writeln!(
+                    self.out,
+                    "merge queue: batch {batch} built at {}: {}",
+                    short(tip),
+                    list(ids)
+                );
+            }
+            Event::GateStarted {
+                batch,
+                prefix,
+                commit,
+                ..
+            } => {
+                self.erase_live();
+                let _ = writeln!(
+                    self.out,
+                    "merge queue: gate on batch {batch} prefix {prefix} ({}) started",
+                    short(commit)
+                );
+            }
+            Event::GatePassed {
+                batch,
+                prefix,
+                elapsed_ms,
+                ..
+            } => {
+                self.erase_live();
+                let _ = writeln!(
+                    self.out,
+                    "merge queue: gate on batch {batch} prefix {prefix} passed after {}",
+                    format_duration(*elapsed_ms)
+                );
+            }
+            Event::GateFailed {
+                batch,
+                prefix,
+                elapsed_ms,
+                log,
+                ..
+            } => {
+                self.erase_live();
+                let _ = writeln!(
+                    self.out,
+                    "merge queue: gate on batch {batch} prefix {prefix} failed after {} (log: {log})",
+                    format_duration(*elapsed_ms)
+                );
+            }
+            Event::Bisect { batch, good, bad } => {
+                self.erase_live();
+                let _ = writeln!(
+                    self.out,
+                    "merge queue: bisecting batch {batch}: prefix {good} passes, {bad} fails"
+                );
+            }
+            Event::Resolving { id, attempt, paths } => self.line(
+                id,
+                "resolving",
+                "33",
+                &format!(
+                    "attempt {attempt}: agent resolves conflicts in {}",
+                    list(paths)
+                ),
+            ),
         }
         let _ = self.out.flush();
     }
@@ -437,6 +504,37 @@ pub fn pacing_lines(run: &RunRecord) -> Vec<String> {
     lines
 }
 
+/// The merge queue's batches in flight, one line each: its branches and
+/// the prefixes under test with how long their gates have run.
+fn queue_lines(q: &crate::merge_queue::QueueRecord, now_ms: u64) -> Vec<String> {
+    q.planner
+        .in_flight()
+        .into_iter()
+        .map(|(batch, branches, testing)| {
+            let branches: Vec<String> = branches.iter().map(|b| b.to_string()).collect();
+            let gates: Vec<String> = testing
+                .iter()
+                .map(|prefix| {
+                    let elapsed = q
+                        .gates
+                        .iter()
+                        .find(|g| g.batch == batch && g.prefix == *prefix && !g.cancelled)
+                        .and_then(|g| g.started_at_ms)
+                        .map(|s| format!(" {}", format_duration(now_ms.saturating_sub(s))))
+                        .unwrap_or_else(|| " waiting".into());
+                    format!("prefix {prefix}/{}{elapsed}", branches.len())
+                })
+                .collect();
+            let testing = if gates.is_empty() {
+                String::new()
+            } else {
+                format!("; gate on {}", gates.join(", "))
+            };
+            format!("  merge batch {batch}: {}{testing}", list(&branches))
+        })
+        .collect()
+}
+
 /// The lines of the live block, at most `max_lines` (at least 1): running
 /// instances, the merge queue, then counts of finished and waiting ones.
 pub fn live_block(run: &RunRecord, now_ms: u64, max_lines: usize) -> Vec<String> {
@@ -493,6 +591,9 @@ pub fn live_block(run: &RunRecord, now_ms: u64, max_lines: usize) -> Vec<String>
     let mut summary = Vec::new();
     if !queue.is_empty() {
         summary.push(format!("  merge queue: {}", list(&queue)));
+    }
+    if let Some(q) = &run.merge_queue {
+        summary.extend(queue_lines(q, now_ms));
     }
     let mut done: Vec<(&str, usize)> = Vec::new();
     for inst in run.instances.iter().filter(|i| {
@@ -678,6 +779,48 @@ mod tests {
                 assert_eq!(lines.len(), 40 + 3, "{out}");
             }
         }
+    }
+
+    #[test]
+    fn live_view_shows_the_merge_queue_batch_prefix_under_test_and_gate_elapsed() {
+        use crate::merge_queue::{Built, GateRun, Input, QueueConfig, QueueRecord};
+        let mut q = QueueRecord::new(QueueConfig {
+            batch: 8,
+            gate_jobs: 1,
+            gated: true,
+        });
+        let ids = ["a", "b", "c"].map(String::from);
+        q.planner.handle(Input::Ready(ids.to_vec()));
+        q.planner.handle(Input::Built {
+            batch: 1,
+            base: "b0".into(),
+            results: ids
+                .iter()
+                .map(|id| Built::Merged {
+                    branch: id.clone(),
+                    commit: format!("c-{id}"),
+                })
+                .collect(),
+        });
+        q.gates.push(GateRun {
+            run: 1,
+            batch: 1,
+            prefix: 3,
+            commit: "c-c".into(),
+            ids: ids.to_vec(),
+            log: "gate.log".into(),
+            slot: Some(0),
+            started_at_ms: Some(1_000),
+            cancelled: false,
+        });
+        let mut run = run_with(&[(InstanceState::Succeeded, 3)]);
+        run.merge_queue = Some(q);
+        let lines = live_block(&run, 4_000, 24);
+        let expected = format!(
+            "  merge batch 1: a, b, c; gate on prefix 3/3 {}",
+            format_duration(3_000)
+        );
+        assert!(lines.contains(&expected), "{lines:?}");
     }
 
     #[test]

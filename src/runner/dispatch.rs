@@ -4,18 +4,20 @@
 //! marks and commits, events, notes, stop requests, and the tasks it
 //! spawns (instances; plant, merge and prune on the lane).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::git::Repo;
 use crate::report::{Event, Reporter, Summary};
 use crate::runner::error::RunnerError;
 use crate::runner::executor::Stop;
+use crate::runner::gates::{run_gate, GateJob};
 use crate::runner::instance::{run_instance, InstanceMsg, Launch};
 use crate::runner::journal::Journal;
-use crate::runner::lane::{merge_one, plant_batch, prune_one};
+use crate::runner::lane::{build_batch, land_batch, merge_one, plant_batch, prune_one};
 use crate::runner::machine::{Policy, RunMachine};
 use crate::runner::messages::{Action, Input, LaneMsg as Msg, Mode};
 use crate::schedule::{Node, Scheduler};
@@ -36,6 +38,8 @@ pub struct Dispatcher<'r> {
     pub(super) stop_tx: watch::Sender<Stop>,
     /// What changed since the last journal write (group commit).
     pub(super) journal: Journal,
+    /// How to cancel each merge-queue gate run going on.
+    pub(super) gate_cancels: HashMap<u64, oneshot::Sender<()>>,
 }
 
 impl<'r> Dispatcher<'r> {
@@ -57,13 +61,9 @@ impl<'r> Dispatcher<'r> {
             .map(|s| (s.id.clone(), (s.priority, s.order)))
             .collect();
         let journal = Journal::new(dir.clone());
-        let mut m = RunMachine::new(
-            record,
-            sched,
-            opts.instances,
-            ranks,
-            Policy::from_options(&opts),
-        );
+        let mut policy = Policy::from_options(&opts);
+        policy.gate_logs = dir.path().join("logs");
+        let mut m = RunMachine::new(record, sched, opts.instances, ranks, policy);
         m.set_pacing(opts.pacing_policy(), opts.budget);
         Dispatcher {
             opts: opts.clone(),
@@ -77,6 +77,7 @@ impl<'r> Dispatcher<'r> {
             inst_rx,
             stop_tx,
             journal,
+            gate_cancels: HashMap::new(),
         }
     }
 
@@ -218,6 +219,23 @@ impl<'r> Dispatcher<'r> {
                     tracing::warn!(%id, %reason, "prune after merge failed");
                 }
                 Action::Refresh => self.reporter.refresh(&self.m.record, now_ms()),
+                Action::BuildBatch { batch, ids, onto } => self.spawn_build(batch, ids, onto),
+                Action::LandBatch { batch, old, new } => self.spawn_land(batch, old, new),
+                Action::RunGate(gate) => self.spawn_gate(gate),
+                Action::CancelGate(run) => {
+                    if let Some(cancel) = self.gate_cancels.remove(&run) {
+                        let _ = cancel.send(());
+                    }
+                }
+                Action::KeepGateLog { id, log } => {
+                    let kept = self.dir.gate_log_path(&id);
+                    if let Some(parent) = kept.parent() {
+                        let _ = std::fs::create_dir_all(parent);
+                    }
+                    if let Err(err) = std::fs::copy(&log, &kept) {
+                        tracing::warn!(%id, %log, %err, "cannot keep the gate log of a refused branch");
+                    }
+                }
             }
         }
         Ok(())
@@ -281,6 +299,61 @@ impl<'r> Dispatcher<'r> {
             let result = merge_one(&opts, &dir, &run_id, &id, &subjects, &tx)
                 .map_err(|e| crate::error::chain(&e));
             let _ = tx.send(Msg::Merged(id, result));
+        });
+    }
+
+    /// Builds a merge-queue batch on the lane (the machine counted it in
+    /// flight).
+    fn spawn_build(&mut self, batch: u64, ids: Vec<String>, onto: Option<String>) {
+        let opts = self.opts.clone();
+        let tx = self.tx.clone();
+        let run_id = self.m.record.run_id.clone();
+        let items: Vec<(String, Vec<String>)> = ids
+            .into_iter()
+            .map(|id| {
+                let subjects = self
+                    .m
+                    .works
+                    .get(&id)
+                    .map(|w| w.subjects.clone())
+                    .unwrap_or_default();
+                (id, subjects)
+            })
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let result = build_batch(&opts, &run_id, &items, onto.as_deref())
+                .map_err(|e| crate::error::chain(&e));
+            let _ = tx.send(Msg::Built { batch, result });
+        });
+    }
+
+    /// Lands a batch on the lane, after the flush that journalled its
+    /// branches as merging.
+    fn spawn_land(&mut self, batch: u64, old: String, new: String) {
+        let opts = self.opts.clone();
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = land_batch(&opts, &old, &new).map_err(|e| crate::error::chain(&e));
+            let _ = tx.send(Msg::Landed { batch, result });
+        });
+    }
+
+    /// Runs a gate in its warm gate worktree (the machine counted it in
+    /// flight); a signal or [`Action::CancelGate`] stops it.
+    fn spawn_gate(&mut self, gate: crate::merge_queue::GateRun) {
+        let (cancel, cancelled) = oneshot::channel();
+        self.gate_cancels.insert(gate.run, cancel);
+        let job = GateJob {
+            log: std::path::PathBuf::from(&gate.log),
+            gate,
+            run_id: self.m.record.run_id.clone(),
+        };
+        let opts = self.opts.clone();
+        let tx = self.tx.clone();
+        let stop = self.stop_tx.subscribe();
+        tokio::spawn(async move {
+            let msg = run_gate(opts, job, cancelled, stop).await;
+            let _ = tx.send(msg);
         });
     }
 

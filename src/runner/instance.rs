@@ -117,6 +117,9 @@ pub struct Launch {
     /// Set when the spec starts again after a rate-limited attempt: the
     /// retries it has left (rate-limited attempts use none up).
     pub retries_left: Option<u32>,
+    /// `merge.on_conflict: agent`: the agent resolves the conflicted merge
+    /// prepared in its worktree (`runner/resolve.rs`), one attempt.
+    pub resolve: bool,
 }
 
 pub async fn run_instance(
@@ -147,15 +150,45 @@ pub async fn run_instance(
     if let (Ok(job), Some(message)) = (&job, moved) {
         note(job, &message);
     }
-    let job = match job {
+    let mut job = match job {
         Ok(job) => job,
         Err(reason) => {
             send(InstanceMsg::Done(Verdict::failed_early(reason)));
             return;
         }
     };
+    if launch.resolve && launch.reattach.is_none() && launch.exited.is_none() {
+        let (opts2, dir2, spec2, wt) = (opts.clone(), dir.clone(), spec.clone(), worktree.clone());
+        let prepared = tokio::task::spawn_blocking(move || {
+            crate::runner::resolve::prepare(&opts2, &dir2, &spec2, &wt)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("internal error: {e}")));
+        match prepared {
+            Ok(crate::runner::resolve::Prepared::Agent(env)) => job.env.extend(env),
+            Ok(crate::runner::resolve::Prepared::Clean) => {
+                let (opts2, spec2, wt) = (opts.clone(), spec.clone(), worktree.clone());
+                let start = launch.start_commit.clone();
+                let verdict = tokio::task::spawn_blocking(move || {
+                    crate::runner::resolve::concluded(&opts2, &spec2, &wt, &start)
+                })
+                .await
+                .unwrap_or(Verdict::Stopped);
+                send(InstanceMsg::Done(verdict));
+                return;
+            }
+            Err(reason) => {
+                send(InstanceMsg::Done(Verdict::failed_early(reason)));
+                return;
+            }
+        }
+    }
     let git_dir = private_git_dir(&dir, &id);
-    if launch.reattach.is_none() && launch.exited.is_none() && launch.ended.is_none() {
+    if launch.reattach.is_none()
+        && launch.exited.is_none()
+        && launch.ended.is_none()
+        && !launch.resolve
+    {
         if let Err(reason) = private_git(&opts, &worktree, &spec.branch(), &git_dir) {
             send(InstanceMsg::Done(Verdict::failed_early(reason)));
             return;
@@ -197,6 +230,8 @@ pub async fn run_instance(
     // use up a retry.
     // After a rate-limited attempt, the machine says what is left.
     let max_attempt = match launch.retries_left {
+        // One attempt at resolving a conflict.
+        _ if launch.resolve => launch.attempt.max(1),
         Some(left) => launch.attempt.max(1) + left,
         None if launch.reattach.is_some() || last.is_some() => {
             (1 + opts.retries).max(launch.attempt)
@@ -215,7 +250,7 @@ pub async fn run_instance(
     let mut attempts_run = 0;
     loop {
         if matches!(last, Some(AgentEnd::Exited(0))) {
-            unchanged = !opts.allow_unchanged && {
+            unchanged = !opts.allow_unchanged && !launch.resolve && {
                 let (opts2, spec2, wt) = (opts.clone(), spec.clone(), worktree.clone());
                 let start = launch.start_commit.clone();
                 tokio::task::spawn_blocking(move || left_nothing(&opts2, &spec2, &wt, &start))
@@ -323,6 +358,28 @@ pub async fn run_instance(
         }
     }
 
+    if launch.resolve {
+        // Judged on the merge, never committed for: markers stay as left.
+        let verdict = match last {
+            Some(AgentEnd::Stopped) | None => Verdict::Stopped,
+            Some(end) => {
+                let code = match end {
+                    AgentEnd::Exited(code) => Some(code),
+                    _ => None,
+                };
+                let (opts2, dir2, spec2, wt) =
+                    (opts.clone(), dir.clone(), spec.clone(), worktree.clone());
+                let start = launch.start_commit.clone();
+                tokio::task::spawn_blocking(move || {
+                    crate::runner::resolve::judge(&opts2, &dir2, &spec2, &wt, &start, code)
+                })
+                .await
+                .unwrap_or(Verdict::Stopped)
+            }
+        };
+        send(InstanceMsg::Done(verdict));
+        return;
+    }
     if let Some((attempt_no, cause)) = rate_limited {
         let retries_left = max_attempt.saturating_sub(attempt_no);
         send(InstanceMsg::Done(Verdict::RateLimited {
@@ -436,7 +493,7 @@ fn classify_attempt(
 }
 
 /// `<instance dir>/git`: the agent's private git directory under isolation.
-fn private_git_dir(dir: &RunDir, id: &str) -> std::path::PathBuf {
+pub(crate) fn private_git_dir(dir: &RunDir, id: &str) -> std::path::PathBuf {
     dir.instance_dir(id).join("git")
 }
 

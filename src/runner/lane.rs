@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::git::{GitError, Repo, WorktreeRequest};
+use crate::git::{Advance, BatchItem, BatchMerge, GitError, Oid, Repo, WorktreeRequest};
 use crate::merge::{self, Gate, MergeRequest, MergeResult};
+use crate::merge_queue::Built;
 use crate::runner::instance::Launch;
 use crate::runner::messages::{LaneMsg, Planted};
 use crate::spec::branch_for;
@@ -85,25 +86,7 @@ pub fn merge_one(
     subjects: &[String],
     tx: &mpsc::UnboundedSender<LaneMsg>,
 ) -> Result<MergeResult, LaneError> {
-    let spec = opts
-        .spec(id)
-        .ok_or_else(|| LaneError::UnknownSpec { id: id.to_string() })?;
-    let branch = spec.branch();
-    let subjects: Vec<String> =
-        if subjects.is_empty() && opts.strategy == crate::config::Strategy::Squash {
-            let repo = Repo::discover(&opts.repo_root)?;
-            match (repo.branch_tip(&opts.target)?, repo.branch_tip(&branch)?) {
-                (Some(t), Some(b)) => repo
-                    .commits_between(t, b)?
-                    .into_iter()
-                    .map(|c| c.summary)
-                    .collect(),
-                _ => Vec::new(),
-            }
-        } else {
-            subjects.to_vec()
-        };
-    let message = merge::message(opts.strategy, id, &spec.title, &branch, &subjects, run_id);
+    let (branch, message) = merge_message(opts, run_id, id, subjects)?;
     let gate_env = vec![
         ("TREEFARM_RUN_ID".to_string(), run_id.to_string()),
         ("TREEFARM_SPEC_ID".to_string(), id.to_string()),
@@ -148,6 +131,123 @@ pub fn merge_one(
             })
     })?;
     Ok(result)
+}
+
+/// `id`'s branch and the message of its merge commit (`subjects`: its
+/// commits' subjects; for a squash without them, read from git).
+fn merge_message(
+    opts: &RunOptions,
+    run_id: &str,
+    id: &str,
+    subjects: &[String],
+) -> Result<(String, String), LaneError> {
+    let spec = opts
+        .spec(id)
+        .ok_or_else(|| LaneError::UnknownSpec { id: id.to_string() })?;
+    let branch = spec.branch();
+    let subjects: Vec<String> =
+        if subjects.is_empty() && opts.strategy == crate::config::Strategy::Squash {
+            let repo = Repo::discover(&opts.repo_root)?;
+            match (repo.branch_tip(&opts.target)?, repo.branch_tip(&branch)?) {
+                (Some(t), Some(b)) => repo
+                    .commits_between(t, b)?
+                    .into_iter()
+                    .map(|c| c.summary)
+                    .collect(),
+                _ => Vec::new(),
+            }
+        } else {
+            subjects.to_vec()
+        };
+    let message = merge::message(opts.strategy, id, &spec.title, &branch, &subjects, run_id);
+    Ok((branch, message))
+}
+
+/// A batch built on the lane.
+#[derive(Debug, Clone)]
+pub struct BatchBuilt {
+    /// The commit the batch starts from.
+    pub base: String,
+    /// Each branch's merge, by spec id, in order.
+    pub results: Vec<Built>,
+    /// Spec id -> the branch tip merged (the journal's `tip`, by which
+    /// `prune` recognises squash and rebase merges).
+    pub tips: Vec<(String, String)>,
+}
+
+/// Builds merge-queue batch `ids` in memory (`git/batch.rs`): each branch
+/// merged on top of the one before, with the message merging it alone would
+/// get, on the target tip or on `onto`. Returns the base and each branch's
+/// result, named by spec id.
+pub fn build_batch(
+    opts: &RunOptions,
+    run_id: &str,
+    ids: &[(String, Vec<String>)],
+    onto: Option<&str>,
+) -> Result<BatchBuilt, LaneError> {
+    let repo = Repo::discover(&opts.repo_root)?;
+    let mut items = Vec::with_capacity(ids.len());
+    let mut by_branch = std::collections::HashMap::new();
+    let mut tips = Vec::with_capacity(ids.len());
+    for (id, subjects) in ids {
+        let (branch, message) = merge_message(opts, run_id, id, subjects)?;
+        if let Some(tip) = repo.branch_tip(&branch)? {
+            tips.push((id.clone(), tip.to_string()));
+        }
+        by_branch.insert(branch.clone(), id.clone());
+        items.push(BatchItem { branch, message });
+    }
+    let onto = onto.map(|c| repo.resolve(c)).transpose()?;
+    let build = repo.build_batch(
+        &opts.target,
+        onto,
+        &items,
+        merge::git_strategy(opts.strategy),
+    )?;
+    let id_of = |branch: &str| by_branch.get(branch).cloned().unwrap_or_default();
+    let results = build
+        .merges
+        .into_iter()
+        .map(|m| match m {
+            BatchMerge::Merged { branch, commit } => Built::Merged {
+                branch: id_of(&branch),
+                commit: commit.to_string(),
+            },
+            BatchMerge::Conflicted { branch, paths } => Built::Conflicted {
+                branch: id_of(&branch),
+                paths,
+            },
+        })
+        .collect();
+    Ok(BatchBuilt {
+        base: build.base.to_string(),
+        results,
+        tips,
+    })
+}
+
+/// Lands a gated batch: moves the target from `old` to `new` by
+/// compare-and-swap. `Ok(true)` when the target holds `new` — also when it
+/// already did (a land redone after a crash) — `Ok(false)` when someone
+/// else moved it. The journal says the branches are merging before this
+/// runs.
+pub fn land_batch(opts: &RunOptions, old: &str, new: &str) -> Result<bool, LaneError> {
+    let repo = Repo::discover(&opts.repo_root)?;
+    let old = Oid::from_str(old).map_err(|e| GitError::git("read commit", old, e))?;
+    let new = Oid::from_str(new).map_err(|e| GitError::git("read commit", new, e))?;
+    if let Some(tip) = repo.branch_tip(&opts.target)? {
+        if tip == new || (!new.is_zero() && repo.is_ancestor(new, tip)?) {
+            return Ok(true);
+        }
+    }
+    crash_point("before-ref-update");
+    match repo.advance_target(&opts.target, old, new)? {
+        Advance::Moved => Ok(true),
+        Advance::Raced { current } => {
+            tracing::info!(target_branch = %opts.target, %current, "target moved meanwhile; merging the batch again");
+            Ok(false)
+        }
+    }
 }
 
 /// Removes a merged instance's worktree, then its branch.

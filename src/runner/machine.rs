@@ -72,6 +72,15 @@ pub struct Policy {
     /// `agent.retries`: what a resumed spec that was rate-limited before
     /// still has (its rate-limited attempts used none).
     pub retries: u32,
+    /// The merge queue's planner settings; `None`: one branch at a time on
+    /// the lane (`merge.batch: 1`, one gate job).
+    pub queue: Option<crate::merge_queue::QueueConfig>,
+    /// `merge.on_conflict: agent`: a conflicted branch goes back to its agent.
+    pub resolve_by_agent: bool,
+    /// `merge.resolve_attempts`.
+    pub resolve_attempts: u32,
+    /// Where gate runs write their logs (the run's `logs/` folder).
+    pub gate_logs: PathBuf,
 }
 
 impl Policy {
@@ -85,6 +94,10 @@ impl Policy {
             port_stride: opts.port_stride,
             worktree_dir: opts.worktree_dir.clone(),
             retries: opts.retries,
+            queue: opts.queue.planner(opts.gate.is_some()),
+            resolve_by_agent: opts.queue.on_conflict == crate::config::OnConflict::Agent,
+            resolve_attempts: opts.queue.resolve_attempts.max(1),
+            gate_logs: PathBuf::new(),
         }
     }
 
@@ -143,13 +156,16 @@ pub fn allowed(from: InstanceState, to: InstanceState) -> bool {
         // An agent that ended while no coordinator ran (resume) is judged
         // without a `running` in between; a setup failure fails it.
         Created => to == Running || agent_end,
-        Running => agent_end,
+        // `conflicted`: the agent resolving a conflict did not conclude it.
+        Running => agent_end || to == Conflicted,
         // Up to date or conflicting is known before the intent is journalled.
         Succeeded => matches!(to, Merging | Merged | Conflicted | Refused),
         // Back to `succeeded`: resume found the target ref never moved.
         Merging => matches!(to, Merged | Conflicted | Refused | Succeeded),
-        // `treefarm merge` after a manual fix.
-        Conflicted | Refused => to == Succeeded,
+        // `treefarm merge` after a manual fix; `running`: the agent
+        // resolves the conflict (`merge.on_conflict: agent`).
+        Conflicted => matches!(to, Succeeded | Running),
+        Refused => to == Succeeded,
         Merged => to == Pruned,
         Failed | TimedOut | Unchanged | Skipped | Pruned => false,
     }
@@ -202,6 +218,12 @@ pub struct RunMachine {
     /// Specs started again after a rate limit: their next attempt is not a
     /// retry (no `retrying` event; the `rate_limited` event said it).
     relaunched: BTreeSet<String>,
+    /// The lane runs a merge-queue job (build or land).
+    pub queue_lane: bool,
+    /// Merge-queue jobs waiting for the lane, in the planner's order.
+    lane_jobs: VecDeque<Action>,
+    /// Gate worktree slots not running a gate.
+    gate_slots: BTreeSet<usize>,
 }
 
 /// A rate-limited spec waiting to start again.
@@ -222,6 +244,17 @@ impl RunMachine {
         ranks: HashMap<String, (i64, usize)>,
         policy: Policy,
     ) -> RunMachine {
+        let mut record = record;
+        if let Some(config) = policy.queue {
+            // A journalled queue takes this coordinator's settings: `treefarm
+            // merge --gate` after `run --no-merge` gates what it lands.
+            record
+                .merge_queue
+                .get_or_insert_with(|| crate::merge_queue::QueueRecord::new(config))
+                .planner
+                .reconfigure(config);
+        }
+        let gate_jobs = policy.queue.map_or(0, |q| q.gate_jobs.max(1));
         RunMachine {
             record,
             sched,
@@ -251,6 +284,9 @@ impl RunMachine {
             held: VecDeque::new(),
             hold_after_plant: BTreeSet::new(),
             relaunched: BTreeSet::new(),
+            queue_lane: false,
+            lane_jobs: VecDeque::new(),
+            gate_slots: (0..gate_jobs).collect(),
         }
     }
 
@@ -302,6 +338,8 @@ impl RunMachine {
                     !i.state.is_terminal()
                         && i.state != InstanceState::Succeeded
                         && i.state != InstanceState::Pending
+                        // A conflict handed back whose agent has not run.
+                        || i.resolving
                 })
     }
 
@@ -387,7 +425,7 @@ impl RunMachine {
     /// rewrites git's worktree admin files, which a merge (checking for
     /// checkouts of the target) and a branch deletion read.
     pub fn next_prune(&mut self) -> Option<String> {
-        if self.merging.is_some() || self.pruning {
+        if self.merging.is_some() || self.pruning || self.queue_lane {
             return None;
         }
         let id = self.prune_queue.pop_front()?;
@@ -401,6 +439,7 @@ impl RunMachine {
             && !self.pruning
             && self.merge_queue.is_empty()
             && self.prune_queue.is_empty()
+            && self.queue_idle()
     }
 
     /// Branches waiting for a merge.
@@ -481,6 +520,7 @@ impl RunMachine {
                     terminating: None,
                     timeout_left: None,
                     retries_left: None,
+                    resolve: false,
                 });
             }
             out.push(Action::Save);
@@ -491,7 +531,9 @@ impl RunMachine {
                 reuse: false,
             });
         }
-        if let Some(id) = self.next_merge(run) {
+        if self.policy.queue.is_some() {
+            self.start_queue(&mut out, run, now)?;
+        } else if let Some(id) = self.next_merge(run) {
             self.other_in_flight += 1;
             let subjects = self
                 .works
@@ -578,6 +620,7 @@ impl RunMachine {
         let mut out = Vec::new();
         let inst = self.inst(id)?;
         let (state, attempt, deadline_ms) = (inst.state, inst.attempt, inst.deadline_ms);
+        let resolve = inst.resolving;
         if let Some(why) = &found.ended {
             out.push(Action::Note(format!(
                 "{id}: agent {why} while treefarm was not running; its processes are ended"
@@ -628,6 +671,7 @@ impl RunMachine {
             timeout_left: deadline_ms
                 .map(|d| std::time::Duration::from_millis(d.saturating_sub(now))),
             retries_left,
+            resolve,
         };
         Ok((launch, out))
     }
@@ -763,6 +807,9 @@ impl RunMachine {
         match msg {
             InstanceMsg::AttemptStarting { attempt } => {
                 let inst = self.inst(&id)?;
+                if inst.resolving {
+                    inst.resolve_attempts += 1;
+                }
                 inst.attempt = attempt;
                 inst.pid = None;
                 inst.pid_start = None;
@@ -771,7 +818,10 @@ impl RunMachine {
                 inst.ending = None;
                 inst.kill_at_ms = None;
                 inst.started_at_ms.get_or_insert(now);
-                if attempt > 1 && !self.relaunched.remove(&id) {
+                // A resolve attempt was announced by its `resolving` event;
+                // a start after a rate limit is not a retry either.
+                let resolving = inst.resolving;
+                if attempt > 1 && !self.relaunched.remove(&id) && !resolving {
                     out.push(Action::Emit(Event::Retrying { id, attempt }));
                 }
             }
@@ -903,6 +953,9 @@ impl RunMachine {
         if matches!(verdict, Verdict::Succeeded(_) | Verdict::Failed { .. }) {
             self.finished_clean(out);
         }
+        if self.inst(id)?.resolving {
+            return self.on_resolved(out, id, verdict, now);
+        }
         match verdict {
             Verdict::RateLimited {
                 attempt,
@@ -1001,19 +1054,7 @@ impl RunMachine {
                         self.on_merged(out, &id, commit, now)?
                     }
                     Ok(MergeResult::Conflicted { paths }) => {
-                        let inst = self.inst(&id)?;
-                        inst.conflict_paths = paths.clone();
-                        inst.merged_commit = None;
-                        inst.reason = Some(format!("conflicts in {}", paths.join(", ")));
-                        self.advance(&id, InstanceState::Conflicted, now)?;
-                        out.push(Action::Save);
-                        out.push(Action::Emit(Event::Conflicted {
-                            id: id.clone(),
-                            paths,
-                        }));
-                        out.push(Action::Emit(self.policy.kept(&id, "merge conflict")));
-                        self.sched.settled(&id, false);
-                        self.skip(out, now)?;
+                        self.conflicted(out, &id, paths, now)?
                     }
                     Ok(MergeResult::Refused { reason, log }) => {
                         self.refuse(out, &id, reason, log, now)?
@@ -1021,6 +1062,14 @@ impl RunMachine {
                     Err(reason) => self.refuse(out, &id, reason, None, now)?,
                 }
             }
+            LaneMsg::Built { batch, result } => self.on_built(out, batch, result, now)?,
+            LaneMsg::Landed { batch, result } => self.on_landed(out, batch, result, now)?,
+            LaneMsg::GateDone {
+                run,
+                passed,
+                cancelled,
+                elapsed_ms,
+            } => self.on_gate_done(out, run, passed, cancelled, elapsed_ms, now)?,
             LaneMsg::Pruned(id, result) => {
                 self.other_in_flight = self.other_in_flight.saturating_sub(1);
                 self.pruning = false;
@@ -1103,6 +1152,33 @@ impl RunMachine {
         Ok(())
     }
 
+    /// `id`'s branch conflicts with the target: kept for a human, or
+    /// handed back to its agent (`merge.on_conflict: agent`).
+    fn conflicted(
+        &mut self,
+        out: &mut Vec<Action>,
+        id: &str,
+        paths: Vec<String>,
+        now: u64,
+    ) -> Result<(), MachineError> {
+        let inst = self.inst(id)?;
+        inst.conflict_paths = paths.clone();
+        inst.merged_commit = None;
+        inst.reason = Some(format!("conflicts in {}", paths.join(", ")));
+        self.advance(id, InstanceState::Conflicted, now)?;
+        out.push(Action::Save);
+        out.push(Action::Emit(Event::Conflicted {
+            id: id.to_string(),
+            paths,
+        }));
+        if self.may_hand_back(id)? {
+            return self.hand_back(out, id, now);
+        }
+        out.push(Action::Emit(self.policy.kept(id, "merge conflict")));
+        self.sched.settled(id, false);
+        self.skip(out, now)
+    }
+
     fn refuse(
         &mut self,
         out: &mut Vec<Action>,
@@ -1164,6 +1240,12 @@ fn attempt_result(end: &AgentEnd) -> (AttemptResult, Option<i32>) {
         AgentEnd::Stopped => (AttemptResult::Stopped, None),
     }
 }
+
+#[path = "machine_queue.rs"]
+mod queue;
+
+#[path = "machine_resolve.rs"]
+mod resolve;
 
 #[cfg(test)]
 mod tests {
@@ -1797,6 +1879,7 @@ mod handle_tests {
             terminating: None,
             timeout_left: None,
             retries_left: None,
+            resolve: false,
         };
         let actions = m.replant(vec![launch]);
         assert_eq!(tags(&actions), ["save", "flush", "plant a"]);

@@ -8,9 +8,11 @@ use std::path::PathBuf;
 use tokio::sync::oneshot;
 
 use crate::merge::MergeResult;
+use crate::merge_queue::{BatchId, GateRun};
 use crate::report::Event;
 use crate::runner::executor::Stop;
 use crate::runner::instance::{InstanceMsg, Launch};
+use crate::runner::lane::BatchBuilt;
 
 /// What the dispatcher's loop turns each wake-up into before handling it.
 pub enum Input {
@@ -55,6 +57,26 @@ pub enum LaneMsg {
     },
     Merged(String, Result<MergeResult, String>),
     Pruned(String, Result<(), String>),
+    /// A merge-queue batch was built (`base` and each branch's result), or
+    /// could not be (the cause chain).
+    Built {
+        batch: BatchId,
+        result: Result<BatchBuilt, String>,
+    },
+    /// A batch's compare-and-swap: `Ok(true)` the target holds the batch's
+    /// tip, `Ok(false)` someone else moved the target.
+    Landed {
+        batch: BatchId,
+        result: Result<bool, String>,
+    },
+    /// A gate run ended: passed, failed, or stopped (`cancelled`: by the
+    /// planner or a signal; its result means nothing).
+    GateDone {
+        run: u64,
+        passed: bool,
+        cancelled: bool,
+        elapsed_ms: u64,
+    },
 }
 
 /// What the machine decided, for the dispatcher's loop to perform in order
@@ -98,4 +120,24 @@ pub enum Action {
     PruneFailed { id: String, reason: String },
     /// Redraw the live view.
     Refresh,
+    /// Build a merge-queue batch on the lane: `ids`' branches merged in
+    /// memory one on top of the other, on the target tip or on `onto`.
+    BuildBatch {
+        batch: BatchId,
+        ids: Vec<String>,
+        onto: Option<String>,
+    },
+    /// Move the target from `old` to `new` (a gated batch tip) on the lane;
+    /// the journal already says the branches are merging.
+    LandBatch {
+        batch: BatchId,
+        old: String,
+        new: String,
+    },
+    /// Run the gate in warm gate worktree `slot` at the run's `commit`.
+    RunGate(GateRun),
+    /// Stop gate run `run` (its process group is killed).
+    CancelGate(u64),
+    /// Keep the log of the gate run that refused `id` as its gate log.
+    KeepGateLog { id: String, log: String },
 }

@@ -36,6 +36,13 @@ impl Dispatcher<'_> {
                 self.end_orphans(inst, None).await;
             }
             match inst.state {
+                InstanceState::Conflicted if inst.resolving => {
+                    // A conflict handed back to the agent, whose attempt
+                    // never started: hand it back again.
+                    self.m.sched.restore(&id, Restored::AwaitingSettle);
+                    let actions = self.m.resume_resolve(&id, now_ms())?;
+                    self.perform(actions)?;
+                }
                 InstanceState::Conflicted | InstanceState::Refused => {
                     if self.mode == Mode::MergeOnly {
                         self.m.sched.restore(&id, Restored::AwaitingSettle);
@@ -156,14 +163,47 @@ impl Dispatcher<'_> {
             }
         }
         self.take_skipped()?;
+        self.end_orphan_gates().await;
+        let actions = self.m.resume_queue(now_ms())?;
+        self.perform(actions)?;
         let actions = self.m.replant(replant);
         self.perform(actions)
+    }
+
+    /// Ends the merge-queue gate runs a previous coordinator left (found by
+    /// the run id and `TREEFARM_GATE` in their environment): the planner
+    /// runs again whatever it still needs.
+    async fn end_orphan_gates(&mut self) {
+        let groups = crate::procfs::groups_with_env(&[
+            ("TREEFARM_RUN_ID", &self.m.record.run_id),
+            ("TREEFARM_GATE", "1"),
+        ]);
+        if groups.is_empty() {
+            return;
+        }
+        self.note(format!(
+            "ending gate process group(s) {groups:?} left by the interrupted run"
+        ));
+        let grace = Duration::from_millis(self.opts.grace_ms);
+        for group in groups {
+            crate::runner::executor::kill_group(group, grace).await;
+        }
     }
 
     /// A conflicted or refused branch the user fixed by hand: commit what they
     /// left and merge again.
     async fn requeue_after_fix(&mut self, id: &str) -> Result<(), RunnerError> {
         let worktree = self.opts.worktree_for(id);
+        if worktree.exists() && Repo::merge_in_progress(&worktree).unwrap_or(false) {
+            // A conflict its agent did not resolve: its markers are never
+            // committed for the user.
+            self.note(format!(
+                "{id}: a merge is in progress in `{}`; conclude it (`git commit`) or abort it (`git merge --abort`), then run `treefarm merge` again",
+                worktree.display()
+            ));
+            self.m.sched.settled(id, false);
+            return Ok(());
+        }
         if worktree.exists() {
             let wt = worktree.clone();
             let id2 = id.to_string();

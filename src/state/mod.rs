@@ -13,5 +13,5 @@ pub use dir::{RunDir, StateDir};
 pub use error::{Cause, StateError};
 pub use hooks::{crash_point, CRASH_AT_ENV, INJECT_WRITE_ERROR_ENV};
 pub use lock::{Lock, LockError, LockHolder, StaleTakeover};
-pub use options::{slot_port, sparse_request, RunOptions};
+pub use options::{slot_port, sparse_request, QueueOptions, RunOptions};
 pub use record::{now_ms, InstanceRecord, InstanceState, JournalledOptions, RunRecord, RunState};

@@ -91,10 +91,61 @@ pub struct RunOptions {
     /// larger one.
     #[serde(default)]
     pub budget: crate::runner::Budget,
+    /// `merge.batch`, `merge.gate_jobs`, `merge.on_conflict`,
+    /// `merge.resolve_attempts` and `agent.resolve_prompt_template`.
+    #[serde(default)]
+    pub queue: QueueOptions,
 }
 
 fn default_start_interval_ms() -> u64 {
     1000
+}
+
+/// How the merge queue batches, gates and resolves (see `merge_queue.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueueOptions {
+    pub batch: usize,
+    pub gate_jobs: usize,
+    pub on_conflict: crate::config::OnConflict,
+    pub resolve_attempts: u32,
+    pub resolve_prompt_template: Option<String>,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        let merge = crate::config::MergeConfig::default();
+        QueueOptions {
+            batch: merge.batch,
+            gate_jobs: merge.gate_jobs,
+            on_conflict: merge.on_conflict,
+            resolve_attempts: merge.resolve_attempts,
+            resolve_prompt_template: None,
+        }
+    }
+}
+
+impl QueueOptions {
+    pub fn from_config(cfg: &crate::config::Config) -> QueueOptions {
+        QueueOptions {
+            batch: cfg.merge.batch,
+            gate_jobs: cfg.merge.gate_jobs,
+            on_conflict: cfg.merge.on_conflict,
+            resolve_attempts: cfg.merge.resolve_attempts,
+            resolve_prompt_template: cfg.agent.resolve_prompt_template.clone(),
+        }
+    }
+
+    /// The planner's settings, or `None` for `merge.batch: 1` with one gate
+    /// job: each branch merged and gated on its own, in a scratch worktree,
+    /// as before the queue existed.
+    pub fn planner(&self, gated: bool) -> Option<crate::merge_queue::QueueConfig> {
+        (self.batch > 1 || self.gate_jobs > 1).then_some(crate::merge_queue::QueueConfig {
+            batch: self.batch,
+            gate_jobs: self.gate_jobs,
+            gated,
+        })
+    }
 }
 
 impl RunOptions {

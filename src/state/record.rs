@@ -197,6 +197,17 @@ pub struct InstanceRecord {
     /// the attempt counting against `agent.retries`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at_ms: Option<u64>,
+    /// `merge.on_conflict: agent`: the agent is running again to resolve
+    /// the conflicted merge prepared in its worktree (`conflict_paths`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resolving: bool,
+    /// How many times its agent was handed a conflict to resolve.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resolve_attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl InstanceRecord {
@@ -241,6 +252,12 @@ pub struct RunRecord {
     /// starts, while it does.
     #[serde(default)]
     pub budget_reached: Option<crate::runner::BudgetReached>,
+    /// The merge queue (`merge.batch` above 1 or `merge.gate_jobs` above
+    /// 1): the planner's state, the batches' commits and the gate runs, so
+    /// `resume` continues it without losing a merge or landing an untested
+    /// commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_queue: Option<crate::merge_queue::QueueRecord>,
 }
 
 /// The journal's `options`: what this version reads, or — from a journal

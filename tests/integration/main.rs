@@ -39,6 +39,7 @@ mod layouts;
 mod merge_batch;
 mod merge_command;
 mod merge_gate;
+mod merge_queue_e2e;
 mod merge_queue_git;
 mod merge_strategies;
 mod merge_target_checkout;

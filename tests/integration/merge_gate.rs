@@ -6,6 +6,11 @@ use crate::common;
 
 use common::*;
 
+/// These tests are about the gate of one branch at a time in a scratch
+/// worktree: `merge.batch: 1` (the merge queue's gates are covered in
+/// `merge_queue_e2e`).
+const ONE_BY_ONE: &str = "merge:\n  batch: 1\n";
+
 fn one_spec_farm(extra_config: &str) -> TestRepo {
     let a = spec_md(
         "Add alpha",
@@ -69,7 +74,7 @@ fn assert_no_scratch(repo: &TestRepo) {
 
 #[test]
 fn failing_gate_refuses_the_merge_keeps_the_branch_and_saves_the_gate_log() {
-    let repo = one_spec_farm("");
+    let repo = one_spec_farm(ONE_BY_ONE);
     let roadmap_before = repo.git(&["rev-parse", "HEAD"]);
     let out = repo.tf(&[
         "run",
@@ -148,7 +153,7 @@ fn passing_gate_sees_the_exact_merged_commit_and_the_merge_lands() {
     let repo = TestRepo::farm(
         &[("README.md", "readme\n")],
         &[("SPEC-010-a.md", a), ("SPEC-020-b.md", b)],
-        "",
+        ONE_BY_ONE,
     );
     let seen = repo.tmp.path().join("gate-seen");
     // The scratch worktree is checked out at the commit it is told about,
@@ -191,7 +196,7 @@ fn passing_gate_sees_the_exact_merged_commit_and_the_merge_lands() {
 
 #[test]
 fn target_moved_by_someone_else_during_the_gate_is_merged_again_not_clobbered() {
-    let repo = one_spec_farm("");
+    let repo = one_spec_farm(ONE_BY_ONE);
     let marker = repo.tmp.path().join("moved-once");
     let seen = repo.tmp.path().join("gate-seen");
     // First gate run: someone else commits to roadmap (a new file) behind

@@ -393,6 +393,31 @@ fn broken_gate_worktree_is_planted_again() {
     assert!(t.git(&["branch", "--list", "treefarm/*"]).is_empty());
 }
 
+#[test]
+fn gate_worktree_whose_move_was_killed_is_planted_again() {
+    // Killed while moving to a commit that adds `bad.txt`: the file is on
+    // disk but HEAD still names the old commit, so to the next move it
+    // would be untracked, and kept. The marker left behind says the move
+    // did not finish: the worktree is planted again, without it.
+    let t = TestRepo::with_files(&[("a.txt", "a\n")]);
+    let head = t.git(&["rev-parse", "HEAD"]);
+    let repo = Repo::discover(&t.root).unwrap();
+    let gate = repo.warm_gate_worktree(0, oid(&head)).unwrap();
+    std::fs::write(gate.path.join("bad.txt"), "half-written\n").unwrap();
+    let marker = repo.common_dir().join("treefarm/gates/0.moving");
+    std::fs::write(&marker, "0000\n").unwrap();
+    let again = repo.warm_gate_worktree(0, oid(&head)).unwrap();
+    assert!(again.fresh);
+    assert!(!gate.path.join("bad.txt").exists());
+    assert!(!marker.exists());
+    assert_eq!(t.git_at(&gate.path, &["status", "--porcelain"]), "");
+    // A move that finished leaves no marker and keeps untracked output.
+    std::fs::write(gate.path.join("build.out"), "cached\n").unwrap();
+    let moved = repo.warm_gate_worktree(0, oid(&head)).unwrap();
+    assert!(!moved.fresh && gate.path.join("build.out").exists());
+    assert!(!marker.exists());
+}
+
 // ---- conflict hand-back ----
 
 /// Twin-able repository: `roadmap` and `treefarm/020` both edit a.txt line 2
@@ -613,4 +638,27 @@ fn gate_in_a_warm_worktree_finds_the_last_build_output() {
         );
     }
     assert_eq!(seen, ["from-scratch", "incremental"]);
+}
+
+#[test]
+fn a_merge_nobody_accounts_for_is_aborted_back_to_head() {
+    // What a preparation killed half-way leaves: a merge in progress.
+    let t = conflicting();
+    let head = t.git(&["rev-parse", "HEAD"]);
+    let repo = Repo::discover(&t.root).unwrap();
+    let result = repo
+        .hand_back_conflict(&t.root, "treefarm/020", "roadmap")
+        .unwrap();
+    assert!(matches!(result, HandBackResult::Prepared(_)));
+    assert!(Repo::merge_in_progress(&t.root).unwrap());
+    Repo::abort_merge(&t.root).unwrap();
+    assert!(!Repo::merge_in_progress(&t.root).unwrap());
+    assert_eq!(t.git(&["status", "--porcelain"]), "");
+    assert_eq!(t.git(&["rev-parse", "HEAD"]), head);
+    assert_eq!(t.read("a.txt"), "1\ntwo (branch)\n3\n");
+    // And it can be handed back again.
+    let again = repo
+        .hand_back_conflict(&t.root, "treefarm/020", "roadmap")
+        .unwrap();
+    assert!(matches!(again, HandBackResult::Prepared(_)));
 }

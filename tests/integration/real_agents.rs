@@ -811,3 +811,181 @@ fn paced_for_real(user: Option<&str>) {
         );
     }
 }
+
+/// `merge.on_conflict: agent` with the real CLI: `run --no-merge` makes the
+/// branch, someone commits another version of its file to `roadmap`, and
+/// `treefarm merge` hands the conflict back to the CLI with the preset's
+/// resolution prompt; the scripted model writes the resolved file and
+/// concludes the merge with `git commit --no-edit`. Git proves it: the
+/// branch's tip is a merge with the target, and `roadmap` holds the
+/// resolution.
+fn resolve_real(cli: &Cli) {
+    let tmp = tempfile::Builder::new()
+        .prefix("treefarm-real-resolve-")
+        .tempdir()
+        .expect("tempdir");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join("tmp")).expect("home");
+    let resolved = "resolved by the scripted model for {id}\n";
+    let server = ModelServer::start(
+        &tmp.path().join("server"),
+        &json!({
+            "steps": [
+                {"write": "{file}", "content": "written by the scripted model for {id}\n"},
+                {"shell": "git add {file} && git commit -m '{id}: scripted change'"},
+                {"text": "done"}
+            ],
+            "resolve_steps": [
+                {"write": "{file}", "content": resolved},
+                {"shell": "git add {file} && git commit --no-edit"},
+                {"text": "resolved"}
+            ],
+        }),
+    );
+    write_cli_homes(&home, &server);
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("specs")).expect("repo");
+    git(&repo, &home, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README.md"), "# greetings\n").expect("readme");
+    let (id, file, body) = SPECS[0];
+    std::fs::write(
+        repo.join(format!("specs/SPEC-{id}-greeting.md")),
+        format!("# Greeting {id}\n\n{body}\n\n**Files**:\n- `{file}`\n"),
+    )
+    .expect("spec");
+    std::fs::write(
+        repo.join("treefarm.yaml"),
+        format!(
+            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\nmerge:\n  on_conflict: agent\n",
+            cli.preset, cli.model
+        ),
+    )
+    .expect("config");
+    let who = ["-c", "user.name=Test", "-c", "user.email=test@example.org"];
+    git(&repo, &home, &["add", "-A"]);
+    git(
+        &repo,
+        &home,
+        &[&who[..], &["commit", "-q", "-m", "base"]].concat(),
+    );
+    let env = run_env(&home, &server);
+    let treefarm = |args: &[&str]| -> Output {
+        Command::new(env!("CARGO_BIN_EXE_treefarm"))
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .expect("run treefarm")
+    };
+    let out = treefarm(&["run", "--no-merge"]);
+    let ctx = |out: &Output| {
+        format!(
+            "{}: {}\n{}",
+            cli.preset,
+            String::from_utf8_lossy(&out.stderr),
+            logs_of(&repo)
+        )
+    };
+    assert_eq!(out.status.code(), Some(0), "{}", ctx(&out));
+    // Someone else's version of the file lands on the target meanwhile.
+    git(&repo, &home, &["checkout", "-q", "roadmap"]);
+    let path = repo.join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).expect("dir");
+    std::fs::write(&path, "the target's own version\n").expect("write");
+    git(&repo, &home, &["add", "-A"]);
+    git(
+        &repo,
+        &home,
+        &[&who[..], &["commit", "-q", "-m", "target's version"]].concat(),
+    );
+    let target_tip = git(&repo, &home, &["rev-parse", "HEAD"]).trim().to_string();
+    git(&repo, &home, &["checkout", "-q", "main"]);
+
+    let out = treefarm(&["merge", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", ctx(&out));
+    let events = String::from_utf8_lossy(&out.stdout);
+    assert!(events.contains("\"event\":\"resolving\""), "{events}");
+    assert_eq!(
+        git(&repo, &home, &["show", &format!("roadmap:{file}")]),
+        resolved.replace("{id}", id),
+        "{}",
+        ctx(&out)
+    );
+    // The resolution is the agent's merge commit with the target's tip as
+    // a parent, and it is what was merged.
+    let merge = git(
+        &repo,
+        &home,
+        &[
+            "log",
+            "--merges",
+            "--format=%H %P",
+            "--grep",
+            &format!("treefarm/{id}"),
+            "roadmap",
+        ],
+    );
+    let merged_branch_tip = merge
+        .split_whitespace()
+        .nth(2)
+        .expect("merge parents")
+        .to_string();
+    let parents = git(
+        &repo,
+        &home,
+        &["log", "-1", "--format=%P", &merged_branch_tip],
+    );
+    assert!(
+        parents.contains(&target_tip),
+        "{parents} lacks {target_tip}\n{}",
+        ctx(&out)
+    );
+    // The model was asked with the resolution prompt, naming the file.
+    let asked = server.main_requests().into_iter().any(|r| {
+        let text = r["body"].to_string();
+        text.contains("Resolve the merge conflict") && text.contains(file)
+    });
+    assert!(
+        asked,
+        "no request carried the resolution prompt\n{}",
+        ctx(&out)
+    );
+}
+
+#[test]
+#[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
+fn real_clis_resolve_a_conflict_handed_back() {
+    for cli in [
+        Cli {
+            preset: "claude-code",
+            model: "claude-scripted-1",
+            model_on_wire: "claude-scripted-1",
+            errors: json!([]),
+            transcript: None,
+        },
+        Cli {
+            preset: "codex",
+            model: "scripted-model",
+            model_on_wire: "scripted-model",
+            errors: json!([]),
+            transcript: None,
+        },
+        Cli {
+            preset: "gemini",
+            model: "gemini-scripted",
+            model_on_wire: "gemini-scripted",
+            errors: json!([]),
+            transcript: None,
+        },
+        Cli {
+            preset: "aider",
+            model: "openai/scripted-model",
+            model_on_wire: "scripted-model",
+            errors: json!([]),
+            transcript: None,
+        },
+    ] {
+        resolve_real(&cli);
+    }
+}

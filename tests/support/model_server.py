@@ -36,6 +36,10 @@ turn). "usage" and "side_usage"
 ({"input_tokens", "output_tokens"}) are the token figures every answer to a
 main (scripted) and a side request reports.
 
+"resolve_steps" answer instead a conversation started by treefarm's
+resolution prompt (merge.on_conflict: agent), whose {file} is the first
+conflicted file.
+
 In steps, {file} is the first declared file of the prompt, {abs} its absolute
 path, {id} the spec id and {worktree} the worktree, all read from the prompt
 treefarm assembled (its "Create or modify only these files" list and
@@ -91,6 +95,18 @@ def prompt_facts(body):
     if m:
         first = m.group(1).strip().splitlines()[0]
         facts["file"] = first.strip()[2:].strip().strip("`")
+    # treefarm's resolution prompt (merge.on_conflict: agent): the first
+    # conflicted file is {file}; "resolve_steps" answer this conversation.
+    m = re.search(r"Resolve the merge conflict of ([^:\n]+):", text)
+    if m and not facts["id"]:
+        facts["id"], facts["resolve"] = m.group(1).strip(), "1"
+        m = re.search(r"In the git worktree `([^`]+)` a `git merge", text)
+        if m:
+            facts["worktree"] = m.group(1)
+        m = re.search(r"Files with conflicts:\n((?:[ \t]*- [^\n]+\n?)+)", text)
+        if m:
+            first = m.group(1).strip().splitlines()[0]
+            facts["file"] = first.strip()[2:].strip().strip("`")
     if facts["worktree"] and facts["file"]:
         facts["abs"] = facts["worktree"].rstrip("/") + "/" + facts["file"]
     return facts
@@ -108,6 +124,8 @@ class Script:
         with open(path) as f:
             data = json.load(f)
         self.steps = data.get("steps", [{"text": "done"}])
+        # Steps for a conversation started by the resolution prompt.
+        self.resolve_steps = data.get("resolve_steps", self.steps)
         self.errors = data.get("errors", [])
         self.side_text = data.get("side_text", "ok")
         # Token figures every answer reports: "usage" for the scripted
@@ -147,9 +165,13 @@ class Script:
                     return self.error_every["error"]
         return self.always_error
 
-    def step(self, index):
-        if index < len(self.steps):
-            return self.steps[index]
+    def steps_for(self, facts):
+        return self.resolve_steps if facts.get("resolve") else self.steps
+
+    def step(self, index, facts=None):
+        steps = self.steps_for(facts or {})
+        if index < len(steps):
+            return steps[index]
         return {"text": "done"}
 
 
@@ -374,7 +396,7 @@ class Handler(BaseHTTPRequestHandler):
         done = sum(1 for m in msgs if isinstance(m.get("content"), list)
                    for c in m["content"] if isinstance(c, dict) and c.get("type") == "tool_result")
         facts = prompt_facts(body)
-        step = self.script.step(done) if main else {"text": self.script.side_text}
+        step = self.script.step(done, facts) if main else {"text": self.script.side_text}
         call = anthropic_call(step, tool_names(tools), facts) if main else None
         model = body.get("model", "scripted-model")
         mid = next_id("msg")
@@ -426,7 +448,7 @@ class Handler(BaseHTTPRequestHandler):
         done = sum(1 for it in items if isinstance(it, dict)
                    and it.get("type") in ("function_call_output", "custom_tool_call_output"))
         facts = prompt_facts(body)
-        step = self.script.step(done) if main else {"text": self.script.side_text}
+        step = self.script.step(done, facts) if main else {"text": self.script.side_text}
         rid = next_id("resp")
         model = body.get("model", "scripted-model")
         if main and "text" not in step:
@@ -478,7 +500,7 @@ class Handler(BaseHTTPRequestHandler):
         if main:
             # aider edits through its reply: the "whole" edit format, a file
             # name line followed by the file's new content in a fence.
-            step = next((s for s in self.script.steps if "write" in s), {"write": "{file}"})
+            step = next((s for s in self.script.steps_for(facts) if "write" in s), {"write": "{file}"})
             path = fill(step["write"], facts)
             content = fill(step.get("content", "written\n"), facts)
             text = "%s\n```\n%s```\n" % (path, content if content.endswith("\n") else content + "\n")
@@ -524,7 +546,7 @@ class Handler(BaseHTTPRequestHandler):
                    and "functionResponse" in p)
         facts = prompt_facts(body)
         if main:
-            step = self.script.step(done)
+            step = self.script.step(done, facts)
         else:
             cfg = body.get("generationConfig", {}) if isinstance(body, dict) else {}
             if cfg.get("responseMimeType") == "application/json" or cfg.get("responseJsonSchema") \

@@ -129,6 +129,7 @@ impl RunMachine {
                 terminating: None,
                 timeout_left: None,
                 retries_left: Some(w.retries_left),
+                resolve: false,
             }));
         }
         Ok(())
