@@ -19,7 +19,7 @@ use crate::runner::instance::{run_instance, InstanceMsg, Launch};
 use crate::runner::journal::Journal;
 use crate::runner::lane::{build_batch, land_batch, merge_one, plant_batch, prune_one};
 use crate::runner::machine::{Policy, RunMachine};
-use crate::runner::messages::{Action, Input, LaneMsg as Msg, Mode};
+use crate::runner::messages::{Action, Input, LaneMsg as Msg, MergeAck, Mode};
 use crate::schedule::{Node, Scheduler};
 use crate::state::RunOptions;
 use crate::state::{crash_point, now_ms, RunDir, RunRecord, RunState};
@@ -40,6 +40,11 @@ pub struct Dispatcher<'r> {
     pub(super) journal: Journal,
     /// How to cancel each merge-queue gate run going on.
     pub(super) gate_cancels: HashMap<u64, oneshot::Sender<()>>,
+    /// The lane's merges waiting for the acknowledgement of their durable
+    /// intent (`Action::Ack`), by instance.
+    pub(super) ack_tx: mpsc::UnboundedSender<MergeAck>,
+    pub(super) ack_rx: mpsc::UnboundedReceiver<MergeAck>,
+    pub(super) merge_acks: HashMap<String, oneshot::Sender<()>>,
 }
 
 impl<'r> Dispatcher<'r> {
@@ -54,6 +59,7 @@ impl<'r> Dispatcher<'r> {
         let sched = Scheduler::new(nodes, &opts.conflicts, opts.instances);
         let (tx, rx) = mpsc::unbounded_channel();
         let (inst_tx, inst_rx) = mpsc::unbounded_channel();
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let (stop_tx, _) = watch::channel(Stop::Run);
         let ranks = opts
             .specs
@@ -78,6 +84,9 @@ impl<'r> Dispatcher<'r> {
             stop_tx,
             journal,
             gate_cancels: HashMap::new(),
+            ack_tx,
+            ack_rx,
+            merge_acks: HashMap::new(),
         }
     }
 
@@ -212,8 +221,15 @@ impl<'r> Dispatcher<'r> {
                 Action::Plant { launches, reuse } => self.spawn_plant(launches, reuse),
                 Action::Merge { id, subjects } => self.spawn_merge(id, subjects),
                 Action::Prune(id) => self.spawn_prune(id),
-                Action::Ack(ack) => {
-                    let _ = ack.send(());
+                Action::Ack(id) => {
+                    // The lane registered its waiting end before it sent
+                    // the `MergePrepared` this answers.
+                    while let Ok((waiting, ack)) = self.ack_rx.try_recv() {
+                        self.merge_acks.insert(waiting, ack);
+                    }
+                    if let Some(ack) = self.merge_acks.remove(&id) {
+                        let _ = ack.send(());
+                    }
                 }
                 Action::PruneFailed { id, reason } => {
                     tracing::warn!(%id, %reason, "prune after merge failed");
@@ -294,9 +310,10 @@ impl<'r> Dispatcher<'r> {
         let opts = self.opts.clone();
         let dir = self.dir.clone();
         let tx = self.tx.clone();
+        let acks = self.ack_tx.clone();
         let run_id = self.m.record.run_id.clone();
         tokio::task::spawn_blocking(move || {
-            let result = merge_one(&opts, &dir, &run_id, &id, &subjects, &tx)
+            let result = merge_one(&opts, &dir, &run_id, &id, &subjects, &tx, &acks)
                 .map_err(|e| crate::error::chain(&e));
             let _ = tx.send(Msg::Merged(id, result));
         });

@@ -11,7 +11,7 @@ use crate::git::{Advance, BatchItem, BatchMerge, GitError, Oid, Repo, WorktreeRe
 use crate::merge::{self, Gate, MergeRequest, MergeResult};
 use crate::merge_queue::Built;
 use crate::runner::instance::Launch;
-use crate::runner::messages::{LaneMsg, Planted};
+use crate::runner::messages::{LaneMsg, MergeAck, Planted};
 use crate::spec::branch_for;
 use crate::state::RunOptions;
 use crate::state::{crash_point, RunDir};
@@ -85,6 +85,7 @@ pub fn merge_one(
     id: &str,
     subjects: &[String],
     tx: &mpsc::UnboundedSender<LaneMsg>,
+    acks: &mpsc::UnboundedSender<MergeAck>,
 ) -> Result<MergeResult, LaneError> {
     let (branch, message) = merge_message(opts, run_id, id, subjects)?;
     let gate_env = vec![
@@ -116,15 +117,17 @@ pub fn merge_one(
         .map(|t| t.to_string());
     let result = merge::merge_branch(&request, |_old, new| {
         let (ack, done) = oneshot::channel();
+        let not_journalled = || merge::MergeError::NotJournalled {
+            branch: branch.clone(),
+        };
+        acks.send((id.to_string(), ack))
+            .map_err(|_| not_journalled())?;
         tx.send(LaneMsg::MergePrepared {
             id: id.to_string(),
             new: new.to_string(),
             tip: tip.clone(),
-            ack,
         })
-        .map_err(|_| merge::MergeError::NotJournalled {
-            branch: branch.clone(),
-        })?;
+        .map_err(|_| not_journalled())?;
         done.blocking_recv()
             .map_err(|_| merge::MergeError::NotJournalled {
                 branch: branch.clone(),

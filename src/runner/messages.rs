@@ -43,6 +43,11 @@ pub enum Mode {
 /// cause chain as text).
 pub type Planted = Vec<(Launch, Result<(), String>)>;
 
+/// How the lane waits for the acknowledgement of a merge's durable intent:
+/// sent to the loop before the [`LaneMsg::MergePrepared`] it belongs to, and
+/// answered when the machine says [`Action::Ack`].
+pub type MergeAck = (String, oneshot::Sender<()>);
+
 /// What the git lane reports back to the dispatcher.
 pub enum LaneMsg {
     Planted(Planted),
@@ -53,7 +58,6 @@ pub enum LaneMsg {
         /// recognises squash and rebase merges (the user may have committed
         /// to the branch since the agent ran).
         tip: Option<String>,
-        ack: oneshot::Sender<()>,
     },
     Merged(String, Result<MergeResult, String>),
     Pruned(String, Result<(), String>),
@@ -113,9 +117,10 @@ pub enum Action {
     Merge { id: String, subjects: Vec<String> },
     /// Remove `id`'s worktree and branch on the lane.
     Prune(String),
-    /// Acknowledge to the lane (a merge's intent is durable: the target
-    /// ref may move).
-    Ack(oneshot::Sender<()>),
+    /// Acknowledge to the lane that `id`'s merge intent is durable: the
+    /// target ref may move. (The lane's waiting end stays in the loop,
+    /// [`MergeAck`]; the machine only names the merge.)
+    Ack(String),
     /// Log that pruning a merged instance failed (it is kept).
     PruneFailed { id: String, reason: String },
     /// Redraw the live view.
