@@ -26,6 +26,14 @@ pub fn worktree_locks(common: &Path, name: &str) -> [PathBuf; 2] {
     [admin.join("index.lock"), admin.join("HEAD.lock")]
 }
 
+/// The lock files of the merge state a conflict hand-back
+/// (`merge.on_conflict: agent`) writes in the linked worktree `name`'s admin
+/// folder; a coordinator killed while writing it leaves them behind.
+pub fn merge_state_locks(common: &Path, name: &str) -> [PathBuf; 4] {
+    let admin = worktree_admin(common, name);
+    ["MERGE_HEAD", "MERGE_MSG", "MERGE_MODE", "ORIG_HEAD"].map(|f| admin.join(format!("{f}.lock")))
+}
+
 /// Whether git accepts `name` as a branch name (libgit2's rules: no `..`,
 /// spaces, control characters, `~^:?*[\`, leading `-`, trailing `/` or
 /// `.lock`, ...).

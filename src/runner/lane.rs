@@ -36,6 +36,20 @@ pub enum LaneError {
     UnknownSpec { id: String },
 }
 
+/// Held while git's worktree admin files are written: planting, pruning,
+/// landing (it reads the checkouts of the target) and the merge queue's
+/// gates preparing their warm worktrees, which run beside the lane. (A
+/// one-by-one merge does not take it: its gate may run for minutes.)
+static WORKTREE_ADMIN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`WORKTREE_ADMIN`] (a panic elsewhere while holding it leaves
+/// nothing half-done that the next holder could not handle).
+pub fn worktree_admin() -> std::sync::MutexGuard<'static, ()> {
+    WORKTREE_ADMIN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Creates the branches and worktrees of a batch (`reuse`: a resumed
 /// instance's existing branch and worktree are taken as they are).
 pub fn plant_batch(
@@ -43,6 +57,7 @@ pub fn plant_batch(
     mut launches: Vec<Launch>,
     reuse: bool,
 ) -> Result<Planted, LaneError> {
+    let _admin = worktree_admin();
     let repo = Repo::discover(&opts.repo_root)?;
     let tip = repo
         .branch_tip(&opts.target)?
@@ -235,6 +250,7 @@ pub fn build_batch(
 /// else moved it. The journal says the branches are merging before this
 /// runs.
 pub fn land_batch(opts: &RunOptions, old: &str, new: &str) -> Result<bool, LaneError> {
+    let _admin = worktree_admin();
     let repo = Repo::discover(&opts.repo_root)?;
     let old = Oid::from_str(old).map_err(|e| GitError::git("read commit", old, e))?;
     let new = Oid::from_str(new).map_err(|e| GitError::git("read commit", new, e))?;
@@ -255,6 +271,7 @@ pub fn land_batch(opts: &RunOptions, old: &str, new: &str) -> Result<bool, LaneE
 
 /// Removes a merged instance's worktree, then its branch.
 pub fn prune_one(opts: &RunOptions, id: &str) -> Result<(), LaneError> {
+    let _admin = worktree_admin();
     crash_point("before-prune");
     let repo = Repo::discover(&opts.repo_root)?;
     let worktree: PathBuf = opts.worktree_for(id);

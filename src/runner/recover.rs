@@ -259,6 +259,7 @@ impl Dispatcher<'_> {
                 continue;
             }
             candidates.extend(layout::worktree_locks(&common, &inst.id));
+            candidates.extend(layout::merge_state_locks(&common, &inst.id));
         }
         candidates.retain(|p| p.symlink_metadata().is_ok());
         let held = crate::procfs::open_by_any_process(&candidates);

@@ -66,11 +66,23 @@ pub fn prepare(
         prepare_private_git(worktree, &branch, &git_dir).map_err(chain)?;
     }
     let in_progress = Repo::merge_in_progress(worktree).map_err(chain)?;
-    if in_progress && !kept_path(dir, &spec.id).is_file() {
-        // Killed between starting the merge and noting it: start again.
-        Repo::abort_merge(worktree).map_err(chain)?;
+    let noted = kept_path(dir, &spec.id).is_file();
+    let resume = in_progress && noted;
+    if !resume {
+        // A hand-back killed before it was noted, or what an attempt that
+        // gave up left: back to the branch tip (tracked files; the branch's
+        // commits are all there), and hand the conflict back afresh.
+        let dirty = Repo::is_dirty_except(worktree, &opts.setup_placed()).map_err(chain)?;
+        if in_progress || dirty {
+            Repo::abort_merge(worktree).map_err(chain)?;
+        }
+        if noted {
+            let stale = kept_path(dir, &spec.id);
+            std::fs::remove_file(&stale)
+                .map_err(|e| format!("failed to remove `{}`: {e}", stale.display()))?;
+        }
     }
-    let (paths, commits) = if in_progress && kept_path(dir, &spec.id).is_file() {
+    let (paths, commits) = if resume {
         let kept = read_kept(dir, &spec.id)?;
         (kept.paths, Vec::new())
     } else {

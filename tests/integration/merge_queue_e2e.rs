@@ -392,10 +392,24 @@ fn a_kill_at_each_queue_crash_point_then_resume_loses_no_merge_and_lands_nothing
             stderr(&out)
         );
         let summary = json_summary(&out);
+        let failed_logs: String = summary_ids(&summary, "failed")
+            .iter()
+            .map(|id| {
+                let log = g
+                    .repo
+                    .runs_dir()
+                    .join(summary["run_id"].as_str().unwrap_or_default())
+                    .join(format!("logs/{id}.log"));
+                format!(
+                    "--- {id}:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            })
+            .collect();
         assert_eq!(
             summary_ids(&summary, "merged"),
             ["101", "102", "104", "105"],
-            "{point}: {summary}\n{}",
+            "{point}: {summary}\n{}\n{failed_logs}",
             stderr(&out)
         );
         assert_eq!(summary_ids(&summary, "refused"), ["103"], "{point}");
@@ -404,7 +418,12 @@ fn a_kill_at_each_queue_crash_point_then_resume_loses_no_merge_and_lands_nothing
             ["101", "102", "104", "105"],
             "{point}"
         );
-        assert_eq!(g.repo.treefarm_branches(), ["treefarm/103"], "{point}");
+        assert_eq!(
+            g.repo.treefarm_branches(),
+            ["treefarm/103"],
+            "{point}: {}",
+            stderr(&out)
+        );
         assert_tip_tested(&g);
     }
 }
@@ -454,7 +473,12 @@ fn assert_resolved_or_kept(g: &Gated, out: &std::process::Output, seen: &Path, w
         stderr(out)
     );
     let summary = json_summary(out);
-    assert_eq!(summary_ids(&summary, "merged"), ["101", "102"], "{what}");
+    assert_eq!(
+        summary_ids(&summary, "merged"),
+        ["101", "102"],
+        "{what}: {summary}\n{}",
+        stderr(out)
+    );
     assert_eq!(summary_ids(&summary, "conflicted"), ["103"], "{what}");
     assert_eq!(merged_in_order(&g.repo), ["101", "102"]);
     assert_eq!(g.repo.show("roadmap", "shared.txt"), "resolved");
@@ -500,7 +524,13 @@ fn assert_resolved_or_kept(g: &Gated, out: &std::process::Output, seen: &Path, w
         inst["reason"].as_str().unwrap().contains("not resolved"),
         "{inst}"
     );
-    assert_eq!(g.repo.instance("102")["resolve_attempts"], 1);
+    // After a kill the agent may have concluded the merge while no
+    // coordinator watched (its attempt then is not counted).
+    let attempts = g.repo.instance("102")["resolve_attempts"].as_u64();
+    assert!(
+        attempts == Some(1) || what.starts_with("resolving") && attempts.is_none(),
+        "{what}: {attempts:?}"
+    );
     assert_eq!(g.repo.treefarm_branches(), ["treefarm/103"]);
 }
 
