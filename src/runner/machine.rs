@@ -16,6 +16,8 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 mod paced;
+mod queue;
+mod resolve;
 
 use crate::config::Strategy;
 use crate::merge::MergeResult;
@@ -1240,12 +1242,6 @@ fn attempt_result(end: &AgentEnd) -> (AttemptResult, Option<i32>) {
         AgentEnd::Stopped => (AttemptResult::Stopped, None),
     }
 }
-
-#[path = "machine_queue.rs"]
-mod queue;
-
-#[path = "machine_resolve.rs"]
-mod resolve;
 
 #[cfg(test)]
 mod tests {
