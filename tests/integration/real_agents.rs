@@ -818,8 +818,8 @@ fn paced_for_real(user: Option<&str>) {
 /// resolution prompt; the scripted model writes the resolved file and
 /// concludes the merge with `git commit --no-edit`. Git proves it: the
 /// branch's tip is a merge with the target, and `roadmap` holds the
-/// resolution.
-fn resolve_real(cli: &Cli) {
+/// resolution. As the current user, or as `user`.
+fn resolve_real(cli: &Cli, user: Option<&str>) {
     let tmp = tempfile::Builder::new()
         .prefix("treefarm-real-resolve-")
         .tempdir()
@@ -870,9 +870,7 @@ fn resolve_real(cli: &Cli) {
     );
     let env = run_env(&home, &server);
     let treefarm = |args: &[&str]| -> Output {
-        Command::new(env!("CARGO_BIN_EXE_treefarm"))
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
+        treefarm_as(&env, user, tmp.path())
             .args(args)
             .current_dir(&repo)
             .output()
@@ -881,8 +879,9 @@ fn resolve_real(cli: &Cli) {
     let out = treefarm(&["run", "--no-merge"]);
     let ctx = |out: &Output| {
         format!(
-            "{}: {}\n{}",
+            "{} as {}: {}\n{}",
             cli.preset,
+            user.unwrap_or("the current user"),
             String::from_utf8_lossy(&out.stderr),
             logs_of(&repo)
         )
@@ -986,6 +985,12 @@ fn real_clis_resolve_a_conflict_handed_back() {
             transcript: None,
         },
     ] {
-        resolve_real(&cli);
+        resolve_real(&cli, None);
+        if let Some(user) = std::env::var("TREEFARM_REAL_AGENTS_USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            resolve_real(&cli, Some(&user));
+        }
     }
 }
