@@ -1,6 +1,8 @@
 //! Randomized torture (issue 11): specs whose agents randomly succeed, fail,
 //! fail once, hang with SIGTERM-ignoring grandchildren, leave changes
-//! uncommitted, conflict or write outside their declaration; the coordinator
+//! uncommitted, conflict or write outside their declaration, or (with a gate)
+//! break the gate; merges one by one or through the merge queue (random
+//! `merge.batch` and `merge.gate_jobs`, with or without a gate); the coordinator
 //! SIGKILLed at random moments and resumed; the user committing to the
 //! target and to `main` meanwhile. After the run settles, git and /proc are
 //! the oracle: no agent commit unreachable, every spec that succeeded and
@@ -46,6 +48,8 @@ enum Behaviour {
     Uncommitted,
     Conflict,
     OutOfScope,
+    /// Commits work the gate refuses (only with a gate).
+    GateFail,
 }
 
 impl Behaviour {
@@ -81,6 +85,9 @@ impl Behaviour {
             Behaviour::OutOfScope => {
                 format!("append {own} \"{id}\"\nwrite extra/x{id}.txt \"{id}\"\ncommit \"agent {id} strays\"")
             }
+            Behaviour::GateFail => {
+                format!("append {own} \"{id} {GATE_FAIL}\"\ncommit \"agent {id} breaks the gate\"")
+            }
         }
     }
 
@@ -90,6 +97,9 @@ impl Behaviour {
     }
 }
 
+/// What a gate culprit writes; the gate fails while the tree holds it.
+const GATE_FAIL: &str = "GATE-FAIL";
+
 struct Config {
     specs: usize,
     instances: usize,
@@ -97,6 +107,37 @@ struct Config {
     max_kill_ms: u64,
     /// Untracked-by-specs files in the repository, so planting takes time.
     filler_files: usize,
+    /// `merge.batch` (1: one branch at a time, no queue unless gate jobs).
+    batch: usize,
+    /// `merge.gate_jobs`.
+    gate_jobs: usize,
+    /// A gate (`merge.gate`) that fails on a culprit's work; some `Ok`
+    /// specs become culprits.
+    gated: bool,
+}
+
+impl Config {
+    /// The merge settings of `seed`, from their own stream so the
+    /// behaviours a seed picks stay the same whatever is added here.
+    fn merge_settings(mut self, seed: u64) -> Config {
+        let mut rng = Rng(seed ^ 0x009a_7e0f_9a7e);
+        self.batch = [1, 2, 8][rng.below(3) as usize];
+        self.gate_jobs = 1 + rng.below(2) as usize;
+        self.gated = rng.below(3) != 0;
+        self
+    }
+
+    fn merge_yaml(&self) -> String {
+        let gate = if self.gated {
+            format!("  gate: \"! grep -rq {GATE_FAIL} src\"\n")
+        } else {
+            String::new()
+        };
+        format!(
+            "merge:\n  batch: {}\n  gate_jobs: {}\n{gate}",
+            self.batch, self.gate_jobs
+        )
+    }
 }
 
 struct Torture {
@@ -127,9 +168,14 @@ impl Torture {
             );
         }
         let mut behaviours = Vec::new();
+        // Culprits come from their own stream (see `Config::merge_settings`).
+        let mut culprits = Rng(seed ^ 0xc01f);
         for n in 1..=cfg.specs {
             let id = format!("{n:03}");
-            let b = Behaviour::pick(&mut rng);
+            let mut b = Behaviour::pick(&mut rng);
+            if cfg.gated && b == Behaviour::Ok && culprits.below(3) == 0 {
+                b = Behaviour::GateFail;
+            }
             repo.write(&format!("src/s{id}.txt"), &format!("{id} original\n"));
             let directives = b.directives(&id, &mut rng);
             repo.write(
@@ -164,9 +210,10 @@ impl Torture {
         repo.write(
             "treefarm.yaml",
             &format!(
-                "agent:\n  command: sh '{}'\n  timeout: 5s\n  kill_grace: 500ms\n  retries: 1\ninstances: {}\n",
+                "agent:\n  command: sh '{}'\n  timeout: 5s\n  kill_grace: 500ms\n  retries: 1\ninstances: {}\n{}",
                 record.join("agent.sh").display(),
-                cfg.instances
+                cfg.instances,
+                cfg.merge_yaml()
             ),
         );
         repo.commit_all("torture fixtures");
@@ -401,6 +448,7 @@ impl Torture {
                 Behaviour::Fail => &["failed"],
                 Behaviour::Hang => &["timed_out"],
                 Behaviour::Conflict => &["merged", "pruned", "conflicted"],
+                Behaviour::GateFail => &["refused"],
                 _ => &["merged", "pruned"],
             };
             if !allowed.contains(&st) {
@@ -522,7 +570,10 @@ fn seed_from_env(default: u64) -> u64 {
 
 /// One seed: run, kills with resumes, a final resume to the end, checks.
 fn torture(seed: u64, cfg: &Config) {
-    eprintln!("torture seed {seed} (replay with TREEFARM_TORTURE_SEED={seed})");
+    eprintln!(
+        "torture seed {seed} (replay with TREEFARM_TORTURE_SEED={seed}): merge.batch {}, gate_jobs {}, gate {}",
+        cfg.batch, cfg.gate_jobs, cfg.gated
+    );
     let mut t = Torture::new(seed, cfg);
     eprintln!("behaviours: {:?}", t.behaviours);
     t.run_and_kill(&["run"], cfg.max_kill_ms);
@@ -625,7 +676,11 @@ fn torture_short() {
             kills: 2,
             max_kill_ms: 1500,
             filler_files: 0,
-        },
+            batch: 1,
+            gate_jobs: 1,
+            gated: false,
+        }
+        .merge_settings(seed),
     );
 }
 
@@ -649,7 +704,11 @@ fn torture_long() {
                 kills: 3 + rng.below(4) as usize,
                 max_kill_ms: 3000,
                 filler_files: if rng.below(2) == 0 { 1000 } else { 0 },
-            },
+                batch: 1,
+                gate_jobs: 1,
+                gated: false,
+            }
+            .merge_settings(seed),
         );
         eprintln!("torture seed {seed}: ok");
     }
