@@ -25,6 +25,8 @@ bench_init() {
     trap bench_cleanup EXIT
     trap 'exit 130' INT TERM
 
+    # cargo and rustup find their toolchain through the real HOME.
+    local real_home=$HOME
     export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
     export HOME="$BENCH_TMP/home" LC_ALL=C TZ=UTC
     mkdir -p "$HOME"
@@ -44,11 +46,10 @@ bench_init() {
         TF=$(cd "$(dirname "$tf_bin")" && pwd)/$(basename "$tf_bin")
     else
         TF="${CARGO_TARGET_DIR:-$BENCH_ROOT/target}/release/treefarm"
-        if [[ ! -x $TF ]]; then
-            note "building treefarm (cargo build --release) ..."
-            (cd "$BENCH_ROOT" && cargo build --release --quiet) ||
-                die "cargo build --release failed"
-        fi
+        # Always through cargo, so a stale binary is never measured.
+        note "building treefarm (cargo build --release) ..."
+        (cd "$BENCH_ROOT" && HOME="$real_home" cargo build --release --locked --quiet) ||
+            die "cargo build --release failed"
         [[ -x $TF ]] || die "no treefarm binary at $TF"
         [[ $TF = /* ]] || TF="$BENCH_ROOT/$TF"
     fi
