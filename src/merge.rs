@@ -127,7 +127,7 @@ pub fn merge_branch(
             }
             Err(err) if err.is_user_fixable() => {
                 return Ok(MergeResult::Refused {
-                    reason: err.to_string(),
+                    reason: crate::error::chain(&err),
                     log: None,
                 })
             }

@@ -220,6 +220,9 @@ pub struct RunMachine {
     /// Specs started again after a rate limit: their next attempt is not a
     /// retry (no `retrying` event; the `rate_limited` event said it).
     relaunched: BTreeSet<String>,
+    /// Conflicts handed back to their agents, waiting for a free slot and
+    /// room in the window (`merge.on_conflict: agent`).
+    resolves_waiting: VecDeque<String>,
     /// The lane runs a merge-queue job (build or land).
     pub queue_lane: bool,
     /// Merge-queue jobs waiting for the lane, in the planner's order.
@@ -286,6 +289,7 @@ impl RunMachine {
             held: VecDeque::new(),
             hold_after_plant: BTreeSet::new(),
             relaunched: BTreeSet::new(),
+            resolves_waiting: VecDeque::new(),
             queue_lane: false,
             lane_jobs: VecDeque::new(),
             gate_slots: (0..gate_jobs).collect(),
@@ -491,6 +495,10 @@ impl RunMachine {
         if may_start {
             self.relaunch_due(&mut out, now)?;
             self.launch_held(&mut out, now);
+        }
+        // `treefarm merge` hands conflicts back too (budgets are for runs).
+        if !run || self.record.budget_reached.is_none() {
+            self.launch_resolves(&mut out, now)?;
         }
         let ready = if may_start {
             let room = self.room(now);
@@ -757,6 +765,7 @@ impl RunMachine {
         self.agents_in_flight == 0
             && self.other_in_flight == 0
             && self.lane_idle()
+            && self.resolves_waiting.is_empty()
             && (merge_only || self.sched.is_finished())
     }
 

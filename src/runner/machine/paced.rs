@@ -150,7 +150,10 @@ impl RunMachine {
             .min();
         let gate = self.pacer.gate.next_start_ms();
         let gated = gate > now
-            && (!self.waiting.is_empty() || !self.held.is_empty() || self.sched.has_ready());
+            && (!self.waiting.is_empty()
+                || !self.held.is_empty()
+                || !self.resolves_waiting.is_empty()
+                || self.sched.has_ready());
         match (backoff, gated.then_some(gate)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -750,4 +750,39 @@ mod tests {
         assert!(!b.resolving && b.state == Conflicted);
         assert!(b.reason.clone().unwrap().contains("markers left"));
     }
+
+    #[test]
+    fn a_conflict_handed_back_waits_for_a_free_slot() {
+        // One slot left: the other is held by an agent still running.
+        let mut m = queued(&["a", "b", "c"], 1, true);
+        m.free_slots.retain(|s| *s == 0);
+        m.start(false, 1).unwrap();
+        let out = lane(&mut m, built(1, &["a"], &["b", "c"]));
+        let launched: Vec<&String> = out.iter().filter(|t| t.starts_with("launch")).collect();
+        assert_eq!(launched, ["launch b resolve true"], "{out:?}");
+        let c = m.record.instance("c").unwrap();
+        assert!(c.resolving && c.state == Conflicted, "c waits, journalled");
+        assert!(!m.is_over(true), "the run waits for c's resolve attempt");
+        assert!(
+            tags(&m.start(false, 11).unwrap())
+                .iter()
+                .all(|t| !t.starts_with("launch")),
+            "no slot yet"
+        );
+        // b's attempt ends (failed before its agent started): its slot is
+        // free again and c's agent starts in it.
+        let verdict = Verdict::Failed {
+            state: Failed,
+            reason: "preparation failed".into(),
+            exit_code: None,
+            work: None,
+        };
+        m.handle(Input::Instance("b".into(), InstanceMsg::Done(verdict)), 12)
+            .unwrap();
+        let out = tags(&m.start(false, 13).unwrap());
+        assert!(
+            out.contains(&"launch c resolve true".to_string()),
+            "{out:?}"
+        );
+    }
 }

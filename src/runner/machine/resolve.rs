@@ -18,12 +18,15 @@ impl RunMachine {
     }
 
     /// Hands `id`'s conflict to its agent: `resolving` is journalled before
-    /// the instance task starts.
+    /// the instance task starts. Its agent starts like any other: in a free
+    /// slot (its own port block) and as the concurrency window and the start
+    /// interval allow; until then it waits (`resolves_waiting`, started by
+    /// [`RunMachine::launch_resolves`]).
     pub(super) fn hand_back(
         &mut self,
         out: &mut Vec<Action>,
         id: &str,
-        _now: u64,
+        now: u64,
     ) -> Result<(), MachineError> {
         let inst = self.inst(id)?;
         inst.resolving = true;
@@ -33,11 +36,42 @@ impl RunMachine {
             "its agent resolves the conflicts in {}",
             paths.join(", ")
         ));
+        out.push(Action::Save);
+        if !self.resolves_waiting.iter().any(|w| w == id) {
+            self.resolves_waiting.push_back(id.to_string());
+        }
+        self.launch_resolves(out, now)
+    }
+
+    /// Starts the waiting resolve attempts, oldest first, while a slot is
+    /// free and the window and the start interval let an agent start.
+    pub(super) fn launch_resolves(
+        &mut self,
+        out: &mut Vec<Action>,
+        now: u64,
+    ) -> Result<(), MachineError> {
+        while let Some(id) = self.resolves_waiting.front().cloned() {
+            if self.stopping || self.free_slots.is_empty() || self.room(now) == 0 {
+                break;
+            }
+            self.resolves_waiting.pop_front();
+            self.pacer.started(now);
+            self.sync_pacing();
+            self.start_resolve(out, &id)?;
+        }
+        Ok(())
+    }
+
+    /// The resolve attempt of `id` starts now.
+    fn start_resolve(&mut self, out: &mut Vec<Action>, id: &str) -> Result<(), MachineError> {
+        let inst = self.inst(id)?;
+        let paths = inst.conflict_paths.clone();
         // Counted when the agent starts: a conflict only with branches not
         // landed yet is found clean by the preparation, and costs nothing.
         let (attempt, resolve_attempt) = (inst.attempt + 1, inst.resolve_attempts + 1);
         let start_commit = inst.start_commit.clone().unwrap_or_default();
         let preferred = inst.slot;
+        // `launch_resolves` made sure a slot is free.
         let slot = self.claim_slot(preferred);
         self.inst(id)?.slot = Some(slot);
         out.push(Action::Save);
