@@ -149,8 +149,9 @@ for raw in open(out + ".lines"):
         merged, last = merged + 1, int(t)
     elif kind == "pruned":
         pruned += 1
-    elif kind != "summary":
-        # Anything else (kept, conflicted, refused, ...) is worth a look.
+    elif kind not in ("summary", "batch"):
+        # Anything else (kept, conflicted, refused, ...) is worth a look;
+        # the merge queue's `batch` events are how the default merges.
         sys.stderr.write("  note: treefarm merge: %s\n" % line[:300])
 with open(out + ".phase", "w") as f:
     f.write("%.3f %d %d\n" % (((last - start) / 1e6) if last else float("nan"), merged, pruned))
