@@ -276,19 +276,19 @@ pub fn prune_one(opts: &RunOptions, id: &str) -> Result<(), LaneError> {
     let repo = Repo::discover(&opts.repo_root)?;
     let worktree: PathBuf = opts.worktree_for(id);
     let present = worktree.exists() || repo.worktrees()?.iter().any(|w| w.name == id);
-    // A removal killed half-way (coordinator crash during prune) leaves a
-    // worktree missing files: those are all in the merged branch, so
-    // finishing the removal loses nothing. Anything else is kept.
-    let interrupted_removal = present
-        && worktree.exists()
-        && Repo::is_dirty(&worktree).unwrap_or(false)
-        && Repo::only_deletions(&worktree)?;
-    remove_worktree_and_branch(
-        &repo,
-        present.then_some(worktree.as_path()),
-        &branch_for(id),
-        interrupted_removal,
-    )?;
+    let branch = branch_for(id);
+    let at = present.then_some(worktree.as_path());
+    match remove_worktree_and_branch(&repo, at, &branch, false) {
+        // A removal killed half-way (coordinator crash during prune) leaves
+        // a worktree missing files: those are all in the merged branch, so
+        // finishing the removal loses nothing. Anything else is kept. (Asked
+        // only when the worktree is found dirty: the status scan of a clean
+        // one is the removal's own, not done twice.)
+        Err(GitError::WorktreeDirty { .. }) if Repo::only_deletions(&worktree)? => {
+            remove_worktree_and_branch(&repo, at, &branch, true)?
+        }
+        other => other?,
+    }
     Ok(())
 }
 
