@@ -108,6 +108,22 @@ fn git(repo: &Path, home: &Path, args: &[&str]) -> String {
         .env_remove("GIT_WORK_TREE"))
 }
 
+/// A new repository `<tmp>/repo` on branch `main` (nothing committed yet)
+/// with one greeting spec per `(id, file, body)`.
+fn greeting_repo(tmp: &Path, home: &Path, specs: &[(&str, &str, &str)]) -> PathBuf {
+    let repo = tmp.join("repo");
+    std::fs::create_dir_all(repo.join("specs")).expect("repo");
+    git(&repo, home, &["init", "-q", "-b", "main"]);
+    for (id, file, body) in specs {
+        std::fs::write(
+            repo.join(format!("specs/SPEC-{id}-greeting.md")),
+            format!("# Greeting {id}\n\n{body}\n\n**Files**:\n- `{file}`\n"),
+        )
+        .expect("spec");
+    }
+    repo
+}
+
 /// Commits everything in `repo` as its base (a test identity, once).
 fn commit_base(repo: &Path, home: &Path) {
     git(repo, home, &["add", "-A"]);
@@ -276,17 +292,8 @@ fn run_real(cli: &Cli, user: Option<&str>) {
     write_cli_homes(&home, &server);
 
     // A repository with no git identity anywhere: the agents get treefarm's.
-    let repo = tmp.path().join("repo");
-    std::fs::create_dir_all(repo.join("specs")).expect("repo");
-    git(&repo, &home, &["init", "-q", "-b", "main"]);
+    let repo = greeting_repo(tmp.path(), &home, &SPECS);
     std::fs::write(repo.join("README.md"), "# greetings\n").expect("readme");
-    for (id, file, body) in SPECS {
-        std::fs::write(
-            repo.join(format!("specs/SPEC-{id}-greeting.md")),
-            format!("# Greeting {id}\n\n{body}\n\n**Files**:\n- `{file}`\n"),
-        )
-        .expect("spec");
-    }
     std::fs::write(
         repo.join("treefarm.yaml"),
         format!(
@@ -595,15 +602,8 @@ fn rate_limited_for_real(cli: &Cli, error: Value, kind: treefarm::agents::RateLi
     script["always_error"] = error;
     let server = ModelServer::start(&tmp.path().join("server"), &script);
     write_cli_homes(&home, &server);
-    let repo = tmp.path().join("repo");
-    std::fs::create_dir_all(repo.join("specs")).expect("repo");
-    git(&repo, &home, &["init", "-q", "-b", "main"]);
-    let (id, file, body) = SPECS[0];
-    std::fs::write(
-        repo.join(format!("specs/SPEC-{id}-greeting.md")),
-        format!("# Greeting {id}\n\n{body}\n\n**Files**:\n- `{file}`\n"),
-    )
-    .expect("spec");
+    let repo = greeting_repo(tmp.path(), &home, &SPECS[..1]);
+    let (id, _, _) = SPECS[0];
     // One retry inside the CLI (Claude Code would otherwise retry for
     // minutes); treefarm gives up at the first rate limit (max_waits: 0)
     // instead of backing off, so the run ends with the attempt's exit.
@@ -722,17 +722,22 @@ fn paced_for_real(user: Option<&str>) {
     });
     let server = ModelServer::start(&tmp.path().join("server"), &script);
     write_cli_homes(&home, &server);
-    let repo = tmp.path().join("repo");
-    std::fs::create_dir_all(repo.join("specs")).expect("repo");
-    git(&repo, &home, &["init", "-q", "-b", "main"]);
     let ids: Vec<String> = (1..=8).map(|i| format!("{i:03}")).collect();
-    for id in &ids {
-        std::fs::write(
-            repo.join(format!("specs/SPEC-{id}-greeting.md")),
-            format!("# Greeting {id}\n\nWrite greeting {id}.\n\n**Files**:\n- `out/g{id}.txt`\n"),
-        )
-        .expect("spec");
-    }
+    let specs: Vec<(String, String, String)> = ids
+        .iter()
+        .map(|id| {
+            (
+                id.clone(),
+                format!("out/g{id}.txt"),
+                format!("Write greeting {id}."),
+            )
+        })
+        .collect();
+    let specs: Vec<(&str, &str, &str)> = specs
+        .iter()
+        .map(|(i, f, b)| (i.as_str(), f.as_str(), b.as_str()))
+        .collect();
+    let repo = greeting_repo(tmp.path(), &home, &specs);
     std::fs::write(
         repo.join("treefarm.yaml"),
         "agent:\n  preset: claude-code\n  model: claude-scripted-1\n  timeout: 5m\n  retries: 0\n  \
@@ -843,16 +848,9 @@ fn resolve_real(cli: &Cli, user: Option<&str>) {
         }),
     );
     write_cli_homes(&home, &server);
-    let repo = tmp.path().join("repo");
-    std::fs::create_dir_all(repo.join("specs")).expect("repo");
-    git(&repo, &home, &["init", "-q", "-b", "main"]);
+    let repo = greeting_repo(tmp.path(), &home, &SPECS[..1]);
     std::fs::write(repo.join("README.md"), "# greetings\n").expect("readme");
-    let (id, file, body) = SPECS[0];
-    std::fs::write(
-        repo.join(format!("specs/SPEC-{id}-greeting.md")),
-        format!("# Greeting {id}\n\n{body}\n\n**Files**:\n- `{file}`\n"),
-    )
-    .expect("spec");
+    let (id, file, _) = SPECS[0];
     std::fs::write(
         repo.join("treefarm.yaml"),
         format!(
