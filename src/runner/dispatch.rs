@@ -167,7 +167,7 @@ impl<'r> Dispatcher<'r> {
             let wait = Duration::from_millis(deadline.unwrap_or(0).saturating_sub(now_ms()));
             let input = tokio::select! {
                 Some((id, msg)) = self.inst_rx.recv() => Input::Instance(id, msg),
-                Some(msg) = self.rx.recv() => Input::Lane(msg),
+                Some(msg) = self.rx.recv() => self.lane_input(msg),
                 _ = sigint.recv() => Input::Signal("interrupt"),
                 _ = sigterm.recv() => Input::Signal("terminate"),
                 _ = sighup.recv() => Input::Signal("hangup"),
@@ -181,13 +181,23 @@ impl<'r> Dispatcher<'r> {
                 if let Ok((id, msg)) = self.inst_rx.try_recv() {
                     self.handle(Input::Instance(id, msg))?;
                 } else if let Ok(msg) = self.rx.try_recv() {
-                    self.handle(Input::Lane(msg))?;
+                    let input = self.lane_input(msg);
+                    self.handle(input)?;
                 } else {
                     break;
                 }
             }
         }
         self.finish()
+    }
+
+    /// A lane report as the machine's input; a gate that ended needs no
+    /// way to cancel it any more.
+    fn lane_input(&mut self, msg: Msg) -> Input {
+        if let Msg::GateDone { run, .. } = &msg {
+            self.gate_cancels.remove(run);
+        }
+        Input::Lane(msg)
     }
 
     /// One thing that happened: the machine decides, the loop performs;
