@@ -432,18 +432,16 @@ fn a_kill_at_each_queue_crash_point_then_resume_loses_no_merge_and_lands_nothing
 /// once): 101 merges, 102 and 103 conflict with it. In resolve mode the
 /// scripted agent notes its prompt and conflicted files in `seen`, resolves
 /// 102's conflict and concludes the merge; for 103 it gives up.
-fn resolve_farm(merge_config: &str, seen: &Path) -> Gated {
-    let wrapper = format!(
-        "if [ \"$TREEFARM_MODE\" = resolve ]; then\n\
-           cp \"$TREEFARM_PROMPT_FILE\" '{seen}'/prompt-$TREEFARM_SPEC_ID\n\
-           printf '%s\\n' \"$TREEFARM_CONFLICT_FILES\" > '{seen}'/conflicts-$TREEFARM_SPEC_ID\n\
+/// What the resolving agent saw is recorded in [`TestRepo::records`].
+fn resolve_farm(merge_config: &str) -> Gated {
+    let wrapper = "if [ \"$TREEFARM_MODE\" = resolve ]; then\n\
+           cp \"$TREEFARM_PROMPT_FILE\" \"$RECORDS\"/prompt-$TREEFARM_SPEC_ID || exit 4\n\
+           printf '%s\\n' \"$TREEFARM_CONFLICT_FILES\" > \"$RECORDS\"/conflicts-$TREEFARM_SPEC_ID || exit 4\n\
            if [ \"$TREEFARM_SPEC_ID\" = 102 ]; then\n\
              printf 'resolved\\n' > shared.txt && git add shared.txt && git commit -q --no-edit || exit 3\n\
            fi\n\
            exit 0\n\
-         fi",
-        seen = seen.display()
-    );
+         fi";
     let specs: Vec<(String, String)> = (101..=103)
         .map(|id| {
             (
@@ -460,12 +458,13 @@ fn resolve_farm(merge_config: &str, seen: &Path) -> Gated {
             )
         })
         .collect();
-    Gated::with_wrapper(&specs, "false", merge_config, Some(&wrapper))
+    Gated::with_wrapper(&specs, "false", merge_config, Some(wrapper))
 }
 
 /// After [`resolve_farm`]'s run: 102 resolved by its agent and merged, 103
 /// conflicted and kept exactly as its agent left it.
-fn assert_resolved_or_kept(g: &Gated, out: &std::process::Output, seen: &Path, what: &str) {
+fn assert_resolved_or_kept(g: &Gated, out: &std::process::Output, what: &str) {
+    let seen = g.repo.records();
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -540,10 +539,9 @@ fn a_conflict_goes_back_to_its_agent_resolved_then_merged_or_kept_with_its_marke
         "  on_conflict: agent\n",
         "  on_conflict: agent\n  batch: 1\n",
     ] {
-        let seen = tempfile::tempdir().unwrap();
-        let g = resolve_farm(merge_config, seen.path());
+        let g = resolve_farm(merge_config);
         let out = g.repo.tf(&["run", "--json"]);
-        assert_resolved_or_kept(&g, &out, seen.path(), merge_config);
+        assert_resolved_or_kept(&g, &out, merge_config);
         let resolving: BTreeSet<String> = json_events(&out)
             .iter()
             .filter(|e| e["event"] == "resolving")
@@ -556,8 +554,7 @@ fn a_conflict_goes_back_to_its_agent_resolved_then_merged_or_kept_with_its_marke
 #[test]
 fn a_kill_while_handing_a_conflict_back_then_resume_resolves_it() {
     for point in ["resolving", "resolving#2"] {
-        let seen = tempfile::tempdir().unwrap();
-        let g = resolve_farm("  on_conflict: agent\n", seen.path());
+        let g = resolve_farm("  on_conflict: agent\n");
         let out = g
             .repo
             .treefarm()
@@ -573,7 +570,7 @@ fn a_kill_while_handing_a_conflict_back_then_resume_resolves_it() {
             stderr(&out)
         );
         let out = g.repo.tf(&["resume", "--json"]);
-        assert_resolved_or_kept(&g, &out, seen.path(), point);
+        assert_resolved_or_kept(&g, &out, point);
     }
 }
 
@@ -587,8 +584,7 @@ fn an_isolated_agent_resolves_its_conflict_through_its_private_git_directory() {
         eprintln!("skipped: the kernel has no Landlock");
         return;
     }
-    let seen = tempfile::tempdir().unwrap();
-    let g = resolve_farm("  on_conflict: agent\n", seen.path());
+    let g = resolve_farm("  on_conflict: agent\n");
     let out = g.repo.tf(&["run", "--json", "--isolation", "landlock"]);
     assert_eq!(out.status.code(), Some(1), "stderr:\n{}", stderr(&out));
     let summary = json_summary(&out);

@@ -128,7 +128,7 @@ impl Running {
 /// waits for `<dir>/release` (at most ~30 s), writes its first declared file
 /// and exits 0. `on_term` is a `trap` action for SIGTERM, if any.
 fn waiting_agent(repo: &TestRepo, on_term: Option<&str>) -> (String, PathBuf) {
-    let dir = repo.tmp.path().join("agent-files");
+    let dir = repo.records().join("agent-files");
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("agent.sh");
     let trap = on_term
@@ -402,7 +402,7 @@ fn status_shows_live_progress_from_the_status_file() {
 #[test]
 fn ctrl_c_during_a_slow_setup_command_stops_it_too() {
     let repo = TestRepo::with_files(&[("README.md", "hello\n")]);
-    let dir = repo.tmp.path().join("setup-files");
+    let dir = repo.records().join("setup-files");
     std::fs::create_dir_all(&dir).unwrap();
     let setup = dir.join("setup.sh");
     std::fs::write(
