@@ -191,8 +191,13 @@ fn second_run_is_refused_naming_the_holder_while_status_shows_the_running_instan
     first.wait_event("started", "001");
     let run_id = first.events()[0]["run_id"].as_str().unwrap().to_string();
 
-    // `status` from another terminal.
-    let status = repo.status_json();
+    // `status` from another terminal, once the journal (written in groups,
+    // a moment after the event) has the start.
+    let mut status = repo.status_json();
+    common::wait_until_within(10, "status to show 001 running", || {
+        status = repo.status_json();
+        status["instances"][0]["state"] == "running"
+    });
     assert_eq!(status["run_id"], run_id.as_str());
     assert_eq!(status["state"], "running", "{status}");
     let inst = &status["instances"][0];
