@@ -1222,7 +1222,7 @@ pub fn default_config_yaml(agent_preset: Option<&str>) -> String {
             "  # A bundled wrapper for a known agent CLI: claude-code, codex, aider, gemini.\n  \
              preset: {preset}\n  \
              # Or any shell command instead (placeholders {{id}} {{spec}} {{worktree}} {{branch}} {{target}}):\n  \
-             # command: claude -p \"$(cat {{spec}})\" --dangerously-skip-permissions\n"
+             # command: ./my-agent.sh {{spec}} {{worktree}}\n"
         ),
         None => "  # Run with `sh -c` in each worktree. Placeholders: {id} {spec} {worktree} {branch} {target}.\n  \
                  # Or use a bundled wrapper instead: preset: claude-code | codex | aider | gemini\n  \

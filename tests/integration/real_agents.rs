@@ -182,27 +182,19 @@ fn tree_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-/// The CLIs' own config in the agents' HOME: every one pointed at the
-/// server, updates, telemetry and other non-essential traffic off.
+/// What the test writes for the CLIs, and nothing more: `$HOME` starts
+/// empty, as on a fresh machine. Only Gemini CLI needs a file there
+/// (`~/.gemini/settings.json`: with `GOOGLE_GEMINI_BASE_URL` set it picks a
+/// gateway login the API key cannot serve, and only settings select the
+/// API key; its system settings file would have to live in a folder no
+/// other user can write, which a test's `/tmp` folder is not). Codex CLI is
+/// pointed at the server with `-c` overrides on its command line (see
+/// [`extra_args`]), aider's model metadata is a file beside `$HOME`; every
+/// other CLI only needs its environment ([`run_env`]). The state folders
+/// the CLIs write (`~/.claude`, `~/.claude.json`, `$CODEX_HOME`, ...) do
+/// not exist when treefarm starts: treefarm must make them writable.
 fn write_cli_homes(home: &Path, server: &ModelServer) {
-    let codex = home.join(".codex");
-    std::fs::create_dir_all(&codex).expect("codex home");
-    std::fs::write(
-        codex.join("config.toml"),
-        format!(
-            "model_provider = \"scripted\"\n\
-             check_for_update_on_startup = false\n\
-             [model_providers.scripted]\n\
-             name = \"scripted\"\n\
-             base_url = \"{}/v1\"\n\
-             env_key = \"OPENAI_API_KEY\"\n\
-             wire_api = \"responses\"\n\
-             [analytics]\n\
-             enabled = false\n",
-            server.url()
-        ),
-    )
-    .expect("codex config");
+    let _ = server;
     let gemini = home.join(".gemini");
     std::fs::create_dir_all(&gemini).expect("gemini home");
     std::fs::write(
@@ -217,16 +209,58 @@ fn write_cli_homes(home: &Path, server: &ModelServer) {
     )
     .expect("gemini settings");
     // aider looks model metadata up in a cache it otherwise downloads.
-    let aider = home.join(".aider/caches");
-    std::fs::create_dir_all(&aider).expect("aider cache");
-    std::fs::write(
-        aider.join("model_prices_and_context_window.json"),
-        json!({"scripted-model": {"max_input_tokens": 128000, "max_output_tokens": 8192,
-               "input_cost_per_token": 0.001, "output_cost_per_token": 0.002,
-               "litellm_provider": "openai", "mode": "chat"}})
-        .to_string(),
-    )
-    .expect("aider cache");
+    std::fs::write(aider_metadata(home), {
+        let model = json!({"max_input_tokens": 128000, "max_output_tokens": 8192,
+                   "input_cost_per_token": 0.001, "output_cost_per_token": 0.002,
+                   "litellm_provider": "openai", "mode": "chat"});
+        json!({"scripted-model": model, "openai/scripted-model": model}).to_string()
+    })
+    .expect("aider model metadata");
+}
+
+/// aider's model metadata file: beside `$HOME`, not in it.
+fn aider_metadata(home: &Path) -> PathBuf {
+    home.with_file_name("aider-model-metadata.json")
+}
+
+/// `agent.extra_args` of `preset` that point its CLI at the server where
+/// its environment cannot (YAML lines, empty when none).
+fn extra_args(preset: &str, home: &Path, server: &ModelServer) -> String {
+    let args: Vec<String> = match preset {
+        "codex" => vec![
+            "-c".into(),
+            "model_provider=scripted".into(),
+            "-c".into(),
+            format!(
+                "model_providers.scripted={{name=\"scripted\",base_url=\"{}/v1\",env_key=\"OPENAI_API_KEY\",wire_api=\"responses\"}}",
+                server.url()
+            ),
+            "-c".into(),
+            "check_for_update_on_startup=false".into(),
+            "-c".into(),
+            "analytics.enabled=false".into(),
+        ],
+        "aider" => vec![
+            "--model-metadata-file".into(),
+            aider_metadata(home).display().to_string(),
+        ],
+        _ => vec![],
+    };
+    if args.is_empty() {
+        return String::new();
+    }
+    // JSON strings are YAML double-quoted strings.
+    format!("  extra_args: {}\n", json!(args))
+}
+
+/// Entries of `home` (recursively) that a CLI wrote: its state, proof that
+/// isolation let it write there from an empty home.
+fn written_state(home: &Path, dir: &str) -> Vec<PathBuf> {
+    tree_bytes(&home.join(dir))
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| !p.ends_with("settings.json"))
+        .collect()
 }
 
 /// The environment `treefarm` (and so every agent) runs with: nothing
@@ -243,7 +277,10 @@ fn run_env(home: &Path, server: &ModelServer) -> Vec<(String, String)> {
     vec![
         ("PATH".into(), path),
         ("HOME".into(), home.display().to_string()),
-        ("TMPDIR".into(), home.join("tmp").display().to_string()),
+        (
+            "TMPDIR".into(),
+            home.with_file_name("tmp").display().to_string(),
+        ),
         ("LANG".into(), "C.UTF-8".into()),
         ("NO_COLOR".into(), "1".into()),
         ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
@@ -264,7 +301,9 @@ fn run_env(home: &Path, server: &ModelServer) -> Vec<(String, String)> {
         ("DISABLE_AUTOUPDATER".into(), "1".into()),
         ("DISABLE_TELEMETRY".into(), "1".into()),
         ("DISABLE_ERROR_REPORTING".into(), "1".into()),
-        // Codex (its provider is in $CODEX_HOME/config.toml) and aider.
+        // Codex (its provider comes with `extra_args`; CODEX_HOME names a
+        // folder that does not exist yet, which Codex refuses unless
+        // treefarm creates it) and aider.
         (
             "CODEX_HOME".into(),
             home.join(".codex").display().to_string(),
@@ -287,7 +326,8 @@ fn run_real(cli: &Cli, user: Option<&str>) {
         .tempdir()
         .expect("tempdir");
     let home = tmp.path().join("home");
-    std::fs::create_dir_all(home.join("tmp")).expect("home");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::create_dir_all(home.with_file_name("tmp")).expect("tmp");
     let server = ModelServer::start(&tmp.path().join("server"), &script(&cli.errors));
     write_cli_homes(&home, &server);
 
@@ -297,8 +337,10 @@ fn run_real(cli: &Cli, user: Option<&str>) {
     std::fs::write(
         repo.join("treefarm.yaml"),
         format!(
-            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  allowed_commands: [python3 -c]\n",
-            cli.preset, cli.model
+            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  allowed_commands: [python3 -c]\n{}",
+            cli.preset,
+            cli.model,
+            extra_args(cli.preset, &home, &server)
         ),
     )
     .expect("config");
@@ -500,6 +542,32 @@ fn run_real(cli: &Cli, user: Option<&str>) {
         !stderr.contains("warning"),
         "no shared-config warning: {ctx}"
     );
+    assert!(
+        !stderr.contains("denied by isolation"),
+        "isolation denied the agent nothing: {ctx}"
+    );
+    // From an empty home, the CLI's state was writable: it wrote it.
+    let state = match cli.preset {
+        "claude-code" => Some(".claude"),
+        "codex" => Some(".codex"),
+        "gemini" => Some(".gemini"),
+        _ => None,
+    };
+    if let Some(dir) = state {
+        let written = written_state(&home, dir);
+        assert!(
+            !written.is_empty(),
+            "{}: nothing in ~/{dir}\n{ctx}",
+            cli.preset
+        );
+    }
+    if cli.preset == "claude-code" {
+        let config = std::fs::read_to_string(home.join(".claude.json")).unwrap_or_default();
+        assert!(
+            config.trim() != "{}" && config.contains('"'),
+            "Claude Code wrote its ~/.claude.json: {config:?}\n{ctx}"
+        );
+    }
 }
 
 fn runs_dir(repo: &Path) -> PathBuf {
@@ -597,7 +665,8 @@ fn rate_limited_for_real(cli: &Cli, error: Value, kind: treefarm::agents::RateLi
         .tempdir()
         .expect("tempdir");
     let home = tmp.path().join("home");
-    std::fs::create_dir_all(home.join("tmp")).expect("home");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::create_dir_all(home.with_file_name("tmp")).expect("tmp");
     let mut script = script(&json!([]));
     script["always_error"] = error;
     let server = ModelServer::start(&tmp.path().join("server"), &script);
@@ -610,8 +679,10 @@ fn rate_limited_for_real(cli: &Cli, error: Value, kind: treefarm::agents::RateLi
     std::fs::write(
         repo.join("treefarm.yaml"),
         format!(
-            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  env: {{CLAUDE_CODE_MAX_RETRIES: '1'}}\n  rate_limit:\n    max_waits: 0\n",
-            cli.preset, cli.model
+            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  env: {{CLAUDE_CODE_MAX_RETRIES: '1'}}\n  rate_limit:\n    max_waits: 0\n{}",
+            cli.preset,
+            cli.model,
+            extra_args(cli.preset, &home, &server)
         ),
     )
     .expect("config");
@@ -709,7 +780,8 @@ fn paced_for_real(user: Option<&str>) {
         .tempdir()
         .expect("tempdir");
     let home = tmp.path().join("home");
-    std::fs::create_dir_all(home.join("tmp")).expect("home");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::create_dir_all(home.with_file_name("tmp")).expect("tmp");
     let mut script = script(&json!([]));
     script["error_every"] = json!({
         "every": 2,
@@ -830,7 +902,8 @@ fn resolve_real(cli: &Cli, user: Option<&str>) {
         .tempdir()
         .expect("tempdir");
     let home = tmp.path().join("home");
-    std::fs::create_dir_all(home.join("tmp")).expect("home");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::create_dir_all(home.with_file_name("tmp")).expect("tmp");
     let resolved = "resolved by the scripted model for {id}\n";
     let server = ModelServer::start(
         &tmp.path().join("server"),
@@ -854,8 +927,10 @@ fn resolve_real(cli: &Cli, user: Option<&str>) {
     std::fs::write(
         repo.join("treefarm.yaml"),
         format!(
-            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\nmerge:\n  on_conflict: agent\n",
-            cli.preset, cli.model
+            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n{}merge:\n  on_conflict: agent\n",
+            cli.preset,
+            cli.model,
+            extra_args(cli.preset, &home, &server)
         ),
     )
     .expect("config");
@@ -991,4 +1066,129 @@ fn real_clis_resolve_a_conflict_handed_back() {
             resolve_real(&cli, Some(&user));
         }
     }
+}
+
+/// The `treefarm` commands of the README's quick start, as written there
+/// (comments dropped), without `status --watch`, which watches from another
+/// terminal.
+fn readme_quick_start() -> Vec<Vec<String>> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("\n## Quick start\n")
+        .nth(1)
+        .expect("a Quick start section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("a sh block in the quick start");
+    block
+        .lines()
+        .filter_map(|l| l.split('#').next())
+        .map(str::split_whitespace)
+        .map(|words| words.map(str::to_string).collect::<Vec<_>>())
+        .filter(|words| words.first().is_some_and(|w| w == "treefarm"))
+        .map(|words| words[1..].to_vec())
+        .filter(|args| args.first().is_some_and(|a| a != "status"))
+        .collect()
+}
+
+/// Issue 21.5: `treefarm init` then `treefarm run` failed with the real
+/// Claude Code (`init` wrote a raw `claude -p "$(cat {spec})"` command that
+/// the spec's front matter turned into an unknown option). The README's
+/// quick start, exactly as shown, in a fresh repository with one commit and
+/// an empty `$HOME`: the example spec is done by the agent's own commit.
+#[test]
+#[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
+fn real_claude_code_runs_the_readme_quick_start() {
+    let commands = readme_quick_start();
+    let verbs: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();
+    assert_eq!(verbs, ["init", "check", "plan", "run"], "{commands:?}");
+    let users: Vec<Option<String>> = std::iter::once(None)
+        .chain(
+            std::env::var("TREEFARM_REAL_AGENTS_USER")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .map(Some),
+        )
+        .collect();
+    for user in users {
+        quick_start_for_real(&commands, user.as_deref());
+    }
+}
+
+fn quick_start_for_real(commands: &[Vec<String>], user: Option<&str>) {
+    let tmp = tempfile::Builder::new()
+        .prefix("treefarm-real-quick-")
+        .tempdir()
+        .expect("tempdir");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::create_dir_all(home.with_file_name("tmp")).expect("tmp");
+    let greeting = "Hello from treefarm";
+    let server = ModelServer::start(
+        &tmp.path().join("server"),
+        &json!({
+            "steps": [
+                {"read": "{file}"},
+                {"write": "{file}", "content": format!("# greetings\n{greeting}\n")},
+                {"shell": "git add {file} && git commit -m 'README: a greeting'"},
+                {"text": "done"}
+            ],
+        }),
+    );
+    // A fresh repository: one commit, nothing of treefarm's.
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&repo).expect("repo");
+    git(&repo, &home, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README.md"), "# greetings\n").expect("readme");
+    commit_base(&repo, &home);
+    let env = run_env(&home, &server);
+    let mut said = String::new();
+    for args in commands {
+        let out = treefarm_as(&env, user, tmp.path())
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .expect("run treefarm");
+        said.push_str(&format!(
+            "$ treefarm {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        let log = std::fs::read_to_string(log_path(&repo, "001")).unwrap_or_default();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "as {}: {said}\n{log}",
+            user.unwrap_or("the current user")
+        );
+    }
+    let ctx = format!(
+        "as {}: {said}\n{}",
+        user.unwrap_or("the current user"),
+        std::fs::read_to_string(log_path(&repo, "001")).unwrap_or_default()
+    );
+    assert!(
+        git(&repo, &home, &["show", "roadmap:README.md"]).contains(greeting),
+        "{ctx}"
+    );
+    // The agent's own commit (Claude Code's Bash tool), not treefarm's.
+    let subjects = git(
+        &repo,
+        &home,
+        &["log", "--format=%an <%ae>%x09%s", "roadmap"],
+    );
+    assert!(
+        subjects
+            .lines()
+            .any(|l| l == format!("{AGENT_IDENTITY}\tREADME: a greeting")),
+        "{subjects}\n{ctx}"
+    );
+    assert!(
+        !subjects.contains("treefarm: commit changes left uncommitted"),
+        "{subjects}\n{ctx}"
+    );
 }
