@@ -103,11 +103,13 @@ pub fn denial_summary(denials: &[Denial]) -> Option<String> {
 }
 
 /// Tokens of `line` that look like absolute paths, stripped of quotes and
-/// trailing punctuation (`'/x/y':`, `"/x/y"`, `/x/y:`, `open(/x/y)`).
+/// trailing punctuation (`'/x/y':`, `"/x/y"`, `‘/x/y’` of GNU tools in a
+/// UTF-8 locale, `/x/y:`, `open(/x/y)`, `/x/y\` before an escaped quote in
+/// a JSON event).
 fn absolute_paths(line: &str) -> Vec<String> {
-    line.split(|c: char| c.is_whitespace() || "'\"`(),=".contains(c))
+    line.split(|c: char| c.is_whitespace() || "'\"`(),=‘’“”".contains(c))
         .filter_map(|tok| {
-            let tok = tok.trim_end_matches([':', ';', '.', ']', '[']);
+            let tok = tok.trim_end_matches([':', ';', '.', ']', '[', '\\']);
             (tok.starts_with('/') && tok.len() > 1 && !tok.starts_with("//"))
                 .then(|| tok.to_string())
         })
@@ -136,6 +138,7 @@ touch: cannot touch '/home/u/escape': Permission denied
 PermissionError: [Errno 13] Permission denied: '/etc/py'
 Error: EACCES: permission denied, open '/etc/node'
 cat: /home/u/.aws/credentials: Permission denied
+[Claude Code] tool output: {\"type\":\"tool_result\",\"content\":\"mkdir: cannot create directory ‘/home/u/x’: Permission denied
 all good /not/a/denial
 ";
         let w = |p: &str| Denial::Write(p.to_string());
@@ -148,6 +151,7 @@ all good /not/a/denial
                 w("/etc/py"),
                 w("/etc/node"),
                 Denial::Read("/home/u/.aws/credentials".to_string()),
+                w("/home/u/x"),
             ]
         );
         let summary = denial_summary(&denials(log, &policy)).unwrap();
@@ -158,7 +162,7 @@ all good /not/a/denial
             ),
             "{summary}"
         );
-        let read = denial_summary(&denials(log, &policy)[5..]).unwrap();
+        let read = denial_summary(&denials(log, &policy)[5..6]).unwrap();
         assert_eq!(
             read,
             "read of /home/u/.aws/credentials denied by isolation \

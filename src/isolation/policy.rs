@@ -114,7 +114,7 @@ pub struct PolicyInputs<'a> {
     /// The worktree the confined process works in (writable).
     pub worktree: &'a Path,
     /// The instance's folder under the run dir (private git dir, `TMPDIR`,
-    /// status and exit files; writable).
+    /// status and exit files; writable) — for a gate, its own folder.
     pub instance_dir: &'a Path,
     /// `$HOME` as the confined process sees it: tool state and the
     /// credential stores are found under it; `None`: neither applies.

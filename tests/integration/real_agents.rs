@@ -193,8 +193,7 @@ fn tree_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 /// other CLI only needs its environment ([`run_env`]). The state folders
 /// the CLIs write (`~/.claude`, `~/.claude.json`, `$CODEX_HOME`, ...) do
 /// not exist when treefarm starts: treefarm must make them writable.
-fn write_cli_homes(home: &Path, server: &ModelServer) {
-    let _ = server;
+fn write_cli_homes(home: &Path) {
     let gemini = home.join(".gemini");
     std::fs::create_dir_all(&gemini).expect("gemini home");
     std::fs::write(
@@ -329,7 +328,7 @@ fn run_real(cli: &Cli, user: Option<&str>) {
     std::fs::create_dir_all(&home).expect("home");
     std::fs::create_dir_all(home.with_file_name("tmp")).expect("tmp");
     let server = ModelServer::start(&tmp.path().join("server"), &script(&cli.errors));
-    write_cli_homes(&home, &server);
+    write_cli_homes(&home);
 
     // A repository with no git identity anywhere: the agents get treefarm's.
     let repo = greeting_repo(tmp.path(), &home, &SPECS);
@@ -670,7 +669,7 @@ fn rate_limited_for_real(cli: &Cli, error: Value, kind: treefarm::agents::RateLi
     let mut script = script(&json!([]));
     script["always_error"] = error;
     let server = ModelServer::start(&tmp.path().join("server"), &script);
-    write_cli_homes(&home, &server);
+    write_cli_homes(&home);
     let repo = greeting_repo(tmp.path(), &home, &SPECS[..1]);
     let (id, _, _) = SPECS[0];
     // One retry inside the CLI (Claude Code would otherwise retry for
@@ -793,7 +792,7 @@ fn paced_for_real(user: Option<&str>) {
         ],
     });
     let server = ModelServer::start(&tmp.path().join("server"), &script);
-    write_cli_homes(&home, &server);
+    write_cli_homes(&home);
     let ids: Vec<String> = (1..=8).map(|i| format!("{i:03}")).collect();
     let specs: Vec<(String, String, String)> = ids
         .iter()
@@ -920,7 +919,7 @@ fn resolve_real(cli: &Cli, user: Option<&str>) {
             ],
         }),
     );
-    write_cli_homes(&home, &server);
+    write_cli_homes(&home);
     let repo = greeting_repo(tmp.path(), &home, &SPECS[..1]);
     std::fs::write(repo.join("README.md"), "# greetings\n").expect("readme");
     let (id, file, _) = SPECS[0];
@@ -1190,5 +1189,102 @@ fn quick_start_for_real(commands: &[Vec<String>], user: Option<&str>) {
     assert!(
         !subjects.contains("treefarm: commit changes left uncommitted"),
         "{subjects}\n{ctx}"
+    );
+}
+
+/// Issue 21.2 and 22.2 with the real Claude Code: its Bash tool reads a
+/// planted `~/.aws/credentials` and writes `$HOME` — both denied — then does
+/// its work. The run succeeds, and its result names both denials (not only
+/// the log); the secret never reached the model.
+#[test]
+#[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
+fn real_claude_code_denied_tool_calls_are_named_in_the_result() {
+    denied_for_real(None);
+    if let Some(user) = std::env::var("TREEFARM_REAL_AGENTS_USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        denied_for_real(Some(&user));
+    }
+}
+
+fn denied_for_real(user: Option<&str>) {
+    const SECRET: &str = "FAKE-AWS-SECRET-planted-by-the-real-agents-test";
+    let tmp = tempfile::Builder::new()
+        .prefix("treefarm-real-denied-")
+        .tempdir()
+        .expect("tempdir");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join(".aws")).expect("home");
+    std::fs::create_dir_all(home.with_file_name("tmp")).expect("tmp");
+    std::fs::write(
+        home.join(".aws/credentials"),
+        format!("[default]\naws_secret_access_key = {SECRET}\n"),
+    )
+    .expect("credentials");
+    let server = ModelServer::start(
+        &tmp.path().join("server"),
+        &json!({
+            "steps": [
+                {"shell": "cat \"$HOME/.aws/credentials\"; touch \"$HOME/escape\"; true"},
+                {"write": "{file}", "content": "written by the scripted model for {id}\n"},
+                {"shell": "git add {file} && git commit -m '{id}: scripted change'"},
+                {"text": "done"}
+            ],
+        }),
+    );
+    let repo = greeting_repo(tmp.path(), &home, &SPECS[..1]);
+    std::fs::write(
+        repo.join("treefarm.yaml"),
+        "agent:\n  preset: claude-code\n  model: claude-scripted-1\n  timeout: 5m\n",
+    )
+    .expect("config");
+    commit_base(&repo, &home);
+    let env = run_env(&home, &server);
+    let out = treefarm_as(&env, user, tmp.path())
+        .args(["run"])
+        .current_dir(&repo)
+        .output()
+        .expect("run treefarm");
+    let ctx = format!(
+        "as {}: {}\n{}",
+        user.unwrap_or("the current user"),
+        String::from_utf8_lossy(&out.stderr),
+        logs_of(&repo)
+    );
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    let status = treefarm_as(&env, user, tmp.path())
+        .args(["status", "--json"])
+        .current_dir(&repo)
+        .output()
+        .expect("status");
+    let status: Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let denied = status["instances"][0]["denied"]
+        .as_str()
+        .unwrap_or_default();
+    for expected in [
+        format!(
+            "read of {}/.aws/credentials denied by isolation",
+            home.display()
+        ),
+        format!("write to {}/escape denied by isolation", home.display()),
+    ] {
+        assert!(
+            denied.contains(&expected),
+            "{expected} in {status:#}\n{ctx}"
+        );
+    }
+    assert!(!home.join("escape").exists(), "{ctx}");
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|r| !r.to_string().contains(SECRET)),
+        "the secret reached the model\n{ctx}"
+    );
+    assert_eq!(
+        git(&repo, &home, &["show", "roadmap:src/one/first.txt"]),
+        content_for("001"),
+        "{ctx}"
     );
 }
