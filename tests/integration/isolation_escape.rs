@@ -452,3 +452,82 @@ fn without_isolation_the_oracle_sees_the_credentials_committed() {
     assert!(committed.contains(AWS_SECRET), "{committed}");
     assert!(committed.contains(SSH_SECRET), "{committed}");
 }
+
+/// Issue 21.2: on a fresh machine (`$HOME` exists, `~/.claude` does not) an
+/// isolated Claude Code could not write its state, and every tool call
+/// failed. A stand-in named `claude` (treefarm knows the CLI by its program
+/// name) writes what the real one writes from an empty home: its state
+/// folder and `~/.claude.json` in place. Both work under Landlock; `$HOME`
+/// itself stays closed, and that denial is named in the run's result.
+#[test]
+fn a_fresh_home_gets_the_clis_state_writable_but_not_home_itself() {
+    if !landlock_available() {
+        eprintln!("skipped: the kernel has no Landlock");
+        return;
+    }
+    let repo = TestRepo::with_files(&[("src/a.txt", "a0\n")]);
+    assert_eq!(std::fs::read_dir(&repo.home).expect("home").count(), 0);
+    let bin = repo.tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    std::fs::write(
+        bin.join("claude"),
+        "set -u\ncd \"$TREEFARM_WORKTREE\"\n\
+         mkdir -p \"$HOME/.claude/projects/p\" && echo session > \"$HOME/.claude/projects/p/s.jsonl\"\n\
+         printf '{\"numStartups\": 1}\\n' > \"$HOME/.claude.json\"\n\
+         touch \"$HOME/not-state\"\n\
+         echo a1 > src/a.txt\ngit commit -qam '001: work'\n",
+    )
+    .expect("fake claude");
+    repo.write("specs/SPEC-001-work.md", &spec("Work", "src/a.txt"));
+    repo.write(
+        "treefarm.yaml",
+        &format!(
+            "agent:\n  command: sh {}/claude {{spec}}\n  timeout: 2m\nisolation: landlock\n",
+            bin.display()
+        ),
+    );
+    repo.commit_all("initial");
+    let out = repo.tf(&["run", "--isolation", "landlock"]);
+    let ctx = format!("{}\n{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{ctx}");
+    let home = &repo.home;
+    assert_eq!(
+        std::fs::read_to_string(home.join(".claude/projects/p/s.jsonl")).ok(),
+        Some("session\n".to_string()),
+        "{ctx}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join(".claude.json")).ok(),
+        Some("{\"numStartups\": 1}\n".to_string()),
+        "{ctx}"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &str| {
+        std::fs::metadata(home.join(p))
+            .expect("state")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(".claude"), 0o700);
+    assert_eq!(mode(".claude.json"), 0o600);
+    // Nothing else appeared in the home folder: `$HOME` is not writable.
+    let mut entries: Vec<String> = std::fs::read_dir(home)
+        .expect("home")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, [".claude", ".claude.json"], "{ctx}");
+    let denied = repo.run_state()["instances"][0]["denied"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        denied.contains(&format!(
+            "write to {}/not-state denied by isolation",
+            home.display()
+        )),
+        "{denied}\n{ctx}"
+    );
+    assert_eq!(repo.show("roadmap", "src/a.txt"), "a1");
+}
