@@ -62,6 +62,31 @@ fn cache_dir() -> PathBuf {
     )
 }
 
+/// A temp folder for one run: `<tmp>/home`, the agents' `$HOME`, empty,
+/// and `<tmp>/tmp` beside it for `TMPDIR`.
+fn scratch(prefix: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("tempdir");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::create_dir_all(home.with_file_name("tmp")).expect("tmp");
+    (tmp, home)
+}
+
+/// Runs `test` as the current user (root in CI), then as
+/// `TREEFARM_REAL_AGENTS_USER` when it is set.
+fn for_each_user(test: impl Fn(Option<&str>)) {
+    test(None);
+    if let Some(user) = std::env::var("TREEFARM_REAL_AGENTS_USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        test(Some(&user));
+    }
+}
+
 fn content_for(id: &str) -> String {
     format!("written by the scripted model for {id}\n")
 }
@@ -320,13 +345,7 @@ fn run_env(home: &Path, server: &ModelServer) -> Vec<(String, String)> {
 /// Runs `cli` for real: two specs, `--instances 2`, as the current user or,
 /// with `user`, as that unprivileged user; then proves the result with git.
 fn run_real(cli: &Cli, user: Option<&str>) {
-    let tmp = tempfile::Builder::new()
-        .prefix("treefarm-real-")
-        .tempdir()
-        .expect("tempdir");
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).expect("home");
-    std::fs::create_dir_all(home.with_file_name("tmp")).expect("tmp");
+    let (tmp, home) = scratch("treefarm-real-");
     let server = ModelServer::start(&tmp.path().join("server"), &script(&cli.errors));
     write_cli_homes(&home);
 
@@ -598,13 +617,7 @@ fn logs_of(repo: &Path) -> String {
 
 /// As the current user (root in CI), then as `TREEFARM_REAL_AGENTS_USER`.
 fn run_both(cli: &Cli) {
-    run_real(cli, None);
-    if let Some(user) = std::env::var("TREEFARM_REAL_AGENTS_USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        run_real(cli, Some(&user));
-    }
+    for_each_user(|user| run_real(cli, user));
 }
 
 #[test]
@@ -659,13 +672,7 @@ fn real_aider() {
 /// with `error`: the attempt fails, and treefarm's classifier, given the
 /// instance's real log and exit code, says it was rate-limited, of `kind`.
 fn rate_limited_for_real(cli: &Cli, error: Value, kind: treefarm::agents::RateLimitKind) {
-    let tmp = tempfile::Builder::new()
-        .prefix("treefarm-real-rl-")
-        .tempdir()
-        .expect("tempdir");
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).expect("home");
-    std::fs::create_dir_all(home.with_file_name("tmp")).expect("tmp");
+    let (tmp, home) = scratch("treefarm-real-rl-");
     let mut script = script(&json!([]));
     script["always_error"] = error;
     let server = ModelServer::start(&tmp.path().join("server"), &script);
@@ -762,25 +769,13 @@ fn real_rate_limits_are_detected() {
 #[test]
 #[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
 fn real_claude_code_through_rate_limits_merges_eight_specs() {
-    paced_for_real(None);
-    if let Some(user) = std::env::var("TREEFARM_REAL_AGENTS_USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        paced_for_real(Some(&user));
-    }
+    for_each_user(paced_for_real);
 }
 
 /// One run of [`real_claude_code_through_rate_limits_merges_eight_specs`],
 /// as the current user or as `user`.
 fn paced_for_real(user: Option<&str>) {
-    let tmp = tempfile::Builder::new()
-        .prefix("treefarm-real-paced-")
-        .tempdir()
-        .expect("tempdir");
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).expect("home");
-    std::fs::create_dir_all(home.with_file_name("tmp")).expect("tmp");
+    let (tmp, home) = scratch("treefarm-real-paced-");
     let mut script = script(&json!([]));
     script["error_every"] = json!({
         "every": 2,
@@ -896,13 +891,7 @@ fn paced_for_real(user: Option<&str>) {
 /// branch's tip is a merge with the target, and `roadmap` holds the
 /// resolution. As the current user, or as `user`.
 fn resolve_real(cli: &Cli, user: Option<&str>) {
-    let tmp = tempfile::Builder::new()
-        .prefix("treefarm-real-resolve-")
-        .tempdir()
-        .expect("tempdir");
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).expect("home");
-    std::fs::create_dir_all(home.with_file_name("tmp")).expect("tmp");
+    let (tmp, home) = scratch("treefarm-real-resolve-");
     let resolved = "resolved by the scripted model for {id}\n";
     let server = ModelServer::start(
         &tmp.path().join("server"),
@@ -1057,13 +1046,7 @@ fn real_clis_resolve_a_conflict_handed_back() {
             transcript: None,
         },
     ] {
-        resolve_real(&cli, None);
-        if let Some(user) = std::env::var("TREEFARM_REAL_AGENTS_USER")
-            .ok()
-            .filter(|u| !u.is_empty())
-        {
-            resolve_real(&cli, Some(&user));
-        }
+        for_each_user(|user| resolve_real(&cli, user));
     }
 }
 
@@ -1104,27 +1087,11 @@ fn real_claude_code_runs_the_readme_quick_start() {
     let commands = readme_quick_start();
     let verbs: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();
     assert_eq!(verbs, ["init", "check", "plan", "run"], "{commands:?}");
-    let users: Vec<Option<String>> = std::iter::once(None)
-        .chain(
-            std::env::var("TREEFARM_REAL_AGENTS_USER")
-                .ok()
-                .filter(|u| !u.is_empty())
-                .map(Some),
-        )
-        .collect();
-    for user in users {
-        quick_start_for_real(&commands, user.as_deref());
-    }
+    for_each_user(|user| quick_start_for_real(&commands, user));
 }
 
 fn quick_start_for_real(commands: &[Vec<String>], user: Option<&str>) {
-    let tmp = tempfile::Builder::new()
-        .prefix("treefarm-real-quick-")
-        .tempdir()
-        .expect("tempdir");
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).expect("home");
-    std::fs::create_dir_all(home.with_file_name("tmp")).expect("tmp");
+    let (tmp, home) = scratch("treefarm-real-quick-");
     let greeting = "Hello from treefarm";
     let server = ModelServer::start(
         &tmp.path().join("server"),
@@ -1199,24 +1166,13 @@ fn quick_start_for_real(commands: &[Vec<String>], user: Option<&str>) {
 #[test]
 #[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
 fn real_claude_code_denied_tool_calls_are_named_in_the_result() {
-    denied_for_real(None);
-    if let Some(user) = std::env::var("TREEFARM_REAL_AGENTS_USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        denied_for_real(Some(&user));
-    }
+    for_each_user(denied_for_real);
 }
 
 fn denied_for_real(user: Option<&str>) {
     const SECRET: &str = "FAKE-AWS-SECRET-planted-by-the-real-agents-test";
-    let tmp = tempfile::Builder::new()
-        .prefix("treefarm-real-denied-")
-        .tempdir()
-        .expect("tempdir");
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(home.join(".aws")).expect("home");
-    std::fs::create_dir_all(home.with_file_name("tmp")).expect("tmp");
+    let (tmp, home) = scratch("treefarm-real-denied-");
+    std::fs::create_dir_all(home.join(".aws")).expect("aws");
     std::fs::write(
         home.join(".aws/credentials"),
         format!("[default]\naws_secret_access_key = {SECRET}\n"),
