@@ -40,6 +40,9 @@ pub fn summarize(
         if let Some(reason) = inst.reason.as_ref().filter(|_| inst.state.is_failure()) {
             s.reasons.insert(inst.id.clone(), reason.clone());
         }
+        if let Some(denied) = &inst.denied {
+            s.denied.insert(inst.id.clone(), denied.clone());
+        }
     }
     let per_spec: Vec<_> = record
         .spending
