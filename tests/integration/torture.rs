@@ -365,11 +365,15 @@ impl Torture {
         }
     }
 
+    /// The latest run that wrote its journal. A kill before the first
+    /// journal write leaves a run folder with no `state.json`: nothing to
+    /// resume, so the next step is a new `run`.
     fn run_id(&self) -> Option<String> {
         let runs = self.repo.root.join(".git/treefarm/runs");
         let mut ids: Vec<String> = std::fs::read_dir(runs)
             .ok()?
             .flatten()
+            .filter(|e| e.path().join("state.json").is_file())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         ids.sort();
