@@ -51,6 +51,11 @@ pub enum Event {
         branch: String,
         worktree: String,
         start_commit: String,
+        /// How long the plant took (worktree, branch, setup), from the
+        /// moment the start interval and the window let it go: the time
+        /// before that was spent waiting, and the report shows it so.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        plant_ms: Option<u64>,
     },
     Started {
         id: String,

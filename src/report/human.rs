@@ -237,7 +237,8 @@ impl Reporter for HumanReporter {
                 id,
                 "conflicted",
                 "31",
-                &format!("{}; branch and worktree kept", list(paths)),
+                // Kept, or handed back to its agent: the next event says which.
+                &list(paths),
             ),
             Event::Refused { id, reason, log } => {
                 let log = log

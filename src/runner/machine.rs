@@ -229,6 +229,10 @@ pub struct RunMachine {
     lane_jobs: VecDeque<Action>,
     /// Gate worktree slots not running a gate.
     gate_slots: BTreeSet<usize>,
+    /// When each plant under way was decided (the start interval and the
+    /// window let it go): its `planted` event says how long it took, so the
+    /// report tells waiting for the start gate from planting.
+    plant_began: HashMap<String, u64>,
 }
 
 /// A rate-limited spec waiting to start again.
@@ -293,6 +297,7 @@ impl RunMachine {
             queue_lane: false,
             lane_jobs: VecDeque::new(),
             gate_slots: (0..gate_jobs).collect(),
+            plant_began: HashMap::new(),
         }
     }
 
@@ -518,6 +523,7 @@ impl RunMachine {
                     .ok_or_else(|| MachineError::NoFreeSlot { id: id.clone() })?;
                 self.advance(&id, InstanceState::Creating, now)?;
                 self.inst(&id)?.slot = Some(slot);
+                self.plant_began.insert(id.clone(), now);
                 launches.push(Launch {
                     id,
                     slot,
@@ -1125,12 +1131,14 @@ impl RunMachine {
                     }
                     self.inst(&id)?.start_commit = Some(launch.start_commit.clone());
                     out.push(Action::Save);
+                    let began = self.plant_began.remove(&id);
                     if fresh {
                         out.push(Action::Emit(Event::Planted {
                             id: id.clone(),
                             branch: crate::spec::branch_for(&id),
                             worktree: self.policy.worktree(&id).display().to_string(),
                             start_commit: launch.start_commit.clone(),
+                            plant_ms: began.map(|t| now.saturating_sub(t)),
                         }));
                     }
                     // A budget reached while it was planted: it does not
@@ -1148,6 +1156,7 @@ impl RunMachine {
                     launches.push(launch);
                 }
                 Err(reason) => {
+                    self.plant_began.remove(&id);
                     self.release_slot(&id);
                     self.fail(out, &id, InstanceState::Failed, reason, now)?;
                 }

@@ -27,6 +27,7 @@ mod config_pacing;
 mod crash_journal;
 mod crash_points;
 mod demo_agent;
+mod demo_story;
 mod fuzz_parsers;
 mod git_bench;
 mod git_commit;
