@@ -223,6 +223,12 @@ impl Reporter for HumanReporter {
             Event::Failed { id, reason, log } => {
                 self.line(id, "failed", "31", &format!("{reason} (log: {log})"))
             }
+            Event::TimedOut { id, reason, log } => {
+                self.line(id, "timed_out", "31", &format!("{reason} (log: {log})"))
+            }
+            Event::Unchanged { id, reason, log } => {
+                self.line(id, "unchanged", "31", &format!("{reason} (log: {log})"))
+            }
             Event::Merged {
                 id,
                 commit,
@@ -437,12 +443,18 @@ impl Reporter for HumanReporter {
         }
         let _ = writeln!(
             self.out,
-            "\n{} merged, {} conflicted, {} failed, {} refused, {} skipped{}; target `{}` at {}",
+            "\n{} merged, {} conflicted, {} failed, {} refused, {} skipped{}{}; target `{}` at {}",
             summary.merged.len(),
             summary.conflicted.len(),
-            summary.failed.len() + summary.timed_out.len(),
+            summary.failed.len(),
             summary.refused.len(),
             summary.skipped.len(),
+            // The words of the table above, not `failed` for all three.
+            if summary.timed_out.is_empty() {
+                String::new()
+            } else {
+                format!(", {} timed_out", summary.timed_out.len())
+            },
             if summary.unchanged.is_empty() {
                 String::new()
             } else {

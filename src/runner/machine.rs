@@ -1030,14 +1030,28 @@ impl RunMachine {
         self.advance(id, state, now)?;
         out.push(Action::Save);
         let log = self.inst(id)?.log_path.clone();
-        out.push(Action::Emit(Event::Failed {
-            id: id.to_string(),
-            reason,
-            log,
+        let id_ = id.to_string();
+        // Announced with the word the summary and `status` show.
+        out.push(Action::Emit(match state {
+            InstanceState::TimedOut => Event::TimedOut {
+                id: id_,
+                reason,
+                log,
+            },
+            InstanceState::Unchanged => Event::Unchanged {
+                id: id_,
+                reason,
+                log,
+            },
+            _ => Event::Failed {
+                id: id_,
+                reason,
+                log,
+            },
         }));
         out.push(Action::EmitIfExists(
             self.policy.worktree(id),
-            self.policy.kept(id, "failed"),
+            self.policy.kept(id, state.as_str()),
         ));
         self.sched.settled(id, false);
         self.skip(out, now)
@@ -2144,16 +2158,18 @@ mod handle_tests {
             [
                 "emit committed",
                 "save",
-                "emit failed",
+                "emit timedout",
                 "emit-if-exists kept",
                 "save",
                 "emit skipped"
             ]
         );
-        let Action::EmitIfExists(path, _) = &done[3] else {
+        let Action::EmitIfExists(path, Event::Kept { reason, .. }) = &done[3] else {
             panic!("{done:?}")
         };
         assert_eq!(path, &PathBuf::from("/wt/a"));
+        // One word for the outcome: timed out, not failed.
+        assert_eq!(reason, "timed_out");
         assert_eq!(state(&m, "a"), TimedOut);
         assert_eq!(m.record.instance("a").unwrap().tip.as_deref(), Some("t2"));
         assert_eq!(state(&m, "b"), Skipped);

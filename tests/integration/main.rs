@@ -44,6 +44,7 @@ mod merge_queue_e2e;
 mod merge_queue_git;
 mod merge_strategies;
 mod merge_target_checkout;
+mod outcome_words;
 mod overlap_pairs;
 mod overlap_scale;
 mod prune_cli;
