@@ -237,17 +237,7 @@ pub(crate) const STORY_END: &str = "== end of the story";
 fn story(events: &[serde_json::Value]) -> Vec<String> {
     use serde_json::Value;
     let text = |e: &Value, key: &str| e.get(key).and_then(Value::as_str).unwrap_or("").to_string();
-    let list = |e: &Value, key: &str| {
-        e.get(key)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default()
-    };
+    let list = |e: &Value, key: &str| crate::report::timeline::join_strs(e.get(key));
     let mut resolving = std::collections::HashSet::new();
     let mut lines = Vec::new();
     for e in events {

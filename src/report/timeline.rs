@@ -422,7 +422,8 @@ fn waiting_label(total: u64, gate: u64) -> String {
     )
 }
 
-fn join_strs(v: Option<&Value>) -> String {
+/// A JSON list of strings as `a, b, c` (missing or empty: ``).
+pub(crate) fn join_strs(v: Option<&Value>) -> String {
     v.and_then(Value::as_array)
         .map(|a| {
             a.iter()

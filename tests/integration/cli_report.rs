@@ -14,35 +14,18 @@ use common::stderr;
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// `treefarm demo --keep` with its temp folder inside `tmp`; returns the
-/// kept repository and the report path the demo printed last.
+/// `treefarm demo --keep` (on the defaults) with its temp folder inside
+/// `tmp`; returns the kept repository and the report path the demo printed
+/// last.
 fn demo(tmp: &TempDir) -> (PathBuf, PathBuf, Output) {
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).expect("mkdir home");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_treefarm"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("TMPDIR", tmp.path())
-        .current_dir(tmp.path())
-        .args(["demo", "--keep"]);
-    common::isolated_env(&mut cmd, &home);
-    // The demo on the defaults users get: isolation, the start interval.
-    cmd.env_remove("TREEFARM_ISOLATION")
-        .env_remove("TREEFARM_AGENT_START_INTERVAL");
-    let out = cmd.output().expect("run treefarm demo");
+    let (repo, out) = crate::demo_story::demo(tmp, &[]);
     let err = stderr(&out);
-    assert!(out.status.success(), "demo failed:\n{err}");
     assert!(err.ends_with('\n'), "{err}");
     let last = err.lines().last().expect("demo printed something");
     let report = PathBuf::from(
         last.strip_prefix("report: ")
             .unwrap_or_else(|| panic!("the demo ends with its report path, not {last:?}")),
     );
-    let repo = err
-        .lines()
-        .find_map(|l| l.strip_prefix("kept the demo repository: "))
-        .map(PathBuf::from)
-        .expect("the demo names the kept repository");
     assert!(report.is_file(), "{}", report.display());
     (repo, report, out)
 }
