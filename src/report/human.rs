@@ -285,7 +285,7 @@ impl Reporter for HumanReporter {
                 ..
             } => self.line(
                 id,
-                "rate limit",
+                "rate_limited",
                 "33",
                 &format!(
                     "attempt {attempt} {}: {signal}; starts again in {} (wait {wait}, no retry used)",
