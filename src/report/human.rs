@@ -153,8 +153,16 @@ impl Reporter for HumanReporter {
                 id,
                 branch,
                 worktree,
+                plant_ms,
                 ..
-            } => self.line(id, "planted", "36", &format!("{branch} at {worktree}")),
+            } => {
+                // How long the plant itself took: the wait for the start
+                // gate before it is not planting.
+                let took = plant_ms
+                    .map(|ms| format!(" in {}", format_duration(ms)))
+                    .unwrap_or_default();
+                self.line(id, "planted", "36", &format!("{branch} at {worktree}{took}"))
+            }
             Event::Started {
                 id,
                 attempt,
