@@ -315,3 +315,49 @@ fn collect_specs(dir: &Dir<'_>, files: &mut Vec<(String, Vec<u8>)>) {
         collect_specs(sub, files);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_story_tells_outcomes_in_journal_order_without_times_or_hashes() {
+        let events = [
+            json!({"event": "run_started", "run_id": "r", "at_ms": 1}),
+            json!({"event": "planted", "id": "a", "plant_ms": 5, "at_ms": 2}),
+            json!({"event": "committed", "id": "a", "commit": "c1", "commits": 1, "files": ["x"], "at_ms": 3}),
+            json!({"event": "batch", "batch": 1, "ids": ["a", "b"], "base": "b0", "tip": "t1", "at_ms": 4}),
+            json!({"event": "merged", "id": "a", "commit": "m1", "at_ms": 5}),
+            json!({"event": "scope_creep", "id": "b", "paths": ["y", "z"], "at_ms": 6}),
+            json!({"event": "conflicted", "id": "b", "paths": ["y"], "at_ms": 7}),
+            json!({"event": "resolving", "id": "b", "attempt": 1, "paths": ["y"], "at_ms": 8}),
+            json!({"event": "committed", "id": "b", "commit": "c2", "commits": 2, "files": ["y"], "at_ms": 9}),
+            json!({"event": "unchanged", "id": "c", "reason": "nothing", "log": "l", "at_ms": 10}),
+            json!({"event": "kept", "id": "c", "reason": "unchanged", "at_ms": 11}),
+            json!({"event": "pruned", "id": "a", "at_ms": 12}),
+        ];
+        assert_eq!(
+            story(&events),
+            [
+                "merge queue batch 1: a, b",
+                "a merged",
+                "b changed files it did not declare: y, z",
+                "b conflicted in y",
+                "b handed back to its agent (resolve attempt 1)",
+                "b resolved by its agent",
+                "c unchanged",
+                "c kept: unchanged",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_expected_stories_differ_only_after_the_conflict() {
+        let hand_back = expected_story(ConflictPolicy::HandBack);
+        let keep = expected_story(ConflictPolicy::Keep);
+        assert_eq!(hand_back[..8], keep[..8]);
+        assert_eq!(keep[8..], ["050 kept: merge conflict"]);
+        assert_eq!(hand_back.last().map(String::as_str), Some("050 merged"));
+    }
+}
