@@ -21,10 +21,21 @@
 #   touch PATH             create or modify a file
 #   fail-once CODE         exit CODE the first time (per run, spec and line),
 #                          carry on when run again (retries)
+#   wait-event EVENT ID [SECONDS]
+#                          wait until the run's journal ($TREEFARM_RUN_DIR/
+#                          events.jsonl, readable under isolation) holds event
+#                          EVENT of spec ID (`planted 050`, `committed 020`,
+#                          `merged 030`); an error after SECONDS (default 100).
+#                          Orders agents by what happened, never by timing.
 #
 # With no directives at all: append a line to every declared literal (non-glob)
 # path in $TREEFARM_FILES and commit "treefarm demo: <spec id>".
 # A status is written at the start and at the end. Exits 0 unless told.
+#
+# With TREEFARM_MODE=resolve (`merge.on_conflict: agent` handed a conflicted
+# merge back) the directives are not run: each file of
+# $TREEFARM_CONFLICT_FILES is resolved by keeping both sides (the conflict
+# marker lines are dropped), and the merge is concluded with a commit.
 
 spec_id=${TREEFARM_SPEC_ID:-unknown}
 
@@ -150,6 +161,47 @@ fail_once() {
     exit "$1"
 }
 
+# wait_event EVENT ID SECONDS — polls the journal, to which treefarm appends
+# one JSON object per line (`"event":"<kind>"` and `"id":"<spec>"` in it).
+wait_event() {
+    [ -n "${TREEFARM_RUN_DIR:-}" ] || die "wait-event needs TREEFARM_RUN_DIR (run it under treefarm)"
+    journal="$TREEFARM_RUN_DIR/events.jsonl"
+    polls=$(($3 * 10))
+    say "waiting for event $1 of $2"
+    while :; do
+        if [ -f "$journal" ] &&
+            grep -F "\"event\":\"$1\"" "$journal" | grep -F -q "\"id\":\"$2\""; then
+            say "seen event $1 of $2"
+            return 0
+        fi
+        [ "$polls" -gt 0 ] || die "event $1 of $2 did not come within $3 s (journal: $journal)"
+        polls=$((polls - 1))
+        sleep 0.1
+    done
+}
+
+# Resolves a conflicted merge handed back by treefarm: both sides of every
+# conflict kept, then the merge concluded.
+resolve_conflicts() {
+    write_status working 10 "resolving conflicts"
+    while IFS= read -r path || [ -n "$path" ]; do
+        [ -n "$path" ] || continue
+        [ -f "$path" ] || die "conflicted file $path is missing"
+        tmp="$path.demo-agent.$$"
+        grep -v -e '^<<<<<<< ' -e '^<<<<<<<$' -e '^=======$' -e '^>>>>>>> ' \
+            -e '^>>>>>>>$' -e '^||||||| ' -e '^|||||||$' "$path" >"$tmp"
+        mv -f "$tmp" "$path" || die "cannot rewrite $path"
+        git add -- "$path" || die "git add $path failed"
+        say "resolved $path (both sides kept)"
+    done <<EOF
+${TREEFARM_CONFLICT_FILES:-}
+EOF
+    git commit -q --no-edit || die "git commit (concluding the merge) failed"
+    say "concluded the merge"
+    write_status done 100 "conflicts resolved"
+    exit 0
+}
+
 # run_directive LINE NUMBER
 run_directive() {
     line=$(ltrim "$1")
@@ -219,6 +271,14 @@ run_directive() {
         is_number "$rest" || die "line $2: fail-once needs a code"
         fail_once "$rest" "$2"
         ;;
+    wait-event)
+        n=$2
+        set -- $rest
+        [ $# -ge 2 ] || die "line $n: wait-event needs an event and a spec id"
+        seconds=${3:-100}
+        is_number "$seconds" || die "line $n: wait-event timeout must be whole seconds"
+        wait_event "$1" "$2" "$seconds"
+        ;;
     *)
         die "line $2: unknown directive '$verb'"
         ;;
@@ -235,6 +295,10 @@ fi
 
 say "pid $$, spec $spec_id"
 write_status working 0 "starting"
+
+if [ "${TREEFARM_MODE:-}" = resolve ]; then
+    resolve_conflicts
+fi
 
 count=0
 # Directives are read on fd 3 so that the commands they run keep stdin.

@@ -150,6 +150,10 @@ pub enum Command {
         /// Keep the throwaway repository and print its path.
         #[arg(long)]
         keep: bool,
+        /// Keep the deliberate conflict intact for a person
+        /// (`merge.on_conflict: keep`) instead of handing it back to the agent.
+        #[arg(long)]
+        keep_conflict: bool,
     },
     /// Write a run's HTML report: timeline, overlap graph, per-spec details.
     Report {

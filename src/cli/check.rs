@@ -14,7 +14,7 @@ use crate::report::check::{
     write_check_human, write_diagnostics, write_explain_human, CheckReport, CheckSpec,
     ExplainReport, InvalidSpec,
 };
-use crate::spec::{Diagnostic, Level, Purpose};
+use crate::spec::{Diagnostic, Level};
 
 /// What `check` was asked.
 #[derive(Debug, Clone, Default)]
@@ -66,9 +66,7 @@ pub(crate) fn evaluate(
     folder: &crate::spec::SpecFolder,
     opts: &CheckOptions,
 ) -> anyhow::Result<(Vec<crate::spec::Spec>, CheckReport)> {
-    let chosen = folder
-        .select(&opts.ids, Purpose::Check)
-        .map_err(InputError::from)?;
+    let chosen = folder.select(&opts.ids).map_err(InputError::from)?;
     let mut diagnostics = chosen.diagnostics.clone();
     if opts.strict {
         for d in &mut diagnostics {
@@ -86,11 +84,15 @@ pub(crate) fn evaluate(
         .filter(|s| !bad.contains(s.rel_path.as_str()))
         .cloned()
         .collect();
+    // Every selected entry that is not checked is invalid: an error of its
+    // own, or one of the selection (`plan` and `run` refuse it alike).
+    let checked: std::collections::HashSet<&str> =
+        specs.iter().map(|s| s.rel_path.as_str()).collect();
     let invalid: Vec<InvalidSpec> = chosen
         .entries
         .iter()
         .map(|&i| &folder.entries[i])
-        .filter(|e| !e.valid || bad.contains(e.rel_path.as_str()))
+        .filter(|e| !checked.contains(e.rel_path.as_str()))
         .map(|e| InvalidSpec {
             id: e.raw.id.clone(),
             path: e.rel_path.clone(),

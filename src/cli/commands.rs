@@ -11,7 +11,7 @@ use crate::git::Oid;
 use crate::overlap::{find_overlaps, Footprint, Overlap};
 use crate::report::check::{write_diagnostics, write_plan_human, PlanReport, PlanSpec};
 use crate::schedule::{plan_waves, Node};
-use crate::spec::{load_spec_folder, Diagnostic, Purpose, Spec, SpecFolder};
+use crate::spec::{load_spec_folder, Diagnostic, Spec, SpecFolder};
 
 /// The selected specs and what `check`, `plan` and `run` derive from them.
 pub struct Selection {
@@ -69,7 +69,7 @@ pub fn overlaps_of(ctx: &Ctx, specs: &[Spec]) -> anyhow::Result<(Oid, Vec<Overla
 /// created. Specs that were not selected cannot make it fail.
 pub fn select(ctx: &Ctx, ids: &[String]) -> anyhow::Result<Selection> {
     let folder = spec_folder(ctx)?;
-    let chosen = folder.select(ids, Purpose::Run).map_err(InputError::from)?;
+    let chosen = folder.select(ids).map_err(InputError::from)?;
     if let Some(text) = chosen.error_text() {
         return Err(InputError::new(text)
             .with_hint("`treefarm check --explain <spec>` shows how a spec was read")

@@ -1,7 +1,10 @@
 //! `treefarm demo`: the whole cycle on a throwaway repository, with the
 //! bundled example specs and the scripted demo agent — check, plan, run
-//! (plant, agents, merge, prune), including one deliberate conflict that is
-//! reported and kept, never half-applied.
+//! (plant, agents, the merge queue, prune) on the default configuration,
+//! including one deliberate conflict, handed back to its agent, which
+//! resolves it (or, `--keep-conflict`, kept intact, never half-applied).
+//! The story is the same every time: the agents wait for journalled events,
+//! not for time; the demo prints it and fails if it is not the expected one.
 
 use std::io::Write;
 use std::path::Path;
@@ -12,7 +15,8 @@ use include_dir::{include_dir, Dir};
 use crate::cli::args::RunArgs;
 use crate::cli::context::{git_err, Ctx};
 use crate::error::ExitCode;
-use crate::state::{InstanceState, StateDir};
+use crate::report::human::format_duration;
+use crate::state::StateDir;
 
 /// The example specs, embedded so an installed binary needs no source tree.
 static SPECS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/specs");
@@ -36,7 +40,39 @@ const SEED: &[(&str, &str)] = &[
     (".gitignore", "/target\n"),
 ];
 
-pub fn demo(keep: bool, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
+/// What `demo` shows: the conflict handed back to the agent, which
+/// resolves it, or (`--keep-conflict`) kept intact for a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConflictPolicy {
+    HandBack,
+    Keep,
+}
+
+impl ConflictPolicy {
+    fn config_value(self) -> &'static str {
+        match self {
+            ConflictPolicy::HandBack => "agent",
+            ConflictPolicy::Keep => "keep",
+        }
+    }
+}
+
+/// The demo's `treefarm.yaml`: the defaults (isolation, the merge queue,
+/// the start interval) except the agent and how a conflict is handled.
+fn config(agent: &Path, conflicts: ConflictPolicy) -> String {
+    format!(
+        "# written by `treefarm demo`\nagent:\n  command: sh {}\n  timeout: 2m\n  kill_grace: 2s\ninstances: 3\noverlap:\n  ignore: [Cargo.lock]\nmerge:\n  on_conflict: {}\n",
+        crate::agents::shell_quote(&agent.display().to_string()),
+        conflicts.config_value()
+    )
+}
+
+pub fn demo(
+    keep: bool,
+    conflicts: ConflictPolicy,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
     let tmp = tempfile::Builder::new()
         .prefix("treefarm-demo-")
         .tempdir()
@@ -51,11 +87,10 @@ pub fn demo(keep: bool, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
         .collect();
     collect_specs(&SPECS, &mut files);
-    let config = format!(
-        "# written by `treefarm demo`\nagent:\n  command: sh {}\n  timeout: 2m\n  kill_grace: 2s\ninstances: 3\noverlap:\n  ignore: [Cargo.lock]\n",
-        crate::agents::shell_quote(&agent.display().to_string())
-    );
-    files.push(("treefarm.yaml".into(), config.into_bytes()));
+    files.push((
+        "treefarm.yaml".into(),
+        config(&agent, conflicts).into_bytes(),
+    ));
     crate::git::Repo::init_with_files(&root, &files, "demo: initial commit").map_err(git_err)?;
 
     writeln!(
@@ -71,7 +106,7 @@ pub fn demo(keep: bool, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     crate::cli::commands::plan(&ctx, &[], false, out, err)?;
     writeln!(
         err,
-        "\n== treefarm run: worktrees, the scripted agent in each, merge into `roadmap`, prune"
+        "\n== treefarm run: worktrees, the scripted agent in each, the merge queue into `roadmap`, prune"
     )?;
     err.flush()?;
     let args = RunArgs {
@@ -102,38 +137,34 @@ pub fn demo(keep: bool, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     let run_id = state
         .latest_run()?
         .context("the demo run left no journal")?;
-    let record = state.open_run(&run_id)?.read_state()?;
-    let conflicted: Vec<_> = record
-        .instances
-        .iter()
-        .filter(|i| i.state == InstanceState::Conflicted)
-        .collect();
-    let unexpected: Vec<_> = record
-        .instances
-        .iter()
-        .filter(|i| {
-            !matches!(
-                i.state,
-                InstanceState::Merged | InstanceState::Pruned | InstanceState::Conflicted
-            )
-        })
-        .collect();
-    for c in &conflicted {
+    let run_dir = state.open_run(&run_id)?;
+    let record = run_dir.read_state()?;
+    let events = run_dir.read_events()?;
+
+    // The story, from the journal: the same every time (the scripted agents
+    // wait for journalled events, never for time), and checked below.
+    let told = story(&events);
+    writeln!(err, "\n{STORY_HEADING}")?;
+    for line in &told {
+        writeln!(err, "   {line}")?;
+    }
+    writeln!(err, "{STORY_END}")?;
+    let timeline = crate::report::timeline::build(&record, &events, crate::state::now_ms());
+    let (wall, agents) = (timeline.wall_ms(), timeline.agent_ms());
+    if wall > 0 {
         writeln!(
             err,
-            "\nthe deliberate conflict: {} kept on `{}` at {} (conflicting: {}); `roadmap` was not touched by it",
-            c.id,
-            c.branch,
-            c.worktree,
-            c.conflict_paths.join(", ")
+            "\n{} specs: wall time {}, agent time {}: parallel speed-up {:.2}x",
+            record.instances.len(),
+            format_duration(wall),
+            format_duration(agents),
+            agents as f64 / wall as f64
         )?;
     }
+
     // The run wrote its report into the throwaway repository's journal;
     // unless that is kept, copy the report out so it survives.
-    let run_report = state
-        .open_run(&run_id)?
-        .path()
-        .join(crate::cli::report::REPORT_FILE);
+    let run_report = run_dir.path().join(crate::cli::report::REPORT_FILE);
     let report = if keep {
         tmp.path()
             .canonicalize()
@@ -168,18 +199,24 @@ pub fn demo(keep: bool, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         )?;
         // The sibling worktree folder lives inside the temp dir too.
     }
-    let ok = conflicted.len() == 1 && unexpected.is_empty();
+    let ok = told == expected_story(conflicts);
     if !ok {
         writeln!(
             err,
-            "demo: unexpected outcome (run exit code {})",
+            "demo: unexpected outcome (run exit code {}): the story above is not the demo's",
             code.code()
         )?;
     } else {
-        writeln!(
-            err,
-            "demo: every spec merged except the deliberate conflict, which was kept intact."
-        )?;
+        match conflicts {
+            ConflictPolicy::HandBack => writeln!(
+                err,
+                "demo: every spec merged; 050's conflict was handed back to its agent, which resolved it."
+            )?,
+            ConflictPolicy::Keep => writeln!(
+                err,
+                "demo: every spec merged except 050, whose conflict was kept intact (`roadmap` untouched by it)."
+            )?,
+        }
     }
     writeln!(err, "report: {}", report.display())?;
     Ok(if ok {
@@ -189,6 +226,86 @@ pub fn demo(keep: bool, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
     })
 }
 
+/// The line that opens the story in the demo's output (scripts compare
+/// what follows it up to [`STORY_END`]).
+pub(crate) const STORY_HEADING: &str = "== the story, from the run's journal:";
+pub(crate) const STORY_END: &str = "== end of the story";
+
+/// The outcomes of a run in journal order, without times or hashes: which
+/// specs went through the merge queue together, strayed outside their
+/// files, conflicted, were handed back, resolved, merged, kept or failed.
+fn story(events: &[serde_json::Value]) -> Vec<String> {
+    use serde_json::Value;
+    let text = |e: &Value, key: &str| e.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    let list = |e: &Value, key: &str| crate::report::timeline::join_strs(e.get(key));
+    let mut resolving = std::collections::HashSet::new();
+    let mut lines = Vec::new();
+    for e in events {
+        let id = text(e, "id");
+        let line = match e.get("event").and_then(Value::as_str).unwrap_or("") {
+            "scope_creep" => format!(
+                "{id} changed files it did not declare: {}",
+                list(e, "paths")
+            ),
+            "batch" => format!(
+                "merge queue batch {}: {}",
+                e.get("batch").and_then(Value::as_u64).unwrap_or(0),
+                list(e, "ids")
+            ),
+            "conflicted" => format!("{id} conflicted in {}", list(e, "paths")),
+            "resolving" => {
+                resolving.insert(id.clone());
+                format!(
+                    "{id} handed back to its agent (resolve attempt {})",
+                    e.get("attempt").and_then(Value::as_u64).unwrap_or(0)
+                )
+            }
+            "committed" if resolving.remove(&id) => format!("{id} resolved by its agent"),
+            "merged" => format!("{id} merged"),
+            "kept" => format!("{id} kept: {}", text(e, "reason")),
+            kind @ ("failed" | "timed_out" | "unchanged" | "refused" | "skipped") => {
+                format!("{id} {kind}")
+            }
+            _ => continue,
+        };
+        lines.push(line);
+    }
+    lines
+}
+
+/// The story the bundled specs tell, whatever the machine's speed: their
+/// agents wait for journalled events (`wait-event`), so 010 and 020 share
+/// a batch, 030 and 040 share the next, and 050 — planted before 030
+/// merged, finished after — conflicts with 030's guide on `roadmap`.
+fn expected_story(conflicts: ConflictPolicy) -> Vec<String> {
+    let mut story: Vec<String> = [
+        "merge queue batch 1: 010, 020",
+        "010 merged",
+        "020 merged",
+        "merge queue batch 2: 030, 040",
+        "030 merged",
+        "040 merged",
+        "050 changed files it did not declare: docs/guide.md",
+        "050 conflicted in docs/guide.md",
+    ]
+    .map(String::from)
+    .to_vec();
+    match conflicts {
+        ConflictPolicy::HandBack => story.extend(
+            [
+                "050 handed back to its agent (resolve attempt 1)",
+                "050 resolved by its agent",
+                "050 changed files it did not declare: docs/guide.md",
+                "merge queue batch 4: 050",
+                "050 merged",
+            ]
+            .map(String::from),
+        ),
+        ConflictPolicy::Keep => story.push("050 kept: merge conflict".to_string()),
+    }
+    story
+}
+
 fn collect_specs(dir: &Dir<'_>, files: &mut Vec<(String, Vec<u8>)>) {
     for file in dir.files() {
         let rel = Path::new("specs").join(file.path());
@@ -196,5 +313,51 @@ fn collect_specs(dir: &Dir<'_>, files: &mut Vec<(String, Vec<u8>)>) {
     }
     for sub in dir.dirs() {
         collect_specs(sub, files);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_story_tells_outcomes_in_journal_order_without_times_or_hashes() {
+        let events = [
+            json!({"event": "run_started", "run_id": "r", "at_ms": 1}),
+            json!({"event": "planted", "id": "a", "plant_ms": 5, "at_ms": 2}),
+            json!({"event": "committed", "id": "a", "commit": "c1", "commits": 1, "files": ["x"], "at_ms": 3}),
+            json!({"event": "batch", "batch": 1, "ids": ["a", "b"], "base": "b0", "tip": "t1", "at_ms": 4}),
+            json!({"event": "merged", "id": "a", "commit": "m1", "at_ms": 5}),
+            json!({"event": "scope_creep", "id": "b", "paths": ["y", "z"], "at_ms": 6}),
+            json!({"event": "conflicted", "id": "b", "paths": ["y"], "at_ms": 7}),
+            json!({"event": "resolving", "id": "b", "attempt": 1, "paths": ["y"], "at_ms": 8}),
+            json!({"event": "committed", "id": "b", "commit": "c2", "commits": 2, "files": ["y"], "at_ms": 9}),
+            json!({"event": "unchanged", "id": "c", "reason": "nothing", "log": "l", "at_ms": 10}),
+            json!({"event": "kept", "id": "c", "reason": "unchanged", "at_ms": 11}),
+            json!({"event": "pruned", "id": "a", "at_ms": 12}),
+        ];
+        assert_eq!(
+            story(&events),
+            [
+                "merge queue batch 1: a, b",
+                "a merged",
+                "b changed files it did not declare: y, z",
+                "b conflicted in y",
+                "b handed back to its agent (resolve attempt 1)",
+                "b resolved by its agent",
+                "c unchanged",
+                "c kept: unchanged",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_expected_stories_differ_only_after_the_conflict() {
+        let hand_back = expected_story(ConflictPolicy::HandBack);
+        let keep = expected_story(ConflictPolicy::Keep);
+        assert_eq!(hand_back[..8], keep[..8]);
+        assert_eq!(keep[8..], ["050 kept: merge conflict"]);
+        assert_eq!(hand_back.last().map(String::as_str), Some("050 merged"));
     }
 }

@@ -137,7 +137,17 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             let ctx = Ctx::load(&start, cli.config.as_deref())?;
             prune::prune(&ctx, *dry_run, *all, *force, &mut stderr)
         }
-        Command::Demo { keep } => demo::demo(*keep, &mut stdout, &mut stderr),
+        Command::Demo {
+            keep,
+            keep_conflict,
+        } => {
+            let conflicts = if *keep_conflict {
+                demo::ConflictPolicy::Keep
+            } else {
+                demo::ConflictPolicy::HandBack
+            };
+            demo::demo(*keep, conflicts, &mut stdout, &mut stderr)
+        }
         Command::Report { run_id, html, open } => {
             let ctx = match Ctx::load(&start, cli.config.as_deref()) {
                 Ok(ctx) => ctx,

@@ -51,6 +51,11 @@ pub enum Event {
         branch: String,
         worktree: String,
         start_commit: String,
+        /// How long the plant took (worktree, branch, setup), from the
+        /// moment the start interval and the window let it go: the time
+        /// before that was spent waiting, and the report shows it so.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        plant_ms: Option<u64>,
     },
     Started {
         id: String,
@@ -89,7 +94,23 @@ pub enum Event {
         id: String,
         paths: Vec<String>,
     },
+    /// The spec failed (the agent, its plant or setup, the scope audit).
+    /// Each way a spec ends is announced with the word its state, the
+    /// summary and the report use: `failed`, `timed_out`, `unchanged`.
     Failed {
+        id: String,
+        reason: String,
+        log: String,
+    },
+    /// The agent ran out of time (`agent.timeout`, `agent.idle_timeout`).
+    TimedOut {
+        id: String,
+        reason: String,
+        log: String,
+    },
+    /// The agent exited 0 but left no commit and no change (not accepted
+    /// unless `agent.allow_unchanged`).
+    Unchanged {
         id: String,
         reason: String,
         log: String,
@@ -274,6 +295,8 @@ impl Event {
             | Event::Committed { id, .. }
             | Event::ScopeCreep { id, .. }
             | Event::Failed { id, .. }
+            | Event::TimedOut { id, .. }
+            | Event::Unchanged { id, .. }
             | Event::Merged { id, .. }
             | Event::Conflicted { id, .. }
             | Event::Refused { id, .. }

@@ -61,7 +61,7 @@ fn dot_escape(s: &str) -> String {
 pub fn result_color(result: Option<&str>) -> &'static str {
     match result {
         Some("merged" | "pruned" | "succeeded") => "#7bc47f",
-        Some("conflicted" | "failed" | "timed_out" | "refused") => "#e0685f",
+        Some("conflicted" | "failed" | "timed_out" | "unchanged" | "refused") => "#e0685f",
         Some("skipped") => "#e8b94a",
         Some(_) => "#b8c4d6",
         None => "#dde6f3",

@@ -229,7 +229,8 @@ fn header(h: &mut String, r: &RunReport) {
     for (key, label) in [
         ("conflicted", "conflicted"),
         ("failed", "failed"),
-        ("timed_out", "timed out"),
+        ("timed_out", "timed_out"),
+        ("unchanged", "unchanged"),
         ("refused", "refused"),
         ("skipped", "skipped"),
     ] {
@@ -268,7 +269,10 @@ fn header(h: &mut String, r: &RunReport) {
 
 /// Outcomes whose branch and worktree treefarm keeps for a person to look at.
 fn is_kept(result: &str) -> bool {
-    matches!(result, "failed" | "timed_out" | "conflicted" | "refused")
+    matches!(
+        result,
+        "failed" | "timed_out" | "unchanged" | "conflicted" | "refused"
+    )
 }
 
 fn outcome_color(result: &str) -> &'static str {

@@ -153,8 +153,16 @@ impl Reporter for HumanReporter {
                 id,
                 branch,
                 worktree,
+                plant_ms,
                 ..
-            } => self.line(id, "planted", "36", &format!("{branch} at {worktree}")),
+            } => {
+                // How long the plant itself took: the wait for the start
+                // gate before it is not planting.
+                let took = plant_ms
+                    .map(|ms| format!(" in {}", format_duration(ms)))
+                    .unwrap_or_default();
+                self.line(id, "planted", "36", &format!("{branch} at {worktree}{took}"))
+            }
             Event::Started {
                 id,
                 attempt,
@@ -223,6 +231,12 @@ impl Reporter for HumanReporter {
             Event::Failed { id, reason, log } => {
                 self.line(id, "failed", "31", &format!("{reason} (log: {log})"))
             }
+            Event::TimedOut { id, reason, log } => {
+                self.line(id, "timed_out", "31", &format!("{reason} (log: {log})"))
+            }
+            Event::Unchanged { id, reason, log } => {
+                self.line(id, "unchanged", "31", &format!("{reason} (log: {log})"))
+            }
             Event::Merged {
                 id,
                 commit,
@@ -237,7 +251,8 @@ impl Reporter for HumanReporter {
                 id,
                 "conflicted",
                 "31",
-                &format!("{}; branch and worktree kept", list(paths)),
+                // Kept, or handed back to its agent: the next event says which.
+                &list(paths),
             ),
             Event::Refused { id, reason, log } => {
                 let log = log
@@ -278,7 +293,7 @@ impl Reporter for HumanReporter {
                 ..
             } => self.line(
                 id,
-                "rate limit",
+                "rate_limited",
                 "33",
                 &format!(
                     "attempt {attempt} {}: {signal}; starts again in {} (wait {wait}, no retry used)",
@@ -440,12 +455,18 @@ impl Reporter for HumanReporter {
         }
         let _ = writeln!(
             self.out,
-            "\n{} merged, {} conflicted, {} failed, {} refused, {} skipped{}; target `{}` at {}",
+            "\n{} merged, {} conflicted, {} failed, {} refused, {} skipped{}{}; target `{}` at {}",
             summary.merged.len(),
             summary.conflicted.len(),
-            summary.failed.len() + summary.timed_out.len(),
+            summary.failed.len(),
             summary.refused.len(),
             summary.skipped.len(),
+            // The words of the table above, not `failed` for all three.
+            if summary.timed_out.is_empty() {
+                String::new()
+            } else {
+                format!(", {} timed_out", summary.timed_out.len())
+            },
             if summary.unchanged.is_empty() {
                 String::new()
             } else {

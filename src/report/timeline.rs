@@ -3,9 +3,13 @@
 //! itself (gate included), built from the journal's events (`events.jsonl`,
 //! each stamped with `at_ms`) and `state.json`. Pure: data in, data out.
 //!
-//! Two moments the journal does not record are inferred:
-//! - planting starts with the last event that could have freed the spec
-//!   (run start, an exit, a commit, a merge outcome, …) before its `planted`;
+//! Planting starts when the start interval and the concurrency window let
+//! the spec go: its `planted` event carries how long the plant took
+//! (`plant_ms`); the time before is waiting, and the part of it after the
+//! spec could have started (the last event that could have freed it: run
+//! start, an exit, a commit, a merge outcome, …) is waiting for the start
+//! gate. Two moments the journal does not record are inferred:
+//! - for journals without `plant_ms`, planting starts with that last event;
 //! - the merge lane is serial, so a merge starts when its branch is ready and
 //!   the previous merge outcome is journalled.
 
@@ -13,6 +17,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use crate::report::human::format_duration;
 use crate::state::{InstanceState, RunRecord};
 
 /// What a bar stands for. The names are the `data-kind` of the HTML bars.
@@ -120,6 +125,8 @@ fn can_trigger(kind: &str) -> bool {
             | "exited"
             | "committed"
             | "failed"
+            | "timed_out"
+            | "unchanged"
             | "merged"
             | "conflicted"
             | "refused"
@@ -127,16 +134,61 @@ fn can_trigger(kind: &str) -> bool {
     )
 }
 
+/// One spec's events as they come: the bars after planting are built in
+/// journal order, so a conflict handed back to the agent shows its resolve
+/// attempt, commit and second merge after the first outcome.
 #[derive(Default)]
 struct Seen {
+    /// The last event that could have freed the spec before it was planted.
+    ready_from: Option<u64>,
     planting_from: Option<u64>,
     planted: Option<u64>,
-    /// (attempt, start, end, result)
-    attempts: Vec<(u32, u64, Option<u64>, String)>,
-    committed: Option<(u64, String)>,
-    outcome: Option<(&'static str, u64, String)>,
+    first_attempt: Option<u64>,
+    /// The attempt under way: (number, start).
+    open: Option<(u32, u64)>,
+    /// The next attempt resolves a conflict (`resolving` event).
+    resolving: bool,
+    /// End of the last attempt.
+    last_end: Option<u64>,
+    /// Committed and waiting for the merge lane since then.
+    ready: Option<u64>,
+    bars: Vec<Bar>,
     marks: Vec<Mark>,
     wave: Option<usize>,
+    agent_ms: u64,
+    /// Position of its last merge outcome among all merge outcomes.
+    last_outcome: Option<usize>,
+}
+
+impl Seen {
+    fn push(&mut self, kind: BarKind, start: u64, end: u64, label: String) {
+        if end >= start {
+            self.bars.push(Bar {
+                kind,
+                start_ms: start,
+                end_ms: end,
+                label,
+            });
+        }
+    }
+
+    fn attempt(&mut self, n: u32, start: u64, end: u64, result: &str) {
+        self.agent_ms += end.saturating_sub(start);
+        self.first_attempt.get_or_insert(start);
+        let what = if std::mem::take(&mut self.resolving) {
+            "resolve attempt"
+        } else {
+            "agent attempt"
+        };
+        let shown = if result.is_empty() { "running" } else { result };
+        let kind = if result == "succeeded" {
+            BarKind::Attempt
+        } else {
+            BarKind::AttemptFailed
+        };
+        self.push(kind, start, end, format!("{what} {n}: {shown}"));
+        self.last_end = Some(end);
+    }
 }
 
 /// Builds the timeline of `record` from its journalled `events`. `now_ms`
@@ -163,16 +215,22 @@ pub fn build(record: &RunRecord, events: &[Value], now_ms: u64) -> Timeline {
     let mut wave = 0usize;
     let mut wave_trigger: Option<u64> = None;
     let mut merge_lane_free = run_start;
-    let mut merge_order: Vec<String> = Vec::new();
-    let mut merge_starts: HashMap<String, u64> = HashMap::new();
+    let mut outcomes = 0usize;
     for e in events {
         let k = kind(e);
         let t = at(e).unwrap_or(last_trigger);
         if let Some(spec) = id(e) {
             let s = seen.entry(spec).or_default();
+            let attempt_no = e.get("attempt").and_then(Value::as_u64).unwrap_or(1) as u32;
             match k {
                 "planted" if s.planted.is_none() => {
-                    s.planting_from = Some(last_trigger.min(t));
+                    let ready = last_trigger.min(t);
+                    let began = e
+                        .get("plant_ms")
+                        .and_then(Value::as_u64)
+                        .map(|ms| t.saturating_sub(ms).max(ready));
+                    s.ready_from = Some(ready);
+                    s.planting_from = Some(began.unwrap_or(ready));
                     s.planted = Some(t);
                     // Specs started by the same trigger form a wave.
                     if wave_trigger != Some(last_trigger) {
@@ -181,65 +239,61 @@ pub fn build(record: &RunRecord, events: &[Value], now_ms: u64) -> Timeline {
                     }
                     s.wave = Some(wave);
                 }
-                "started" => {
-                    let n = e.get("attempt").and_then(Value::as_u64).unwrap_or(1) as u32;
-                    if !s.attempts.iter().any(|a| a.0 == n) {
-                        s.attempts.push((n, t, None, String::new()));
-                    }
+                // A start journalled again (resume) keeps the first one.
+                "started" if s.open.is_none_or(|o| o.0 != attempt_no) => {
+                    s.open = Some((attempt_no, t));
                 }
+                "resolving" => s.resolving = true,
                 "exited" => {
-                    let n = e.get("attempt").and_then(Value::as_u64).unwrap_or(1) as u32;
                     let elapsed = e.get("elapsed_ms").and_then(Value::as_u64).unwrap_or(0);
-                    let result = e
-                        .get("result")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    match s.attempts.iter_mut().find(|a| a.0 == n) {
-                        Some(a) => {
-                            a.2 = Some(t);
-                            a.3 = result;
-                        }
-                        None => {
-                            s.attempts
-                                .push((n, t.saturating_sub(elapsed), Some(t), result));
-                        }
-                    }
+                    let result = e.get("result").and_then(Value::as_str).unwrap_or("");
+                    let start = match s.open.take() {
+                        Some((n, start)) if n == attempt_no => start,
+                        _ => t.saturating_sub(elapsed),
+                    };
+                    s.attempt(attempt_no, start, t, result);
                 }
                 "committed" => {
                     let files = e.get("files").and_then(Value::as_array).map_or(0, Vec::len);
                     let commits = e.get("commits").and_then(Value::as_u64).unwrap_or(0);
-                    s.committed = Some((t, format!("{commits} commit(s), {files} file(s)")));
+                    if let Some(from) = s.last_end {
+                        s.push(
+                            BarKind::Commit,
+                            from,
+                            t,
+                            format!("commit: {commits} commit(s), {files} file(s)"),
+                        );
+                    }
+                    s.ready = Some(t);
                 }
                 "merged" | "conflicted" | "refused" => {
-                    let (bar, label) = match k {
-                        "merged" => ("merged", "merged".to_string()),
+                    let (kind, label) = match k {
+                        "merged" => (BarKind::Merge, "merged".to_string()),
                         "conflicted" => (
-                            "conflicted",
+                            BarKind::Conflict,
                             format!("conflict: {}", join_strs(e.get("paths"))),
                         ),
                         _ => (
-                            "refused",
+                            BarKind::Refused,
                             format!(
                                 "refused: {}",
                                 e.get("reason").and_then(Value::as_str).unwrap_or("")
                             ),
                         ),
                     };
-                    if s.outcome.is_none() {
-                        let ready = s
-                            .committed
-                            .as_ref()
-                            .map(|c| c.0)
-                            .or_else(|| s.attempts.iter().filter_map(|a| a.2).max())
-                            .unwrap_or(run_start);
-                        merge_starts.insert(spec.to_string(), ready.max(merge_lane_free).min(t));
-                        s.outcome = Some((bar, t, label));
-                        merge_order.push(spec.to_string());
+                    // The merge lane is serial: a merge starts when its
+                    // branch is ready and the previous outcome is in.
+                    let ready = s.ready.take().or(s.last_end);
+                    let start = ready.unwrap_or(run_start).max(merge_lane_free).min(t);
+                    if let Some(ready) = ready {
+                        s.push(BarKind::MergeWait, ready, start, "waiting to merge".into());
                     }
+                    s.push(kind, start, t, label);
+                    outcomes += 1;
+                    s.last_outcome = Some(outcomes);
                     merge_lane_free = t;
                 }
-                "failed" | "skipped" | "kept" => {
+                "failed" | "timed_out" | "unchanged" | "skipped" | "kept" => {
                     let label = e
                         .get("reason")
                         .and_then(Value::as_str)
@@ -247,6 +301,8 @@ pub fn build(record: &RunRecord, events: &[Value], now_ms: u64) -> Timeline {
                         .unwrap_or_else(|| k.to_string());
                     let mark_kind = match k {
                         "failed" => "failed",
+                        "timed_out" => "timed_out",
+                        "unchanged" => "unchanged",
                         "skipped" => "skipped",
                         _ => "kept",
                     };
@@ -264,11 +320,24 @@ pub fn build(record: &RunRecord, events: &[Value], now_ms: u64) -> Timeline {
         }
     }
 
+    // The merge order: specs by their last merge outcome.
+    let mut last_outcomes: Vec<(usize, &str)> = seen
+        .iter()
+        .filter_map(|(id, s)| s.last_outcome.map(|o| (o, *id)))
+        .collect();
+    last_outcomes.sort_unstable();
+    let merge_order = |id: &str| {
+        last_outcomes
+            .iter()
+            .position(|(_, m)| *m == id)
+            .map(|p| p + 1)
+    };
+
     let rows = record
         .instances
         .iter()
         .map(|inst| {
-            let s = seen.remove(inst.id.as_str()).unwrap_or_default();
+            let mut s = seen.remove(inst.id.as_str()).unwrap_or_default();
             let mut bars = Vec::new();
             let mut push = |kind: BarKind, start: u64, end: u64, label: String| {
                 if end >= start {
@@ -280,10 +349,19 @@ pub fn build(record: &RunRecord, events: &[Value], now_ms: u64) -> Timeline {
                     });
                 }
             };
-            let first_attempt = s.attempts.iter().map(|a| a.1).min();
             if let Some(from) = s.planting_from {
-                push(BarKind::Waiting, run_start, from, "waiting".into());
-                let to = first_attempt.unwrap_or(s.planted.unwrap_or(from)).max(from);
+                let ready = s.ready_from.unwrap_or(from).max(run_start);
+                push(
+                    BarKind::Waiting,
+                    run_start,
+                    from,
+                    waiting_label(from.saturating_sub(run_start), from.saturating_sub(ready)),
+                );
+                let to = s
+                    .first_attempt
+                    .or(s.open.map(|o| o.1))
+                    .unwrap_or(s.planted.unwrap_or(from))
+                    .max(from);
                 push(
                     BarKind::Planting,
                     from,
@@ -295,59 +373,21 @@ pub fn build(record: &RunRecord, events: &[Value], now_ms: u64) -> Timeline {
                 let until = s.marks.first().map_or(end_ms, |m| m.at_ms);
                 push(BarKind::Waiting, run_start, until, "waiting".into());
             }
-            let mut agent_ms = 0;
-            let mut last_end = None;
-            let mut attempts = s.attempts.clone();
-            attempts.sort_by_key(|a| a.0);
-            for (n, start, end, result) in &attempts {
-                let end = end.unwrap_or(end_ms);
-                agent_ms += end.saturating_sub(*start);
-                let ok = result == "succeeded";
-                let shown = if result.is_empty() { "running" } else { result };
-                push(
-                    if ok {
-                        BarKind::Attempt
-                    } else {
-                        BarKind::AttemptFailed
-                    },
-                    *start,
-                    end,
-                    format!("agent attempt {n}: {shown}"),
-                );
-                last_end = Some(end);
-            }
-            if let (Some((t, label)), Some(from)) = (&s.committed, last_end) {
-                push(BarKind::Commit, from, *t, format!("commit: {label}"));
-            }
-            if let Some((outcome, t, label)) = &s.outcome {
-                let ready = s.committed.as_ref().map(|c| c.0).or(last_end);
-                let start = merge_starts.get(&inst.id).copied().unwrap_or(*t);
-                if let Some(ready) = ready {
-                    push(BarKind::MergeWait, ready, start, "waiting to merge".into());
-                }
-                let kind = match *outcome {
-                    "merged" => BarKind::Merge,
-                    "conflicted" => BarKind::Conflict,
-                    _ => BarKind::Refused,
-                };
-                push(kind, start, *t, label.clone());
-            } else if let (Some((t, _)), true) =
-                (&s.committed, inst.state == InstanceState::Succeeded)
-            {
+            // An attempt still under way ends with the run's view.
+            if let Some((n, start)) = s.open.take() {
+                s.attempt(n, start, end_ms, "");
+            } else if let (Some(t), true) = (s.ready, inst.state == InstanceState::Succeeded) {
                 // Succeeded and waiting for a merge that has not happened.
-                push(BarKind::MergeWait, *t, end_ms, "waiting to merge".into());
+                s.push(BarKind::MergeWait, t, end_ms, "waiting to merge".into());
             }
-            let merge_order = merge_order
-                .iter()
-                .position(|m| m == &inst.id)
-                .map(|p| p + 1);
+            bars.append(&mut s.bars);
             Row {
                 id: inst.id.clone(),
                 wave: s.wave,
-                merge_order,
+                merge_order: merge_order(&inst.id),
                 bars,
                 marks: s.marks,
-                agent_ms,
+                agent_ms: s.agent_ms,
             }
         })
         .collect();
@@ -359,7 +399,31 @@ pub fn build(record: &RunRecord, events: &[Value], now_ms: u64) -> Timeline {
     }
 }
 
-fn join_strs(v: Option<&Value>) -> String {
+/// What a waiting bar of `total` ms says, `gate` ms of which came after the
+/// spec could have started (the start interval or the concurrency window
+/// held it back).
+fn waiting_label(total: u64, gate: u64) -> String {
+    if gate == 0 {
+        return "waiting".into();
+    }
+    let before = total.saturating_sub(gate);
+    let turn = if before > 0 {
+        format!(
+            "{} for its turn (dependencies, overlaps, a slot), then ",
+            format_duration(before)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "waiting {}: {turn}{} for the start gate (agent.start_interval, the concurrency window)",
+        format_duration(total),
+        format_duration(gate)
+    )
+}
+
+/// A JSON list of strings as `a, b, c` (missing or empty: ``).
+pub(crate) fn join_strs(v: Option<&Value>) -> String {
     v.and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -497,6 +561,87 @@ mod tests {
         assert_eq!(t.rows[2].bars[1].start_ms, 4500);
         assert_eq!(t.agent_ms(), 800 + 1000 + 1800);
         assert_eq!(t.wall_ms(), 8000);
+    }
+
+    #[test]
+    fn time_held_back_by_the_start_gate_is_waiting_not_planting() {
+        // Both freed by the run's start; b's plant was let go a second
+        // later by the start interval and took 100 ms.
+        let events = vec![
+            json!({"event": "run_started", "at_ms": 1000}),
+            json!({"event": "planted", "id": "a", "plant_ms": 80, "at_ms": 1080}),
+            json!({"event": "started", "id": "a", "attempt": 1, "at_ms": 1100}),
+            json!({"event": "planted", "id": "b", "plant_ms": 100, "at_ms": 2100}),
+            json!({"event": "started", "id": "b", "attempt": 1, "at_ms": 2120}),
+        ];
+        let t = build(&record(&["a", "b"]), &events, 0);
+        let bars = |i: usize| -> Vec<(&str, u64, u64)> {
+            t.rows[i]
+                .bars
+                .iter()
+                .map(|b| (b.kind.as_str(), b.start_ms, b.end_ms))
+                .collect()
+        };
+        assert_eq!(
+            bars(1)[..2],
+            [("waiting", 1000, 2000), ("planting", 2000, 2120)]
+        );
+        assert!(
+            t.rows[1].bars[0].label.contains("1.0s for the start gate"),
+            "{}",
+            t.rows[1].bars[0].label
+        );
+        assert_eq!(
+            bars(0)[..2],
+            [("waiting", 1000, 1000), ("planting", 1000, 1100)]
+        );
+        assert_eq!(t.rows[0].bars[0].label, "waiting");
+        // A journal from before `plant_ms`: planting from the trigger.
+        let mut old = events.clone();
+        for e in &mut old {
+            e.as_object_mut().expect("object").remove("plant_ms");
+        }
+        let t = build(&record(&["a", "b"]), &old, 0);
+        assert_eq!(t.rows[1].bars[1].start_ms, 1000);
+    }
+
+    #[test]
+    fn a_conflict_handed_back_shows_the_resolve_attempt_and_the_second_merge() {
+        let events = vec![
+            json!({"event": "run_started", "at_ms": 1000}),
+            json!({"event": "planted", "id": "a", "plant_ms": 50, "at_ms": 1050}),
+            json!({"event": "started", "id": "a", "attempt": 1, "at_ms": 1100}),
+            json!({"event": "exited", "id": "a", "attempt": 1, "result": "succeeded", "elapsed_ms": 900, "at_ms": 2000}),
+            json!({"event": "committed", "id": "a", "commits": 1, "files": ["g"], "at_ms": 2100}),
+            json!({"event": "conflicted", "id": "a", "paths": ["g"], "at_ms": 2300}),
+            json!({"event": "resolving", "id": "a", "attempt": 1, "paths": ["g"], "at_ms": 2300}),
+            json!({"event": "started", "id": "a", "attempt": 2, "at_ms": 2400}),
+            json!({"event": "exited", "id": "a", "attempt": 2, "result": "succeeded", "elapsed_ms": 100, "at_ms": 2500}),
+            json!({"event": "committed", "id": "a", "commits": 2, "files": ["g"], "at_ms": 2600}),
+            json!({"event": "merged", "id": "a", "at_ms": 2900}),
+        ];
+        let t = build(&record(&["a"]), &events, 0);
+        let row = &t.rows[0];
+        let kinds: Vec<&str> = row.bars.iter().map(|b| b.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "waiting",
+                "planting",
+                "attempt",
+                "commit",
+                "merge-wait",
+                "conflict",
+                "attempt",
+                "commit",
+                "merge-wait",
+                "merge"
+            ]
+        );
+        assert_eq!(row.bars[6].label, "resolve attempt 2: succeeded");
+        assert_eq!((row.bars[9].start_ms, row.bars[9].end_ms), (2600, 2900));
+        assert_eq!(row.agent_ms, 900 + 100);
+        assert_eq!(row.merge_order, Some(1));
     }
 
     #[test]

@@ -372,9 +372,8 @@ pub async fn run_instance(
                 };
                 let (opts2, dir2, spec2, wt) =
                     (opts.clone(), dir.clone(), spec.clone(), worktree.clone());
-                let start = launch.start_commit.clone();
                 tokio::task::spawn_blocking(move || {
-                    crate::runner::resolve::judge(&opts2, &dir2, &spec2, &wt, &start, code)
+                    crate::runner::resolve::judge(&opts2, &dir2, &spec2, &wt, code)
                 })
                 .await
                 .unwrap_or(Verdict::Stopped)

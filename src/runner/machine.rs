@@ -229,6 +229,10 @@ pub struct RunMachine {
     lane_jobs: VecDeque<Action>,
     /// Gate worktree slots not running a gate.
     gate_slots: BTreeSet<usize>,
+    /// When each plant under way was decided (the start interval and the
+    /// window let it go): its `planted` event says how long it took, so the
+    /// report tells waiting for the start gate from planting.
+    plant_began: HashMap<String, u64>,
 }
 
 /// A rate-limited spec waiting to start again.
@@ -293,6 +297,7 @@ impl RunMachine {
             queue_lane: false,
             lane_jobs: VecDeque::new(),
             gate_slots: (0..gate_jobs).collect(),
+            plant_began: HashMap::new(),
         }
     }
 
@@ -518,6 +523,7 @@ impl RunMachine {
                     .ok_or_else(|| MachineError::NoFreeSlot { id: id.clone() })?;
                 self.advance(&id, InstanceState::Creating, now)?;
                 self.inst(&id)?.slot = Some(slot);
+                self.plant_began.insert(id.clone(), now);
                 launches.push(Launch {
                     id,
                     slot,
@@ -1029,14 +1035,28 @@ impl RunMachine {
         self.advance(id, state, now)?;
         out.push(Action::Save);
         let log = self.inst(id)?.log_path.clone();
-        out.push(Action::Emit(Event::Failed {
-            id: id.to_string(),
-            reason,
-            log,
+        let id_ = id.to_string();
+        // Announced with the word the summary and `status` show.
+        out.push(Action::Emit(match state {
+            InstanceState::TimedOut => Event::TimedOut {
+                id: id_,
+                reason,
+                log,
+            },
+            InstanceState::Unchanged => Event::Unchanged {
+                id: id_,
+                reason,
+                log,
+            },
+            _ => Event::Failed {
+                id: id_,
+                reason,
+                log,
+            },
         }));
         out.push(Action::EmitIfExists(
             self.policy.worktree(id),
-            self.policy.kept(id, "failed"),
+            self.policy.kept(id, state.as_str()),
         ));
         self.sched.settled(id, false);
         self.skip(out, now)
@@ -1130,12 +1150,14 @@ impl RunMachine {
                     }
                     self.inst(&id)?.start_commit = Some(launch.start_commit.clone());
                     out.push(Action::Save);
+                    let began = self.plant_began.remove(&id);
                     if fresh {
                         out.push(Action::Emit(Event::Planted {
                             id: id.clone(),
                             branch: crate::spec::branch_for(&id),
                             worktree: self.policy.worktree(&id).display().to_string(),
                             start_commit: launch.start_commit.clone(),
+                            plant_ms: began.map(|t| now.saturating_sub(t)),
                         }));
                     }
                     // A budget reached while it was planted: it does not
@@ -1153,6 +1175,7 @@ impl RunMachine {
                     launches.push(launch);
                 }
                 Err(reason) => {
+                    self.plant_began.remove(&id);
                     self.release_slot(&id);
                     self.fail(out, &id, InstanceState::Failed, reason, now)?;
                 }
@@ -2140,16 +2163,18 @@ mod handle_tests {
             [
                 "emit committed",
                 "save",
-                "emit failed",
+                "emit timedout",
                 "emit-if-exists kept",
                 "save",
                 "emit skipped"
             ]
         );
-        let Action::EmitIfExists(path, _) = &done[3] else {
+        let Action::EmitIfExists(path, Event::Kept { reason, .. }) = &done[3] else {
             panic!("{done:?}")
         };
         assert_eq!(path, &PathBuf::from("/wt/a"));
+        // One word for the outcome: timed out, not failed.
+        assert_eq!(reason, "timed_out");
         assert_eq!(state(&m, "a"), TimedOut);
         assert_eq!(m.record.instance("a").unwrap().tip.as_deref(), Some("t2"));
         assert_eq!(state(&m, "b"), Skipped);

@@ -162,7 +162,6 @@ pub fn judge(
     dir: &RunDir,
     spec: &Spec,
     worktree: &Path,
-    start: &str,
     exit_code: Option<i32>,
 ) -> Verdict {
     let unresolved = |reason: String| Verdict::Failed {
@@ -181,6 +180,10 @@ pub fn judge(
     };
     let oid =
         |s: &str| Oid::from_str(s).map_err(|e| format!("bad commit `{s}` in resolve.json: {e}"));
+    // What the branch brings is judged on top of the target it merged:
+    // the target's own commits and files are neither its work nor scope
+    // creep (nor subjects of its merge commit).
+    let merged_target = kept.target_tip.clone();
     let hand_back = match (oid(&kept.target_tip), oid(&kept.branch_tip)) {
         (Ok(target_tip), Ok(branch_tip)) => HandBack {
             target_tip,
@@ -199,7 +202,7 @@ pub fn judge(
         Repo::discover(&opts.repo_root)?.resolution_outcome(worktree, &spec.branch(), &hand_back)
     })();
     match outcome {
-        Ok(Resolution::Concluded { .. }) => concluded(opts, spec, worktree, start),
+        Ok(Resolution::Concluded { .. }) => concluded(opts, spec, worktree, &merged_target),
         Ok(Resolution::Unresolved { reason }) => unresolved(reason),
         Err(err) => unresolved(crate::error::chain(&err)),
     }

@@ -28,10 +28,6 @@ pub struct Diagnostic {
     pub spec_path: Option<String>,
     pub message: String,
     pub hint: Option<String>,
-    /// A warning for `check` that is an error for a spec selected to run
-    /// (an unknown dependency can never be satisfied; a duplicated id in use).
-    #[serde(skip)]
-    pub(crate) error_when_run: bool,
 }
 
 impl Diagnostic {
@@ -45,7 +41,6 @@ impl Diagnostic {
             spec_path: Some(spec_path.to_string()),
             message: err.to_string(),
             hint: err.hint(),
-            error_when_run: false,
         }
     }
 

@@ -136,6 +136,15 @@ pub enum SpecError {
         known: Vec<String>,
     },
 
+    #[error("{file}:{line}: spec `{id}` depends on `{dependency}`, which is invalid ({dependency_file})")]
+    InvalidDependency {
+        file: String,
+        line: usize,
+        id: String,
+        dependency: String,
+        dependency_file: String,
+    },
+
     #[error("{file}:{line}: spec `{id}` depends on itself")]
     SelfDependency {
         file: String,
@@ -263,6 +272,13 @@ impl SpecError {
                 Some(known_list(known))
             }
             SpecError::Cycle { .. } => Some("remove one of the dependencies in the cycle".into()),
+            SpecError::InvalidDependency {
+                dependency,
+                dependency_file,
+                ..
+            } => Some(format!(
+                "it can never be satisfied: `plan` and `run` refuse this spec; fix `{dependency_file}` (`treefarm check --explain {dependency}` shows how it was read) or remove the dependency"
+            )),
             SpecError::BadPriority { .. } => Some(
                 "write a number or one of critical, high, medium, low; the default priority applies"
                     .into(),
@@ -308,6 +324,7 @@ impl SpecError {
             | E::EmptyPath { file, line, .. }
             | E::InvalidGlob { file, line, .. }
             | E::UnknownDependency { file, line, .. }
+            | E::InvalidDependency { file, line, .. }
             | E::SelfDependency { file, line, .. }
             | E::Cycle { file, line, .. }
             | E::AbsoluteInRepo { file, line, .. }

@@ -64,13 +64,6 @@ pub struct SpecFolder {
     pub root: PathBuf,
 }
 
-/// What a selection is for: `check` reports, `plan`/`run` act.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    Check,
-    Run,
-}
-
 /// The specs a command acts on, with the diagnostics that concern them.
 #[derive(Debug, Clone, Default)]
 pub struct Selected {
@@ -251,7 +244,7 @@ fn classify(root_canon: &Path, path: &Path, rel: &str) -> Found {
 /// error whose hint is `treefarm init`.
 pub fn load_specs(repo_root: &Path, spec_dir: &Path) -> Result<SpecSet, SpecError> {
     let folder = load_spec_folder(repo_root, spec_dir, &LoadOptions::default())?;
-    let selected = folder.select(&[], Purpose::Run)?;
+    let selected = folder.select(&[])?;
     let errors: Vec<SpecError> = selected
         .errors()
         .map(|d| SpecError::Diagnosed {
@@ -519,13 +512,15 @@ fn resolve(parsed: Vec<(Parsed, PathBuf, String)>, spec_dir: &Path) -> SpecFolde
                         dependency: d.value.clone(),
                         known: known.clone(),
                     };
-                    let mut diag = Diagnostic::new(Level::Warning, &e, &raw.id, &raw.rel_path);
+                    // An error for `check` as for `plan` and `run`: a check
+                    // that passes means they accept the spec.
+                    let mut diag = Diagnostic::new(Level::Error, &e, &raw.id, &raw.rel_path);
                     diag.hint = Some(format!(
                         "it can never be satisfied: `plan` and `run` refuse this spec; {}",
                         diag.hint.unwrap_or_default()
                     ));
-                    diag.error_when_run = true;
                     diagnostics.push(diag);
+                    valid[order] = false;
                 }
             }
         }
@@ -550,6 +545,32 @@ fn resolve(parsed: Vec<(Parsed, PathBuf, String)>, spec_dir: &Path) -> SpecFolde
                 &raws[i].id,
                 &raws[i].rel_path,
             ));
+        }
+    }
+
+    // A dependency on an invalid spec can never be satisfied either (it
+    // never runs, so never merges): the dependent is invalid too, and so
+    // are its own dependents, with the first invalid dependency named.
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for order in 0..raws.len() {
+            if !valid[order] {
+                continue;
+            }
+            if let Some(&(dep, line)) = edges[order].iter().find(|&&(j, _)| !valid[j]) {
+                let raw = raws[order];
+                let e = SpecError::InvalidDependency {
+                    file: raw.rel_path.clone(),
+                    line,
+                    id: raw.id.clone(),
+                    dependency: raws[dep].id.clone(),
+                    dependency_file: raws[dep].rel_path.clone(),
+                };
+                diagnostics.push(Diagnostic::new(Level::Error, &e, &raw.id, &raw.rel_path));
+                valid[order] = false;
+                changed = true;
+            }
         }
     }
 
@@ -657,8 +678,10 @@ impl SpecFolder {
     }
 
     /// The specs `names` select (all when empty) and the diagnostics that
-    /// concern them. Unknown or ambiguous names are an error.
-    pub fn select(&self, names: &[String], purpose: Purpose) -> Result<Selected, SpecError> {
+    /// concern them. Unknown or ambiguous names are an error. `check`,
+    /// `plan` and `run` select alike, so that a spec `check` passes is one
+    /// `plan` and `run` accept.
+    pub fn select(&self, names: &[String]) -> Result<Selected, SpecError> {
         let mut chosen = vec![names.is_empty(); self.entries.len()];
         let mut errors = Vec::new();
         for name in names {
@@ -684,50 +707,39 @@ impl SpecFolder {
             })
             .cloned()
             .collect();
-        let mut invalid_by_run: std::collections::HashSet<String> = Default::default();
-        if purpose == Purpose::Run {
-            // Two selected specs with one id would share one branch.
-            let mut by_key: HashMap<String, Vec<&str>> = HashMap::new();
-            for (e, c) in self.entries.iter().zip(&chosen) {
-                if *c && !e.raw.id.is_empty() {
-                    by_key
-                        .entry(id_key(&e.raw.id))
-                        .or_default()
-                        .push(&e.rel_path);
-                }
+        let mut duplicated: std::collections::HashSet<String> = Default::default();
+        // Two selected specs with one id would share one branch.
+        let mut by_key: HashMap<String, Vec<&str>> = HashMap::new();
+        for (e, c) in self.entries.iter().zip(&chosen) {
+            if *c && !e.raw.id.is_empty() {
+                by_key
+                    .entry(id_key(&e.raw.id))
+                    .or_default()
+                    .push(&e.rel_path);
             }
-            let mut keys: Vec<&String> = by_key.keys().filter(|k| by_key[*k].len() > 1).collect();
-            keys.sort();
-            for key in keys {
-                let files: Vec<String> = by_key[key].iter().map(|f| f.to_string()).collect();
-                for f in &files {
-                    let entry = self.entries.iter().find(|e| &e.rel_path == f);
-                    let id = entry.map_or("", |e| e.raw.id.as_str());
-                    let err = SpecError::DuplicateIdUsed {
-                        id: id.to_string(),
-                        files: files.clone(),
-                    };
-                    diagnostics.retain(|d| {
-                        !(d.spec_path.as_deref() == Some(f.as_str())
-                            && d.message.starts_with("duplicate spec id"))
-                    });
-                    let mut d = Diagnostic::new(Level::Error, &err, id, f);
-                    d.message = format!(
-                        "duplicate spec id `{id}`: {} would share the branch `treefarm/{id}`",
-                        files.join(" and ")
-                    );
-                    diagnostics.push(d);
-                    invalid_by_run.insert(f.clone());
-                }
-            }
-
-            for d in &mut diagnostics {
-                if d.error_when_run {
-                    d.level = Level::Error;
-                    if let Some(p) = &d.spec_path {
-                        invalid_by_run.insert(p.clone());
-                    }
-                }
+        }
+        let mut keys: Vec<&String> = by_key.keys().filter(|k| by_key[*k].len() > 1).collect();
+        keys.sort();
+        for key in keys {
+            let files: Vec<String> = by_key[key].iter().map(|f| f.to_string()).collect();
+            for f in &files {
+                let entry = self.entries.iter().find(|e| &e.rel_path == f);
+                let id = entry.map_or("", |e| e.raw.id.as_str());
+                let err = SpecError::DuplicateIdUsed {
+                    id: id.to_string(),
+                    files: files.clone(),
+                };
+                diagnostics.retain(|d| {
+                    !(d.spec_path.as_deref() == Some(f.as_str())
+                        && d.message.starts_with("duplicate spec id"))
+                });
+                let mut d = Diagnostic::new(Level::Error, &err, id, f);
+                d.message = format!(
+                    "duplicate spec id `{id}`: {} would share the branch `treefarm/{id}`",
+                    files.join(" and ")
+                );
+                diagnostics.push(d);
+                duplicated.insert(f.clone());
             }
         }
         // A cycle or a duplicated id is recorded once per spec involved; one
@@ -738,9 +750,7 @@ impl SpecFolder {
             .set
             .specs
             .iter()
-            .filter(|s| {
-                paths.contains(s.rel_path.as_str()) && !invalid_by_run.contains(&s.rel_path)
-            })
+            .filter(|s| paths.contains(s.rel_path.as_str()) && !duplicated.contains(&s.rel_path))
             .cloned()
             .collect();
         Ok(Selected {

@@ -17,7 +17,7 @@ pub(crate) mod yaml;
 
 pub use diag::{Diagnostic, Level};
 pub use error::SpecError;
-pub use load::{load_spec_folder, load_specs, Entry, LoadOptions, Purpose, Selected, SpecFolder};
+pub use load::{load_spec_folder, load_specs, Entry, LoadOptions, Selected, SpecFolder};
 pub use markers::{MarkerRules, Mention};
 pub use model::{branch_for, id_key, Spec, SpecSet};
 pub(crate) use parse::line_of_offset;

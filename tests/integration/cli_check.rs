@@ -244,6 +244,7 @@ fn bad_inputs() -> Vec<BadInput> {
                     "specs/SPEC-002-x.md",
                     b"---\nid: \"001\"\nfiles: [b.rs]\n---\n",
                 ),
+                ("specs/SPEC-003-z.md", b"# Z\n\n**File**: `src/z.rs`\n"),
             ],
             &[
                 "duplicate spec id `001`",
@@ -261,6 +262,49 @@ fn bad_inputs() -> Vec<BadInput> {
                 ),
             ],
             &["specs/SPEC-002-dep.md:4:", "unknown spec `SPEC-042`"],
+        ),
+        bad(
+            "dependency on an invalid spec",
+            &[
+                OK,
+                (
+                    "specs/SPEC-002-dep.md",
+                    b"# Dep\n\n**File**: `b.rs`\n**Depends on**: SPEC-003\n",
+                ),
+                ("specs/SPEC-003-nofiles.md", b"# No files\n"),
+            ],
+            &[
+                "specs/SPEC-002-dep.md:4:",
+                "depends on `003`, which is invalid (specs/SPEC-003-nofiles.md)",
+                "specs/SPEC-003-nofiles.md: spec `003` declares no files",
+            ],
+        ),
+        bad(
+            "dependency on a duplicated id",
+            &[
+                OK,
+                (
+                    "specs/SPEC-002-dep.md",
+                    b"# Dep\n\n**File**: `b.rs`\n**Depends on**: SPEC-003\n",
+                ),
+                ("specs/SPEC-003-a.md", b"# A\n\n**File**: `c.rs`\n"),
+                ("specs/SPEC-003-b.md", b"# B\n\n**File**: `d.rs`\n"),
+            ],
+            &[
+                "specs/SPEC-002-dep.md:4:",
+                "spec id `SPEC-003` is used by 2",
+            ],
+        ),
+        bad(
+            "self dependency",
+            &[
+                OK,
+                (
+                    "specs/SPEC-002-self.md",
+                    b"# Self\n\n**File**: `b.rs`\n**Depends on**: SPEC-002\n",
+                ),
+            ],
+            &["specs/SPEC-002-self.md:4:", "depends on itself"],
         ),
         bad(
             "dependency cycle",
@@ -336,9 +380,10 @@ fn bad_inputs() -> Vec<BadInput> {
 /// Every rejected spec set makes `plan` and `run` exit 2 with a message
 /// naming the file (and line), and none of them creates anything. `check`
 /// (issue 9) reports the same problems per spec without blocking the valid
-/// ones: errors exit 2, the problems that only matter for a run (an unknown
-/// dependency, a duplicated id nobody selects) are warnings (exit 0); with
-/// `--json` they are under `"errors"` / `"warnings"` on stdout.
+/// ones, as errors (exit 2): a check that passes means `plan` and `run`
+/// accept the specs (issue 21: an unknown dependency, a dependency on an
+/// invalid spec, a duplicated id in use were warnings for `check` only);
+/// with `--json` they are under `"errors"` on stdout.
 #[test]
 fn bad_specs_exit_2_naming_file_and_line_and_create_nothing() {
     for case in bad_inputs() {
@@ -350,12 +395,9 @@ fn bad_specs_exit_2_naming_file_and_line_and_create_nothing() {
         }
         repo.commit_all("specs");
         let before = repo.footprint();
-        let warning_only = matches!(case.name, "duplicate ids" | "unknown dependency");
-        let check_code = if warning_only { 0 } else { 2 };
         for args in [&["plan"][..], &["run", "--agent", "true"], &["check"]] {
             let out = repo.tf(args);
-            let code = if args[0] == "check" { check_code } else { 2 };
-            assert_exit(&out, code);
+            assert_exit(&out, 2);
             assert_eq!(stdout(&out), "", "{}: {args:?}", case.name);
             let err = stderr(&out);
             for fragment in &case.expect {
@@ -373,26 +415,48 @@ fn bad_specs_exit_2_naming_file_and_line_and_create_nothing() {
             );
         }
         let out = repo.tf(&["check", "--json"]);
-        assert_exit(&out, check_code);
+        assert_exit(&out, 2);
         assert_eq!(stderr(&out), "", "{}: --json is quiet on stderr", case.name);
         let report = stdout_json(&out);
-        let key = if warning_only { "warnings" } else { "errors" };
-        let listed = serde_json::to_string(&report[key]).expect("json");
+        let listed = serde_json::to_string(&report["errors"]).expect("json");
         for fragment in &case.expect {
             let fragment = serde_json::to_string(fragment).expect("json");
             let fragment = fragment.trim_matches('"');
             assert!(
                 listed.contains(fragment),
-                "{}: {key} lack {fragment:?}: {listed}",
+                "{}: errors lack {fragment:?}: {listed}",
                 case.name
             );
         }
-        if case.name != "dependency cycle" {
+        let valid = match case.name {
+            "dependency cycle" => None,
+            "duplicate ids" => Some("003"),
+            _ => Some("001"),
+        };
+        if let Some(valid) = valid {
             assert!(
-                ids(&report).contains(&"001"),
+                ids(&report).contains(&valid),
                 "{}: the valid spec is still checked: {report}",
                 case.name
             );
+        }
+        // `check` and `plan` agree on every selection: each spec alone
+        // (by path) and the valid one alone.
+        for (path, _) in &case.files {
+            let check = repo.tf(&["check", path]);
+            let plan = repo.tf(&["plan", path]);
+            assert_eq!(
+                check.status.code(),
+                plan.status.code(),
+                "{}: check and plan of {path} disagree:\n{}\n{}",
+                case.name,
+                stderr(&check),
+                stderr(&plan)
+            );
+        }
+        if let Some(valid) = valid {
+            assert_exit(&repo.tf(&["check", valid]), 0);
+            assert_exit(&repo.tf(&["plan", valid]), 0);
         }
         assert_eq!(repo.footprint(), before, "{}: check --json", case.name);
     }
@@ -639,4 +703,39 @@ fn a_repository_without_commits_is_bad_input() {
         assert!(stderr(&out).contains("hint:"), "{args:?}: {}", stderr(&out));
         assert_eq!(repo.footprint(), before, "{args:?} created something");
     }
+}
+
+/// Issue 21: `depends_on: ["999"]` (no such spec) — `check` warned and
+/// exited 0 while `plan` exited 2. Now both refuse it, and `check` still
+/// reports the other spec, for people and with `--json`.
+#[test]
+fn check_exits_2_on_an_unknown_dependency_that_plan_refuses() {
+    let repo = TestRepo::with_files(&[
+        (
+            "specs/SPEC-001-dep.md",
+            "---\nfiles: [a.rs]\ndepends_on: [\"999\"]\n---\n# Dep\n",
+        ),
+        ("specs/SPEC-002-ok.md", "# Ok\n\n**File**: `b.rs`\n"),
+    ]);
+    let plan = repo.tf(&["plan"]);
+    assert_exit(&plan, 2);
+    let check = repo.tf(&["check"]);
+    assert_exit(&check, 2);
+    let err = stderr(&check);
+    assert!(
+        err.contains("error: specs/SPEC-001-dep.md:3: spec `001` depends on unknown spec `999`"),
+        "{err}"
+    );
+    let json = repo.tf(&["check", "--json"]);
+    assert_exit(&json, 2);
+    let report = stdout_json(&json);
+    assert_eq!(ids(&report), ["002"], "the other spec is still checked");
+    assert_eq!(report["invalid"][0]["id"], "001");
+    assert_eq!(report["errors"][0]["line"], 3);
+    assert_eq!(report["warnings"], json!([]));
+    // Each alone: check and plan agree.
+    assert_exit(&repo.tf(&["check", "001"]), 2);
+    assert_exit(&repo.tf(&["plan", "001"]), 2);
+    assert_exit(&repo.tf(&["check", "002"]), 0);
+    assert_exit(&repo.tf(&["plan", "002"]), 0);
 }

@@ -14,32 +14,18 @@ use common::stderr;
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// `treefarm demo --keep` with its temp folder inside `tmp`; returns the
-/// kept repository and the report path the demo printed last.
+/// `treefarm demo --keep` (on the defaults) with its temp folder inside
+/// `tmp`; returns the kept repository and the report path the demo printed
+/// last.
 fn demo(tmp: &TempDir) -> (PathBuf, PathBuf, Output) {
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).expect("mkdir home");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_treefarm"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("TMPDIR", tmp.path())
-        .current_dir(tmp.path())
-        .args(["demo", "--keep"]);
-    common::isolated_env(&mut cmd, &home);
-    let out = cmd.output().expect("run treefarm demo");
+    let (repo, out) = crate::demo_story::demo(tmp, &[]);
     let err = stderr(&out);
-    assert!(out.status.success(), "demo failed:\n{err}");
     assert!(err.ends_with('\n'), "{err}");
     let last = err.lines().last().expect("demo printed something");
     let report = PathBuf::from(
         last.strip_prefix("report: ")
             .unwrap_or_else(|| panic!("the demo ends with its report path, not {last:?}")),
     );
-    let repo = err
-        .lines()
-        .find_map(|l| l.strip_prefix("kept the demo repository: "))
-        .map(PathBuf::from)
-        .expect("the demo names the kept repository");
     assert!(report.is_file(), "{}", report.display());
     (repo, report, out)
 }
@@ -166,19 +152,43 @@ fn check_timeline(report: &Path, html: &str) -> Vec<String> {
             assert!(pair[0].1 <= pair[1].1, "{id}: bars in time order: {bars:?}");
             assert!(pair[0].2 <= pair[1].2 + 1, "{id}: {bars:?}");
         }
+        // Planting starts when the plant began (`planted` minus `plant_ms`),
+        // not when the spec could have started: the time the start gate held
+        // it back is waiting.
+        if let Some(planted) = events
+            .iter()
+            .find(|e| e["id"] == id && e["event"] == "planted")
+        {
+            let at = planted["at_ms"].as_u64().expect("at_ms");
+            let plant_ms = planted["plant_ms"]
+                .as_u64()
+                .expect("planted says how long the plant took");
+            let planting = bars
+                .iter()
+                .find(|b| b.0 == "planting")
+                .expect("a planting bar");
+            assert!(
+                planting.1 >= at - plant_ms && planting.1 <= at,
+                "{id}: planting from {} but the plant began at {}",
+                planting.1,
+                at - plant_ms
+            );
+        }
         merge_orders.push((attr(*row, "data-merge-order").to_string(), id));
     }
-    // The merge order is the order of merge outcomes in the journal.
-    let outcomes: Vec<&str> = events
-        .iter()
-        .filter(|e| {
-            matches!(
-                e["event"].as_str(),
-                Some("merged" | "conflicted" | "refused")
-            )
-        })
-        .map(|e| e["id"].as_str().expect("id"))
-        .collect();
+    // The merge order is the order of the specs' last merge outcomes in
+    // the journal (a conflict handed back is followed by a merge).
+    let mut outcomes: Vec<&str> = Vec::new();
+    for e in events.iter().filter(|e| {
+        matches!(
+            e["event"].as_str(),
+            Some("merged" | "conflicted" | "refused")
+        )
+    }) {
+        let id = e["id"].as_str().expect("id");
+        outcomes.retain(|o| *o != id);
+        outcomes.push(id);
+    }
     let by_order: HashMap<String, &str> = merge_orders.into_iter().collect();
     for (i, id) in outcomes.iter().enumerate() {
         assert_eq!(
@@ -224,13 +234,52 @@ fn demo_report_is_well_formed_with_one_row_per_spec_and_bars_in_event_order() {
     }
     assert_eq!(check_timeline(&report, &html).len(), 5);
     let doc = parse(&html);
-    // The conflict and the scope creep are there: 050 conflicted on
-    // docs/guide.md, which it changed without declaring it.
+    // The conflict, its hand-back and the scope creep are there: 050
+    // conflicted on docs/guide.md, which it changed without declaring it,
+    // its agent resolved it, and it merged.
     let section = doc
         .descendants()
         .find(|n| n.attribute("id") == Some("spec-050"))
         .expect("a section for 050");
-    assert_eq!(attr(section, "data-result"), "conflicted");
+    assert_eq!(attr(section, "data-result"), "merged");
+    // 040 and 050 were freed with 030 by the first batch, and the one-second
+    // start interval let them go one by one: that shows as waiting.
+    for id in ["040", "050"] {
+        let waiting = doc
+            .descendants()
+            .find(|n| has_class(*n, "row") && n.attribute("data-id") == Some(id))
+            .and_then(|r| r.descendants().find(|b| has_class(*b, "bar")))
+            .expect("a first bar");
+        assert_eq!(attr(waiting, "data-kind"), "waiting");
+        assert!(
+            attr(waiting, "data-label").contains("for the start gate"),
+            "{id}: {}",
+            attr(waiting, "data-label")
+        );
+    }
+    let row_050: Vec<String> = doc
+        .descendants()
+        .find(|n| has_class(*n, "row") && n.attribute("data-id") == Some("050"))
+        .expect("row 050")
+        .descendants()
+        .filter(|n| has_class(*n, "bar"))
+        .map(|b| attr(b, "data-kind").to_string())
+        .collect();
+    assert_eq!(
+        row_050,
+        [
+            "waiting",
+            "planting",
+            "attempt",
+            "commit",
+            "merge-wait",
+            "conflict",
+            "attempt",
+            "commit",
+            "merge-wait",
+            "merge"
+        ]
+    );
     let undeclared: Vec<&str> = section
         .descendants()
         .filter(|n| has_class(*n, "undeclared"))
@@ -263,8 +312,8 @@ fn demo_report_is_well_formed_with_one_row_per_spec_and_bars_in_event_order() {
             .unwrap_or_else(|| panic!("total {key}"))
             .to_string()
     };
-    assert_eq!(total("merged"), "4");
-    assert_eq!(total("kept"), "1");
+    assert_eq!(total("merged"), "5");
+    assert_eq!(total("kept"), "0");
     assert!(total("speedup").ends_with('x'));
 
     // `treefarm report` rewrites it on demand, elsewhere, with usage.

@@ -151,7 +151,7 @@ fn idle_timeout_fires_for_a_silent_agent() {
     let exited = events_of(&events, "exited", Some("061"));
     assert_eq!(exited.len(), 1);
     assert_eq!(exited[0]["result"], "idle_timeout");
-    let failed = events_of(&events, "failed", Some("061"));
+    let failed = events_of(&events, "timed_out", Some("061"));
     assert!(
         failed[0]["reason"].as_str().unwrap().contains("idle"),
         "{}",
