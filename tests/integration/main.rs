@@ -36,6 +36,7 @@ mod git_worktrees;
 mod isolation_escape;
 mod isolation_resume;
 mod layouts;
+mod mcp_server;
 mod merge_batch;
 mod merge_command;
 mod merge_gate;
