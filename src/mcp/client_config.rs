@@ -14,7 +14,8 @@
 //!   cover a `run_wait` (45 s by default).
 //! - Gemini CLI reads `mcpServers` from `~/.gemini/settings.json`;
 //!   `trust: true` skips the confirmation of every tool of that server
-//!   (non-interactive mode drops tools that would need one).
+//!   (non-interactive mode drops tools that would need one), and a headless
+//!   run in a folder nobody trusted is refused unless `--skip-trust`.
 
 use std::path::Path;
 
@@ -89,9 +90,11 @@ pub fn client_config(client: Client, exe: &Path, dir: &Path) -> ClientConfig {
             });
             ClientConfig {
                 content: pretty(&value),
-                note: "Gemini CLI: merge this into ~/.gemini/settings.json (or \
-                       .gemini/settings.json of a trusted folder), then run\n  gemini -p '...'\n\
-                       (trust: true runs treefarm's tools without a confirmation)"
+                note: "Gemini CLI: merge this into ~/.gemini/settings.json, then run\n  \
+                       gemini --skip-trust -p '...'\n\
+                       (trust: true runs treefarm's tools without a confirmation; a headless \
+                       run refuses a folder that is not trusted: --skip-trust, or \
+                       GEMINI_CLI_TRUST_WORKSPACE=true, trusts it for the session)"
                     .to_string(),
             }
         }

@@ -49,6 +49,7 @@ mod overlap_scale;
 mod prune_cli;
 mod rate_limits_e2e;
 mod real_agents;
+mod real_mcp;
 mod resume_agents;
 mod resume_faults;
 mod run_agents;

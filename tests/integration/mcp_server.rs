@@ -501,6 +501,7 @@ fn print_config_gives_each_client_what_it_needs_to_call_the_tools_unprompted() {
     let out = repo.tf(&["mcp", "--print-config", "gemini"]);
     let gemini: Value = serde_json::from_slice(&out.stdout).expect("gemini json");
     assert_eq!(gemini["mcpServers"]["treefarm"]["trust"], true);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--skip-trust"));
 
     let out = repo.tf(&["mcp", "--print-config", "codex"]);
     let codex = String::from_utf8_lossy(&out.stdout).into_owned();
