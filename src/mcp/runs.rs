@@ -103,7 +103,10 @@ pub(crate) fn start_detached(
                 ..StartResult::default()
             };
         }
-        if let Some(h) = Lock::holder_of(state).filter(|h| h.pid == pid && !h.run_id.is_empty()) {
+        // The lock names the run before its journal exists: answer once
+        // `state.json` is there, so `run_wait` and `status` find the run.
+        let holder = Lock::holder_of(state).filter(|h| h.pid == pid && !h.run_id.is_empty());
+        if let Some(h) = holder.filter(|h| journalled(state, &h.run_id)) {
             break StartResult {
                 started: true,
                 run_id: Some(h.run_id),
@@ -128,6 +131,11 @@ pub(crate) fn start_detached(
     };
     reap_later(child);
     Ok(result)
+}
+
+/// True once `runs/<run_id>/state.json` exists.
+fn journalled(state: &StateDir, run_id: &str) -> bool {
+    state.runs_path().join(run_id).join("state.json").is_file()
 }
 
 /// Waits for `child` on a thread of its own so it leaves no zombie while

@@ -371,64 +371,39 @@ impl TreefarmServer {
     }
 
     fn run_start(&self, a: RunStartArgs) -> StartResult {
-        let mut args = Vec::new();
-        let mut flag = |name: &str, value: Option<String>| {
-            if let Some(v) = value {
-                args.push(format!("--{name}"));
-                args.push(v);
-            }
-        };
-        flag("instances", a.instances.map(|v| v.to_string()));
-        flag("agent", a.agent);
-        flag("target", a.target);
-        flag("base", a.base);
-        flag("timeout", a.timeout);
-        flag("retries", a.retries.map(|v| v.to_string()));
-        flag("gate", a.gate);
-        flag("isolation", a.isolation);
-        flag("max-cost", a.max_cost.map(|v| v.to_string()));
-        flag("max-tokens", a.max_tokens.map(|v| v.to_string()));
+        let mut args = flags(vec![
+            ("instances", a.instances.map(|v| v.to_string())),
+            ("agent", a.agent),
+            ("target", a.target),
+            ("base", a.base),
+            ("timeout", a.timeout),
+            ("retries", a.retries.map(|v| v.to_string())),
+            ("gate", a.gate),
+            ("isolation", a.isolation),
+            ("max-cost", a.max_cost.map(|v| v.to_string())),
+            ("max-tokens", a.max_tokens.map(|v| v.to_string())),
+        ]);
         if a.no_merge {
             args.push("--no-merge".into());
         }
         if a.keep {
             args.push("--keep".into());
         }
-        // Ids last, after `--`, so an id never reads as a flag.
-        args.push("--".into());
-        args.extend(a.ids);
-        self.start("run", args)
+        self.start("run", with_positionals(args, a.ids))
     }
 
     fn resume(&self, a: ResumeArgs) -> StartResult {
-        let mut args = Vec::new();
-        let mut flag = |name: &str, value: Option<String>| {
-            if let Some(v) = value {
-                args.push(format!("--{name}"));
-                args.push(v);
-            }
-        };
-        flag("isolation", a.isolation);
-        flag("max-cost", a.max_cost.map(|v| v.to_string()));
-        flag("max-tokens", a.max_tokens.map(|v| v.to_string()));
-        args.push("--".into());
-        args.extend(a.run_id);
-        self.start("resume", args)
+        let args = flags(vec![
+            ("isolation", a.isolation),
+            ("max-cost", a.max_cost.map(|v| v.to_string())),
+            ("max-tokens", a.max_tokens.map(|v| v.to_string())),
+        ]);
+        self.start("resume", with_positionals(args, a.run_id))
     }
 
     fn merge(&self, a: MergeArgs) -> StartResult {
-        let mut args = Vec::new();
-        let mut flag = |name: &str, value: Option<String>| {
-            if let Some(v) = value {
-                args.push(format!("--{name}"));
-                args.push(v);
-            }
-        };
-        flag("target", a.target);
-        flag("gate", a.gate);
-        args.push("--".into());
-        args.extend(a.run_id);
-        self.start("merge", args)
+        let args = flags(vec![("target", a.target), ("gate", a.gate)]);
+        self.start("merge", with_positionals(args, a.run_id))
     }
 
     fn run_cancel(&self, a: RunCancelArgs) -> CancelResult {
@@ -496,6 +471,11 @@ impl TreefarmServer {
         let state = StateDir::new(ctx.repo.common_dir());
         let dir = match state.open_run(run_id) {
             Ok(dir) => dir,
+            // Locked but not journalled yet: the run is starting.
+            Err(_) if runs::is_active(&state, run_id) => {
+                result.active = true;
+                return result;
+            }
             Err(e) => {
                 result.state = "unknown".into();
                 result.message = Some(e.to_string());
@@ -622,6 +602,26 @@ async fn notify(peer: &Peer<RoleServer>, token: &ProgressToken, progress: u64, l
     if let Err(e) = peer.notify_progress(param).await {
         tracing::debug!("progress notification not sent: {e}");
     }
+}
+
+/// `--name value` for every flag that has a value.
+fn flags(pairs: Vec<(&str, Option<String>)>) -> Vec<String> {
+    pairs
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| [format!("--{name}"), v]))
+        .flatten()
+        .collect()
+}
+
+/// `args`, then the positional arguments after `--`, so that an id never
+/// reads as a flag.
+fn with_positionals(
+    mut args: Vec<String>,
+    positionals: impl IntoIterator<Item = String>,
+) -> Vec<String> {
+    args.push("--".into());
+    args.extend(positionals);
+    args
 }
 
 /// `path` made absolute against `base` (the child runs with `-C root`).

@@ -207,8 +207,9 @@ impl Client {
     }
 }
 
-/// Two specs of the scripted agent, each writing its own file.
-fn two_specs(directives_extra: &str) -> TestRepo {
+/// Two specs of the scripted agent, each writing its own file (001 runs
+/// `directives_extra` after its commit).
+pub(crate) fn two_specs(directives_extra: &str) -> TestRepo {
     TestRepo::farm(
         &[("README.md", "# r\n")],
         &[
@@ -333,10 +334,13 @@ fn run_start_answers_at_once_and_run_wait_follows_the_run_to_its_merge() {
     let r = client.call("run_start", json!({}));
     let took = started.elapsed();
     assert_eq!(r["started"], true, "{r}");
-    eprintln!("run_start took {took:?}");
     assert!(took < Duration::from_secs(1), "run_start took {took:?}");
     let run_id = r["run_id"].as_str().expect("run_id").to_string();
     assert_eq!(repo.run_ids(), vec![run_id.clone()]);
+    // The run is journalled when run_start answers (the lock names it a
+    // moment before its journal exists): status finds it at once.
+    let status = client.call("status", json!({"run_id": run_id}));
+    assert_eq!(status["exit_code"], 0, "{status}");
 
     let (last, events) = client.wait_run(&run_id, Some("follow"));
     assert_eq!(last["state"], "finished", "{last}");

@@ -18,7 +18,6 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::common::{spec_md, TestRepo};
 use crate::support::ModelServer;
 
 /// What the lead agent is asked; the scripted model ignores it.
@@ -200,32 +199,7 @@ fn all_text(value: &Value) -> String {
 /// must start nothing: that part is what lets a non-interactive CLI call
 /// the tools.
 fn lead_a_run(lead: Lead, approve: bool) {
-    let repo = TestRepo::farm(
-        &[("README.md", "# r\n")],
-        &[
-            (
-                "SPEC-001-one.md",
-                spec_md(
-                    "one",
-                    &["one.txt"],
-                    &[],
-                    None,
-                    "write one.txt first\ncommit one",
-                ),
-            ),
-            (
-                "SPEC-002-two.md",
-                spec_md(
-                    "two",
-                    &["two.txt"],
-                    &[],
-                    None,
-                    "write two.txt second\ncommit two",
-                ),
-            ),
-        ],
-        "",
-    );
+    let repo = crate::mcp_server::two_specs("");
     let home = repo.tmp.path().join("cli-home");
     std::fs::create_dir_all(home.join("tmp")).expect("cli home");
     let server = ModelServer::start(&repo.tmp.path().join("server"), &script());
