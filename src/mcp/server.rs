@@ -572,7 +572,6 @@ async fn notify(peer: &Peer<RoleServer>, token: &ProgressToken, progress: u64, l
                     | "conflicted"
                     | "refused"
                     | "skipped"
-                    | "succeeded"
             )
         })
         .count();
