@@ -118,4 +118,4 @@ say "installed: $("$bin/claude" --version 2>&1 | head -1); $("$bin/codex" --vers
 # --- the tests ---------------------------------------------------------------
 say "cargo test --test integration real_agents:: -- --ignored${user:+ (also as $user)}"
 TREEFARM_REAL_AGENTS_DIR=$cache TREEFARM_REAL_AGENTS_USER=$user \
-    cargo test --locked --test integration real_agents:: -- --ignored --test-threads=1
+    cargo test --locked --test integration -- --ignored --test-threads=1 real_agents:: real_mcp::

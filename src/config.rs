@@ -54,6 +54,18 @@ pub struct Config {
     /// Enforced isolation of the agents (`auto`, `landlock`, `off`, or a
     /// mapping with `mode`, `allow_write`, `allow_read`, `ports`).
     pub isolation: IsolationConfig,
+    /// `treefarm mcp`, the MCP server (`mcp.allow_in_agent`).
+    pub mcp: McpConfig,
+}
+
+/// `mcp:` — what the MCP server (`treefarm mcp`) allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// Inside an agent that treefarm started (`TREEFARM_RUN_ID` set), let
+    /// the tools `run_start`, `resume`, `merge` and `prune` act; by default
+    /// they are refused, so runs never start runs without end.
+    pub allow_in_agent: bool,
 }
 
 /// `run:` — limits on what one run (with its resumes) may spend.
@@ -173,6 +185,7 @@ impl Default for Config {
             slot_env: BTreeMap::new(),
             run: RunConfig::default(),
             isolation: IsolationConfig::default(),
+            mcp: McpConfig::default(),
         }
     }
 }
@@ -848,6 +861,7 @@ pub const ENV_VARS: &[&str] = &[
     "TREEFARM_MERGE_ON_CONFLICT",
     "TREEFARM_MERGE_RESOLVE_ATTEMPTS",
     "TREEFARM_AGENT_RESOLVE_PROMPT_TEMPLATE",
+    "TREEFARM_MCP_ALLOW_IN_AGENT",
 ];
 
 impl Config {
@@ -1141,6 +1155,10 @@ impl Config {
                 }
             }
             "TREEFARM_MERGE_GATE" => self.merge.gate = v.to_string(),
+            "TREEFARM_MCP_ALLOW_IN_AGENT" => {
+                self.mcp.allow_in_agent =
+                    parse_bool(v).ok_or_else(|| "expected `true` or `false`".to_string())?
+            }
             "TREEFARM_MERGE_AUTO" => {
                 self.merge.auto =
                     parse_bool(v).ok_or_else(|| "expected `true` or `false`".to_string())?

@@ -166,6 +166,14 @@ pub enum Command {
         #[arg(long)]
         open: bool,
     },
+    /// Serve the Model Context Protocol on stdio, so an agent can check,
+    /// run, follow, merge and prune with tool calls.
+    Mcp {
+        /// Print the configuration a client CLI needs to start this server
+        /// and call its tools without a prompt, then exit.
+        #[arg(long, value_enum, value_name = "CLIENT")]
+        print_config: Option<crate::mcp::Client>,
+    },
     /// Print a shell completion script (e.g. `treefarm completions bash`).
     Completions {
         /// The shell to complete for.

@@ -7,7 +7,8 @@ mod context;
 mod demo;
 mod graph;
 mod manual;
-mod prune;
+mod mcp;
+pub(crate) mod prune;
 pub(crate) mod report;
 pub(crate) mod run;
 
@@ -156,6 +157,13 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             report::report(&ctx, run_id.as_deref(), html.as_deref(), *open, &mut stderr)
         }
+        Command::Mcp { print_config } => mcp::mcp(
+            &start,
+            cli.config.as_deref(),
+            *print_config,
+            &mut stdout,
+            &mut stderr,
+        ),
         Command::Completions { shell } => manual::completions(*shell, &mut stdout),
         Command::Man { dir } => manual::man(dir.as_deref(), &mut stdout, &mut stderr),
     }

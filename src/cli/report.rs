@@ -46,6 +46,16 @@ pub fn write_report(
     ignore: &[String],
     out: Option<&Path>,
 ) -> anyhow::Result<PathBuf> {
+    write_report_with(dir, ignore, out).map(|(path, _)| path)
+}
+
+/// [`write_report`], also returning the report's data (the MCP `report`
+/// tool returns its figures).
+pub(crate) fn write_report_with(
+    dir: &RunDir,
+    ignore: &[String],
+    out: Option<&Path>,
+) -> anyhow::Result<(PathBuf, RunReport)> {
     let path = out.map_or_else(|| dir.path().join(REPORT_FILE), Path::to_path_buf);
     let record = dir.read_state()?;
     let events = dir.read_events()?;
@@ -53,7 +63,7 @@ pub fn write_report(
     let html = render(&report);
     std::fs::write(&path, html)
         .with_context(|| format!("failed to write the report `{}`", path.display()))?;
-    Ok(path)
+    Ok((path, report))
 }
 
 /// Writes the report at the end of a run and prints where; a report that

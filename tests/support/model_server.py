@@ -36,6 +36,13 @@ turn). "usage" and "side_usage"
 ({"input_tokens", "output_tokens"}) are the token figures every answer to a
 main (scripted) and a side request reports.
 
+A step {"tool": NAME, "args": {...}} calls any tool the client offers
+(an MCP server's, say): NAME matches a tool of that name, or one whose name
+ends with "__NAME" (Claude Code's and Codex's mcp__<server>__<tool>) or
+"_NAME" (Gemini CLI's mcp_<server>_<tool>). In its args, "{result:KEY}" is
+the value of the newest "KEY": "..." string in the tool results the request
+carries (e.g. the run_id an earlier call returned).
+
 "resolve_steps" answer instead a conversation started by treefarm's
 resolution prompt (merge.on_conflict: agent), whose {file} is the first
 conflicted file.
@@ -199,8 +206,44 @@ def pick(names, *candidates):
     return None
 
 
-def anthropic_call(step, names, facts):
+def named_tool(step, names):
+    """The offered tool a {"tool": NAME} step means (see the docstring)."""
+    want = step["tool"]
+    for candidate in (lambda n: n == want, lambda n: n.endswith("__" + want),
+                      lambda n: n.endswith("_" + want)):
+        for n in names:
+            if candidate(n):
+                return n
+    return want
+
+
+def result_value(body, key):
+    """The newest "KEY": "value" in the request's strings (tool results)."""
+    found = ""
+    pattern = re.compile(r'"%s"\s*:\s*"([^"\\]+)"' % re.escape(key))
+    for text in strings(body, []):
+        for m in pattern.finditer(text):
+            found = m.group(1)
+    return found
+
+
+def tool_args(step, body):
+    """A {"tool"} step's arguments with {result:KEY} filled in."""
+    def fill_value(v):
+        if isinstance(v, str):
+            return re.sub(r"\{result:([A-Za-z0-9_]+)\}", lambda m: result_value(body, m.group(1)), v)
+        if isinstance(v, dict):
+            return {k: fill_value(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fill_value(x) for x in v]
+        return v
+    return fill_value(step.get("args", {}))
+
+
+def anthropic_call(step, names, facts, body=None):
     """(tool name, input) for Claude Code's tools."""
+    if "tool" in step:
+        return named_tool(step, names), tool_args(step, body)
     if "read" in step:
         return "Read", {"file_path": fill("{abs}", facts) if step["read"] == "{file}" else fill(step["read"], facts)}
     if "write" in step:
@@ -226,8 +269,22 @@ def quote(s):
     return "'" + s.replace("'", "'\\''") + "'"
 
 
-def codex_call(step, names, facts):
+def namespaced_tools(tools):
+    """{"<namespace>__<tool>": (namespace, tool)} for the Responses API's
+    namespace tools (Codex offers an MCP server's tools as one)."""
+    out = {}
+    for t in tools or []:
+        if isinstance(t, dict) and t.get("type") == "namespace":
+            for inner in t.get("tools", []) or []:
+                if isinstance(inner, dict) and inner.get("name"):
+                    out[t.get("name", "") + "__" + inner["name"]] = (t.get("name", ""), inner["name"])
+    return out
+
+
+def codex_call(step, names, facts, body=None):
     """(name, arguments JSON text) for Codex's tools."""
+    if "tool" in step:
+        return named_tool(step, names), json.dumps(tool_args(step, body))
     cmd = shell_script_for(step, facts)
     if "shell_command" in names:
         return "shell_command", json.dumps({"command": cmd, "workdir": facts["worktree"] or None})
@@ -236,7 +293,9 @@ def codex_call(step, names, facts):
     return "shell", json.dumps({"command": ["bash", "-lc", cmd], "workdir": facts["worktree"] or None})
 
 
-def gemini_call(step, names, facts):
+def gemini_call(step, names, facts, body=None):
+    if "tool" in step:
+        return named_tool(step, names), tool_args(step, body)
     if "read" in step and "read_file" in names:
         return "read_file", {"absolute_path": fill("{abs}", facts) if step["read"] == "{file}" else fill(step["read"], facts),
                              "file_path": fill(step["read"], facts)}
@@ -397,7 +456,7 @@ class Handler(BaseHTTPRequestHandler):
                    for c in m["content"] if isinstance(c, dict) and c.get("type") == "tool_result")
         facts = prompt_facts(body)
         step = self.script.step(done, facts) if main else {"text": self.script.side_text}
-        call = anthropic_call(step, tool_names(tools), facts) if main else None
+        call = anthropic_call(step, tool_names(tools), facts, body) if main else None
         model = body.get("model", "scripted-model")
         mid = next_id("msg")
         tin, tout = self.script.tokens(main)
@@ -452,9 +511,12 @@ class Handler(BaseHTTPRequestHandler):
         rid = next_id("resp")
         model = body.get("model", "scripted-model")
         if main and "text" not in step:
-            name, args = codex_call(step, tool_names(tools), facts)
+            spaced = namespaced_tools(tools)
+            name, args = codex_call(step, tool_names(tools) + list(spaced), facts, body)
             item = {"type": "function_call", "id": next_id("fc"), "call_id": next_id("call"),
                     "name": name, "arguments": args, "status": "completed"}
+            if name in spaced:
+                item["namespace"], item["name"] = spaced[name]
         else:
             text = fill(step.get("text", "done"), facts)
             item = {"type": "message", "id": next_id("msg"), "role": "assistant", "status": "completed",
@@ -559,7 +621,7 @@ class Handler(BaseHTTPRequestHandler):
         tin, tout = self.script.tokens(main)
         self._answered(facts, main, tin, tout)
         if main and "text" not in step:
-            name, args = gemini_call(step, tool_names(tools), facts)
+            name, args = gemini_call(step, tool_names(tools), facts, body)
             part = {"functionCall": {"name": name, "args": args, "id": next_id("fc")}}
         else:
             part = {"text": fill(step.get("text", "done"), facts)}
