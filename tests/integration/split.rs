@@ -444,3 +444,96 @@ fn split_rate_limited_for_good_exits_1() {
     assert!(err.contains("rate-limited in round 1"), "{err}");
     assert!(err.contains("gave up after 2 wait(s)"), "{err}");
 }
+
+#[test]
+fn run_from_splits_then_runs_the_new_specs() {
+    // In split mode the agent drafts two independent specs; in run mode it
+    // appends a line to each declared file (committed by treefarm).
+    let body = format!(
+        "{}{}",
+        draft(
+            "one",
+            "title: One\nfiles: [src/a.rs]\n",
+            "Append to a.\n## Verify\nok"
+        ),
+        draft(
+            "two",
+            "title: Two\nfiles: [src/b.rs]\n",
+            "Append to b.\n## Verify\nok"
+        ),
+    );
+    // The run-mode branch must come before the prelude's scratch writes.
+    let repo = split_repo(&body);
+    let script = repo.tmp.path().join("split-agent.sh");
+    let text = read(&script).replacen(
+        "set -eu\n",
+        "set -eu\nif [ \"${TREEFARM_MODE:-}\" != split ]; then for f in $(cat \"$TREEFARM_FILES_FILE\"); do echo done >>\"$f\"; done; exit 0; fi\n",
+        1,
+    );
+    std::fs::write(&script, text).expect("rewrite the agent");
+    std::fs::write(repo.tmp.path().join("request.md"), REQUEST).expect("request");
+    let request = repo.tmp.path().join("request.md");
+    let out = repo.tf(&["run", "--from", request.to_str().expect("utf-8")]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(err.contains("wrote specs/SPEC-011-one.md"), "{err}");
+    assert!(err.contains("wrote specs/SPEC-012-two.md"), "{err}");
+    assert_eq!(repo.show("roadmap", "src/a.rs"), "pub fn a() {}\ndone");
+    assert_eq!(repo.show("roadmap", "src/b.rs"), "pub fn b() {}\ndone");
+    // Only the split's specs ran: 010 (src/c.rs) was not selected.
+    assert_eq!(repo.show("roadmap", "src/c.rs"), "pub fn c() {}");
+}
+
+#[test]
+fn split_interrupted_removes_the_throwaway_worktree() {
+    let repo = split_repo("echo started >\"$D/started\"\nsleep 60\n");
+    let child = repo
+        .treefarm()
+        .args(["split", REQUEST])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn treefarm");
+    let splits = repo.root.join(".git/treefarm/splits");
+    let started = || {
+        std::fs::read_dir(&splits)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|split| {
+                std::fs::read_dir(split.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|e| e.path().join(".treefarm-split/started").is_file())
+            })
+    };
+    crate::common::wait_until_within(30, "the agent started", started);
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("split: interrupted"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        repo.git(&["worktree", "list", "--porcelain"])
+            .lines()
+            .filter(|l| l.starts_with("worktree "))
+            .count(),
+        1
+    );
+    let split = only_split(&repo);
+    let left: Vec<String> = std::fs::read_dir(&split)
+        .expect("split dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("gate-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(split.join("drafts/REQUEST.md").is_file());
+}
