@@ -546,8 +546,11 @@ fn run_round(
 ) -> anyhow::Result<Result<(PathBuf, Vec<String>), AgentFailure>> {
     let scratch = ws.scratch();
     let prompt = ws.agent_dir.join(format!("prompt-{round}.md"));
-    std::fs::write(&prompt, split_prompt(&scratch, round, req.limits))
-        .with_context(|| format!("failed to write `{}`", prompt.display()))?;
+    std::fs::write(
+        &prompt,
+        split_prompt(&scratch, ws.worktree(), round, req.limits),
+    )
+    .with_context(|| format!("failed to write `{}`", prompt.display()))?;
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let sandbox = agent.isolation.map(|active| crate::isolation::Sandbox {
         abi: active.abi,
@@ -580,6 +583,13 @@ fn run_round(
             ws.agent_dir.join("tmp").display().to_string(),
         ),
     ];
+    // The agent's git identity, as `run` gives it: a CLI that finds none
+    // would write one into the shared git config.
+    let (name, email) = crate::agents::agent_identity(
+        ctx.config.agent.git_identity.as_deref(),
+        ctx.repo.configured_identity(),
+    );
+    env.extend(crate::agents::identity_env(&name, &email));
     if sandbox.is_some() {
         env.push(("IS_SANDBOX".into(), "1".into()));
         env.push(("TREEFARM_ISOLATED".into(), "1".into()));

@@ -116,15 +116,18 @@ pub fn write_scratch(dir: &Path, inputs: &ScratchInputs) -> Result<(), SplitErro
 }
 
 /// The prompt a preset's CLI gets on stdin (`TREEFARM_PROMPT_FILE`).
-pub fn split_prompt(dir: &Path, round: u32, limits: SplitLimits) -> String {
+pub fn split_prompt(dir: &Path, worktree: &Path, round: u32, limits: SplitLimits) -> String {
     let dir = dir.display();
+    let worktree = worktree.display();
     let mut text = format!(
         "You are splitting one request into independent units of work for treefarm, which \
          will run one coding agent per unit, side by side, each in its own git worktree.\n\n\
+         The repository is checked out at `{worktree}` (the current directory; read it, \
+         never change it).\n\
          Your folder is {dir} (round {round}). Read there:\n\
          - REQUEST.md: the request to split;\n\
          - FORMAT.md: how to write a draft, with an example;\n\
-         - FILES.txt: every file tracked in the repository (the current directory);\n\
+         - FILES.txt: every file tracked in the repository;\n\
          - EXISTING.json: specs already planned, and their files: do not redo them, do not \
            declare their files.\n"
     );

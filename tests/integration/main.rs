@@ -48,6 +48,7 @@ mod overlap_scale;
 mod prune_cli;
 mod rate_limits_e2e;
 mod real_agents;
+mod real_split;
 mod resume_agents;
 mod resume_faults;
 mod run_agents;
