@@ -537,3 +537,83 @@ fn split_interrupted_removes_the_throwaway_worktree() {
     assert!(left.is_empty(), "{left:?}");
     assert!(split.join("drafts/REQUEST.md").is_file());
 }
+
+#[test]
+fn split_judges_the_count_empty_bodies_and_creates_that_exist() {
+    let body = [
+        draft("one", "title: One\nfiles: [src/a.rs]\n", "# Only a heading"),
+        draft(
+            "two",
+            "title: Two\nfiles: [src/b.rs]\ncreates: [src/b.rs]\n",
+            "Do it.\n## Verify\nok",
+        ),
+    ]
+    .concat();
+    let repo = split_repo(&body);
+    let out = repo.tf(&[
+        "split",
+        REQUEST,
+        "--max-specs",
+        "1",
+        "--rounds",
+        "1",
+        "--json",
+    ]);
+    assert_exit(&out, 2);
+    let json = stdout_json(&out);
+    assert_eq!(json["result"], "invalid");
+    let messages: Vec<String> = json["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["message"].as_str().expect("message").to_string())
+        .collect();
+    let has = |needle: &str| messages.iter().any(|m| m.contains(needle));
+    assert!(
+        has("the split has 2 draft(s); between 1 and 1 are wanted"),
+        "{messages:?}"
+    );
+    assert!(
+        has("SPEC-one-work.md: the draft has no instructions"),
+        "{messages:?}"
+    );
+    assert!(
+        has("SPEC-two-work.md: `creates` names `src/b.rs`, which already exists"),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn split_warns_about_a_chain_and_a_draft_that_owns_most_paths() {
+    let verify = "Do it.\n## Verify\nok";
+    let body = [
+        draft(
+            "big",
+            "title: Big\nfiles: [src/a.rs, src/b.rs, src/d.rs, src/e.rs]\n",
+            verify,
+        ),
+        draft(
+            "small",
+            "title: Small\nfiles: [src/lib.rs]\ndepends_on: [big]\n",
+            verify,
+        ),
+    ]
+    .concat();
+    let repo = split_repo(&body);
+    let out = repo.tf(&["split", REQUEST]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains("independent: 2 specs, 2 waves after 1 round"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: spec 011 declares 4 of the split's 5 paths"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: the plan is one spec per wave"),
+        "{err}"
+    );
+    assert!(err.contains("plan: wave 1: 011; wave 2: 012"), "{err}");
+}
