@@ -213,7 +213,7 @@ pub struct RunCommand {
     pub from: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct RunArgs {
     /// Spec ids (20, 020 and SPEC-020 are the same); none = every spec.
     pub ids: Vec<String>,

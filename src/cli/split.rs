@@ -29,9 +29,9 @@ use crate::git::{worktree_snapshot, Oid, ScratchWorktree};
 use crate::report::check::CheckReport;
 use crate::spec::{load_spec_folder, Diagnostic, ParseOptions, SpecFolder};
 use crate::split::{
-    assign_ids, diagnostics_text, judge_drafts, read_drafts, render_spec, spec_file_name,
-    split_prompt, write_scratch, Draft, ExistingSpec, Findings, IdMap, ScratchInputs, SplitLimits,
-    SplitRound, DIAGNOSTICS_FILE, SCRATCH_DIR,
+    assign_ids, declared_files, diagnostics_text, judge_drafts, read_drafts, render_spec,
+    rewritten_depends_on, spec_file_name, split_prompt, write_scratch, Draft, ExistingSpec,
+    Findings, IdMap, ScratchInputs, SplitLimits, SplitRound, DIAGNOSTICS_FILE, SCRATCH_DIR,
 };
 
 /// What one split is asked.
@@ -170,19 +170,7 @@ impl RunArgs {
     fn default_for(outcome: &SplitOutcome) -> RunArgs {
         RunArgs {
             ids: outcome.specs.iter().map(|s| s.id.clone()).collect(),
-            instances: None,
-            agent: None,
-            target: None,
-            base: None,
-            timeout: None,
-            retries: None,
-            no_merge: false,
-            keep: false,
-            gate: None,
-            json: false,
-            isolation: None,
-            max_cost: None,
-            max_tokens: None,
+            ..RunArgs::default()
         }
     }
 }
@@ -778,25 +766,14 @@ fn judge_round(
         std::fs::write(ws.judge.join(&judged), &text)
             .with_context(|| format!("failed to write `{}`", ws.judge.display()))?;
         shown.insert(judged, (draft.file.clone(), draft.parsed_ok));
-        let mut files: Vec<String> = draft.raw.files.iter().map(|d| d.value.clone()).collect();
-        for c in &draft.creates {
-            if !files.contains(c) {
-                files.push(c.clone());
-            }
-        }
         planned.push(PlannedSpec {
             id: id.clone(),
             draft: draft.file.clone(),
             file: format!("{spec_dir}/{file}"),
             title: draft.raw.title.clone(),
-            files,
+            files: declared_files(draft),
             creates: draft.creates.clone(),
-            depends_on: draft
-                .raw
-                .depends_on
-                .iter()
-                .map(|d| ids.resolve(&d.value).unwrap_or(&d.value).to_string())
-                .collect(),
+            depends_on: rewritten_depends_on(draft, &ids),
             text,
         });
     }

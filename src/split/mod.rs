@@ -15,7 +15,9 @@ mod scratch;
 
 pub use draft::{read_drafts, Draft, DRAFT_HINT};
 pub use error::SplitError;
-pub use names::{assign_ids, render_spec, spec_file_name, IdMap};
+pub use names::{
+    assign_ids, declared_files, render_spec, rewritten_depends_on, spec_file_name, IdMap,
+};
 pub use rules::{judge_drafts, Findings, SplitLimits, SplitRound};
 pub use scratch::{
     diagnostics_text, split_prompt, write_scratch, ExistingSpec, ScratchInputs, DIAGNOSTICS_FILE,

@@ -78,11 +78,34 @@ struct Front<'a> {
     title: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     priority: Option<i64>,
-    files: Vec<&'a str>,
+    files: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     shared: Vec<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     depends_on: Vec<String>,
+}
+
+/// What the spec of `draft` declares: its `files`, then the `creates` paths
+/// it does not list (a spec declares what it creates too).
+pub fn declared_files(draft: &Draft) -> Vec<String> {
+    let mut files: Vec<String> = draft.raw.files.iter().map(|d| d.value.clone()).collect();
+    for c in &draft.creates {
+        if !files.contains(c) {
+            files.push(c.clone());
+        }
+    }
+    files
+}
+
+/// `depends_on` of `draft` with draft names replaced by their ids (ids of
+/// existing specs stay as written).
+pub fn rewritten_depends_on(draft: &Draft, ids: &IdMap) -> Vec<String> {
+    draft
+        .raw
+        .depends_on
+        .iter()
+        .map(|d| ids.resolve(&d.value).unwrap_or(&d.value).to_string())
+        .collect()
 }
 
 /// The spec file of `draft` as treefarm writes it: front matter with the id,
@@ -90,24 +113,13 @@ struct Front<'a> {
 /// creates too), shared paths and `depends_on` with draft names replaced by
 /// their ids; then the draft's body unchanged.
 pub fn render_spec(draft: &Draft, id: &str, ids: &IdMap) -> String {
-    let mut files: Vec<&str> = draft.raw.files.iter().map(|d| d.value.as_str()).collect();
-    for c in &draft.creates {
-        if !files.contains(&c.as_str()) {
-            files.push(c);
-        }
-    }
     let front = Front {
         id,
         title: &draft.raw.title,
         priority: draft.raw.priority,
-        files,
+        files: declared_files(draft),
         shared: draft.raw.shared.iter().map(|d| d.value.as_str()).collect(),
-        depends_on: draft
-            .raw
-            .depends_on
-            .iter()
-            .map(|d| ids.resolve(&d.value).unwrap_or(&d.value).to_string())
-            .collect(),
+        depends_on: rewritten_depends_on(draft, ids),
     };
     let yaml = serde_yaml::to_string(&front).unwrap_or_default();
     let body = draft.raw.body.trim_start_matches('\n');

@@ -135,6 +135,14 @@ fn only_split(repo: &TestRepo) -> PathBuf {
     all.pop().expect("one")
 }
 
+/// How many worktrees git lists (1: only the main one).
+fn worktree_count(repo: &TestRepo) -> usize {
+    repo.git(&["worktree", "list", "--porcelain"])
+        .lines()
+        .filter(|l| l.starts_with("worktree "))
+        .count()
+}
+
 /// Everything of the user's checkout a split must not change: HEAD, index,
 /// every tracked file's content, refs, the worktree list.
 fn checkout_state(repo: &TestRepo) -> String {
@@ -354,13 +362,7 @@ fn split_never_fixed_exits_2_and_writes_nothing() {
         repo.git(&["status", "--porcelain=v1", "--untracked-files=all"]),
         ""
     );
-    assert_eq!(
-        repo.git(&["worktree", "list", "--porcelain"])
-            .lines()
-            .filter(|l| l.starts_with("worktree "))
-            .count(),
-        1
-    );
+    assert_eq!(worktree_count(&repo), 1, "the throwaway worktree is gone");
 }
 
 const DIAG: &str = "DIAGNOSTICS.md";
@@ -400,13 +402,7 @@ fn split_agent_failure_exits_1_and_removes_the_worktree() {
         repo.git(&["status", "--porcelain=v1", "--untracked-files=all"]),
         ""
     );
-    assert_eq!(
-        repo.git(&["worktree", "list", "--porcelain"])
-            .lines()
-            .filter(|l| l.starts_with("worktree "))
-            .count(),
-        1
-    );
+    assert_eq!(worktree_count(&repo), 1, "the throwaway worktree is gone");
     assert_eq!(repo.git(&["branch", "--list", "treefarm/*"]), "");
 }
 
@@ -521,13 +517,7 @@ fn split_interrupted_removes_the_throwaway_worktree() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(
-        repo.git(&["worktree", "list", "--porcelain"])
-            .lines()
-            .filter(|l| l.starts_with("worktree "))
-            .count(),
-        1
-    );
+    assert_eq!(worktree_count(&repo), 1, "the throwaway worktree is gone");
     let split = only_split(&repo);
     let left: Vec<String> = std::fs::read_dir(&split)
         .expect("split dir")
