@@ -1016,9 +1016,11 @@ fn report(
         writeln!(err, "wrote {w}")?;
     }
     if outcome.written.is_empty() && outcome.exit != ExitCode::BadInput {
+        let judged = outcome.kept.with_file_name("judge");
         writeln!(
             err,
-            "split: add them with `treefarm split --write` (or copy them from the drafts)"
+            "split: nothing written; `--write` adds them (as rendered in {})",
+            judged.display()
         )?;
     }
     writeln!(

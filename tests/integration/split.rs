@@ -607,3 +607,22 @@ fn split_warns_about_a_chain_and_a_draft_that_owns_most_paths() {
     );
     assert!(err.contains("plan: wave 1: 011; wave 2: 012"), "{err}");
 }
+
+#[test]
+fn scripted_split_is_what_the_demo_calls() {
+    let repo = split_repo(&draft(
+        "one",
+        "title: One\nfiles: [src/a.rs]\n",
+        "Do it.\n## Verify\nok",
+    ));
+    let agent = format!("sh '{}'", repo.tmp.path().join("split-agent.sh").display());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code =
+        treefarm::cli::split::scripted_split(&repo.root, REQUEST, &agent, true, &mut out, &mut err)
+            .expect("the split runs");
+    let err = String::from_utf8_lossy(&err);
+    assert_eq!(code, treefarm::error::ExitCode::Success, "{err}");
+    assert!(err.contains("wrote specs/SPEC-011-one.md"), "{err}");
+    assert!(repo.root.join("specs/SPEC-011-one.md").is_file());
+    assert_eq!(worktree_count(&repo), 1);
+}
