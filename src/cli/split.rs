@@ -233,6 +233,9 @@ fn read_request(text: Option<&str>, from: Option<&Path>) -> anyhow::Result<Strin
     Ok(request)
 }
 
+/// Where the scratch folder waits while the worktree is made anew.
+const SCRATCH_HOLD: &str = "scratch-hold";
+
 /// Everything a split's rounds share.
 struct Workspace {
     base: Oid,
@@ -326,6 +329,8 @@ pub fn split_specs(
         .with_context(|| format!("failed to create the split folder `{}`", dir.display()))?;
     let (command, agent_env) =
         crate::cli::run::agent_command(ctx, req.agent.as_deref(), &agent_dir)?;
+    // Listening before the worktree exists: no signal can leave it behind.
+    let mut signals = Interrupts::new()?;
     let worktree = ctx.repo.scratch_worktree(base, &dir).map_err(git_err)?;
     let mut ws = Workspace {
         base,
@@ -362,10 +367,15 @@ pub fn split_specs(
         rate_rules,
         preset: ctx.config.agent.preset.clone(),
     };
-    let result = rounds(ctx, req, &mut ws, &agent, quiet, err);
-    // The drafts outlive the throwaway worktree.
+    let result = rounds(ctx, req, &mut ws, &agent, &mut signals, quiet, err);
+    // The drafts outlive the throwaway worktree (or the folder they were
+    // set aside in, when making a fresh one failed).
     let kept = ws.dir.join("drafts");
-    let _ = copy_flat(&ws.scratch(), &kept);
+    let scratch = match &ws.worktree {
+        Some(wt) => wt.path().join(SCRATCH_DIR),
+        None => ws.dir.join(SCRATCH_HOLD),
+    };
+    let _ = copy_flat(&scratch, &kept);
     if let Some(wt) = ws.worktree.take() {
         wt.remove().map_err(git_err)?;
     }
@@ -394,6 +404,7 @@ fn rounds(
     req: &SplitRequest,
     ws: &mut Workspace,
     agent: &AgentSetup,
+    signals: &mut Interrupts,
     quiet: bool,
     err: &mut dyn Write,
 ) -> anyhow::Result<SplitOutcome> {
@@ -403,8 +414,16 @@ fn rounds(
     let mut round = 0;
     while round < req.rounds {
         round += 1;
+        if signals.arrived() {
+            return Ok(failed_outcome(
+                ws,
+                round - 1,
+                "interrupted",
+                "interrupted".into(),
+            ));
+        }
         let before = worktree_snapshot(ws.worktree()).map_err(git_err)?;
-        let (log, denied) = match run_round(ctx, req, ws, agent, round)? {
+        let (log, denied) = match run_round(ctx, req, ws, agent, signals, round)? {
             Ok(done) => done,
             Err(failure) => {
                 let (result, failure) = match failure {
@@ -530,6 +549,7 @@ fn run_round(
     req: &SplitRequest,
     ws: &Workspace,
     agent: &AgentSetup,
+    signals: &mut Interrupts,
     round: u32,
 ) -> anyhow::Result<Result<(PathBuf, Vec<String>), AgentFailure>> {
     let scratch = ws.scratch();
@@ -599,7 +619,7 @@ fn run_round(
             grace: ctx.config.agent.kill_grace,
             sandbox: sandbox.clone(),
         };
-        let (end, interrupted) = run_agent(job)?;
+        let (end, interrupted) = signals.run_agent(job);
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         if interrupted {
             return Ok(Err(AgentFailure::Interrupted));
@@ -649,40 +669,80 @@ fn run_round(
     }
 }
 
-/// Runs one agent to its end with the runner's executor (own process group,
-/// timeouts, nothing left behind); Ctrl-C or SIGTERM stops it gracefully.
-fn run_agent(job: crate::runner::AgentJob) -> anyhow::Result<(crate::runner::AgentEnd, bool)> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the agent's runtime")?;
-    rt.block_on(async move {
-        let mut interrupt = signal(SignalKind::interrupt()).context("listen for Ctrl-C")?;
-        let mut terminate = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
-        let (events, _keep) = tokio::sync::mpsc::unbounded_channel();
-        let (stop, stop_rx) = tokio::sync::watch::channel(crate::runner::Stop::Run);
-        let agent = crate::runner::run_agent(job, events, stop_rx);
-        tokio::pin!(agent);
-        tokio::select! {
-            end = &mut agent => Ok((end, false)),
-            _ = interrupt.recv() => {
-                let _ = stop.send(crate::runner::Stop::Graceful);
-                Ok((agent.await, true))
+/// Ctrl-C and SIGTERM, listened for from before the throwaway worktree is
+/// made until it is gone: during the agent they stop it (gracefully, its
+/// whole group); between rounds they end the split at the next look. Either
+/// way the worktree is removed.
+struct Interrupts {
+    rt: tokio::runtime::Runtime,
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn new() -> anyhow::Result<Interrupts> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("failed to start the agent's runtime")?;
+        let (interrupt, terminate) = rt
+            .block_on(async {
+                Ok::<_, std::io::Error>((
+                    signal(SignalKind::interrupt())?,
+                    signal(SignalKind::terminate())?,
+                ))
+            })
+            .context("failed to listen for Ctrl-C and SIGTERM")?;
+        Ok(Interrupts {
+            rt,
+            interrupt,
+            terminate,
+        })
+    }
+
+    /// True when Ctrl-C or SIGTERM arrived since the last look.
+    fn arrived(&mut self) -> bool {
+        let (interrupt, terminate) = (&mut self.interrupt, &mut self.terminate);
+        self.rt.block_on(async {
+            tokio::select! {
+                biased;
+                _ = interrupt.recv() => true,
+                _ = terminate.recv() => true,
+                () = std::future::ready(()) => false,
             }
-            _ = terminate.recv() => {
-                let _ = stop.send(crate::runner::Stop::Graceful);
-                Ok((agent.await, true))
+        })
+    }
+
+    /// Runs one agent to its end with the runner's executor (own process
+    /// group, timeouts, nothing left behind); true when a signal stopped it.
+    fn run_agent(&mut self, job: crate::runner::AgentJob) -> (crate::runner::AgentEnd, bool) {
+        let (interrupt, terminate) = (&mut self.interrupt, &mut self.terminate);
+        self.rt.block_on(async move {
+            let (events, _keep) = tokio::sync::mpsc::unbounded_channel();
+            let (stop, stop_rx) = tokio::sync::watch::channel(crate::runner::Stop::Run);
+            let agent = crate::runner::run_agent(job, events, stop_rx);
+            tokio::pin!(agent);
+            tokio::select! {
+                end = &mut agent => (end, false),
+                _ = interrupt.recv() => {
+                    let _ = stop.send(crate::runner::Stop::Graceful);
+                    (agent.await, true)
+                }
+                _ = terminate.recv() => {
+                    let _ = stop.send(crate::runner::Stop::Graceful);
+                    (agent.await, true)
+                }
             }
-        }
-    })
+        })
+    }
 }
 
 /// A round that changed the worktree outside the scratch folder: the next
 /// round starts from a fresh worktree at the base commit (the scratch folder
 /// moved over).
 fn restore_worktree(ctx: &Ctx, ws: &mut Workspace) -> anyhow::Result<()> {
-    let hold = ws.dir.join("scratch-hold");
+    let hold = ws.dir.join(SCRATCH_HOLD);
     let _ = std::fs::remove_dir_all(&hold);
     std::fs::rename(ws.scratch(), &hold).with_context(|| {
         format!(

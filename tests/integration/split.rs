@@ -482,7 +482,20 @@ fn run_from_splits_then_runs_the_new_specs() {
 
 #[test]
 fn split_interrupted_removes_the_throwaway_worktree() {
-    let repo = split_repo("echo started >\"$D/started\"\nsleep 60\n");
+    interrupted_split("-INT");
+}
+
+#[test]
+fn split_terminated_removes_the_throwaway_worktree() {
+    interrupted_split("-TERM");
+}
+
+/// Sends `signal` to a split whose agent is running; the agent's group is
+/// stopped and the throwaway worktree removed.
+fn interrupted_split(signal: &str) {
+    let repo = split_repo(
+        "sleep 60 &\necho $! >\"$D/started.tmp\"\nmv \"$D/started.tmp\" \"$D/started\"\nwait\n",
+    );
     let child = repo
         .treefarm()
         .args(["split", REQUEST])
@@ -505,8 +518,21 @@ fn split_interrupted_removes_the_throwaway_worktree() {
             })
     };
     crate::common::wait_until_within(30, "the agent started", started);
+    let sleeper: u32 = std::fs::read_dir(&splits)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|split| {
+            std::fs::read_dir(split.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .find_map(|e| std::fs::read_to_string(e.path().join(".treefarm-split/started")).ok())
+        .and_then(|pid| pid.trim().parse().ok())
+        .expect("the agent's child pid");
     let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(kill.success());
@@ -516,6 +542,10 @@ fn split_interrupted_removes_the_throwaway_worktree() {
         stderr(&out).contains("split: interrupted"),
         "{}",
         stderr(&out)
+    );
+    assert!(
+        crate::common::pid_dead(sleeper),
+        "the agent's child {sleeper} survived"
     );
     assert_eq!(worktree_count(&repo), 1, "the throwaway worktree is gone");
     let split = only_split(&repo);
