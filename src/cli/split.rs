@@ -775,7 +775,12 @@ fn judge_round(
     ws: &Workspace,
     outside: &[String],
 ) -> anyhow::Result<(Vec<PlannedSpec>, Findings, CheckReport, IdMap)> {
-    let load = ctx.config.spec.load_options();
+    let mut load = ctx.config.spec.load_options();
+    if !load.include.is_empty() {
+        // Configured patterns replace the defaults: the rendered drafts'
+        // names must still be read.
+        load.include.push("SPEC-*.md".into());
+    }
     let parse = ParseOptions {
         repo_root: Some(ws.folder.root.clone()).filter(|r| !r.as_os_str().is_empty()),
         rules: load.rules.clone(),
