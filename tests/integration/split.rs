@@ -656,3 +656,56 @@ fn scripted_split_is_what_the_demo_calls() {
     assert!(repo.root.join("specs/SPEC-011-one.md").is_file());
     assert_eq!(worktree_count(&repo), 1);
 }
+
+#[test]
+fn split_with_a_preset_hands_the_split_prompt_to_the_cli_on_stdin() {
+    // The configured command would fail: `--preset` wins over it.
+    let repo = split_repo("exit 99\n");
+    let fake = repo.tmp.path().join("fake-claude");
+    std::fs::write(
+        &fake,
+        r#"#!/bin/sh
+prompt=$(cat)
+printf '%s\n' "$prompt" >"$TMPDIR/prompt.txt"
+dir=$(printf '%s\n' "$prompt" | sed -n 's/^Your folder is \(.*\) (round [0-9]*)\. Read there:$/\1/p')
+cat >"$dir/SPEC-one-work.md" <<'DRAFT'
+---
+title: One
+files: [src/a.rs]
+---
+Do it.
+
+## Verify
+
+ok
+DRAFT
+cp "$TMPDIR/prompt.txt" "$dir/prompt-seen.txt"
+"#,
+    )
+    .expect("fake claude");
+    std::process::Command::new("chmod")
+        .args(["+x"])
+        .arg(&fake)
+        .status()
+        .expect("chmod");
+    let out = repo
+        .treefarm()
+        .env("TREEFARM_CLAUDE_BIN", &fake)
+        .args(["split", REQUEST, "--preset", "claude-code", "--json"])
+        .output()
+        .expect("treefarm");
+    assert_exit(&out, 0);
+    let json = stdout_json(&out);
+    assert_eq!(json["specs"][0]["id"], "011");
+    let kept = PathBuf::from(json["kept"].as_str().expect("kept"));
+    let prompt = read(&kept.join("prompt-seen.txt"));
+    assert!(prompt.contains("You are splitting one request"), "{prompt}");
+    assert!(
+        prompt.contains("REQUEST.md") && prompt.contains("FORMAT.md"),
+        "{prompt}"
+    );
+    assert!(
+        !prompt.contains("DIAGNOSTICS.md"),
+        "round 1 has none: {prompt}"
+    );
+}
