@@ -559,19 +559,6 @@ fn run_round(
         split_prompt(&scratch, ws.worktree(), round, req.limits),
     )
     .with_context(|| format!("failed to write `{}`", prompt.display()))?;
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let sandbox = agent.isolation.map(|active| crate::isolation::Sandbox {
-        abi: active.abi,
-        policy: crate::isolation::Policy::new(&crate::isolation::PolicyInputs {
-            worktree: &scratch,
-            instance_dir: &ws.agent_dir,
-            home: home.as_deref(),
-            repo_root: ctx.root(),
-            allow_write: &ctx.config.isolation.allow_write,
-            extra: Vec::new(),
-            ports: None,
-        }),
-    });
     let mut env: Vec<(String, String)> = vec![
         ("TREEFARM_MODE".into(), "split".into()),
         ("TREEFARM_SPLIT_DIR".into(), scratch.display().to_string()),
@@ -598,6 +585,16 @@ fn run_round(
         ctx.repo.configured_identity(),
     );
     env.extend(crate::agents::identity_env(&name, &email));
+    let sandbox = match agent.isolation {
+        Some(active) => {
+            let full: Vec<(String, String)> = std::env::vars()
+                .chain(env.iter().cloned())
+                .chain(agent.env.iter().cloned())
+                .collect();
+            Some(split_sandbox(ctx, ws, agent, active, &full)?)
+        }
+        None => None,
+    };
     if sandbox.is_some() {
         env.push(("IS_SANDBOX".into(), "1".into()));
         env.push(("TREEFARM_ISOLATED".into(), "1".into()));
@@ -625,7 +622,10 @@ fn run_round(
             return Ok(Err(AgentFailure::Interrupted));
         }
         let denied = match &sandbox {
-            Some(s) => crate::isolation::denied_writes(&text, &s.policy),
+            Some(s) => crate::isolation::denials(&text, &s.policy)
+                .iter()
+                .map(|d| d.path().to_string())
+                .collect(),
             None => Vec::new(),
         };
         if end.success() {
@@ -667,6 +667,55 @@ fn run_round(
             }
         }
     }
+}
+
+/// The agent's confinement, as `run` builds an agent's: writable = the
+/// scratch folder, its private folder and its CLI's state (created first,
+/// when missing); credential stores unreadable but `isolation.allow_read`.
+fn split_sandbox(
+    ctx: &Ctx,
+    ws: &Workspace,
+    agent: &AgentSetup,
+    active: crate::isolation::Active,
+    env: &[(String, String)],
+) -> anyhow::Result<crate::isolation::Sandbox> {
+    let home = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "HOME")
+        .map(|(_, v)| PathBuf::from(v))
+        .filter(|h| h.is_absolute());
+    let program = agent
+        .preset
+        .as_deref()
+        .and_then(|name| crate::agents::preset(name).ok())
+        .map(|p| p.program);
+    let cli = crate::isolation::cli_of(program, &agent.command);
+    if let Some(home) = &home {
+        let state = crate::isolation::tool_state(cli, home, env);
+        crate::isolation::prepare_tool_state(&state).with_context(|| {
+            format!(
+                "isolation: cannot create the state of `{}` that the agent must write",
+                cli.unwrap_or("the agent")
+            )
+        })?;
+    }
+    let scratch = ws.scratch();
+    Ok(crate::isolation::Sandbox {
+        abi: active.abi,
+        policy: crate::isolation::Policy::new(&crate::isolation::PolicyInputs {
+            worktree: &scratch,
+            instance_dir: &ws.agent_dir,
+            home: home.as_deref(),
+            repo_root: ctx.root(),
+            allow_write: &ctx.config.isolation.allow_write,
+            allow_read: &ctx.config.isolation.allow_read,
+            cli,
+            env,
+            extra: Vec::new(),
+            ports: None,
+        }),
+    })
 }
 
 /// Ctrl-C and SIGTERM, listened for from before the throwaway worktree is

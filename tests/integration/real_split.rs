@@ -11,7 +11,10 @@
 
 use serde_json::{json, Value};
 
-use crate::real_agents::{commit_base, git, run_env, tree_bytes, treefarm_as, write_cli_homes};
+use crate::real_agents::{
+    commit_base, extra_args, for_each_user, git, run_env, scratch, tree_bytes, treefarm_as,
+    write_cli_homes,
+};
 use crate::support::ModelServer;
 
 /// The draft the scripted model writes (the file name is the server's:
