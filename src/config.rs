@@ -56,6 +56,8 @@ pub struct Config {
     pub isolation: IsolationConfig,
     /// `treefarm mcp`, the MCP server (`mcp.allow_in_agent`).
     pub mcp: McpConfig,
+    /// `treefarm split` (`split.rounds`, `split.min_specs`, `split.max_specs`).
+    pub split: SplitConfig,
 }
 
 /// `mcp:` — what the MCP server (`treefarm mcp`) allows.
@@ -66,6 +68,27 @@ pub struct McpConfig {
     /// the tools `run_start`, `resume`, `merge` and `prune` act; by default
     /// they are refused, so runs never start runs without end.
     pub allow_in_agent: bool,
+}
+
+/// `split:` — how many rounds an agent gets to draft a valid split, and how
+/// many specs a split may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SplitConfig {
+    /// Rounds of drafting and judging at most (at least 1).
+    pub rounds: u32,
+    pub min_specs: usize,
+    pub max_specs: usize,
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        SplitConfig {
+            rounds: 3,
+            min_specs: 1,
+            max_specs: 20,
+        }
+    }
 }
 
 /// `run:` — limits on what one run (with its resumes) may spend.
@@ -186,6 +209,7 @@ impl Default for Config {
             run: RunConfig::default(),
             isolation: IsolationConfig::default(),
             mcp: McpConfig::default(),
+            split: SplitConfig::default(),
         }
     }
 }
@@ -854,6 +878,9 @@ pub const ENV_VARS: &[&str] = &[
     "TREEFARM_WORKTREE_SPARSE",
     "TREEFARM_WORKTREE_RESERVE",
     "TREEFARM_ISOLATION",
+    "TREEFARM_SPLIT_ROUNDS",
+    "TREEFARM_SPLIT_MIN_SPECS",
+    "TREEFARM_SPLIT_MAX_SPECS",
     "TREEFARM_AGENT_GIT_IDENTITY",
     "TREEFARM_AGENT_ALLOW_UNCHANGED",
     "TREEFARM_MERGE_BATCH",
@@ -981,6 +1008,15 @@ impl Config {
             if let Err(message) = check_cost(cost) {
                 return Err(invalid("run.max_cost", &message));
             }
+        }
+        if self.split.rounds == 0 {
+            return Err(invalid("split.rounds", "must be at least 1"));
+        }
+        if self.split.min_specs > self.split.max_specs {
+            return Err(invalid(
+                "split.min_specs",
+                "must not exceed `split.max_specs`",
+            ));
         }
         if self.spec_dir.as_os_str().is_empty() {
             return Err(invalid("spec_dir", "must not be empty"));
@@ -1123,6 +1159,14 @@ impl Config {
                     }
                 }
             }
+            "TREEFARM_SPLIT_ROUNDS" => {
+                self.split.rounds = num(v, "a whole number of at least 1")?;
+                if self.split.rounds == 0 {
+                    return Err("must be at least 1".into());
+                }
+            }
+            "TREEFARM_SPLIT_MIN_SPECS" => self.split.min_specs = num(v, "a whole number")?,
+            "TREEFARM_SPLIT_MAX_SPECS" => self.split.max_specs = num(v, "a whole number")?,
             "TREEFARM_RUN_MAX_TOKENS" => {
                 self.run.max_tokens = match non_empty(v) {
                     None => None,

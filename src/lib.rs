@@ -21,6 +21,7 @@ pub mod report;
 pub mod runner;
 pub mod schedule;
 pub mod spec;
+pub mod split;
 pub mod state;
 
 pub use error::{exit_code_for, ExitCode, InputError};

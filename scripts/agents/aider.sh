@@ -67,6 +67,12 @@ set -- --message-file "$tf_prompt_file" --yes-always --auto-commits --no-gitigno
     --no-fancy-input --no-detect-urls --no-suggest-shell-commands \
     --input-history-file "$tf_hist.input.history" \
     --chat-history-file "$tf_hist.chat.history.md"
+# treefarm split (TREEFARM_MODE=split): the drafts go in the scratch folder
+# and git is left alone (the worktree and its git dir are read-only to the
+# agent); no repo map either, whose cache aider would write there.
+if [ "${TREEFARM_MODE:-}" = split ]; then
+    set -- "$@" --no-git --map-tokens 0
+fi
 # --model and TREEFARM_AGENT_EXTRA_ARGS (common.sh).
 eval "set -- \"\$@\" $(tf_agent_options)"
 while IFS= read -r tf_file; do

@@ -87,7 +87,11 @@ pub enum Command {
         format: Option<Format>,
     },
     /// Plant worktrees, run the agent in each, merge and prune.
-    Run(RunArgs),
+    Run(RunCommand),
+    /// Have an agent split one request into specs, judged by `check`; exit
+    /// codes as `check` (0 independent, 3 overlaps, 2 still invalid), 1 the
+    /// agent failed.
+    Split(SplitArgs),
     /// Show a run's state (default: the latest run), from any terminal.
     Status {
         /// The run to show (default: the latest).
@@ -210,10 +214,22 @@ pub enum Shell {
     Powershell,
 }
 
-#[derive(Debug, Args)]
+/// `run`: its arguments, or a request to split first.
+#[derive(Debug, Clone, Args)]
+pub struct RunCommand {
+    #[command(flatten)]
+    pub args: RunArgs,
+    /// Split the request in FILE into specs first (as `treefarm split --from
+    /// FILE --write`), then run the new specs when the split is valid.
+    #[arg(long, value_name = "FILE", conflicts_with = "ids")]
+    pub from: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Args)]
 pub struct RunArgs {
     /// Spec ids (20, 020 and SPEC-020 are the same); none = every spec.
     pub ids: Vec<String>,
+
     /// Agents running at once (default: config `instances`, 3).
     #[arg(long, value_name = "N")]
     pub instances: Option<usize>,
@@ -257,4 +273,44 @@ pub struct RunArgs {
     /// (default: config `run.max_tokens`).
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SplitArgs {
+    /// The request to split (or `--from FILE`).
+    #[arg(value_name = "REQUEST", required_unless_present = "from")]
+    pub request: Option<String>,
+    /// Read the request from FILE (`-`: stdin).
+    #[arg(long, value_name = "FILE", conflicts_with = "request")]
+    pub from: Option<PathBuf>,
+    /// Agent command, run with `sh -c` in the throwaway worktree (default:
+    /// config `agent.command` or `agent.preset`).
+    #[arg(long, value_name = "CMD", conflicts_with = "preset")]
+    pub agent: Option<String>,
+    /// A bundled agent: claude-code, codex, aider or gemini.
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// Rounds of drafting and judging at most (default: config
+    /// `split.rounds`, 3).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: Option<u32>,
+    /// Fewest specs wanted (default: config `split.min_specs`, 1).
+    #[arg(long, value_name = "N")]
+    pub min_specs: Option<usize>,
+    /// Most specs wanted (default: config `split.max_specs`, 20).
+    #[arg(long, value_name = "N")]
+    pub max_specs: Option<usize>,
+    /// Add the specs to the spec folder (never overwriting); without it,
+    /// only show them and where the drafts are kept.
+    #[arg(long)]
+    pub write: bool,
+    /// Write the specs, then run them (`treefarm run` on the new ids).
+    #[arg(long)]
+    pub run: bool,
+    /// The result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Confine the agent: auto, landlock or off (default: config `isolation`).
+    #[arg(long, value_name = "MODE", value_parser = crate::config::IsolationMode::parse)]
+    pub isolation: Option<crate::config::IsolationMode>,
 }

@@ -11,8 +11,9 @@ mod mcp;
 pub(crate) mod prune;
 pub(crate) mod report;
 pub(crate) mod run;
+pub mod split;
 
-pub use args::{Cli, Command, Format, RunArgs, Shell};
+pub use args::{Cli, Command, Format, RunArgs, RunCommand, Shell, SplitArgs};
 pub use context::Ctx;
 
 use crate::error::ExitCode;
@@ -88,9 +89,16 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Run(args) => {
+        Command::Run(RunCommand { args, from }) => {
             let ctx = Ctx::load(&start, cli.config.as_deref())?;
-            run::run(ctx, args, cli.quiet)
+            match from {
+                Some(file) => split::run_from(ctx, args, file, cli.quiet, &mut stdout, &mut stderr),
+                None => run::run(ctx, args, cli.quiet),
+            }
+        }
+        Command::Split(args) => {
+            let ctx = Ctx::load(&start, cli.config.as_deref())?;
+            split::split(ctx, args, cli.quiet, &mut stdout, &mut stderr)
         }
         Command::Status {
             run_id,

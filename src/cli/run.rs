@@ -51,7 +51,7 @@ fn lock(state: &StateDir, run_id: &str) -> anyhow::Result<Lock> {
 
 /// Resolves the agent command from flags, env and config; a preset's wrapper
 /// is written into `wrapper_dir`. Checks that the program exists.
-fn agent_command(
+pub(crate) fn agent_command(
     ctx: &Ctx,
     flag: Option<&str>,
     wrapper_dir: &std::path::Path,
@@ -492,7 +492,7 @@ fn load_run(
 
 /// Decides the run's isolation before anything is created: `landlock`
 /// without kernel support is an input error; `auto` without it says so.
-fn isolation(
+pub(crate) fn isolation(
     config: &crate::config::IsolationConfig,
     quiet: bool,
 ) -> anyhow::Result<Option<crate::isolation::Active>> {

@@ -17,6 +17,7 @@ mod merge;
 mod private_git;
 mod repo;
 mod resolve;
+mod snapshot;
 mod sparse;
 mod tree_merge;
 mod worktree;
@@ -32,5 +33,6 @@ pub use repo::{init_submodules, CommitInfo, Repo};
 pub use resolve::{
     has_conflict_markers, share_merge_state, take_merge_state, HandBack, HandBackResult, Resolution,
 };
+pub use snapshot::{worktree_snapshot, WorktreeSnapshot};
 pub use sparse::SparseRequest;
 pub use worktree::{staging_admin, ScratchWorktree, WorktreeInfo, WorktreeRequest};

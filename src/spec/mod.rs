@@ -25,4 +25,4 @@ pub use parse::{
     id_from_file_name, parse_priority, parse_spec, parse_spec_with, Declared, ParseOptions, Parsed,
     RawSpec, SpecFormat, PRIORITY_WORDS,
 };
-pub use paths::{compile_glob, normalize_path};
+pub use paths::{compile_glob, normalize_path, PathProblem};

@@ -64,7 +64,7 @@ fn cache_dir() -> PathBuf {
 
 /// A temp folder for one run: `<tmp>/home`, the agents' `$HOME`, empty,
 /// and `<tmp>/tmp` beside it for `TMPDIR`.
-fn scratch(prefix: &str) -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn scratch(prefix: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::Builder::new()
         .prefix(prefix)
         .tempdir()
@@ -77,7 +77,7 @@ fn scratch(prefix: &str) -> (tempfile::TempDir, PathBuf) {
 
 /// Runs `test` as the current user (root in CI), then as
 /// `TREEFARM_REAL_AGENTS_USER` when it is set.
-fn for_each_user(test: impl Fn(Option<&str>)) {
+pub(crate) fn for_each_user(test: impl Fn(Option<&str>)) {
     test(None);
     if let Some(user) = std::env::var("TREEFARM_REAL_AGENTS_USER")
         .ok()
@@ -120,7 +120,7 @@ fn sh(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn git(repo: &Path, home: &Path, args: &[&str]) -> String {
+pub(crate) fn git(repo: &Path, home: &Path, args: &[&str]) -> String {
     sh(Command::new("git")
         // The repository may belong to the unprivileged user.
         .args(["-c", "safe.directory=*"])
@@ -150,7 +150,7 @@ fn greeting_repo(tmp: &Path, home: &Path, specs: &[(&str, &str, &str)]) -> PathB
 }
 
 /// Commits everything in `repo` as its base (a test identity, once).
-fn commit_base(repo: &Path, home: &Path) {
+pub(crate) fn commit_base(repo: &Path, home: &Path) {
     git(repo, home, &["add", "-A"]);
     git(
         repo,
@@ -170,7 +170,7 @@ fn commit_base(repo: &Path, home: &Path) {
 
 /// `treefarm` with only `env`: as the current user, or as `user` (after
 /// giving it `tmp`, where the repository and its home are).
-fn treefarm_as(env: &[(String, String)], user: Option<&str>, tmp: &Path) -> Command {
+pub(crate) fn treefarm_as(env: &[(String, String)], user: Option<&str>, tmp: &Path) -> Command {
     let treefarm = env!("CARGO_BIN_EXE_treefarm");
     match user {
         None => {
@@ -190,7 +190,7 @@ fn treefarm_as(env: &[(String, String)], user: Option<&str>, tmp: &Path) -> Comm
 }
 
 /// Every file under `dir` with its bytes, for a before/after comparison.
-fn tree_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+pub(crate) fn tree_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
@@ -218,7 +218,7 @@ fn tree_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 /// other CLI only needs its environment ([`run_env`]). The state folders
 /// the CLIs write (`~/.claude`, `~/.claude.json`, `$CODEX_HOME`, ...) do
 /// not exist when treefarm starts: treefarm must make them writable.
-fn write_cli_homes(home: &Path) {
+pub(crate) fn write_cli_homes(home: &Path) {
     let gemini = home.join(".gemini");
     std::fs::create_dir_all(&gemini).expect("gemini home");
     std::fs::write(
@@ -249,7 +249,7 @@ fn aider_metadata(home: &Path) -> PathBuf {
 
 /// `agent.extra_args` of `preset` that point its CLI at the server where
 /// its environment cannot (YAML lines, empty when none).
-fn extra_args(preset: &str, home: &Path, server: &ModelServer) -> String {
+pub(crate) fn extra_args(preset: &str, home: &Path, server: &ModelServer) -> String {
     let args: Vec<String> = match preset {
         "codex" => vec![
             "-c".into(),
@@ -290,7 +290,7 @@ fn written_state(home: &Path, dir: &str) -> Vec<PathBuf> {
 /// The environment `treefarm` (and so every agent) runs with: nothing
 /// inherited but the basics; the CLIs found in the cache; every API at the
 /// scripted server; a proxy that cannot connect for anything else.
-fn run_env(home: &Path, server: &ModelServer) -> Vec<(String, String)> {
+pub(crate) fn run_env(home: &Path, server: &ModelServer) -> Vec<(String, String)> {
     let cache = cache_dir();
     let path = format!(
         "{}:{}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",

@@ -47,6 +47,10 @@ carries (e.g. the run_id an earlier call returned).
 resolution prompt (merge.on_conflict: agent), whose {file} is the first
 conflicted file.
 
+For treefarm split's prompt ("Your folder is DIR (round N)"), {file} is the
+draft `SPEC-greeting-hello.md` in that folder, relative to the worktree,
+{split} the folder and {id} `split-<N>`.
+
 In steps, {file} is the first declared file of the prompt, {abs} its absolute
 path, {id} the spec id and {worktree} the worktree, all read from the prompt
 treefarm assembled (its "Create or modify only these files" list and
@@ -114,6 +118,18 @@ def prompt_facts(body):
         if m:
             first = m.group(1).strip().splitlines()[0]
             facts["file"] = first.strip()[2:].strip().strip("`")
+    # treefarm split's prompt: {split} is the scratch folder, {worktree} the
+    # throwaway worktree, {id} `split-<round>`, {file} the draft
+    # `<scratch folder>/SPEC-greeting-hello.md` relative to the worktree.
+    m = re.search(r"Your folder is (\S+) \(round (\d+)\)", text)
+    if m and not facts["id"]:
+        facts["split"], facts["id"] = m.group(1), "split-" + m.group(2)
+        m = re.search(r"The repository is checked out at `([^`]+)`", text)
+        if m:
+            facts["worktree"] = m.group(1)
+        root = facts["worktree"].rstrip("/") + "/"
+        if facts["worktree"] and facts["split"].startswith(root):
+            facts["file"] = facts["split"][len(root):] + "/SPEC-greeting-hello.md"
     if facts["worktree"] and facts["file"]:
         facts["abs"] = facts["worktree"].rstrip("/") + "/" + facts["file"]
     return facts
