@@ -731,7 +731,10 @@ impl RunMachine {
     /// `resume`, with its event) when stopped or an instance is still out.
     /// `run`: not `treefarm merge`.
     pub fn finish(&mut self, run: bool, now: u64) -> Vec<Action> {
-        let interrupted = self.ends_interrupted(self.stopping || run && self.budget_left(), run);
+        // A merge queue stopped by a gate that could not run: `resume`
+        // gates its branches again.
+        let stopped = self.stopping || run && self.budget_left() || self.queue_stopped().is_some();
+        let interrupted = self.ends_interrupted(stopped, run);
         self.record.state = if interrupted {
             RunState::Interrupted
         } else {
@@ -1077,10 +1080,9 @@ impl RunMachine {
             LaneMsg::Landed { batch, result } => self.on_landed(out, batch, result, now)?,
             LaneMsg::GateDone {
                 run,
-                passed,
-                cancelled,
+                end,
                 elapsed_ms,
-            } => self.on_gate_done(out, run, passed, cancelled, elapsed_ms, now)?,
+            } => self.on_gate_done(out, run, end, elapsed_ms, now)?,
             LaneMsg::Pruned(id, result) => {
                 self.other_in_flight = self.other_in_flight.saturating_sub(1);
                 self.pruning = false;
