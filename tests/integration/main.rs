@@ -28,6 +28,7 @@ mod crash_journal;
 mod crash_points;
 mod demo_agent;
 mod fuzz_parsers;
+mod gate_paths;
 mod git_bench;
 mod git_commit;
 mod git_merge;

@@ -82,6 +82,13 @@ impl RunMachine {
     ) -> Result<(), MachineError> {
         let ready = self.ready_prefix(run);
         if !ready.is_empty() {
+            // Branches that arrive while the queue is stopped wait with its
+            // cause as their reason.
+            if let Some(cause) = self.queue_stopped().map(str::to_string) {
+                for id in &ready {
+                    self.inst(id)?.reason = Some(format!("{QUEUE_STOPPED}: {cause}"));
+                }
+            }
             let actions = self.q().planner.handle(mq::Input::Ready(ready));
             self.apply(out, actions, now)?;
             out.push(Action::Save);
@@ -276,9 +283,12 @@ impl RunMachine {
         }
         out.extend(cancels.into_iter().map(Action::CancelGate));
         out.push(Action::Note(format!(
-            "merge queue stopped: the gate on batch {batch} prefix {prefix} could not run: {cause}; {}",
+            "merge queue stopped: the gate on batch {batch} prefix {prefix} could not run: {cause}; no new agent starts, running ones finish; {}",
             resume_hint(&self.record.run_id)
         )));
+        // Agents waiting for a start are left for `resume`, as when the
+        // budget is reached.
+        self.park_waiting(out);
         out.push(Action::Save);
         Ok(())
     }
