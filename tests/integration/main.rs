@@ -35,6 +35,7 @@ mod git_merge;
 mod git_tree_merge;
 mod git_worktrees;
 mod isolation_escape;
+mod isolation_gates;
 mod isolation_resume;
 mod layouts;
 mod merge_batch;
