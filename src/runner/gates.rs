@@ -288,6 +288,8 @@ fn failed(job: &GateJob, command: &str, how: &str, policy: Option<&Policy>) -> G
     if let Some(policy) = policy {
         let denied = crate::isolation::denied_writes(&log_tail(&job.log), policy);
         if let Some(summary) = crate::isolation::denial_summary(&denied) {
+            // The summary is worded for agents.
+            let summary = summary.replace("if the agent needs it", "if the gate needs it");
             reason.push_str(&format!("; {summary}"));
         }
     }

@@ -72,8 +72,13 @@ impl Gated {
             .iter()
             .map(|(name, body)| (name.as_str(), body.clone()))
             .collect();
+        // The gate records its runs outside the repository: under isolation
+        // it may, as a user would allow it, because the file is named in
+        // `isolation.allow_write` (it must exist for Landlock to grant it).
+        std::fs::write(&log, "").expect("create the gate-run record");
         let config = format!(
-            "instances: 4\nmerge:\n  gate: '{}'\n{merge_config}",
+            "instances: 4\nisolation:\n  allow_write: ['{}']\nmerge:\n  gate: '{}'\n{merge_config}",
+            log.display(),
             gate(&log, failing).replace('\'', "''")
         );
         let files = [("README.md", "readme\n")];
