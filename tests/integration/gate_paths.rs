@@ -15,6 +15,17 @@ use common::{json_events, json_summary, spec_md, stderr, summary_ids, TestRepo};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// The gates write their pid to `~/gate-state`, which they may write under
+/// isolation because it is named in `isolation.allow_write`.
+const GATE_STATE: &str = "isolation:\n  allow_write: [~/gate-state]\n";
+
+/// `~/gate-state/gate.pid`, its folder created.
+fn pid_path(repo: &TestRepo) -> PathBuf {
+    let dir = repo.home.join("gate-state");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("gate.pid")
+}
+
 /// Two specs, each adding its own file.
 fn two_spec_farm(extra_config: &str) -> TestRepo {
     let a = spec_md(
@@ -34,7 +45,7 @@ fn two_spec_farm(extra_config: &str) -> TestRepo {
     TestRepo::farm(
         &[("README.md", "readme\n")],
         &[("SPEC-010-a.md", a), ("SPEC-020-b.md", b)],
-        extra_config,
+        &format!("{GATE_STATE}{extra_config}"),
     )
 }
 
@@ -102,7 +113,7 @@ fn alive(pid: i32) -> bool {
 /// seconds, kills the gate's process group and merges nothing.
 fn ctrl_c_during_a_sleeping_gate(repo: &TestRepo, args: &[&str]) {
     let roadmap_before = repo.git(&["rev-parse", "HEAD"]);
-    let pid_file = repo.tmp.path().join("gate.pid");
+    let pid_file = pid_path(repo);
     let gate = format!("echo $$ > {}; sleep 40", pid_file.display());
     let mut args = args.to_vec();
     args.extend(["--gate", &gate]);
@@ -159,7 +170,7 @@ fn sigint_during_a_sleep_40_gate_of_treefarm_merge_stops_within_seconds_and_merg
 fn a_gate_past_merge_gate_timeout_is_killed_and_refuses_the_branch() {
     let repo = two_spec_farm("merge:\n  batch: 1\n  gate_timeout: 1s\n");
     let roadmap_before = repo.git(&["rev-parse", "HEAD"]);
-    let pid_file = repo.tmp.path().join("gate.pid");
+    let pid_file = pid_path(&repo);
     // Only 010's gate hangs.
     let gate = format!(
         "if [ \"$TREEFARM_SPEC_IDS\" = 010 ]; then echo $$ > {}; sleep 60; fi",

@@ -12,6 +12,18 @@ use common::*;
 /// (batches of several are covered in `merge_queue_e2e`).
 const ONE_BY_ONE: &str = "merge:\n  batch: 1\n";
 
+/// The gates record what they saw in `~/gate-state`, which they may write
+/// under isolation because it is named in `isolation.allow_write`, as a user
+/// would name it.
+const GATE_STATE: &str = "isolation:\n  allow_write: [~/gate-state]\n";
+
+/// `~/gate-state`, created.
+fn gate_state(repo: &TestRepo) -> std::path::PathBuf {
+    let dir = repo.home.join("gate-state");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn one_spec_farm(extra_config: &str) -> TestRepo {
     let a = spec_md(
         "Add alpha",
@@ -124,9 +136,9 @@ fn passing_gate_sees_the_exact_merged_commit_and_the_merge_lands() {
     let repo = TestRepo::farm(
         &[("README.md", "readme\n")],
         &[("SPEC-010-a.md", a), ("SPEC-020-b.md", b)],
-        ONE_BY_ONE,
+        &format!("{ONE_BY_ONE}{GATE_STATE}"),
     );
-    let seen = repo.tmp.path().join("gate-seen");
+    let seen = gate_state(&repo).join("gate-seen");
     // The gate worktree is checked out at the commit it is told about, with
     // the spec's file in it and a clean status; with batches of one,
     // `TREEFARM_SPEC_IDS` names one spec.
@@ -166,12 +178,12 @@ fn passing_gate_sees_the_exact_merged_commit_and_the_merge_lands() {
 fn target_moved_by_someone_else_during_the_gate_is_merged_again_not_clobbered() {
     // The gate moves the shared refs itself: under isolation it may only
     // because the test names the stores it writes in `isolation.allow_write`
-    // (a gate may not write the repository otherwise).
+    // (a gate may not write the repository otherwise), with its own record.
     let repo = one_spec_farm(&format!(
-        "{ONE_BY_ONE}isolation:\n  allow_write: [.git/objects, .git/refs, .git/logs]\n"
+        "{ONE_BY_ONE}isolation:\n  allow_write: [~/gate-state, .git/objects, .git/refs, .git/logs]\n"
     ));
-    let marker = repo.tmp.path().join("moved-once");
-    let seen = repo.tmp.path().join("gate-seen");
+    let marker = gate_state(&repo).join("moved-once");
+    let seen = gate_state(&repo).join("gate-seen");
     // First gate run: someone else commits to roadmap (a new file) behind
     // treefarm's back, then the gate passes.
     let gate = format!(

@@ -55,15 +55,17 @@ struct Gated {
 
 impl Gated {
     fn new(specs: &[(String, String)], failing: &str, merge_config: &str) -> Gated {
-        Gated::with_wrapper(specs, failing, merge_config, None)
+        Gated::with_wrapper(specs, failing, merge_config, None, None)
     }
 
-    /// Like [`Gated::new`], the agent being `wrapper` then the scripted agent.
+    /// Like [`Gated::new`], the agent being `wrapper` then the scripted
+    /// agent, which may also write `allow` (in `isolation.allow_write`).
     fn with_wrapper(
         specs: &[(String, String)],
         failing: &str,
         merge_config: &str,
         wrapper: Option<&str>,
+        allow: Option<&Path>,
     ) -> Gated {
         let tmp_log = tempfile::NamedTempFile::new().expect("temp file");
         let log = tmp_log.path().with_extension("gate-runs");
@@ -77,8 +79,11 @@ impl Gated {
         // `isolation.allow_write` (it must exist for Landlock to grant it).
         std::fs::write(&log, "").expect("create the gate-run record");
         let config = format!(
-            "instances: 4\nisolation:\n  allow_write: ['{}']\nmerge:\n  gate: '{}'\n{merge_config}",
+            "instances: 4\nisolation:\n  allow_write: ['{}'{}]\nmerge:\n  gate: '{}'\n{merge_config}",
             log.display(),
+            allow
+                .map(|p| format!(", '{}'", p.display()))
+                .unwrap_or_default(),
             gate(&log, failing).replace('\'', "''")
         );
         let files = [("README.md", "readme\n")];
@@ -465,7 +470,7 @@ fn resolve_farm(merge_config: &str, seen: &Path) -> Gated {
             )
         })
         .collect();
-    Gated::with_wrapper(&specs, "false", merge_config, Some(&wrapper))
+    Gated::with_wrapper(&specs, "false", merge_config, Some(&wrapper), Some(seen))
 }
 
 /// After [`resolve_farm`]'s run: 102 resolved by its agent and merged, 103
