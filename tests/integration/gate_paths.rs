@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{json_events, json_summary, spec_md, stderr, summary_ids, TestRepo};
+use common::{json_events, json_summary, stderr, summary_ids, TestRepo};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -26,27 +26,9 @@ fn pid_path(repo: &TestRepo) -> PathBuf {
     dir.join("gate.pid")
 }
 
-/// Two specs, each adding its own file.
+/// Specs 010 and 020, each adding its own file.
 fn two_spec_farm(extra_config: &str) -> TestRepo {
-    let a = spec_md(
-        "Add alpha",
-        &["a.txt"],
-        &[],
-        Some(10),
-        "write a.txt alpha\ncommit \"alpha\"",
-    );
-    let b = spec_md(
-        "Add beta",
-        &["b.txt"],
-        &[],
-        Some(20),
-        "write b.txt beta\ncommit \"beta\"",
-    );
-    TestRepo::farm(
-        &[("README.md", "readme\n")],
-        &[("SPEC-010-a.md", a), ("SPEC-020-b.md", b)],
-        &format!("{GATE_STATE}{extra_config}"),
-    )
+    crate::merge_gate::alpha_beta_farm(2, &format!("{GATE_STATE}{extra_config}"))
 }
 
 /// A treefarm command in the background, its output in files.

@@ -17,7 +17,7 @@ use common::{stderr, stdout, TestRepo};
 /// Stride of the port blocks; slot 0's block starts at the configured base.
 const STRIDE: u32 = 10;
 
-fn landlock_available() -> bool {
+pub(crate) fn landlock_available() -> bool {
     // The binary itself decides; `landlock` refuses (exit 2) without kernel
     // support, which is what this probe looks at.
     let repo = TestRepo::with_files(&[("a.txt", "a\n")]);

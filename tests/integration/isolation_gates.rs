@@ -12,15 +12,8 @@ use crate::common;
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::isolation_escape::landlock_available;
 use common::{json_summary, spec_md, stderr, summary_ids, TestRepo};
-
-fn landlock_available() -> bool {
-    // The binary decides; `landlock` refuses (exit 2) without kernel
-    // support, which is what this probe looks at.
-    let repo = TestRepo::with_files(&[("a.txt", "a\n")]);
-    let out = repo.tf(&["run", "--isolation", "landlock", "nothing-matches"]);
-    !stderr(&out).contains("isolation: landlock was asked for")
-}
 
 /// A farm whose gate is `sh ./check.sh` (passing as committed) and whose
 /// one agent rewrites `check.sh` to write [`outside_path`] — beside the

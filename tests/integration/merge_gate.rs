@@ -24,19 +24,30 @@ fn gate_state(repo: &TestRepo) -> std::path::PathBuf {
     dir
 }
 
+/// Spec 010 (writes `a.txt` = alpha) and, with `count` 2, spec 020
+/// (`b.txt` = beta), in priority order; the gate tests use them.
+pub(crate) fn alpha_beta_farm(count: usize, extra_config: &str) -> TestRepo {
+    let specs: Vec<(String, String)> = [("010", "alpha", "a"), ("020", "beta", "b")]
+        .iter()
+        .take(count)
+        .enumerate()
+        .map(|(n, (id, word, file))| {
+            let spec = spec_md(
+                &format!("Add {word}"),
+                &[&format!("{file}.txt")],
+                &[],
+                Some(10 * (n as i64 + 1)),
+                &format!("write {file}.txt {word}\ncommit \"{word}\""),
+            );
+            (format!("SPEC-{id}-{file}.md"), spec)
+        })
+        .collect();
+    let specs: Vec<(&str, String)> = specs.iter().map(|(n, s)| (n.as_str(), s.clone())).collect();
+    TestRepo::farm(&[("README.md", "readme\n")], &specs, extra_config)
+}
+
 fn one_spec_farm(extra_config: &str) -> TestRepo {
-    let a = spec_md(
-        "Add alpha",
-        &["a.txt"],
-        &[],
-        Some(10),
-        "write a.txt alpha\ncommit \"alpha\"",
-    );
-    TestRepo::farm(
-        &[("README.md", "readme\n")],
-        &[("SPEC-010-a.md", a)],
-        extra_config,
-    )
+    alpha_beta_farm(1, extra_config)
 }
 
 /// The gate pool's worktree, where every gate runs (kept across runs for
@@ -119,25 +130,7 @@ fn failing_gate_refuses_the_merge_keeps_the_branch_and_saves_the_gate_log() {
 
 #[test]
 fn passing_gate_sees_the_exact_merged_commit_and_the_merge_lands() {
-    let b = spec_md(
-        "Add beta",
-        &["b.txt"],
-        &[],
-        Some(20),
-        "write b.txt beta\ncommit \"beta\"",
-    );
-    let a = spec_md(
-        "Add alpha",
-        &["a.txt"],
-        &[],
-        Some(10),
-        "write a.txt alpha\ncommit \"alpha\"",
-    );
-    let repo = TestRepo::farm(
-        &[("README.md", "readme\n")],
-        &[("SPEC-010-a.md", a), ("SPEC-020-b.md", b)],
-        &format!("{ONE_BY_ONE}{GATE_STATE}"),
-    );
+    let repo = alpha_beta_farm(2, &format!("{ONE_BY_ONE}{GATE_STATE}"));
     let seen = gate_state(&repo).join("gate-seen");
     // The gate worktree is checked out at the commit it is told about, with
     // the spec's file in it and a clean status; with batches of one,
