@@ -108,6 +108,7 @@ fn ctrl_c_during_a_sleeping_gate(repo: &TestRepo, args: &[&str]) {
     let signalled = Instant::now();
     let (code, _out, err) = run.wait(20);
     let took = signalled.elapsed();
+    eprintln!("Ctrl-C to exit: {took:?}");
     assert!(
         took < Duration::from_secs(8),
         "Ctrl-C took {took:?} to stop the gate"
@@ -234,6 +235,12 @@ fn a_gate_that_could_not_run_refuses_nothing_and_resume_gates_again() {
         "{}",
         common::stdout(&status)
     );
+    // The report too.
+    let html = repo.tmp.path().join("report.html");
+    let report = repo.tf(&["report", "--html", html.to_str().unwrap()]);
+    assert!(report.status.success(), "{}", stderr(&report));
+    let html = std::fs::read_to_string(&html).unwrap();
+    assert!(html.contains("could not run"), "report without the cause");
     // git: nothing merged, nothing refused, both branches kept.
     assert_eq!(repo.git(&["rev-parse", "roadmap"]), roadmap_before);
     assert_eq!(repo.treefarm_branches(), ["treefarm/010", "treefarm/020"]);
