@@ -223,6 +223,10 @@ fn a_gate_that_could_not_run_refuses_nothing_and_resume_gates_again() {
     assert_eq!(summary["state"], "interrupted");
     assert_eq!(summary_ids(&summary, "succeeded"), ["010", "020"]);
     for id in ["010", "020"] {
+        let reason = summary["reasons"][id].as_str().unwrap_or_default();
+        assert!(reason.contains("could not run"), "{summary}");
+    }
+    for id in ["010", "020"] {
         let inst = repo.instance(id);
         assert_eq!(inst["state"], "succeeded");
         let reason = inst["reason"].as_str().unwrap();
