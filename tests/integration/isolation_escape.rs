@@ -26,7 +26,7 @@ pub(crate) fn landlock_available() -> bool {
 }
 
 /// The real python interpreter (pyenv shims and the like need `$HOME`).
-fn python() -> Option<String> {
+pub(crate) fn python() -> Option<String> {
     let out = Command::new("python3")
         .args(["-c", "import sys; print(sys.executable)"])
         .output()

@@ -187,3 +187,54 @@ fn a_cargo_test_gate_with_a_build_script_passes_under_isolation() {
         .is_dir());
     assert_eq!(repo.show("roadmap", "NOTES.md"), "a note");
 }
+
+/// A gate that binds its own port (`TREEFARM_PORT`) and then a port of slot
+/// 0's block: the first is granted, the second denied under `landlock`
+/// (the gate passes only when it is), and granted under `off` (the oracle).
+fn port_farm(python: &str, port_base: u32) -> TestRepo {
+    let agent = spec_md(
+        "Add a note",
+        &["NOTES.md"],
+        &[],
+        Some(10),
+        "write NOTES.md \"a note\"\ncommit \"note\"",
+    );
+    let bind = |port: &str| {
+        format!("{python} -c \"import socket; socket.socket().bind(('127.0.0.1', {port}))\"")
+    };
+    let gate = format!(
+        "{} && ! {}",
+        bind("int(__import__('os').environ['TREEFARM_PORT'])"),
+        bind(&port_base.to_string())
+    );
+    TestRepo::farm(
+        &[("README.md", "readme\n")],
+        &[("SPEC-010-note.md", agent)],
+        &format!(
+            "port_base: {port_base}\nport_stride: 10\nmerge:\n  gate: '{}'\n",
+            gate.replace('\'', "''")
+        ),
+    )
+}
+
+#[test]
+fn a_gate_may_bind_only_its_own_port_block_under_landlock() {
+    if !landlock_available() {
+        eprintln!("skipped: the kernel has no Landlock");
+        return;
+    }
+    let Some(python) = crate::isolation_escape::python() else {
+        eprintln!("skipped: no python3");
+        return;
+    };
+    let repo = port_farm(&python, 37_310);
+    let out = repo.tf(&["run", "--json", "--isolation", "landlock"]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    assert_eq!(summary_ids(&json_summary(&out), "merged"), ["010"]);
+    // `off` on purpose: the same gate sees the bind succeed, so the test
+    // above cannot pass without the port rule.
+    let repo = port_farm(&python, 37_410);
+    let out = repo.tf(&["run", "--json", "--isolation", "off"]);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{}", stderr(&out));
+    assert_eq!(summary_ids(&json_summary(&out), "refused"), ["010"]);
+}
