@@ -134,7 +134,10 @@ EOF
 }
 
 fail_once() {
-    dir=${TREEFARM_RUN_DIR:-${TMPDIR:-/tmp}}
+    # The instance's own folder (beside the status file) outlives attempts
+    # and is writable under isolation; the run folder is not.
+    dir=${TMPDIR:-/tmp}
+    [ -n "${TREEFARM_STATUS_FILE:-}" ] && dir=$(dirname "$TREEFARM_STATUS_FILE")
     key=$(printf '%s.%s.%s' "${TREEFARM_RUN_ID:-norun}" "$spec_id" "$2" | tr '/ ' '__')
     marker="$dir/demo-agent-fail-once.$key"
     if [ -e "$marker" ]; then

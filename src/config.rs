@@ -52,7 +52,7 @@ pub struct Config {
     /// Budgets of a run (`run.max_cost`, `run.max_tokens`).
     pub run: RunConfig,
     /// Enforced isolation of the agents (`auto`, `landlock`, `off`, or a
-    /// mapping with `mode`, `allow_write`, `ports`).
+    /// mapping with `mode`, `allow_write`, `allow_read`, `ports`).
     pub isolation: IsolationConfig,
 }
 
@@ -464,6 +464,10 @@ pub struct IsolationConfig {
     /// More paths the agent may write (`~/` is the home folder; relative
     /// paths are from the repository root).
     pub allow_write: Vec<String>,
+    /// Credential stores the agent may read after all (`~/` is the home
+    /// folder; relative paths are from the repository root): each entry
+    /// takes a path out of the read denials (see `isolation::DENY_READ`).
+    pub allow_read: Vec<String>,
     /// Confine TCP `bind` to the instance's port block; `None`: on where the
     /// kernel can (Landlock ABI 4 or later).
     pub ports: Option<bool>,
@@ -504,6 +508,8 @@ struct IsolationFields {
     #[serde(default)]
     allow_write: Vec<String>,
     #[serde(default)]
+    allow_read: Vec<String>,
+    #[serde(default)]
     ports: Option<bool>,
 }
 
@@ -515,7 +521,7 @@ impl<'de> Deserialize<'de> for IsolationConfig {
 
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str(
-                    "`auto`, `landlock`, `off` or a mapping with `mode`, `allow_write`, `ports`",
+                    "`auto`, `landlock`, `off` or a mapping with `mode`, `allow_write`, `allow_read`, `ports`",
                 )
             }
 
@@ -536,6 +542,7 @@ impl<'de> Deserialize<'de> for IsolationConfig {
                 Ok(IsolationConfig {
                     mode: fields.mode,
                     allow_write: fields.allow_write,
+                    allow_read: fields.allow_read,
                     ports: fields.ports,
                 })
             }
@@ -1226,7 +1233,7 @@ pub fn default_config_yaml(agent_preset: Option<&str>) -> String {
             "  # A bundled wrapper for a known agent CLI: claude-code, codex, aider, gemini.\n  \
              preset: {preset}\n  \
              # Or any shell command instead (placeholders {{id}} {{spec}} {{worktree}} {{branch}} {{target}}):\n  \
-             # command: claude -p \"$(cat {{spec}})\" --dangerously-skip-permissions\n"
+             # command: ./my-agent.sh {{spec}} {{worktree}}\n"
         ),
         None => "  # Run with `sh -c` in each worktree. Placeholders: {id} {spec} {worktree} {branch} {target}.\n  \
                  # Or use a bundled wrapper instead: preset: claude-code | codex | aider | gemini\n  \

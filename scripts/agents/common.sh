@@ -210,6 +210,19 @@ function write_usage(    prev, l, pin, pout, pcost, patt, pcostset, tmp, m) {
     close(tmp)
     system("mv -f " q(tmp) " " q(usagefile) " 2>/dev/null")
 }
+# A tool output that says the system refused an access (an isolated
+# agent shell command writing outside its rights): each such line of the
+# output goes to the log as it is, so treefarm can name the path in the
+# instance result. Event streams carry outputs as one JSON string, with
+# newlines escaped: split there.
+function denials(line,    n, parts, i) {
+    n = split(line, parts, /\\n/)
+    for (i = 1; i <= n; i++) {
+        if (tolower(parts[i]) ~ /permission denied|read-only file system|operation not permitted/) {
+            print "[" who "] tool output: " parts[i]; fflush()
+        }
+    }
+}
 BEGIN { turns = 0; seen = 0; uin = 0; uout = 0; ucost = 0; hascost = 0; umodel = "" }
 END { write_usage() }
 {
@@ -221,6 +234,7 @@ END { write_usage() }
         print line; fflush(); next
     }
     if (substr(line, 1, 1) != "{") { print line; fflush(); next }
+    if (tolower(line) ~ /permission denied|read-only file system|operation not permitted/) denials(line)
     type = jstr(line, "type")
     if (kind == "claude") {
         if (type == "assistant") {

@@ -46,7 +46,7 @@ pub struct Cli {
 pub enum Command {
     /// Write treefarm.yaml and an example spec (never overwrites).
     Init {
-        /// Configure an agent preset: claude-code, codex, aider or gemini.
+        /// Agent preset: claude-code (default), codex, aider or gemini.
         #[arg(long, value_name = "PRESET")]
         agent: Option<String>,
     },

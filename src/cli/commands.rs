@@ -95,12 +95,17 @@ pub(crate) fn write_json(out: &mut dyn Write, value: &impl serde::Serialize) -> 
     Ok(())
 }
 
+/// The preset `init` configures without `--agent`: the path the real-CLI
+/// tests prove (`tests/integration/real_agents.rs`), with the prompt on
+/// stdin, root handling, usage, rate limits and the event stream — never a
+/// raw command line.
+const DEFAULT_INIT_PRESET: &str = "claude-code";
+
 pub fn init(start: &Path, agent: Option<&str>, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let repo = crate::git::Repo::discover(start).map_err(git_err)?;
-    if let Some(name) = agent {
-        crate::agents::preset(name)?;
-    }
-    let written = crate::config::init(repo.root(), agent).map_err(InputError::from)?;
+    let agent = agent.unwrap_or(DEFAULT_INIT_PRESET);
+    crate::agents::preset(agent)?;
+    let written = crate::config::init(repo.root(), Some(agent)).map_err(InputError::from)?;
     for (path, created) in written {
         let rel = path.strip_prefix(repo.root()).unwrap_or(&path);
         if created {

@@ -254,6 +254,7 @@ fn assemble(
                 conflict_paths: inst.conflict_paths.clone(),
                 gate,
                 reason: inst.reason.clone(),
+                denied: inst.denied.clone(),
                 branch: inst.branch.clone(),
                 log: link(dir.path(), report_path, Path::new(&inst.log_path))
                     .or_else(|| link(dir.path(), report_path, &dir.log_path(&inst.id))),

@@ -94,6 +94,16 @@ pub enum GitError {
     SparseUnsupported { path: PathBuf, reason: String },
 
     /// Any other libgit2 failure: "failed to {action} `{subject}`".
+    #[error(
+        "branch `{branch}` moved in the shared repository (to {shared}) while its isolated agent committed elsewhere (to {private}, in `{}`)",
+        git_dir.display()
+    )]
+    Diverged {
+        branch: String,
+        shared: String,
+        private: String,
+        git_dir: PathBuf,
+    },
     #[error("failed to {action} `{subject}`")]
     Git {
         action: &'static str,
@@ -135,7 +145,8 @@ impl GitError {
             | GitError::WorktreeLocked { .. }
             | GitError::MainWorktree { .. }
             | GitError::SparsePattern { .. }
-            | GitError::SparseUnsupported { .. } => true,
+            | GitError::SparseUnsupported { .. }
+            | GitError::Diverged { .. } => true,
             GitError::CreateWorktree { .. } | GitError::Git { .. } | GitError::Io { .. } => false,
         }
     }
@@ -168,6 +179,9 @@ impl GitError {
                 "use gitignore syntax, as in git's `info/sparse-checkout`"
             }
             GitError::SparseUnsupported { .. } => "set `worktree.sparse: off`",
+            GitError::Diverged { .. } => {
+                "neither is dropped: keep the one you want on the branch (`git branch -f`, or merge the agent's commit into it with `git -C <worktree> merge <private tip>`), then `treefarm resume`"
+            }
             _ => return None,
         };
         Some(hint.to_string())

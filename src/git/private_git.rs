@@ -16,7 +16,8 @@
 //! - `config` includes the main repository's config (and the worktree's
 //!   `config.worktree`, which carries the sparse-checkout switch) and runs the
 //!   main repository's hooks; `index` and `info/sparse-checkout` start as
-//!   copies of the worktree's own.
+//!   copies of the worktree's own, and `shallow` (a shallow clone's
+//!   boundary) as a copy of the repository's.
 //!
 //! [`import_private_git`] brings the agent's branch back: the objects its
 //! branch needs are copied into the main store (trees and blobs before the
@@ -29,7 +30,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use git2::{ObjectType, Odb, Oid, Repository, Sort};
+use git2::{ObjectType, Odb, Oid, Repository};
 
 use super::GitError;
 
@@ -74,11 +75,14 @@ fn copy_over(from: &Path, to: &Path) -> Result<(), GitError> {
 pub fn prepare_private_git(worktree: &Path, branch: &str, git_dir: &Path) -> Result<(), GitError> {
     let (repo, admin, common) = admin_dirs(worktree)?;
     let refname = format!("refs/heads/{branch}");
-    let tip = repo
-        .refname_to_id(&refname)
-        .map_err(|e| GitError::git("resolve branch", branch, e))?;
+    let shared_tip = || {
+        repo.refname_to_id(&refname)
+            .map_err(|e| GitError::git("resolve branch", branch, e))
+    };
     if git_dir.join("HEAD").is_file() {
         import_private_git(worktree, branch, git_dir)?;
+        // Read after the import, which may have moved it.
+        let tip = shared_tip()?;
         let private = Repository::open_bare(git_dir).map_err(|e| {
             GitError::git(
                 "open private git directory",
@@ -90,8 +94,9 @@ pub fn prepare_private_git(worktree: &Path, branch: &str, git_dir: &Path) -> Res
             write(&git_dir.join(&refname), &format!("{tip}\n"))?;
             copy_over(&admin.join("index"), &git_dir.join("index"))?;
         }
-        return Ok(());
+        return write_synced(git_dir, tip);
     }
+    let tip = shared_tip()?;
     for sub in [
         "objects/info",
         "objects/pack",
@@ -142,11 +147,15 @@ pub fn prepare_private_git(worktree: &Path, branch: &str, git_dir: &Path) -> Res
     packed.extend(lines);
     write(&git_dir.join("packed-refs"), &packed)?;
     write(&git_dir.join(&refname), &format!("{tip}\n"))?;
+    write_synced(git_dir, tip)?;
     copy_over(&admin.join("index"), &git_dir.join("index"))?;
     copy_over(
         &admin.join("info/sparse-checkout"),
         &git_dir.join("info/sparse-checkout"),
     )?;
+    // A shallow clone's boundary: without it the agent's `git log` (and any
+    // walk of the private history) runs into parents that were never fetched.
+    copy_over(&common.join("shallow"), &git_dir.join("shallow"))?;
     // HEAD last: its presence marks the directory complete.
     write(&git_dir.join("HEAD"), &format!("ref: {refname}\n"))
 }
@@ -189,41 +198,136 @@ pub fn import_private_git(
         return Ok(None);
     };
     let current = repo.refname_to_id(&refname).ok();
-    let moved = if current == Some(tip) {
-        None
-    } else {
-        let from = private
-            .odb()
-            .map_err(|e| GitError::git("open objects of", git_dir.display().to_string(), e))?;
-        let to = repo
-            .odb()
-            .map_err(|e| GitError::git("open objects of", repo.path().display().to_string(), e))?;
-        let mut walk = private
-            .revwalk()
-            .map_err(|e| GitError::git("walk", branch, e))?;
-        walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)
-            .map_err(|e| GitError::git("walk", branch, e))?;
-        walk.push(tip)
-            .map_err(|e| GitError::git("walk", branch, e))?;
-        if let Some(current) = current {
-            // Present in the main store, and so is everything it reaches.
-            let _ = walk.hide(current);
+    let synced = read_synced(git_dir);
+    let moved = match decide_import(current, tip, synced, |a, b| {
+        repo.graph_descendant_of(b, a).unwrap_or(false)
+    }) {
+        Import::Nothing => None,
+        Import::Stale => {
+            // Someone else moved the shared branch (the user committed in the
+            // worktree, or treefarm committed what the agent left) and the
+            // agent added nothing since: publishing the private tip would
+            // move the branch back and drop those commits. The private
+            // directory is re-pointed by the next `prepare_private_git`.
+            return Ok(None);
         }
-        for commit in walk {
-            let commit = commit.map_err(|e| GitError::git("walk", branch, e))?;
-            copy_commit(&private, &from, &to, commit, branch)?;
+        Import::Diverged => {
+            return Err(GitError::Diverged {
+                branch: branch.to_string(),
+                shared: current.map(|c| c.to_string()).unwrap_or_default(),
+                private: tip.to_string(),
+                git_dir: git_dir.to_path_buf(),
+            })
         }
-        repo.reference(
-            &refname,
-            tip,
-            true,
-            &format!("treefarm: import the commits of the isolated agent on {branch}"),
-        )
-        .map_err(|e| GitError::git("update branch", branch, e))?;
-        Some(tip)
+        Import::Publish => {
+            let from = private
+                .odb()
+                .map_err(|e| GitError::git("open objects of", git_dir.display().to_string(), e))?;
+            let to = repo.odb().map_err(|e| {
+                GitError::git("open objects of", repo.path().display().to_string(), e)
+            })?;
+            for commit in commits_to_import(&private, &to, tip, branch)? {
+                copy_commit(&private, &from, &to, commit, branch)?;
+            }
+            repo.reference(
+                &refname,
+                tip,
+                true,
+                &format!("treefarm: import the commits of the isolated agent on {branch}"),
+            )
+            .map_err(|e| GitError::git("update branch", branch, e))?;
+            Some(tip)
+        }
     };
+    write_synced(git_dir, tip)?;
     copy_over(&git_dir.join("index"), &admin.join("index"))?;
     Ok(moved)
+}
+
+/// What [`import_private_git`] does with the agent's private tip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Import {
+    /// The shared branch already is the private tip.
+    Nothing,
+    /// Move the shared branch to the private tip.
+    Publish,
+    /// Only the shared branch moved since the last sync: keep it.
+    Stale,
+    /// Both moved: neither may be dropped.
+    Diverged,
+}
+
+/// Decides the import from the shared tip `current`, the private tip `tip`
+/// and `synced`, the shared tip the private directory last agreed with
+/// (`None` for a directory made before treefarm recorded it: as then, the
+/// private branch wins). `descends(a, b)`: `b` descends from `a`.
+fn decide_import(
+    current: Option<Oid>,
+    tip: Oid,
+    synced: Option<Oid>,
+    descends: impl Fn(Oid, Oid) -> bool,
+) -> Import {
+    let Some(current) = current else {
+        return Import::Publish;
+    };
+    if current == tip {
+        return Import::Nothing;
+    }
+    match synced {
+        // Nobody but the agent moved the branch: its history, rewrites
+        // included, is the branch.
+        None => Import::Publish,
+        Some(s) if s == current => Import::Publish,
+        // The agent added nothing since the last sync.
+        Some(s) if s == tip || descends(tip, current) => Import::Stale,
+        _ if descends(current, tip) => Import::Publish,
+        _ => Import::Diverged,
+    }
+}
+
+/// Where the private directory records the shared tip it last agreed with.
+const SYNCED_FILE: &str = "treefarm-synced";
+
+fn read_synced(git_dir: &Path) -> Option<Oid> {
+    let text = fs::read_to_string(git_dir.join(SYNCED_FILE)).ok()?;
+    Oid::from_str(text.trim()).ok()
+}
+
+fn write_synced(git_dir: &Path, tip: Oid) -> Result<(), GitError> {
+    write(&git_dir.join(SYNCED_FILE), &format!("{tip}\n"))
+}
+
+/// The commits reachable from `tip` that the main store `to` lacks, parents
+/// before children. The walk stops at the first commit the main store has
+/// (so is everything it reaches): it never reads history below what the
+/// agent added, which in a shallow clone would run into the missing parents
+/// behind the shallow boundary, and costs what the agent committed, not the
+/// length of the history.
+fn commits_to_import(
+    private: &Repository,
+    to: &Odb,
+    tip: Oid,
+    branch: &str,
+) -> Result<Vec<Oid>, GitError> {
+    let mut order = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    // Depth-first, post-order: a commit is emitted after all its new parents.
+    let mut stack = vec![(tip, false)];
+    while let Some((oid, expanded)) = stack.pop() {
+        if expanded {
+            order.push(oid);
+            continue;
+        }
+        if to.exists(oid) || !seen.insert(oid) {
+            continue;
+        }
+        let commit = private
+            .find_commit(oid)
+            .map_err(|e| GitError::git("read commit of", branch, e))?;
+        stack.push((oid, true));
+        stack.extend(commit.parent_ids().map(|p| (p, false)));
+    }
+    Ok(order)
 }
 
 /// Copies one commit with its tree (children first, so an object present in
@@ -272,4 +376,104 @@ fn copy_raw(from: &Odb, to: &Odb, oid: Oid) -> Result<(), git2::Error> {
     let written = to.write(object.kind(), object.data())?;
     debug_assert_eq!(written, oid);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oid(n: u8) -> Oid {
+        Oid::from_bytes(&[n; 20]).expect("20 bytes")
+    }
+
+    /// History 1 ← 2 ← 3 (and 4 on another line from 1).
+    fn descends(a: Oid, b: Oid) -> bool {
+        let line = [oid(1), oid(2), oid(3)];
+        let pos = |x| line.iter().position(|&l| l == x);
+        match (pos(a), pos(b)) {
+            (Some(i), Some(j)) => j > i,
+            _ => b == oid(4) && a == oid(1),
+        }
+    }
+
+    #[test]
+    fn the_agents_own_moves_are_published_rewrites_included() {
+        // Nobody else moved the branch since the sync: the agent committed…
+        assert_eq!(
+            decide_import(Some(oid(1)), oid(2), Some(oid(1)), descends),
+            Import::Publish
+        );
+        // …or rewrote its own commit (amend): its history is the branch.
+        assert_eq!(
+            decide_import(Some(oid(2)), oid(4), Some(oid(2)), descends),
+            Import::Publish
+        );
+        assert_eq!(
+            decide_import(Some(oid(2)), oid(2), Some(oid(1)), descends),
+            Import::Nothing
+        );
+        // A directory from before the sync file: the private branch wins.
+        assert_eq!(
+            decide_import(Some(oid(3)), oid(2), None, descends),
+            Import::Publish
+        );
+    }
+
+    /// Regression (issue 21): with isolation on, a commit the user added in
+    /// the kept worktree after the run was dropped by the next import (prune
+    /// "published" the older private tip over it).
+    #[test]
+    fn a_commit_made_outside_the_agent_is_never_moved_back() {
+        // The user committed 3 on top of the agent's 2; the agent did nothing since.
+        assert_eq!(
+            decide_import(Some(oid(3)), oid(2), Some(oid(2)), descends),
+            Import::Stale
+        );
+        // The agent then committed on top of what it had: fast-forward.
+        assert_eq!(
+            decide_import(Some(oid(2)), oid(3), Some(oid(1)), descends),
+            Import::Publish
+        );
+        // Both moved apart: neither is dropped.
+        assert_eq!(
+            decide_import(Some(oid(3)), oid(4), Some(oid(1)), descends),
+            Import::Diverged
+        );
+    }
+
+    #[test]
+    fn commits_to_import_stop_at_what_the_main_store_has_parents_first() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let main = Repository::init(tmp.path().join("main")).expect("init main");
+        let private = Repository::init_bare(tmp.path().join("private")).expect("init private");
+        let sig = git2::Signature::now("t", "t@example.org").expect("signature");
+        let commit_in = |repo: &Repository, parents: &[Oid], text: &str| {
+            let blob = repo.blob(text.as_bytes()).expect("blob");
+            let mut tree = repo.treebuilder(None).expect("treebuilder");
+            tree.insert("f", blob, 0o100644).expect("insert");
+            let tree = repo.find_tree(tree.write().expect("tree")).expect("tree");
+            let parents: Vec<_> = parents
+                .iter()
+                .map(|p| repo.find_commit(*p).expect("parent"))
+                .collect();
+            let refs: Vec<_> = parents.iter().collect();
+            repo.commit(None, &sig, &sig, text, &tree, &refs)
+                .expect("commit")
+        };
+        // The base exists in both stores; its parent exists in neither, as
+        // behind a shallow boundary.
+        let base_in_main = commit_in(&main, &[], "base");
+        let base = commit_in(&private, &[], "base");
+        assert_eq!(base, base_in_main);
+        let a = commit_in(&private, &[base], "a");
+        let b = commit_in(&private, &[a], "b");
+        let side = commit_in(&private, &[base], "side");
+        let merge = commit_in(&private, &[b, side], "merge");
+        let to = main.odb().expect("odb");
+        let order = commits_to_import(&private, &to, merge, "treefarm/1").expect("walk");
+        assert_eq!(order.len(), 4, "{order:?}");
+        assert!(!order.contains(&base));
+        let at = |o| order.iter().position(|&x| x == o).expect("listed");
+        assert!(at(a) < at(b) && at(b) < at(merge) && at(side) < at(merge));
+    }
 }

@@ -1,16 +1,34 @@
-//! Denials made visible: lines of an agent's log where a write failed with
-//! `Permission denied` or `Read-only file system` on a path outside the
+//! Denials made visible: lines of an agent's log where an access failed
+//! with `Permission denied` or `Read-only file system` on a path outside the
 //! agent's rights — isolation said no, and the user should learn which path
-//! to add to `isolation.allow_write`.
+//! to add to `isolation.allow_write` (or, for a credential store it may not
+//! read, `isolation.allow_read`).
 
 use std::path::Path;
 
 use super::policy::Policy;
 
-/// Absolute paths named on denial lines of `log` that `policy` does not let
-/// the agent write, first occurrence order, without repeats.
-pub fn denied_writes(log: &str, policy: &Policy) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+/// What isolation refused an agent: a path, and whether it was a read (a
+/// denied credential store) or a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    Read(String),
+    Write(String),
+}
+
+impl Denial {
+    pub fn path(&self) -> &str {
+        match self {
+            Denial::Read(p) | Denial::Write(p) => p,
+        }
+    }
+}
+
+/// The denials named on lines of `log`: a path `policy` does not let the
+/// agent read is a denied read, else one it does not let it write a denied
+/// write; first occurrence order, without repeats.
+pub fn denials(log: &str, policy: &Policy) -> Vec<Denial> {
+    let mut out: Vec<Denial> = Vec::new();
     for line in log.lines() {
         let lower = line.to_ascii_lowercase();
         let Some(at) = [
@@ -31,39 +49,67 @@ pub fn denied_writes(log: &str, policy: &Policy) -> Vec<String> {
         let path = absolute_paths(before)
             .pop()
             .or_else(|| absolute_paths(after).into_iter().next());
-        if let Some(path) = path {
-            if !policy.allows(Path::new(&path)) && !out.contains(&path) {
-                out.push(path);
-            }
+        let Some(path) = path else { continue };
+        let denial = if !policy.readable(Path::new(&path)) {
+            Denial::Read(path)
+        } else if !policy.allows(Path::new(&path)) {
+            Denial::Write(path)
+        } else {
+            continue;
+        };
+        if !out.contains(&denial) {
+            out.push(denial);
         }
     }
     out
 }
 
-/// "write to /a denied by isolation; write to /b …" (at most three named).
-pub fn denial_summary(paths: &[String]) -> Option<String> {
-    if paths.is_empty() {
+/// "write to /a denied by isolation; read of /b …" (at most three named),
+/// with the key that gives each kind back.
+pub fn denial_summary(denials: &[Denial]) -> Option<String> {
+    if denials.is_empty() {
         return None;
     }
-    let mut text = paths
+    let mut text = denials
         .iter()
         .take(3)
-        .map(|p| format!("write to {p} denied by isolation"))
+        .map(|d| match d {
+            Denial::Write(p) => format!("write to {p} denied by isolation"),
+            Denial::Read(p) => format!("read of {p} denied by isolation"),
+        })
         .collect::<Vec<_>>()
         .join("; ");
-    if paths.len() > 3 {
-        text.push_str(&format!(" (and {} more)", paths.len() - 3));
+    if denials.len() > 3 {
+        text.push_str(&format!(" (and {} more)", denials.len() - 3));
     }
-    text.push_str(" (add to isolation.allow_write if the agent needs it)");
+    let keys: Vec<&str> = [
+        denials
+            .iter()
+            .any(|d| matches!(d, Denial::Write(_)))
+            .then_some("isolation.allow_write"),
+        denials
+            .iter()
+            .any(|d| matches!(d, Denial::Read(_)))
+            .then_some("isolation.allow_read"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    text.push_str(&format!(
+        " (add to {} if the agent needs it)",
+        keys.join(" or ")
+    ));
     Some(text)
 }
 
 /// Tokens of `line` that look like absolute paths, stripped of quotes and
-/// trailing punctuation (`'/x/y':`, `"/x/y"`, `/x/y:`, `open(/x/y)`).
+/// trailing punctuation (`'/x/y':`, `"/x/y"`, `‘/x/y’` of GNU tools in a
+/// UTF-8 locale, `/x/y:`, `open(/x/y)`, `/x/y\` before an escaped quote in
+/// a JSON event).
 fn absolute_paths(line: &str) -> Vec<String> {
-    line.split(|c: char| c.is_whitespace() || "'\"`(),=".contains(c))
+    line.split(|c: char| c.is_whitespace() || "'\"`(),=‘’“”".contains(c))
         .filter_map(|tok| {
-            let tok = tok.trim_end_matches([':', ';', '.', ']', '[']);
+            let tok = tok.trim_end_matches([':', ';', '.', ']', '[', '\\']);
             (tok.starts_with('/') && tok.len() > 1 && !tok.starts_with("//"))
                 .then(|| tok.to_string())
         })
@@ -79,6 +125,8 @@ mod tests {
     fn names_denied_paths_outside_the_policy_only() {
         let policy = Policy {
             write: vec![PathBuf::from("/w/020")],
+            deny_read: vec![PathBuf::from("/home/u/.aws")],
+            allow_read: vec![],
             bind: None,
         };
         let log = "\
@@ -89,19 +137,36 @@ cp: cannot create regular file '/w/020/x': Permission denied
 touch: cannot touch '/home/u/escape': Permission denied
 PermissionError: [Errno 13] Permission denied: '/etc/py'
 Error: EACCES: permission denied, open '/etc/node'
+cat: /home/u/.aws/credentials: Permission denied
+[Claude Code] tool output: {\"type\":\"tool_result\",\"content\":\"mkdir: cannot create directory ‘/home/u/x’: Permission denied
 all good /not/a/denial
 ";
+        let w = |p: &str| Denial::Write(p.to_string());
         assert_eq!(
-            denied_writes(log, &policy),
+            denials(log, &policy),
             vec![
-                "/repo/escape.txt",
-                "/home/u/escape",
-                "/repo/.git/config",
-                "/etc/py",
-                "/etc/node"
+                w("/repo/escape.txt"),
+                w("/home/u/escape"),
+                w("/repo/.git/config"),
+                w("/etc/py"),
+                w("/etc/node"),
+                Denial::Read("/home/u/.aws/credentials".to_string()),
+                w("/home/u/x"),
             ]
         );
-        let summary = denial_summary(&denied_writes(log, &policy)).unwrap();
+        let summary = denial_summary(&denials(log, &policy)).unwrap();
         assert!(summary.starts_with("write to /repo/escape.txt denied by isolation"));
+        assert!(
+            summary.ends_with(
+                "(add to isolation.allow_write or isolation.allow_read if the agent needs it)"
+            ),
+            "{summary}"
+        );
+        let read = denial_summary(&denials(log, &policy)[5..6]).unwrap();
+        assert_eq!(
+            read,
+            "read of /home/u/.aws/credentials denied by isolation \
+             (add to isolation.allow_read if the agent needs it)"
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! Enforced isolation of agents: what an agent may write (its worktree, its
-//! instance folder, a private `TMPDIR`, tool caches, `isolation.allow_write`),
+//! instance folder, a private `TMPDIR`, tool state, `isolation.allow_write`),
+//! what it may not read (other tools' credential stores, less
+//! `isolation.allow_read`),
 //! which TCP ports it may bind (its own block), enforced with Landlock on the
 //! agent's process and everything it starts; and, after the agent, which of
 //! its failures were isolation saying no.
@@ -10,7 +12,12 @@
 mod denials;
 mod policy;
 mod sandbox;
+mod state;
 
-pub use denials::{denial_summary, denied_writes};
-pub use policy::{resolve, Active, IsolationError, Policy, PolicyInputs, TOOL_STATE};
+pub use denials::{denial_summary, denials, Denial};
+pub use policy::{
+    read_rules, resolve, Active, IsolationError, Listing, Policy, PolicyInputs, ReadRules,
+    DENY_READ,
+};
 pub use sandbox::{kernel_abi, Sandbox, SandboxError};
+pub use state::{cli_of, prepare_tool_state, tool_state, ToolState};

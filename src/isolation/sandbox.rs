@@ -11,12 +11,14 @@
 //! lifted by them.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
 
 use landlock::{
-    path_beneath_rules, AccessFs, AccessNet, NetPort, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
+    path_beneath_rules, Access, AccessFs, AccessNet, NetPort, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, ABI,
 };
 
-use super::policy::Policy;
+use super::policy::{read_rules, Listing, Policy, ReadRules};
 
 /// The kernel's Landlock ABI version, or why there is none.
 pub fn kernel_abi() -> Result<i32, String> {
@@ -60,29 +62,39 @@ pub enum SandboxError {
 }
 
 impl Sandbox {
-    /// Builds the kernel ruleset: writes handled (reads stay open) and
-    /// granted beneath each writable path that exists; TCP bind handled and
-    /// granted per port when the policy has a port list.
+    /// Builds the kernel ruleset: writes handled and granted beneath each
+    /// writable path that exists; reads handled when a denied store exists
+    /// and granted by [`read_rules`] (everything but the denied stores, as
+    /// the file system is now); TCP bind handled and granted per port when
+    /// the policy has a port list.
     pub fn ruleset(&self) -> Result<OwnedFd, SandboxError> {
         let abi = ABI::from(self.abi);
         let err = |source| SandboxError::Ruleset {
             abi: self.abi,
             source,
         };
-        let mut ruleset = Ruleset::default()
-            .handle_access(AccessFs::from_write(abi))
-            .map_err(err)?;
+        let reads = self.read_rules();
+        let handled = match reads {
+            Some(_) => AccessFs::from_all(abi),
+            None => AccessFs::from_write(abi),
+        };
+        let mut ruleset = Ruleset::default().handle_access(handled).map_err(err)?;
         if self.policy.bind.is_some() {
             ruleset = ruleset.handle_access(AccessNet::BindTcp).map_err(err)?;
         }
+        // A writable path is readable too (reads handled or not).
         let mut created = ruleset
             .create()
             .map_err(err)?
-            .add_rules(path_beneath_rules(
-                &self.policy.write,
-                AccessFs::from_write(abi),
-            ))
+            .add_rules(path_beneath_rules(&self.policy.write, handled))
             .map_err(err)?;
+        if let Some(reads) = &reads {
+            created = created
+                .add_rules(path_beneath_rules(&reads.read, AccessFs::from_read(abi)))
+                .map_err(err)?
+                .add_rules(path_beneath_rules(&reads.list, AccessFs::ReadDir))
+                .map_err(err)?;
+        }
         if let Some(ports) = &self.policy.bind {
             created =
                 created
@@ -93,6 +105,21 @@ impl Sandbox {
         }
         let fd: Option<OwnedFd> = created.into();
         fd.ok_or(SandboxError::NotCreated { abi: self.abi })
+    }
+
+    /// The read rules of the policy against the file system as it is now:
+    /// denied stores that exist (symlinks resolved), the folders on their
+    /// way listed. `None`: no denied store exists, reads stay unhandled.
+    fn read_rules(&self) -> Option<ReadRules> {
+        let deny: Vec<std::path::PathBuf> = self
+            .policy
+            .deny_read
+            .iter()
+            // A store the policy lets the agent write is not denied.
+            .filter(|d| !self.policy.allows(d))
+            .filter_map(|d| std::fs::canonicalize(d).ok())
+            .collect();
+        read_rules(&deny, &self.policy.allow_read, list_folder)
     }
 
     /// Restricts the calling process with `ruleset`. For `pre_exec`: only
@@ -109,4 +136,25 @@ impl Sandbox {
         }
         Ok(())
     }
+}
+
+/// The entries of `dir` with their real places (a symlink resolved; a
+/// broken one as itself, which Landlock then cannot open and skips).
+fn list_folder(dir: &Path) -> Vec<Listing> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            let link = e.file_type().is_ok_and(|t| t.is_symlink());
+            let target = if link {
+                std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone())
+            } else {
+                path.clone()
+            };
+            Listing { path, target }
+        })
+        .collect()
 }

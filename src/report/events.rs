@@ -252,6 +252,10 @@ pub struct Summary {
     /// Why each instance that did not merge ended as it did, with the full
     /// cause chain (`id -> reason`). Boxed: it keeps [`Event`] small.
     pub reasons: Box<std::collections::BTreeMap<String, String>>,
+    /// What isolation refused the agents that succeeded anyway (`id ->
+    /// denials`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub denied: std::collections::BTreeMap<String, String>,
     /// `{"total": {...}, "per_spec": {...}}` from the agents' `usage.json`
     /// (over every resume of the run); `null` when none reported.
     pub usage: serde_json::Value,

@@ -38,6 +38,8 @@ pub struct SpecDetail {
     /// `passed`, `refused: …` or `none configured`.
     pub gate: String,
     pub reason: Option<String>,
+    /// What isolation refused an agent that succeeded anyway.
+    pub denied: Option<String>,
     pub branch: String,
     /// Links relative to the report file (or absolute when it lives
     /// outside the run directory).
@@ -653,6 +655,9 @@ fn specs(h: &mut String, r: &RunReport) {
             s.commits,
             esc(&s.gate)
         );
+        if let Some(denied) = &s.denied {
+            let _ = writeln!(h, "<div>isolation: {}</div>", esc(denied));
+        }
         if let Some(reason) = &s.reason {
             let _ = writeln!(h, "<div>reason: {}</div>", esc(reason));
         }

@@ -413,7 +413,11 @@ impl Reporter for HumanReporter {
             };
             let detail = match inst.state {
                 InstanceState::Conflicted => format!("conflict: {}", list(&inst.conflict_paths)),
-                _ => inst.reason.clone().unwrap_or_else(|| inst.log_path.clone()),
+                _ => match (&inst.reason, &inst.denied) {
+                    (Some(reason), _) => reason.clone(),
+                    (None, Some(denied)) => format!("{denied}; log: {}", inst.log_path),
+                    (None, None) => inst.log_path.clone(),
+                },
             };
             let color = match inst.state {
                 InstanceState::Merged | InstanceState::Pruned | InstanceState::Succeeded => "32",

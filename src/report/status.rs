@@ -42,6 +42,7 @@ pub fn status_json(run: &RunRecord, now_ms: u64) -> Value {
                 "commits": i.commits,
                 "changed_files": i.changed_files,
                 "scope_creep": i.scope_creep,
+                "denied": i.denied,
                 "conflict_paths": i.conflict_paths,
                 "start_commit": i.start_commit,
                 "tip": i.tip,
@@ -234,6 +235,9 @@ fn notes(coordinator_alive: bool, i: &InstanceRecord) -> String {
     }
     if !i.scope_creep.is_empty() {
         parts.push(format!("scope creep: {}", i.scope_creep.join(", ")));
+    }
+    if let Some(denied) = &i.denied {
+        parts.push(denied.clone());
     }
     if let Some(pid) = orphaned_agent(coordinator_alive, i) {
         parts.push(format!("agent pid {pid} still running"));

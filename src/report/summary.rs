@@ -47,6 +47,9 @@ pub fn summarize(
         {
             s.reasons.insert(inst.id.clone(), reason.clone());
         }
+        if let Some(denied) = &inst.denied {
+            s.denied.insert(inst.id.clone(), denied.clone());
+        }
     }
     let per_spec: Vec<_> = record
         .spending

@@ -181,12 +181,19 @@ fn prepare(
             )
         })?;
     let home = std::env::var_os("HOME").map(PathBuf::from);
+    // The gate inherits treefarm's environment (the variables that move
+    // tool state among it); it runs no agent CLI, so none's state is
+    // created for it.
+    let env: Vec<(String, String)> = std::env::vars().collect();
     let policy = Policy::new(&PolicyInputs {
         worktree: dir,
         instance_dir: &job.private_dir,
         home: home.as_deref(),
         repo_root: &opts.repo_root,
         allow_write: &opts.isolation.allow_write,
+        allow_read: &opts.isolation.allow_read,
+        cli: None,
+        env: &env,
         extra: Vec::new(),
         ports: active.ports.then_some((ports.start, ports.size)),
     });
@@ -281,15 +288,15 @@ async fn supervise(
     }
 }
 
-/// A failed gate, in words: how it ended, and every write isolation denied
-/// it (from its log) — a denied write is often why a gate fails.
+/// A failed gate, in words: how it ended, and every read or write isolation
+/// denied it (from its log) — a denial is often why a gate fails.
 fn failed(job: &GateJob, command: &str, how: &str, policy: Option<&Policy>) -> GateEnd {
     let mut reason = format!("gate `{command}` {how}");
     if let Some(policy) = policy {
-        let denied = crate::isolation::denied_writes(&log_tail(&job.log), policy);
+        let denied = crate::isolation::denials(&log_tail(&job.log), policy);
         if let Some(summary) = crate::isolation::denial_summary(&denied) {
             // The summary is worded for agents.
-            let summary = summary.replace("if the agent needs it", "if the gate needs it");
+            let summary = summary.replace("the agent needs", "the gate needs");
             reason.push_str(&format!("; {summary}"));
         }
     }

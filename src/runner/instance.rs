@@ -39,6 +39,9 @@ pub enum InstanceMsg {
     /// Something to report that fails nothing (e.g. the agent changed the
     /// shared git config).
     Warning(String),
+    /// What isolation refused the agent, which succeeded anyway: part of
+    /// its result (warning event, `status`, summary, report).
+    Denied(String),
     Done(Verdict),
     /// What the agent has spent so far: its wrapper's `usage.json`, read
     /// after each attempt (it covers every attempt of the spec).
@@ -456,7 +459,7 @@ pub async fn run_instance(
         // It got by without it, but the user should learn what to allow.
         if let Some(denied) = denials(&job) {
             note(&job, &denied);
-            send(InstanceMsg::Warning(denied));
+            send(InstanceMsg::Denied(denied));
         }
     }
     send(InstanceMsg::Done(verdict));
@@ -538,8 +541,8 @@ fn denials(job: &AgentJob) -> Option<String> {
     let log = std::fs::read(&job.log_path).ok()?;
     // The tail is where an agent that gave up says why.
     let tail = &log[log.len().saturating_sub(1 << 20)..];
-    let paths = crate::isolation::denied_writes(&String::from_utf8_lossy(tail), &sandbox.policy);
-    crate::isolation::denial_summary(&paths)
+    let found = crate::isolation::denials(&String::from_utf8_lossy(tail), &sandbox.policy);
+    crate::isolation::denial_summary(&found)
 }
 
 /// The instance's port block: its slot's own when free, else a spare one
@@ -749,7 +752,9 @@ fn agent_job(
         ));
     }
     let sandbox = match opts.isolation_active {
-        Some(active) => Some(isolate(opts, dir, spec, worktree, port, active, &mut env)?),
+        Some(active) => Some(isolate(
+            opts, dir, spec, worktree, port, active, &command, &mut env,
+        )?),
         None => None,
     };
     if files_fit_in_env(&files_list, &env) {
@@ -770,7 +775,10 @@ fn agent_job(
 }
 
 /// The Landlock policy of one agent, and the environment that goes with it:
-/// a private `TMPDIR`, the private git directory, `IS_SANDBOX=1`.
+/// a private `TMPDIR`, the private git directory, `IS_SANDBOX=1`. The state
+/// folders of the agent's CLI are created first when missing (Landlock can
+/// only grant a path that exists).
+#[allow(clippy::too_many_arguments)]
 fn isolate(
     opts: &RunOptions,
     dir: &RunDir,
@@ -778,13 +786,37 @@ fn isolate(
     worktree: &Path,
     port: u32,
     active: crate::isolation::Active,
+    command: &str,
     env: &mut Vec<(String, String)>,
 ) -> Result<crate::isolation::Sandbox, String> {
     let instance_dir = dir.instance_dir(&spec.id);
     let tmp = instance_dir.join("tmp");
     std::fs::create_dir_all(&tmp)
         .map_err(|e| format!("isolation: cannot create `{}`: {e}", tmp.display()))?;
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    // The agent's environment as it will be: treefarm's own, then `env`.
+    let agent_env: Vec<(String, String)> = std::env::vars().chain(env.iter().cloned()).collect();
+    let home = agent_env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "HOME")
+        .map(|(_, v)| std::path::PathBuf::from(v))
+        .filter(|h| h.is_absolute());
+    let program = opts
+        .agent_preset
+        .as_deref()
+        .and_then(|name| crate::agents::preset(name).ok())
+        .map(|p| p.program);
+    let cli = crate::isolation::cli_of(program, command);
+    if let Some(home) = &home {
+        let state = crate::isolation::tool_state(cli, home, &agent_env);
+        crate::isolation::prepare_tool_state(&state).map_err(|e| {
+            format!(
+                "isolation: cannot create the state of `{}` that its agent must write: {e} \
+                 (create it yourself, or point the CLI's own variable elsewhere)",
+                cli.unwrap_or("the agent")
+            )
+        })?;
+    }
     let extra = if opts.slot_env.is_empty() {
         Vec::new()
     } else {
@@ -796,6 +828,9 @@ fn isolate(
         home: home.as_deref(),
         repo_root: &opts.repo_root,
         allow_write: &opts.isolation.allow_write,
+        allow_read: &opts.isolation.allow_read,
+        cli,
+        env: &agent_env,
         extra,
         ports: active.ports.then_some((port, u32::from(opts.port_stride))),
     });

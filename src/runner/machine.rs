@@ -921,6 +921,11 @@ impl RunMachine {
                 }));
             }
             InstanceMsg::Warning(message) => out.push(Action::Emit(Event::Warning { id, message })),
+            InstanceMsg::Denied(message) => {
+                self.inst(&id)?.denied = Some(message.clone());
+                out.push(Action::Save);
+                out.push(Action::Emit(Event::Warning { id, message }));
+            }
             InstanceMsg::Done(verdict) => {
                 self.agents_in_flight = self.agents_in_flight.saturating_sub(1);
                 self.release_slot(&id);

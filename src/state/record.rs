@@ -174,6 +174,10 @@ pub struct InstanceRecord {
     pub changed_files: Vec<String>,
     #[serde(default)]
     pub scope_creep: Vec<String>,
+    /// What isolation refused the agent of an attempt that succeeded anyway
+    /// (`write to /x denied by isolation …`); a failure says it in `reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied: Option<String>,
     #[serde(default)]
     pub conflict_paths: Vec<String>,
     #[serde(default)]

@@ -75,7 +75,10 @@ fn repo_for(preset: &str) -> TestRepo {
     }
     repo.write(
         "treefarm.yaml",
-        &format!("agent: {{ preset: {preset}, model: {MODEL} }}\n"),
+        &format!(
+            "agent: {{ preset: {preset}, model: {MODEL} }}\n{}",
+            common::allow_write_yaml(&[&repo.records()])
+        ),
     );
     repo.commit_all("specs");
     repo
@@ -89,9 +92,18 @@ fn declared(n: usize) -> String {
 /// `treefarm run --instances 3` with the fakes on PATH, each instance
 /// recording to `<records>/<spec id>`.
 fn run_with_fakes(repo: &TestRepo, records: &Path) -> Output {
+    run_with_fakes_isolated(repo, records, true)
+}
+
+/// [`run_with_fakes`]; `isolated: false` adds `--isolation off`.
+fn run_with_fakes_isolated(repo: &TestRepo, records: &Path, isolated: bool) -> Output {
     std::fs::create_dir_all(records).expect("mkdir records");
+    let mut args = vec!["run", "--instances", "3"];
+    if !isolated {
+        args.extend(["--isolation", "off"]);
+    }
     repo.treefarm()
-        .args(["run", "--instances", "3"])
+        .args(&args)
         .env("PATH", fake_path())
         .env("FAKE_AGENT_RECORD", records)
         .output()
@@ -214,11 +226,44 @@ fn prompt_of(repo: &TestRepo, n: usize, id: &str) -> (PathBuf, String) {
     (path, prompt)
 }
 
-fn run_preset_end_to_end(preset: &Preset, check_args: impl Fn(&Record, &Path, &str, &TestRepo)) {
+/// Whether a default run confines its agents on this kernel.
+fn confined_by_default() -> bool {
+    treefarm::isolation::kernel_abi().is_ok()
+}
+
+/// Runs the preset under the default isolation, and — where that confines
+/// agents — once more with `--isolation off`: a preset's arguments differ
+/// when treefarm does not confine the CLI (a kernel without Landlock), and
+/// both forms are what users run. `check_args` gets whether that run was
+/// confined.
+fn run_preset_both_ways(
+    preset: &Preset,
+    check_args: impl Fn(&Record, &Path, &str, &TestRepo, bool),
+) {
+    run_preset_once(preset, confined_by_default(), &check_args);
+    if confined_by_default() {
+        run_preset_once(preset, false, &check_args);
+    }
+}
+
+/// The preset under the default isolation only (its arguments do not
+/// depend on it).
+fn run_preset_end_to_end(
+    preset: &Preset,
+    check_args: impl Fn(&Record, &Path, &str, &TestRepo, bool),
+) {
+    run_preset_once(preset, confined_by_default(), &check_args);
+}
+
+fn run_preset_once(
+    preset: &Preset,
+    confined: bool,
+    check_args: &impl Fn(&Record, &Path, &str, &TestRepo, bool),
+) {
     let repo = repo_for(preset.name);
     let main_before = repo.main_snapshot();
-    let records = repo.tmp.path().join("records");
-    let out = run_with_fakes(&repo, &records);
+    let records = repo.records();
+    let out = run_with_fakes_isolated(&repo, &records, confined);
     assert_exit(&out, 0);
     assert_merged_into_roadmap(&repo, preset.program);
     assert_eq!(repo.main_snapshot(), main_before, "main worktree untouched");
@@ -237,16 +282,16 @@ fn run_preset_end_to_end(preset: &Preset, check_args: impl Fn(&Record, &Path, &s
             rec.status
         );
         let (prompt_path, prompt) = prompt_of(&repo, n, id);
-        check_args(&rec, &prompt_path, &prompt, &repo);
+        check_args(&rec, &prompt_path, &prompt, &repo, confined);
         assert_eq!(rec.after("--model"), Some(MODEL), "{id}: {:?}", rec.args);
     }
 }
 
 #[test]
 fn claude_code_preset_runs_three_specs_and_merges_them() {
-    run_preset_end_to_end(&PRESETS[0], |rec, _, prompt, _| {
+    run_preset_both_ways(&PRESETS[0], |rec, _, prompt, _, confined| {
         assert!(rec.has("-p"), "{:?}", rec.args);
-        if treefarm::procfs::running_as_root() {
+        if treefarm::procfs::running_as_root() && !confined {
             // Claude Code refuses the bypass as root: an allow-list instead,
             // one that still lets it commit.
             assert!(!rec.has("--dangerously-skip-permissions"), "{:?}", rec.args);
@@ -269,8 +314,22 @@ fn claude_code_preset_runs_three_specs_and_merges_them() {
 
 #[test]
 fn codex_preset_runs_three_specs_and_merges_them() {
-    run_preset_end_to_end(&PRESETS[1], |rec, _, prompt, repo| {
+    run_preset_both_ways(&PRESETS[1], |rec, _, prompt, repo, confined| {
         assert_eq!(rec.args.first().map(String::as_str), Some("exec"));
+        assert_eq!(
+            rec.args.last().map(String::as_str),
+            Some("-"),
+            "prompt on stdin"
+        );
+        assert_eq!(rec.stdin.trim_end(), prompt.trim_end());
+        assert!(rec.has("--json"), "{:?}", rec.args);
+        if confined {
+            // treefarm confines it; codex's own sandbox cannot run inside
+            // Landlock, and its git is the private directory.
+            assert_eq!(rec.after("--sandbox"), Some("danger-full-access"));
+            assert!(!rec.has("--add-dir"), "{:?}", rec.args);
+            return;
+        }
         assert_eq!(rec.after("--sandbox"), Some("workspace-write"));
         let git_dir = repo.root.join(".git").canonicalize().expect("canonical");
         let add_dirs: Vec<PathBuf> = rec
@@ -298,7 +357,7 @@ fn codex_preset_runs_three_specs_and_merges_them() {
 
 #[test]
 fn aider_preset_runs_three_specs_and_merges_them() {
-    run_preset_end_to_end(&PRESETS[2], |rec, prompt_path, _, _| {
+    run_preset_end_to_end(&PRESETS[2], |rec, prompt_path, _, _, _| {
         assert_eq!(
             rec.after("--message-file"),
             Some(prompt_path.display().to_string().as_str())
@@ -311,7 +370,7 @@ fn aider_preset_runs_three_specs_and_merges_them() {
 
 #[test]
 fn gemini_preset_runs_three_specs_and_merges_them() {
-    run_preset_end_to_end(&PRESETS[3], |rec, _, prompt, _| {
+    run_preset_end_to_end(&PRESETS[3], |rec, _, prompt, _, _| {
         assert_eq!(rec.after("--approval-mode"), Some("yolo"));
         assert_eq!(rec.after("--output-format"), Some("stream-json"));
         // The prompt on stdin, none as an argument (no argv size limit).
@@ -385,8 +444,13 @@ fn preset_bin_override_to_a_missing_file_exits_2_naming_it() {
 fn init_agent_codex_then_run_works_with_the_fake() {
     let repo = TestRepo::with_files(&[("README.md", "# readme\n")]);
     assert_exit(&repo.tf(&["init", "--agent", "codex"]), 0);
+    let config = repo.read("treefarm.yaml");
+    repo.write(
+        "treefarm.yaml",
+        &format!("{config}{}", common::allow_write_yaml(&[&repo.records()])),
+    );
     repo.commit_all("treefarm init");
-    let records = repo.tmp.path().join("records");
+    let records = repo.records();
     let out = run_with_fakes(&repo, &records);
     assert_exit(&out, 0);
     assert_eq!(
@@ -397,7 +461,12 @@ fn init_agent_codex_then_run_works_with_the_fake() {
     assert!(subjects.lines().any(|s| s == "codex: 001"), "{subjects}");
     let rec = Record::read(&records.join("001"));
     assert_eq!(rec.args.first().map(String::as_str), Some("exec"));
-    assert_eq!(rec.after("--sandbox"), Some("workspace-write"));
+    let sandbox = if confined_by_default() {
+        "danger-full-access"
+    } else {
+        "workspace-write"
+    };
+    assert_eq!(rec.after("--sandbox"), Some(sandbox));
     assert_eq!(repo.branches(), ["main", "roadmap"]);
 }
 

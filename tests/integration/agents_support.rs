@@ -332,13 +332,19 @@ fn spec(id: &str, file: &str) -> (String, String) {
 }
 
 /// A repository whose agent is the shell command `agent`.
+/// `{records}` in `agent` names [`TestRepo::records`].
 fn repo_with_agent(agent: &str, extra_config: &str) -> TestRepo {
     let repo = TestRepo::with_files(&[("README.md", "hi\n")]);
     let (name, text) = spec("001", "src/a.txt");
     repo.write(&format!("specs/{name}"), &text);
+    let records = repo.records();
+    let agent = agent.replace("{records}", &records.display().to_string());
     repo.write(
         "treefarm.yaml",
-        &format!("agent:\n  command: {agent}\n  timeout: 1m\n{extra_config}"),
+        &format!(
+            "agent:\n  command: {agent}\n  timeout: 1m\n{extra_config}{}",
+            common::allow_write_yaml(&[&records])
+        ),
     );
     repo.commit_all("specs");
     repo
@@ -346,14 +352,14 @@ fn repo_with_agent(agent: &str, extra_config: &str) -> TestRepo {
 
 #[test]
 fn an_agent_that_changes_nothing_is_unchanged_and_retried_not_merged() {
-    let repo = repo_with_agent("echo ran >> ../runs.txt", "  retries: 1\n");
+    let repo = repo_with_agent("echo ran >> {records}/runs.txt", "  retries: 1\n");
     let out = repo.tf(&["run", "--json"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let summary = json_summary(&out);
     assert_eq!(summary_ids(&summary, "unchanged"), ["001"]);
     assert!(summary_ids(&summary, "merged").is_empty());
     // It counted as a failed attempt: the retry ran it again.
-    let runs = std::fs::read_to_string(repo.worktree_dir().join("runs.txt")).expect("runs");
+    let runs = std::fs::read_to_string(repo.records().join("runs.txt")).expect("runs");
     assert_eq!(runs.lines().count(), 2);
     assert_eq!(repo.instance("001")["state"], "unchanged");
     let status = repo.tf(&["status"]);
@@ -376,10 +382,10 @@ fn allow_unchanged_accepts_an_agent_that_changes_nothing() {
     assert!(summary_ids(&json_summary(&out), "unchanged").is_empty());
 }
 
-/// The agent records its GIT_* environment outside the worktree (`..` is
-/// the worktree folder) and commits.
+/// The agent records its GIT_* environment outside the worktree and
+/// commits.
 const IDENTITY_AGENT: &str =
-    "'env | grep ^GIT_ | sort > ../agent-env.txt; mkdir -p src; echo x > src/a.txt; git add src/a.txt; git commit -qm work'";
+    "'env | grep ^GIT_ | sort > {records}/agent-env.txt; mkdir -p src; echo x > src/a.txt; git add src/a.txt; git commit -qm work'";
 
 #[test]
 fn agents_commit_with_the_configured_identity() {
@@ -389,7 +395,7 @@ fn agents_commit_with_the_configured_identity() {
     );
     let out = repo.tf(&["run", "--keep"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let env = std::fs::read_to_string(repo.worktree_dir().join("agent-env.txt")).expect("env");
+    let env = std::fs::read_to_string(repo.records().join("agent-env.txt")).expect("env");
     for line in [
         "GIT_AUTHOR_NAME=Ada Lovelace",
         "GIT_AUTHOR_EMAIL=ada@example.org",
@@ -435,7 +441,25 @@ fn an_agent_changing_the_shared_git_config_is_named_in_a_warning() {
         "'git config user.name \"Your Name\"; mkdir -p src; echo x > src/a.txt'",
         "",
     );
-    let out = repo.tf(&["run", "--json"]);
+    let config_before = std::fs::read(repo.root.join(".git/config")).expect("config");
+    // Under isolation (the default) the agent's `git config` writes its
+    // private git directory: the shared config is untouched, nothing to warn.
+    let out = repo.tf(&["run", "--json", "--keep"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    if treefarm::isolation::kernel_abi().is_ok() {
+        assert_eq!(
+            std::fs::read(repo.root.join(".git/config")).expect("config"),
+            config_before
+        );
+        assert!(!json_events(&out).iter().any(|e| e["event"] == "warning"));
+    }
+    // The warning is for agents that run unconfined (`isolation: off`, or a
+    // kernel without Landlock), the only ones that can change it.
+    let repo = repo_with_agent(
+        "'git config user.name \"Your Name\"; mkdir -p src; echo x > src/a.txt'",
+        "",
+    );
+    let out = repo.tf(&["run", "--json", "--isolation", "off"]);
     assert_eq!(
         out.status.code(),
         Some(0),

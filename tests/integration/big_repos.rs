@@ -38,7 +38,12 @@ fn tree_repo(config: &str) -> TestRepo {
         "specs/SPEC-002-two.md",
         "---\ntitle: two\nfiles:\n  - b/sub/s1.txt\n---\nChange b/sub.\n",
     );
-    repo.write("treefarm.yaml", config);
+    // What the agents record goes outside the worktrees: named in
+    // `isolation.allow_write`, as a user would.
+    repo.write(
+        "treefarm.yaml",
+        &format!("{config}{}", common::allow_write_yaml(&[&repo.records()])),
+    );
     repo.commit_all("specs");
     assert!(repo
         .git(&["ls-files", "-s", "tools/run.sh"])
@@ -48,7 +53,7 @@ fn tree_repo(config: &str) -> TestRepo {
 
 /// The agent: records what git says, edits its declared file, commits with
 /// `git add -A`, and leaves one more change for treefarm to commit.
-const AGENT: &str = r#"out="$(git rev-parse --path-format=absolute --git-common-dir)/oracle-$TREEFARM_SPEC_ID"; mkdir -p "$out"
+const AGENT: &str = r#"out="$RECORDS/oracle-$TREEFARM_SPEC_ID"; mkdir -p "$out"
 git status --porcelain > "$out/status-before"
 git ls-files -t > "$out/ls-files"
 case "$TREEFARM_SPEC_ID" in
@@ -63,13 +68,14 @@ esac
 "#;
 
 fn oracle(repo: &TestRepo, id: &str, file: &str) -> String {
-    let path = repo.root.join(".git/oracle-".to_string() + id).join(file);
+    let path = repo.records().join(format!("oracle-{id}")).join(file);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
 fn write_agent(repo: &TestRepo) -> String {
     let path = repo.tmp.path().join("agent.sh");
-    std::fs::write(&path, AGENT).expect("write agent");
+    let script = format!("RECORDS='{}'\n{AGENT}", repo.records().display());
+    std::fs::write(&path, script).expect("write agent");
     format!("sh {}", path.display())
 }
 
@@ -260,7 +266,7 @@ fn slot_caches_outlive_instances_and_worktreeinclude_files_are_copied() {
     repo.write(".env", "SECRET=1\n");
     repo.write("build/out.o", "not copied\n");
     let cache_home = repo.tmp.path().join("cache");
-    let log = repo.tmp.path().join("agents.log");
+    let log = repo.records().join("agents.log");
     let agent = format!(
         r#"if [ -f "$WARM/marker" ]; then echo "$TREEFARM_SPEC_ID warm $(cat "$WARM/marker")"; else echo "$TREEFARM_SPEC_ID cold"; fi >> {log}
 mkdir -p "$WARM" && echo "$TREEFARM_SPEC_ID" > "$WARM/marker"
@@ -319,7 +325,7 @@ fn a_port_held_by_another_process_moves_the_block() {
         "instances: 1\nport_base: {}\nport_stride: 3\n",
         port - 1
     ));
-    let seen = repo.tmp.path().join("port");
+    let seen = repo.records().join("port");
     let agent = format!(
         "echo $TREEFARM_PORT >> {}; echo x >> \"$(echo \"$TREEFARM_FILES\" | head -1)\"",
         seen.display()
@@ -372,11 +378,14 @@ fn a_sparse_glob_list_is_a_non_cone_sparse_checkout_git_agrees_with() {
     );
     std::os::unix::fs::symlink("../tools/run.sh", repo.root.join("c/sub/link.txt")).unwrap();
     repo.commit_all("a symlink");
-    let agent = "git status --porcelain > ../status-$TREEFARM_SPEC_ID; git add -A; git commit -qm nothing || true";
-    let out = repo.tf(&["run", "--no-merge", "--agent", agent]);
+    let agent = format!(
+        "git status --porcelain > '{}'/status-$TREEFARM_SPEC_ID; git add -A; git commit -qm nothing || true",
+        repo.records().display()
+    );
+    let out = repo.tf(&["run", "--no-merge", "--agent", &agent]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let wt = repo.worktree_dir().join("001");
-    let status = std::fs::read_to_string(repo.worktree_dir().join("status-001")).unwrap();
+    let status = std::fs::read_to_string(repo.records().join("status-001")).unwrap();
     assert_eq!(status, "", "git status in the agent");
     assert_eq!(repo.git_at(&wt, &["status", "--porcelain"]), "");
     assert_eq!(

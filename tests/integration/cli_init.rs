@@ -198,3 +198,23 @@ fn help_documents_every_exit_code() {
     assert_exit(&repo.tf(&["check", "--no-such-flag"]), 2);
     assert_exit(&repo.tf(&["frobnicate"]), 2);
 }
+
+/// Issue 21.5: `init` wrote a raw `claude -p "$(cat {spec})"` command, which
+/// the real CLI refused (the spec's front matter became an unknown option).
+/// Without `--agent`, it now configures the tested claude-code preset and no
+/// command; the README's quick start runs on it with the real Claude Code
+/// (`real_agents::real_claude_code_runs_the_readme_quick_start`).
+#[test]
+fn init_configures_the_claude_code_preset_by_default_not_a_raw_command() {
+    let repo = TestRepo::with_files(&[("README.md", "readme\n")]);
+    assert_exit(&repo.tf(&["init"]), 0);
+    let text = repo.read(CONFIG);
+    let config = treefarm::config::Config::parse(CONFIG, text.as_bytes()).expect("parses");
+    assert_eq!(
+        config.agent.preset.as_deref(),
+        Some("claude-code"),
+        "{text}"
+    );
+    assert_eq!(config.agent.command, None, "{text}");
+    assert!(!text.contains("$(cat {spec})"), "{text}");
+}

@@ -332,3 +332,202 @@ fn without_isolation_the_oracle_sees_every_escape() {
     assert_eq!(seen, expected, "{tried}");
     assert!(tried.contains("ESCAPED other-port"), "{tried}");
 }
+
+/// The secrets planted in the test's `$HOME`: a fake AWS key and SSH key.
+const AWS_SECRET: &str = "aws_secret_access_key = FAKE-AWS-SECRET-planted-by-the-test";
+const SSH_SECRET: &str = "FAKE-SSH-PRIVATE-KEY-planted-by-the-test";
+
+/// A prompt-injected agent that reads `~/.aws/credentials` and
+/// `~/.ssh/id_ed25519` and commits what it got to its branch; run with
+/// `isolation` and `allow_read`. Returns the repository and `run`'s output.
+fn credential_run(isolation: &str, allow_read: &[&str]) -> (TestRepo, std::process::Output) {
+    let repo = TestRepo::with_files(&[("src/a.txt", "a0\n")]);
+    std::fs::create_dir_all(repo.home.join(".aws")).expect("aws dir");
+    std::fs::write(
+        repo.home.join(".aws/credentials"),
+        format!("[default]\n{AWS_SECRET}\n"),
+    )
+    .expect("aws credentials");
+    std::fs::create_dir_all(repo.home.join(".ssh")).expect("ssh dir");
+    std::fs::write(
+        repo.home.join(".ssh/id_ed25519"),
+        format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{SSH_SECRET}\n"),
+    )
+    .expect("ssh key");
+    let agent = repo.tmp.path().join("thief.sh");
+    std::fs::write(
+        &agent,
+        "set -u\ncd \"$TREEFARM_WORKTREE\"\nmkdir -p stolen\n\
+         cat \"$HOME/.aws/credentials\" > stolen/aws.txt\n\
+         cat \"$HOME/.ssh/id_ed25519\" > stolen/ssh.txt\n\
+         git add stolen\ngit commit -qm '001: what the agent could read'\nexit 0\n",
+    )
+    .expect("write agent");
+    repo.write(
+        "specs/SPEC-001-thief.md",
+        "---\ntitle: Thief\nfiles: [stolen/aws.txt, stolen/ssh.txt]\n---\n# Thief\n\nDo it.\n",
+    );
+    let allow = allow_read
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    repo.write(
+        "treefarm.yaml",
+        &format!(
+            "agent:\n  command: sh {}\n  timeout: 2m\nisolation:\n  mode: {isolation}\n  allow_read: [{allow}]\n",
+            agent.display()
+        ),
+    );
+    repo.commit_all("initial");
+    let out = repo.tf(&["run", "--isolation", isolation]);
+    (repo, out)
+}
+
+/// Every version of every file on every ref, as one text (the oracle of
+/// what reached the repository).
+fn everything_committed(repo: &TestRepo) -> String {
+    repo.git(&["log", "--all", "-p", "--format=%H %s"])
+}
+
+#[test]
+fn planted_credentials_are_unreadable_under_landlock_and_named_in_the_result() {
+    if !landlock_available() {
+        eprintln!("skipped: the kernel has no Landlock");
+        return;
+    }
+    let (repo, out) = credential_run("landlock", &[]);
+    let ctx = format!("{}\n{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{ctx}");
+    let committed = everything_committed(&repo);
+    assert!(!committed.contains(AWS_SECRET), "{committed}");
+    assert!(!committed.contains(SSH_SECRET), "{committed}");
+    // The agent's own commit went through (an empty file of each).
+    assert!(
+        committed.contains("001: what the agent could read"),
+        "{committed}"
+    );
+    // Named in the result: the journal (so `status`), `status --json`, the
+    // summary table and the warning event.
+    let aws = format!(
+        "read of {}/.aws/credentials denied by isolation",
+        repo.home.display()
+    );
+    let ssh = format!(
+        "read of {}/.ssh/id_ed25519 denied by isolation",
+        repo.home.display()
+    );
+    let state = repo.run_state();
+    let denied = state["instances"][0]["denied"].as_str().unwrap_or_default();
+    assert!(denied.contains(&aws) && denied.contains(&ssh), "{state:#}");
+    assert!(denied.contains("isolation.allow_read"), "{denied}");
+    let status = repo.tf(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    assert_eq!(status["instances"][0]["denied"].as_str(), Some(denied));
+    assert!(ctx.contains(&aws), "the summary table says it: {ctx}");
+    let human = repo.tf(&["status"]);
+    let human = format!("{}{}", stdout(&human), stderr(&human));
+    assert!(human.contains(&aws), "{human}");
+}
+
+#[test]
+fn allow_read_gives_one_credential_store_back() {
+    if !landlock_available() {
+        eprintln!("skipped: the kernel has no Landlock");
+        return;
+    }
+    let (repo, out) = credential_run("landlock", &["~/.aws"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let committed = everything_committed(&repo);
+    assert!(committed.contains(AWS_SECRET), "{committed}");
+    assert!(!committed.contains(SSH_SECRET), "{committed}");
+}
+
+#[test]
+fn without_isolation_the_oracle_sees_the_credentials_committed() {
+    // `off` on purpose: the escape must be possible for the oracle to see it.
+    let (repo, out) = credential_run("off", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let committed = everything_committed(&repo);
+    assert!(committed.contains(AWS_SECRET), "{committed}");
+    assert!(committed.contains(SSH_SECRET), "{committed}");
+}
+
+/// Issue 21.2: on a fresh machine (`$HOME` exists, `~/.claude` does not) an
+/// isolated Claude Code could not write its state, and every tool call
+/// failed. A stand-in named `claude` (treefarm knows the CLI by its program
+/// name) writes what the real one writes from an empty home: its state
+/// folder and `~/.claude.json` in place. Both work under Landlock; `$HOME`
+/// itself stays closed, and that denial is named in the run's result.
+#[test]
+fn a_fresh_home_gets_the_clis_state_writable_but_not_home_itself() {
+    if !landlock_available() {
+        eprintln!("skipped: the kernel has no Landlock");
+        return;
+    }
+    let repo = TestRepo::with_files(&[("src/a.txt", "a0\n")]);
+    assert_eq!(std::fs::read_dir(&repo.home).expect("home").count(), 0);
+    let bin = repo.tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    std::fs::write(
+        bin.join("claude"),
+        "set -u\ncd \"$TREEFARM_WORKTREE\"\n\
+         mkdir -p \"$HOME/.claude/projects/p\" && echo session > \"$HOME/.claude/projects/p/s.jsonl\"\n\
+         printf '{\"numStartups\": 1}\\n' > \"$HOME/.claude.json\"\n\
+         touch \"$HOME/not-state\"\n\
+         echo a1 > src/a.txt\ngit commit -qam '001: work'\n",
+    )
+    .expect("fake claude");
+    repo.write("specs/SPEC-001-work.md", &spec("Work", "src/a.txt"));
+    repo.write(
+        "treefarm.yaml",
+        &format!(
+            "agent:\n  command: sh {}/claude {{spec}}\n  timeout: 2m\nisolation: landlock\n",
+            bin.display()
+        ),
+    );
+    repo.commit_all("initial");
+    let out = repo.tf(&["run", "--isolation", "landlock"]);
+    let ctx = format!("{}\n{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{ctx}");
+    let home = &repo.home;
+    assert_eq!(
+        std::fs::read_to_string(home.join(".claude/projects/p/s.jsonl")).ok(),
+        Some("session\n".to_string()),
+        "{ctx}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join(".claude.json")).ok(),
+        Some("{\"numStartups\": 1}\n".to_string()),
+        "{ctx}"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &str| {
+        std::fs::metadata(home.join(p))
+            .expect("state")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(".claude"), 0o700);
+    assert_eq!(mode(".claude.json"), 0o600);
+    // Nothing else appeared in the home folder: `$HOME` is not writable.
+    let mut entries: Vec<String> = std::fs::read_dir(home)
+        .expect("home")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, [".claude", ".claude.json"], "{ctx}");
+    let denied = repo.run_state()["instances"][0]["denied"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        denied.contains(&format!(
+            "write to {}/not-state denied by isolation",
+            home.display()
+        )),
+        "{denied}\n{ctx}"
+    );
+    assert_eq!(repo.show("roadmap", "src/a.txt"), "a1");
+}

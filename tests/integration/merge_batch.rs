@@ -41,10 +41,14 @@ fn conflict_in_the_middle_of_three_keeps_branch_and_worktree_and_merges_the_othe
         Some(30),
         "write c.txt c\ncommit \"gamma\"",
     );
+    // The shared repository is read through its own git directory: under
+    // isolation the agent's git is a private directory whose other refs are
+    // a snapshot taken at plant time.
     let wrapper = r#"
-state="$(git rev-parse --path-format=absolute --git-common-dir)/treefarm/runs/$TREEFARM_RUN_ID/state.json"
+state="$TREEFARM_RUN_DIR/state.json"
+shared="$TREEFARM_RUN_DIR/../../.."
 case "$TREEFARM_SPEC_ID" in
-020) until git cat-file -e roadmap:a.txt 2>/dev/null; do sleep 0.05; done ;;
+020) until git --git-dir="$shared" cat-file -e roadmap:a.txt 2>/dev/null; do sleep 0.05; done ;;
 030) until grep -q '"state": *"conflicted"' "$state"; do sleep 0.05; done ;;
 esac"#;
     let repo = TestRepo::farm_with_wrapper(

@@ -7,7 +7,7 @@
 //! a gate passed ever become the target's tip.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::common;
 
@@ -41,10 +41,10 @@ fn specs(n: usize, culprits: &[usize]) -> Vec<(String, String)> {
 
 /// A gate that logs `<commit> pass|fail` to `log` and fails when `failing`
 /// (a shell condition run in the gate worktree) holds.
-fn gate(log: &Path, failing: &str) -> String {
+/// The gate command: records `<commit> pass|fail` in `log` (a shell word).
+fn gate(log: &str, failing: &str) -> String {
     format!(
-        "c=$(git rev-parse HEAD); if {failing}; then echo \"$c fail\" >> {log}; exit 1; fi; echo \"$c pass\" >> {log}",
-        log = log.display()
+        "c=$(git rev-parse HEAD); if {failing}; then echo \"$c fail\" >> {log}; exit 1; fi; echo \"$c pass\" >> {log}"
     )
 }
 
@@ -55,42 +55,38 @@ struct Gated {
 
 impl Gated {
     fn new(specs: &[(String, String)], failing: &str, merge_config: &str) -> Gated {
-        Gated::with_wrapper(specs, failing, merge_config, None, None)
+        Gated::with_wrapper(specs, failing, merge_config, None)
     }
 
-    /// Like [`Gated::new`], the agent being `wrapper` then the scripted
-    /// agent, which may also write `allow` (in `isolation.allow_write`).
+    /// Like [`Gated::new`], the agent being `wrapper` then the scripted agent.
     fn with_wrapper(
         specs: &[(String, String)],
         failing: &str,
         merge_config: &str,
         wrapper: Option<&str>,
-        allow: Option<&Path>,
     ) -> Gated {
-        let tmp_log = tempfile::NamedTempFile::new().expect("temp file");
-        let log = tmp_log.path().with_extension("gate-runs");
-        drop(tmp_log);
         let specs: Vec<(&str, String)> = specs
             .iter()
             .map(|(name, body)| (name.as_str(), body.clone()))
             .collect();
-        // The gate records its runs outside the repository: under isolation
-        // it may, as a user would allow it, because the file is named in
-        // `isolation.allow_write` (it must exist for Landlock to grant it).
-        std::fs::write(&log, "").expect("create the gate-run record");
+        // The gate records its runs in the test's records folder
+        // (`<tmp>/records`, found from `$HOME` = `<tmp>/home`), which the
+        // fixture names in `isolation.allow_write`: gates are confined too.
         let config = format!(
-            "instances: 4\nisolation:\n  allow_write: ['{}'{}]\nmerge:\n  gate: '{}'\n{merge_config}",
-            log.display(),
-            allow
-                .map(|p| format!(", '{}'", p.display()))
-                .unwrap_or_default(),
-            gate(&log, failing).replace('\'', "''")
+            "instances: 4\nmerge:\n  gate: '{}'\n{merge_config}",
+            gate("\"${HOME%/home}/records/gate-runs\"", failing).replace('\'', "''")
         );
         let files = [("README.md", "readme\n")];
         let repo = match wrapper {
             Some(body) => TestRepo::farm_with_wrapper(&files, &specs, body, &config),
             None => TestRepo::farm(&files, &specs, &config),
         };
+        assert_eq!(
+            repo.home,
+            repo.tmp.path().join("home"),
+            "the gate relies on it"
+        );
+        let log = repo.records().join("gate-runs");
         Gated { repo, log }
     }
 
@@ -442,18 +438,16 @@ fn a_kill_at_each_queue_crash_point_then_resume_loses_no_merge_and_lands_nothing
 /// once): 101 merges, 102 and 103 conflict with it. In resolve mode the
 /// scripted agent notes its prompt and conflicted files in `seen`, resolves
 /// 102's conflict and concludes the merge; for 103 it gives up.
-fn resolve_farm(merge_config: &str, seen: &Path) -> Gated {
-    let wrapper = format!(
-        "if [ \"$TREEFARM_MODE\" = resolve ]; then\n\
-           cp \"$TREEFARM_PROMPT_FILE\" '{seen}'/prompt-$TREEFARM_SPEC_ID\n\
-           printf '%s\\n' \"$TREEFARM_CONFLICT_FILES\" > '{seen}'/conflicts-$TREEFARM_SPEC_ID\n\
+/// What the resolving agent saw is recorded in [`TestRepo::records`].
+fn resolve_farm(merge_config: &str) -> Gated {
+    let wrapper = "if [ \"$TREEFARM_MODE\" = resolve ]; then\n\
+           cp \"$TREEFARM_PROMPT_FILE\" \"$RECORDS\"/prompt-$TREEFARM_SPEC_ID || exit 4\n\
+           printf '%s\\n' \"$TREEFARM_CONFLICT_FILES\" > \"$RECORDS\"/conflicts-$TREEFARM_SPEC_ID || exit 4\n\
            if [ \"$TREEFARM_SPEC_ID\" = 102 ]; then\n\
              printf 'resolved\\n' > shared.txt && git add shared.txt && git commit -q --no-edit || exit 3\n\
            fi\n\
            exit 0\n\
-         fi",
-        seen = seen.display()
-    );
+         fi";
     let specs: Vec<(String, String)> = (101..=103)
         .map(|id| {
             (
@@ -470,12 +464,13 @@ fn resolve_farm(merge_config: &str, seen: &Path) -> Gated {
             )
         })
         .collect();
-    Gated::with_wrapper(&specs, "false", merge_config, Some(&wrapper), Some(seen))
+    Gated::with_wrapper(&specs, "false", merge_config, Some(wrapper))
 }
 
 /// After [`resolve_farm`]'s run: 102 resolved by its agent and merged, 103
 /// conflicted and kept exactly as its agent left it.
-fn assert_resolved_or_kept(g: &Gated, out: &std::process::Output, seen: &Path, what: &str) {
+fn assert_resolved_or_kept(g: &Gated, out: &std::process::Output, what: &str) {
+    let seen = g.repo.records();
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -550,10 +545,9 @@ fn a_conflict_goes_back_to_its_agent_resolved_then_merged_or_kept_with_its_marke
         "  on_conflict: agent\n",
         "  on_conflict: agent\n  batch: 1\n",
     ] {
-        let seen = tempfile::tempdir().unwrap();
-        let g = resolve_farm(merge_config, seen.path());
+        let g = resolve_farm(merge_config);
         let out = g.repo.tf(&["run", "--json"]);
-        assert_resolved_or_kept(&g, &out, seen.path(), merge_config);
+        assert_resolved_or_kept(&g, &out, merge_config);
         let resolving: BTreeSet<String> = json_events(&out)
             .iter()
             .filter(|e| e["event"] == "resolving")
@@ -566,8 +560,7 @@ fn a_conflict_goes_back_to_its_agent_resolved_then_merged_or_kept_with_its_marke
 #[test]
 fn a_kill_while_handing_a_conflict_back_then_resume_resolves_it() {
     for point in ["resolving", "resolving#2"] {
-        let seen = tempfile::tempdir().unwrap();
-        let g = resolve_farm("  on_conflict: agent\n", seen.path());
+        let g = resolve_farm("  on_conflict: agent\n");
         let out = g
             .repo
             .treefarm()
@@ -583,7 +576,7 @@ fn a_kill_while_handing_a_conflict_back_then_resume_resolves_it() {
             stderr(&out)
         );
         let out = g.repo.tf(&["resume", "--json"]);
-        assert_resolved_or_kept(&g, &out, seen.path(), point);
+        assert_resolved_or_kept(&g, &out, point);
     }
 }
 
@@ -597,8 +590,7 @@ fn an_isolated_agent_resolves_its_conflict_through_its_private_git_directory() {
         eprintln!("skipped: the kernel has no Landlock");
         return;
     }
-    let seen = tempfile::tempdir().unwrap();
-    let g = resolve_farm("  on_conflict: agent\n", seen.path());
+    let g = resolve_farm("  on_conflict: agent\n");
     let out = g.repo.tf(&["run", "--json", "--isolation", "landlock"]);
     assert_eq!(out.status.code(), Some(1), "stderr:\n{}", stderr(&out));
     let summary = json_summary(&out);
@@ -721,14 +713,15 @@ fn a_batch_lands_the_history_merging_one_by_one_makes() {
 #[test]
 fn merge_with_a_gate_after_a_run_without_one_gates_the_batch() {
     // `run --no-merge` had no gate; `merge --gate` must gate what it lands.
-    let tmp = tempfile::tempdir().unwrap();
-    let log = tmp.path().join("runs");
     let all = specs(3, &[2]);
     let specs: Vec<(&str, String)> = all.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
     let repo = TestRepo::farm(&[("README.md", "readme\n")], &specs, "");
+    // In the records folder the fixture names in `isolation.allow_write`.
+    let log = repo.records().join("gate-runs");
     let out = repo.tf(&["run", "--no-merge", "--json"]);
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
-    let out = repo.tf(&["merge", "--json", "--gate", &gate(&log, "test -e bad.txt")]);
+    let gate = gate(&format!("'{}'", log.display()), "test -e bad.txt");
+    let out = repo.tf(&["merge", "--json", "--gate", &gate]);
     assert_eq!(out.status.code(), Some(1), "stderr:\n{}", stderr(&out));
     let summary = json_summary(&out);
     assert_eq!(summary_ids(&summary, "merged"), ["101", "103"]);

@@ -62,6 +62,31 @@ fn cache_dir() -> PathBuf {
     )
 }
 
+/// A temp folder for one run: `<tmp>/home`, the agents' `$HOME`, empty,
+/// and `<tmp>/tmp` beside it for `TMPDIR`.
+fn scratch(prefix: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("tempdir");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::create_dir_all(home.with_file_name("tmp")).expect("tmp");
+    (tmp, home)
+}
+
+/// Runs `test` as the current user (root in CI), then as
+/// `TREEFARM_REAL_AGENTS_USER` when it is set.
+fn for_each_user(test: impl Fn(Option<&str>)) {
+    test(None);
+    if let Some(user) = std::env::var("TREEFARM_REAL_AGENTS_USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        test(Some(&user));
+    }
+}
+
 fn content_for(id: &str) -> String {
     format!("written by the scripted model for {id}\n")
 }
@@ -182,27 +207,18 @@ fn tree_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-/// The CLIs' own config in the agents' HOME: every one pointed at the
-/// server, updates, telemetry and other non-essential traffic off.
-fn write_cli_homes(home: &Path, server: &ModelServer) {
-    let codex = home.join(".codex");
-    std::fs::create_dir_all(&codex).expect("codex home");
-    std::fs::write(
-        codex.join("config.toml"),
-        format!(
-            "model_provider = \"scripted\"\n\
-             check_for_update_on_startup = false\n\
-             [model_providers.scripted]\n\
-             name = \"scripted\"\n\
-             base_url = \"{}/v1\"\n\
-             env_key = \"OPENAI_API_KEY\"\n\
-             wire_api = \"responses\"\n\
-             [analytics]\n\
-             enabled = false\n",
-            server.url()
-        ),
-    )
-    .expect("codex config");
+/// What the test writes for the CLIs, and nothing more: `$HOME` starts
+/// empty, as on a fresh machine. Only Gemini CLI needs a file there
+/// (`~/.gemini/settings.json`: with `GOOGLE_GEMINI_BASE_URL` set it picks a
+/// gateway login the API key cannot serve, and only settings select the
+/// API key; its system settings file would have to live in a folder no
+/// other user can write, which a test's `/tmp` folder is not). Codex CLI is
+/// pointed at the server with `-c` overrides on its command line (see
+/// [`extra_args`]), aider's model metadata is a file beside `$HOME`; every
+/// other CLI only needs its environment ([`run_env`]). The state folders
+/// the CLIs write (`~/.claude`, `~/.claude.json`, `$CODEX_HOME`, ...) do
+/// not exist when treefarm starts: treefarm must make them writable.
+fn write_cli_homes(home: &Path) {
     let gemini = home.join(".gemini");
     std::fs::create_dir_all(&gemini).expect("gemini home");
     std::fs::write(
@@ -217,16 +233,58 @@ fn write_cli_homes(home: &Path, server: &ModelServer) {
     )
     .expect("gemini settings");
     // aider looks model metadata up in a cache it otherwise downloads.
-    let aider = home.join(".aider/caches");
-    std::fs::create_dir_all(&aider).expect("aider cache");
-    std::fs::write(
-        aider.join("model_prices_and_context_window.json"),
-        json!({"scripted-model": {"max_input_tokens": 128000, "max_output_tokens": 8192,
-               "input_cost_per_token": 0.001, "output_cost_per_token": 0.002,
-               "litellm_provider": "openai", "mode": "chat"}})
-        .to_string(),
-    )
-    .expect("aider cache");
+    std::fs::write(aider_metadata(home), {
+        let model = json!({"max_input_tokens": 128000, "max_output_tokens": 8192,
+                   "input_cost_per_token": 0.001, "output_cost_per_token": 0.002,
+                   "litellm_provider": "openai", "mode": "chat"});
+        json!({"scripted-model": model, "openai/scripted-model": model}).to_string()
+    })
+    .expect("aider model metadata");
+}
+
+/// aider's model metadata file: beside `$HOME`, not in it.
+fn aider_metadata(home: &Path) -> PathBuf {
+    home.with_file_name("aider-model-metadata.json")
+}
+
+/// `agent.extra_args` of `preset` that point its CLI at the server where
+/// its environment cannot (YAML lines, empty when none).
+fn extra_args(preset: &str, home: &Path, server: &ModelServer) -> String {
+    let args: Vec<String> = match preset {
+        "codex" => vec![
+            "-c".into(),
+            "model_provider=scripted".into(),
+            "-c".into(),
+            format!(
+                "model_providers.scripted={{name=\"scripted\",base_url=\"{}/v1\",env_key=\"OPENAI_API_KEY\",wire_api=\"responses\"}}",
+                server.url()
+            ),
+            "-c".into(),
+            "check_for_update_on_startup=false".into(),
+            "-c".into(),
+            "analytics.enabled=false".into(),
+        ],
+        "aider" => vec![
+            "--model-metadata-file".into(),
+            aider_metadata(home).display().to_string(),
+        ],
+        _ => vec![],
+    };
+    if args.is_empty() {
+        return String::new();
+    }
+    // JSON strings are YAML double-quoted strings.
+    format!("  extra_args: {}\n", json!(args))
+}
+
+/// Entries of `home` (recursively) that a CLI wrote: its state, proof that
+/// isolation let it write there from an empty home.
+fn written_state(home: &Path, dir: &str) -> Vec<PathBuf> {
+    tree_bytes(&home.join(dir))
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| !p.ends_with("settings.json"))
+        .collect()
 }
 
 /// The environment `treefarm` (and so every agent) runs with: nothing
@@ -243,7 +301,10 @@ fn run_env(home: &Path, server: &ModelServer) -> Vec<(String, String)> {
     vec![
         ("PATH".into(), path),
         ("HOME".into(), home.display().to_string()),
-        ("TMPDIR".into(), home.join("tmp").display().to_string()),
+        (
+            "TMPDIR".into(),
+            home.with_file_name("tmp").display().to_string(),
+        ),
         ("LANG".into(), "C.UTF-8".into()),
         ("NO_COLOR".into(), "1".into()),
         ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
@@ -264,7 +325,9 @@ fn run_env(home: &Path, server: &ModelServer) -> Vec<(String, String)> {
         ("DISABLE_AUTOUPDATER".into(), "1".into()),
         ("DISABLE_TELEMETRY".into(), "1".into()),
         ("DISABLE_ERROR_REPORTING".into(), "1".into()),
-        // Codex (its provider is in $CODEX_HOME/config.toml) and aider.
+        // Codex (its provider comes with `extra_args`; CODEX_HOME names a
+        // folder that does not exist yet, which Codex refuses unless
+        // treefarm creates it) and aider.
         (
             "CODEX_HOME".into(),
             home.join(".codex").display().to_string(),
@@ -282,14 +345,9 @@ fn run_env(home: &Path, server: &ModelServer) -> Vec<(String, String)> {
 /// Runs `cli` for real: two specs, `--instances 2`, as the current user or,
 /// with `user`, as that unprivileged user; then proves the result with git.
 fn run_real(cli: &Cli, user: Option<&str>) {
-    let tmp = tempfile::Builder::new()
-        .prefix("treefarm-real-")
-        .tempdir()
-        .expect("tempdir");
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(home.join("tmp")).expect("home");
+    let (tmp, home) = scratch("treefarm-real-");
     let server = ModelServer::start(&tmp.path().join("server"), &script(&cli.errors));
-    write_cli_homes(&home, &server);
+    write_cli_homes(&home);
 
     // A repository with no git identity anywhere: the agents get treefarm's.
     let repo = greeting_repo(tmp.path(), &home, &SPECS);
@@ -297,8 +355,10 @@ fn run_real(cli: &Cli, user: Option<&str>) {
     std::fs::write(
         repo.join("treefarm.yaml"),
         format!(
-            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  allowed_commands: [python3 -c]\n",
-            cli.preset, cli.model
+            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  allowed_commands: [python3 -c]\n{}",
+            cli.preset,
+            cli.model,
+            extra_args(cli.preset, &home, &server)
         ),
     )
     .expect("config");
@@ -500,6 +560,32 @@ fn run_real(cli: &Cli, user: Option<&str>) {
         !stderr.contains("warning"),
         "no shared-config warning: {ctx}"
     );
+    assert!(
+        !stderr.contains("denied by isolation"),
+        "isolation denied the agent nothing: {ctx}"
+    );
+    // From an empty home, the CLI's state was writable: it wrote it.
+    let state = match cli.preset {
+        "claude-code" => Some(".claude"),
+        "codex" => Some(".codex"),
+        "gemini" => Some(".gemini"),
+        _ => None,
+    };
+    if let Some(dir) = state {
+        let written = written_state(&home, dir);
+        assert!(
+            !written.is_empty(),
+            "{}: nothing in ~/{dir}\n{ctx}",
+            cli.preset
+        );
+    }
+    if cli.preset == "claude-code" {
+        let config = std::fs::read_to_string(home.join(".claude.json")).unwrap_or_default();
+        assert!(
+            config.trim() != "{}" && config.contains('"'),
+            "Claude Code wrote its ~/.claude.json: {config:?}\n{ctx}"
+        );
+    }
 }
 
 fn runs_dir(repo: &Path) -> PathBuf {
@@ -531,13 +617,7 @@ fn logs_of(repo: &Path) -> String {
 
 /// As the current user (root in CI), then as `TREEFARM_REAL_AGENTS_USER`.
 fn run_both(cli: &Cli) {
-    run_real(cli, None);
-    if let Some(user) = std::env::var("TREEFARM_REAL_AGENTS_USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        run_real(cli, Some(&user));
-    }
+    for_each_user(|user| run_real(cli, user));
 }
 
 #[test]
@@ -592,16 +672,11 @@ fn real_aider() {
 /// with `error`: the attempt fails, and treefarm's classifier, given the
 /// instance's real log and exit code, says it was rate-limited, of `kind`.
 fn rate_limited_for_real(cli: &Cli, error: Value, kind: treefarm::agents::RateLimitKind) {
-    let tmp = tempfile::Builder::new()
-        .prefix("treefarm-real-rl-")
-        .tempdir()
-        .expect("tempdir");
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(home.join("tmp")).expect("home");
+    let (tmp, home) = scratch("treefarm-real-rl-");
     let mut script = script(&json!([]));
     script["always_error"] = error;
     let server = ModelServer::start(&tmp.path().join("server"), &script);
-    write_cli_homes(&home, &server);
+    write_cli_homes(&home);
     let repo = greeting_repo(tmp.path(), &home, &SPECS[..1]);
     let (id, _, _) = SPECS[0];
     // One retry inside the CLI (Claude Code would otherwise retry for
@@ -610,8 +685,10 @@ fn rate_limited_for_real(cli: &Cli, error: Value, kind: treefarm::agents::RateLi
     std::fs::write(
         repo.join("treefarm.yaml"),
         format!(
-            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  env: {{CLAUDE_CODE_MAX_RETRIES: '1'}}\n  rate_limit:\n    max_waits: 0\n",
-            cli.preset, cli.model
+            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n  env: {{CLAUDE_CODE_MAX_RETRIES: '1'}}\n  rate_limit:\n    max_waits: 0\n{}",
+            cli.preset,
+            cli.model,
+            extra_args(cli.preset, &home, &server)
         ),
     )
     .expect("config");
@@ -692,24 +769,13 @@ fn real_rate_limits_are_detected() {
 #[test]
 #[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
 fn real_claude_code_through_rate_limits_merges_eight_specs() {
-    paced_for_real(None);
-    if let Some(user) = std::env::var("TREEFARM_REAL_AGENTS_USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        paced_for_real(Some(&user));
-    }
+    for_each_user(paced_for_real);
 }
 
 /// One run of [`real_claude_code_through_rate_limits_merges_eight_specs`],
 /// as the current user or as `user`.
 fn paced_for_real(user: Option<&str>) {
-    let tmp = tempfile::Builder::new()
-        .prefix("treefarm-real-paced-")
-        .tempdir()
-        .expect("tempdir");
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(home.join("tmp")).expect("home");
+    let (tmp, home) = scratch("treefarm-real-paced-");
     let mut script = script(&json!([]));
     script["error_every"] = json!({
         "every": 2,
@@ -721,7 +787,7 @@ fn paced_for_real(user: Option<&str>) {
         ],
     });
     let server = ModelServer::start(&tmp.path().join("server"), &script);
-    write_cli_homes(&home, &server);
+    write_cli_homes(&home);
     let ids: Vec<String> = (1..=8).map(|i| format!("{i:03}")).collect();
     let specs: Vec<(String, String, String)> = ids
         .iter()
@@ -825,12 +891,7 @@ fn paced_for_real(user: Option<&str>) {
 /// branch's tip is a merge with the target, and `roadmap` holds the
 /// resolution. As the current user, or as `user`.
 fn resolve_real(cli: &Cli, user: Option<&str>) {
-    let tmp = tempfile::Builder::new()
-        .prefix("treefarm-real-resolve-")
-        .tempdir()
-        .expect("tempdir");
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(home.join("tmp")).expect("home");
+    let (tmp, home) = scratch("treefarm-real-resolve-");
     let resolved = "resolved by the scripted model for {id}\n";
     let server = ModelServer::start(
         &tmp.path().join("server"),
@@ -847,15 +908,17 @@ fn resolve_real(cli: &Cli, user: Option<&str>) {
             ],
         }),
     );
-    write_cli_homes(&home, &server);
+    write_cli_homes(&home);
     let repo = greeting_repo(tmp.path(), &home, &SPECS[..1]);
     std::fs::write(repo.join("README.md"), "# greetings\n").expect("readme");
     let (id, file, _) = SPECS[0];
     std::fs::write(
         repo.join("treefarm.yaml"),
         format!(
-            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\nmerge:\n  on_conflict: agent\n",
-            cli.preset, cli.model
+            "agent:\n  preset: {}\n  model: {}\n  timeout: 5m\n{}merge:\n  on_conflict: agent\n",
+            cli.preset,
+            cli.model,
+            extra_args(cli.preset, &home, &server)
         ),
     )
     .expect("config");
@@ -983,12 +1046,201 @@ fn real_clis_resolve_a_conflict_handed_back() {
             transcript: None,
         },
     ] {
-        resolve_real(&cli, None);
-        if let Some(user) = std::env::var("TREEFARM_REAL_AGENTS_USER")
-            .ok()
-            .filter(|u| !u.is_empty())
-        {
-            resolve_real(&cli, Some(&user));
-        }
+        for_each_user(|user| resolve_real(&cli, user));
     }
+}
+
+/// The `treefarm` commands of the README's quick start, as written there
+/// (comments dropped), without `status --watch`, which watches from another
+/// terminal.
+fn readme_quick_start() -> Vec<Vec<String>> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("\n## Quick start\n")
+        .nth(1)
+        .expect("a Quick start section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("a sh block in the quick start");
+    block
+        .lines()
+        .filter_map(|l| l.split('#').next())
+        .map(str::split_whitespace)
+        .map(|words| words.map(str::to_string).collect::<Vec<_>>())
+        .filter(|words| words.first().is_some_and(|w| w == "treefarm"))
+        .map(|words| words[1..].to_vec())
+        .filter(|args| args.first().is_some_and(|a| a != "status"))
+        .collect()
+}
+
+/// Issue 21.5: `treefarm init` then `treefarm run` failed with the real
+/// Claude Code (`init` wrote a raw `claude -p "$(cat {spec})"` command that
+/// the spec's front matter turned into an unknown option). The README's
+/// quick start, exactly as shown, in a fresh repository with one commit and
+/// an empty `$HOME`: the example spec is done by the agent's own commit.
+#[test]
+#[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
+fn real_claude_code_runs_the_readme_quick_start() {
+    let commands = readme_quick_start();
+    let verbs: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();
+    assert_eq!(verbs, ["init", "check", "plan", "run"], "{commands:?}");
+    for_each_user(|user| quick_start_for_real(&commands, user));
+}
+
+fn quick_start_for_real(commands: &[Vec<String>], user: Option<&str>) {
+    let (tmp, home) = scratch("treefarm-real-quick-");
+    let greeting = "Hello from treefarm";
+    let server = ModelServer::start(
+        &tmp.path().join("server"),
+        &json!({
+            "steps": [
+                {"read": "{file}"},
+                {"write": "{file}", "content": format!("# greetings\n{greeting}\n")},
+                {"shell": "git add {file} && git commit -m 'README: a greeting'"},
+                {"text": "done"}
+            ],
+        }),
+    );
+    // A fresh repository: one commit, nothing of treefarm's.
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&repo).expect("repo");
+    git(&repo, &home, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README.md"), "# greetings\n").expect("readme");
+    commit_base(&repo, &home);
+    let env = run_env(&home, &server);
+    let mut said = String::new();
+    for args in commands {
+        let out = treefarm_as(&env, user, tmp.path())
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .expect("run treefarm");
+        said.push_str(&format!(
+            "$ treefarm {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        let log = std::fs::read_to_string(log_path(&repo, "001")).unwrap_or_default();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "as {}: {said}\n{log}",
+            user.unwrap_or("the current user")
+        );
+    }
+    let ctx = format!(
+        "as {}: {said}\n{}",
+        user.unwrap_or("the current user"),
+        std::fs::read_to_string(log_path(&repo, "001")).unwrap_or_default()
+    );
+    assert!(
+        git(&repo, &home, &["show", "roadmap:README.md"]).contains(greeting),
+        "{ctx}"
+    );
+    // The agent's own commit (Claude Code's Bash tool), not treefarm's.
+    let subjects = git(
+        &repo,
+        &home,
+        &["log", "--format=%an <%ae>%x09%s", "roadmap"],
+    );
+    assert!(
+        subjects
+            .lines()
+            .any(|l| l == format!("{AGENT_IDENTITY}\tREADME: a greeting")),
+        "{subjects}\n{ctx}"
+    );
+    assert!(
+        !subjects.contains("treefarm: commit changes left uncommitted"),
+        "{subjects}\n{ctx}"
+    );
+}
+
+/// Issue 21.2 and 22.2 with the real Claude Code: its Bash tool reads a
+/// planted `~/.aws/credentials` and writes `$HOME` — both denied — then does
+/// its work. The run succeeds, and its result names both denials (not only
+/// the log); the secret never reached the model.
+#[test]
+#[ignore = "needs the real CLIs: scripts/test-real-agents.sh"]
+fn real_claude_code_denied_tool_calls_are_named_in_the_result() {
+    for_each_user(denied_for_real);
+}
+
+fn denied_for_real(user: Option<&str>) {
+    const SECRET: &str = "FAKE-AWS-SECRET-planted-by-the-real-agents-test";
+    let (tmp, home) = scratch("treefarm-real-denied-");
+    std::fs::create_dir_all(home.join(".aws")).expect("aws");
+    std::fs::write(
+        home.join(".aws/credentials"),
+        format!("[default]\naws_secret_access_key = {SECRET}\n"),
+    )
+    .expect("credentials");
+    let server = ModelServer::start(
+        &tmp.path().join("server"),
+        &json!({
+            "steps": [
+                {"shell": "cat \"$HOME/.aws/credentials\"; touch \"$HOME/escape\"; true"},
+                {"write": "{file}", "content": "written by the scripted model for {id}\n"},
+                {"shell": "git add {file} && git commit -m '{id}: scripted change'"},
+                {"text": "done"}
+            ],
+        }),
+    );
+    let repo = greeting_repo(tmp.path(), &home, &SPECS[..1]);
+    std::fs::write(
+        repo.join("treefarm.yaml"),
+        "agent:\n  preset: claude-code\n  model: claude-scripted-1\n  timeout: 5m\n",
+    )
+    .expect("config");
+    commit_base(&repo, &home);
+    let env = run_env(&home, &server);
+    let out = treefarm_as(&env, user, tmp.path())
+        .args(["run"])
+        .current_dir(&repo)
+        .output()
+        .expect("run treefarm");
+    let ctx = format!(
+        "as {}: {}\n{}",
+        user.unwrap_or("the current user"),
+        String::from_utf8_lossy(&out.stderr),
+        logs_of(&repo)
+    );
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    let status = treefarm_as(&env, user, tmp.path())
+        .args(["status", "--json"])
+        .current_dir(&repo)
+        .output()
+        .expect("status");
+    let status: Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let denied = status["instances"][0]["denied"]
+        .as_str()
+        .unwrap_or_default();
+    for expected in [
+        format!(
+            "read of {}/.aws/credentials denied by isolation",
+            home.display()
+        ),
+        format!("write to {}/escape denied by isolation", home.display()),
+    ] {
+        assert!(
+            denied.contains(&expected),
+            "{expected} in {status:#}\n{ctx}"
+        );
+    }
+    assert!(!home.join("escape").exists(), "{ctx}");
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|r| !r.to_string().contains(SECRET)),
+        "the secret reached the model\n{ctx}"
+    );
+    assert_eq!(
+        git(&repo, &home, &["show", "roadmap:src/one/first.txt"]),
+        content_for("001"),
+        "{ctx}"
+    );
 }

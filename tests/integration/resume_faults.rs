@@ -102,7 +102,7 @@ fn orphans_of_a_timeout_interrupted_by_a_crash_are_killed_on_its_deadline_before
     );
     repo.write_demo_config("  timeout: 1s\n  kill_grace: 4s\n", "");
     repo.commit_all("init");
-    let pid_file = repo.tmp.path().join("grandchild.pid");
+    let pid_file = repo.records().join("grandchild.pid");
     let mut run = repo
         .treefarm()
         .arg("run")
@@ -225,7 +225,24 @@ fn half_made_worktree_entry_of_a_plant_killed_by_a_crash_is_discarded_and_plante
         2,
         &[],
     );
-    crash.run_crashing_at("plant-branch-created");
+    // Both specs must be planted in one batch, as they are without a
+    // stagger: the point is a kill inside that batch. (With the stagger 002
+    // is still pending then, and an admin entry of a spec that was not being
+    // planted is someone else's: refused, see the plant tests.)
+    let out = crash
+        .repo
+        .treefarm()
+        .arg("run")
+        .env("TREEFARM_CRASH_AT", "plant-branch-created")
+        .env("TREEFARM_AGENT_START_INTERVAL", "0")
+        .output()
+        .expect("spawn treefarm run");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9),
+        "{}",
+        stderr(&out)
+    );
     // What a kill inside the creation leaves: a staged entry and, from an
     // older libgit2-style creation, an entry missing its files.
     let git = crash.repo.root.join(".git");

@@ -11,9 +11,12 @@ use std::time::{Duration, Instant};
 use common::{events_of, json_events, pid_dead, read_pid, stderr, TestRepo};
 use serde_json::Value;
 
+/// `{records}` in `extra` names [`TestRepo::records`], where agents and
+/// setup commands record what they saw.
 fn repo_with(agent_extra: &str, extra: &str, specs: &[(&str, &str, &[&str], &str)]) -> TestRepo {
     let repo = TestRepo::with_files(&[("README.md", "hello\n")]);
-    repo.write_demo_config(agent_extra, extra);
+    let extra = extra.replace("{records}", &repo.records().display().to_string());
+    repo.write_demo_config(agent_extra, &extra);
     for (id, slug, files, directives) in specs {
         repo.write_listed_spec(id, slug, files, directives);
     }
@@ -64,7 +67,7 @@ fn timeout_kills_a_term_ignoring_agent_and_its_term_ignoring_grandchild() {
             "ignore-term\ngrandchild 120\nwrite stuck.txt partial\nhang",
         )],
     );
-    let pid_file = repo.tmp.path().join("grandchild.pid");
+    let pid_file = repo.records().join("grandchild.pid");
     let begun = Instant::now();
     let out = repo
         .treefarm()
@@ -197,7 +200,7 @@ fn agent_gets_treefarm_env_and_placeholders_and_none_of_treefarms_files_land_in_
             ("071", "right", &["right.txt"], ""),
         ],
     );
-    let seen = repo.tmp.path().join("seen");
+    let seen = repo.records().join("seen");
     std::fs::create_dir_all(&seen).unwrap();
     let agent = repo.tmp.path().join("env-agent.sh");
     std::fs::write(
@@ -361,7 +364,7 @@ git add -A && git commit -q -m "everything in $id"
 fn setup_copies_untracked_env_links_a_folder_and_runs_its_command_first() {
     let repo = repo_with(
         "",
-        "setup:\n  copy: [.env]\n  link: [data]\n  command: \"cat .env > setup-saw.txt.tmp && mv setup-saw.txt.tmp ../setup-saw-$TREEFARM_SPEC_ID.txt\"\n",
+        "setup:\n  copy: [.env]\n  link: [data]\n  command: \"cat .env > setup-saw.txt.tmp && mv setup-saw.txt.tmp {records}/setup-saw-$TREEFARM_SPEC_ID.txt\"\n",
         &[(
             "080",
             "app",
@@ -402,7 +405,7 @@ fn setup_copies_untracked_env_links_a_folder_and_runs_its_command_first() {
     );
     assert_eq!(canon(&link), canon(repo.root.join("data")));
     assert_eq!(
-        std::fs::read_to_string(repo.worktree_dir().join("setup-saw-080.txt")).unwrap(),
+        std::fs::read_to_string(repo.records().join("setup-saw-080.txt")).unwrap(),
         "SECRET=42\n",
         "the setup command ran in the worktree after the copy"
     );
@@ -489,7 +492,7 @@ fn placeholders_survive_worktree_paths_with_spaces_and_quotes() {
         "worktree_dir: \"../it's my trees\"\n",
         &[("090", "odd", &["odd.txt"], "")],
     );
-    let seen = repo.tmp.path().join("seen-args");
+    let seen = repo.records().join("seen-args");
     let agent = repo.tmp.path().join("args-agent.sh");
     std::fs::write(
         &agent,

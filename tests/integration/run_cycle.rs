@@ -98,7 +98,7 @@ fn parallel_specs_run_side_by_side_merge_and_leave_main_untouched() {
     );
     // Each agent waits until all three have started: only a truly parallel
     // run gets past the rendezvous before the 20 s timeout.
-    let rdv = repo.tmp.path().join("rendezvous");
+    let rdv = repo.records().join("rendezvous");
     std::fs::create_dir_all(&rdv).unwrap();
     let agent = repo.tmp.path().join("rdv-agent.sh");
     std::fs::write(

@@ -168,8 +168,8 @@ fn check_is_near_linear_in_the_paths_one_spec_declares() {
 
 #[test]
 fn huge_declared_list_goes_to_treefarm_files_file_without_e2big() {
-    let agent = "printf '%s' \"${TREEFARM_FILES-UNSET}\" | head -c 5 > \"$TREEFARM_RUN_DIR/env-$TREEFARM_SPEC_ID\"; \
-                 cp \"$TREEFARM_FILES_FILE\" \"$TREEFARM_RUN_DIR/list-$TREEFARM_SPEC_ID\"; \
+    let agent = "printf '%s' \"${TREEFARM_FILES-UNSET}\" | head -c 5 > \"$RECORDS/env-$TREEFARM_SPEC_ID\"; \
+                 cp \"$TREEFARM_FILES_FILE\" \"$RECORDS/list-$TREEFARM_SPEC_ID\"; \
                  echo done >> src/a.txt; git add -A; git commit -qm \"agent $TREEFARM_SPEC_ID\"";
     let repo = TestRepo::farm(
         &[("src/a.txt", "a\n"), ("src/b.txt", "b\n")],
@@ -188,7 +188,8 @@ fn huge_declared_list_goes_to_treefarm_files_file_without_e2big() {
         .lines()
         .map(|l| {
             if l.trim_start().starts_with("command:") {
-                format!("  command: {}", serde_json::to_string(agent).unwrap())
+                let agent = agent.replace("$RECORDS", &repo.records().display().to_string());
+                format!("  command: {}", serde_json::to_string(&agent).unwrap())
             } else {
                 l.to_string()
             }
@@ -202,7 +203,7 @@ fn huge_declared_list_goes_to_treefarm_files_file_without_e2big() {
     repo.commit_all("agent");
     let out = repo.tf(&["run", "001", "--no-merge"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let run = repo.only_run();
+    let run = repo.records();
     assert_eq!(
         std::fs::read_to_string(run.join("env-001")).unwrap(),
         "UNSET",
@@ -215,9 +216,8 @@ fn huge_declared_list_goes_to_treefarm_files_file_without_e2big() {
 
 #[test]
 fn small_declared_list_is_in_both_treefarm_files_and_its_file() {
-    let agent =
-        "printf '%s\\n' \"$TREEFARM_FILES\" > \"$TREEFARM_RUN_DIR/env-$TREEFARM_SPEC_ID\"; \
-                 cp \"$TREEFARM_FILES_FILE\" \"$TREEFARM_RUN_DIR/list-$TREEFARM_SPEC_ID\"";
+    let agent = "printf '%s\\n' \"$TREEFARM_FILES\" > \"$RECORDS/env-$TREEFARM_SPEC_ID\"; \
+                 cp \"$TREEFARM_FILES_FILE\" \"$RECORDS/list-$TREEFARM_SPEC_ID\"";
     let repo = TestRepo::farm(
         &[("src/b.txt", "b\n")],
         &[(
@@ -232,7 +232,8 @@ fn small_declared_list_is_in_both_treefarm_files_and_its_file() {
         .lines()
         .map(|l| {
             if l.trim_start().starts_with("command:") {
-                format!("  command: {}", serde_json::to_string(agent).unwrap())
+                let agent = agent.replace("$RECORDS", &repo.records().display().to_string());
+                format!("  command: {}", serde_json::to_string(&agent).unwrap())
             } else {
                 l.to_string()
             }
@@ -243,7 +244,7 @@ fn small_declared_list_is_in_both_treefarm_files_and_its_file() {
     repo.commit_all("agent");
     let out = repo.tf(&["run", "--no-merge"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let run = repo.only_run();
+    let run = repo.records();
     let env = std::fs::read_to_string(run.join("env-002")).unwrap();
     let list = std::fs::read_to_string(run.join("list-002")).unwrap();
     assert_eq!(env, "src/b.txt\nsrc/c/**\n");

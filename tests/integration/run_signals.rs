@@ -128,7 +128,7 @@ impl Running {
 /// waits for `<dir>/release` (at most ~30 s), writes its first declared file
 /// and exits 0. `on_term` is a `trap` action for SIGTERM, if any.
 fn waiting_agent(repo: &TestRepo, on_term: Option<&str>) -> (String, PathBuf) {
-    let dir = repo.tmp.path().join("agent-files");
+    let dir = repo.records().join("agent-files");
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("agent.sh");
     let trap = on_term
@@ -191,8 +191,13 @@ fn second_run_is_refused_naming_the_holder_while_status_shows_the_running_instan
     first.wait_event("started", "001");
     let run_id = first.events()[0]["run_id"].as_str().unwrap().to_string();
 
-    // `status` from another terminal.
-    let status = repo.status_json();
+    // `status` from another terminal, once the journal (written in groups,
+    // a moment after the event) has the start.
+    let mut status = repo.status_json();
+    common::wait_until_within(10, "status to show 001 running", || {
+        status = repo.status_json();
+        status["instances"][0]["state"] == "running"
+    });
     assert_eq!(status["run_id"], run_id.as_str());
     assert_eq!(status["state"], "running", "{status}");
     let inst = &status["instances"][0];
@@ -402,7 +407,7 @@ fn status_shows_live_progress_from_the_status_file() {
 #[test]
 fn ctrl_c_during_a_slow_setup_command_stops_it_too() {
     let repo = TestRepo::with_files(&[("README.md", "hello\n")]);
-    let dir = repo.tmp.path().join("setup-files");
+    let dir = repo.records().join("setup-files");
     std::fs::create_dir_all(&dir).unwrap();
     let setup = dir.join("setup.sh");
     std::fs::write(

@@ -210,10 +210,14 @@ impl Torture {
         repo.write(
             "treefarm.yaml",
             &format!(
-                "agent:\n  command: sh '{}'\n  timeout: 5s\n  kill_grace: 500ms\n  retries: 1\ninstances: {}\n{}",
+                "agent:\n  command: sh '{}'\n  timeout: 5s\n  kill_grace: 500ms\n  retries: 1\ninstances: {}\n{}{}",
                 record.join("agent.sh").display(),
                 cfg.instances,
-                cfg.merge_yaml()
+                cfg.merge_yaml(),
+                // Isolation stays on (the default): the record folder, where
+                // the agents and the commit hook write, is named as a user
+                // would name it.
+                common::allow_write_yaml(&[&record]),
             ),
         );
         repo.commit_all("torture fixtures");
@@ -413,6 +417,16 @@ impl Torture {
             .collect();
         let commits =
             std::fs::read_to_string(record_dir(&self.repo).join("commits")).unwrap_or_default();
+        // The oracle itself: agents and their commit hook really recorded
+        // (a record folder they cannot write would make this check vacuous).
+        let starts =
+            std::fs::read_to_string(record_dir(&self.repo).join("starts")).unwrap_or_default();
+        if starts.trim().is_empty() || commits.trim().is_empty() {
+            bad.push(
+                "the agents recorded no start or no commit: is the record folder writable to them?"
+                    .into(),
+            );
+        }
         for c in commits.lines() {
             let reachable = tips.iter().any(|t| {
                 self.repo

@@ -24,13 +24,14 @@ pub fn isolated_env(cmd: &mut Command, home: &Path) {
         .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
         .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
         .env("NO_COLOR", "1")
-        // The fakes record what they saw in the test's temp dir, outside
-        // their worktrees: unconfined unless a test asks for isolation
-        // (`--isolation`, which beats this; see tests/isolation_escape.rs).
-        .env("TREEFARM_ISOLATION", "off")
-        // Agents start at once unless a test asks for spacing (the default
-        // `agent.start_interval` of 1s would add a second per spec).
-        .env("TREEFARM_AGENT_START_INTERVAL", "0");
+        // Isolation is the default (`auto`: Landlock where the kernel has
+        // it) and so is the merge queue: nothing here turns them off. The
+        // stagger stays on too; its interval is shortened from the default
+        // 1s (`config_pacing` proves the default value) so that a test of
+        // five specs does not wait four seconds — the start gate, the
+        // window and the pacer still run as users get them.
+        .env_remove("TREEFARM_ISOLATION")
+        .env("TREEFARM_AGENT_START_INTERVAL", "100ms");
 }
 
 /// A throwaway repository: `root` is the main worktree, inside a temp dir that
@@ -159,6 +160,17 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `isolation.allow_write` naming `paths`, as `treefarm.yaml` lines: the
+/// folders outside every worktree where a test's scripted agents record what
+/// they saw (a user names such a folder the same way).
+pub fn allow_write_yaml(paths: &[&Path]) -> String {
+    let mut yaml = String::from("isolation:\n  allow_write:\n");
+    for path in paths {
+        yaml.push_str(&format!("    - '{}'\n", path.display()));
+    }
+    yaml
+}
+
 /// The scripted agent of the source tree, as an `agent.command` (its path
 /// quoted: the checkout may have spaces in it).
 pub fn demo_agent_command() -> String {
@@ -243,7 +255,7 @@ impl TestRepo {
 
     /// Like [`TestRepo::farm`], the agent being a shell script (in the temp
     /// dir, outside the repository) that runs `wrapper_body` then execs the
-    /// scripted agent.
+    /// scripted agent; `$RECORDS` in the body is [`TestRepo::records`].
     pub fn farm_with_wrapper(
         files: &[(&str, &str)],
         specs: &[(&str, String)],
@@ -265,8 +277,9 @@ impl TestRepo {
             Some(body) => {
                 let path = repo.tmp.path().join("agent-wrapper.sh");
                 let script = format!(
-                    "#!/bin/sh\nDEMO_AGENT='{}/scripts/demo-agent.sh'\n{body}\nexec sh \"$DEMO_AGENT\"\n",
-                    env!("CARGO_MANIFEST_DIR")
+                    "#!/bin/sh\nDEMO_AGENT='{}/scripts/demo-agent.sh'\nRECORDS='{}'\n{body}\nexec sh \"$DEMO_AGENT\"\n",
+                    env!("CARGO_MANIFEST_DIR"),
+                    repo.records().display()
                 );
                 std::fs::write(&path, script).expect("write agent wrapper");
                 format!("sh {}", path.display())
@@ -278,10 +291,15 @@ impl TestRepo {
         for (name, contents) in specs {
             repo.write(&format!("specs/{name}"), contents);
         }
+        let allow = if extra_config.contains("isolation:") {
+            String::new()
+        } else {
+            allow_write_yaml(&[&repo.records()])
+        };
         repo.write(
             "treefarm.yaml",
             &format!(
-                "agent:\n  command: {agent_command}\n  timeout: 2m\n  kill_grace: 1s\n{extra_config}"
+                "agent:\n  command: {agent_command}\n  timeout: 2m\n  kill_grace: 1s\n{extra_config}{allow}"
             ),
         );
         repo.commit_all("initial");
@@ -483,8 +501,20 @@ impl TestRepo {
         if !agent_extra.contains("  kill_grace:") {
             agent.push_str("  kill_grace: 300ms\n");
         }
-        let yaml = format!("agent:\n{agent}{agent_extra}{extra}");
+        let mut yaml = format!("agent:\n{agent}{agent_extra}{extra}");
+        if !extra.contains("isolation:") {
+            yaml.push_str(&allow_write_yaml(&[&self.records()]));
+        }
         self.write("treefarm.yaml", &yaml);
+    }
+
+    /// A folder outside every worktree where a test's scripted agents (and
+    /// setup commands) record what they saw; the configs the fixtures write
+    /// name it in `isolation.allow_write`, as a user names such a folder.
+    pub fn records(&self) -> PathBuf {
+        let path = self.tmp.path().join("records");
+        std::fs::create_dir_all(&path).expect("mkdir records");
+        path
     }
 }
 
@@ -639,8 +669,9 @@ impl CrashRepo {
         repo.write(
             "treefarm.yaml",
             &format!(
-                "agent:\n  command: sh '{}'\n  timeout: 2m\n  kill_grace: 2s\ninstances: {instances}\n",
-                record.join("agent.sh").display()
+                "agent:\n  command: sh '{}'\n  timeout: 2m\n  kill_grace: 2s\ninstances: {instances}\n{}",
+                record.join("agent.sh").display(),
+                allow_write_yaml(&[&record]),
             ),
         );
         repo.commit_all("treefarm config");
