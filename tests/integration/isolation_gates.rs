@@ -94,6 +94,17 @@ fn without_isolation_the_oracle_sees_the_gate_escape() {
     assert_eq!(summary_ids(&json_summary(&out), "merged"), ["010"]);
 }
 
+/// A spec whose agent adds `NOTES.md` ("a note"): work for a gate to pass.
+fn note_spec() -> String {
+    spec_md(
+        "Add a note",
+        &["NOTES.md"],
+        &[],
+        Some(10),
+        "write NOTES.md \"a note\"\ncommit \"note\"",
+    )
+}
+
 /// The toolchain's own `cargo` (not the rustup proxy, which needs the
 /// user's `$HOME`), or `None` without one.
 fn real_cargo() -> Option<PathBuf> {
@@ -130,13 +141,7 @@ fn a_cargo_test_gate_with_a_build_script_passes_under_isolation() {
         .expect("cargo's folder")
         .display()
         .to_string();
-    let agent = spec_md(
-        "Add a note",
-        &["NOTES.md"],
-        &[],
-        Some(10),
-        "write NOTES.md \"a note\"\ncommit \"note\"",
-    );
+    let agent = note_spec();
     let repo = TestRepo::farm(
         &[
             (".gitignore", "target/\n"),
@@ -192,13 +197,7 @@ fn a_cargo_test_gate_with_a_build_script_passes_under_isolation() {
 /// 0's block: the first is granted, the second denied under `landlock`
 /// (the gate passes only when it is), and granted under `off` (the oracle).
 fn port_farm(python: &str, port_base: u32) -> TestRepo {
-    let agent = spec_md(
-        "Add a note",
-        &["NOTES.md"],
-        &[],
-        Some(10),
-        "write NOTES.md \"a note\"\ncommit \"note\"",
-    );
+    let agent = note_spec();
     let bind = |port: &str| {
         format!("{python} -c \"import socket; socket.socket().bind(('127.0.0.1', {port}))\"")
     };
