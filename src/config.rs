@@ -418,6 +418,11 @@ pub struct MergeConfig {
     /// Gates run at once, each in its own warm worktree (1 up to the number
     /// of cores); above 1 a failing batch is bisected speculatively.
     pub gate_jobs: usize,
+    /// How long one gate run may take: then SIGTERM to its process group,
+    /// `agent.kill_grace`, SIGKILL, and the gate counts as failed. `null`:
+    /// no limit.
+    #[serde(with = "opt_duration")]
+    pub gate_timeout: Option<Duration>,
     /// What happens to a branch that conflicts with the target.
     pub on_conflict: OnConflict,
     /// With `on_conflict: agent`, how many times the agent may try (at least 1).
@@ -432,11 +437,15 @@ impl Default for MergeConfig {
             auto: true,
             batch: 8,
             gate_jobs: 1,
+            gate_timeout: Some(DEFAULT_GATE_TIMEOUT),
             on_conflict: OnConflict::Keep,
             resolve_attempts: 1,
         }
     }
 }
+
+/// `merge.gate_timeout` by default: a gate that hangs must not hang the run.
+pub const DEFAULT_GATE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// `merge.on_conflict`: what happens to a branch that conflicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -695,7 +704,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     })
 }
 
-fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
@@ -885,6 +894,7 @@ pub const ENV_VARS: &[&str] = &[
     "TREEFARM_AGENT_ALLOW_UNCHANGED",
     "TREEFARM_MERGE_BATCH",
     "TREEFARM_MERGE_GATE_JOBS",
+    "TREEFARM_MERGE_GATE_TIMEOUT",
     "TREEFARM_MERGE_ON_CONFLICT",
     "TREEFARM_MERGE_RESOLVE_ATTEMPTS",
     "TREEFARM_AGENT_RESOLVE_PROMPT_TEMPLATE",
@@ -1249,6 +1259,7 @@ impl Config {
                 check_gate_jobs(n)?;
                 self.merge.gate_jobs = n;
             }
+            "TREEFARM_MERGE_GATE_TIMEOUT" => self.merge.gate_timeout = opt_duration(v)?,
             "TREEFARM_MERGE_ON_CONFLICT" => {
                 self.merge.on_conflict = match v.trim().to_ascii_lowercase().as_str() {
                     "keep" => OnConflict::Keep,
@@ -1341,7 +1352,8 @@ merge: {{ strategy: merge, gate: "", auto: true }}
 # (1 = one at a time); gate_jobs: gates at once, up to the number of cores;
 # on_conflict: keep | agent (the agent resolves the conflicted merge itself,
 # up to resolve_attempts times, prompted by agent.resolve_prompt_template).
-# merge: {{ batch: 8, gate_jobs: 1, on_conflict: keep, resolve_attempts: 1 }}
+# gate_timeout: one gate run's limit (SIGTERM, agent.kill_grace, SIGKILL; null: none).
+# merge: {{ batch: 8, gate_jobs: 1, gate_timeout: 1h, on_conflict: keep, resolve_attempts: 1 }}
 
 # Specs: extra labels that declare files (e.g. ["Touches", "Scope"]) or only
 # refer to them; include/exclude are globs on names inside spec_dir.

@@ -1,26 +1,20 @@
-//! Merging one finished branch into the target: in memory, gated, then the
-//! target ref moves by compare-and-swap. Never a checkout of the user's tree,
-//! never a half-applied merge.
+//! Merging one finished branch into the target: in memory, then the target
+//! ref moves by compare-and-swap. Never a checkout of the user's tree, never
+//! a half-applied merge. Ungated only: every gated merge goes through the
+//! merge queue, whose gates (`runner/gates.rs`) are process groups with a
+//! timeout, stoppable and confined.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
 use crate::config::Strategy;
 use crate::git::{Advance, GitError, MergeStrategy, Oid, Prepared, Repo};
 
-/// Why a merge could not even be decided (a conflict or a failed gate is a
-/// [`MergeResult`], not an error). Each keeps its cause.
+/// Why a merge could not even be decided (a conflict is a [`MergeResult`],
+/// not an error). Each keeps its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
     #[error(transparent)]
     Git(#[from] GitError),
-    #[error("failed to create the gate log `{}`", path.display())]
-    GateLog {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     /// The intent to move the target could not be made durable: the ref
     /// is not moved.
     #[error("the merge of `{branch}` was not journalled; the target was not moved")]
@@ -49,7 +43,7 @@ pub enum MergeResult {
     Conflicted {
         paths: Vec<String>,
     },
-    /// The gate failed, or the target could not be moved safely.
+    /// The target could not be moved safely.
     Refused {
         reason: String,
         log: Option<String>,
@@ -63,15 +57,6 @@ pub struct MergeRequest<'a> {
     pub branch: &'a str,
     pub strategy: Strategy,
     pub message: String,
-    /// Gate command and where its scratch worktree and log go.
-    pub gate: Option<Gate<'a>>,
-}
-
-pub struct Gate<'a> {
-    pub command: &'a str,
-    pub scratch_dir: PathBuf,
-    pub log_path: PathBuf,
-    pub env: &'a [(String, String)],
 }
 
 /// The git side's name for a merge strategy.
@@ -84,7 +69,7 @@ pub fn git_strategy(s: Strategy) -> MergeStrategy {
 }
 
 /// Merges `req.branch` into `req.target`. `before_move(old, new)` is called
-/// once the merged commit exists and passed the gate, before the ref moves:
+/// once the merged commit exists, before the ref moves:
 /// the journal records the intent there, so a crash after it can be
 /// reconciled. A target moved by someone else meanwhile means recompute.
 pub fn merge_branch(
@@ -108,11 +93,6 @@ pub fn merge_branch(
                 })
             }
         };
-        if let Some(gate) = &req.gate {
-            if let Some(refusal) = run_gate(&repo, gate, new)? {
-                return Ok(refusal);
-            }
-        }
         before_move(old, new)?;
         crate::state::crash_point("before-ref-update");
         match repo.advance_target(req.target, old, new) {
@@ -139,55 +119,6 @@ pub fn merge_branch(
         branch: req.branch.to_string(),
         attempts: MAX_RACES,
     })
-}
-
-/// Runs the gate in a scratch worktree at `commit`. `Some(refusal)` when it
-/// failed; the scratch worktree is always removed.
-fn run_gate(repo: &Repo, gate: &Gate<'_>, commit: Oid) -> Result<Option<MergeResult>, MergeError> {
-    let scratch = repo.scratch_worktree(commit, &gate.scratch_dir)?;
-    let outcome = run_gate_in(scratch.path(), gate, commit);
-    drop(scratch);
-    outcome
-}
-
-/// Runs the gate command in `dir`, a worktree already at `commit` (a scratch
-/// worktree, or a warm gate worktree of the merge queue), its output to
-/// `gate.log_path`. `Some(refusal)` when it failed or could not start.
-pub fn run_gate_in(
-    dir: &Path,
-    gate: &Gate<'_>,
-    commit: Oid,
-) -> Result<Option<MergeResult>, MergeError> {
-    let gate_log = |source| MergeError::GateLog {
-        path: gate.log_path.clone(),
-        source,
-    };
-    let log = File::create(&gate.log_path).map_err(gate_log)?;
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(gate.command)
-        .current_dir(dir)
-        .envs(gate.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("TREEFARM_GATE_COMMIT", commit.to_string())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(gate_log)?)
-        .stderr(log)
-        .status();
-    let log_path = gate.log_path.display().to_string();
-    match status {
-        Ok(s) if s.success() => Ok(None),
-        Ok(s) => Ok(Some(MergeResult::Refused {
-            reason: format!(
-                "gate `{}` failed ({s}) on merged commit {commit}",
-                gate.command
-            ),
-            log: Some(log_path),
-        })),
-        Err(err) => Ok(Some(MergeResult::Refused {
-            reason: format!("gate `{}` could not be started: {err}", gate.command),
-            log: Some(log_path),
-        })),
-    }
 }
 
 /// The commit message for a spec's merge under each strategy.

@@ -23,8 +23,14 @@
 //! gated at once; it lands right after the first, or is given up (its
 //! branches queued again) when the first does not land whole.
 //!
-//! Outcomes ([`Action::Conflicted`], [`Action::Refuse`]) must be journalled in
-//! the same write as the state that emitted them.
+//! A gate that could not run at all ([`Input::GateCouldNotRun`]: its log,
+//! worktree, sandbox or shell failed) says nothing about the branches: the
+//! queue stops ([`Action::Stop`]) with the prefix still under test, decides
+//! nothing more — no gate, no land, no refusal — and [`MergeQueue::resume`]
+//! (after the cause is fixed) gates it again.
+//!
+//! Outcomes ([`Action::Conflicted`], [`Action::Refuse`], [`Action::Stop`])
+//! must be journalled in the same write as the state that emitted them.
 //!
 //! The planner is the only owner of the queue's state and is serialisable:
 //! the runner journals it after every [`MergeQueue::handle`], and after a
@@ -65,12 +71,22 @@ pub enum Input {
         base: String,
         results: Vec<Built>,
     },
-    /// The gate on a prefix of a batch finished (or could not start: failed).
+    /// The gate on a prefix of a batch ran to its verdict; `reason`: why it
+    /// failed, in words (its exit status, a timeout, a denied write).
     Gated {
         batch: BatchId,
         prefix: usize,
         passed: bool,
         log: Option<String>,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// The gate on a prefix of a batch could not be run (`cause`: why):
+    /// no verdict. The queue stops until [`MergeQueue::resume`].
+    GateCouldNotRun {
+        batch: BatchId,
+        prefix: usize,
+        cause: String,
     },
     /// The compare-and-swap of an [`Action::Land`] was done. `moved` is true
     /// when the target went from `old` to `new` — also when it was found at
@@ -129,6 +145,15 @@ pub enum Action {
         reason: String,
         log: Option<String>,
     },
+    /// A gate could not run: the queue decides nothing more until resumed.
+    /// `branches`: every branch it holds (in batches and waiting), which
+    /// stay unmerged and unjudged.
+    Stop {
+        batch: BatchId,
+        prefix: usize,
+        cause: String,
+        branches: Vec<String>,
+    },
 }
 
 /// One branch merged into a batch.
@@ -148,6 +173,9 @@ enum Phase {
         good: usize,
         bad: Option<usize>,
         bad_log: Option<String>,
+        /// Why prefix `bad`'s gate failed (absent in older journals).
+        #[serde(default)]
+        bad_reason: Option<String>,
         testing: BTreeSet<usize>,
     },
     /// Waiting for [`Input::Landed`] of the first `prefix` members.
@@ -202,6 +230,9 @@ pub struct MergeQueue {
     batches: Vec<Batch>,
     /// Per finished batch: its size when built and its gate runs.
     history: Vec<BatchStats>,
+    /// Why the queue stopped (a gate that could not run), until resumed.
+    #[serde(default)]
+    stopped: Option<String>,
 }
 
 /// What one batch cost, for reports and the gate-run bound.
@@ -246,7 +277,23 @@ impl MergeQueue {
             next_batch: 1,
             batches: Vec::new(),
             history: Vec::new(),
+            stopped: None,
         }
+    }
+
+    /// Why the queue stopped (a gate that could not run); `None` while it
+    /// goes on.
+    pub fn stopped(&self) -> Option<&str> {
+        self.stopped.as_deref()
+    }
+
+    /// Every branch the queue holds: in its batches, then waiting.
+    pub fn held(&self) -> Vec<String> {
+        self.batches
+            .iter()
+            .flat_map(|b| b.branches.iter().cloned())
+            .chain(self.waiting.iter().cloned())
+            .collect()
     }
 
     /// Takes new settings (a `treefarm merge` with another gate, or
@@ -340,7 +387,13 @@ impl MergeQueue {
                 prefix,
                 passed,
                 log,
-            } => self.gated(batch, prefix, passed, log, &mut out),
+                reason,
+            } => self.gated(batch, prefix, passed, log, reason, &mut out),
+            Input::GateCouldNotRun {
+                batch,
+                prefix,
+                cause,
+            } => self.could_not_run(batch, prefix, cause, &mut out),
             Input::Landed { batch, moved } => {
                 if self.batches.first().is_some_and(|b| b.id == batch) {
                     self.landed(moved, &mut out);
@@ -357,6 +410,9 @@ impl MergeQueue {
     /// already happened).
     pub fn resume(&mut self) -> Vec<Action> {
         let mut out = Vec::new();
+        // Resumed: the cause of a stop is taken as fixed; its gate is
+        // among those asked for again.
+        self.stopped = None;
         for batch in &mut self.batches {
             match &batch.phase {
                 Phase::Building => out.push(Action::Build {
@@ -418,6 +474,7 @@ impl MergeQueue {
             good: 0,
             bad: None,
             bad_log: None,
+            bad_reason: None,
             testing: BTreeSet::new(),
         };
         if !asked.is_empty() {
@@ -437,6 +494,7 @@ impl MergeQueue {
         prefix: usize,
         passed: bool,
         log: Option<String>,
+        reason: Option<String>,
         out: &mut Vec<Action>,
     ) {
         let Some(at) = self.batches.iter().position(|b| b.id == id) else {
@@ -447,6 +505,7 @@ impl MergeQueue {
             good,
             bad,
             bad_log,
+            bad_reason,
             testing,
         } = &mut batch.phase
         else {
@@ -460,6 +519,7 @@ impl MergeQueue {
         } else if bad.is_none_or(|b| prefix < b) {
             *bad = Some(prefix);
             *bad_log = log;
+            *bad_reason = reason;
         }
         let (good, bad) = (*good, *bad);
         let obsolete: Vec<usize> = testing
@@ -479,6 +539,26 @@ impl MergeQueue {
             // has the wrong base.
             self.discard_stacked(at + 1, out);
         }
+    }
+
+    /// A gate under test could not run: the queue stops, the prefix stays
+    /// under test (so `resume` gates it again). Only the first cause is
+    /// kept; a late input is ignored.
+    fn could_not_run(&mut self, id: BatchId, prefix: usize, cause: String, out: &mut Vec<Action>) {
+        let under_test = self.batches.iter().any(|b| {
+            b.id == id
+                && matches!(&b.phase, Phase::Gating { testing, .. } if testing.contains(&prefix))
+        });
+        if !under_test || self.stopped.is_some() {
+            return;
+        }
+        self.stopped = Some(cause.clone());
+        out.push(Action::Stop {
+            batch: id,
+            prefix,
+            cause,
+            branches: self.held(),
+        });
     }
 
     /// The first batch's land is done (`moved`) or lost to a race.
@@ -563,6 +643,9 @@ impl MergeQueue {
 
     /// Moves the batches in flight forward, or starts the next one.
     fn advance(&mut self, out: &mut Vec<Action>) {
+        if self.stopped.is_some() {
+            return;
+        }
         loop {
             if self.batches.is_empty() {
                 if !self.waiting.is_empty() {
@@ -593,6 +676,7 @@ impl MergeQueue {
             good,
             bad,
             bad_log,
+            bad_reason,
             testing,
         } = &mut batch.phase
         else {
@@ -617,6 +701,10 @@ impl MergeQueue {
         let good_now = *good;
         if bad_now - good_now <= 1 {
             let log = bad_log.take();
+            let why = bad_reason
+                .take()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
             let culprit = &batch.members[bad_now - 1];
             let after = if bad_now >= 2 {
                 format!(" on top of `{}`", batch.members[bad_now - 2].branch)
@@ -626,7 +714,7 @@ impl MergeQueue {
             out.push(Action::Refuse {
                 branch: culprit.branch.clone(),
                 reason: format!(
-                    "the gate fails on {} once `{}` is merged{after}, and passes without it",
+                    "the gate fails on {} once `{}` is merged{after}, and passes without it{why}",
                     culprit.commit, culprit.branch
                 ),
                 log,

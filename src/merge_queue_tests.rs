@@ -78,6 +78,13 @@ struct Sim {
     /// Move the target behind the planner's back before this many lands.
     race_before_land: Option<usize>,
     lands: usize,
+    /// The gate asked for this many times (1-based) cannot run (a full
+    /// disk); fixed from then on.
+    break_gate_at: Option<usize>,
+    gates_asked: usize,
+    /// Between an `Action::Stop` and the resume that follows the fix.
+    stopped: bool,
+    stops: usize,
 }
 
 impl Sim {
@@ -95,6 +102,10 @@ impl Sim {
             conflicted: vec![],
             race_before_land: None,
             lands: 0,
+            break_gate_at: None,
+            gates_asked: 0,
+            stopped: false,
+            stops: 0,
         }
     }
 
@@ -142,6 +153,14 @@ impl Sim {
                 prefix,
                 commit,
             } => {
+                self.gates_asked += 1;
+                if self.break_gate_at == Some(self.gates_asked) {
+                    return Some(Input::GateCouldNotRun {
+                        batch: *batch,
+                        prefix: *prefix,
+                        cause: "no space left on device".into(),
+                    });
+                }
                 self.gate_runs += 1;
                 let passed = !self.world.fails(&self.commits[commit]);
                 if passed {
@@ -152,6 +171,7 @@ impl Sim {
                     prefix: *prefix,
                     passed,
                     log: Some(format!("gate-{commit}.log")),
+                    reason: None,
                 })
             }
             Action::Land {
@@ -187,6 +207,12 @@ impl Sim {
                 self.conflicted.push(branch.clone());
                 None
             }
+            Action::Stop { branches, .. } => {
+                assert!(!branches.is_empty(), "a stop holds the branches under test");
+                self.stopped = true;
+                self.stops += 1;
+                None
+            }
             Action::CancelGate { .. } | Action::Bisect { .. } => None,
         }
     }
@@ -198,6 +224,7 @@ struct Outcome {
     conflicted: Vec<String>,
     gate_runs: usize,
     history: Vec<BatchStats>,
+    stops: usize,
 }
 
 /// Runs the queue to completion. `crash_percent`: chance, at each step, to
@@ -217,9 +244,21 @@ fn drive(
         branches,
         seed,
         crash_percent,
-        race_before_land,
+        Faults {
+            race_before_land,
+            break_gate_at: None,
+        },
         false,
     )
+}
+
+/// What goes wrong besides the gate's verdicts.
+#[derive(Default)]
+struct Faults {
+    /// Move the target behind the planner's back before this many lands.
+    race_before_land: Option<usize>,
+    /// The gate asked for this many times cannot run.
+    break_gate_at: Option<usize>,
 }
 
 fn drive_with(
@@ -228,12 +267,13 @@ fn drive_with(
     branches: &[String],
     seed: u64,
     crash_percent: u64,
-    race_before_land: Option<usize>,
+    faults: Faults,
     restore_every_step: bool,
 ) -> Outcome {
     let mut rng = Rng(seed);
     let mut sim = Sim::new(world);
-    sim.race_before_land = race_before_land;
+    sim.race_before_land = faults.race_before_land;
+    sim.break_gate_at = faults.break_gate_at;
     let mut queue = MergeQueue::new(config);
     let mut pending: Vec<Action> = vec![];
     // Branches become ready in priority order, in a few groups.
@@ -242,9 +282,30 @@ fn drive_with(
     // produced them; only work can be lost in a crash.
     let take = |sim: &mut Sim, actions: Vec<Action>, pending: &mut Vec<Action>| {
         for a in actions {
+            // A stopped queue decides nothing: no gate, build, land or
+            // refusal until it is resumed.
+            assert!(
+                !(sim.stopped
+                    && matches!(
+                        a,
+                        Action::Gate { .. }
+                            | Action::Build { .. }
+                            | Action::Land { .. }
+                            | Action::Refuse { .. }
+                    )),
+                "{a:?} decided while stopped (seed {seed})"
+            );
             match a {
-                Action::Refuse { .. } | Action::Conflicted { .. } | Action::Bisect { .. } => {
+                Action::Refuse { .. }
+                | Action::Conflicted { .. }
+                | Action::Bisect { .. }
+                | Action::Stop { .. } => {
                     sim.perform(&a, config.gated);
+                    if matches!(a, Action::Stop { .. }) {
+                        // The runner stops the other gates: their results
+                        // are lost, the planner asks again on resume.
+                        pending.retain(|p| !matches!(p, Action::Gate { .. }));
+                    }
                 }
                 _ => pending.push(a),
             }
@@ -257,6 +318,14 @@ fn drive_with(
             let count = 1 + rng.below(rest.len());
             let group: Vec<String> = rest.drain(..count).collect();
             let actions = queue.handle(Input::Ready(group));
+            take(&mut sim, actions, &mut pending);
+            journal = serde_json::to_string(&queue).expect("serialise");
+            continue;
+        }
+        if pending.is_empty() && queue.stopped().is_some() {
+            // The user fixed the cause and resumed.
+            sim.stopped = false;
+            let actions = queue.resume();
             take(&mut sim, actions, &mut pending);
             journal = serde_json::to_string(&queue).expect("serialise");
             continue;
@@ -276,6 +345,7 @@ fn drive_with(
             // Killed: whatever was in flight is lost; resume from the journal.
             queue = serde_json::from_str(&journal).expect("restore");
             pending.clear();
+            sim.stopped = false;
             let actions = queue.resume();
             take(&mut sim, actions, &mut pending);
             journal = serde_json::to_string(&queue).expect("serialise");
@@ -291,6 +361,7 @@ fn drive_with(
             // was in flight.
             queue = serde_json::from_str(&journal).expect("restore");
             pending.clear();
+            sim.stopped = false;
             let actions = queue.resume();
             take(&mut sim, actions, &mut pending);
             journal = serde_json::to_string(&queue).expect("serialise");
@@ -306,6 +377,7 @@ fn drive_with(
         conflicted: sim.conflicted,
         gate_runs: sim.gate_runs,
         history: queue.history().to_vec(),
+        stops: sim.stops,
     }
 }
 
@@ -411,6 +483,7 @@ fn all_good_is_one_gate_run_and_one_land() {
         prefix: 16,
         passed: true,
         log: None,
+        reason: None,
     });
     assert_eq!(
         actions,
@@ -615,7 +688,8 @@ fn late_and_duplicate_inputs_are_ignored() {
             batch: 1,
             prefix: 2,
             passed: true,
-            log: None
+            log: None,
+            reason: None,
         })
         .is_empty());
     assert!(queue
@@ -635,7 +709,15 @@ fn restore_at_every_step() {
     let branches = names(9);
     let w = world(&["b05"], &[("b01", "b07")], &["b03"]);
     for jobs in 1..=3 {
-        let out = drive_with(config(8, jobs), w.clone(), &branches, 99, 0, None, true);
+        let out = drive_with(
+            config(8, jobs),
+            w.clone(),
+            &branches,
+            99,
+            0,
+            Faults::default(),
+            true,
+        );
         check_against_sequential(&w, &branches, &out);
     }
 }
@@ -695,7 +777,122 @@ proptest! {
             w.culprits.insert(branches[c].clone());
         }
         eprintln!("seed {seed}");
-        let out = drive_with(config(cap, jobs), w.clone(), &branches, seed, crash, None, every_step);
+        let out = drive_with(config(cap, jobs), w.clone(), &branches, seed, crash, Faults::default(), every_step);
         check_against_sequential(&w, &branches, &out);
     }
+
+    /// Regression (a gate that cannot run is not a failed gate): whichever
+    /// gate run cannot run — a full disk, a log that cannot be created —
+    /// the queue stops without refusing or landing anything, and once
+    /// resumed the outcome is that of merging one by one.
+    #[test]
+    fn a_gate_that_could_not_run_refuses_nobody(
+        n in 1usize..=12,
+        jobs in 1usize..=4,
+        cap in 1usize..=8,
+        culprit in proptest::option::of(0usize..12),
+        break_at in 1usize..=6,
+        seed in any::<u64>(),
+        crash in prop_oneof![Just(0u64), 5u64..40],
+    ) {
+        let branches = names(n);
+        let mut w = World::default();
+        if let Some(c) = culprit.filter(|&c| c < n) {
+            w.culprits.insert(branches[c].clone());
+        }
+        eprintln!("seed {seed}");
+        let faults = Faults { race_before_land: None, break_gate_at: Some(break_at) };
+        let out = drive_with(config(cap, jobs), w.clone(), &branches, seed, crash, faults, false);
+        check_against_sequential(&w, &branches, &out);
+        prop_assert!(out.stops <= 1);
+    }
+}
+
+#[test]
+fn a_gate_that_could_not_run_stops_the_queue_until_resumed() {
+    let mut queue = MergeQueue::new(config(8, 1));
+    queue.handle(Input::Ready(names(3)));
+    let built = queue.handle(Input::Built {
+        batch: 1,
+        base: "root".into(),
+        results: names(3)
+            .into_iter()
+            .enumerate()
+            .map(|(i, branch)| Built::Merged {
+                branch,
+                commit: format!("c{i}"),
+            })
+            .collect(),
+    });
+    assert!(
+        matches!(built[..], [Action::Gate { prefix: 3, .. }]),
+        "{built:?}"
+    );
+    let stopped = queue.handle(Input::GateCouldNotRun {
+        batch: 1,
+        prefix: 3,
+        cause: "failed to create the gate log".into(),
+    });
+    assert_eq!(
+        stopped,
+        [Action::Stop {
+            batch: 1,
+            prefix: 3,
+            cause: "failed to create the gate log".into(),
+            branches: names(3),
+        }]
+    );
+    assert_eq!(queue.stopped(), Some("failed to create the gate log"));
+    // New branches wait; nothing is decided.
+    assert!(queue.handle(Input::Ready(vec!["later".into()])).is_empty());
+    // The journal keeps the stop (and an old journal without it reads).
+    let saved = serde_json::to_string(&queue).unwrap();
+    let mut restored: MergeQueue = serde_json::from_str(&saved).unwrap();
+    assert_eq!(restored.stopped(), queue.stopped());
+    let mut old: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    old.as_object_mut().unwrap().remove("stopped");
+    let old: MergeQueue = serde_json::from_value(old).unwrap();
+    assert_eq!(old.stopped(), None);
+    // Resumed: the same prefix is gated again.
+    let again = restored.resume();
+    assert!(
+        matches!(
+            again[..],
+            [Action::Gate {
+                batch: 1,
+                prefix: 3,
+                ..
+            }]
+        ),
+        "{again:?}"
+    );
+    assert_eq!(restored.stopped(), None);
+}
+
+#[test]
+fn a_failed_gate_s_reason_is_in_the_refusal() {
+    let mut queue = MergeQueue::new(config(1, 1));
+    queue.handle(Input::Ready(names(1)));
+    queue.handle(Input::Built {
+        batch: 1,
+        base: "root".into(),
+        results: vec![Built::Merged {
+            branch: "b00".into(),
+            commit: "c0".into(),
+        }],
+    });
+    let out = queue.handle(Input::Gated {
+        batch: 1,
+        prefix: 1,
+        passed: false,
+        log: Some("gate.log".into()),
+        reason: Some("write to /tmp/x denied by isolation".into()),
+    });
+    let Some(Action::Refuse { reason, .. }) = out.first() else {
+        panic!("{out:?}");
+    };
+    assert!(
+        reason.ends_with(": write to /tmp/x denied by isolation"),
+        "{reason}"
+    );
 }

@@ -218,6 +218,23 @@ pub enum Event {
         commit: String,
         elapsed_ms: u64,
         log: String,
+        /// How it failed: exit status or timeout, and writes isolation
+        /// denied it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A gate could not be run at all (its log, worktree, sandbox or
+    /// shell): no verdict on `ids`, which stay `succeeded`; the merge queue
+    /// stops and the run ends `interrupted` (`hint`: what to do).
+    GateCouldNotRun {
+        batch: u64,
+        prefix: usize,
+        commit: String,
+        ids: Vec<String>,
+        elapsed_ms: u64,
+        log: String,
+        cause: String,
+        hint: String,
     },
     /// The batch's gate failed: the culprit is among the branches after
     /// prefix `good` up to prefix `bad`.
@@ -316,6 +333,7 @@ impl Event {
             | Event::GateStarted { .. }
             | Event::GatePassed { .. }
             | Event::GateFailed { .. }
+            | Event::GateCouldNotRun { .. }
             | Event::Bisect { .. } => None,
         }
     }

@@ -352,13 +352,28 @@ impl Reporter for HumanReporter {
                 prefix,
                 elapsed_ms,
                 log,
+                reason,
+                ..
+            } => {
+                self.erase_live();
+                let why = reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+                let _ = writeln!(
+                    self.out,
+                    "merge queue: gate on batch {batch} prefix {prefix} failed after {}{why} (log: {log})",
+                    format_duration(*elapsed_ms)
+                );
+            }
+            Event::GateCouldNotRun {
+                batch,
+                prefix,
+                cause,
+                hint,
                 ..
             } => {
                 self.erase_live();
                 let _ = writeln!(
                     self.out,
-                    "merge queue: gate on batch {batch} prefix {prefix} failed after {} (log: {log})",
-                    format_duration(*elapsed_ms)
+                    "merge queue: the gate on batch {batch} prefix {prefix} could not run: {cause}\nhint: {hint}"
                 );
             }
             Event::Bisect { batch, good, bad } => {
@@ -497,6 +512,12 @@ impl Reporter for HumanReporter {
 /// budget that stopped it, the concurrency limit and every backoff.
 pub fn pacing_lines(run: &RunRecord) -> Vec<String> {
     let mut lines = Vec::new();
+    if let Some(cause) = run.merge_queue.as_ref().and_then(|q| q.planner.stopped()) {
+        lines.push(format!(
+            "merge queue stopped: a gate could not run: {cause}; its branches stay `succeeded` — fix the cause, then `treefarm resume {}`",
+            run.run_id
+        ));
+    }
     if let Some(reached) = &run.budget_reached {
         lines.push(format!(
             "budget: {reached}; the rest stays pending for `treefarm resume` with a larger budget"

@@ -37,7 +37,14 @@ pub fn summarize(
             InstanceState::Skipped => s.skipped.push(id),
             _ => s.pending.push(id),
         }
-        if let Some(reason) = inst.reason.as_ref().filter(|_| inst.state.is_failure()) {
+        // A `succeeded` branch with a reason was held back (a merge queue
+        // stopped by a gate that could not run): it did not merge either.
+        let held = inst.state == InstanceState::Succeeded;
+        if let Some(reason) = inst
+            .reason
+            .as_ref()
+            .filter(|_| inst.state.is_failure() || held)
+        {
             s.reasons.insert(inst.id.clone(), reason.clone());
         }
         if let Some(denied) = &inst.denied {

@@ -318,12 +318,11 @@ impl<'r> Dispatcher<'r> {
     /// acknowledgement of its durable intent before the ref moves.
     fn spawn_merge(&mut self, id: String, subjects: Vec<String>) {
         let opts = self.opts.clone();
-        let dir = self.dir.clone();
         let tx = self.tx.clone();
         let acks = self.ack_tx.clone();
         let run_id = self.m.record.run_id.clone();
         tokio::task::spawn_blocking(move || {
-            let result = merge_one(&opts, &dir, &run_id, &id, &subjects, &tx, &acks)
+            let result = merge_one(&opts, &run_id, &id, &subjects, &tx, &acks)
                 .map_err(|e| crate::error::chain(&e));
             let _ = tx.send(Msg::Merged(id, result));
         });
@@ -372,6 +371,11 @@ impl<'r> Dispatcher<'r> {
         self.gate_cancels.insert(gate.run, cancel);
         let job = GateJob {
             log: std::path::PathBuf::from(&gate.log),
+            private_dir: self
+                .dir
+                .path()
+                .join("gates")
+                .join(format!("{:03}", gate.run)),
             gate,
             run_id: self.m.record.run_id.clone(),
         };

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::git::{Advance, BatchItem, BatchMerge, GitError, Oid, Repo, WorktreeRequest};
-use crate::merge::{self, Gate, MergeRequest, MergeResult};
+use crate::merge::{self, MergeRequest, MergeResult};
 use crate::merge_queue::Built;
 use crate::runner::instance::Launch;
 use crate::runner::messages::{LaneMsg, MergeAck, Planted};
 use crate::spec::branch_for;
+use crate::state::crash_point;
 use crate::state::RunOptions;
-use crate::state::{crash_point, RunDir};
 
 /// Why a lane job failed; each keeps its cause (the dispatcher records the
 /// whole chain as the instance's reason).
@@ -38,8 +38,7 @@ pub enum LaneError {
 
 /// Held while git's worktree admin files are written: planting, pruning,
 /// landing (it reads the checkouts of the target) and the merge queue's
-/// gates preparing their warm worktrees, which run beside the lane. (A
-/// one-by-one merge does not take it: its gate may run for minutes.)
+/// gates preparing their warm worktrees, which run beside the lane.
 static WORKTREE_ADMIN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Takes [`WORKTREE_ADMIN`] (a panic elsewhere while holding it leaves
@@ -90,12 +89,11 @@ pub fn plant_batch(
         .collect())
 }
 
-/// Merges the branch of `id` into the target; the target ref moves only
-/// after the dispatcher acknowledged the journalled intent
-/// ([`LaneMsg::MergePrepared`]).
+/// Merges the branch of `id` into the target, ungated (a gated merge goes
+/// through the merge queue); the target ref moves only after the dispatcher
+/// acknowledged the journalled intent ([`LaneMsg::MergePrepared`]).
 pub fn merge_one(
     opts: &RunOptions,
-    dir: &RunDir,
     run_id: &str,
     id: &str,
     subjects: &[String],
@@ -103,29 +101,12 @@ pub fn merge_one(
     acks: &mpsc::UnboundedSender<MergeAck>,
 ) -> Result<MergeResult, LaneError> {
     let (branch, message) = merge_message(opts, run_id, id, subjects)?;
-    let gate_env = vec![
-        ("TREEFARM_RUN_ID".to_string(), run_id.to_string()),
-        ("TREEFARM_SPEC_ID".to_string(), id.to_string()),
-        ("TREEFARM_BRANCH".to_string(), branch.clone()),
-        ("TREEFARM_TARGET".to_string(), opts.target.clone()),
-    ];
-    let gate = opts
-        .gate
-        .as_deref()
-        .filter(|g| !g.trim().is_empty())
-        .map(|command| Gate {
-            command,
-            scratch_dir: opts.worktree_dir.clone(),
-            log_path: dir.gate_log_path(id),
-            env: &gate_env,
-        });
     let request = MergeRequest {
         repo_root: &opts.repo_root,
         target: &opts.target,
         branch: &branch,
         strategy: opts.strategy,
         message,
-        gate,
     };
     let tip = Repo::discover(&opts.repo_root)?
         .branch_tip(&branch)?

@@ -496,13 +496,13 @@ impl RunMachine {
         if run {
             self.check_budget(&mut out);
         }
-        let may_start = run && self.record.budget_reached.is_none();
+        let may_start = run && !self.no_new_starts();
         if may_start {
             self.relaunch_due(&mut out, now)?;
             self.launch_held(&mut out, now);
         }
         // `treefarm merge` hands conflicts back too (budgets are for runs).
-        if !run || self.record.budget_reached.is_none() {
+        if !run || !self.no_new_starts() {
             self.launch_resolves(&mut out, now)?;
         }
         let ready = if may_start {
@@ -737,7 +737,10 @@ impl RunMachine {
     /// `resume`, with its event) when stopped or an instance is still out.
     /// `run`: not `treefarm merge`.
     pub fn finish(&mut self, run: bool, now: u64) -> Vec<Action> {
-        let interrupted = self.ends_interrupted(self.stopping || run && self.budget_left(), run);
+        // A merge queue stopped by a gate that could not run: `resume`
+        // gates its branches again.
+        let stopped = self.stopping || run && self.budget_left() || self.queue_stopped().is_some();
+        let interrupted = self.ends_interrupted(stopped, run);
         self.record.state = if interrupted {
             RunState::Interrupted
         } else {
@@ -755,6 +758,12 @@ impl RunMachine {
         out
     }
 
+    /// The budget is reached or the merge queue stopped (a gate could not
+    /// run): no new agent starts, running ones finish; `resume` goes on.
+    pub(super) fn no_new_starts(&self) -> bool {
+        self.record.budget_reached.is_some() || self.queue_stopped().is_some()
+    }
+
     /// True when the loop may end: nothing in flight, and (unless stopped)
     /// nothing left to start, merge or prune.
     pub fn is_over(&self, merge_only: bool) -> bool {
@@ -764,8 +773,9 @@ impl RunMachine {
         if self.stopping {
             return self.agents_in_flight == 0 && self.other_in_flight == 0;
         }
-        if self.record.budget_reached.is_some() {
-            // Running agents finish and merge; nothing else starts.
+        if self.no_new_starts() {
+            // Running agents finish and merge (or wait for `resume`, with
+            // the merge queue stopped); nothing else starts.
             return self.agents_in_flight == 0 && self.other_in_flight == 0 && self.lane_idle();
         }
         self.agents_in_flight == 0
@@ -1102,10 +1112,9 @@ impl RunMachine {
             LaneMsg::Landed { batch, result } => self.on_landed(out, batch, result, now)?,
             LaneMsg::GateDone {
                 run,
-                passed,
-                cancelled,
+                end,
                 elapsed_ms,
-            } => self.on_gate_done(out, run, passed, cancelled, elapsed_ms, now)?,
+            } => self.on_gate_done(out, run, end, elapsed_ms, now)?,
             LaneMsg::Pruned(id, result) => {
                 self.other_in_flight = self.other_in_flight.saturating_sub(1);
                 self.pruning = false;
@@ -1162,7 +1171,7 @@ impl RunMachine {
                     }
                     // A budget reached while it was planted: it does not
                     // start either (`resume` runs it).
-                    if self.stopping || self.record.budget_reached.is_some() {
+                    if self.stopping || self.no_new_starts() {
                         self.release_slot(&id);
                         self.mark_interrupted(&id)?;
                         out.push(Action::Save);

@@ -73,14 +73,27 @@ pub enum LaneMsg {
         batch: BatchId,
         result: Result<bool, String>,
     },
-    /// A gate run ended: passed, failed, or stopped (`cancelled`: by the
-    /// planner or a signal; its result means nothing).
+    /// A gate run ended (see [`GateEnd`]).
     GateDone {
         run: u64,
-        passed: bool,
-        cancelled: bool,
+        end: GateEnd,
         elapsed_ms: u64,
     },
+}
+
+/// How a gate run ended. Only `Passed` and `Failed` are a verdict on the
+/// branches under test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateEnd {
+    Passed,
+    /// The gate ran and said no: its exit status, a timeout, and a write
+    /// isolation denied it, in words.
+    Failed(String),
+    /// The gate could not be run at all (its log, its worktree, its sandbox
+    /// or its shell): no branch is at fault. The cause chain, in words.
+    CouldNotRun(String),
+    /// Stopped by the planner (no longer needed) or by a signal: no result.
+    Stopped,
 }
 
 /// What the machine decided, for the dispatcher's loop to perform in order

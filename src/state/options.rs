@@ -107,6 +107,9 @@ fn default_start_interval_ms() -> u64 {
 pub struct QueueOptions {
     pub batch: usize,
     pub gate_jobs: usize,
+    /// `merge.gate_timeout` (`None`: no limit; a journal without it gets
+    /// the default).
+    pub gate_timeout_ms: Option<u64>,
     pub on_conflict: crate::config::OnConflict,
     pub resolve_attempts: u32,
     pub resolve_prompt_template: Option<String>,
@@ -118,6 +121,7 @@ impl Default for QueueOptions {
         QueueOptions {
             batch: merge.batch,
             gate_jobs: merge.gate_jobs,
+            gate_timeout_ms: merge.gate_timeout.map(|d| d.as_millis() as u64),
             on_conflict: merge.on_conflict,
             resolve_attempts: merge.resolve_attempts,
             resolve_prompt_template: None,
@@ -130,6 +134,7 @@ impl QueueOptions {
         QueueOptions {
             batch: cfg.merge.batch,
             gate_jobs: cfg.merge.gate_jobs,
+            gate_timeout_ms: cfg.merge.gate_timeout.map(|d| d.as_millis() as u64),
             on_conflict: cfg.merge.on_conflict,
             resolve_attempts: cfg.merge.resolve_attempts,
             resolve_prompt_template: cfg.agent.resolve_prompt_template.clone(),
@@ -137,10 +142,13 @@ impl QueueOptions {
     }
 
     /// The planner's settings, or `None` for `merge.batch: 1` with one gate
-    /// job: each branch merged and gated on its own, in a scratch worktree,
-    /// as before the queue existed.
+    /// job and no gate: each branch merged on its own on the lane. Every
+    /// gated merge goes through the queue (with `merge.batch: 1`, batches
+    /// of one), so every gate runs on the queue's one gate path: its own
+    /// process group, `merge.gate_timeout`, stopped by the first Ctrl-C,
+    /// confined like an agent.
     pub fn planner(&self, gated: bool) -> Option<crate::merge_queue::QueueConfig> {
-        (self.batch > 1 || self.gate_jobs > 1).then_some(crate::merge_queue::QueueConfig {
+        (gated || self.batch > 1 || self.gate_jobs > 1).then_some(crate::merge_queue::QueueConfig {
             batch: self.batch,
             gate_jobs: self.gate_jobs,
             gated,
@@ -159,6 +167,11 @@ impl RunOptions {
 
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout_ms.map(Duration::from_millis)
+    }
+
+    /// One gate run's limit (`merge.gate_timeout`).
+    pub fn gate_timeout(&self) -> Option<Duration> {
+        self.queue.gate_timeout_ms.map(Duration::from_millis)
     }
 
     pub fn idle_timeout(&self) -> Option<Duration> {

@@ -17,7 +17,7 @@ use common::{stderr, stdout, TestRepo};
 /// Stride of the port blocks; slot 0's block starts at the configured base.
 const STRIDE: u32 = 10;
 
-fn landlock_available() -> bool {
+pub(crate) fn landlock_available() -> bool {
     // The binary itself decides; `landlock` refuses (exit 2) without kernel
     // support, which is what this probe looks at.
     let repo = TestRepo::with_files(&[("a.txt", "a\n")]);
@@ -26,7 +26,7 @@ fn landlock_available() -> bool {
 }
 
 /// The real python interpreter (pyenv shims and the like need `$HOME`).
-fn python() -> Option<String> {
+pub(crate) fn python() -> Option<String> {
     let out = Command::new("python3")
         .args(["-c", "import sys; print(sys.executable)"])
         .output()

@@ -1,75 +1,78 @@
-//! End-to-end: the merge gate runs on the exact merged commit in a scratch
-//! worktree; a failing gate refuses the merge and keeps the branch; a target
-//! moved meanwhile (here by the gate itself) is merged again, never clobbered.
+//! End-to-end: with `merge.batch: 1` the merge gate runs on the exact merged
+//! commit of each branch, on the one gate path every gate takes (the merge
+//! queue's warm gate worktree, its own process group); a failing gate
+//! refuses the merge and keeps the branch; a target moved meanwhile (here by
+//! the gate itself) is merged again, never clobbered.
 
 use crate::common;
 
 use common::*;
 
-/// These tests are about the gate of one branch at a time in a scratch
-/// worktree: `merge.batch: 1` (the merge queue's gates are covered in
-/// `merge_queue_e2e`).
+/// These tests are about the gate of one branch at a time: `merge.batch: 1`
+/// (batches of several are covered in `merge_queue_e2e`).
 const ONE_BY_ONE: &str = "merge:\n  batch: 1\n";
 
-fn one_spec_farm(extra_config: &str) -> TestRepo {
-    let a = spec_md(
-        "Add alpha",
-        &["a.txt"],
-        &[],
-        Some(10),
-        "write a.txt alpha\ncommit \"alpha\"",
-    );
-    TestRepo::farm(
-        &[("README.md", "readme\n")],
-        &[("SPEC-010-a.md", a)],
-        extra_config,
-    )
+/// The gates record what they saw in `~/gate-state`, which they may write
+/// under isolation because it is named in `isolation.allow_write`, as a user
+/// would name it.
+const GATE_STATE: &str = "isolation:\n  allow_write: [~/gate-state]\n";
+
+/// `~/gate-state`, created.
+fn gate_state(repo: &TestRepo) -> std::path::PathBuf {
+    let dir = repo.home.join("gate-state");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
-/// Nothing left of the gate's scratch worktrees: no admin entry, no branch,
-/// no folder.
-fn assert_no_scratch(repo: &TestRepo) {
-    let list = repo.git(&["worktree", "list", "--porcelain"]);
-    assert!(
-        !list.contains("gate"),
-        "scratch worktree left behind:\n{list}"
+/// Spec 010 (writes `a.txt` = alpha) and, with `count` 2, spec 020
+/// (`b.txt` = beta), in priority order; the gate tests use them.
+pub(crate) fn alpha_beta_farm(count: usize, extra_config: &str) -> TestRepo {
+    let specs: Vec<(String, String)> = [("010", "alpha", "a"), ("020", "beta", "b")]
+        .iter()
+        .take(count)
+        .enumerate()
+        .map(|(n, (id, word, file))| {
+            let spec = spec_md(
+                &format!("Add {word}"),
+                &[&format!("{file}.txt")],
+                &[],
+                Some(10 * (n as i64 + 1)),
+                &format!("write {file}.txt {word}\ncommit \"{word}\""),
+            );
+            (format!("SPEC-{id}-{file}.md"), spec)
+        })
+        .collect();
+    let specs: Vec<(&str, String)> = specs.iter().map(|(n, s)| (n.as_str(), s.clone())).collect();
+    TestRepo::farm(&[("README.md", "readme\n")], &specs, extra_config)
+}
+
+fn one_spec_farm(extra_config: &str) -> TestRepo {
+    alpha_beta_farm(1, extra_config)
+}
+
+/// The gate pool's worktree, where every gate runs (kept across runs for
+/// incremental builds; `prune` removes it).
+fn gate_worktree(repo: &TestRepo) -> std::path::PathBuf {
+    repo.root.join(".git/treefarm/gates/0")
+}
+
+/// No worktree but the user's, the gate pool's and `kept` (no scratch
+/// worktree anywhere), and no branch but `treefarm/<kept>`.
+fn assert_only_the_gate_pool(repo: &TestRepo, kept: &[&str]) {
+    let mut expected = vec![
+        repo.root.canonicalize().unwrap(),
+        gate_worktree(repo).canonicalize().unwrap(),
+    ];
+    expected.extend(
+        kept.iter()
+            .map(|id| repo.worktree_dir().join(id).canonicalize().unwrap()),
     );
-    assert!(!repo
-        .root
-        .join(".git/worktrees")
-        .read_dir()
-        .map(|d| d
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().contains("gate")))
-        .unwrap_or(false));
-    assert!(
-        repo.treefarm_branches().iter().all(|b| !b.contains("gate")),
-        "{:?}",
-        repo.treefarm_branches()
-    );
-    // Wherever the scratch worktrees go under the worktree folder, none is
-    // left (an empty holder folder is harmless).
-    let mut leftovers = Vec::new();
-    for entry in repo
-        .worktree_dir()
-        .read_dir()
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.contains("gate") {
-            let inner: Vec<_> = entry
-                .path()
-                .read_dir()
-                .map(|d| d.flatten().map(|e| e.path()).collect())
-                .unwrap_or_default();
-            if !entry.path().is_dir() || name.starts_with("gate-") || !inner.is_empty() {
-                leftovers.push((entry.path(), inner));
-            }
-        }
-    }
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let mut found = repo.worktree_paths();
+    found.sort();
+    expected.sort();
+    assert_eq!(found, expected, "{}", repo.worktrees_porcelain());
+    let branches: Vec<String> = kept.iter().map(|id| format!("treefarm/{id}")).collect();
+    assert_eq!(repo.treefarm_branches(), branches);
 }
 
 #[test]
@@ -95,19 +98,11 @@ fn failing_gate_refuses_the_merge_keeps_the_branch_and_saves_the_gate_log() {
     let inst = repo.instance("010");
     assert_eq!(inst["state"], "refused");
     assert!(inst["reason"].as_str().unwrap().contains("gate"), "{inst}");
-    assert_eq!(repo.treefarm_branches(), ["treefarm/010"]);
     assert_eq!(
         repo.git(&["rev-parse", "treefarm/010"]),
         inst["tip"].as_str().unwrap()
     );
-    let wt = repo.worktree_dir().join("010");
-    assert_eq!(
-        repo.worktree_paths(),
-        [
-            repo.root.canonicalize().unwrap(),
-            wt.canonicalize().unwrap()
-        ]
-    );
+    assert_only_the_gate_pool(&repo, &["010"]);
 
     // The gate log is in the run directory, named by the refused event, and
     // shows the gate ran on the merged tree.
@@ -131,37 +126,19 @@ fn failing_gate_refuses_the_merge_keeps_the_branch_and_saves_the_gate_log() {
         std::fs::read_to_string(&log_path).unwrap(),
         "gate-says-no\nalpha\n"
     );
-    assert_no_scratch(&repo);
 }
 
 #[test]
 fn passing_gate_sees_the_exact_merged_commit_and_the_merge_lands() {
-    let b = spec_md(
-        "Add beta",
-        &["b.txt"],
-        &[],
-        Some(20),
-        "write b.txt beta\ncommit \"beta\"",
-    );
-    let a = spec_md(
-        "Add alpha",
-        &["a.txt"],
-        &[],
-        Some(10),
-        "write a.txt alpha\ncommit \"alpha\"",
-    );
-    let repo = TestRepo::farm(
-        &[("README.md", "readme\n")],
-        &[("SPEC-010-a.md", a), ("SPEC-020-b.md", b)],
-        ONE_BY_ONE,
-    );
-    let seen = repo.tmp.path().join("gate-seen");
-    // The scratch worktree is checked out at the commit it is told about,
-    // with the spec's file in it and a clean status.
+    let repo = alpha_beta_farm(2, &format!("{ONE_BY_ONE}{GATE_STATE}"));
+    let seen = gate_state(&repo).join("gate-seen");
+    // The gate worktree is checked out at the commit it is told about, with
+    // the spec's file in it and a clean status; with batches of one,
+    // `TREEFARM_SPEC_IDS` names one spec.
     let gate = format!(
         "test \"$(git rev-parse HEAD)\" = \"$TREEFARM_GATE_COMMIT\" && test -z \"$(git status --porcelain)\" && \
-         test -f \"$(echo $TREEFARM_SPEC_ID | sed 's/010/a/;s/020/b/').txt\" && \
-         echo \"$TREEFARM_SPEC_ID $TREEFARM_GATE_COMMIT $(pwd)\" >> {}",
+         test -f \"$(echo $TREEFARM_SPEC_IDS | sed 's/010/a/;s/020/b/').txt\" && \
+         echo \"$TREEFARM_SPEC_IDS $TREEFARM_GATE_COMMIT $(pwd)\" >> {}",
         seen.display()
     );
     let out = repo.tf(&["run", "--json", "--gate", &gate]);
@@ -180,25 +157,26 @@ fn passing_gate_sees_the_exact_merged_commit_and_the_merge_lands() {
         let id = parts.next().unwrap();
         assert_eq!(parts.next().unwrap(), merge);
         assert_eq!(repo.instance(id)["merged_commit"], merge.as_str());
-        let dir = parts.next().unwrap();
-        assert!(
-            !std::path::Path::new(dir).exists(),
-            "scratch worktree {dir} not removed"
-        );
-        assert!(
-            !std::path::Path::new(dir).starts_with(&repo.root),
-            "gate ran inside the user's tree: {dir}"
+        let dir = std::path::Path::new(parts.next().unwrap());
+        assert_eq!(
+            dir.canonicalize().unwrap(),
+            gate_worktree(&repo).canonicalize().unwrap(),
+            "the gate ran elsewhere than in the gate pool"
         );
     }
-    assert_no_scratch(&repo);
-    assert!(repo.treefarm_branches().is_empty());
+    assert_only_the_gate_pool(&repo, &[]);
 }
 
 #[test]
 fn target_moved_by_someone_else_during_the_gate_is_merged_again_not_clobbered() {
-    let repo = one_spec_farm(ONE_BY_ONE);
-    let marker = repo.tmp.path().join("moved-once");
-    let seen = repo.tmp.path().join("gate-seen");
+    // The gate moves the shared refs itself: under isolation it may only
+    // because the test names the stores it writes in `isolation.allow_write`
+    // (a gate may not write the repository otherwise), with its own record.
+    let repo = one_spec_farm(&format!(
+        "{ONE_BY_ONE}isolation:\n  allow_write: [~/gate-state, .git/objects, .git/refs, .git/logs]\n"
+    ));
+    let marker = gate_state(&repo).join("moved-once");
+    let seen = gate_state(&repo).join("gate-seen");
     // First gate run: someone else commits to roadmap (a new file) behind
     // treefarm's back, then the gate passes.
     let gate = format!(
@@ -233,5 +211,5 @@ fn target_moved_by_someone_else_during_the_gate_is_merged_again_not_clobbered() 
     assert_ne!(seen[0], seen[1]);
     assert_eq!(seen[1], repo.git(&["rev-parse", "roadmap"]));
     assert_eq!(repo.instance("010")["merged_commit"], seen[1]);
-    assert_no_scratch(&repo);
+    assert_only_the_gate_pool(&repo, &[]);
 }

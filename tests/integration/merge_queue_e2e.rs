@@ -7,7 +7,7 @@
 //! a gate passed ever become the target's tip.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::common;
 
@@ -41,10 +41,10 @@ fn specs(n: usize, culprits: &[usize]) -> Vec<(String, String)> {
 
 /// A gate that logs `<commit> pass|fail` to `log` and fails when `failing`
 /// (a shell condition run in the gate worktree) holds.
-fn gate(log: &Path, failing: &str) -> String {
+/// The gate command: records `<commit> pass|fail` in `log` (a shell word).
+fn gate(log: &str, failing: &str) -> String {
     format!(
-        "c=$(git rev-parse HEAD); if {failing}; then echo \"$c fail\" >> {log}; exit 1; fi; echo \"$c pass\" >> {log}",
-        log = log.display()
+        "c=$(git rev-parse HEAD); if {failing}; then echo \"$c fail\" >> {log}; exit 1; fi; echo \"$c pass\" >> {log}"
     )
 }
 
@@ -65,22 +65,28 @@ impl Gated {
         merge_config: &str,
         wrapper: Option<&str>,
     ) -> Gated {
-        let tmp_log = tempfile::NamedTempFile::new().expect("temp file");
-        let log = tmp_log.path().with_extension("gate-runs");
-        drop(tmp_log);
         let specs: Vec<(&str, String)> = specs
             .iter()
             .map(|(name, body)| (name.as_str(), body.clone()))
             .collect();
+        // The gate records its runs in the test's records folder
+        // (`<tmp>/records`, found from `$HOME` = `<tmp>/home`), which the
+        // fixture names in `isolation.allow_write`: gates are confined too.
         let config = format!(
             "instances: 4\nmerge:\n  gate: '{}'\n{merge_config}",
-            gate(&log, failing).replace('\'', "''")
+            gate("\"${HOME%/home}/records/gate-runs\"", failing).replace('\'', "''")
         );
         let files = [("README.md", "readme\n")];
         let repo = match wrapper {
             Some(body) => TestRepo::farm_with_wrapper(&files, &specs, body, &config),
             None => TestRepo::farm(&files, &specs, &config),
         };
+        assert_eq!(
+            repo.home,
+            repo.tmp.path().join("home"),
+            "the gate relies on it"
+        );
+        let log = repo.records().join("gate-runs");
         Gated { repo, log }
     }
 
@@ -707,14 +713,15 @@ fn a_batch_lands_the_history_merging_one_by_one_makes() {
 #[test]
 fn merge_with_a_gate_after_a_run_without_one_gates_the_batch() {
     // `run --no-merge` had no gate; `merge --gate` must gate what it lands.
-    let tmp = tempfile::tempdir().unwrap();
-    let log = tmp.path().join("runs");
     let all = specs(3, &[2]);
     let specs: Vec<(&str, String)> = all.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
     let repo = TestRepo::farm(&[("README.md", "readme\n")], &specs, "");
+    // In the records folder the fixture names in `isolation.allow_write`.
+    let log = repo.records().join("gate-runs");
     let out = repo.tf(&["run", "--no-merge", "--json"]);
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
-    let out = repo.tf(&["merge", "--json", "--gate", &gate(&log, "test -e bad.txt")]);
+    let gate = gate(&format!("'{}'", log.display()), "test -e bad.txt");
+    let out = repo.tf(&["merge", "--json", "--gate", &gate]);
     assert_eq!(out.status.code(), Some(1), "stderr:\n{}", stderr(&out));
     let summary = json_summary(&out);
     assert_eq!(summary_ids(&summary, "merged"), ["101", "103"]);

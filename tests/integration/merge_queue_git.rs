@@ -622,20 +622,17 @@ fn gate_in_a_warm_worktree_finds_the_last_build_output() {
     let mut seen = vec![];
     for (n, commit) in [&c1, &c2].into_iter().enumerate() {
         let warm = repo.warm_gate_worktree(0, oid(commit)).unwrap();
-        let gate = treefarm::merge::Gate {
-            command,
-            scratch_dir: t.tmp.path().join("unused"),
-            log_path: logs.join(format!("gate-{n}.log")),
-            env: &[],
-        };
-        let refusal = treefarm::merge::run_gate_in(&warm.path, &gate, oid(commit)).unwrap();
-        assert_eq!(refusal, None, "gate passes on {commit}");
-        seen.push(
-            std::fs::read_to_string(&gate.log_path)
-                .unwrap()
-                .trim()
-                .to_string(),
-        );
+        // The gate command as the queue runs it: `sh -c` in the worktree.
+        let log = logs.join(format!("gate-{n}.log"));
+        let out = std::process::Command::new("sh")
+            .args(["-c", command])
+            .current_dir(&warm.path)
+            .env("TREEFARM_GATE_COMMIT", commit)
+            .output()
+            .unwrap();
+        std::fs::write(&log, &out.stdout).unwrap();
+        assert!(out.status.success(), "gate passes on {commit}");
+        seen.push(std::fs::read_to_string(&log).unwrap().trim().to_string());
     }
     assert_eq!(seen, ["from-scratch", "incremental"]);
 }

@@ -58,7 +58,7 @@ impl RunMachine {
     /// as the window and the start interval allow, in the order resume
     /// found them.
     pub(super) fn launch_held(&mut self, out: &mut Vec<Action>, now: u64) {
-        if self.stopping || self.record.budget_reached.is_some() {
+        if self.stopping || self.no_new_starts() {
             return;
         }
         while !self.held.is_empty() && self.room(now) > 0 {
@@ -139,7 +139,7 @@ impl RunMachine {
     /// or the start interval lets a waiting start go. `None`: only an event
     /// can change what starts.
     pub fn next_deadline(&self, now: u64) -> Option<u64> {
-        if self.stopping || self.record.budget_reached.is_some() {
+        if self.stopping || self.no_new_starts() {
             return None;
         }
         let backoff = self
@@ -268,7 +268,7 @@ impl RunMachine {
                     }));
                 }
                 self.window_changed(out, before);
-                let (stopping, budget) = (self.stopping, self.record.budget_reached.is_some());
+                let (stopping, budget) = (self.stopping, self.no_new_starts());
                 let inst = self.inst(id)?;
                 if budget {
                     inst.interrupted = true;

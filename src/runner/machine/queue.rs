@@ -6,11 +6,17 @@
 //! (`RunRecord::merge_queue`), so every change to it is journalled in the
 //! same write as the instance states and events it comes with; a land is
 //! flushed (instances `merging`, with their merge commits) before the lane
-//! moves the target.
+//! moves the target. A gate that could not run stops the queue: its
+//! branches stay `succeeded` with the cause as their reason, the other gates
+//! are stopped, and the run ends `interrupted` for `resume` to gate again.
 
 use super::*;
 use crate::merge_queue::{self as mq, Built, GateResult, GateRun, QueueRecord};
 use crate::runner::lane::BatchBuilt;
+use crate::runner::messages::GateEnd;
+
+/// The reason a branch held by a stopped queue shows (then the cause).
+const QUEUE_STOPPED: &str = "not merged: the merge queue stopped because a gate could not run";
 
 impl RunMachine {
     fn q(&mut self) -> &mut QueueRecord {
@@ -23,10 +29,21 @@ impl RunMachine {
     /// Nothing queued, built, gated or landed by the merge queue.
     pub(super) fn queue_idle(&self) -> bool {
         let idle = match (&self.policy.queue, &self.record.merge_queue) {
-            (Some(_), Some(q)) => q.planner.is_idle() && q.gates.is_empty(),
+            (Some(_), Some(q)) => {
+                (q.planner.is_idle() || q.planner.stopped().is_some()) && q.gates.is_empty()
+            }
             _ => true,
         };
         idle && !self.queue_lane && self.lane_jobs.is_empty()
+    }
+
+    /// Why the merge queue stopped (a gate that could not run), if it did:
+    /// the run ends `interrupted`, for `resume`.
+    pub fn queue_stopped(&self) -> Option<&str> {
+        self.record
+            .merge_queue
+            .as_ref()
+            .and_then(|q| q.planner.stopped())
     }
 
     /// Gate runs going on now (for the live view and tests).
@@ -65,6 +82,13 @@ impl RunMachine {
     ) -> Result<(), MachineError> {
         let ready = self.ready_prefix(run);
         if !ready.is_empty() {
+            // Branches that arrive while the queue is stopped wait with its
+            // cause as their reason.
+            if let Some(cause) = self.queue_stopped().map(str::to_string) {
+                for id in &ready {
+                    self.inst(id)?.reason = Some(format!("{QUEUE_STOPPED}: {cause}"));
+                }
+            }
             let actions = self.q().planner.handle(mq::Input::Ready(ready));
             self.apply(out, actions, now)?;
             out.push(Action::Save);
@@ -206,6 +230,12 @@ impl RunMachine {
                         self.conflicted(out, &branch, paths, now)?;
                     }
                 }
+                mq::Action::Stop {
+                    batch,
+                    prefix,
+                    cause,
+                    branches,
+                } => self.stop_queue(out, batch, prefix, &cause, &branches)?,
                 mq::Action::Refuse {
                     branch,
                     reason,
@@ -224,6 +254,42 @@ impl RunMachine {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The planner stopped: every branch it holds shows the cause, the
+    /// other gates are stopped (the planner keeps their prefixes under test
+    /// for `resume`), and nothing more starts.
+    fn stop_queue(
+        &mut self,
+        out: &mut Vec<Action>,
+        batch: mq::BatchId,
+        prefix: usize,
+        cause: &str,
+        branches: &[String],
+    ) -> Result<(), MachineError> {
+        for id in branches {
+            let inst = self.inst(id)?;
+            if inst.state == InstanceState::Succeeded {
+                inst.reason = Some(format!("{QUEUE_STOPPED}: {cause}"));
+            }
+        }
+        let q = self.q();
+        q.gates.retain(|g| g.slot.is_some());
+        let mut cancels = Vec::new();
+        for gate in q.gates.iter_mut().filter(|g| !g.cancelled) {
+            gate.cancelled = true;
+            cancels.push(gate.run);
+        }
+        out.extend(cancels.into_iter().map(Action::CancelGate));
+        out.push(Action::Note(format!(
+            "merge queue stopped: the gate on batch {batch} prefix {prefix} could not run: {cause}; no new agent starts, running ones finish; {}",
+            resume_hint(&self.record.run_id)
+        )));
+        // Agents waiting for a start are left for `resume`, as when the
+        // budget is reached.
+        self.park_waiting(out);
+        out.push(Action::Save);
         Ok(())
     }
 
@@ -345,15 +411,15 @@ impl RunMachine {
         Ok(())
     }
 
-    /// A gate run ended. A cancelled one frees its worktree only; one
-    /// stopped by a signal leaves the planner waiting for it (`resume` runs
-    /// it again); otherwise the planner learns the result.
+    /// A gate run ended. A cancelled or stopped one frees its worktree only
+    /// (the planner keeps waiting for it; `resume` runs it again); one that
+    /// could not run stops the queue; otherwise the planner learns the
+    /// verdict.
     pub(super) fn on_gate_done(
         &mut self,
         out: &mut Vec<Action>,
         run: u64,
-        passed: bool,
-        cancelled: bool,
+        end: GateEnd,
         elapsed_ms: u64,
         now: u64,
     ) -> Result<(), MachineError> {
@@ -367,9 +433,32 @@ impl RunMachine {
             self.gate_slots.insert(slot);
         }
         out.push(Action::Save);
-        if gate.cancelled || cancelled {
-            return Ok(());
-        }
+        let (passed, reason) = match end {
+            _ if gate.cancelled => return Ok(()),
+            GateEnd::Stopped => return Ok(()),
+            GateEnd::CouldNotRun(cause) => {
+                out.push(Action::Emit(Event::GateCouldNotRun {
+                    batch: gate.batch,
+                    prefix: gate.prefix,
+                    commit: gate.commit.clone(),
+                    ids: gate.ids.clone(),
+                    elapsed_ms,
+                    log: gate.log.clone(),
+                    cause: cause.clone(),
+                    hint: resume_hint(&self.record.run_id),
+                }));
+                let actions = self.q().planner.handle(mq::Input::GateCouldNotRun {
+                    batch: gate.batch,
+                    prefix: gate.prefix,
+                    cause,
+                });
+                self.apply(out, actions, now)?;
+                out.push(Action::Flush);
+                return Ok(());
+            }
+            GateEnd::Passed => (true, None),
+            GateEnd::Failed(reason) => (false, Some(reason)),
+        };
         self.q().results.push(GateResult {
             run,
             batch: gate.batch,
@@ -395,6 +484,7 @@ impl RunMachine {
                 commit,
                 elapsed_ms,
                 log: log.clone(),
+                reason: reason.clone(),
             }
         }));
         let actions = self.q().planner.handle(mq::Input::Gated {
@@ -402,6 +492,7 @@ impl RunMachine {
             prefix,
             passed,
             log: Some(log),
+            reason,
         });
         self.apply(out, actions, now)?;
         if passed {
@@ -424,11 +515,30 @@ impl RunMachine {
         let q = self.q();
         q.gates.clear();
         q.landing.clear();
-        let actions = q.planner.resume();
+        // A stop's cause is taken as fixed: its branches lose the reason
+        // it gave them, and its gate is asked for again.
+        if q.planner.stopped().is_some() {
+            for id in q.planner.held() {
+                let inst = self.inst(&id)?;
+                if inst
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with(QUEUE_STOPPED))
+                {
+                    inst.reason = None;
+                }
+            }
+        }
+        let actions = self.q().planner.resume();
         self.apply(&mut out, actions, now)?;
         out.push(Action::Save);
         Ok(out)
     }
+}
+
+/// What to do after a gate could not run.
+fn resume_hint(run_id: &str) -> String {
+    format!("fix the cause, then `treefarm resume {run_id}` gates the branches again")
 }
 
 /// The queue's decisions driven with inputs: the actions and states that
@@ -551,8 +661,11 @@ mod tests {
     fn gate_done(run: u64, passed: bool) -> LaneMsg {
         LaneMsg::GateDone {
             run,
-            passed,
-            cancelled: false,
+            end: if passed {
+                GateEnd::Passed
+            } else {
+                GateEnd::Failed("gate `x` failed (exit status: 1)".into())
+            },
             elapsed_ms: 5,
         }
     }
@@ -664,8 +777,7 @@ mod tests {
             &mut m,
             LaneMsg::GateDone {
                 run: 1,
-                passed: false,
-                cancelled: true,
+                end: GateEnd::Stopped,
                 elapsed_ms: 1,
             },
         );
@@ -784,5 +896,106 @@ mod tests {
             out.contains(&"launch c resolve true".to_string()),
             "{out:?}"
         );
+    }
+
+    /// Regression (a gate that cannot run is not a failed gate): the log
+    /// could not be created, and the queue bisected and refused `a`.
+    #[test]
+    fn a_gate_that_could_not_run_stops_the_queue_and_refuses_nobody() {
+        let mut m = queued(&["a", "b", "c"], 2, false);
+        m.start(false, 1).unwrap();
+        lane(&mut m, built(1, &["a", "b", "c"], &[]));
+        m.start(false, 2).unwrap();
+        assert_eq!(m.gates_running(), 1);
+        let out = lane(
+            &mut m,
+            LaneMsg::GateDone {
+                run: 1,
+                end: GateEnd::CouldNotRun("failed to create the gate log `/x`: disk full".into()),
+                elapsed_ms: 1,
+            },
+        );
+        assert!(out.contains(&"emit GateCouldNotRun".to_string()), "{out:?}");
+        for never in ["emit GateFailed", "emit Bisect", "emit Refused"] {
+            assert!(!out.contains(&never.to_string()), "{out:?}");
+        }
+        for id in ["a", "b", "c"] {
+            let inst = m.record.instance(id).unwrap();
+            assert_eq!(inst.state, Succeeded);
+            let reason = inst.reason.clone().unwrap();
+            assert!(
+                reason.contains("could not run") && reason.contains("disk full"),
+                "{reason}"
+            );
+        }
+        assert!(m.queue_stopped().unwrap().contains("disk full"));
+        // Nothing more starts; the run is over and ends interrupted.
+        let start = tags(&m.start(false, 3).unwrap());
+        assert!(
+            start
+                .iter()
+                .all(|t| !t.starts_with("gate") && !t.starts_with("land")),
+            "{start:?}"
+        );
+        assert!(m.is_over(true));
+        m.finish(false, 4);
+        assert_eq!(m.record.state, crate::state::RunState::Interrupted);
+        // `resume`: the reasons go, the same prefix is gated again.
+        let record = m.record.clone();
+        let mut again = queued(&["a", "b", "c"], 2, false);
+        again.record = record;
+        again.resume_queue(5).unwrap();
+        assert_eq!(again.queue_stopped(), None);
+        assert!(again.record.instance("a").unwrap().reason.is_none());
+        let start = tags(&again.start(false, 6).unwrap());
+        assert!(
+            start.contains(&"gate 1 prefix 3 slot Some(0)".to_string()),
+            "{start:?}"
+        );
+    }
+
+    #[test]
+    fn a_stop_cancels_the_other_gates_running() {
+        let mut m = queued(&["a", "b", "c", "d"], 2, false);
+        m.start(false, 1).unwrap();
+        lane(&mut m, built(1, &["a", "b", "c", "d"], &[]));
+        m.start(false, 2).unwrap();
+        lane(&mut m, gate_done(1, false));
+        // Bisection with two gate jobs: two prefixes under test at once.
+        m.start(false, 3).unwrap();
+        assert_eq!(m.gates_running(), 2);
+        let runs: Vec<u64> = m
+            .record
+            .merge_queue
+            .as_ref()
+            .unwrap()
+            .gates
+            .iter()
+            .map(|g| g.run)
+            .collect();
+        let out = lane(
+            &mut m,
+            LaneMsg::GateDone {
+                run: runs[0],
+                end: GateEnd::CouldNotRun("sh: not found".into()),
+                elapsed_ms: 1,
+            },
+        );
+        assert!(out.contains(&format!("cancel {}", runs[1])), "{out:?}");
+        // The cancelled one ends; the planner is not told (resume asks
+        // again), and nothing is refused.
+        let out = lane(
+            &mut m,
+            LaneMsg::GateDone {
+                run: runs[1],
+                end: GateEnd::Stopped,
+                elapsed_ms: 1,
+            },
+        );
+        assert_eq!(out, ["save"]);
+        assert!(m.is_over(true));
+        for id in ["a", "b", "c", "d"] {
+            assert_eq!(state(&m, id), Succeeded);
+        }
     }
 }
