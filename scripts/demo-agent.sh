@@ -32,6 +32,10 @@
 # path in $TREEFARM_FILES and commit "treefarm demo: <spec id>".
 # A status is written at the start and at the end. Exits 0 unless told.
 #
+# With TREEFARM_MODE=split (`treefarm split`) the directives are the fenced
+# block `demo-agent-round-N` of the request ($TREEFARM_SPLIT_DIR/REQUEST.md)
+# for round N ($TREEFARM_SPLIT_ROUND): the request scripts the drafts.
+#
 # With TREEFARM_MODE=resolve (`merge.on_conflict: agent` handed a conflicted
 # merge back) the directives are not run: each file of
 # $TREEFARM_CONFLICT_FILES is resolved by keeping both sides (the conflict
@@ -103,8 +107,10 @@ commit_all() {
     fi
 }
 
-# Prints the body of the first ```demo-agent (or ~~~demo-agent) block of $1.
+# Prints the body of the first ```demo-agent (or ~~~demo-agent) block of $1
+# (of the block with info string $2 when given).
 extract_block() {
+    want=${2:-demo-agent}
     inside=0
     while IFS= read -r line || [ -n "$line" ]; do
         t=$(ltrim "$line")
@@ -115,7 +121,7 @@ extract_block() {
             fi
             info=$(ltrim "${t#???}")
             info=${info%% *}
-            [ "$info" = demo-agent ] && inside=1
+            [ "$info" = "$want" ] && inside=1
             ;;
         *)
             [ "$inside" = 1 ] && printf '%s\n' "$line"
@@ -287,6 +293,11 @@ run_directive() {
 
 if [ "${TREEFARM_DEMO_AGENT_SCRIPT+set}" = set ]; then
     directives=$TREEFARM_DEMO_AGENT_SCRIPT
+elif [ "${TREEFARM_MODE:-}" = split ]; then
+    # `treefarm split`: the request itself scripts each round's drafts.
+    request="${TREEFARM_SPLIT_DIR:?}/REQUEST.md"
+    directives=$(extract_block "$request" "demo-agent-round-${TREEFARM_SPLIT_ROUND:-1}")
+    [ -n "$directives" ] || die "no demo-agent-round-${TREEFARM_SPLIT_ROUND:-1} block in $request"
 elif [ -n "${TREEFARM_SPEC_FILE:-}" ] && [ -f "$TREEFARM_SPEC_FILE" ]; then
     directives=$(extract_block "$TREEFARM_SPEC_FILE")
 else

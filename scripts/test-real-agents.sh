@@ -116,6 +116,6 @@ bin=$cache/npm/node_modules/.bin
 say "installed: $("$bin/claude" --version 2>&1 | head -1); $("$bin/codex" --version 2>&1 | head -1); gemini $("$bin/gemini" --version 2>&1 | head -1); aider $("$cache/aider-venv/bin/aider" --version 2>&1 | tail -1)"
 
 # --- the tests ---------------------------------------------------------------
-say "cargo test --test integration real_agents:: -- --ignored${user:+ (also as $user)}"
+say "cargo test --test integration real_agents:: real_mcp:: real_split:: -- --ignored${user:+ (also as $user)}"
 TREEFARM_REAL_AGENTS_DIR=$cache TREEFARM_REAL_AGENTS_USER=$user \
-    cargo test --locked --test integration -- --ignored --test-threads=1 real_agents:: real_mcp::
+    cargo test --locked --test integration -- --ignored --test-threads=1 real_agents:: real_mcp:: real_split::

@@ -59,6 +59,54 @@ impl ConflictPolicy {
 
 /// The demo's `treefarm.yaml`: the defaults (isolation, the merge queue,
 /// the start interval) except the agent and how a conflict is handled.
+/// The request the demo's `split` step hands its scripted agent. The
+/// `demo-agent-round-N` blocks script the drafts of round N: the first
+/// round makes the mistakes planners make (both drafts edit the crate root;
+/// one names a file that does not exist and does not say it creates it),
+/// and the second fixes what treefarm's diagnostics named.
+const SPLIT_REQUEST: &str = r###"# Observability
+
+Add a metrics module and a health check to the demo service, as two units
+of work that can run side by side.
+
+```demo-agent-round-1
+write .treefarm-split/SPEC-metrics-work.md "---"
+append .treefarm-split/SPEC-metrics-work.md "title: Metrics module"
+append .treefarm-split/SPEC-metrics-work.md "files: [src/metrics.rs, src/lib.rs]"
+append .treefarm-split/SPEC-metrics-work.md "creates: [src/metrics.rs]"
+append .treefarm-split/SPEC-metrics-work.md "---"
+append .treefarm-split/SPEC-metrics-work.md "Add src/metrics.rs with request counters and export it from the crate root."
+append .treefarm-split/SPEC-metrics-work.md "## Verify"
+append .treefarm-split/SPEC-metrics-work.md "cargo test"
+write .treefarm-split/SPEC-health-work.md "---"
+append .treefarm-split/SPEC-health-work.md "title: Health check"
+append .treefarm-split/SPEC-health-work.md "files: [src/health.rs, src/lib.rs]"
+append .treefarm-split/SPEC-health-work.md "---"
+append .treefarm-split/SPEC-health-work.md "Add src/health.rs with a health probe and export it from the crate root."
+append .treefarm-split/SPEC-health-work.md "## Verify"
+append .treefarm-split/SPEC-health-work.md "cargo test"
+```
+
+```demo-agent-round-2
+write .treefarm-split/SPEC-metrics-work.md "---"
+append .treefarm-split/SPEC-metrics-work.md "title: Metrics module"
+append .treefarm-split/SPEC-metrics-work.md "files: [src/metrics.rs]"
+append .treefarm-split/SPEC-metrics-work.md "creates: [src/metrics.rs]"
+append .treefarm-split/SPEC-metrics-work.md "---"
+append .treefarm-split/SPEC-metrics-work.md "Add src/metrics.rs with request counters (the crate root is exported later, by one spec)."
+append .treefarm-split/SPEC-metrics-work.md "## Verify"
+append .treefarm-split/SPEC-metrics-work.md "cargo test"
+write .treefarm-split/SPEC-health-work.md "---"
+append .treefarm-split/SPEC-health-work.md "title: Health check"
+append .treefarm-split/SPEC-health-work.md "files: [src/health.rs]"
+append .treefarm-split/SPEC-health-work.md "creates: [src/health.rs]"
+append .treefarm-split/SPEC-health-work.md "---"
+append .treefarm-split/SPEC-health-work.md "Add src/health.rs with a health probe."
+append .treefarm-split/SPEC-health-work.md "## Verify"
+append .treefarm-split/SPEC-health-work.md "cargo test"
+```
+"###;
+
 fn config(agent: &Path, conflicts: ConflictPolicy) -> String {
     format!(
         "# written by `treefarm demo`\nagent:\n  command: sh {}\n  timeout: 2m\n  kill_grace: 2s\ninstances: 3\noverlap:\n  ignore: [Cargo.lock]\nmerge:\n  on_conflict: {}\n",
@@ -97,6 +145,23 @@ pub fn demo(
         err,
         "treefarm demo: a throwaway repository at {}\n",
         root.display()
+    )?;
+    writeln!(
+        err,
+        "== treefarm split: one request, drafts written by the (scripted) agent and judged by treefarm's own check, round by round"
+    )?;
+    let agent_cmd = format!(
+        "sh {}",
+        crate::agents::shell_quote(&agent.display().to_string())
+    );
+    // Not written (`--write` would add them to specs/): the run below tells
+    // the story of the bundled specs.
+    let split =
+        crate::cli::split::scripted_split(&root, SPLIT_REQUEST, &agent_cmd, false, out, err)?;
+    writeln!(
+        err,
+        "   (exit code {}; `treefarm split --write` adds the specs to specs/)\n",
+        split.code()
     )?;
     writeln!(err, "== treefarm check: which specs may run side by side?")?;
     let ctx = Ctx::load(&root, None)?;
@@ -199,7 +264,14 @@ pub fn demo(
         )?;
         // The sibling worktree folder lives inside the temp dir too.
     }
-    let ok = told == expected_story(conflicts);
+    let ok = told == expected_story(conflicts) && split == ExitCode::Success;
+    if split != ExitCode::Success {
+        writeln!(
+            err,
+            "demo: the split step ended with exit code {} instead of a valid split",
+            split.code()
+        )?;
+    }
     if !ok {
         writeln!(
             err,

@@ -135,6 +135,18 @@ fn demo_hands_050s_conflict_back_to_its_agent_and_every_spec_merges() {
         "isolation as users get it"
     );
     assert!(speedup(&err) > 1.0, "parallel agents pay off:\n{err}");
+    // The split step: round 1's mistakes named, round 2 valid and
+    // independent, nothing written into the demo's specs.
+    assert!(
+        err.contains("split: round 1: 2 drafts, 1 error,")
+            && err.contains("split: round 2: 2 drafts, 0 errors, 0 overlaps")
+            && err.contains("split: independent: 2 specs, 1 wave after 2 rounds"),
+        "{err}"
+    );
+    assert!(
+        !git(&repo, &["ls-tree", "-r", "--name-only", "roadmap", "specs"]).contains("SPEC-051"),
+        "the split wrote nothing"
+    );
 
     // Git: every spec merged into `roadmap`, in the queue's order, 050 last
     // with its agent's resolution of the guide (both sides, no markers).
