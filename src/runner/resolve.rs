@@ -58,11 +58,21 @@ pub fn prepare(
     let chain = |e: crate::git::GitError| crate::error::chain(&e);
     let repo = Repo::discover(&opts.repo_root).map_err(chain)?;
     let branch = spec.branch();
-    // An isolated agent's git works in its private git directory: made
-    // current first (publishing what is there), then handed the merge.
+    // An isolated agent's git works in its private git directory: what it
+    // holds is taken first, as after an attempt (its commits published, its
+    // index and merge state made the worktree's), so the worktree says
+    // where the agent's git stands — an attempt killed before the hand-back
+    // was shared with it is no merge in progress (handed back afresh below,
+    // never its conflicted index mixed with the private one), a merge the
+    // agent concluded while nobody watched is concluded. Then the private
+    // directory is made current and handed the merge.
     let git_dir = private_git_dir(dir, &spec.id);
     let isolated = opts.isolation_active.is_some();
     if isolated {
+        import_private_git(worktree, &branch, &git_dir).map_err(chain)?;
+        if git_dir.join("HEAD").is_file() {
+            take_merge_state(worktree, &git_dir).map_err(chain)?;
+        }
         prepare_private_git(worktree, &branch, &git_dir).map_err(chain)?;
     }
     let in_progress = Repo::merge_in_progress(worktree).map_err(chain)?;
