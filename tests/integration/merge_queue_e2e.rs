@@ -501,6 +501,16 @@ fn assert_resolved_or_kept(g: &Gated, out: &std::process::Output, what: &str) {
     assert_eq!(merged_in_order(&g.repo), ["101", "102"]);
     assert_eq!(g.repo.show("roadmap", "shared.txt"), "resolved");
     assert_eq!(g.repo.show("roadmap", "f102.txt"), "102");
+    // The agent's merge commit itself has what the target brought (not
+    // only a later commit of what it left untracked).
+    let agents_merge = g.repo.git(&[
+        "log",
+        "-1",
+        "--format=%H",
+        "--grep=^Merge branch 'roadmap' into treefarm/102",
+        "roadmap",
+    ]);
+    assert_eq!(g.repo.show(&agents_merge, "f101.txt"), "101", "{what}");
     // The agent was asked with the resolution prompt, naming the file.
     for id in ["102", "103"] {
         let prompt = std::fs::read_to_string(seen.join(format!("prompt-{id}")))
@@ -568,8 +578,13 @@ fn a_conflict_goes_back_to_its_agent_resolved_then_merged_or_kept_with_its_marke
 #[test]
 fn a_kill_while_handing_a_conflict_back_then_resume_resolves_it() {
     // `resolving`: killed as 102's conflict is handed back, before its
-    // agent started (103's agent waits for it); `resolving#2`: as 103's is.
-    for point in ["resolving", "resolving#2"] {
+    // agent started (103's agent waits for it); `resolving#2`: as 103's is;
+    // `resolve-noted`: as 102's conflicted merge was prepared and noted but
+    // not yet shared with its private git directory (regression: the
+    // resumed hand-back took the private clean index for the conflicted
+    // one, and the agent's merge commit dropped what the target brought,
+    // 101's `f101.txt`, then committed as a leftover).
+    for point in ["resolving", "resolving#2", "resolve-noted"] {
         let g = resolve_farm("  on_conflict: agent\n");
         let out = g
             .repo
