@@ -28,7 +28,7 @@ pub use gates::{GateWorktree, GATES_DIR};
 pub use git2::Oid;
 pub use include::WORKTREE_INCLUDE;
 pub use merge::{Advance, MergeStrategy, Prepared};
-pub use private_git::{import_private_git, prepare_private_git};
+pub use private_git::{import_private_git, prepare_private_git, private_branch_moved};
 pub use repo::{init_submodules, CommitInfo, Repo};
 pub use resolve::{
     has_conflict_markers, share_merge_state, take_merge_state, HandBack, HandBackResult, Resolution,

@@ -244,6 +244,17 @@ pub fn import_private_git(
     Ok(moved)
 }
 
+/// Whether the agent's git moved `branch` in the private directory since
+/// it last agreed with the shared branch (it committed there, and that is
+/// not published yet). `false` without a private directory.
+pub fn private_branch_moved(branch: &str, git_dir: &Path) -> bool {
+    let Ok(private) = Repository::open_bare(git_dir) else {
+        return false;
+    };
+    let tip = private.refname_to_id(&format!("refs/heads/{branch}")).ok();
+    git_dir.join("HEAD").is_file() && tip != read_synced(git_dir)
+}
+
 /// What [`import_private_git`] does with the agent's private tip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Import {

@@ -834,9 +834,6 @@ impl RunMachine {
         match msg {
             InstanceMsg::AttemptStarting { attempt } => {
                 let inst = self.inst(&id)?;
-                if inst.resolving {
-                    inst.resolve_attempts += 1;
-                }
                 inst.attempt = attempt;
                 inst.pid = None;
                 inst.pid_start = None;
@@ -854,8 +851,18 @@ impl RunMachine {
             }
             InstanceMsg::Agent(AgentEvent::Started { pid, start_time }) => {
                 let timeout_ms = self.policy.timeout_ms;
+                // A resolve attempt is counted as its agent starts, in the
+                // journal write that makes it `running`: counted at
+                // `AttemptStarting`, another instance's write could journal
+                // the count while it is still `conflicted`, and a kill then
+                // made `resume` hand it back and count it again. A re-attached
+                // agent (already `running`) is the same attempt.
+                let counted = self.inst(&id)?.state == InstanceState::Running;
                 self.advance(&id, InstanceState::Running, now)?;
                 let inst = self.inst(&id)?;
+                if inst.resolving && !counted {
+                    inst.resolve_attempts += 1;
+                }
                 inst.pid = Some(pid);
                 inst.pid_start = Some(start_time);
                 inst.started_at_ms.get_or_insert(now);

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::agents::{render_resolve_prompt, resolve_env, PromptContext, ResolveContext};
 use crate::git::{
-    import_private_git, prepare_private_git, share_merge_state, take_merge_state, HandBack,
-    HandBackResult, Oid, Repo, Resolution,
+    import_private_git, prepare_private_git, private_branch_moved, share_merge_state,
+    take_merge_state, HandBack, HandBackResult, Oid, Repo, Resolution,
 };
 use crate::runner::instance::{collect_work, private_git_dir, Verdict};
 use crate::spec::Spec;
@@ -58,11 +58,31 @@ pub fn prepare(
     let chain = |e: crate::git::GitError| crate::error::chain(&e);
     let repo = Repo::discover(&opts.repo_root).map_err(chain)?;
     let branch = spec.branch();
-    // An isolated agent's git works in its private git directory: made
-    // current first (publishing what is there), then handed the merge.
+    // An isolated agent's git works in its private git directory: what it
+    // holds is taken first, as after an attempt (its commits published, its
+    // index and merge state made the worktree's), so the worktree says
+    // where the agent's git stands — a merge the agent concluded while
+    // nobody watched is concluded. A hand-back noted but killed before it
+    // was shared with the private directory (no merge there, nothing
+    // committed there) is shared first: the worktree's conflicted index is
+    // the truth, not the private clean one the import would copy over it.
+    // Then the private directory is made current and handed the merge.
     let git_dir = private_git_dir(dir, &spec.id);
     let isolated = opts.isolation_active.is_some();
     if isolated {
+        let noted_merge =
+            Repo::merge_in_progress(worktree).map_err(chain)? && kept_path(dir, &spec.id).is_file();
+        if noted_merge
+            && git_dir.join("HEAD").is_file()
+            && !git_dir.join("MERGE_HEAD").is_file()
+            && !private_branch_moved(&branch, &git_dir)
+        {
+            share_merge_state(worktree, &git_dir).map_err(chain)?;
+        }
+        import_private_git(worktree, &branch, &git_dir).map_err(chain)?;
+        if git_dir.join("HEAD").is_file() {
+            take_merge_state(worktree, &git_dir).map_err(chain)?;
+        }
         prepare_private_git(worktree, &branch, &git_dir).map_err(chain)?;
     }
     let in_progress = Repo::merge_in_progress(worktree).map_err(chain)?;
@@ -101,6 +121,9 @@ pub fn prepare(
                 let text = serde_json::to_string_pretty(&kept).map_err(|e| e.to_string())?;
                 std::fs::write(&path, text)
                     .map_err(|e| format!("failed to write `{}`: {e}", path.display()))?;
+                // Killed here: the hand-back is noted but not yet shared with
+                // an isolated agent's private git directory.
+                crate::state::crash_point("resolve-noted");
                 let commits = hand_back
                     .other_side
                     .iter()

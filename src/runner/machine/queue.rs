@@ -839,11 +839,7 @@ mod tests {
         );
         let b = m.record.instance("b").unwrap();
         assert!(b.resolving && b.state == Conflicted && b.resolve_attempts == 0);
-        m.handle(
-            Input::Instance("b".into(), InstanceMsg::AttemptStarting { attempt: 1 }),
-            2,
-        )
-        .unwrap();
+        start_resolving_agent(&mut m, "b", 2);
         assert_eq!(m.record.instance("b").unwrap().resolve_attempts, 1);
         let verdict = Verdict::Failed {
             state: Conflicted,
@@ -861,6 +857,58 @@ mod tests {
         let b = m.record.instance("b").unwrap();
         assert!(!b.resolving && b.state == Conflicted);
         assert!(b.reason.clone().unwrap().contains("markers left"));
+    }
+
+    /// The instance task's messages as a resolving agent of `id` starts.
+    fn start_resolving_agent(m: &mut RunMachine, id: &str, attempt: u32) {
+        for msg in [
+            InstanceMsg::AttemptStarting { attempt },
+            InstanceMsg::Agent(AgentEvent::Started {
+                pid: 4242,
+                start_time: 1,
+            }),
+        ] {
+            m.handle(Input::Instance(id.into(), msg), 2).unwrap();
+        }
+    }
+
+    /// Regression: a resolve attempt was counted at `AttemptStarting`, while
+    /// the instance was still `conflicted`; journalled so by another
+    /// instance's write and killed there, `resume` handed the conflict back
+    /// again and counted the attempt twice (`resolve_attempts == 2`).
+    #[test]
+    fn a_resolve_attempt_journalled_before_its_agent_started_is_counted_once() {
+        let mut m = queued(&["a", "b"], 1, true);
+        m.start(false, 1).unwrap();
+        lane(&mut m, built(1, &["a"], &["b"]));
+        m.handle(
+            Input::Instance("b".into(), InstanceMsg::AttemptStarting { attempt: 2 }),
+            2,
+        )
+        .unwrap();
+        // What a journal write now holds, as `resume` reads it.
+        let b = m.record.instance("b").unwrap();
+        assert_eq!(
+            (b.state, b.resolving, b.resolve_attempts),
+            (Conflicted, true, 0)
+        );
+        m.resume_resolve("b", 3).unwrap();
+        start_resolving_agent(&mut m, "b", 2);
+        let b = m.record.instance("b").unwrap();
+        assert_eq!((b.state, b.resolve_attempts), (Running, 1));
+        // Its agent re-attached after another kill: the same attempt.
+        m.handle(
+            Input::Instance(
+                "b".into(),
+                InstanceMsg::Agent(AgentEvent::Started {
+                    pid: 4242,
+                    start_time: 1,
+                }),
+            ),
+            4,
+        )
+        .unwrap();
+        assert_eq!(m.record.instance("b").unwrap().resolve_attempts, 1);
     }
 
     #[test]
