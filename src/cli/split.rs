@@ -48,17 +48,21 @@ pub struct SplitRequest {
     pub isolation: Option<crate::config::IsolationMode>,
 }
 
-/// One spec of the split, named by treefarm.
-#[derive(Debug, Clone, Serialize)]
+/// One spec of the split, named by treefarm (also a part of the MCP tool
+/// `check_drafts`'s result, hence its schema).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PlannedSpec {
+    /// The id treefarm gives it (the next free one).
     pub id: String,
-    /// The draft it came from, in the scratch folder.
+    /// The draft it came from: its file name in the scratch folder.
     pub draft: String,
     /// Where `--write` puts it, relative to the repository root.
     pub file: String,
     pub title: String,
+    /// Its declared files (`files` and `creates` together).
     pub files: Vec<String>,
     pub creates: Vec<String>,
+    /// `depends_on` with draft names replaced by ids.
     pub depends_on: Vec<String>,
     #[serde(skip)]
     pub text: String,

@@ -29,8 +29,8 @@ use super::guard;
 use super::runs;
 use super::tools::{
     self, CancelResult, CheckArgs, CheckDraftsArgs, CommandResult, DraftFinding, DraftOverlap,
-    DraftSpec, DraftsResult, MergeArgs, PlanArgs, PruneArgs, ReportResult, ResumeArgs,
-    RunCancelArgs, RunIdArgs, RunStartArgs, RunWaitArgs, SpecFigures, StartResult, WaitResult,
+    DraftsResult, MergeArgs, PlanArgs, PruneArgs, ReportResult, ResumeArgs, RunCancelArgs,
+    RunIdArgs, RunStartArgs, RunWaitArgs, SpecFigures, StartResult, WaitResult,
 };
 
 /// How long `run_cancel` waits for the coordinator to stop its agents and
@@ -316,19 +316,7 @@ impl TreefarmServer {
                 _ => "invalid: the split has errors (see errors)".to_string(),
             },
             cost: (code != ExitCode::BadInput).then_some(cost),
-            specs: judged
-                .specs
-                .iter()
-                .map(|s| DraftSpec {
-                    id: s.id.clone(),
-                    draft: s.draft.clone(),
-                    file: s.file.clone(),
-                    title: s.title.clone(),
-                    files: s.files.clone(),
-                    creates: s.creates.clone(),
-                    depends_on: s.depends_on.clone(),
-                })
-                .collect(),
+            specs: judged.specs.clone(),
             errors: f.errors.iter().map(finding).collect(),
             warnings: f.warnings.iter().map(finding).collect(),
             overlaps: f

@@ -272,23 +272,6 @@ pub(crate) struct StartResult {
     pub refused: Option<Refusal>,
 }
 
-/// A draft as treefarm would write it.
-#[derive(Debug, Serialize, JsonSchema)]
-pub(crate) struct DraftSpec {
-    /// The id treefarm gives it (the next free one).
-    pub id: String,
-    /// The draft's name as given.
-    pub draft: String,
-    /// The spec file it would become, relative to the repository root.
-    pub file: String,
-    pub title: String,
-    /// Its declared files (`files` and `creates` together).
-    pub files: Vec<String>,
-    pub creates: Vec<String>,
-    /// `depends_on` with draft names replaced by ids.
-    pub depends_on: Vec<String>,
-}
-
 /// An error or warning of `check_drafts`.
 #[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct DraftFinding {
@@ -340,7 +323,7 @@ pub(crate) struct DraftsResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<String>,
     /// The drafts with the ids and file names treefarm would give them.
-    pub specs: Vec<DraftSpec>,
+    pub specs: Vec<crate::cli::split::PlannedSpec>,
     pub errors: Vec<DraftFinding>,
     pub warnings: Vec<DraftFinding>,
     pub overlaps: Vec<DraftOverlap>,

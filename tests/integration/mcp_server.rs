@@ -557,6 +557,50 @@ fn untouched(repo: &TestRepo) -> String {
     format!("{}\nspecs\n{}", repo.footprint(), specs.join("\n"))
 }
 
+/// `check_drafts` with `args`, and the repository and its spec folder as
+/// they were before the call.
+fn check_drafts(client: &mut Client, repo: &TestRepo, args: Value) -> Value {
+    let before = untouched(repo);
+    let r = client.call("check_drafts", args);
+    assert_eq!(
+        untouched(repo),
+        before,
+        "check_drafts changed the repository: {r}"
+    );
+    r
+}
+
+fn assert_verdict(r: &Value, exit_code: u8, valid: bool) {
+    assert_eq!(
+        (r["exit_code"].clone(), r["valid"].clone()),
+        (json!(exit_code), json!(valid)),
+        "{r}"
+    );
+}
+
+/// Round 1 of the split tests without its write outside the scratch
+/// folder: two drafts on one file (alpha, beta on src/lib.rs), a path that
+/// does not exist and is not created (gamma), a cycle (delta <-> epsilon),
+/// a clash with the existing spec 010 (alpha on src/c.rs).
+fn defective_drafts() -> Vec<Value> {
+    vec![
+        draft(
+            "alpha",
+            "title: Alpha\nfiles: [src/a.rs, src/lib.rs, src/c.rs]\n",
+        ),
+        draft("beta", "title: Beta\nfiles: [src/b.rs, src/lib.rs]\n"),
+        draft("gamma", "title: Gamma\nfiles: [src/ghost.rs]\n"),
+        draft(
+            "delta",
+            "title: Delta\nfiles: [src/d.rs]\ndepends_on: [epsilon]\n",
+        ),
+        draft(
+            "epsilon",
+            "title: Epsilon\nfiles: [src/e.rs]\ndepends_on: [delta]\n",
+        ),
+    ]
+}
+
 fn by_draft<'a>(items: &'a Value, draft: &str) -> Vec<&'a Value> {
     items
         .as_array()
@@ -570,32 +614,13 @@ fn by_draft<'a>(items: &'a Value, draft: &str) -> Vec<&'a Value> {
 fn check_drafts_names_every_defect_of_inline_drafts_and_writes_nothing() {
     let repo = drafts_repo();
     let mut client = Client::start(&repo, &[]);
-    let before = untouched(&repo);
-    // Two drafts on one file (alpha, beta on src/lib.rs), a path that does
-    // not exist and is not created (gamma), a cycle (delta <-> epsilon), a
-    // clash with the existing spec 010 (alpha on src/c.rs), and a name the
-    // split would never read.
-    let r = client.call(
-        "check_drafts",
-        json!({"drafts": [
-            draft("alpha", "title: Alpha\nfiles: [src/a.rs, src/lib.rs, src/c.rs]\n"),
-            draft("beta", "title: Beta\nfiles: [src/b.rs, src/lib.rs]\n"),
-            draft("gamma", "title: Gamma\nfiles: [src/ghost.rs]\n"),
-            draft("delta", "title: Delta\nfiles: [src/d.rs]\ndepends_on: [epsilon]\n"),
-            draft("epsilon", "title: Epsilon\nfiles: [src/e.rs]\ndepends_on: [delta]\n"),
-            {"name": "notes.md", "text": "---\ntitle: Notes\nfiles: [README.md]\n---\nx\n"},
-        ]}),
+    // Every defect class, and a name the split would never read.
+    let mut drafts = defective_drafts();
+    drafts.push(
+        json!({"name": "notes.md", "text": "---\ntitle: Notes\nfiles: [README.md]\n---\nx\n"}),
     );
-    assert_eq!(
-        untouched(&repo),
-        before,
-        "check_drafts changed the repository"
-    );
-    assert_eq!(
-        (r["exit_code"].clone(), r["valid"].clone()),
-        (json!(2), json!(false)),
-        "{r}"
-    );
+    let r = check_drafts(&mut client, &repo, json!({ "drafts": drafts }));
+    assert_verdict(&r, 2, false);
     assert!(
         r["outcome"]
             .as_str()
@@ -701,7 +726,6 @@ fn check_drafts_names_every_defect_of_inline_drafts_and_writes_nothing() {
 fn check_drafts_gives_ids_and_the_plan_of_fixed_drafts_and_the_cost_of_overlaps() {
     let repo = drafts_repo();
     let mut client = Client::start(&repo, &[]);
-    let before = untouched(&repo);
     let fixed = json!([
         draft("alpha", "title: Alpha\nfiles: [src/a.rs, src/lib.rs]\n"),
         draft("beta", "title: Beta\nfiles: [src/b.rs]\ndepends_on: [alpha]\n"),
@@ -711,17 +735,8 @@ fn check_drafts_gives_ids_and_the_plan_of_fixed_drafts_and_the_cost_of_overlaps(
         ),
         draft("delta", "title: Delta\nfiles: [src/d.rs]\n"),
     ]);
-    let r = client.call("check_drafts", json!({"drafts": fixed}));
-    assert_eq!(
-        untouched(&repo),
-        before,
-        "check_drafts changed the repository"
-    );
-    assert_eq!(
-        (r["exit_code"].clone(), r["valid"].clone()),
-        (json!(0), json!(true)),
-        "{r}"
-    );
+    let r = check_drafts(&mut client, &repo, json!({ "drafts": fixed }));
+    assert_verdict(&r, 0, true);
     assert_eq!(r["errors"], json!([]), "{r}");
     assert_eq!(r["overlaps"], json!([]), "{r}");
     assert_eq!(r["cost"], "4 specs, 2 waves", "{r}");
@@ -765,18 +780,15 @@ fn check_drafts_gives_ids_and_the_plan_of_fixed_drafts_and_the_cost_of_overlaps(
 
     // Two drafts on one file and nothing else wrong: valid, in sequence,
     // with its cost.
-    let r = client.call(
-        "check_drafts",
+    let r = check_drafts(
+        &mut client,
+        &repo,
         json!({"drafts": [
             draft("alpha", "title: Alpha\nfiles: [src/a.rs, src/lib.rs]\n"),
             draft("beta", "title: Beta\nfiles: [src/b.rs, src/lib.rs]\n"),
         ]}),
     );
-    assert_eq!(
-        (r["exit_code"].clone(), r["valid"].clone()),
-        (json!(3), json!(true)),
-        "{r}"
-    );
+    assert_verdict(&r, 3, true);
     assert_eq!(r["cost"], "2 specs, 2 waves", "{r}");
     assert!(
         r["outcome"]
@@ -788,8 +800,8 @@ fn check_drafts_gives_ids_and_the_plan_of_fixed_drafts_and_the_cost_of_overlaps(
     assert_eq!(r["overlaps"][0]["paths"], json!(["src/lib.rs"]), "{r}");
 
     // The count against max_specs given in the call, over the config's.
-    let r = client.call("check_drafts", json!({"drafts": fixed, "max_specs": 3}));
-    assert_eq!(r["exit_code"], 2, "{r}");
+    let r = check_drafts(&mut client, &repo, json!({"drafts": fixed, "max_specs": 3}));
+    assert_verdict(&r, 2, false);
     assert!(
         r["errors"][0]["message"]
             .as_str()
@@ -798,8 +810,9 @@ fn check_drafts_gives_ids_and_the_plan_of_fixed_drafts_and_the_cost_of_overlaps(
         "{r}"
     );
     // min_specs over max_specs: bad input, as a result.
-    let r = client.call(
-        "check_drafts",
+    let r = check_drafts(
+        &mut client,
+        &repo,
         json!({"drafts": fixed, "min_specs": 5, "max_specs": 3}),
     );
     assert_eq!(r["exit_code"], 2, "{r}");
@@ -810,10 +823,48 @@ fn check_drafts_gives_ids_and_the_plan_of_fixed_drafts_and_the_cost_of_overlaps(
             .contains("--min-specs 5"),
         "{r}"
     );
-    assert_eq!(
-        untouched(&repo),
-        before,
-        "check_drafts changed the repository"
+    client.finish();
+}
+
+#[test]
+fn check_drafts_tells_what_a_split_round_tells_its_agent_for_the_same_drafts() {
+    // The same drafts judged twice: written by a scripted split agent in one
+    // round of `treefarm split`, and given inline to check_drafts. One
+    // judging path: the same DIAGNOSTICS.md, byte for byte.
+    let repo = drafts_repo();
+    let drafts = defective_drafts();
+    let mut script = String::from("#!/bin/sh\nset -eu\n");
+    for d in &drafts {
+        script.push_str(&format!(
+            "cat >\"$TREEFARM_SPLIT_DIR/{}\" <<'DRAFT'\n{}DRAFT\n",
+            d["name"].as_str().expect("name"),
+            d["text"].as_str().expect("text")
+        ));
+    }
+    let agent = repo.tmp.path().join("split-agent.sh");
+    std::fs::write(&agent, script).expect("write the agent");
+    repo.write(
+        "treefarm.yaml",
+        &format!(
+            "agent:\n  command: sh '{}'\n  timeout: 2m\n  kill_grace: 1s\n",
+            agent.display()
+        ),
     );
+    repo.commit_all("config");
+    let out = repo.tf(&["split", "Add tracing.", "--rounds", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let splits = repo.root.join(".git/treefarm/splits");
+    let split = std::fs::read_dir(&splits)
+        .expect("the splits folder")
+        .next()
+        .expect("one split")
+        .expect("entry")
+        .path();
+    let told = std::fs::read_to_string(split.join("round-1.md")).expect("round-1.md");
+
+    let mut client = Client::start(&repo, &[]);
+    let r = check_drafts(&mut client, &repo, json!({ "drafts": drafts }));
+    assert_verdict(&r, 2, false);
+    assert_eq!(r["diagnostics"].as_str().expect("diagnostics"), told);
     client.finish();
 }
