@@ -155,6 +155,15 @@ fn failure(err: &anyhow::Error) -> (u8, String) {
     (crate::exit_code_for(err).code(), format!("{err:#}"))
 }
 
+/// What the exit code of a failed command means.
+fn failure_outcome(code: u8) -> &'static str {
+    if code == ExitCode::BadInput.code() {
+        "bad input"
+    } else {
+        "internal error"
+    }
+}
+
 /// Text a command wrote for people, trimmed; `None` when empty.
 fn text_of(buf: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(buf).trim().to_string();
@@ -179,11 +188,7 @@ fn command_result(
             let (code, message) = failure(&e);
             CommandResult {
                 exit_code: code,
-                outcome: if code == ExitCode::BadInput.code() {
-                    "bad input".into()
-                } else {
-                    "internal error".into()
-                },
+                outcome: failure_outcome(code).into(),
                 message: Some(message),
                 json: None,
                 refused: None,
@@ -270,11 +275,7 @@ impl TreefarmServer {
                 let (code, message) = failure(&e);
                 return DraftsResult {
                     exit_code: code,
-                    outcome: if code == ExitCode::BadInput.code() {
-                        "bad input: the drafts could not be judged".into()
-                    } else {
-                        "internal error".into()
-                    },
+                    outcome: failure_outcome(code).into(),
                     message: Some(message),
                     ..DraftsResult::default()
                 };
