@@ -31,7 +31,8 @@ use crate::spec::{load_spec_folder, Diagnostic, ParseOptions, SpecFolder};
 use crate::split::{
     assign_ids, declared_files, diagnostics_text, judge_drafts, read_drafts, render_spec,
     rewritten_depends_on, spec_file_name, split_prompt, write_scratch, Draft, ExistingSpec,
-    Findings, IdMap, ScratchInputs, SplitLimits, SplitRound, DIAGNOSTICS_FILE, SCRATCH_DIR,
+    Findings, IdMap, ScratchInputs, SplitLimits, SplitRound, DIAGNOSTICS_FILE, DRAFT_HINT,
+    SCRATCH_DIR,
 };
 
 /// What one split is asked.
@@ -47,17 +48,21 @@ pub struct SplitRequest {
     pub isolation: Option<crate::config::IsolationMode>,
 }
 
-/// One spec of the split, named by treefarm.
-#[derive(Debug, Clone, Serialize)]
+/// One spec of the split, named by treefarm (also a part of the MCP tool
+/// `check_drafts`'s result, hence its schema).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PlannedSpec {
+    /// The id treefarm gives it (the next free one).
     pub id: String,
-    /// The draft it came from, in the scratch folder.
+    /// The draft it came from: its file name in the scratch folder.
     pub draft: String,
     /// Where `--write` puts it, relative to the repository root.
     pub file: String,
     pub title: String,
+    /// Its declared files (`files` and `creates` together).
     pub files: Vec<String>,
     pub creates: Vec<String>,
+    /// `depends_on` with draft names replaced by ids.
     pub depends_on: Vec<String>,
     #[serde(skip)]
     pub text: String,
@@ -91,14 +96,17 @@ pub struct SplitOutcome {
 impl SplitOutcome {
     /// "4 specs, 3 waves".
     pub fn cost(&self) -> String {
-        format!(
-            "{} spec{}, {} wave{}",
-            self.specs.len(),
-            if self.specs.len() == 1 { "" } else { "s" },
-            self.waves.len(),
-            if self.waves.len() == 1 { "" } else { "s" }
-        )
+        cost(self.specs.len(), self.waves.len())
     }
+}
+
+/// "4 specs, 3 waves": what a split costs to run.
+pub(crate) fn cost(specs: usize, waves: usize) -> String {
+    format!(
+        "{specs} spec{}, {waves} wave{}",
+        if specs == 1 { "" } else { "s" },
+        if waves == 1 { "" } else { "s" }
+    )
 }
 
 /// `treefarm split`.
@@ -238,16 +246,77 @@ const SCRATCH_HOLD: &str = "scratch-hold";
 
 /// Everything a split's rounds share.
 struct Workspace {
-    base: Oid,
     dir: PathBuf,
     agent_dir: PathBuf,
     judge: PathBuf,
     worktree: Option<ScratchWorktree>,
+    basis: Basis,
+}
+
+/// What drafts are judged against: the files tracked at the base commit and
+/// the existing specs.
+pub(crate) struct Basis {
+    /// The target's tip, else the base: what the drafts' paths must exist in.
+    base: Oid,
+    /// Tracked at `base`, sorted.
     tracked: Vec<String>,
     folder: SpecFolder,
+    existing: Vec<ExistingSpec>,
     existing_ids: Vec<String>,
     /// Existing ids and every id they depend on: new ids come after these.
     taken: Vec<String>,
+}
+
+impl Basis {
+    /// The basis of `ctx`'s repository now (no spec folder: no existing specs).
+    pub(crate) fn load(ctx: &Ctx) -> anyhow::Result<Basis> {
+        let target_tip = ctx.repo.branch_tip(&ctx.config.target).map_err(git_err)?;
+        let base = match target_tip {
+            Some(tip) => tip,
+            None => ctx.repo.resolve(&ctx.config.base).map_err(git_err)?,
+        };
+        let mut tracked = ctx.repo.tracked_files(base).map_err(git_err)?;
+        tracked.sort();
+        let folder = if ctx.root().join(&ctx.config.spec_dir).exists() {
+            crate::cli::commands::spec_folder(ctx)?
+        } else {
+            SpecFolder::default()
+        };
+        let existing: Vec<ExistingSpec> = folder
+            .entries
+            .iter()
+            .map(|e| ExistingSpec {
+                id: e.raw.id.clone(),
+                title: e.raw.title.clone(),
+                path: e.rel_path.clone(),
+                files: e.raw.files.iter().map(|d| d.value.clone()).collect(),
+                depends_on: e.raw.depends_on.iter().map(|d| d.value.clone()).collect(),
+            })
+            .collect();
+        let existing_ids: Vec<String> = existing.iter().map(|e| e.id.clone()).collect();
+        let mut taken = existing_ids.clone();
+        taken.extend(existing.iter().flat_map(|e| e.depends_on.iter().cloned()));
+        Ok(Basis {
+            base,
+            tracked,
+            folder,
+            existing,
+            existing_ids,
+            taken,
+        })
+    }
+}
+
+/// `--min-specs` must not exceed `--max-specs`.
+pub(crate) fn check_limits(limits: SplitLimits) -> anyhow::Result<()> {
+    if limits.min_specs > limits.max_specs {
+        return Err(InputError::new(format!(
+            "--min-specs {} is more than --max-specs {}",
+            limits.min_specs, limits.max_specs
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 impl Workspace {
@@ -270,13 +339,7 @@ pub fn split_specs(
     quiet: bool,
     err: &mut dyn Write,
 ) -> anyhow::Result<SplitOutcome> {
-    if req.limits.min_specs > req.limits.max_specs {
-        return Err(InputError::new(format!(
-            "--min-specs {} is more than --max-specs {}",
-            req.limits.min_specs, req.limits.max_specs
-        ))
-        .into());
-    }
+    check_limits(req.limits)?;
     if let Some(mode) = req.isolation {
         ctx.config.isolation.mode = mode;
     }
@@ -293,33 +356,7 @@ pub fn split_specs(
         .rules()
         .map_err(InputError::new)?;
 
-    let target_tip = ctx.repo.branch_tip(&ctx.config.target).map_err(git_err)?;
-    let base = match target_tip {
-        Some(tip) => tip,
-        None => ctx.repo.resolve(&ctx.config.base).map_err(git_err)?,
-    };
-    let mut tracked = ctx.repo.tracked_files(base).map_err(git_err)?;
-    tracked.sort();
-    let folder = if ctx.root().join(&ctx.config.spec_dir).exists() {
-        crate::cli::commands::spec_folder(ctx)?
-    } else {
-        SpecFolder::default()
-    };
-    let existing: Vec<ExistingSpec> = folder
-        .entries
-        .iter()
-        .map(|e| ExistingSpec {
-            id: e.raw.id.clone(),
-            title: e.raw.title.clone(),
-            path: e.rel_path.clone(),
-            files: e.raw.files.iter().map(|d| d.value.clone()).collect(),
-            depends_on: e.raw.depends_on.iter().map(|d| d.value.clone()).collect(),
-        })
-        .collect();
-    let existing_ids: Vec<String> = existing.iter().map(|e| e.id.clone()).collect();
-    let mut taken = existing_ids.clone();
-    taken.extend(existing.iter().flat_map(|e| e.depends_on.iter().cloned()));
-
+    let basis = Basis::load(ctx)?;
     let state = crate::state::StateDir::new(ctx.repo.common_dir());
     let splits = state.path().join("splits");
     let id = crate::state::StateDir::new(&splits).new_run_id();
@@ -331,24 +368,23 @@ pub fn split_specs(
         crate::cli::run::agent_command(ctx, req.agent.as_deref(), &agent_dir)?;
     // Listening before the worktree exists: no signal can leave it behind.
     let mut signals = Interrupts::new()?;
-    let worktree = ctx.repo.scratch_worktree(base, &dir).map_err(git_err)?;
+    let worktree = ctx
+        .repo
+        .scratch_worktree(basis.base, &dir)
+        .map_err(git_err)?;
     let mut ws = Workspace {
-        base,
         judge: dir.join("judge"),
         dir,
         agent_dir,
         worktree: Some(worktree),
-        tracked,
-        folder,
-        existing_ids,
-        taken,
+        basis,
     };
     write_scratch(
         &ws.scratch(),
         &ScratchInputs {
             request: &req.request,
-            tracked: &ws.tracked,
-            existing: &existing,
+            tracked: &ws.basis.tracked,
+            existing: &ws.basis.existing,
         },
     )?;
     if !quiet {
@@ -450,7 +486,19 @@ fn rounds(
         if !outside.is_empty() {
             restore_worktree(ctx, ws)?;
         }
-        let (specs, findings, report, ids) = judge_round(ctx, req, ws, &outside)?;
+        let Judged {
+            specs,
+            findings,
+            report,
+            ids,
+        } = judge_round(
+            ctx,
+            &ws.basis,
+            &ws.scratch(),
+            &ws.judge,
+            req.limits,
+            &outside,
+        )?;
         let text = diagnostics_text(round, &ids, &findings, &report);
         let path = ws.scratch().join(DIAGNOSTICS_FILE);
         std::fs::write(&path, &text)
@@ -490,13 +538,7 @@ fn rounds(
         }
     }
     let (specs, findings, report) = last.expect("at least one round ran");
-    let exit = if !findings.errors.is_empty() {
-        ExitCode::BadInput
-    } else if !findings.overlaps.is_empty() {
-        ExitCode::Overlaps
-    } else {
-        ExitCode::Success
-    };
+    let exit = verdict(&findings);
     Ok(SplitOutcome {
         result: match exit {
             ExitCode::BadInput => "invalid",
@@ -567,7 +609,7 @@ fn run_round(
             "TREEFARM_WORKTREE".into(),
             ws.worktree().display().to_string(),
         ),
-        ("TREEFARM_BASE_COMMIT".into(), ws.base.to_string()),
+        ("TREEFARM_BASE_COMMIT".into(), ws.basis.base.to_string()),
         ("TREEFARM_PROMPT_FILE".into(), prompt.display().to_string()),
         (
             "TREEFARM_USAGE_FILE".into(),
@@ -804,7 +846,7 @@ fn restore_worktree(ctx: &Ctx, ws: &mut Workspace) -> anyhow::Result<()> {
     }
     ws.worktree = Some(
         ctx.repo
-            .scratch_worktree(ws.base, &ws.dir)
+            .scratch_worktree(ws.basis.base, &ws.dir)
             .map_err(git_err)?,
     );
     std::fs::rename(&hold, ws.scratch()).with_context(|| {
@@ -816,14 +858,40 @@ fn restore_worktree(ctx: &Ctx, ws: &mut Workspace) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the drafts, names them, and judges them with `check` (existing specs
-/// and rendered drafts together in the judge folder) and the split's rules.
-fn judge_round(
+/// One round judged: the drafts as treefarm names them, the findings, the
+/// `check` report they come from, and the ids given.
+pub(crate) struct Judged {
+    pub(crate) specs: Vec<PlannedSpec>,
+    pub(crate) findings: Findings,
+    pub(crate) report: CheckReport,
+    pub(crate) ids: IdMap,
+}
+
+/// The exit code a round's findings mean: 2 an error, 3 overlaps that run in
+/// sequence, 0 independent.
+pub(crate) fn verdict(findings: &Findings) -> ExitCode {
+    if !findings.errors.is_empty() {
+        ExitCode::BadInput
+    } else if !findings.overlaps.is_empty() {
+        ExitCode::Overlaps
+    } else {
+        ExitCode::Success
+    }
+}
+
+/// Reads the drafts in `scratch`, names them, and judges them against
+/// `basis` with `check` (existing specs and rendered drafts together in the
+/// folder `judge`, made anew) and the split's rules. `outside` is what the
+/// agent changed beyond the scratch folder. The split's rounds and the MCP
+/// tool `check_drafts` both judge here.
+pub(crate) fn judge_round(
     ctx: &Ctx,
-    req: &SplitRequest,
-    ws: &Workspace,
+    basis: &Basis,
+    scratch: &Path,
+    judge: &Path,
+    limits: SplitLimits,
     outside: &[String],
-) -> anyhow::Result<(Vec<PlannedSpec>, Findings, CheckReport, IdMap)> {
+) -> anyhow::Result<Judged> {
     let mut load = ctx.config.spec.load_options();
     if !load.include.is_empty() {
         // Configured patterns replace the defaults: the rendered drafts'
@@ -831,12 +899,12 @@ fn judge_round(
         load.include.push("SPEC-*.md".into());
     }
     let parse = ParseOptions {
-        repo_root: Some(ws.folder.root.clone()).filter(|r| !r.as_os_str().is_empty()),
+        repo_root: Some(basis.folder.root.clone()).filter(|r| !r.as_os_str().is_empty()),
         rules: load.rules.clone(),
         default_id: None,
     };
-    let drafts: Vec<Draft> = read_drafts(&ws.scratch(), &parse)?;
-    let new_ids = assign_ids(&ws.taken, drafts.len());
+    let drafts: Vec<Draft> = read_drafts(scratch, &parse)?;
+    let new_ids = assign_ids(&basis.taken, drafts.len());
     let ids = IdMap {
         pairs: drafts
             .iter()
@@ -846,14 +914,14 @@ fn judge_round(
     };
     // The judge folder: the existing specs as they are, the drafts as
     // treefarm will write them (malformed ones as written).
-    let _ = std::fs::remove_dir_all(&ws.judge);
-    std::fs::create_dir_all(&ws.judge)
-        .with_context(|| format!("failed to create `{}`", ws.judge.display()))?;
+    let _ = std::fs::remove_dir_all(judge);
+    std::fs::create_dir_all(judge)
+        .with_context(|| format!("failed to create `{}`", judge.display()))?;
     let mut shown: HashMap<String, (String, bool)> = HashMap::new();
-    for entry in &ws.folder.entries {
+    for entry in &basis.folder.entries {
         let name = entry.rel_path.rsplit('/').next().unwrap_or(&entry.rel_path);
         let from = ctx.root().join(&entry.rel_path);
-        if copy_entry(&from, &ws.judge.join(name)).is_ok() {
+        if copy_entry(&from, &judge.join(name)).is_ok() {
             shown.insert(name.to_string(), (entry.rel_path.clone(), false));
         }
     }
@@ -877,8 +945,8 @@ fn judge_round(
             // Its file name must carry its id for the loader.
             format!("SPEC-{id}-draft.md")
         };
-        std::fs::write(ws.judge.join(&judged), &text)
-            .with_context(|| format!("failed to write `{}`", ws.judge.display()))?;
+        std::fs::write(judge.join(&judged), &text)
+            .with_context(|| format!("failed to write `{}`", judge.display()))?;
         shown.insert(judged, (draft.file.clone(), draft.parsed_ok));
         planned.push(PlannedSpec {
             id: id.clone(),
@@ -891,21 +959,102 @@ fn judge_round(
             text,
         });
     }
-    let folder = load_spec_folder(ctx.root(), &ws.judge, &load).map_err(InputError::from)?;
+    let folder = load_spec_folder(ctx.root(), judge, &load).map_err(InputError::from)?;
     let (specs, mut report) = evaluate(ctx, &folder, &CheckOptions::default())?;
-    show_paths(&mut report, &shown, &judged_prefixes(ctx.root(), &ws.judge));
+    show_paths(&mut report, &shown, &judged_prefixes(ctx.root(), judge));
     let findings = judge_drafts(&SplitRound {
         drafts: &drafts,
         ids: &ids,
         report: &report,
         specs: &specs,
-        tracked: &ws.tracked,
-        existing_ids: &ws.existing_ids,
-        limits: req.limits,
+        tracked: &basis.tracked,
+        existing_ids: &basis.existing_ids,
+        limits,
         outside,
         instances: ctx.config.instances,
     });
-    Ok((planned, findings, report, ids))
+    Ok(Judged {
+        specs: planned,
+        findings,
+        report,
+        ids,
+    })
+}
+
+/// Drafts given inline (`(file name, text)`, the MCP tool `check_drafts`)
+/// judged as one round of `treefarm split` judges its agent's drafts, in a
+/// temporary scratch folder and judge folder removed on return: nothing is
+/// written to the repository or its spec folder. Returns the round and the
+/// `DIAGNOSTICS.md` text the split's agent would get.
+pub(crate) fn judge_inline(
+    ctx: &Ctx,
+    drafts: &[(String, String)],
+    limits: SplitLimits,
+) -> anyhow::Result<(Judged, String)> {
+    check_limits(limits)?;
+    let basis = Basis::load(ctx)?;
+    let tmp = tempfile::Builder::new()
+        .prefix("treefarm-drafts-")
+        .tempdir()
+        .context("failed to create a temporary folder for the drafts")?;
+    let scratch = tmp.path().join(SCRATCH_DIR);
+    std::fs::create_dir_all(&scratch)
+        .with_context(|| format!("failed to create `{}`", scratch.display()))?;
+    let mut misnamed = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (name, text) in drafts {
+        let problem = match draft_name_problem(name) {
+            Some(why) => Some(why),
+            None if !seen.insert(name.to_ascii_lowercase()) => Some("is given twice".to_string()),
+            None => None,
+        };
+        match problem {
+            Some(why) => misnamed.push(Diagnostic {
+                level: crate::spec::Level::Error,
+                file: Some(name.clone()),
+                line: None,
+                spec: None,
+                spec_path: Some(name.clone()),
+                message: format!("{name}: the draft {why}; it was not judged"),
+                hint: Some(DRAFT_HINT.to_string()),
+            }),
+            None => {
+                let path = scratch.join(name);
+                std::fs::write(&path, text)
+                    .with_context(|| format!("failed to write `{}`", path.display()))?;
+            }
+        }
+    }
+    let mut judged = judge_round(
+        ctx,
+        &basis,
+        &scratch,
+        &tmp.path().join("judge"),
+        limits,
+        &[],
+    )?;
+    if !misnamed.is_empty() {
+        // Invalid as a whole: no plan for part of it.
+        judged.findings.waves.clear();
+        judged.findings.errors.splice(0..0, misnamed);
+    }
+    let text = diagnostics_text(1, &judged.ids, &judged.findings, &judged.report);
+    tmp.close()
+        .context("failed to remove the temporary folder of the drafts")?;
+    Ok((judged, text))
+}
+
+/// Why `name` cannot be a draft's file name in the scratch folder (the
+/// split reads `SPEC-*.md` directly in it), if it cannot.
+fn draft_name_problem(name: &str) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    if name.contains(['/', '\\']) || name.starts_with('.') {
+        Some("name is not a plain file name".to_string())
+    } else if !(lower.starts_with("spec-") && lower.ends_with(".md") && lower.len() > 8) {
+        Some("name does not have the form `SPEC-<name>-<slug>.md`".to_string())
+    } else {
+        None
+    }
 }
 
 /// Names judged files as the agent and the user know them: a draft by its

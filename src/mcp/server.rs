@@ -2,6 +2,7 @@
 //!
 //! Each tool calls the command the CLI runs (`check`, `plan`, `status`,
 //! `prune` and `report` in-process with buffers as their output sinks;
+//! `check_drafts` through the judging of `treefarm split`'s rounds;
 //! `run`, `resume` and `merge` as a detached `treefarm` process, see
 //! [`super::runs`]), so a tool and its command never disagree. Blocking work
 //! (git, the journal) runs on tokio's blocking pool.
@@ -27,9 +28,9 @@ use crate::state::StateDir;
 use super::guard;
 use super::runs;
 use super::tools::{
-    self, CancelResult, CheckArgs, CommandResult, MergeArgs, PlanArgs, PruneArgs, ReportResult,
-    ResumeArgs, RunCancelArgs, RunIdArgs, RunStartArgs, RunWaitArgs, SpecFigures, StartResult,
-    WaitResult,
+    self, CancelResult, CheckArgs, CheckDraftsArgs, CommandResult, DraftFinding, DraftOverlap,
+    DraftsResult, MergeArgs, PlanArgs, PruneArgs, ReportResult, ResumeArgs, RunCancelArgs,
+    RunIdArgs, RunStartArgs, RunWaitArgs, SpecFigures, StartResult, WaitResult,
 };
 
 /// How long `run_cancel` waits for the coordinator to stop its agents and
@@ -100,6 +101,10 @@ impl ServerHandler for TreefarmServer {
         let result = match name {
             "check" => self.blocking(parse::<CheckArgs>(args)?, Self::check).await,
             "plan" => self.blocking(parse::<PlanArgs>(args)?, Self::plan).await,
+            "check_drafts" => {
+                self.blocking(parse::<CheckDraftsArgs>(args)?, Self::check_drafts)
+                    .await
+            }
             "run_start" => {
                 self.blocking(parse::<RunStartArgs>(args)?, Self::run_start)
                     .await
@@ -150,6 +155,15 @@ fn failure(err: &anyhow::Error) -> (u8, String) {
     (crate::exit_code_for(err).code(), format!("{err:#}"))
 }
 
+/// What the exit code of a failed command means.
+fn failure_outcome(code: u8) -> &'static str {
+    if code == ExitCode::BadInput.code() {
+        "bad input"
+    } else {
+        "internal error"
+    }
+}
+
 /// Text a command wrote for people, trimmed; `None` when empty.
 fn text_of(buf: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(buf).trim().to_string();
@@ -174,11 +188,7 @@ fn command_result(
             let (code, message) = failure(&e);
             CommandResult {
                 exit_code: code,
-                outcome: if code == ExitCode::BadInput.code() {
-                    "bad input".into()
-                } else {
-                    "internal error".into()
-                },
+                outcome: failure_outcome(code).into(),
                 message: Some(message),
                 json: None,
                 refused: None,
@@ -247,6 +257,85 @@ impl TreefarmServer {
             crate::cli::commands::plan(&ctx, &args.ids, true, &mut out, &mut err)
         });
         command_result(outcome, &out, &err, plain_meaning)
+    }
+
+    fn check_drafts(&self, args: CheckDraftsArgs) -> DraftsResult {
+        let drafts: Vec<(String, String)> =
+            args.drafts.into_iter().map(|d| (d.name, d.text)).collect();
+        let judged = self.load().and_then(|ctx| {
+            let limits = crate::split::SplitLimits {
+                min_specs: args.min_specs.unwrap_or(ctx.config.split.min_specs),
+                max_specs: args.max_specs.unwrap_or(ctx.config.split.max_specs),
+            };
+            crate::cli::split::judge_inline(&ctx, &drafts, limits)
+        });
+        let (judged, diagnostics) = match judged {
+            Ok(done) => done,
+            Err(e) => {
+                let (code, message) = failure(&e);
+                return DraftsResult {
+                    exit_code: code,
+                    outcome: failure_outcome(code).into(),
+                    message: Some(message),
+                    ..DraftsResult::default()
+                };
+            }
+        };
+        let f = &judged.findings;
+        let code = crate::cli::split::verdict(f);
+        let cost = crate::cli::split::cost(judged.specs.len(), f.waves.len());
+        let given: Vec<&str> = drafts.iter().map(|(name, _)| name.as_str()).collect();
+        let draft_of_id = |id: &str| {
+            judged
+                .specs
+                .iter()
+                .find(|s| s.id == id)
+                .map(|s| s.draft.clone())
+        };
+        let finding = |d: &crate::spec::Diagnostic| DraftFinding {
+            draft: d
+                .file
+                .iter()
+                .chain(&d.spec_path)
+                .find(|p| given.contains(&p.as_str()))
+                .cloned()
+                .or_else(|| d.spec.as_deref().and_then(draft_of_id)),
+            file: d.file.clone(),
+            line: d.line,
+            spec: d.spec.clone(),
+            message: d.message.clone(),
+            hint: d.hint.clone(),
+        };
+        DraftsResult {
+            valid: code != ExitCode::BadInput,
+            exit_code: code.code(),
+            outcome: match code {
+                ExitCode::Success => format!("independent: {cost}"),
+                ExitCode::Overlaps => {
+                    format!("valid with overlaps that run in sequence: {cost} (see overlaps)")
+                }
+                _ => "invalid: the split has errors (see errors)".to_string(),
+            },
+            cost: (code != ExitCode::BadInput).then_some(cost),
+            specs: judged.specs.clone(),
+            errors: f.errors.iter().map(finding).collect(),
+            warnings: f.warnings.iter().map(finding).collect(),
+            overlaps: f
+                .overlaps
+                .iter()
+                .map(|o| DraftOverlap {
+                    a_draft: draft_of_id(&o.a),
+                    b_draft: draft_of_id(&o.b),
+                    a: o.a.clone(),
+                    b: o.b.clone(),
+                    paths: o.paths.clone(),
+                    reason: o.reason.clone(),
+                })
+                .collect(),
+            waves: f.waves.clone(),
+            diagnostics,
+            message: None,
+        }
     }
 
     fn status(&self, args: RunIdArgs) -> CommandResult {

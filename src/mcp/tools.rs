@@ -176,6 +176,34 @@ pub(crate) struct PruneArgs {
     pub force: bool,
 }
 
+/// `check_drafts`: one draft, as an agent writes it into the split's
+/// scratch folder.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DraftInput {
+    /// Its file name, `SPEC-<name>-<slug>.md` (`<name>` one word, unique
+    /// among the drafts; other drafts name it in `depends_on`).
+    pub name: String,
+    /// Its Markdown in treefarm's spec format: front matter with `title`,
+    /// `files`, `creates` (the paths among `files` that do not exist yet),
+    /// optional `depends_on` and `shared`; the body is the worker's brief.
+    pub text: String,
+}
+
+/// `check_drafts`: judge drafts as `treefarm split` judges a round.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CheckDraftsArgs {
+    /// The drafts of the split.
+    pub drafts: Vec<DraftInput>,
+    /// The fewest specs the split may have (default: config `split.min_specs`).
+    #[serde(default)]
+    pub min_specs: Option<usize>,
+    /// The most specs the split may have (default: config `split.max_specs`).
+    #[serde(default)]
+    pub max_specs: Option<usize>,
+}
+
 // --- results -----------------------------------------------------------------
 
 /// Why a tool that starts, merges or prunes runs was not allowed here.
@@ -242,6 +270,70 @@ pub(crate) struct StartResult {
     /// Set when the recursion guard refused the call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<Refusal>,
+}
+
+/// An error or warning of `check_drafts`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct DraftFinding {
+    /// The draft it is about, by its name as given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draft: Option<String>,
+    /// The file it is about: a draft's name, or an existing spec's path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The line in that file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// The id of the spec it belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// Two specs that may touch the same files: valid, but they run in sequence.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct DraftOverlap {
+    /// A spec id (a draft's given id, or an existing spec's).
+    pub a: String,
+    /// The other spec id.
+    pub b: String,
+    /// The draft behind `a`, by name (none for an existing spec).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub a_draft: Option<String>,
+    /// The draft behind `b`, by name (none for an existing spec).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub b_draft: Option<String>,
+    pub paths: Vec<String>,
+    pub reason: String,
+}
+
+/// The result of `check_drafts`: the verdict one round of `treefarm split`
+/// would give.
+#[derive(Debug, Default, Serialize, JsonSchema)]
+pub(crate) struct DraftsResult {
+    /// True when the split could be written (exit 0 or 3).
+    pub valid: bool,
+    /// 0 independent, 3 valid with overlaps that run in sequence, 2 invalid.
+    pub exit_code: u8,
+    /// What the exit code means here, with the cost ("4 specs, 3 waves").
+    pub outcome: String,
+    /// "N specs, M waves", when valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
+    /// The drafts with the ids and file names treefarm would give them.
+    pub specs: Vec<crate::cli::split::PlannedSpec>,
+    pub errors: Vec<DraftFinding>,
+    pub warnings: Vec<DraftFinding>,
+    pub overlaps: Vec<DraftOverlap>,
+    /// The plan of the drafts (their ids), when valid.
+    pub waves: Vec<Vec<String>>,
+    /// The `DIAGNOSTICS.md` text `treefarm split` would hand its agent.
+    pub diagnostics: String,
+    /// Why the drafts could not be judged at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// One spec of a run, as `run_wait` shows it.
@@ -357,6 +449,14 @@ pub(crate) fn tools() -> Vec<Tool> {
             "plan",
             "What a run would do: waves of specs run side by side, branches and worktree \
              paths. Creates nothing.",
+            Kind::ReadOnly,
+        ),
+        tool::<CheckDraftsArgs, DraftsResult>(
+            "check_drafts",
+            "Judge a split's drafts given inline (SPEC-<name>-<slug>.md with creates:) as \
+             `treefarm split` judges a round: ids and file names treefarm would give, \
+             errors and warnings by draft, overlaps, the plan. exit_code 0 independent, \
+             3 overlaps, 2 invalid. Writes nothing.",
             Kind::ReadOnly,
         ),
         tool::<RunStartArgs, StartResult>(

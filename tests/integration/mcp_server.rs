@@ -3,7 +3,9 @@
 //! every structured result against its tool's output schema, domain
 //! outcomes as results, detached runs followed with `run_wait` and its
 //! progress notifications, cancel then resume (git as the oracle), the lock
-//! of another run, the recursion guard, and nothing but JSON-RPC on stdout.
+//! of another run, the recursion guard, nothing but JSON-RPC on stdout, and
+//! `check_drafts` judging inline drafts as `treefarm split` judges a round
+//! (git and the spec folder as the oracle for "nothing written").
 //!
 //! Runs use the defaults users get: isolation on, the merge queue, the
 //! stagger (the shared fixtures turn the first and the last off for other
@@ -253,14 +255,11 @@ fn the_tool_list_matches_its_snapshot_and_read_only_tools_say_so() {
         let read_only = t["annotations"]["readOnlyHint"] == json!(true);
         let expected = matches!(
             t["name"].as_str(),
-            Some("check" | "plan" | "run_wait" | "status")
+            Some("check" | "check_drafts" | "plan" | "run_wait" | "status")
         );
         assert_eq!(read_only, expected, "{}", t["name"]);
     }
-    assert!(
-        !names.contains(&"check_drafts"),
-        "check_drafts waits for `treefarm split`"
-    );
+    assert!(names.contains(&"check_drafts"), "{names:?}");
     let text = serde_json::to_string_pretty(&client.tools).expect("json");
     insta::assert_snapshot!("mcp_tools", text);
     client.finish();
@@ -514,4 +513,358 @@ fn print_config_gives_each_client_what_it_needs_to_call_the_tools_unprompted() {
         codex.contains("default_tools_approval_mode = \"approve\""),
         "{codex}"
     );
+}
+
+/// A repository with one existing spec (010 on `src/c.rs`), as the split
+/// tests have it.
+fn drafts_repo() -> TestRepo {
+    TestRepo::with_files(&[
+        ("README.md", "# demo\n"),
+        ("src/lib.rs", "pub mod a;\n"),
+        ("src/a.rs", "pub fn a() {}\n"),
+        ("src/b.rs", "pub fn b() {}\n"),
+        ("src/c.rs", "pub fn c() {}\n"),
+        ("src/d.rs", "pub fn d() {}\n"),
+        ("src/e.rs", "pub fn e() {}\n"),
+        (
+            "specs/SPEC-010-existing.md",
+            "---\nfiles: [src/c.rs]\n---\n# Rework c\n\nRework `c`.\n",
+        ),
+    ])
+}
+
+/// The draft `SPEC-<name>-work.md` with `front` as its front matter.
+fn draft(name: &str, front: &str) -> Value {
+    json!({
+        "name": format!("SPEC-{name}-work.md"),
+        "text": format!("---\n{front}---\nDo the work.\n\n## Verify\n\n`cargo test` passes.\n"),
+    })
+}
+
+/// What `check_drafts` must leave as it was: refs, worktrees, the state
+/// folder, HEAD, index and `git status` (untracked files included), and the
+/// spec folder's files with their contents.
+fn untouched(repo: &TestRepo) -> String {
+    let mut specs: Vec<String> = std::fs::read_dir(repo.root.join("specs"))
+        .expect("the spec folder")
+        .map(|e| {
+            let path = e.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("a spec");
+            format!("{}\n{text}", path.display())
+        })
+        .collect();
+    specs.sort();
+    format!("{}\nspecs\n{}", repo.footprint(), specs.join("\n"))
+}
+
+/// `check_drafts` with `args`, and the repository and its spec folder as
+/// they were before the call.
+fn check_drafts(client: &mut Client, repo: &TestRepo, args: Value) -> Value {
+    let before = untouched(repo);
+    let r = client.call("check_drafts", args);
+    assert_eq!(
+        untouched(repo),
+        before,
+        "check_drafts changed the repository: {r}"
+    );
+    r
+}
+
+fn assert_verdict(r: &Value, exit_code: u8, valid: bool) {
+    assert_eq!(
+        (r["exit_code"].clone(), r["valid"].clone()),
+        (json!(exit_code), json!(valid)),
+        "{r}"
+    );
+}
+
+/// Round 1 of the split tests without its write outside the scratch
+/// folder: two drafts on one file (alpha, beta on src/lib.rs), a path that
+/// does not exist and is not created (gamma), a cycle (delta <-> epsilon),
+/// a clash with the existing spec 010 (alpha on src/c.rs).
+fn defective_drafts() -> Vec<Value> {
+    vec![
+        draft(
+            "alpha",
+            "title: Alpha\nfiles: [src/a.rs, src/lib.rs, src/c.rs]\n",
+        ),
+        draft("beta", "title: Beta\nfiles: [src/b.rs, src/lib.rs]\n"),
+        draft("gamma", "title: Gamma\nfiles: [src/ghost.rs]\n"),
+        draft(
+            "delta",
+            "title: Delta\nfiles: [src/d.rs]\ndepends_on: [epsilon]\n",
+        ),
+        draft(
+            "epsilon",
+            "title: Epsilon\nfiles: [src/e.rs]\ndepends_on: [delta]\n",
+        ),
+    ]
+}
+
+fn by_draft<'a>(items: &'a Value, draft: &str) -> Vec<&'a Value> {
+    items
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|d| d["draft"] == draft)
+        .collect()
+}
+
+#[test]
+fn check_drafts_names_every_defect_of_inline_drafts_and_writes_nothing() {
+    let repo = drafts_repo();
+    let mut client = Client::start(&repo, &[]);
+    // Every defect class, and a name the split would never read.
+    let mut drafts = defective_drafts();
+    drafts.push(
+        json!({"name": "notes.md", "text": "---\ntitle: Notes\nfiles: [README.md]\n---\nx\n"}),
+    );
+    let r = check_drafts(&mut client, &repo, json!({ "drafts": drafts }));
+    assert_verdict(&r, 2, false);
+    assert!(
+        r["outcome"]
+            .as_str()
+            .expect("outcome")
+            .starts_with("invalid"),
+        "{r}"
+    );
+    assert!(r.get("cost").is_none(), "{r}");
+
+    // The ids and file names treefarm gives: after 010, in draft-name order.
+    let specs: Vec<(&str, &str, &str)> = r["specs"]
+        .as_array()
+        .expect("specs")
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().expect("id"),
+                s["draft"].as_str().expect("draft"),
+                s["file"].as_str().expect("file"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        specs,
+        [
+            ("011", "SPEC-alpha-work.md", "specs/SPEC-011-alpha.md"),
+            ("012", "SPEC-beta-work.md", "specs/SPEC-012-beta.md"),
+            ("013", "SPEC-delta-work.md", "specs/SPEC-013-delta.md"),
+            ("014", "SPEC-epsilon-work.md", "specs/SPEC-014-epsilon.md"),
+            ("015", "SPEC-gamma-work.md", "specs/SPEC-015-gamma.md"),
+        ],
+        "{r}"
+    );
+
+    // Each defect, named with its draft.
+    let errors = &r["errors"];
+    let ghost = by_draft(errors, "SPEC-gamma-work.md");
+    assert!(
+        ghost
+            .iter()
+            .any(|e| e["message"].as_str().expect("message").contains(
+                "`src/ghost.rs` is not tracked at the base commit and not under `creates:`"
+            )),
+        "{r}"
+    );
+    let cycle: Vec<&Value> = ["SPEC-delta-work.md", "SPEC-epsilon-work.md"]
+        .iter()
+        .flat_map(|d| by_draft(errors, d))
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .expect("message")
+                .contains("dependency cycle")
+        })
+        .collect();
+    assert!(
+        !cycle.is_empty(),
+        "no cycle error naming delta or epsilon: {r}"
+    );
+    let misnamed = by_draft(errors, "notes.md");
+    assert!(
+        misnamed.iter().any(|e| e["message"]
+            .as_str()
+            .expect("message")
+            .contains("SPEC-<name>-<slug>.md")),
+        "{r}"
+    );
+    let overlaps = r["overlaps"].as_array().expect("overlaps");
+    let pair = |a: Option<&str>, b: Option<&str>| -> Option<&Value> {
+        overlaps.iter().find(|o| {
+            let drafts = (o["a_draft"].as_str(), o["b_draft"].as_str());
+            drafts == (a, b) || drafts == (b, a)
+        })
+    };
+    let both = pair(Some("SPEC-alpha-work.md"), Some("SPEC-beta-work.md")).expect("alpha/beta");
+    assert_eq!(both["paths"], json!(["src/lib.rs"]), "{r}");
+    let clash = pair(None, Some("SPEC-alpha-work.md")).expect("010/alpha");
+    assert!(clash["a"] == "010" || clash["b"] == "010", "{clash}");
+    assert_eq!(clash["paths"], json!(["src/c.rs"]), "{r}");
+    assert_eq!(r["waves"], json!([]), "no plan for an invalid split: {r}");
+
+    // What the split's agent would be told.
+    let told = r["diagnostics"].as_str().expect("diagnostics");
+    for expected in [
+        "# What treefarm found in round 1",
+        "- `SPEC-gamma-work.md` (`gamma`) -> 015",
+        "overlap: 011 and 012 both declare src/lib.rs",
+        "`src/ghost.rs` is not tracked",
+        "dependency cycle",
+        "notes.md",
+        "## `treefarm check --json`",
+    ] {
+        assert!(told.contains(expected), "no {expected:?} in:\n{told}");
+    }
+    assert!(
+        !repo.root.join(".git/treefarm/splits").exists(),
+        "no split folder for inline drafts"
+    );
+    client.finish();
+}
+
+#[test]
+fn check_drafts_gives_ids_and_the_plan_of_fixed_drafts_and_the_cost_of_overlaps() {
+    let repo = drafts_repo();
+    let mut client = Client::start(&repo, &[]);
+    let fixed = json!([
+        draft("alpha", "title: Alpha\nfiles: [src/a.rs, src/lib.rs]\n"),
+        draft("beta", "title: Beta\nfiles: [src/b.rs]\ndepends_on: [alpha]\n"),
+        draft(
+            "gamma",
+            "title: Gamma\nfiles: [src/new/mod.rs]\ncreates: [src/new/mod.rs]\ndepends_on: [SPEC-010]\n",
+        ),
+        draft("delta", "title: Delta\nfiles: [src/d.rs]\n"),
+    ]);
+    let r = check_drafts(&mut client, &repo, json!({ "drafts": fixed }));
+    assert_verdict(&r, 0, true);
+    assert_eq!(r["errors"], json!([]), "{r}");
+    assert_eq!(r["overlaps"], json!([]), "{r}");
+    assert_eq!(r["cost"], "4 specs, 2 waves", "{r}");
+    assert_eq!(r["outcome"], "independent: 4 specs, 2 waves", "{r}");
+    let spec = |draft: &str| -> Value {
+        r["specs"]
+            .as_array()
+            .expect("specs")
+            .iter()
+            .find(|s| s["draft"] == draft)
+            .cloned()
+            .unwrap_or_else(|| panic!("no spec of {draft}: {r}"))
+    };
+    assert_eq!(spec("SPEC-alpha-work.md")["id"], "011");
+    // depends_on rewritten from draft names to ids; an existing spec's id
+    // stays as written.
+    assert_eq!(spec("SPEC-beta-work.md")["depends_on"], json!(["011"]));
+    let gamma = spec("SPEC-gamma-work.md");
+    assert_eq!(gamma["id"], "014");
+    assert_eq!(gamma["file"], "specs/SPEC-014-gamma.md");
+    assert_eq!(gamma["creates"], json!(["src/new/mod.rs"]));
+    assert_eq!(gamma["depends_on"], json!(["SPEC-010"]));
+    // The plan: beta after alpha, the others beside alpha.
+    let waves = r["waves"].as_array().expect("waves");
+    assert_eq!(waves.len(), 2, "{r}");
+    let wave_of = |id: &str| {
+        waves
+            .iter()
+            .position(|w| w.as_array().expect("wave").contains(&json!(id)))
+    };
+    assert_eq!(wave_of("011"), Some(0), "{r}");
+    assert_eq!(wave_of("012"), Some(1), "{r}");
+    assert_eq!((wave_of("013"), wave_of("014")), (Some(0), Some(0)), "{r}");
+    assert!(
+        r["diagnostics"]
+            .as_str()
+            .expect("diagnostics")
+            .contains("Nothing: the split is valid."),
+        "{r}"
+    );
+
+    // Two drafts on one file and nothing else wrong: valid, in sequence,
+    // with its cost.
+    let r = check_drafts(
+        &mut client,
+        &repo,
+        json!({"drafts": [
+            draft("alpha", "title: Alpha\nfiles: [src/a.rs, src/lib.rs]\n"),
+            draft("beta", "title: Beta\nfiles: [src/b.rs, src/lib.rs]\n"),
+        ]}),
+    );
+    assert_verdict(&r, 3, true);
+    assert_eq!(r["cost"], "2 specs, 2 waves", "{r}");
+    assert!(
+        r["outcome"]
+            .as_str()
+            .expect("outcome")
+            .contains("overlaps that run in sequence: 2 specs, 2 waves"),
+        "{r}"
+    );
+    assert_eq!(r["overlaps"][0]["paths"], json!(["src/lib.rs"]), "{r}");
+
+    // The count against max_specs given in the call, over the config's.
+    let r = check_drafts(&mut client, &repo, json!({"drafts": fixed, "max_specs": 3}));
+    assert_verdict(&r, 2, false);
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .expect("message")
+            .contains("the split has 4 draft(s); between 1 and 3"),
+        "{r}"
+    );
+    // min_specs over max_specs: bad input, as a result.
+    let r = check_drafts(
+        &mut client,
+        &repo,
+        json!({"drafts": fixed, "min_specs": 5, "max_specs": 3}),
+    );
+    assert_eq!(r["exit_code"], 2, "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .expect("message")
+            .contains("--min-specs 5"),
+        "{r}"
+    );
+    client.finish();
+}
+
+#[test]
+fn check_drafts_tells_what_a_split_round_tells_its_agent_for_the_same_drafts() {
+    // The same drafts judged twice: written by a scripted split agent in one
+    // round of `treefarm split`, and given inline to check_drafts. One
+    // judging path: the same DIAGNOSTICS.md, byte for byte.
+    let repo = drafts_repo();
+    let drafts = defective_drafts();
+    let mut script = String::from("#!/bin/sh\nset -eu\n");
+    for d in &drafts {
+        script.push_str(&format!(
+            "cat >\"$TREEFARM_SPLIT_DIR/{}\" <<'DRAFT'\n{}DRAFT\n",
+            d["name"].as_str().expect("name"),
+            d["text"].as_str().expect("text")
+        ));
+    }
+    let agent = repo.tmp.path().join("split-agent.sh");
+    std::fs::write(&agent, script).expect("write the agent");
+    repo.write(
+        "treefarm.yaml",
+        &format!(
+            "agent:\n  command: sh '{}'\n  timeout: 2m\n  kill_grace: 1s\n",
+            agent.display()
+        ),
+    );
+    repo.commit_all("config");
+    let out = repo.tf(&["split", "Add tracing.", "--rounds", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let splits = repo.root.join(".git/treefarm/splits");
+    let split = std::fs::read_dir(&splits)
+        .expect("the splits folder")
+        .next()
+        .expect("one split")
+        .expect("entry")
+        .path();
+    let told = std::fs::read_to_string(split.join("round-1.md")).expect("round-1.md");
+
+    let mut client = Client::start(&repo, &[]);
+    let r = check_drafts(&mut client, &repo, json!({ "drafts": drafts }));
+    assert_verdict(&r, 2, false);
+    assert_eq!(r["diagnostics"].as_str().expect("diagnostics"), told);
+    client.finish();
 }
