@@ -200,7 +200,28 @@ fn a_gate_past_merge_gate_timeout_is_killed_and_refuses_the_branch() {
 /// refused the first branch it tested, although no branch was at fault.
 #[test]
 fn a_gate_that_could_not_run_refuses_nothing_and_resume_gates_again() {
-    let repo = two_spec_farm("");
+    // 010 commits only once 020 has: both are done when the first gate
+    // would run (with the stagger 020 could otherwise still be pending when
+    // the queue stops, and rightly never start).
+    let specs: Vec<(String, String)> = [
+        ("010", "alpha", "a", "wait-event committed 020\n"),
+        ("020", "beta", "b", ""),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(n, (id, word, file, wait))| {
+        let spec = common::spec_md(
+            &format!("Add {word}"),
+            &[&format!("{file}.txt")],
+            &[],
+            Some(10 * (n as i64 + 1)),
+            &format!("write {file}.txt {word}\n{wait}commit \"{word}\""),
+        );
+        (format!("SPEC-{id}-{file}.md"), spec)
+    })
+    .collect();
+    let specs: Vec<(&str, String)> = specs.iter().map(|(n, s)| (n.as_str(), s.clone())).collect();
+    let repo = TestRepo::farm(&[("README.md", "readme\n")], &specs, GATE_STATE);
     let roadmap_before = repo.git(&["rev-parse", "HEAD"]);
     let pool = repo.root.join(".git/treefarm/gates");
     std::fs::create_dir_all(pool.parent().unwrap()).unwrap();

@@ -217,6 +217,14 @@ printf '{{"state":"working","progress":50,"message":"half way"}}' > "$TREEFARM_S
 echo "agent output for $id"
 echo "$id" > "$id".txt.tmp && mv "$id".txt.tmp "$(printf '%s' "$TREEFARM_FILES" | head -n 1)"
 git add -A && git commit -q -m "everything in $id"
+# Both agents are alive at once (each in its own slot): the second waits
+# for the first's note and the first for the second's, at most ~20 s.
+: > "$out/$id.here"
+i=0
+while [ "$(ls "$out" | grep -c '\.here$')" -lt 2 ]; do
+  i=$((i+1)); [ $i -gt 1000 ] && exit 9
+  sleep 0.02
+done
 "#,
             seen = seen.display()
         ),
