@@ -226,11 +226,6 @@ fn prompt_of(repo: &TestRepo, n: usize, id: &str) -> (PathBuf, String) {
     (path, prompt)
 }
 
-/// Whether a default run confines its agents on this kernel.
-fn confined_by_default() -> bool {
-    treefarm::isolation::kernel_abi().is_ok()
-}
-
 /// Runs the preset under the default isolation, and — where that confines
 /// agents — once more with `--isolation off`: a preset's arguments differ
 /// when treefarm does not confine the CLI (a kernel without Landlock), and
@@ -240,8 +235,8 @@ fn run_preset_both_ways(
     preset: &Preset,
     check_args: impl Fn(&Record, &Path, &str, &TestRepo, bool),
 ) {
-    run_preset_once(preset, confined_by_default(), &check_args);
-    if confined_by_default() {
+    run_preset_once(preset, common::landlock_available(), &check_args);
+    if common::landlock_available() {
         run_preset_once(preset, false, &check_args);
     }
 }
@@ -252,7 +247,7 @@ fn run_preset_end_to_end(
     preset: &Preset,
     check_args: impl Fn(&Record, &Path, &str, &TestRepo, bool),
 ) {
-    run_preset_once(preset, confined_by_default(), &check_args);
+    run_preset_once(preset, common::landlock_available(), &check_args);
 }
 
 fn run_preset_once(
@@ -461,7 +456,7 @@ fn init_agent_codex_then_run_works_with_the_fake() {
     assert!(subjects.lines().any(|s| s == "codex: 001"), "{subjects}");
     let rec = Record::read(&records.join("001"));
     assert_eq!(rec.args.first().map(String::as_str), Some("exec"));
-    let sandbox = if confined_by_default() {
+    let sandbox = if common::landlock_available() {
         "danger-full-access"
     } else {
         "workspace-write"

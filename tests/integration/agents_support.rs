@@ -446,7 +446,7 @@ fn an_agent_changing_the_shared_git_config_is_named_in_a_warning() {
     // private git directory: the shared config is untouched, nothing to warn.
     let out = repo.tf(&["run", "--json", "--keep"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    if treefarm::isolation::kernel_abi().is_ok() {
+    if common::landlock_available() {
         assert_eq!(
             std::fs::read(repo.root.join(".git/config")).expect("config"),
             config_before

@@ -92,10 +92,6 @@ fn isolated(repo: &Path, err: &str) -> bool {
     private && !err.contains("isolation is off")
 }
 
-fn landlock_available() -> bool {
-    treefarm::isolation::kernel_abi().is_ok_and(|abi| abi >= 1)
-}
-
 /// The story up to 050's conflict, with or without `--keep-conflict`.
 const UNTIL_THE_CONFLICT: [&str; 8] = [
     "merge queue batch 1: 010, 020",
@@ -131,7 +127,7 @@ fn demo_hands_050s_conflict_back_to_its_agent_and_every_spec_merges() {
     );
     assert_eq!(
         isolated(&repo, &err),
-        landlock_available(),
+        common::landlock_available(),
         "isolation as users get it"
     );
     assert!(speedup(&err) > 1.0, "parallel agents pay off:\n{err}");

@@ -17,14 +17,6 @@ use common::{stderr, stdout, TestRepo};
 /// Stride of the port blocks; slot 0's block starts at the configured base.
 const STRIDE: u32 = 10;
 
-pub(crate) fn landlock_available() -> bool {
-    // The binary itself decides; `landlock` refuses (exit 2) without kernel
-    // support, which is what this probe looks at.
-    let repo = TestRepo::with_files(&[("a.txt", "a\n")]);
-    let out = repo.tf(&["run", "--isolation", "landlock", "nothing-matches"]);
-    !stderr(&out).contains("isolation: landlock was asked for")
-}
-
 /// The real python interpreter (pyenv shims and the like need `$HOME`).
 pub(crate) fn python() -> Option<String> {
     let out = Command::new("python3")
@@ -251,7 +243,7 @@ fn run_farm(isolation: &str, port_base: u32) -> (Farm, Before, std::process::Out
 
 #[test]
 fn every_escape_fails_and_the_agents_commits_are_merged() {
-    if !landlock_available() {
+    if !common::landlock_available() {
         eprintln!("skipped: the kernel has no Landlock");
         return;
     }
@@ -392,7 +384,7 @@ fn everything_committed(repo: &TestRepo) -> String {
 
 #[test]
 fn planted_credentials_are_unreadable_under_landlock_and_named_in_the_result() {
-    if !landlock_available() {
+    if !common::landlock_available() {
         eprintln!("skipped: the kernel has no Landlock");
         return;
     }
@@ -432,7 +424,7 @@ fn planted_credentials_are_unreadable_under_landlock_and_named_in_the_result() {
 
 #[test]
 fn allow_read_gives_one_credential_store_back() {
-    if !landlock_available() {
+    if !common::landlock_available() {
         eprintln!("skipped: the kernel has no Landlock");
         return;
     }
@@ -461,7 +453,7 @@ fn without_isolation_the_oracle_sees_the_credentials_committed() {
 /// itself stays closed, and that denial is named in the run's result.
 #[test]
 fn a_fresh_home_gets_the_clis_state_writable_but_not_home_itself() {
-    if !landlock_available() {
+    if !common::landlock_available() {
         eprintln!("skipped: the kernel has no Landlock");
         return;
     }

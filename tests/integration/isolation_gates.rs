@@ -12,8 +12,7 @@ use crate::common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::isolation_escape::landlock_available;
-use common::{json_summary, spec_md, stderr, summary_ids, TestRepo};
+use common::{json_summary, landlock_available, spec_md, stderr, summary_ids, TestRepo};
 
 /// A farm whose gate is `sh ./check.sh` (passing as committed) and whose
 /// one agent rewrites `check.sh` to write [`outside_path`] — beside the

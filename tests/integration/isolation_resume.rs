@@ -11,12 +11,6 @@ use std::path::{Path, PathBuf};
 
 use common::{stderr, stdout, wait_until, TestRepo};
 
-fn landlock_available() -> bool {
-    let repo = TestRepo::with_files(&[("a.txt", "a\n")]);
-    let out = repo.tf(&["run", "--isolation", "landlock", "nothing-matches"]);
-    !stderr(&out).contains("isolation: landlock was asked for")
-}
-
 /// One spec (001, `src/a.txt`) whose agent is `body` (sh) run in its
 /// worktree; `record` is a folder outside the repository the test reads.
 fn farm(body: &str) -> (TestRepo, PathBuf) {
@@ -90,7 +84,7 @@ echo "left uncommitted" >> src/a.txt"#;
 
 #[test]
 fn commits_of_an_agent_that_exited_while_the_coordinator_was_dead_are_imported() {
-    if !landlock_available() {
+    if !common::landlock_available() {
         eprintln!("skipped: the kernel has no Landlock");
         return;
     }
@@ -105,7 +99,7 @@ fn commits_of_an_agent_that_exited_while_the_coordinator_was_dead_are_imported()
 
 #[test]
 fn prune_force_archives_commits_left_in_a_private_git_dir_by_a_killed_run() {
-    if !landlock_available() {
+    if !common::landlock_available() {
         eprintln!("skipped: the kernel has no Landlock");
         return;
     }
@@ -132,7 +126,7 @@ fn prune_force_archives_commits_left_in_a_private_git_dir_by_a_killed_run() {
 
 #[test]
 fn commits_of_a_reattached_agent_are_imported() {
-    if !landlock_available() {
+    if !common::landlock_available() {
         eprintln!("skipped: the kernel has no Landlock");
         return;
     }
@@ -156,7 +150,7 @@ fn commits_of_a_reattached_agent_are_imported() {
 
 #[test]
 fn auto_is_landlock_here_and_the_agent_is_told() {
-    if !landlock_available() {
+    if !common::landlock_available() {
         eprintln!("skipped: the kernel has no Landlock");
         return;
     }
@@ -268,7 +262,7 @@ fn isolation_config_takes_a_word_or_a_mapping_and_names_bad_keys() {
 
 #[test]
 fn a_sparse_worktree_commits_under_isolation_without_losing_the_unmaterialised_files() {
-    if !landlock_available() {
+    if !common::landlock_available() {
         eprintln!("skipped: the kernel has no Landlock");
         return;
     }

@@ -74,11 +74,6 @@ fn each_combo(mut prove: impl FnMut(Combo)) {
     }
 }
 
-/// Whether this kernel confines agents under `isolation: auto`.
-fn kernel_has_landlock() -> bool {
-    treefarm::isolation::kernel_abi().is_ok()
-}
-
 fn origin(combo: Combo) -> TestRepo {
     TestRepo::farm(
         &[("src/one.txt", "one\n"), ("src/two.txt", "two\n")],
@@ -203,7 +198,7 @@ fn full_cycle_into(
     // git is the private directory of its instance.
     assert_eq!(
         confined(repo, dir),
-        combo.isolated && kernel_has_landlock(),
+        combo.isolated && common::landlock_available(),
         "isolation in force"
     );
 
@@ -346,7 +341,7 @@ fn shallow_clone_under_isolation_imports_the_agents_commits() {
     let mut merged = summary_ids(&common::json_summary(&out), "merged");
     merged.sort();
     assert_eq!(merged, ["001", "002"], "{}", stderr(&out));
-    assert_eq!(confined(&repo, &dir), kernel_has_landlock());
+    assert_eq!(confined(&repo, &dir), common::landlock_available());
     // Each merge's second parent is the agent's own commit on the boundary.
     let log = repo.git_at(&dir, &["log", "--format=%P %s", "--merges", "roadmap"]);
     assert_eq!(log.lines().count(), 2, "{log}");

@@ -160,6 +160,15 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Whether a run with the default `isolation: auto` confines its agents
+/// here. The binary itself decides: `--isolation landlock` is refused (exit
+/// 2) without kernel support, which is what this probe looks at.
+pub fn landlock_available() -> bool {
+    let repo = TestRepo::with_files(&[("a.txt", "a\n")]);
+    let out = repo.tf(&["run", "--isolation", "landlock", "nothing-matches"]);
+    !stderr(&out).contains("isolation: landlock was asked for")
+}
+
 /// `isolation.allow_write` naming `paths`, as `treefarm.yaml` lines: the
 /// folders outside every worktree where a test's scripted agents record what
 /// they saw (a user names such a folder the same way).
