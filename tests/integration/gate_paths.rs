@@ -104,6 +104,12 @@ fn ctrl_c_during_a_sleeping_gate(repo: &TestRepo, args: &[&str]) {
     assert!(alive(pid));
     let pgid = nix::unistd::getpgid(Some(Pid::from_raw(pid))).expect("the gate's group");
     assert_eq!(pgid, Pid::from_raw(pid), "the gate leads its own group");
+    // With the stagger, 020 may not be planted yet when 010's gate starts
+    // (`merge.batch: 1` gates each branch as it finishes): the signal comes
+    // once both branches exist, so the run has both to keep.
+    common::wait_until_within(60, "both branches to be planted", || {
+        repo.treefarm_branches().len() == 2
+    });
     kill(Pid::from_raw(run.child.id() as i32), Signal::SIGINT).expect("SIGINT");
     let signalled = Instant::now();
     let (code, _out, err) = run.wait(20);
