@@ -9,6 +9,7 @@
 pub mod agents;
 pub mod cli;
 pub mod config;
+pub mod disk;
 pub mod error;
 pub mod git;
 pub mod isolation;
@@ -16,6 +17,7 @@ pub mod mcp;
 pub mod merge;
 pub mod merge_queue;
 pub mod overlap;
+pub mod policy;
 pub mod procfs;
 pub mod report;
 pub mod runner;

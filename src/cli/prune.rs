@@ -155,7 +155,7 @@ pub fn prune(
             let archived = repo.archive(&id, tip).map_err(git_err)?;
             writeln!(err, "archived {branch} at {tip} as {archived}")?;
         }
-        let size = worktree.map_or(0, |w| crate::runner::disk::disk_usage(&w.path));
+        let size = worktree.map_or(0, |w| crate::disk::disk_usage(&w.path));
         crate::runner::lane::remove_worktree_and_branch(
             repo,
             worktree.map(|w| w.path.as_path()),
@@ -170,7 +170,7 @@ pub fn prune(
             if worktree.is_some() {
                 format!(
                     " and its worktree ({})",
-                    crate::runner::disk::human_bytes(size)
+                    crate::policy::reserve::human_bytes(size)
                 )
             } else {
                 String::new()
@@ -182,7 +182,7 @@ pub fn prune(
         writeln!(
             err,
             "freed {} of disk",
-            crate::runner::disk::human_bytes(freed)
+            crate::policy::reserve::human_bytes(freed)
         )?;
     }
     if kept > 0 {
@@ -221,7 +221,7 @@ fn prune_gate_pool(
     let mut freed = 0;
     for slot in slots {
         let path = repo.gate_worktree_path(slot);
-        let size = crate::runner::disk::disk_usage(&path);
+        let size = crate::disk::disk_usage(&path);
         if !dry_run {
             repo.remove_gate_worktree(slot).map_err(git_err)?;
             freed += size;
@@ -230,7 +230,7 @@ fn prune_gate_pool(
             err,
             "{verb} gate worktree `{}` ({})",
             path.display(),
-            crate::runner::disk::human_bytes(size)
+            crate::policy::reserve::human_bytes(size)
         )?;
     }
     Ok(freed)

@@ -5,6 +5,7 @@
 //! it is `Send + Sync`: each call opens its own `git2::Repository`, and
 //! [`Repo::add_worktrees`] gives each of its threads its own.
 
+mod admin;
 mod batch;
 mod commit;
 mod error;
@@ -22,6 +23,7 @@ mod sparse;
 mod tree_merge;
 mod worktree;
 
+pub use admin::staging_admin;
 pub use batch::{BatchBuild, BatchItem, BatchMerge};
 pub use error::GitError;
 pub use gates::{GateWorktree, GATES_DIR};
@@ -35,4 +37,4 @@ pub use resolve::{
 };
 pub use snapshot::{worktree_snapshot, WorktreeSnapshot};
 pub use sparse::SparseRequest;
-pub use worktree::{staging_admin, ScratchWorktree, WorktreeInfo, WorktreeRequest};
+pub use worktree::{ScratchWorktree, WorktreeInfo, WorktreeRequest};

@@ -21,13 +21,13 @@ mod resolve;
 
 use crate::config::Strategy;
 use crate::merge::MergeResult;
+use crate::policy::pacing::{Pacer, PacingPolicy};
+use crate::policy::Budget;
 use crate::report::events::AttemptResult;
 use crate::report::Event;
 use crate::runner::executor::{AgentEnd, AgentEvent, Stop};
 use crate::runner::instance::{InstanceMsg, Launch, Verdict, Work};
 use crate::runner::messages::{Action, Input, LaneMsg, Planted};
-use crate::runner::pacing::{Pacer, PacingPolicy};
-use crate::runner::Budget;
 use crate::schedule::{Restored, Scheduler};
 use crate::state::{slot_port, RunOptions};
 use crate::state::{InstanceRecord, InstanceState, RunRecord, RunState};

@@ -14,8 +14,6 @@
 //! [`crate::state::RunOptions`]); `disk` the disk budget, `ports` probed port blocks, `slots`
 //! per-slot caches.
 
-pub mod budget;
-pub mod disk;
 pub mod dispatch;
 pub mod error;
 pub mod executor;
@@ -26,7 +24,6 @@ pub mod journal;
 pub mod lane;
 pub mod machine;
 pub mod messages;
-pub mod pacing;
 pub mod ports;
 pub mod process;
 pub mod recover;
@@ -35,12 +32,10 @@ pub mod shared_git;
 pub mod slots;
 pub mod status_file;
 
-pub use budget::{Budget, BudgetReached, Spending};
 pub use error::RunnerError;
 pub use executor::{
     agent_command, kill_group, read_exit_code, run_agent, wait_detached, AgentEnd, AgentEvent,
     AgentJob, SpawnError, Stop,
 };
-pub use pacing::{ConcurrencyWindow, Pacer, PacingPolicy, StartGate, Verdict};
 pub use process::set_child_subreaper;
 pub use status_file::AgentStatus;

@@ -5,11 +5,11 @@
 //! [`RunMachine::next_deadline`].
 
 use crate::agents::RateLimited;
+use crate::policy::pacing::{Pacer, PacingPolicy, Verdict as Paced};
+use crate::policy::{Budget, BudgetReached};
 use crate::report::Event;
 use crate::runner::instance::Launch;
 use crate::runner::messages::Action;
-use crate::runner::pacing::{Pacer, PacingPolicy, Verdict as Paced};
-use crate::runner::{Budget, BudgetReached};
 use crate::state::InstanceState;
 
 use super::{MachineError, RunMachine, Waiting};
