@@ -12,6 +12,7 @@ pub mod config;
 pub mod disk;
 pub mod error;
 pub mod git;
+pub mod hooks;
 pub mod isolation;
 pub mod mcp;
 pub mod merge;

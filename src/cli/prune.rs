@@ -156,7 +156,7 @@ pub fn prune(
             writeln!(err, "archived {branch} at {tip} as {archived}")?;
         }
         let size = worktree.map_or(0, |w| crate::disk::disk_usage(&w.path));
-        crate::runner::lane::remove_worktree_and_branch(
+        crate::runner::run::lane::remove_worktree_and_branch(
             repo,
             worktree.map(|w| w.path.as_path()),
             &branch,

@@ -254,7 +254,7 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         sparse: cfg.worktree.sparse.clone(),
         sparse_include: cfg.worktree.sparse_include.clone(),
         slot_env: cfg.slot_env.clone(),
-        cache_dir: Some(crate::runner::slots::cache_dir(ctx.root(), |k| {
+        cache_dir: Some(crate::runner::slot::caches::cache_dir(ctx.root(), |k| {
             std::env::var(k).ok()
         })),
         worktree_include,
@@ -376,7 +376,7 @@ fn drive(
     let no_merge = opts.no_merge && mode == Mode::Run;
     let dir = Arc::new(dir);
     let (record, _summary) =
-        crate::runner::imp::execute(opts, Arc::clone(&dir), record, reporter, mode)?;
+        crate::runner::run::imp::execute(opts, Arc::clone(&dir), record, reporter, mode)?;
     // Every run ends with the path of its report, so a user always has it.
     let mut err: Box<dyn std::io::Write> = if quiet {
         Box::new(std::io::sink())
@@ -440,7 +440,7 @@ fn check_target_namespace(target: &str) -> anyhow::Result<()> {
 /// variables (paths; the declared files go in `TREEFARM_FILES_FILE` and only
 /// in `TREEFARM_FILES` while they fit).
 fn check_env_size(command: &str, env: &[(String, String)]) -> anyhow::Result<()> {
-    use crate::runner::instance::{env_size, inherited_env_size, ENV_BUDGET};
+    use crate::runner::agent::instance::{env_size, inherited_env_size, ENV_BUDGET};
     const TREEFARM_VARS: usize = 16 * 4096;
     let size = inherited_env_size()
         + env_size(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -275,7 +275,7 @@ impl Repo {
     ) -> Result<(), GitError> {
         let repo = self.open()?;
         // The branch exists (created in phase one), its worktree not yet.
-        crate::state::crash_point("plant-branch-created");
+        crate::hooks::crash_point("plant-branch-created");
         let add = || {
             let full = || add_on_branch(&repo, &req.name, path, &req.branch);
             match &req.sparse {

@@ -15,9 +15,9 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+mod conflict;
 mod paced;
 mod queue;
-mod resolve;
 
 use crate::config::Strategy;
 use crate::merge::MergeResult;
@@ -25,9 +25,9 @@ use crate::policy::pacing::{Pacer, PacingPolicy};
 use crate::policy::Budget;
 use crate::report::events::AttemptResult;
 use crate::report::Event;
-use crate::runner::executor::{AgentEnd, AgentEvent, Stop};
-use crate::runner::instance::{InstanceMsg, Launch, Verdict, Work};
-use crate::runner::messages::{Action, Input, LaneMsg, Planted};
+use crate::runner::messages::{
+    Action, AgentEnd, AgentEvent, Input, InstanceMsg, LaneMsg, Launch, Planted, Stop, Verdict, Work,
+};
 use crate::schedule::{Restored, Scheduler};
 use crate::state::{slot_port, RunOptions};
 use crate::state::{InstanceRecord, InstanceState, RunRecord, RunState};
@@ -883,7 +883,7 @@ impl RunMachine {
             }
             InstanceMsg::Agent(AgentEvent::Terminating { why, kill_at_ms }) => {
                 let inst = self.inst(&id)?;
-                inst.ending = Some(crate::runner::journal::ending_name(&why).to_string());
+                inst.ending = Some(crate::runner::messages::ending_name(&why).to_string());
                 inst.kill_at_ms = Some(kill_at_ms);
                 out.push(Action::Save);
             }
@@ -1553,8 +1553,8 @@ mod tests {
 #[cfg(test)]
 mod handle_tests {
     use super::*;
-    use crate::runner::instance::Launch;
-    use crate::runner::status_file::AgentStatus;
+    use crate::runner::agent::status_file::AgentStatus;
+    use crate::runner::messages::Launch;
     use crate::schedule::Node;
     use crate::state::RunState;
     use InstanceState::*;

@@ -1,18 +1,23 @@
-//! The messages between the dispatcher and the tasks it starts: what the
-//! run is asked to do ([`Mode`]) and what the blocking git lane (plant,
-//! merge, prune) reports back ([`LaneMsg`]). The instance tasks' messages
-//! are [`crate::runner::instance::InstanceMsg`].
+//! The words the loop, the machine and the tasks share: what the run is
+//! asked to do ([`Mode`]), what the loop hands the machine ([`Input`]) and
+//! the machine answers ([`Action`]), what the blocking git lane reports
+//! back ([`LaneMsg`]), what an instance task reports ([`InstanceMsg`],
+//! ending in a [`Verdict`]) and what its executor reports ([`AgentEvent`],
+//! ending in an [`AgentEnd`]). Data only: the machine imports its whole
+//! vocabulary from here, never from the modules that do the work.
 
 use std::path::PathBuf;
 
 use tokio::sync::oneshot;
 
 use crate::merge::MergeResult;
+use crate::merge_queue::Built;
 use crate::merge_queue::{BatchId, GateRun};
 use crate::report::Event;
-use crate::runner::executor::Stop;
-use crate::runner::instance::{InstanceMsg, Launch};
-use crate::runner::lane::BatchBuilt;
+use nix::sys::signal::Signal;
+
+use crate::runner::agent::status_file::AgentStatus;
+use crate::state::InstanceState;
 
 /// What the dispatcher's loop turns each wake-up into before handling it.
 pub enum Input {
@@ -158,4 +163,220 @@ pub enum Action {
     CancelGate(u64),
     /// Keep the log of the gate run that refused `id` as its gate log.
     KeepGateLog { id: String, log: String },
+}
+
+/// What the dispatcher hears from an instance task.
+#[derive(Debug)]
+pub enum InstanceMsg {
+    Agent(AgentEvent),
+    AttemptStarting {
+        attempt: u32,
+    },
+    Exited {
+        attempt: u32,
+        end: AgentEnd,
+        elapsed_ms: u64,
+        /// Its exit and log tail say the provider refused it (a non-zero
+        /// exit; see `Verdict::RateLimited`).
+        rate_limited: bool,
+    },
+    /// Something to report that fails nothing (e.g. the agent changed the
+    /// shared git config).
+    Warning(String),
+    /// What isolation refused the agent, which succeeded anyway: part of
+    /// its result (warning event, `status`, summary, report).
+    Denied(String),
+    Done(Verdict),
+    /// What the agent has spent so far: its wrapper's `usage.json`, read
+    /// after each attempt (it covers every attempt of the spec).
+    Usage(crate::agents::Usage),
+}
+
+/// How an instance ended, after retries, committing and auditing.
+#[derive(Debug)]
+pub enum Verdict {
+    Succeeded(Work),
+    Failed {
+        state: InstanceState,
+        reason: String,
+        exit_code: Option<i32>,
+        work: Option<Work>,
+    },
+    /// Stopped by Ctrl-C (or a dying coordinator): resumable.
+    Stopped,
+    /// Attempt `attempt` was rate-limited (its exit and log tail matched a
+    /// signal): the machine decides the backoff. It used no retry;
+    /// `retries_left` are the retries still to use.
+    RateLimited {
+        attempt: u32,
+        cause: crate::agents::RateLimited,
+        retries_left: u32,
+    },
+}
+
+impl Verdict {
+    /// Failed before the agent produced anything.
+    pub(crate) fn failed_early(reason: String) -> Verdict {
+        Verdict::Failed {
+            state: InstanceState::Failed,
+            reason,
+            exit_code: None,
+            work: None,
+        }
+    }
+}
+
+/// What the branch holds after the agent.
+#[derive(Debug, Clone, Default)]
+pub struct Work {
+    pub tip: String,
+    pub auto_commit: Option<String>,
+    pub commits: usize,
+    pub subjects: Vec<String>,
+    pub changed: Vec<String>,
+    pub scope_creep: Vec<String>,
+}
+
+/// Where an instance starts.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub id: String,
+    pub slot: usize,
+    pub start_commit: String,
+    /// The number of the next attempt.
+    pub attempt: u32,
+    /// A live agent left by a previous coordinator: (pid, start time).
+    pub reattach: Option<(u32, u64)>,
+    /// The agent already ended (exit code known from its exit file): go
+    /// straight to committing and auditing.
+    pub exited: Option<i32>,
+    /// Run `setup` first (false when resuming an instance already set up).
+    pub setup: bool,
+    /// The attempt's result is already known (a timeout whose termination
+    /// an earlier coordinator began and whose group is gone now).
+    pub ended: Option<AgentEnd>,
+    /// The re-attached agent (`reattach`) was being terminated for this
+    /// reason by an earlier coordinator; SIGKILL is due at the given time
+    /// (ms since the epoch). Finished on time; the reason is the result.
+    pub terminating: Option<(AgentEnd, u64)>,
+    /// What is left of the re-attached attempt's timeout.
+    pub timeout_left: Option<std::time::Duration>,
+    /// Set when the spec starts again after a rate-limited attempt: the
+    /// retries it has left (rate-limited attempts use none up).
+    pub retries_left: Option<u32>,
+    /// `merge.on_conflict: agent`: the agent resolves the conflicted merge
+    /// prepared in its worktree (`runner/agent/handback.rs`), one attempt.
+    pub resolve: bool,
+}
+
+/// What an executor reports while the agent runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEvent {
+    /// The agent's process (the wrapper shell, also its process group id)
+    /// started; `start_time` is its `/proc` start time for [`wait_detached`].
+    Started { pid: u32, start_time: u64 },
+    /// The status file changed to a new, parseable status.
+    Status(AgentStatus),
+    /// The group was sent SIGTERM because of `why` (a timeout, the idle
+    /// watchdog or a stop request); SIGKILL follows at `kill_at_ms` (ms since
+    /// the epoch) unless it empties first. Journalled, so a coordinator
+    /// killed meanwhile leaves a successor the same deadline.
+    Terminating { why: AgentEnd, kill_at_ms: u64 },
+}
+
+/// How an agent run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEnd {
+    /// Exited on its own with this code.
+    Exited(i32),
+    /// Died from this signal. An agent shell reporting status 128+N (N a
+    /// standard signal, 1–31) is read as signal N, the shell convention.
+    Signaled(i32),
+    /// `timeout` elapsed; the group was terminated.
+    TimedOut,
+    /// No output and no status update for `idle_timeout`; the group was
+    /// terminated.
+    IdleTimedOut,
+    /// Ended on a [`Stop`] request.
+    Stopped,
+    /// A re-attached agent ended without leaving an exit code (killed from
+    /// outside while no coordinator watched it). Counts as a failure.
+    Unknown,
+    /// The agent could not be started; the message names what failed.
+    SpawnFailed(String),
+}
+
+impl AgentEnd {
+    /// True only for exit code 0: the exit code decides.
+    pub fn success(&self) -> bool {
+        matches!(self, AgentEnd::Exited(0))
+    }
+
+    /// The exit code, when the agent exited on its own.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            AgentEnd::Exited(code) => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AgentEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentEnd::Exited(code) => write!(f, "exited with code {code}"),
+            AgentEnd::Signaled(sig) => match Signal::try_from(*sig) {
+                Ok(signal) => write!(f, "killed by signal {sig} ({})", signal.as_str()),
+                Err(_) => write!(f, "killed by signal {sig}"),
+            },
+            AgentEnd::TimedOut => f.write_str("timed out"),
+            AgentEnd::IdleTimedOut => f.write_str("timed out (idle: no output or status update)"),
+            AgentEnd::Stopped => f.write_str("stopped"),
+            AgentEnd::Unknown => f.write_str("ended without leaving an exit code"),
+            AgentEnd::SpawnFailed(msg) => write!(f, "failed to start: {msg}"),
+        }
+    }
+}
+
+/// A stop request, sent through a `tokio::sync::watch` channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stop {
+    /// Keep running (the channel's initial value).
+    #[default]
+    Run,
+    /// SIGTERM the group, grace period, SIGKILL.
+    Graceful,
+    /// SIGKILL the group at once (also escalates a graceful stop under way).
+    Kill,
+}
+
+/// A batch built on the lane.
+#[derive(Debug, Clone)]
+pub struct BatchBuilt {
+    /// The commit the batch starts from.
+    pub base: String,
+    /// Each branch's merge, by spec id, in order.
+    pub results: Vec<Built>,
+    /// Spec id -> the branch tip merged (the journal's `tip`, by which
+    /// `prune` recognises squash and rebase merges).
+    pub tips: Vec<(String, String)>,
+}
+
+/// How the journal names why an agent's group was being terminated.
+pub fn ending_name(why: &AgentEnd) -> &'static str {
+    match why {
+        AgentEnd::TimedOut => "timed_out",
+        AgentEnd::IdleTimedOut => "idle_timeout",
+        _ => "stopped",
+    }
+}
+
+/// The result a journalled termination stands for; `None` for a stop (the
+/// attempt is rerun, as after Ctrl-C).
+pub fn ending_result(name: &str) -> Option<AgentEnd> {
+    match name {
+        "timed_out" => Some(AgentEnd::TimedOut),
+        "idle_timeout" => Some(AgentEnd::IdleTimedOut),
+        _ => None,
+    }
 }

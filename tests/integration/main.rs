@@ -35,6 +35,7 @@ mod git_commit;
 mod git_merge;
 mod git_tree_merge;
 mod git_worktrees;
+mod house;
 mod isolation_escape;
 mod isolation_gates;
 mod isolation_resume;

@@ -8,8 +8,7 @@ use crate::agents::RateLimited;
 use crate::policy::pacing::{Pacer, PacingPolicy, Verdict as Paced};
 use crate::policy::{Budget, BudgetReached};
 use crate::report::Event;
-use crate::runner::instance::Launch;
-use crate::runner::messages::Action;
+use crate::runner::messages::{Action, Launch};
 use crate::state::InstanceState;
 
 use super::{MachineError, RunMachine, Waiting};
@@ -316,10 +315,10 @@ mod tests {
     use super::*;
     use crate::agents::{RateLimitKind, Usage};
     use crate::merge::MergeResult;
-    use crate::runner::executor::AgentEvent;
-    use crate::runner::instance::{InstanceMsg, Verdict, Work};
     use crate::runner::machine::Policy;
+    use crate::runner::messages::AgentEvent;
     use crate::runner::messages::{Input, LaneMsg};
+    use crate::runner::messages::{InstanceMsg, Verdict, Work};
     use crate::state::{RunRecord, RunState};
 
     /// The machine of `handle_tests` (keeping merged worktrees, one

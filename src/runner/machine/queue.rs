@@ -12,8 +12,7 @@
 
 use super::*;
 use crate::merge_queue::{self as mq, Built, GateResult, GateRun, QueueRecord};
-use crate::runner::lane::BatchBuilt;
-use crate::runner::messages::GateEnd;
+use crate::runner::messages::{BatchBuilt, GateEnd};
 
 /// The reason a branch held by a stopped queue shows (then the cause).
 const QUEUE_STOPPED: &str = "not merged: the merge queue stopped because a gate could not run";

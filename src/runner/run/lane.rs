@@ -10,8 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::git::{Advance, BatchItem, BatchMerge, GitError, Oid, Repo, WorktreeRequest};
 use crate::merge::{self, MergeRequest, MergeResult};
 use crate::merge_queue::Built;
-use crate::runner::instance::Launch;
-use crate::runner::messages::{LaneMsg, MergeAck, Planted};
+use crate::runner::messages::{BatchBuilt, LaneMsg, Launch, MergeAck, Planted};
 use crate::spec::branch_for;
 use crate::state::crash_point;
 use crate::state::RunOptions;
@@ -160,18 +159,6 @@ fn merge_message(
         };
     let message = merge::message(opts.strategy, id, &spec.title, &branch, &subjects, run_id);
     Ok((branch, message))
-}
-
-/// A batch built on the lane.
-#[derive(Debug, Clone)]
-pub struct BatchBuilt {
-    /// The commit the batch starts from.
-    pub base: String,
-    /// Each branch's merge, by spec id, in order.
-    pub results: Vec<Built>,
-    /// Spec id -> the branch tip merged (the journal's `tip`, by which
-    /// `prune` recognises squash and rebase merges).
-    pub tips: Vec<(String, String)>,
 }
 
 /// Builds merge-queue batch `ids` in memory (`git/batch.rs`): each branch

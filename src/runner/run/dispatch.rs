@@ -12,14 +12,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::git::Repo;
 use crate::report::{Event, Reporter, Summary};
+use crate::runner::agent::instance::run_instance;
 use crate::runner::error::RunnerError;
-use crate::runner::executor::Stop;
-use crate::runner::gates::{run_gate, GateJob};
-use crate::runner::instance::{run_instance, InstanceMsg, Launch};
-use crate::runner::journal::Journal;
-use crate::runner::lane::{build_batch, land_batch, merge_one, plant_batch, prune_one};
 use crate::runner::machine::{Policy, RunMachine};
-use crate::runner::messages::{Action, Input, LaneMsg as Msg, MergeAck, Mode};
+use crate::runner::messages::{
+    Action, Input, InstanceMsg, LaneMsg as Msg, Launch, MergeAck, Mode, Stop,
+};
+use crate::runner::run::journal::Journal;
+use crate::runner::run::lane::{build_batch, land_batch, merge_one, plant_batch, prune_one};
+use crate::runner::slot::gates::{run_gate, GateJob};
 use crate::schedule::{Node, Scheduler};
 use crate::state::RunOptions;
 use crate::state::{crash_point, now_ms, RunDir, RunRecord, RunState};

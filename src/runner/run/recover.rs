@@ -9,12 +9,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::git::{layout, Repo};
-use crate::runner::dispatch::{Dispatcher, INTERRUPTED};
+use crate::runner::agent::executor::Executor;
+use crate::runner::agent::local::Local;
 use crate::runner::error::RunnerError;
-use crate::runner::executor::{AgentEnd, Stop};
-use crate::runner::journal::ending_result;
 use crate::runner::machine::Found;
-use crate::runner::messages::Mode;
+use crate::runner::messages::{ending_result, AgentEnd, Mode, Stop};
+use crate::runner::run::dispatch::{Dispatcher, INTERRUPTED};
 use crate::schedule::Restored;
 use crate::state::{now_ms, InstanceRecord, InstanceState};
 
@@ -91,14 +91,14 @@ impl Dispatcher<'_> {
                                 // A stop (Ctrl-C) under way: end it, rerun.
                                 let kill_at = inst.kill_at_ms.unwrap_or_else(now_ms);
                                 let (_keep, stop) = watch::channel(Stop::Run);
-                                crate::runner::executor::finish_termination(
-                                    pid,
-                                    start,
-                                    kill_at,
-                                    AgentEnd::Stopped,
-                                    stop,
-                                )
-                                .await;
+                                Local
+                                    .finish_termination(
+                                        (pid, start),
+                                        kill_at,
+                                        AgentEnd::Stopped,
+                                        stop,
+                                    )
+                                    .await;
                                 live = None;
                                 interrupted = true;
                             }
@@ -119,7 +119,7 @@ impl Dispatcher<'_> {
                     {
                         // The wrapper records the exit code of the latest
                         // attempt (a new attempt removes the old file first).
-                        crate::runner::executor::read_exit_record(&self.dir.exit_path(&id))
+                        Local.exit_record(&self.dir.exit_path(&id))
                     } else {
                         None
                     };
@@ -186,7 +186,7 @@ impl Dispatcher<'_> {
         ));
         let grace = Duration::from_millis(self.opts.grace_ms);
         for group in groups {
-            crate::runner::executor::kill_group(group, grace).await;
+            crate::runner::agent::local::kill_group(group, grace).await;
         }
     }
 
@@ -307,7 +307,7 @@ impl Dispatcher<'_> {
         ));
         let kills: Vec<_> = groups
             .into_iter()
-            .map(|g| tokio::spawn(crate::runner::executor::kill_group(g, grace)))
+            .map(|g| tokio::spawn(crate::runner::agent::local::kill_group(g, grace)))
             .collect();
         for kill in kills {
             let _ = kill.await;

@@ -7,123 +7,19 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use globset::GlobSetBuilder;
 use tokio::sync::{mpsc, watch};
 
 use crate::agents::substitute;
 use crate::config::{CommitMode, ScopeMode};
 use crate::git::Repo;
-use crate::runner::executor::{
-    finish_termination, run_agent, wait_detached, AgentEnd, AgentEvent, AgentJob, Stop,
-};
-use crate::runner::shared_git;
+use crate::runner::agent::audit::{collect_work, private_git_dir};
+use crate::runner::agent::executor::{AgentJob, Executor};
+use crate::runner::agent::local::Local;
+use crate::runner::messages::{AgentEnd, InstanceMsg, Launch, Stop, Verdict, Work};
+use crate::runner::slot::shared_git;
 use crate::spec::Spec;
 use crate::state::RunOptions;
 use crate::state::{InstanceState, RunDir};
-
-/// What the dispatcher hears from an instance task.
-#[derive(Debug)]
-pub enum InstanceMsg {
-    Agent(AgentEvent),
-    AttemptStarting {
-        attempt: u32,
-    },
-    Exited {
-        attempt: u32,
-        end: AgentEnd,
-        elapsed_ms: u64,
-        /// Its exit and log tail say the provider refused it (a non-zero
-        /// exit; see `Verdict::RateLimited`).
-        rate_limited: bool,
-    },
-    /// Something to report that fails nothing (e.g. the agent changed the
-    /// shared git config).
-    Warning(String),
-    /// What isolation refused the agent, which succeeded anyway: part of
-    /// its result (warning event, `status`, summary, report).
-    Denied(String),
-    Done(Verdict),
-    /// What the agent has spent so far: its wrapper's `usage.json`, read
-    /// after each attempt (it covers every attempt of the spec).
-    Usage(crate::agents::Usage),
-}
-
-/// How an instance ended, after retries, committing and auditing.
-#[derive(Debug)]
-pub enum Verdict {
-    Succeeded(Work),
-    Failed {
-        state: InstanceState,
-        reason: String,
-        exit_code: Option<i32>,
-        work: Option<Work>,
-    },
-    /// Stopped by Ctrl-C (or a dying coordinator): resumable.
-    Stopped,
-    /// Attempt `attempt` was rate-limited (its exit and log tail matched a
-    /// signal): the machine decides the backoff. It used no retry;
-    /// `retries_left` are the retries still to use.
-    RateLimited {
-        attempt: u32,
-        cause: crate::agents::RateLimited,
-        retries_left: u32,
-    },
-}
-
-impl Verdict {
-    /// Failed before the agent produced anything.
-    fn failed_early(reason: String) -> Verdict {
-        Verdict::Failed {
-            state: InstanceState::Failed,
-            reason,
-            exit_code: None,
-            work: None,
-        }
-    }
-}
-
-/// What the branch holds after the agent.
-#[derive(Debug, Clone, Default)]
-pub struct Work {
-    pub tip: String,
-    pub auto_commit: Option<String>,
-    pub commits: usize,
-    pub subjects: Vec<String>,
-    pub changed: Vec<String>,
-    pub scope_creep: Vec<String>,
-}
-
-/// Where an instance starts.
-#[derive(Debug, Clone)]
-pub struct Launch {
-    pub id: String,
-    pub slot: usize,
-    pub start_commit: String,
-    /// The number of the next attempt.
-    pub attempt: u32,
-    /// A live agent left by a previous coordinator: (pid, start time).
-    pub reattach: Option<(u32, u64)>,
-    /// The agent already ended (exit code known from its exit file): go
-    /// straight to committing and auditing.
-    pub exited: Option<i32>,
-    /// Run `setup` first (false when resuming an instance already set up).
-    pub setup: bool,
-    /// The attempt's result is already known (a timeout whose termination
-    /// an earlier coordinator began and whose group is gone now).
-    pub ended: Option<AgentEnd>,
-    /// The re-attached agent (`reattach`) was being terminated for this
-    /// reason by an earlier coordinator; SIGKILL is due at the given time
-    /// (ms since the epoch). Finished on time; the reason is the result.
-    pub terminating: Option<(AgentEnd, u64)>,
-    /// What is left of the re-attached attempt's timeout.
-    pub timeout_left: Option<std::time::Duration>,
-    /// Set when the spec starts again after a rate-limited attempt: the
-    /// retries it has left (rate-limited attempts use none up).
-    pub retries_left: Option<u32>,
-    /// `merge.on_conflict: agent`: the agent resolves the conflicted merge
-    /// prepared in its worktree (`runner/resolve.rs`), one attempt.
-    pub resolve: bool,
-}
 
 pub async fn run_instance(
     opts: Arc<RunOptions>,
@@ -163,17 +59,17 @@ pub async fn run_instance(
     if launch.resolve && launch.reattach.is_none() && launch.exited.is_none() {
         let (opts2, dir2, spec2, wt) = (opts.clone(), dir.clone(), spec.clone(), worktree.clone());
         let prepared = tokio::task::spawn_blocking(move || {
-            crate::runner::resolve::prepare(&opts2, &dir2, &spec2, &wt)
+            crate::runner::agent::handback::prepare(&opts2, &dir2, &spec2, &wt)
         })
         .await
         .unwrap_or_else(|e| Err(format!("internal error: {e}")));
         match prepared {
-            Ok(crate::runner::resolve::Prepared::Agent(env)) => job.env.extend(env),
-            Ok(crate::runner::resolve::Prepared::Clean) => {
+            Ok(crate::runner::agent::handback::Prepared::Agent(env)) => job.env.extend(env),
+            Ok(crate::runner::agent::handback::Prepared::Clean) => {
                 let (opts2, spec2, wt) = (opts.clone(), spec.clone(), worktree.clone());
                 let start = launch.start_commit.clone();
                 let verdict = tokio::task::spawn_blocking(move || {
-                    crate::runner::resolve::concluded(&opts2, &spec2, &wt, &start)
+                    crate::runner::agent::handback::concluded(&opts2, &spec2, &wt, &start)
                 })
                 .await
                 .unwrap_or(Verdict::Stopped);
@@ -300,22 +196,18 @@ pub async fn run_instance(
         let end = match reattach.take() {
             Some((pid, start)) => match terminating.take() {
                 Some((why, kill_at_ms)) => {
-                    finish_termination(pid, start, kill_at_ms, why, stop.clone()).await
+                    Local
+                        .finish_termination((pid, start), kill_at_ms, why, stop.clone())
+                        .await
                 }
                 None => {
                     let mut job = job.clone();
                     if let Some(left) = launch.timeout_left {
                         job.timeout = Some(left);
                     }
-                    wait_detached(
-                        pid,
-                        start,
-                        &job.exit_path.clone(),
-                        &job,
-                        ev_tx,
-                        stop.clone(),
-                    )
-                    .await
+                    Local
+                        .reattach((pid, start), &job, ev_tx, stop.clone())
+                        .await
                 }
             },
             None => {
@@ -325,7 +217,7 @@ pub async fn run_instance(
                 let mut job = job.clone();
                 job.env
                     .push(("TREEFARM_ATTEMPT".into(), attempt.to_string()));
-                run_agent(job, ev_tx, stop.clone()).await
+                Local.spawn(job, ev_tx, stop.clone()).await
             }
         };
         if let Some(warning) = shared_git::agent_ended(&common_dir, &id) {
@@ -373,7 +265,7 @@ pub async fn run_instance(
                 let (opts2, dir2, spec2, wt) =
                     (opts.clone(), dir.clone(), spec.clone(), worktree.clone());
                 tokio::task::spawn_blocking(move || {
-                    crate::runner::resolve::judge(&opts2, &dir2, &spec2, &wt, code)
+                    crate::runner::agent::handback::judge(&opts2, &dir2, &spec2, &wt, code)
                 })
                 .await
                 .unwrap_or(Verdict::Stopped)
@@ -494,11 +386,6 @@ fn classify_attempt(
     )
 }
 
-/// `<instance dir>/git`: the agent's private git directory under isolation.
-pub(crate) fn private_git_dir(dir: &RunDir, id: &str) -> std::path::PathBuf {
-    dir.instance_dir(id).join("git")
-}
-
 /// Before a fresh agent start: under isolation, the private git directory
 /// the agent's git works in (publishing what an earlier attempt left there);
 /// without, only that publishing, so nothing committed under isolation is
@@ -550,13 +437,17 @@ fn denials(job: &AgentJob) -> Option<String> {
 fn probe_ports(
     opts: &RunOptions,
     launch: &Launch,
-) -> (Option<crate::runner::ports::PortBlock>, u32, Option<String>) {
+) -> (
+    Option<crate::runner::slot::ports::PortBlock>,
+    u32,
+    Option<String>,
+) {
     let own = opts.port(launch.slot);
     if launch.reattach.is_some() {
         return (None, own, None);
     }
     let slot = launch.slot;
-    match crate::runner::ports::claim(own, u32::from(opts.port_stride), opts.spare_ports_from()) {
+    match crate::runner::slot::ports::claim(own, u32::from(opts.port_stride), opts.spare_ports_from()) {
         None => (
             None,
             own,
@@ -735,7 +626,7 @@ fn agent_job(
     env.extend(opts.agent_env.iter().cloned());
     if !opts.slot_env.is_empty() {
         let cache = opts.cache_dir.clone().unwrap_or_else(|| {
-            crate::runner::slots::cache_dir(&opts.repo_root, |k| std::env::var(k).ok())
+            crate::runner::slot::caches::cache_dir(&opts.repo_root, |k| std::env::var(k).ok())
         });
         std::fs::create_dir_all(&cache).map_err(|e| {
             format!(
@@ -743,7 +634,7 @@ fn agent_job(
                 cache.display()
             )
         })?;
-        env.extend(crate::runner::slots::slot_env(
+        env.extend(crate::runner::slot::caches::slot_env(
             &opts.slot_env,
             launch.slot,
             &cache,
@@ -988,7 +879,7 @@ async fn setup(
         // Nobody listens: the setup command's pid and status are not the
         // agent's.
         let (events, _) = mpsc::unbounded_channel();
-        match run_agent(setup_job, events, stop).await {
+        match Local.spawn(setup_job, events, stop).await {
             AgentEnd::Exited(0) => {}
             AgentEnd::Stopped => return Err(SetupFailure::Stopped),
             end => {
@@ -1029,94 +920,4 @@ fn left_nothing(opts: &RunOptions, spec: &Spec, worktree: &Path, start: &str) ->
         Ok(!Repo::is_dirty_except(worktree, &opts.setup_placed())?)
     };
     unchanged().unwrap_or(false)
-}
-
-/// Commits leftovers (or refuses them with `commit: off`), then reads what the
-/// branch holds since `start` and audits it against the declared files.
-pub fn collect_work(
-    opts: &RunOptions,
-    spec: &Spec,
-    worktree: &Path,
-    start: &str,
-) -> Result<Work, String> {
-    let branch = spec.branch();
-    // What setup copied or linked in is not the agent's work.
-    let placed = opts.setup_placed();
-    let auto_commit = match opts.commit {
-        CommitMode::Auto => Repo::commit_all_except(
-            worktree,
-            &format!(
-                "treefarm: commit changes left uncommitted by the agent for {}",
-                spec.id
-            ),
-            &placed,
-        )
-        .map_err(|e| {
-            format!(
-                "failed to commit leftovers in `{}`: {}",
-                worktree.display(),
-                crate::error::chain(&e)
-            )
-        })?
-        .map(|oid| oid.to_string()),
-        CommitMode::Off => {
-            let dirty = Repo::is_dirty_except(worktree, &placed).map_err(|e| {
-                format!(
-                    "failed to read the status of `{}`: {}",
-                    worktree.display(),
-                    crate::error::chain(&e)
-                )
-            })?;
-            if dirty {
-                return Err(format!(
-                    "the agent left uncommitted changes in `{}` (agent.commit: off)",
-                    worktree.display()
-                ));
-            }
-            None
-        }
-    };
-    let repo = Repo::discover(&opts.repo_root).map_err(|e| crate::error::chain(&e))?;
-    let tip = repo
-        .branch_tip(&branch)
-        .map_err(|e| crate::error::chain(&e))?
-        .ok_or_else(|| format!("branch `{branch}` disappeared"))?;
-    let start_oid = repo.resolve(start).map_err(|e| crate::error::chain(&e))?;
-    let commits = repo
-        .commits_between(start_oid, tip)
-        .map_err(|e| crate::error::chain(&e))?;
-    let changed = repo
-        .changed_paths(start_oid, tip)
-        .map_err(|e| crate::error::chain(&e))?;
-    let scope_creep = if opts.scope == ScopeMode::Off {
-        Vec::new()
-    } else {
-        undeclared(spec, &changed)
-    };
-    Ok(Work {
-        tip: tip.to_string(),
-        auto_commit,
-        commits: commits.len(),
-        subjects: commits.into_iter().map(|c| c.summary).collect(),
-        changed,
-        scope_creep,
-    })
-}
-
-/// The changed paths that no declared (or shared) path or glob covers.
-pub fn undeclared(spec: &Spec, changed: &[String]) -> Vec<String> {
-    let mut set = GlobSetBuilder::new();
-    for pattern in spec.files.iter().chain(&spec.shared) {
-        if let Ok(glob) = crate::spec::compile_glob(pattern) {
-            set.add(glob);
-        }
-    }
-    let Ok(set) = set.build() else {
-        return Vec::new();
-    };
-    changed
-        .iter()
-        .filter(|p| !set.is_match(p.as_str()))
-        .cloned()
-        .collect()
 }

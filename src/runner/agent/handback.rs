@@ -16,7 +16,8 @@ use crate::git::{
     import_private_git, prepare_private_git, private_branch_moved, share_merge_state,
     take_merge_state, HandBack, HandBackResult, Oid, Repo, Resolution,
 };
-use crate::runner::instance::{collect_work, private_git_dir, Verdict};
+use crate::runner::agent::audit::{collect_work, private_git_dir};
+use crate::runner::messages::Verdict;
 use crate::spec::Spec;
 use crate::state::RunOptions;
 use crate::state::{InstanceState, RunDir};
