@@ -15,9 +15,9 @@ mod include;
 pub mod layout;
 mod listing;
 mod merge;
+mod merge_state;
 mod private_git;
 mod repo;
-mod resolve;
 mod snapshot;
 mod sparse;
 mod tree_merge;
@@ -30,11 +30,11 @@ pub use gates::{GateWorktree, GATES_DIR};
 pub use git2::Oid;
 pub use include::WORKTREE_INCLUDE;
 pub use merge::{Advance, MergeStrategy, Prepared};
-pub use private_git::{import_private_git, prepare_private_git, private_branch_moved};
-pub use repo::{init_submodules, CommitInfo, Repo};
-pub use resolve::{
+pub use merge_state::{
     has_conflict_markers, share_merge_state, take_merge_state, HandBack, HandBackResult, Resolution,
 };
+pub use private_git::{import_private_git, prepare_private_git, private_branch_moved};
+pub use repo::{init_submodules, CommitInfo, Repo};
 pub use snapshot::{worktree_snapshot, WorktreeSnapshot};
 pub use sparse::SparseRequest;
 pub use worktree::{ScratchWorktree, WorktreeInfo, WorktreeRequest};

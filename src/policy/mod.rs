@@ -12,4 +12,4 @@ pub mod pacing;
 pub mod reserve;
 
 pub use budget::{Budget, BudgetReached, Spending};
-pub use pacing::{ConcurrencyWindow, Pacer, PacingPolicy, StartGate, Verdict};
+pub use pacing::{ConcurrencyWindow, Decision, Pacer, PacingPolicy, StartGate};

@@ -26,7 +26,8 @@ use crate::policy::Budget;
 use crate::report::events::AttemptResult;
 use crate::report::Event;
 use crate::runner::messages::{
-    Action, AgentEnd, AgentEvent, Input, InstanceMsg, LaneMsg, Launch, Planted, Stop, Verdict, Work,
+    Action, AgentEnd, AgentEvent, Input, InstanceMsg, LaneMsg, Launch, Planted, Signal, Stop,
+    Verdict, Work,
 };
 use crate::schedule::{Restored, Scheduler};
 use crate::state::{slot_port, RunOptions};
@@ -474,7 +475,7 @@ impl RunMachine {
         match input {
             Input::Instance(id, msg) => self.on_instance(&mut out, id, msg, now)?,
             Input::Lane(msg) => self.on_lane(&mut out, msg, now)?,
-            Input::Signal(name) => self.on_signal(&mut out, name),
+            Input::Signal(signal) => self.on_signal(&mut out, signal),
             Input::Tick => out.push(Action::Refresh),
             // A backoff ended or the start interval passed: `start` decides.
             Input::Wake => {}
@@ -785,7 +786,8 @@ impl RunMachine {
             && (merge_only || self.sched.is_finished())
     }
 
-    fn on_signal(&mut self, out: &mut Vec<Action>, name: &str) {
+    fn on_signal(&mut self, out: &mut Vec<Action>, signal: Signal) {
+        let name = signal.name();
         if self.stopping {
             out.push(Action::Note(format!("second {name}: killing agents now")));
             self.killing = true;
@@ -1553,7 +1555,7 @@ mod tests {
 #[cfg(test)]
 mod handle_tests {
     use super::*;
-    use crate::runner::agent::status_file::AgentStatus;
+    use crate::runner::messages::AgentStatus;
     use crate::runner::messages::Launch;
     use crate::schedule::Node;
     use crate::state::RunState;
@@ -1685,14 +1687,14 @@ mod handle_tests {
     #[test]
     fn a_first_signal_stops_gracefully_and_a_second_kills() {
         let mut m = machine(&["a"], &[], 1, policy());
-        let first = m.handle(Input::Signal("interrupt"), 1).unwrap();
+        let first = m.handle(Input::Signal(Signal::Interrupt), 1).unwrap();
         assert_eq!(tags(&first), ["note", "stop graceful"]);
         assert!(m.stopping && !m.killing);
         let Action::Note(text) = &first[0] else {
             panic!("{first:?}")
         };
         assert!(text.starts_with("interrupt:"), "{text}");
-        let second = m.handle(Input::Signal("terminate"), 2).unwrap();
+        let second = m.handle(Input::Signal(Signal::Terminate), 2).unwrap();
         assert_eq!(tags(&second), ["note", "stop kill"]);
         assert!(m.killing);
         // Killing waits for the agents only; stopping for the lane too.
@@ -1737,7 +1739,7 @@ mod handle_tests {
         assert_eq!(tags(&m.finish(true, 9)), ["save"]);
         assert_eq!(m.record.state, RunState::Finished);
         assert_eq!(m.record.finished_at_ms, Some(9));
-        m.handle(Input::Signal("interrupt"), 10).unwrap();
+        m.handle(Input::Signal(Signal::Interrupt), 10).unwrap();
         let actions = m.finish(true, 11);
         assert_eq!(tags(&actions), ["save", "emit interrupted"]);
         let Action::Emit(Event::Interrupted { resume, run_id }) = &actions[1] else {
@@ -1939,7 +1941,7 @@ mod handle_tests {
     #[test]
     fn nothing_starts_while_stopping() {
         let mut m = machine(&["a"], &[], 1, policy());
-        m.handle(Input::Signal("hangup"), 1).unwrap();
+        m.handle(Input::Signal(Signal::Hangup), 1).unwrap();
         assert!(m.start(true, 2).unwrap().is_empty());
         assert_eq!(state(&m, "a"), Pending);
     }
@@ -2020,7 +2022,7 @@ mod handle_tests {
     fn planted_while_stopping_is_interrupted_not_launched() {
         let mut m = machine(&["a"], &[], 1, policy());
         let launches = start(&mut m);
-        m.handle(Input::Signal("interrupt"), 2).unwrap();
+        m.handle(Input::Signal(Signal::Interrupt), 2).unwrap();
         let actions = planted(&mut m, &launches, 3);
         assert!(!tags(&actions).iter().any(|t| t.starts_with("launch")));
         let a = m.record.instance("a").unwrap();

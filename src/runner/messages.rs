@@ -14,9 +14,6 @@ use crate::merge::MergeResult;
 use crate::merge_queue::Built;
 use crate::merge_queue::{BatchId, GateRun};
 use crate::report::Event;
-use nix::sys::signal::Signal;
-
-use crate::runner::agent::status_file::AgentStatus;
 use crate::state::InstanceState;
 
 /// What the dispatcher's loop turns each wake-up into before handling it.
@@ -25,13 +22,36 @@ pub enum Input {
     Instance(String, InstanceMsg),
     /// From the git lane.
     Lane(LaneMsg),
-    /// SIGINT, SIGTERM or SIGHUP (`interrupt`, `terminate`, `hangup`).
-    Signal(&'static str),
+    /// SIGINT, SIGTERM or SIGHUP.
+    Signal(Signal),
     /// The live view's timer.
     Tick,
     /// The machine's next deadline passed ([`crate::runner::machine::RunMachine::next_deadline`]):
     /// a backoff ended or the start interval let a start go.
     Wake,
+}
+
+/// A signal the coordinator handles: the first stops the agents
+/// gracefully, the second kills them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
+    /// SIGHUP (the terminal went away).
+    Hangup,
+}
+
+impl Signal {
+    /// The word the notes use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Interrupt => "interrupt",
+            Signal::Terminate => "terminate",
+            Signal::Hangup => "hangup",
+        }
+    }
 }
 
 /// What the dispatcher is asked to do with the run's instances.
@@ -325,7 +345,7 @@ impl std::fmt::Display for AgentEnd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AgentEnd::Exited(code) => write!(f, "exited with code {code}"),
-            AgentEnd::Signaled(sig) => match Signal::try_from(*sig) {
+            AgentEnd::Signaled(sig) => match nix::sys::signal::Signal::try_from(*sig) {
                 Ok(signal) => write!(f, "killed by signal {sig} ({})", signal.as_str()),
                 Err(_) => write!(f, "killed by signal {sig}"),
             },
@@ -379,4 +399,13 @@ pub fn ending_result(name: &str) -> Option<AgentEnd> {
         "idle_timeout" => Some(AgentEnd::IdleTimedOut),
         _ => None,
     }
+}
+
+/// What an agent last said about itself. Every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AgentStatus {
+    pub state: Option<String>,
+    /// 0–100; larger numbers are clamped to 100.
+    pub progress: Option<u8>,
+    pub message: Option<String>,
 }

@@ -13,7 +13,7 @@
 //!   hand-back (`handback`).
 //! - `slot/`: per-slot resources — port blocks (`ports`), warm caches
 //!   (`caches`), gate runs in warm gate worktrees (`gates`), the shared git
-//!   config guard (`shared_git`).
+//!   config guard (`shared_git`), the worktree admin lock (`worktree_admin`).
 //! - `messages`: what the loop, the machine and the tasks say to each
 //!   other; `error`: what can stop the coordinator.
 //!
@@ -33,6 +33,5 @@ pub use agent::local::{
     agent_command, kill_group, read_exit_code, run_agent, wait_detached, Local, SpawnError,
 };
 pub use agent::process::set_child_subreaper;
-pub use agent::status_file::AgentStatus;
 pub use error::RunnerError;
-pub use messages::{AgentEnd, AgentEvent, Stop};
+pub use messages::{AgentEnd, AgentEvent, AgentStatus, Stop};

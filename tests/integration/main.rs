@@ -28,6 +28,7 @@ mod crash_journal;
 mod crash_points;
 mod demo_agent;
 mod demo_story;
+mod docs_links;
 mod fuzz_parsers;
 mod gate_paths;
 mod git_bench;

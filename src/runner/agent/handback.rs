@@ -1,6 +1,6 @@
 //! `merge.on_conflict: agent`: an instance task run to resolve a conflict.
 //! Before its agent starts, the worktree is prepared as `git merge <target>`
-//! leaves a conflicted merge (`git/resolve.rs`) and the resolution prompt
+//! leaves a conflicted merge (`git/merge_state.rs`) and the resolution prompt
 //! is written; what was prepared is kept in `resolve.json` in the instance's
 //! folder, so a resumed run judges the same merge. Afterwards the agent
 //! concluded the merge (its branch is queued again) or did not (the branch

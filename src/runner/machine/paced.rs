@@ -5,7 +5,7 @@
 //! [`RunMachine::next_deadline`].
 
 use crate::agents::RateLimited;
-use crate::policy::pacing::{Pacer, PacingPolicy, Verdict as Paced};
+use crate::policy::pacing::{Decision, Pacer, PacingPolicy};
 use crate::policy::{Budget, BudgetReached};
 use crate::report::Event;
 use crate::runner::messages::{Action, Launch};
@@ -249,7 +249,7 @@ impl RunMachine {
             .rate_limited_attempt(id, attempt, cause.clone(), now);
         self.sync_pacing();
         match verdict {
-            Paced::Requeue {
+            Decision::Requeue {
                 retry_at_ms,
                 delay_ms,
             } => {
@@ -290,7 +290,7 @@ impl RunMachine {
                 }
                 out.push(Action::Save);
             }
-            Paced::GiveUp { reason } => {
+            Decision::GiveUp { reason } => {
                 self.window_changed(out, before);
                 self.sched.agent_done(id);
                 self.fail(out, id, InstanceState::Failed, reason, now)?;
@@ -874,7 +874,10 @@ mod tests {
             .handle(Input::Lane(LaneMsg::Planted(planted)), 10)
             .expect("planted");
         resumed
-            .handle(Input::Signal("interrupt"), 20)
+            .handle(
+                Input::Signal(crate::runner::messages::Signal::Interrupt),
+                20,
+            )
             .expect("signal");
         let b = resumed.record.instance("b").expect("b");
         assert!(b.interrupted, "held, never started: resume runs it");

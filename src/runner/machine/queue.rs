@@ -771,7 +771,8 @@ mod tests {
         m.start(false, 1).unwrap();
         lane(&mut m, built(1, &["a"], &[]));
         m.start(false, 2).unwrap();
-        m.handle(Input::Signal("interrupt"), 3).unwrap();
+        m.handle(Input::Signal(crate::runner::messages::Signal::Interrupt), 3)
+            .unwrap();
         let stopped = lane(
             &mut m,
             LaneMsg::GateDone {

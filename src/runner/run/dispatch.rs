@@ -16,7 +16,7 @@ use crate::runner::agent::instance::run_instance;
 use crate::runner::error::RunnerError;
 use crate::runner::machine::{Policy, RunMachine};
 use crate::runner::messages::{
-    Action, Input, InstanceMsg, LaneMsg as Msg, Launch, MergeAck, Mode, Stop,
+    Action, Input, InstanceMsg, LaneMsg as Msg, Launch, MergeAck, Mode, Signal, Stop,
 };
 use crate::runner::run::journal::Journal;
 use crate::runner::run::lane::{build_batch, land_batch, merge_one, plant_batch, prune_one};
@@ -169,9 +169,9 @@ impl<'r> Dispatcher<'r> {
             let input = tokio::select! {
                 Some((id, msg)) = self.inst_rx.recv() => Input::Instance(id, msg),
                 Some(msg) = self.rx.recv() => self.lane_input(msg),
-                _ = sigint.recv() => Input::Signal("interrupt"),
-                _ = sigterm.recv() => Input::Signal("terminate"),
-                _ = sighup.recv() => Input::Signal("hangup"),
+                _ = sigint.recv() => Input::Signal(Signal::Interrupt),
+                _ = sigterm.recv() => Input::Signal(Signal::Terminate),
+                _ = sighup.recv() => Input::Signal(Signal::Hangup),
                 _ = tick.tick() => Input::Tick,
                 _ = tokio::time::sleep(wait), if deadline.is_some() => Input::Wake,
             };

@@ -11,6 +11,7 @@ use crate::git::{Advance, BatchItem, BatchMerge, GitError, Oid, Repo, WorktreeRe
 use crate::merge::{self, MergeRequest, MergeResult};
 use crate::merge_queue::Built;
 use crate::runner::messages::{BatchBuilt, LaneMsg, Launch, MergeAck, Planted};
+use crate::runner::slot::worktree_admin::worktree_admin;
 use crate::spec::branch_for;
 use crate::state::crash_point;
 use crate::state::RunOptions;
@@ -33,19 +34,6 @@ pub enum LaneError {
     },
     #[error("spec `{id}` is not part of this run")]
     UnknownSpec { id: String },
-}
-
-/// Held while git's worktree admin files are written: planting, pruning,
-/// landing (it reads the checkouts of the target) and the merge queue's
-/// gates preparing their warm worktrees, which run beside the lane.
-static WORKTREE_ADMIN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Takes [`WORKTREE_ADMIN`] (a panic elsewhere while holding it leaves
-/// nothing half-done that the next holder could not handle).
-pub fn worktree_admin() -> std::sync::MutexGuard<'static, ()> {
-    WORKTREE_ADMIN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Creates the branches and worktrees of a batch (`reuse`: a resumed

@@ -92,7 +92,7 @@ pub async fn run_gate(
         let commit = job.gate.commit.clone();
         tokio::task::spawn_blocking(move || -> Result<PathBuf, String> {
             let oid = Oid::from_str(&commit).map_err(|e| format!("bad commit `{commit}`: {e}"))?;
-            let _admin = crate::runner::run::lane::worktree_admin();
+            let _admin = crate::runner::slot::worktree_admin::worktree_admin();
             let repo = Repo::discover(&opts.repo_root).map_err(|e| crate::error::chain(&e))?;
             let wt = repo
                 .warm_gate_worktree(slot, oid)
