@@ -26,7 +26,7 @@ use crate::policy::Budget;
 use crate::report::events::AttemptResult;
 use crate::report::Event;
 use crate::runner::messages::{
-    Action, AgentEnd, AgentEvent, Input, InstanceMsg, LaneMsg, Launch, Planted, Signal, Stop,
+    Action, AgentEnd, AgentEvent, Input, InstanceMsg, LaneMsg, Launch, Mode, Planted, Signal, Stop,
     Verdict, Work,
 };
 use crate::schedule::{Restored, Scheduler};
@@ -194,10 +194,9 @@ pub struct RunMachine {
     pub pruning: bool,
     /// The run options decisions depend on.
     pub policy: Policy,
-    /// A signal asked the run to stop (gracefully).
-    pub stopping: bool,
-    /// A second signal: agents are killed.
-    pub killing: bool,
+    /// Where the signals have taken the run: `Run` until the first,
+    /// `Graceful` after it, `Kill` after the second.
+    stop: Stop,
     /// Instance tasks started and not yet done.
     pub agents_in_flight: usize,
     /// Lane jobs (plant, merge, prune) started and not yet reported.
@@ -275,8 +274,7 @@ impl RunMachine {
             merging: None,
             pruning: false,
             policy,
-            stopping: false,
-            killing: false,
+            stop: Stop::Run,
             agents_in_flight: 0,
             other_in_flight: 0,
             works: HashMap::new(),
@@ -343,7 +341,8 @@ impl RunMachine {
     /// `finished`: stopped by a signal, or — a run, not `treefarm merge` —
     /// an instance is still being planted, run or merged (neither settled,
     /// nor `succeeded`, nor `pending`).
-    pub fn ends_interrupted(&self, stopped: bool, run: bool) -> bool {
+    pub fn ends_interrupted(&self, stopped: bool, mode: Mode) -> bool {
+        let run = mode == Mode::Run;
         stopped
             || run
                 && self.record.instances.iter().any(|i| {
@@ -489,9 +488,10 @@ impl RunMachine {
     /// next prune (after a flush: `merged` is durable before the worktree
     /// goes). `run`: `run` or `resume`, not `treefarm merge` (which plants
     /// nothing and does not wait for ranked instances).
-    pub fn start(&mut self, run: bool, now: u64) -> Result<Vec<Action>, MachineError> {
+    pub fn start(&mut self, mode: Mode, now: u64) -> Result<Vec<Action>, MachineError> {
+        let run = mode == Mode::Run;
         let mut out = Vec::new();
-        if self.stopping {
+        if self.stopping() {
             return Ok(out);
         }
         if run {
@@ -549,7 +549,7 @@ impl RunMachine {
             });
         }
         if self.policy.queue.is_some() {
-            self.start_queue(&mut out, run, now)?;
+            self.start_queue(&mut out, mode, now)?;
         } else if let Some(id) = self.next_merge(run) {
             self.other_in_flight += 1;
             let subjects = self
@@ -577,10 +577,11 @@ impl RunMachine {
     pub fn restore(
         &mut self,
         id: &str,
-        run: bool,
+        mode: Mode,
         landed: bool,
         now: u64,
     ) -> Result<Vec<Action>, MachineError> {
+        let run = mode == Mode::Run;
         use InstanceState::*;
         let mut out = Vec::new();
         let state = self.inst(id)?.state;
@@ -737,11 +738,13 @@ impl RunMachine {
     /// The loop ended: the run is `finished`, or `interrupted` (for
     /// `resume`, with its event) when stopped or an instance is still out.
     /// `run`: not `treefarm merge`.
-    pub fn finish(&mut self, run: bool, now: u64) -> Vec<Action> {
+    pub fn finish(&mut self, mode: Mode, now: u64) -> Vec<Action> {
+        let run = mode == Mode::Run;
         // A merge queue stopped by a gate that could not run: `resume`
         // gates its branches again.
-        let stopped = self.stopping || run && self.budget_left() || self.queue_stopped().is_some();
-        let interrupted = self.ends_interrupted(stopped, run);
+        let stopped =
+            self.stopping() || run && self.budget_left() || self.queue_stopped().is_some();
+        let interrupted = self.ends_interrupted(stopped, mode);
         self.record.state = if interrupted {
             RunState::Interrupted
         } else {
@@ -765,13 +768,24 @@ impl RunMachine {
         self.record.budget_reached.is_some() || self.queue_stopped().is_some()
     }
 
+    /// A signal asked the run to stop (gracefully, or a second one: kill).
+    fn stopping(&self) -> bool {
+        self.stop != Stop::Run
+    }
+
+    /// A second signal: agents are killed.
+    fn killing(&self) -> bool {
+        self.stop == Stop::Kill
+    }
+
     /// True when the loop may end: nothing in flight, and (unless stopped)
     /// nothing left to start, merge or prune.
-    pub fn is_over(&self, merge_only: bool) -> bool {
-        if self.killing {
+    pub fn is_over(&self, mode: Mode) -> bool {
+        let merge_only = mode == Mode::MergeOnly;
+        if self.killing() {
             return self.agents_in_flight == 0;
         }
-        if self.stopping {
+        if self.stopping() {
             return self.agents_in_flight == 0 && self.other_in_flight == 0;
         }
         if self.no_new_starts() {
@@ -788,15 +802,15 @@ impl RunMachine {
 
     fn on_signal(&mut self, out: &mut Vec<Action>, signal: Signal) {
         let name = signal.name();
-        if self.stopping {
+        if self.stopping() {
             out.push(Action::Note(format!("second {name}: killing agents now")));
-            self.killing = true;
+            self.stop = Stop::Kill;
             out.push(Action::Stop(Stop::Kill));
         } else {
             out.push(Action::Note(format!(
                 "{name}: stopping agents gracefully (again to kill); worktrees are kept"
             )));
-            self.stopping = true;
+            self.stop = Stop::Graceful;
             out.push(Action::Stop(Stop::Graceful));
             // Held for the window, never started: `resume` runs them.
             for launch in std::mem::take(&mut self.held) {
@@ -1180,7 +1194,7 @@ impl RunMachine {
                     }
                     // A budget reached while it was planted: it does not
                     // start either (`resume` runs it).
-                    if self.stopping || self.no_new_starts() {
+                    if self.stopping() || self.no_new_starts() {
                         self.release_slot(&id);
                         self.mark_interrupted(&id)?;
                         out.push(Action::Save);
@@ -1476,19 +1490,19 @@ mod tests {
     fn a_run_ends_interrupted_when_stopped_or_an_instance_is_still_out() {
         let mut m = machine(&[("a", 1), ("b", 2)], 2);
         // Nothing started yet (pending) or waiting for a merge: finished.
-        assert!(!m.ends_interrupted(false, true));
-        assert!(m.ends_interrupted(true, true));
+        assert!(!m.ends_interrupted(false, Mode::Run));
+        assert!(m.ends_interrupted(true, Mode::Run));
         walk(&mut m, "a", &[Creating, Created, Running]);
-        assert!(m.ends_interrupted(false, true));
+        assert!(m.ends_interrupted(false, Mode::Run));
         // `treefarm merge` leaves running instances to their run.
-        assert!(!m.ends_interrupted(false, false));
+        assert!(!m.ends_interrupted(false, Mode::MergeOnly));
         walk(&mut m, "a", &[Succeeded]);
-        assert!(!m.ends_interrupted(false, true));
+        assert!(!m.ends_interrupted(false, Mode::Run));
         walk(&mut m, "a", &[Merging]);
-        assert!(m.ends_interrupted(false, true));
+        assert!(m.ends_interrupted(false, Mode::Run));
         walk(&mut m, "a", &[Merged, Pruned]);
         walk(&mut m, "b", &[Skipped]);
-        assert!(!m.ends_interrupted(false, true));
+        assert!(!m.ends_interrupted(false, Mode::Run));
     }
 
     #[test]
@@ -1651,7 +1665,7 @@ mod handle_tests {
     /// Takes the scheduler's ready specs as the loop does and marks them
     /// `creating` in their slots.
     fn start(m: &mut RunMachine) -> Vec<Launch> {
-        let mut actions = m.start(true, 1).unwrap();
+        let mut actions = m.start(Mode::Run, 1).unwrap();
         let Some(Action::Plant { launches, reuse }) = actions.pop() else {
             panic!("{actions:?}")
         };
@@ -1689,31 +1703,31 @@ mod handle_tests {
         let mut m = machine(&["a"], &[], 1, policy());
         let first = m.handle(Input::Signal(Signal::Interrupt), 1).unwrap();
         assert_eq!(tags(&first), ["note", "stop graceful"]);
-        assert!(m.stopping && !m.killing);
+        assert_eq!(m.stop, Stop::Graceful);
         let Action::Note(text) = &first[0] else {
             panic!("{first:?}")
         };
         assert!(text.starts_with("interrupt:"), "{text}");
         let second = m.handle(Input::Signal(Signal::Terminate), 2).unwrap();
         assert_eq!(tags(&second), ["note", "stop kill"]);
-        assert!(m.killing);
+        assert_eq!(m.stop, Stop::Kill);
         // Killing waits for the agents only; stopping for the lane too.
         m.other_in_flight = 1;
-        assert!(m.is_over(false));
+        assert!(m.is_over(Mode::Run));
         m.agents_in_flight = 1;
-        assert!(!m.is_over(false));
+        assert!(!m.is_over(Mode::Run));
     }
 
     #[test]
     fn what_may_start_is_journalled_before_it_is_planted_and_one_lane_job_runs() {
         let mut m = machine(&["a", "b", "c"], &[("c", "a")], 1, policy());
-        let actions = m.start(true, 3).unwrap();
+        let actions = m.start(Mode::Run, 3).unwrap();
         assert_eq!(tags(&actions), ["save", "flush", "plant a"]);
         let a = m.record.instance("a").unwrap();
         assert_eq!((a.state, a.slot), (Creating, Some(0)));
         assert_eq!(m.other_in_flight, 1);
         // No slot left: nothing more starts.
-        assert!(m.start(true, 4).unwrap().is_empty());
+        assert!(m.start(Mode::Run, 4).unwrap().is_empty());
         // `treefarm merge` plants nothing; a queued merge goes to the lane
         // with its commit subjects, and holds the prune back.
         let mut m = machine(&["a", "b"], &[], 2, policy());
@@ -1721,26 +1735,29 @@ mod handle_tests {
         m.works.insert("b".into(), work("t"));
         m.enqueue_merge("b");
         m.enqueue_prune("a");
-        let actions = m.start(false, 5).unwrap();
+        let actions = m.start(Mode::MergeOnly, 5).unwrap();
         assert_eq!(tags(&actions), ["merge b"]);
         let Action::Merge { subjects, .. } = &actions[0] else {
             panic!("{actions:?}")
         };
         assert_eq!(subjects, &["do it"]);
-        assert!(m.start(false, 6).unwrap().is_empty());
+        assert!(m.start(Mode::MergeOnly, 6).unwrap().is_empty());
         m.merging = None;
-        assert_eq!(tags(&m.start(false, 7).unwrap()), ["flush", "prune a"]);
+        assert_eq!(
+            tags(&m.start(Mode::MergeOnly, 7).unwrap()),
+            ["flush", "prune a"]
+        );
         assert_eq!(m.other_in_flight, 2);
     }
 
     #[test]
     fn a_run_finishes_or_ends_interrupted_with_the_resume_command() {
         let mut m = machine(&["a"], &[], 1, policy());
-        assert_eq!(tags(&m.finish(true, 9)), ["save"]);
+        assert_eq!(tags(&m.finish(Mode::Run, 9)), ["save"]);
         assert_eq!(m.record.state, RunState::Finished);
         assert_eq!(m.record.finished_at_ms, Some(9));
         m.handle(Input::Signal(Signal::Interrupt), 10).unwrap();
-        let actions = m.finish(true, 11);
+        let actions = m.finish(Mode::Run, 11);
         assert_eq!(tags(&actions), ["save", "emit interrupted"]);
         let Action::Emit(Event::Interrupted { resume, run_id }) = &actions[1] else {
             panic!("{actions:?}")
@@ -1764,27 +1781,27 @@ mod handle_tests {
         walk_to_succeeded(&mut m, "d");
         m.advance("d", Merged, 3).unwrap();
         m.advance("e", Skipped, 3).unwrap();
-        assert!(m.restore("a", true, false, 5).unwrap().is_empty());
+        assert!(m.restore("a", Mode::Run, false, 5).unwrap().is_empty());
         // The ref moved before the kill: recorded merged, pruned next.
-        let landed = m.restore("b", true, true, 5).unwrap();
+        let landed = m.restore("b", Mode::Run, true, 5).unwrap();
         assert_eq!(tags(&landed), ["save", "emit merged"]);
         assert_eq!(state(&m, "b"), Merged);
         // It never moved: merged again.
-        assert!(m.restore("c", true, false, 5).unwrap().is_empty());
+        assert!(m.restore("c", Mode::Run, false, 5).unwrap().is_empty());
         let c = m.record.instance("c").unwrap();
         assert_eq!(
             (c.state, c.merged_commit.as_deref()),
             (Succeeded, Some("m-c"))
         );
-        assert!(m.restore("d", true, false, 5).unwrap().is_empty());
-        assert!(m.restore("e", true, false, 5).unwrap().is_empty());
+        assert!(m.restore("d", Mode::Run, false, 5).unwrap().is_empty());
+        assert!(m.restore("e", Mode::Run, false, 5).unwrap().is_empty());
         assert_eq!(m.merges_waiting(), 2);
         assert_eq!(m.prunes_waiting(), 2);
         // Out or waiting for a fix: recover.rs's.
         let mut m = machine(&["a"], &[], 1, policy());
         m.advance("a", Creating, 1).unwrap();
         assert!(matches!(
-            m.restore("a", true, false, 2),
+            m.restore("a", Mode::Run, false, 2),
             Err(MachineError::NotRestorable { .. })
         ));
     }
@@ -1801,7 +1818,7 @@ mod handle_tests {
             },
         );
         walk_to_succeeded(&mut m, "a");
-        m.restore("a", true, false, 5).unwrap();
+        m.restore("a", Mode::Run, false, 5).unwrap();
         assert_eq!(m.merges_waiting(), 0);
         // `treefarm merge` merges it.
         let mut m = machine(
@@ -1814,7 +1831,7 @@ mod handle_tests {
             },
         );
         walk_to_succeeded(&mut m, "a");
-        m.restore("a", false, false, 5).unwrap();
+        m.restore("a", Mode::MergeOnly, false, 5).unwrap();
         assert_eq!(m.merges_waiting(), 1);
     }
 
@@ -1942,7 +1959,7 @@ mod handle_tests {
     fn nothing_starts_while_stopping() {
         let mut m = machine(&["a"], &[], 1, policy());
         m.handle(Input::Signal(Signal::Hangup), 1).unwrap();
-        assert!(m.start(true, 2).unwrap().is_empty());
+        assert!(m.start(Mode::Run, 2).unwrap().is_empty());
         assert_eq!(state(&m, "a"), Pending);
     }
 
@@ -2161,7 +2178,7 @@ mod handle_tests {
         let a = m.record.instance("a").unwrap();
         assert_eq!(a.state, Running);
         assert!(a.interrupted);
-        assert!(m.ends_interrupted(false, true));
+        assert!(m.ends_interrupted(false, Mode::Run));
     }
 
     #[test]

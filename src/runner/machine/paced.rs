@@ -57,7 +57,7 @@ impl RunMachine {
     /// as the window and the start interval allow, in the order resume
     /// found them.
     pub(super) fn launch_held(&mut self, out: &mut Vec<Action>, now: u64) {
-        if self.stopping || self.no_new_starts() {
+        if self.stopping() || self.no_new_starts() {
             return;
         }
         while !self.held.is_empty() && self.room(now) > 0 {
@@ -138,7 +138,7 @@ impl RunMachine {
     /// or the start interval lets a waiting start go. `None`: only an event
     /// can change what starts.
     pub fn next_deadline(&self, now: u64) -> Option<u64> {
-        if self.stopping || self.no_new_starts() {
+        if self.stopping() || self.no_new_starts() {
             return None;
         }
         let backoff = self
@@ -267,7 +267,7 @@ impl RunMachine {
                     }));
                 }
                 self.window_changed(out, before);
-                let (stopping, budget) = (self.stopping, self.no_new_starts());
+                let (stopping, budget) = (self.stopping(), self.no_new_starts());
                 let inst = self.inst(id)?;
                 if budget {
                     inst.interrupted = true;
@@ -317,7 +317,7 @@ mod tests {
     use crate::merge::MergeResult;
     use crate::runner::machine::Policy;
     use crate::runner::messages::AgentEvent;
-    use crate::runner::messages::{Input, LaneMsg};
+    use crate::runner::messages::{Input, LaneMsg, Mode};
     use crate::runner::messages::{InstanceMsg, Verdict, Work};
     use crate::state::{RunRecord, RunState};
 
@@ -381,7 +381,7 @@ mod tests {
 
     /// The ids `start` plants at `now` (the loop's turn), planted at once.
     fn start_at(m: &mut RunMachine, now: u64) -> Vec<String> {
-        let actions = m.start(true, now).expect("start");
+        let actions = m.start(Mode::Run, now).expect("start");
         let mut ids = Vec::new();
         for a in actions {
             match a {
@@ -495,7 +495,7 @@ mod tests {
             2_200,
         );
         assert_eq!(limits(&out), [2], "a clean finish grows the window");
-        let actions = m.start(true, 2_300).expect("start");
+        let actions = m.start(Mode::Run, 2_300).expect("start");
         let launch = actions
             .iter()
             .find_map(|a| match a {
@@ -596,7 +596,7 @@ mod tests {
                 .any(|e| matches!(e, Event::Failed { reason: r, .. } if *r == reason)),
             "{out:?}"
         );
-        assert!(m.is_over(false));
+        assert!(m.is_over(Mode::Run));
     }
 
     #[test]
@@ -638,7 +638,7 @@ mod tests {
             InstanceMsg::Done(Verdict::Succeeded(work())),
             20,
         );
-        let actions = m.start(true, 30).expect("start");
+        let actions = m.start(Mode::Run, 30).expect("start");
         assert!(
             actions.iter().all(|a| !matches!(a, Action::Plant { .. })),
             "{actions:?}"
@@ -654,9 +654,9 @@ mod tests {
             40,
         )
         .expect("merged");
-        assert!(m.is_over(false), "over with specs left");
+        assert!(m.is_over(Mode::Run), "over with specs left");
         assert_eq!(m.next_deadline(40), None);
-        m.finish(true, 50);
+        m.finish(Mode::Run, 50);
         assert_eq!(m.record.state, RunState::Interrupted, "resumable");
         let states: Vec<_> = m.record.instances.iter().map(|i| i.state).collect();
         assert_eq!(
@@ -697,7 +697,7 @@ mod tests {
 
         // The same budget: reached again before anything starts.
         let mut again = machine_from(record.clone(), 2, pacing(2, 0, 3), budget(100));
-        let actions = again.start(true, 100).expect("start");
+        let actions = again.start(Mode::Run, 100).expect("start");
         assert!(actions
             .iter()
             .any(|a| matches!(a, Action::Emit(Event::BudgetReached { .. }))));
@@ -841,12 +841,18 @@ mod tests {
         // The window grew to 2, but the start interval (50 ms after a's
         // start at 100) spaces the starts.
         assert_eq!(resumed.pacer.window.limit(), 2);
-        assert!(launched(&resumed.start(true, 120).expect("start")).is_empty());
+        assert!(launched(&resumed.start(Mode::Run, 120).expect("start")).is_empty());
         assert_eq!(resumed.next_deadline(120), Some(150));
-        assert_eq!(launched(&resumed.start(true, 150).expect("start")), ["b"]);
-        assert!(launched(&resumed.start(true, 160).expect("start")).is_empty());
+        assert_eq!(
+            launched(&resumed.start(Mode::Run, 150).expect("start")),
+            ["b"]
+        );
+        assert!(launched(&resumed.start(Mode::Run, 160).expect("start")).is_empty());
         assert_eq!(resumed.next_deadline(160), Some(200));
-        assert_eq!(launched(&resumed.start(true, 200).expect("start")), ["c"]);
+        assert_eq!(
+            launched(&resumed.start(Mode::Run, 200).expect("start")),
+            ["c"]
+        );
     }
 
     #[test]

@@ -156,10 +156,10 @@ impl<'r> Dispatcher<'r> {
             // Planting and pruning journal what they depend on first; a
             // merge computes while the journal is written below, and
             // journals its intent before the target ref moves.
-            let start = self.m.start(self.mode == Mode::Run, now_ms())?;
+            let start = self.m.start(self.mode, now_ms())?;
             self.perform(start)?;
             self.flush()?;
-            if self.m.is_over(self.mode == Mode::MergeOnly) {
+            if self.m.is_over(self.mode) {
                 break;
             }
             // A backoff ending or the start interval passing wakes the loop
@@ -391,7 +391,7 @@ impl<'r> Dispatcher<'r> {
 
     fn finish(mut self) -> Result<(RunRecord, Summary), RunnerError> {
         let now = now_ms();
-        let end = self.m.finish(self.mode == Mode::Run, now);
+        let end = self.m.finish(self.mode, now);
         self.perform(end)?;
         let target_commit = Repo::discover(&self.opts.repo_root)
             .ok()

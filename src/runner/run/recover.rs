@@ -156,8 +156,7 @@ impl Dispatcher<'_> {
                 | InstanceState::Pruned => {
                     // Only a merge under way needs git's word.
                     let landed = inst.state == InstanceState::Merging && self.merge_landed(inst)?;
-                    let run = self.mode == Mode::Run;
-                    let actions = self.m.restore(&id, run, landed, now_ms())?;
+                    let actions = self.m.restore(&id, self.mode, landed, now_ms())?;
                     self.perform(actions)?;
                 }
             }
