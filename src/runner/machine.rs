@@ -26,8 +26,8 @@ use crate::policy::Budget;
 use crate::report::events::AttemptResult;
 use crate::report::Event;
 use crate::runner::messages::{
-    Action, AgentEnd, AgentEvent, Input, InstanceMsg, LaneMsg, Launch, Mode, Planted, Signal, Stop,
-    Verdict, Work,
+    Action, AgentEnd, AgentEvent, Input, InstanceMsg, LaneMsg, Launch, Mode, Planted, Signal,
+    Start, Stop, Verdict, Work,
 };
 use crate::schedule::{Restored, Scheduler};
 use crate::state::{slot_port, RunOptions};
@@ -525,20 +525,7 @@ impl RunMachine {
                 self.advance(&id, InstanceState::Creating, now)?;
                 self.inst(&id)?.slot = Some(slot);
                 self.plant_began.insert(id.clone(), now);
-                launches.push(Launch {
-                    id,
-                    slot,
-                    start_commit: String::new(),
-                    attempt: 1,
-                    reattach: None,
-                    exited: None,
-                    setup: true,
-                    ended: None,
-                    terminating: None,
-                    timeout_left: None,
-                    retries_left: None,
-                    resolve: false,
-                });
+                launches.push(Launch::fresh(id, slot, String::new(), 1, true));
             }
             out.push(Action::Save);
             out.push(Action::Flush);
@@ -676,18 +663,27 @@ impl RunMachine {
         inst.reason = None;
         inst.interrupted = false;
         inst.retry_at_ms = None;
+        // What `recover` found is one of: a live agent (maybe being
+        // terminated), an ended termination, an exit code, or nothing.
+        let start = match (found.live, found.ended, found.exited) {
+            (Some(handle), _, _) => Start::Reattach {
+                handle,
+                terminating: found.terminating,
+                timeout_left: deadline_ms
+                    .map(|d| std::time::Duration::from_millis(d.saturating_sub(now))),
+            },
+            (None, Some(why), _) => Start::Ended(why),
+            (None, None, Some(code)) => Start::Ended(AgentEnd::Exited(code)),
+            (None, None, None) => Start::Fresh {
+                setup: state != InstanceState::Running,
+            },
+        };
         let launch = Launch {
             id: id.to_string(),
             slot: found.slot,
             start_commit: found.start_commit,
             attempt: next,
-            reattach: found.live,
-            exited: found.exited,
-            setup: state != InstanceState::Running,
-            ended: found.ended,
-            terminating: found.terminating,
-            timeout_left: deadline_ms
-                .map(|d| std::time::Duration::from_millis(d.saturating_sub(now))),
+            start,
             retries_left,
             resolve,
         };
@@ -716,12 +712,7 @@ impl RunMachine {
         // start interval like any start (`on_planted` holds them).
         self.hold_after_plant = launches
             .iter()
-            .filter(|l| {
-                l.reattach.is_none()
-                    && l.exited.is_none()
-                    && l.ended.is_none()
-                    && l.terminating.is_none()
-            })
+            .filter(|l| l.is_fresh())
             .map(|l| l.id.clone())
             .collect();
         self.other_in_flight += 1;
@@ -1864,12 +1855,15 @@ mod handle_tests {
         let (launch, actions) = m.resume_out("a", found, 400).unwrap();
         assert_eq!(tags(&actions), ["note"]);
         assert_eq!(
-            (launch.attempt, launch.reattach, launch.setup),
-            (2, Some((7, 70)), false)
-        );
-        assert_eq!(
-            launch.timeout_left,
-            Some(std::time::Duration::from_millis(600))
+            (launch.attempt, launch.start),
+            (
+                2,
+                Start::Reattach {
+                    handle: (7, 70),
+                    terminating: None,
+                    timeout_left: Some(std::time::Duration::from_millis(600)),
+                }
+            )
         );
         let a = m.record.instance("a").unwrap();
         assert_eq!(
@@ -1890,17 +1884,23 @@ mod handle_tests {
             panic!("{actions:?}")
         };
         assert!(text.contains("exit code 3"), "{text}");
-        assert_eq!((launch.attempt, launch.exited), (1, Some(3)));
+        assert_eq!(
+            (launch.attempt, launch.start),
+            (1, Start::Ended(AgentEnd::Exited(3)))
+        );
         // Gone without a trace: the next attempt, in its worktree.
         let mut m = out_instance(Running);
         let (launch, actions) = m.resume_out("a", Found::default(), 5).unwrap();
         assert_eq!(tags(&actions), ["note"]);
-        assert_eq!((launch.attempt, launch.setup), (2, false));
+        assert_eq!(
+            (launch.attempt, launch.start),
+            (2, Start::Fresh { setup: false })
+        );
         // Killed while planting: planted again, set up, no note.
         let mut m = out_instance(Creating);
         let (launch, actions) = m.resume_out("a", Found::default(), 5).unwrap();
         assert!(actions.is_empty(), "{actions:?}");
-        assert!(launch.setup);
+        assert_eq!(launch.start, Start::Fresh { setup: true });
         // A timeout whose termination finished meanwhile: judged as such.
         let mut m = out_instance(Running);
         let found = Found {
@@ -1913,7 +1913,7 @@ mod handle_tests {
         };
         assert!(text.contains("while treefarm was not running"), "{text}");
         assert_eq!(launch.attempt, 1);
-        assert!(matches!(launch.ended, Some(AgentEnd::TimedOut)));
+        assert_eq!(launch.start, Start::Ended(AgentEnd::TimedOut));
     }
 
     #[test]
@@ -1935,20 +1935,7 @@ mod handle_tests {
 
         let mut m = machine(&["a"], &[], 1, policy());
         assert!(m.replant(Vec::new()).is_empty());
-        let launch = Launch {
-            id: "a".into(),
-            slot: 0,
-            start_commit: "c".into(),
-            attempt: 2,
-            reattach: None,
-            exited: None,
-            setup: false,
-            ended: None,
-            terminating: None,
-            timeout_left: None,
-            retries_left: None,
-            resolve: false,
-        };
+        let launch = Launch::fresh("a".into(), 0, "c".into(), 2, false);
         let actions = m.replant(vec![launch]);
         assert_eq!(tags(&actions), ["save", "flush", "plant a"]);
         assert!(matches!(actions[2], Action::Plant { reuse: true, .. }));

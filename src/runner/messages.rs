@@ -257,6 +257,59 @@ pub struct Work {
     pub scope_creep: Vec<String>,
 }
 
+/// How an instance task begins (`resume` finds which; a plain start is
+/// always [`Start::Fresh`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// A new attempt; run `setup` first unless the instance was set up
+    /// before (a resumed `running` instance, a retry, a resolve attempt).
+    Fresh { setup: bool },
+    /// A live agent left by a previous coordinator: re-attach and follow it.
+    Reattach {
+        /// The local executor's handle: (pid, start time).
+        handle: (u32, u64),
+        /// An earlier coordinator was terminating it for this reason;
+        /// SIGKILL is due at the given time (ms since the epoch). Finished
+        /// on time; the reason is the result.
+        terminating: Option<(AgentEnd, u64)>,
+        /// What is left of the attempt's timeout.
+        timeout_left: Option<std::time::Duration>,
+    },
+    /// The attempt already ended while no coordinator watched: its exit
+    /// code (from its exit file), or the reason of a termination an earlier
+    /// coordinator began and whose group is gone now. Go straight to
+    /// judging it.
+    Ended(AgentEnd),
+}
+
+impl Launch {
+    /// A launch starting a new attempt, with no retries decided by the
+    /// machine and no conflict to resolve.
+    pub fn fresh(
+        id: String,
+        slot: usize,
+        start_commit: String,
+        attempt: u32,
+        setup: bool,
+    ) -> Launch {
+        Launch {
+            id,
+            slot,
+            start_commit,
+            attempt,
+            start: Start::Fresh { setup },
+            retries_left: None,
+            resolve: false,
+        }
+    }
+
+    /// Whether this launch starts a new attempt (not re-attached, not
+    /// already ended).
+    pub fn is_fresh(&self) -> bool {
+        matches!(self.start, Start::Fresh { .. })
+    }
+}
+
 /// Where an instance starts.
 #[derive(Debug, Clone)]
 pub struct Launch {
@@ -265,22 +318,9 @@ pub struct Launch {
     pub start_commit: String,
     /// The number of the next attempt.
     pub attempt: u32,
-    /// A live agent left by a previous coordinator: (pid, start time).
-    pub reattach: Option<(u32, u64)>,
-    /// The agent already ended (exit code known from its exit file): go
-    /// straight to committing and auditing.
-    pub exited: Option<i32>,
-    /// Run `setup` first (false when resuming an instance already set up).
-    pub setup: bool,
-    /// The attempt's result is already known (a timeout whose termination
-    /// an earlier coordinator began and whose group is gone now).
-    pub ended: Option<AgentEnd>,
-    /// The re-attached agent (`reattach`) was being terminated for this
-    /// reason by an earlier coordinator; SIGKILL is due at the given time
-    /// (ms since the epoch). Finished on time; the reason is the result.
-    pub terminating: Option<(AgentEnd, u64)>,
-    /// What is left of the re-attached attempt's timeout.
-    pub timeout_left: Option<std::time::Duration>,
+    /// How the instance task begins: a new attempt, a live agent to
+    /// re-attach to, or an attempt whose end is already known.
+    pub start: Start,
     /// Set when the spec starts again after a rate-limited attempt: the
     /// retries it has left (rate-limited attempts use none up).
     pub retries_left: Option<u32>,

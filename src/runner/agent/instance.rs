@@ -15,7 +15,7 @@ use crate::git::Repo;
 use crate::runner::agent::audit::{collect_work, private_git_dir};
 use crate::runner::agent::executor::{AgentJob, Executor};
 use crate::runner::agent::local::Local;
-use crate::runner::messages::{AgentEnd, InstanceMsg, Launch, Stop, Verdict, Work};
+use crate::runner::messages::{AgentEnd, InstanceMsg, Launch, Start, Stop, Verdict, Work};
 use crate::runner::slot::shared_git;
 use crate::spec::Spec;
 use crate::state::RunOptions;
@@ -56,7 +56,14 @@ pub async fn run_instance(
             return;
         }
     };
-    if launch.resolve && launch.reattach.is_none() && launch.exited.is_none() {
+    // A resolve attempt's merge state is handed to the worktree unless its
+    // agent is still out there or left an exit code (a termination found
+    // ended is prepared again, as it always was).
+    let handed_back = matches!(
+        launch.start,
+        Start::Reattach { .. } | Start::Ended(AgentEnd::Exited(_))
+    );
+    if launch.resolve && !handed_back {
         let (opts2, dir2, spec2, wt) = (opts.clone(), dir.clone(), spec.clone(), worktree.clone());
         let prepared = tokio::task::spawn_blocking(move || {
             crate::runner::agent::handback::prepare(&opts2, &dir2, &spec2, &wt)
@@ -83,22 +90,14 @@ pub async fn run_instance(
         }
     }
     let git_dir = private_git_dir(&dir, &id);
-    if launch.reattach.is_none()
-        && launch.exited.is_none()
-        && launch.ended.is_none()
-        && !launch.resolve
-    {
+    if launch.is_fresh() && !launch.resolve {
         if let Err(reason) = private_git(&opts, &worktree, &spec.branch(), &git_dir) {
             send(InstanceMsg::Done(Verdict::failed_early(reason)));
             return;
         }
     }
 
-    if launch.setup
-        && launch.reattach.is_none()
-        && launch.exited.is_none()
-        && launch.ended.is_none()
-    {
+    if launch.start == (Start::Fresh { setup: true }) {
         match setup(&opts, &worktree, &job, stop.clone()).await {
             Ok(()) => {}
             Err(SetupFailure::Stopped) => {
@@ -113,7 +112,10 @@ pub async fn run_instance(
     }
 
     // The agent, re-attached or fresh, then retries.
-    let mut last = launch.ended.clone().or(launch.exited.map(AgentEnd::Exited));
+    let mut last = match &launch.start {
+        Start::Ended(end) => Some(end.clone()),
+        _ => None,
+    };
     // An exit recorded while no coordinator watched is the result of attempt
     // `launch.attempt`: the next one, if any, is a retry like any other.
     let mut attempt = if last.is_some() {
@@ -121,8 +123,16 @@ pub async fn run_instance(
     } else {
         launch.attempt
     };
-    let mut reattach = launch.reattach;
-    let mut terminating = launch.terminating.clone();
+    // The live agent a previous coordinator left, followed by the first
+    // turn of the loop only.
+    let mut reattach = match &launch.start {
+        Start::Reattach {
+            handle,
+            terminating,
+            timeout_left,
+        } => Some((*handle, terminating.clone(), *timeout_left)),
+        _ => None,
+    };
     // `1 + retries` attempts in all. An attempt that was re-attached or
     // whose result was found on resume is one of them (a resume grants no
     // extra retries); an interrupted attempt run again from scratch does not
@@ -132,9 +142,7 @@ pub async fn run_instance(
         // One attempt at resolving a conflict.
         _ if launch.resolve => launch.attempt.max(1),
         Some(left) => launch.attempt.max(1) + left,
-        None if launch.reattach.is_some() || last.is_some() => {
-            (1 + opts.retries).max(launch.attempt)
-        }
+        None if !launch.is_fresh() => (1 + opts.retries).max(launch.attempt),
         None => launch.attempt.max(1) + opts.retries,
     };
     // An exit 0 that left no commit and no change (`unchanged`) counts as a
@@ -194,20 +202,18 @@ pub async fn run_instance(
         }
         shared_git::agent_starting(&common_dir, &id);
         let end = match reattach.take() {
-            Some((pid, start)) => match terminating.take() {
+            Some((handle, terminating, timeout_left)) => match terminating {
                 Some((why, kill_at_ms)) => {
                     Local
-                        .finish_termination((pid, start), kill_at_ms, why, stop.clone())
+                        .finish_termination(handle, kill_at_ms, why, stop.clone())
                         .await
                 }
                 None => {
                     let mut job = job.clone();
-                    if let Some(left) = launch.timeout_left {
+                    if let Some(left) = timeout_left {
                         job.timeout = Some(left);
                     }
-                    Local
-                        .reattach((pid, start), &job, ev_tx, stop.clone())
-                        .await
+                    Local.reattach(handle, &job, ev_tx, stop.clone()).await
                 }
             },
             None => {
@@ -443,7 +449,7 @@ fn probe_ports(
     Option<String>,
 ) {
     let own = opts.port(launch.slot);
-    if launch.reattach.is_some() {
+    if matches!(launch.start, Start::Reattach { .. }) {
         return (None, own, None);
     }
     let slot = launch.slot;

@@ -84,18 +84,8 @@ impl RunMachine {
         out.push(Action::CrashPoint("resolving"));
         self.agents_in_flight += 1;
         out.push(Action::Launch(Launch {
-            id: id.to_string(),
-            slot,
-            start_commit,
-            attempt,
-            reattach: None,
-            exited: None,
-            setup: false,
-            ended: None,
-            terminating: None,
-            timeout_left: None,
-            retries_left: None,
             resolve: true,
+            ..Launch::fresh(id.to_string(), slot, start_commit, attempt, false)
         }));
         Ok(())
     }

@@ -117,18 +117,8 @@ impl RunMachine {
             self.relaunched.insert(id.clone());
             out.push(Action::Save);
             out.push(Action::Launch(Launch {
-                id,
-                slot,
-                start_commit,
-                attempt: w.attempt + 1,
-                reattach: None,
-                exited: None,
-                setup: false,
-                ended: None,
-                terminating: None,
-                timeout_left: None,
                 retries_left: Some(w.retries_left),
-                resolve: false,
+                ..Launch::fresh(id, slot, start_commit, w.attempt + 1, false)
             }));
         }
         Ok(())
@@ -317,7 +307,7 @@ mod tests {
     use crate::merge::MergeResult;
     use crate::runner::machine::Policy;
     use crate::runner::messages::AgentEvent;
-    use crate::runner::messages::{Input, LaneMsg, Mode};
+    use crate::runner::messages::{Input, LaneMsg, Mode, Start};
     use crate::runner::messages::{InstanceMsg, Verdict, Work};
     use crate::state::{RunRecord, RunState};
 
@@ -507,10 +497,10 @@ mod tests {
             (
                 launch.id.as_str(),
                 launch.attempt,
-                launch.setup,
+                &launch.start,
                 launch.retries_left
             ),
-            ("a", 2, false, Some(1)),
+            ("a", 2, &Start::Fresh { setup: false }, Some(1)),
             "next attempt in the same worktree, its retry unused"
         );
         assert_eq!(m.record.instance("a").expect("a").retry_at_ms, None);
