@@ -178,8 +178,8 @@ pub fn allowed(from: InstanceState, to: InstanceState) -> bool {
 pub struct RunMachine {
     /// The journal's content. Instance states change only through
     /// [`RunMachine::advance`].
-    pub record: RunRecord,
-    pub sched: Scheduler,
+    record: RunRecord,
+    sched: Scheduler,
     /// Slot numbers not held by a planted or running instance.
     free_slots: BTreeSet<usize>,
     /// Branches waiting for the merge lane, in (priority, order, id) order.
@@ -189,25 +189,25 @@ pub struct RunMachine {
     /// (priority, order) of every spec of the run.
     ranks: HashMap<String, (i64, usize)>,
     /// The instance the lane is merging.
-    pub merging: Option<String>,
+    merging: Option<String>,
     /// The lane is pruning.
-    pub pruning: bool,
+    pruning: bool,
     /// The run options decisions depend on.
-    pub policy: Policy,
+    policy: Policy,
     /// Where the signals have taken the run: `Run` until the first,
     /// `Graceful` after it, `Kill` after the second.
     stop: Stop,
     /// Instance tasks started and not yet done.
-    pub agents_in_flight: usize,
+    agents_in_flight: usize,
     /// Lane jobs (plant, merge, prune) started and not yet reported.
-    pub other_in_flight: usize,
+    other_in_flight: usize,
     /// What each succeeded agent committed (the merge's commit subjects).
-    pub works: HashMap<String, Work>,
+    works: HashMap<String, Work>,
     /// Rate-limit pacing: the concurrency window, the start gate, each
     /// spec's waits and every backoff (mirrored into `record.pacing`).
-    pub pacer: Pacer,
+    pacer: Pacer,
     /// `run.max_cost` / `run.max_tokens` as this coordinator enforces them.
-    pub budget: Budget,
+    budget: Budget,
     /// Specs waiting out a rate-limit backoff in their worktree (they keep
     /// their slot).
     waiting: BTreeMap<String, Waiting>,
@@ -224,7 +224,7 @@ pub struct RunMachine {
     /// room in the window (`merge.on_conflict: agent`).
     resolves_waiting: VecDeque<String>,
     /// The lane runs a merge-queue job (build or land).
-    pub queue_lane: bool,
+    queue_lane: bool,
     /// Merge-queue jobs waiting for the lane, in the planner's order.
     lane_jobs: VecDeque<Action>,
     /// Gate worktree slots not running a gate.
@@ -453,12 +453,14 @@ impl RunMachine {
             && self.queue_idle()
     }
 
-    /// Branches waiting for a merge.
+    /// Branches waiting for a merge (read by the tests).
+    #[cfg(test)]
     pub fn merges_waiting(&self) -> usize {
         self.merge_queue.len()
     }
 
-    /// Instances waiting for pruning.
+    /// Instances waiting for pruning (read by the tests).
+    #[cfg(test)]
     pub fn prunes_waiting(&self) -> usize {
         self.prune_queue.len()
     }
@@ -757,6 +759,45 @@ impl RunMachine {
     /// run): no new agent starts, running ones finish; `resume` goes on.
     pub(super) fn no_new_starts(&self) -> bool {
         self.record.budget_reached.is_some() || self.queue_stopped().is_some()
+    }
+
+    /// The run's record, as the journal writes it and the reporters show it.
+    pub fn record(&self) -> &RunRecord {
+        &self.record
+    }
+
+    /// The commit subjects of what `id`'s agent committed (for the merge
+    /// commit's message).
+    pub fn subjects_of(&self, id: &str) -> Vec<String> {
+        self.works
+            .get(id)
+            .map(|w| w.subjects.clone())
+            .unwrap_or_default()
+    }
+
+    /// The record, once the run is over.
+    pub fn into_record(self) -> RunRecord {
+        self.record
+    }
+
+    /// This coordinator takes the run over: `running`, under its pid (and
+    /// `/proc` start time, so a successor can tell it from a recycled pid).
+    pub fn take_over(&mut self, pid: u32, start_time: Option<u64>) {
+        self.record.state = RunState::Running;
+        self.record.coordinator_pid = pid;
+        self.record.coordinator_start = start_time;
+    }
+
+    /// `resume`, `treefarm merge`: where the scheduler puts an instance the
+    /// journal shows, before the machine decides how it continues.
+    pub fn reschedule(&mut self, id: &str, how: Restored) {
+        self.sched.restore(id, how);
+    }
+
+    /// `treefarm merge`: a branch whose hand-made fix is not concluded
+    /// stays settled and unmerged (its dependents are not started).
+    pub fn leave_unmerged(&mut self, id: &str) {
+        self.sched.settled(id, false);
     }
 
     /// A signal asked the run to stop (gracefully, or a second one: kill).

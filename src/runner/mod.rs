@@ -21,12 +21,12 @@
 //! [`crate::state::RunOptions`]; the pacing, budget and disk policies it
 //! applies are in [`crate::policy`].
 
-pub mod agent;
-pub mod error;
-pub mod machine;
-pub mod messages;
-pub mod run;
-pub mod slot;
+pub(crate) mod agent;
+pub(crate) mod error;
+pub(crate) mod machine;
+pub(crate) mod messages;
+pub(crate) mod run;
+pub(crate) mod slot;
 
 pub use agent::executor::{AgentJob, Executor};
 pub use agent::local::{

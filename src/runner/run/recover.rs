@@ -23,7 +23,7 @@ impl Dispatcher<'_> {
     /// control (resume, merge): the journal plus git say where each stands.
     pub(super) async fn reconcile(&mut self) -> Result<(), RunnerError> {
         self.clear_stale_git_locks()?;
-        let instances = self.m.record.instances.clone();
+        let instances = self.m.record().instances.clone();
         let mut replant = Vec::new();
         for inst in &instances {
             let id = inst.id.clone();
@@ -39,27 +39,25 @@ impl Dispatcher<'_> {
                 InstanceState::Conflicted if inst.resolving => {
                     // A conflict handed back to the agent, whose attempt
                     // never started: hand it back again.
-                    self.m.sched.restore(&id, Restored::AwaitingSettle);
+                    self.m.reschedule(&id, Restored::AwaitingSettle);
                     let actions = self.m.resume_resolve(&id, now_ms())?;
                     self.perform(actions)?;
                 }
                 InstanceState::Conflicted | InstanceState::Refused => {
                     if self.mode == Mode::MergeOnly {
-                        self.m.sched.restore(&id, Restored::AwaitingSettle);
+                        self.m.reschedule(&id, Restored::AwaitingSettle);
                         self.requeue_after_fix(&id).await?;
                     } else {
-                        self.m
-                            .sched
-                            .restore(&id, Restored::Settled { merged: false });
+                        self.m.reschedule(&id, Restored::Settled { merged: false });
                     }
                 }
                 InstanceState::Creating | InstanceState::Created | InstanceState::Running => {
                     if self.mode == Mode::MergeOnly {
                         // Still someone else's business; leave it alone.
-                        self.m.sched.restore(&id, Restored::Running);
+                        self.m.reschedule(&id, Restored::Running);
                         continue;
                     }
-                    self.m.sched.restore(&id, Restored::Running);
+                    self.m.reschedule(&id, Restored::Running);
                     let slot = self.m.claim_slot(inst.slot);
                     // A journal written before the field: the reason text.
                     let mut interrupted =
@@ -174,7 +172,7 @@ impl Dispatcher<'_> {
     /// runs again whatever it still needs.
     async fn end_orphan_gates(&mut self) {
         let groups = crate::procfs::groups_with_env(&[
-            ("TREEFARM_RUN_ID", &self.m.record.run_id),
+            ("TREEFARM_RUN_ID", &self.m.record().run_id),
             ("TREEFARM_GATE", "1"),
         ]);
         if groups.is_empty() {
@@ -200,7 +198,7 @@ impl Dispatcher<'_> {
                 "{id}: a merge is in progress in `{}`; conclude it (`git commit`) or abort it (`git merge --abort`), then run `treefarm merge` again",
                 worktree.display()
             ));
-            self.m.sched.settled(id, false);
+            self.m.leave_unmerged(id);
             return Ok(());
         }
         if worktree.exists() {
@@ -237,7 +235,7 @@ impl Dispatcher<'_> {
     fn clear_stale_git_locks(&mut self) -> Result<(), RunnerError> {
         if self
             .m
-            .record
+            .record()
             .instances
             .iter()
             .all(|i| i.state == InstanceState::Pending)
@@ -251,7 +249,7 @@ impl Dispatcher<'_> {
             layout::branch_lock(&common, &self.opts.target),
             layout::packed_refs_lock(&common),
         ];
-        for inst in &self.m.record.instances {
+        for inst in &self.m.record().instances {
             let branch = crate::spec::branch_for(&inst.id);
             candidates.push(layout::branch_lock(&common, &branch));
             if inst.agent_alive() {
@@ -287,7 +285,7 @@ impl Dispatcher<'_> {
     /// of an interrupted termination passes (else after `agent.kill_grace`).
     async fn end_orphans(&mut self, inst: &InstanceRecord, keep: Option<u32>) {
         let groups: Vec<u32> = crate::procfs::groups_with_env(&[
-            ("TREEFARM_RUN_ID", &self.m.record.run_id),
+            ("TREEFARM_RUN_ID", &self.m.record().run_id),
             ("TREEFARM_SPEC_ID", &inst.id),
         ])
         .into_iter()
@@ -325,7 +323,7 @@ impl Dispatcher<'_> {
             }
         }
         crate::procfs::group_leaders_with_env(&[
-            ("TREEFARM_RUN_ID", &self.m.record.run_id),
+            ("TREEFARM_RUN_ID", &self.m.record().run_id),
             ("TREEFARM_SPEC_ID", &inst.id),
         ])
         .pop()
