@@ -8,9 +8,11 @@
 //! `split-*/` the throwaway worktree (removed in every case; made anew at
 //! the same path when a round wrote outside the scratch folder, so a CLI
 //! that keys its conversations by the folder continues them) holding the
-//! scratch folder `.treefarm-split/`; `agent/` the agent's private folder
-//! (`tmp/` = `TMPDIR`, prompt, status, exit code, one log per round, the
-//! preset wrapper's record of its CLI's conversation `session-<cli>`);
+//! scratch folder `.treefarm-split/`; `coordinator` the pid and start time
+//! of the `treefarm` running the split (so `prune` leaves a running split
+//! alone); `agent/` the agent's private folder (`tmp/` = `TMPDIR`, prompt,
+//! status, exit code, one log per round, the preset wrapper's record of its
+//! CLI's conversation `session-<cli>`);
 //! `judge/` the spec folder `check` reads (existing specs and the rendered
 //! drafts); `drafts/` the last round's scratch folder, kept;
 //! `round-N.md` each round's diagnostics.
@@ -247,6 +249,33 @@ fn read_request(text: Option<&str>, from: Option<&Path>) -> anyhow::Result<Strin
 /// Where the scratch folder waits while the worktree is made anew.
 const SCRATCH_HOLD: &str = "scratch-hold";
 
+/// The file in a split's folder naming the `treefarm` that runs it.
+const SPLIT_COORDINATOR: &str = "coordinator";
+
+/// Writes `<dir>/coordinator`: this process's pid and start time (`prune`
+/// leaves a split whose coordinator is alive alone).
+fn write_coordinator(dir: &Path) -> anyhow::Result<()> {
+    let pid = std::process::id();
+    let start = crate::procfs::start_time(pid).map_or(String::new(), |t| t.to_string());
+    let path = dir.join(SPLIT_COORDINATOR);
+    std::fs::write(&path, format!("{pid} {start}\n"))
+        .with_context(|| format!("failed to write `{}`", path.display()))
+}
+
+/// True when the `treefarm` that wrote `<dir>/coordinator` still runs; a
+/// folder without that file (or with one it cannot read) is not running.
+pub(crate) fn split_running(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join(SPLIT_COORDINATOR)) else {
+        return false;
+    };
+    let mut words = text.split_whitespace();
+    let Some(pid) = words.next().and_then(|w| w.parse::<u32>().ok()) else {
+        return false;
+    };
+    let start = words.next().and_then(|w| w.parse::<u64>().ok());
+    crate::procfs::is_alive(pid, start)
+}
+
 /// Everything a split's rounds share.
 struct Workspace {
     dir: PathBuf,
@@ -369,6 +398,7 @@ pub fn split_specs(
     let agent_dir = dir.join("agent");
     std::fs::create_dir_all(agent_dir.join("tmp"))
         .with_context(|| format!("failed to create the split folder `{}`", dir.display()))?;
+    write_coordinator(&dir)?;
     let (command, agent_env) =
         crate::cli::run::agent_command(ctx, req.agent.as_deref(), &agent_dir)?;
     // Listening before the worktree exists: no signal can leave it behind.

@@ -889,3 +889,132 @@ fn split_aider_restores_its_chat_history_from_round_two() {
     );
     assert!(read(Path::new(history)).contains("#### round 1"));
 }
+
+/// The split folders under `.git/treefarm/splits`, sorted.
+fn split_folders(repo: &TestRepo) -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(repo.root.join(".git/treefarm/splits"))
+        .into_iter()
+        .flatten()
+        .map(|e| e.expect("entry").path())
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn prune_removes_finished_splits_and_what_a_killed_one_left_but_not_a_running_one() {
+    // A finished split (its agent failed): the folder with its logs stays.
+    let repo = split_repo("exit 3\n");
+    assert_exit(&repo.tf(&["split", REQUEST]), 1);
+    let finished = split_folders(&repo);
+    assert_eq!(finished.len(), 1);
+
+    // A running split: its agent waits.
+    std::fs::write(
+        repo.tmp.path().join("split-agent.sh"),
+        format!("{PRELUDE}echo $$ >\"$D/started.tmp\"\nmv \"$D/started.tmp\" \"$D/started\"\nexec sleep 60\n"),
+    )
+    .expect("agent");
+    let mut child = repo
+        .treefarm()
+        .args(["split", REQUEST])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn treefarm");
+    crate::common::wait_until_within(30, "a second split folder", || {
+        split_folders(&repo).len() == 2
+    });
+    let running = split_folders(&repo)
+        .into_iter()
+        .find(|f| !finished.contains(f))
+        .expect("the running split");
+    let worktree = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .expect("split folder")
+            .map(|e| e.expect("entry").path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("split-"))
+            })
+    };
+    crate::common::wait_until_within(30, "the agent started", || {
+        worktree(&running).is_some_and(|w| w.join(".treefarm-split/started").is_file())
+    });
+    let agent = crate::common::read_pid(
+        &worktree(&running)
+            .expect("worktree")
+            .join(".treefarm-split/started"),
+        10,
+    );
+
+    // --dry-run names the finished one and removes nothing.
+    let out = repo.tf(&["prune", "--dry-run"]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    let name = |dir: &Path| {
+        dir.file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned()
+    };
+    assert!(
+        err.contains(&format!("would remove split {}", name(&finished[0]))),
+        "{err}"
+    );
+    assert_eq!(split_folders(&repo).len(), 2);
+
+    let out = repo.tf(&["prune"]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("removed split {}", name(&finished[0]))),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "kept    split {}: its `treefarm split` is still running",
+            name(&running)
+        )),
+        "{err}"
+    );
+    assert_eq!(split_folders(&repo), std::slice::from_ref(&running));
+    assert_eq!(
+        worktree_count(&repo),
+        2,
+        "the running split's worktree stays"
+    );
+
+    // Killed for good: its throwaway worktree is left behind, and prune
+    // removes it with the folder.
+    child.kill().expect("kill -9 treefarm");
+    child.wait().expect("reap");
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &agent.to_string()])
+        .status();
+    crate::common::wait_until_within(10, "the agent gone", || crate::common::pid_dead(agent));
+    assert_eq!(worktree_count(&repo), 2);
+    let out = repo.tf(&["prune"]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "removed split {} and the throwaway worktree it left",
+            name(&running)
+        )),
+        "{err}"
+    );
+    assert!(split_folders(&repo).is_empty());
+    assert_eq!(
+        worktree_count(&repo),
+        1,
+        "{}",
+        repo.git(&["worktree", "list"])
+    );
+    assert!(
+        !repo
+            .git(&["for-each-ref", "--format=%(refname)"])
+            .contains("split-"),
+        "a temporary branch is left"
+    );
+}
