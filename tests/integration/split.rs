@@ -127,11 +127,7 @@ fn read(path: &Path) -> String {
 
 /// The split's folder (`.git/treefarm/splits/<id>`), the only one.
 fn only_split(repo: &TestRepo) -> PathBuf {
-    let splits = repo.root.join(".git/treefarm/splits");
-    let mut all: Vec<PathBuf> = std::fs::read_dir(&splits)
-        .expect("the splits folder")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let mut all = split_folders(repo);
     assert_eq!(all.len(), 1, "one split folder: {all:?}");
     all.pop().expect("one")
 }
