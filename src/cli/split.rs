@@ -396,9 +396,22 @@ pub fn split_specs(
     let id = crate::state::StateDir::new(&splits).new_run_id();
     let dir = splits.join(&id);
     let agent_dir = dir.join("agent");
+    // The folder appears with its `coordinator` file already in it (made
+    // beside it, then renamed), so `prune` never sees a running split's
+    // folder without the file that says it runs.
+    let staging = splits.join(format!(".{id}.new"));
+    std::fs::create_dir_all(&staging)
+        .with_context(|| format!("failed to create the split folder `{}`", staging.display()))?;
+    write_coordinator(&staging)?;
+    std::fs::rename(&staging, &dir).with_context(|| {
+        format!(
+            "failed to rename `{}` to `{}`",
+            staging.display(),
+            dir.display()
+        )
+    })?;
     std::fs::create_dir_all(agent_dir.join("tmp"))
         .with_context(|| format!("failed to create the split folder `{}`", dir.display()))?;
-    write_coordinator(&dir)?;
     let (command, agent_env) =
         crate::cli::run::agent_command(ctx, req.agent.as_deref(), &agent_dir)?;
     // Listening before the worktree exists: no signal can leave it behind.
