@@ -87,6 +87,8 @@ pid_of() { # name -> the live pid from its pid file, or nothing
     [ -s "$f" ] || return 1
     pid=$(cat "$f")
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    # A pid file left by a killed daemon may name a pid reused since.
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] || return 1
     printf '%s\n' "$pid"
 }
 
@@ -242,7 +244,7 @@ start() {
         }
     fi
     wait_idle
-    say "up: $(sinfo --noheader --format='%P %D node(s) %c CPUs %m MB %T') ($dir)"
+    say "up ($dir): $(sinfo --noheader --format='%P: %D node(s), %c CPUs, %m MB, %l, %T' | paste -sd ';' -)"
 }
 
 stop_one() {
