@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::capacity::Refusal;
 use crate::error::InputError;
 
 /// A Slurm command's failure names the command line and keeps its stderr; a
@@ -46,5 +47,38 @@ fn stderr_or_none(stderr: &str) -> String {
         "no message on stderr".to_string()
     } else {
         trimmed.to_string()
+    }
+}
+
+impl From<Refusal> for SlurmError {
+    fn from(r: Refusal) -> SlurmError {
+        SlurmError::Input(r.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_command_names_its_command_line_and_stderr() {
+        let err = SlurmError::Failed {
+            command: "sbatch --parsable --partition=gpu job.sh".into(),
+            status: "exit status: 1".into(),
+            stderr: "sbatch: error: invalid partition specified: gpu\n".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "`sbatch --parsable --partition=gpu job.sh` failed (exit status: 1): sbatch: error: invalid partition specified: gpu"
+        );
+        let silent = SlurmError::Failed {
+            command: "scancel 1".into(),
+            status: "exit status: 1".into(),
+            stderr: String::new(),
+        };
+        assert!(
+            silent.to_string().ends_with("no message on stderr"),
+            "{silent}"
+        );
     }
 }

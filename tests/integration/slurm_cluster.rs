@@ -359,6 +359,55 @@ async fn a_request_no_node_can_meet_is_refused_before_sbatch() {
 
 #[tokio::test]
 #[ignore = "needs the one-node Slurm cluster: scripts/test-slurm.sh"]
+async fn what_sbatch_refuses_comes_back_with_the_command_and_its_stderr() {
+    let mut b = Bench::new("refused");
+    let cap = b.capacity().await;
+    let (_, _, mem) = largest_node(&cap);
+    // Past the capacity check (which would refuse both first), straight to
+    // sbatch: more memory than the node has, and a partition that does not
+    // exist, are refused by sbatch itself.
+    let more_mem = SlurmConfig {
+        mem: Some(MemSize {
+            megabytes: mem.megabytes + 1,
+        }),
+        ..SlurmConfig::default()
+    };
+    let nowhere = SlurmConfig {
+        partition: Some("no-such-partition".into()),
+        ..SlurmConfig::default()
+    };
+    for (config, stderr) in [
+        (&more_mem, "Requested node configuration is not available"),
+        (&nowhere, "Invalid partition name specified"),
+    ] {
+        let name = b.name("x");
+        let script = b.script("x", "true");
+        let log = b.log("x");
+        let attempt = Attempt {
+            name: &name,
+            script: &script,
+            workdir: b.dir.path(),
+            log: &log,
+            agent_timeout: None,
+        };
+        let err = b.slurm.submit(config, &attempt).await.expect_err(stderr);
+        let text = err.to_string();
+        assert!(
+            matches!(err, treefarm::slurm::SlurmError::Failed { .. })
+                && text.starts_with("`sbatch --parsable ")
+                && text.contains(stderr),
+            "{text}"
+        );
+        // Should it have queued a job after all, the bench cancels it.
+        if let Ok(snap) = b.slurm.queue(std::slice::from_ref(&name)).await {
+            b.submitted.extend(snap.rows.iter().map(|r| r.id));
+        }
+    }
+    assert_eq!(b.slurm.counts().sbatch, 2);
+}
+
+#[tokio::test]
+#[ignore = "needs the one-node Slurm cluster: scripts/test-slurm.sh"]
 async fn one_scancel_cancels_every_job_of_the_run() {
     let mut b = Bench::new("cancel");
     let mut ids = Vec::new();
