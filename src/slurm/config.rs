@@ -112,88 +112,25 @@ const fn owned(long: &'static str, short: Option<char>, why: Owner) -> OwnedFlag
 }
 
 /// The `sbatch` flags refused in `extra_args`.
+#[rustfmt::skip]
 pub const OWNED_FLAGS: &[OwnedFlag] = &[
-    owned(
-        "--job-name",
-        Some('J'),
-        Owner::Treefarm("the job name is how treefarm finds an attempt's job again after a crash"),
-    ),
-    owned(
-        "--output",
-        Some('o'),
-        Owner::Treefarm("the job's log sits beside the attempt's other logs"),
-    ),
-    owned(
-        "--error",
-        Some('e'),
-        Owner::Treefarm("the job's stderr goes to its log"),
-    ),
-    owned(
-        "--open-mode",
-        None,
-        Owner::Treefarm("a requeued job appends to its log"),
-    ),
-    owned(
-        "--input",
-        Some('i'),
-        Owner::Treefarm("the job's wrapper decides the agent's stdin"),
-    ),
-    owned(
-        "--parsable",
-        None,
-        Owner::Treefarm("treefarm reads the job id from sbatch's answer"),
-    ),
-    owned(
-        "--wrap",
-        None,
-        Owner::Treefarm("the job runs treefarm's wrapper script"),
-    ),
-    owned(
-        "--chdir",
-        Some('D'),
-        Owner::Treefarm("the job runs in the spec's worktree"),
-    ),
-    owned(
-        "--signal",
-        None,
-        Owner::Treefarm("the wrapper is warned before the time limit"),
-    ),
-    owned(
-        "--export",
-        None,
-        Owner::Treefarm("the agent gets the run's environment"),
-    ),
-    owned(
-        "--export-file",
-        None,
-        Owner::Treefarm("the agent gets the run's environment"),
-    ),
-    owned(
-        "--array",
-        Some('a'),
-        Owner::Treefarm("each attempt is one job"),
-    ),
-    owned(
-        "--hold",
-        Some('H'),
-        Owner::Treefarm("a held job would never start"),
-    ),
-    owned(
-        "--dependency",
-        Some('d'),
-        Owner::Treefarm("treefarm orders the specs itself"),
-    ),
-    owned(
-        "--wait",
-        Some('W'),
-        Owner::Treefarm("sbatch must return as soon as the job is queued"),
-    ),
+    owned("--job-name", Some('J'), Owner::Treefarm("the job name is how treefarm finds an attempt's job again after a crash")),
+    owned("--output", Some('o'), Owner::Treefarm("the job's log sits beside the attempt's other logs")),
+    owned("--error", Some('e'), Owner::Treefarm("the job's stderr goes to its log")),
+    owned("--open-mode", None, Owner::Treefarm("a requeued job appends to its log")),
+    owned("--input", Some('i'), Owner::Treefarm("the job's wrapper decides the agent's stdin")),
+    owned("--parsable", None, Owner::Treefarm("treefarm reads the job id from sbatch's answer")),
+    owned("--wrap", None, Owner::Treefarm("the job runs treefarm's wrapper script")),
+    owned("--chdir", Some('D'), Owner::Treefarm("the job runs in the spec's worktree")),
+    owned("--signal", None, Owner::Treefarm("the wrapper is warned before the time limit")),
+    owned("--export", None, Owner::Treefarm("the agent gets the run's environment")),
+    owned("--export-file", None, Owner::Treefarm("the agent gets the run's environment")),
+    owned("--array", Some('a'), Owner::Treefarm("each attempt is one job")),
+    owned("--hold", Some('H'), Owner::Treefarm("a held job would never start")),
+    owned("--dependency", Some('d'), Owner::Treefarm("treefarm orders the specs itself")),
+    owned("--wait", Some('W'), Owner::Treefarm("sbatch must return as soon as the job is queued")),
     owned("--test-only", None, Owner::Treefarm("it submits nothing")),
-    owned(
-        "--clusters",
-        Some('M'),
-        Owner::Treefarm("squeue and scancel must see the job on the default cluster"),
-    ),
+    owned("--clusters", Some('M'), Owner::Treefarm("squeue and scancel must see the job on the default cluster")),
     owned("--requeue", None, Owner::Key("requeue")),
     owned("--no-requeue", None, Owner::Key("requeue")),
     owned("--partition", Some('p'), Owner::Key("partition")),
