@@ -193,11 +193,21 @@ munge_key() {
 
 # --- start / stop ------------------------------------------------------------
 wait_idle() {
-    local deadline=$((SECONDS + wait_secs)) state
+    local deadline=$((SECONDS + wait_secs)) state resumed=""
     while :; do
         state=$(sinfo --noheader --format=%T 2>/dev/null | head -n 1 || true)
         case $state in
         idle | mixed | allocated) return 0 ;;
+        down | drain*)
+            # The controller keeps node states across restarts: a test
+            # that was killed after `scontrol update state=down` would
+            # leave this cluster's only node down for good.
+            if [ -z "$resumed" ]; then
+                say "the node is $state from an earlier run ($(sinfo --noheader --Node --format=%E | head -n 1)): resuming it"
+                scontrol update nodename="$(hostname -s)" state=resume 2>/dev/null || true
+                resumed=yes
+            fi
+            ;;
         esac
         if [ $SECONDS -ge $deadline ]; then
             show_logs

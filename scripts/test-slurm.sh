@@ -16,20 +16,10 @@ cd "$(dirname "$0")/.."
 
 say() { printf 'test-slurm: %s\n' "$*" >&2; }
 
-started=""
+started=yes
 if scripts/slurm-cluster.sh status >/dev/null 2>&1; then
     say "the cluster is already up: using it, leaving it up"
-else
-    rc=0
-    scripts/slurm-cluster.sh start || rc=$?
-    case $rc in
-    0) started=yes ;;
-    3) exit 0 ;; # slurm-cluster.sh printed `SKIPPED: <reason>`
-    *)
-        say "the cluster did not start (exit $rc)"
-        exit "$rc"
-        ;;
-    esac
+    started=""
 fi
 stop() {
     if [ -n "$started" ]; then
@@ -37,6 +27,21 @@ stop() {
     fi
 }
 trap stop EXIT
+# Also when it is up: `start` waits for the node to be idle (and resumes it
+# if an earlier, killed test left it down).
+rc=0
+scripts/slurm-cluster.sh start || rc=$?
+case $rc in
+0) ;;
+3)
+    started="" # nothing was started
+    exit 0     # slurm-cluster.sh printed `SKIPPED: <reason>`
+    ;;
+*)
+    say "the cluster did not start (exit $rc)"
+    exit "$rc"
+    ;;
+esac
 
 eval "$(scripts/slurm-cluster.sh env)"
 say "$(sinfo --version) via SLURM_CONF=$SLURM_CONF"
