@@ -236,9 +236,22 @@ impl SlurmConfig {
     }
 }
 
-/// Refuses an owned flag anywhere in `args`, naming the argument.
+/// Refuses an owned flag anywhere in `args`, naming the argument; and
+/// anything that would end `sbatch`'s options early (`--`, or a word that
+/// is no option's value), since the first non-option is taken as the batch
+/// script and treefarm's own flags and wrapper would follow it as the
+/// script's arguments.
 fn check_extra_args(args: &[String], key: &str) -> Result<(), InputError> {
+    // Whether the previous argument may be waiting for its value as the
+    // next word (`--gres gpu:1`, `-w node1`).
+    let mut value_may_follow = false;
     for arg in args {
+        if arg == "--" {
+            return Err(InputError::new(format!(
+                "{key}.extra_args: `--` ends sbatch's options, and what follows would replace treefarm's job script"
+            ))
+            .with_hint("remove it"));
+        }
         if let Some(flag) = owned_flag_in(arg) {
             let message = format!(
                 "{key}.extra_args: `{arg}` sets `{}`, which treefarm sets itself",
@@ -250,6 +263,20 @@ fn check_extra_args(args: &[String], key: &str) -> Result<(), InputError> {
             };
             return Err(InputError::new(message).with_hint(hint));
         }
+        value_may_follow = match arg.strip_prefix('-') {
+            Some(long) if long.starts_with('-') => !long.contains('='),
+            Some(letters) if !letters.is_empty() => letters
+                .char_indices()
+                .find(|(_, c)| SHORT_WITH_VALUE.contains(*c))
+                .is_some_and(|(i, c)| i + c.len_utf8() == letters.len()),
+            _ if value_may_follow => false,
+            _ => {
+                return Err(InputError::new(format!(
+                    "{key}.extra_args: `{arg}` is not an option, so sbatch would take it as the job script"
+                ))
+                .with_hint("give sbatch options only, a value joined to its option (`--gres=gpu:1`)"));
+            }
+        };
     }
     Ok(())
 }
@@ -542,6 +569,30 @@ mod tests {
     }
 
     #[test]
+    fn what_would_end_sbatchs_options_early_is_refused() {
+        for args in [
+            vec!["--"],
+            vec!["other.sh"],
+            vec!["--gres=gpu:1", "other.sh"],
+            vec!["-v", "other.sh"],
+            vec!["-wnode1", "other.sh"],
+            vec!["--gres", "gpu:1", "other.sh"],
+        ] {
+            let c = SlurmConfig {
+                extra_args: args.iter().map(|a| a.to_string()).collect(),
+                ..SlurmConfig::default()
+            };
+            let err = c.validate("slurm").expect_err(&format!("{args:?}"));
+            let last = args.last().expect("an argument");
+            assert!(
+                err.message.contains(&format!("`{last}`")),
+                "{args:?}: {}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
     fn other_flags_pass() {
         let c = SlurmConfig {
             extra_args: vec![
@@ -555,6 +606,13 @@ mod tests {
                 // A value that happens to contain an owned letter.
                 "-wnode-c1".into(),
                 "-v".into(),
+                // Values as separate words.
+                "--gres".into(),
+                "gpu:1".into(),
+                "-w".into(),
+                "node1".into(),
+                "-vN".into(),
+                "1".into(),
             ],
             ..SlurmConfig::default()
         };
