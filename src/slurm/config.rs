@@ -170,10 +170,10 @@ impl SlurmConfig {
                 ),
             );
         }
-        if self.time.is_some_and(|t| t < Duration::from_secs(60)) {
+        if let Some(short) = self.time.filter(|t| *t < Duration::from_secs(60)) {
             return Err(InputError::new(format!(
                 "{key}.time: Slurm's time limits are whole minutes, `{}` is less than one",
-                humantime::format_duration(self.time.unwrap_or_default())
+                humantime::format_duration(short)
             ))
             .with_hint("write e.g. `30m` or `2h`"));
         }
