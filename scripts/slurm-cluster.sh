@@ -116,7 +116,9 @@ write_conf() {
     esac
     cpus=$(sed -n 's/.* CPUs=\([0-9]*\).*/\1/p' <<<"$node_line")
     mem=$(sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p' <<<"$node_line")
-    [ -n "$cpus" ] && [ -n "$mem" ] || die "cannot read CPUs and RealMemory from: $node_line"
+    if [ -z "$cpus" ] || [ -z "$mem" ]; then
+        die "cannot read CPUs and RealMemory from: $node_line"
+    fi
     # Memory is a consumable resource (so `--mem` is scheduled and a request
     # above the node's memory is impossible); a job that asks none gets its
     # share per CPU, not the whole node, so single-CPU jobs run side by side.
