@@ -26,6 +26,7 @@ pub mod procfs;
 pub mod report;
 pub mod runner;
 pub mod schedule;
+pub mod slurm;
 pub mod spec;
 pub mod split;
 pub mod state;

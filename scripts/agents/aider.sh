@@ -25,16 +25,17 @@ tf_begin
 
 # aider's history files default to the repository root, where treefarm's
 # auto-commit would pick them up: keep them beside the status file instead.
-tf_state_dir=""
-if [ -n "${TREEFARM_STATUS_FILE:-}" ]; then
-    tf_state_dir=$(dirname "$TREEFARM_STATUS_FILE")
-elif [ -n "${TREEFARM_PROMPT_FILE:-}" ]; then
-    tf_state_dir=$(dirname "$TREEFARM_PROMPT_FILE")
-fi
-if [ -z "$tf_state_dir" ] || [ ! -d "$tf_state_dir" ]; then
+tf_state_dir=$(tf_private_dir)
+if [ -z "$tf_state_dir" ]; then
     tf_state_dir=$(mktemp -d "${TMPDIR:-/tmp}/treefarm-aider.XXXXXX") || exit 2
 fi
 tf_hist="$tf_state_dir/aider-${TREEFARM_SPEC_ID:-agent}"
+# A split's rounds share one conversation: its chat history, in the split's
+# private folder (which treefarm's prune removes with the split).
+tf_split_session aider
+if [ -n "$tf_session_record" ]; then
+    tf_hist="$tf_state_dir/aider-split"
+fi
 
 # Flags, as documented in aider's options reference and scripting page
 # (aider.chat/docs/config/options.html, aider.chat/docs/scripting.html):
@@ -72,6 +73,13 @@ set -- --message-file "$tf_prompt_file" --yes-always --auto-commits --no-gitigno
 # agent); no repo map either, whose cache aider would write there.
 if [ "${TREEFARM_MODE:-}" = split ]; then
     set -- "$@" --no-git --map-tokens 0
+    # Every round after the first continues the conversation of the rounds
+    # before: --restore-chat-history loads the chat history file (the
+    # earlier prompts and replies) into the chat before the new message.
+    # aider has no session ids; the history file is the conversation.
+    if [ -n "$tf_session_record" ] && [ -s "$tf_hist.chat.history.md" ]; then
+        set -- "$@" --restore-chat-history
+    fi
 fi
 # --model and TREEFARM_AGENT_EXTRA_ARGS (common.sh).
 eval "set -- \"\$@\" $(tf_agent_options)"

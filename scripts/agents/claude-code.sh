@@ -75,6 +75,24 @@ TF_CMDS
 else
     set -- "$@" --dangerously-skip-permissions
 fi
+# treefarm split: every round after the first continues the conversation of
+# the rounds before (the CLI sees its earlier drafts and reasoning, then the
+# new prompt naming DIAGNOSTICS.md), by the session id treefarm chose
+# (TREEFARM_SPLIT_SESSION, a UUID, recorded by tf_split_session once Claude
+# Code reported it):
+#   --session-id <uuid>  start the conversation under that id;
+#   --resume <uuid>      continue it (also a round run again after a rate
+#                        limit, once the conversation was started: its id
+#                        would be "already in use"). Sessions live in the
+#                        CLI's own state, ~/.claude/projects/<cwd>/, found by
+#                        the folder: treefarm keeps the split's worktree at
+#                        one path for all its rounds.
+tf_split_session claude
+if [ -n "$tf_session_id" ]; then
+    set -- "$@" --resume "$tf_session_id"
+elif [ -n "$tf_session_record" ]; then
+    set -- "$@" --session-id "$TREEFARM_SPLIT_SESSION"
+fi
 # --model and TREEFARM_AGENT_EXTRA_ARGS (common.sh).
 eval "set -- \"\$@\" $(tf_agent_options)"
 

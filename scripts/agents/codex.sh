@@ -68,6 +68,16 @@ fi
 set -- "$@" --json --color never
 # --model and TREEFARM_AGENT_EXTRA_ARGS (common.sh).
 eval "set -- \"\$@\" $(tf_agent_options)"
+# treefarm split: every round after the first continues the conversation of
+# the rounds before. `codex exec` cannot be given a session id: the wrapper
+# records the one Codex reports (`thread.started`, thread_id) and continues it
+#   resume <id>    after exec's own options (which apply to it too): the
+#                  session by id, from $CODEX_HOME/sessions (the CLI's own
+#                  state); never `--last`, which could be another session.
+tf_split_session codex
+if [ -n "$tf_session_id" ]; then
+    set -- "$@" resume "$tf_session_id"
+fi
 set -- "$@" -
 
 tf_status working 10 "$tf_display is working"

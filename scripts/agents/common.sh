@@ -12,7 +12,7 @@
 # Environment read here (see the README, section Agents): TREEFARM_STATUS_FILE,
 # TREEFARM_USAGE_FILE, TREEFARM_WORKTREE, TREEFARM_PROMPT_FILE,
 # TREEFARM_SPEC_FILE, TREEFARM_FILES, TREEFARM_BRANCH, TREEFARM_AGENT_MODEL,
-# TREEFARM_AGENT_EXTRA_ARGS.
+# TREEFARM_AGENT_EXTRA_ARGS, and in a split TREEFARM_MODE and TREEFARM_SPLIT_SESSION.
 set -u
 
 # Writes {"state","progress","message"} atomically: a temp file beside the
@@ -86,6 +86,43 @@ tf_agent_options() {
     printf '%s\n' "${TREEFARM_AGENT_EXTRA_ARGS:-}"
 }
 
+# The agent's private folder (the instance directory; a split's `agent/`):
+# the status file's folder, else the prompt file's; empty when neither names
+# an existing folder.
+tf_private_dir() {
+    for tf_f in "${TREEFARM_STATUS_FILE:-}" "${TREEFARM_PROMPT_FILE:-}"; do
+        [ -n "$tf_f" ] || continue
+        tf_d=$(dirname "$tf_f")
+        if [ -d "$tf_d" ]; then
+            printf '%s\n' "$tf_d"
+            return 0
+        fi
+    done
+    return 0
+}
+
+# treefarm split (TREEFARM_MODE=split) runs the agent once per round, with
+# the same TREEFARM_SPLIT_SESSION (a UUID) every round. A wrapper continues
+# its CLI's conversation of the earlier rounds: the id of that conversation,
+# as the CLI reported it when it started (tf_events writes it), is kept in
+# the private folder as `session-<cli>` ($1). Sets tf_session_record (that
+# file; empty when this is not a split, so nothing is continued) and
+# tf_session_id (the id to continue; empty while none was started).
+tf_split_session() {
+    tf_session_record=""
+    tf_session_id=""
+    if [ "${TREEFARM_MODE:-}" != split ] || [ -z "${TREEFARM_SPLIT_SESSION:-}" ]; then
+        return 0
+    fi
+    tf_session_dir=$(tf_private_dir)
+    [ -n "$tf_session_dir" ] || return 0
+    tf_session_record="$tf_session_dir/session-$1"
+    if [ -s "$tf_session_record" ]; then
+        tf_session_id=$(head -n 1 "$tf_session_record")
+    fi
+    return 0
+}
+
 # Where the usage report goes: TREEFARM_USAGE_FILE, else usage.json beside
 # the status file (both in the instance directory), else nowhere.
 tf_usage_file() {
@@ -131,7 +168,8 @@ tf_run_streaming() {
 # aider's `Tokens: N sent, M received. Cost: $x message, $y session.` lines.
 tf_events() {
     awk -v kind="$1" -v status="${TREEFARM_STATUS_FILE:-}" -v wt="${TREEFARM_WORKTREE:-}" -v who="$tf_display" \
-        -v usagefile="$(tf_usage_file)" -v cfgmodel="${TREEFARM_AGENT_MODEL:-}" '
+        -v usagefile="$(tf_usage_file)" -v cfgmodel="${TREEFARM_AGENT_MODEL:-}" \
+        -v sessionfile="${tf_session_record:-}" '
 function jstr(line, key,    i, s, c, out) {
     i = index(line, "\"" key "\":")
     if (i == 0) return ""
@@ -223,7 +261,16 @@ function denials(line,    n, parts, i) {
         }
     }
 }
-BEGIN { turns = 0; seen = 0; uin = 0; uout = 0; ucost = 0; hascost = 0; umodel = "" }
+# The conversation the CLI reports it runs, for the next round of a split
+# (tf_split_session): written once per id, atomically.
+function session(id,    tmp) {
+    if (sessionfile == "" || id == "" || id == "null" || id == sid) return
+    sid = id; tmp = sessionfile ".tmp.ev"
+    printf "%s\n", id > tmp
+    close(tmp)
+    system("mv -f " q(tmp) " " q(sessionfile) " 2>/dev/null")
+}
+BEGIN { turns = 0; seen = 0; uin = 0; uout = 0; ucost = 0; hascost = 0; umodel = ""; sid = "" }
 END { write_usage() }
 {
     line = $0
@@ -259,10 +306,12 @@ END { write_usage() }
             print "[" who "] api retry " jstr(line, "attempt") "/" jstr(line, "max_retries") " in " jstr(line, "retry_delay_ms") " ms: status " jstr(line, "error_status") " " jstr(line, "error"); fflush()
         } else if (type == "system") {
             print "[" who "] session started (model " jstr(line, "model") ")"; fflush()
+            if (jstr(line, "subtype") == "init") session(jstr(line, "session_id"))
             if (jstr(line, "model") != "") umodel = jstr(line, "model")
         }
     } else if (kind == "codex") {
-        if (type == "turn.started") turns++
+        if (type == "thread.started") session(jstr(line, "thread_id"))
+        else if (type == "turn.started") turns++
         else if (type == "item.started" || type == "item.completed") {
             it = jstr(line, "type"); il = substr(line, index(line, "\"item\""))
             itype = jstr(il, "type")
@@ -291,7 +340,7 @@ END { write_usage() }
                 seen = 1; usource = "gemini stream-json result stats"
             }
         }
-        else if (type == "init") { print "[" who "] session started (model " jstr(line, "model") ")"; fflush(); if (umodel == "") umodel = jstr(line, "model") }
+        else if (type == "init") { print "[" who "] session started (model " jstr(line, "model") ")"; fflush(); if (umodel == "") umodel = jstr(line, "model"); session(jstr(line, "session_id")) }
         else if (type == "error") { print "[" who "] error: " jstr(line, "message"); fflush() }
     } else { print line; fflush() }
 }'

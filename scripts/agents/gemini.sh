@@ -47,6 +47,19 @@ tf_begin
 GEMINI_CLI_TRUST_WORKSPACE=true
 export GEMINI_CLI_TRUST_WORKSPACE
 set -- --approval-mode yolo --output-format stream-json
+# treefarm split: every round after the first continues the conversation of
+# the rounds before, by the session id treefarm chose (TREEFARM_SPLIT_SESSION,
+# recorded by tf_split_session once Gemini CLI reported it):
+#   --session-id <uuid>  start a new session with that id;
+#   --resume <uuid>      continue it. Sessions live in the CLI's own state,
+#                        ~/.gemini/tmp/<project>/chats/, found by the folder:
+#                        treefarm keeps the split's worktree at one path.
+tf_split_session gemini
+if [ -n "$tf_session_id" ]; then
+    set -- "$@" --resume "$tf_session_id"
+elif [ -n "$tf_session_record" ]; then
+    set -- "$@" --session-id "$TREEFARM_SPLIT_SESSION"
+fi
 # --model and TREEFARM_AGENT_EXTRA_ARGS (common.sh).
 eval "set -- \"\$@\" $(tf_agent_options)"
 

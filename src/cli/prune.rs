@@ -5,10 +5,13 @@
 //! leave no ancestry). Unmerged branches and dirty worktrees are kept unless
 //! `--force`, and even then their tips are archived under
 //! `refs/treefarm/archive/<id>` first. Branches of unfinished runs belong to
-//! `resume` and are left alone unless `--all`.
+//! `resume` and are left alone unless `--all`. The folders of finished
+//! splits (`splits/<id>/`) go too; a running split's stays.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
+
+use anyhow::Context as _;
 
 use crate::cli::context::{git_err, Ctx};
 use crate::error::ExitCode;
@@ -82,7 +85,9 @@ pub fn prune(
     let mut kept = 0usize;
     let mut freed = 0u64;
     for (branch, mut tip) in repo.branches_with_prefix("treefarm/").map_err(git_err)? {
-        if branch.starts_with("treefarm/gate-") {
+        // The temporary branches of a gate worktree or a split's throwaway
+        // worktree while it is planted: not a spec's.
+        if branch.starts_with("treefarm/gate-") || branch.starts_with("treefarm/split-") {
             continue;
         }
         let id = branch.trim_start_matches("treefarm/").to_string();
@@ -178,6 +183,7 @@ pub fn prune(
         )?;
     }
     freed += prune_gate_pool(repo, &state, dry_run, verb, err)?;
+    freed += prune_splits(repo, &state, dry_run, verb, err)?;
     if freed > 0 {
         writeln!(
             err,
@@ -232,6 +238,75 @@ fn prune_gate_pool(
             path.display(),
             crate::policy::reserve::human_bytes(size)
         )?;
+    }
+    Ok(freed)
+}
+
+/// Removes the folders of finished splits, `splits/<id>/` (the drafts and
+/// diagnostics `split` kept, its logs, the agent's private folder with an
+/// aider conversation), and the throwaway worktree a killed split left
+/// behind; a split whose `treefarm split` still runs is left alone. The
+/// specs a split wrote are in the spec folder, not here. Returns the bytes
+/// freed.
+fn prune_splits(
+    repo: &crate::git::Repo,
+    state: &StateDir,
+    dry_run: bool,
+    verb: &str,
+    err: &mut dyn Write,
+) -> anyhow::Result<u64> {
+    let Ok(entries) = std::fs::read_dir(state.path().join("splits")) else {
+        return Ok(0);
+    };
+    let mut dirs: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    let mut freed = 0;
+    let mut left_worktree = false;
+    for dir in dirs {
+        let id = dir
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        if crate::cli::split::split_running(&dir) {
+            writeln!(
+                err,
+                "kept    split {id}: its `treefarm split` is still running"
+            )?;
+            continue;
+        }
+        let worktree = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with("split-") || name.starts_with("gate-")
+            });
+        let size = crate::disk::disk_usage(&dir);
+        if !dry_run {
+            std::fs::remove_dir_all(&dir).with_context(|| {
+                format!("failed to remove the split folder `{}`", dir.display())
+            })?;
+            freed += size;
+            left_worktree |= worktree;
+        }
+        writeln!(
+            err,
+            "{verb} split {id}{} ({})",
+            if worktree {
+                " and the throwaway worktree it left"
+            } else {
+                ""
+            },
+            crate::policy::reserve::human_bytes(size)
+        )?;
+    }
+    if left_worktree {
+        // The removed worktree's admin entry is stale now.
+        repo.prune_stale().map_err(git_err)?;
     }
     Ok(freed)
 }

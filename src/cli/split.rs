@@ -5,9 +5,14 @@
 //! `run --from FILE` and `split --run` chain a split and a run.
 //!
 //! Layout, under `<git-common-dir>/treefarm/splits/<split-id>/`:
-//! `gate-*/` the throwaway worktree (removed in every case) holding the
-//! scratch folder `.treefarm-split/`; `agent/` the agent's private folder
-//! (`tmp/` = `TMPDIR`, prompt, status, exit code, one log per round);
+//! `split-*/` the throwaway worktree (removed in every case; made anew at
+//! the same path when a round wrote outside the scratch folder, so a CLI
+//! that keys its conversations by the folder continues them) holding the
+//! scratch folder `.treefarm-split/`; `coordinator` the pid and start time
+//! of the `treefarm` running the split (so `prune` leaves a running split
+//! alone); `agent/` the agent's private folder (`tmp/` = `TMPDIR`, prompt,
+//! status, exit code, one log per round, the preset wrapper's record of its
+//! CLI's conversation `session-<cli>`);
 //! `judge/` the spec folder `check` reads (existing specs and the rendered
 //! drafts); `drafts/` the last round's scratch folder, kept;
 //! `round-N.md` each round's diagnostics.
@@ -244,9 +249,38 @@ fn read_request(text: Option<&str>, from: Option<&Path>) -> anyhow::Result<Strin
 /// Where the scratch folder waits while the worktree is made anew.
 const SCRATCH_HOLD: &str = "scratch-hold";
 
+/// The file in a split's folder naming the `treefarm` that runs it.
+const SPLIT_COORDINATOR: &str = "coordinator";
+
+/// Writes `<dir>/coordinator`: this process's pid and start time (`prune`
+/// leaves a split whose coordinator is alive alone).
+fn write_coordinator(dir: &Path) -> anyhow::Result<()> {
+    let pid = std::process::id();
+    let start = crate::procfs::start_time(pid).map_or(String::new(), |t| t.to_string());
+    let path = dir.join(SPLIT_COORDINATOR);
+    std::fs::write(&path, format!("{pid} {start}\n"))
+        .with_context(|| format!("failed to write `{}`", path.display()))
+}
+
+/// True when the `treefarm` that wrote `<dir>/coordinator` still runs; a
+/// folder without that file (or with one it cannot read) is not running.
+pub(crate) fn split_running(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join(SPLIT_COORDINATOR)) else {
+        return false;
+    };
+    let mut words = text.split_whitespace();
+    let Some(pid) = words.next().and_then(|w| w.parse::<u32>().ok()) else {
+        return false;
+    };
+    let start = words.next().and_then(|w| w.parse::<u64>().ok());
+    crate::procfs::is_alive(pid, start)
+}
+
 /// Everything a split's rounds share.
 struct Workspace {
     dir: PathBuf,
+    /// `TREEFARM_SPLIT_SESSION`: the conversation every round continues.
+    session: String,
     agent_dir: PathBuf,
     judge: PathBuf,
     worktree: Option<ScratchWorktree>,
@@ -362,6 +396,20 @@ pub fn split_specs(
     let id = crate::state::StateDir::new(&splits).new_run_id();
     let dir = splits.join(&id);
     let agent_dir = dir.join("agent");
+    // The folder appears with its `coordinator` file already in it (made
+    // beside it, then renamed), so `prune` never sees a running split's
+    // folder without the file that says it runs.
+    let staging = splits.join(format!(".{id}.new"));
+    std::fs::create_dir_all(&staging)
+        .with_context(|| format!("failed to create the split folder `{}`", staging.display()))?;
+    write_coordinator(&staging)?;
+    std::fs::rename(&staging, &dir).with_context(|| {
+        format!(
+            "failed to rename `{}` to `{}`",
+            staging.display(),
+            dir.display()
+        )
+    })?;
     std::fs::create_dir_all(agent_dir.join("tmp"))
         .with_context(|| format!("failed to create the split folder `{}`", dir.display()))?;
     let (command, agent_env) =
@@ -374,6 +422,7 @@ pub fn split_specs(
         .map_err(git_err)?;
     let mut ws = Workspace {
         judge: dir.join("judge"),
+        session: uuid::Uuid::new_v4().to_string(),
         dir,
         agent_dir,
         worktree: Some(worktree),
@@ -484,7 +533,7 @@ fn rounds(
             format!("{shown} (denied by isolation)")
         }));
         if !outside.is_empty() {
-            restore_worktree(ctx, ws)?;
+            restore_worktree(ws)?;
         }
         let Judged {
             specs,
@@ -605,6 +654,7 @@ fn run_round(
         ("TREEFARM_MODE".into(), "split".into()),
         ("TREEFARM_SPLIT_DIR".into(), scratch.display().to_string()),
         ("TREEFARM_SPLIT_ROUND".into(), round.to_string()),
+        ("TREEFARM_SPLIT_SESSION".into(), ws.session.clone()),
         (
             "TREEFARM_WORKTREE".into(),
             ws.worktree().display().to_string(),
@@ -830,9 +880,10 @@ impl Interrupts {
 }
 
 /// A round that changed the worktree outside the scratch folder: the next
-/// round starts from a fresh worktree at the base commit (the scratch folder
-/// moved over).
-fn restore_worktree(ctx: &Ctx, ws: &mut Workspace) -> anyhow::Result<()> {
+/// round starts from a fresh worktree at the base commit, at the same path
+/// (the scratch folder moved over): the CLIs that key their conversations by
+/// the folder they run in (Claude Code, Gemini CLI) continue them there.
+fn restore_worktree(ws: &mut Workspace) -> anyhow::Result<()> {
     let hold = ws.dir.join(SCRATCH_HOLD);
     let _ = std::fs::remove_dir_all(&hold);
     std::fs::rename(ws.scratch(), &hold).with_context(|| {
@@ -841,14 +892,12 @@ fn restore_worktree(ctx: &Ctx, ws: &mut Workspace) -> anyhow::Result<()> {
             hold.display()
         )
     })?;
-    if let Some(wt) = ws.worktree.take() {
-        wt.remove().map_err(git_err)?;
-    }
-    ws.worktree = Some(
-        ctx.repo
-            .scratch_worktree(ws.basis.base, &ws.dir)
-            .map_err(git_err)?,
-    );
+    let base = ws.basis.base;
+    ws.worktree
+        .as_mut()
+        .expect("the worktree exists while the split runs")
+        .renew(base)
+        .map_err(git_err)?;
     std::fs::rename(&hold, ws.scratch()).with_context(|| {
         format!(
             "failed to move the scratch folder back from `{}`",

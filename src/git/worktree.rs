@@ -63,6 +63,15 @@ impl ScratchWorktree {
         &self.path
     }
 
+    /// Makes the worktree anew at `at` — files and admin entry — at the same
+    /// path and under the same name, so whatever was written in it is gone
+    /// while a process that keys its state by the path (an agent CLI's
+    /// conversation) finds it again.
+    pub fn renew(&mut self, at: Oid) -> Result<(), GitError> {
+        remove_scratch(&self.repo, &self.name, &self.path)?;
+        self.repo.add_detached(&self.name, &self.path, at)
+    }
+
     /// Removes the worktree now, reporting failures (drop ignores them).
     pub fn remove(mut self) -> Result<(), GitError> {
         self.removed = true;
@@ -489,11 +498,12 @@ impl Repo {
     }
 
     /// A detached worktree at `at`, created under the folder `dir` (made when
-    /// missing) as `dir/gate-<commit>-<pid>-<n>`.
+    /// missing) as `dir/split-<commit>-<pid>-<n>` (its one user is `treefarm
+    /// split`'s throwaway worktree).
     pub fn scratch_worktree(&self, at: Oid, dir: &Path) -> Result<ScratchWorktree, GitError> {
         let short = at.to_string();
         let name = format!(
-            "gate-{}-{}-{}",
+            "split-{}-{}-{}",
             &short[..short.len().min(12)],
             std::process::id(),
             SCRATCH_COUNTER.fetch_add(1, Ordering::Relaxed)

@@ -132,10 +132,15 @@ pub fn split_prompt(dir: &Path, worktree: &Path, round: u32, limits: SplitLimits
            declare their files.\n"
     );
     if round > 1 {
-        text.push_str(
-            "- DIAGNOSTICS.md: what treefarm found wrong with your drafts of the last round; \
-             fix every error and overlap it names.\n",
-        );
+        // Self-contained: a preset's CLI continues its conversation of the
+        // rounds before, but one that cannot (or a custom agent) starts cold
+        // with this prompt alone.
+        text.push_str(&format!(
+            "- DIAGNOSTICS.md: what treefarm found wrong with your drafts of round {}, which are \
+             still in the folder; fix every error and overlap it names (edit, add or remove \
+             drafts).\n",
+            round - 1
+        ));
     }
     text.push_str(&format!(
         "\nRead the code you need to plan well, then write between {} and {} drafts \

@@ -66,6 +66,7 @@ mod run_input;
 mod run_signals;
 mod runner_executor;
 mod schedule_waves;
+mod slurm_cluster;
 mod spec_corpus;
 mod spec_hostile_input;
 mod spec_parse;

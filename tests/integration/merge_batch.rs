@@ -18,7 +18,9 @@ fn event_pos(events: &[serde_json::Value], kind: &str, id: &str) -> usize {
 fn conflict_in_the_middle_of_three_keeps_branch_and_worktree_and_merges_the_others() {
     // 010 and 020 both write the undeclared `shared.txt`, so they run side by
     // side and the second to merge conflicts. The agent wrapper orders the
-    // merges by waiting on events, not time: 020 starts working once 010 is
+    // merges by waiting on events, not time: 010 starts working once 020's
+    // branch is planted (with the stagger, 020 could otherwise be planted on
+    // a roadmap that already holds 010, and not conflict), 020 once 010 is
     // on roadmap, 030 once the journal records 020 conflicted.
     let a = spec_md(
         "Alpha",
@@ -48,6 +50,7 @@ fn conflict_in_the_middle_of_three_keeps_branch_and_worktree_and_merges_the_othe
 state="$TREEFARM_RUN_DIR/state.json"
 shared="$TREEFARM_RUN_DIR/../../.."
 case "$TREEFARM_SPEC_ID" in
+010) until git --git-dir="$shared" rev-parse -q --verify refs/heads/treefarm/020 >/dev/null; do sleep 0.05; done ;;
 020) until git --git-dir="$shared" cat-file -e roadmap:a.txt 2>/dev/null; do sleep 0.05; done ;;
 030) until grep -q '"state": *"conflicted"' "$state"; do sleep 0.05; done ;;
 esac"#;

@@ -2,8 +2,12 @@
 //! CLI, aider) through their presets, each pointed at the scripted model
 //! server on loopback: the split prompt reaches the model on the CLI's
 //! stdin, the CLI writes the draft into the scratch folder with its own
-//! tool, and treefarm judges and writes a valid split in at most 2 rounds,
-//! under the default isolation, as root and as an unprivileged user.
+//! tool, and treefarm judges and writes a valid split in 2 rounds, under the
+//! default isolation, as root and as an unprivileged user. Round 1's draft
+//! is rejected (a path that neither exists nor is created); round 2 must
+//! continue round 1's conversation — the server refuses a round-2 request
+//! that does not carry round 1's prompt and answer, and records which
+//! round and conversation each request belonged to.
 //!
 //! Ignored in a plain `cargo test`, like `real_agents`: run with
 //! `TREEFARM_REAL_AGENTS_DIR=<cache>` (see `scripts/test-real-agents.sh`),
@@ -17,16 +21,28 @@ use crate::real_agents::{
 };
 use crate::support::ModelServer;
 
-/// The draft the scripted model writes (the file name is the server's:
-/// `SPEC-greeting-hello.md` in the scratch folder).
+/// The draft the scripted model writes in round 2 (the file name is the
+/// server's: `SPEC-greeting-hello.md` in the scratch folder).
 const DRAFT: &str = "---\ntitle: Write the greeting\nfiles: [greeting.txt]\ncreates: [greeting.txt]\n---\nWrite `greeting.txt` holding one line: hello.\n\n## Verify\n\n`cat greeting.txt` prints hello.\n";
+
+/// Round 1's draft: `greeting.txt` is neither tracked nor under `creates`.
+const REJECTED: &str = "---\ntitle: Write the greeting\nfiles: [greeting.txt]\n---\nWrite `greeting.txt` holding one line: hello.\n\n## Verify\n\n`cat greeting.txt` prints hello.\n";
 
 fn script() -> Value {
     json!({
-        "steps": [
-            {"write": "{file}", "content": DRAFT},
-            {"text": "drafted"}
+        "split_rounds": [
+            [
+                {"write": "{file}", "content": REJECTED},
+                {"text": "drafted"}
+            ],
+            [
+                // aider only writes (its one step is the write).
+                {"read": "{split}/DIAGNOSTICS.md"},
+                {"write": "{file}", "content": DRAFT},
+                {"text": "fixed"}
+            ]
         ],
+        "require_continued": true,
         "usage": {"input_tokens": 11, "output_tokens": 5},
     })
 }
@@ -98,7 +114,36 @@ fn split_real(preset: &str, model: &str, user: Option<&str>) {
         user.unwrap_or("the current user")
     );
     assert_eq!(out.status.code(), Some(0), "{ctx}");
-    assert!(stderr.contains("independent: 1 spec, 1 wave"), "{ctx}");
+    assert!(
+        stderr.contains("independent: 1 spec, 1 wave after 2 rounds"),
+        "{ctx}"
+    );
+    // Round 1 was rejected for the path it did not create.
+    let round1 = split_files(&repo, "round-1.md");
+    assert!(
+        round1.contains("greeting.txt") && !round1.contains("Nothing: the split is valid"),
+        "{round1}\n{ctx}"
+    );
+    // Round 2 continued round 1's conversation: every request of round 2
+    // carried round 1's prompt and round 1's answer (the server refused any
+    // that did not, and the split would have failed).
+    let rounds: Vec<Value> = server
+        .main_requests()
+        .into_iter()
+        .filter_map(|r| r.get("split").cloned())
+        .collect();
+    let of_round = |n: u64| -> Vec<&Value> { rounds.iter().filter(|s| s["round"] == n).collect() };
+    assert!(
+        !of_round(1).is_empty() && of_round(1).iter().all(|s| s["continued"] == false),
+        "{rounds:?}\n{ctx}"
+    );
+    assert!(
+        !of_round(2).is_empty()
+            && of_round(2).iter().all(|s| s["continued"] == true
+                && s["earlier_rounds"] == json!([1])
+                && s["answered_rounds"] == json!([1])),
+        "{rounds:?}\n{ctx}"
+    );
 
     let spec = std::fs::read_to_string(repo.join("specs/SPEC-001-write-the-greeting.md"))
         .unwrap_or_else(|e| panic!("the spec was not written ({e})\n{ctx}"));
@@ -147,6 +192,16 @@ fn split_real(preset: &str, model: &str, user: Option<&str>) {
             .uid();
         assert_ne!(owner, 0, "the spec belongs to the user\n{ctx}");
     }
+}
+
+/// The text of `name` in the (one) split folder of `repo`.
+fn split_files(repo: &std::path::Path, name: &str) -> String {
+    std::fs::read_dir(repo.join(".git/treefarm/splits"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|split| std::fs::read_to_string(split.path().join(name)).unwrap_or_default())
+        .collect()
 }
 
 /// As the current user (root in CI), then as `TREEFARM_REAL_AGENTS_USER`.

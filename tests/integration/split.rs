@@ -48,6 +48,7 @@ R="$TREEFARM_SPLIT_ROUND"
 {
     echo "mode=$TREEFARM_MODE"
     echo "round=$R"
+    echo "session=$TREEFARM_SPLIT_SESSION"
     echo "cwd=$(pwd)"
     echo "worktree=$TREEFARM_WORKTREE"
     echo "request=$(cat "$D/REQUEST.md")"
@@ -126,11 +127,7 @@ fn read(path: &Path) -> String {
 
 /// The split's folder (`.git/treefarm/splits/<id>`), the only one.
 fn only_split(repo: &TestRepo) -> PathBuf {
-    let splits = repo.root.join(".git/treefarm/splits");
-    let mut all: Vec<PathBuf> = std::fs::read_dir(&splits)
-        .expect("the splits folder")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let mut all = split_folders(repo);
     assert_eq!(all.len(), 1, "one split folder: {all:?}");
     all.pop().expect("one")
 }
@@ -181,6 +178,30 @@ fn full_split(isolation: &str) {
         "{seen2}"
     );
     assert!(!kept.join("seen-3.txt").exists(), "a third round ran");
+    // One conversation for the whole split: the same session, a UUID, in
+    // both rounds; and the same folder, although round 1 wrote outside the
+    // scratch folder and round 2 got a fresh worktree (a CLI finds its
+    // conversation by the folder).
+    let line = |seen: &str, key: &str| -> String {
+        seen.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {seen}"))
+            .to_string()
+    };
+    let session = line(&seen1, "session");
+    assert_eq!(session, line(&seen2, "session"));
+    assert!(
+        session.len() == 36 && session.matches('-').count() == 4,
+        "not a UUID: {session}"
+    );
+    assert_eq!(line(&seen1, "cwd"), line(&seen2, "cwd"));
+    let cwd = PathBuf::from(line(&seen1, "cwd"));
+    let folder = cwd
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert!(folder.starts_with("split-"), "{}", cwd.display());
     let files = read(&kept.join("FILES.txt"));
     assert!(files.lines().any(|l| l == "src/a.rs") && files.lines().any(|l| l == "src/c.rs"));
     let existing: serde_json::Value =
@@ -552,7 +573,7 @@ fn interrupted_split(signal: &str) {
     let left: Vec<String> = std::fs::read_dir(&split)
         .expect("split dir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("gate-"))
+        .filter(|n| n.starts_with("split-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
     assert!(split.join("drafts/REQUEST.md").is_file());
@@ -707,5 +728,289 @@ cp "$TMPDIR/prompt.txt" "$dir/prompt-seen.txt"
     assert!(
         !prompt.contains("DIAGNOSTICS.md"),
         "round 1 has none: {prompt}"
+    );
+}
+
+/// A stand-in for preset `kind`'s CLI (`TREEFARM_<KIND>_BIN`): records its
+/// arguments and `TREEFARM_SPLIT_SESSION` in the scratch folder
+/// (`argv-<round>.txt`), reports a session the way the real CLI does on
+/// stdout (Claude Code's `system` init, Codex's `thread.started`, Gemini
+/// CLI's `init`; aider writes its chat history file), and drafts one spec:
+/// on a path that does not exist in round 1, a tracked one after.
+fn fake_cli(repo: &TestRepo, kind: &str) -> PathBuf {
+    let fake = repo.tmp.path().join(format!("fake-{kind}"));
+    std::fs::write(
+        &fake,
+        format!(
+            r#"#!/bin/sh
+kind={kind}
+D="$TREEFARM_SPLIT_DIR"
+R="$TREEFARM_SPLIT_ROUND"
+{{
+    printf 'session=%s\n' "$TREEFARM_SPLIT_SESSION"
+    for a in "$@"; do printf 'arg=%s\n' "$a"; done
+}} >"$D/argv-$R.txt"
+cat >/dev/null
+sid="" prev=""
+for a in "$@"; do
+    case $prev in
+    --session-id | --resume) sid=$a ;;
+    --chat-history-file) printf '#### round %s\n\nreply\n' "$R" >>"$a" ;;
+    esac
+    prev=$a
+done
+case $kind in
+claude) printf '{{"type":"system","subtype":"init","session_id":"%s","model":"fake"}}\n' "$sid" ;;
+codex) printf '{{"type":"thread.started","thread_id":"fake-thread-7"}}\n' ;;
+gemini) printf '{{"type":"init","session_id":"%s","model":"fake"}}\n' "$sid" ;;
+esac
+if [ "$R" = 1 ]; then files=src/ghost.rs; else files=src/a.rs; fi
+cat >"$D/SPEC-one-work.md" <<DRAFT
+---
+title: One
+files: [$files]
+---
+Do it.
+
+## Verify
+
+ok
+DRAFT
+"#
+        ),
+    )
+    .expect("fake cli");
+    std::process::Command::new("chmod")
+        .args(["+x"])
+        .arg(&fake)
+        .status()
+        .expect("chmod");
+    fake
+}
+
+/// Runs a two-round split with preset `preset` whose CLI is `fake_cli`;
+/// returns the repository (its split folder lives as long as it does), and
+/// the arguments of rounds 1 and 2 and the session treefarm gave each round.
+fn preset_rounds(
+    preset: &str,
+    kind: &str,
+    bin_env: &str,
+) -> (TestRepo, [(Vec<String>, String); 2]) {
+    let repo = split_repo("exit 99\n");
+    let fake = fake_cli(&repo, kind);
+    let out = repo
+        .treefarm()
+        .env(bin_env, &fake)
+        .args(["split", REQUEST, "--preset", preset, "--json"])
+        .output()
+        .expect("treefarm");
+    assert_exit(&out, 0);
+    let json = stdout_json(&out);
+    assert_eq!(json["rounds"], 2, "{json}");
+    let kept = PathBuf::from(json["kept"].as_str().expect("kept"));
+    let rounds = [1, 2].map(|round| {
+        let text = read(&kept.join(format!("argv-{round}.txt")));
+        let args = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("arg="))
+            .map(str::to_string)
+            .collect();
+        let session = text
+            .lines()
+            .find_map(|l| l.strip_prefix("session="))
+            .expect("session")
+            .to_string();
+        (args, session)
+    });
+    (repo, rounds)
+}
+
+/// The value after `flag` in `args`.
+fn after<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+#[test]
+fn split_claude_code_starts_its_session_in_round_one_and_resumes_it() {
+    let (_repo, [(one, s1), (two, s2)]) =
+        preset_rounds("claude-code", "claude", "TREEFARM_CLAUDE_BIN");
+    assert_eq!(s1, s2, "one session for the split");
+    assert_eq!(after(&one, "--session-id"), Some(s1.as_str()), "{one:?}");
+    assert_eq!(after(&one, "--resume"), None, "{one:?}");
+    assert_eq!(after(&two, "--resume"), Some(s1.as_str()), "{two:?}");
+    assert_eq!(after(&two, "--session-id"), None, "{two:?}");
+    assert!(two.iter().any(|a| a == "-p"), "{two:?}");
+}
+
+#[test]
+fn split_gemini_starts_its_session_in_round_one_and_resumes_it() {
+    let (_repo, [(one, s1), (two, s2)]) = preset_rounds("gemini", "gemini", "TREEFARM_GEMINI_BIN");
+    assert_eq!(s1, s2, "one session for the split");
+    assert_eq!(after(&one, "--session-id"), Some(s1.as_str()), "{one:?}");
+    assert_eq!(after(&one, "--resume"), None, "{one:?}");
+    assert_eq!(after(&two, "--resume"), Some(s1.as_str()), "{two:?}");
+    assert_eq!(after(&two, "--session-id"), None, "{two:?}");
+}
+
+#[test]
+fn split_codex_resumes_the_thread_it_reported_in_round_one() {
+    let (_repo, [(one, _), (two, _)]) = preset_rounds("codex", "codex", "TREEFARM_CODEX_BIN");
+    assert_eq!(one.first().map(String::as_str), Some("exec"), "{one:?}");
+    assert!(!one.iter().any(|a| a == "resume"), "{one:?}");
+    assert_eq!(one.last().map(String::as_str), Some("-"), "{one:?}");
+    // exec's own options first, then `resume <thread> -` (prompt on stdin).
+    let n = two.len();
+    assert!(n >= 3, "{two:?}");
+    assert_eq!(&two[n - 3..], ["resume", "fake-thread-7", "-"], "{two:?}");
+    assert_eq!(two.first().map(String::as_str), Some("exec"), "{two:?}");
+    assert!(two.iter().any(|a| a == "--json"), "{two:?}");
+}
+
+#[test]
+fn split_aider_restores_its_chat_history_from_round_two() {
+    let (_repo, [(one, _), (two, _)]) = preset_rounds("aider", "aider", "TREEFARM_AIDER_BIN");
+    assert!(
+        !one.iter().any(|a| a == "--restore-chat-history"),
+        "{one:?}"
+    );
+    assert!(two.iter().any(|a| a == "--restore-chat-history"), "{two:?}");
+    let history = after(&two, "--chat-history-file").expect("chat history file");
+    assert_eq!(after(&one, "--chat-history-file"), Some(history));
+    assert!(
+        history.ends_with("/agent/aider-split.chat.history.md"),
+        "{history}"
+    );
+    assert!(read(Path::new(history)).contains("#### round 1"));
+}
+
+/// The split folders under `.git/treefarm/splits`, sorted.
+fn split_folders(repo: &TestRepo) -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(repo.root.join(".git/treefarm/splits"))
+        .into_iter()
+        .flatten()
+        .map(|e| e.expect("entry").path())
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn prune_removes_finished_splits_and_what_a_killed_one_left_but_not_a_running_one() {
+    // A finished split (its agent failed): the folder with its logs stays.
+    let repo = split_repo("exit 3\n");
+    assert_exit(&repo.tf(&["split", REQUEST]), 1);
+    let finished = split_folders(&repo);
+    assert_eq!(finished.len(), 1);
+
+    // A running split: its agent waits.
+    std::fs::write(
+        repo.tmp.path().join("split-agent.sh"),
+        format!("{PRELUDE}echo $$ >\"$D/started.tmp\"\nmv \"$D/started.tmp\" \"$D/started\"\nexec sleep 60\n"),
+    )
+    .expect("agent");
+    let mut child = repo
+        .treefarm()
+        .args(["split", REQUEST])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn treefarm");
+    crate::common::wait_until_within(30, "a second split folder", || {
+        split_folders(&repo).len() == 2
+    });
+    let running = split_folders(&repo)
+        .into_iter()
+        .find(|f| !finished.contains(f))
+        .expect("the running split");
+    let worktree = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .expect("split folder")
+            .map(|e| e.expect("entry").path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("split-"))
+            })
+    };
+    crate::common::wait_until_within(30, "the agent started", || {
+        worktree(&running).is_some_and(|w| w.join(".treefarm-split/started").is_file())
+    });
+    let agent = crate::common::read_pid(
+        &worktree(&running)
+            .expect("worktree")
+            .join(".treefarm-split/started"),
+        10,
+    );
+
+    // --dry-run names the finished one and removes nothing.
+    let out = repo.tf(&["prune", "--dry-run"]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    let name = |dir: &Path| {
+        dir.file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned()
+    };
+    assert!(
+        err.contains(&format!("would remove split {}", name(&finished[0]))),
+        "{err}"
+    );
+    assert_eq!(split_folders(&repo).len(), 2);
+
+    let out = repo.tf(&["prune"]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("removed split {}", name(&finished[0]))),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "kept    split {}: its `treefarm split` is still running",
+            name(&running)
+        )),
+        "{err}"
+    );
+    assert_eq!(split_folders(&repo), std::slice::from_ref(&running));
+    assert_eq!(
+        worktree_count(&repo),
+        2,
+        "the running split's worktree stays"
+    );
+
+    // Killed for good: its throwaway worktree is left behind, and prune
+    // removes it with the folder.
+    child.kill().expect("kill -9 treefarm");
+    child.wait().expect("reap");
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &agent.to_string()])
+        .status();
+    crate::common::wait_until_within(10, "the agent gone", || crate::common::pid_dead(agent));
+    assert_eq!(worktree_count(&repo), 2);
+    let out = repo.tf(&["prune"]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "removed split {} and the throwaway worktree it left",
+            name(&running)
+        )),
+        "{err}"
+    );
+    assert!(split_folders(&repo).is_empty());
+    assert_eq!(
+        worktree_count(&repo),
+        1,
+        "{}",
+        repo.git(&["worktree", "list"])
+    );
+    assert!(
+        !repo
+            .git(&["for-each-ref", "--format=%(refname)"])
+            .contains("split-"),
+        "a temporary branch is left"
     );
 }

@@ -633,13 +633,18 @@ fn torture(seed: u64, cfg: &Config) {
                     "seed {seed}: {args:?} did not finish in 180 s; log: {:?}\nstderr:\n{}\nstate: {}",
                     t.log,
                     std::fs::read_to_string(&err_path).unwrap_or_default(),
-                    t.state()
+                    t.run_id().map_or("no journal".to_string(), |_| t.state().to_string())
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
         };
         let text = std::fs::read_to_string(&err_path).unwrap_or_default();
         last = Some((status, text.clone()));
+        assert!(
+            t.run_id().is_some(),
+            "seed {seed}: {args:?} exited {status} and left no journal; log: {:?}\nstderr:\n{text}",
+            t.log
+        );
         if t.state()["state"] == "finished" {
             break;
         }

@@ -49,7 +49,20 @@ conflicted file.
 
 For treefarm split's prompt ("Your folder is DIR (round N)"), {file} is the
 draft `SPEC-greeting-hello.md` in that folder, relative to the worktree,
-{split} the folder and {id} `split-<N>`.
+{split} the folder and {id} `split-<N>`, N the round of the newest such
+prompt in the request. A split conversation is counted per round: the step
+is the number of tool results after the message carrying the newest split
+prompt, so a conversation the CLI continues from round 1 starts round 2 at
+its first step again, and "split_rounds": [[steps of round 1], [steps of
+round 2], ...] (the last one for later rounds) replace "steps" per round.
+Every text answer of a split conversation ends with the mark
+"[scripted reply, split round N]". A request of round N > 1 is "continued"
+when it carries round N-1's prompt and that round's answer mark (the CLI
+sent its earlier conversation back); with "require_continued": true a
+request of round N > 1 that is not continued is refused with a 400 whose
+message says so (the CLI fails, and so does the test). Each main request of
+a split conversation is recorded with "split": {"round", "continued",
+"earlier_rounds", "answered_rounds"}.
 
 In steps, {file} is the first declared file of the prompt, {abs} its absolute
 path, {id} the spec id and {worktree} the worktree, all read from the prompt
@@ -95,6 +108,43 @@ def strings(value, out):
     return out
 
 
+SPLIT_PROMPT = re.compile(r"Your folder is (\S+) \(round (\d+)\)")
+REPLY_MARK = "[scripted reply, split round %d]"
+REPLY_MARK_RE = re.compile(r"\[scripted reply, split round (\d+)\]")
+
+
+def split_conversation(units):
+    """For a request of a treefarm split conversation (`units`: its messages,
+    input items or contents, oldest first): {"round", "index" (of the unit
+    carrying the newest split prompt), "earlier_rounds" (of the split prompts
+    before it), "answered_rounds" (whose answer marks it carries),
+    "continued"}; None when no unit carries a split prompt."""
+    latest, earlier, answered = None, [], set()
+    for i, unit in enumerate(units):
+        text = "\n".join(strings(unit, []))
+        rounds = [int(m.group(2)) for m in SPLIT_PROMPT.finditer(text)]
+        if rounds:
+            if latest is not None:
+                earlier.append(latest[0])
+            earlier.extend(rounds[:-1])
+            latest = (rounds[-1], i)
+        answered.update(int(m.group(1)) for m in REPLY_MARK_RE.finditer(text))
+    if latest is None:
+        return None
+    rnd, index = latest
+    answered = sorted(r for r in answered if r < rnd)
+    return {"round": rnd, "index": index, "earlier_rounds": sorted(set(earlier)),
+            "answered_rounds": answered,
+            "continued": rnd > 1 and (rnd - 1) in earlier and (rnd - 1) in answered}
+
+
+def tool_results_after(units, split, count):
+    """The tool results `count(unit)` finds in the units of this round of the
+    conversation: after the newest split prompt, else in all of them."""
+    start = split["index"] + 1 if split else 0
+    return sum(count(u) for u in units[start:] if isinstance(u, dict))
+
+
 def prompt_facts(body):
     """{file}, {abs}, {id}, {worktree} from the treefarm prompt in a request."""
     text = "\n".join(strings(body, []))
@@ -121,9 +171,11 @@ def prompt_facts(body):
     # treefarm split's prompt: {split} is the scratch folder, {worktree} the
     # throwaway worktree, {id} `split-<round>`, {file} the draft
     # `<scratch folder>/SPEC-greeting-hello.md` relative to the worktree.
-    m = re.search(r"Your folder is (\S+) \(round (\d+)\)", text)
+    found = list(SPLIT_PROMPT.finditer(text))
+    m = found[-1] if found else None
     if m and not facts["id"]:
         facts["split"], facts["id"] = m.group(1), "split-" + m.group(2)
+        facts["split_round"] = m.group(2)
         m = re.search(r"The repository is checked out at `([^`]+)`", text)
         if m:
             facts["worktree"] = m.group(1)
@@ -142,6 +194,15 @@ def fill(template, facts):
     return out
 
 
+def answer_text(step, facts, split):
+    """A text step's answer; in a split conversation it ends with the mark
+    of its round, so a later round can tell the CLI sent it back."""
+    text = fill(step.get("text", "done"), facts)
+    if split:
+        text += " " + REPLY_MARK % split["round"]
+    return text
+
+
 class Script:
     def __init__(self, path):
         with open(path) as f:
@@ -149,6 +210,10 @@ class Script:
         self.steps = data.get("steps", [{"text": "done"}])
         # Steps for a conversation started by the resolution prompt.
         self.resolve_steps = data.get("resolve_steps", self.steps)
+        # Steps per round of a split conversation, and whether a round > 1
+        # must continue the conversation of the round before.
+        self.split_rounds = data.get("split_rounds", [])
+        self.require_continued = bool(data.get("require_continued", False))
         self.errors = data.get("errors", [])
         self.side_text = data.get("side_text", "ok")
         # Token figures every answer reports: "usage" for the scripted
@@ -189,7 +254,12 @@ class Script:
         return self.always_error
 
     def steps_for(self, facts):
-        return self.resolve_steps if facts.get("resolve") else self.steps
+        if facts.get("resolve"):
+            return self.resolve_steps
+        if facts.get("split_round") and self.split_rounds:
+            rnd = int(facts["split_round"])
+            return self.split_rounds[min(rnd, len(self.split_rounds)) - 1]
+        return self.steps
 
     def step(self, index, facts=None):
         steps = self.steps_for(facts or {})
@@ -332,7 +402,7 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # quiet: the record file says it all
         pass
 
-    def _record(self, body, kind):
+    def _record(self, body, kind, split=None):
         entry = {
             "method": self.command,
             "path": self.path,
@@ -340,6 +410,8 @@ class Handler(BaseHTTPRequestHandler):
             "body": body,
             "kind": kind,
         }
+        if split is not None:
+            entry["split"] = {k: v for k, v in split.items() if k != "index"}
         with LOCK:
             with open(self.record, "a") as f:
                 f.write(json.dumps(entry) + "\n")
@@ -392,6 +464,19 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(chunk.encode())
         self.wfile.flush()
 
+    def _refuse_cold(self, split, api):
+        """With "require_continued": the error that refuses a split round
+        > 1 which did not continue the conversation of the round before
+        (sent; False when it continued, or nothing requires it)."""
+        if not (self.script.require_continued and split and split["round"] > 1
+                and not split["continued"]):
+            return False
+        self._error({"status": 400, "message": "scripted server: split round %d did not continue "
+                     "the conversation of round %d (earlier prompts of rounds %s, answers of rounds %s)"
+                     % (split["round"], split["round"] - 1, split["earlier_rounds"],
+                        split["answered_rounds"])}, api)
+        return True
+
     def _error(self, err, api):
         status = int(err.get("status", 500))
         headers = {}
@@ -402,15 +487,15 @@ class Handler(BaseHTTPRequestHandler):
             msg = "scripted %d" % status
             if err.get("kind") == "quota":
                 msg = "You have exceeded your usage limit (scripted %d)" % status
-            body = {"type": "error", "error": {"type": etype, "message": msg}}
+            body = {"type": "error", "error": {"type": etype, "message": err.get("message", msg)}}
         elif api == "gemini":
             msg = "scripted %d" % status
             if err.get("kind") == "quota":
                 msg = "Quota exceeded for quota metric 'Generate Content API requests per minute' (scripted %d)" % status
-            gstatus = {429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}.get(status, "INTERNAL")
+            gstatus = {400: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}.get(status, "INTERNAL")
             if status == 503:
                 msg = "The model is overloaded. Please try again later. (scripted 503)"
-            body = {"error": {"code": status, "message": msg, "status": gstatus}}
+            body = {"error": {"code": status, "message": err.get("message", msg), "status": gstatus}}
         else:
             if err.get("kind") == "quota":
                 body = {"error": {"message": "You exceeded your current quota (scripted %d)" % status,
@@ -419,7 +504,9 @@ class Handler(BaseHTTPRequestHandler):
                 body = {"error": {"message": "Rate limit reached (scripted %d)" % status,
                                   "type": "requests", "code": "rate_limit_exceeded"}}
             else:
-                body = {"error": {"message": "scripted %d" % status, "type": "server_error", "code": None}}
+                body = {"error": {"message": err.get("message", "scripted %d" % status),
+                                  "type": "invalid_request_error" if status == 400 else "server_error",
+                                  "code": None}}
         self._json(status, body, headers)
 
     def do_GET(self):
@@ -462,14 +549,18 @@ class Handler(BaseHTTPRequestHandler):
     def anthropic(self, body):
         tools = body.get("tools") if isinstance(body, dict) else None
         main = bool(tools)
-        self._record(body, "main" if main else "side")
+        msgs = body.get("messages", [])
+        split = split_conversation(msgs) if main else None
+        self._record(body, "main" if main else "side", split)
         if main:
             err = self.script.take_error()
             if err:
                 return self._error(err, "anthropic")
-        msgs = body.get("messages", [])
-        done = sum(1 for m in msgs if isinstance(m.get("content"), list)
-                   for c in m["content"] if isinstance(c, dict) and c.get("type") == "tool_result")
+            if self._refuse_cold(split, "anthropic"):
+                return
+        done = tool_results_after(msgs, split, lambda m: sum(
+            1 for c in (m.get("content") if isinstance(m.get("content"), list) else [])
+            if isinstance(c, dict) and c.get("type") == "tool_result"))
         facts = prompt_facts(body)
         step = self.script.step(done, facts) if main else {"text": self.script.side_text}
         call = anthropic_call(step, tool_names(tools), facts, body) if main else None
@@ -483,7 +574,7 @@ class Handler(BaseHTTPRequestHandler):
             block = {"type": "tool_use", "id": next_id("toolu"), "name": call[0], "input": call[1]}
             stop = "tool_use"
         else:
-            block = {"type": "text", "text": fill(step.get("text", "done"), facts)}
+            block = {"type": "text", "text": answer_text(step, facts, split)}
             stop = "end_turn"
         if not body.get("stream"):
             return self._json(200, {"id": mid, "type": "message", "role": "assistant", "model": model,
@@ -514,14 +605,17 @@ class Handler(BaseHTTPRequestHandler):
     def openai_responses(self, body):
         tools = body.get("tools") if isinstance(body, dict) else None
         main = bool(tools)
-        self._record(body, "main" if main else "side")
+        items = body.get("input", []) if isinstance(body.get("input"), list) else []
+        split = split_conversation(items) if main else None
+        self._record(body, "main" if main else "side", split)
         if main:
             err = self.script.take_error()
             if err:
                 return self._error(err, "openai")
-        items = body.get("input", []) if isinstance(body.get("input"), list) else []
-        done = sum(1 for it in items if isinstance(it, dict)
-                   and it.get("type") in ("function_call_output", "custom_tool_call_output"))
+            if self._refuse_cold(split, "openai"):
+                return
+        done = tool_results_after(items, split, lambda it: int(
+            it.get("type") in ("function_call_output", "custom_tool_call_output")))
         facts = prompt_facts(body)
         step = self.script.step(done, facts) if main else {"text": self.script.side_text}
         rid = next_id("resp")
@@ -534,7 +628,7 @@ class Handler(BaseHTTPRequestHandler):
             if name in spaced:
                 item["namespace"], item["name"] = spaced[name]
         else:
-            text = fill(step.get("text", "done"), facts)
+            text = answer_text(step, facts, split)
             item = {"type": "message", "id": next_id("msg"), "role": "assistant", "status": "completed",
                     "content": [{"type": "output_text", "text": text, "annotations": []}]}
         tin, tout = self.script.tokens(main)
@@ -570,11 +664,14 @@ class Handler(BaseHTTPRequestHandler):
         side = "commit message" in system.lower() or "summar" in system.lower()
         facts = prompt_facts(body)
         main = not side and bool(facts["file"])
-        self._record(body, "main" if main else "side")
+        split = split_conversation(msgs) if main else None
+        self._record(body, "main" if main else "side", split)
         if main:
             err = self.script.take_error()
             if err:
                 return self._error(err, "openai")
+            if self._refuse_cold(split, "openai"):
+                return
         if main:
             # aider edits through its reply: the "whole" edit format, a file
             # name line followed by the file's new content in a fence.
@@ -582,6 +679,8 @@ class Handler(BaseHTTPRequestHandler):
             path = fill(step["write"], facts)
             content = fill(step.get("content", "written\n"), facts)
             text = "%s\n```\n%s```\n" % (path, content if content.endswith("\n") else content + "\n")
+            if split:
+                text += "\n" + REPLY_MARK % split["round"] + "\n"
         else:
             text = self.script.side_text if not side else "%s: scripted change" % (facts["id"] or "agent")
         cid = next_id("chatcmpl")
@@ -614,14 +713,17 @@ class Handler(BaseHTTPRequestHandler):
     def gemini(self, body, stream):
         tools = body.get("tools") if isinstance(body, dict) else None
         main = bool(tools)
-        self._record(body, "main" if main else "side")
+        contents = body.get("contents", []) if isinstance(body, dict) else []
+        split = split_conversation(contents) if main else None
+        self._record(body, "main" if main else "side", split)
         if main:
             err = self.script.take_error()
             if err:
                 return self._error(err, "gemini")
-        contents = body.get("contents", []) if isinstance(body, dict) else []
-        done = sum(1 for c in contents for p in c.get("parts", []) if isinstance(p, dict)
-                   and "functionResponse" in p)
+            if self._refuse_cold(split, "gemini"):
+                return
+        done = tool_results_after(contents, split, lambda c: sum(
+            1 for p in c.get("parts", []) if isinstance(p, dict) and "functionResponse" in p))
         facts = prompt_facts(body)
         if main:
             step = self.script.step(done, facts)
@@ -640,7 +742,7 @@ class Handler(BaseHTTPRequestHandler):
             name, args = gemini_call(step, tool_names(tools), facts, body)
             part = {"functionCall": {"name": name, "args": args, "id": next_id("fc")}}
         else:
-            part = {"text": fill(step.get("text", "done"), facts)}
+            part = {"text": answer_text(step, facts, split) if main else fill(step.get("text", "done"), facts)}
         resp = {"candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP",
                                 "index": 0}],
                 "usageMetadata": {"promptTokenCount": tin, "candidatesTokenCount": tout,

@@ -1,0 +1,312 @@
+//! One attempt's job: its name (unique to run, spec and attempt, so that a
+//! job submitted just before a crash is found again by name), the `sbatch`
+//! argv that submits it, and the job id `sbatch --parsable` answers.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::config::SlurmConfig;
+use super::timefmt::format_time_limit;
+
+/// A Slurm job id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub u64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What a job runs for its spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// The agent's attempt at the spec.
+    Attempt,
+    /// An attempt at resolving the spec's merge conflict (the hand-back).
+    Resolve,
+}
+
+impl JobKind {
+    fn letter(self) -> char {
+        match self {
+            JobKind::Attempt => 'a',
+            JobKind::Resolve => 'r',
+        }
+    }
+}
+
+/// `treefarm:<run>:<spec>:<kind><n>`, e.g. `treefarm:20261206-220000-3f2a:020-api:a1`.
+/// Run ids and spec ids never contain `:` (nor `,`, which separates names
+/// in `squeue --name`), so the name parses back into its parts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct JobName {
+    pub run: String,
+    pub spec: String,
+    pub kind: JobKind,
+    /// The attempt's number, from 1.
+    pub number: u32,
+}
+
+const PREFIX: &str = "treefarm";
+
+impl JobName {
+    pub fn new(run: &str, spec: &str, kind: JobKind, number: u32) -> JobName {
+        JobName {
+            run: run.to_string(),
+            spec: spec.to_string(),
+            kind,
+            number,
+        }
+    }
+
+    /// The inverse of `Display`; `None` for a name treefarm did not make.
+    pub fn parse(name: &str) -> Option<JobName> {
+        let mut parts = name.split(':');
+        let (prefix, run, spec, tail) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if prefix != PREFIX || parts.next().is_some() || !is_id(run) || !is_id(spec) {
+            return None;
+        }
+        let mut chars = tail.chars();
+        let kind = match chars.next()? {
+            'a' => JobKind::Attempt,
+            'r' => JobKind::Resolve,
+            _ => return None,
+        };
+        let digits = chars.as_str();
+        if digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || digits.starts_with('0')
+        {
+            return None;
+        }
+        let number = digits.parse().ok()?;
+        Some(JobName {
+            run: run.to_string(),
+            spec: spec.to_string(),
+            kind,
+            number,
+        })
+    }
+}
+
+impl fmt::Display for JobName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{PREFIX}:{}:{}:{}{}",
+            self.run,
+            self.spec,
+            self.kind.letter(),
+            self.number
+        )
+    }
+}
+
+/// Run ids and spec ids: ASCII letters, digits, `-`, `_`, `.`.
+fn is_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// What one attempt's job is, besides the `slurm:` settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    pub name: &'a JobName,
+    /// The wrapper script the job runs.
+    pub script: &'a Path,
+    /// The spec's worktree: the job's working directory.
+    pub workdir: &'a Path,
+    /// The job's own log (the wrapper's stdout and stderr).
+    pub log: &'a Path,
+    /// The agent timeout, for the default `--time`.
+    pub agent_timeout: Option<Duration>,
+}
+
+/// How long before the time limit Slurm signals the wrapper (`--signal`),
+/// so that the agent is stopped and the exit file written before the kill.
+pub const SIGNAL_LEAD: Duration = Duration::from_secs(60);
+
+/// The `sbatch` argv (without the program) that submits `attempt`. The
+/// verbatim `extra_args` come first so that treefarm's own flags, which come
+/// after, would win even if one slipped past validation (the last of a
+/// repeated option counts).
+pub fn sbatch_args(config: &SlurmConfig, attempt: &Attempt<'_>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["--parsable".into()];
+    args.extend(config.extra_args.iter().map(OsString::from));
+    if let Some(p) = &config.partition {
+        args.push(format!("--partition={p}").into());
+    }
+    if let Some(t) = config.time_limit(attempt.agent_timeout) {
+        args.push(format!("--time={}", format_time_limit(t)).into());
+    }
+    if let Some(c) = config.cpus {
+        args.push(format!("--cpus-per-task={c}").into());
+    }
+    if let Some(m) = config.mem {
+        args.push(format!("--mem={}M", m.megabytes).into());
+    }
+    if let Some(a) = &config.account {
+        args.push(format!("--account={a}").into());
+    }
+    if let Some(q) = &config.qos {
+        args.push(format!("--qos={q}").into());
+    }
+    args.push(
+        if config.requeue {
+            "--requeue"
+        } else {
+            "--no-requeue"
+        }
+        .into(),
+    );
+    args.push(format!("--job-name={}", attempt.name).into());
+    args.push(flag_path("--output=", attempt.log));
+    args.push("--open-mode=append".into());
+    args.push(flag_path("--chdir=", attempt.workdir));
+    args.push(format!("--signal=B:TERM@{}", SIGNAL_LEAD.as_secs()).into());
+    args.push("--export=ALL".into());
+    args.push(attempt.script.as_os_str().to_owned());
+    args
+}
+
+fn flag_path(flag: &str, path: &Path) -> OsString {
+    let mut s = OsString::from(flag);
+    s.push(path.as_os_str());
+    s
+}
+
+/// The job id in `sbatch --parsable`'s answer: `<id>` or `<id>;<cluster>`
+/// on its first line.
+pub fn parse_parsable(stdout: &str) -> Result<JobId, String> {
+    let line = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let id = line.split(';').next().unwrap_or("");
+    id.parse::<u64>()
+        .map(JobId)
+        .map_err(|_| format!("no job id (expected `<id>` or `<id>;<cluster>`, got `{line}`)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slurm::config::MemSize;
+
+    fn strings(args: Vec<OsString>) -> Vec<String> {
+        args.into_iter()
+            .map(|a| a.into_string().expect("utf-8"))
+            .collect()
+    }
+
+    #[test]
+    fn job_names_round_trip() {
+        for (kind, n) in [(JobKind::Attempt, 1), (JobKind::Resolve, 12)] {
+            let name = JobName::new("20261206-220000-3f2a", "020-api.v2_x", kind, n);
+            let text = name.to_string();
+            assert!(!text.contains(','), "{text}");
+            assert_eq!(JobName::parse(&text), Some(name));
+        }
+        assert_eq!(
+            JobName::new("r1", "020", JobKind::Attempt, 3).to_string(),
+            "treefarm:r1:020:a3"
+        );
+    }
+
+    #[test]
+    fn names_treefarm_did_not_make_do_not_parse() {
+        for other in [
+            "wrap",
+            "treefarm:r1:020",
+            "treefarm:r1:020:a",
+            "treefarm:r1:020:a01",
+            "treefarm:r1:020:x1",
+            "treefarm:r1:020:a1:extra",
+            "treefarm::020:a1",
+            "treefarm:r 1:020:a1",
+            "slurm:r1:020:a1",
+            "treefarm:r1:020:a99999999999",
+        ] {
+            assert_eq!(JobName::parse(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn the_argv_of_an_attempt() {
+        let name = JobName::new("r1", "020", JobKind::Attempt, 2);
+        let attempt = Attempt {
+            name: &name,
+            script: Path::new("/shared/run/020/job.sh"),
+            workdir: Path::new("/shared/wt/020"),
+            log: Path::new("/shared/run/020/job-2.log"),
+            agent_timeout: Some(Duration::from_secs(1800)),
+        };
+        let config = SlurmConfig {
+            partition: Some("cpu".into()),
+            cpus: Some(8),
+            mem: Some(MemSize { megabytes: 4096 }),
+            account: Some("proj".into()),
+            qos: Some("high".into()),
+            extra_args: vec!["--gres=gpu:1".into()],
+            ..SlurmConfig::default()
+        };
+        assert_eq!(
+            strings(sbatch_args(&config, &attempt)),
+            [
+                "--parsable",
+                "--gres=gpu:1",
+                "--partition=cpu",
+                "--time=35",
+                "--cpus-per-task=8",
+                "--mem=4096M",
+                "--account=proj",
+                "--qos=high",
+                "--no-requeue",
+                "--job-name=treefarm:r1:020:a2",
+                "--output=/shared/run/020/job-2.log",
+                "--open-mode=append",
+                "--chdir=/shared/wt/020",
+                "--signal=B:TERM@60",
+                "--export=ALL",
+                "/shared/run/020/job.sh",
+            ]
+        );
+        // Nothing set: only what treefarm owns, and no --time without a
+        // timeout to derive it from.
+        let bare = Attempt {
+            agent_timeout: None,
+            ..attempt
+        };
+        let config = SlurmConfig {
+            requeue: true,
+            ..SlurmConfig::default()
+        };
+        let args = strings(sbatch_args(&config, &bare));
+        assert!(!args.iter().any(|a| a.starts_with("--time")), "{args:?}");
+        assert!(args.contains(&"--requeue".to_string()), "{args:?}");
+        assert_eq!(
+            args.last().map(String::as_str),
+            Some("/shared/run/020/job.sh")
+        );
+    }
+
+    #[test]
+    fn parsable_answers() {
+        assert_eq!(parse_parsable("42\n"), Ok(JobId(42)));
+        assert_eq!(parse_parsable("42;cluster2\n"), Ok(JobId(42)));
+        assert_eq!(parse_parsable("\n 7 \n"), Ok(JobId(7)));
+        let err = parse_parsable("Submitted batch job 42\n").expect_err("not parsable");
+        assert!(err.contains("Submitted batch job 42"), "{err}");
+        assert!(parse_parsable("").is_err());
+    }
+}
