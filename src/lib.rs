@@ -6,8 +6,9 @@
 //! `policy`, `merge_queue`, `overlap`, `schedule` (pure decisions as data) →
 //! `config`, `isolation` → `git` (the only module that touches git2) →
 //! `state` (journal, lock), `merge` → `report` (human and JSON output) →
-//! `runner` (the only async code) → `split`, `cli` (clap and the commands)
-//! and `mcp` (the same commands as Model Context Protocol tools).
+//! `slurm` (the second executor's vocabulary) → `runner` (the only async
+//! code) → `split`, `cli` (clap and the commands) and `mcp` (the same
+//! commands as Model Context Protocol tools).
 
 pub mod agents;
 pub mod cli;
