@@ -333,7 +333,8 @@ pub struct Launch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentEvent {
     /// The agent's process (the wrapper shell, also its process group id)
-    /// started; `start_time` is its `/proc` start time for [`wait_detached`].
+    /// started; `start_time` is its `/proc` start time for a re-attach
+    /// ([`crate::runner::agent::executor::Executor::reattach`]).
     Started { pid: u32, start_time: u64 },
     /// The status file changed to a new, parseable status.
     Status(AgentStatus),

@@ -28,7 +28,7 @@ use crate::procfs;
 use crate::runner::messages::{AgentEnd, AgentEvent, Stop};
 
 /// The local backend: each attempt a process group on this machine, under
-/// the `sh` wrapper that writes the exit file (see [`WRAPPER`]).
+/// the `sh` wrapper that writes the exit file (its `WRAPPER`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Local;
 
