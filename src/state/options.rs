@@ -157,6 +157,25 @@ impl QueueOptions {
 }
 
 impl RunOptions {
+    /// What the prompt templates are told about `spec` on `branch` in
+    /// `worktree` (its own prompt and a resolve attempt's).
+    pub fn prompt_context<'a>(
+        &'a self,
+        spec: &'a Spec,
+        branch: &'a str,
+        worktree: &'a std::path::Path,
+    ) -> crate::agents::PromptContext<'a> {
+        crate::agents::PromptContext {
+            id: &spec.id,
+            title: &spec.title,
+            body: &spec.body,
+            files: &spec.files,
+            branch,
+            target: &self.target,
+            worktree,
+        }
+    }
+
     pub fn spec(&self, id: &str) -> Option<&Spec> {
         self.specs.iter().find(|s| s.id == id)
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::agents::{render_resolve_prompt, resolve_env, PromptContext, ResolveContext};
+use crate::agents::{render_resolve_prompt, resolve_env, ResolveContext};
 use crate::git::{
     import_private_git, prepare_private_git, private_branch_moved, share_merge_state,
     take_merge_state, HandBack, HandBackResult, Oid, Repo, Resolution,
@@ -140,15 +140,7 @@ pub fn prepare(
     let prompt = render_resolve_prompt(
         opts.queue.resolve_prompt_template.as_deref(),
         &ResolveContext {
-            task: PromptContext {
-                id: &spec.id,
-                title: &spec.title,
-                body: &spec.body,
-                files: &spec.files,
-                branch: &branch,
-                target: &opts.target,
-                worktree,
-            },
+            task: opts.prompt_context(spec, &branch, worktree),
             conflicts: &paths,
             commits: &commits,
         },

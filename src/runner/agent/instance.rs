@@ -678,15 +678,7 @@ fn agent_job(
     let prompt_path = dir.prompt_path(&spec.id);
     let prompt = crate::agents::render_prompt(
         opts.prompt_template.as_deref(),
-        &crate::agents::PromptContext {
-            id: &spec.id,
-            title: &spec.title,
-            body: &spec.body,
-            files: &spec.files,
-            branch: &branch,
-            target: &opts.target,
-            worktree,
-        },
+        &opts.prompt_context(spec, &branch, worktree),
     )
     .map_err(|e| crate::error::chain(&e))?;
     std::fs::write(&prompt_path, prompt)
