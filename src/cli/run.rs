@@ -440,7 +440,7 @@ fn check_target_namespace(target: &str) -> anyhow::Result<()> {
 /// variables (paths; the declared files go in `TREEFARM_FILES_FILE` and only
 /// in `TREEFARM_FILES` while they fit).
 fn check_env_size(command: &str, env: &[(String, String)]) -> anyhow::Result<()> {
-    use crate::runner::agent::instance::{env_size, inherited_env_size, ENV_BUDGET};
+    use crate::runner::agent::job::{env_size, inherited_env_size, ENV_BUDGET};
     const TREEFARM_VARS: usize = 16 * 4096;
     let size = inherited_env_size()
         + env_size(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -6,6 +6,9 @@
 //!   spec's declared files.
 //! - `executor`: the executor seam ([`executor::Executor`]) and the local
 //!   backend's handle on it ([`executor::Local`]).
+//! - `job`: the agent's job — command, environment, prompt, sandbox.
+//! - `setup`: `setup.copy`, `setup.link` and `setup.command` in a fresh
+//!   worktree.
 //! - `local`: the local backend — a process group under the exit-file
 //!   wrapper, supervised to its end.
 //! - `process`: process-group primitives (subreaper, group liveness).
@@ -17,6 +20,8 @@ pub mod audit;
 pub mod executor;
 pub mod handback;
 pub mod instance;
+pub mod job;
 pub mod local;
 pub mod process;
+pub mod setup;
 pub mod status_file;
