@@ -103,8 +103,8 @@ pub struct RunConfig {
 
 impl RunConfig {
     /// The runner's budget.
-    pub fn budget(&self) -> crate::runner::Budget {
-        crate::runner::Budget {
+    pub fn budget(&self) -> crate::policy::Budget {
+        crate::policy::Budget {
             max_cost: self.max_cost.map(|c| c.0),
             max_tokens: self.max_tokens,
         }
@@ -1037,14 +1037,10 @@ impl Config {
         if self.base.trim().is_empty() {
             return Err(invalid("base", "must not be empty"));
         }
-        if let Err(message) = crate::runner::disk::Reserve::parse(&self.worktree.reserve) {
+        if let Err(message) = crate::policy::reserve::Reserve::parse(&self.worktree.reserve) {
             return Err(invalid("worktree.reserve", &message));
         }
-        if let Some(key) = self
-            .slot_env
-            .keys()
-            .find(|k| !crate::runner::slots::valid_env_name(k))
-        {
+        if let Some(key) = self.slot_env.keys().find(|k| !valid_env_name(k)) {
             return Err(invalid(
                 "slot_env",
                 &format!("`{key}` is not a valid environment variable name"),
@@ -1231,7 +1227,7 @@ impl Config {
                 }
             }
             "TREEFARM_WORKTREE_RESERVE" => {
-                crate::runner::disk::Reserve::parse(v)?;
+                crate::policy::reserve::Reserve::parse(v)?;
                 self.worktree.reserve = v.trim().to_string();
             }
             "TREEFARM_ISOLATION" => self.isolation.mode = IsolationMode::parse(v)?,
@@ -1442,4 +1438,23 @@ fn write_new(path: &Path, contents: &str) -> Result<bool, ConfigError> {
     };
     file.write_all(contents.as_bytes()).map_err(err)?;
     Ok(true)
+}
+
+/// Whether `name` can be an environment variable name (a `slot_env` key).
+pub fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_start_with_a_letter_or_underscore() {
+        assert!(valid_env_name("_A1") && !valid_env_name("1A") && !valid_env_name("A-B"));
+    }
 }

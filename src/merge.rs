@@ -1,7 +1,7 @@
 //! Merging one finished branch into the target: in memory, then the target
 //! ref moves by compare-and-swap. Never a checkout of the user's tree, never
 //! a half-applied merge. Ungated only: every gated merge goes through the
-//! merge queue, whose gates (`runner/gates.rs`) are process groups with a
+//! merge queue, whose gates (`runner/slot/gates.rs`) are process groups with a
 //! timeout, stoppable and confined.
 
 use std::path::Path;

@@ -224,7 +224,7 @@ pub fn status(
                 let bytes: u64 = record
                     .instances
                     .iter()
-                    .map(|i| crate::runner::disk::disk_usage(std::path::Path::new(&i.worktree)))
+                    .map(|i| crate::disk::disk_usage(std::path::Path::new(&i.worktree)))
                     .sum();
                 disk_at = Some((std::time::Instant::now(), bytes));
                 bytes
@@ -244,7 +244,7 @@ pub fn status(
             writeln!(
                 buf,
                 "disk: worktrees use {}",
-                crate::runner::disk::human_bytes(disk)
+                crate::policy::reserve::human_bytes(disk)
             )?;
             let usage = crate::report::usage::run_usage(dir.path(), &record);
             if let Some(line) = crate::report::usage::usage_line(&usage) {

@@ -160,8 +160,8 @@ pub fn prune(
             let archived = repo.archive(&id, tip).map_err(git_err)?;
             writeln!(err, "archived {branch} at {tip} as {archived}")?;
         }
-        let size = worktree.map_or(0, |w| crate::runner::disk::disk_usage(&w.path));
-        crate::runner::lane::remove_worktree_and_branch(
+        let size = worktree.map_or(0, |w| crate::disk::disk_usage(&w.path));
+        crate::runner::run::lane::remove_worktree_and_branch(
             repo,
             worktree.map(|w| w.path.as_path()),
             &branch,
@@ -175,7 +175,7 @@ pub fn prune(
             if worktree.is_some() {
                 format!(
                     " and its worktree ({})",
-                    crate::runner::disk::human_bytes(size)
+                    crate::policy::reserve::human_bytes(size)
                 )
             } else {
                 String::new()
@@ -188,7 +188,7 @@ pub fn prune(
         writeln!(
             err,
             "freed {} of disk",
-            crate::runner::disk::human_bytes(freed)
+            crate::policy::reserve::human_bytes(freed)
         )?;
     }
     if kept > 0 {
@@ -227,7 +227,7 @@ fn prune_gate_pool(
     let mut freed = 0;
     for slot in slots {
         let path = repo.gate_worktree_path(slot);
-        let size = crate::runner::disk::disk_usage(&path);
+        let size = crate::disk::disk_usage(&path);
         if !dry_run {
             repo.remove_gate_worktree(slot).map_err(git_err)?;
             freed += size;
@@ -236,7 +236,7 @@ fn prune_gate_pool(
             err,
             "{verb} gate worktree `{}` ({})",
             path.display(),
-            crate::runner::disk::human_bytes(size)
+            crate::policy::reserve::human_bytes(size)
         )?;
     }
     Ok(freed)
@@ -285,7 +285,7 @@ fn prune_splits(
                 let name = e.file_name().to_string_lossy().into_owned();
                 name.starts_with("split-") || name.starts_with("gate-")
             });
-        let size = crate::runner::disk::disk_usage(&dir);
+        let size = crate::disk::disk_usage(&dir);
         if !dry_run {
             std::fs::remove_dir_all(&dir).with_context(|| {
                 format!("failed to remove the split folder `{}`", dir.display())
@@ -301,7 +301,7 @@ fn prune_splits(
             } else {
                 ""
             },
-            crate::runner::disk::human_bytes(size)
+            crate::policy::reserve::human_bytes(size)
         )?;
     }
     if left_worktree {

@@ -254,7 +254,7 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
         sparse: cfg.worktree.sparse.clone(),
         sparse_include: cfg.worktree.sparse_include.clone(),
         slot_env: cfg.slot_env.clone(),
-        cache_dir: Some(crate::runner::slots::cache_dir(ctx.root(), |k| {
+        cache_dir: Some(crate::runner::slot::caches::cache_dir(ctx.root(), |k| {
             std::env::var(k).ok()
         })),
         worktree_include,
@@ -323,9 +323,9 @@ fn check_disk_budget(
     worktree_dir: &std::path::Path,
     all_kept: bool,
 ) -> anyhow::Result<()> {
-    use crate::runner::disk;
+    use crate::policy::reserve;
     let cfg = &ctx.config;
-    let reserve = disk::Reserve::parse(&cfg.worktree.reserve).map_err(InputError::new)?;
+    let reserve_bytes = reserve::Reserve::parse(&cfg.worktree.reserve).map_err(InputError::new)?;
     let start = match ctx.repo.branch_tip(&cfg.target).map_err(git_err)? {
         Some(tip) => tip,
         None => ctx.repo.resolve(&cfg.base).map_err(git_err)?,
@@ -338,15 +338,15 @@ fn check_disk_budget(
         .collect();
     let sizes = ctx.repo.checkout_sizes(start, &requests).map_err(git_err)?;
     let largest = sizes.iter().copied().max().unwrap_or(0);
-    let needed = disk::needed(sizes, cfg.instances, all_kept);
-    let free = disk::free_space(worktree_dir).with_context(|| {
+    let needed = reserve::needed(sizes, cfg.instances, all_kept);
+    let free = crate::disk::free_space(worktree_dir).with_context(|| {
         format!(
             "failed to read the free space of `{}`",
             worktree_dir.display()
         )
     })?;
-    if let Err(over) = disk::check(needed, free, reserve) {
-        let hb = disk::human_bytes;
+    if let Err(over) = reserve::check(needed, free, reserve_bytes) {
+        let hb = reserve::human_bytes;
         return Err(InputError::new(format!(
             "not enough disk space for the worktrees in `{}`: needed {}, available {} ({} free minus worktree.reserve {})",
             worktree_dir.display(),
@@ -376,7 +376,7 @@ fn drive(
     let no_merge = opts.no_merge && mode == Mode::Run;
     let dir = Arc::new(dir);
     let (record, _summary) =
-        crate::runner::imp::execute(opts, Arc::clone(&dir), record, reporter, mode)?;
+        crate::runner::run::imp::execute(opts, Arc::clone(&dir), record, reporter, mode)?;
     // Every run ends with the path of its report, so a user always has it.
     let mut err: Box<dyn std::io::Write> = if quiet {
         Box::new(std::io::sink())
@@ -440,7 +440,7 @@ fn check_target_namespace(target: &str) -> anyhow::Result<()> {
 /// variables (paths; the declared files go in `TREEFARM_FILES_FILE` and only
 /// in `TREEFARM_FILES` while they fit).
 fn check_env_size(command: &str, env: &[(String, String)]) -> anyhow::Result<()> {
-    use crate::runner::instance::{env_size, inherited_env_size, ENV_BUDGET};
+    use crate::runner::agent::job::{env_size, inherited_env_size, ENV_BUDGET};
     const TREEFARM_VARS: usize = 16 * 4096;
     let size = inherited_env_size()
         + env_size(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -516,11 +516,11 @@ pub(crate) fn isolation(
 /// The budget a coordinator enforces: `--max-cost` / `--max-tokens` over
 /// the config's `run.max_cost` / `run.max_tokens`.
 fn budget_from(
-    config: crate::runner::Budget,
+    config: crate::policy::Budget,
     max_cost: Option<f64>,
     max_tokens: Option<u64>,
-) -> crate::runner::Budget {
-    crate::runner::Budget {
+) -> crate::policy::Budget {
+    crate::policy::Budget {
         max_cost: max_cost.or(config.max_cost),
         max_tokens: max_tokens.or(config.max_tokens),
     }

@@ -5,6 +5,7 @@
 //! it is `Send + Sync`: each call opens its own `git2::Repository`, and
 //! [`Repo::add_worktrees`] gives each of its threads its own.
 
+mod admin;
 mod batch;
 mod commit;
 mod error;
@@ -14,25 +15,26 @@ mod include;
 pub mod layout;
 mod listing;
 mod merge;
+mod merge_state;
 mod private_git;
 mod repo;
-mod resolve;
 mod snapshot;
 mod sparse;
 mod tree_merge;
 mod worktree;
 
+pub use admin::staging_admin;
 pub use batch::{BatchBuild, BatchItem, BatchMerge};
 pub use error::GitError;
 pub use gates::{GateWorktree, GATES_DIR};
 pub use git2::Oid;
 pub use include::WORKTREE_INCLUDE;
 pub use merge::{Advance, MergeStrategy, Prepared};
-pub use private_git::{import_private_git, prepare_private_git, private_branch_moved};
-pub use repo::{init_submodules, CommitInfo, Repo};
-pub use resolve::{
+pub use merge_state::{
     has_conflict_markers, share_merge_state, take_merge_state, HandBack, HandBackResult, Resolution,
 };
+pub use private_git::{import_private_git, prepare_private_git, private_branch_moved};
+pub use repo::{init_submodules, CommitInfo, Repo};
 pub use snapshot::{worktree_snapshot, WorktreeSnapshot};
 pub use sparse::SparseRequest;
-pub use worktree::{staging_admin, ScratchWorktree, WorktreeInfo, WorktreeRequest};
+pub use worktree::{ScratchWorktree, WorktreeInfo, WorktreeRequest};

@@ -348,7 +348,7 @@ pub(crate) fn add_sparse(
     // The admin entry with its sparse files, registered whole (see
     // `register_worktree`), then the index and the materialised files.
     let cone = matches!(shape, Shape::Cone(_));
-    super::worktree::register_worktree(
+    super::admin::register_worktree(
         repo,
         name,
         path,

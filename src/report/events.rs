@@ -283,9 +283,9 @@ pub struct Summary {
     /// The concurrency limit as the run ended, and its maximum.
     pub concurrency: Option<ConcurrencySummary>,
     /// Every rate-limit backoff, oldest first.
-    pub backoffs: Vec<crate::runner::pacing::BackoffRecord>,
+    pub backoffs: Vec<crate::policy::pacing::BackoffRecord>,
     /// The budget that stopped new starts, if one did.
-    pub budget_reached: Option<crate::runner::BudgetReached>,
+    pub budget_reached: Option<crate::policy::BudgetReached>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -744,7 +744,7 @@ mod tests {
     #[test]
     fn live_view_status_and_summary_show_the_limit_and_every_backoff() {
         use crate::agents::{RateLimitKind, RateLimited};
-        use crate::runner::pacing::{Pacer, PacingPolicy};
+        use crate::policy::pacing::{Pacer, PacingPolicy};
         let mut run = run_with(&[(InstanceState::Running, 2), (InstanceState::Pending, 1)]);
         let mut pacer = Pacer::new(
             PacingPolicy {

@@ -15,19 +15,20 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+mod conflict;
 mod paced;
 mod queue;
-mod resolve;
 
 use crate::config::Strategy;
 use crate::merge::MergeResult;
+use crate::policy::pacing::{Pacer, PacingPolicy};
+use crate::policy::Budget;
 use crate::report::events::AttemptResult;
 use crate::report::Event;
-use crate::runner::executor::{AgentEnd, AgentEvent, Stop};
-use crate::runner::instance::{InstanceMsg, Launch, Verdict, Work};
-use crate::runner::messages::{Action, Input, LaneMsg, Planted};
-use crate::runner::pacing::{Pacer, PacingPolicy};
-use crate::runner::Budget;
+use crate::runner::messages::{
+    Action, AgentEnd, AgentEvent, Input, InstanceMsg, LaneMsg, Launch, Mode, Planted, Signal,
+    Start, Stop, Verdict, Work,
+};
 use crate::schedule::{Restored, Scheduler};
 use crate::state::{slot_port, RunOptions};
 use crate::state::{InstanceRecord, InstanceState, RunRecord, RunState};
@@ -177,8 +178,8 @@ pub fn allowed(from: InstanceState, to: InstanceState) -> bool {
 pub struct RunMachine {
     /// The journal's content. Instance states change only through
     /// [`RunMachine::advance`].
-    pub record: RunRecord,
-    pub sched: Scheduler,
+    record: RunRecord,
+    sched: Scheduler,
     /// Slot numbers not held by a planted or running instance.
     free_slots: BTreeSet<usize>,
     /// Branches waiting for the merge lane, in (priority, order, id) order.
@@ -188,26 +189,25 @@ pub struct RunMachine {
     /// (priority, order) of every spec of the run.
     ranks: HashMap<String, (i64, usize)>,
     /// The instance the lane is merging.
-    pub merging: Option<String>,
+    merging: Option<String>,
     /// The lane is pruning.
-    pub pruning: bool,
+    pruning: bool,
     /// The run options decisions depend on.
-    pub policy: Policy,
-    /// A signal asked the run to stop (gracefully).
-    pub stopping: bool,
-    /// A second signal: agents are killed.
-    pub killing: bool,
+    policy: Policy,
+    /// Where the signals have taken the run: `Run` until the first,
+    /// `Graceful` after it, `Kill` after the second.
+    stop: Stop,
     /// Instance tasks started and not yet done.
-    pub agents_in_flight: usize,
+    agents_in_flight: usize,
     /// Lane jobs (plant, merge, prune) started and not yet reported.
-    pub other_in_flight: usize,
+    other_in_flight: usize,
     /// What each succeeded agent committed (the merge's commit subjects).
-    pub works: HashMap<String, Work>,
+    works: HashMap<String, Work>,
     /// Rate-limit pacing: the concurrency window, the start gate, each
     /// spec's waits and every backoff (mirrored into `record.pacing`).
-    pub pacer: Pacer,
+    pacer: Pacer,
     /// `run.max_cost` / `run.max_tokens` as this coordinator enforces them.
-    pub budget: Budget,
+    budget: Budget,
     /// Specs waiting out a rate-limit backoff in their worktree (they keep
     /// their slot).
     waiting: BTreeMap<String, Waiting>,
@@ -224,7 +224,7 @@ pub struct RunMachine {
     /// room in the window (`merge.on_conflict: agent`).
     resolves_waiting: VecDeque<String>,
     /// The lane runs a merge-queue job (build or land).
-    pub queue_lane: bool,
+    queue_lane: bool,
     /// Merge-queue jobs waiting for the lane, in the planner's order.
     lane_jobs: VecDeque<Action>,
     /// Gate worktree slots not running a gate.
@@ -274,8 +274,7 @@ impl RunMachine {
             merging: None,
             pruning: false,
             policy,
-            stopping: false,
-            killing: false,
+            stop: Stop::Run,
             agents_in_flight: 0,
             other_in_flight: 0,
             works: HashMap::new(),
@@ -342,7 +341,8 @@ impl RunMachine {
     /// `finished`: stopped by a signal, or — a run, not `treefarm merge` —
     /// an instance is still being planted, run or merged (neither settled,
     /// nor `succeeded`, nor `pending`).
-    pub fn ends_interrupted(&self, stopped: bool, run: bool) -> bool {
+    pub fn ends_interrupted(&self, stopped: bool, mode: Mode) -> bool {
+        let run = mode == Mode::Run;
         stopped
             || run
                 && self.record.instances.iter().any(|i| {
@@ -453,12 +453,14 @@ impl RunMachine {
             && self.queue_idle()
     }
 
-    /// Branches waiting for a merge.
+    /// Branches waiting for a merge (read by the tests).
+    #[cfg(test)]
     pub fn merges_waiting(&self) -> usize {
         self.merge_queue.len()
     }
 
-    /// Instances waiting for pruning.
+    /// Instances waiting for pruning (read by the tests).
+    #[cfg(test)]
     pub fn prunes_waiting(&self) -> usize {
         self.prune_queue.len()
     }
@@ -474,7 +476,7 @@ impl RunMachine {
         match input {
             Input::Instance(id, msg) => self.on_instance(&mut out, id, msg, now)?,
             Input::Lane(msg) => self.on_lane(&mut out, msg, now)?,
-            Input::Signal(name) => self.on_signal(&mut out, name),
+            Input::Signal(signal) => self.on_signal(&mut out, signal),
             Input::Tick => out.push(Action::Refresh),
             // A backoff ended or the start interval passed: `start` decides.
             Input::Wake => {}
@@ -488,9 +490,10 @@ impl RunMachine {
     /// next prune (after a flush: `merged` is durable before the worktree
     /// goes). `run`: `run` or `resume`, not `treefarm merge` (which plants
     /// nothing and does not wait for ranked instances).
-    pub fn start(&mut self, run: bool, now: u64) -> Result<Vec<Action>, MachineError> {
+    pub fn start(&mut self, mode: Mode, now: u64) -> Result<Vec<Action>, MachineError> {
+        let run = mode == Mode::Run;
         let mut out = Vec::new();
-        if self.stopping {
+        if self.stopping() {
             return Ok(out);
         }
         if run {
@@ -524,20 +527,7 @@ impl RunMachine {
                 self.advance(&id, InstanceState::Creating, now)?;
                 self.inst(&id)?.slot = Some(slot);
                 self.plant_began.insert(id.clone(), now);
-                launches.push(Launch {
-                    id,
-                    slot,
-                    start_commit: String::new(),
-                    attempt: 1,
-                    reattach: None,
-                    exited: None,
-                    setup: true,
-                    ended: None,
-                    terminating: None,
-                    timeout_left: None,
-                    retries_left: None,
-                    resolve: false,
-                });
+                launches.push(Launch::fresh(id, slot, String::new(), 1, true));
             }
             out.push(Action::Save);
             out.push(Action::Flush);
@@ -548,7 +538,7 @@ impl RunMachine {
             });
         }
         if self.policy.queue.is_some() {
-            self.start_queue(&mut out, run, now)?;
+            self.start_queue(&mut out, mode, now)?;
         } else if let Some(id) = self.next_merge(run) {
             self.other_in_flight += 1;
             let subjects = self
@@ -576,10 +566,11 @@ impl RunMachine {
     pub fn restore(
         &mut self,
         id: &str,
-        run: bool,
+        mode: Mode,
         landed: bool,
         now: u64,
     ) -> Result<Vec<Action>, MachineError> {
+        let run = mode == Mode::Run;
         use InstanceState::*;
         let mut out = Vec::new();
         let state = self.inst(id)?.state;
@@ -674,18 +665,27 @@ impl RunMachine {
         inst.reason = None;
         inst.interrupted = false;
         inst.retry_at_ms = None;
+        // What `recover` found is one of: a live agent (maybe being
+        // terminated), an ended termination, an exit code, or nothing.
+        let start = match (found.live, found.ended, found.exited) {
+            (Some(handle), _, _) => Start::Reattach {
+                handle,
+                terminating: found.terminating,
+                timeout_left: deadline_ms
+                    .map(|d| std::time::Duration::from_millis(d.saturating_sub(now))),
+            },
+            (None, Some(why), _) => Start::Ended(why),
+            (None, None, Some(code)) => Start::Ended(AgentEnd::Exited(code)),
+            (None, None, None) => Start::Fresh {
+                setup: state != InstanceState::Running,
+            },
+        };
         let launch = Launch {
             id: id.to_string(),
             slot: found.slot,
             start_commit: found.start_commit,
             attempt: next,
-            reattach: found.live,
-            exited: found.exited,
-            setup: state != InstanceState::Running,
-            ended: found.ended,
-            terminating: found.terminating,
-            timeout_left: deadline_ms
-                .map(|d| std::time::Duration::from_millis(d.saturating_sub(now))),
+            start,
             retries_left,
             resolve,
         };
@@ -714,12 +714,7 @@ impl RunMachine {
         // start interval like any start (`on_planted` holds them).
         self.hold_after_plant = launches
             .iter()
-            .filter(|l| {
-                l.reattach.is_none()
-                    && l.exited.is_none()
-                    && l.ended.is_none()
-                    && l.terminating.is_none()
-            })
+            .filter(|l| l.is_fresh())
             .map(|l| l.id.clone())
             .collect();
         self.other_in_flight += 1;
@@ -736,11 +731,13 @@ impl RunMachine {
     /// The loop ended: the run is `finished`, or `interrupted` (for
     /// `resume`, with its event) when stopped or an instance is still out.
     /// `run`: not `treefarm merge`.
-    pub fn finish(&mut self, run: bool, now: u64) -> Vec<Action> {
+    pub fn finish(&mut self, mode: Mode, now: u64) -> Vec<Action> {
+        let run = mode == Mode::Run;
         // A merge queue stopped by a gate that could not run: `resume`
         // gates its branches again.
-        let stopped = self.stopping || run && self.budget_left() || self.queue_stopped().is_some();
-        let interrupted = self.ends_interrupted(stopped, run);
+        let stopped =
+            self.stopping() || run && self.budget_left() || self.queue_stopped().is_some();
+        let interrupted = self.ends_interrupted(stopped, mode);
         self.record.state = if interrupted {
             RunState::Interrupted
         } else {
@@ -764,13 +761,63 @@ impl RunMachine {
         self.record.budget_reached.is_some() || self.queue_stopped().is_some()
     }
 
+    /// The run's record, as the journal writes it and the reporters show it.
+    pub fn record(&self) -> &RunRecord {
+        &self.record
+    }
+
+    /// The commit subjects of what `id`'s agent committed (for the merge
+    /// commit's message).
+    pub fn subjects_of(&self, id: &str) -> Vec<String> {
+        self.works
+            .get(id)
+            .map(|w| w.subjects.clone())
+            .unwrap_or_default()
+    }
+
+    /// The record, once the run is over.
+    pub fn into_record(self) -> RunRecord {
+        self.record
+    }
+
+    /// This coordinator takes the run over: `running`, under its pid (and
+    /// `/proc` start time, so a successor can tell it from a recycled pid).
+    pub fn take_over(&mut self, pid: u32, start_time: Option<u64>) {
+        self.record.state = RunState::Running;
+        self.record.coordinator_pid = pid;
+        self.record.coordinator_start = start_time;
+    }
+
+    /// `resume`, `treefarm merge`: where the scheduler puts an instance the
+    /// journal shows, before the machine decides how it continues.
+    pub fn reschedule(&mut self, id: &str, how: Restored) {
+        self.sched.restore(id, how);
+    }
+
+    /// `treefarm merge`: a branch whose hand-made fix is not concluded
+    /// stays settled and unmerged (its dependents are not started).
+    pub fn leave_unmerged(&mut self, id: &str) {
+        self.sched.settled(id, false);
+    }
+
+    /// A signal asked the run to stop (gracefully, or a second one: kill).
+    fn stopping(&self) -> bool {
+        self.stop != Stop::Run
+    }
+
+    /// A second signal: agents are killed.
+    fn killing(&self) -> bool {
+        self.stop == Stop::Kill
+    }
+
     /// True when the loop may end: nothing in flight, and (unless stopped)
     /// nothing left to start, merge or prune.
-    pub fn is_over(&self, merge_only: bool) -> bool {
-        if self.killing {
+    pub fn is_over(&self, mode: Mode) -> bool {
+        let merge_only = mode == Mode::MergeOnly;
+        if self.killing() {
             return self.agents_in_flight == 0;
         }
-        if self.stopping {
+        if self.stopping() {
             return self.agents_in_flight == 0 && self.other_in_flight == 0;
         }
         if self.no_new_starts() {
@@ -785,16 +832,17 @@ impl RunMachine {
             && (merge_only || self.sched.is_finished())
     }
 
-    fn on_signal(&mut self, out: &mut Vec<Action>, name: &str) {
-        if self.stopping {
+    fn on_signal(&mut self, out: &mut Vec<Action>, signal: Signal) {
+        let name = signal.name();
+        if self.stopping() {
             out.push(Action::Note(format!("second {name}: killing agents now")));
-            self.killing = true;
+            self.stop = Stop::Kill;
             out.push(Action::Stop(Stop::Kill));
         } else {
             out.push(Action::Note(format!(
                 "{name}: stopping agents gracefully (again to kill); worktrees are kept"
             )));
-            self.stopping = true;
+            self.stop = Stop::Graceful;
             out.push(Action::Stop(Stop::Graceful));
             // Held for the window, never started: `resume` runs them.
             for launch in std::mem::take(&mut self.held) {
@@ -883,7 +931,7 @@ impl RunMachine {
             }
             InstanceMsg::Agent(AgentEvent::Terminating { why, kill_at_ms }) => {
                 let inst = self.inst(&id)?;
-                inst.ending = Some(crate::runner::journal::ending_name(&why).to_string());
+                inst.ending = Some(crate::runner::messages::ending_name(&why).to_string());
                 inst.kill_at_ms = Some(kill_at_ms);
                 out.push(Action::Save);
             }
@@ -1178,7 +1226,7 @@ impl RunMachine {
                     }
                     // A budget reached while it was planted: it does not
                     // start either (`resume` runs it).
-                    if self.stopping || self.no_new_starts() {
+                    if self.stopping() || self.no_new_starts() {
                         self.release_slot(&id);
                         self.mark_interrupted(&id)?;
                         out.push(Action::Save);
@@ -1474,19 +1522,19 @@ mod tests {
     fn a_run_ends_interrupted_when_stopped_or_an_instance_is_still_out() {
         let mut m = machine(&[("a", 1), ("b", 2)], 2);
         // Nothing started yet (pending) or waiting for a merge: finished.
-        assert!(!m.ends_interrupted(false, true));
-        assert!(m.ends_interrupted(true, true));
+        assert!(!m.ends_interrupted(false, Mode::Run));
+        assert!(m.ends_interrupted(true, Mode::Run));
         walk(&mut m, "a", &[Creating, Created, Running]);
-        assert!(m.ends_interrupted(false, true));
+        assert!(m.ends_interrupted(false, Mode::Run));
         // `treefarm merge` leaves running instances to their run.
-        assert!(!m.ends_interrupted(false, false));
+        assert!(!m.ends_interrupted(false, Mode::MergeOnly));
         walk(&mut m, "a", &[Succeeded]);
-        assert!(!m.ends_interrupted(false, true));
+        assert!(!m.ends_interrupted(false, Mode::Run));
         walk(&mut m, "a", &[Merging]);
-        assert!(m.ends_interrupted(false, true));
+        assert!(m.ends_interrupted(false, Mode::Run));
         walk(&mut m, "a", &[Merged, Pruned]);
         walk(&mut m, "b", &[Skipped]);
-        assert!(!m.ends_interrupted(false, true));
+        assert!(!m.ends_interrupted(false, Mode::Run));
     }
 
     #[test]
@@ -1553,8 +1601,8 @@ mod tests {
 #[cfg(test)]
 mod handle_tests {
     use super::*;
-    use crate::runner::instance::Launch;
-    use crate::runner::status_file::AgentStatus;
+    use crate::runner::messages::AgentStatus;
+    use crate::runner::messages::Launch;
     use crate::schedule::Node;
     use crate::state::RunState;
     use InstanceState::*;
@@ -1649,7 +1697,7 @@ mod handle_tests {
     /// Takes the scheduler's ready specs as the loop does and marks them
     /// `creating` in their slots.
     fn start(m: &mut RunMachine) -> Vec<Launch> {
-        let mut actions = m.start(true, 1).unwrap();
+        let mut actions = m.start(Mode::Run, 1).unwrap();
         let Some(Action::Plant { launches, reuse }) = actions.pop() else {
             panic!("{actions:?}")
         };
@@ -1685,33 +1733,33 @@ mod handle_tests {
     #[test]
     fn a_first_signal_stops_gracefully_and_a_second_kills() {
         let mut m = machine(&["a"], &[], 1, policy());
-        let first = m.handle(Input::Signal("interrupt"), 1).unwrap();
+        let first = m.handle(Input::Signal(Signal::Interrupt), 1).unwrap();
         assert_eq!(tags(&first), ["note", "stop graceful"]);
-        assert!(m.stopping && !m.killing);
+        assert_eq!(m.stop, Stop::Graceful);
         let Action::Note(text) = &first[0] else {
             panic!("{first:?}")
         };
         assert!(text.starts_with("interrupt:"), "{text}");
-        let second = m.handle(Input::Signal("terminate"), 2).unwrap();
+        let second = m.handle(Input::Signal(Signal::Terminate), 2).unwrap();
         assert_eq!(tags(&second), ["note", "stop kill"]);
-        assert!(m.killing);
+        assert_eq!(m.stop, Stop::Kill);
         // Killing waits for the agents only; stopping for the lane too.
         m.other_in_flight = 1;
-        assert!(m.is_over(false));
+        assert!(m.is_over(Mode::Run));
         m.agents_in_flight = 1;
-        assert!(!m.is_over(false));
+        assert!(!m.is_over(Mode::Run));
     }
 
     #[test]
     fn what_may_start_is_journalled_before_it_is_planted_and_one_lane_job_runs() {
         let mut m = machine(&["a", "b", "c"], &[("c", "a")], 1, policy());
-        let actions = m.start(true, 3).unwrap();
+        let actions = m.start(Mode::Run, 3).unwrap();
         assert_eq!(tags(&actions), ["save", "flush", "plant a"]);
         let a = m.record.instance("a").unwrap();
         assert_eq!((a.state, a.slot), (Creating, Some(0)));
         assert_eq!(m.other_in_flight, 1);
         // No slot left: nothing more starts.
-        assert!(m.start(true, 4).unwrap().is_empty());
+        assert!(m.start(Mode::Run, 4).unwrap().is_empty());
         // `treefarm merge` plants nothing; a queued merge goes to the lane
         // with its commit subjects, and holds the prune back.
         let mut m = machine(&["a", "b"], &[], 2, policy());
@@ -1719,26 +1767,29 @@ mod handle_tests {
         m.works.insert("b".into(), work("t"));
         m.enqueue_merge("b");
         m.enqueue_prune("a");
-        let actions = m.start(false, 5).unwrap();
+        let actions = m.start(Mode::MergeOnly, 5).unwrap();
         assert_eq!(tags(&actions), ["merge b"]);
         let Action::Merge { subjects, .. } = &actions[0] else {
             panic!("{actions:?}")
         };
         assert_eq!(subjects, &["do it"]);
-        assert!(m.start(false, 6).unwrap().is_empty());
+        assert!(m.start(Mode::MergeOnly, 6).unwrap().is_empty());
         m.merging = None;
-        assert_eq!(tags(&m.start(false, 7).unwrap()), ["flush", "prune a"]);
+        assert_eq!(
+            tags(&m.start(Mode::MergeOnly, 7).unwrap()),
+            ["flush", "prune a"]
+        );
         assert_eq!(m.other_in_flight, 2);
     }
 
     #[test]
     fn a_run_finishes_or_ends_interrupted_with_the_resume_command() {
         let mut m = machine(&["a"], &[], 1, policy());
-        assert_eq!(tags(&m.finish(true, 9)), ["save"]);
+        assert_eq!(tags(&m.finish(Mode::Run, 9)), ["save"]);
         assert_eq!(m.record.state, RunState::Finished);
         assert_eq!(m.record.finished_at_ms, Some(9));
-        m.handle(Input::Signal("interrupt"), 10).unwrap();
-        let actions = m.finish(true, 11);
+        m.handle(Input::Signal(Signal::Interrupt), 10).unwrap();
+        let actions = m.finish(Mode::Run, 11);
         assert_eq!(tags(&actions), ["save", "emit interrupted"]);
         let Action::Emit(Event::Interrupted { resume, run_id }) = &actions[1] else {
             panic!("{actions:?}")
@@ -1762,27 +1813,27 @@ mod handle_tests {
         walk_to_succeeded(&mut m, "d");
         m.advance("d", Merged, 3).unwrap();
         m.advance("e", Skipped, 3).unwrap();
-        assert!(m.restore("a", true, false, 5).unwrap().is_empty());
+        assert!(m.restore("a", Mode::Run, false, 5).unwrap().is_empty());
         // The ref moved before the kill: recorded merged, pruned next.
-        let landed = m.restore("b", true, true, 5).unwrap();
+        let landed = m.restore("b", Mode::Run, true, 5).unwrap();
         assert_eq!(tags(&landed), ["save", "emit merged"]);
         assert_eq!(state(&m, "b"), Merged);
         // It never moved: merged again.
-        assert!(m.restore("c", true, false, 5).unwrap().is_empty());
+        assert!(m.restore("c", Mode::Run, false, 5).unwrap().is_empty());
         let c = m.record.instance("c").unwrap();
         assert_eq!(
             (c.state, c.merged_commit.as_deref()),
             (Succeeded, Some("m-c"))
         );
-        assert!(m.restore("d", true, false, 5).unwrap().is_empty());
-        assert!(m.restore("e", true, false, 5).unwrap().is_empty());
+        assert!(m.restore("d", Mode::Run, false, 5).unwrap().is_empty());
+        assert!(m.restore("e", Mode::Run, false, 5).unwrap().is_empty());
         assert_eq!(m.merges_waiting(), 2);
         assert_eq!(m.prunes_waiting(), 2);
         // Out or waiting for a fix: recover.rs's.
         let mut m = machine(&["a"], &[], 1, policy());
         m.advance("a", Creating, 1).unwrap();
         assert!(matches!(
-            m.restore("a", true, false, 2),
+            m.restore("a", Mode::Run, false, 2),
             Err(MachineError::NotRestorable { .. })
         ));
     }
@@ -1799,7 +1850,7 @@ mod handle_tests {
             },
         );
         walk_to_succeeded(&mut m, "a");
-        m.restore("a", true, false, 5).unwrap();
+        m.restore("a", Mode::Run, false, 5).unwrap();
         assert_eq!(m.merges_waiting(), 0);
         // `treefarm merge` merges it.
         let mut m = machine(
@@ -1812,7 +1863,7 @@ mod handle_tests {
             },
         );
         walk_to_succeeded(&mut m, "a");
-        m.restore("a", false, false, 5).unwrap();
+        m.restore("a", Mode::MergeOnly, false, 5).unwrap();
         assert_eq!(m.merges_waiting(), 1);
     }
 
@@ -1845,12 +1896,15 @@ mod handle_tests {
         let (launch, actions) = m.resume_out("a", found, 400).unwrap();
         assert_eq!(tags(&actions), ["note"]);
         assert_eq!(
-            (launch.attempt, launch.reattach, launch.setup),
-            (2, Some((7, 70)), false)
-        );
-        assert_eq!(
-            launch.timeout_left,
-            Some(std::time::Duration::from_millis(600))
+            (launch.attempt, launch.start),
+            (
+                2,
+                Start::Reattach {
+                    handle: (7, 70),
+                    terminating: None,
+                    timeout_left: Some(std::time::Duration::from_millis(600)),
+                }
+            )
         );
         let a = m.record.instance("a").unwrap();
         assert_eq!(
@@ -1871,17 +1925,23 @@ mod handle_tests {
             panic!("{actions:?}")
         };
         assert!(text.contains("exit code 3"), "{text}");
-        assert_eq!((launch.attempt, launch.exited), (1, Some(3)));
+        assert_eq!(
+            (launch.attempt, launch.start),
+            (1, Start::Ended(AgentEnd::Exited(3)))
+        );
         // Gone without a trace: the next attempt, in its worktree.
         let mut m = out_instance(Running);
         let (launch, actions) = m.resume_out("a", Found::default(), 5).unwrap();
         assert_eq!(tags(&actions), ["note"]);
-        assert_eq!((launch.attempt, launch.setup), (2, false));
+        assert_eq!(
+            (launch.attempt, launch.start),
+            (2, Start::Fresh { setup: false })
+        );
         // Killed while planting: planted again, set up, no note.
         let mut m = out_instance(Creating);
         let (launch, actions) = m.resume_out("a", Found::default(), 5).unwrap();
         assert!(actions.is_empty(), "{actions:?}");
-        assert!(launch.setup);
+        assert_eq!(launch.start, Start::Fresh { setup: true });
         // A timeout whose termination finished meanwhile: judged as such.
         let mut m = out_instance(Running);
         let found = Found {
@@ -1894,7 +1954,7 @@ mod handle_tests {
         };
         assert!(text.contains("while treefarm was not running"), "{text}");
         assert_eq!(launch.attempt, 1);
-        assert!(matches!(launch.ended, Some(AgentEnd::TimedOut)));
+        assert_eq!(launch.start, Start::Ended(AgentEnd::TimedOut));
     }
 
     #[test]
@@ -1916,20 +1976,7 @@ mod handle_tests {
 
         let mut m = machine(&["a"], &[], 1, policy());
         assert!(m.replant(Vec::new()).is_empty());
-        let launch = Launch {
-            id: "a".into(),
-            slot: 0,
-            start_commit: "c".into(),
-            attempt: 2,
-            reattach: None,
-            exited: None,
-            setup: false,
-            ended: None,
-            terminating: None,
-            timeout_left: None,
-            retries_left: None,
-            resolve: false,
-        };
+        let launch = Launch::fresh("a".into(), 0, "c".into(), 2, false);
         let actions = m.replant(vec![launch]);
         assert_eq!(tags(&actions), ["save", "flush", "plant a"]);
         assert!(matches!(actions[2], Action::Plant { reuse: true, .. }));
@@ -1939,8 +1986,8 @@ mod handle_tests {
     #[test]
     fn nothing_starts_while_stopping() {
         let mut m = machine(&["a"], &[], 1, policy());
-        m.handle(Input::Signal("hangup"), 1).unwrap();
-        assert!(m.start(true, 2).unwrap().is_empty());
+        m.handle(Input::Signal(Signal::Hangup), 1).unwrap();
+        assert!(m.start(Mode::Run, 2).unwrap().is_empty());
         assert_eq!(state(&m, "a"), Pending);
     }
 
@@ -2020,7 +2067,7 @@ mod handle_tests {
     fn planted_while_stopping_is_interrupted_not_launched() {
         let mut m = machine(&["a"], &[], 1, policy());
         let launches = start(&mut m);
-        m.handle(Input::Signal("interrupt"), 2).unwrap();
+        m.handle(Input::Signal(Signal::Interrupt), 2).unwrap();
         let actions = planted(&mut m, &launches, 3);
         assert!(!tags(&actions).iter().any(|t| t.starts_with("launch")));
         let a = m.record.instance("a").unwrap();
@@ -2159,7 +2206,7 @@ mod handle_tests {
         let a = m.record.instance("a").unwrap();
         assert_eq!(a.state, Running);
         assert!(a.interrupted);
-        assert!(m.ends_interrupted(false, true));
+        assert!(m.ends_interrupted(false, Mode::Run));
     }
 
     #[test]

@@ -1,18 +1,20 @@
-//! The messages between the dispatcher and the tasks it starts: what the
-//! run is asked to do ([`Mode`]) and what the blocking git lane (plant,
-//! merge, prune) reports back ([`LaneMsg`]). The instance tasks' messages
-//! are [`crate::runner::instance::InstanceMsg`].
+//! The words the loop, the machine and the tasks share: what the run is
+//! asked to do ([`Mode`]), what the loop hands the machine ([`Input`]) and
+//! the machine answers ([`Action`]), what the blocking git lane reports
+//! back ([`LaneMsg`]), what an instance task reports ([`InstanceMsg`],
+//! ending in a [`Verdict`]) and what its executor reports ([`AgentEvent`],
+//! ending in an [`AgentEnd`]). Data only: the machine imports its whole
+//! vocabulary from here, never from the modules that do the work.
 
 use std::path::PathBuf;
 
 use tokio::sync::oneshot;
 
 use crate::merge::MergeResult;
+use crate::merge_queue::Built;
 use crate::merge_queue::{BatchId, GateRun};
 use crate::report::Event;
-use crate::runner::executor::Stop;
-use crate::runner::instance::{InstanceMsg, Launch};
-use crate::runner::lane::BatchBuilt;
+use crate::state::InstanceState;
 
 /// What the dispatcher's loop turns each wake-up into before handling it.
 pub enum Input {
@@ -20,13 +22,36 @@ pub enum Input {
     Instance(String, InstanceMsg),
     /// From the git lane.
     Lane(LaneMsg),
-    /// SIGINT, SIGTERM or SIGHUP (`interrupt`, `terminate`, `hangup`).
-    Signal(&'static str),
+    /// SIGINT, SIGTERM or SIGHUP.
+    Signal(Signal),
     /// The live view's timer.
     Tick,
     /// The machine's next deadline passed ([`crate::runner::machine::RunMachine::next_deadline`]):
     /// a backoff ended or the start interval let a start go.
     Wake,
+}
+
+/// A signal the coordinator handles: the first stops the agents
+/// gracefully, the second kills them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
+    /// SIGHUP (the terminal went away).
+    Hangup,
+}
+
+impl Signal {
+    /// The word the notes use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Interrupt => "interrupt",
+            Signal::Terminate => "terminate",
+            Signal::Hangup => "hangup",
+        }
+    }
 }
 
 /// What the dispatcher is asked to do with the run's instances.
@@ -158,4 +183,270 @@ pub enum Action {
     CancelGate(u64),
     /// Keep the log of the gate run that refused `id` as its gate log.
     KeepGateLog { id: String, log: String },
+}
+
+/// What the dispatcher hears from an instance task.
+#[derive(Debug)]
+pub enum InstanceMsg {
+    Agent(AgentEvent),
+    AttemptStarting {
+        attempt: u32,
+    },
+    Exited {
+        attempt: u32,
+        end: AgentEnd,
+        elapsed_ms: u64,
+        /// Its exit and log tail say the provider refused it (a non-zero
+        /// exit; see `Verdict::RateLimited`).
+        rate_limited: bool,
+    },
+    /// Something to report that fails nothing (e.g. the agent changed the
+    /// shared git config).
+    Warning(String),
+    /// What isolation refused the agent, which succeeded anyway: part of
+    /// its result (warning event, `status`, summary, report).
+    Denied(String),
+    Done(Verdict),
+    /// What the agent has spent so far: its wrapper's `usage.json`, read
+    /// after each attempt (it covers every attempt of the spec).
+    Usage(crate::agents::Usage),
+}
+
+/// How an instance ended, after retries, committing and auditing.
+#[derive(Debug)]
+pub enum Verdict {
+    Succeeded(Work),
+    Failed {
+        state: InstanceState,
+        reason: String,
+        exit_code: Option<i32>,
+        work: Option<Work>,
+    },
+    /// Stopped by Ctrl-C (or a dying coordinator): resumable.
+    Stopped,
+    /// Attempt `attempt` was rate-limited (its exit and log tail matched a
+    /// signal): the machine decides the backoff. It used no retry;
+    /// `retries_left` are the retries still to use.
+    RateLimited {
+        attempt: u32,
+        cause: crate::agents::RateLimited,
+        retries_left: u32,
+    },
+}
+
+impl Verdict {
+    /// Failed before the agent produced anything.
+    pub(crate) fn failed_early(reason: String) -> Verdict {
+        Verdict::Failed {
+            state: InstanceState::Failed,
+            reason,
+            exit_code: None,
+            work: None,
+        }
+    }
+}
+
+/// What the branch holds after the agent.
+#[derive(Debug, Clone, Default)]
+pub struct Work {
+    pub tip: String,
+    pub auto_commit: Option<String>,
+    pub commits: usize,
+    pub subjects: Vec<String>,
+    pub changed: Vec<String>,
+    pub scope_creep: Vec<String>,
+}
+
+/// How an instance task begins (`resume` finds which; a plain start is
+/// always [`Start::Fresh`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// A new attempt; run `setup` first unless the instance was set up
+    /// before (a resumed `running` instance, a retry, a resolve attempt).
+    Fresh { setup: bool },
+    /// A live agent left by a previous coordinator: re-attach and follow it.
+    Reattach {
+        /// The local executor's handle: (pid, start time).
+        handle: (u32, u64),
+        /// An earlier coordinator was terminating it for this reason;
+        /// SIGKILL is due at the given time (ms since the epoch). Finished
+        /// on time; the reason is the result.
+        terminating: Option<(AgentEnd, u64)>,
+        /// What is left of the attempt's timeout.
+        timeout_left: Option<std::time::Duration>,
+    },
+    /// The attempt already ended while no coordinator watched: its exit
+    /// code (from its exit file), or the reason of a termination an earlier
+    /// coordinator began and whose group is gone now. Go straight to
+    /// judging it.
+    Ended(AgentEnd),
+}
+
+impl Launch {
+    /// A launch starting a new attempt, with no retries decided by the
+    /// machine and no conflict to resolve.
+    pub fn fresh(
+        id: String,
+        slot: usize,
+        start_commit: String,
+        attempt: u32,
+        setup: bool,
+    ) -> Launch {
+        Launch {
+            id,
+            slot,
+            start_commit,
+            attempt,
+            start: Start::Fresh { setup },
+            retries_left: None,
+            resolve: false,
+        }
+    }
+
+    /// Whether this launch starts a new attempt (not re-attached, not
+    /// already ended).
+    pub fn is_fresh(&self) -> bool {
+        matches!(self.start, Start::Fresh { .. })
+    }
+}
+
+/// Where an instance starts.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub id: String,
+    pub slot: usize,
+    pub start_commit: String,
+    /// The number of the next attempt.
+    pub attempt: u32,
+    /// How the instance task begins: a new attempt, a live agent to
+    /// re-attach to, or an attempt whose end is already known.
+    pub start: Start,
+    /// Set when the spec starts again after a rate-limited attempt: the
+    /// retries it has left (rate-limited attempts use none up).
+    pub retries_left: Option<u32>,
+    /// `merge.on_conflict: agent`: the agent resolves the conflicted merge
+    /// prepared in its worktree (`runner/agent/handback.rs`), one attempt.
+    pub resolve: bool,
+}
+
+/// What an executor reports while the agent runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEvent {
+    /// The agent's process (the wrapper shell, also its process group id)
+    /// started; `start_time` is its `/proc` start time for a re-attach
+    /// ([`crate::runner::agent::executor::Executor::reattach`]).
+    Started { pid: u32, start_time: u64 },
+    /// The status file changed to a new, parseable status.
+    Status(AgentStatus),
+    /// The group was sent SIGTERM because of `why` (a timeout, the idle
+    /// watchdog or a stop request); SIGKILL follows at `kill_at_ms` (ms since
+    /// the epoch) unless it empties first. Journalled, so a coordinator
+    /// killed meanwhile leaves a successor the same deadline.
+    Terminating { why: AgentEnd, kill_at_ms: u64 },
+}
+
+/// How an agent run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEnd {
+    /// Exited on its own with this code.
+    Exited(i32),
+    /// Died from this signal. An agent shell reporting status 128+N (N a
+    /// standard signal, 1–31) is read as signal N, the shell convention.
+    Signaled(i32),
+    /// `timeout` elapsed; the group was terminated.
+    TimedOut,
+    /// No output and no status update for `idle_timeout`; the group was
+    /// terminated.
+    IdleTimedOut,
+    /// Ended on a [`Stop`] request.
+    Stopped,
+    /// A re-attached agent ended without leaving an exit code (killed from
+    /// outside while no coordinator watched it). Counts as a failure.
+    Unknown,
+    /// The agent could not be started; the message names what failed.
+    SpawnFailed(String),
+}
+
+impl AgentEnd {
+    /// True only for exit code 0: the exit code decides.
+    pub fn success(&self) -> bool {
+        matches!(self, AgentEnd::Exited(0))
+    }
+
+    /// The exit code, when the agent exited on its own.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            AgentEnd::Exited(code) => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AgentEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentEnd::Exited(code) => write!(f, "exited with code {code}"),
+            AgentEnd::Signaled(sig) => match nix::sys::signal::Signal::try_from(*sig) {
+                Ok(signal) => write!(f, "killed by signal {sig} ({})", signal.as_str()),
+                Err(_) => write!(f, "killed by signal {sig}"),
+            },
+            AgentEnd::TimedOut => f.write_str("timed out"),
+            AgentEnd::IdleTimedOut => f.write_str("timed out (idle: no output or status update)"),
+            AgentEnd::Stopped => f.write_str("stopped"),
+            AgentEnd::Unknown => f.write_str("ended without leaving an exit code"),
+            AgentEnd::SpawnFailed(msg) => write!(f, "failed to start: {msg}"),
+        }
+    }
+}
+
+/// A stop request, sent through a `tokio::sync::watch` channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stop {
+    /// Keep running (the channel's initial value).
+    #[default]
+    Run,
+    /// SIGTERM the group, grace period, SIGKILL.
+    Graceful,
+    /// SIGKILL the group at once (also escalates a graceful stop under way).
+    Kill,
+}
+
+/// A batch built on the lane.
+#[derive(Debug, Clone)]
+pub struct BatchBuilt {
+    /// The commit the batch starts from.
+    pub base: String,
+    /// Each branch's merge, by spec id, in order.
+    pub results: Vec<Built>,
+    /// Spec id -> the branch tip merged (the journal's `tip`, by which
+    /// `prune` recognises squash and rebase merges).
+    pub tips: Vec<(String, String)>,
+}
+
+/// How the journal names why an agent's group was being terminated.
+pub fn ending_name(why: &AgentEnd) -> &'static str {
+    match why {
+        AgentEnd::TimedOut => "timed_out",
+        AgentEnd::IdleTimedOut => "idle_timeout",
+        _ => "stopped",
+    }
+}
+
+/// The result a journalled termination stands for; `None` for a stop (the
+/// attempt is rerun, as after Ctrl-C).
+pub fn ending_result(name: &str) -> Option<AgentEnd> {
+    match name {
+        "timed_out" => Some(AgentEnd::TimedOut),
+        "idle_timeout" => Some(AgentEnd::IdleTimedOut),
+        _ => None,
+    }
+}
+
+/// What an agent last said about itself. Every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AgentStatus {
+    pub state: Option<String>,
+    /// 0–100; larger numbers are clamped to 100.
+    pub progress: Option<u8>,
+    pub message: Option<String>,
 }

@@ -1,46 +1,37 @@
 //! The only async code: a dispatcher that owns what the user sees, and one
-//! executor per running agent that talks to it over channels.
+//! task per running agent that talks to it over channels. Four rooms and
+//! the words they share:
 //!
-//! `imp` starts the runtime and drives a run; `dispatch` is the loop (turns
-//! what happened into an `Input`, handles it, commits the `journal` once per
-//! turn, starts what may start); `machine` holds the run's record,
-//! scheduler, slots and queues and is the only writer of instance states;
-//! `lane` is the blocking git work (plant, merge, prune); `recover` brings
-//! an interrupted run back under control; `messages` holds what the tasks
-//! send. `instance` drives one spec from setup to verdict; `executor` runs
-//! one agent (process group, log, status file, timeouts); `process` holds
-//! the process-group primitives; `status_file` parses the agent's optional
-//! status JSON (what a run was asked to do, frozen in its journal, is
-//! [`crate::state::RunOptions`]); `disk` the disk budget, `ports` probed port blocks, `slots`
-//! per-slot caches.
+//! - `run/`: the loop and its journal — start a run (`imp`), the `select!`
+//!   loop that performs the machine's actions (`dispatch`), group commit
+//!   (`journal`), the blocking git lane (`lane`), resume (`recover`).
+//! - `machine`: the decisions — a synchronous state machine, the only
+//!   writer of instance states, unit-tested without processes or git.
+//! - `agent/`: one agent's life — the instance task (`instance`), the
+//!   executor seam and its local backend (`executor`, `local`), process
+//!   groups (`process`), the status file (`status_file`), the conflict
+//!   hand-back (`handback`).
+//! - `slot/`: per-slot resources — port blocks (`ports`), warm caches
+//!   (`caches`), gate runs in warm gate worktrees (`gates`), the shared git
+//!   config guard (`shared_git`), the worktree admin lock (`worktree_admin`).
+//! - `messages`: what the loop, the machine and the tasks say to each
+//!   other; `error`: what can stop the coordinator.
+//!
+//! What a run was asked to do, frozen in its journal, is
+//! [`crate::state::RunOptions`]; the pacing, budget and disk policies it
+//! applies are in [`crate::policy`].
 
-pub mod budget;
-pub mod disk;
-pub mod dispatch;
-pub mod error;
-pub mod executor;
-pub mod gates;
-pub mod imp;
-pub mod instance;
-pub mod journal;
-pub mod lane;
-pub mod machine;
-pub mod messages;
-pub mod pacing;
-pub mod ports;
-pub mod process;
-pub mod recover;
-pub mod resolve;
-pub mod shared_git;
-pub mod slots;
-pub mod status_file;
+pub(crate) mod agent;
+pub(crate) mod error;
+pub(crate) mod machine;
+pub(crate) mod messages;
+pub(crate) mod run;
+pub(crate) mod slot;
 
-pub use budget::{Budget, BudgetReached, Spending};
-pub use error::RunnerError;
-pub use executor::{
-    agent_command, kill_group, read_exit_code, run_agent, wait_detached, AgentEnd, AgentEvent,
-    AgentJob, SpawnError, Stop,
+pub use agent::executor::{AgentJob, Executor};
+pub use agent::local::{
+    agent_command, kill_group, read_exit_code, run_agent, wait_detached, Local, SpawnError,
 };
-pub use pacing::{ConcurrencyWindow, Pacer, PacingPolicy, StartGate, Verdict};
-pub use process::set_child_subreaper;
-pub use status_file::AgentStatus;
+pub use agent::process::set_child_subreaper;
+pub use error::RunnerError;
+pub use messages::{AgentEnd, AgentEvent, AgentStatus, Stop};

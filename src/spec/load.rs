@@ -21,8 +21,9 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use super::diag::{Diagnostic, Level};
 use super::error::SpecError;
 use super::markers::MarkerRules;
+use super::model::Declared;
 use super::model::{id_key, Spec, SpecSet};
-use super::parse::{id_from_file_name, parse_spec_with, Declared, ParseOptions, Parsed, RawSpec};
+use super::parse::{id_from_file_name, parse_spec_with, ParseOptions, Parsed, RawSpec};
 
 /// Priority of specs with neither a `priority` nor a numeric id:
 /// `NO_PRIORITY_BASE + order`.

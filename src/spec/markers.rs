@@ -29,7 +29,7 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-use super::parse::Declared;
+use super::model::Declared;
 
 /// Extra labels configured by the team (`spec.markers`,
 /// `spec.reference_markers`), compared case-insensitively.

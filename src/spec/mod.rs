@@ -19,10 +19,10 @@ pub use diag::{Diagnostic, Level};
 pub use error::SpecError;
 pub use load::{load_spec_folder, load_specs, Entry, LoadOptions, Selected, SpecFolder};
 pub use markers::{MarkerRules, Mention};
-pub use model::{branch_for, id_key, Spec, SpecSet};
+pub use model::{branch_for, id_key, Declared, Spec, SpecSet};
 pub(crate) use parse::line_of_offset;
 pub use parse::{
-    id_from_file_name, parse_priority, parse_spec, parse_spec_with, Declared, ParseOptions, Parsed,
-    RawSpec, SpecFormat, PRIORITY_WORDS,
+    id_from_file_name, parse_priority, parse_spec, parse_spec_with, ParseOptions, Parsed, RawSpec,
+    SpecFormat, PRIORITY_WORDS,
 };
 pub use paths::{compile_glob, normalize_path, PathProblem};

@@ -5,7 +5,19 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::error::SpecError;
-use super::parse::Declared;
+
+/// One declared value, and where it was declared: the file, its line and
+/// the marker (`**Files**`, `### Files to Update`, `files:`) that declared it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Declared {
+    pub value: String,
+    pub line: usize,
+    #[serde(default)]
+    pub marker: String,
+    /// The spec file (relative to the repository root) holding the line.
+    #[serde(default)]
+    pub file: String,
+}
 
 /// One unit of work: what to do (`body`) and which files it may touch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use serde_yaml::Value;
 use super::diag::Level;
 use super::error::SpecError;
 use super::markers::{self, MarkerRules, Mention};
-use super::model::id_key;
+use super::model::{id_key, Declared};
 use super::paths::{normalize_path, PathProblem};
 use super::yaml::{position, yaml_fault};
 
@@ -19,19 +19,6 @@ use super::yaml::{position, yaml_fault};
 pub enum SpecFormat {
     Markdown,
     Yaml,
-}
-
-/// One declared value, and where it was declared: the file, its line and
-/// the marker (`**Files**`, `### Files to Update`, `files:`) that declared it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Declared {
-    pub value: String,
-    pub line: usize,
-    #[serde(default)]
-    pub marker: String,
-    /// The spec file (relative to the repository root) holding the line.
-    #[serde(default)]
-    pub file: String,
 }
 
 /// One spec file, parsed and checked on its own; ids of dependencies are not

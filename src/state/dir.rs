@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use crate::error::InputError;
 
 use super::error::StateError;
-use super::hooks::{crash_point, inject_write_error, injected_disk_full};
 use super::record::{RunRecord, RunState};
+use crate::hooks::{crash_point, inject_write_error, injected_disk_full};
 
 const RUNS: &str = "runs";
 const STATE_FILE: &str = "state.json";

@@ -4,14 +4,13 @@
 
 mod dir;
 mod error;
-mod hooks;
 mod lock;
 mod options;
 mod record;
 
+pub use crate::hooks::{crash_point, CRASH_AT_ENV, INJECT_WRITE_ERROR_ENV};
 pub use dir::{RunDir, StateDir};
 pub use error::{Cause, StateError};
-pub use hooks::{crash_point, CRASH_AT_ENV, INJECT_WRITE_ERROR_ENV};
 pub use lock::{Lock, LockError, LockHolder, StaleTakeover};
 pub use options::{slot_port, sparse_request, QueueOptions, RunOptions};
 pub use record::{now_ms, InstanceRecord, InstanceState, JournalledOptions, RunRecord, RunState};

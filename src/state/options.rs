@@ -90,7 +90,7 @@ pub struct RunOptions {
     /// `cli::run::resume`), so a run stopped by its budget continues with a
     /// larger one.
     #[serde(default)]
-    pub budget: crate::runner::Budget,
+    pub budget: crate::policy::Budget,
     /// `merge.batch`, `merge.gate_jobs`, `merge.on_conflict`,
     /// `merge.resolve_attempts` and `agent.resolve_prompt_template`.
     #[serde(default)]
@@ -157,6 +157,25 @@ impl QueueOptions {
 }
 
 impl RunOptions {
+    /// What the prompt templates are told about `spec` on `branch` in
+    /// `worktree` (its own prompt and a resolve attempt's).
+    pub fn prompt_context<'a>(
+        &'a self,
+        spec: &'a Spec,
+        branch: &'a str,
+        worktree: &'a std::path::Path,
+    ) -> crate::agents::PromptContext<'a> {
+        crate::agents::PromptContext {
+            id: &spec.id,
+            title: &spec.title,
+            body: &spec.body,
+            files: &spec.files,
+            branch,
+            target: &self.target,
+            worktree,
+        }
+    }
+
     pub fn spec(&self, id: &str) -> Option<&Spec> {
         self.specs.iter().find(|s| s.id == id)
     }
@@ -207,8 +226,8 @@ impl RunOptions {
 
     /// The pacing policy of the run (`instances`, `agent.start_interval`,
     /// `agent.rate_limit.max_backoff` and `.max_waits`).
-    pub fn pacing_policy(&self) -> crate::runner::PacingPolicy {
-        crate::runner::PacingPolicy {
+    pub fn pacing_policy(&self) -> crate::policy::PacingPolicy {
+        crate::policy::PacingPolicy {
             instances: self.instances,
             start_interval: Duration::from_millis(self.start_interval_ms),
             max_backoff: self.rate_limit.max_backoff,

@@ -247,15 +247,15 @@ pub struct RunRecord {
     /// Rate-limit pacing: the concurrency window, the start gate, each
     /// spec's rate-limit waits and every backoff (none in older journals).
     #[serde(default)]
-    pub pacing: Option<crate::runner::Pacer>,
+    pub pacing: Option<crate::policy::Pacer>,
     /// What the agents spent, per spec (their `usage.json`), over this run
     /// and every resume of it.
     #[serde(default)]
-    pub spending: crate::runner::Spending,
+    pub spending: crate::policy::Spending,
     /// The budget (`run.max_cost`, `run.max_tokens`) that stopped new
     /// starts, while it does.
     #[serde(default)]
-    pub budget_reached: Option<crate::runner::BudgetReached>,
+    pub budget_reached: Option<crate::policy::BudgetReached>,
     /// The merge queue (`merge.batch` above 1 or `merge.gate_jobs` above
     /// 1): the planner's state, the batches' commits and the gate runs, so
     /// `resume` continues it without losing a merge or landing an untested

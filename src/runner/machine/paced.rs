@@ -5,11 +5,10 @@
 //! [`RunMachine::next_deadline`].
 
 use crate::agents::RateLimited;
+use crate::policy::pacing::{Decision, Pacer, PacingPolicy};
+use crate::policy::{Budget, BudgetReached};
 use crate::report::Event;
-use crate::runner::instance::Launch;
-use crate::runner::messages::Action;
-use crate::runner::pacing::{Pacer, PacingPolicy, Verdict as Paced};
-use crate::runner::{Budget, BudgetReached};
+use crate::runner::messages::{Action, Launch};
 use crate::state::InstanceState;
 
 use super::{MachineError, RunMachine, Waiting};
@@ -58,7 +57,7 @@ impl RunMachine {
     /// as the window and the start interval allow, in the order resume
     /// found them.
     pub(super) fn launch_held(&mut self, out: &mut Vec<Action>, now: u64) {
-        if self.stopping || self.no_new_starts() {
+        if self.stopping() || self.no_new_starts() {
             return;
         }
         while !self.held.is_empty() && self.room(now) > 0 {
@@ -118,18 +117,8 @@ impl RunMachine {
             self.relaunched.insert(id.clone());
             out.push(Action::Save);
             out.push(Action::Launch(Launch {
-                id,
-                slot,
-                start_commit,
-                attempt: w.attempt + 1,
-                reattach: None,
-                exited: None,
-                setup: false,
-                ended: None,
-                terminating: None,
-                timeout_left: None,
                 retries_left: Some(w.retries_left),
-                resolve: false,
+                ..Launch::fresh(id, slot, start_commit, w.attempt + 1, false)
             }));
         }
         Ok(())
@@ -139,7 +128,7 @@ impl RunMachine {
     /// or the start interval lets a waiting start go. `None`: only an event
     /// can change what starts.
     pub fn next_deadline(&self, now: u64) -> Option<u64> {
-        if self.stopping || self.no_new_starts() {
+        if self.stopping() || self.no_new_starts() {
             return None;
         }
         let backoff = self
@@ -250,7 +239,7 @@ impl RunMachine {
             .rate_limited_attempt(id, attempt, cause.clone(), now);
         self.sync_pacing();
         match verdict {
-            Paced::Requeue {
+            Decision::Requeue {
                 retry_at_ms,
                 delay_ms,
             } => {
@@ -268,7 +257,7 @@ impl RunMachine {
                     }));
                 }
                 self.window_changed(out, before);
-                let (stopping, budget) = (self.stopping, self.no_new_starts());
+                let (stopping, budget) = (self.stopping(), self.no_new_starts());
                 let inst = self.inst(id)?;
                 if budget {
                     inst.interrupted = true;
@@ -291,7 +280,7 @@ impl RunMachine {
                 }
                 out.push(Action::Save);
             }
-            Paced::GiveUp { reason } => {
+            Decision::GiveUp { reason } => {
                 self.window_changed(out, before);
                 self.sched.agent_done(id);
                 self.fail(out, id, InstanceState::Failed, reason, now)?;
@@ -316,10 +305,10 @@ mod tests {
     use super::*;
     use crate::agents::{RateLimitKind, Usage};
     use crate::merge::MergeResult;
-    use crate::runner::executor::AgentEvent;
-    use crate::runner::instance::{InstanceMsg, Verdict, Work};
     use crate::runner::machine::Policy;
-    use crate::runner::messages::{Input, LaneMsg};
+    use crate::runner::messages::AgentEvent;
+    use crate::runner::messages::{Input, LaneMsg, Mode, Start};
+    use crate::runner::messages::{InstanceMsg, Verdict, Work};
     use crate::state::{RunRecord, RunState};
 
     /// The machine of `handle_tests` (keeping merged worktrees, one
@@ -382,7 +371,7 @@ mod tests {
 
     /// The ids `start` plants at `now` (the loop's turn), planted at once.
     fn start_at(m: &mut RunMachine, now: u64) -> Vec<String> {
-        let actions = m.start(true, now).expect("start");
+        let actions = m.start(Mode::Run, now).expect("start");
         let mut ids = Vec::new();
         for a in actions {
             match a {
@@ -496,7 +485,7 @@ mod tests {
             2_200,
         );
         assert_eq!(limits(&out), [2], "a clean finish grows the window");
-        let actions = m.start(true, 2_300).expect("start");
+        let actions = m.start(Mode::Run, 2_300).expect("start");
         let launch = actions
             .iter()
             .find_map(|a| match a {
@@ -508,10 +497,10 @@ mod tests {
             (
                 launch.id.as_str(),
                 launch.attempt,
-                launch.setup,
+                &launch.start,
                 launch.retries_left
             ),
-            ("a", 2, false, Some(1)),
+            ("a", 2, &Start::Fresh { setup: false }, Some(1)),
             "next attempt in the same worktree, its retry unused"
         );
         assert_eq!(m.record.instance("a").expect("a").retry_at_ms, None);
@@ -597,7 +586,7 @@ mod tests {
                 .any(|e| matches!(e, Event::Failed { reason: r, .. } if *r == reason)),
             "{out:?}"
         );
-        assert!(m.is_over(false));
+        assert!(m.is_over(Mode::Run));
     }
 
     #[test]
@@ -639,7 +628,7 @@ mod tests {
             InstanceMsg::Done(Verdict::Succeeded(work())),
             20,
         );
-        let actions = m.start(true, 30).expect("start");
+        let actions = m.start(Mode::Run, 30).expect("start");
         assert!(
             actions.iter().all(|a| !matches!(a, Action::Plant { .. })),
             "{actions:?}"
@@ -655,9 +644,9 @@ mod tests {
             40,
         )
         .expect("merged");
-        assert!(m.is_over(false), "over with specs left");
+        assert!(m.is_over(Mode::Run), "over with specs left");
         assert_eq!(m.next_deadline(40), None);
-        m.finish(true, 50);
+        m.finish(Mode::Run, 50);
         assert_eq!(m.record.state, RunState::Interrupted, "resumable");
         let states: Vec<_> = m.record.instances.iter().map(|i| i.state).collect();
         assert_eq!(
@@ -698,7 +687,7 @@ mod tests {
 
         // The same budget: reached again before anything starts.
         let mut again = machine_from(record.clone(), 2, pacing(2, 0, 3), budget(100));
-        let actions = again.start(true, 100).expect("start");
+        let actions = again.start(Mode::Run, 100).expect("start");
         assert!(actions
             .iter()
             .any(|a| matches!(a, Action::Emit(Event::BudgetReached { .. }))));
@@ -842,12 +831,18 @@ mod tests {
         // The window grew to 2, but the start interval (50 ms after a's
         // start at 100) spaces the starts.
         assert_eq!(resumed.pacer.window.limit(), 2);
-        assert!(launched(&resumed.start(true, 120).expect("start")).is_empty());
+        assert!(launched(&resumed.start(Mode::Run, 120).expect("start")).is_empty());
         assert_eq!(resumed.next_deadline(120), Some(150));
-        assert_eq!(launched(&resumed.start(true, 150).expect("start")), ["b"]);
-        assert!(launched(&resumed.start(true, 160).expect("start")).is_empty());
+        assert_eq!(
+            launched(&resumed.start(Mode::Run, 150).expect("start")),
+            ["b"]
+        );
+        assert!(launched(&resumed.start(Mode::Run, 160).expect("start")).is_empty());
         assert_eq!(resumed.next_deadline(160), Some(200));
-        assert_eq!(launched(&resumed.start(true, 200).expect("start")), ["c"]);
+        assert_eq!(
+            launched(&resumed.start(Mode::Run, 200).expect("start")),
+            ["c"]
+        );
     }
 
     #[test]
@@ -875,7 +870,10 @@ mod tests {
             .handle(Input::Lane(LaneMsg::Planted(planted)), 10)
             .expect("planted");
         resumed
-            .handle(Input::Signal("interrupt"), 20)
+            .handle(
+                Input::Signal(crate::runner::messages::Signal::Interrupt),
+                20,
+            )
             .expect("signal");
         let b = resumed.record.instance("b").expect("b");
         assert!(b.interrupted, "held, never started: resume runs it");

@@ -12,8 +12,7 @@
 
 use super::*;
 use crate::merge_queue::{self as mq, Built, GateResult, GateRun, QueueRecord};
-use crate::runner::lane::BatchBuilt;
-use crate::runner::messages::GateEnd;
+use crate::runner::messages::{BatchBuilt, GateEnd};
 
 /// The reason a branch held by a stopped queue shows (then the cause).
 const QUEUE_STOPPED: &str = "not merged: the merge queue stopped because a gate could not run";
@@ -46,7 +45,8 @@ impl RunMachine {
             .and_then(|q| q.planner.stopped())
     }
 
-    /// Gate runs going on now (for the live view and tests).
+    /// Gate runs going on now (read by the tests).
+    #[cfg(test)]
     pub fn gates_running(&self) -> usize {
         self.record
             .merge_queue
@@ -77,10 +77,10 @@ impl RunMachine {
     pub(super) fn start_queue(
         &mut self,
         out: &mut Vec<Action>,
-        run: bool,
+        mode: Mode,
         now: u64,
     ) -> Result<(), MachineError> {
-        let ready = self.ready_prefix(run);
+        let ready = self.ready_prefix(mode == Mode::Run);
         if !ready.is_empty() {
             // Branches that arrive while the queue is stopped wait with its
             // cause as their reason.
@@ -677,7 +677,7 @@ mod tests {
     #[test]
     fn a_ready_prefix_is_built_gated_once_and_landed_after_the_flush() {
         let mut m = queued(&["a", "b", "c"], 1, false);
-        let start = tags(&m.start(false, 1).unwrap());
+        let start = tags(&m.start(Mode::MergeOnly, 1).unwrap());
         assert_eq!(start, ["save", "build 1 a b c"]);
         assert!(m.queue_lane && !m.lane_idle());
         // Nothing else on the lane while it builds.
@@ -687,7 +687,7 @@ mod tests {
             ["emit Batch", "save", "flush", "crash-point batch-built"]
         );
         assert_eq!(
-            tags(&m.start(false, 11).unwrap()),
+            tags(&m.start(Mode::MergeOnly, 11).unwrap()),
             [
                 "save",
                 "emit GateStarted",
@@ -716,7 +716,7 @@ mod tests {
             );
         }
         assert_eq!(
-            tags(&m.start(false, 12).unwrap()),
+            tags(&m.start(Mode::MergeOnly, 12).unwrap()),
             ["save", "flush", "crash-point before-land", "land 1 m-c"]
         );
         let landed = lane(
@@ -739,16 +739,16 @@ mod tests {
     #[test]
     fn a_failing_gate_is_bisected_and_the_culprit_refused_with_its_log() {
         let mut m = queued(&["a", "b"], 1, false);
-        m.start(false, 1).unwrap();
+        m.start(Mode::MergeOnly, 1).unwrap();
         lane(&mut m, built(1, &["a", "b"], &[]));
-        m.start(false, 2).unwrap();
+        m.start(Mode::MergeOnly, 2).unwrap();
         let failed = lane(&mut m, gate_done(1, false));
         assert!(
             failed.contains(&"emit GateFailed".to_string()),
             "{failed:?}"
         );
         assert!(failed.contains(&"emit Bisect".to_string()), "{failed:?}");
-        let start = tags(&m.start(false, 3).unwrap());
+        let start = tags(&m.start(Mode::MergeOnly, 3).unwrap());
         assert!(
             start.contains(&"gate 1 prefix 1 slot Some(0)".to_string()),
             "{start:?}"
@@ -769,10 +769,11 @@ mod tests {
     #[test]
     fn a_gate_stopped_by_a_signal_is_run_again_on_resume() {
         let mut m = queued(&["a"], 1, false);
-        m.start(false, 1).unwrap();
+        m.start(Mode::MergeOnly, 1).unwrap();
         lane(&mut m, built(1, &["a"], &[]));
-        m.start(false, 2).unwrap();
-        m.handle(Input::Signal("interrupt"), 3).unwrap();
+        m.start(Mode::MergeOnly, 2).unwrap();
+        m.handle(Input::Signal(crate::runner::messages::Signal::Interrupt), 3)
+            .unwrap();
         let stopped = lane(
             &mut m,
             LaneMsg::GateDone {
@@ -782,7 +783,7 @@ mod tests {
             },
         );
         assert_eq!(stopped, ["save"]);
-        assert!(m.is_over(false));
+        assert!(m.is_over(Mode::Run));
         // The journal still has the prefix under test: a new coordinator
         // gates it again.
         let record = m.record.clone();
@@ -790,7 +791,7 @@ mod tests {
         again.record = record;
         let actions = tags(&again.resume_queue(4).unwrap());
         assert_eq!(actions, ["save"]);
-        let start = tags(&again.start(false, 5).unwrap());
+        let start = tags(&again.start(Mode::MergeOnly, 5).unwrap());
         assert!(
             start.contains(&"gate 1 prefix 1 slot Some(0)".to_string()),
             "{start:?}"
@@ -802,7 +803,7 @@ mod tests {
         // Regression: such a failure handed the conflict back again and
         // again, forever.
         let mut m = queued(&["a", "b"], 1, true);
-        m.start(false, 1).unwrap();
+        m.start(Mode::MergeOnly, 1).unwrap();
         lane(&mut m, built(1, &["a"], &["b"]));
         let verdict = Verdict::Failed {
             state: Failed,
@@ -825,7 +826,7 @@ mod tests {
     #[test]
     fn a_conflict_goes_to_its_agent_once_then_is_kept() {
         let mut m = queued(&["a", "b"], 1, true);
-        m.start(false, 1).unwrap();
+        m.start(Mode::MergeOnly, 1).unwrap();
         let out = lane(&mut m, built(1, &["a"], &["b"]));
         assert!(
             out.windows(4).any(|w| w
@@ -879,7 +880,7 @@ mod tests {
     #[test]
     fn a_resolve_attempt_journalled_before_its_agent_started_is_counted_once() {
         let mut m = queued(&["a", "b"], 1, true);
-        m.start(false, 1).unwrap();
+        m.start(Mode::MergeOnly, 1).unwrap();
         lane(&mut m, built(1, &["a"], &["b"]));
         m.handle(
             Input::Instance("b".into(), InstanceMsg::AttemptStarting { attempt: 2 }),
@@ -916,15 +917,18 @@ mod tests {
         // One slot left: the other is held by an agent still running.
         let mut m = queued(&["a", "b", "c"], 1, true);
         m.free_slots.retain(|s| *s == 0);
-        m.start(false, 1).unwrap();
+        m.start(Mode::MergeOnly, 1).unwrap();
         let out = lane(&mut m, built(1, &["a"], &["b", "c"]));
         let launched: Vec<&String> = out.iter().filter(|t| t.starts_with("launch")).collect();
         assert_eq!(launched, ["launch b resolve true"], "{out:?}");
         let c = m.record.instance("c").unwrap();
         assert!(c.resolving && c.state == Conflicted, "c waits, journalled");
-        assert!(!m.is_over(true), "the run waits for c's resolve attempt");
         assert!(
-            tags(&m.start(false, 11).unwrap())
+            !m.is_over(Mode::MergeOnly),
+            "the run waits for c's resolve attempt"
+        );
+        assert!(
+            tags(&m.start(Mode::MergeOnly, 11).unwrap())
                 .iter()
                 .all(|t| !t.starts_with("launch")),
             "no slot yet"
@@ -939,7 +943,7 @@ mod tests {
         };
         m.handle(Input::Instance("b".into(), InstanceMsg::Done(verdict)), 12)
             .unwrap();
-        let out = tags(&m.start(false, 13).unwrap());
+        let out = tags(&m.start(Mode::MergeOnly, 13).unwrap());
         assert!(
             out.contains(&"launch c resolve true".to_string()),
             "{out:?}"
@@ -951,9 +955,9 @@ mod tests {
     #[test]
     fn a_gate_that_could_not_run_stops_the_queue_and_refuses_nobody() {
         let mut m = queued(&["a", "b", "c"], 2, false);
-        m.start(false, 1).unwrap();
+        m.start(Mode::MergeOnly, 1).unwrap();
         lane(&mut m, built(1, &["a", "b", "c"], &[]));
-        m.start(false, 2).unwrap();
+        m.start(Mode::MergeOnly, 2).unwrap();
         assert_eq!(m.gates_running(), 1);
         let out = lane(
             &mut m,
@@ -978,15 +982,15 @@ mod tests {
         }
         assert!(m.queue_stopped().unwrap().contains("disk full"));
         // Nothing more starts; the run is over and ends interrupted.
-        let start = tags(&m.start(false, 3).unwrap());
+        let start = tags(&m.start(Mode::MergeOnly, 3).unwrap());
         assert!(
             start
                 .iter()
                 .all(|t| !t.starts_with("gate") && !t.starts_with("land")),
             "{start:?}"
         );
-        assert!(m.is_over(true));
-        m.finish(false, 4);
+        assert!(m.is_over(Mode::MergeOnly));
+        m.finish(Mode::MergeOnly, 4);
         assert_eq!(m.record.state, crate::state::RunState::Interrupted);
         // `resume`: the reasons go, the same prefix is gated again.
         let record = m.record.clone();
@@ -995,7 +999,7 @@ mod tests {
         again.resume_queue(5).unwrap();
         assert_eq!(again.queue_stopped(), None);
         assert!(again.record.instance("a").unwrap().reason.is_none());
-        let start = tags(&again.start(false, 6).unwrap());
+        let start = tags(&again.start(Mode::MergeOnly, 6).unwrap());
         assert!(
             start.contains(&"gate 1 prefix 3 slot Some(0)".to_string()),
             "{start:?}"
@@ -1005,12 +1009,12 @@ mod tests {
     #[test]
     fn a_stop_cancels_the_other_gates_running() {
         let mut m = queued(&["a", "b", "c", "d"], 2, false);
-        m.start(false, 1).unwrap();
+        m.start(Mode::MergeOnly, 1).unwrap();
         lane(&mut m, built(1, &["a", "b", "c", "d"], &[]));
-        m.start(false, 2).unwrap();
+        m.start(Mode::MergeOnly, 2).unwrap();
         lane(&mut m, gate_done(1, false));
         // Bisection with two gate jobs: two prefixes under test at once.
-        m.start(false, 3).unwrap();
+        m.start(Mode::MergeOnly, 3).unwrap();
         assert_eq!(m.gates_running(), 2);
         let runs: Vec<u64> = m
             .record
@@ -1041,7 +1045,7 @@ mod tests {
             },
         );
         assert_eq!(out, ["save"]);
-        assert!(m.is_over(true));
+        assert!(m.is_over(Mode::MergeOnly));
         for id in ["a", "b", "c", "d"] {
             assert_eq!(state(&m, id), Succeeded);
         }

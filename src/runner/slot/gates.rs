@@ -25,9 +25,9 @@ use tokio::sync::{oneshot, watch};
 use crate::git::{Oid, Repo};
 use crate::isolation::{Policy, PolicyInputs, Sandbox};
 use crate::merge_queue::GateRun;
-use crate::runner::executor::{kill_group, Stop};
-use crate::runner::messages::{GateEnd, LaneMsg};
-use crate::runner::ports::PortBlock;
+use crate::runner::agent::local::kill_group;
+use crate::runner::messages::{GateEnd, LaneMsg, Stop};
+use crate::runner::slot::ports::PortBlock;
 use crate::state::RunOptions;
 
 /// How long a cancelled or stopped gate's group gets between SIGTERM and
@@ -92,7 +92,7 @@ pub async fn run_gate(
         let commit = job.gate.commit.clone();
         tokio::task::spawn_blocking(move || -> Result<PathBuf, String> {
             let oid = Oid::from_str(&commit).map_err(|e| format!("bad commit `{commit}`: {e}"))?;
-            let _admin = crate::runner::lane::worktree_admin();
+            let _admin = crate::runner::slot::worktree_admin::worktree_admin();
             let repo = Repo::discover(&opts.repo_root).map_err(|e| crate::error::chain(&e))?;
             let wt = repo
                 .warm_gate_worktree(slot, oid)
@@ -173,13 +173,13 @@ fn prepare(
     // `isolation.ports` it is all the gate may bind.
     let size = u32::from(opts.port_stride.max(1));
     let slot = opts.instances + job.gate.slot.unwrap_or(0);
-    let ports = crate::runner::ports::claim(opts.port(slot), size, opts.spare_ports_from())
+    let ports = crate::runner::slot::ports::claim(opts.port(slot), size, opts.spare_ports_from())
         .ok_or_else(|| {
-            format!(
-                "no free block of {size} ports for the gate (from port {})",
-                opts.port(slot)
-            )
-        })?;
+        format!(
+            "no free block of {size} ports for the gate (from port {})",
+            opts.port(slot)
+        )
+    })?;
     let home = std::env::var_os("HOME").map(PathBuf::from);
     // The gate inherits treefarm's environment (the variables that move
     // tool state among it); it runs no agent CLI, so none's state is

@@ -13,7 +13,7 @@ impl RunMachine {
     /// Whether `id`'s conflict goes to its agent now.
     pub(super) fn may_hand_back(&mut self, id: &str) -> Result<bool, MachineError> {
         let limit = self.policy.resolve_attempts;
-        let stopping = self.stopping;
+        let stopping = self.stopping();
         Ok(self.policy.resolve_by_agent && !stopping && self.inst(id)?.resolve_attempts < limit)
     }
 
@@ -51,7 +51,7 @@ impl RunMachine {
         now: u64,
     ) -> Result<(), MachineError> {
         while let Some(id) = self.resolves_waiting.front().cloned() {
-            if self.stopping || self.free_slots.is_empty() || self.room(now) == 0 {
+            if self.stopping() || self.free_slots.is_empty() || self.room(now) == 0 {
                 break;
             }
             self.resolves_waiting.pop_front();
@@ -84,18 +84,8 @@ impl RunMachine {
         out.push(Action::CrashPoint("resolving"));
         self.agents_in_flight += 1;
         out.push(Action::Launch(Launch {
-            id: id.to_string(),
-            slot,
-            start_commit,
-            attempt,
-            reattach: None,
-            exited: None,
-            setup: false,
-            ended: None,
-            terminating: None,
-            timeout_left: None,
-            retries_left: None,
             resolve: true,
+            ..Launch::fresh(id.to_string(), slot, start_commit, attempt, false)
         }));
         Ok(())
     }

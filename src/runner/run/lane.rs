@@ -10,8 +10,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::git::{Advance, BatchItem, BatchMerge, GitError, Oid, Repo, WorktreeRequest};
 use crate::merge::{self, MergeRequest, MergeResult};
 use crate::merge_queue::Built;
-use crate::runner::instance::Launch;
-use crate::runner::messages::{LaneMsg, MergeAck, Planted};
+use crate::runner::messages::{BatchBuilt, LaneMsg, Launch, MergeAck, Planted};
+use crate::runner::slot::worktree_admin::worktree_admin;
 use crate::spec::branch_for;
 use crate::state::crash_point;
 use crate::state::RunOptions;
@@ -34,19 +34,6 @@ pub enum LaneError {
     },
     #[error("spec `{id}` is not part of this run")]
     UnknownSpec { id: String },
-}
-
-/// Held while git's worktree admin files are written: planting, pruning,
-/// landing (it reads the checkouts of the target) and the merge queue's
-/// gates preparing their warm worktrees, which run beside the lane.
-static WORKTREE_ADMIN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Takes [`WORKTREE_ADMIN`] (a panic elsewhere while holding it leaves
-/// nothing half-done that the next holder could not handle).
-pub fn worktree_admin() -> std::sync::MutexGuard<'static, ()> {
-    WORKTREE_ADMIN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Creates the branches and worktrees of a batch (`reuse`: a resumed
@@ -160,18 +147,6 @@ fn merge_message(
         };
     let message = merge::message(opts.strategy, id, &spec.title, &branch, &subjects, run_id);
     Ok((branch, message))
-}
-
-/// A batch built on the lane.
-#[derive(Debug, Clone)]
-pub struct BatchBuilt {
-    /// The commit the batch starts from.
-    pub base: String,
-    /// Each branch's merge, by spec id, in order.
-    pub results: Vec<Built>,
-    /// Spec id -> the branch tip merged (the journal's `tip`, by which
-    /// `prune` recognises squash and rebase merges).
-    pub tips: Vec<(String, String)>,
 }
 
 /// Builds merge-queue batch `ids` in memory (`git/batch.rs`): each branch

@@ -5,15 +5,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Whether `name` can be an environment variable name.
-pub fn valid_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// `$XDG_CACHE_HOME/treefarm/<repo-name>-<hash of its path>` (else
 /// `$HOME/.cache/…`, else the temp dir): one folder per repository.
 pub fn cache_dir(repo_root: &Path, env: impl Fn(&str) -> Option<String>) -> PathBuf {
@@ -85,6 +76,5 @@ mod tests {
             got,
             [("CARGO_TARGET_DIR".into(), "/c/x/slot-2/target".into())]
         );
-        assert!(valid_env_name("_A1") && !valid_env_name("1A") && !valid_env_name("A-B"));
     }
 }

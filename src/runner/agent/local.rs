@@ -1,7 +1,7 @@
-//! Runs one agent to its end: spawn it in its own process group with its
-//! output appended to the instance log, follow its status file, enforce the
-//! timeout, idle watchdog and stop requests, and leave no process of its group
-//! behind.
+//! The local executor, [`Local`]: runs one agent to
+//! its end — spawn it in its own process group with its output appended to
+//! the instance log, follow its status file, enforce the timeout, idle
+//! watchdog and stop requests, and leave no process of its group behind.
 //!
 //! The agent command runs under a tiny `sh` wrapper (see [`WRAPPER`]) that
 //! writes the agent's exit code to a file when it ends, so a coordinator that
@@ -21,116 +21,57 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, sleep_until, Instant, MissedTickBehavior};
 
+use super::executor::{AgentJob, Executor};
 use super::process;
-use super::status_file::{AgentStatus, StatusWatch};
+use super::status_file::StatusWatch;
 use crate::procfs;
+use crate::runner::messages::{AgentEnd, AgentEvent, Stop};
 
-/// Everything needed to run one agent once.
-#[derive(Debug, Clone)]
-pub struct AgentJob {
-    /// The already-substituted shell command, run as `sh -c command`.
-    pub command: String,
-    /// Working directory: the instance's worktree.
-    pub cwd: PathBuf,
-    /// Added to the inherited environment (`TREEFARM_*` and configured env).
-    pub env: Vec<(String, String)>,
-    /// stdout and stderr are appended here; created with its parent folders.
-    pub log_path: PathBuf,
-    /// Exported as `TREEFARM_STATUS_FILE` (unless `env` sets it); a stale one
-    /// from an earlier attempt is removed before the agent starts.
-    pub status_path: PathBuf,
-    /// Written by the wrapper shell with the agent's exit code when it ends;
-    /// a stale one is removed before the agent starts.
-    pub exit_path: PathBuf,
-    pub timeout: Option<Duration>,
-    /// No log growth and no status-file write for this long counts as a
-    /// timeout.
-    pub idle_timeout: Option<Duration>,
-    /// Time between SIGTERM and SIGKILL to the agent's process group.
-    pub grace: Duration,
-    /// Landlock confinement of the agent and all it starts; `None`: none.
-    pub sandbox: Option<crate::isolation::Sandbox>,
-}
+/// The local backend: each attempt a process group on this machine, under
+/// the `sh` wrapper that writes the exit file (its `WRAPPER`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Local;
 
-/// What an executor reports while the agent runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AgentEvent {
-    /// The agent's process (the wrapper shell, also its process group id)
-    /// started; `start_time` is its `/proc` start time for [`wait_detached`].
-    Started { pid: u32, start_time: u64 },
-    /// The status file changed to a new, parseable status.
-    Status(AgentStatus),
-    /// The group was sent SIGTERM because of `why` (a timeout, the idle
-    /// watchdog or a stop request); SIGKILL follows at `kill_at_ms` (ms since
-    /// the epoch) unless it empties first. Journalled, so a coordinator
-    /// killed meanwhile leaves a successor the same deadline.
-    Terminating { why: AgentEnd, kill_at_ms: u64 },
-}
+impl Executor for Local {
+    type Handle = (u32, u64);
 
-/// How an agent run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AgentEnd {
-    /// Exited on its own with this code.
-    Exited(i32),
-    /// Died from this signal. An agent shell reporting status 128+N (N a
-    /// standard signal, 1–31) is read as signal N, the shell convention.
-    Signaled(i32),
-    /// `timeout` elapsed; the group was terminated.
-    TimedOut,
-    /// No output and no status update for `idle_timeout`; the group was
-    /// terminated.
-    IdleTimedOut,
-    /// Ended on a [`Stop`] request.
-    Stopped,
-    /// A re-attached agent ended without leaving an exit code (killed from
-    /// outside while no coordinator watched it). Counts as a failure.
-    Unknown,
-    /// The agent could not be started; the message names what failed.
-    SpawnFailed(String),
-}
-
-impl AgentEnd {
-    /// True only for exit code 0: the exit code decides.
-    pub fn success(&self) -> bool {
-        matches!(self, AgentEnd::Exited(0))
+    fn spawn(
+        &self,
+        job: AgentJob,
+        events: mpsc::UnboundedSender<AgentEvent>,
+        stop: watch::Receiver<Stop>,
+    ) -> impl Future<Output = AgentEnd> + Send {
+        run_agent(job, events, stop)
     }
 
-    /// The exit code, when the agent exited on its own.
-    pub fn exit_code(&self) -> Option<i32> {
-        match self {
-            AgentEnd::Exited(code) => Some(*code),
-            _ => None,
-        }
+    fn reattach(
+        &self,
+        (pid, start_time): (u32, u64),
+        job: &AgentJob,
+        events: mpsc::UnboundedSender<AgentEvent>,
+        stop: watch::Receiver<Stop>,
+    ) -> impl Future<Output = AgentEnd> + Send {
+        let job = job.clone();
+        async move { wait_detached(pid, start_time, &job.exit_path, &job, events, stop).await }
     }
-}
 
-impl std::fmt::Display for AgentEnd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AgentEnd::Exited(code) => write!(f, "exited with code {code}"),
-            AgentEnd::Signaled(sig) => match Signal::try_from(*sig) {
-                Ok(signal) => write!(f, "killed by signal {sig} ({})", signal.as_str()),
-                Err(_) => write!(f, "killed by signal {sig}"),
-            },
-            AgentEnd::TimedOut => f.write_str("timed out"),
-            AgentEnd::IdleTimedOut => f.write_str("timed out (idle: no output or status update)"),
-            AgentEnd::Stopped => f.write_str("stopped"),
-            AgentEnd::Unknown => f.write_str("ended without leaving an exit code"),
-            AgentEnd::SpawnFailed(msg) => write!(f, "failed to start: {msg}"),
-        }
+    fn finish_termination(
+        &self,
+        (pid, start_time): (u32, u64),
+        kill_at_ms: u64,
+        why: AgentEnd,
+        stop: watch::Receiver<Stop>,
+    ) -> impl Future<Output = AgentEnd> + Send {
+        finish_termination(pid, start_time, kill_at_ms, why, stop)
     }
-}
 
-/// A stop request, sent through a `tokio::sync::watch` channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Stop {
-    /// Keep running (the channel's initial value).
-    #[default]
-    Run,
-    /// SIGTERM the group, grace period, SIGKILL.
-    Graceful,
-    /// SIGKILL the group at once (also escalates a graceful stop under way).
-    Kill,
+    fn cancel(&self, (pgid, _): (u32, u64), grace: Duration) -> impl Future<Output = bool> + Send {
+        kill_group(pgid, grace)
+    }
+
+    fn exit_record(&self, exit_path: &Path) -> Option<(i32, Option<u32>)> {
+        read_exit_record(exit_path)
+    }
 }
 
 /// Why an agent could not be started.

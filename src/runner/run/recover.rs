@@ -9,12 +9,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::git::{layout, Repo};
-use crate::runner::dispatch::{Dispatcher, INTERRUPTED};
+use crate::runner::agent::executor::Executor;
+use crate::runner::agent::local::Local;
 use crate::runner::error::RunnerError;
-use crate::runner::executor::{AgentEnd, Stop};
-use crate::runner::journal::ending_result;
 use crate::runner::machine::Found;
-use crate::runner::messages::Mode;
+use crate::runner::messages::{ending_result, AgentEnd, Mode, Stop};
+use crate::runner::run::dispatch::{Dispatcher, INTERRUPTED};
 use crate::schedule::Restored;
 use crate::state::{now_ms, InstanceRecord, InstanceState};
 
@@ -23,7 +23,7 @@ impl Dispatcher<'_> {
     /// control (resume, merge): the journal plus git say where each stands.
     pub(super) async fn reconcile(&mut self) -> Result<(), RunnerError> {
         self.clear_stale_git_locks()?;
-        let instances = self.m.record.instances.clone();
+        let instances = self.m.record().instances.clone();
         let mut replant = Vec::new();
         for inst in &instances {
             let id = inst.id.clone();
@@ -39,27 +39,25 @@ impl Dispatcher<'_> {
                 InstanceState::Conflicted if inst.resolving => {
                     // A conflict handed back to the agent, whose attempt
                     // never started: hand it back again.
-                    self.m.sched.restore(&id, Restored::AwaitingSettle);
+                    self.m.reschedule(&id, Restored::AwaitingSettle);
                     let actions = self.m.resume_resolve(&id, now_ms())?;
                     self.perform(actions)?;
                 }
                 InstanceState::Conflicted | InstanceState::Refused => {
                     if self.mode == Mode::MergeOnly {
-                        self.m.sched.restore(&id, Restored::AwaitingSettle);
+                        self.m.reschedule(&id, Restored::AwaitingSettle);
                         self.requeue_after_fix(&id).await?;
                     } else {
-                        self.m
-                            .sched
-                            .restore(&id, Restored::Settled { merged: false });
+                        self.m.reschedule(&id, Restored::Settled { merged: false });
                     }
                 }
                 InstanceState::Creating | InstanceState::Created | InstanceState::Running => {
                     if self.mode == Mode::MergeOnly {
                         // Still someone else's business; leave it alone.
-                        self.m.sched.restore(&id, Restored::Running);
+                        self.m.reschedule(&id, Restored::Running);
                         continue;
                     }
-                    self.m.sched.restore(&id, Restored::Running);
+                    self.m.reschedule(&id, Restored::Running);
                     let slot = self.m.claim_slot(inst.slot);
                     // A journal written before the field: the reason text.
                     let mut interrupted =
@@ -91,14 +89,14 @@ impl Dispatcher<'_> {
                                 // A stop (Ctrl-C) under way: end it, rerun.
                                 let kill_at = inst.kill_at_ms.unwrap_or_else(now_ms);
                                 let (_keep, stop) = watch::channel(Stop::Run);
-                                crate::runner::executor::finish_termination(
-                                    pid,
-                                    start,
-                                    kill_at,
-                                    AgentEnd::Stopped,
-                                    stop,
-                                )
-                                .await;
+                                Local
+                                    .finish_termination(
+                                        (pid, start),
+                                        kill_at,
+                                        AgentEnd::Stopped,
+                                        stop,
+                                    )
+                                    .await;
                                 live = None;
                                 interrupted = true;
                             }
@@ -119,7 +117,7 @@ impl Dispatcher<'_> {
                     {
                         // The wrapper records the exit code of the latest
                         // attempt (a new attempt removes the old file first).
-                        crate::runner::executor::read_exit_record(&self.dir.exit_path(&id))
+                        Local.exit_record(&self.dir.exit_path(&id))
                     } else {
                         None
                     };
@@ -156,8 +154,7 @@ impl Dispatcher<'_> {
                 | InstanceState::Pruned => {
                     // Only a merge under way needs git's word.
                     let landed = inst.state == InstanceState::Merging && self.merge_landed(inst)?;
-                    let run = self.mode == Mode::Run;
-                    let actions = self.m.restore(&id, run, landed, now_ms())?;
+                    let actions = self.m.restore(&id, self.mode, landed, now_ms())?;
                     self.perform(actions)?;
                 }
             }
@@ -175,7 +172,7 @@ impl Dispatcher<'_> {
     /// runs again whatever it still needs.
     async fn end_orphan_gates(&mut self) {
         let groups = crate::procfs::groups_with_env(&[
-            ("TREEFARM_RUN_ID", &self.m.record.run_id),
+            ("TREEFARM_RUN_ID", &self.m.record().run_id),
             ("TREEFARM_GATE", "1"),
         ]);
         if groups.is_empty() {
@@ -186,7 +183,7 @@ impl Dispatcher<'_> {
         ));
         let grace = Duration::from_millis(self.opts.grace_ms);
         for group in groups {
-            crate::runner::executor::kill_group(group, grace).await;
+            crate::runner::agent::local::kill_group(group, grace).await;
         }
     }
 
@@ -201,7 +198,7 @@ impl Dispatcher<'_> {
                 "{id}: a merge is in progress in `{}`; conclude it (`git commit`) or abort it (`git merge --abort`), then run `treefarm merge` again",
                 worktree.display()
             ));
-            self.m.sched.settled(id, false);
+            self.m.leave_unmerged(id);
             return Ok(());
         }
         if worktree.exists() {
@@ -238,7 +235,7 @@ impl Dispatcher<'_> {
     fn clear_stale_git_locks(&mut self) -> Result<(), RunnerError> {
         if self
             .m
-            .record
+            .record()
             .instances
             .iter()
             .all(|i| i.state == InstanceState::Pending)
@@ -252,7 +249,7 @@ impl Dispatcher<'_> {
             layout::branch_lock(&common, &self.opts.target),
             layout::packed_refs_lock(&common),
         ];
-        for inst in &self.m.record.instances {
+        for inst in &self.m.record().instances {
             let branch = crate::spec::branch_for(&inst.id);
             candidates.push(layout::branch_lock(&common, &branch));
             if inst.agent_alive() {
@@ -288,7 +285,7 @@ impl Dispatcher<'_> {
     /// of an interrupted termination passes (else after `agent.kill_grace`).
     async fn end_orphans(&mut self, inst: &InstanceRecord, keep: Option<u32>) {
         let groups: Vec<u32> = crate::procfs::groups_with_env(&[
-            ("TREEFARM_RUN_ID", &self.m.record.run_id),
+            ("TREEFARM_RUN_ID", &self.m.record().run_id),
             ("TREEFARM_SPEC_ID", &inst.id),
         ])
         .into_iter()
@@ -307,7 +304,7 @@ impl Dispatcher<'_> {
         ));
         let kills: Vec<_> = groups
             .into_iter()
-            .map(|g| tokio::spawn(crate::runner::executor::kill_group(g, grace)))
+            .map(|g| tokio::spawn(crate::runner::agent::local::kill_group(g, grace)))
             .collect();
         for kill in kills {
             let _ = kill.await;
@@ -326,7 +323,7 @@ impl Dispatcher<'_> {
             }
         }
         crate::procfs::group_leaders_with_env(&[
-            ("TREEFARM_RUN_ID", &self.m.record.run_id),
+            ("TREEFARM_RUN_ID", &self.m.record().run_id),
             ("TREEFARM_SPEC_ID", &inst.id),
         ])
         .pop()

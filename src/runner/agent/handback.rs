@@ -1,6 +1,6 @@
 //! `merge.on_conflict: agent`: an instance task run to resolve a conflict.
 //! Before its agent starts, the worktree is prepared as `git merge <target>`
-//! leaves a conflicted merge (`git/resolve.rs`) and the resolution prompt
+//! leaves a conflicted merge (`git/merge_state.rs`) and the resolution prompt
 //! is written; what was prepared is kept in `resolve.json` in the instance's
 //! folder, so a resumed run judges the same merge. Afterwards the agent
 //! concluded the merge (its branch is queued again) or did not (the branch
@@ -11,12 +11,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::agents::{render_resolve_prompt, resolve_env, PromptContext, ResolveContext};
+use crate::agents::{render_resolve_prompt, resolve_env, ResolveContext};
 use crate::git::{
     import_private_git, prepare_private_git, private_branch_moved, share_merge_state,
     take_merge_state, HandBack, HandBackResult, Oid, Repo, Resolution,
 };
-use crate::runner::instance::{collect_work, private_git_dir, Verdict};
+use crate::runner::agent::audit::{collect_work, private_git_dir};
+use crate::runner::messages::Verdict;
 use crate::spec::Spec;
 use crate::state::RunOptions;
 use crate::state::{InstanceState, RunDir};
@@ -139,15 +140,7 @@ pub fn prepare(
     let prompt = render_resolve_prompt(
         opts.queue.resolve_prompt_template.as_deref(),
         &ResolveContext {
-            task: PromptContext {
-                id: &spec.id,
-                title: &spec.title,
-                body: &spec.body,
-                files: &spec.files,
-                branch: &branch,
-                target: &opts.target,
-                worktree,
-            },
+            task: opts.prompt_context(spec, &branch, worktree),
             conflicts: &paths,
             commits: &commits,
         },

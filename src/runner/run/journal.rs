@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use crate::runner::error::RunnerError;
-use crate::runner::executor::AgentEnd;
 use crate::state::{crash_point, RunDir, RunRecord};
 
 /// What the dispatcher has changed since the last commit.
@@ -75,24 +74,5 @@ impl Journal {
             crash_point("agents-running");
         }
         Ok(())
-    }
-}
-
-/// How the journal names why an agent's group was being terminated.
-pub fn ending_name(why: &AgentEnd) -> &'static str {
-    match why {
-        AgentEnd::TimedOut => "timed_out",
-        AgentEnd::IdleTimedOut => "idle_timeout",
-        _ => "stopped",
-    }
-}
-
-/// The result a journalled termination stands for; `None` for a stop (the
-/// attempt is rerun, as after Ctrl-C).
-pub fn ending_result(name: &str) -> Option<AgentEnd> {
-    match name {
-        "timed_out" => Some(AgentEnd::TimedOut),
-        "idle_timeout" => Some(AgentEnd::IdleTimedOut),
-        _ => None,
     }
 }

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use crate::report::{Reporter, Summary};
-use crate::runner::dispatch::Dispatcher;
 use crate::runner::error::RunnerError;
 use crate::runner::messages::Mode;
+use crate::runner::run::dispatch::Dispatcher;
 use crate::state::RunOptions;
 use crate::state::{RunDir, RunRecord};
 

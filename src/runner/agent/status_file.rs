@@ -9,17 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use serde::Serialize;
+use crate::runner::messages::AgentStatus;
 use serde_json::Value;
-
-/// What an agent last said about itself. Every field is optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct AgentStatus {
-    pub state: Option<String>,
-    /// 0–100; larger numbers are clamped to 100.
-    pub progress: Option<u8>,
-    pub message: Option<String>,
-}
 
 impl AgentStatus {
     /// Parses the file's contents; `None` when it is not a JSON object (empty,

@@ -12,17 +12,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::git::Repo;
 use crate::report::{Event, Reporter, Summary};
+use crate::runner::agent::instance::run_instance;
 use crate::runner::error::RunnerError;
-use crate::runner::executor::Stop;
-use crate::runner::gates::{run_gate, GateJob};
-use crate::runner::instance::{run_instance, InstanceMsg, Launch};
-use crate::runner::journal::Journal;
-use crate::runner::lane::{build_batch, land_batch, merge_one, plant_batch, prune_one};
 use crate::runner::machine::{Policy, RunMachine};
-use crate::runner::messages::{Action, Input, LaneMsg as Msg, MergeAck, Mode};
+use crate::runner::messages::{
+    Action, Input, InstanceMsg, LaneMsg as Msg, Launch, MergeAck, Mode, Signal, Stop,
+};
+use crate::runner::run::journal::Journal;
+use crate::runner::run::lane::{build_batch, land_batch, merge_one, plant_batch, prune_one};
+use crate::runner::slot::gates::{run_gate, GateJob};
 use crate::schedule::{Node, Scheduler};
 use crate::state::RunOptions;
-use crate::state::{crash_point, now_ms, RunDir, RunRecord, RunState};
+use crate::state::{crash_point, now_ms, RunDir, RunRecord};
 
 pub struct Dispatcher<'r> {
     pub(super) opts: Arc<RunOptions>,
@@ -100,7 +101,7 @@ impl<'r> Dispatcher<'r> {
 
     /// Commits the journal: what changed is durable when this returns.
     pub(super) fn flush(&mut self) -> Result<(), RunnerError> {
-        self.journal.commit(&self.m.record)
+        self.journal.commit(self.m.record())
     }
 
     /// Shows an event at once; it reaches `events.jsonl` at the next flush.
@@ -126,9 +127,10 @@ impl<'r> Dispatcher<'r> {
     /// Runs the run to its end (or to an interruption) and returns the final
     /// record and summary.
     pub async fn drive(mut self) -> Result<(RunRecord, Summary), RunnerError> {
-        self.m.record.state = RunState::Running;
-        self.m.record.coordinator_pid = std::process::id();
-        self.m.record.coordinator_start = crate::procfs::start_time(std::process::id());
+        self.m.take_over(
+            std::process::id(),
+            crate::procfs::start_time(std::process::id()),
+        );
         self.save()?;
         self.flush()?;
         self.reconcile().await?;
@@ -155,10 +157,10 @@ impl<'r> Dispatcher<'r> {
             // Planting and pruning journal what they depend on first; a
             // merge computes while the journal is written below, and
             // journals its intent before the target ref moves.
-            let start = self.m.start(self.mode == Mode::Run, now_ms())?;
+            let start = self.m.start(self.mode, now_ms())?;
             self.perform(start)?;
             self.flush()?;
-            if self.m.is_over(self.mode == Mode::MergeOnly) {
+            if self.m.is_over(self.mode) {
                 break;
             }
             // A backoff ending or the start interval passing wakes the loop
@@ -168,9 +170,9 @@ impl<'r> Dispatcher<'r> {
             let input = tokio::select! {
                 Some((id, msg)) = self.inst_rx.recv() => Input::Instance(id, msg),
                 Some(msg) = self.rx.recv() => self.lane_input(msg),
-                _ = sigint.recv() => Input::Signal("interrupt"),
-                _ = sigterm.recv() => Input::Signal("terminate"),
-                _ = sighup.recv() => Input::Signal("hangup"),
+                _ = sigint.recv() => Input::Signal(Signal::Interrupt),
+                _ = sigterm.recv() => Input::Signal(Signal::Terminate),
+                _ = sighup.recv() => Input::Signal(Signal::Hangup),
                 _ = tick.tick() => Input::Tick,
                 _ = tokio::time::sleep(wait), if deadline.is_some() => Input::Wake,
             };
@@ -244,7 +246,7 @@ impl<'r> Dispatcher<'r> {
                 Action::PruneFailed { id, reason } => {
                     tracing::warn!(%id, %reason, "prune after merge failed");
                 }
-                Action::Refresh => self.reporter.refresh(&self.m.record, now_ms()),
+                Action::Refresh => self.reporter.refresh(self.m.record(), now_ms()),
                 Action::BuildBatch { batch, ids, onto } => self.spawn_build(batch, ids, onto),
                 Action::LandBatch { batch, old, new } => self.spawn_land(batch, old, new),
                 Action::RunGate(gate) => self.spawn_gate(gate),
@@ -307,7 +309,7 @@ impl<'r> Dispatcher<'r> {
     fn launch(&mut self, launch: Launch) {
         let opts = self.opts.clone();
         let dir = self.dir.clone();
-        let run_id = self.m.record.run_id.clone();
+        let run_id = self.m.record().run_id.clone();
         let tx = self.inst_tx.clone();
         let stop = self.stop_tx.subscribe();
         tokio::spawn(run_instance(opts, dir, run_id, launch, tx, stop));
@@ -320,7 +322,7 @@ impl<'r> Dispatcher<'r> {
         let opts = self.opts.clone();
         let tx = self.tx.clone();
         let acks = self.ack_tx.clone();
-        let run_id = self.m.record.run_id.clone();
+        let run_id = self.m.record().run_id.clone();
         tokio::task::spawn_blocking(move || {
             let result = merge_one(&opts, &run_id, &id, &subjects, &tx, &acks)
                 .map_err(|e| crate::error::chain(&e));
@@ -333,16 +335,11 @@ impl<'r> Dispatcher<'r> {
     fn spawn_build(&mut self, batch: u64, ids: Vec<String>, onto: Option<String>) {
         let opts = self.opts.clone();
         let tx = self.tx.clone();
-        let run_id = self.m.record.run_id.clone();
+        let run_id = self.m.record().run_id.clone();
         let items: Vec<(String, Vec<String>)> = ids
             .into_iter()
             .map(|id| {
-                let subjects = self
-                    .m
-                    .works
-                    .get(&id)
-                    .map(|w| w.subjects.clone())
-                    .unwrap_or_default();
+                let subjects = self.m.subjects_of(&id);
                 (id, subjects)
             })
             .collect();
@@ -377,7 +374,7 @@ impl<'r> Dispatcher<'r> {
                 .join("gates")
                 .join(format!("{:03}", gate.run)),
             gate,
-            run_id: self.m.record.run_id.clone(),
+            run_id: self.m.record().run_id.clone(),
         };
         let opts = self.opts.clone();
         let tx = self.tx.clone();
@@ -390,14 +387,14 @@ impl<'r> Dispatcher<'r> {
 
     fn finish(mut self) -> Result<(RunRecord, Summary), RunnerError> {
         let now = now_ms();
-        let end = self.m.finish(self.mode == Mode::Run, now);
+        let end = self.m.finish(self.mode, now);
         self.perform(end)?;
         let target_commit = Repo::discover(&self.opts.repo_root)
             .ok()
             .and_then(|r| r.branch_tip(&self.opts.target).ok().flatten())
             .map(|o| o.to_string());
         let summary =
-            crate::report::summarize(&self.m.record, &self.opts.target, target_commit, now);
+            crate::report::summarize(self.m.record(), &self.opts.target, target_commit, now);
         self.dir
             .write_summary(&serde_json::to_value(&summary).map_err(|source| {
                 RunnerError::Serialise {
@@ -408,8 +405,8 @@ impl<'r> Dispatcher<'r> {
             .map_err(RunnerError::WriteSummary)?;
         self.emit(Event::Summary(Box::new(summary.clone())))?;
         self.flush()?;
-        self.reporter.finish(&self.m.record, &summary);
-        Ok((self.m.record, summary))
+        self.reporter.finish(self.m.record(), &summary);
+        Ok((self.m.into_record(), summary))
     }
 }
 

@@ -168,7 +168,7 @@ pub struct BackoffRecord {
 /// What to do with a rate-limited spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
-pub enum Verdict {
+pub enum Decision {
     /// Requeue it (the attempt does not count against `agent.retries`);
     /// it may start again at `retry_at_ms`.
     Requeue { retry_at_ms: u64, delay_ms: u64 },
@@ -233,11 +233,11 @@ impl Pacer {
 
     /// `spec`'s attempt ended rate-limited at `now_ms`: halve the window and
     /// either requeue it after a backoff or, past `max_waits`, give up.
-    pub fn rate_limited(&mut self, spec: &str, cause: RateLimited, now_ms: u64) -> Verdict {
+    pub fn rate_limited(&mut self, spec: &str, cause: RateLimited, now_ms: u64) -> Decision {
         self.window.on_rate_limited();
         let done = self.waits(spec);
         if done >= self.policy.max_waits {
-            return Verdict::GiveUp {
+            return Decision::GiveUp {
                 reason: format!(
                     "{} after {done} rate-limit wait(s) (agent.rate_limit.max_waits = {}): {}",
                     cause.kind.as_str(),
@@ -264,7 +264,7 @@ impl Pacer {
             cause,
             attempt: 0,
         });
-        Verdict::Requeue {
+        Decision::Requeue {
             retry_at_ms: now_ms.saturating_add(delay_ms),
             delay_ms,
         }
@@ -292,7 +292,7 @@ impl Pacer {
         attempt: u32,
         cause: RateLimited,
         now_ms: u64,
-    ) -> (Verdict, bool) {
+    ) -> (Decision, bool) {
         if let Some(last) = self
             .backoffs
             .iter()
@@ -302,18 +302,18 @@ impl Pacer {
         {
             let retry_at_ms = last.at_ms.saturating_add(last.delay_ms);
             return (
-                Verdict::Requeue {
+                Decision::Requeue {
                     retry_at_ms,
                     delay_ms: retry_at_ms.saturating_sub(now_ms),
                 },
                 false,
             );
         }
-        let verdict = self.rate_limited(spec, cause, now_ms);
-        if let (Verdict::Requeue { .. }, Some(last)) = (&verdict, self.backoffs.last_mut()) {
+        let decision = self.rate_limited(spec, cause, now_ms);
+        if let (Decision::Requeue { .. }, Some(last)) = (&decision, self.backoffs.last_mut()) {
             last.attempt = attempt;
         }
-        (verdict, true)
+        (decision, true)
     }
 }
 
@@ -424,22 +424,22 @@ mod tests {
         let v = p.rate_limited("020", cause(Some(Duration::from_secs(3))), 1_000);
         assert_eq!(
             v,
-            Verdict::Requeue {
+            Decision::Requeue {
                 retry_at_ms: 4_000,
                 delay_ms: 3_000
             }
         );
         assert!(matches!(
             p.rate_limited("020", cause(None), 5_000),
-            Verdict::Requeue { .. }
+            Decision::Requeue { .. }
         ));
         // Another spec has its own count.
         assert!(matches!(
             p.rate_limited("021", cause(None), 5_000),
-            Verdict::Requeue { .. }
+            Decision::Requeue { .. }
         ));
         match p.rate_limited("020", cause(None), 9_000) {
-            Verdict::GiveUp { reason } => {
+            Decision::GiveUp { reason } => {
                 assert!(reason.contains("after 2 rate-limit wait(s)"), "{reason}");
                 assert!(reason.contains("max_waits = 2"), "{reason}");
                 assert!(reason.contains("status 429"), "{reason}");
@@ -507,8 +507,8 @@ mod tests {
                         retry_after: None,
                     };
                     match p.rate_limited(&id, cause, now) {
-                        Verdict::Requeue { retry_at_ms, .. } => queue.push((id, retry_at_ms)),
-                        Verdict::GiveUp { reason } => {
+                        Decision::Requeue { retry_at_ms, .. } => queue.push((id, retry_at_ms)),
+                        Decision::GiveUp { reason } => {
                             panic!("{id} gave up: {reason} (seed {seed})")
                         }
                     }

@@ -1,9 +1,7 @@
-//! The disk budget: what a run's worktrees will take, against the free space
-//! on `worktree_dir`'s file system minus `worktree.reserve`; and what
-//! worktrees use on disk, for `status` and `prune`.
-
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+//! The disk budget as data: `worktree.reserve`, what a run's worktrees will
+//! take, and whether that fits in the free space minus the reserve. Pure:
+//! the free space and the sizes are measured by [`crate::disk`] and handed
+//! in.
 
 /// `worktree.reserve`: free space never planted into.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,18 +55,6 @@ fn parse_size(t: &str) -> Option<u64> {
     Some((num * mult as f64) as u64)
 }
 
-/// Bytes free (to an unprivileged user) on the file system holding `dir` (or
-/// its nearest existing ancestor, as `dir` may not exist yet).
-pub fn free_space(dir: &Path) -> std::io::Result<u64> {
-    let mut at = dir;
-    while !at.exists() {
-        at = at.parent().unwrap_or(Path::new("/"));
-    }
-    let st = nix::sys::statvfs::statvfs(at).map_err(std::io::Error::from)?;
-    let frsize = st.fragment_size() as u64;
-    Ok(st.blocks_available() as u64 * frsize)
-}
-
 /// Why a run does not fit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OverBudget {
@@ -99,31 +85,6 @@ pub fn needed(mut sizes: Vec<u64>, instances: usize, all_kept: bool) -> u64 {
     }
     sizes.sort_unstable_by(|a, b| b.cmp(a));
     sizes.iter().take(instances.max(1)).sum()
-}
-
-/// Bytes `path` uses on disk (allocated blocks; symlinks not followed,
-/// hard links counted once per walk).
-pub fn disk_usage(path: &Path) -> u64 {
-    let mut seen = std::collections::HashSet::new();
-    usage(path, &mut seen)
-}
-
-fn usage(path: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
-    let Ok(meta) = path.symlink_metadata() else {
-        return 0;
-    };
-    let mut total = 0;
-    if seen.insert((meta.dev(), meta.ino())) {
-        total += meta.blocks() * 512;
-    }
-    if meta.is_dir() {
-        if let Ok(entries) = std::fs::read_dir(path) {
-            for entry in entries.flatten() {
-                total += usage(&entry.path(), seen);
-            }
-        }
-    }
-    total
 }
 
 /// `1.5 GiB`, `340 MiB`, `12 KiB`, `800 B`.

@@ -1,0 +1,27 @@
+//! One agent's life, from its planted worktree to its verdict.
+//!
+//! - `instance`: the instance task — setup, attempts with retries, commit
+//!   and scope audit, the verdict.
+//! - `audit`: what an attempt left on its branch, audited against the
+//!   spec's declared files.
+//! - `executor`: the executor seam ([`executor::Executor`]) and the local
+//!   backend's handle on it ([`executor::Local`]).
+//! - `job`: the agent's job — command, environment, prompt, sandbox.
+//! - `setup`: `setup.copy`, `setup.link` and `setup.command` in a fresh
+//!   worktree.
+//! - `local`: the local backend — a process group under the exit-file
+//!   wrapper, supervised to its end.
+//! - `process`: process-group primitives (subreaper, group liveness).
+//! - `status_file`: the agent's optional status JSON.
+//! - `handback`: the conflict hand-back — preparing and judging the
+//!   attempt in which the agent resolves a conflicted merge.
+
+pub mod audit;
+pub mod executor;
+pub mod handback;
+pub mod instance;
+pub mod job;
+pub mod local;
+pub mod process;
+pub mod setup;
+pub mod status_file;
