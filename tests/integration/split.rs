@@ -886,12 +886,17 @@ fn split_aider_restores_its_chat_history_from_round_two() {
     assert!(read(Path::new(history)).contains("#### round 1"));
 }
 
-/// The split folders under `.git/treefarm/splits`, sorted.
+/// The split folders under `.git/treefarm/splits`, sorted (not the
+/// `.<id>.new` a starting split renames into place).
 fn split_folders(repo: &TestRepo) -> Vec<PathBuf> {
     let mut all: Vec<PathBuf> = std::fs::read_dir(repo.root.join(".git/treefarm/splits"))
         .into_iter()
         .flatten()
         .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     all.sort();
     all
