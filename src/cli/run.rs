@@ -204,7 +204,7 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
             "left over from an earlier run: {}",
             leftovers.join(", ")
         ))
-        .with_hint("`treefarm resume` continues an interrupted run; `treefarm prune` removes merged leftovers (`--force` archives and removes unmerged ones)")
+        .with_hint("`treefarm resume` continues an interrupted run; `treefarm prune` removes merged leftovers (`--force` archives and removes unmerged ones; `--all --force` also those of an unfinished run)")
         .into());
     }
     check_disk_budget(&ctx, &sel.specs, &worktree_dir, no_merge || args.keep)?;
