@@ -65,10 +65,14 @@
 # from one traced pass each: failing readlink and failing stat-family calls of
 # the coordinator, per tracked file and per tracked file per instance. Goal:
 # after exit (sparse, 20,000 files) <= after exit (full checkout of the part).
+# Last, where those readlinks come from: `strace -k` (stack per call) of the
+# failing readlinks in a SPARSE_STACK_FILES (400) file repository of the same
+# shape, the 8 most frequent chains of named frames (libgit2's C functions up
+# to the first Rust frame; the unwinder stops there), with their share.
 #
 # Environment: TREEFARM_BIN (default target/release/treefarm, built if
 # missing), BENCH_QUICK=1, BENCH_FILES, BENCH_ROUNDS, SPARSE_FILES, SPARSE_MB,
-# BENCH_KEEP=1 keeps the scratch directory. Needs strace. Exit code: 0 unless
+# SPARSE_STACK_FILES, BENCH_KEEP=1 keeps the scratch directory. Needs strace. Exit code: 0 unless
 # something failed (a missed goal is printed, not an error).
 set -euo pipefail
 
@@ -132,13 +136,18 @@ traced() {
     shift
     strace -f -y -s 0 -qq -o "|python3 $SUM_PY $out.json" "$@" >"$out.out" 2>"$out.err" ||
         die "traced $*: exit $? (tail of $out.err: $(tail -n 5 "$out.err"))"
-    # strace returns once the tracee exits; the summing reader may still run.
+    wait_file "$out.json"
+}
+
+# wait_file FILE: strace returns once the tracee exits, while the reader it
+# pipes into may still be summing; wait (up to 5 min) for its output.
+wait_file() {
     local i
     for ((i = 0; i < 600; i++)); do
-        [[ -s $out.json ]] && return 0
+        [[ -s $1 ]] && return 0
         sleep 0.5
     done
-    die "no strace summary in $out.json"
+    die "no strace summary in $1"
 }
 
 # write_scale_config REPO INSTANCES [SPARSE]
@@ -287,6 +296,7 @@ PY
 
 # --- sparse -------------------------------------------------------------------
 
+
 # sparse_repo DIR NFILES BYTES ALL: the 200-directory repository (ALL=1), or
 # only the 4 directories the specs declare (ALL=0); the same file names and
 # contents either way.
@@ -365,7 +375,20 @@ sparse_scenario() {
         check_all_merged "$BENCH_TMP/sparse-$mode" 4 "traced sparse run ($mode)"
         reset_treefarm "$BENCH_TMP/sparse-$mode"
     done
-    python3 - "$RES" "$big_files" "$part_files" "$rounds" <<'PY'
+    # Where the failing readlinks come from: one more pass with stack traces
+    # (strace -k) on a smaller repository of the same shape, SPARSE_STACK_FILES
+    # (400) files — unwinding 1.9M stacks would take far too long — counting
+    # each failing readlink's chain of named frames up to the first Rust one.
+    local stack=$BENCH_TMP/sparse-stack
+    sparse_repo "$stack" "${SPARSE_STACK_FILES:-400}" $((400 * 1024)) 1
+    write_scale_config "$stack" 4 auto
+    commit_all "$stack" "sparse bench, stack traces"
+    git -C "$stack" branch roadmap
+    note "sparse stack-trace pass ($(git -C "$stack" ls-files | wc -l) files) ..."
+    strace -f -k -qq -e trace=readlink -e status=failed -o "|python3 $SUM_PY --stacks $RES/stacks" \
+        "$TF" -C "$stack" run >/dev/null 2>"$RES/stacks.err" || die "stack-trace pass failed: $(tail -n 3 "$RES/stacks.err")"
+    wait_file "$RES/stacks"
+    python3 - "$RES" "$big_files" "$part_files" "$rounds" "$(git -C "$stack" ls-files | wc -l)" <<'PY'
 import json, statistics, sys
 res, files, rounds = sys.argv[1], {"big": int(sys.argv[2]), "part": int(sys.argv[3])}, sys.argv[4]
 label = {"big": "sparse: auto, %d files" % files["big"], "part": "sparse: off, the part alone (%d files)" % files["part"]}
@@ -386,6 +409,11 @@ for m in ("big", "part"):
 print("-" * 100)
 ratio = after["big"] / max(after["part"], 1)
 print("exit->commit sparse/part  %.2fx   goal <= 1: %s" % (ratio, "goal met" if ratio <= 1 else "goal missed"))
+st = json.load(open(res + "/stacks"))
+print()
+print("failing readlinks by call chain (strace -k, %s-file repository of the same shape, %d failing readlinks):" % (sys.argv[5], st["total"]))
+for sig, k in st["top"]:
+    print("  %5.1f%%  %s" % (100.0 * k / max(st["total"], 1), sig))
 PY
 }
 

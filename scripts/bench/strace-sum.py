@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """Sums an `strace -f -y -s 0 -qq` trace read on stdin (scripts/bench-scale.sh).
 
+`strace-sum.py --stacks OUT` instead sums `strace -k` output (a syscall line,
+then its frames ` > obj(symbol+off) [addr]`): OUT gets {"total": calls,
+"top": the 8 most frequent chains of named frames outside libc, up to the
+first Rust path (`::`), with their counts}.
+
 Writes one JSON object to the file named by argv[1]:
 
   root        the pid of the first line (the traced treefarm process)
@@ -32,6 +37,28 @@ RESUMED = re.compile(r"^<\.\.\. ([a-z_0-9]+) resumed>(.*)$")
 RESULT = re.compile(r"\)\s+=\s+(-?\d+|\?)")
 FD_PATH = re.compile(r"^\d+<([^>]*)>")
 CLONES = {"clone", "clone3", "fork", "vfork"}
+
+def stacks(out):
+    frame = re.compile(r"^ > [^(]*\(([^+)]+)")
+    top, cur, total = collections.Counter(), None, 0
+    for line in sys.stdin:
+        if line[:1].isdigit():
+            if cur is not None:
+                top[" <- ".join(cur) or "(no named frame)"] += 1
+            cur, total = [], total + 1
+        elif cur is not None and line.startswith(" > ") and "/libc.so" not in line:
+            m = frame.match(line)
+            if m and not (cur and "::" in cur[-1]):
+                cur.append(m.group(1))
+    if cur is not None:
+        top[" <- ".join(cur) or "(no named frame)"] += 1
+    with open(out, "w") as f:
+        json.dump({"total": total, "top": top.most_common(8)}, f)
+
+
+if sys.argv[1] == "--stacks":
+    stacks(sys.argv[2])
+    sys.exit(0)
 
 calls = collections.defaultdict(collections.Counter)  # pid -> name -> n
 failed = collections.defaultdict(collections.Counter)
