@@ -24,7 +24,7 @@
 # in between:
 #
 #   timed     untraced. wall = spawn to reap; per spec = wall / N; user / sys
-#             CPU = getrusage(RUSAGE_CHILDREN) of the python3 runner, i.e. the
+#             CPU = getrusage(RUSAGE_CHILDREN) of lib.sh's python3 runner, i.e. the
 #             whole treefarm process tree: the coordinator, its threads AND
 #             the agents (`sh -c 'trap ...; sh -c true'`, two short-lived
 #             shells per spec). For scale the output also prints the CPU of N
@@ -81,26 +81,6 @@ source "$(dirname "$0")/bench/lib.sh"
 SUM_PY=$(cd "$(dirname "$0")" && pwd)/bench/strace-sum.py
 
 command -v strace >/dev/null || die "strace is required (apt-get install strace)"
-
-# measure_cpu OUT CMD...: runs CMD (stdout OUT.out, stderr OUT.err) and writes
-# "<wall_ns> <user_ns> <sys_ns> <peak_rss_kb> <exit>" to OUT: getrusage of
-# every descendant that was reaped (the whole process tree of CMD).
-measure_cpu() {
-    local out=$1
-    shift
-    python3 - "$out" "$@" <<'PY'
-import resource, subprocess, sys, time
-out, argv = sys.argv[1], sys.argv[2:]
-with open(out + ".out", "wb") as so, open(out + ".err", "wb") as se:
-    t0 = time.perf_counter_ns()
-    rc = subprocess.call(argv, stdout=so, stderr=se, stdin=subprocess.DEVNULL)
-    t1 = time.perf_counter_ns()
-ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-with open(out, "w") as f:
-    f.write("%d %d %d %d %d\n" % (t1 - t0, ru.ru_utime * 1e9, ru.ru_stime * 1e9, ru.ru_maxrss, rc))
-sys.exit(rc if 0 <= rc < 256 else 1)
-PY
-}
 
 # agent_floor N OUT: user and sys ns of N agent-like shell pairs, one after the
 # other (what the agents add to the timed pass's CPU).
@@ -191,8 +171,7 @@ PY
     git -C "$repo" branch roadmap
 
     note "N=$n: timed run ..."
-    measure_cpu "$out.run" "$TF" -C "$repo" run ||
-        die "treefarm run at N=$n failed: $(tail -n 5 "$out.run.err")"
+    must_measure "$out.run" "treefarm run at N=$n" "$TF" -C "$repo" run
     check_all_merged "$repo" "$n" "timed run at N=$n"
     local rd iso
     rd=$(run_dir "$repo")
@@ -237,7 +216,7 @@ def read(path):
 rows = []
 for n in ns:
     p = "%s/n%d" % (res, n)
-    wall, user, sys_, rss, _ = map(int, read(p + ".run"))
+    wall, rss, _, user, sys_ = map(int, read(p + ".run"))
     fu, fs = map(int, read(p + ".floor"))
     t = json.load(open(p + ".trace.json"))
     c, f = t["calls"], t["failed"]
