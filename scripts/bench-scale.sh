@@ -70,6 +70,11 @@
 # shape, the 8 most frequent chains of named frames (libgit2's C functions up
 # to the first Rust frame; the unwinder stops there), with their share.
 #
+# How long it takes (2026-12-06, release build, the 2-core VM at a load of 5
+# to 13 from other builds): N=100 about 3 min, N=200 about 5 min, N=500 about
+# 6 min for the timed pass and over 20 min for the traced one (strace slows
+# the prune of 500 worktrees most); 2,000 was not run. sparse: 9 min.
+#
 # Environment: TREEFARM_BIN (default target/release/treefarm, built if
 # missing), BENCH_QUICK=1, BENCH_FILES, BENCH_ROUNDS, SPARSE_FILES, SPARSE_MB,
 # SPARSE_STACK_FILES, BENCH_KEEP=1 keeps the scratch directory. Needs strace. Exit code: 0 unless
