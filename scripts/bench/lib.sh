@@ -130,9 +130,10 @@ commit_all() {
 # --- timing -----------------------------------------------------------------
 
 # measure OUT CMD...: runs CMD (stdout to OUT.out, stderr to OUT.err) and writes
-# "<wall_ns> <peak_rss_kb> <exit_code>" to OUT. The clock runs from just before
-# the spawn to just after the reap, in the same way for every command, and the
-# peak RSS is the largest of CMD and its descendants (getrusage CHILDREN).
+# "<wall_ns> <peak_rss_kb> <exit_code> <user_ns> <sys_ns>" to OUT. The clock
+# runs from just before the spawn to just after the reap, in the same way for
+# every command; the peak RSS is the largest of CMD and its descendants, the
+# CPU times the sum over CMD and every descendant reaped (getrusage CHILDREN).
 # Returns CMD's exit code.
 measure() {
     local out=$1
@@ -144,9 +145,9 @@ with open(out + ".out", "wb") as so, open(out + ".err", "wb") as se:
     t0 = time.perf_counter_ns()
     rc = subprocess.call(argv, stdout=so, stderr=se, stdin=subprocess.DEVNULL)
     t1 = time.perf_counter_ns()
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
 with open(out, "w") as f:
-    f.write("%d %d %d\n" % (t1 - t0, rss, rc))
+    f.write("%d %d %d %d %d\n" % (t1 - t0, ru.ru_maxrss, rc, ru.ru_utime * 1e9, ru.ru_stime * 1e9))
 sys.exit(rc if 0 <= rc < 256 else 1)
 PY
 }
@@ -184,7 +185,8 @@ sys.exit(rc if 0 <= rc < 256 else 1)
 PY
 }
 
-# measured_field OUT N: field N (1 wall_ns, 2 rss_kb, 3 exit) of a measure file.
+# measured_field OUT N: field N (1 wall_ns, 2 rss_kb, 3 exit; measure: 4 user_ns,
+# 5 sys_ns; measure_lines: 4 the start's CLOCK_REALTIME) of a measure file.
 measured_field() {
     local a
     read -r -a a <"$1"
