@@ -265,6 +265,10 @@ pub struct RunArgs {
     /// (or refuse to run) or off (default: config `isolation`, auto).
     #[arg(long, value_name = "MODE", value_parser = crate::config::IsolationMode::parse)]
     pub isolation: Option<crate::config::IsolationMode>,
+    /// Where the agents run: local or slurm (default: config `executor`,
+    /// local).
+    #[arg(long, value_name = "KIND", value_parser = crate::config::ExecutorKind::parse)]
+    pub executor: Option<crate::config::ExecutorKind>,
     /// Stop starting agents once the run's agents cost this many US dollars
     /// (default: config `run.max_cost`).
     #[arg(long, value_name = "USD", value_parser = crate::config::parse_cost)]

@@ -11,6 +11,7 @@ mod mcp;
 pub(crate) mod prune;
 pub(crate) mod report;
 pub(crate) mod run;
+mod slurm;
 pub mod split;
 
 pub use args::{Cli, Command, Format, RunArgs, RunCommand, Shell, SplitArgs};

@@ -23,7 +23,7 @@ use treefarm::slurm::{
 /// One test on the cluster at a time.
 static CLUSTER: Mutex<()> = Mutex::new(());
 
-fn take_cluster() -> MutexGuard<'static, ()> {
+pub(crate) fn take_cluster() -> MutexGuard<'static, ()> {
     CLUSTER.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
