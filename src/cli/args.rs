@@ -178,6 +178,14 @@ pub enum Command {
         #[arg(long, value_enum, value_name = "CLIENT")]
         print_config: Option<crate::mcp::Client>,
     },
+    /// The entry point of a Slurm job (internal): run the agent of a job
+    /// file as the local executor would, sandbox applied here.
+    #[command(hide = true)]
+    AgentExec {
+        /// The attempt's job file, written by the coordinator.
+        #[arg(long, value_name = "FILE")]
+        job: PathBuf,
+    },
     /// Print a shell completion script (e.g. `treefarm completions bash`).
     Completions {
         /// The shell to complete for.

@@ -1,4 +1,5 @@
-//! `executor: slurm` at the front door: the `executor` key, its variable and
+//! `executor: slurm` at the front door, and the entry point its jobs will
+//! run (`treefarm agent-exec`, confined inside a real job): the `executor` key, its variable and
 //! flag, the `slurm:` section and a spec's `slurm:` override, and the checks
 //! `run` makes before anything is created — `sbatch` on PATH, a request no
 //! node can meet, `worktree_dir` shared with the jobs — then the refusal
@@ -8,9 +9,13 @@
 //! `scripts/test-slurm.sh` starts it, runs them with `--ignored` and stops
 //! it. They take the cluster one at a time with `slurm_cluster`'s tests.
 
+use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use treefarm::config::{Config, ExecutorKind};
+use treefarm::isolation::{kernel_abi, Policy, PolicyInputs, Sandbox};
+use treefarm::runner::{write_job_file, AgentJob};
 use treefarm::slurm::Slurm;
 
 use crate::common::{assert_exit, spec_md, stderr, TestRepo};
@@ -278,4 +283,102 @@ fn a_valid_slurm_setup_passes_every_check_then_is_refused_as_not_yet_supported()
         "expected one storage check job: {checks:?}"
     );
     assert_nothing_created(&repo);
+}
+
+/// Submits `script` (`sh`) with `sbatch --parsable --wait` and returns
+/// when the job ended, whatever its status.
+fn sbatch_wait(script: &Path, log: &Path) {
+    let out = Command::new("sbatch")
+        .arg("--parsable")
+        .arg("--wait")
+        .arg("--time=2")
+        .arg("--job-name=treefarm-test:agent-exec")
+        .arg(format!("--output={}", log.display()))
+        .arg(script)
+        .output()
+        .expect("sbatch");
+    // `--wait` exits with the job's status: the agent's failure is the
+    // test's to judge from the files, not sbatch's.
+    assert!(
+        out.status.success() || !out.stdout.is_empty(),
+        "sbatch did not submit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "needs the real Slurm cluster: scripts/test-slurm.sh"]
+fn agent_exec_in_a_job_confines_the_agent_and_writes_the_exit_file() {
+    if !crate::common::landlock_available() {
+        eprintln!("SKIPPED: the kernel has no Landlock, nothing to confine with");
+        return;
+    }
+    let _cluster = crate::slurm_cluster::take_cluster();
+    let tmp = tempfile::TempDir::new().expect("tempdir");
+    let worktree = tmp.path().join("worktree");
+    let instance = tmp.path().join("instance");
+    let outside = tmp.path().join("outside");
+    for dir in [&worktree, &instance, &outside] {
+        std::fs::create_dir_all(dir).expect("mkdir");
+    }
+    let escape = outside.join("escaped.txt");
+    let policy = Policy::new(&PolicyInputs {
+        worktree: &worktree,
+        instance_dir: &instance,
+        home: None,
+        repo_root: tmp.path(),
+        allow_write: &[],
+        allow_read: &[],
+        cli: None,
+        env: &[],
+        extra: Vec::new(),
+        ports: None,
+    });
+    let job = AgentJob {
+        command: format!(
+            "echo inside > inside.txt; if echo out > '{}'; then exit 0; else exit 7; fi",
+            escape.display()
+        ),
+        cwd: worktree.clone(),
+        env: vec![("TREEFARM_ATTEMPT".into(), "1".into())],
+        log_path: instance.join("agent.log"),
+        status_path: instance.join("status.json"),
+        exit_path: instance.join("exit"),
+        timeout: None,
+        idle_timeout: None,
+        grace: Duration::from_secs(1),
+        sandbox: Some(Sandbox {
+            abi: kernel_abi().expect("Landlock ABI"),
+            policy,
+        }),
+    };
+    let job_file = tmp.path().join("job.json");
+    write_job_file(&job, &job_file).expect("write job file");
+    let script = tmp.path().join("job.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec '{}' agent-exec --job '{}'\n",
+            env!("CARGO_BIN_EXE_treefarm"),
+            job_file.display()
+        ),
+    )
+    .expect("write job script");
+    sbatch_wait(&script, &tmp.path().join("job.log"));
+
+    // The exit file, written by the wrapper inside the job, says 7: the
+    // write outside the worktree was refused by the kernel in the job.
+    let exit = std::fs::read_to_string(instance.join("exit")).expect("the job wrote the exit file");
+    assert_eq!(exit, "7\n1\n", "exit file");
+    assert!(
+        !escape.exists(),
+        "the agent escaped to `{}`",
+        escape.display()
+    );
+    assert_eq!(
+        std::fs::read_to_string(worktree.join("inside.txt")).expect("inside write"),
+        "inside\n"
+    );
+    let log = std::fs::read_to_string(instance.join("agent.log")).expect("agent log");
+    assert!(log.contains("Permission denied"), "agent log: {log}");
 }
