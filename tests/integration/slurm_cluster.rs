@@ -140,7 +140,7 @@ impl Drop for Bench {
 }
 
 /// The default partition's largest node: its name and CPU count.
-fn largest_node(cap: &Capacity) -> (String, u32, MemSize) {
+pub(crate) fn largest_node(cap: &Capacity) -> (String, u32, MemSize) {
     let partition = cap
         .partitions
         .iter()

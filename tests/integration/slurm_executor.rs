@@ -98,22 +98,21 @@ fn slurm_section_with_an_owned_flag_is_refused_naming_file_line_and_key() {
 
 #[test]
 fn spec_slurm_override_with_a_run_wide_key_fails_check_naming_the_spec_file() {
-    let repo = farm("{cpus: 1, poll: 5s}", "");
-    let out = repo.tf(&["check"]);
-    assert_exit(&out, 2);
-    let err = stderr(&out);
-    assert!(
-        err.contains("specs/SPEC-002-two.md:2: spec 002: slurm: unknown field `poll`"),
-        "{err}"
-    );
-    let repo = farm("{extra_args: [-J, x]}", "");
-    let out = repo.tf(&["check"]);
-    assert_exit(&out, 2);
-    let err = stderr(&out);
-    assert!(
-        err.contains("specs/SPEC-002-two.md:2: spec 002: slurm.extra_args: `-J` sets `--job-name`"),
-        "{err}"
-    );
+    for (front, expected) in [
+        (
+            "{cpus: 1, poll: 5s}",
+            "specs/SPEC-002-two.md:2: spec 002: slurm: unknown field `poll`",
+        ),
+        (
+            "{extra_args: [-J, x]}",
+            "specs/SPEC-002-two.md:2: spec 002: slurm.extra_args: `-J` sets `--job-name`",
+        ),
+    ] {
+        let out = farm(front, "").tf(&["check"]);
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(err.contains(expected), "{front}: {err}");
+    }
 }
 
 #[test]
@@ -156,17 +155,7 @@ fn largest_node_cpus() -> u32 {
     let capacity = runtime
         .block_on(Slurm::new().capacity())
         .expect("sinfo answers (is the cluster up? scripts/slurm-cluster.sh start)");
-    let partition = capacity
-        .partitions
-        .iter()
-        .find(|p| p.default)
-        .expect("a default partition");
-    partition
-        .nodes
-        .iter()
-        .map(|n| n.cpus)
-        .max()
-        .expect("a node")
+    crate::slurm_cluster::largest_node(&capacity).1
 }
 
 /// The names of the jobs `squeue` lists (all users, all states).
