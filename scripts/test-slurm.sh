@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs the Slurm tests (tests/integration/slurm_cluster.rs) against a REAL
+# Runs the Slurm tests (tests/integration/slurm_*.rs) against a REAL
 # one-node Slurm cluster: starts it with scripts/slurm-cluster.sh (which
 # installs Slurm and munge from Debian's packages when missing), runs the
-# ignored tests with `cargo test --test integration slurm_cluster:: --
+# ignored tests with `cargo test --test integration slurm_ --
 # --ignored`, then stops the cluster it started (one that was already up is
 # left running).
 #
@@ -46,5 +46,5 @@ esac
 eval "$(scripts/slurm-cluster.sh env)"
 say "$(sinfo --version) via SLURM_CONF=$SLURM_CONF"
 start=$SECONDS
-cargo test --locked --test integration slurm_cluster:: -- --ignored "$@"
+cargo test --locked --test integration slurm_ -- --ignored "$@"
 say "the Slurm tests took $((SECONDS - start))s"

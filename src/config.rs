@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::duration::parse_duration;
 use crate::error::InputError;
 use crate::spec::yaml::{position, yaml_fault};
 
@@ -58,6 +59,41 @@ pub struct Config {
     pub mcp: McpConfig,
     /// `treefarm split` (`split.rounds`, `split.min_specs`, `split.max_specs`).
     pub split: SplitConfig,
+    /// Where the agents run: child processes of the coordinator (`local`),
+    /// or one Slurm batch job per attempt (`slurm`).
+    pub executor: ExecutorKind,
+    /// The `slurm:` section: what each job asks for and how treefarm
+    /// watches it (read only with `executor: slurm`, validated always).
+    pub slurm: crate::slurm::SlurmConfig,
+}
+
+/// `executor:` — where the agents run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// Child processes of the coordinator, on this machine.
+    #[default]
+    Local,
+    /// One Slurm batch job per attempt (issue 24).
+    Slurm,
+}
+
+impl ExecutorKind {
+    /// `local` or `slurm`, any case (the environment and `--executor`).
+    pub fn parse(v: &str) -> Result<ExecutorKind, String> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "local" => Ok(ExecutorKind::Local),
+            "slurm" => Ok(ExecutorKind::Slurm),
+            _ => Err(format!("expected `local` or `slurm`, not `{}`", v.trim())),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutorKind::Local => "local",
+            ExecutorKind::Slurm => "slurm",
+        }
+    }
 }
 
 /// `mcp:` — what the MCP server (`treefarm mcp`) allows.
@@ -210,6 +246,8 @@ impl Default for Config {
             isolation: IsolationConfig::default(),
             mcp: McpConfig::default(),
             split: SplitConfig::default(),
+            executor: ExecutorKind::Local,
+            slurm: crate::slurm::SlurmConfig::default(),
         }
     }
 }
@@ -645,6 +683,15 @@ pub enum ConfigError {
         message: String,
     },
 
+    /// A section whose own validation names the key (`slurm:`).
+    #[error("{file}:{line}: {message}")]
+    Section {
+        file: String,
+        line: usize,
+        message: String,
+        hint: Option<String>,
+    },
+
     #[error("invalid value `{value}` in environment variable {var}: {message}")]
     BadEnv {
         var: String,
@@ -665,6 +712,7 @@ impl ConfigError {
                 Some(format!("known keys here are {}", known.join(", ")))
             }
             ConfigError::BadEnv { var, .. } => Some(format!("fix or unset {var}")),
+            ConfigError::Section { hint, .. } => hint.clone(),
             _ => None,
         }
     }
@@ -682,26 +730,6 @@ impl From<ConfigError> for InputError {
             None => input,
         }
     }
-}
-
-/// Parses a duration: humantime (`30m`, `1h 5m`, `500ms`) or plain seconds
-/// (`90`, `1.5`). Used for the file, the environment and flags.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty duration".to_string());
-    }
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| {
-            format!("invalid duration `{s}`: must be a non-negative number of seconds")
-        });
-    }
-    humantime::parse_duration(s).map_err(|e| {
-        format!("invalid duration `{s}`: {e} (use e.g. `90`, `500ms`, `30m`, `1h 5m`)")
-    })
 }
 
 pub(crate) fn format_duration(d: Duration) -> String {
@@ -899,6 +927,7 @@ pub const ENV_VARS: &[&str] = &[
     "TREEFARM_MERGE_RESOLVE_ATTEMPTS",
     "TREEFARM_AGENT_RESOLVE_PROMPT_TEMPLATE",
     "TREEFARM_MCP_ALLOW_IN_AGENT",
+    "TREEFARM_EXECUTOR",
 ];
 
 impl Config {
@@ -1068,6 +1097,16 @@ impl Config {
                 return Err(invalid("agent.resolve_prompt_template", &err.message));
             }
         }
+        if let Err(err) = self.slurm.validate("slurm") {
+            // The message starts with the key at fault: `slurm.extra_args: …`.
+            let key = err.message.split_once(':').map_or("slurm", |(k, _)| k);
+            return Err(ConfigError::Section {
+                file: file.to_string(),
+                line: key_line(text, key.rsplit('.').next().unwrap_or(key)),
+                message: err.message.clone(),
+                hint: err.hint.clone(),
+            });
+        }
         Ok(())
     }
 
@@ -1205,6 +1244,7 @@ impl Config {
                 }
             }
             "TREEFARM_MERGE_GATE" => self.merge.gate = v.to_string(),
+            "TREEFARM_EXECUTOR" => self.executor = ExecutorKind::parse(v)?,
             "TREEFARM_MCP_ALLOW_IN_AGENT" => {
                 self.mcp.allow_in_agent =
                     parse_bool(v).ok_or_else(|| "expected `true` or `false`".to_string())?
@@ -1362,6 +1402,12 @@ worktree: {{ sparse: off, sparse_include: [], reserve: "5%" }}
 # Per-slot environment; {{slot}}, {{cache}} (a cache folder for this repository that
 # outlives worktrees) and {{repo}}. E.g. CARGO_TARGET_DIR: "{{cache}}/slot-{{slot}}/target"
 slot_env: {{}}
+
+# Where the agents run: local (child processes here) | slurm (one batch job per
+# attempt; worktree_dir must be on storage the nodes share). Not yet able to run
+# agents: `executor: slurm` is validated against the cluster, then refused.
+# executor: local
+# slurm: {{ partition: debug, cpus: 2, mem: 4G, time: 2h, extra_args: [], requeue: false, poll: 5s, exit_grace: 30s }}
 "#
     )
 }

@@ -14,6 +14,7 @@ pub mod agents;
 pub mod cli;
 pub mod config;
 pub mod disk;
+pub mod duration;
 pub mod error;
 pub mod git;
 pub mod hooks;

@@ -23,6 +23,7 @@ pub use preset::{
     allowed_commands_env, materialize_wrapper, preset, preset_command, preset_env, preset_note,
     presets, Preset, ENV_AGENT_EXTRA_ARGS, ENV_AGENT_MODEL, ENV_ALLOWED_COMMANDS, ENV_PROMPT_FILE,
 };
+pub(crate) use program::resolve as find_program;
 pub use program::{check_preset_program, check_program};
 pub use prompt::{
     check_resolve_template, render_prompt, render_resolve_prompt, resolve_env, PromptContext,

@@ -36,7 +36,7 @@ fn is_executable_file(path: &Path) -> bool {
 
 /// Where `program` resolves: a path with a `/` relative to `cwd`, a bare name
 /// through `path_env` (an empty entry means `cwd`, as in `sh`).
-fn resolve(program: &str, path_env: Option<&OsStr>, cwd: &Path) -> Option<PathBuf> {
+pub(crate) fn resolve(program: &str, path_env: Option<&OsStr>, cwd: &Path) -> Option<PathBuf> {
     if program.contains('/') {
         let path = cwd.join(program);
         return is_executable_file(&path).then_some(path);

@@ -178,6 +178,14 @@ pub enum Command {
         #[arg(long, value_enum, value_name = "CLIENT")]
         print_config: Option<crate::mcp::Client>,
     },
+    /// The entry point of a Slurm job (internal): run the agent of a job
+    /// file as the local executor would, sandbox applied here.
+    #[command(hide = true)]
+    AgentExec {
+        /// The attempt's job file, written by the coordinator.
+        #[arg(long, value_name = "FILE")]
+        job: PathBuf,
+    },
     /// Print a shell completion script (e.g. `treefarm completions bash`).
     Completions {
         /// The shell to complete for.
@@ -265,6 +273,10 @@ pub struct RunArgs {
     /// (or refuse to run) or off (default: config `isolation`, auto).
     #[arg(long, value_name = "MODE", value_parser = crate::config::IsolationMode::parse)]
     pub isolation: Option<crate::config::IsolationMode>,
+    /// Where the agents run: local or slurm (default: config `executor`,
+    /// local).
+    #[arg(long, value_name = "KIND", value_parser = crate::config::ExecutorKind::parse)]
+    pub executor: Option<crate::config::ExecutorKind>,
     /// Stop starting agents once the run's agents cost this many US dollars
     /// (default: config `run.max_cost`).
     #[arg(long, value_name = "USD", value_parser = crate::config::parse_cost)]

@@ -187,6 +187,7 @@ pub fn demo(
         gate: None,
         json: false,
         isolation: None,
+        executor: None,
         max_cost: None,
         max_tokens: None,
     };

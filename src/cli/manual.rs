@@ -52,7 +52,8 @@ pub fn man(
     std::fs::create_dir_all(dir)
         .with_context(|| format!("failed to create `{}`", dir.display()))?;
     let mut pages = vec![("treefarm.1".to_string(), cmd.clone())];
-    for sub in cmd.get_subcommands() {
+    // A hidden command (`agent-exec`, run by Slurm jobs) gets no page.
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("treefarm-{}", sub.get_name());
         pages.push((format!("{name}.1"), sub.clone().name(name)));
     }

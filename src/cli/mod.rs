@@ -11,6 +11,7 @@ mod mcp;
 pub(crate) mod prune;
 pub(crate) mod report;
 pub(crate) mod run;
+mod slurm;
 pub mod split;
 
 pub use args::{Cli, Command, Format, RunArgs, RunCommand, Shell, SplitArgs};
@@ -172,6 +173,16 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             &mut stdout,
             &mut stderr,
         ),
+        Command::AgentExec { job } => {
+            let code = crate::runner::agent_exec(job)?;
+            // The exit file decides the attempt; the job's own status only
+            // says whether the agent succeeded.
+            Ok(if code == 0 {
+                ExitCode::Success
+            } else {
+                ExitCode::Failed
+            })
+        }
         Command::Completions { shell } => manual::completions(*shell, &mut stdout),
         Command::Man { dir } => manual::man(dir.as_deref(), &mut stdout, &mut stderr),
     }

@@ -121,6 +121,9 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
     if let Some(mode) = args.isolation {
         cfg.isolation.mode = mode;
     }
+    if let Some(kind) = args.executor {
+        cfg.executor = kind;
+    }
     let isolation_active = isolation(&cfg.isolation, quiet || args.json)?;
     if cfg.instances == 0 {
         return Err(InputError::new("--instances must be at least 1").into());
@@ -213,6 +216,9 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
     let staging = std::env::temp_dir().join(format!("treefarm-agent-{run_id}"));
     let (agent_command, agent_env) = agent_command(&ctx, args.agent.as_deref(), &staging)?;
     check_env_size(&agent_command, &agent_env)?;
+    if ctx.config.executor == crate::config::ExecutorKind::Slurm {
+        crate::cli::slurm::check_then_refuse(&ctx.config, &sel.specs, &worktree_dir, &run_id)?;
+    }
     let _lock = lock(&state, &run_id)?;
 
     // From here on, things are created.

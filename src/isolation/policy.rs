@@ -142,7 +142,7 @@ pub struct PolicyInputs<'a> {
 /// What one confined process may write, read and bind. Everything is
 /// readable except `deny_read` (minus `allow_read`); only `write` is
 /// writable.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Policy {
     /// Writable hierarchies (missing ones are skipped when enforced);
     /// readable too, even inside a denied store.

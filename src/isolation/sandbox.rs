@@ -41,8 +41,9 @@ pub fn kernel_abi() -> Result<i32, String> {
     })
 }
 
-/// A policy ready to be enforced on a child process.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A policy ready to be enforced on a child process. Serialisable, so that
+/// a job on another machine builds the same ruleset there (`agent-exec`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sandbox {
     pub abi: i32,
     pub policy: Policy,

@@ -28,6 +28,7 @@ pub(crate) mod messages;
 pub(crate) mod run;
 pub(crate) mod slot;
 
+pub use agent::exec::{agent_exec, write_job_file, ExecError};
 pub use agent::executor::{AgentJob, Executor};
 pub use agent::local::{
     agent_command, kill_group, read_exit_code, run_agent, wait_detached, Local, SpawnError,

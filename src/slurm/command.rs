@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::capacity::{sinfo_args, Capacity};
 use super::config::SlurmConfig;
 use super::error::SlurmError;
-use super::job::{parse_parsable, sbatch_args, Attempt, JobId, JobName};
+use super::job::{parse_parsable, sbatch_args, storage_check_args, Attempt, JobId, JobName};
 use super::poll::min_job_age;
 use super::queue::{parse_squeue, squeue_args, QueueSnapshot};
 
@@ -112,6 +112,25 @@ impl Slurm {
         })
     }
 
+    /// Runs the storage check (see [`storage_check_args`]) to its end; its
+    /// job id. A job that failed is [`SlurmError::Failed`] with an empty
+    /// stderr; a refused submission has `sbatch`'s reason there.
+    pub async fn submit_storage_check(
+        &self,
+        config: &SlurmConfig,
+        name: &JobName,
+        marker: &std::path::Path,
+        reply: &std::path::Path,
+    ) -> Result<JobId, SlurmError> {
+        let args = storage_check_args(config, name, marker, reply);
+        let out = self.run(SlurmProgram::Sbatch, args.clone(), &[]).await?;
+        parse_parsable(&out).map_err(|what| SlurmError::Parse {
+            command: command_line(SlurmProgram::Sbatch, &args),
+            line: out.trim().to_string(),
+            what,
+        })
+    }
+
     /// The jobs named `names` of this user, in one `squeue` call (none when
     /// `names` is empty).
     pub async fn queue(&self, names: &[JobName]) -> Result<QueueSnapshot, SlurmError> {
@@ -143,6 +162,13 @@ impl Slurm {
             .iter()
             .map(|id| OsString::from(id.to_string()))
             .collect();
+        self.run(SlurmProgram::Scancel, args, &[]).await.map(drop)
+    }
+
+    /// Cancels the jobs named `name` of any user, in one `scancel` call (a
+    /// job whose id treefarm never learnt).
+    pub async fn cancel_named(&self, name: &JobName) -> Result<(), SlurmError> {
+        let args = vec![OsString::from(format!("--name={name}"))];
         self.run(SlurmProgram::Scancel, args, &[]).await.map(drop)
     }
 

@@ -403,7 +403,7 @@ fn scalar_duration<E: serde::de::Error>(v: Scalar) -> Result<Duration, E> {
         Scalar::Float(x) => {
             Duration::try_from_secs_f64(x).map_err(|_| E::custom(format!("invalid duration `{x}`")))
         }
-        Scalar::Text(s) => crate::config::parse_duration(&s).map_err(E::custom),
+        Scalar::Text(s) => crate::duration::parse_duration(&s).map_err(E::custom),
     }
 }
 

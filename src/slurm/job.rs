@@ -31,13 +31,21 @@ pub enum JobKind {
     Attempt,
     /// An attempt at resolving the spec's merge conflict (the hand-back).
     Resolve,
+    /// The start-up check that `worktree_dir` is shared with the nodes (its
+    /// "spec" part is [`STORAGE_CHECK`], never a spec).
+    Check,
 }
+
+/// The spec part of the storage check's job name (`treefarm:<run>:storage:c1`);
+/// the kind letter keeps it apart from a spec called `storage`.
+pub const STORAGE_CHECK: &str = "storage";
 
 impl JobKind {
     fn letter(self) -> char {
         match self {
             JobKind::Attempt => 'a',
             JobKind::Resolve => 'r',
+            JobKind::Check => 'c',
         }
     }
 }
@@ -78,6 +86,7 @@ impl JobName {
         let kind = match chars.next()? {
             'a' => JobKind::Attempt,
             'r' => JobKind::Resolve,
+            'c' => JobKind::Check,
             _ => return None,
         };
         let digits = chars.as_str();
@@ -178,6 +187,47 @@ pub fn sbatch_args(config: &SlurmConfig, attempt: &Attempt<'_>) -> Vec<OsString>
     args
 }
 
+/// The `sbatch` argv of the storage check: one short job (one CPU, one
+/// minute, where the attempts would run: `partition`, `account`, `qos`,
+/// `extra_args`) that finds `marker`, which the coordinator wrote, and
+/// writes `reply` beside it, which the coordinator must then see — both
+/// directions the exit file and the worktree need. `--wait`: `sbatch`
+/// returns when the job ended, with its exit status (no `squeue`, which
+/// lists only the submitting user's jobs).
+pub fn storage_check_args(
+    config: &SlurmConfig,
+    name: &JobName,
+    marker: &Path,
+    reply: &Path,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["--parsable".into(), "--wait".into()];
+    args.extend(config.extra_args.iter().map(OsString::from));
+    if let Some(p) = &config.partition {
+        args.push(format!("--partition={p}").into());
+    }
+    if let Some(a) = &config.account {
+        args.push(format!("--account={a}").into());
+    }
+    if let Some(q) = &config.qos {
+        args.push(format!("--qos={q}").into());
+    }
+    args.push("--time=1".into());
+    args.push("--cpus-per-task=1".into());
+    args.push("--no-requeue".into());
+    args.push(format!("--job-name={name}").into());
+    args.push("--output=/dev/null".into());
+    let quote = |p: &Path| crate::agents::shell_quote(&p.to_string_lossy());
+    args.push(
+        format!(
+            "--wrap=test -e {} && echo seen > {}",
+            quote(marker),
+            quote(reply)
+        )
+        .into(),
+    );
+    args
+}
+
 fn flag_path(flag: &str, path: &Path) -> OsString {
     let mut s = OsString::from(flag);
     s.push(path.as_os_str());
@@ -207,6 +257,50 @@ mod tests {
         args.into_iter()
             .map(|a| a.into_string().expect("utf-8"))
             .collect()
+    }
+
+    #[test]
+    fn the_storage_check_is_named_apart_from_a_spec_called_storage() {
+        let check = JobName::new("r1", STORAGE_CHECK, JobKind::Check, 1);
+        let spec = JobName::new("r1", "storage", JobKind::Attempt, 1);
+        assert_eq!(check.to_string(), "treefarm:r1:storage:c1");
+        assert_eq!(
+            JobName::parse("treefarm:r1:storage:c1"),
+            Some(check.clone())
+        );
+        assert_ne!(check.to_string(), spec.to_string());
+    }
+
+    #[test]
+    fn the_storage_check_waits_runs_where_attempts_run_and_quotes_its_paths() {
+        let config = SlurmConfig {
+            partition: Some("gpu".into()),
+            cpus: Some(8),
+            extra_args: vec!["--gres=gpu:1".into()],
+            ..SlurmConfig::default()
+        };
+        let name = JobName::new("r1", STORAGE_CHECK, JobKind::Check, 1);
+        let args = strings(storage_check_args(
+            &config,
+            &name,
+            Path::new("/shared/it's/m"),
+            Path::new("/shared/it's/m.seen"),
+        ));
+        assert_eq!(
+            args,
+            [
+                "--parsable",
+                "--wait",
+                "--gres=gpu:1",
+                "--partition=gpu",
+                "--time=1",
+                "--cpus-per-task=1",
+                "--no-requeue",
+                "--job-name=treefarm:r1:storage:c1",
+                "--output=/dev/null",
+                "--wrap=test -e '/shared/it'\\''s/m' && echo seen > '/shared/it'\\''s/m.seen'",
+            ]
+        );
     }
 
     #[test]

@@ -60,6 +60,16 @@ pub enum SpecError {
         expected: &'static str,
     },
 
+    /// The spec's `slurm:` override: not a mapping of known keys, or
+    /// refused by the section's validation (an owned `sbatch` flag, …).
+    #[error("{file}:{line}: {message}")]
+    BadSlurm {
+        file: String,
+        line: usize,
+        message: String,
+        hint: Option<String>,
+    },
+
     #[error("{file}:{line}: invalid priority `{value}`")]
     BadPriority {
         file: String,
@@ -303,6 +313,7 @@ impl SpecError {
             }
             SpecError::Many(errors) if errors.len() == 1 => errors[0].hint(),
             SpecError::Diagnosed { hint, .. } => hint.clone(),
+            SpecError::BadSlurm { hint, .. } => hint.clone(),
             _ => None,
         }
     }
@@ -316,6 +327,7 @@ impl SpecError {
             | E::UnknownField { file, line, .. }
             | E::UnclosedFrontMatter { file, line }
             | E::BadField { file, line, .. }
+            | E::BadSlurm { file, line, .. }
             | E::BadPriority { file, line, .. }
             | E::BadId { file, line, .. }
             | E::AbsolutePath { file, line, .. }

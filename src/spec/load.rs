@@ -601,6 +601,7 @@ fn resolve(parsed: Vec<(Parsed, PathBuf, String)>, spec_dir: &Path) -> SpecFolde
                 body: raw.body.clone(),
                 order,
                 sources: raw.files.clone(),
+                slurm: raw.slurm.clone(),
             });
         }
         entries.push(Entry {

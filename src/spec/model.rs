@@ -52,6 +52,9 @@ pub struct Spec {
     /// re-reads the spec): empty in a spec read back from `state.json`.
     #[serde(default, skip_serializing)]
     pub sources: Vec<Declared>,
+    /// The front matter's `slurm:` override (`executor: slurm` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<crate::slurm::SlurmOverride>,
 }
 
 impl Spec {

@@ -43,6 +43,8 @@ pub struct RawSpec {
     pub body: String,
     /// Paths the body mentions that did not count, and why.
     pub mentions: Vec<Mention>,
+    /// The `slurm:` override, checked (see [`crate::slurm::SlurmOverride`]).
+    pub slurm: Option<crate::slurm::SlurmOverride>,
 }
 
 /// Fields of front matter and YAML specs. Values stay loose (`Value`) so that
@@ -67,6 +69,9 @@ struct Fields {
     body: Option<Value>,
     #[serde(default)]
     instructions: Option<Value>,
+    /// What this spec's Slurm jobs ask differently (`slurm: {cpus: 8}`).
+    #[serde(default)]
+    slurm: Option<Value>,
 }
 
 /// The id a spec file name implies: `SPEC-020-retry.md` -> `020`,
@@ -441,6 +446,7 @@ fn unreadable(rel_path: &str, format: SpecFormat, err: SpecError) -> Parsed {
             depends_on: Vec::new(),
             body: String::new(),
             mentions: Vec::new(),
+            slurm: None,
         },
         problems: vec![(Level::Error, err)],
     }
@@ -732,6 +738,25 @@ pub fn parse_spec_with(rel_path: &str, text: &[u8], opts: &ParseOptions) -> Pars
         });
     }
 
+    let slurm = match fields.slurm.filter(|v| !v.is_null()) {
+        None => None,
+        Some(v) => {
+            let line = yaml_text.key_line("slurm").unwrap_or(1);
+            match slurm_override(&id, v) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    problems.error(SpecError::BadSlurm {
+                        file: file.clone(),
+                        line,
+                        message: e.message,
+                        hint: e.hint,
+                    });
+                    None
+                }
+            }
+        }
+    };
+
     let rel_file = file.clone();
     Parsed {
         raw: RawSpec {
@@ -753,9 +778,28 @@ pub fn parse_spec_with(rel_path: &str, text: &[u8], opts: &ParseOptions) -> Pars
                     ..m
                 })
                 .collect(),
+            slurm,
         },
         problems: problems.errors,
     }
+}
+
+/// A spec's `slurm:` mapping as an override, checked as the run's section
+/// would be (under `spec <id>: slurm` in the messages).
+fn slurm_override(
+    id: &str,
+    value: Value,
+) -> Result<crate::slurm::SlurmOverride, crate::error::InputError> {
+    let key = format!("spec {id}: slurm");
+    let o: crate::slurm::SlurmOverride = serde_yaml::from_value(value).map_err(|e| {
+        crate::error::InputError::new(format!("{key}: {e}")).with_hint(
+            "the keys a spec may set are partition, time, cpus, mem, account, qos and extra_args",
+        )
+    })?;
+    crate::slurm::SlurmConfig::default()
+        .with_override(&o)
+        .validate(&key)?;
+    Ok(o)
 }
 
 fn normalize_all(raw: Vec<Declared>, field: &str, problems: &mut Problems) -> Vec<Declared> {

@@ -22,9 +22,12 @@ fn treefarm(args: &[&str]) -> std::process::Output {
     cmd.output().expect("run treefarm")
 }
 
+/// The commands users see; a hidden one (`agent-exec`, the entry point of
+/// a Slurm job) is in no help and no man page.
 fn subcommands() -> Vec<String> {
     Cli::command()
         .get_subcommands()
+        .filter(|c| !c.is_hide_set())
         .map(|c| c.get_name().to_string())
         .collect()
 }

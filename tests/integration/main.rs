@@ -67,6 +67,7 @@ mod run_signals;
 mod runner_executor;
 mod schedule_waves;
 mod slurm_cluster;
+mod slurm_executor;
 mod spec_corpus;
 mod spec_hostile_input;
 mod spec_parse;

@@ -23,7 +23,7 @@ use treefarm::slurm::{
 /// One test on the cluster at a time.
 static CLUSTER: Mutex<()> = Mutex::new(());
 
-fn take_cluster() -> MutexGuard<'static, ()> {
+pub(crate) fn take_cluster() -> MutexGuard<'static, ()> {
     CLUSTER.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -140,7 +140,7 @@ impl Drop for Bench {
 }
 
 /// The default partition's largest node: its name and CPU count.
-fn largest_node(cap: &Capacity) -> (String, u32, MemSize) {
+pub(crate) fn largest_node(cap: &Capacity) -> (String, u32, MemSize) {
     let partition = cap
         .partitions
         .iter()

@@ -18,8 +18,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::runner::messages::{AgentEnd, AgentEvent, Stop};
 
-/// Everything needed to run one agent once.
-#[derive(Debug, Clone)]
+/// Everything needed to run one agent once. Serialisable: a batch job
+/// reads it from the job file `agent-exec` is given.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AgentJob {
     /// The already-substituted shell command, run as `sh -c command`.
     pub command: String,

@@ -13,10 +13,14 @@
 //!   wrapper, supervised to its end.
 //! - `process`: process-group primitives (subreaper, group liveness).
 //! - `status_file`: the agent's optional status JSON.
+//! - `exec`: `treefarm agent-exec`, the entry point a batch job runs: the
+//!   local backend's start of one agent (sandbox applied before `exec`),
+//!   on whatever machine the job landed, from a job file.
 //! - `handback`: the conflict hand-back — preparing and judging the
 //!   attempt in which the agent resolves a conflicted merge.
 
 pub mod audit;
+pub mod exec;
 pub mod executor;
 pub mod handback;
 pub mod instance;

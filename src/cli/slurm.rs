@@ -1,0 +1,181 @@
+//! `executor: slurm` at `run`: everything checked against the cluster before
+//! anything of the run is created — the client commands on `PATH`, every
+//! spec's request against the nodes (`sinfo`), and `worktree_dir` shared
+//! with the nodes (one short real job). Then the run is refused: the job
+//! wrapper, the poller and re-attach are not wired into the runner yet, and
+//! a half-wired executor must not take a run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::error::InputError;
+use crate::slurm::{JobKind, JobName, Request, Slurm, SlurmConfig, SlurmError, STORAGE_CHECK};
+use crate::spec::Spec;
+
+/// The client commands the executor runs.
+const PROGRAMS: [&str; 4] = ["sbatch", "squeue", "scancel", "sinfo"];
+
+/// How long the storage check job may take to start and end (`sbatch
+/// --wait`): it asks for one CPU for one minute, so only a full cluster
+/// makes it wait.
+const CHECK_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Between two looks at the check job.
+const CHECK_POLL: Duration = Duration::from_millis(500);
+
+/// Checks `executor: slurm` for `specs` (see the module header), then
+/// refuses the run with what is missing. `run_id` names the check's job.
+pub(crate) fn check_then_refuse(
+    config: &Config,
+    specs: &[Spec],
+    worktree_dir: &Path,
+    run_id: &str,
+) -> anyhow::Result<()> {
+    check_programs(std::env::var_os("PATH").as_deref(), worktree_dir)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let slurm = Slurm::new();
+        check_requests(&slurm, config, specs).await?;
+        check_storage(&config.slurm, worktree_dir, run_id).await
+    })?;
+    Err(InputError::new(
+        "not yet supported: `executor: slurm` runs no agents yet — the configuration, the requests and the shared storage passed their checks, but the job wrapper, the shared `squeue` poller and re-attach after a crash are not wired into the runner (issue 24)",
+    )
+    .with_hint("run with `executor: local` (the default; `--executor local`) until then")
+    .into())
+}
+
+/// `sbatch` and the other client commands are on `PATH`.
+fn check_programs(path: Option<&std::ffi::OsStr>, cwd: &Path) -> Result<(), InputError> {
+    for program in PROGRAMS {
+        if crate::agents::find_program(program, path, cwd).is_none() {
+            return Err(InputError::new(format!(
+                "executor `slurm` needs `{program}` on PATH, and it is not there"
+            ))
+            .with_hint("install Slurm's client commands (Debian: slurm-client) on this machine, or run with `executor: local`"));
+        }
+    }
+    Ok(())
+}
+
+/// Every spec's request (the run's `slurm:` with the spec's override) fits
+/// some node of its partition; else the spec, its file and the figures.
+async fn check_requests(slurm: &Slurm, config: &Config, specs: &[Spec]) -> anyhow::Result<()> {
+    let capacity = slurm.capacity().await.map_err(unreachable_cluster)?;
+    for spec in specs {
+        let merged = match &spec.slurm {
+            Some(o) => config.slurm.with_override(o),
+            None => config.slurm.clone(),
+        };
+        let key = format!("spec {} ({}): slurm", spec.id, spec.rel_path);
+        merged.validate(&key)?;
+        if let Err(refusal) = capacity.check(&Request::of(&merged, config.agent.timeout)) {
+            return Err(InputError::new(format!(
+                "spec {} ({}): {refusal}",
+                spec.id, spec.rel_path
+            ))
+            .with_hint(refusal.hint())
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// A marker the coordinator writes in `worktree_dir` is seen by a job, and
+/// the job's reply beside it is seen here (within `exit_grace`).
+async fn check_storage(
+    config: &SlurmConfig,
+    worktree_dir: &Path,
+    run_id: &str,
+) -> anyhow::Result<()> {
+    let created_dir = !worktree_dir.exists();
+    std::fs::create_dir_all(worktree_dir).map_err(|e| {
+        InputError::new(format!(
+            "cannot create worktree_dir `{}`: {e}",
+            worktree_dir.display()
+        ))
+        .with_hint("set `worktree_dir` to a writable folder on storage the nodes share")
+    })?;
+    let marker = worktree_dir.join(format!(".treefarm-storage-{run_id}"));
+    let reply = worktree_dir.join(format!(".treefarm-storage-{run_id}.seen"));
+    let result = async {
+        std::fs::write(&marker, run_id).map_err(|e| {
+            InputError::new(format!("cannot write `{}`: {e}", marker.display()))
+                .with_hint("`worktree_dir` must be writable")
+        })?;
+        storage_job(config, worktree_dir, &marker, &reply, run_id).await
+    }
+    .await;
+    for file in [&marker, &reply] {
+        let _ = std::fs::remove_file(file);
+    }
+    if created_dir {
+        let _ = std::fs::remove_dir(worktree_dir);
+    }
+    result
+}
+
+async fn storage_job(
+    config: &SlurmConfig,
+    worktree_dir: &Path,
+    marker: &Path,
+    reply: &Path,
+    run_id: &str,
+) -> anyhow::Result<()> {
+    let name = JobName::new(run_id, STORAGE_CHECK, JobKind::Check, 1);
+    let waiting = Slurm::new().with_timeout(CHECK_DEADLINE);
+    let ran = match waiting
+        .submit_storage_check(config, &name, marker, reply)
+        .await
+    {
+        Ok(id) => format!("job {id} ended"),
+        Err(SlurmError::Failed { stderr, status, .. }) if stderr.trim().is_empty() => {
+            format!("the check job failed ({status})")
+        }
+        Err(SlurmError::TimedOut { .. }) => {
+            let _ = Slurm::new().cancel_named(&name).await;
+            return Err(InputError::new(format!(
+                "the storage check job `{name}` did not end within {} (cancelled)",
+                humantime::format_duration(CHECK_DEADLINE)
+            ))
+            .with_hint("the cluster is full or the partition is down (`squeue`, `sinfo`); try again when a CPU is free")
+            .into());
+        }
+        Err(other) => return Err(unreachable_cluster(other).into()),
+    };
+    // Shared file systems may publish the job's file late.
+    let grace_end = Instant::now() + config.exit_grace;
+    while !reply.exists() {
+        if Instant::now() >= grace_end {
+            return Err(InputError::new(format!(
+                "worktree_dir `{}` is not shared with the Slurm nodes ({ran}): the job did not find `{}`, which treefarm wrote here, or its answer `{}` did not appear here within slurm.exit_grace ({})",
+                worktree_dir.display(),
+                marker.display(),
+                file_name(reply).display(),
+                humantime::format_duration(config.exit_grace),
+            ))
+            .with_hint("set `worktree_dir` to a folder on a file system every node mounts at the same path (NFS, Lustre, …), readable and writable by the jobs' user")
+            .into());
+        }
+        tokio::time::sleep(CHECK_POLL).await;
+    }
+    Ok(())
+}
+
+fn file_name(path: &Path) -> PathBuf {
+    path.file_name().map(PathBuf::from).unwrap_or_default()
+}
+
+/// A Slurm command that failed before any job: exit 2 with its message
+/// (the controller is down, or a setting is refused by `sbatch`).
+fn unreachable_cluster(err: SlurmError) -> InputError {
+    match err {
+        SlurmError::Input(input) => input,
+        other => InputError::new(format!("executor `slurm`: {other}")).with_hint(
+            "check that the controller answers (`scontrol ping`) and that the `slurm:` settings are accepted by `sbatch`",
+        ),
+    }
+}
