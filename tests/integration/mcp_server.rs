@@ -515,22 +515,10 @@ fn print_config_gives_each_client_what_it_needs_to_call_the_tools_unprompted() {
     );
 }
 
-/// A repository with one existing spec (010 on `src/c.rs`), as the split
-/// tests have it.
+/// A repository with one existing spec (010 on `src/c.rs`), the split
+/// tests' own.
 fn drafts_repo() -> TestRepo {
-    TestRepo::with_files(&[
-        ("README.md", "# demo\n"),
-        ("src/lib.rs", "pub mod a;\n"),
-        ("src/a.rs", "pub fn a() {}\n"),
-        ("src/b.rs", "pub fn b() {}\n"),
-        ("src/c.rs", "pub fn c() {}\n"),
-        ("src/d.rs", "pub fn d() {}\n"),
-        ("src/e.rs", "pub fn e() {}\n"),
-        (
-            "specs/SPEC-010-existing.md",
-            "---\nfiles: [src/c.rs]\n---\n# Rework c\n\nRework `c`.\n",
-        ),
-    ])
+    TestRepo::with_files(crate::split::SPLIT_REPO_FILES)
 }
 
 /// The draft `SPEC-<name>-work.md` with `front` as its front matter.

@@ -10,22 +10,27 @@ use crate::common::{assert_exit, stderr, stdout_json, TestRepo};
 
 const REQUEST: &str = "Add request tracing to every module.";
 
-/// A repository with one existing spec (010 on `src/c.rs`) whose agent is
+/// The files of a split test's repository: sources `src/{lib,a..e}.rs` and
+/// one existing spec, 010 on `src/c.rs` (the MCP `check_drafts` tests use
+/// the same repository).
+pub(crate) const SPLIT_REPO_FILES: &[(&str, &str)] = &[
+    ("README.md", "# demo\n"),
+    ("src/lib.rs", "pub mod a;\n"),
+    ("src/a.rs", "pub fn a() {}\n"),
+    ("src/b.rs", "pub fn b() {}\n"),
+    ("src/c.rs", "pub fn c() {}\n"),
+    ("src/d.rs", "pub fn d() {}\n"),
+    ("src/e.rs", "pub fn e() {}\n"),
+    (
+        "specs/SPEC-010-existing.md",
+        "---\nfiles: [src/c.rs]\n---\n# Rework c\n\nRework `c`.\n",
+    ),
+];
+
+/// A repository of [`SPLIT_REPO_FILES`] whose agent is
 /// `sh <tmp>/split-agent.sh`, the script being `prelude + body`.
 fn split_repo(agent_body: &str) -> TestRepo {
-    let repo = TestRepo::with_files(&[
-        ("README.md", "# demo\n"),
-        ("src/lib.rs", "pub mod a;\n"),
-        ("src/a.rs", "pub fn a() {}\n"),
-        ("src/b.rs", "pub fn b() {}\n"),
-        ("src/c.rs", "pub fn c() {}\n"),
-        ("src/d.rs", "pub fn d() {}\n"),
-        ("src/e.rs", "pub fn e() {}\n"),
-        (
-            "specs/SPEC-010-existing.md",
-            "---\nfiles: [src/c.rs]\n---\n# Rework c\n\nRework `c`.\n",
-        ),
-    ]);
+    let repo = TestRepo::with_files(SPLIT_REPO_FILES);
     let script = repo.tmp.path().join("split-agent.sh");
     std::fs::write(&script, format!("{PRELUDE}{agent_body}")).expect("write the agent");
     repo.write(
