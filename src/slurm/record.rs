@@ -62,3 +62,32 @@ pub struct SlurmRun {
     #[serde(default)]
     pub polls: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_job_says_for_how_long_and_why() {
+        let mut job = JobRecord {
+            name: "treefarm:r1:020:a1".into(),
+            id: Some(42),
+            state: Some("PENDING".into()),
+            reason: Some("Resources".into()),
+            pending_since_ms: Some(1_000),
+        };
+        assert_eq!(
+            job.describe(1_000 + 3 * 60_000 + 5_000),
+            "pending 3m: Resources"
+        );
+        assert_eq!(job.describe(1_000 + 12_000), "pending 12s: Resources");
+        assert_eq!(job.describe(1_000 + 2 * 3_600_000), "pending 2h: Resources");
+        job.reason = None;
+        assert_eq!(job.describe(1_000), "pending 0s");
+        job.state = Some("RUNNING".into());
+        job.pending_since_ms = None;
+        assert_eq!(job.describe(99_000), "RUNNING");
+        job.state = None;
+        assert_eq!(job.describe(0), "SUBMITTING");
+    }
+}
