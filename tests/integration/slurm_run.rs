@@ -466,3 +466,86 @@ impl Drop for NodeUp {
         }
     }
 }
+
+#[test]
+#[ignore = "needs the Slurm cluster: scripts/test-slurm.sh"]
+fn a_conflict_handed_back_to_its_agent_is_resolved_in_a_job_and_merged() {
+    let _cluster = crate::slurm_cluster::take_cluster();
+    // Both specs also write `shared.txt`: the second to merge conflicts and
+    // its agent, asked again (`TREEFARM_MODE=resolve`), resolves it.
+    let wrapper = "if [ \"$TREEFARM_MODE\" = resolve ]; then\n\
+           printf 'resolved\\n' > shared.txt && git add shared.txt && git commit -q --no-edit || exit 3\n\
+           exit 0\n\
+         fi";
+    let specs: Vec<(String, String)> = (1..=2)
+        .map(|n| {
+            (
+                format!("SPEC-{n:03}-s{n}.md"),
+                spec_md(
+                    &format!("s{n}"),
+                    &[&format!("f{n}.txt")],
+                    &[],
+                    None,
+                    &format!(
+                        "write f{n}.txt spec {n}\nwrite shared.txt from {n}\ncommit \"work {n}\""
+                    ),
+                ),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, String)> = specs.iter().map(|(n, s)| (n.as_str(), s.clone())).collect();
+    let repo = TestRepo::farm_with_wrapper(
+        &[("README.md", "x\n"), ("shared.txt", "base\n")],
+        &refs,
+        wrapper,
+        &format!("instances: 2\nmerge:\n  on_conflict: agent\n{SLURM}"),
+    );
+    let out = run(&repo, &["run", "--json"]);
+    assert_exit(&out, 0);
+    assert_all_merged(&repo, 2);
+    assert_eq!(repo.show("roadmap", "shared.txt").trim(), "resolved");
+    let summary = crate::common::json_summary(&out);
+    let run_id = summary["run_id"].as_str().expect("run id").to_string();
+    let resolves: Vec<String> = jobs_of(&run_id)
+        .into_iter()
+        .map(|(_, _, n)| n)
+        .filter(|n| n.rsplit(':').next().is_some_and(|k| k.starts_with('r')))
+        .collect();
+    assert_eq!(resolves.len(), 1, "one hand-back job: {resolves:?}");
+}
+
+#[test]
+#[ignore = "needs the Slurm cluster: scripts/test-slurm.sh"]
+fn with_requeue_a_job_slurm_requeues_is_followed_not_submitted_again() {
+    let _cluster = crate::slurm_cluster::take_cluster();
+    let config = SLURM.replace("exit_grace: 3s}", "exit_grace: 3s, requeue: true}");
+    let repo = farm(1, "sleep 6", &format!("instances: 1\n{config}"));
+    let child = spawn(&repo, &["run", "--json"], &[]);
+    let run_id = run_id_of(&repo);
+    wait_until_within(60, "the job running", || {
+        live_jobs(&run_id).iter().any(|(_, s, _)| s == "RUNNING")
+    });
+    let node = node_name();
+    let up = NodeUp(node.clone());
+    scontrol(&[
+        "update",
+        &format!("nodename={node}"),
+        "state=down",
+        "reason=test",
+    ]);
+    wait_until_within(60, "Slurm to requeue the job", || {
+        live_jobs(&run_id)
+            .iter()
+            .any(|(_, s, n)| n.ends_with(":a1") && matches!(s.as_str(), "PENDING" | "REQUEUED"))
+    });
+    drop(up);
+    let out = child.wait_with_output().expect("wait");
+    assert_exit(&out, 0);
+    assert_all_merged(&repo, 1);
+    let names: Vec<String> = jobs_of(&run_id)
+        .into_iter()
+        .map(|(_, _, n)| n)
+        .filter(|n| !n.ends_with(":storage:c1"))
+        .collect();
+    assert_eq!(names.len(), 1, "a second job was submitted: {names:?}");
+}

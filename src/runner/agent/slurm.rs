@@ -43,6 +43,9 @@ const CANCEL_GATHER: Duration = Duration::from_millis(100);
 const EXIT_POLL: Duration = Duration::from_millis(200);
 /// How often the status file and the log are looked at while the job runs.
 const STATUS_POLL: Duration = Duration::from_millis(500);
+/// How long a job Slurm lost is watched for its requeue (`requeue: true`)
+/// before it is judged as ended.
+const REQUEUE_WAIT: Duration = Duration::from_secs(60);
 /// How long a cancelled job may take to leave `RUNNING` before treefarm
 /// stops waiting for it (Slurm's own `KillWait` is 30 s by default).
 const CANCEL_WAIT: Duration = Duration::from_secs(120);
@@ -599,6 +602,7 @@ impl<'a> Follow<'a> {
         let mut tick = tokio::time::interval(STATUS_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stop_open = true;
+        let mut requeue_until: Option<Instant> = None;
         let forced: Option<(AgentEnd, Stop)> = loop {
             tokio::select! {
                 biased;
@@ -639,9 +643,18 @@ impl<'a> Follow<'a> {
                                 }
                             }
                             let finished = row.state.is_finished();
+                            // With `requeue: true` Slurm may bring a job it
+                            // lost back as pending (same id): wait for that
+                            // before judging it, never submit a second.
+                            let requeuable = self.attempt.config.requeue
+                                && matches!(row.state, JobState::NodeFail | JobState::Preempted | JobState::BootFail);
                             last = Some(row);
-                            if finished {
+                            if finished && requeuable {
+                                requeue_until.get_or_insert_with(|| Instant::now() + REQUEUE_WAIT);
+                            } else if finished {
                                 break None;
+                            } else {
+                                requeue_until = None;
                             }
                         }
                     }
@@ -657,6 +670,9 @@ impl<'a> Follow<'a> {
                     },
                 },
                 _ = tick.tick() => {
+                    if requeue_until.is_some_and(|t| Instant::now() >= t) {
+                        break None;
+                    }
                     if started {
                         let poll = status.poll();
                         if let Some(s) = poll.status {
