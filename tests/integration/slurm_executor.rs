@@ -160,18 +160,9 @@ fn largest_node_cpus() -> u32 {
 
 /// The names of the jobs `squeue` lists (all users, all states).
 fn queued_names() -> Vec<String> {
-    let out = Command::new("squeue")
-        .args(["--noheader", "--states=all", "--format=%j"])
-        .output()
-        .expect("squeue");
-    assert!(
-        out.status.success(),
-        "squeue: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim().to_string())
+    crate::slurm_run::queued_jobs()
+        .into_iter()
+        .map(|(_, _, name)| name)
         .collect()
 }
 

@@ -66,9 +66,9 @@ fn spawn(repo: &TestRepo, args: &[&str], env: &[(&str, &str)]) -> Child {
         .expect("spawn treefarm")
 }
 
-/// The jobs of run `run_id` in `squeue` (all states still listed): id,
+/// Every job `squeue` lists (all users, all states still listed): id,
 /// state and name each.
-fn jobs_of(run_id: &str) -> Vec<(u64, String, String)> {
+pub(crate) fn queued_jobs() -> Vec<(u64, String, String)> {
     let out = Command::new("squeue")
         .args(["--noheader", "--states=all", "--format=%i|%T|%j"])
         .output()
@@ -78,17 +78,22 @@ fn jobs_of(run_id: &str) -> Vec<(u64, String, String)> {
         "squeue: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let prefix = format!("treefarm:{run_id}:");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
             let mut f = l.trim().splitn(3, '|');
             let (id, state, name) = (f.next()?, f.next()?, f.next()?);
-            if !name.starts_with(&prefix) {
-                return None;
-            }
             Some((id.parse().ok()?, state.to_string(), name.to_string()))
         })
+        .collect()
+}
+
+/// The jobs of run `run_id` (see [`queued_jobs`]).
+fn jobs_of(run_id: &str) -> Vec<(u64, String, String)> {
+    let prefix = format!("treefarm:{run_id}:");
+    queued_jobs()
+        .into_iter()
+        .filter(|(_, _, name)| name.starts_with(&prefix))
         .collect()
 }
 
@@ -373,7 +378,7 @@ fn isolation_inside_the_job_blocks_the_escape_agent() {
 
 #[test]
 #[ignore = "needs the Slurm cluster: scripts/test-slurm.sh"]
-fn a_node_set_down_under_a_running_job_is_retried_after_resume_and_merges() {
+fn a_node_set_down_under_a_running_job_fails_it_as_node_fail_then_it_is_retried_and_merges() {
     let _cluster = crate::slurm_cluster::take_cluster();
     let repo = farm(1, "sleep 6", &format!("instances: 1\n{SLURM}"));
     repo.write(
@@ -383,30 +388,40 @@ fn a_node_set_down_under_a_running_job_is_retried_after_resume_and_merges() {
             .replace("kill_grace: 1s", "kill_grace: 1s\n  retries: 1"),
     );
     repo.commit_all("one retry");
-    let mut child = spawn(&repo, &["run", "--json"], &[]);
+    let child = spawn(&repo, &["run", "--json"], &[]);
     let run_id = run_id_of(&repo);
     wait_until_within(60, "the job running", || {
         live_jobs(&run_id).iter().any(|(_, s, _)| s == "RUNNING")
     });
     let node = node_name();
-    let _up = NodeUp(node.clone());
+    let up = NodeUp(node.clone());
     scontrol(&[
         "update",
         &format!("nodename={node}"),
         "state=down",
         "reason=test",
     ]);
-    // The first attempt is lost with the node; the coordinator is killed
-    // while the node is down, and resumed once it is back.
-    wait_until_within(60, "the job to end with its node", || {
-        !live_jobs(&run_id).iter().any(|(_, s, _)| s == "RUNNING")
+    // The coordinator sees the job lost with its node and submits the
+    // retry, which waits for a node; then the node comes back.
+    wait_until_within(60, "the retry's job", || {
+        status_jobs(&repo)
+            .iter()
+            .any(|(_, j)| j["name"].as_str().is_some_and(|n| n.ends_with(":a2")))
     });
-    child.kill().expect("kill the coordinator");
-    let _ = child.wait();
-    drop(_up);
-    let out = run(&repo, &["resume", "--json"]);
+    drop(up);
+    let out = child.wait_with_output().expect("wait");
     assert_exit(&out, 0);
     assert_all_merged(&repo, 1);
+    let text = stdout(&out);
+    let events = job_events(&text);
+    // The first attempt's end is Slurm's word for it.
+    assert!(
+        events
+            .iter()
+            .any(|e| e["state"] == "NODE_FAIL"
+                && e["name"].as_str().is_some_and(|n| n.ends_with(":a1"))),
+        "no NODE_FAIL for the first job:\n{text}"
+    );
     let names: BTreeSet<String> = jobs_of(&run_id).into_iter().map(|(_, _, n)| n).collect();
     assert!(
         names.iter().any(|n| n.ends_with(":a2")),
