@@ -169,12 +169,20 @@ impl Reporter for HumanReporter {
                 pid,
                 slot,
                 port,
-            } => self.line(
-                id,
-                "started",
-                "36",
-                &format!("attempt {attempt}, pid {pid}, slot {slot}, port {port}"),
-            ),
+            } => {
+                // pid 0: a Slurm job's agent (its `job` line has the id).
+                let agent = if *pid == 0 {
+                    "Slurm job".to_string()
+                } else {
+                    format!("pid {pid}")
+                };
+                self.line(
+                    id,
+                    "started",
+                    "36",
+                    &format!("attempt {attempt}, {agent}, slot {slot}, port {port}"),
+                )
+            }
             Event::Status { .. } => {}
             // `executor: slurm`: the attempt's job, as Slurm reports it.
             Event::Job {

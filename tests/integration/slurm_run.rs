@@ -568,3 +568,71 @@ fn with_requeue_a_job_slurm_requeues_is_followed_not_submitted_again() {
         .collect();
     assert_eq!(names.len(), 1, "a second job was submitted: {names:?}");
 }
+
+/// A one-spec farm with no retry, the spec's front matter asking
+/// `spec_slurm` besides the run's `slurm:` (the storage check, which runs
+/// with the run's settings only, is not held up by it).
+fn one_spec_no_retry(spec_slurm: &str) -> TestRepo {
+    let repo = farm(1, "", &format!("instances: 1\n{SLURM}"));
+    let spec = repo.read("specs/SPEC-001-s1.md").replacen(
+        "---\n",
+        &format!("---\nslurm: {spec_slurm}\n"),
+        1,
+    );
+    repo.write("specs/SPEC-001-s1.md", &spec);
+    repo.write(
+        "treefarm.yaml",
+        &repo
+            .read("treefarm.yaml")
+            .replace("kill_grace: 1s", "kill_grace: 1s\n  retries: 0"),
+    );
+    repo.commit_all("no retry");
+    repo
+}
+
+#[test]
+#[ignore = "needs the Slurm cluster: scripts/test-slurm.sh"]
+fn a_job_pending_for_a_reason_that_never_clears_is_cancelled_and_the_spec_fails_with_the_fix() {
+    let _cluster = crate::slurm_cluster::take_cluster();
+    // Three tasks of one CPU on a two-CPU node: `sbatch` accepts it (the
+    // start-up check reads `cpus`, not `--ntasks`) and Slurm leaves it
+    // pending with `PartitionConfig` for ever.
+    let repo = one_spec_no_retry("{extra_args: [\"--ntasks=3\"]}");
+    let out = run(&repo, &["run", "--json"]);
+    assert_exit(&out, 1);
+    let summary = crate::common::json_summary(&out);
+    assert_eq!(summary["failed"], serde_json::json!(["001"]), "{summary}");
+    let reason = summary["reasons"]["001"].as_str().unwrap_or("").to_string();
+    assert!(
+        reason.contains("can never start (PartitionConfig)")
+            && reason.contains("lower `slurm.cpus`"),
+        "{reason}"
+    );
+    let run_id = summary["run_id"].as_str().expect("run id").to_string();
+    assert!(live_jobs(&run_id).is_empty(), "{:?}", jobs_of(&run_id));
+}
+
+#[test]
+#[ignore = "needs the Slurm cluster: scripts/test-slurm.sh"]
+fn a_job_pending_longer_than_max_pending_is_cancelled_and_the_spec_fails() {
+    let _cluster = crate::slurm_cluster::take_cluster();
+    // Held back for an hour (`BeginTime`, a reason that clears by itself).
+    let repo = one_spec_no_retry("{extra_args: [\"--begin=now+1hour\"]}");
+    repo.write(
+        "treefarm.yaml",
+        &repo
+            .read("treefarm.yaml")
+            .replace("exit_grace: 3s}", "exit_grace: 3s, max_pending: 2s}"),
+    );
+    repo.commit_all("max_pending");
+    let out = run(&repo, &["run", "--json"]);
+    assert_exit(&out, 1);
+    let summary = crate::common::json_summary(&out);
+    let reason = summary["reasons"]["001"].as_str().unwrap_or("").to_string();
+    assert!(
+        reason.contains("was pending for longer than slurm.max_pending (2s): BeginTime"),
+        "{reason}"
+    );
+    let run_id = summary["run_id"].as_str().expect("run id").to_string();
+    assert!(live_jobs(&run_id).is_empty(), "{:?}", jobs_of(&run_id));
+}
