@@ -195,6 +195,14 @@ fn eight_specs_queue_as_jobs_visibly_pending_and_all_merge() {
         .map(|(_, s, _)| s)
         .collect();
     assert_eq!(states, BTreeSet::from(["COMPLETED".to_string()]));
+    // The report's spec rows name each job.
+    let html = std::fs::read_to_string(repo.only_run().join("summary.html")).expect("report");
+    for id in &ids {
+        assert!(
+            html.contains(&format!("job {id} COMPLETED")),
+            "job {id} not in the report"
+        );
+    }
 }
 
 #[test]
@@ -214,6 +222,15 @@ fn a_coordinator_killed_while_jobs_run_resumes_following_the_same_jobs() {
     });
     child.kill().expect("kill -9 the coordinator");
     let _ = child.wait();
+    // `status` of the interrupted run shows each job as last seen.
+    let text = stdout(&run(&repo, &["status"]));
+    for (_, job) in status_jobs(&repo) {
+        let id = job["id"].as_u64().expect("journalled id");
+        assert!(
+            text.contains(&format!("job {id} ")),
+            "job {id} not in status:\n{text}"
+        );
+    }
     let before: BTreeSet<u64> = jobs_of(&run_id).into_iter().map(|(id, _, _)| id).collect();
     let journalled: BTreeSet<u64> = status_jobs(&repo)
         .iter()
