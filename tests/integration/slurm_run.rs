@@ -405,19 +405,7 @@ fn a_node_set_down_under_a_running_job_fails_it_as_node_fail_then_it_is_retried_
             .replace("kill_grace: 1s", "kill_grace: 1s\n  retries: 1"),
     );
     repo.commit_all("one retry");
-    let child = spawn(&repo, &["run", "--json"], &[]);
-    let run_id = run_id_of(&repo);
-    wait_until_within(60, "the job running", || {
-        live_jobs(&run_id).iter().any(|(_, s, _)| s == "RUNNING")
-    });
-    let node = node_name();
-    let up = NodeUp(node.clone());
-    scontrol(&[
-        "update",
-        &format!("nodename={node}"),
-        "state=down",
-        "reason=test",
-    ]);
+    let (child, run_id, up) = run_then_down_the_node(&repo);
     // The coordinator sees the job lost with its node and submits the
     // retry, which waits for a node; then the node comes back.
     wait_until_within(60, "the retry's job", || {
@@ -444,6 +432,26 @@ fn a_node_set_down_under_a_running_job_fails_it_as_node_fail_then_it_is_retried_
         names.iter().any(|n| n.ends_with(":a2")),
         "the spec was not retried as a second job: {names:?}"
     );
+}
+
+/// Starts `run --json` in `repo`, waits for its job to run, then sets the
+/// node down under it: the coordinator, the run id, and the guard that
+/// brings the node back.
+fn run_then_down_the_node(repo: &TestRepo) -> (Child, String, NodeUp) {
+    let child = spawn(repo, &["run", "--json"], &[]);
+    let run_id = run_id_of(repo);
+    wait_until_within(60, "the job running", || {
+        live_jobs(&run_id).iter().any(|(_, s, _)| s == "RUNNING")
+    });
+    let node = node_name();
+    let up = NodeUp(node.clone());
+    scontrol(&[
+        "update",
+        &format!("nodename={node}"),
+        "state=down",
+        "reason=test",
+    ]);
+    (child, run_id, up)
 }
 
 /// The cluster's one node.
@@ -552,19 +560,7 @@ fn with_requeue_a_job_slurm_requeues_is_followed_not_submitted_again() {
     let _cluster = crate::slurm_cluster::take_cluster();
     let config = SLURM.replace("exit_grace: 3s}", "exit_grace: 3s, requeue: true}");
     let repo = farm(1, "sleep 6", &format!("instances: 1\n{config}"));
-    let child = spawn(&repo, &["run", "--json"], &[]);
-    let run_id = run_id_of(&repo);
-    wait_until_within(60, "the job running", || {
-        live_jobs(&run_id).iter().any(|(_, s, _)| s == "RUNNING")
-    });
-    let node = node_name();
-    let up = NodeUp(node.clone());
-    scontrol(&[
-        "update",
-        &format!("nodename={node}"),
-        "state=down",
-        "reason=test",
-    ]);
+    let (child, run_id, up) = run_then_down_the_node(&repo);
     wait_until_within(60, "Slurm to requeue the job", || {
         live_jobs(&run_id)
             .iter()
