@@ -1404,8 +1404,8 @@ worktree: {{ sparse: off, sparse_include: [], reserve: "5%" }}
 slot_env: {{}}
 
 # Where the agents run: local (child processes here) | slurm (one batch job per
-# attempt; worktree_dir must be on storage the nodes share). Not yet able to run
-# agents: `executor: slurm` is validated against the cluster, then refused.
+# attempt running `treefarm agent-exec`; worktree_dir and treefarm itself must be
+# on storage the nodes share, at the same paths — checked before the run starts).
 # executor: local
 # slurm: {{ partition: debug, cpus: 2, mem: 4G, time: 2h, extra_args: [], requeue: false, poll: 5s, exit_grace: 30s }}
 "#

@@ -271,6 +271,10 @@ fn assemble(
                 prompt: link(dir.path(), report_path, &dir.prompt_path(&inst.id)),
                 gate_log: link(dir.path(), report_path, &dir.gate_log_path(&inst.id)),
                 usage,
+                job: inst.job.as_ref().map(|j| {
+                    let id = j.id.map_or(String::new(), |id| format!(" {id}"));
+                    format!("job{id} {}", j.describe(now))
+                }),
             }
         })
         .collect();

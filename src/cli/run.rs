@@ -216,9 +216,16 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
     let staging = std::env::temp_dir().join(format!("treefarm-agent-{run_id}"));
     let (agent_command, agent_env) = agent_command(&ctx, args.agent.as_deref(), &staging)?;
     check_env_size(&agent_command, &agent_env)?;
-    if ctx.config.executor == crate::config::ExecutorKind::Slurm {
-        crate::cli::slurm::check_then_refuse(&ctx.config, &sel.specs, &worktree_dir, &run_id)?;
-    }
+    let slurm = if ctx.config.executor == crate::config::ExecutorKind::Slurm {
+        let calls = crate::cli::slurm::check(&ctx.config, &sel.specs, &worktree_dir, &run_id)?;
+        Some(crate::slurm::SlurmRun {
+            config: ctx.config.slurm.clone(),
+            calls,
+            polls: 0,
+        })
+    } else {
+        None
+    };
     let _lock = lock(&state, &run_id)?;
 
     // From here on, things are created.
@@ -304,6 +311,7 @@ pub fn run(mut ctx: Ctx, args: &RunArgs, quiet: bool) -> anyhow::Result<ExitCode
                 ..InstanceRecord::default()
             })
             .collect(),
+        slurm,
         ..RunRecord::default()
     };
     dir.write_state(&record)?;

@@ -1,9 +1,8 @@
 //! `executor: slurm` at `run`: everything checked against the cluster before
 //! anything of the run is created — the client commands on `PATH`, every
 //! spec's request against the nodes (`sinfo`), and `worktree_dir` shared
-//! with the nodes (one short real job). Then the run is refused: the job
-//! wrapper, the poller and re-attach are not wired into the runner yet, and
-//! a half-wired executor must not take a run.
+//! with the nodes (one short real job). The executor itself is
+//! `runner::agent::slurm`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,14 +23,15 @@ const CHECK_DEADLINE: Duration = Duration::from_secs(120);
 /// Between two looks at the check job.
 const CHECK_POLL: Duration = Duration::from_millis(500);
 
-/// Checks `executor: slurm` for `specs` (see the module header), then
-/// refuses the run with what is missing. `run_id` names the check's job.
-pub(crate) fn check_then_refuse(
+/// Checks `executor: slurm` for `specs` (see the module header); the
+/// Slurm calls it made, counted in the run's. `run_id` names the check's
+/// job.
+pub(crate) fn check(
     config: &Config,
     specs: &[Spec],
     worktree_dir: &Path,
     run_id: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<crate::slurm::CallCounts> {
     check_programs(std::env::var_os("PATH").as_deref(), worktree_dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -39,13 +39,12 @@ pub(crate) fn check_then_refuse(
     runtime.block_on(async {
         let slurm = Slurm::new();
         check_requests(&slurm, config, specs).await?;
-        check_storage(&config.slurm, worktree_dir, run_id).await
-    })?;
-    Err(InputError::new(
-        "not yet supported: `executor: slurm` runs no agents yet — the configuration, the requests and the shared storage passed their checks, but the job wrapper, the shared `squeue` poller and re-attach after a crash are not wired into the runner (issue 24)",
-    )
-    .with_hint("run with `executor: local` (the default; `--executor local`) until then")
-    .into())
+        check_storage(&config.slurm, worktree_dir, run_id).await?;
+        let mut calls = slurm.counts();
+        // The storage check: one `sbatch --wait`.
+        calls.sbatch += 1;
+        Ok(calls)
+    })
 }
 
 /// `sbatch` and the other client commands are on `PATH`.

@@ -64,6 +64,15 @@ pub enum Event {
         slot: usize,
         port: u32,
     },
+    /// `executor: slurm`: the attempt's batch job was named (before
+    /// `sbatch`), got its id, or changed state (`reason`: why it is pending).
+    Job {
+        id: String,
+        name: String,
+        job_id: Option<u64>,
+        state: Option<String>,
+        reason: Option<String>,
+    },
     Status {
         id: String,
         state: Option<String>,
@@ -286,6 +295,21 @@ pub struct Summary {
     pub backoffs: Vec<crate::policy::pacing::BackoffRecord>,
     /// The budget that stopped new starts, if one did.
     pub budget_reached: Option<crate::policy::BudgetReached>,
+    /// `executor: slurm`: the Slurm calls of the run (every coordinator,
+    /// the start-up checks included) and the `squeue` polls among them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmSummary>,
+}
+
+/// What the run cost the Slurm controller.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlurmSummary {
+    pub calls: crate::slurm::CallCounts,
+    pub total_calls: u64,
+    /// Poller turns (one `squeue` each, for all the run's jobs).
+    pub polls: u64,
+    /// Jobs submitted (`sbatch` calls less the storage check).
+    pub jobs: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -307,6 +331,7 @@ impl Event {
             Event::Planted { id, .. }
             | Event::Started { id, .. }
             | Event::Status { id, .. }
+            | Event::Job { id, .. }
             | Event::Exited { id, .. }
             | Event::Retrying { id, .. }
             | Event::Committed { id, .. }

@@ -47,6 +47,8 @@ pub struct SpecDetail {
     pub prompt: Option<String>,
     pub gate_log: Option<String>,
     pub usage: Option<Usage>,
+    /// `executor: slurm`: the last attempt's job (`job 42 COMPLETED`).
+    pub job: Option<String>,
 }
 
 /// The whole report's data.
@@ -612,7 +614,10 @@ fn specs(h: &mut String, r: &RunReport) {
             esc(&s.title),
             outcome_color(&s.result),
             esc(&s.result),
-            s.attempts,
+            match &s.job {
+                Some(job) => format!("{}<br><small>{}</small>", s.attempts, esc(job)),
+                None => s.attempts.to_string(),
+            },
             s.duration_ms.map(format_duration).unwrap_or_else(|| "-".into()),
             s.commits,
             s.changed_files.len(),

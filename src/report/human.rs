@@ -169,13 +169,38 @@ impl Reporter for HumanReporter {
                 pid,
                 slot,
                 port,
-            } => self.line(
-                id,
-                "started",
-                "36",
-                &format!("attempt {attempt}, pid {pid}, slot {slot}, port {port}"),
-            ),
+            } => {
+                // pid 0: a Slurm job's agent (its `job` line has the id).
+                let agent = if *pid == 0 {
+                    "Slurm job".to_string()
+                } else {
+                    format!("pid {pid}")
+                };
+                self.line(
+                    id,
+                    "started",
+                    "36",
+                    &format!("attempt {attempt}, {agent}, slot {slot}, port {port}"),
+                )
+            }
             Event::Status { .. } => {}
+            // `executor: slurm`: the attempt's job, as Slurm reports it.
+            Event::Job {
+                id,
+                name,
+                job_id,
+                state,
+                reason,
+            } => {
+                let job = job_id.map_or(name.clone(), |j| format!("{j} ({name})"));
+                let what = match (state, reason) {
+                    (Some(state), Some(reason)) => format!("{state}: {reason}"),
+                    (Some(state), None) => state.clone(),
+                    (None, _) if job_id.is_some() => "submitted".to_string(),
+                    (None, _) => "submitting".to_string(),
+                };
+                self.line(id, "job", "36", &format!("{job} {what}"));
+            }
             Event::Exited {
                 id,
                 result,
@@ -504,6 +529,14 @@ impl Reporter for HumanReporter {
         for line in pacing_lines(run) {
             let _ = writeln!(self.out, "{line}");
         }
+        if let Some(slurm) = &summary.slurm {
+            let c = &slurm.calls;
+            let _ = writeln!(
+                self.out,
+                "slurm: {} job(s), {} call(s) to the controller (sbatch {}, squeue {} in {} poll(s), scancel {}, scontrol {}, sinfo {})",
+                slurm.jobs, slurm.total_calls, c.sbatch, c.squeue, slurm.polls, c.scancel, c.scontrol, c.sinfo
+            );
+        }
         let _ = self.out.flush();
     }
 }
@@ -611,6 +644,11 @@ pub fn live_block(run: &RunRecord, now_ms: u64, max_lines: usize) -> Vec<String>
                     format_duration(at.saturating_sub(now_ms))
                 ),
                 None => inst.message.clone().unwrap_or_default(),
+            };
+            // `executor: slurm`: the job's state, and while pending why.
+            let message = match &inst.job {
+                Some(job) => format!("[{}] {message}", job.describe(now_ms)),
+                None => message,
             };
             format!(
                 "  {:<8} {:<11} {:>7} {progress} attempt {} {}",

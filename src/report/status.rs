@@ -50,6 +50,14 @@ pub fn status_json(run: &RunRecord, now_ms: u64) -> Value {
                 "log_path": i.log_path,
                 "retry_at_ms": i.retry_at_ms,
                 "usage": run.spending.per_spec.get(&i.id),
+                "job": i.job.as_ref().map(|j| json!({
+                    "name": j.name,
+                    "id": j.id,
+                    "state": j.state,
+                    "reason": j.reason,
+                    "pending_ms": j.pending_since_ms.map(|t| now_ms.saturating_sub(t)),
+                    "describe": j.describe(now_ms),
+                })),
             })
         })
         .collect();
@@ -69,6 +77,11 @@ pub fn status_json(run: &RunRecord, now_ms: u64) -> Value {
         })),
         "backoffs": run.pacing.as_ref().map(|p| p.backoffs.clone()).unwrap_or_default(),
         "budget_reached": run.budget_reached,
+        "slurm": run.slurm.as_ref().map(|s| json!({
+            "calls": s.calls,
+            "total_calls": s.calls.total(),
+            "polls": s.polls,
+        })),
     })
 }
 
@@ -241,6 +254,11 @@ fn notes(coordinator_alive: bool, i: &InstanceRecord) -> String {
     }
     if let Some(pid) = orphaned_agent(coordinator_alive, i) {
         parts.push(format!("agent pid {pid} still running"));
+    }
+    // `executor: slurm`: the job while the agent is out.
+    if let Some(job) = i.job.as_ref().filter(|_| !i.state.is_terminal()) {
+        let id = job.id.map_or(String::new(), |id| format!(" {id}"));
+        parts.push(format!("job{id} {}", job.describe(crate::state::now_ms())));
     }
     parts.join("; ")
 }

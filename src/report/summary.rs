@@ -66,5 +66,14 @@ pub fn summarize(
         s.backoffs = pacing.backoffs.clone();
     }
     s.budget_reached = record.budget_reached.clone();
+    s.slurm = record
+        .slurm
+        .as_ref()
+        .map(|run| crate::report::events::SlurmSummary {
+            calls: run.calls,
+            total_calls: run.calls.total(),
+            polls: run.polls,
+            jobs: run.calls.sbatch.saturating_sub(1),
+        });
     s
 }

@@ -26,8 +26,8 @@ use crate::policy::Budget;
 use crate::report::events::AttemptResult;
 use crate::report::Event;
 use crate::runner::messages::{
-    Action, AgentEnd, AgentEvent, Input, InstanceMsg, LaneMsg, Launch, Mode, Planted, Signal,
-    Start, Stop, Verdict, Work,
+    Action, AgentEnd, AgentEvent, AgentHandle, Input, InstanceMsg, LaneMsg, Launch, Mode, Planted,
+    Signal, Start, Stop, Verdict, Work,
 };
 use crate::schedule::{Restored, Scheduler};
 use crate::state::{slot_port, RunOptions};
@@ -41,8 +41,8 @@ pub struct Found {
     pub slot: usize,
     /// Where its branch starts (made again after a half-made plant).
     pub start_commit: String,
-    /// Its agent still runs: (pid, start time).
-    pub live: Option<(u32, u64)>,
+    /// Its agent still runs: the executor's handle on it.
+    pub live: Option<AgentHandle>,
     /// A termination finished while no coordinator ran: its reason.
     pub ended: Option<AgentEnd>,
     /// A termination under way: its reason and SIGKILL deadline.
@@ -633,9 +633,13 @@ impl RunMachine {
                 "{id}: agent {why} while treefarm was not running; its processes are ended"
             )));
         }
-        match (found.live, found.exited) {
-            (Some((pid, _)), _) => out.push(Action::Note(format!(
+        match (&found.live, found.exited) {
+            (Some(AgentHandle::Process(pid, _)), _) => out.push(Action::Note(format!(
                 "{id}: agent pid {pid} is still running; re-attaching and waiting for it"
+            ))),
+            (Some(AgentHandle::Job { name, id: job }), _) => out.push(Action::Note(format!(
+                "{id}: Slurm job {} ({name}) is still queued or running; re-attaching and following it",
+                job.map_or("of unknown id".to_string(), |j| j.to_string())
             ))),
             (None, Some(code)) => out.push(Action::Note(format!(
                 "{id}: agent ended while treefarm was not running (exit code {code})"
@@ -775,6 +779,19 @@ impl RunMachine {
             .unwrap_or_default()
     }
 
+    /// Adds this coordinator's Slurm calls (and `squeue` polls) to the run's
+    /// (`executor: slurm` only).
+    pub fn count_slurm_calls(&mut self, calls: crate::slurm::CallCounts, polls: u64) {
+        if let Some(run) = &mut self.record.slurm {
+            run.calls.sbatch += calls.sbatch;
+            run.calls.squeue += calls.squeue;
+            run.calls.scancel += calls.scancel;
+            run.calls.scontrol += calls.scontrol;
+            run.calls.sinfo += calls.sinfo;
+            run.polls += polls;
+        }
+    }
+
     /// The record, once the run is over.
     pub fn into_record(self) -> RunRecord {
         self.record
@@ -911,8 +928,9 @@ impl RunMachine {
                 if inst.resolving && !counted {
                     inst.resolve_attempts += 1;
                 }
-                inst.pid = Some(pid);
-                inst.pid_start = Some(start_time);
+                // A Slurm job's agent has no process here (pid 0).
+                inst.pid = (pid != 0).then_some(pid);
+                inst.pid_start = (pid != 0).then_some(start_time);
                 inst.started_at_ms.get_or_insert(now);
                 inst.deadline_ms = timeout_ms.map(|t| now + t);
                 let attempt = inst.attempt.max(1);
@@ -934,6 +952,38 @@ impl RunMachine {
                 inst.ending = Some(crate::runner::messages::ending_name(&why).to_string());
                 inst.kill_at_ms = Some(kill_at_ms);
                 out.push(Action::Save);
+            }
+            InstanceMsg::Agent(AgentEvent::Job(update)) => {
+                let inst = self.inst(&id)?;
+                let job = inst.job.get_or_insert_with(Default::default);
+                if job.name != update.name {
+                    *job = crate::slurm::JobRecord {
+                        name: update.name.clone(),
+                        ..Default::default()
+                    };
+                }
+                job.id = update.id.or(job.id);
+                let pending =
+                    |s: &Option<String>| matches!(s.as_deref(), Some("PENDING" | "REQUEUED"));
+                if pending(&update.state) {
+                    if !pending(&job.state) || job.reason != update.reason {
+                        job.pending_since_ms = Some(now);
+                    }
+                } else {
+                    job.pending_since_ms = None;
+                }
+                if update.state.is_some() {
+                    job.state = update.state.clone();
+                }
+                job.reason = update.reason.clone().filter(|_| pending(&update.state));
+                out.push(Action::Save);
+                out.push(Action::Emit(Event::Job {
+                    id,
+                    name: update.name,
+                    job_id: update.id,
+                    state: update.state,
+                    reason: update.reason,
+                }));
             }
             InstanceMsg::Agent(AgentEvent::Status(status)) => {
                 let inst = self.inst(&id)?;
@@ -1335,9 +1385,10 @@ fn attempt_result(end: &AgentEnd) -> (AttemptResult, Option<i32>) {
     match end {
         AgentEnd::Exited(0) => (AttemptResult::Succeeded, Some(0)),
         AgentEnd::Exited(c) => (AttemptResult::Failed, Some(*c)),
-        AgentEnd::Signaled(_) | AgentEnd::SpawnFailed(_) | AgentEnd::Unknown => {
-            (AttemptResult::Failed, None)
-        }
+        AgentEnd::Signaled(_)
+        | AgentEnd::SpawnFailed(_)
+        | AgentEnd::Unknown
+        | AgentEnd::JobLost(_) => (AttemptResult::Failed, None),
         AgentEnd::TimedOut => (AttemptResult::TimedOut, None),
         AgentEnd::IdleTimedOut => (AttemptResult::IdleTimeout, None),
         AgentEnd::Stopped => (AttemptResult::Stopped, None),
@@ -1889,7 +1940,7 @@ mod handle_tests {
         let found = Found {
             slot: 0,
             start_commit: "c".into(),
-            live: Some((7, 70)),
+            live: Some(AgentHandle::Process(7, 70)),
             seen_attempt: Some(2),
             ..Default::default()
         };
@@ -1900,7 +1951,7 @@ mod handle_tests {
             (
                 2,
                 Start::Reattach {
-                    handle: (7, 70),
+                    handle: AgentHandle::Process(7, 70),
                     terminating: None,
                     timeout_left: Some(std::time::Duration::from_millis(600)),
                 }

@@ -266,8 +266,8 @@ pub enum Start {
     Fresh { setup: bool },
     /// A live agent left by a previous coordinator: re-attach and follow it.
     Reattach {
-        /// The local executor's handle: (pid, start time).
-        handle: (u32, u64),
+        /// The executor's handle on it.
+        handle: AgentHandle,
         /// An earlier coordinator was terminating it for this reason;
         /// SIGKILL is due at the given time (ms since the epoch). Finished
         /// on time; the reason is the result.
@@ -329,6 +329,31 @@ pub struct Launch {
     pub resolve: bool,
 }
 
+/// What identifies a running attempt across a coordinator crash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentHandle {
+    /// The local executor: the process group leader's pid and its `/proc`
+    /// start time.
+    Process(u32, u64),
+    /// The Slurm executor: the attempt's batch job, by its name (unique to
+    /// run, spec and attempt) and its id when `sbatch` answered before the
+    /// crash.
+    Job { name: String, id: Option<u64> },
+}
+
+/// What the Slurm executor learnt about an attempt's batch job: its name
+/// (known before `sbatch`), then its id, then each state Slurm reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobUpdate {
+    pub name: String,
+    pub id: Option<u64>,
+    /// Slurm's state name (`PENDING`, `RUNNING`, …); none before the first
+    /// `squeue` that lists it.
+    pub state: Option<String>,
+    /// The pending reason, while pending.
+    pub reason: Option<String>,
+}
+
 /// What an executor reports while the agent runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentEvent {
@@ -343,6 +368,9 @@ pub enum AgentEvent {
     /// the epoch) unless it empties first. Journalled, so a coordinator
     /// killed meanwhile leaves a successor the same deadline.
     Terminating { why: AgentEnd, kill_at_ms: u64 },
+    /// The attempt's Slurm job: about to be submitted (name only: the
+    /// durable intent), submitted (its id), or in a new state.
+    Job(JobUpdate),
 }
 
 /// How an agent run ended.
@@ -365,6 +393,9 @@ pub enum AgentEnd {
     Unknown,
     /// The agent could not be started; the message names what failed.
     SpawnFailed(String),
+    /// Its Slurm job ended without the agent's own exit code (node failure,
+    /// preemption, out of memory, …): Slurm's state name, and what it means.
+    JobLost(String),
 }
 
 impl AgentEnd {
@@ -395,6 +426,7 @@ impl std::fmt::Display for AgentEnd {
             AgentEnd::Stopped => f.write_str("stopped"),
             AgentEnd::Unknown => f.write_str("ended without leaving an exit code"),
             AgentEnd::SpawnFailed(msg) => write!(f, "failed to start: {msg}"),
+            AgentEnd::JobLost(what) => write!(f, "its Slurm job {what}"),
         }
     }
 }

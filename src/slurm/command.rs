@@ -165,6 +165,18 @@ impl Slurm {
         self.run(SlurmProgram::Scancel, args, &[]).await.map(drop)
     }
 
+    /// Sends `signal` (`TERM`) to `ids` — the batch shell and every step
+    /// (`--full`) — in one `scancel` call, without cancelling them: the
+    /// graceful half of a stop.
+    pub async fn signal(&self, ids: &[JobId], signal: &str) -> Result<(), SlurmError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut args: Vec<OsString> = vec![format!("--signal={signal}").into(), "--full".into()];
+        args.extend(ids.iter().map(|id| OsString::from(id.to_string())));
+        self.run(SlurmProgram::Scancel, args, &[]).await.map(drop)
+    }
+
     /// Cancels the jobs named `name` of any user, in one `scancel` call (a
     /// job whose id treefarm never learnt).
     pub async fn cancel_named(&self, name: &JobName) -> Result<(), SlurmError> {

@@ -1,6 +1,7 @@
 //! The Slurm vocabulary of the future `executor: slurm` (issue 24): what
 //! treefarm asks of `sbatch`, `squeue`, `scancel`, `scontrol` and `sinfo`,
-//! and what it makes of their answers. Not wired into the runner yet.
+//! and what it makes of their answers; the executor itself is
+//! `runner::agent::slurm`.
 //!
 //! - `config` — the `slurm:` section ([`SlurmConfig`]), its validation (the
 //!   `sbatch` flags treefarm owns are refused in `extra_args`) and the
@@ -16,6 +17,7 @@
 //! - `capacity` — the largest node of each partition, so that a request no
 //!   node can meet is refused before anything is submitted.
 //! - `timefmt` — Slurm's time formats (`--time`, `sinfo`'s limits).
+//! - `record` — what the journal keeps of a run's jobs and calls.
 //! - `command` — the thin async edges that run the commands, each call
 //!   counted.
 //!
@@ -29,6 +31,7 @@ mod job;
 mod poll;
 mod queue;
 mod reason;
+mod record;
 mod timefmt;
 
 pub use capacity::{sinfo_args, Capacity, NodeSize, Partition, Refusal, Request};
@@ -42,4 +45,5 @@ pub use job::{
 pub use poll::{min_job_age, PollInterval, MAX_BACKOFF};
 pub use queue::{parse_squeue, squeue_args, JobRow, JobState, QueueSnapshot};
 pub use reason::{classify, Pending};
+pub use record::{JobRecord, SlurmRun};
 pub use timefmt::{format_time_limit, parse_time_limit};

@@ -208,6 +208,10 @@ pub struct InstanceRecord {
     /// How many times its agent was handed a conflict to resolve.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub resolve_attempts: u32,
+    /// `executor: slurm`: the batch job of its latest attempt (name, id once
+    /// `sbatch` answered, last state and pending reason seen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<crate::slurm::JobRecord>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -262,6 +266,11 @@ pub struct RunRecord {
     /// commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge_queue: Option<crate::merge_queue::QueueRecord>,
+    /// `executor: slurm`: what each job asks for (the `slurm:` section as
+    /// the run started) and the Slurm calls made so far, over every resume.
+    /// None: the local executor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<crate::slurm::SlurmRun>,
 }
 
 /// The journal's `options`: what this version reads, or — from a journal

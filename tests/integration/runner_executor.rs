@@ -152,7 +152,9 @@ fn statuses(events: &[AgentEvent]) -> Vec<Option<u8>> {
         .iter()
         .filter_map(|e| match e {
             AgentEvent::Status(s) => Some(s.progress),
-            AgentEvent::Started { .. } | AgentEvent::Terminating { .. } => None,
+            AgentEvent::Started { .. } | AgentEvent::Terminating { .. } | AgentEvent::Job(_) => {
+                None
+            }
         })
         .collect()
 }

@@ -2,8 +2,8 @@
 //! run (`treefarm agent-exec`, confined inside a real job): the `executor` key, its variable and
 //! flag, the `slurm:` section and a spec's `slurm:` override, and the checks
 //! `run` makes before anything is created — `sbatch` on PATH, a request no
-//! node can meet, `worktree_dir` shared with the jobs — then the refusal
-//! ("not yet supported") while the executor is not wired end to end.
+//! node can meet, `worktree_dir` shared with the jobs (the runs themselves
+//! are `slurm_run`'s).
 //!
 //! The tests marked `#[ignore]` need the real one-node cluster:
 //! `scripts/test-slurm.sh` starts it, runs them with `--ignored` and stops
@@ -160,18 +160,9 @@ fn largest_node_cpus() -> u32 {
 
 /// The names of the jobs `squeue` lists (all users, all states).
 fn queued_names() -> Vec<String> {
-    let out = Command::new("squeue")
-        .args(["--noheader", "--states=all", "--format=%j"])
-        .output()
-        .expect("squeue");
-    assert!(
-        out.status.success(),
-        "squeue: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim().to_string())
+    crate::slurm_run::queued_jobs()
+        .into_iter()
+        .map(|(_, _, name)| name)
         .collect()
 }
 
@@ -250,17 +241,15 @@ fn a_worktree_dir_the_jobs_cannot_see_is_refused_with_the_reason() {
 
 #[test]
 #[ignore = "needs the real Slurm cluster: scripts/test-slurm.sh"]
-fn a_valid_slurm_setup_passes_every_check_then_is_refused_as_not_yet_supported() {
+fn a_valid_slurm_setup_passes_every_check_with_one_storage_job_then_runs() {
     let _cluster = crate::slurm_cluster::take_cluster();
-    let repo = farm("{cpus: 1}", "slurm: {exit_grace: 5s}\n");
+    let repo = farm(
+        "{cpus: 1}",
+        "slurm: {exit_grace: 5s, mem: 100M, poll: 1s}\n",
+    );
     let before = queued_names();
     let out = run_slurm(&repo, &["--executor", "slurm"]);
-    assert_exit(&out, 2);
-    let err = stderr(&out);
-    assert!(
-        err.contains("not yet supported: `executor: slurm` runs no agents yet — the configuration, the requests and the shared storage passed their checks"),
-        "{err}"
-    );
+    assert_exit(&out, 0);
     // The storage check ran as one real job, named for the check.
     let checks: Vec<String> = queued_names()
         .into_iter()
@@ -271,7 +260,8 @@ fn a_valid_slurm_setup_passes_every_check_then_is_refused_as_not_yet_supported()
         1,
         "expected one storage check job: {checks:?}"
     );
-    assert_nothing_created(&repo);
+    assert_eq!(repo.show("roadmap", "a.txt").trim(), "one");
+    assert_eq!(repo.show("roadmap", "b.txt").trim(), "two");
 }
 
 /// Submits `script` (`sh`) with `sbatch --parsable --wait` and returns

@@ -16,7 +16,10 @@ use crate::runner::agent::executor::{AgentJob, Executor};
 use crate::runner::agent::job::agent_job;
 use crate::runner::agent::local::Local;
 use crate::runner::agent::setup::{setup, SetupFailure};
-use crate::runner::messages::{AgentEnd, InstanceMsg, Launch, Start, Stop, Verdict, Work};
+use crate::runner::agent::slurm::{JobHandle, SlurmRunner};
+use crate::runner::messages::{
+    AgentEnd, AgentHandle, InstanceMsg, Launch, Start, Stop, Verdict, Work,
+};
 use crate::runner::slot::shared_git;
 use crate::spec::Spec;
 use crate::state::RunOptions;
@@ -32,6 +35,7 @@ pub async fn run_instance(
     launch: Launch,
     tx: mpsc::UnboundedSender<(String, InstanceMsg)>,
     stop: watch::Receiver<Stop>,
+    slurm: Option<Arc<SlurmRunner>>,
 ) {
     let id = launch.id.clone();
     let Some(spec) = opts.spec(&id).cloned() else {
@@ -56,6 +60,7 @@ pub async fn run_instance(
         launch,
         tx,
         stop,
+        slurm,
     };
     // Held until the instance ends, so no other instance gets the same block.
     let (_ports, port, moved) = probe_ports(&task.opts, &task.launch);
@@ -83,12 +88,14 @@ struct Task {
     git_dir: std::path::PathBuf,
     tx: mpsc::UnboundedSender<(String, InstanceMsg)>,
     stop: watch::Receiver<Stop>,
+    /// `executor: slurm`: the run's Slurm side; none: the local executor.
+    slurm: Option<Arc<SlurmRunner>>,
 }
 
 /// A live agent to re-attach to: its handle, the termination an earlier
 /// coordinator began (reason, SIGKILL due), what is left of its timeout.
 type Resumed = (
-    (u32, u64),
+    AgentHandle,
     Option<(AgentEnd, u64)>,
     Option<std::time::Duration>,
 );
@@ -209,7 +216,7 @@ impl Task {
                 handle,
                 terminating,
                 timeout_left,
-            } => Some((*handle, terminating.clone(), *timeout_left)),
+            } => Some((handle.clone(), terminating.clone(), *timeout_left)),
             _ => None,
         };
         let max_attempt = max_attempt(opts, launch);
@@ -307,18 +314,59 @@ impl Task {
         let begun = Instant::now();
         shared_git::agent_starting(&self.common_dir, &self.id);
         let stop = self.stop.clone();
-        let end = match resumed {
-            Some((handle, Some((why, kill_at_ms)), _)) => {
-                Local
-                    .finish_termination(handle, kill_at_ms, why, stop)
+        let end = match &self.slurm {
+            Some(slurm) => {
+                let exec = slurm.attempt(&self.spec, attempt, self.launch.resolve);
+                let handle = |h: AgentHandle| JobHandle {
+                    name: exec.name().clone(),
+                    id: match h {
+                        AgentHandle::Job { id, .. } => id.map(crate::slurm::JobId),
+                        AgentHandle::Process(..) => None,
+                    },
+                };
+                self.run_attempt(&exec, job, attempt, resumed, handle, ev_tx, stop)
                     .await
             }
-            Some((handle, None, timeout_left)) => {
+            None => {
+                let handle = |h: AgentHandle| match h {
+                    AgentHandle::Process(pid, start) => (pid, start),
+                    AgentHandle::Job { .. } => (0, 0),
+                };
+                self.run_attempt(&Local, job, attempt, resumed, handle, ev_tx, stop)
+                    .await
+            }
+        };
+        if let Some(warning) = shared_git::agent_ended(&self.common_dir, &self.id) {
+            self.send(InstanceMsg::Warning(warning));
+        }
+        let _ = forward.await;
+        (end, begun.elapsed().as_millis() as u64)
+    }
+
+    /// One attempt on executor `exec`: finishing a termination, re-attached
+    /// (`handle` turns the launch's handle into the executor's) or fresh.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_attempt<E: Executor>(
+        &self,
+        exec: &E,
+        job: &AgentJob,
+        attempt: u32,
+        resumed: Option<Resumed>,
+        handle: impl Fn(AgentHandle) -> E::Handle,
+        ev_tx: mpsc::UnboundedSender<crate::runner::messages::AgentEvent>,
+        stop: watch::Receiver<Stop>,
+    ) -> AgentEnd {
+        match resumed {
+            Some((h, Some((why, kill_at_ms)), _)) => {
+                exec.finish_termination(handle(h), kill_at_ms, why, stop)
+                    .await
+            }
+            Some((h, None, timeout_left)) => {
                 let mut job = job.clone();
                 if let Some(left) = timeout_left {
                     job.timeout = Some(left);
                 }
-                Local.reattach(handle, &job, ev_tx, stop).await
+                exec.reattach(handle(h), &job, ev_tx, stop).await
             }
             None => {
                 self.send(InstanceMsg::AttemptStarting { attempt });
@@ -327,14 +375,9 @@ impl Task {
                 let mut job = job.clone();
                 job.env
                     .push(("TREEFARM_ATTEMPT".into(), attempt.to_string()));
-                Local.spawn(job, ev_tx, stop).await
+                exec.spawn(job, ev_tx, stop).await
             }
-        };
-        if let Some(warning) = shared_git::agent_ended(&self.common_dir, &self.id) {
-            self.send(InstanceMsg::Warning(warning));
         }
-        let _ = forward.await;
-        (end, begun.elapsed().as_millis() as u64)
     }
 
     /// Reports an attempt's end: the `exited` message, then what the agent
@@ -633,6 +676,11 @@ fn describe_failure(end: &AgentEnd, opts: &RunOptions) -> (InstanceState, String
         AgentEnd::SpawnFailed(e) => (
             InstanceState::Failed,
             format!("agent could not be started: {e}"),
+            None,
+        ),
+        AgentEnd::JobLost(what) => (
+            InstanceState::Failed,
+            format!("agent's Slurm job {what}"),
             None,
         ),
     }

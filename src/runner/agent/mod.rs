@@ -11,6 +11,9 @@
 //!   worktree.
 //! - `local`: the local backend — a process group under the exit-file
 //!   wrapper, supervised to its end.
+//! - `slurm`: the Slurm backend — one batch job per attempt running
+//!   `agent-exec`, one shared `squeue` poller per run, judged by the exit
+//!   file.
 //! - `process`: process-group primitives (subreaper, group liveness).
 //! - `status_file`: the agent's optional status JSON.
 //! - `exec`: `treefarm agent-exec`, the entry point a batch job runs: the
@@ -28,4 +31,5 @@ pub mod job;
 pub mod local;
 pub mod process;
 pub mod setup;
+pub mod slurm;
 pub mod status_file;

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::git::Repo;
 use crate::report::{Event, Reporter, Summary};
 use crate::runner::agent::instance::run_instance;
+use crate::runner::agent::slurm::SlurmRunner;
 use crate::runner::error::RunnerError;
 use crate::runner::machine::{Policy, RunMachine};
 use crate::runner::messages::{
@@ -46,6 +47,9 @@ pub struct Dispatcher<'r> {
     pub(super) ack_tx: mpsc::UnboundedSender<MergeAck>,
     pub(super) ack_rx: mpsc::UnboundedReceiver<MergeAck>,
     pub(super) merge_acks: HashMap<String, oneshot::Sender<()>>,
+    /// `executor: slurm`: the run's Slurm side (started by `drive`); none:
+    /// the local executor.
+    pub(super) slurm: Option<Arc<SlurmRunner>>,
 }
 
 impl<'r> Dispatcher<'r> {
@@ -88,6 +92,7 @@ impl<'r> Dispatcher<'r> {
             ack_tx,
             ack_rx,
             merge_acks: HashMap::new(),
+            slurm: None,
         }
     }
 
@@ -133,6 +138,10 @@ impl<'r> Dispatcher<'r> {
         );
         self.save()?;
         self.flush()?;
+        if let Some(run) = &self.m.record().slurm {
+            let run_id = self.m.record().run_id.clone();
+            self.slurm = Some(SlurmRunner::start(&run_id, run.config.clone()).await);
+        }
         self.reconcile().await?;
 
         let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -312,7 +321,8 @@ impl<'r> Dispatcher<'r> {
         let run_id = self.m.record().run_id.clone();
         let tx = self.inst_tx.clone();
         let stop = self.stop_tx.subscribe();
-        tokio::spawn(run_instance(opts, dir, run_id, launch, tx, stop));
+        let slurm = self.slurm.clone();
+        tokio::spawn(run_instance(opts, dir, run_id, launch, tx, stop, slurm));
     }
 
     /// Merges on the lane (the machine counted it in flight); the merge
@@ -389,6 +399,10 @@ impl<'r> Dispatcher<'r> {
         let now = now_ms();
         let end = self.m.finish(self.mode, now);
         self.perform(end)?;
+        if let Some(slurm) = &self.slurm {
+            let (calls, polls) = slurm.counts();
+            self.m.count_slurm_calls(calls, polls);
+        }
         let target_commit = Repo::discover(&self.opts.repo_root)
             .ok()
             .and_then(|r| r.branch_tip(&self.opts.target).ok().flatten())

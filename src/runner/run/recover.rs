@@ -11,11 +11,13 @@ use tokio::sync::watch;
 use crate::git::{layout, Repo};
 use crate::runner::agent::executor::Executor;
 use crate::runner::agent::local::Local;
+use crate::runner::agent::slurm::read_intent;
 use crate::runner::error::RunnerError;
 use crate::runner::machine::Found;
-use crate::runner::messages::{ending_result, AgentEnd, Mode, Stop};
+use crate::runner::messages::{ending_result, AgentEnd, AgentHandle, Mode, Stop};
 use crate::runner::run::dispatch::{Dispatcher, INTERRUPTED};
 use crate::schedule::Restored;
+use crate::slurm::JobName;
 use crate::state::{now_ms, InstanceRecord, InstanceState};
 
 impl Dispatcher<'_> {
@@ -24,6 +26,7 @@ impl Dispatcher<'_> {
     pub(super) async fn reconcile(&mut self) -> Result<(), RunnerError> {
         self.clear_stale_git_locks()?;
         let instances = self.m.record().instances.clone();
+        let (jobs, cancelled) = self.find_jobs(&instances).await;
         let mut replant = Vec::new();
         for inst in &instances {
             let id = inst.id.clone();
@@ -60,8 +63,9 @@ impl Dispatcher<'_> {
                     self.m.reschedule(&id, Restored::Running);
                     let slot = self.m.claim_slot(inst.slot);
                     // A journal written before the field: the reason text.
-                    let mut interrupted =
-                        inst.interrupted || inst.reason.as_deref() == Some(INTERRUPTED);
+                    let mut interrupted = inst.interrupted
+                        || inst.reason.as_deref() == Some(INTERRUPTED)
+                        || cancelled.contains(&id);
                     let mut start_commit = inst.start_commit.clone().unwrap_or_default();
                     if inst.state == InstanceState::Creating {
                         // Killed while planting: the worktree may be half
@@ -72,14 +76,17 @@ impl Dispatcher<'_> {
                     }
                     let mut live = if inst.state == InstanceState::Creating {
                         None
+                    } else if self.slurm.is_some() {
+                        jobs.get(&id).cloned()
                     } else {
                         self.find_live_agent(inst)
+                            .map(|(pid, start)| AgentHandle::Process(pid, start))
                     };
                     // A termination the previous coordinator began (SIGTERM
                     // sent, SIGKILL pending) is finished on its deadline.
                     let ending = inst.ending.as_deref().map(ending_result);
                     let mut terminating = None;
-                    if let (Some(why), Some((pid, start))) = (&ending, live) {
+                    if let (Some(why), Some(handle)) = (&ending, &live) {
                         match why {
                             Some(why) => {
                                 let kill_at = inst.kill_at_ms.unwrap_or_else(now_ms);
@@ -87,16 +94,20 @@ impl Dispatcher<'_> {
                             }
                             None => {
                                 // A stop (Ctrl-C) under way: end it, rerun.
-                                let kill_at = inst.kill_at_ms.unwrap_or_else(now_ms);
-                                let (_keep, stop) = watch::channel(Stop::Run);
-                                Local
-                                    .finish_termination(
-                                        (pid, start),
-                                        kill_at,
-                                        AgentEnd::Stopped,
-                                        stop,
-                                    )
-                                    .await;
+                                // (A Slurm job was cancelled again, with the
+                                // others, by `find_jobs`.)
+                                if let AgentHandle::Process(pid, start) = handle {
+                                    let kill_at = inst.kill_at_ms.unwrap_or_else(now_ms);
+                                    let (_keep, stop) = watch::channel(Stop::Run);
+                                    Local
+                                        .finish_termination(
+                                            (*pid, *start),
+                                            kill_at,
+                                            AgentEnd::Stopped,
+                                            stop,
+                                        )
+                                        .await;
+                                }
                                 live = None;
                                 interrupted = true;
                             }
@@ -105,8 +116,12 @@ impl Dispatcher<'_> {
                     // Anything else of this instance still running (what the
                     // agent left, a setup command) ends before anything
                     // starts in its worktree.
-                    self.end_orphans(inst, live.map(|(pid, _)| pid)).await;
-                    let ended = match (&ending, live) {
+                    let keep = match &live {
+                        Some(AgentHandle::Process(pid, _)) => Some(*pid),
+                        _ => None,
+                    };
+                    self.end_orphans(inst, keep).await;
+                    let ended = match (&ending, &live) {
                         (Some(Some(why)), None) => Some(why.clone()),
                         _ => None,
                     };
@@ -123,9 +138,14 @@ impl Dispatcher<'_> {
                     };
                     // The attempt the agent out there belongs to: the
                     // coordinator may have died before journalling its start.
-                    let seen_attempt = match (live, exited) {
-                        (Some((pid, _)), _) => crate::procfs::env_var(pid, "TREEFARM_ATTEMPT")
-                            .and_then(|a| a.parse::<u32>().ok()),
+                    let seen_attempt = match (&live, exited) {
+                        (Some(AgentHandle::Process(pid, _)), _) => {
+                            crate::procfs::env_var(*pid, "TREEFARM_ATTEMPT")
+                                .and_then(|a| a.parse::<u32>().ok())
+                        }
+                        (Some(AgentHandle::Job { name, .. }), _) => {
+                            JobName::parse(name).map(|n| n.number)
+                        }
                         (None, Some((_, attempt))) => attempt,
                         (None, None) => None,
                     };
@@ -289,7 +309,7 @@ impl Dispatcher<'_> {
             ("TREEFARM_SPEC_ID", &inst.id),
         ])
         .into_iter()
-        .filter(|g| Some(*g) != keep)
+        .filter(|g| Some(*g) != keep && !self.is_slurm_job(*g))
         .collect();
         if groups.is_empty() {
             return;
@@ -309,6 +329,109 @@ impl Dispatcher<'_> {
         for kill in kills {
             let _ = kill.await;
         }
+    }
+
+    /// Whether process group `pgid` is the agent of one of this run's Slurm
+    /// jobs (on a node that is also the coordinator's host, it carries the
+    /// run's environment too): its job name, which Slurm sets in every
+    /// process of the job, is the run's. Those are followed through Slurm,
+    /// never swept as orphans.
+    fn is_slurm_job(&self, pgid: u32) -> bool {
+        let prefix = format!("treefarm:{}:", self.m.record().run_id);
+        crate::procfs::env_var(pgid, "SLURM_JOB_NAME").is_some_and(|name| name.starts_with(&prefix))
+    }
+
+    /// `executor: slurm`: the live job of each instance still out, by spec
+    /// id — found by the name in its intent file (written before `sbatch`)
+    /// or the journal, in one `squeue` call. Jobs a killed coordinator was
+    /// stopping (Ctrl-C) are cancelled again, in one `scancel` call, and
+    /// returned apart: their attempts run again.
+    async fn find_jobs(
+        &mut self,
+        instances: &[InstanceRecord],
+    ) -> (
+        std::collections::HashMap<String, AgentHandle>,
+        std::collections::HashSet<String>,
+    ) {
+        let mut found = std::collections::HashMap::new();
+        let mut stopped = std::collections::HashSet::new();
+        let Some(slurm) = self.slurm.clone() else {
+            return (found, stopped);
+        };
+        let mut names: Vec<(String, JobName)> = Vec::new();
+        for inst in instances.iter().filter(|i| {
+            self.mode == Mode::Run
+                && matches!(i.state, InstanceState::Created | InstanceState::Running)
+        }) {
+            let intent = read_intent(&self.dir.instance_dir(&inst.id)).map(|(n, _)| n);
+            let journalled = inst.job.as_ref().and_then(|j| JobName::parse(&j.name));
+            for name in intent.into_iter().chain(journalled) {
+                if !names.iter().any(|(_, n)| *n == name) {
+                    names.push((inst.id.clone(), name));
+                }
+            }
+        }
+        if names.is_empty() {
+            return (found, stopped);
+        }
+        let all: Vec<JobName> = names.iter().map(|(_, n)| n.clone()).collect();
+        let snapshot = match slurm.lookup(&all).await {
+            Ok(s) => s,
+            Err(err) => {
+                // Without the queue nothing can be told apart: follow every
+                // named job (the poller finds out), never submit a second.
+                self.note(format!(
+                    "cannot ask Slurm which jobs of the run are left ({err}); following them by name"
+                ));
+                crate::slurm::QueueSnapshot::default()
+            }
+        };
+        let mut cancel = Vec::new();
+        for (id, name) in names {
+            let text = name.to_string();
+            let Some(row) = snapshot
+                .rows
+                .iter()
+                .filter(|r| r.name == text)
+                .max_by_key(|r| r.id)
+            else {
+                continue;
+            };
+            if row.state.is_finished() {
+                continue;
+            }
+            let inst = instances.iter().find(|i| i.id == id);
+            let stopping = inst
+                .and_then(|i| i.ending.as_deref())
+                .is_some_and(|e| ending_result(e).is_none());
+            if stopping {
+                self.note(format!(
+                    "{id}: cancelling Slurm job {} ({text}), which the interrupted run was stopping",
+                    row.id
+                ));
+                cancel.push(row.id);
+                stopped.insert(id);
+                continue;
+            }
+            // The newest attempt's job wins.
+            let newer = match found.get(&id) {
+                Some(AgentHandle::Job { name: old, .. }) => {
+                    JobName::parse(old).is_some_and(|old| old.number < name.number)
+                }
+                _ => true,
+            };
+            if newer {
+                found.insert(
+                    id,
+                    AgentHandle::Job {
+                        name: text,
+                        id: Some(row.id.0),
+                    },
+                );
+            }
+        }
+        slurm.cancel_now(&cancel).await;
+        (found, stopped)
     }
 
     /// The agent of `inst` if it is still alive: the journalled process (pid
