@@ -174,3 +174,64 @@ fn commit_all_except_commits_what_git_add_all_would_in_sparse_and_full_worktrees
         );
     }
 }
+
+/// The agent of the run test: makes [`CHANGES`], then records the tree
+/// `git add -A --sparse` makes of them, in a copy of its index (so the
+/// worktree is left for treefarm to commit).
+const AGENT: &str = r#"out="$RECORDS/oracle-$TREEFARM_SPEC_ID"; mkdir -p "$out"
+CHANGES
+cp "$(git rev-parse --git-path index)" "$TMPDIR/oracle-index"
+GIT_INDEX_FILE="$TMPDIR/oracle-index" git add -A --sparse
+GIT_INDEX_FILE="$TMPDIR/oracle-index" git write-tree > "$out/tree"
+"#;
+
+#[test]
+fn a_run_with_isolation_commits_the_agents_leftovers_as_git_add_all_would() {
+    for sparse in ["auto", "off"] {
+        let t = collect_repo();
+        t.write(
+            "specs/SPEC-001-one.md",
+            "---\ntitle: one\nfiles:\n  - a/**\n---\nChange a.\n",
+        );
+        t.write(
+            "treefarm.yaml",
+            &format!(
+                "worktree:\n  sparse: {sparse}\n{}",
+                common::allow_write_yaml(&[&t.records()])
+            ),
+        );
+        t.commit_all("spec and config");
+        let agent = t.tmp.path().join("agent.sh");
+        let script = AGENT.replace("CHANGES", CHANGES.trim_start_matches("set -e\n"));
+        std::fs::write(
+            &agent,
+            format!("set -e\nRECORDS='{}'\n{script}", t.records().display()),
+        )
+        .unwrap();
+        let out = t.tf(&[
+            "run",
+            "--no-merge",
+            "--agent",
+            &format!("sh {}", agent.display()),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "sparse: {sparse}: {}",
+            stderr(&out)
+        );
+        let wt = t.worktree_dir().join("001");
+        assert_eq!(wt.join("b").exists(), sparse == "off");
+        let oracle = std::fs::read_to_string(t.records().join("oracle-001/tree")).unwrap();
+        assert_eq!(
+            t.git_at(&wt, &["rev-parse", "HEAD^{tree}"]),
+            oracle.trim(),
+            "sparse: {sparse}: treefarm committed the tree git would"
+        );
+        assert_eq!(
+            t.git_at(&wt, &["log", "-1", "--format=%s"]),
+            "treefarm: commit changes left uncommitted by the agent for 001"
+        );
+        assert_eq!(t.git_at(&wt, &["status", "--porcelain"]), "");
+    }
+}
