@@ -28,62 +28,107 @@ impl Repo {
         message: &str,
         placed: &[String],
     ) -> Result<Option<Oid>, GitError> {
-        let changes = Repo::worktree_changes(worktree, placed)?;
-        Repo::commit_changes(&changes, message)
+        Repo::worktree_changes(worktree, placed)?.commit(message)
     }
 
     /// What differs in `worktree` (untracked files at `placed` paths left
     /// out): the one listing that committing and the dirtiness checks read
-    /// after an agent exits.
+    /// after an agent exits. The worktree's index is read here, once.
     pub fn worktree_changes(
         worktree: &Path,
         placed: &[String],
     ) -> Result<WorktreeChanges, GitError> {
         let repo = open_worktree(worktree)?;
-        let at = || worktree.display().to_string();
         let index = repo
             .index()
-            .map_err(|e| GitError::git("read the index of", at(), e))?;
-        let head_tree = head_tree(&repo, worktree)?;
-        let staged = index.has_conflicts()
-            || differs_from_index(&repo, head_tree.as_ref(), &index, worktree)?;
+            .map_err(|e| GitError::git("read the index of", worktree.display().to_string(), e))?;
         let unstaged = unstaged_changes(&repo, &index, worktree, placed)?;
         Ok(WorktreeChanges {
             worktree: worktree.to_path_buf(),
-            staged,
+            repo,
+            index,
             unstaged,
         })
     }
 
-    /// Stages `changes` (and nothing else: the listing already says what
-    /// differs, so no file the agent left alone is read again) and commits
-    /// the index on HEAD. `None` when the tree equals HEAD's.
-    pub fn commit_changes(
-        changes: &WorktreeChanges,
-        message: &str,
-    ) -> Result<Option<Oid>, GitError> {
-        let worktree = changes.worktree.as_path();
-        let repo = open_worktree(worktree)?;
-        let at = || worktree.display().to_string();
-        let mut index = repo
-            .index()
-            .map_err(|e| GitError::git("read the index of", at(), e))?;
-        if !changes.unstaged.is_empty() {
+    /// Whether `worktree` has staged or unstaged changes to tracked files, or
+    /// untracked files that are not ignored.
+    pub fn is_dirty(worktree: &Path) -> Result<bool, GitError> {
+        Repo::is_dirty_except(worktree, &[])
+    }
+
+    /// [`Repo::is_dirty`], not counting untracked files at (or under) a
+    /// `placed` path (see [`Repo::commit_all_except`]).
+    pub fn is_dirty_except(worktree: &Path, placed: &[String]) -> Result<bool, GitError> {
+        Repo::worktree_changes(worktree, placed)?.is_dirty()
+    }
+}
+
+/// What differs in a worktree after its agent exits: each path whose file
+/// differs from the index, read by one diff of the index against the files
+/// on disk that never looks on disk for a sparse checkout's unmaterialised
+/// entries — with the repository and index it was read from, so that
+/// committing it reads neither again.
+pub struct WorktreeChanges {
+    worktree: PathBuf,
+    repo: Repository,
+    index: Index,
+    unstaged: Vec<Unstaged>,
+}
+
+/// One path whose file differs from the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Unstaged {
+    path: PathBuf,
+    /// There is something at the path (modified, new, type changed); else
+    /// the tracked file is gone.
+    on_disk: bool,
+    /// A submodule (gitlink): staged like git does, but not "dirty" — what
+    /// moves inside a submodule is not the agent's change to this worktree.
+    submodule: bool,
+}
+
+impl WorktreeChanges {
+    /// The paths whose files differ from the index, in git's order.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.unstaged.iter().map(|c| c.path.as_path())
+    }
+
+    /// Unstaged changes or untracked files (submodules aside), else staged
+    /// changes or a conflict in the index.
+    pub fn is_dirty(&self) -> Result<bool, GitError> {
+        if self.unstaged.iter().any(|c| !c.submodule) || self.index.has_conflicts() {
+            return Ok(true);
+        }
+        let tree = head_tree(&self.repo, &self.worktree)?;
+        differs_from_index(&self.repo, tree.as_ref(), &self.index, &self.worktree)
+    }
+
+    /// Stages these changes — and nothing else: the listing already says
+    /// what differs, so no file the agent left alone is read again — and
+    /// commits the index on HEAD. `None` when the tree equals HEAD's. The
+    /// signature comes from the repository config (`user.name`,
+    /// `user.email`), else `treefarm <treefarm@localhost>`.
+    pub fn commit(mut self, message: &str) -> Result<Option<Oid>, GitError> {
+        let at = || self.worktree.display().to_string();
+        if !self.unstaged.is_empty() {
             // What `git_index_add_all` does for each path of its diff: add
             // what exists, remove what does not.
-            for change in &changes.unstaged {
+            for change in &self.unstaged {
                 if change.on_disk {
-                    index.add_path(&change.path)
+                    self.index.add_path(&change.path)
                 } else {
-                    index.remove_path(&change.path)
+                    self.index.remove_path(&change.path)
                 }
                 .map_err(|e| GitError::git("stage changes in", at(), e))?;
             }
-            index
+            self.index
                 .write()
                 .map_err(|e| GitError::git("stage changes in", at(), e))?;
         }
-        let tree_id = index
+        let repo = &self.repo;
+        let tree_id = self
+            .index
             .write_tree()
             .map_err(|e| GitError::git("write tree in", at(), e))?;
         let parent = match repo.head() {
@@ -102,60 +147,12 @@ impl Repo {
         let tree = repo
             .find_tree(tree_id)
             .map_err(|e| GitError::git("read tree in", at(), e))?;
-        let sig = signature(&repo)?;
+        let sig = signature(repo)?;
         let parents: Vec<_> = parent.iter().collect();
         let id = repo
             .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
             .map_err(|e| GitError::git("commit in", at(), e))?;
         Ok(Some(id))
-    }
-
-    /// Whether `worktree` has staged or unstaged changes to tracked files, or
-    /// untracked files that are not ignored.
-    pub fn is_dirty(worktree: &Path) -> Result<bool, GitError> {
-        Repo::is_dirty_except(worktree, &[])
-    }
-
-    /// [`Repo::is_dirty`], not counting untracked files at (or under) a
-    /// `placed` path (see [`Repo::commit_all_except`]).
-    pub fn is_dirty_except(worktree: &Path, placed: &[String]) -> Result<bool, GitError> {
-        Ok(Repo::worktree_changes(worktree, placed)?.is_dirty())
-    }
-}
-
-/// What differs in a worktree after its agent exits: whether its index
-/// differs from HEAD, and each path whose file differs from the index.
-/// Read once, by one diff of the index against the files on disk that never
-/// looks at a sparse checkout's unmaterialised entries on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorktreeChanges {
-    worktree: PathBuf,
-    /// The index differs from HEAD's tree, or holds a conflict.
-    staged: bool,
-    unstaged: Vec<Unstaged>,
-}
-
-/// One path whose file differs from the index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Unstaged {
-    path: PathBuf,
-    /// There is something at the path (modified, new, type changed); else
-    /// the tracked file is gone.
-    on_disk: bool,
-    /// A submodule (gitlink): staged like git does, but not "dirty" — what
-    /// moves inside a submodule is not the agent's change to this worktree.
-    submodule: bool,
-}
-
-impl WorktreeChanges {
-    /// Staged or unstaged changes, or untracked files (submodules aside).
-    pub fn is_dirty(&self) -> bool {
-        self.staged || self.unstaged.iter().any(|c| !c.submodule)
-    }
-
-    /// The paths whose files differ from the index, sorted as git sorts them.
-    pub fn paths(&self) -> impl Iterator<Item = &Path> {
-        self.unstaged.iter().map(|c| c.path.as_path())
     }
 }
 
