@@ -403,7 +403,9 @@ pub(crate) fn add_sparse(
     // Files: only the materialised paths, named by the fewest prefixes.
     if !included.is_empty() {
         let mut cb = CheckoutBuilder::new();
-        cb.force().disable_pathspec_match(true);
+        cb.force()
+            .disable_pathspec_match(true)
+            .disable_filters(super::filters::none_apply(&wt, &tree));
         let mut last: Option<String> = None;
         for p in &included {
             if last

@@ -616,12 +616,15 @@ fn add_on_branch(repo: &Repository, name: &str, path: &Path, branch: &str) -> Re
         branch: branch.to_string(),
         source,
     })?;
-    wt.checkout_head(Some(&mut git2::build::CheckoutBuilder::new()))
-        .map_err(|source| GitError::CreateWorktree {
-            path: path.to_path_buf(),
-            branch: branch.to_string(),
-            source,
-        })?;
+    let fail = |source| GitError::CreateWorktree {
+        path: path.to_path_buf(),
+        branch: branch.to_string(),
+        source,
+    };
+    let tree = wt.head().and_then(|h| h.peel_to_tree()).map_err(fail)?;
+    let mut opts = git2::build::CheckoutBuilder::new();
+    opts.disable_filters(super::filters::none_apply(&wt, &tree));
+    wt.checkout_head(Some(&mut opts)).map_err(fail)?;
     Ok(())
 }
 
