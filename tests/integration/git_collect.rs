@@ -235,3 +235,35 @@ fn a_run_with_isolation_commits_the_agents_leftovers_as_git_add_all_would() {
         assert_eq!(t.git_at(&wt, &["status", "--porcelain"]), "");
     }
 }
+
+/// Pruning deletes a branch without libgit2's `git_branch_delete`, which
+/// opens every worktree per deletion: still refused while a worktree has the
+/// branch checked out, and its `branch.<name>.*` config goes with it.
+#[test]
+fn delete_branch_refuses_a_checked_out_branch_and_drops_its_config_like_git() {
+    let t = collect_repo();
+    let repo = Repo::discover(&t.root).unwrap();
+    let wt = plant(&t, "001", false);
+    t.git(&["config", "branch.treefarm/001.description", "work"]);
+    t.git(&["config", "branch.other.description", "kept"]);
+    let refused = repo.delete_branch("treefarm/001").unwrap_err();
+    assert!(
+        treefarm::error::chain(&refused).contains("current HEAD of a worktree"),
+        "{}",
+        treefarm::error::chain(&refused)
+    );
+    assert!(t
+        .git(&["branch", "--list", "treefarm/001"])
+        .contains("treefarm/001"));
+    t.git(&["worktree", "remove", "--force", wt.to_str().unwrap()]);
+    repo.delete_branch("treefarm/001").unwrap();
+    assert_eq!(t.git(&["branch", "--list", "treefarm/001"]), "");
+    assert_eq!(
+        t.git(&["config", "--get-regexp", "^branch\\."]),
+        "branch.other.description kept"
+    );
+    // Gone already: nothing to do, no error.
+    repo.delete_branch("treefarm/001").unwrap();
+    // The main worktree's branch is refused too.
+    assert!(repo.delete_branch("main").is_err());
+}
