@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{DiffOptions, ErrorCode, IndexAddOption, Oid, Repository, Signature, Tree};
+use git2::{Delta, DiffOptions, ErrorCode, FileMode, Index, Oid, Repository, Signature, Tree};
 
 use super::error::GitError;
 use super::repo::Repo;
@@ -28,48 +28,107 @@ impl Repo {
         message: &str,
         placed: &[String],
     ) -> Result<Option<Oid>, GitError> {
+        Repo::worktree_changes(worktree, placed)?.commit(message)
+    }
+
+    /// What differs in `worktree` (untracked files at `placed` paths left
+    /// out): the one listing that committing and the dirtiness checks read
+    /// after an agent exits. The worktree's index is read here, once.
+    pub fn worktree_changes(
+        worktree: &Path,
+        placed: &[String],
+    ) -> Result<WorktreeChanges, GitError> {
         let repo = open_worktree(worktree)?;
-        let at = || worktree.display().to_string();
-        let sparse = super::sparse::unmaterialised(&repo)?;
-        let mut index = repo
+        let index = repo
             .index()
-            .map_err(|e| GitError::git("read the index of", at(), e))?;
-        // Tracked paths are left to `update_all` below, so only new files
-        // at placed paths are skipped.
-        let tracked: Vec<PathBuf> = if placed.is_empty() {
-            Vec::new()
-        } else {
-            index
-                .iter()
-                .map(|entry| PathBuf::from(String::from_utf8_lossy(&entry.path).into_owned()))
-                .filter(|path| is_placed(path, placed))
-                .collect()
-        };
-        // A sparse checkout's unmaterialised files are not deletions.
-        let unmaterialised = |path: &Path| sparse.contains(path.as_os_str().as_encoded_bytes());
-        let mut skip_placed = |path: &Path, _: &[u8]| -> i32 {
-            i32::from(
-                (is_placed(path, placed) && !tracked.iter().any(|t| t == path))
-                    || unmaterialised(path),
-            )
-        };
-        index
-            .add_all(
-                ["*"],
-                IndexAddOption::DEFAULT,
-                Some(&mut skip_placed as &mut git2::IndexMatchedPath<'_>),
-            )
-            .and_then(|()| {
-                let mut keep_sparse =
-                    |path: &Path, _: &[u8]| -> i32 { i32::from(unmaterialised(path)) };
-                index.update_all(
-                    ["*"],
-                    Some(&mut keep_sparse as &mut git2::IndexMatchedPath<'_>),
-                )
-            })
-            .and_then(|()| index.write())
-            .map_err(|e| GitError::git("stage changes in", at(), e))?;
-        let tree_id = index
+            .map_err(|e| GitError::git("read the index of", worktree.display().to_string(), e))?;
+        let unstaged = unstaged_changes(&repo, &index, worktree, placed)?;
+        Ok(WorktreeChanges {
+            worktree: worktree.to_path_buf(),
+            repo,
+            index,
+            unstaged,
+        })
+    }
+
+    /// Whether `worktree` has staged or unstaged changes to tracked files, or
+    /// untracked files that are not ignored.
+    pub fn is_dirty(worktree: &Path) -> Result<bool, GitError> {
+        Repo::is_dirty_except(worktree, &[])
+    }
+
+    /// [`Repo::is_dirty`], not counting untracked files at (or under) a
+    /// `placed` path (see [`Repo::commit_all_except`]).
+    pub fn is_dirty_except(worktree: &Path, placed: &[String]) -> Result<bool, GitError> {
+        Repo::worktree_changes(worktree, placed)?.is_dirty()
+    }
+}
+
+/// What differs in a worktree after its agent exits: each path whose file
+/// differs from the index, read by one diff of the index against the files
+/// on disk that never looks on disk for a sparse checkout's unmaterialised
+/// entries — with the repository and index it was read from, so that
+/// committing it reads neither again.
+pub struct WorktreeChanges {
+    worktree: PathBuf,
+    repo: Repository,
+    index: Index,
+    unstaged: Vec<Unstaged>,
+}
+
+/// One path whose file differs from the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Unstaged {
+    path: PathBuf,
+    /// There is something at the path (modified, new, type changed); else
+    /// the tracked file is gone.
+    on_disk: bool,
+    /// A submodule (gitlink): staged like git does, but not "dirty" — what
+    /// moves inside a submodule is not the agent's change to this worktree.
+    submodule: bool,
+}
+
+impl WorktreeChanges {
+    /// The paths whose files differ from the index, in git's order.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.unstaged.iter().map(|c| c.path.as_path())
+    }
+
+    /// Unstaged changes or untracked files (submodules aside), else staged
+    /// changes or a conflict in the index.
+    pub fn is_dirty(&self) -> Result<bool, GitError> {
+        if self.unstaged.iter().any(|c| !c.submodule) || self.index.has_conflicts() {
+            return Ok(true);
+        }
+        let tree = head_tree(&self.repo, &self.worktree)?;
+        differs_from_index(&self.repo, tree.as_ref(), &self.index, &self.worktree)
+    }
+
+    /// Stages these changes — and nothing else: the listing already says
+    /// what differs, so no file the agent left alone is read again — and
+    /// commits the index on HEAD. `None` when the tree equals HEAD's. The
+    /// signature comes from the repository config (`user.name`,
+    /// `user.email`), else `treefarm <treefarm@localhost>`.
+    pub fn commit(mut self, message: &str) -> Result<Option<Oid>, GitError> {
+        let at = || self.worktree.display().to_string();
+        if !self.unstaged.is_empty() {
+            // What `git_index_add_all` does for each path of its diff: add
+            // what exists, remove what does not.
+            for change in &self.unstaged {
+                if change.on_disk {
+                    self.index.add_path(&change.path)
+                } else {
+                    self.index.remove_path(&change.path)
+                }
+                .map_err(|e| GitError::git("stage changes in", at(), e))?;
+            }
+            self.index
+                .write()
+                .map_err(|e| GitError::git("stage changes in", at(), e))?;
+        }
+        let repo = &self.repo;
+        let tree_id = self
+            .index
             .write_tree()
             .map_err(|e| GitError::git("write tree in", at(), e))?;
         let parent = match repo.head() {
@@ -88,48 +147,93 @@ impl Repo {
         let tree = repo
             .find_tree(tree_id)
             .map_err(|e| GitError::git("read tree in", at(), e))?;
-        let sig = signature(&repo)?;
+        let sig = signature(repo)?;
         let parents: Vec<_> = parent.iter().collect();
         let id = repo
             .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
             .map_err(|e| GitError::git("commit in", at(), e))?;
         Ok(Some(id))
     }
+}
 
-    /// Whether `worktree` has staged or unstaged changes to tracked files, or
-    /// untracked files that are not ignored.
-    pub fn is_dirty(worktree: &Path) -> Result<bool, GitError> {
-        Repo::is_dirty_except(worktree, &[])
+/// HEAD's tree, `None` on an unborn branch.
+fn head_tree<'r>(repo: &'r Repository, worktree: &Path) -> Result<Option<Tree<'r>>, GitError> {
+    match repo.head() {
+        Ok(head) => Ok(Some(head.peel_to_tree().map_err(|e| {
+            GitError::git("read HEAD of", worktree.display().to_string(), e)
+        })?)),
+        Err(e) if e.code() == ErrorCode::UnbornBranch || e.code() == ErrorCode::NotFound => {
+            Ok(None)
+        }
+        Err(e) => Err(GitError::git(
+            "read HEAD of",
+            worktree.display().to_string(),
+            e,
+        )),
     }
+}
 
-    /// [`Repo::is_dirty`], not counting untracked files at (or under) a
-    /// `placed` path (see [`Repo::commit_all_except`]).
-    pub fn is_dirty_except(worktree: &Path, placed: &[String]) -> Result<bool, GitError> {
-        let repo = open_worktree(worktree)?;
-        let head_tree = match repo.head() {
-            Ok(head) => {
-                Some(head.peel_to_tree().map_err(|e| {
-                    GitError::git("read HEAD of", worktree.display().to_string(), e)
-                })?)
-            }
-            Err(e) if e.code() == ErrorCode::UnbornBranch || e.code() == ErrorCode::NotFound => {
-                None
-            }
-            Err(e) => {
-                return Err(GitError::git(
-                    "read HEAD of",
-                    worktree.display().to_string(),
-                    e,
-                ))
-            }
+/// Whether `index` differs from `tree` (an empty tree when `None`).
+fn differs_from_index(
+    repo: &Repository,
+    tree: Option<&Tree<'_>>,
+    index: &Index,
+    worktree: &Path,
+) -> Result<bool, GitError> {
+    let staged = repo
+        .diff_tree_to_index(tree, Some(index), None)
+        .map_err(|e| GitError::git("diff the index of", worktree.display().to_string(), e))?;
+    Ok(staged.deltas().len() > 0)
+}
+
+/// The paths whose files differ from `index`: one diff of the index against
+/// the files on disk, untracked folders listed file by file, ignored files
+/// left out — the diff `git_index_add_all` makes — minus the untracked files
+/// at `placed` paths and minus a sparse checkout's unmaterialised entries
+/// (skip-worktree entries with no file, which are not deletions). Only the
+/// deltas are read: no patch is made, so no attribute is looked up for a
+/// path that did not change, and the skip-worktree entries cost a lookup in
+/// the index in memory, not a `stat`.
+fn unstaged_changes(
+    repo: &Repository,
+    index: &Index,
+    worktree: &Path,
+    placed: &[String],
+) -> Result<Vec<Unstaged>, GitError> {
+    let mut opts = DiffOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_typechange(true)
+        .include_ignored(false);
+    let diff = repo
+        .diff_index_to_workdir(Some(index), Some(&mut opts))
+        .map_err(|e| GitError::git("diff the files of", worktree.display().to_string(), e))?;
+    let mut out = Vec::new();
+    for delta in diff.deltas() {
+        let old = delta.old_file();
+        let new = delta.new_file();
+        let Some(path) = old.path().or_else(|| new.path()) else {
+            continue;
         };
-        Ok(!matches_tree_except(
-            &repo,
-            head_tree.as_ref(),
-            worktree,
-            placed,
-        )?)
+        match delta.status() {
+            Delta::Untracked if is_placed(path, placed) => continue,
+            Delta::Deleted if is_skip_worktree(index, path) => continue,
+            _ => {}
+        }
+        out.push(Unstaged {
+            path: path.to_path_buf(),
+            on_disk: new.exists(),
+            submodule: old.mode() == FileMode::Commit || new.mode() == FileMode::Commit,
+        });
     }
+    Ok(out)
+}
+
+/// Whether the index entry at `path` carries the skip-worktree bit.
+fn is_skip_worktree(index: &Index, path: &Path) -> bool {
+    index
+        .get_path(path, 0)
+        .is_some_and(|entry| entry.flags_extended & super::sparse::SKIP_WORKTREE != 0)
 }
 
 impl Repo {
@@ -162,53 +266,22 @@ pub(crate) fn open_worktree(worktree: &Path) -> Result<Repository, GitError> {
 }
 
 /// Whether the worktree's index equals `tree` and its files equal the index,
-/// with no untracked, non-ignored file (an empty `tree` when `None`).
+/// with no untracked, non-ignored file (an empty `tree` when `None`);
+/// submodules are not looked into.
 pub(crate) fn matches_tree(
     repo: &Repository,
     tree: Option<&Tree<'_>>,
     worktree: &Path,
 ) -> Result<bool, GitError> {
-    matches_tree_except(repo, tree, worktree, &[])
-}
-
-/// [`matches_tree`], ignoring untracked files at (or under) `placed` paths.
-fn matches_tree_except(
-    repo: &Repository,
-    tree: Option<&Tree<'_>>,
-    worktree: &Path,
-    placed: &[String],
-) -> Result<bool, GitError> {
-    let at = || worktree.display().to_string();
     let index = repo
         .index()
-        .map_err(|e| GitError::git("read the index of", at(), e))?;
-    if index.has_conflicts() {
+        .map_err(|e| GitError::git("read the index of", worktree.display().to_string(), e))?;
+    if index.has_conflicts() || differs_from_index(repo, tree, &index, worktree)? {
         return Ok(false);
     }
-    let staged = repo
-        .diff_tree_to_index(tree, Some(&index), None)
-        .map_err(|e| GitError::git("diff the index of", at(), e))?;
-    if staged.deltas().len() > 0 {
-        return Ok(false);
-    }
-    let mut opts = DiffOptions::new();
-    opts.include_untracked(true)
-        .recurse_untracked_dirs(false)
-        .include_ignored(false)
-        .ignore_submodules(true);
-    let unstaged = repo
-        .diff_index_to_workdir(Some(&index), Some(&mut opts))
-        .map_err(|e| GitError::git("diff the files of", at(), e))?;
-    let sparse = super::sparse::unmaterialised(repo)?;
-    Ok(unstaged.deltas().all(|delta| {
-        let path = || delta.old_file().path_bytes().unwrap_or_default();
-        (delta.status() == git2::Delta::Deleted && sparse.contains(path()))
-            || (delta.status() == git2::Delta::Untracked
-                && delta
-                    .new_file()
-                    .path()
-                    .is_some_and(|path| is_placed(path, placed)))
-    }))
+    Ok(unstaged_changes(repo, &index, worktree, &[])?
+        .iter()
+        .all(|c| c.submodule))
 }
 
 /// Whether `path` (relative to the worktree root) is one of `placed` or

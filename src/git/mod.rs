@@ -9,6 +9,7 @@ mod admin;
 mod batch;
 mod commit;
 mod error;
+mod filters;
 mod gates;
 mod identity;
 mod include;

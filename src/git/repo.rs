@@ -9,9 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{
-    BranchType, ErrorCode, ObjectType, Oid, Repository, Sort, TreeWalkMode, TreeWalkResult,
-};
+use git2::{ErrorCode, ObjectType, Oid, Repository, Sort, TreeWalkMode, TreeWalkResult};
 
 use super::error::GitError;
 
@@ -253,17 +251,53 @@ impl Repo {
 
     /// Deletes `refs/heads/<branch>`; a branch that does not exist is not an
     /// error (prune and resume may race with a user who deleted it already).
-    /// libgit2 refuses to delete a branch checked out in any worktree.
+    /// Refused, as git and libgit2 do, for a branch checked out in any
+    /// worktree; its `branch.<name>.*` config goes with it, as there.
     pub fn delete_branch(&self, branch: &str) -> Result<(), GitError> {
         let repo = self.open()?;
-        let result = match repo.find_branch(branch, BranchType::Local) {
-            Ok(mut b) => b
-                .delete()
-                .map_err(|e| GitError::git("delete branch", branch, e)),
-            Err(e) if e.code() == ErrorCode::NotFound => Ok(()),
-            Err(e) => Err(GitError::git("read branch", branch, e)),
+        let refname = format!("refs/heads/{branch}");
+        let mut reference = match repo.find_reference(&refname) {
+            Ok(r) => r,
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok(()),
+            Err(e) => return Err(GitError::git("read branch", branch, e)),
         };
-        result
+        // What `git_branch_delete` checks, from the HEAD files alone: it
+        // opens every worktree's repository to read its HEAD, per deletion.
+        if self.checked_out(&refname) {
+            return Err(GitError::git(
+                "delete branch",
+                branch,
+                git2::Error::from_str(&format!(
+                    "cannot delete branch '{refname}' as it is the current HEAD of a worktree"
+                )),
+            ));
+        }
+        remove_branch_config(&repo, branch)?;
+        reference
+            .delete()
+            .map_err(|e| GitError::git("delete branch", branch, e))
+    }
+
+    /// Whether some worktree's HEAD names `refname`: the main one's (of a
+    /// repository that is not bare) or a linked one's, read from their
+    /// `HEAD` files.
+    fn checked_out(&self, refname: &str) -> bool {
+        let names = |head: &std::path::Path| {
+            std::fs::read_to_string(head).is_ok_and(|text| {
+                text.trim()
+                    .strip_prefix("ref:")
+                    .is_some_and(|r| r.trim() == refname)
+            })
+        };
+        if !self.bare && names(&self.common_dir.join("HEAD")) {
+            return true;
+        }
+        let Ok(entries) = std::fs::read_dir(self.common_dir.join("worktrees")) else {
+            return false;
+        };
+        entries
+            .flatten()
+            .any(|entry| names(&entry.path().join("HEAD")))
     }
 
     /// Keeps `tip` reachable under `refs/treefarm/archive/<id>`, or `<id>-2`,
@@ -303,6 +337,41 @@ fn tune_libgit2() {
         // full-tree walk per merge). git itself does not check this either.
         git2::opts::strict_object_creation(false);
     });
+}
+
+/// Removes the `branch.<branch>.*` keys of the repository's own config
+/// (what `git_branch_delete` does by removing the section); the config is
+/// written only when there is such a key.
+fn remove_branch_config(repo: &Repository, branch: &str) -> Result<(), GitError> {
+    let fail = |e| GitError::git("remove the config of branch", branch, e);
+    let Ok(mut local) = repo
+        .config()
+        .and_then(|c| c.open_level(git2::ConfigLevel::Local))
+    else {
+        return Ok(());
+    };
+    let prefix = format!("branch.{branch}.");
+    let mut names = Vec::new();
+    {
+        let entries = local.entries(None).map_err(fail)?;
+        entries
+            .for_each(|entry| {
+                if let Some(name) = entry.name() {
+                    // libgit2 lowercases the section and the key, never
+                    // the branch name.
+                    if name.starts_with(&prefix) {
+                        names.push(name.to_string());
+                    }
+                }
+            })
+            .map_err(fail)?;
+    }
+    names.sort();
+    names.dedup();
+    for name in names {
+        local.remove_multivar(&name, ".*").map_err(fail)?;
+    }
+    Ok(())
 }
 
 /// `path` made absolute with symlinks resolved (as git prints it), without a

@@ -22,7 +22,7 @@ use super::error::GitError;
 use super::repo::Repo;
 
 /// The skip-worktree bit of an index entry's extended flags.
-const SKIP_WORKTREE: u16 = 1 << 14;
+pub(crate) const SKIP_WORKTREE: u16 = 1 << 14;
 
 /// What a sparse worktree should materialise, as the run asks for it; turned
 /// into a [`Shape`] against the tree being checked out.
@@ -403,7 +403,9 @@ pub(crate) fn add_sparse(
     // Files: only the materialised paths, named by the fewest prefixes.
     if !included.is_empty() {
         let mut cb = CheckoutBuilder::new();
-        cb.force().disable_pathspec_match(true);
+        cb.force()
+            .disable_pathspec_match(true)
+            .disable_filters(super::filters::none_apply(&wt, &tree));
         let mut last: Option<String> = None;
         for p in &included {
             if last
@@ -428,31 +430,6 @@ pub(crate) fn add_sparse(
             .map_err(|e| GitError::git("check out the materialised files of", at(), e))?;
     }
     Ok(())
-}
-
-/// The skip-worktree paths of `repo`'s index whose files are absent: a sparse
-/// checkout's unmaterialised files, which are not deletions.
-pub(crate) fn unmaterialised(repo: &Repository) -> Result<HashSet<Vec<u8>>, GitError> {
-    let index = repo.index().map_err(|e| {
-        GitError::git(
-            "read the index of",
-            repo.workdir().unwrap_or(repo.path()).display().to_string(),
-            e,
-        )
-    })?;
-    let root = repo.workdir().map(Path::to_path_buf);
-    Ok(index
-        .iter()
-        .filter(|e| e.flags_extended & SKIP_WORKTREE != 0)
-        .filter(|e| {
-            root.as_ref().is_none_or(|r| {
-                r.join(String::from_utf8_lossy(&e.path).as_ref())
-                    .symlink_metadata()
-                    .is_err()
-            })
-        })
-        .map(|e| e.path)
-        .collect())
 }
 
 /// Bytes a file of `size` bytes takes on a file system with 4 KiB blocks.

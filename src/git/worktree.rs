@@ -411,30 +411,67 @@ impl Repo {
             )
         })?;
         for name in names.iter().flatten() {
-            let Some(wt) = self.find_listed_worktree(&repo, name)? else {
-                continue;
-            };
-            let path = wt.path().to_path_buf();
-            let (branch, head) = read_head(
-                &repo,
-                &self.common_dir().join("worktrees").join(name).join("HEAD"),
-            );
-            out.push(WorktreeInfo {
-                name: name.to_string(),
-                path_exists: path.exists(),
-                path,
-                branch,
-                head,
-                is_main: false,
-            });
+            if let Some(info) = self.linked_worktree(&repo, name) {
+                out.push(info);
+            }
         }
         Ok(out)
+    }
+
+    /// The linked worktree registered as `name`, read from its admin entry
+    /// as git reads it — the path from `gitdir`, the branch from `HEAD` —
+    /// rather than by libgit2's lookup, which resolves the admin folder's
+    /// real path (a `readlink` per path component) on every call: listing
+    /// every worktree is done per plant, merge and prune, with as many
+    /// worktrees as the run has not pruned yet. `None` when the entry is
+    /// not whole (being removed, or half made), like libgit2's lookup.
+    fn linked_worktree(&self, repo: &Repository, name: &str) -> Option<WorktreeInfo> {
+        let admin = self.common_dir().join("worktrees").join(name);
+        if !admin.join("commondir").is_file() {
+            return None;
+        }
+        let gitdir = std::fs::read_to_string(admin.join("gitdir")).ok()?;
+        let gitlink = Path::new(gitdir.trim_end());
+        // What git writes is absolute; libgit2 reads a relative one from
+        // the admin folder.
+        let gitlink = admin.join(gitlink);
+        let path = gitlink.parent()?.to_path_buf();
+        let head_file = admin.join("HEAD");
+        if !head_file.is_file() {
+            return None;
+        }
+        let (branch, head) = read_head(repo, &head_file);
+        Some(WorktreeInfo {
+            name: name.to_string(),
+            path_exists: path.exists(),
+            path,
+            branch,
+            head,
+            is_main: false,
+        })
     }
 
     /// Removes a linked worktree (by admin name or path): its files, then its
     /// admin entry. A dirty or locked one is refused unless `force`.
     pub fn remove_worktree(&self, name_or_path: &Path, force: bool) -> Result<(), GitError> {
-        let list = self.worktrees()?;
+        // The admin entry named like the path's last component is, for
+        // every worktree treefarm makes, the one: read it alone before
+        // listing (and resolving the path of) every worktree.
+        let direct = match name_or_path.file_name().and_then(|n| n.to_str()) {
+            Some(name) => {
+                let repo = self.open()?;
+                self.linked_worktree(&repo, name).filter(|w| {
+                    Path::new(&w.name) == name_or_path
+                        || w.path == name_or_path
+                        || same_path(&w.path, name_or_path)
+                })
+            }
+            None => None,
+        };
+        let list = match direct {
+            Some(w) => vec![w],
+            None => self.worktrees()?,
+        };
         let wanted = canonical(name_or_path).ok();
         let found = list.iter().find(|w| {
             Path::new(&w.name) == name_or_path
@@ -579,12 +616,15 @@ fn add_on_branch(repo: &Repository, name: &str, path: &Path, branch: &str) -> Re
         branch: branch.to_string(),
         source,
     })?;
-    wt.checkout_head(Some(&mut git2::build::CheckoutBuilder::new()))
-        .map_err(|source| GitError::CreateWorktree {
-            path: path.to_path_buf(),
-            branch: branch.to_string(),
-            source,
-        })?;
+    let fail = |source| GitError::CreateWorktree {
+        path: path.to_path_buf(),
+        branch: branch.to_string(),
+        source,
+    };
+    let tree = wt.head().and_then(|h| h.peel_to_tree()).map_err(fail)?;
+    let mut opts = git2::build::CheckoutBuilder::new();
+    opts.disable_filters(super::filters::none_apply(&wt, &tree));
+    wt.checkout_head(Some(&mut opts)).map_err(fail)?;
     Ok(())
 }
 

@@ -36,6 +36,13 @@ pub struct HumanReporter {
     size: Option<(usize, usize)>,
     /// Set by [`Reporter::finish`]: nothing live is drawn after the table.
     finished: bool,
+    /// The block on screen (when `drawn > 0`) and when it was drawn: an
+    /// unchanged block is not written again, and none is redrawn sooner
+    /// than [`REDRAW_EVERY_MS`] after the last.
+    shown: Vec<String>,
+    shown_at_ms: u64,
+    /// The latest outcomes (`041 merged`), newest last, at most [`RECENT`].
+    recent: std::collections::VecDeque<String>,
 }
 
 impl HumanReporter {
@@ -47,6 +54,9 @@ impl HumanReporter {
             drawn: 0,
             size: None,
             finished: false,
+            shown: Vec::new(),
+            shown_at_ms: 0,
+            recent: std::collections::VecDeque::new(),
         }
     }
 
@@ -108,6 +118,20 @@ pub fn format_duration(ms: u64) -> String {
     }
 }
 
+/// The instance and the word of an event that says how an instance ended.
+fn outcome(event: &Event) -> Option<(&str, &'static str)> {
+    match event {
+        Event::Merged { id, .. } => Some((id, "merged")),
+        Event::Failed { id, .. } => Some((id, "failed")),
+        Event::TimedOut { id, .. } => Some((id, "timed_out")),
+        Event::Unchanged { id, .. } => Some((id, "unchanged")),
+        Event::Conflicted { id, .. } => Some((id, "conflicted")),
+        Event::Refused { id, .. } => Some((id, "refused")),
+        Event::Skipped { id, .. } => Some((id, "skipped")),
+        _ => None,
+    }
+}
+
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(10)]
 }
@@ -133,6 +157,12 @@ impl Reporter for HumanReporter {
     }
 
     fn event(&mut self, event: &Event) {
+        if let Some((id, word)) = outcome(event) {
+            if self.recent.len() == RECENT {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(format!("{id} {word}"));
+        }
         match event {
             Event::RunStarted {
                 run_id,
@@ -425,15 +455,26 @@ impl Reporter for HumanReporter {
         if !self.live || self.finished {
             return;
         }
+        if self.drawn > 0 && now_ms.saturating_sub(self.shown_at_ms) < REDRAW_EVERY_MS {
+            return;
+        }
         let (columns, rows) = self.terminal_size();
-        let block = live_block(run, now_ms, rows.saturating_sub(1).max(1));
-        self.erase_live();
+        let recent: Vec<String> = self.recent.iter().cloned().collect();
         let width = columns.saturating_sub(1).max(1);
+        let block: Vec<String> = live_block(run, now_ms, rows.saturating_sub(1).max(1), &recent)
+            .into_iter()
+            .map(|line| line.chars().take(width).collect())
+            .collect();
+        self.shown_at_ms = now_ms;
+        if self.drawn > 0 && block == self.shown {
+            return;
+        }
+        self.erase_live();
         for line in &block {
-            let line: String = line.chars().take(width).collect();
-            let _ = writeln!(self.out, "{}", self.paint("2", &line));
+            let _ = writeln!(self.out, "{}", self.paint("2", line));
         }
         self.drawn = block.len();
+        self.shown = block;
         let _ = self.out.flush();
     }
 
@@ -614,103 +655,138 @@ fn queue_lines(q: &crate::merge_queue::QueueRecord, now_ms: u64) -> Vec<String> 
         .collect()
 }
 
-/// The lines of the live block, at most `max_lines` (at least 1): running
-/// instances, the merge queue, then counts of finished and waiting ones.
-pub fn live_block(run: &RunRecord, now_ms: u64, max_lines: usize) -> Vec<String> {
-    let active: Vec<&InstanceRecord> = run
-        .instances
-        .iter()
-        .filter(|i| {
-            matches!(
-                i.state,
-                InstanceState::Creating | InstanceState::Created | InstanceState::Running
-            )
-        })
-        .collect();
-    let mut lines: Vec<String> = active
-        .iter()
-        .map(|inst| {
-            let elapsed = inst
-                .started_at_ms
-                .map(|s| format_duration(now_ms.saturating_sub(s)))
-                .unwrap_or_default();
-            let progress = inst
-                .progress
-                .map(|p| format!("{p:>3}%"))
-                .unwrap_or_else(|| "    ".into());
-            let message = match inst.retry_at_ms {
-                Some(at) => format!(
-                    "rate-limited: starts again in {}",
-                    format_duration(at.saturating_sub(now_ms))
-                ),
-                None => inst.message.clone().unwrap_or_default(),
-            };
-            // `executor: slurm`: the job's state, and while pending why.
-            let message = match &inst.job {
-                Some(job) => format!("[{}] {message}", job.describe(now_ms)),
-                None => message,
-            };
-            format!(
-                "  {:<8} {:<11} {:>7} {progress} attempt {} {}",
-                inst.id,
-                inst.state.as_str(),
-                elapsed,
-                inst.attempt,
-                message.chars().take(60).collect::<String>()
-            )
-        })
-        .collect();
-    // The merge lane: the one merging, then those waiting for it.
-    let merging = run
-        .instances
-        .iter()
-        .filter(|i| i.state == InstanceState::Merging)
-        .map(|i| format!("{} (merging)", i.id));
-    let queued = run
-        .instances
-        .iter()
-        .filter(|i| i.state == InstanceState::Succeeded && !run.no_merge())
-        .map(|i| i.id.clone());
-    let queue: Vec<String> = merging.chain(queued).collect();
-    let mut summary = Vec::new();
-    if !queue.is_empty() {
-        summary.push(format!("  merge queue: {}", list(&queue)));
+/// How many of the latest outcomes the live block names.
+const RECENT: usize = 3;
+
+/// The least time between two redraws of an unchanged screen: what arrives
+/// faster is drawn at the next refresh.
+const REDRAW_EVERY_MS: u64 = 200;
+
+/// One running (or starting) instance's line of the live block: the one
+/// place that formats it.
+fn instance_line(inst: &InstanceRecord, now_ms: u64) -> String {
+    let elapsed = inst
+        .started_at_ms
+        .map(|s| format_duration(now_ms.saturating_sub(s)))
+        .unwrap_or_default();
+    let progress = inst
+        .progress
+        .map(|p| format!("{p:>3}%"))
+        .unwrap_or_else(|| "    ".into());
+    let message = match inst.retry_at_ms {
+        Some(at) => format!(
+            "rate-limited: starts again in {}",
+            format_duration(at.saturating_sub(now_ms))
+        ),
+        None => inst.message.clone().unwrap_or_default(),
+    };
+    // `executor: slurm`: the job's state, and while pending why.
+    let message = match &inst.job {
+        Some(job) => format!("[{}] {message}", job.describe(now_ms)),
+        None => message,
+    };
+    format!(
+        "  {:<8} {:<11} {:>7} {progress} attempt {} {}",
+        inst.id,
+        inst.state.as_str(),
+        elapsed,
+        inst.attempt,
+        message.chars().take(60).collect::<String>()
+    )
+}
+
+/// Counts by name in first-seen order (a handful of names: a short list
+/// beats a map).
+#[derive(Default)]
+struct Tally(Vec<(&'static str, usize)>);
+
+impl Tally {
+    fn add(&mut self, name: &'static str) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, count)) => *count += 1,
+            None => self.0.push((name, 1)),
+        }
     }
+
+    fn total(&self) -> usize {
+        self.0.iter().map(|(_, c)| c).sum()
+    }
+
+    fn parts(&self) -> String {
+        let parts: Vec<String> = self.0.iter().map(|(n, c)| format!("{c} {n}")).collect();
+        parts.join(", ")
+    }
+}
+
+/// The lines of the live block, at most `max_lines` (at least 1): the
+/// running instances (one line each, as many as fit, then `+N more
+/// running`), the merge queue, then counts — finished by outcome, waiting
+/// (to start, on dependencies) — and the `recent` outcomes (newest last).
+/// One pass over the instances and at most `max_lines` lines formatted,
+/// however many instances the run has.
+pub fn live_block(
+    run: &RunRecord,
+    now_ms: u64,
+    max_lines: usize,
+    recent: &[String],
+) -> Vec<String> {
+    let max_lines = max_lines.max(1);
+    let no_merge = run.no_merge();
+    let mut active: Vec<&InstanceRecord> = Vec::new();
+    let mut merging: Vec<&str> = Vec::new();
+    let mut queued: Vec<&str> = Vec::new();
+    let mut done = Tally::default();
+    let mut pending: Vec<&InstanceRecord> = Vec::new();
+    let mut backing_off = 0;
+    for inst in &run.instances {
+        backing_off += usize::from(inst.retry_at_ms.is_some());
+        match inst.state {
+            InstanceState::Creating | InstanceState::Created | InstanceState::Running => {
+                active.push(inst)
+            }
+            InstanceState::Merging => merging.push(&inst.id),
+            InstanceState::Succeeded if !no_merge => queued.push(&inst.id),
+            InstanceState::Pending => pending.push(inst),
+            // Merged and cleaned up is, to the reader, merged.
+            InstanceState::Pruned => done.add("merged"),
+            other => done.add(other.as_str()),
+        }
+    }
+    let mut summary = Vec::new();
     if let Some(q) = &run.merge_queue {
         summary.extend(queue_lines(q, now_ms));
     }
-    let mut done: Vec<(&str, usize)> = Vec::new();
-    for inst in run.instances.iter().filter(|i| {
-        i.state.is_terminal() || (i.state == InstanceState::Succeeded && run.no_merge())
-    }) {
-        let name = match inst.state {
-            InstanceState::Pruned => "merged",
-            other => other.as_str(),
+    if !merging.is_empty() || !queued.is_empty() {
+        // The merge lane: the one merging, then those waiting for it.
+        let queue: Vec<String> = merging
+            .iter()
+            .map(|id| format!("{id} (merging)"))
+            .chain(queued.iter().take(8).map(|id| id.to_string()))
+            .collect();
+        let more = queued.len().saturating_sub(8);
+        let more = if more > 0 {
+            format!(" (+{more} more)")
+        } else {
+            String::new()
         };
-        match done.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, count)) => *count += 1,
-            None => done.push((name, 1)),
-        }
+        summary.push(format!("  merge queue: {}{more}", queue.join(", ")));
     }
-    if !done.is_empty() {
-        let total: usize = done.iter().map(|(_, c)| c).sum();
-        let parts: Vec<String> = done.iter().map(|(n, c)| format!("{c} {n}")).collect();
-        summary.push(format!("  {total} finished ({})", parts.join(", ")));
+    if done.total() > 0 {
+        summary.push(format!("  {} finished ({})", done.total(), done.parts()));
     }
-    let waiting = run
-        .instances
-        .iter()
-        .filter(|i| i.state == InstanceState::Pending)
-        .count();
-    if waiting > 0 {
-        summary.push(format!("  {waiting} waiting"));
+    if !pending.is_empty() {
+        let on_deps = on_dependencies(run, &pending);
+        summary.push(if on_deps == 0 {
+            format!("  {} waiting", pending.len())
+        } else {
+            format!(
+                "  {} waiting ({} to start, {on_deps} on dependencies)",
+                pending.len(),
+                pending.len() - on_deps
+            )
+        });
     }
     if let Some(pacing) = &run.pacing {
-        let backing_off = run
-            .instances
-            .iter()
-            .filter(|i| i.retry_at_ms.is_some())
-            .count();
         if pacing.window.limit() < pacing.window.max() || backing_off > 0 {
             summary.push(format!(
                 "  concurrency limit {} of {}, {backing_off} backing off",
@@ -719,20 +795,57 @@ pub fn live_block(run: &RunRecord, now_ms: u64, max_lines: usize) -> Vec<String>
             ));
         }
     }
+    if !recent.is_empty() {
+        summary.push(format!("  recent: {}", recent.join(", ")));
+    }
     // Counts win over individual lines: they stand for everything.
-    let max_lines = max_lines.max(1);
     let summary_room = summary.len().min(max_lines);
     summary.truncate(summary_room);
     let room = max_lines - summary_room;
-    if lines.len() > room {
-        let hidden = lines.len() - room.saturating_sub(1);
-        lines.truncate(room.saturating_sub(1));
-        if room > 0 {
-            lines.push(format!("  … and {hidden} more running"));
-        }
+    let shown = if active.len() > room {
+        room.saturating_sub(1)
+    } else {
+        active.len()
+    };
+    let mut lines: Vec<String> = active[..shown]
+        .iter()
+        .map(|inst| instance_line(inst, now_ms))
+        .collect();
+    if shown < active.len() && room > 0 {
+        lines.push(format!("  +{} more running", active.len() - shown));
     }
     lines.extend(summary);
     lines
+}
+
+/// How many of the `pending` instances wait for a spec they depend on that
+/// is in the run and not merged yet.
+fn on_dependencies(run: &RunRecord, pending: &[&InstanceRecord]) -> usize {
+    let Some(opts) = run.opts() else {
+        return 0;
+    };
+    let deps: std::collections::HashMap<&str, &[String]> = opts
+        .specs
+        .iter()
+        .filter(|s| !s.depends_on.is_empty())
+        .map(|s| (s.id.as_str(), s.depends_on.as_slice()))
+        .collect();
+    if deps.is_empty() {
+        return 0;
+    }
+    let unmerged: std::collections::HashSet<&str> = run
+        .instances
+        .iter()
+        .filter(|i| !matches!(i.state, InstanceState::Merged | InstanceState::Pruned))
+        .map(|i| i.id.as_str())
+        .collect();
+    pending
+        .iter()
+        .filter(|inst| {
+            deps.get(inst.id.as_str())
+                .is_some_and(|d| d.iter().any(|d| unmerged.contains(d.as_str())))
+        })
+        .count()
 }
 
 #[cfg(test)]
@@ -801,7 +914,7 @@ mod tests {
         pacer.rate_limited_attempt("000", 1, cause, 1_000);
         run.pacing = Some(pacer);
         run.instances[0].retry_at_ms = Some(3_000);
-        let live = live_block(&run, 1_000, 10).join("\n");
+        let live = live_block(&run, 1_000, 10, &[]).join("\n");
         assert!(
             live.contains("rate-limited: starts again in 2.0s"),
             "{live}"
@@ -899,7 +1012,7 @@ mod tests {
         });
         let mut run = run_with(&[(InstanceState::Succeeded, 3)]);
         run.merge_queue = Some(q);
-        let lines = live_block(&run, 4_000, 24);
+        let lines = live_block(&run, 4_000, 24, &[]);
         let expected = format!(
             "  merge batch 1: a, b, c; gate on prefix 3/3 {}",
             format_duration(3_000)
@@ -925,5 +1038,146 @@ mod tests {
         assert!(!after.contains("running"), "{after:?}");
         assert!(!after.contains("\x1b[3F"), "{after:?}");
         assert!(table.ends_with('\n') && after.ends_with('\n'));
+    }
+
+    /// A run of `n` instances as a big run looks mid-way: one in 30 (at
+    /// least 4) starting or running, with progress and a message, as on a
+    /// cluster; one merging and up to 40 queued behind it; a fifth waiting
+    /// (a third of them on a spec not merged yet); the rest finished — most
+    /// merged, some failed or conflicted.
+    fn big_run(n: usize) -> RunRecord {
+        let mut specs = Vec::new();
+        let mut instances = Vec::new();
+        let running = (n / 30).max(4);
+        for i in 0..n {
+            let id = format!("{i:04}");
+            let state = match i {
+                _ if i < n / 5 => InstanceState::Pending,
+                _ if i < n / 5 + running => {
+                    [InstanceState::Running, InstanceState::Creating][i % 2]
+                }
+                _ if i == n / 5 + running => InstanceState::Merging,
+                _ if i <= n / 5 + running + (n / 50).min(40) => InstanceState::Succeeded,
+                _ if i % 17 == 0 => InstanceState::Failed,
+                _ if i % 23 == 0 => InstanceState::Conflicted,
+                _ if i % 2 == 0 => InstanceState::Merged,
+                _ => InstanceState::Pruned,
+            };
+            let running = matches!(state, InstanceState::Running | InstanceState::Creating);
+            instances.push(InstanceRecord {
+                id: id.clone(),
+                state,
+                attempt: 1,
+                started_at_ms: running.then_some(1_000 * i as u64 % 50_000),
+                progress: (state == InstanceState::Running).then_some((i % 100) as u8),
+                message: running.then(|| format!("working on {id}")),
+                ..InstanceRecord::default()
+            });
+            // Every third waiting spec depends on the first running one.
+            let depends_on = if i < n / 5 && i % 3 == 0 {
+                vec![format!("{:04}", n / 5)]
+            } else {
+                Vec::new()
+            };
+            specs.push(crate::spec::Spec {
+                id,
+                title: String::new(),
+                priority: i as i64,
+                path: Default::default(),
+                rel_path: String::new(),
+                files: Vec::new(),
+                shared: Vec::new(),
+                depends_on,
+                body: String::new(),
+                order: i,
+                sources: Vec::new(),
+                slurm: None,
+            });
+        }
+        RunRecord {
+            instances,
+            options: crate::state::RunOptions {
+                specs,
+                ..Default::default()
+            }
+            .into(),
+            ..RunRecord::default()
+        }
+    }
+
+    /// What a 24-row terminal shows of [`big_run`] after three outcomes.
+    fn big_screen(n: usize) -> String {
+        let screen = Screen::default();
+        let mut r = HumanReporter::new(Box::new(screen.clone()), false, true).with_size(100, 24);
+        for event in [
+            Event::Pruned { id: "0901".into() },
+            Event::Skipped {
+                id: "0902".into(),
+                reason: "dependency failed".into(),
+            },
+            Event::Conflicted {
+                id: "0903".into(),
+                paths: vec!["a".into()],
+            },
+            Event::Merged {
+                id: "0904".into(),
+                commit: "c0ffee".into(),
+                strategy: crate::config::Strategy::Merge,
+            },
+        ] {
+            r.event(&event);
+        }
+        screen.take();
+        r.refresh(&big_run(n), 60_000);
+        screen.take()
+    }
+
+    #[test]
+    fn live_view_of_ten_instances_names_each_running_one_and_counts_the_rest() {
+        insta::assert_snapshot!(big_screen(10));
+    }
+
+    #[test]
+    fn live_view_of_two_thousand_instances_fits_the_screen_with_counts_by_state() {
+        let out = big_screen(2_000);
+        assert!(out.lines().count() < 24, "{out}");
+        insta::assert_snapshot!(out);
+    }
+
+    #[test]
+    fn live_view_redraws_nothing_unchanged_and_not_sooner_than_its_interval() {
+        let run = big_run(2_000);
+        let screen = Screen::default();
+        let mut r = HumanReporter::new(Box::new(screen.clone()), false, true).with_size(100, 24);
+        r.refresh(&run, 60_000);
+        assert!(screen.take().contains("more running"));
+        // Within the interval: nothing, although the elapsed times moved.
+        r.refresh(&run, 60_000 + REDRAW_EVERY_MS - 1);
+        assert_eq!(screen.take(), "");
+        // Nothing running: the same block again is not written again.
+        let mut still = run.clone();
+        for inst in &mut still.instances {
+            if inst.started_at_ms.is_some() {
+                inst.state = InstanceState::Pending;
+            }
+        }
+        r.refresh(&still, 61_000);
+        let drawn = screen.take();
+        assert!(!drawn.contains("more running"), "{drawn}");
+        r.refresh(&still, 62_000);
+        assert_eq!(screen.take(), "");
+        // An event line erases the block: the next refresh draws it anew.
+        r.event(&Event::Pruned { id: "0001".into() });
+        assert!(screen.take().contains("pruned"));
+        r.refresh(&still, 62_001);
+        let redrawn = screen.take();
+        assert!(
+            !redrawn.is_empty() && drawn.ends_with(&redrawn),
+            "{redrawn:?}"
+        );
+        assert!(
+            !redrawn.contains('\x1b'),
+            "nothing left to erase: {redrawn:?}"
+        );
     }
 }

@@ -32,6 +32,8 @@ mod docs_links;
 mod fuzz_parsers;
 mod gate_paths;
 mod git_bench;
+mod git_checkout_filters;
+mod git_collect;
 mod git_commit;
 mod git_merge;
 mod git_tree_merge;

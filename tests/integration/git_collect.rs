@@ -1,0 +1,269 @@
+//! Collecting an agent's work (issue 27): `Repo::commit_all_except` stages
+//! only what changed — one listing of the worktree — and commits exactly what
+//! `git add -A` would, in a sparse and in a full worktree, directly and
+//! through a real run with isolation on. Real `git` is the oracle.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+
+use common::{stderr, TestRepo};
+use treefarm::git::{Oid, Repo, SparseRequest, WorktreeRequest};
+
+/// Every kind of change an agent can leave behind, as a shell script run in
+/// the worktree: added, modified, deleted, renamed, executable bit, symlink
+/// retargeted and added, a file in a new folder, an ignored file, a file in
+/// a folder a sparse checkout does not materialise (`c/`), and what setup
+/// would have placed (`.env`, `data/`). The submodule `sub` is left alone.
+const CHANGES: &str = r#"set -e
+echo changed >> edit.txt
+echo cone >> a/f1.txt
+rm gone.txt
+mv a/old.txt a/renamed.txt
+chmod +x tool.sh
+ln -sf edit.txt link
+ln -s keep.txt newlink
+mkdir -p newdir/deep && echo n > newdir/deep/f.txt
+echo log > debug.log
+mkdir -p c/outside && echo o > c/outside/created.txt
+echo secret > .env
+mkdir -p data && echo d > data/x.bin
+"#;
+
+/// What setup placed in the worktree (`setup.copy` / `setup.link`).
+fn placed() -> Vec<String> {
+    vec![".env".into(), "data".into()]
+}
+
+/// The git pathspec of `git add` that leaves out what [`placed`] names.
+const ORACLE_ADD: &str = "git add -A --sparse -- . ':(exclude).env' ':(exclude)data'";
+
+/// A repository with root files, a symlink, a script, folders `a`, `b`, `c`
+/// of files, an ignore file and a submodule gitlink (never checked out).
+fn collect_repo() -> TestRepo {
+    let mut files: Vec<(String, String)> = vec![
+        ("keep.txt".into(), "keep\n".into()),
+        ("edit.txt".into(), "before\n".into()),
+        ("gone.txt".into(), "bye\n".into()),
+        ("tool.sh".into(), "#!/bin/sh\n".into()),
+        (".gitignore".into(), "*.log\n".into()),
+        ("a/old.txt".into(), "old\n".into()),
+        (
+            ".gitmodules".into(),
+            "[submodule \"sub\"]\n\tpath = sub\n\turl = ./nowhere\n".into(),
+        ),
+    ];
+    for d in ["a", "b", "c"] {
+        for i in 0..30 {
+            files.push((format!("{d}/f{i}.txt"), format!("{d} {i}\n")));
+        }
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let repo = TestRepo::with_files(&refs);
+    std::os::unix::fs::symlink("keep.txt", repo.root.join("link")).unwrap();
+    repo.git(&["add", "link"]);
+    let head = repo.git(&["rev-parse", "HEAD"]);
+    repo.git(&[
+        "update-index",
+        "--add",
+        "--cacheinfo",
+        &format!("160000,{head},sub"),
+    ]);
+    repo.git(&["commit", "-q", "-m", "link and submodule"]);
+    repo
+}
+
+/// A linked worktree `name` of `repo` at HEAD, sparse on `a/**` or whole.
+fn plant(t: &TestRepo, name: &str, sparse: bool) -> PathBuf {
+    let repo = Repo::discover(&t.root).unwrap();
+    let path = t.worktree_dir().join(name);
+    let req = WorktreeRequest {
+        name: name.into(),
+        path: path.clone(),
+        branch: format!("treefarm/{name}"),
+        start: Oid::from_str(&t.git(&["rev-parse", "HEAD"])).unwrap(),
+        reuse: false,
+        sparse: sparse.then(|| SparseRequest {
+            declared: vec!["a/**".into()],
+            include: Vec::new(),
+            exact: false,
+        }),
+    };
+    repo.add_worktrees(&[req]).remove(0).unwrap();
+    path
+}
+
+fn sh(t: &TestRepo, dir: &Path, script: &str) -> String {
+    let cmd = common::git_in(dir, &t.home, &[]);
+    let mut sh = std::process::Command::new("sh");
+    sh.current_dir(dir).arg("-c").arg(script);
+    // The same isolated git environment as `TestRepo::git`.
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    let out = sh.output().expect("run sh");
+    assert!(out.status.success(), "{script}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn commit_all_except_commits_what_git_add_all_would_in_sparse_and_full_worktrees() {
+    for sparse in [true, false] {
+        let t = collect_repo();
+        let ours = plant(&t, "001", sparse);
+        let theirs = plant(&t, "002", sparse);
+        assert_eq!(ours.join("b").exists(), !sparse, "sparse: {sparse}");
+        for wt in [&ours, &theirs] {
+            sh(&t, wt, CHANGES);
+        }
+
+        assert!(Repo::is_dirty_except(&ours, &placed()).unwrap());
+        let listed = Repo::worktree_changes(&ours, &placed()).unwrap();
+        let mut paths: Vec<String> = listed.paths().map(|p| p.display().to_string()).collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "a/f1.txt",
+                "a/old.txt",
+                "a/renamed.txt",
+                "c/outside/created.txt",
+                "edit.txt",
+                "gone.txt",
+                "link",
+                "newdir/deep/f.txt",
+                "newlink",
+                "tool.sh",
+            ],
+            "sparse: {sparse}: only the changed paths are listed"
+        );
+        let id = Repo::commit_all_except(&ours, "agent work", &placed())
+            .unwrap()
+            .expect("a commit");
+        let tree = t.git_at(&ours, &["rev-parse", &format!("{id}^{{tree}}")]);
+        let oracle = sh(&t, &theirs, &format!("{ORACLE_ADD}\ngit write-tree"));
+        assert_eq!(tree, oracle, "sparse: {sparse}: the tree git would commit");
+        assert_eq!(
+            t.git_at(&ours, &["ls-tree", &id.to_string(), "b/f0.txt", "link", "sub", "tool.sh"]),
+            format!(
+                "100644 blob {}\tb/f0.txt\n120000 blob {}\tlink\n160000 commit {}\tsub\n100755 blob {}\ttool.sh",
+                t.git(&["rev-parse", "HEAD:b/f0.txt"]),
+                sh(&t, &t.root, "printf edit.txt | git hash-object --stdin"),
+                t.git(&["rev-parse", "HEAD:sub"]),
+                t.git(&["rev-parse", "HEAD:tool.sh"]),
+            ),
+            "sparse: {sparse}: the script became executable, the link moved, the rest stayed"
+        );
+        // Git sees nothing left but the ignored and the placed files, and
+        // no unmaterialised file became a deletion.
+        assert_eq!(
+            t.git_at(&ours, &["status", "--porcelain"]),
+            "?? .env\n?? data/",
+            "sparse: {sparse}"
+        );
+        assert!(!Repo::is_dirty_except(&ours, &placed()).unwrap());
+        assert_eq!(
+            Repo::commit_all_except(&ours, "again", &placed()).unwrap(),
+            None
+        );
+    }
+}
+
+/// The agent of the run test: makes [`CHANGES`], then records the tree
+/// `git add -A --sparse` makes of them, in a copy of its index (so the
+/// worktree is left for treefarm to commit).
+const AGENT: &str = r#"out="$RECORDS/oracle-$TREEFARM_SPEC_ID"; mkdir -p "$out"
+CHANGES
+cp "$(git rev-parse --git-path index)" "$TMPDIR/oracle-index"
+GIT_INDEX_FILE="$TMPDIR/oracle-index" git add -A --sparse
+GIT_INDEX_FILE="$TMPDIR/oracle-index" git write-tree > "$out/tree"
+"#;
+
+#[test]
+fn a_run_with_isolation_commits_the_agents_leftovers_as_git_add_all_would() {
+    for sparse in ["auto", "off"] {
+        let t = collect_repo();
+        t.write(
+            "specs/SPEC-001-one.md",
+            "---\ntitle: one\nfiles:\n  - a/**\n---\nChange a.\n",
+        );
+        t.write(
+            "treefarm.yaml",
+            &format!(
+                "worktree:\n  sparse: {sparse}\n{}",
+                common::allow_write_yaml(&[&t.records()])
+            ),
+        );
+        t.commit_all("spec and config");
+        let agent = t.tmp.path().join("agent.sh");
+        let script = AGENT.replace("CHANGES", CHANGES.trim_start_matches("set -e\n"));
+        std::fs::write(
+            &agent,
+            format!("set -e\nRECORDS='{}'\n{script}", t.records().display()),
+        )
+        .unwrap();
+        let out = t.tf(&[
+            "run",
+            "--no-merge",
+            "--agent",
+            &format!("sh {}", agent.display()),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "sparse: {sparse}: {}",
+            stderr(&out)
+        );
+        let wt = t.worktree_dir().join("001");
+        assert_eq!(wt.join("b").exists(), sparse == "off");
+        let oracle = std::fs::read_to_string(t.records().join("oracle-001/tree")).unwrap();
+        assert_eq!(
+            t.git_at(&wt, &["rev-parse", "HEAD^{tree}"]),
+            oracle.trim(),
+            "sparse: {sparse}: treefarm committed the tree git would"
+        );
+        assert_eq!(
+            t.git_at(&wt, &["log", "-1", "--format=%s"]),
+            "treefarm: commit changes left uncommitted by the agent for 001"
+        );
+        assert_eq!(t.git_at(&wt, &["status", "--porcelain"]), "");
+    }
+}
+
+/// Pruning deletes a branch without libgit2's `git_branch_delete`, which
+/// opens every worktree per deletion: still refused while a worktree has the
+/// branch checked out, and its `branch.<name>.*` config goes with it.
+#[test]
+fn delete_branch_refuses_a_checked_out_branch_and_drops_its_config_like_git() {
+    let t = collect_repo();
+    let repo = Repo::discover(&t.root).unwrap();
+    let wt = plant(&t, "001", false);
+    t.git(&["config", "branch.treefarm/001.description", "work"]);
+    t.git(&["config", "branch.other.description", "kept"]);
+    let refused = repo.delete_branch("treefarm/001").unwrap_err();
+    assert!(
+        treefarm::error::chain(&refused).contains("current HEAD of a worktree"),
+        "{}",
+        treefarm::error::chain(&refused)
+    );
+    assert!(t
+        .git(&["branch", "--list", "treefarm/001"])
+        .contains("treefarm/001"));
+    t.git(&["worktree", "remove", "--force", wt.to_str().unwrap()]);
+    repo.delete_branch("treefarm/001").unwrap();
+    assert_eq!(t.git(&["branch", "--list", "treefarm/001"]), "");
+    assert_eq!(
+        t.git(&["config", "--get-regexp", "^branch\\."]),
+        "branch.other.description kept"
+    );
+    // Gone already: nothing to do, no error.
+    repo.delete_branch("treefarm/001").unwrap();
+    // The main worktree's branch is refused too.
+    assert!(repo.delete_branch("main").is_err());
+}
