@@ -2,6 +2,7 @@
 //! `<git-common-dir>/treefarm/`, written so that a coordinator killed with
 //! `kill -9` at any moment loses nothing (DESIGN.md, State).
 
+mod changes;
 mod dir;
 mod error;
 mod lock;
@@ -9,6 +10,7 @@ mod options;
 mod record;
 
 pub use crate::hooks::{crash_point, CRASH_AT_ENV, INJECT_WRITE_ERROR_ENV};
+pub use changes::{StateWriter, Touched};
 pub use dir::{RunDir, StateDir};
 pub use error::{Cause, StateError};
 pub use lock::{Lock, LockError, LockHolder, StaleTakeover};

@@ -113,20 +113,19 @@ fn orphans_of_a_timeout_interrupted_by_a_crash_are_killed_on_its_deadline_before
         .expect("spawn run");
     let grandchild = common::read_pid(&pid_file, 30);
     // SIGTERM sent for the timeout, SIGKILL pending: kill the coordinator.
-    let state_path = || {
-        let runs = repo.root.join(".git/treefarm/runs");
-        std::fs::read_dir(&runs)
-            .ok()?
-            .flatten()
-            .next()
-            .map(|e| e.path().join("state.json"))
-    };
+    // Read as `treefarm status` reads it: the snapshot and its change log.
+    let state = treefarm::state::StateDir::new(&repo.root.join(".git"));
     let mut kill_at = 0;
     wait_until("the timeout's SIGTERM to be journalled", || {
-        let Some(text) = state_path().and_then(|p| std::fs::read_to_string(p).ok()) else {
+        let Some(record) = state
+            .latest_run()
+            .ok()
+            .flatten()
+            .and_then(|id| state.open_run(&id).ok()?.read_state().ok())
+        else {
             return false;
         };
-        let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+        let Ok(json) = serde_json::to_value(&record) else {
             return false;
         };
         let inst = &json["instances"][0];
@@ -153,8 +152,12 @@ fn orphans_of_a_timeout_interrupted_by_a_crash_are_killed_on_its_deadline_before
         "SIGKILL came {} ms before the journalled deadline",
         kill_at - returned
     );
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(state_path().unwrap()).unwrap()).unwrap();
+    let id = state.latest_run().expect("runs").expect("a run");
+    let record = state
+        .open_run(&id)
+        .and_then(|d| d.read_state())
+        .expect("read");
+    let state = serde_json::to_value(&record).expect("json");
     let inst = &state["instances"][0];
     assert_eq!(inst["state"], "timed_out", "{inst}");
     assert_eq!(inst["attempt"], 1, "{inst}");
