@@ -93,7 +93,7 @@ fn disk_full_on_the_first_journal_write_of_a_run_is_a_clear_error() {
 /// still beside it; `journal.snapshot_written`: the snapshot durable, no new
 /// log yet; `journal.tmp_written` / `journal.renamed`: the new log written,
 /// then renamed into place).
-const JOURNAL_CRASH_POINTS: [&str; 7] = [
+pub(crate) const JOURNAL_CRASH_POINTS: [&str; 7] = [
     "journal.mid_append",
     "journal.appended",
     "state.tmp_written",
