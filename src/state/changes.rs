@@ -296,7 +296,9 @@ impl StateWriter {
         }
     }
 
-    /// Makes `run` durable: appended as a change, or compacted.
+    /// Makes `run` durable: appended as a change, or compacted. `run` is
+    /// the same record at every commit, changed in between (instances only
+    /// through [`RunRecord::instance_mut`]).
     pub fn commit(&mut self, run: &RunRecord) -> Result<(), StateError> {
         let compact = match &self.log {
             None => true,
@@ -304,6 +306,9 @@ impl StateWriter {
                 *len > self.base_len
                     || run.instances.len() != self.instances
                     || run.state != RunState::Running
+                    // Another record than the one last committed (its
+                    // clock went back): its stamps say nothing.
+                    || run.touched.clock() < self.seen
             }
         };
         if compact {
