@@ -335,14 +335,22 @@ impl Torture {
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        let mut armed = None;
         if self.crash_rng.below(2) == 0 {
-            let point = crate::crash_journal::JOURNAL_CRASH_POINTS[self
-                .crash_rng
-                .below(crate::crash_journal::JOURNAL_CRASH_POINTS.len() as u64)
-                as usize];
-            let nth = 1 + self.crash_rng.below(12);
-            command.env("TREEFARM_CRASH_AT", format!("{point}#{nth}"));
-            self.log.push(format!("{args:?} crash point {point}#{nth}"));
+            let points = crate::crash_journal::JOURNAL_CRASH_POINTS;
+            let point = points[self.crash_rng.below(points.len() as u64) as usize];
+            // Appends come at every commit, compactions every few dozen
+            // (and first thing in a resume): aim within reach of the timer.
+            let passes = if point.starts_with("journal.mid_append")
+                || point.starts_with("journal.appended")
+            {
+                12
+            } else {
+                3
+            };
+            let at = format!("{point}#{}", 1 + self.crash_rng.below(passes));
+            command.env("TREEFARM_CRASH_AT", &at);
+            armed = Some(at);
         }
         let mut child = command.spawn().expect("spawn treefarm");
         // Half the kills early (planting, the first agents), half anywhere.
@@ -360,10 +368,9 @@ impl Torture {
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 let signal = std::os::unix::process::ExitStatusExt::signal(&status);
-                self.log.push(if signal == Some(9) {
-                    format!("{args:?} killed at its crash point")
-                } else {
-                    format!("{args:?} ended by itself")
+                self.log.push(match (signal, &armed) {
+                    (Some(9), Some(at)) => format!("{args:?} killed at crash point {at}"),
+                    _ => format!("{args:?} ended by itself"),
                 });
                 break;
             }
@@ -684,9 +691,15 @@ fn torture(seed: u64, cfg: &Config) {
     );
     let violations = t.violations();
     let kills = t.log.iter().filter(|l| l.contains("killed ")).count();
+    let at_points: Vec<&str> = t
+        .log
+        .iter()
+        .filter_map(|l| l.rsplit_once("killed at crash point ").map(|(_, p)| p))
+        .collect();
     eprintln!(
-        "seed {seed}: {} specs, {kills} coordinator SIGKILLs, {} user commits to roadmap",
+        "seed {seed}: {} specs, {kills} coordinator SIGKILLs ({} at a journal crash point: {at_points:?}), {} user commits to roadmap",
         t.behaviours.len(),
+        at_points.len(),
         t.user_target_commits.len()
     );
     assert_eq!(
