@@ -5,7 +5,9 @@
 //! commit writes what changed, not the run.
 
 use tempfile::TempDir;
-use treefarm::state::{InstanceRecord, InstanceState, RunDir, RunRecord, RunState, StateDir};
+use treefarm::state::{
+    InstanceRecord, InstanceState, RunDir, RunRecord, RunState, StateDir, StateWriter,
+};
 
 const RUN_ID: &str = "20260101-000000-0000";
 
@@ -39,15 +41,29 @@ fn set(record: &mut RunRecord, id: &str, state: InstanceState) {
     inst.attempt += 1;
 }
 
+/// A run of `specs` instances whose writer made its first commit (a
+/// compaction), then one commit per change in `changes`.
+fn committed(
+    specs: usize,
+    changes: &[(&str, InstanceState)],
+) -> (TempDir, RunDir, RunRecord, StateWriter) {
+    let (tmp, dir, mut record) = run_dir(specs);
+    let mut writer = dir.state_writer();
+    writer.commit(&record).expect("first commit (compaction)");
+    for (id, state) in changes {
+        set(&mut record, id, *state);
+        writer.commit(&record).expect("commit");
+    }
+    (tmp, dir, record, writer)
+}
+
 fn log_len(dir: &RunDir) -> u64 {
     std::fs::metadata(dir.changes_path()).map_or(0, |m| m.len())
 }
 
 #[test]
 fn a_commit_appends_the_changed_instance_not_the_run() {
-    let (_tmp, dir, mut record) = run_dir(500);
-    let mut writer = dir.state_writer();
-    writer.commit(&record).expect("first commit (compaction)");
+    let (_tmp, dir, mut record, mut writer) = committed(500, &[]);
     let snapshot = std::fs::metadata(dir.state_path()).expect("snapshot").len();
     let before = log_len(&dir);
     set(&mut record, "250", InstanceState::Running);
@@ -70,9 +86,7 @@ fn a_commit_appends_the_changed_instance_not_the_run() {
 
 #[test]
 fn the_log_compacts_into_the_snapshot_as_it_outgrows_it() {
-    let (_tmp, dir, mut record) = run_dir(20);
-    let mut writer = dir.state_writer();
-    writer.commit(&record).expect("first commit");
+    let (_tmp, dir, mut record, mut writer) = committed(20, &[]);
     let mut compactions = 0;
     let mut last = log_len(&dir);
     for round in 0..200 {
@@ -97,12 +111,8 @@ fn the_log_compacts_into_the_snapshot_as_it_outgrows_it() {
 
 #[test]
 fn a_torn_last_line_is_ignored_and_the_next_writer_drops_it() {
-    let (_tmp, dir, mut record) = run_dir(5);
-    let mut writer = dir.state_writer();
-    writer.commit(&record).expect("first commit");
-    set(&mut record, "002", InstanceState::Running);
-    writer.commit(&record).expect("commit");
-    let committed = record.clone();
+    let (_tmp, dir, mut record, mut writer) = committed(5, &[("002", InstanceState::Running)]);
+    let before = record.clone();
     set(&mut record, "003", InstanceState::Running);
     writer.commit(&record).expect("commit");
     // A kill mid-append: the last line lost its second half.
@@ -114,7 +124,7 @@ fn a_torn_last_line_is_ignored_and_the_next_writer_drops_it() {
         + 1;
     let torn = last_start + (log.len() - last_start) / 2;
     std::fs::write(dir.changes_path(), &log[..torn]).expect("tear");
-    assert_eq!(dir.read_state().expect("read"), committed);
+    assert_eq!(dir.read_state().expect("read"), before);
 
     // The next coordinator starts from what it read; its first commit
     // leaves no torn line behind, and what it appends reads back.
@@ -132,11 +142,7 @@ fn a_torn_last_line_is_ignored_and_the_next_writer_drops_it() {
 
 #[test]
 fn a_log_of_an_older_snapshot_is_not_replayed() {
-    let (_tmp, dir, mut record) = run_dir(5);
-    let mut writer = dir.state_writer();
-    writer.commit(&record).expect("first commit");
-    set(&mut record, "001", InstanceState::Running);
-    writer.commit(&record).expect("commit");
+    let (_tmp, dir, mut record, mut writer) = committed(5, &[("001", InstanceState::Running)]);
     let stale_log = std::fs::read(dir.changes_path()).expect("log");
     // Commits until a compaction writes a new snapshot (the log shrinks).
     let mut last = log_len(&dir);
@@ -162,9 +168,9 @@ fn a_log_of_an_older_snapshot_is_not_replayed() {
 #[test]
 fn a_snapshot_with_no_log_reads_whole() {
     let (_tmp, dir, mut record) = run_dir(3);
-    let mut writer = dir.state_writer();
     set(&mut record, "001", InstanceState::Running);
-    writer.commit(&record).expect("first commit");
+    // The first commit is a compaction: the change is in the snapshot.
+    dir.state_writer().commit(&record).expect("first commit");
     // A crash after the snapshot, before its log was made.
     std::fs::remove_file(dir.changes_path()).expect("remove log");
     assert_eq!(dir.read_state().expect("read"), record);
@@ -172,11 +178,7 @@ fn a_snapshot_with_no_log_reads_whole() {
 
 #[test]
 fn a_run_that_ended_leaves_the_whole_record_in_state_json() {
-    let (_tmp, dir, mut record) = run_dir(3);
-    let mut writer = dir.state_writer();
-    writer.commit(&record).expect("first commit");
-    set(&mut record, "001", InstanceState::Merged);
-    writer.commit(&record).expect("commit");
+    let (_tmp, dir, mut record, mut writer) = committed(3, &[("001", InstanceState::Merged)]);
     record.state = RunState::Finished;
     record.finished_at_ms = Some(9);
     writer.commit(&record).expect("last commit");
@@ -217,13 +219,13 @@ fn an_old_layout_run_reads_unchanged() {
 
 #[test]
 fn a_corrupt_line_before_the_last_is_an_error_naming_the_log() {
-    let (_tmp, dir, mut record) = run_dir(3);
-    let mut writer = dir.state_writer();
-    writer.commit(&record).expect("first commit");
-    for id in ["001", "002"] {
-        set(&mut record, id, InstanceState::Running);
-        writer.commit(&record).expect("commit");
-    }
+    let (_tmp, dir, _, _) = committed(
+        3,
+        &[
+            ("001", InstanceState::Running),
+            ("002", InstanceState::Running),
+        ],
+    );
     let log = String::from_utf8(std::fs::read(dir.changes_path()).expect("log")).expect("utf8");
     let mut lines: Vec<&str> = log.lines().collect();
     lines[1] = "{\"run\": oops";
