@@ -6,7 +6,7 @@
 //! state.json          the snapshot: a whole RunRecord, written atomically
 //! state.changes.jsonl line 1: the header naming the snapshot it follows
 //!                     (its length and CRC-32); then one line per commit:
-//!                     {"run": {changed run-level fields},
+//!                     {"run": {field: RFC 6902 patch of what changed},
 //!                      "instances": [whole records that changed]}
 //! ```
 //!
@@ -107,25 +107,25 @@ struct Delta {
 }
 
 /// The run-level fields (everything but `options`, written once per
-/// snapshot, and `instances`), each serialised: a commit writes those whose
-/// bytes changed. A field added to [`RunRecord`] must be listed here and in
-/// [`apply_run_field`] (the test `head_lists_every_run_level_field` fails
-/// otherwise).
-fn head(run: &RunRecord) -> Result<Vec<(&'static str, Vec<u8>)>, serde_json::Error> {
+/// snapshot, and `instances`) as JSON values: a commit writes, for each
+/// field that changed, a patch from its last value — so a field that grows
+/// with the run (the merge queue's commits, the spending per spec) costs
+/// what was added, not its size. A field added to [`RunRecord`] must be
+/// listed here and in [`apply_run_field`] (the test
+/// `head_lists_every_run_level_field` fails otherwise).
+fn head(run: &RunRecord) -> Result<Vec<(&'static str, serde_json::Value)>, serde_json::Error> {
+    use serde_json::to_value as v;
     Ok(vec![
-        ("run_id", serde_json::to_vec(&run.run_id)?),
-        ("state", serde_json::to_vec(&run.state)?),
-        ("coordinator_pid", serde_json::to_vec(&run.coordinator_pid)?),
-        (
-            "coordinator_start",
-            serde_json::to_vec(&run.coordinator_start)?,
-        ),
-        ("started_at_ms", serde_json::to_vec(&run.started_at_ms)?),
-        ("finished_at_ms", serde_json::to_vec(&run.finished_at_ms)?),
-        ("pacing", serde_json::to_vec(&run.pacing)?),
-        ("spending", serde_json::to_vec(&run.spending)?),
-        ("budget_reached", serde_json::to_vec(&run.budget_reached)?),
-        ("merge_queue", serde_json::to_vec(&run.merge_queue)?),
+        ("run_id", v(&run.run_id)?),
+        ("state", v(run.state)?),
+        ("coordinator_pid", v(run.coordinator_pid)?),
+        ("coordinator_start", v(run.coordinator_start)?),
+        ("started_at_ms", v(run.started_at_ms)?),
+        ("finished_at_ms", v(run.finished_at_ms)?),
+        ("pacing", v(&run.pacing)?),
+        ("spending", v(&run.spending)?),
+        ("budget_reached", v(&run.budget_reached)?),
+        ("merge_queue", v(&run.merge_queue)?),
     ])
 }
 
@@ -223,18 +223,35 @@ fn apply<'a>(
         .enumerate()
         .map(|(i, inst)| (inst.id.clone(), i))
         .collect();
+    // The run-level fields as JSON, made when a line first patches one and
+    // set back on the record at the end.
+    let mut fields: Option<Vec<(&'static str, serde_json::Value)>> = None;
+    let mut patched = std::collections::BTreeSet::new();
     let mut lines = lines.enumerate().peekable();
     while let Some((n, line)) = lines.next() {
         let last = lines.peek().is_none();
         let delta = match serde_json::from_slice::<Delta>(line) {
             Ok(delta) => delta,
             Err(_) if last => break,
-            Err(e) => return Err(corrupt_line(log_path, n, e)),
+            Err(e) => return Err(corrupt_line(log_path, n, e.to_string())),
         };
-        for (key, value) in delta.run {
-            if let Err(e) = apply_run_field(run, &key, value) {
-                return Err(corrupt_line(log_path, n, e));
-            }
+        for (key, patch) in delta.run {
+            let values = match &mut fields {
+                Some(values) => values,
+                None => {
+                    fields.insert(head(run).map_err(|e| corrupt_line(log_path, n, e.to_string()))?)
+                }
+            };
+            // A field this version does not know (a newer writer's) is
+            // ignored, as in `state.json`.
+            let Some((name, value)) = values.iter_mut().find(|(k, _)| *k == key) else {
+                continue;
+            };
+            let patch: json_patch::Patch = serde_json::from_value(patch)
+                .map_err(|e| corrupt_line(log_path, n, e.to_string()))?;
+            json_patch::patch(value, &patch)
+                .map_err(|e| corrupt_line(log_path, n, e.to_string()))?;
+            patched.insert(*name);
         }
         for inst in delta.instances {
             match index.get(&inst.id) {
@@ -246,13 +263,20 @@ fn apply<'a>(
             }
         }
     }
+    for (key, value) in fields.into_iter().flatten() {
+        if patched.contains(key) {
+            apply_run_field(run, key, value).map_err(|e| {
+                corrupt_line(log_path, 0, format!("`{key}` after its patches: {e}"))
+            })?;
+        }
+    }
     Ok(())
 }
 
-fn corrupt_line(log_path: &Path, n: usize, e: serde_json::Error) -> StateError {
-    StateError::corrupt(
+fn corrupt_line(log_path: &Path, n: usize, error: String) -> StateError {
+    StateError::corrupt_text(
         log_path,
-        e,
+        error,
         Some(format!(
             "line {} is not a journal commit; move `{}` aside to read the run as of its last snapshot (`state.json`)",
             n + 2,
@@ -279,7 +303,7 @@ pub struct StateWriter {
     /// The touch clock of the record at the last commit.
     seen: u64,
     instances: usize,
-    head: Vec<(&'static str, Vec<u8>)>,
+    head: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl StateWriter {
@@ -323,17 +347,20 @@ impl StateWriter {
         let mut line = Vec::with_capacity(1024);
         line.extend_from_slice(b"{\"run\":{");
         let mut first = true;
-        for ((key, bytes), (_, old)) in head.iter().zip(&self.head) {
-            if bytes != old {
-                if !first {
-                    line.push(b',');
-                }
-                first = false;
-                line.push(b'"');
-                line.extend_from_slice(key.as_bytes());
-                line.extend_from_slice(b"\":");
-                line.extend_from_slice(bytes);
+        for ((key, value), (_, old)) in head.iter().zip(&self.head) {
+            let patch = json_patch::diff(old, value);
+            if patch.0.is_empty() {
+                continue;
             }
+            if !first {
+                line.push(b',');
+            }
+            first = false;
+            line.push(b'"');
+            line.extend_from_slice(key.as_bytes());
+            line.extend_from_slice(b"\":");
+            serde_json::to_writer(&mut line, &patch)
+                .map_err(|e| serialize_error(&self.log_path, e))?;
         }
         line.extend_from_slice(b"},\"instances\":[");
         for (n, i) in run.touched.since(self.seen).enumerate() {
@@ -489,17 +516,13 @@ mod tests {
         listed.sort_unstable();
         assert_eq!(fields, listed);
         // And each listed field is applied back.
-        for (key, bytes) in head(&run).expect("head") {
+        for (key, value) in head(&run).expect("head") {
             let mut back = RunRecord::default();
-            let value: serde_json::Value = serde_json::from_slice(&bytes).expect("value");
-            apply_run_field(&mut back, key, value).expect("apply");
+            apply_run_field(&mut back, key, value.clone()).expect("apply");
+            let again = head(&back).expect("head");
             assert_eq!(
-                head(&back)
-                    .expect("head")
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, b)| b),
-                Some(&bytes),
+                again.iter().find(|(k, _)| *k == key).map(|(_, v)| v),
+                Some(&value),
                 "{key}"
             );
         }

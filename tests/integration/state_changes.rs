@@ -85,6 +85,32 @@ fn a_commit_appends_the_changed_instance_not_the_run() {
 }
 
 #[test]
+fn a_growing_run_level_field_appends_what_was_added_not_the_field() {
+    let (_tmp, dir, mut record, mut writer) = committed(500, &[]);
+    let usage = |tokens| treefarm::agents::Usage {
+        input_tokens: Some(tokens),
+        output_tokens: Some(7),
+        cost_usd: Some(0.25),
+        model: Some("some-model".into()),
+    };
+    for i in 1..=400 {
+        record.spending.record(&format!("{i:03}"), usage(i));
+    }
+    // Already large (400 specs' spending), written once here.
+    writer.commit(&record).expect("commit");
+    let before = log_len(&dir);
+    record.spending.record("401", usage(401));
+    writer.commit(&record).expect("commit");
+    let grew = log_len(&dir) - before;
+    let whole = serde_json::to_vec(&record.spending).expect("json").len() as u64;
+    assert!(
+        grew < 300,
+        "one more spec's spending appended {grew} bytes (the field: {whole})"
+    );
+    assert_eq!(dir.read_state().expect("read"), record);
+}
+
+#[test]
 fn the_log_compacts_into_the_snapshot_as_it_outgrows_it() {
     let (_tmp, dir, mut record, mut writer) = committed(20, &[]);
     let mut compactions = 0;
