@@ -60,7 +60,7 @@ fn failed_agent_is_not_run_again_when_its_exit_was_recorded_while_coordinator_de
         "agent ran again:\n{}",
         stderr(&out)
     );
-    let inst = crash.repo.instance("001");
+    let inst = crate::state_changes::journalled_instance(&crash.repo, "001");
     assert_eq!(inst["state"], "failed", "{inst}");
     assert_eq!(inst["exit_code"], 7, "{inst}");
     assert!(
@@ -77,7 +77,7 @@ fn exit_recorded_while_coordinator_dead_counts_as_an_attempt_for_retries() {
     // Attempt 2 runs (once), fails the same way.
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(starts_of(&crash, "001"), 2, "{}", stderr(&out));
-    let inst = crash.repo.instance("001");
+    let inst = crate::state_changes::journalled_instance(&crash.repo, "001");
     assert_eq!(inst["attempt"], 2, "{inst}");
     assert_eq!(inst["state"], "failed", "{inst}");
     let _ = pid_alive;
@@ -256,7 +256,7 @@ fn half_made_worktree_entry_of_a_plant_killed_by_a_crash_is_discarded_and_plante
     let out = crash.resume();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     for id in ["001", "002"] {
-        let st = crash.repo.instance(id)["state"].clone();
+        let st = crate::state_changes::journalled_instance(&crash.repo, id)["state"].clone();
         assert_eq!(st, "pruned", "{id}: {}", stderr(&out));
     }
     assert!(!git.join("treefarm-planting-001").exists());

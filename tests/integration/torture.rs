@@ -409,12 +409,7 @@ impl Torture {
     /// The journal as every reader reads it: the snapshot and its change
     /// log.
     fn state(&self) -> serde_json::Value {
-        let id = self.run_id().expect("a run");
-        let record = treefarm::state::StateDir::new(&self.repo.root.join(".git"))
-            .open_run(&id)
-            .and_then(|dir| dir.read_state())
-            .expect("the journal reads");
-        serde_json::to_value(&record).expect("json")
+        crate::state_changes::journal(&self.repo)
     }
 
     fn git_state(&self) -> String {
