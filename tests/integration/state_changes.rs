@@ -11,29 +11,30 @@ use treefarm::state::{
 
 const RUN_ID: &str = "20260101-000000-0000";
 
-/// The latest run's record of `repo` as JSON, read as every reader reads it
-/// (the snapshot and its change log): what a test checks mid-run or after a
+/// The latest run's record of `repo`, read as every reader reads it (the
+/// snapshot and its change log): what a test checks mid-run or after a
 /// crash, when `state.json` alone is the last snapshot.
-pub(crate) fn journal(repo: &crate::common::TestRepo) -> serde_json::Value {
+fn journal_record(repo: &crate::common::TestRepo) -> RunRecord {
     let state = StateDir::new(&repo.root.join(".git"));
     let id = state.latest_run().expect("runs").expect("a run");
-    let record = state
+    state
         .open_run(&id)
         .and_then(|dir| dir.read_state())
-        .expect("the journal reads");
-    serde_json::to_value(&record).expect("json")
+        .expect("the journal reads")
+}
+
+/// [`journal_record`] as JSON.
+pub(crate) fn journal(repo: &crate::common::TestRepo) -> serde_json::Value {
+    serde_json::to_value(journal_record(repo)).expect("json")
 }
 
 /// Instance `id` of [`journal`].
 pub(crate) fn journalled_instance(repo: &crate::common::TestRepo, id: &str) -> serde_json::Value {
-    let state = journal(repo);
-    state["instances"]
-        .as_array()
-        .expect("instances")
-        .iter()
-        .find(|i| i["id"] == id)
-        .cloned()
-        .unwrap_or_else(|| panic!("no instance {id} in {state}"))
+    let record = journal_record(repo);
+    let inst = record
+        .instance(id)
+        .unwrap_or_else(|| panic!("no instance {id} in run {}", record.run_id));
+    serde_json::to_value(inst).expect("json")
 }
 
 fn run_dir(specs: usize) -> (TempDir, RunDir, RunRecord) {
