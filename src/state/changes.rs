@@ -378,11 +378,7 @@ impl StateWriter {
         if run.state != RunState::Running {
             // The run ended: the snapshot is the whole record, and a reader
             // that only knows `state.json` reads it complete.
-            match fs::remove_file(&self.log_path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StateError::io("remove", &self.log_path, e)),
-            }
+            remove_log(&self.log_path)?;
         } else {
             self.generation += 1;
             let mut header = serde_json::to_vec(&Header::of(self.generation, &bytes))
