@@ -40,7 +40,8 @@
 #             per spec: all, readlink (and how many failed), newfstatat +
 #             statx (+ stat/lstat/fstat), fsync + fdatasync, openat, write;
 #             journal bytes = bytes written (write/writev/pwrite*) to fds
-#             naming state.json, state.json.tmp and events.jsonl over the run;
+#             naming state.json, state.changes.jsonl, their .tmp and
+#             events.jsonl over the run;
 #             events = lines of events.jsonl at the end; bytes per event.
 #
 # Ratios printed against the goals of issue 27 (printed, not enforced):
@@ -76,9 +77,8 @@
 # the prune of 500 worktrees most); 2,000 was not run. sparse: 9 min.
 #
 # Environment: TREEFARM_BIN (default target/release/treefarm, built if
-# missing), BENCH_QUICK=1, BENCH_TRACE_MAX (2000: no traced pass above this
-# N — strace makes a 2,000-spec run take hours; its row then has no counts),
-# BENCH_FILES, BENCH_ROUNDS, SPARSE_FILES, SPARSE_MB,
+# missing), BENCH_QUICK=1, BENCH_TRACE_MAX (skip the traced pass above this
+# N; its figures then print as not traced), BENCH_FILES, BENCH_ROUNDS, SPARSE_FILES, SPARSE_MB,
 # SPARSE_STACK_FILES, BENCH_KEEP=1 keeps the scratch directory. Needs strace. Exit code: 0 unless
 # something failed (a missed goal is printed, not an error).
 set -euo pipefail
@@ -201,7 +201,7 @@ PY
     agent_floor "$n" "$out.floor"
     reset_treefarm "$repo"
 
-    if ((n <= ${BENCH_TRACE_MAX:-2000})); then
+    if ((n <= ${BENCH_TRACE_MAX:-1000000})); then
         note "N=$n: traced run (strace) ..."
         traced "$out.trace" "$TF" -C "$repo" run
         check_all_merged "$repo" "$n" "traced run at N=$n"
@@ -210,7 +210,7 @@ PY
         stat -c %s "$rd/state.json" >"$out.state_bytes"
         reset_treefarm "$repo"
     else
-        note "N=$n: traced run skipped (N > BENCH_TRACE_MAX=${BENCH_TRACE_MAX:-2000})"
+        note "N=$n: traced run skipped (BENCH_TRACE_MAX=$BENCH_TRACE_MAX)"
     fi
     rm -rf "$repo" "$repo.treefarm"
     echo $((($(date +%s%N) - t_start) / 1000000000)) >"$out.took"
@@ -219,7 +219,7 @@ PY
 
 scale_report() {
     python3 - "$RES" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 res = sys.argv[1]
 ns = [int(l) for l in open(res + "/ns")]
 def read(path):
@@ -229,22 +229,21 @@ for n in ns:
     p = "%s/n%d" % (res, n)
     wall, rss, _, user, sys_ = map(int, read(p + ".run"))
     fu, fs = map(int, read(p + ".floor"))
-    try:
-        t = json.load(open(p + ".trace.json"))
-        events = int(read(p + ".events")[0])
-        state = int(read(p + ".state_bytes")[0])
-    except FileNotFoundError:
-        # Not traced (BENCH_TRACE_MAX): no counts.
-        t, events, state = {"calls": {}, "failed": {}, "journal": {}, "all_calls": {}}, 0, 0
-    c, f = t["calls"], t["failed"]
-    traced = bool(c)
     med = lambda k: statistics.median(float(x) for x in open("%s.%s_ms" % (p, k)))
+    traced = os.path.exists(p + ".trace.json")
+    if traced:
+        t = json.load(open(p + ".trace.json"))
+        events, state_bytes = int(read(p + ".events")[0]), int(read(p + ".state_bytes")[0])
+    else:  # BENCH_TRACE_MAX: untraced only
+        t = {"calls": {}, "failed": {}, "journal": {}, "all_calls": {}}
+        events, state_bytes = 1, 0
+    c, f = t["calls"], t["failed"]
     jb = sum(t["journal"].values())
     stat = sum(c.get(k, 0) for k in ("newfstatat", "statx", "stat", "lstat", "fstat"))
     rows.append(dict(
         n=n, wall=wall / 1e9, per=wall / 1e6 / n, user=user / 1e9, sys=sys_ / 1e9,
-        fuser=fu / 1e9, fsys=fs / 1e9, rss=rss / 1024, events=events, jb=jb, traced=traced,
-        bpe=jb / events if events else 0, state=state,
+        fuser=fu / 1e9, fsys=fs / 1e9, rss=rss / 1024, events=events, jb=jb,
+        bpe=jb / events, state=state_bytes, traced=traced,
         jparts=t["journal"], total=sum(c.values()), agents=sum(t["all_calls"].values()) - sum(c.values()),
         readlink=c.get("readlink", 0), readlink_f=f.get("readlink", 0), stat=stat,
         stat_f=sum(f.get(k, 0) for k in ("newfstatat", "statx", "stat", "lstat")),
@@ -262,13 +261,13 @@ for r in rows:
         r["n"], r["wall"], r["per"], r["user"], r["sys"], r["fuser"], r["fsys"], r["rss"],
         r["status"], r["report"], r["resume"], r["took"]))
 print(hr)
-print("traced pass (strace; coordinator only, per spec; journal = state.json + .tmp + events.jsonl)")
+print("traced pass (strace; coordinator only, per spec; journal = state.json + state.changes.jsonl + their .tmp + events.jsonl)")
 print(hr)
 print("%6s %11s %8s %10s %11s %8s %7s %7s %8s %11s %9s %9s" % ("specs", "journal kB", "events", "B/event", "state.json", "calls", "readlnk", "(fail)", "stat*", "fsync+fdat", "openat", "write"))
 for r in rows:
     n = r["n"]
     if not r["traced"]:
-        print("%6d  (not traced: N > BENCH_TRACE_MAX)" % n)
+        print("%6d   not traced (BENCH_TRACE_MAX)" % n)
         continue
     print("%6d %11.0f %8d %10.0f %10.0fK %8.0f %7.0f %7.0f %8.0f %11.2f %9.1f %9.1f" % (
         n, r["jb"] / 1e3, r["events"], r["bpe"], r["state"] / 1024, r["total"] / n, r["readlink"] / n,
@@ -285,12 +284,13 @@ print("ratios against N=%d (goal <= 1.25, printed not enforced):" % b["n"])
 for r in rows[1:]:
     pw = r["per"] / b["per"]
     ps = (r["sys"] / r["n"]) / (b["sys"] / b["n"])
-    line = "  N=%-5d wall/spec %5.2fx %-11s  sys CPU/spec %5.2fx" % (r["n"], pw, goal(pw), ps)
-    if r["traced"] and b["traced"]:
-        pc = (r["total"] / r["n"]) / (b["total"] / b["n"])
-        pj = r["bpe"] / b["bpe"]
-        line += "  syscalls/spec %5.2fx %-11s  journal B/event %5.2fx %s" % (pc, goal(pc), pj, goal(pj))
-    print(line)
+    if not r["traced"]:
+        print("  N=%-5d wall/spec %5.2fx %-11s  sys CPU/spec %5.2fx  (not traced)" % (r["n"], pw, goal(pw), ps))
+        continue
+    pc = (r["total"] / r["n"]) / (b["total"] / b["n"])
+    pj = r["bpe"] / b["bpe"]
+    print("  N=%-5d wall/spec %5.2fx %-11s  sys CPU/spec %5.2fx  syscalls/spec %5.2fx %-11s  journal B/event %5.2fx %s" % (
+        r["n"], pw, goal(pw), ps, pc, goal(pc), pj, goal(pj)))
 print("status/report/resume: goal < 1 s each at 2,000 specs")
 PY
 }

@@ -23,7 +23,7 @@ while [ "$seed" -lt "$end" ]; do
         echo "torture: seed $seed FAILED (replay: scripts/torture.sh 1 $seed)"
         exit 1
     fi
-    echo "torture: seed $seed ok ($(($(date +%s) - began)) s; $(grep -o "[0-9]* specs, [0-9]* coordinator SIGKILLs" "${TMPDIR:-/tmp}/treefarm-torture-$seed.log"))"
+    echo "torture: seed $seed ok ($(($(date +%s) - began)) s; $(grep -o "[0-9]* specs, [0-9]* coordinator SIGKILLs ([^)]*)" "${TMPDIR:-/tmp}/treefarm-torture-$seed.log"))"
     seed=$((seed + 1))
 done
 echo "torture: $count consecutive seeds passed ($start..$((end - 1)))"

@@ -12,8 +12,8 @@ Writes one JSON object to the file named by argv[1]:
   calls       {syscall: count} of the coordinator (below)
   failed      {syscall: count of calls that returned -1} of the coordinator
   all_calls   {syscall: count} of every traced process, agents included
-  journal     {basename: bytes written}, for state.json, state.json.tmp and
-              events.jsonl (write, writev, pwrite64, pwritev, pwritev2; the
+  journal     {basename: bytes written}, for state.json, state.changes.jsonl,
+              their .tmp files and events.jsonl (write, writev, pwrite64, pwritev, pwritev2; the
               return value, i.e. the bytes the kernel took)
 
 The coordinator is the first process and every process it forks that never
@@ -29,7 +29,13 @@ import json
 import re
 import sys
 
-JOURNAL = ("state.json", "state.json.tmp", "events.jsonl")
+JOURNAL = (
+    "state.json",
+    "state.json.tmp",
+    "state.changes.jsonl",
+    "state.changes.jsonl.tmp",
+    "events.jsonl",
+)
 WRITES = {"write", "writev", "pwrite64", "pwritev", "pwritev2"}
 LINE = re.compile(r"^(\d+)\s+(.*)$")
 START = re.compile(r"^([a-z_0-9]+)\((.*)$")

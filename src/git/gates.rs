@@ -32,7 +32,7 @@ pub struct GateWorktree {
 /// The admin entry of gate worktree `slot`. While it is planted a temporary
 /// branch `treefarm/<admin name>` exists; `treefarm/gate-*` branches are the
 /// ones `prune` leaves alone.
-fn admin_name(slot: usize) -> String {
+pub fn gate_admin_name(slot: usize) -> String {
     format!("gate-pool-{slot}")
 }
 
@@ -49,7 +49,7 @@ impl Repo {
     /// repository any more is planted again from nothing.
     pub fn warm_gate_worktree(&self, slot: usize, commit: Oid) -> Result<GateWorktree, GitError> {
         let path = self.gate_worktree_path(slot);
-        let name = admin_name(slot);
+        let name = gate_admin_name(slot);
         // A move killed half-way leaves files of a commit HEAD does not
         // name: untracked to the next move, they would stay. The marker
         // says so; such a worktree is planted again.
@@ -108,7 +108,7 @@ impl Repo {
     /// Removes gate worktree `slot`, files (build output included) and admin
     /// entry; a missing one is not an error.
     pub fn remove_gate_worktree(&self, slot: usize) -> Result<(), GitError> {
-        remove_scratch(self, &admin_name(slot), &self.gate_worktree_path(slot))?;
+        remove_scratch(self, &gate_admin_name(slot), &self.gate_worktree_path(slot))?;
         remove_marker(&self.gate_moving_marker(slot))
     }
 

@@ -12,7 +12,7 @@ use git2::{Commit, ErrorCode, Index, Oid, Repository};
 
 use super::commit::{matches_tree, open_worktree, signature};
 use super::error::GitError;
-use super::repo::{branch_tip_in, commits_between_in, Repo};
+use super::repo::{branch_tip_in, commits_between_in, retry_ref_lock, Repo};
 
 /// How a branch lands on the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,11 +130,13 @@ impl Repo {
         }
 
         let log = format!("treefarm: advance {target_branch}");
-        let moved = if old.is_zero() {
-            repo.reference(&refname, new, false, &log)
-        } else {
-            repo.reference_matching(&refname, new, true, old, &log)
-        };
+        let moved = retry_ref_lock(|| {
+            if old.is_zero() {
+                repo.reference(&refname, new, false, &log)
+            } else {
+                repo.reference_matching(&refname, new, true, old, &log)
+            }
+        });
         match moved {
             Ok(_) => {}
             Err(e)

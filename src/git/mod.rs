@@ -27,7 +27,7 @@ mod worktree;
 pub use admin::staging_admin;
 pub use batch::{BatchBuild, BatchItem, BatchMerge};
 pub use error::GitError;
-pub use gates::{GateWorktree, GATES_DIR};
+pub use gates::{gate_admin_name, GateWorktree, GATES_DIR};
 pub use git2::Oid;
 pub use include::WORKTREE_INCLUDE;
 pub use merge::{Advance, MergeStrategy, Prepared};

@@ -229,13 +229,9 @@ pub fn import_private_git(
             for commit in commits_to_import(&private, &to, tip, branch)? {
                 copy_commit(&private, &from, &to, commit, branch)?;
             }
-            repo.reference(
-                &refname,
-                tip,
-                true,
-                &format!("treefarm: import the commits of the isolated agent on {branch}"),
-            )
-            .map_err(|e| GitError::git("update branch", branch, e))?;
+            let log = format!("treefarm: import the commits of the isolated agent on {branch}");
+            super::repo::retry_ref_lock(|| repo.reference(&refname, tip, true, &log))
+                .map_err(|e| GitError::git("update branch", branch, e))?;
             Some(tip)
         }
     };

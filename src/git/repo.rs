@@ -273,9 +273,7 @@ impl Repo {
             ));
         }
         remove_branch_config(&repo, branch)?;
-        reference
-            .delete()
-            .map_err(|e| GitError::git("delete branch", branch, e))
+        retry_ref_lock(|| reference.delete()).map_err(|e| GitError::git("delete branch", branch, e))
     }
 
     /// Whether some worktree's HEAD names `refname`: the main one's (of a
@@ -312,7 +310,7 @@ impl Repo {
             } else {
                 format!("{base}-{n}")
             };
-            match repo.reference(&name, tip, false, "treefarm: archive") {
+            match retry_ref_lock(|| repo.reference(&name, tip, false, "treefarm: archive")) {
                 Ok(_) => return Ok(name),
                 Err(e) if e.code() == ErrorCode::Exists => continue,
                 Err(e) => return Err(GitError::git("write archive ref", name, e)),
@@ -402,6 +400,27 @@ pub(crate) fn branch_tip_in(repo: &Repository, branch: &str) -> Result<Option<Oi
     }
 }
 
+/// Runs a ref write (create, move, delete), again for up to about 100 ms
+/// while the ref's lock cannot be taken — what git does for refs
+/// (`core.filesRefLockTimeout`). Besides a lock another writer holds for a
+/// moment, this covers a race libgit2 does not: deleting the last ref of a
+/// folder (`refs/heads/treefarm/`) removes the folder, and a ref created in
+/// it at that moment fails to lock its file. git retries that case too.
+pub(crate) fn retry_ref_lock<T>(
+    mut write: impl FnMut() -> Result<T, git2::Error>,
+) -> Result<T, git2::Error> {
+    let mut wait_ms = 1;
+    loop {
+        match write() {
+            Err(e) if e.code() == ErrorCode::Locked && wait_ms <= 64 => {
+                std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+                wait_ms *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
 pub(crate) fn ensure_branch_in(
     repo: &Repository,
     branch: &str,
@@ -413,7 +432,7 @@ pub(crate) fn ensure_branch_in(
     let commit = repo
         .find_commit(at)
         .map_err(|e| GitError::git("find commit", at.to_string(), e))?;
-    match repo.branch(branch, &commit, false) {
+    match retry_ref_lock(|| repo.branch(branch, &commit, false)) {
         Ok(_) => Ok(None),
         // Someone created it between our read and our write: report its tip.
         Err(e) if e.code() == ErrorCode::Exists => branch_tip_in(repo, branch),
@@ -456,4 +475,54 @@ fn signature_text(sig: &git2::Signature<'_>) -> String {
         String::from_utf8_lossy(sig.name_bytes()),
         String::from_utf8_lossy(sig.email_bytes())
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository with one commit, `main` on it.
+    fn repo_with_a_commit(dir: &Path) -> (Repository, Oid) {
+        let repo = Repository::init(dir).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let commit = {
+            let tree = repo
+                .find_tree(repo.index().unwrap().write_tree().unwrap())
+                .unwrap();
+            repo.commit(Some("HEAD"), &sig, &sig, "one", &tree, &[])
+                .unwrap()
+        };
+        (repo, commit)
+    }
+
+    #[test]
+    fn a_branch_whose_lock_is_let_go_within_the_retry_window_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, at) = repo_with_a_commit(dir.path());
+        let lock = dir.path().join(".git/refs/heads/treefarm/x.lock");
+        std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+        std::fs::write(&lock, "").unwrap();
+        let remover = {
+            let lock = lock.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                std::fs::remove_file(lock).unwrap();
+            })
+        };
+        assert_eq!(ensure_branch_in(&repo, "treefarm/x", at).unwrap(), None);
+        remover.join().unwrap();
+        assert_eq!(branch_tip_in(&repo, "treefarm/x").unwrap(), Some(at));
+    }
+
+    #[test]
+    fn a_lock_held_past_the_retry_window_is_an_error_naming_the_branch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, at) = repo_with_a_commit(dir.path());
+        let lock = dir.path().join(".git/refs/heads/treefarm/x.lock");
+        std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+        std::fs::write(&lock, "").unwrap();
+        let err = ensure_branch_in(&repo, "treefarm/x", at).unwrap_err();
+        assert!(err.to_string().contains("treefarm/x"), "{err}");
+        assert_eq!(branch_tip_in(&repo, "treefarm/x").unwrap(), None);
+    }
 }

@@ -3,23 +3,26 @@
 //!
 //! ```text
 //! lock
-//! runs/<run-id>/state.json        atomic: tmp + fsync + rename + fsync(dir)
+//! runs/<run-id>/state.json        the snapshot, atomic: tmp + fsync + rename + fsync(dir)
+//! runs/<run-id>/state.changes.jsonl  commits since the snapshot, one line each + fsync
 //! runs/<run-id>/events.jsonl      one JSON line per event, O_APPEND + fsync
 //! runs/<run-id>/summary.json      atomic like state.json
 //! runs/<run-id>/logs/<id>.log
 //! runs/<run-id>/instances/<id>/{status.json,exit_code,prompt.md,gate.log}
 //! ```
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::InputError;
 
+use super::atomic::{sync_dir, to_json, write_atomic};
+use super::changes::{self, remove_log, StateWriter, LOG_FILE};
 use super::error::StateError;
 use super::record::{RunRecord, RunState};
-use crate::hooks::{crash_point, inject_write_error, injected_disk_full};
+use crate::hooks::{inject_write_error, injected_disk_full};
 
 const RUNS: &str = "runs";
 const STATE_FILE: &str = "state.json";
@@ -259,30 +262,35 @@ impl RunDir {
         self.instance_dir(id).join("gate.log")
     }
 
-    /// Writes `state.json` durably and atomically: `state.json.tmp` is
-    /// written and fsynced, renamed over `state.json`, then the directory is
-    /// fsynced. On any error the previous `state.json` is intact and the tmp
-    /// file is removed.
+    /// `runs/<run-id>/state.changes.jsonl`: the commits since the snapshot.
+    pub fn changes_path(&self) -> PathBuf {
+        self.path.join(LOG_FILE)
+    }
+
+    /// Writes the whole record as the snapshot `state.json`, durably and
+    /// atomically (`state.json.tmp` written and fsynced, renamed over
+    /// `state.json`, the directory fsynced), then removes the change log it
+    /// supersedes. On any error the previous journal is intact and the tmp
+    /// file is removed. A run's coordinator writes through a
+    /// [`StateWriter`] instead ([`RunDir::state_writer`]).
     pub fn write_state(&self, run: &RunRecord) -> Result<(), StateError> {
         let path = self.state_path();
         let bytes = to_json(run, &path)?;
-        write_atomic(&path, &bytes, inject_write_error("state"), "state")
+        write_atomic(&path, &bytes, inject_write_error("state"), "state")?;
+        remove_log(&self.changes_path())
     }
 
-    /// Reads `state.json`; a corrupt file is an error naming it.
+    /// The writer of this run's record: each commit appends what changed to
+    /// the change log, compacting into `state.json` as it grows.
+    pub fn state_writer(&self) -> StateWriter {
+        StateWriter::new(self.state_path())
+    }
+
+    /// The run's record: the snapshot `state.json` plus the commits of the
+    /// change log that follows it (the one way to read a journal). A corrupt
+    /// file is an error naming it.
     pub fn read_state(&self) -> Result<RunRecord, StateError> {
-        let path = self.state_path();
-        let bytes = fs::read(&path).map_err(|e| StateError::io("read", &path, e))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            StateError::corrupt(
-                &path,
-                e,
-                Some(format!(
-                    "the history of the run is in `{}`; move the corrupt file aside to start over",
-                    self.events_path().display()
-                )),
-            )
-        })
+        changes::read(&self.state_path(), &self.changes_path())
     }
 
     /// Appends one event as one JSON line (`O_APPEND`, then fsync). If a
@@ -371,61 +379,6 @@ impl RunDir {
         let bytes = to_json(summary, &path)?;
         write_atomic(&path, &bytes, inject_write_error("summary"), "summary")
     }
-}
-
-fn to_json(value: &impl serde::Serialize, path: &Path) -> Result<Vec<u8>, StateError> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| StateError::Serialize {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    bytes.push(b'\n');
-    Ok(bytes)
-}
-
-/// tmp + fsync + rename + fsync(dir). `inject` simulates a full disk after
-/// half of the bytes reached the tmp file.
-fn write_atomic(
-    path: &Path,
-    bytes: &[u8],
-    inject: bool,
-    crash_prefix: &str,
-) -> Result<(), StateError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-
-    let written = (|| -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        if inject {
-            file.write_all(&bytes[..bytes.len() / 2])?;
-            return Err(injected_disk_full());
-        }
-        file.write_all(bytes)?;
-        file.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        // Name the file the caller asked for; the tmp is ours to clean up.
-        return Err(StateError::io("write", path, e));
-    }
-    crash_point(&format!("{crash_prefix}.tmp_written"));
-    if let Err(e) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(StateError::io("rename", path, e));
-    }
-    crash_point(&format!("{crash_prefix}.renamed"));
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StateError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StateError::io("sync", dir, e))
 }
 
 fn create_dir_all(path: &Path) -> Result<(), StateError> {

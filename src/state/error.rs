@@ -107,6 +107,19 @@ impl StateError {
             source: Cause::new(error, hint),
         }
     }
+
+    /// [`StateError::corrupt`] with the cause as text (a patch that does not
+    /// apply, a value that does not fit its field).
+    pub(crate) fn corrupt_text(
+        path: impl Into<PathBuf>,
+        error: String,
+        hint: Option<String>,
+    ) -> Self {
+        StateError::Corrupt {
+            path: path.into(),
+            source: Cause::new(InputError::new(error), hint),
+        }
+    }
 }
 
 /// The error underneath a [`StateError`], with an optional hint that its

@@ -271,6 +271,10 @@ pub struct RunRecord {
     /// None: the local executor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm: Option<crate::slurm::SlurmRun>,
+    /// Which instances [`RunRecord::instance_mut`] handed out, so a journal
+    /// commit writes those alone: change an instance only through it.
+    #[serde(skip)]
+    pub touched: crate::state::Touched,
 }
 
 /// The journal's `options`: what this version reads, or — from a journal
@@ -323,8 +327,11 @@ impl RunRecord {
         self.instances.iter().find(|i| i.id == id)
     }
 
+    /// The instance `id`, to change: the next journal commit writes it.
     pub fn instance_mut(&mut self, id: &str) -> Option<&mut InstanceRecord> {
-        self.instances.iter_mut().find(|i| i.id == id)
+        let index = self.instances.iter().position(|i| i.id == id)?;
+        self.touched.mark(index);
+        self.instances.get_mut(index)
     }
 
     /// True when the coordinator process recorded here (pid and start time)

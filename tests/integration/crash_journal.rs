@@ -85,19 +85,41 @@ fn disk_full_on_the_first_journal_write_of_a_run_is_a_clear_error() {
     assert!(!crash.repo.root.join(".git/treefarm/lock").exists());
 }
 
-/// SIGKILL at the k-th journal write, for every k the run reaches, both
-/// before the rename (old journal stays) and after it (new journal, dir not
-/// synced): `resume` (or, when nothing was journalled, a new `run`)
+/// Every point of a journal write where a SIGKILL can land, in the order a
+/// commit passes them: an append to the change log (`journal.mid_append`:
+/// half the line written, a torn tail; `journal.appended`: the line synced)
+/// and a compaction (`state.tmp_written`: the new snapshot written, not yet
+/// renamed; `state.renamed`: renamed, its directory not synced, the old log
+/// still beside it; `journal.snapshot_written`: the snapshot durable, no new
+/// log yet; `journal.tmp_written` / `journal.renamed`: the new log written,
+/// then renamed into place).
+pub(crate) const JOURNAL_CRASH_POINTS: [&str; 7] = [
+    "journal.mid_append",
+    "journal.appended",
+    "state.tmp_written",
+    "state.renamed",
+    "journal.snapshot_written",
+    "journal.tmp_written",
+    "journal.renamed",
+];
+
+/// SIGKILL at the k-th pass of every journal crash point, for every k the
+/// run reaches: `resume` (or, when nothing was journalled, a new `run`)
 /// finishes with everything merged and no agent commit lost.
 #[test]
 fn crash_at_every_journal_write_is_recovered() {
+    let mut covered = 0;
+    for point in JOURNAL_CRASH_POINTS {
+        covered += crash_at_every_pass_of(point);
+    }
+    assert!(covered > 20, "suspiciously few journal writes: {covered}");
+}
+
+/// The body of [`crash_at_every_journal_write_is_recovered`] for one point;
+/// returns how many passes of it the run made.
+fn crash_at_every_pass_of(point: &str) -> usize {
     let mut k = 1;
     loop {
-        let point = if k % 2 == 1 {
-            "state.tmp_written"
-        } else {
-            "state.renamed"
-        };
         let crash = one_spec();
         let before = crash.repo.main_snapshot();
         let out = crash
@@ -108,10 +130,11 @@ fn crash_at_every_journal_write_is_recovered() {
             .output()
             .expect("run");
         if out.status.success() {
-            // The run had fewer than k journal writes: every one was covered.
-            assert!(k > 10, "suspiciously few journal writes: {k}");
-            eprintln!("covered {} journal writes", k - 1);
-            break;
+            // The run passed the point fewer than k times: every pass was
+            // covered.
+            assert!(k > 1, "{point} never reached");
+            eprintln!("{point}: covered {} passes", k - 1);
+            return k - 1;
         }
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&out.status),
@@ -128,9 +151,12 @@ fn crash_at_every_journal_write_is_recovered() {
         // Nothing to resume: either the kill came before the first journal
         // write (run again), or after the rename of the last one, when the
         // run had finished its work (nothing to do; the checks below hold).
+        let state = treefarm::state::StateDir::new(&crash.repo.root.join(".git"));
         let finished = crash.repo.run_ids().last().is_some_and(|id| {
-            std::fs::read_to_string(crash.repo.runs_dir().join(id).join("state.json"))
-                .is_ok_and(|text| text.contains("\"state\": \"finished\""))
+            state
+                .open_run(id)
+                .and_then(|dir| dir.read_state())
+                .is_ok_and(|run| run.state == treefarm::state::RunState::Finished)
         });
         if stderr(&resumed).contains("no unfinished run to resume") && !finished {
             let run = crash.repo.treefarm().arg("run").output().expect("run");

@@ -76,6 +76,7 @@ mod spec_hostile_input;
 mod spec_parse;
 mod spec_validate;
 mod split;
+mod state_changes;
 mod state_crash;
 mod state_journal;
 mod state_lock;

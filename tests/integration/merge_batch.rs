@@ -47,12 +47,13 @@ fn conflict_in_the_middle_of_three_keeps_branch_and_worktree_and_merges_the_othe
     // isolation the agent's git is a private directory whose other refs are
     // a snapshot taken at plant time.
     let wrapper = r#"
-state="$TREEFARM_RUN_DIR/state.json"
+# The journal: the snapshot and the change log beside it.
+state="$TREEFARM_RUN_DIR/state.json $TREEFARM_RUN_DIR/state.changes.jsonl"
 shared="$TREEFARM_RUN_DIR/../../.."
 case "$TREEFARM_SPEC_ID" in
 010) until git --git-dir="$shared" rev-parse -q --verify refs/heads/treefarm/020 >/dev/null; do sleep 0.05; done ;;
 020) until git --git-dir="$shared" cat-file -e roadmap:a.txt 2>/dev/null; do sleep 0.05; done ;;
-030) until grep -q '"state": *"conflicted"' "$state"; do sleep 0.05; done ;;
+030) until cat $state 2>/dev/null | grep -q '"state": *"conflicted"'; do sleep 0.05; done ;;
 esac"#;
     let repo = TestRepo::farm_with_wrapper(
         &[("README.md", "readme\n")],

@@ -61,7 +61,10 @@ fn assert_merged_nothing_lost(crash: &CrashRepo, before: &str) {
         Vec::<u32>::new(),
         "agents still running"
     );
-    assert_eq!(crash.repo.run_state()["state"], "finished");
+    assert_eq!(
+        crate::state_changes::journal(&crash.repo)["state"],
+        "finished"
+    );
 }
 
 /// Crashes the coordinator once agent 001 is running and has done its work;
@@ -71,7 +74,7 @@ fn crash_with_agent_out(crash: &CrashRepo) -> u32 {
     wait_until("agent 001 to finish its work", || {
         !crash.recorded("waiting").is_empty()
     });
-    let inst = crash.repo.instance("001");
+    let inst = crate::state_changes::journalled_instance(&crash.repo, "001");
     assert_eq!(inst["state"], "running", "{inst}");
     let pid = inst["pid"].as_u64().expect("journalled agent pid") as u32;
     assert!(pid_alive(pid), "the agent must outlive its coordinator");
@@ -83,7 +86,7 @@ fn resume_reattaches_to_an_agent_that_outlived_its_coordinator() {
     let crash = gated_spec();
     let before = crash.repo.main_snapshot();
     let pid = crash_with_agent_out(&crash);
-    let run_id = crash.repo.run_state()["run_id"]
+    let run_id = crate::state_changes::journal(&crash.repo)["run_id"]
         .as_str()
         .expect("run id")
         .to_string();
@@ -221,11 +224,14 @@ fn resume_reruns_an_instance_stopped_by_ctrl_c() {
         "an interrupted run exits 1:\n{}",
         stderr(&out)
     );
-    let run_id = crash.repo.run_state()["run_id"]
+    let run_id = crate::state_changes::journal(&crash.repo)["run_id"]
         .as_str()
         .expect("run id")
         .to_string();
-    assert_eq!(crash.repo.run_state()["state"], "interrupted");
+    assert_eq!(
+        crate::state_changes::journal(&crash.repo)["state"],
+        "interrupted"
+    );
     assert!(
         stderr(&out).contains(&format!("treefarm resume {run_id}")),
         "{}",
@@ -265,7 +271,7 @@ fn resume_is_refused_while_the_coordinator_lives_naming_pid_and_run() {
     wait_until("agent 001 to finish its work", || {
         !crash.recorded("waiting").is_empty()
     });
-    let run_id = crash.repo.run_state()["run_id"]
+    let run_id = crate::state_changes::journal(&crash.repo)["run_id"]
         .as_str()
         .expect("run id")
         .to_string();

@@ -60,7 +60,7 @@ fn failed_agent_is_not_run_again_when_its_exit_was_recorded_while_coordinator_de
         "agent ran again:\n{}",
         stderr(&out)
     );
-    let inst = crash.repo.instance("001");
+    let inst = crate::state_changes::journalled_instance(&crash.repo, "001");
     assert_eq!(inst["state"], "failed", "{inst}");
     assert_eq!(inst["exit_code"], 7, "{inst}");
     assert!(
@@ -77,7 +77,7 @@ fn exit_recorded_while_coordinator_dead_counts_as_an_attempt_for_retries() {
     // Attempt 2 runs (once), fails the same way.
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(starts_of(&crash, "001"), 2, "{}", stderr(&out));
-    let inst = crash.repo.instance("001");
+    let inst = crate::state_changes::journalled_instance(&crash.repo, "001");
     assert_eq!(inst["attempt"], 2, "{inst}");
     assert_eq!(inst["state"], "failed", "{inst}");
     let _ = pid_alive;
@@ -113,20 +113,19 @@ fn orphans_of_a_timeout_interrupted_by_a_crash_are_killed_on_its_deadline_before
         .expect("spawn run");
     let grandchild = common::read_pid(&pid_file, 30);
     // SIGTERM sent for the timeout, SIGKILL pending: kill the coordinator.
-    let state_path = || {
-        let runs = repo.root.join(".git/treefarm/runs");
-        std::fs::read_dir(&runs)
-            .ok()?
-            .flatten()
-            .next()
-            .map(|e| e.path().join("state.json"))
-    };
+    // Read as `treefarm status` reads it: the snapshot and its change log.
+    let state = treefarm::state::StateDir::new(&repo.root.join(".git"));
     let mut kill_at = 0;
     wait_until("the timeout's SIGTERM to be journalled", || {
-        let Some(text) = state_path().and_then(|p| std::fs::read_to_string(p).ok()) else {
+        let Some(record) = state
+            .latest_run()
+            .ok()
+            .flatten()
+            .and_then(|id| state.open_run(&id).ok()?.read_state().ok())
+        else {
             return false;
         };
-        let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+        let Ok(json) = serde_json::to_value(&record) else {
             return false;
         };
         let inst = &json["instances"][0];
@@ -153,8 +152,12 @@ fn orphans_of_a_timeout_interrupted_by_a_crash_are_killed_on_its_deadline_before
         "SIGKILL came {} ms before the journalled deadline",
         kill_at - returned
     );
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(state_path().unwrap()).unwrap()).unwrap();
+    let id = state.latest_run().expect("runs").expect("a run");
+    let record = state
+        .open_run(&id)
+        .and_then(|d| d.read_state())
+        .expect("read");
+    let state = serde_json::to_value(&record).expect("json");
     let inst = &state["instances"][0];
     assert_eq!(inst["state"], "timed_out", "{inst}");
     assert_eq!(inst["attempt"], 1, "{inst}");
@@ -253,7 +256,7 @@ fn half_made_worktree_entry_of_a_plant_killed_by_a_crash_is_discarded_and_plante
     let out = crash.resume();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     for id in ["001", "002"] {
-        let st = crash.repo.instance(id)["state"].clone();
+        let st = crate::state_changes::journalled_instance(&crash.repo, id)["state"].clone();
         assert_eq!(st, "pruned", "{id}: {}", stderr(&out));
     }
     assert!(!git.join("treefarm-planting-001").exists());

@@ -143,6 +143,9 @@ impl Config {
 struct Torture {
     repo: TestRepo,
     rng: Rng,
+    /// Picks the journal crash points (its own stream, so the kill times a
+    /// seed picks stay the same).
+    crash_rng: Rng,
     behaviours: Vec<(String, Behaviour)>,
     user_target_commits: Vec<String>,
     user_main_commits: Vec<String>,
@@ -225,6 +228,7 @@ impl Torture {
         Torture {
             repo,
             rng,
+            crash_rng: Rng(seed ^ 0x10_c4a5),
             behaviours,
             user_target_commits: Vec::new(),
             user_main_commits: Vec::new(),
@@ -321,16 +325,34 @@ impl Torture {
     }
 
     /// Starts `args`, lets it run a random while (the user committing
-    /// meanwhile), then SIGKILLs it unless it ended first.
+    /// meanwhile), then SIGKILLs it unless it ended first. Half the time the
+    /// coordinator also kills itself at a random pass of a random journal
+    /// crash point (the windows of a journal write a timed kill rarely
+    /// hits), whichever comes first.
     fn run_and_kill(&mut self, args: &[&str], max_kill_ms: u64) {
-        let mut child = self
-            .repo
-            .treefarm()
+        let mut command = self.repo.treefarm();
+        command
             .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn treefarm");
+            .stderr(Stdio::null());
+        let mut armed = None;
+        if self.crash_rng.below(2) == 0 {
+            let points = crate::crash_journal::JOURNAL_CRASH_POINTS;
+            let point = points[self.crash_rng.below(points.len() as u64) as usize];
+            // Appends come at every commit, compactions every few dozen
+            // (and first thing in a resume): aim within reach of the timer.
+            let passes = if point.starts_with("journal.mid_append")
+                || point.starts_with("journal.appended")
+            {
+                12
+            } else {
+                3
+            };
+            let at = format!("{point}#{}", 1 + self.crash_rng.below(passes));
+            command.env("TREEFARM_CRASH_AT", &at);
+            armed = Some(at);
+        }
+        let mut child = command.spawn().expect("spawn treefarm");
         // Half the kills early (planting, the first agents), half anywhere.
         let span = if self.rng.below(2) == 0 {
             max_kill_ms.min(800)
@@ -344,8 +366,12 @@ impl Torture {
         // Fault injection at a random moment, not synchronisation: the
         // coordinator is meant to be killed wherever it happens to be.
         loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                self.log.push(format!("{args:?} ended by itself"));
+            if let Ok(Some(status)) = child.try_wait() {
+                let signal = std::os::unix::process::ExitStatusExt::signal(&status);
+                self.log.push(match (signal, &armed) {
+                    (Some(9), Some(at)) => format!("{args:?} killed at crash point {at}"),
+                    _ => format!("{args:?} ended by itself"),
+                });
                 break;
             }
             if !committed && started.elapsed() >= commit_at {
@@ -380,15 +406,10 @@ impl Torture {
         ids.pop()
     }
 
+    /// The journal as every reader reads it: the snapshot and its change
+    /// log.
     fn state(&self) -> serde_json::Value {
-        let id = self.run_id().expect("a run");
-        let path = self
-            .repo
-            .root
-            .join(".git/treefarm/runs")
-            .join(id)
-            .join("state.json");
-        serde_json::from_str(&std::fs::read_to_string(path).expect("state.json")).expect("json")
+        crate::state_changes::journal(&self.repo)
     }
 
     fn git_state(&self) -> String {
@@ -664,10 +685,16 @@ fn torture(seed: u64, cfg: &Config) {
         stderr(&again)
     );
     let violations = t.violations();
-    let kills = t.log.iter().filter(|l| l.contains("killed after")).count();
+    let kills = t.log.iter().filter(|l| l.contains("killed ")).count();
+    let at_points: Vec<&str> = t
+        .log
+        .iter()
+        .filter_map(|l| l.rsplit_once("killed at crash point ").map(|(_, p)| p))
+        .collect();
     eprintln!(
-        "seed {seed}: {} specs, {kills} coordinator SIGKILLs, {} user commits to roadmap",
+        "seed {seed}: {} specs, {kills} coordinator SIGKILLs ({} at a journal crash point: {at_points:?}), {} user commits to roadmap",
         t.behaviours.len(),
+        at_points.len(),
         t.user_target_commits.len()
     );
     assert_eq!(

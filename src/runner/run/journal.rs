@@ -1,16 +1,20 @@
 //! The run's journal with group commit: changes and events of one turn of
 //! the dispatcher's loop are written together — the pending events with one
-//! fsync of `events.jsonl`, then `state.json` atomically — and always before
-//! anything is done that depends on them.
+//! fsync of `events.jsonl`, then the record's changes with one fsync of the
+//! change log (or, when it is due, a compaction into `state.json`; see
+//! `state::StateWriter`) — and always before anything is done that depends
+//! on them.
 
 use std::sync::Arc;
 
 use crate::runner::error::RunnerError;
-use crate::state::{crash_point, RunDir, RunRecord};
+use crate::state::{crash_point, RunDir, RunRecord, StateWriter};
 
 /// What the dispatcher has changed since the last commit.
 pub struct Journal {
     dir: Arc<RunDir>,
+    /// Appends the record's changes; its first commit is a compaction.
+    state: StateWriter,
     /// The record changed since the last write.
     dirty: bool,
     /// Only the progress of an agent changed (written, but not a transition).
@@ -24,6 +28,7 @@ pub struct Journal {
 impl Journal {
     pub fn new(dir: Arc<RunDir>) -> Journal {
         Journal {
+            state: dir.state_writer(),
             dir,
             dirty: false,
             progress_dirty: false,
@@ -53,8 +58,9 @@ impl Journal {
         self.unjournalled.push(value);
     }
 
-    /// Writes what changed: pending events with one fsync, then state.json
-    /// atomically. A failure here is fatal: acting on a transition that is
+    /// Writes what changed: pending events with one fsync, then the
+    /// record's changes (the instances it handed out since the last commit,
+    /// the run-level fields that changed) with one more. A failure here is fatal: acting on a transition that is
     /// not journalled would break crash safety.
     pub fn commit(&mut self, record: &RunRecord) -> Result<(), RunnerError> {
         if !self.unjournalled.is_empty() {
@@ -64,9 +70,7 @@ impl Journal {
             self.unjournalled.clear();
         }
         if self.dirty || self.progress_dirty {
-            self.dir
-                .write_state(record)
-                .map_err(RunnerError::WriteState)?;
+            self.state.commit(record).map_err(RunnerError::WriteState)?;
             self.dirty = false;
             self.progress_dirty = false;
         }
