@@ -457,6 +457,8 @@ mod tests {
                 gated: false,
             },
         ));
+        // Optional fields left out of the JSON when absent: present here.
+        run.slurm = Some(crate::slurm::SlurmRun::default());
         run.budget_reached = None;
         let value = serde_json::to_value(&run).expect("json");
         let mut fields: Vec<&str> = value
