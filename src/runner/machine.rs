@@ -1388,7 +1388,8 @@ fn attempt_result(end: &AgentEnd) -> (AttemptResult, Option<i32>) {
         AgentEnd::Signaled(_)
         | AgentEnd::SpawnFailed(_)
         | AgentEnd::Unknown
-        | AgentEnd::JobLost(_) => (AttemptResult::Failed, None),
+        | AgentEnd::JobLost(_)
+        | AgentEnd::NeverStarts(_) => (AttemptResult::Failed, None),
         AgentEnd::TimedOut => (AttemptResult::TimedOut, None),
         AgentEnd::IdleTimedOut => (AttemptResult::IdleTimeout, None),
         AgentEnd::Stopped => (AttemptResult::Stopped, None),

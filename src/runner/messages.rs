@@ -396,6 +396,10 @@ pub enum AgentEnd {
     /// Its Slurm job ended without the agent's own exit code (node failure,
     /// preemption, out of memory, …): Slurm's state name, and what it means.
     JobLost(String),
+    /// Its Slurm job can never start (a pending reason that never clears,
+    /// such as `PartitionConfig`): the reason and its fix. Not retried: the
+    /// same request would wait for ever again.
+    NeverStarts(String),
 }
 
 impl AgentEnd {
@@ -427,6 +431,7 @@ impl std::fmt::Display for AgentEnd {
             AgentEnd::Unknown => f.write_str("ended without leaving an exit code"),
             AgentEnd::SpawnFailed(msg) => write!(f, "failed to start: {msg}"),
             AgentEnd::JobLost(what) => write!(f, "its Slurm job {what}"),
+            AgentEnd::NeverStarts(what) => write!(f, "failed to start: {what}"),
         }
     }
 }

@@ -53,6 +53,17 @@ impl CallCounts {
     pub fn total(&self) -> u64 {
         self.sbatch + self.squeue + self.scancel + self.scontrol + self.sinfo
     }
+
+    /// The calls made since `earlier` (counts only grow).
+    pub fn since(&self, earlier: &CallCounts) -> CallCounts {
+        CallCounts {
+            sbatch: self.sbatch.saturating_sub(earlier.sbatch),
+            squeue: self.squeue.saturating_sub(earlier.squeue),
+            scancel: self.scancel.saturating_sub(earlier.scancel),
+            scontrol: self.scontrol.saturating_sub(earlier.scontrol),
+            sinfo: self.sinfo.saturating_sub(earlier.sinfo),
+        }
+    }
 }
 
 /// How long one command may take before treefarm gives up on it (a

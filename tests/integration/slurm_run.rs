@@ -222,6 +222,15 @@ fn a_coordinator_killed_while_jobs_run_resumes_following_the_same_jobs() {
     });
     child.kill().expect("kill -9 the coordinator");
     let _ = child.wait();
+    // The killed coordinator's Slurm calls were journalled as it went: its
+    // three submissions (and the storage check's) are counted.
+    let status: Value =
+        serde_json::from_str(&stdout(&run(&repo, &["status", "--json"]))).expect("status json");
+    assert!(
+        status["slurm"]["calls"]["sbatch"].as_u64() >= Some(4),
+        "{}",
+        status["slurm"]
+    );
     // `status` of the interrupted run shows each job as last seen.
     let text = stdout(&run(&repo, &["status"]));
     for (_, job) in status_jobs(&repo) {
@@ -611,6 +620,15 @@ fn a_job_pending_for_a_reason_that_never_clears_is_cancelled_and_the_spec_fails_
     // start-up check reads `cpus`, not `--ntasks`) and Slurm leaves it
     // pending with `PartitionConfig` for ever.
     let repo = one_spec_no_retry("{extra_args: [\"--ntasks=3\"]}");
+    // Retries allowed: a job that can never start is still not submitted
+    // again (the same request would wait for ever again).
+    repo.write(
+        "treefarm.yaml",
+        &repo
+            .read("treefarm.yaml")
+            .replace("retries: 0", "retries: 2"),
+    );
+    repo.commit_all("retries allowed");
     let out = run(&repo, &["run", "--json"]);
     assert_exit(&out, 1);
     let summary = crate::common::json_summary(&out);
@@ -621,6 +639,7 @@ fn a_job_pending_for_a_reason_that_never_clears_is_cancelled_and_the_spec_fails_
             && reason.contains("lower `slurm.cpus`"),
         "{reason}"
     );
+    assert_eq!(summary["slurm"]["jobs"], 1, "submitted once: {summary}");
     let run_id = summary["run_id"].as_str().expect("run id").to_string();
     assert!(live_jobs(&run_id).is_empty(), "{:?}", jobs_of(&run_id));
 }

@@ -258,7 +258,9 @@ impl Task {
             }
             if last.is_some() {
                 // A previous attempt failed.
-                if *self.stop.borrow() != Stop::Run || attempt > max_attempt || is_stop(&last) {
+                // A job that can never start would wait again: no retry.
+                let final_end = is_stop(&last) || matches!(last, Some(AgentEnd::NeverStarts(_)));
+                if *self.stop.borrow() != Stop::Run || attempt > max_attempt || final_end {
                     break;
                 }
             }
@@ -673,7 +675,7 @@ fn describe_failure(end: &AgentEnd, opts: &RunOptions) -> (InstanceState, String
             "agent ended while treefarm was not running and left no exit code".into(),
             None,
         ),
-        AgentEnd::SpawnFailed(e) => (
+        AgentEnd::SpawnFailed(e) | AgentEnd::NeverStarts(e) => (
             InstanceState::Failed,
             format!("agent could not be started: {e}"),
             None,

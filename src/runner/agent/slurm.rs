@@ -636,7 +636,7 @@ impl<'a> Follow<'a> {
                                 let pending = classify(row.reason.as_deref().unwrap_or(""));
                                 if let crate::slurm::Pending::Never { reason, fix } = pending {
                                     last = Some(row);
-                                    break Some((AgentEnd::SpawnFailed(format!(
+                                    break Some((AgentEnd::NeverStarts(format!(
                                         "Slurm job {} can never start ({reason}): {fix}",
                                         self.id.map_or(String::new(), |i| i.to_string())
                                     )), Stop::Kill));

@@ -50,6 +50,10 @@ pub struct Dispatcher<'r> {
     /// `executor: slurm`: the run's Slurm side (started by `drive`); none:
     /// the local executor.
     pub(super) slurm: Option<Arc<SlurmRunner>>,
+    /// The Slurm calls and polls already added to the record, so each
+    /// commit journals only the new ones (a `kill -9` loses none that were
+    /// committed).
+    slurm_counted: (crate::slurm::CallCounts, u64),
 }
 
 impl<'r> Dispatcher<'r> {
@@ -93,6 +97,7 @@ impl<'r> Dispatcher<'r> {
             ack_rx,
             merge_acks: HashMap::new(),
             slurm: None,
+            slurm_counted: Default::default(),
         }
     }
 
@@ -106,7 +111,24 @@ impl<'r> Dispatcher<'r> {
 
     /// Commits the journal: what changed is durable when this returns.
     pub(super) fn flush(&mut self) -> Result<(), RunnerError> {
+        self.count_slurm_calls();
         self.journal.commit(self.m.record())
+    }
+
+    /// Adds the Slurm calls and polls made since the last time to the
+    /// record, to be journalled with the next commit.
+    fn count_slurm_calls(&mut self) {
+        let Some(slurm) = &self.slurm else { return };
+        let (calls, polls) = slurm.counts();
+        let (counted, counted_polls) = self.slurm_counted;
+        let new = calls.since(&counted);
+        let new_polls = polls.saturating_sub(counted_polls);
+        if new.total() == 0 && new_polls == 0 {
+            return;
+        }
+        self.m.count_slurm_calls(new, new_polls);
+        self.slurm_counted = (calls, polls);
+        self.journal.changed();
     }
 
     /// Shows an event at once; it reaches `events.jsonl` at the next flush.
@@ -399,10 +421,7 @@ impl<'r> Dispatcher<'r> {
         let now = now_ms();
         let end = self.m.finish(self.mode, now);
         self.perform(end)?;
-        if let Some(slurm) = &self.slurm {
-            let (calls, polls) = slurm.counts();
-            self.m.count_slurm_calls(calls, polls);
-        }
+        self.count_slurm_calls();
         let target_commit = Repo::discover(&self.opts.repo_root)
             .ok()
             .and_then(|r| r.branch_tip(&self.opts.target).ok().flatten())
