@@ -14,6 +14,25 @@ pub fn branch_lock(common: &Path, branch: &str) -> PathBuf {
     common.join("refs/heads").join(format!("{branch}.lock"))
 }
 
+/// The lock files of the gate pool's temporary branches
+/// (`treefarm/gate-pool-<n>`) that exist, found by name: a kill while a
+/// gate worktree was planted can leave one before the worktree's folder or
+/// admin entry exists.
+pub fn gate_pool_branch_locks(common: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(common.join("refs/heads/treefarm")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("gate-pool-") && n.ends_with(".lock"))
+        })
+        .collect()
+}
+
 /// The lock file of a rewrite of `packed-refs` (a branch deletion).
 pub fn packed_refs_lock(common: &Path) -> PathBuf {
     common.join("packed-refs.lock")

@@ -434,6 +434,46 @@ fn a_kill_at_each_queue_crash_point_then_resume_loses_no_merge_and_lands_nothing
     }
 }
 
+/// A kill while a gate worktree was being planted can leave its temporary
+/// branch's lock (`refs/heads/treefarm/gate-pool-0.lock`) before the
+/// worktree's folder or admin entry exists; the resumed queue then could not
+/// plant its gate ("failed to lock file"). Recovery removes it by name.
+#[test]
+fn a_gate_pool_branch_lock_left_by_a_kill_is_removed_on_resume() {
+    let g = Gated::new(&specs(5, &[3]), "test -e bad.txt", "");
+    let out = g
+        .repo
+        .treefarm()
+        .args(["run", "--json"])
+        .env("TREEFARM_CRASH_AT", "gate-started")
+        .output()
+        .expect("spawn treefarm run");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9),
+        "not killed: {}",
+        stderr(&out)
+    );
+    let git_dir = g.repo.runs_dir().join("../..");
+    let lock = git_dir.join("refs/heads/treefarm/gate-pool-0.lock");
+    std::fs::create_dir_all(lock.parent().expect("refs folder")).expect("refs folder");
+    std::fs::write(&lock, "").expect("write the stale lock");
+    let out = g.repo.tf(&["resume", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let summary = json_summary(&out);
+    assert_eq!(
+        summary_ids(&summary, "merged"),
+        ["101", "102", "104", "105"],
+        "{summary}\n{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("removing stale git lock") && !lock.exists(),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// 101, 102 and 103 all write the undeclared `shared.txt` (so they run at
 /// once): 101 merges, 102 and 103 conflict with it. In resolve mode the
 /// scripted agent notes its prompt and conflicted files in `seen`, resolves

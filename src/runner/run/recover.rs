@@ -279,12 +279,16 @@ impl Dispatcher<'_> {
             candidates.extend(layout::merge_state_locks(&common, &inst.id));
         }
         // The gate pool's worktrees: a kill while one was moved leaves its
-        // HEAD or index lock, and its temporary branch's.
+        // HEAD or index lock; a kill while one was planted, its temporary
+        // branch's lock — possibly before its folder or admin entry exists,
+        // so those are looked for by name.
         for slot in repo.gate_pool_slots() {
-            let name = crate::git::gate_admin_name(slot);
-            candidates.push(layout::branch_lock(&common, &format!("treefarm/{name}")));
-            candidates.extend(layout::worktree_locks(&common, &name));
+            candidates.extend(layout::worktree_locks(
+                &common,
+                &crate::git::gate_admin_name(slot),
+            ));
         }
+        candidates.extend(layout::gate_pool_branch_locks(&common));
         candidates.retain(|p| p.symlink_metadata().is_ok());
         let held = crate::procfs::open_by_any_process(&candidates);
         for lock in candidates.iter().filter(|p| !held.contains(p)) {
