@@ -483,26 +483,18 @@ impl Dispatcher<'_> {
         // libgit2 was writing it) still blocks a new worktree of that name.
         let admin = layout::worktree_admin(repo.common_dir(), id);
         let staging = crate::git::staging_admin(repo.common_dir(), id);
-        if staging.symlink_metadata().is_ok() {
-            std::fs::remove_dir_all(&staging).map_err(|source| RunnerError::Remove {
-                what: "the half-made worktree entry",
-                path: staging.clone(),
-                source,
-            })?;
-        }
-        if admin.symlink_metadata().is_ok() {
-            std::fs::remove_dir_all(&admin).map_err(|source| RunnerError::Remove {
-                what: "the half-made worktree entry",
-                path: admin.clone(),
-                source,
-            })?;
-        }
-        if path.symlink_metadata().is_ok() {
-            std::fs::remove_dir_all(&path).map_err(|source| RunnerError::Remove {
-                what: "the half-made worktree",
-                path: path.clone(),
-                source,
-            })?;
+        for (what, leftover) in [
+            ("the half-made worktree entry", &staging),
+            ("the half-made worktree entry", &admin),
+            ("the half-made worktree", &path),
+        ] {
+            if leftover.symlink_metadata().is_ok() {
+                std::fs::remove_dir_all(leftover).map_err(|source| RunnerError::Remove {
+                    what,
+                    path: leftover.clone(),
+                    source,
+                })?;
+            }
         }
         let branch = crate::spec::branch_for(id);
         Ok(repo
