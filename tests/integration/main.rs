@@ -70,6 +70,7 @@ mod runner_executor;
 mod schedule_waves;
 mod slurm_cluster;
 mod slurm_executor;
+mod slurm_policy;
 mod slurm_run;
 mod spec_corpus;
 mod spec_hostile_input;
