@@ -24,7 +24,9 @@ const USAGE: (u64, u64) = (101, 7);
 const AGENT: &str = r#"
 import json, os, subprocess, sys, urllib.error, urllib.request
 url = sys.argv[1].rstrip("/") + "/v1/messages"
+# With a tool: the server answers (and refuses) only such "main" requests.
 body = {"model": "scripted-model", "max_tokens": 64,
+        "tools": [{"name": "Write", "description": "write a file", "input_schema": {"type": "object"}}],
         "messages": [{"role": "user", "content": open(os.environ["TREEFARM_PROMPT_FILE"]).read()}]}
 request = urllib.request.Request(url, data=json.dumps(body).encode(),
     headers={"content-type": "application/json", "x-api-key": "scripted-key",
