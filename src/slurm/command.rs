@@ -15,7 +15,7 @@ use super::config::SlurmConfig;
 use super::error::SlurmError;
 use super::job::{parse_parsable, sbatch_args, storage_check_args, Attempt, JobId, JobName};
 use super::poll::min_job_age;
-use super::queue::{parse_squeue, squeue_args, QueueSnapshot};
+use super::queue::{parse_squeue, squeue_args, squeue_user_args, QueueSnapshot};
 
 /// A Slurm client command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +150,17 @@ impl Slurm {
         }
         // SAFETY: getuid has no preconditions and cannot fail.
         let uid = unsafe { libc::getuid() };
-        let args = squeue_args(names, uid);
+        self.squeue(squeue_args(names, uid)).await
+    }
+
+    /// Every job of this user, whatever its name, in one `squeue` call.
+    pub async fn user_jobs(&self) -> Result<QueueSnapshot, SlurmError> {
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        self.squeue(squeue_user_args(uid)).await
+    }
+
+    async fn squeue(&self, args: Vec<OsString>) -> Result<QueueSnapshot, SlurmError> {
         // UTC and Slurm's standard time format, whatever the user's
         // environment says, so start times parse to instants.
         let env = [("TZ", "UTC"), ("SLURM_TIME_FORMAT", "standard")];

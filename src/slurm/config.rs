@@ -46,6 +46,10 @@ pub struct SlurmConfig {
     /// treefarm cancels it and fails the attempt; none: no limit.
     #[serde(with = "opt_duration")]
     pub max_pending: Option<Duration>,
+    /// Run each merge-queue gate as a batch job too (in the same gate
+    /// worktree under `worktree_dir`); off: gates run on the coordinator's
+    /// host.
+    pub gates: bool,
 }
 
 /// Added to the agent timeout for the default `--time`: treefarm's own
@@ -66,6 +70,7 @@ impl Default for SlurmConfig {
             poll: Duration::from_secs(5),
             exit_grace: Duration::from_secs(30),
             max_pending: None,
+            gates: false,
         }
     }
 }
@@ -451,7 +456,8 @@ mod tests {
         assert_eq!(parse("{}"), SlurmConfig::default());
         let c = parse(
             "partition: gpu\ntime: 2h\ncpus: 4\nmem: 8G\naccount: proj\nqos: high\n\
-             extra_args: [--gres=gpu:1]\nrequeue: true\npoll: 10\nexit_grace: 1m\nmax_pending: 30m\n",
+             extra_args: [--gres=gpu:1]\nrequeue: true\npoll: 10\nexit_grace: 1m\nmax_pending: 30m\n\
+             gates: true\n",
         );
         assert_eq!(c.partition.as_deref(), Some("gpu"));
         assert_eq!(c.time, Some(Duration::from_secs(7200)));
@@ -462,6 +468,7 @@ mod tests {
         assert_eq!(c.poll, Duration::from_secs(10));
         assert_eq!(c.exit_grace, Duration::from_secs(60));
         assert_eq!(c.max_pending, Some(Duration::from_secs(1800)));
+        assert!(c.gates);
         c.validate("slurm").expect("valid");
         // What serialises reads back the same.
         let again: SlurmConfig =

@@ -34,23 +34,33 @@ pub enum JobKind {
     /// The start-up check that `worktree_dir` is shared with the nodes (its
     /// "spec" part is [`STORAGE_CHECK`], never a spec).
     Check,
+    /// A merge-queue gate run (`slurm.gates: true`): `treefarm:<run>:gate:<n>`,
+    /// `n` the gate run's number in the run; its "spec" part is [`GATE`],
+    /// and its tail has no kind letter, so no spec's attempt shares it.
+    Gate,
 }
 
 /// The spec part of the storage check's job name (`treefarm:<run>:storage:c1`);
 /// the kind letter keeps it apart from a spec called `storage`.
 pub const STORAGE_CHECK: &str = "storage";
 
+/// The spec part of a gate run's job name (`treefarm:<run>:gate:3`).
+pub const GATE: &str = "gate";
+
 impl JobKind {
-    fn letter(self) -> char {
+    /// The letter before the number; none for a gate run.
+    fn letter(self) -> &'static str {
         match self {
-            JobKind::Attempt => 'a',
-            JobKind::Resolve => 'r',
-            JobKind::Check => 'c',
+            JobKind::Attempt => "a",
+            JobKind::Resolve => "r",
+            JobKind::Check => "c",
+            JobKind::Gate => "",
         }
     }
 }
 
-/// `treefarm:<run>:<spec>:<kind><n>`, e.g. `treefarm:20261206-220000-3f2a:020-api:a1`.
+/// `treefarm:<run>:<spec>:<kind><n>`, e.g. `treefarm:20261206-220000-3f2a:020-api:a1`
+/// (a gate run: `treefarm:<run>:gate:<n>`).
 /// Run ids and spec ids never contain `:` (nor `,`, which separates names
 /// in `squeue --name`), so the name parses back into its parts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -74,6 +84,20 @@ impl JobName {
         }
     }
 
+    /// The job of gate run `number` of run `run`.
+    pub fn gate(run: &str, number: u32) -> JobName {
+        JobName::new(run, GATE, JobKind::Gate, number)
+    }
+
+    /// The last part of the name (`a1`, `r2`, `c1`; `g3` for gate run 3),
+    /// which names the job's files beside its attempt.
+    pub fn tag(&self) -> String {
+        match self.kind {
+            JobKind::Gate => format!("g{}", self.number),
+            kind => format!("{}{}", kind.letter(), self.number),
+        }
+    }
+
     /// The inverse of `Display`; `None` for a name treefarm did not make.
     pub fn parse(name: &str) -> Option<JobName> {
         let mut parts = name.split(':');
@@ -82,14 +106,13 @@ impl JobName {
         if prefix != PREFIX || parts.next().is_some() || !is_id(run) || !is_id(spec) {
             return None;
         }
-        let mut chars = tail.chars();
-        let kind = match chars.next()? {
-            'a' => JobKind::Attempt,
-            'r' => JobKind::Resolve,
-            'c' => JobKind::Check,
+        let (kind, digits) = match tail.split_at(tail.find(|c: char| c.is_ascii_digit())?) {
+            ("a", digits) => (JobKind::Attempt, digits),
+            ("r", digits) => (JobKind::Resolve, digits),
+            ("c", digits) => (JobKind::Check, digits),
+            ("", digits) if spec == GATE => (JobKind::Gate, digits),
             _ => return None,
         };
-        let digits = chars.as_str();
         if digits.is_empty()
             || !digits.bytes().all(|b| b.is_ascii_digit())
             || digits.starts_with('0')
@@ -315,6 +338,21 @@ mod tests {
             JobName::new("r1", "020", JobKind::Attempt, 3).to_string(),
             "treefarm:r1:020:a3"
         );
+    }
+
+    #[test]
+    fn gate_jobs_are_named_by_their_run_apart_from_a_spec_called_gate() {
+        let gate = JobName::gate("r1", 3);
+        assert_eq!(gate.to_string(), "treefarm:r1:gate:3");
+        assert_eq!(gate.tag(), "g3");
+        assert_eq!(JobName::parse("treefarm:r1:gate:3"), Some(gate.clone()));
+        let spec = JobName::new("r1", GATE, JobKind::Attempt, 3);
+        assert_eq!(spec.to_string(), "treefarm:r1:gate:a3");
+        assert_eq!(spec.tag(), "a3");
+        assert_eq!(JobName::parse("treefarm:r1:gate:a3"), Some(spec));
+        // Only the gate's own spec part goes without a kind letter.
+        assert_eq!(JobName::parse("treefarm:r1:020:3"), None);
+        assert_eq!(JobName::parse("treefarm:r1:gate:03"), None);
     }
 
     #[test]

@@ -162,6 +162,31 @@ impl SlurmRunner {
         let _ = self.cancels.send(req);
     }
 
+    /// Whether merge-queue gates run as batch jobs too (`slurm.gates`).
+    pub fn runs_gates(&self) -> bool {
+        self.config.gates
+    }
+
+    /// Gate run `run`'s job (the run's `slurm:` settings; no spec's
+    /// override applies to a gate).
+    pub fn gate(self: &Arc<Self>, run: u64) -> SlurmAttempt {
+        SlurmAttempt {
+            runner: self.clone(),
+            name: JobName::gate(&self.run_id, u32::try_from(run).unwrap_or(u32::MAX).max(1)),
+            config: self.config.clone(),
+        }
+    }
+
+    /// Cancels, in one `scancel` call, the gate jobs of this run that are
+    /// still queued or running — a killed coordinator's, found by their
+    /// names in one `squeue` call of the user's jobs; the ids cancelled.
+    /// (The queue gates again whatever it still needs.)
+    pub async fn cancel_gates_left(&self) -> Result<Vec<JobId>, crate::slurm::SlurmError> {
+        let left = self.client.user_jobs().await?.live_gates(&self.run_id);
+        self.client.cancel(&left).await?;
+        Ok(left)
+    }
+
     /// One attempt of `spec` (`resolve`: a conflict hand-back), with the
     /// spec's own `slurm:` settings.
     pub fn attempt(
@@ -280,6 +305,21 @@ async fn cancel_loop(
             tracing::warn!(%err, "scancel failed");
         }
     }
+}
+
+/// What a person is told of gate run `run`'s job when it changes:
+/// submitted, pending (and why), running; none for the rest (the gate's
+/// own result says how it ended).
+pub fn describe_gate_job(run: u64, update: &JobUpdate) -> Option<String> {
+    let id = update.id?;
+    let what = match (update.state.as_deref(), &update.reason) {
+        (None, _) => "submitted".to_string(),
+        (Some("PENDING" | "REQUEUED"), Some(reason)) => format!("pending: {reason}"),
+        (Some("PENDING" | "REQUEUED"), None) => "pending".to_string(),
+        (Some("RUNNING"), _) => "running".to_string(),
+        _ => return None,
+    };
+    Some(format!("gate run {run}: Slurm job {id} {what}"))
 }
 
 /// One attempt's batch job.
@@ -485,11 +525,7 @@ impl SlurmAttempt {
                 _ => {}
             }
         }
-        let tag = format!("{}", self.name)
-            .rsplit(':')
-            .next()
-            .unwrap_or("a1")
-            .to_string();
+        let tag = self.name.tag();
         let job_file = instance_dir.join(format!("job-{tag}.json"));
         let script = instance_dir.join(format!("job-{tag}.sh"));
         let output = instance_dir.join(format!("job-{tag}.out"));
@@ -807,4 +843,40 @@ impl<'a> Follow<'a> {
 
 fn file_len(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(id: Option<u64>, state: Option<&str>, reason: Option<&str>) -> JobUpdate {
+        JobUpdate {
+            name: "treefarm:r1:gate:3".into(),
+            id,
+            state: state.map(String::from),
+            reason: reason.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_gate_jobs_note_says_where_it_stands_and_why_it_waits() {
+        assert_eq!(describe_gate_job(3, &update(None, None, None)), None);
+        assert_eq!(
+            describe_gate_job(3, &update(Some(42), None, None)).as_deref(),
+            Some("gate run 3: Slurm job 42 submitted")
+        );
+        assert_eq!(
+            describe_gate_job(3, &update(Some(42), Some("PENDING"), Some("Resources"))).as_deref(),
+            Some("gate run 3: Slurm job 42 pending: Resources")
+        );
+        assert_eq!(
+            describe_gate_job(3, &update(Some(42), Some("RUNNING"), None)).as_deref(),
+            Some("gate run 3: Slurm job 42 running")
+        );
+        // How it ended is the gate's own result.
+        assert_eq!(
+            describe_gate_job(3, &update(Some(42), Some("COMPLETED"), None)),
+            None
+        );
+    }
 }
