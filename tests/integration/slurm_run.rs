@@ -302,6 +302,46 @@ fn a_kill_between_sbatch_and_the_journal_finds_the_job_by_name() {
 
 #[test]
 #[ignore = "needs the Slurm cluster: scripts/test-slurm.sh"]
+fn a_kill_between_the_journalled_intent_and_sbatch_submits_one_job_on_resume() {
+    let _cluster = crate::slurm_cluster::take_cluster();
+    let repo = farm(1, "sleep 1", &format!("instances: 1\n{SLURM}"));
+    let out = tf(&repo)
+        .args(["run", "--json"])
+        .env("TREEFARM_CRASH_AT", "slurm-intent")
+        .output()
+        .expect("spawn");
+    assert!(!out.status.success(), "the crash point did not fire");
+    let run_id = repo.run_ids().pop().expect("a run");
+    // The journal names the job; nothing was submitted.
+    let (spec, job) = status_jobs(&repo).pop().expect("one instance");
+    assert_eq!(
+        job["name"].as_str(),
+        Some(format!("treefarm:{run_id}:{spec}:a1").as_str()),
+        "the intent was not journalled: {job}"
+    );
+    assert!(job["id"].is_null(), "{job}");
+    let submitted: Vec<_> = jobs_of(&run_id)
+        .into_iter()
+        .filter(|(_, _, n)| !n.ends_with(":storage:c1"))
+        .collect();
+    assert!(
+        submitted.is_empty(),
+        "submitted before the crash: {submitted:?}"
+    );
+    let out = run(&repo, &["resume", "--json"]);
+    assert_exit(&out, 0);
+    assert_all_merged(&repo, 1);
+    let after: Vec<_> = jobs_of(&run_id)
+        .into_iter()
+        .filter(|(_, _, n)| !n.ends_with(":storage:c1"))
+        .collect();
+    assert_eq!(after.len(), 1, "one job, never two: {after:?}");
+    let (_, job) = status_jobs(&repo).pop().expect("one instance");
+    assert_eq!(job["id"].as_u64(), Some(after[0].0), "{job}");
+}
+
+#[test]
+#[ignore = "needs the Slurm cluster: scripts/test-slurm.sh"]
 fn a_timeout_cancels_the_job() {
     let _cluster = crate::slurm_cluster::take_cluster();
     let repo = farm(1, "hang", &format!("instances: 1\n{SLURM}"));

@@ -17,7 +17,8 @@ use crate::runner::agent::slurm::{describe_gate_job, SlurmRunner};
 use crate::runner::error::RunnerError;
 use crate::runner::machine::{Policy, RunMachine};
 use crate::runner::messages::{
-    Action, Input, InstanceMsg, JobUpdate, LaneMsg as Msg, Launch, MergeAck, Mode, Signal, Stop,
+    Action, AgentEvent, Input, InstanceMsg, JobIntent, JobUpdate, LaneMsg as Msg, Launch, MergeAck,
+    Mode, Signal, Stop,
 };
 use crate::runner::run::journal::Journal;
 use crate::runner::run::lane::{build_batch, land_batch, merge_one, plant_batch, prune_one};
@@ -57,6 +58,9 @@ pub struct Dispatcher<'r> {
     /// What the gate runs' Slurm jobs (`slurm.gates`) report, shown as
     /// notes when it changes.
     gate_jobs: GateJobs,
+    /// `executor: slurm`: each attempt's job intent, journalled and
+    /// committed before its `sbatch` may run.
+    intents: Option<mpsc::UnboundedReceiver<JobIntent>>,
 }
 
 /// The gate jobs' updates (`slurm.gates`), and the last shown of each.
@@ -116,6 +120,7 @@ impl<'r> Dispatcher<'r> {
                     shown: HashMap::new(),
                 }
             },
+            intents: None,
         }
     }
 
@@ -180,7 +185,8 @@ impl<'r> Dispatcher<'r> {
         self.flush()?;
         if let Some(run) = &self.m.record().slurm {
             let run_id = self.m.record().run_id.clone();
-            let slurm = SlurmRunner::start(&run_id, run.config.clone()).await;
+            let (slurm, intents) = SlurmRunner::start(&run_id, run.config.clone()).await;
+            self.intents = Some(intents);
             // A killed coordinator's gate jobs: nobody waits for their
             // result (the queue gates again what it still needs).
             match slurm.cancel_gates_left().await {
@@ -235,6 +241,10 @@ impl<'r> Dispatcher<'r> {
                     self.gate_job(run, update);
                     continue;
                 }
+                Some(intent) = next_intent(&mut self.intents) => {
+                    self.job_intent(intent)?;
+                    continue;
+                }
                 _ = sigint.recv() => Input::Signal(Signal::Interrupt),
                 _ = sigterm.recv() => Input::Signal(Signal::Terminate),
                 _ = sighup.recv() => Input::Signal(Signal::Hangup),
@@ -266,6 +276,28 @@ impl<'r> Dispatcher<'r> {
             self.gate_jobs.shown.remove(run);
         }
         Input::Lane(msg)
+    }
+
+    /// An attempt's job is about to be submitted: its name is journalled
+    /// as the instance's `job` and committed, then `sbatch` may run. What
+    /// the instance sent before (its attempt starting) is handled first.
+    fn job_intent(&mut self, intent: JobIntent) -> Result<(), RunnerError> {
+        while let Ok((id, msg)) = self.inst_rx.try_recv() {
+            self.handle(Input::Instance(id, msg))?;
+        }
+        let update = JobUpdate {
+            name: intent.name,
+            id: None,
+            state: None,
+            reason: None,
+        };
+        self.handle(Input::Instance(
+            intent.id,
+            InstanceMsg::Agent(AgentEvent::Job(update)),
+        ))?;
+        self.flush()?;
+        let _ = intent.durable.send(());
+        Ok(())
     }
 
     /// A gate run's Slurm job changed: shown when a person would see a
@@ -496,6 +528,14 @@ impl<'r> Dispatcher<'r> {
         self.flush()?;
         self.reporter.finish(self.m.record(), &summary);
         Ok((self.m.into_record(), summary))
+    }
+}
+
+/// The next job intent; never, without a Slurm side.
+async fn next_intent(rx: &mut Option<mpsc::UnboundedReceiver<JobIntent>>) -> Option<JobIntent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
