@@ -132,8 +132,9 @@ impl Slurm {
         name: &JobName,
         marker: &std::path::Path,
         reply: &std::path::Path,
+        treefarm: &std::path::Path,
     ) -> Result<JobId, SlurmError> {
-        let args = storage_check_args(config, name, marker, reply);
+        let args = storage_check_args(config, name, marker, reply, treefarm);
         let out = self.run(SlurmProgram::Sbatch, args.clone(), &[]).await?;
         parse_parsable(&out).map_err(|what| SlurmError::Parse {
             command: command_line(SlurmProgram::Sbatch, &args),

@@ -214,14 +214,17 @@ pub fn sbatch_args(config: &SlurmConfig, attempt: &Attempt<'_>) -> Vec<OsString>
 /// minute, where the attempts would run: `partition`, `account`, `qos`,
 /// `extra_args`) that finds `marker`, which the coordinator wrote, and
 /// writes `reply` beside it, which the coordinator must then see — both
-/// directions the exit file and the worktree need. `--wait`: `sbatch`
-/// returns when the job ended, with its exit status (no `squeue`, which
-/// lists only the submitting user's jobs).
+/// directions the exit file and the worktree need. The reply is `seen`,
+/// then what `<treefarm> --version` answered on the node (or the shell's
+/// error), written whole with a rename ([`check_reply`] reads it).
+/// `--wait`: `sbatch` returns when the job ended, with its exit status (no
+/// `squeue`, which lists only the submitting user's jobs).
 pub fn storage_check_args(
     config: &SlurmConfig,
     name: &JobName,
     marker: &Path,
     reply: &Path,
+    treefarm: &Path,
 ) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["--parsable".into(), "--wait".into()];
     args.extend(config.extra_args.iter().map(OsString::from));
@@ -240,15 +243,29 @@ pub fn storage_check_args(
     args.push(format!("--job-name={name}").into());
     args.push("--output=/dev/null".into());
     let quote = |p: &Path| crate::agents::shell_quote(&p.to_string_lossy());
+    let partial = reply.with_extension("partial");
     args.push(
         format!(
-            "--wrap=test -e {} && echo seen > {}",
-            quote(marker),
-            quote(reply)
+            "--wrap=test -e {m} && {{ {{ echo seen; {t} --version 2>&1; }} > {p}; mv {p} {r}; }}",
+            m = quote(marker),
+            t = quote(treefarm),
+            p = quote(&partial),
+            r = quote(reply),
         )
         .into(),
     );
     args
+}
+
+/// What the storage check's reply says `treefarm --version` answered on
+/// the node: the lines after `seen`, trimmed; `None` when the reply is not
+/// one (the job did not see the marker).
+pub fn check_reply(reply: &str) -> Option<String> {
+    let mut lines = reply.lines();
+    if lines.next()?.trim() != "seen" {
+        return None;
+    }
+    Some(lines.collect::<Vec<_>>().join("\n").trim().to_string())
 }
 
 fn flag_path(flag: &str, path: &Path) -> OsString {
@@ -308,6 +325,7 @@ mod tests {
             &name,
             Path::new("/shared/it's/m"),
             Path::new("/shared/it's/m.seen"),
+            Path::new("/opt/tree farm"),
         ));
         assert_eq!(
             args,
@@ -321,9 +339,24 @@ mod tests {
                 "--no-requeue",
                 "--job-name=treefarm:r1:storage:c1",
                 "--output=/dev/null",
-                "--wrap=test -e '/shared/it'\\''s/m' && echo seen > '/shared/it'\\''s/m.seen'",
+                "--wrap=test -e '/shared/it'\\''s/m' && { { echo seen; '/opt/tree farm' --version 2>&1; } > '/shared/it'\\''s/m.partial'; mv '/shared/it'\\''s/m.partial' '/shared/it'\\''s/m.seen'; }",
             ]
         );
+    }
+
+    #[test]
+    fn the_check_reply_carries_what_the_nodes_treefarm_answered() {
+        assert_eq!(
+            check_reply("seen\ntreefarm 0.1.0\n").as_deref(),
+            Some("treefarm 0.1.0")
+        );
+        assert_eq!(
+            check_reply("seen\nsh: 1: /x/treefarm: not found\n").as_deref(),
+            Some("sh: 1: /x/treefarm: not found")
+        );
+        assert_eq!(check_reply("seen\n").as_deref(), Some(""));
+        assert_eq!(check_reply(""), None);
+        assert_eq!(check_reply("treefarm 0.1.0\n"), None);
     }
 
     #[test]

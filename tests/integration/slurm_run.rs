@@ -877,3 +877,55 @@ fn a_coordinator_killed_while_a_gate_job_runs_resumes_without_it() {
     );
     assert!(live_jobs(&run_id).is_empty(), "{:?}", live_jobs(&run_id));
 }
+
+#[test]
+#[ignore = "needs the Slurm cluster: scripts/test-slurm.sh"]
+fn a_treefarm_path_the_nodes_cannot_run_is_refused_before_anything_is_submitted() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let _cluster = crate::slurm_cluster::take_cluster();
+    // A path with nothing there, and a treefarm of another version.
+    let other = tempfile::TempDir::new().expect("tempdir");
+    let older = other.path().join("treefarm");
+    std::fs::write(&older, "#!/bin/sh\necho treefarm 0.0.1\n").expect("write");
+    std::fs::set_permissions(&older, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let missing = other.path().join("bin/treefarm");
+    for (path, answer) in [(&missing, "not found"), (&older, "`treefarm 0.0.1`")] {
+        let repo = farm(
+            1,
+            "sleep 1",
+            &format!(
+                "executor: slurm\nslurm: {{cpus: 1, mem: 100M, exit_grace: 3s, treefarm: {}}}\n",
+                path.display()
+            ),
+        );
+        let before: BTreeSet<u64> = queued_jobs().into_iter().map(|(id, _, _)| id).collect();
+        let out = run(&repo, &["run"]);
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "the Slurm nodes cannot run treefarm at `{}` (slurm.treefarm): `--version` there answered",
+                path.display()
+            )) && err.contains(answer),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!(
+                "hint: install treefarm {} at that path on every node",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{err}"
+        );
+        // Only the check's own job ran.
+        let new: Vec<String> = queued_jobs()
+            .into_iter()
+            .filter(|(id, _, _)| !before.contains(id))
+            .map(|(_, _, name)| name)
+            .collect();
+        assert!(
+            new.len() == 1 && new[0].ends_with(":storage:c1"),
+            "jobs submitted: {new:?}"
+        );
+        crate::slurm_executor::assert_nothing_created(&repo);
+    }
+}

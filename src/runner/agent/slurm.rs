@@ -87,7 +87,7 @@ pub struct SlurmRunner {
     /// Where each attempt's job intent goes to be journalled before
     /// `sbatch` (the dispatcher holds the other end).
     intents: mpsc::UnboundedSender<JobIntent>,
-    /// Where the shared `treefarm` binary is (what each job runs).
+    /// The `treefarm` each job runs on its node ([`treefarm_on_nodes`]).
     exe: PathBuf,
 }
 
@@ -102,7 +102,7 @@ impl SlurmRunner {
     ) -> (Arc<SlurmRunner>, mpsc::UnboundedReceiver<JobIntent>) {
         let (cancels, cancel_rx) = mpsc::unbounded_channel();
         let (intents, intent_rx) = mpsc::unbounded_channel();
-        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("treefarm"));
+        let exe = treefarm_on_nodes(&config);
         let runner = Arc::new(SlurmRunner {
             run_id: run_id.to_string(),
             config,
@@ -313,6 +313,15 @@ async fn cancel_loop(
             tracing::warn!(%err, "scancel failed");
         }
     }
+}
+
+/// The `treefarm` the jobs run on their nodes: `slurm.treefarm`, else
+/// this coordinator's own executable (at the same path on the nodes).
+pub fn treefarm_on_nodes(config: &SlurmConfig) -> PathBuf {
+    config
+        .treefarm
+        .clone()
+        .unwrap_or_else(|| std::env::current_exe().unwrap_or_else(|_| PathBuf::from("treefarm")))
 }
 
 /// What a person is told of gate run `run`'s job when it changes:
