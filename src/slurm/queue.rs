@@ -297,6 +297,12 @@ mod tests {
 15|PENDING|N/A|treefarm:r1:070:a1|Nodes required for job are DOWN, DRAINED or reserved for jobs in higher priority partitions
 ";
 
+    fn strings(args: Vec<OsString>) -> Vec<String> {
+        args.into_iter()
+            .map(|a| a.into_string().expect("utf-8"))
+            .collect()
+    }
+
     fn name(spec: &str) -> JobName {
         JobName::new("r1", spec, JobKind::Attempt, 1)
     }
@@ -317,12 +323,8 @@ mod tests {
         let snapshot = QueueSnapshot { rows };
         assert_eq!(snapshot.live_gates("r1"), [JobId(20), JobId(21)]);
         assert_eq!(snapshot.live_gates("r2"), [JobId(23)]);
-        let args: Vec<String> = squeue_user_args(7)
-            .into_iter()
-            .map(|a| a.into_string().expect("utf-8"))
-            .collect();
         assert_eq!(
-            args,
+            strings(squeue_user_args(7)),
             [
                 "--noheader",
                 "--states=all",
@@ -334,12 +336,8 @@ mod tests {
 
     #[test]
     fn the_argv_asks_for_every_name_at_once() {
-        let args: Vec<String> = squeue_args(&[name("010"), name("020")], 1000)
-            .into_iter()
-            .map(|a| a.into_string().expect("utf-8"))
-            .collect();
         assert_eq!(
-            args,
+            strings(squeue_args(&[name("010"), name("020")], 1000)),
             [
                 "--noheader",
                 "--states=all",

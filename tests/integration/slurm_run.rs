@@ -267,14 +267,7 @@ fn a_coordinator_killed_while_jobs_run_resumes_following_the_same_jobs() {
 #[ignore = "needs the Slurm cluster: scripts/test-slurm.sh"]
 fn a_kill_between_sbatch_and_the_journal_finds_the_job_by_name() {
     let _cluster = crate::slurm_cluster::take_cluster();
-    let repo = farm(1, "sleep 3", &format!("instances: 1\n{SLURM}"));
-    let out = tf(&repo)
-        .args(["run", "--json"])
-        .env("TREEFARM_CRASH_AT", "slurm-submitted")
-        .output()
-        .expect("spawn");
-    assert!(!out.status.success(), "the crash point did not fire");
-    let run_id = repo.run_ids().pop().expect("a run");
+    let (repo, run_id) = one_spec_crashed_at("sleep 3", "slurm-submitted");
     let submitted = jobs_of(&run_id);
     let agents: Vec<_> = submitted
         .iter()
@@ -288,30 +281,58 @@ fn a_kill_between_sbatch_and_the_journal_finds_the_job_by_name() {
     // The journal never learnt its id.
     let (_, job) = status_jobs(&repo).pop().expect("one instance");
     assert!(job["id"].is_null(), "the id was journalled: {job}");
-    let out = run(&repo, &["resume", "--json"]);
-    assert_exit(&out, 0);
-    assert_all_merged(&repo, 1);
-    let after: Vec<_> = jobs_of(&run_id)
+    let after = resume_one_spec(&repo, &run_id);
+    assert_eq!(after.len(), 1, "a second job was submitted: {after:?}");
+    assert_eq!(after[0].0, agents[0].0, "{after:?}");
+}
+
+/// One spec (`directives`) run until crash point `point` fired; the repo
+/// and the run id.
+fn one_spec_crashed_at(directives: &str, point: &str) -> (TestRepo, String) {
+    let repo = farm(1, directives, &format!("instances: 1\n{SLURM}"));
+    let out = tf(&repo)
+        .args(["run", "--json"])
+        .env("TREEFARM_CRASH_AT", point)
+        .output()
+        .expect("spawn");
+    assert!(
+        !out.status.success(),
+        "the crash point {point} did not fire"
+    );
+    let run_id = repo.run_ids().pop().expect("a run");
+    (repo, run_id)
+}
+
+/// The run's jobs but the storage check.
+fn spec_jobs_of(run_id: &str) -> Vec<(u64, String, String)> {
+    jobs_of(run_id)
         .into_iter()
         .filter(|(_, _, n)| !n.ends_with(":storage:c1"))
-        .collect();
-    assert_eq!(after.len(), 1, "a second job was submitted: {after:?}");
-    let (_, job) = status_jobs(&repo).pop().expect("one instance");
-    assert_eq!(job["id"].as_u64(), Some(agents[0].0), "{job}");
+        .collect()
+}
+
+/// `resume` of a one-spec run to its merge; the run's jobs after it (the
+/// journalled job id is among them).
+fn resume_one_spec(repo: &TestRepo, run_id: &str) -> Vec<(u64, String, String)> {
+    let out = run(repo, &["resume", "--json"]);
+    assert_exit(&out, 0);
+    assert_all_merged(repo, 1);
+    let after = spec_jobs_of(run_id);
+    let (_, job) = status_jobs(repo).pop().expect("one instance");
+    assert!(
+        after
+            .iter()
+            .any(|(id, _, _)| job["id"].as_u64() == Some(*id)),
+        "journalled {job}, in squeue {after:?}"
+    );
+    after
 }
 
 #[test]
 #[ignore = "needs the Slurm cluster: scripts/test-slurm.sh"]
 fn a_kill_between_the_journalled_intent_and_sbatch_submits_one_job_on_resume() {
     let _cluster = crate::slurm_cluster::take_cluster();
-    let repo = farm(1, "sleep 1", &format!("instances: 1\n{SLURM}"));
-    let out = tf(&repo)
-        .args(["run", "--json"])
-        .env("TREEFARM_CRASH_AT", "slurm-intent")
-        .output()
-        .expect("spawn");
-    assert!(!out.status.success(), "the crash point did not fire");
-    let run_id = repo.run_ids().pop().expect("a run");
+    let (repo, run_id) = one_spec_crashed_at("sleep 1", "slurm-intent");
     // The journal names the job; nothing was submitted.
     let (spec, job) = status_jobs(&repo).pop().expect("one instance");
     assert_eq!(
@@ -320,24 +341,13 @@ fn a_kill_between_the_journalled_intent_and_sbatch_submits_one_job_on_resume() {
         "the intent was not journalled: {job}"
     );
     assert!(job["id"].is_null(), "{job}");
-    let submitted: Vec<_> = jobs_of(&run_id)
-        .into_iter()
-        .filter(|(_, _, n)| !n.ends_with(":storage:c1"))
-        .collect();
+    let submitted = spec_jobs_of(&run_id);
     assert!(
         submitted.is_empty(),
         "submitted before the crash: {submitted:?}"
     );
-    let out = run(&repo, &["resume", "--json"]);
-    assert_exit(&out, 0);
-    assert_all_merged(&repo, 1);
-    let after: Vec<_> = jobs_of(&run_id)
-        .into_iter()
-        .filter(|(_, _, n)| !n.ends_with(":storage:c1"))
-        .collect();
+    let after = resume_one_spec(&repo, &run_id);
     assert_eq!(after.len(), 1, "one job, never two: {after:?}");
-    let (_, job) = status_jobs(&repo).pop().expect("one instance");
-    assert_eq!(job["id"].as_u64(), Some(after[0].0), "{job}");
 }
 
 #[test]
@@ -777,6 +787,13 @@ fn gates_as_jobs_pass_one_branch_and_refuse_the_other() {
         summary["slurm"]["calls"]["sbatch"].as_u64(),
         Some(2 + 1 + gates as u64),
         "2 agents, the storage check and {gates} gate job(s): {summary}"
+    );
+    // One batched squeue per poll, and one at the start that looks for a
+    // killed coordinator's gate jobs.
+    assert_eq!(
+        summary["slurm"]["calls"]["squeue"].as_u64(),
+        summary["slurm"]["polls"].as_u64().map(|p| p + 1),
+        "{summary}"
     );
     let run_id = summary["run_id"].as_str().expect("run id").to_string();
     let jobs = gate_jobs_of(&run_id);

@@ -188,8 +188,12 @@ impl SlurmRunner {
     /// Cancels, in one `scancel` call, the gate jobs of this run that are
     /// still queued or running — a killed coordinator's, found by their
     /// names in one `squeue` call of the user's jobs; the ids cancelled.
-    /// (The queue gates again whatever it still needs.)
+    /// (The queue gates again whatever it still needs.) Without
+    /// `slurm.gates` there are none, and nothing is asked.
     pub async fn cancel_gates_left(&self) -> Result<Vec<JobId>, crate::slurm::SlurmError> {
+        if !self.config.gates {
+            return Ok(Vec::new());
+        }
         let left = self.client.user_jobs().await?.live_gates(&self.run_id);
         self.client.cancel(&left).await?;
         Ok(left)
