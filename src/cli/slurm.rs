@@ -12,7 +12,8 @@ use crate::config::Config;
 use crate::error::InputError;
 use crate::runner::agent::slurm::treefarm_on_nodes;
 use crate::slurm::{
-    check_reply, JobKind, JobName, Request, Slurm, SlurmConfig, SlurmError, STORAGE_CHECK,
+    check_reply, Capacity, JobKind, JobName, Refusal, Request, Slurm, SlurmConfig, SlurmError,
+    STORAGE_CHECK,
 };
 use crate::spec::Spec;
 
@@ -84,7 +85,27 @@ async fn check_requests(slurm: &Slurm, config: &Config, specs: &[Spec]) -> anyho
             .into());
         }
     }
+    check_gate_request(&capacity, config)?;
     Ok(())
+}
+
+/// With `slurm.gates` and a gate, the gate jobs' request (the run's
+/// `slurm:`, `--time` from `merge.gate_timeout`) fits some node too: a
+/// gate job that could never start would stop the queue only once the
+/// first branch is ready.
+fn check_gate_request(capacity: &Capacity, config: &Config) -> Result<(), InputError> {
+    if !config.slurm.gates || config.merge.gate.trim().is_empty() {
+        return Ok(());
+    }
+    let request = Request::of(&config.slurm, config.merge.gate_timeout);
+    capacity.check(&request).map_err(|refusal| {
+        let hint = match refusal {
+            Refusal::TooLong { .. } => "lower `merge.gate_timeout` (a gate job's time limit is it plus 5 minutes unless `slurm.time` is set), or choose a partition with a longer limit",
+            _ => refusal.hint(),
+        };
+        InputError::new(format!("slurm.gates: the merge-queue gate's jobs: {refusal}"))
+            .with_hint(hint)
+    })
 }
 
 /// A marker the coordinator writes in `worktree_dir` is seen by a job, and
@@ -225,6 +246,37 @@ fn unreachable_cluster(err: SlurmError) -> InputError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gate_job_no_partition_would_start_is_refused_naming_the_gate_timeout() {
+        let capacity =
+            Capacity::parse("debug*|n1|2|24105|infinite\nshort|n1|2|24105|1:00\n").expect("sinfo");
+        let mut config = Config::default();
+        config.merge.gate = "make check".into();
+        config.merge.gate_timeout = Some(Duration::from_secs(3600));
+        config.slurm.partition = Some("short".into());
+        // Gates on the coordinator: nothing to check.
+        check_gate_request(&capacity, &config).expect("gates are local");
+        config.slurm.gates = true;
+        let err = check_gate_request(&capacity, &config).expect_err("an hour on `short`");
+        assert!(
+            err.message.starts_with(
+                "slurm.gates: the merge-queue gate's jobs: a time limit of 65 minutes"
+            ),
+            "{}",
+            err.message
+        );
+        assert!(err
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("merge.gate_timeout")));
+        config.merge.gate_timeout = None;
+        config.slurm.time = Some(Duration::from_secs(60));
+        check_gate_request(&capacity, &config).expect("one minute fits");
+        config.merge.gate = String::new();
+        config.slurm.cpus = Some(64);
+        check_gate_request(&capacity, &config).expect("no gate, no gate job");
+    }
 
     #[test]
     fn the_nodes_treefarm_must_be_this_version() {
