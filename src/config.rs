@@ -1404,10 +1404,12 @@ worktree: {{ sparse: off, sparse_include: [], reserve: "5%" }}
 slot_env: {{}}
 
 # Where the agents run: local (child processes here) | slurm (one batch job per
-# attempt running `treefarm agent-exec`; worktree_dir and treefarm itself must be
-# on storage the nodes share, at the same paths — checked before the run starts).
+# attempt running `treefarm agent-exec`; worktree_dir must be on storage the
+# nodes share, at the same path, and treefarm of this version at this path or at
+# slurm.treefarm — both checked before the run starts; gates: true runs the
+# merge-queue gates as jobs too).
 # executor: local
-# slurm: {{ partition: debug, cpus: 2, mem: 4G, time: 2h, extra_args: [], requeue: false, poll: 5s, exit_grace: 30s }}
+# slurm: {{ partition: debug, cpus: 2, mem: 4G, time: 2h, extra_args: [], requeue: false, poll: 5s, exit_grace: 30s, gates: false }}
 "#
     )
 }

@@ -274,7 +274,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "MODE", value_parser = crate::config::IsolationMode::parse)]
     pub isolation: Option<crate::config::IsolationMode>,
     /// Where the agents run: local or slurm (default: config `executor`,
-    /// local).
+    /// local); with slurm, config `slurm.gates: true` runs the merge-queue
+    /// gates as jobs too.
     #[arg(long, value_name = "KIND", value_parser = crate::config::ExecutorKind::parse)]
     pub executor: Option<crate::config::ExecutorKind>,
     /// Stop starting agents once the run's agents cost this many US dollars

@@ -354,6 +354,20 @@ pub struct JobUpdate {
     pub reason: Option<String>,
 }
 
+/// An attempt's Slurm job about to be submitted: its name, which the
+/// dispatcher journals (and commits) as the instance's `job` before it
+/// answers `durable` — only then does `sbatch` run, so a coordinator killed
+/// at any point leaves a journal that names every job it may have
+/// submitted.
+#[derive(Debug)]
+pub struct JobIntent {
+    /// The instance (spec id).
+    pub id: String,
+    /// The job's name (`treefarm:<run>:<spec>:<kind><n>`).
+    pub name: String,
+    pub durable: tokio::sync::oneshot::Sender<()>,
+}
+
 /// What an executor reports while the agent runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentEvent {

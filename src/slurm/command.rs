@@ -15,7 +15,7 @@ use super::config::SlurmConfig;
 use super::error::SlurmError;
 use super::job::{parse_parsable, sbatch_args, storage_check_args, Attempt, JobId, JobName};
 use super::poll::min_job_age;
-use super::queue::{parse_squeue, squeue_args, QueueSnapshot};
+use super::queue::{parse_squeue, squeue_args, squeue_user_args, QueueSnapshot};
 
 /// A Slurm client command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,8 +132,9 @@ impl Slurm {
         name: &JobName,
         marker: &std::path::Path,
         reply: &std::path::Path,
+        treefarm: &std::path::Path,
     ) -> Result<JobId, SlurmError> {
-        let args = storage_check_args(config, name, marker, reply);
+        let args = storage_check_args(config, name, marker, reply, treefarm);
         let out = self.run(SlurmProgram::Sbatch, args.clone(), &[]).await?;
         parse_parsable(&out).map_err(|what| SlurmError::Parse {
             command: command_line(SlurmProgram::Sbatch, &args),
@@ -150,7 +151,17 @@ impl Slurm {
         }
         // SAFETY: getuid has no preconditions and cannot fail.
         let uid = unsafe { libc::getuid() };
-        let args = squeue_args(names, uid);
+        self.squeue(squeue_args(names, uid)).await
+    }
+
+    /// Every job of this user, whatever its name, in one `squeue` call.
+    pub async fn user_jobs(&self) -> Result<QueueSnapshot, SlurmError> {
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        self.squeue(squeue_user_args(uid)).await
+    }
+
+    async fn squeue(&self, args: Vec<OsString>) -> Result<QueueSnapshot, SlurmError> {
         // UTC and Slurm's standard time format, whatever the user's
         // environment says, so start times parse to instants.
         let env = [("TZ", "UTC"), ("SLURM_TIME_FORMAT", "standard")];

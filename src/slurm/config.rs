@@ -4,6 +4,7 @@
 //! naming the argument; [`SlurmConfig::with_override`] is the per-spec merge.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,15 @@ pub struct SlurmConfig {
     /// treefarm cancels it and fails the attempt; none: no limit.
     #[serde(with = "opt_duration")]
     pub max_pending: Option<Duration>,
+    /// Run each merge-queue gate as a batch job too (in the same gate
+    /// worktree under `worktree_dir`); off: gates run on the coordinator's
+    /// host.
+    pub gates: bool,
+    /// The `treefarm` every job runs on its node (`agent-exec`): an
+    /// absolute path, or a bare name looked up on the job's `PATH`; none:
+    /// the coordinator's own executable, at the same path. The start-up
+    /// check asks it for its version.
+    pub treefarm: Option<PathBuf>,
 }
 
 /// Added to the agent timeout for the default `--time`: treefarm's own
@@ -66,6 +76,8 @@ impl Default for SlurmConfig {
             poll: Duration::from_secs(5),
             exit_grace: Duration::from_secs(30),
             max_pending: None,
+            gates: false,
+            treefarm: None,
         }
     }
 }
@@ -180,6 +192,18 @@ impl SlurmConfig {
         if self.poll.is_zero() {
             return Err(InputError::new(format!("{key}.poll: must be more than 0"))
                 .with_hint("write e.g. `5s`"));
+        }
+        if let Some(path) = &self.treefarm {
+            let text = path.to_string_lossy();
+            let bare = !text.contains('/');
+            if text.trim().is_empty() || text.contains('\n') || !(path.is_absolute() || bare) {
+                return Err(InputError::new(format!(
+                    "{key}.treefarm: `{text}` is neither an absolute path nor a program name"
+                ))
+                .with_hint(
+                    "write where treefarm is on the nodes (`/opt/treefarm/bin/treefarm`), a name on the jobs' PATH, or leave it out for this treefarm's own path",
+                ));
+            }
         }
         if self.max_pending.is_some_and(|d| d.is_zero()) {
             return Err(InputError::new(format!(
@@ -451,7 +475,8 @@ mod tests {
         assert_eq!(parse("{}"), SlurmConfig::default());
         let c = parse(
             "partition: gpu\ntime: 2h\ncpus: 4\nmem: 8G\naccount: proj\nqos: high\n\
-             extra_args: [--gres=gpu:1]\nrequeue: true\npoll: 10\nexit_grace: 1m\nmax_pending: 30m\n",
+             extra_args: [--gres=gpu:1]\nrequeue: true\npoll: 10\nexit_grace: 1m\nmax_pending: 30m\n\
+             gates: true\ntreefarm: /opt/tf/bin/treefarm\n",
         );
         assert_eq!(c.partition.as_deref(), Some("gpu"));
         assert_eq!(c.time, Some(Duration::from_secs(7200)));
@@ -462,6 +487,8 @@ mod tests {
         assert_eq!(c.poll, Duration::from_secs(10));
         assert_eq!(c.exit_grace, Duration::from_secs(60));
         assert_eq!(c.max_pending, Some(Duration::from_secs(1800)));
+        assert!(c.gates);
+        assert_eq!(c.treefarm, Some(PathBuf::from("/opt/tf/bin/treefarm")));
         c.validate("slurm").expect("valid");
         // What serialises reads back the same.
         let again: SlurmConfig =
@@ -629,9 +656,18 @@ mod tests {
             ("max_pending: 0", "slurm.max_pending"),
             ("partition: 'a b'", "slurm.partition"),
             ("account: 'a,b'", "slurm.account"),
+            ("treefarm: bin/treefarm", "slurm.treefarm"),
+            ("treefarm: ''", "slurm.treefarm"),
         ] {
             let err = parse(yaml).validate("slurm").expect_err(yaml);
             assert!(err.message.starts_with(needle), "{yaml}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn treefarm_on_the_nodes_is_a_path_or_a_name() {
+        for ok in ["treefarm: /opt/tf/treefarm", "treefarm: treefarm-0.1"] {
+            parse(ok).validate("slurm").expect(ok);
         }
     }
 

@@ -34,23 +34,33 @@ pub enum JobKind {
     /// The start-up check that `worktree_dir` is shared with the nodes (its
     /// "spec" part is [`STORAGE_CHECK`], never a spec).
     Check,
+    /// A merge-queue gate run (`slurm.gates: true`): `treefarm:<run>:gate:<n>`,
+    /// `n` the gate run's number in the run; its "spec" part is [`GATE`],
+    /// and its tail has no kind letter, so no spec's attempt shares it.
+    Gate,
 }
 
 /// The spec part of the storage check's job name (`treefarm:<run>:storage:c1`);
 /// the kind letter keeps it apart from a spec called `storage`.
 pub const STORAGE_CHECK: &str = "storage";
 
+/// The spec part of a gate run's job name (`treefarm:<run>:gate:3`).
+pub const GATE: &str = "gate";
+
 impl JobKind {
-    fn letter(self) -> char {
+    /// The letter before the number; none for a gate run.
+    fn letter(self) -> &'static str {
         match self {
-            JobKind::Attempt => 'a',
-            JobKind::Resolve => 'r',
-            JobKind::Check => 'c',
+            JobKind::Attempt => "a",
+            JobKind::Resolve => "r",
+            JobKind::Check => "c",
+            JobKind::Gate => "",
         }
     }
 }
 
-/// `treefarm:<run>:<spec>:<kind><n>`, e.g. `treefarm:20261206-220000-3f2a:020-api:a1`.
+/// `treefarm:<run>:<spec>:<kind><n>`, e.g. `treefarm:20261206-220000-3f2a:020-api:a1`
+/// (a gate run: `treefarm:<run>:gate:<n>`).
 /// Run ids and spec ids never contain `:` (nor `,`, which separates names
 /// in `squeue --name`), so the name parses back into its parts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -74,6 +84,20 @@ impl JobName {
         }
     }
 
+    /// The job of gate run `number` of run `run`.
+    pub fn gate(run: &str, number: u32) -> JobName {
+        JobName::new(run, GATE, JobKind::Gate, number)
+    }
+
+    /// The last part of the name (`a1`, `r2`, `c1`; `g3` for gate run 3),
+    /// which names the job's files beside its attempt.
+    pub fn tag(&self) -> String {
+        match self.kind {
+            JobKind::Gate => format!("g{}", self.number),
+            kind => format!("{}{}", kind.letter(), self.number),
+        }
+    }
+
     /// The inverse of `Display`; `None` for a name treefarm did not make.
     pub fn parse(name: &str) -> Option<JobName> {
         let mut parts = name.split(':');
@@ -82,14 +106,13 @@ impl JobName {
         if prefix != PREFIX || parts.next().is_some() || !is_id(run) || !is_id(spec) {
             return None;
         }
-        let mut chars = tail.chars();
-        let kind = match chars.next()? {
-            'a' => JobKind::Attempt,
-            'r' => JobKind::Resolve,
-            'c' => JobKind::Check,
+        let (kind, digits) = match tail.split_at(tail.find(|c: char| c.is_ascii_digit())?) {
+            ("a", digits) => (JobKind::Attempt, digits),
+            ("r", digits) => (JobKind::Resolve, digits),
+            ("c", digits) => (JobKind::Check, digits),
+            ("", digits) if spec == GATE => (JobKind::Gate, digits),
             _ => return None,
         };
-        let digits = chars.as_str();
         if digits.is_empty()
             || !digits.bytes().all(|b| b.is_ascii_digit())
             || digits.starts_with('0')
@@ -191,14 +214,17 @@ pub fn sbatch_args(config: &SlurmConfig, attempt: &Attempt<'_>) -> Vec<OsString>
 /// minute, where the attempts would run: `partition`, `account`, `qos`,
 /// `extra_args`) that finds `marker`, which the coordinator wrote, and
 /// writes `reply` beside it, which the coordinator must then see — both
-/// directions the exit file and the worktree need. `--wait`: `sbatch`
-/// returns when the job ended, with its exit status (no `squeue`, which
-/// lists only the submitting user's jobs).
+/// directions the exit file and the worktree need. The reply is `seen`,
+/// then what `<treefarm> --version` answered on the node (or the shell's
+/// error), written whole with a rename ([`check_reply`] reads it).
+/// `--wait`: `sbatch` returns when the job ended, with its exit status (no
+/// `squeue`, which lists only the submitting user's jobs).
 pub fn storage_check_args(
     config: &SlurmConfig,
     name: &JobName,
     marker: &Path,
     reply: &Path,
+    treefarm: &Path,
 ) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["--parsable".into(), "--wait".into()];
     args.extend(config.extra_args.iter().map(OsString::from));
@@ -217,15 +243,29 @@ pub fn storage_check_args(
     args.push(format!("--job-name={name}").into());
     args.push("--output=/dev/null".into());
     let quote = |p: &Path| crate::agents::shell_quote(&p.to_string_lossy());
+    let partial = reply.with_extension("partial");
     args.push(
         format!(
-            "--wrap=test -e {} && echo seen > {}",
-            quote(marker),
-            quote(reply)
+            "--wrap=test -e {m} && {{ {{ echo seen; {t} --version 2>&1; }} > {p}; mv {p} {r}; }}",
+            m = quote(marker),
+            t = quote(treefarm),
+            p = quote(&partial),
+            r = quote(reply),
         )
         .into(),
     );
     args
+}
+
+/// What the storage check's reply says `treefarm --version` answered on
+/// the node: the lines after `seen`, trimmed; `None` when the reply is not
+/// one (the job did not see the marker).
+pub fn check_reply(reply: &str) -> Option<String> {
+    let mut lines = reply.lines();
+    if lines.next()?.trim() != "seen" {
+        return None;
+    }
+    Some(lines.collect::<Vec<_>>().join("\n").trim().to_string())
 }
 
 fn flag_path(flag: &str, path: &Path) -> OsString {
@@ -285,6 +325,7 @@ mod tests {
             &name,
             Path::new("/shared/it's/m"),
             Path::new("/shared/it's/m.seen"),
+            Path::new("/opt/tree farm"),
         ));
         assert_eq!(
             args,
@@ -298,9 +339,24 @@ mod tests {
                 "--no-requeue",
                 "--job-name=treefarm:r1:storage:c1",
                 "--output=/dev/null",
-                "--wrap=test -e '/shared/it'\\''s/m' && echo seen > '/shared/it'\\''s/m.seen'",
+                "--wrap=test -e '/shared/it'\\''s/m' && { { echo seen; '/opt/tree farm' --version 2>&1; } > '/shared/it'\\''s/m.partial'; mv '/shared/it'\\''s/m.partial' '/shared/it'\\''s/m.seen'; }",
             ]
         );
+    }
+
+    #[test]
+    fn the_check_reply_carries_what_the_nodes_treefarm_answered() {
+        assert_eq!(
+            check_reply("seen\ntreefarm 0.1.0\n").as_deref(),
+            Some("treefarm 0.1.0")
+        );
+        assert_eq!(
+            check_reply("seen\nsh: 1: /x/treefarm: not found\n").as_deref(),
+            Some("sh: 1: /x/treefarm: not found")
+        );
+        assert_eq!(check_reply("seen\n").as_deref(), Some(""));
+        assert_eq!(check_reply(""), None);
+        assert_eq!(check_reply("treefarm 0.1.0\n"), None);
     }
 
     #[test]
@@ -315,6 +371,21 @@ mod tests {
             JobName::new("r1", "020", JobKind::Attempt, 3).to_string(),
             "treefarm:r1:020:a3"
         );
+    }
+
+    #[test]
+    fn gate_jobs_are_named_by_their_run_apart_from_a_spec_called_gate() {
+        let gate = JobName::gate("r1", 3);
+        assert_eq!(gate.to_string(), "treefarm:r1:gate:3");
+        assert_eq!(gate.tag(), "g3");
+        assert_eq!(JobName::parse("treefarm:r1:gate:3"), Some(gate.clone()));
+        let spec = JobName::new("r1", GATE, JobKind::Attempt, 3);
+        assert_eq!(spec.to_string(), "treefarm:r1:gate:a3");
+        assert_eq!(spec.tag(), "a3");
+        assert_eq!(JobName::parse("treefarm:r1:gate:a3"), Some(spec));
+        // Only the gate's own spec part goes without a kind letter.
+        assert_eq!(JobName::parse("treefarm:r1:020:3"), None);
+        assert_eq!(JobName::parse("treefarm:r1:gate:03"), None);
     }
 
     #[test]

@@ -39,11 +39,11 @@ pub use command::{CallCounts, Slurm, SlurmProgram, DEFAULT_TIMEOUT};
 pub use config::{MemSize, OwnedFlag, Owner, SlurmConfig, SlurmOverride, OWNED_FLAGS, TIME_MARGIN};
 pub use error::SlurmError;
 pub use job::{
-    parse_parsable, sbatch_args, storage_check_args, Attempt, JobId, JobKind, JobName, SIGNAL_LEAD,
-    STORAGE_CHECK,
+    check_reply, parse_parsable, sbatch_args, storage_check_args, Attempt, JobId, JobKind, JobName,
+    GATE, SIGNAL_LEAD, STORAGE_CHECK,
 };
 pub use poll::{min_job_age, PollInterval, MAX_BACKOFF};
-pub use queue::{parse_squeue, squeue_args, JobRow, JobState, QueueSnapshot};
+pub use queue::{parse_squeue, squeue_args, squeue_user_args, JobRow, JobState, QueueSnapshot};
 pub use reason::{classify, Pending};
 pub use record::{JobRecord, SlurmRun};
 pub use timefmt::{format_time_limit, parse_time_limit};

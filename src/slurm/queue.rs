@@ -16,7 +16,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::job::{JobId, JobName};
+use super::job::{JobId, JobKind, JobName};
 
 /// The `--format` of [`squeue_args`]: id, state, start time, name, reason.
 const FORMAT: &str = "--format=%i|%T|%S|%j|%r";
@@ -36,6 +36,18 @@ pub fn squeue_args(names: &[JobName], uid: u32) -> Vec<OsString> {
         "--states=all".into(),
         format!("--user={uid}").into(),
         format!("--name={list}").into(),
+        FORMAT.into(),
+    ]
+}
+
+/// The `squeue` argv that lists every job of user `uid`, whatever its
+/// name, finished ones included (recovery looks for a run's gate jobs by
+/// their name's prefix; run it as [`squeue_args`]).
+pub fn squeue_user_args(uid: u32) -> Vec<OsString> {
+    vec![
+        "--noheader".into(),
+        "--states=all".into(),
+        format!("--user={uid}").into(),
         FORMAT.into(),
     ]
 }
@@ -236,6 +248,22 @@ impl QueueSnapshot {
         named.last().copied()
     }
 
+    /// The gate jobs of run `run` that have not ended (recovery cancels
+    /// what a killed coordinator left; the queue gates again).
+    pub fn live_gates(&self, run: &str) -> Vec<JobId> {
+        let mut ids: Vec<JobId> = self
+            .rows
+            .iter()
+            .filter(|r| !r.state.is_finished())
+            .filter(|r| {
+                JobName::parse(&r.name).is_some_and(|n| n.kind == JobKind::Gate && n.run == run)
+            })
+            .map(|r| r.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Whether anything a user would see changed since `before`: a job
     /// appeared, left, or changed state or reason. (A pending job's
     /// expected start moves with every scheduler pass; that is no change.)
@@ -269,18 +297,47 @@ mod tests {
 15|PENDING|N/A|treefarm:r1:070:a1|Nodes required for job are DOWN, DRAINED or reserved for jobs in higher priority partitions
 ";
 
+    fn strings(args: Vec<OsString>) -> Vec<String> {
+        args.into_iter()
+            .map(|a| a.into_string().expect("utf-8"))
+            .collect()
+    }
+
     fn name(spec: &str) -> JobName {
         JobName::new("r1", spec, JobKind::Attempt, 1)
     }
 
     #[test]
-    fn the_argv_asks_for_every_name_at_once() {
-        let args: Vec<String> = squeue_args(&[name("010"), name("020")], 1000)
-            .into_iter()
-            .map(|a| a.into_string().expect("utf-8"))
-            .collect();
+    fn the_live_gate_jobs_of_a_run_are_told_apart_by_name() {
+        let rows = parse_squeue(
+            "\
+20|RUNNING|2026-12-06T21:57:46|treefarm:r1:gate:3|None
+21|PENDING|N/A|treefarm:r1:gate:4|Resources
+22|COMPLETED|2026-12-06T21:57:46|treefarm:r1:gate:2|None
+23|RUNNING|2026-12-06T21:57:46|treefarm:r2:gate:1|None
+24|RUNNING|2026-12-06T21:57:46|treefarm:r1:gate:a1|None
+25|RUNNING|2026-12-06T21:57:46|gate|None
+",
+        )
+        .expect("parse");
+        let snapshot = QueueSnapshot { rows };
+        assert_eq!(snapshot.live_gates("r1"), [JobId(20), JobId(21)]);
+        assert_eq!(snapshot.live_gates("r2"), [JobId(23)]);
         assert_eq!(
-            args,
+            strings(squeue_user_args(7)),
+            [
+                "--noheader",
+                "--states=all",
+                "--user=7",
+                "--format=%i|%T|%S|%j|%r"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_argv_asks_for_every_name_at_once() {
+        assert_eq!(
+            strings(squeue_args(&[name("010"), name("020")], 1000)),
             [
                 "--noheader",
                 "--states=all",

@@ -47,7 +47,7 @@ fn farm(slurm_front: &str, config: &str) -> TestRepo {
 
 /// Nothing of a run exists: no branch but `main`, no run journal, no
 /// worktree folder (the storage check removes what it made).
-fn assert_nothing_created(repo: &TestRepo) {
+pub(crate) fn assert_nothing_created(repo: &TestRepo) {
     assert_eq!(
         repo.git(&["for-each-ref", "--format=%(refname)", "refs/heads"]),
         "refs/heads/main"

@@ -267,14 +267,7 @@ fn a_coordinator_killed_while_jobs_run_resumes_following_the_same_jobs() {
 #[ignore = "needs the Slurm cluster: scripts/test-slurm.sh"]
 fn a_kill_between_sbatch_and_the_journal_finds_the_job_by_name() {
     let _cluster = crate::slurm_cluster::take_cluster();
-    let repo = farm(1, "sleep 3", &format!("instances: 1\n{SLURM}"));
-    let out = tf(&repo)
-        .args(["run", "--json"])
-        .env("TREEFARM_CRASH_AT", "slurm-submitted")
-        .output()
-        .expect("spawn");
-    assert!(!out.status.success(), "the crash point did not fire");
-    let run_id = repo.run_ids().pop().expect("a run");
+    let (repo, run_id) = one_spec_crashed_at("sleep 3", "slurm-submitted");
     let submitted = jobs_of(&run_id);
     let agents: Vec<_> = submitted
         .iter()
@@ -288,16 +281,73 @@ fn a_kill_between_sbatch_and_the_journal_finds_the_job_by_name() {
     // The journal never learnt its id.
     let (_, job) = status_jobs(&repo).pop().expect("one instance");
     assert!(job["id"].is_null(), "the id was journalled: {job}");
-    let out = run(&repo, &["resume", "--json"]);
-    assert_exit(&out, 0);
-    assert_all_merged(&repo, 1);
-    let after: Vec<_> = jobs_of(&run_id)
+    let after = resume_one_spec(&repo, &run_id);
+    assert_eq!(after.len(), 1, "a second job was submitted: {after:?}");
+    assert_eq!(after[0].0, agents[0].0, "{after:?}");
+}
+
+/// One spec (`directives`) run until crash point `point` fired; the repo
+/// and the run id.
+fn one_spec_crashed_at(directives: &str, point: &str) -> (TestRepo, String) {
+    let repo = farm(1, directives, &format!("instances: 1\n{SLURM}"));
+    let out = tf(&repo)
+        .args(["run", "--json"])
+        .env("TREEFARM_CRASH_AT", point)
+        .output()
+        .expect("spawn");
+    assert!(
+        !out.status.success(),
+        "the crash point {point} did not fire"
+    );
+    let run_id = repo.run_ids().pop().expect("a run");
+    (repo, run_id)
+}
+
+/// The run's jobs but the storage check.
+fn spec_jobs_of(run_id: &str) -> Vec<(u64, String, String)> {
+    jobs_of(run_id)
         .into_iter()
         .filter(|(_, _, n)| !n.ends_with(":storage:c1"))
-        .collect();
-    assert_eq!(after.len(), 1, "a second job was submitted: {after:?}");
-    let (_, job) = status_jobs(&repo).pop().expect("one instance");
-    assert_eq!(job["id"].as_u64(), Some(agents[0].0), "{job}");
+        .collect()
+}
+
+/// `resume` of a one-spec run to its merge; the run's jobs after it (the
+/// journalled job id is among them).
+fn resume_one_spec(repo: &TestRepo, run_id: &str) -> Vec<(u64, String, String)> {
+    let out = run(repo, &["resume", "--json"]);
+    assert_exit(&out, 0);
+    assert_all_merged(repo, 1);
+    let after = spec_jobs_of(run_id);
+    let (_, job) = status_jobs(repo).pop().expect("one instance");
+    assert!(
+        after
+            .iter()
+            .any(|(id, _, _)| job["id"].as_u64() == Some(*id)),
+        "journalled {job}, in squeue {after:?}"
+    );
+    after
+}
+
+#[test]
+#[ignore = "needs the Slurm cluster: scripts/test-slurm.sh"]
+fn a_kill_between_the_journalled_intent_and_sbatch_submits_one_job_on_resume() {
+    let _cluster = crate::slurm_cluster::take_cluster();
+    let (repo, run_id) = one_spec_crashed_at("sleep 1", "slurm-intent");
+    // The journal names the job; nothing was submitted.
+    let (spec, job) = status_jobs(&repo).pop().expect("one instance");
+    assert_eq!(
+        job["name"].as_str(),
+        Some(format!("treefarm:{run_id}:{spec}:a1").as_str()),
+        "the intent was not journalled: {job}"
+    );
+    assert!(job["id"].is_null(), "{job}");
+    let submitted = spec_jobs_of(&run_id);
+    assert!(
+        submitted.is_empty(),
+        "submitted before the crash: {submitted:?}"
+    );
+    let after = resume_one_spec(&repo, &run_id);
+    assert_eq!(after.len(), 1, "one job, never two: {after:?}");
 }
 
 #[test]
@@ -667,4 +717,232 @@ fn a_job_pending_longer_than_max_pending_is_cancelled_and_the_spec_fails() {
     );
     let run_id = summary["run_id"].as_str().expect("run id").to_string();
     assert!(live_jobs(&run_id).is_empty(), "{:?}", jobs_of(&run_id));
+}
+
+/// [`SLURM`] with the merge queue's gates run as jobs too.
+const SLURM_GATES: &str =
+    "executor: slurm\nslurm: {cpus: 1, mem: 100M, poll: 1s, exit_grace: 3s, gates: true}\n";
+
+/// The `merge:` section of a test: `gate` as a YAML single-quoted string.
+fn merge_gate(gate: &str, more: &str) -> String {
+    format!("merge:\n  gate: '{}'\n{more}", gate.replace('\'', "''"))
+}
+
+/// The events of a `--json` run's stdout named `name`.
+fn events_named(text: &str, name: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"] == name)
+        .collect()
+}
+
+/// The gate jobs of run `run_id` that `squeue` lists.
+fn gate_jobs_of(run_id: &str) -> Vec<(u64, String, String)> {
+    let prefix = format!("treefarm:{run_id}:gate:");
+    jobs_of(run_id)
+        .into_iter()
+        .filter(|(_, _, n)| n.starts_with(&prefix))
+        .collect()
+}
+
+/// The files on the target branch.
+fn target_files(repo: &TestRepo) -> BTreeSet<String> {
+    repo.git(&["ls-tree", "--name-only", "roadmap"])
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the Slurm cluster: scripts/test-slurm.sh"]
+fn gates_as_jobs_pass_one_branch_and_refuse_the_other() {
+    let _cluster = crate::slurm_cluster::take_cluster();
+    // The gate passes only inside a Slurm job, and refuses spec 2's file.
+    let gate = r#"test -n "$SLURM_JOB_ID" && test ! -e f2.txt"#;
+    let repo = farm(
+        2,
+        "sleep 1",
+        &format!("instances: 2\n{SLURM_GATES}{}", merge_gate(gate, "")),
+    );
+    let out = run(&repo, &["run", "--json"]);
+    assert_exit(&out, 1);
+    let files = target_files(&repo);
+    assert!(files.contains("f1.txt"), "spec 1 not merged: {files:?}");
+    assert!(!files.contains("f2.txt"), "spec 2 merged: {files:?}");
+    assert_eq!(repo.show("roadmap", "f1.txt"), "spec 1");
+    let text = stdout(&out);
+    let gates = events_named(&text, "gate_started").len();
+    assert!(
+        !events_named(&text, "gate_passed").is_empty()
+            && !events_named(&text, "gate_failed").is_empty(),
+        "a gate passed and one failed:\n{text}"
+    );
+    assert!(
+        events_named(&text, "gate_could_not_run").is_empty(),
+        "{text}"
+    );
+    // Each gate run was one job, counted with the agents' and the check's.
+    let summary = crate::common::json_summary(&out);
+    assert_eq!(
+        summary["slurm"]["calls"]["sbatch"].as_u64(),
+        Some(2 + 1 + gates as u64),
+        "2 agents, the storage check and {gates} gate job(s): {summary}"
+    );
+    // One batched squeue per poll, and one at the start that looks for a
+    // killed coordinator's gate jobs.
+    assert_eq!(
+        summary["slurm"]["calls"]["squeue"].as_u64(),
+        summary["slurm"]["polls"].as_u64().map(|p| p + 1),
+        "{summary}"
+    );
+    let run_id = summary["run_id"].as_str().expect("run id").to_string();
+    let jobs = gate_jobs_of(&run_id);
+    assert_eq!(jobs.len(), gates, "gate jobs in squeue: {jobs:?}");
+    assert!(
+        jobs.iter()
+            .all(|(_, s, _)| s == "COMPLETED" || s == "FAILED"),
+        "{jobs:?}"
+    );
+    assert!(live_jobs(&run_id).is_empty(), "{:?}", live_jobs(&run_id));
+}
+
+#[test]
+#[ignore = "needs the Slurm cluster: scripts/test-slurm.sh"]
+fn a_gate_job_the_queue_no_longer_needs_is_cancelled() {
+    let _cluster = crate::slurm_cluster::take_cluster();
+    // Spec 1 ends first; its batch's gate fails after a while. Spec 2 ends
+    // meanwhile and is stacked on it (two gate jobs): its gate would run
+    // for ten minutes, but once spec 1's gate failed its result is no
+    // longer needed. Spec 2 alone then passes.
+    let gate = "if test -e f2.txt; then test -e f1.txt && sleep 600; exit 0; fi; \
+                sleep 8; test ! -e f1.txt";
+    let specs = [
+        (
+            "SPEC-001-s1.md",
+            spec_md("s1", &["f1.txt"], &[], None, "write f1.txt spec 1"),
+        ),
+        (
+            "SPEC-002-s2.md",
+            spec_md("s2", &["f2.txt"], &[], None, "sleep 4\nwrite f2.txt spec 2"),
+        ),
+    ];
+    let refs: Vec<(&str, String)> = specs.iter().map(|(n, s)| (*n, s.clone())).collect();
+    let repo = TestRepo::farm(
+        &[("README.md", "x\n")],
+        &refs,
+        &format!(
+            "instances: 2\n{SLURM_GATES}{}",
+            merge_gate(gate, "  gate_jobs: 2\n  gate_timeout: 3m\n")
+        ),
+    );
+    let out = run(&repo, &["run", "--json"]);
+    assert_exit(&out, 1);
+    let files = target_files(&repo);
+    assert!(files.contains("f2.txt"), "spec 2 not merged: {files:?}");
+    assert!(!files.contains("f1.txt"), "spec 1 merged: {files:?}");
+    let summary = crate::common::json_summary(&out);
+    let run_id = summary["run_id"].as_str().expect("run id").to_string();
+    let jobs = gate_jobs_of(&run_id);
+    assert!(
+        jobs.iter().any(|(_, s, _)| s == "CANCELLED"),
+        "no gate job was cancelled: {jobs:?}\n{}",
+        stdout(&out)
+    );
+    assert!(live_jobs(&run_id).is_empty(), "{:?}", live_jobs(&run_id));
+}
+
+#[test]
+#[ignore = "needs the Slurm cluster: scripts/test-slurm.sh"]
+fn a_coordinator_killed_while_a_gate_job_runs_resumes_without_it() {
+    let _cluster = crate::slurm_cluster::take_cluster();
+    // The first coordinator's gate job hangs (the job gets its environment);
+    // the resumed one's passes.
+    let gate = r#"sleep "${TF_TEST_GATE_SLEEP:-0}""#;
+    let repo = farm(
+        2,
+        "sleep 1",
+        &format!("instances: 2\n{SLURM_GATES}{}", merge_gate(gate, "")),
+    );
+    let mut child = spawn(&repo, &["run", "--json"], &[("TF_TEST_GATE_SLEEP", "600")]);
+    let run_id = run_id_of(&repo);
+    wait_until_within(120, "a running gate job", || {
+        gate_jobs_of(&run_id).iter().any(|(_, s, _)| s == "RUNNING")
+    });
+    let hung: Vec<u64> = gate_jobs_of(&run_id)
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    child.kill().expect("kill -9 the coordinator");
+    let _ = child.wait();
+    let out = run(&repo, &["resume", "--json"]);
+    assert_exit(&out, 0);
+    assert_all_merged(&repo, 2);
+    // The dead coordinator's gate job was cancelled, not waited for, and
+    // not swept as a local orphan: Slurm says CANCELLED.
+    let jobs = gate_jobs_of(&run_id);
+    for id in &hung {
+        let state = jobs
+            .iter()
+            .find(|(j, _, _)| j == id)
+            .map(|(_, s, _)| s.as_str());
+        assert_eq!(state, Some("CANCELLED"), "gate job {id}: {jobs:?}");
+    }
+    assert!(
+        jobs.iter()
+            .any(|(id, s, _)| !hung.contains(id) && s == "COMPLETED"),
+        "the resumed queue gated again as a job: {jobs:?}"
+    );
+    assert!(live_jobs(&run_id).is_empty(), "{:?}", live_jobs(&run_id));
+}
+
+#[test]
+#[ignore = "needs the Slurm cluster: scripts/test-slurm.sh"]
+fn a_treefarm_path_the_nodes_cannot_run_is_refused_before_anything_is_submitted() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let _cluster = crate::slurm_cluster::take_cluster();
+    // A path with nothing there, and a treefarm of another version.
+    let other = tempfile::TempDir::new().expect("tempdir");
+    let older = other.path().join("treefarm");
+    std::fs::write(&older, "#!/bin/sh\necho treefarm 0.0.1\n").expect("write");
+    std::fs::set_permissions(&older, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let missing = other.path().join("bin/treefarm");
+    for (path, answer) in [(&missing, "not found"), (&older, "`treefarm 0.0.1`")] {
+        let repo = farm(
+            1,
+            "sleep 1",
+            &format!(
+                "executor: slurm\nslurm: {{cpus: 1, mem: 100M, exit_grace: 3s, treefarm: {}}}\n",
+                path.display()
+            ),
+        );
+        let before: BTreeSet<u64> = queued_jobs().into_iter().map(|(id, _, _)| id).collect();
+        let out = run(&repo, &["run"]);
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "the Slurm nodes cannot run treefarm at `{}` (slurm.treefarm): `--version` there answered",
+                path.display()
+            )) && err.contains(answer),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!(
+                "hint: install treefarm {} at that path on every node",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{err}"
+        );
+        // Only the check's own job ran.
+        let new: Vec<String> = queued_jobs()
+            .into_iter()
+            .filter(|(id, _, _)| !before.contains(id))
+            .map(|(_, _, name)| name)
+            .collect();
+        assert!(
+            new.len() == 1 && new[0].ends_with(":storage:c1"),
+            "jobs submitted: {new:?}"
+        );
+        crate::slurm_executor::assert_nothing_created(&repo);
+    }
 }

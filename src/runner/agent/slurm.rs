@@ -9,28 +9,27 @@
 //!   `MinJobAge`), and the batching of cancels (a Ctrl-C is one `scancel`
 //!   call for all jobs).
 //! - [`SlurmAttempt`]: one attempt's job ([`Executor`]): written beside the
-//!   attempt (job file, script, the intent file naming the job before
-//!   `sbatch`, then its id), submitted, followed through `pending` (the
+//!   attempt (job file, script), its name journalled and committed before
+//!   `sbatch` (the intent; its id after), submitted, followed through `pending` (the
 //!   reason; one that never clears cancels it) and `running` (the
 //!   timeout's clock starts here), stopped with `scancel` (signal, grace,
 //!   cancel), and judged from the exit file (`exit_grace` for shared file
 //!   systems), with Slurm's state as the reason when the job was lost.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::{sleep, sleep_until, Instant};
 
 use super::exec::write_job_file;
 use super::executor::{AgentJob, Executor};
 use super::local::read_exit_record;
 use super::status_file::StatusWatch;
-use crate::runner::messages::{AgentEnd, AgentEvent, JobUpdate, Stop};
+use crate::runner::messages::{AgentEnd, AgentEvent, JobIntent, JobUpdate, Stop};
 use crate::slurm::{
     classify, Attempt, CallCounts, JobId, JobName, JobRow, JobState, PollInterval, Slurm,
     SlurmConfig,
@@ -85,17 +84,25 @@ pub struct SlurmRunner {
     /// A job was added: poll soon.
     wake: Arc<Notify>,
     cancels: mpsc::UnboundedSender<CancelReq>,
-    /// Where the shared `treefarm` binary is (what each job runs).
+    /// Where each attempt's job intent goes to be journalled before
+    /// `sbatch` (the dispatcher holds the other end).
+    intents: mpsc::UnboundedSender<JobIntent>,
+    /// The `treefarm` each job runs on its node ([`treefarm_on_nodes`]).
     exe: PathBuf,
 }
 
 impl SlurmRunner {
     /// Starts the poller and the cancel batcher of run `run_id` (on the
     /// current tokio runtime); `MinJobAge` is asked once, for the back-off's
-    /// ceiling.
-    pub async fn start(run_id: &str, config: SlurmConfig) -> Arc<SlurmRunner> {
+    /// ceiling. The receiver is where each attempt's [`JobIntent`] arrives:
+    /// its `sbatch` waits until the intent is answered (journalled).
+    pub async fn start(
+        run_id: &str,
+        config: SlurmConfig,
+    ) -> (Arc<SlurmRunner>, mpsc::UnboundedReceiver<JobIntent>) {
         let (cancels, cancel_rx) = mpsc::unbounded_channel();
-        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("treefarm"));
+        let (intents, intent_rx) = mpsc::unbounded_channel();
+        let exe = treefarm_on_nodes(&config);
         let runner = Arc::new(SlurmRunner {
             run_id: run_id.to_string(),
             config,
@@ -104,6 +111,7 @@ impl SlurmRunner {
             watched: Mutex::new(HashMap::new()),
             wake: Arc::new(Notify::new()),
             cancels,
+            intents,
             exe,
         });
         let min_job_age = match runner.client.min_job_age().await {
@@ -116,7 +124,7 @@ impl SlurmRunner {
         let interval = PollInterval::new(runner.config.poll, min_job_age);
         tokio::spawn(poll_loop(Arc::downgrade(&runner), interval));
         tokio::spawn(cancel_loop(Arc::downgrade(&runner), cancel_rx));
-        runner
+        (runner, intent_rx)
     }
 
     /// The calls made so far, and the polls among them.
@@ -160,6 +168,35 @@ impl SlurmRunner {
 
     fn cancel(&self, req: CancelReq) {
         let _ = self.cancels.send(req);
+    }
+
+    /// Whether merge-queue gates run as batch jobs too (`slurm.gates`).
+    pub fn runs_gates(&self) -> bool {
+        self.config.gates
+    }
+
+    /// Gate run `run`'s job (the run's `slurm:` settings; no spec's
+    /// override applies to a gate).
+    pub fn gate(self: &Arc<Self>, run: u64) -> SlurmAttempt {
+        SlurmAttempt {
+            runner: self.clone(),
+            name: JobName::gate(&self.run_id, u32::try_from(run).unwrap_or(u32::MAX).max(1)),
+            config: self.config.clone(),
+        }
+    }
+
+    /// Cancels, in one `scancel` call, the gate jobs of this run that are
+    /// still queued or running — a killed coordinator's, found by their
+    /// names in one `squeue` call of the user's jobs; the ids cancelled.
+    /// (The queue gates again whatever it still needs.) Without
+    /// `slurm.gates` there are none, and nothing is asked.
+    pub async fn cancel_gates_left(&self) -> Result<Vec<JobId>, crate::slurm::SlurmError> {
+        if !self.config.gates {
+            return Ok(Vec::new());
+        }
+        let left = self.client.user_jobs().await?.live_gates(&self.run_id);
+        self.client.cancel(&left).await?;
+        Ok(left)
     }
 
     /// One attempt of `spec` (`resolve`: a conflict hand-back), with the
@@ -282,6 +319,30 @@ async fn cancel_loop(
     }
 }
 
+/// The `treefarm` the jobs run on their nodes: `slurm.treefarm`, else
+/// this coordinator's own executable (at the same path on the nodes).
+pub fn treefarm_on_nodes(config: &SlurmConfig) -> PathBuf {
+    config
+        .treefarm
+        .clone()
+        .unwrap_or_else(|| std::env::current_exe().unwrap_or_else(|_| PathBuf::from("treefarm")))
+}
+
+/// What a person is told of gate run `run`'s job when it changes:
+/// submitted, pending (and why), running; none for the rest (the gate's
+/// own result says how it ended).
+pub fn describe_gate_job(run: u64, update: &JobUpdate) -> Option<String> {
+    let id = update.id?;
+    let what = match (update.state.as_deref(), &update.reason) {
+        (None, _) => "submitted".to_string(),
+        (Some("PENDING" | "REQUEUED"), Some(reason)) => format!("pending: {reason}"),
+        (Some("PENDING" | "REQUEUED"), None) => "pending".to_string(),
+        (Some("RUNNING"), _) => "running".to_string(),
+        _ => return None,
+    };
+    Some(format!("gate run {run}: Slurm job {id} {what}"))
+}
+
 /// One attempt's batch job.
 #[derive(Debug, Clone)]
 pub struct SlurmAttempt {
@@ -299,35 +360,22 @@ pub struct JobHandle {
     pub id: Option<JobId>,
 }
 
-/// The file beside an attempt that names its job before `sbatch` runs (and
-/// its id after): the durable intent a recovery finds the job by.
+/// The file beside an attempt in which builds before the journalled intent
+/// named its job before `sbatch` (and its id after). Only read: a run such
+/// a build left is resumed with its jobs found.
 pub fn intent_path(instance_dir: &Path) -> PathBuf {
     instance_dir.join("slurm-job")
 }
 
-/// The job named in the intent file of `instance_dir`, and its id when it
-/// was written after `sbatch` answered.
+/// The job named in the intent file of `instance_dir` (see
+/// [`intent_path`]), and its id when it was written after `sbatch`
+/// answered.
 pub fn read_intent(instance_dir: &Path) -> Option<(JobName, Option<JobId>)> {
     let text = std::fs::read_to_string(intent_path(instance_dir)).ok()?;
     let mut lines = text.lines();
     let name = JobName::parse(lines.next()?.trim())?;
     let id = lines.next().and_then(|l| l.trim().parse().ok()).map(JobId);
     Some((name, id))
-}
-
-/// Writes the intent file durably (write, fsync, rename, fsync the folder).
-fn write_intent(instance_dir: &Path, name: &JobName, id: Option<JobId>) -> std::io::Result<()> {
-    let path = intent_path(instance_dir);
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    match id {
-        Some(id) => writeln!(file, "{name}\n{id}")?,
-        None => writeln!(file, "{name}")?,
-    }
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(instance_dir)?.sync_all()
 }
 
 impl Executor for SlurmAttempt {
@@ -456,6 +504,42 @@ impl SlurmAttempt {
         Follow::new(self, Some(id), &job, events, stop).run().await
     }
 
+    /// The job's name made durable before `sbatch`: an attempt's is
+    /// journalled as its instance's `job` and committed (the dispatcher
+    /// answers once it is); a gate run's is only shown — a killed
+    /// coordinator's gate jobs are found by their names' prefix and
+    /// cancelled, never followed.
+    async fn journal_intent(
+        &self,
+        events: &mpsc::UnboundedSender<AgentEvent>,
+    ) -> Result<(), AgentEnd> {
+        if self.name.kind == crate::slurm::JobKind::Gate {
+            let _ = events.send(AgentEvent::Job(JobUpdate {
+                name: self.name.to_string(),
+                id: None,
+                state: None,
+                reason: None,
+            }));
+            return Ok(());
+        }
+        let (durable, journalled) = oneshot::channel();
+        let intent = JobIntent {
+            id: self.name.spec.clone(),
+            name: self.name.to_string(),
+            durable,
+        };
+        let gone = || {
+            AgentEnd::SpawnFailed(format!(
+                "the run ended before the intent to submit `{}` was journalled; nothing was submitted",
+                self.name
+            ))
+        };
+        self.runner.intents.send(intent).map_err(|_| gone())?;
+        journalled.await.map_err(|_| gone())?;
+        crate::state::crash_point("slurm-intent");
+        Ok(())
+    }
+
     /// Writes the job's files beside the attempt, journals the intent, runs
     /// `sbatch`, records the id. `Err`: the attempt's end (it could not be
     /// submitted).
@@ -485,11 +569,7 @@ impl SlurmAttempt {
                 _ => {}
             }
         }
-        let tag = format!("{}", self.name)
-            .rsplit(':')
-            .next()
-            .unwrap_or("a1")
-            .to_string();
+        let tag = self.name.tag();
         let job_file = instance_dir.join(format!("job-{tag}.json"));
         let script = instance_dir.join(format!("job-{tag}.sh"));
         let output = instance_dir.join(format!("job-{tag}.out"));
@@ -503,18 +583,7 @@ impl SlurmAttempt {
         );
         std::fs::write(&script, text)
             .map_err(|e| failed(format!("cannot write `{}`: {e}", script.display())))?;
-        write_intent(&instance_dir, &self.name, None).map_err(|e| {
-            failed(format!(
-                "cannot write the job's intent file in `{}`: {e}",
-                instance_dir.display()
-            ))
-        })?;
-        let _ = events.send(AgentEvent::Job(JobUpdate {
-            name: self.name.to_string(),
-            id: None,
-            state: None,
-            reason: None,
-        }));
+        self.journal_intent(events).await?;
         let attempt = Attempt {
             name: &self.name,
             script: &script,
@@ -534,9 +603,6 @@ impl SlurmAttempt {
                 ))
             })?;
         crate::state::crash_point("slurm-submitted");
-        if let Err(err) = write_intent(&instance_dir, &self.name, Some(id)) {
-            tracing::warn!(%err, "cannot record the job id beside the attempt");
-        }
         let _ = events.send(AgentEvent::Job(JobUpdate {
             name: self.name.to_string(),
             id: Some(id.0),
@@ -807,4 +873,51 @@ impl<'a> Follow<'a> {
 
 fn file_len(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(id: Option<u64>, state: Option<&str>, reason: Option<&str>) -> JobUpdate {
+        JobUpdate {
+            name: "treefarm:r1:gate:3".into(),
+            id,
+            state: state.map(String::from),
+            reason: reason.map(String::from),
+        }
+    }
+
+    #[test]
+    fn an_older_builds_intent_file_still_names_its_job() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(read_intent(dir.path()), None);
+        std::fs::write(intent_path(dir.path()), "treefarm:r1:020:a2\n").expect("write");
+        let name = JobName::new("r1", "020", crate::slurm::JobKind::Attempt, 2);
+        assert_eq!(read_intent(dir.path()), Some((name.clone(), None)));
+        std::fs::write(intent_path(dir.path()), "treefarm:r1:020:a2\n42\n").expect("write");
+        assert_eq!(read_intent(dir.path()), Some((name, Some(JobId(42)))));
+    }
+
+    #[test]
+    fn a_gate_jobs_note_says_where_it_stands_and_why_it_waits() {
+        assert_eq!(describe_gate_job(3, &update(None, None, None)), None);
+        assert_eq!(
+            describe_gate_job(3, &update(Some(42), None, None)).as_deref(),
+            Some("gate run 3: Slurm job 42 submitted")
+        );
+        assert_eq!(
+            describe_gate_job(3, &update(Some(42), Some("PENDING"), Some("Resources"))).as_deref(),
+            Some("gate run 3: Slurm job 42 pending: Resources")
+        );
+        assert_eq!(
+            describe_gate_job(3, &update(Some(42), Some("RUNNING"), None)).as_deref(),
+            Some("gate run 3: Slurm job 42 running")
+        );
+        // How it ended is the gate's own result.
+        assert_eq!(
+            describe_gate_job(3, &update(Some(42), Some("COMPLETED"), None)),
+            None
+        );
+    }
 }

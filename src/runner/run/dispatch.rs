@@ -13,15 +13,16 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::git::Repo;
 use crate::report::{Event, Reporter, Summary};
 use crate::runner::agent::instance::run_instance;
-use crate::runner::agent::slurm::SlurmRunner;
+use crate::runner::agent::slurm::{describe_gate_job, SlurmRunner};
 use crate::runner::error::RunnerError;
 use crate::runner::machine::{Policy, RunMachine};
 use crate::runner::messages::{
-    Action, Input, InstanceMsg, LaneMsg as Msg, Launch, MergeAck, Mode, Signal, Stop,
+    Action, AgentEvent, Input, InstanceMsg, JobIntent, JobUpdate, LaneMsg as Msg, Launch, MergeAck,
+    Mode, Signal, Stop,
 };
 use crate::runner::run::journal::Journal;
 use crate::runner::run::lane::{build_batch, land_batch, merge_one, plant_batch, prune_one};
-use crate::runner::slot::gates::{run_gate, GateJob};
+use crate::runner::slot::gates::{run_gate, GateHost, GateJob};
 use crate::schedule::{Node, Scheduler};
 use crate::state::RunOptions;
 use crate::state::{crash_point, now_ms, RunDir, RunRecord};
@@ -54,6 +55,19 @@ pub struct Dispatcher<'r> {
     /// commit journals only the new ones (a `kill -9` loses none that were
     /// committed).
     slurm_counted: (crate::slurm::CallCounts, u64),
+    /// What the gate runs' Slurm jobs (`slurm.gates`) report, shown as
+    /// notes when it changes.
+    gate_jobs: GateJobs,
+    /// `executor: slurm`: each attempt's job intent, journalled and
+    /// committed before its `sbatch` may run.
+    intents: Option<mpsc::UnboundedReceiver<JobIntent>>,
+}
+
+/// The gate jobs' updates (`slurm.gates`), and the last shown of each.
+struct GateJobs {
+    tx: mpsc::UnboundedSender<(u64, JobUpdate)>,
+    rx: mpsc::UnboundedReceiver<(u64, JobUpdate)>,
+    shown: HashMap<u64, JobUpdate>,
 }
 
 impl<'r> Dispatcher<'r> {
@@ -98,6 +112,15 @@ impl<'r> Dispatcher<'r> {
             merge_acks: HashMap::new(),
             slurm: None,
             slurm_counted: Default::default(),
+            gate_jobs: {
+                let (tx, rx) = mpsc::unbounded_channel();
+                GateJobs {
+                    tx,
+                    rx,
+                    shown: HashMap::new(),
+                }
+            },
+            intents: None,
         }
     }
 
@@ -162,7 +185,20 @@ impl<'r> Dispatcher<'r> {
         self.flush()?;
         if let Some(run) = &self.m.record().slurm {
             let run_id = self.m.record().run_id.clone();
-            self.slurm = Some(SlurmRunner::start(&run_id, run.config.clone()).await);
+            let (slurm, intents) = SlurmRunner::start(&run_id, run.config.clone()).await;
+            self.intents = Some(intents);
+            // A killed coordinator's gate jobs: nobody waits for their
+            // result (the queue gates again what it still needs).
+            match slurm.cancel_gates_left().await {
+                Ok(ids) if ids.is_empty() => {}
+                Ok(ids) => self.note(format!(
+                    "cancelled Slurm gate job(s) {ids:?} left by the interrupted run"
+                )),
+                Err(err) => self.note(format!(
+                    "cannot cancel the gate jobs the interrupted run left ({err}); cancel them yourself: scancel --name=treefarm:{run_id}:gate:<n>"
+                )),
+            }
+            self.slurm = Some(slurm);
         }
         self.reconcile().await?;
 
@@ -201,6 +237,14 @@ impl<'r> Dispatcher<'r> {
             let input = tokio::select! {
                 Some((id, msg)) = self.inst_rx.recv() => Input::Instance(id, msg),
                 Some(msg) = self.rx.recv() => self.lane_input(msg),
+                Some((run, update)) = self.gate_jobs.rx.recv() => {
+                    self.gate_job(run, update);
+                    continue;
+                }
+                Some(intent) = next_intent(&mut self.intents) => {
+                    self.job_intent(intent)?;
+                    continue;
+                }
                 _ = sigint.recv() => Input::Signal(Signal::Interrupt),
                 _ = sigterm.recv() => Input::Signal(Signal::Terminate),
                 _ = sighup.recv() => Input::Signal(Signal::Hangup),
@@ -229,8 +273,44 @@ impl<'r> Dispatcher<'r> {
     fn lane_input(&mut self, msg: Msg) -> Input {
         if let Msg::GateDone { run, .. } = &msg {
             self.gate_cancels.remove(run);
+            self.gate_jobs.shown.remove(run);
         }
         Input::Lane(msg)
+    }
+
+    /// An attempt's job is about to be submitted: its name is journalled
+    /// as the instance's `job` and committed, then `sbatch` may run. What
+    /// the instance sent before (its attempt starting) is handled first.
+    fn job_intent(&mut self, intent: JobIntent) -> Result<(), RunnerError> {
+        while let Ok((id, msg)) = self.inst_rx.try_recv() {
+            self.handle(Input::Instance(id, msg))?;
+        }
+        let update = JobUpdate {
+            name: intent.name,
+            id: None,
+            state: None,
+            reason: None,
+        };
+        self.handle(Input::Instance(
+            intent.id,
+            InstanceMsg::Agent(AgentEvent::Job(update)),
+        ))?;
+        self.flush()?;
+        let _ = intent.durable.send(());
+        Ok(())
+    }
+
+    /// A gate run's Slurm job changed: shown when a person would see a
+    /// difference (submitted, pending and why, running).
+    fn gate_job(&mut self, run: u64, update: JobUpdate) {
+        if self.gate_jobs.shown.get(&run) == Some(&update) {
+            return;
+        }
+        let text = describe_gate_job(run, &update);
+        self.gate_jobs.shown.insert(run, update);
+        if let Some(text) = text {
+            self.note(text);
+        }
     }
 
     /// One thing that happened: the machine decides, the loop performs;
@@ -394,7 +474,8 @@ impl<'r> Dispatcher<'r> {
     }
 
     /// Runs a gate in its warm gate worktree (the machine counted it in
-    /// flight); a signal or [`Action::CancelGate`] stops it.
+    /// flight), here or as a Slurm job (`slurm.gates`); a signal or
+    /// [`Action::CancelGate`] stops it.
     fn spawn_gate(&mut self, gate: crate::merge_queue::GateRun) {
         let (cancel, cancelled) = oneshot::channel();
         self.gate_cancels.insert(gate.run, cancel);
@@ -408,11 +489,18 @@ impl<'r> Dispatcher<'r> {
             gate,
             run_id: self.m.record().run_id.clone(),
         };
+        let host = match &self.slurm {
+            Some(runner) if runner.runs_gates() => GateHost::Slurm {
+                runner: runner.clone(),
+                updates: self.gate_jobs.tx.clone(),
+            },
+            _ => GateHost::Local,
+        };
         let opts = self.opts.clone();
         let tx = self.tx.clone();
         let stop = self.stop_tx.subscribe();
         tokio::spawn(async move {
-            let msg = run_gate(opts, job, cancelled, stop).await;
+            let msg = run_gate(opts, job, host, cancelled, stop).await;
             let _ = tx.send(msg);
         });
     }
@@ -440,6 +528,14 @@ impl<'r> Dispatcher<'r> {
         self.flush()?;
         self.reporter.finish(self.m.record(), &summary);
         Ok((self.m.into_record(), summary))
+    }
+}
+
+/// The next job intent; never, without a Slurm side.
+async fn next_intent(rx: &mut Option<mpsc::UnboundedReceiver<JobIntent>>) -> Option<JobIntent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

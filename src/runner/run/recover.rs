@@ -189,12 +189,17 @@ impl Dispatcher<'_> {
 
     /// Ends the merge-queue gate runs a previous coordinator left (found by
     /// the run id and `TREEFARM_GATE` in their environment): the planner
-    /// runs again whatever it still needs.
+    /// runs again whatever it still needs. A gate run as a Slurm job
+    /// (`slurm.gates`) is not swept here even on the coordinator's host: it
+    /// was cancelled through Slurm when the dispatcher started.
     async fn end_orphan_gates(&mut self) {
-        let groups = crate::procfs::groups_with_env(&[
+        let groups: Vec<u32> = crate::procfs::groups_with_env(&[
             ("TREEFARM_RUN_ID", &self.m.record().run_id),
             ("TREEFARM_GATE", "1"),
-        ]);
+        ])
+        .into_iter()
+        .filter(|g| !self.is_slurm_job(*g))
+        .collect();
         if groups.is_empty() {
             return;
         }

@@ -9,9 +9,14 @@
 //! before the run is reported done, so its worktree is free for the next
 //! gate.
 //!
+//! With `executor: slurm` and `slurm.gates: true` the gate is one batch
+//! job instead ([`GateHost::Slurm`]): the same worktree (under
+//! `worktree_dir`, shared with the nodes), environment, log, timeout and
+//! sandbox, run by `treefarm agent-exec` on the node.
+//!
 //! A gate that cannot be run — its log, its worktree, its sandbox, its port
-//! block or its shell — is [`GateEnd::CouldNotRun`], not a failed gate: no
-//! branch is at fault.
+//! block, its shell or its job — is [`GateEnd::CouldNotRun`], not a failed
+//! gate: no branch is at fault.
 
 use std::io::{Read as _, Seek as _};
 use std::os::unix::process::CommandExt as _;
@@ -20,13 +25,15 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::git::{Oid, Repo};
 use crate::isolation::{Policy, PolicyInputs, Sandbox};
 use crate::merge_queue::GateRun;
+use crate::runner::agent::executor::{AgentJob, Executor as _};
 use crate::runner::agent::local::kill_group;
-use crate::runner::messages::{GateEnd, LaneMsg, Stop};
+use crate::runner::agent::slurm::SlurmRunner;
+use crate::runner::messages::{AgentEnd, AgentEvent, GateEnd, JobUpdate, LaneMsg, Stop};
 use crate::runner::slot::ports::PortBlock;
 use crate::state::RunOptions;
 
@@ -49,20 +56,33 @@ pub struct GateJob {
     pub private_dir: PathBuf,
 }
 
-/// A gate ready to start: its command and, under isolation, its sandbox and
-/// the port block it holds until it ends.
+/// What a gate run gets besides its command, under either executor: its
+/// environment, and under isolation its sandbox and the port block it
+/// holds until it ends.
 struct Prepared {
-    cmd: std::process::Command,
-    policy: Option<Policy>,
+    env: Vec<(String, String)>,
+    sandbox: Option<Sandbox>,
     _ports: Option<PortBlock>,
 }
 
+/// Where a gate runs: here, as its own process group, or (`slurm.gates`)
+/// as a batch job of the run's Slurm side, whose job updates go to
+/// `updates` (the dispatcher shows them).
+pub enum GateHost {
+    Local,
+    Slurm {
+        runner: Arc<SlurmRunner>,
+        updates: mpsc::UnboundedSender<(u64, JobUpdate)>,
+    },
+}
+
 /// Moves gate worktree `gate.slot` to the commit under test, runs the gate
-/// command there with its output in `job.log`, and reports
+/// command there (on `host`) with its output in `job.log`, and reports
 /// [`LaneMsg::GateDone`].
 pub async fn run_gate(
     opts: Arc<RunOptions>,
     job: GateJob,
+    host: GateHost,
     mut cancel: oneshot::Receiver<()>,
     mut stop: watch::Receiver<Stop>,
 ) -> LaneMsg {
@@ -107,11 +127,29 @@ pub async fn run_gate(
             "the gate worktree could not be moved to {}: {reason}",
             job.gate.commit
         )),
-        Ok(dir) => match prepare(&opts, &job, &command, &dir, log) {
+        Ok(dir) => match prepare(&opts, &job, &dir) {
             Err(cause) => GateEnd::CouldNotRun(cause),
-            Ok(prepared) => {
-                supervise(&opts, &job, &command, prepared, &mut cancel, &mut stop).await
-            }
+            Ok(prepared) => match host {
+                GateHost::Local => match local_command(&job, &command, &dir, log, &prepared) {
+                    Err(cause) => GateEnd::CouldNotRun(cause),
+                    Ok(cmd) => {
+                        let policy = prepared.sandbox.as_ref().map(|s| &s.policy);
+                        supervise(&opts, &job, &command, cmd, policy, &mut cancel, &mut stop).await
+                    }
+                },
+                GateHost::Slurm { runner, updates } => {
+                    drop(log);
+                    let gate = GateAsJob {
+                        opts: &opts,
+                        job: &job,
+                        command: &command,
+                        dir: &dir,
+                        runner: &runner,
+                        updates: &updates,
+                    };
+                    gate.run(prepared, &mut cancel, &mut stop).await
+                }
+            },
         },
     };
     if let GateEnd::CouldNotRun(cause) = &end {
@@ -124,40 +162,24 @@ pub async fn run_gate(
     done(end)
 }
 
-/// The gate's command in worktree `dir`, with its environment, its own
-/// process group and, under isolation, its sandbox; `Err`: why it cannot
-/// run.
-fn prepare(
-    opts: &RunOptions,
-    job: &GateJob,
-    command: &str,
-    dir: &Path,
-    log: std::fs::File,
-) -> Result<Prepared, String> {
-    let ids = job.gate.ids.join(" ");
-    let mut cmd = std::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg(command)
-        .current_dir(dir)
-        .env("TREEFARM_RUN_ID", &job.run_id)
-        .env("TREEFARM_TARGET", &opts.target)
-        .env("TREEFARM_GATE", "1")
-        .env("TREEFARM_GATE_COMMIT", &job.gate.commit)
-        .env("TREEFARM_GATE_BATCH", job.gate.batch.to_string())
-        .env("TREEFARM_GATE_PREFIX", job.gate.prefix.to_string())
+/// The gate's environment and, under isolation, its sandbox (and port
+/// block); `Err`: why it cannot run.
+fn prepare(opts: &RunOptions, job: &GateJob, dir: &Path) -> Result<Prepared, String> {
+    let mut env: Vec<(String, String)> = vec![
+        ("TREEFARM_RUN_ID".into(), job.run_id.clone()),
+        ("TREEFARM_TARGET".into(), opts.target.clone()),
+        ("TREEFARM_GATE".into(), "1".into()),
+        ("TREEFARM_GATE_COMMIT".into(), job.gate.commit.clone()),
+        ("TREEFARM_GATE_BATCH".into(), job.gate.batch.to_string()),
+        ("TREEFARM_GATE_PREFIX".into(), job.gate.prefix.to_string()),
         // Not `TREEFARM_SPEC_ID`: a gate is no instance's process (resume
         // finds an instance's processes by it).
-        .env("TREEFARM_SPEC_IDS", &ids)
-        .stdin(Stdio::null())
-        .process_group(0);
-    let out = log
-        .try_clone()
-        .map_err(|e| format!("failed to open the gate log `{}`: {e}", job.log.display()))?;
-    cmd.stdout(out).stderr(log);
+        ("TREEFARM_SPEC_IDS".into(), job.gate.ids.join(" ")),
+    ];
     let Some(active) = opts.isolation_active else {
         return Ok(Prepared {
-            cmd,
-            policy: None,
+            env,
+            sandbox: None,
             _ports: None,
         });
     };
@@ -184,7 +206,7 @@ fn prepare(
     // The gate inherits treefarm's environment (the variables that move
     // tool state among it); it runs no agent CLI, so none's state is
     // created for it.
-    let env: Vec<(String, String)> = std::env::vars().collect();
+    let inherited: Vec<(String, String)> = std::env::vars().collect();
     let policy = Policy::new(&PolicyInputs {
         worktree: dir,
         instance_dir: &job.private_dir,
@@ -193,28 +215,53 @@ fn prepare(
         allow_write: &opts.isolation.allow_write,
         allow_read: &opts.isolation.allow_read,
         cli: None,
-        env: &env,
+        env: &inherited,
         extra: Vec::new(),
         ports: active.ports.then_some((ports.start, ports.size)),
     });
-    let sandbox = Sandbox {
-        abi: active.abi,
-        policy: policy.clone(),
-    };
-    let ruleset = sandbox.ruleset().map_err(|e| crate::error::chain(&e))?;
-    cmd.env("TREEFARM_PORT", ports.start.to_string())
-        .env("TMPDIR", &tmp)
-        .env("TREEFARM_ISOLATED", "1");
-    // SAFETY: the closure only makes two async-signal-safe system calls on
-    // a descriptor opened before the fork (see `isolation::sandbox`).
-    unsafe {
-        cmd.pre_exec(move || Sandbox::restrict_in_child(&ruleset));
-    }
+    env.push(("TREEFARM_PORT".into(), ports.start.to_string()));
+    env.push(("TMPDIR".into(), tmp.display().to_string()));
+    env.push(("TREEFARM_ISOLATED".into(), "1".into()));
     Ok(Prepared {
-        cmd,
-        policy: Some(policy),
+        env,
+        sandbox: Some(Sandbox {
+            abi: active.abi,
+            policy,
+        }),
         _ports: Some(ports),
     })
+}
+
+/// The gate's command here, in worktree `dir`: its environment, its own
+/// process group, its log and, under isolation, its sandbox (applied
+/// between `fork` and `exec`).
+fn local_command(
+    job: &GateJob,
+    command: &str,
+    dir: &Path,
+    log: std::fs::File,
+    prepared: &Prepared,
+) -> Result<std::process::Command, String> {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .current_dir(dir)
+        .envs(prepared.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .process_group(0);
+    let out = log
+        .try_clone()
+        .map_err(|e| format!("failed to open the gate log `{}`: {e}", job.log.display()))?;
+    cmd.stdout(out).stderr(log);
+    if let Some(sandbox) = &prepared.sandbox {
+        let ruleset = sandbox.ruleset().map_err(|e| crate::error::chain(&e))?;
+        // SAFETY: the closure only makes two async-signal-safe system calls
+        // on a descriptor opened before the fork (see `isolation::sandbox`).
+        unsafe {
+            cmd.pre_exec(move || Sandbox::restrict_in_child(&ruleset));
+        }
+    }
+    Ok(cmd)
 }
 
 /// Starts the gate and waits for its end, its timeout, a cancellation or a
@@ -223,15 +270,11 @@ async fn supervise(
     opts: &RunOptions,
     job: &GateJob,
     command: &str,
-    prepared: Prepared,
+    cmd: std::process::Command,
+    policy: Option<&Policy>,
     cancel: &mut oneshot::Receiver<()>,
     stop: &mut watch::Receiver<Stop>,
 ) -> GateEnd {
-    let Prepared {
-        cmd,
-        policy,
-        _ports,
-    } = prepared;
     let mut cmd = tokio::process::Command::from(cmd);
     cmd.kill_on_drop(false);
     let mut child = match cmd.spawn() {
@@ -254,7 +297,7 @@ async fn supervise(
             kill_group(pgid, CANCEL_GRACE).await;
             match status {
                 Ok(s) if s.success() => GateEnd::Passed,
-                Ok(s) => failed(job, command, &format!("failed ({s})"), policy.as_ref()),
+                Ok(s) => failed(job, command, &format!("failed ({s})"), policy),
                 Err(err) => GateEnd::CouldNotRun(format!(
                     "the exit status of gate `{command}` was lost: {err}"
                 )),
@@ -263,17 +306,7 @@ async fn supervise(
         _ = expired => {
             kill_group(pgid, grace).await;
             let _ = child.wait().await;
-            let limit = crate::config::format_duration(timeout.unwrap_or_default());
-            write_note(
-                &job.log,
-                &format!("treefarm: the gate timed out after {limit} (merge.gate_timeout)"),
-            );
-            failed(
-                job,
-                command,
-                &format!("timed out after {limit} (merge.gate_timeout)"),
-                policy.as_ref(),
-            )
+            timed_out(opts, job, command, policy)
         }
         _ = cancel => {
             kill_group(pgid, CANCEL_GRACE).await;
@@ -285,6 +318,139 @@ async fn supervise(
             let _ = child.wait().await;
             GateEnd::Stopped
         }
+    }
+}
+
+/// A gate that ran longer than `merge.gate_timeout` (and was ended): a
+/// note in its log, and a failure.
+fn timed_out(opts: &RunOptions, job: &GateJob, command: &str, policy: Option<&Policy>) -> GateEnd {
+    let limit = crate::config::format_duration(opts.gate_timeout().unwrap_or_default());
+    write_note(
+        &job.log,
+        &format!("treefarm: the gate timed out after {limit} (merge.gate_timeout)"),
+    );
+    failed(
+        job,
+        command,
+        &format!("timed out after {limit} (merge.gate_timeout)"),
+        policy,
+    )
+}
+
+/// A gate run as one batch job (`slurm.gates: true`): the same command,
+/// environment, log and sandbox as [`local_command`], written as an agent
+/// job that `treefarm agent-exec` runs on the node (the one in-job entry
+/// point, Landlock applied there), submitted and followed by the Slurm
+/// executor — the shared poller, pending reasons, a reason that never
+/// clears, the timeout's clock from `RUNNING`, the batched `scancel` — and
+/// judged by the exit file it leaves in the gate run's own folder.
+struct GateAsJob<'a> {
+    opts: &'a RunOptions,
+    job: &'a GateJob,
+    command: &'a str,
+    dir: &'a Path,
+    runner: &'a Arc<SlurmRunner>,
+    updates: &'a mpsc::UnboundedSender<(u64, JobUpdate)>,
+}
+
+impl GateAsJob<'_> {
+    async fn run(
+        &self,
+        prepared: Prepared,
+        cancel: &mut oneshot::Receiver<()>,
+        stop: &mut watch::Receiver<Stop>,
+    ) -> GateEnd {
+        let Prepared {
+            env,
+            sandbox,
+            _ports,
+        } = prepared;
+        let policy = sandbox.as_ref().map(|s| s.policy.clone());
+        let agent_job = AgentJob {
+            command: self.command.to_string(),
+            cwd: self.dir.to_path_buf(),
+            env,
+            log_path: self.job.log.clone(),
+            status_path: self.job.private_dir.join("status.json"),
+            exit_path: self.job.private_dir.join("exit_code"),
+            timeout: self.opts.gate_timeout(),
+            idle_timeout: None,
+            grace: Duration::from_millis(self.opts.grace_ms),
+            sandbox,
+        };
+        let exec = self.runner.gate(self.job.gate.run);
+        let name = exec.name().clone();
+        // A cancel (the queue no longer needs the result) or a stop (a
+        // signal) ends the job at once, in the run's batched `scancel`.
+        let (end_tx, end_rx) = watch::channel(Stop::Run);
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let follow = exec.spawn(agent_job, ev_tx, end_rx);
+        tokio::pin!(follow);
+        let mut asked = false;
+        let end = loop {
+            tokio::select! {
+                end = &mut follow => break end,
+                Some(event) = ev_rx.recv() => {
+                    if let AgentEvent::Job(update) = event {
+                        let _ = self.updates.send((self.job.gate.run, update));
+                    }
+                }
+                _ = &mut *cancel, if !asked => {
+                    asked = true;
+                    let _ = end_tx.send(Stop::Kill);
+                }
+                _ = stopped(stop), if !asked => {
+                    asked = true;
+                    let _ = end_tx.send(Stop::Kill);
+                }
+            }
+        };
+        while let Ok(AgentEvent::Job(update)) = ev_rx.try_recv() {
+            let _ = self.updates.send((self.job.gate.run, update));
+        }
+        let policy = policy.as_ref();
+        match end {
+            AgentEnd::Exited(0) => GateEnd::Passed,
+            AgentEnd::Exited(code) => failed(
+                self.job,
+                self.command,
+                &format!("failed (exit status: {code})"),
+                policy,
+            ),
+            AgentEnd::Signaled(sig) => failed(
+                self.job,
+                self.command,
+                &format!("failed (signal: {sig})"),
+                policy,
+            ),
+            AgentEnd::TimedOut | AgentEnd::IdleTimedOut => {
+                timed_out(self.opts, self.job, self.command, policy)
+            }
+            AgentEnd::Stopped => GateEnd::Stopped,
+            AgentEnd::SpawnFailed(why) | AgentEnd::JobLost(why) | AgentEnd::NeverStarts(why) => {
+                self.could_not_run(&name, &why)
+            }
+            AgentEnd::Unknown => self.could_not_run(&name, "it ended without an exit code"),
+        }
+    }
+
+    /// A gate job that did not run the gate to an exit code: no branch is
+    /// at fault. What the job itself printed (`agent-exec`'s own errors)
+    /// joins the gate's log.
+    fn could_not_run(&self, name: &crate::slurm::JobName, why: &str) -> GateEnd {
+        let out = self.job.private_dir.join(format!("job-{}.out", name.tag()));
+        if let Ok(text) = std::fs::read_to_string(&out) {
+            if !text.trim().is_empty() {
+                write_note(
+                    &self.job.log,
+                    &format!(
+                        "treefarm: the Slurm job `{name}` printed:\n{}",
+                        text.trim_end()
+                    ),
+                );
+            }
+        }
+        GateEnd::CouldNotRun(format!("its Slurm job `{name}`: {why}"))
     }
 }
 
