@@ -13,7 +13,12 @@
 # N specs, one spec per file: spec i declares tracked file number i/2 - 1
 # (even i, while there is one) or the new file `new/<i>.txt` (all others), so
 # no two specs overlap. The no-op agent touches neither, so both kinds cost
-# the same. `treefarm.yaml`: agent `true`, `agent.allow_unchanged: true`,
+# the same. The spec files are not tracked (`specs/` in `.git/info/exclude`;
+# treefarm reads them from the main worktree): tracked, every worktree would
+# check out all N of them and its prune delete them, a cost per spec that
+# grows with N by construction — the repository's size, not the
+# coordinator's (BENCH_TRACKED_SPECS=1 tracks them, to measure that too).
+# `treefarm.yaml`: agent `true`, `agent.allow_unchanged: true`,
 # `agent.start_interval: 0`, `instances: 8`, `worktree.reserve: 0%` (the
 # shared disk is nearly full; this measures the coordinator, not the disk
 # check); everything else the default — isolation `auto` (Landlock where the
@@ -78,7 +83,7 @@
 #
 # Environment: TREEFARM_BIN (default target/release/treefarm, built if
 # missing), BENCH_QUICK=1, BENCH_TRACE_MAX (skip the traced pass above this
-# N; its figures then print as not traced), BENCH_FILES, BENCH_ROUNDS, SPARSE_FILES, SPARSE_MB,
+# N; its figures then print as not traced), BENCH_TRACKED_SPECS=1, BENCH_FILES, BENCH_ROUNDS, SPARSE_FILES, SPARSE_MB,
 # SPARSE_STACK_FILES, BENCH_KEEP=1 keeps the scratch directory. Needs strace. Exit code: 0 unless
 # something failed (a missed goal is printed, not an error).
 set -euo pipefail
@@ -174,6 +179,9 @@ for i in range(1, n + 1):
         f.write("# Bench spec %d\n\nTouch the declared file.\n\n**Files**:\n- `%s`\n" % (i, path))
 PY
     write_scale_config "$repo" 8
+    if [[ ${BENCH_TRACKED_SPECS:-0} != 1 ]]; then
+        echo "specs/" >>"$repo/.git/info/exclude"
+    fi
     commit_all "$repo" "scale bench, $n specs"
     git -C "$repo" branch roadmap
 
