@@ -35,7 +35,7 @@
 #             shells per spec). For scale the output also prints the CPU of N
 #             such shell pairs spawned by python alone ("agent floor").
 #             peak RSS = ru_maxrss of the tree, i.e. the largest process: the
-#             coordinator. Then `status --json`, `report` and `resume` on the
+#             coordinator. Then `status`, `status --json`, `report` and `resume` on the
 #             finished run, each timed (median of 3).
 #   traced    `strace -f -y -s 0 -qq` piped into scripts/bench/strace-sum.py.
 #             strace slows the run several times, so no time comes from this
@@ -198,12 +198,14 @@ PY
         iso="$iso (no private git dir: agents ran unconfined)"
     fi
     echo "$iso" >"$out.isolation"
-    local cmd k
-    for cmd in "status --json" report resume; do
+    local cmd k key
+    for cmd in status "status --json" report resume; do
+        key=${cmd// --/_}
         for ((k = 1; k <= 3; k++)); do
             # shellcheck disable=SC2086 # the command's words
             must_measure "$out.cmd.$k" "treefarm $cmd" "$TF" -C "$repo" $cmd
-            ns_to_ms "$(measured_field "$out.cmd.$k" 1)" >>"$out.${cmd%% *}_ms"
+            ns_to_ms "$(measured_field "$out.cmd.$k" 1)" >>"$out.${key}_ms"
+            measured_field "$out.cmd.$k" 2 >>"$out.${key}_rss"
         done
     done
     agent_floor "$n" "$out.floor"
@@ -238,6 +240,7 @@ for n in ns:
     wall, rss, _, user, sys_ = map(int, read(p + ".run"))
     fu, fs = map(int, read(p + ".floor"))
     med = lambda k: statistics.median(float(x) for x in open("%s.%s_ms" % (p, k)))
+    peak = lambda k: max(float(x) for x in open("%s.%s_rss" % (p, k))) / 1024
     traced = os.path.exists(p + ".trace.json")
     if traced:
         t = json.load(open(p + ".trace.json"))
@@ -256,18 +259,21 @@ for n in ns:
         readlink=c.get("readlink", 0), readlink_f=f.get("readlink", 0), stat=stat,
         stat_f=sum(f.get(k, 0) for k in ("newfstatat", "statx", "stat", "lstat")),
         fsync=c.get("fsync", 0) + c.get("fdatasync", 0), openat=c.get("openat", 0),
-        write=c.get("write", 0), status=med("status"), report=med("report"), resume=med("resume"),
+        write=c.get("write", 0), status=med("status"), json=med("status_json"), report=med("report"),
+        resume=med("resume"), readers_rss=[peak(k) for k in ("status", "status_json", "report", "resume")],
         took=int(read(p + ".took")[0]), iso=open(p + ".isolation").read().strip()))
 hr = "-" * 100
 print()
 print("scale: no-op agents, 8 instances, everything merged; isolation: %s" % rows[0]["iso"])
 print("timed pass (untraced; CPU = the whole treefarm tree incl. agents; floor = CPU of N agent shell pairs alone)")
 print(hr)
-print("%6s %9s %9s %15s %17s %9s %8s %8s %8s %7s" % ("specs", "wall s", "ms/spec", "user/sys s", "floor user/sys", "peak MiB", "status", "report", "resume", "took s"))
+print("%6s %9s %9s %15s %17s %9s %8s %8s %8s %8s %7s" % ("specs", "wall s", "ms/spec", "user/sys s", "floor user/sys", "peak MiB", "status", "--json", "report", "resume", "took s"))
 for r in rows:
-    print("%6d %9.2f %9.1f %7.2f/%-7.2f %8.2f/%-8.2f %9.1f %6.0fms %6.0fms %6.0fms %7d" % (
+    print("%6d %9.2f %9.1f %7.2f/%-7.2f %8.2f/%-8.2f %9.1f %6.0fms %6.0fms %6.0fms %6.0fms %7d" % (
         r["n"], r["wall"], r["per"], r["user"], r["sys"], r["fuser"], r["fsys"], r["rss"],
-        r["status"], r["report"], r["resume"], r["took"]))
+        r["status"], r["json"], r["report"], r["resume"], r["took"]))
+print("peak RSS of status / status --json / report / resume (MiB): " + "; ".join(
+    "N=%d %s" % (r["n"], " / ".join("%.1f" % x for x in r["readers_rss"])) for r in rows))
 print(hr)
 print("traced pass (strace; coordinator only, per spec; journal = state.json + state.changes.jsonl + their .tmp + events.jsonl)")
 print(hr)
