@@ -649,6 +649,17 @@ mod tests {
         );
     }
 
+    /// A running record of `n` instances, journalled once (a compaction)
+    /// in a fresh folder.
+    fn running_journal(n: usize) -> (tempfile::TempDir, StateWriter, RunRecord) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = StateWriter::new(dir.path().join("state.json"));
+        let mut run = record(n);
+        run.state = RunState::Running;
+        writer.commit(&run).expect("first commit: a compaction");
+        (dir, writer, run)
+    }
+
     /// The writer's debug check fires: a change made behind
     /// `instance_mut`'s back is not in the appended line, and the next
     /// compaction (here: the run ending) panics naming the instance.
@@ -656,11 +667,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "instance `002` of run `r` changed without RunRecord::instance_mut")]
     fn the_writer_panics_at_compaction_on_an_unjournalled_change() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut writer = StateWriter::new(dir.path().join("state.json"));
-        let mut run = record(3);
-        run.state = RunState::Running;
-        writer.commit(&run).expect("first commit: a compaction");
+        let (_dir, mut writer, mut run) = running_journal(3);
         run.instance_mut("000").expect("000").attempt = 1;
         writer.commit(&run).expect("an append");
         run.instances[2].attempt = 7;
@@ -671,11 +678,7 @@ mod tests {
 
     #[test]
     fn the_writer_accepts_changes_made_through_instance_mut() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut writer = StateWriter::new(dir.path().join("state.json"));
-        let mut run = record(3);
-        run.state = RunState::Running;
-        writer.commit(&run).expect("compaction");
+        let (dir, mut writer, mut run) = running_journal(3);
         run.instance_mut("002").expect("002").attempt = 7;
         writer.commit(&run).expect("append");
         run.state = RunState::Finished;
@@ -689,11 +692,8 @@ mod tests {
     /// back whole; a commit that changed nothing else writes no patch.
     #[test]
     fn run_level_fields_are_appended_when_they_change_only() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let (dir, mut writer, mut run) = running_journal(2);
         let log = dir.path().join(LOG_FILE);
-        let mut writer = StateWriter::new(dir.path().join("state.json"));
-        let mut run = record(2);
-        run.state = RunState::Running;
         run.merge_queue = Some(crate::merge_queue::QueueRecord::new(
             crate::merge_queue::QueueConfig {
                 batch: 2,
@@ -701,7 +701,7 @@ mod tests {
                 gated: false,
             },
         ));
-        writer.commit(&run).expect("compaction");
+        writer.commit(&run).expect("the queue appended");
         for i in 0..3 {
             let queue = run.merge_queue.as_mut().expect("queue");
             queue.commits.insert(format!("{i:03}"), format!("c{i}"));
@@ -711,12 +711,12 @@ mod tests {
         writer.commit(&run).expect("append");
         let text = std::fs::read_to_string(&log).expect("log");
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 5, "{text}");
+        assert_eq!(lines.len(), 6, "{text}");
         assert!(
-            lines[1..4].iter().all(|l| l.contains("merge_queue")),
+            lines[1..5].iter().all(|l| l.contains("merge_queue")),
             "{text}"
         );
-        assert!(lines[4].starts_with("{\"run\":{}"), "{text}");
+        assert!(lines[5].starts_with("{\"run\":{}"), "{text}");
         let back = read(&dir.path().join("state.json"), &log).expect("read");
         assert_eq!(back, run);
     }
