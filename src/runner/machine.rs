@@ -1407,6 +1407,12 @@ impl RunMachine {
     ) -> Result<(), MachineError> {
         self.inst(id)?.merged_commit = Some(commit.clone());
         self.advance(id, InstanceState::Merged, now)?;
+        // Its merge commit in its batch is read only by a land of a branch
+        // still `succeeded`: kept past the merge, the journalled queue
+        // would grow with the run, and every journal commit costs its size.
+        if let Some(queue) = self.record.merge_queue.as_mut() {
+            queue.commits.remove(id);
+        }
         out.push(Action::Save);
         out.push(Action::Emit(Event::Merged {
             id: id.to_string(),
