@@ -80,6 +80,10 @@
 # to 13 from other builds): N=100 about 3 min, N=200 about 5 min, N=500 about
 # 6 min for the timed pass and over 20 min for the traced one (strace slows
 # the prune of 500 worktrees most); 2,000 was not run. sparse: 9 min.
+# 2026-12-07, after the lane and journal fixes of issue 27 (load 4 to 10):
+# `BENCH_TRACE_MAX=500 bench-scale.sh 100 500 2000` took 13 min — N=100
+# 3 min, N=500 7 min (traced pass about 5), N=2000 3 min (timed pass
+# 1.5 to 3 min; traced, it would take far longer).
 #
 # Environment: TREEFARM_BIN (default target/release/treefarm, built if
 # missing), BENCH_QUICK=1, BENCH_TRACE_MAX (skip the traced pass above this
