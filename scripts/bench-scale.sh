@@ -13,7 +13,12 @@
 # N specs, one spec per file: spec i declares tracked file number i/2 - 1
 # (even i, while there is one) or the new file `new/<i>.txt` (all others), so
 # no two specs overlap. The no-op agent touches neither, so both kinds cost
-# the same. `treefarm.yaml`: agent `true`, `agent.allow_unchanged: true`,
+# the same. The spec files are not tracked (`specs/` in `.git/info/exclude`;
+# treefarm reads them from the main worktree): tracked, every worktree would
+# check out all N of them and its prune delete them, a cost per spec that
+# grows with N by construction — the repository's size, not the
+# coordinator's (BENCH_TRACKED_SPECS=1 tracks them, to measure that too).
+# `treefarm.yaml`: agent `true`, `agent.allow_unchanged: true`,
 # `agent.start_interval: 0`, `instances: 8`, `worktree.reserve: 0%` (the
 # shared disk is nearly full; this measures the coordinator, not the disk
 # check); everything else the default — isolation `auto` (Landlock where the
@@ -30,7 +35,7 @@
 #             shells per spec). For scale the output also prints the CPU of N
 #             such shell pairs spawned by python alone ("agent floor").
 #             peak RSS = ru_maxrss of the tree, i.e. the largest process: the
-#             coordinator. Then `status --json`, `report` and `resume` on the
+#             coordinator. Then `status`, `status --json`, `report` and `resume` on the
 #             finished run, each timed (median of 3).
 #   traced    `strace -f -y -s 0 -qq` piped into scripts/bench/strace-sum.py.
 #             strace slows the run several times, so no time comes from this
@@ -75,10 +80,14 @@
 # to 13 from other builds): N=100 about 3 min, N=200 about 5 min, N=500 about
 # 6 min for the timed pass and over 20 min for the traced one (strace slows
 # the prune of 500 worktrees most); 2,000 was not run. sparse: 9 min.
+# 2026-12-07, after the lane and journal fixes of issue 27 (load 4 to 10):
+# `BENCH_TRACE_MAX=500 bench-scale.sh 100 500 2000` took 13 min — N=100
+# 3 min, N=500 7 min (traced pass about 5), N=2000 3 min (timed pass
+# 1.5 to 3 min; traced, it would take far longer).
 #
 # Environment: TREEFARM_BIN (default target/release/treefarm, built if
 # missing), BENCH_QUICK=1, BENCH_TRACE_MAX (skip the traced pass above this
-# N; its figures then print as not traced), BENCH_FILES, BENCH_ROUNDS, SPARSE_FILES, SPARSE_MB,
+# N; its figures then print as not traced), BENCH_TRACKED_SPECS=1, BENCH_FILES, BENCH_ROUNDS, SPARSE_FILES, SPARSE_MB,
 # SPARSE_STACK_FILES, BENCH_KEEP=1 keeps the scratch directory. Needs strace. Exit code: 0 unless
 # something failed (a missed goal is printed, not an error).
 set -euo pipefail
@@ -174,6 +183,9 @@ for i in range(1, n + 1):
         f.write("# Bench spec %d\n\nTouch the declared file.\n\n**Files**:\n- `%s`\n" % (i, path))
 PY
     write_scale_config "$repo" 8
+    if [[ ${BENCH_TRACKED_SPECS:-0} != 1 ]]; then
+        echo "specs/" >>"$repo/.git/info/exclude"
+    fi
     commit_all "$repo" "scale bench, $n specs"
     git -C "$repo" branch roadmap
 
@@ -190,12 +202,14 @@ PY
         iso="$iso (no private git dir: agents ran unconfined)"
     fi
     echo "$iso" >"$out.isolation"
-    local cmd k
-    for cmd in "status --json" report resume; do
+    local cmd k key
+    for cmd in status "status --json" report resume; do
+        key=${cmd// --/_}
         for ((k = 1; k <= 3; k++)); do
             # shellcheck disable=SC2086 # the command's words
             must_measure "$out.cmd.$k" "treefarm $cmd" "$TF" -C "$repo" $cmd
-            ns_to_ms "$(measured_field "$out.cmd.$k" 1)" >>"$out.${cmd%% *}_ms"
+            ns_to_ms "$(measured_field "$out.cmd.$k" 1)" >>"$out.${key}_ms"
+            measured_field "$out.cmd.$k" 2 >>"$out.${key}_rss"
         done
     done
     agent_floor "$n" "$out.floor"
@@ -230,6 +244,7 @@ for n in ns:
     wall, rss, _, user, sys_ = map(int, read(p + ".run"))
     fu, fs = map(int, read(p + ".floor"))
     med = lambda k: statistics.median(float(x) for x in open("%s.%s_ms" % (p, k)))
+    peak = lambda k: max(float(x) for x in open("%s.%s_rss" % (p, k))) / 1024
     traced = os.path.exists(p + ".trace.json")
     if traced:
         t = json.load(open(p + ".trace.json"))
@@ -248,18 +263,21 @@ for n in ns:
         readlink=c.get("readlink", 0), readlink_f=f.get("readlink", 0), stat=stat,
         stat_f=sum(f.get(k, 0) for k in ("newfstatat", "statx", "stat", "lstat")),
         fsync=c.get("fsync", 0) + c.get("fdatasync", 0), openat=c.get("openat", 0),
-        write=c.get("write", 0), status=med("status"), report=med("report"), resume=med("resume"),
+        write=c.get("write", 0), status=med("status"), json=med("status_json"), report=med("report"),
+        resume=med("resume"), readers_rss=[peak(k) for k in ("status", "status_json", "report", "resume")],
         took=int(read(p + ".took")[0]), iso=open(p + ".isolation").read().strip()))
 hr = "-" * 100
 print()
 print("scale: no-op agents, 8 instances, everything merged; isolation: %s" % rows[0]["iso"])
 print("timed pass (untraced; CPU = the whole treefarm tree incl. agents; floor = CPU of N agent shell pairs alone)")
 print(hr)
-print("%6s %9s %9s %15s %17s %9s %8s %8s %8s %7s" % ("specs", "wall s", "ms/spec", "user/sys s", "floor user/sys", "peak MiB", "status", "report", "resume", "took s"))
+print("%6s %9s %9s %15s %17s %9s %8s %8s %8s %8s %7s" % ("specs", "wall s", "ms/spec", "user/sys s", "floor user/sys", "peak MiB", "status", "--json", "report", "resume", "took s"))
 for r in rows:
-    print("%6d %9.2f %9.1f %7.2f/%-7.2f %8.2f/%-8.2f %9.1f %6.0fms %6.0fms %6.0fms %7d" % (
+    print("%6d %9.2f %9.1f %7.2f/%-7.2f %8.2f/%-8.2f %9.1f %6.0fms %6.0fms %6.0fms %6.0fms %7d" % (
         r["n"], r["wall"], r["per"], r["user"], r["sys"], r["fuser"], r["fsys"], r["rss"],
-        r["status"], r["report"], r["resume"], r["took"]))
+        r["status"], r["json"], r["report"], r["resume"], r["took"]))
+print("peak RSS of status / status --json / report / resume (MiB): " + "; ".join(
+    "N=%d %s" % (r["n"], " / ".join("%.1f" % x for x in r["readers_rss"])) for r in rows))
 print(hr)
 print("traced pass (strace; coordinator only, per spec; journal = state.json + state.changes.jsonl + their .tmp + events.jsonl)")
 print(hr)

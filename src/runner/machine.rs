@@ -233,6 +233,12 @@ pub struct RunMachine {
     /// window let it go): its `planted` event says how long it took, so the
     /// report tells waiting for the start gate from planting.
     plant_began: HashMap<String, u64>,
+    /// Instances `succeeded` or `merging`: their worktrees wait for the
+    /// lane (kept by [`RunMachine::advance`], the only state change).
+    awaiting_merge: usize,
+    /// How many worktrees may wait for the lane (to merge or to be pruned)
+    /// before fresh specs wait instead: see [`RunMachine::lane_room`].
+    lane_bound: usize,
 }
 
 /// A rate-limited spec waiting to start again.
@@ -264,6 +270,11 @@ impl RunMachine {
                 .reconfigure(config);
         }
         let gate_jobs = policy.queue.map_or(0, |q| q.gate_jobs.max(1));
+        let awaiting_merge = record
+            .instances
+            .iter()
+            .filter(|i| awaits_merge(i.state))
+            .count();
         RunMachine {
             record,
             sched,
@@ -297,6 +308,8 @@ impl RunMachine {
             lane_jobs: VecDeque::new(),
             gate_slots: (0..gate_jobs).collect(),
             plant_began: HashMap::new(),
+            awaiting_merge,
+            lane_bound: 2 * slots.max(1),
         }
     }
 
@@ -318,11 +331,34 @@ impl RunMachine {
                 to,
             });
         }
-        inst.state = to;
+        let from = std::mem::replace(&mut inst.state, to);
         if to.is_terminal() || to == InstanceState::Succeeded {
             inst.ended_at_ms.get_or_insert(now);
         }
+        if awaits_merge(from) {
+            self.awaiting_merge -= 1;
+        }
+        if awaits_merge(to) {
+            self.awaiting_merge += 1;
+        }
         Ok(())
+    }
+
+    /// How many fresh specs may start as far as the lane is concerned:
+    /// while `lane_bound` (twice the instances) worktrees wait to be merged
+    /// or pruned, none. The lane (merges and prunes, one at a time) is
+    /// slower than agents that finish at once; without a bound their
+    /// worktrees pile up by the hundred, costing disk, and every listing of
+    /// worktrees and branches (each plant, land and branch deletion) costs
+    /// in proportion. Those worktrees drain without new starts — a merge
+    /// never waits for a pending spec, a prune for anything — except while
+    /// the merge queue is stopped, when there is no bound.
+    fn lane_room(&self) -> usize {
+        if self.policy.no_merge || self.queue_stopped().is_some() {
+            return usize::MAX;
+        }
+        let waiting = self.awaiting_merge + self.prune_queue.len() + usize::from(self.pruning);
+        self.lane_bound.saturating_sub(waiting)
     }
 
     /// Marks `skipped` (with the reason) every spec the scheduler skipped
@@ -466,6 +502,11 @@ impl RunMachine {
     }
 }
 
+/// A worktree in this state waits for the lane to merge it.
+fn awaits_merge(state: InstanceState) -> bool {
+    matches!(state, InstanceState::Succeeded | InstanceState::Merging)
+}
+
 /// The decisions: each input turned into the actions the loop performs, in
 /// order. Instance state changes here, never in the loop.
 impl RunMachine {
@@ -509,7 +550,7 @@ impl RunMachine {
             self.launch_resolves(&mut out, now)?;
         }
         let ready = if may_start {
-            let room = self.room(now);
+            let room = self.room(now).min(self.lane_room());
             self.sched.start_ready_up_to(room)
         } else {
             Vec::new()
@@ -1366,6 +1407,12 @@ impl RunMachine {
     ) -> Result<(), MachineError> {
         self.inst(id)?.merged_commit = Some(commit.clone());
         self.advance(id, InstanceState::Merged, now)?;
+        // Its merge commit in its batch is read only by a land of a branch
+        // still `succeeded`: kept past the merge, the journalled queue
+        // would grow with the run, and every journal commit costs its size.
+        if let Some(queue) = self.record.merge_queue.as_mut() {
+            queue.commits.remove(id);
+        }
         out.push(Action::Save);
         out.push(Action::Emit(Event::Merged {
             id: id.to_string(),
@@ -2046,6 +2093,49 @@ mod handle_tests {
     fn walk_to_succeeded(m: &mut RunMachine, id: &str) {
         for to in [Creating, Created, Running, Succeeded] {
             m.advance(id, to, 1).unwrap();
+        }
+    }
+
+    #[test]
+    fn fresh_specs_wait_while_twice_the_instances_wait_for_the_lane() {
+        for no_merge in [false, true] {
+            let mut m = machine(
+                &["a", "b", "c"],
+                &[],
+                1,
+                Policy {
+                    no_merge,
+                    ..policy()
+                },
+            );
+            // `a` and `b` taken from the scheduler as a run would, and
+            // succeeded: two worktrees (twice the one instance) wait.
+            for id in ["a", "b"] {
+                assert_eq!(m.sched.start_ready_up_to(1), [id]);
+                walk_to_succeeded(&mut m, id);
+                m.sched.agent_done(id);
+            }
+            let plants = |actions: Vec<Action>| {
+                tags(&actions)
+                    .into_iter()
+                    .filter(|t| t.starts_with("plant"))
+                    .collect::<Vec<_>>()
+            };
+            if no_merge {
+                // Kept, not merged: nothing waits for the lane.
+                assert_eq!(plants(m.start(Mode::Run, 2).unwrap()), ["plant c"]);
+                continue;
+            }
+            assert!(plants(m.start(Mode::Run, 2).unwrap()).is_empty());
+            m.advance("a", Merging, 3).unwrap();
+            assert!(plants(m.start(Mode::Run, 3).unwrap()).is_empty());
+            m.advance("a", Merged, 4).unwrap();
+            m.enqueue_prune("a");
+            assert!(plants(m.start(Mode::Run, 4).unwrap()).is_empty());
+            // The prune is under way (`start` took it); once done, room.
+            m.pruning = false;
+            m.advance("a", Pruned, 5).unwrap();
+            assert_eq!(plants(m.start(Mode::Run, 5).unwrap()), ["plant c"]);
         }
     }
 

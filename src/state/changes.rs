@@ -72,20 +72,77 @@ struct Delta {
 /// listed here and in [`apply_run_field`] (the test
 /// `head_lists_every_run_level_field` fails otherwise).
 fn head(run: &RunRecord) -> Result<Vec<(&'static str, serde_json::Value)>, serde_json::Error> {
-    use serde_json::to_value as v;
-    Ok(vec![
-        ("run_id", v(&run.run_id)?),
-        ("state", v(run.state)?),
-        ("coordinator_pid", v(run.coordinator_pid)?),
-        ("coordinator_start", v(run.coordinator_start)?),
-        ("started_at_ms", v(run.started_at_ms)?),
-        ("finished_at_ms", v(run.finished_at_ms)?),
-        ("pacing", v(&run.pacing)?),
-        ("spending", v(&run.spending)?),
-        ("budget_reached", v(&run.budget_reached)?),
-        ("merge_queue", v(&run.merge_queue)?),
-        ("slurm", v(&run.slurm)?),
-    ])
+    run_fields(run, &mut |_, field| field.to_value())
+}
+
+/// Each run-level field of `run`, named, through `f` (with the field's
+/// position): the one list of them, for [`head`] and the writer's checksums.
+fn run_fields<T>(
+    run: &RunRecord,
+    f: &mut impl FnMut(usize, &dyn FieldValue) -> Result<T, serde_json::Error>,
+) -> Result<Vec<(&'static str, T)>, serde_json::Error> {
+    let fields: [(&'static str, &dyn FieldValue); 11] = [
+        ("run_id", &run.run_id),
+        ("state", &run.state),
+        ("coordinator_pid", &run.coordinator_pid),
+        ("coordinator_start", &run.coordinator_start),
+        ("started_at_ms", &run.started_at_ms),
+        ("finished_at_ms", &run.finished_at_ms),
+        ("pacing", &run.pacing),
+        ("spending", &run.spending),
+        ("budget_reached", &run.budget_reached),
+        ("merge_queue", &run.merge_queue),
+        ("slurm", &run.slurm),
+    ];
+    fields
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, field))| Ok((name, f(i, field)?)))
+        .collect()
+}
+
+/// A run-level field's value, to turn into JSON or to checksum.
+trait FieldValue {
+    fn to_value(&self) -> Result<serde_json::Value, serde_json::Error>;
+
+    /// A 64-bit hash (SipHash) of the value's JSON and its length,
+    /// computed as it is written (nothing built in memory): a commit diffs
+    /// only the fields whose hash changed, so a field that grows with the
+    /// run (the merge queue's commits) costs a pass over its bytes when it
+    /// did not change, not a tree of values and a diff.
+    fn digest(&self) -> Result<(u64, u64), serde_json::Error>;
+}
+
+impl<T: Serialize> FieldValue for T {
+    fn to_value(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(self)
+    }
+
+    fn digest(&self) -> Result<(u64, u64), serde_json::Error> {
+        use std::hash::Hasher;
+        struct Digest(std::hash::DefaultHasher, u64);
+        impl Write for Digest {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.write(buf);
+                self.1 += buf.len() as u64;
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut digest = Digest(std::hash::DefaultHasher::new(), 0);
+        serde_json::to_writer(&mut digest, self)?;
+        Ok((digest.0.finish(), digest.1))
+    }
+}
+
+/// The digest of each run-level field (see [`FieldValue::digest`]).
+fn head_digest(run: &RunRecord) -> Result<Vec<(u64, u64)>, serde_json::Error> {
+    Ok(run_fields(run, &mut |_, field| field.digest())?
+        .into_iter()
+        .map(|(_, crc)| crc)
+        .collect())
 }
 
 /// Sets one run-level field from a log line. A field this version does not
@@ -264,6 +321,8 @@ pub struct StateWriter {
     seen: u64,
     instances: usize,
     head: Vec<(&'static str, serde_json::Value)>,
+    /// The digest of each of `head`'s values, as JSON.
+    head_digest: Vec<(u64, u64)>,
 }
 
 impl StateWriter {
@@ -277,6 +336,7 @@ impl StateWriter {
             seen: 0,
             instances: 0,
             head: Vec::new(),
+            head_digest: Vec::new(),
         }
     }
 
@@ -296,6 +356,8 @@ impl StateWriter {
             }
         };
         if compact {
+            #[cfg(debug_assertions)]
+            self.check_untouched(run);
             self.compact(run)
         } else {
             self.append(run)
@@ -303,11 +365,24 @@ impl StateWriter {
     }
 
     fn append(&mut self, run: &RunRecord) -> Result<(), StateError> {
-        let head = head(run).map_err(|e| serialize_error(&self.log_path, e))?;
+        let fail = |e| serialize_error(&self.log_path, e);
+        let digests = head_digest(run).map_err(fail)?;
+        // The fields whose JSON changed, as values; the others keep theirs.
+        let changed = run_fields(run, &mut |i, field| {
+            if self.head_digest.get(i) == Some(&digests[i]) {
+                Ok(None)
+            } else {
+                field.to_value().map(Some)
+            }
+        })
+        .map_err(fail)?;
         let mut line = Vec::with_capacity(1024);
         line.extend_from_slice(b"{\"run\":{");
         let mut first = true;
-        for ((key, value), (_, old)) in head.iter().zip(&self.head) {
+        for ((key, value), (_, old)) in changed.iter().zip(&self.head) {
+            let Some(value) = value else {
+                continue;
+            };
             let patch = json_patch::diff(old, value);
             if patch.0.is_empty() {
                 continue;
@@ -360,13 +435,47 @@ impl StateWriter {
         *len += line.len() as u64;
         crash_point("journal.appended");
         self.seen = run.touched.clock();
-        self.head = head;
+        for ((_, value), (_, old)) in changed.into_iter().zip(self.head.iter_mut()) {
+            if let Some(value) = value {
+                *old = value;
+            }
+        }
+        self.head_digest = digests;
         Ok(())
+    }
+
+    /// Debug builds, before a compaction replaces the journal: every
+    /// instance not handed out by [`RunRecord::instance_mut`] since the last
+    /// commit must be as the journal (snapshot and log, read back) has it.
+    /// One changed some other way was never appended, and a crash before
+    /// this compaction would have lost the change: panics naming it. Costs
+    /// one read of the journal per compaction (amortised: a few bytes read
+    /// per byte appended).
+    #[cfg(debug_assertions)]
+    fn check_untouched(&self, run: &RunRecord) {
+        if self.log.is_none() || run.touched.clock() < self.seen {
+            return;
+        }
+        let journal = match read(&self.state_path, &self.log_path) {
+            Ok(journal) => journal,
+            // Unreadable here means unreadable for `resume` too, which
+            // reports it; this check is about what a commit left out.
+            Err(_) => return,
+        };
+        if let Some(id) = changed_unjournalled(&journal, run, self.seen) {
+            panic!(
+                "instance `{id}` of run `{}` changed without RunRecord::instance_mut: \
+                 the journal ({}) does not have the change; change instances only through it",
+                run.run_id,
+                self.log_path.display()
+            );
+        }
     }
 
     fn compact(&mut self, run: &RunRecord) -> Result<(), StateError> {
         let bytes = to_json(run, &self.state_path)?;
         let head = head(run).map_err(|e| serialize_error(&self.state_path, e))?;
+        let head_digest = head_digest(run).map_err(|e| serialize_error(&self.state_path, e))?;
         // The old log stays until the new snapshot is durable; from the
         // rename on it names another snapshot and readers ignore it.
         self.log = None;
@@ -402,8 +511,37 @@ impl StateWriter {
         self.seen = run.touched.clock();
         self.instances = run.instances.len();
         self.head = head;
+        self.head_digest = head_digest;
         Ok(())
     }
+}
+
+/// The first instance of `run` that was not handed out for change since
+/// the touch clock `seen` and yet differs from the journalled record
+/// `journal` (compared as the journal would read it back: through its JSON).
+/// Instances the journal does not have yet (added since) are not compared.
+#[cfg(any(debug_assertions, test))]
+fn changed_unjournalled(journal: &RunRecord, run: &RunRecord, seen: u64) -> Option<String> {
+    let touched: std::collections::HashSet<usize> = run.touched.since(seen).collect();
+    let journalled: std::collections::HashMap<&str, &InstanceRecord> = journal
+        .instances
+        .iter()
+        .map(|inst| (inst.id.as_str(), inst))
+        .collect();
+    let as_read = |inst: &InstanceRecord| {
+        serde_json::to_string(inst)
+            .and_then(|text| serde_json::from_str::<InstanceRecord>(&text))
+            .and_then(serde_json::to_value)
+            .ok()
+    };
+    run.instances
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !touched.contains(i))
+        .find_map(|(_, inst)| {
+            let on_disk = journalled.get(inst.id.as_str())?;
+            (as_read(inst) != serde_json::to_value(on_disk).ok()).then(|| inst.id.clone())
+        })
 }
 
 fn serialize_error(path: &Path, source: serde_json::Error) -> StateError {
@@ -495,6 +633,92 @@ mod tests {
         assert_eq!(run.touched.since(seen).collect::<Vec<_>>(), [0, 2]);
         let seen = run.touched.clock();
         assert_eq!(run.touched.since(seen).count(), 0);
+    }
+
+    #[test]
+    fn an_instance_changed_without_instance_mut_is_found() {
+        let journal = record(3);
+        let mut run = journal.clone();
+        let seen = run.touched.clock();
+        run.instance_mut("000").expect("000").attempt = 2;
+        assert_eq!(changed_unjournalled(&journal, &run, seen), None);
+        run.instances[1].attempt = 5;
+        assert_eq!(
+            changed_unjournalled(&journal, &run, seen).as_deref(),
+            Some("001")
+        );
+    }
+
+    /// A running record of `n` instances, journalled once (a compaction)
+    /// in a fresh folder.
+    fn running_journal(n: usize) -> (tempfile::TempDir, StateWriter, RunRecord) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = StateWriter::new(dir.path().join("state.json"));
+        let mut run = record(n);
+        run.state = RunState::Running;
+        writer.commit(&run).expect("first commit: a compaction");
+        (dir, writer, run)
+    }
+
+    /// The writer's debug check fires: a change made behind
+    /// `instance_mut`'s back is not in the appended line, and the next
+    /// compaction (here: the run ending) panics naming the instance.
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "instance `002` of run `r` changed without RunRecord::instance_mut")]
+    fn the_writer_panics_at_compaction_on_an_unjournalled_change() {
+        let (_dir, mut writer, mut run) = running_journal(3);
+        run.instance_mut("000").expect("000").attempt = 1;
+        writer.commit(&run).expect("an append");
+        run.instances[2].attempt = 7;
+        writer.commit(&run).expect("an append without the change");
+        run.state = RunState::Finished;
+        let _ = writer.commit(&run);
+    }
+
+    #[test]
+    fn the_writer_accepts_changes_made_through_instance_mut() {
+        let (dir, mut writer, mut run) = running_journal(3);
+        run.instance_mut("002").expect("002").attempt = 7;
+        writer.commit(&run).expect("append");
+        run.state = RunState::Finished;
+        writer.commit(&run).expect("final compaction");
+        let back = read(&dir.path().join("state.json"), &dir.path().join(LOG_FILE)).expect("read");
+        assert_eq!(back.instances[2].attempt, 7);
+    }
+
+    /// A run-level field is appended when its JSON changed, and only then
+    /// (its digest decides): the merge queue's commits, growing, are read
+    /// back whole; a commit that changed nothing else writes no patch.
+    #[test]
+    fn run_level_fields_are_appended_when_they_change_only() {
+        let (dir, mut writer, mut run) = running_journal(2);
+        let log = dir.path().join(LOG_FILE);
+        run.merge_queue = Some(crate::merge_queue::QueueRecord::new(
+            crate::merge_queue::QueueConfig {
+                batch: 2,
+                gate_jobs: 1,
+                gated: false,
+            },
+        ));
+        writer.commit(&run).expect("the queue appended");
+        for i in 0..3 {
+            let queue = run.merge_queue.as_mut().expect("queue");
+            queue.commits.insert(format!("{i:03}"), format!("c{i}"));
+            writer.commit(&run).expect("append");
+        }
+        run.instance_mut("001").expect("001").attempt = 3;
+        writer.commit(&run).expect("append");
+        let text = std::fs::read_to_string(&log).expect("log");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6, "{text}");
+        assert!(
+            lines[1..5].iter().all(|l| l.contains("merge_queue")),
+            "{text}"
+        );
+        assert!(lines[5].starts_with("{\"run\":{}"), "{text}");
+        let back = read(&dir.path().join("state.json"), &log).expect("read");
+        assert_eq!(back, run);
     }
 
     #[test]

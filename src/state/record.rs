@@ -275,6 +275,41 @@ pub struct RunRecord {
     /// commit writes those alone: change an instance only through it.
     #[serde(skip)]
     pub touched: crate::state::Touched,
+    /// Where each instance is in `instances`, by id: the runner looks
+    /// instances up by id several times per event, and a scan would make
+    /// each lookup cost the size of the run.
+    #[serde(skip)]
+    pub index: IdIndex,
+}
+
+/// Instance ids to their position in [`RunRecord::instances`]: a hint,
+/// checked on every use (the vector is public and may have been changed
+/// behind it) and rebuilt by a mutable lookup that misses. Not part of the
+/// record's JSON, and ignored by its equality.
+#[derive(Debug, Clone, Default)]
+pub struct IdIndex(std::collections::HashMap<String, usize>);
+
+impl PartialEq for IdIndex {
+    fn eq(&self, _: &IdIndex) -> bool {
+        true
+    }
+}
+
+impl IdIndex {
+    /// The position of `id`, when the hint is right.
+    fn find(&self, instances: &[InstanceRecord], id: &str) -> Option<usize> {
+        self.0
+            .get(id)
+            .copied()
+            .filter(|&i| instances.get(i).is_some_and(|inst| inst.id == id))
+    }
+
+    fn rebuild(&mut self, instances: &[InstanceRecord]) {
+        self.0.clear();
+        for (i, inst) in instances.iter().enumerate() {
+            self.0.entry(inst.id.clone()).or_insert(i);
+        }
+    }
 }
 
 /// The journal's `options`: what this version reads, or — from a journal
@@ -324,12 +359,21 @@ impl RunRecord {
     }
 
     pub fn instance(&self, id: &str) -> Option<&InstanceRecord> {
-        self.instances.iter().find(|i| i.id == id)
+        match self.index.find(&self.instances, id) {
+            Some(i) => self.instances.get(i),
+            None => self.instances.iter().find(|i| i.id == id),
+        }
     }
 
     /// The instance `id`, to change: the next journal commit writes it.
     pub fn instance_mut(&mut self, id: &str) -> Option<&mut InstanceRecord> {
-        let index = self.instances.iter().position(|i| i.id == id)?;
+        let index = match self.index.find(&self.instances, id) {
+            Some(i) => i,
+            None => {
+                self.index.rebuild(&self.instances);
+                self.index.find(&self.instances, id)?
+            }
+        };
         self.touched.mark(index);
         self.instances.get_mut(index)
     }

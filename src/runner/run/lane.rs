@@ -11,7 +11,7 @@ use crate::git::{Advance, BatchItem, BatchMerge, GitError, Oid, Repo, WorktreeRe
 use crate::merge::{self, MergeRequest, MergeResult};
 use crate::merge_queue::Built;
 use crate::runner::messages::{BatchBuilt, LaneMsg, Launch, MergeAck, Planted};
-use crate::runner::slot::worktree_admin::worktree_admin;
+use crate::runner::slot::worktree_admin::{worktree_admin, worktree_admin_for_plant};
 use crate::spec::branch_for;
 use crate::state::crash_point;
 use crate::state::RunOptions;
@@ -43,7 +43,8 @@ pub fn plant_batch(
     mut launches: Vec<Launch>,
     reuse: bool,
 ) -> Result<Planted, LaneError> {
-    let _admin = worktree_admin();
+    // After any prune or land waiting: they keep the worktrees few.
+    let _admin = worktree_admin_for_plant();
     let repo = Repo::discover(&opts.repo_root)?;
     let tip = repo
         .branch_tip(&opts.target)?
