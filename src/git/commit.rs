@@ -301,3 +301,87 @@ pub(crate) fn signature(repo: &Repository) -> Result<Signature<'static>, GitErro
             .map_err(|e| GitError::git("make signature for", "treefarm", e)),
     }
 }
+
+impl Repo {
+    /// The paths that differ between the trees of commits `from` and `to`,
+    /// sorted and deduplicated — the paths of `git diff --name-only from to`
+    /// (no rename detection; a path whose type changed once) — read by
+    /// walking both trees together and skipping every subtree whose id is
+    /// the same on both sides, so that the scope audit after an agent exits
+    /// costs what the agent changed, not the repository's size.
+    pub fn diff_paths(&self, from: Oid, to: Oid) -> Result<Vec<String>, GitError> {
+        let repo = self.open()?;
+        changed_paths_between(&repo, from, to)
+    }
+}
+
+/// [`Repo::diff_paths`] in an open repository.
+fn changed_paths_between(repo: &Repository, from: Oid, to: Oid) -> Result<Vec<String>, GitError> {
+    let mut paths = Vec::new();
+    if from == to {
+        return Ok(paths);
+    }
+    let tree_of = |id: Oid| {
+        repo.find_commit(id)
+            .and_then(|c| c.tree())
+            .map_err(|e| GitError::git("read the tree of commit", id.to_string(), e))
+    };
+    let (old, new) = (tree_of(from)?, tree_of(to)?);
+    diff_trees(repo, Some(&old), Some(&new), "", &mut paths)?;
+    paths.sort_unstable();
+    paths.dedup();
+    Ok(paths)
+}
+
+/// One side of a tree entry: its id and mode.
+type Side = Option<(Oid, i32)>;
+
+/// Adds to `out` every path under `prefix` that differs between `old` and
+/// `new` (a missing tree is empty); equal subtrees are never opened.
+fn diff_trees(
+    repo: &Repository,
+    old: Option<&Tree<'_>>,
+    new: Option<&Tree<'_>>,
+    prefix: &str,
+    out: &mut Vec<String>,
+) -> Result<(), GitError> {
+    let mut sides: std::collections::BTreeMap<Vec<u8>, (Side, Side)> =
+        std::collections::BTreeMap::new();
+    for (tree, is_new) in [(old, false), (new, true)] {
+        for entry in tree.into_iter().flat_map(|t| t.iter()) {
+            let slot = sides.entry(entry.name_bytes().to_vec()).or_default();
+            let side = Some((entry.id(), entry.filemode()));
+            if is_new {
+                slot.1 = side;
+            } else {
+                slot.0 = side;
+            }
+        }
+    }
+    let is_tree = |side: Side| side.is_some_and(|(_, mode)| mode == i32::from(FileMode::Tree));
+    for (name, (o, n)) in sides {
+        if o == n {
+            continue;
+        }
+        let path = format!("{prefix}{}", String::from_utf8_lossy(&name));
+        // A file (or link, or submodule) on either side is a changed path;
+        // a folder on either side is opened for the paths under it.
+        if (o.is_some() && !is_tree(o)) || (n.is_some() && !is_tree(n)) {
+            out.push(path.clone());
+        }
+        let subtree = |side: Side| -> Result<Option<Tree<'_>>, GitError> {
+            match side {
+                Some((id, _)) if is_tree(side) => repo
+                    .find_tree(id)
+                    .map(Some)
+                    .map_err(|e| GitError::git("read tree", path.clone(), e)),
+                _ => Ok(None),
+            }
+        };
+        let (ot, nt) = (subtree(o)?, subtree(n)?);
+        if ot.is_some() || nt.is_some() {
+            diff_trees(repo, ot.as_ref(), nt.as_ref(), &format!("{path}/"), out)?;
+        }
+    }
+    Ok(())
+}

@@ -73,7 +73,7 @@ pub fn collect_work(
         .commits_between(start_oid, tip)
         .map_err(|e| crate::error::chain(&e))?;
     let changed = repo
-        .changed_paths(start_oid, tip)
+        .diff_paths(start_oid, tip)
         .map_err(|e| crate::error::chain(&e))?;
     let scope_creep = if opts.scope == ScopeMode::Off {
         Vec::new()
