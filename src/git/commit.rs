@@ -9,6 +9,7 @@ use git2::{Delta, DiffOptions, ErrorCode, FileMode, Index, Oid, Repository, Sign
 
 use super::error::GitError;
 use super::repo::Repo;
+use super::snapshot::WorktreeStamp;
 
 impl Repo {
     /// Stages everything in `worktree` — new, modified and deleted files,
@@ -38,6 +39,26 @@ impl Repo {
         worktree: &Path,
         placed: &[String],
     ) -> Result<WorktreeChanges, GitError> {
+        Repo::worktree_changes_since(worktree, placed, None)
+    }
+
+    /// [`Repo::worktree_changes`], except that when `stamp` (taken on the
+    /// clean worktree before its agent started) says nothing moved, the
+    /// answer is "nothing differs" without reading the index at all.
+    pub fn worktree_changes_since(
+        worktree: &Path,
+        placed: &[String],
+        stamp: Option<&WorktreeStamp>,
+    ) -> Result<WorktreeChanges, GitError> {
+        let _span =
+            tracing::debug_span!("worktree_changes", worktree = %worktree.display()).entered();
+        if stamp.is_some_and(|s| s.unchanged(worktree)) {
+            tracing::debug!("unchanged since the agent started: no listing");
+            return Ok(WorktreeChanges {
+                worktree: worktree.to_path_buf(),
+                listing: None,
+            });
+        }
         let repo = open_worktree(worktree)?;
         let index = repo
             .index()
@@ -45,9 +66,11 @@ impl Repo {
         let unstaged = unstaged_changes(&repo, &index, worktree, placed)?;
         Ok(WorktreeChanges {
             worktree: worktree.to_path_buf(),
-            repo,
-            index,
-            unstaged,
+            listing: Some(Listing {
+                repo,
+                index,
+                unstaged,
+            }),
         })
     }
 
@@ -71,6 +94,13 @@ impl Repo {
 /// committing it reads neither again.
 pub struct WorktreeChanges {
     worktree: PathBuf,
+    /// `None`: the worktree is as it was when clean (see
+    /// [`WorktreeStamp`]), so nothing was read.
+    listing: Option<Listing>,
+}
+
+/// The listing proper: the repository, its index and what differs.
+struct Listing {
     repo: Repository,
     index: Index,
     unstaged: Vec<Unstaged>,
@@ -91,17 +121,22 @@ struct Unstaged {
 impl WorktreeChanges {
     /// The paths whose files differ from the index, in git's order.
     pub fn paths(&self) -> impl Iterator<Item = &Path> {
-        self.unstaged.iter().map(|c| c.path.as_path())
+        self.listing
+            .iter()
+            .flat_map(|l| l.unstaged.iter().map(|c| c.path.as_path()))
     }
 
     /// Unstaged changes or untracked files (submodules aside), else staged
     /// changes or a conflict in the index.
     pub fn is_dirty(&self) -> Result<bool, GitError> {
-        if self.unstaged.iter().any(|c| !c.submodule) || self.index.has_conflicts() {
+        let Some(l) = &self.listing else {
+            return Ok(false);
+        };
+        if l.unstaged.iter().any(|c| !c.submodule) || l.index.has_conflicts() {
             return Ok(true);
         }
-        let tree = head_tree(&self.repo, &self.worktree)?;
-        differs_from_index(&self.repo, tree.as_ref(), &self.index, &self.worktree)
+        let tree = head_tree(&l.repo, &self.worktree)?;
+        differs_from_index(&l.repo, tree.as_ref(), &l.index, &self.worktree)
     }
 
     /// Stages these changes — and nothing else: the listing already says
@@ -109,25 +144,32 @@ impl WorktreeChanges {
     /// commits the index on HEAD. `None` when the tree equals HEAD's. The
     /// signature comes from the repository config (`user.name`,
     /// `user.email`), else `treefarm <treefarm@localhost>`.
-    pub fn commit(mut self, message: &str) -> Result<Option<Oid>, GitError> {
+    pub fn commit(self, message: &str) -> Result<Option<Oid>, GitError> {
+        let _span = tracing::debug_span!("commit_leftovers").entered();
+        let Some(mut l) = self.listing else {
+            // As clean as when the agent started: the index is HEAD's tree.
+            return Ok(None);
+        };
         let at = || self.worktree.display().to_string();
-        if !self.unstaged.is_empty() {
+        if !l.unstaged.is_empty() {
             // What `git_index_add_all` does for each path of its diff: add
             // what exists, remove what does not.
-            for change in &self.unstaged {
+            for change in &l.unstaged {
                 if change.on_disk {
-                    self.index.add_path(&change.path)
+                    l.index.add_path(&change.path)
                 } else {
-                    self.index.remove_path(&change.path)
+                    l.index.remove_path(&change.path)
                 }
                 .map_err(|e| GitError::git("stage changes in", at(), e))?;
             }
-            self.index
+            l.index
                 .write()
                 .map_err(|e| GitError::git("stage changes in", at(), e))?;
         }
-        let repo = &self.repo;
-        let tree_id = self
+        let repo = &l.repo;
+        // With the tree cache the plant wrote, only the folders staged
+        // above are built again.
+        let tree_id = l
             .index
             .write_tree()
             .map_err(|e| GitError::git("write tree in", at(), e))?;

@@ -36,6 +36,6 @@ pub use merge_state::{
 };
 pub use private_git::{import_private_git, prepare_private_git, private_branch_moved};
 pub use repo::{init_submodules, CommitInfo, Repo};
-pub use snapshot::{worktree_snapshot, WorktreeSnapshot};
+pub use snapshot::{worktree_snapshot, WorktreeSnapshot, WorktreeStamp};
 pub use sparse::SparseRequest;
 pub use worktree::{ScratchWorktree, WorktreeInfo, WorktreeRequest};
