@@ -157,11 +157,8 @@ fn head_tree(worktree: &Path) -> Option<git2::Oid> {
     Some(tree)
 }
 
-/// The length of the worktree's index file and its last 20 bytes (the
-/// checksum of everything before them): a different index has different
-/// ones, and reading them costs no parse of the entries.
+/// [`index_sum`] of the worktree's own index file.
 fn index_tail(worktree: &Path) -> Option<(u64, Vec<u8>)> {
-    use std::io::{Read as _, Seek as _};
     let dot_git = std::fs::read_to_string(worktree.join(".git")).ok()?;
     let admin = Path::new(dot_git.strip_prefix("gitdir:")?.trim());
     let admin = if admin.is_absolute() {
@@ -169,13 +166,23 @@ fn index_tail(worktree: &Path) -> Option<(u64, Vec<u8>)> {
     } else {
         worktree.join(admin)
     };
-    let mut file = std::fs::File::open(admin.join("index")).ok()?;
+    index_sum(&admin.join("index"))
+}
+
+/// The length of the index file at `path` and its last 20 bytes, the
+/// checksum of everything before them: a different index has different
+/// ones, and reading them costs no parse of the entries. `None` when the
+/// file cannot be read or the checksum is all zeros (git's
+/// `index.skipHash`, which writes none).
+pub(crate) fn index_sum(path: &Path) -> Option<(u64, Vec<u8>)> {
+    use std::io::{Read as _, Seek as _};
+    let mut file = std::fs::File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
     let tail = len.checked_sub(20)?;
     file.seek(std::io::SeekFrom::Start(tail)).ok()?;
     let mut sum = vec![0; 20];
     file.read_exact(&mut sum).ok()?;
-    Some((len, sum))
+    sum.iter().any(|&b| b != 0).then_some((len, sum))
 }
 
 /// Every path under `root` but its top-level `.git`, with its metadata; no
