@@ -9,7 +9,7 @@ use git2::{Delta, DiffOptions, ErrorCode, FileMode, Index, Oid, Repository, Sign
 
 use super::error::GitError;
 use super::repo::Repo;
-use super::snapshot::WorktreeStamp;
+use super::stamp::WorktreeStamp;
 
 impl Repo {
     /// Stages everything in `worktree` — new, modified and deleted files,

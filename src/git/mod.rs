@@ -21,6 +21,7 @@ mod private_git;
 mod repo;
 mod snapshot;
 mod sparse;
+mod stamp;
 mod tree_merge;
 mod worktree;
 
@@ -36,6 +37,7 @@ pub use merge_state::{
 };
 pub use private_git::{import_private_git, prepare_private_git, private_branch_moved};
 pub use repo::{init_submodules, CommitInfo, Repo};
-pub use snapshot::{worktree_snapshot, WorktreeSnapshot, WorktreeStamp};
+pub use snapshot::{worktree_snapshot, WorktreeSnapshot};
 pub use sparse::SparseRequest;
+pub use stamp::WorktreeStamp;
 pub use worktree::{ScratchWorktree, WorktreeInfo, WorktreeRequest};

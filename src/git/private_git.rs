@@ -240,8 +240,8 @@ pub fn import_private_git(
     // costs the whole index (every tracked file of a sparse worktree),
     // after every exit.
     let (private_index, index) = (git_dir.join("index"), admin.join("index"));
-    let same = super::snapshot::index_sum(&private_index)
-        .is_some_and(|sum| super::snapshot::index_sum(&index) == Some(sum));
+    let same = super::stamp::index_sum(&private_index)
+        .is_some_and(|sum| super::stamp::index_sum(&index) == Some(sum));
     if !same {
         copy_over(&private_index, &index)?;
     }

@@ -165,3 +165,50 @@ fn diff_paths_lists_what_git_diff_name_only_lists() {
     let back = repo.diff_paths(oid(&to), oid(&from)).unwrap();
     assert_eq!(back, git, "the same paths either way");
 }
+
+/// The planted sparse index carries a valid tree cache (git's `TREE`
+/// extension) whose root is HEAD's tree: marking entries skip-worktree and
+/// checking files out invalidate it, so the plant rebuilds it, and the
+/// leftover commit then builds only the folders that changed.
+#[test]
+fn a_planted_sparse_index_caches_heads_tree() {
+    let t = sparse_farm("true", "");
+    let repo = Repo::discover(&t.root).unwrap();
+    let path = t.worktree_dir().join("001");
+    let req = treefarm::git::WorktreeRequest {
+        name: "001".into(),
+        path: path.clone(),
+        branch: "treefarm/001".into(),
+        start: Oid::from_str(&t.git(&["rev-parse", "HEAD"])).unwrap(),
+        reuse: false,
+        sparse: Some(treefarm::git::SparseRequest {
+            declared: vec!["a/**".into()],
+            include: Vec::new(),
+            exact: false,
+        }),
+    };
+    repo.add_worktrees(&[req]).remove(0).unwrap();
+    assert!(!path.join("b").exists(), "the worktree is sparse");
+    let index = std::fs::read(t.git_at(&path, &["rev-parse", "--git-path", "index"]))
+        .or_else(|_| {
+            std::fs::read(path.join(t.git_at(&path, &["rev-parse", "--git-path", "index"])))
+        })
+        .unwrap();
+    // The extension: "TREE", a 4-byte length, then the root entry: an empty
+    // path, NUL, "<entry count> <subtrees>\n" and, when valid, its tree id.
+    let at = index
+        .windows(4)
+        .position(|w| w == b"TREE")
+        .expect("a TREE extension");
+    let root = &index[at + 8..];
+    assert_eq!(root[0], 0, "the root entry has an empty path");
+    let nl = root.iter().position(|&b| b == b'\n').unwrap();
+    let counts = String::from_utf8_lossy(&root[1..nl]).to_string();
+    assert!(!counts.starts_with('-'), "root cache valid: {counts}");
+    let id: String = root[nl + 1..nl + 21]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(id, t.git(&["rev-parse", "HEAD^{tree}"]));
+    assert_eq!(t.git_at(&path, &["status", "--porcelain"]), "");
+}
