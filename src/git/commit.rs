@@ -9,6 +9,7 @@ use git2::{Delta, DiffOptions, ErrorCode, FileMode, Index, Oid, Repository, Sign
 
 use super::error::GitError;
 use super::repo::Repo;
+use super::stamp::WorktreeStamp;
 
 impl Repo {
     /// Stages everything in `worktree` — new, modified and deleted files,
@@ -38,6 +39,26 @@ impl Repo {
         worktree: &Path,
         placed: &[String],
     ) -> Result<WorktreeChanges, GitError> {
+        Repo::worktree_changes_since(worktree, placed, None)
+    }
+
+    /// [`Repo::worktree_changes`], except that when `stamp` (taken on the
+    /// clean worktree before its agent started) says nothing moved, the
+    /// answer is "nothing differs" without reading the index at all.
+    pub fn worktree_changes_since(
+        worktree: &Path,
+        placed: &[String],
+        stamp: Option<&WorktreeStamp>,
+    ) -> Result<WorktreeChanges, GitError> {
+        let _span =
+            tracing::debug_span!("worktree_changes", worktree = %worktree.display()).entered();
+        if stamp.is_some_and(|s| s.unchanged(worktree)) {
+            tracing::debug!("unchanged since the agent started: no listing");
+            return Ok(WorktreeChanges {
+                worktree: worktree.to_path_buf(),
+                listing: None,
+            });
+        }
         let repo = open_worktree(worktree)?;
         let index = repo
             .index()
@@ -45,9 +66,11 @@ impl Repo {
         let unstaged = unstaged_changes(&repo, &index, worktree, placed)?;
         Ok(WorktreeChanges {
             worktree: worktree.to_path_buf(),
-            repo,
-            index,
-            unstaged,
+            listing: Some(Listing {
+                repo,
+                index,
+                unstaged,
+            }),
         })
     }
 
@@ -71,6 +94,13 @@ impl Repo {
 /// committing it reads neither again.
 pub struct WorktreeChanges {
     worktree: PathBuf,
+    /// `None`: the worktree is as it was when clean (see
+    /// [`WorktreeStamp`]), so nothing was read.
+    listing: Option<Listing>,
+}
+
+/// The listing proper: the repository, its index and what differs.
+struct Listing {
     repo: Repository,
     index: Index,
     unstaged: Vec<Unstaged>,
@@ -91,17 +121,22 @@ struct Unstaged {
 impl WorktreeChanges {
     /// The paths whose files differ from the index, in git's order.
     pub fn paths(&self) -> impl Iterator<Item = &Path> {
-        self.unstaged.iter().map(|c| c.path.as_path())
+        self.listing
+            .iter()
+            .flat_map(|l| l.unstaged.iter().map(|c| c.path.as_path()))
     }
 
     /// Unstaged changes or untracked files (submodules aside), else staged
     /// changes or a conflict in the index.
     pub fn is_dirty(&self) -> Result<bool, GitError> {
-        if self.unstaged.iter().any(|c| !c.submodule) || self.index.has_conflicts() {
+        let Some(l) = &self.listing else {
+            return Ok(false);
+        };
+        if l.unstaged.iter().any(|c| !c.submodule) || l.index.has_conflicts() {
             return Ok(true);
         }
-        let tree = head_tree(&self.repo, &self.worktree)?;
-        differs_from_index(&self.repo, tree.as_ref(), &self.index, &self.worktree)
+        let tree = head_tree(&l.repo, &self.worktree)?;
+        differs_from_index(&l.repo, tree.as_ref(), &l.index, &self.worktree)
     }
 
     /// Stages these changes — and nothing else: the listing already says
@@ -109,25 +144,32 @@ impl WorktreeChanges {
     /// commits the index on HEAD. `None` when the tree equals HEAD's. The
     /// signature comes from the repository config (`user.name`,
     /// `user.email`), else `treefarm <treefarm@localhost>`.
-    pub fn commit(mut self, message: &str) -> Result<Option<Oid>, GitError> {
+    pub fn commit(self, message: &str) -> Result<Option<Oid>, GitError> {
+        let _span = tracing::debug_span!("commit_leftovers").entered();
+        let Some(mut l) = self.listing else {
+            // As clean as when the agent started: the index is HEAD's tree.
+            return Ok(None);
+        };
         let at = || self.worktree.display().to_string();
-        if !self.unstaged.is_empty() {
+        if !l.unstaged.is_empty() {
             // What `git_index_add_all` does for each path of its diff: add
             // what exists, remove what does not.
-            for change in &self.unstaged {
+            for change in &l.unstaged {
                 if change.on_disk {
-                    self.index.add_path(&change.path)
+                    l.index.add_path(&change.path)
                 } else {
-                    self.index.remove_path(&change.path)
+                    l.index.remove_path(&change.path)
                 }
                 .map_err(|e| GitError::git("stage changes in", at(), e))?;
             }
-            self.index
+            l.index
                 .write()
                 .map_err(|e| GitError::git("stage changes in", at(), e))?;
         }
-        let repo = &self.repo;
-        let tree_id = self
+        let repo = &l.repo;
+        // With the tree cache the plant wrote, only the folders staged
+        // above are built again.
+        let tree_id = l
             .index
             .write_tree()
             .map_err(|e| GitError::git("write tree in", at(), e))?;
@@ -300,4 +342,88 @@ pub(crate) fn signature(repo: &Repository) -> Result<Signature<'static>, GitErro
         Err(_) => Signature::now("treefarm", "treefarm@localhost")
             .map_err(|e| GitError::git("make signature for", "treefarm", e)),
     }
+}
+
+impl Repo {
+    /// The paths that differ between the trees of commits `from` and `to`,
+    /// sorted and deduplicated — the paths of `git diff --name-only from to`
+    /// (no rename detection; a path whose type changed once) — read by
+    /// walking both trees together and skipping every subtree whose id is
+    /// the same on both sides, so that the scope audit after an agent exits
+    /// costs what the agent changed, not the repository's size.
+    pub fn diff_paths(&self, from: Oid, to: Oid) -> Result<Vec<String>, GitError> {
+        let repo = self.open()?;
+        changed_paths_between(&repo, from, to)
+    }
+}
+
+/// [`Repo::diff_paths`] in an open repository.
+fn changed_paths_between(repo: &Repository, from: Oid, to: Oid) -> Result<Vec<String>, GitError> {
+    let mut paths = Vec::new();
+    if from == to {
+        return Ok(paths);
+    }
+    let tree_of = |id: Oid| {
+        repo.find_commit(id)
+            .and_then(|c| c.tree())
+            .map_err(|e| GitError::git("read the tree of commit", id.to_string(), e))
+    };
+    let (old, new) = (tree_of(from)?, tree_of(to)?);
+    diff_trees(repo, Some(&old), Some(&new), "", &mut paths)?;
+    paths.sort_unstable();
+    paths.dedup();
+    Ok(paths)
+}
+
+/// One side of a tree entry: its id and mode.
+type Side = Option<(Oid, i32)>;
+
+/// Adds to `out` every path under `prefix` that differs between `old` and
+/// `new` (a missing tree is empty); equal subtrees are never opened.
+fn diff_trees(
+    repo: &Repository,
+    old: Option<&Tree<'_>>,
+    new: Option<&Tree<'_>>,
+    prefix: &str,
+    out: &mut Vec<String>,
+) -> Result<(), GitError> {
+    let mut sides: std::collections::BTreeMap<Vec<u8>, (Side, Side)> =
+        std::collections::BTreeMap::new();
+    for (tree, is_new) in [(old, false), (new, true)] {
+        for entry in tree.into_iter().flat_map(|t| t.iter()) {
+            let slot = sides.entry(entry.name_bytes().to_vec()).or_default();
+            let side = Some((entry.id(), entry.filemode()));
+            if is_new {
+                slot.1 = side;
+            } else {
+                slot.0 = side;
+            }
+        }
+    }
+    let is_tree = |side: Side| side.is_some_and(|(_, mode)| mode == i32::from(FileMode::Tree));
+    for (name, (o, n)) in sides {
+        if o == n {
+            continue;
+        }
+        let path = format!("{prefix}{}", String::from_utf8_lossy(&name));
+        // A file (or link, or submodule) on either side is a changed path;
+        // a folder on either side is opened for the paths under it.
+        if (o.is_some() && !is_tree(o)) || (n.is_some() && !is_tree(n)) {
+            out.push(path.clone());
+        }
+        let subtree = |side: Side| -> Result<Option<Tree<'_>>, GitError> {
+            match side {
+                Some((id, _)) if is_tree(side) => repo
+                    .find_tree(id)
+                    .map(Some)
+                    .map_err(|e| GitError::git("read tree", path.clone(), e)),
+                _ => Ok(None),
+            }
+        };
+        let (ot, nt) = (subtree(o)?, subtree(n)?);
+        if ot.is_some() || nt.is_some() {
+            diff_trees(repo, ot.as_ref(), nt.as_ref(), &format!("{path}/"), out)?;
+        }
+    }
+    Ok(())
 }

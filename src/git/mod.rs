@@ -21,6 +21,7 @@ mod private_git;
 mod repo;
 mod snapshot;
 mod sparse;
+mod stamp;
 mod tree_merge;
 mod worktree;
 
@@ -38,4 +39,5 @@ pub use private_git::{import_private_git, prepare_private_git, private_branch_mo
 pub use repo::{init_submodules, CommitInfo, Repo};
 pub use snapshot::{worktree_snapshot, WorktreeSnapshot};
 pub use sparse::SparseRequest;
+pub use stamp::WorktreeStamp;
 pub use worktree::{ScratchWorktree, WorktreeInfo, WorktreeRequest};

@@ -236,7 +236,15 @@ pub fn import_private_git(
         }
     };
     write_synced(git_dir, tip)?;
-    copy_over(&git_dir.join("index"), &admin.join("index"))?;
+    // An index the agent's git left as it was is not copied again: the copy
+    // costs the whole index (every tracked file of a sparse worktree),
+    // after every exit.
+    let (private_index, index) = (git_dir.join("index"), admin.join("index"));
+    let same = super::stamp::index_sum(&private_index)
+        .is_some_and(|sum| super::stamp::index_sum(&index) == Some(sum));
+    if !same {
+        copy_over(&private_index, &index)?;
+    }
     Ok(moved)
 }
 

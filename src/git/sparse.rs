@@ -429,6 +429,18 @@ pub(crate) fn add_sparse(
         wt.checkout_index(Some(&mut index), Some(&mut cb))
             .map_err(|e| GitError::git("check out the materialised files of", at(), e))?;
     }
+    // Marking an entry, and recording a checked-out file, invalidates the
+    // tree cache of its folders, though the tree is the same: rebuild the
+    // cache (the trees exist, so nothing new is written) and write the
+    // index with a valid TREE extension. Committing after the agent exits
+    // then rebuilds only the folders that changed — when nothing changed,
+    // no tree at all — instead of every folder of the repository.
+    index
+        .write_tree()
+        .map_err(|e| GitError::git("cache the trees in the index of", at(), e))?;
+    index
+        .write()
+        .map_err(|e| GitError::git("write the index of", at(), e))?;
     Ok(())
 }
 

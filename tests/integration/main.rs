@@ -7,6 +7,7 @@ mod common;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod after_exit;
 mod agents_e2e;
 mod agents_program;
 mod agents_support;

@@ -8,7 +8,7 @@ use std::path::Path;
 use globset::GlobSetBuilder;
 
 use crate::config::{CommitMode, ScopeMode};
-use crate::git::Repo;
+use crate::git::{Repo, WorktreeStamp};
 use crate::runner::messages::Work;
 use crate::spec::Spec;
 use crate::state::{RunDir, RunOptions};
@@ -26,28 +26,47 @@ pub fn collect_work(
     worktree: &Path,
     start: &str,
 ) -> Result<Work, String> {
+    collect_work_since(opts, spec, worktree, start, None)
+}
+
+/// [`collect_work`], with the stamp of the clean worktree taken before its
+/// agent started (see [`WorktreeStamp`]): when nothing moved since, no
+/// index is read and no file listed. One listing serves the leftover
+/// commit (or the `commit: off` check); the audit reads the branch.
+pub fn collect_work_since(
+    opts: &RunOptions,
+    spec: &Spec,
+    worktree: &Path,
+    start: &str,
+    stamp: Option<&WorktreeStamp>,
+) -> Result<Work, String> {
+    let _span = tracing::debug_span!("collect_work", spec = %spec.id).entered();
     let branch = spec.branch();
     // What setup copied or linked in is not the agent's work.
     let placed = opts.setup_placed();
+    let changes = Repo::worktree_changes_since(worktree, &placed, stamp).map_err(|e| {
+        format!(
+            "failed to read the status of `{}`: {}",
+            worktree.display(),
+            crate::error::chain(&e)
+        )
+    })?;
     let auto_commit = match opts.commit {
-        CommitMode::Auto => Repo::commit_all_except(
-            worktree,
-            &format!(
+        CommitMode::Auto => changes
+            .commit(&format!(
                 "treefarm: commit changes left uncommitted by the agent for {}",
                 spec.id
-            ),
-            &placed,
-        )
-        .map_err(|e| {
-            format!(
-                "failed to commit leftovers in `{}`: {}",
-                worktree.display(),
-                crate::error::chain(&e)
-            )
-        })?
-        .map(|oid| oid.to_string()),
+            ))
+            .map_err(|e| {
+                format!(
+                    "failed to commit leftovers in `{}`: {}",
+                    worktree.display(),
+                    crate::error::chain(&e)
+                )
+            })?
+            .map(|oid| oid.to_string()),
         CommitMode::Off => {
-            let dirty = Repo::is_dirty_except(worktree, &placed).map_err(|e| {
+            let dirty = changes.is_dirty().map_err(|e| {
                 format!(
                     "failed to read the status of `{}`: {}",
                     worktree.display(),
@@ -72,9 +91,11 @@ pub fn collect_work(
     let commits = repo
         .commits_between(start_oid, tip)
         .map_err(|e| crate::error::chain(&e))?;
-    let changed = repo
-        .changed_paths(start_oid, tip)
-        .map_err(|e| crate::error::chain(&e))?;
+    let changed = {
+        let _span = tracing::debug_span!("scope_audit").entered();
+        repo.diff_paths(start_oid, tip)
+            .map_err(|e| crate::error::chain(&e))?
+    };
     let scope_creep = if opts.scope == ScopeMode::Off {
         Vec::new()
     } else {

@@ -10,8 +10,8 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{CommitMode, ScopeMode};
-use crate::git::Repo;
-use crate::runner::agent::audit::{collect_work, private_git_dir};
+use crate::git::{Repo, WorktreeStamp};
+use crate::runner::agent::audit::{collect_work_since, private_git_dir};
 use crate::runner::agent::executor::{AgentJob, Executor};
 use crate::runner::agent::job::agent_job;
 use crate::runner::agent::local::Local;
@@ -61,6 +61,7 @@ pub async fn run_instance(
         tx,
         stop,
         slurm,
+        stamp: std::sync::Mutex::new(None),
     };
     // Held until the instance ends, so no other instance gets the same block.
     let (_ports, port, moved) = probe_ports(&task.opts, &task.launch);
@@ -90,6 +91,10 @@ struct Task {
     stop: watch::Receiver<Stop>,
     /// `executor: slurm`: the run's Slurm side; none: the local executor.
     slurm: Option<Arc<SlurmRunner>>,
+    /// The clean worktree as the first attempt found it (see
+    /// [`stamp_eligible`]): after the agent exits, nothing to list when
+    /// nothing moved. Cleared before any later attempt.
+    stamp: std::sync::Mutex<Option<WorktreeStamp>>,
 }
 
 /// A live agent to re-attach to: its handle, the termination an earlier
@@ -235,7 +240,12 @@ impl Task {
                 unchanged = !opts.allow_unchanged
                     && !launch.resolve
                     && self
-                        .blocking(|opts, _, spec, wt, start| left_nothing(opts, spec, wt, start))
+                        .blocking({
+                            let (stamp, git_dir) = (self.stamp(), self.git_dir.clone());
+                            move |opts, _, spec, wt, start| {
+                                left_nothing(opts, spec, wt, start, &git_dir, stamp.as_ref())
+                            }
+                        })
                         .await
                         .unwrap_or(false);
                 if !unchanged {
@@ -268,6 +278,18 @@ impl Task {
             if resumed.is_none() {
                 log_from = std::fs::metadata(&job.log_path).map_or(0, |m| m.len());
             }
+            let stamp = if resumed.is_none() && attempts_run == 0 && stamp_eligible(opts, launch) {
+                self.blocking(|_, _, _, wt, _| {
+                    let _span = tracing::debug_span!("stamp_worktree").entered();
+                    WorktreeStamp::take(wt)
+                })
+                .await
+                .ok()
+                .flatten()
+            } else {
+                None
+            };
+            self.set_stamp(stamp);
             let (end, elapsed_ms) = self.attempt(job, attempt, resumed).await;
             // Classified now for the `exited` event; an exit 0 only once it
             // is known to have left nothing (above).
@@ -492,9 +514,22 @@ impl Task {
 
     /// Commits leftovers and audits the branch, on a blocking thread.
     async fn collect(&self) -> Result<Result<Work, String>, tokio::task::JoinError> {
-        let git_dir = self.git_dir.clone();
-        self.blocking(move |opts, _, spec, wt, start| collect(opts, spec, wt, start, &git_dir))
-            .await
+        let (stamp, git_dir) = (self.stamp(), self.git_dir.clone());
+        self.blocking(move |opts, _, spec, wt, start| {
+            collect(opts, spec, wt, start, &git_dir, stamp.as_ref())
+        })
+        .await
+    }
+
+    /// A copy of the stamp of the clean worktree, if one was taken.
+    fn stamp(&self) -> Option<WorktreeStamp> {
+        self.stamp.lock().ok().and_then(|s| s.clone())
+    }
+
+    fn set_stamp(&self, stamp: Option<WorktreeStamp>) {
+        if let Ok(mut s) = self.stamp.lock() {
+            *s = stamp;
+        }
     }
 }
 
@@ -561,21 +596,48 @@ fn private_git(
     result.map_err(|e| format!("isolation: {}", crate::error::chain(&e)))
 }
 
-/// Publishes the private git directory's branch, then [`collect_work`].
+/// Publishes the private git directory's branch, then [`collect_work_since`].
 fn collect(
     opts: &RunOptions,
     spec: &Spec,
     worktree: &Path,
     start: &str,
     git_dir: &Path,
+    stamp: Option<&WorktreeStamp>,
 ) -> Result<Work, String> {
-    crate::git::import_private_git(worktree, &spec.branch(), git_dir).map_err(|e| {
-        format!(
-            "failed to import the commits of the isolated agent: {}",
-            crate::error::chain(&e)
-        )
-    })?;
-    collect_work(opts, spec, worktree, start)
+    import(spec, worktree, git_dir)?;
+    collect_work_since(opts, spec, worktree, start, stamp)
+}
+
+/// Publishes the private git directory's branch (a second call is a no-op).
+fn import(spec: &Spec, worktree: &Path, git_dir: &Path) -> Result<(), String> {
+    let _span = tracing::debug_span!("import_private_git", spec = %spec.id).entered();
+    crate::git::import_private_git(worktree, &spec.branch(), git_dir)
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "failed to import the commits of the isolated agent: {}",
+                crate::error::chain(&e)
+            )
+        })
+}
+
+/// Whether the worktree is known clean when the first attempt starts, so
+/// that a [`WorktreeStamp`] of it stands for "nothing to commit": a fresh
+/// plant (first attempt, not resumed, not a resolve attempt) in which setup
+/// put nothing — no copied or linked file, no command, no submodules, any of
+/// which could change tracked files — and a sparse worktree, where the
+/// stamp's walk of the materialised files is much cheaper than reading an
+/// index of every tracked file (in a full checkout the two cost the same).
+fn stamp_eligible(opts: &RunOptions, launch: &Launch) -> bool {
+    launch.start == (Start::Fresh { setup: true })
+        && launch.attempt == 1
+        && !launch.resolve
+        && launch.retries_left.is_none()
+        && opts.setup_placed().is_empty()
+        && opts.setup.command.trim().is_empty()
+        && !opts.setup.submodules
+        && opts.sparse_for(&launch.id).is_some()
 }
 
 /// What isolation denied the agent, read from its log (sandboxed jobs only).
@@ -705,15 +767,30 @@ fn judge(opts: &RunOptions, work: Work) -> Verdict {
 
 /// True when the branch still points at `start` and the worktree holds no
 /// change (besides what setup placed): the agent did nothing. False when
-/// that cannot be read (committing and auditing will then say why).
-fn left_nothing(opts: &RunOptions, spec: &Spec, worktree: &Path, start: &str) -> bool {
+/// that cannot be read (committing and auditing will then say why). What
+/// the isolated agent committed in its private directory is published
+/// first, so its commits count; with a stamp of the clean worktree that
+/// nothing moved since, no index is read.
+fn left_nothing(
+    opts: &RunOptions,
+    spec: &Spec,
+    worktree: &Path,
+    start: &str,
+    git_dir: &Path,
+    stamp: Option<&WorktreeStamp>,
+) -> bool {
+    let _span = tracing::debug_span!("left_nothing", spec = %spec.id).entered();
+    if import(spec, worktree, git_dir).is_err() {
+        return false;
+    }
     let unchanged = || -> Result<bool, crate::git::GitError> {
         let repo = Repo::discover(&opts.repo_root)?;
         let tip = repo.branch_tip(&spec.branch())?;
         if tip != Some(repo.resolve(start)?) {
             return Ok(false);
         }
-        Ok(!Repo::is_dirty_except(worktree, &opts.setup_placed())?)
+        let changes = Repo::worktree_changes_since(worktree, &opts.setup_placed(), stamp)?;
+        Ok(!changes.is_dirty()?)
     };
     unchanged().unwrap_or(false)
 }
