@@ -206,32 +206,6 @@ impl Repo {
         Ok(paths)
     }
 
-    /// Paths that differ between the trees of `from` and `to`, sorted; a
-    /// rename contributes both its old and its new path.
-    pub fn changed_paths(&self, from: Oid, to: Oid) -> Result<Vec<String>, GitError> {
-        let repo = self.open()?;
-        let tree = |id: Oid| {
-            repo.find_commit(id)
-                .and_then(|c| c.tree())
-                .map_err(|e| GitError::git("read the tree of commit", id.to_string(), e))
-        };
-        let (old, new) = (tree(from)?, tree(to)?);
-        let diff = repo
-            .diff_tree_to_tree(Some(&old), Some(&new), None)
-            .map_err(|e| GitError::git("diff commits", format!("{from}..{to}"), e))?;
-        let mut paths = Vec::new();
-        for delta in diff.deltas() {
-            for file in [delta.old_file(), delta.new_file()] {
-                if let Some(p) = file.path_bytes() {
-                    paths.push(String::from_utf8_lossy(p).into_owned());
-                }
-            }
-        }
-        paths.sort_unstable();
-        paths.dedup();
-        Ok(paths)
-    }
-
     /// Commits reachable from `to` but not from `from`, oldest first (parents
     /// before children).
     pub fn commits_between(&self, from: Oid, to: Oid) -> Result<Vec<CommitInfo>, GitError> {

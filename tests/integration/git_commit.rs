@@ -125,7 +125,7 @@ fn history_queries_match_git() {
         ]
     );
 
-    let changed = repo.changed_paths(base, c2).unwrap();
+    let changed = repo.diff_paths(base, c2).unwrap();
     assert_eq!(changed, vec!["edit.txt", "keep.txt", "kept.txt"]);
     let git_changed = t.git(&[
         "diff",
