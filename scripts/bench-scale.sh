@@ -97,7 +97,7 @@
 # Environment: TREEFARM_BIN (default target/release/treefarm, built if
 # missing), BENCH_QUICK=1, BENCH_TRACE_MAX (skip the traced pass above this
 # N; its figures then print as not traced), BENCH_TRACKED_SPECS=1, BENCH_FILES, BENCH_ROUNDS, SPARSE_FILES, SPARSE_MB,
-# SPARSE_LARGE_FILES, SPARSE_STACK_FILES, BENCH_KEEP=1 keeps the scratch directory. Needs strace. Exit code: 0 unless
+# SPARSE_LARGE_FILES, SPARSE_AGENT=write (an agent that changes a file and adds one, instead of the no-op), SPARSE_STACK_FILES, BENCH_KEEP=1 keeps the scratch directory. Needs strace. Exit code: 0 unless
 # something failed (a missed goal is printed, not an error).
 set -euo pipefail
 
@@ -155,12 +155,13 @@ wait_file() {
     die "no strace summary in $1"
 }
 
-# write_scale_config REPO INSTANCES [SPARSE]
+# write_scale_config REPO INSTANCES [SPARSE [AGENT]]: AGENT (default `true`,
+# the no-op agent) is the agent's command.
 write_scale_config() {
     cat >"$1/treefarm.yaml" <<EOF
 instances: $2
 agent:
-  command: "true"
+  command: "${4:-true}"
   allow_unchanged: true
   start_interval: 0
 worktree:
@@ -373,14 +374,28 @@ PY
 
 sparse_scenario() {
     local rounds=${BENCH_ROUNDS:-3} nfiles=${SPARSE_FILES:-20000} mb=${SPARSE_MB:-20}
-    local big=$BENCH_TMP/sparse-big part=$BENCH_TMP/sparse-part r mode repo
+    local big=$BENCH_TMP/sparse-big part=$BENCH_TMP/sparse-part r mode repo agent=true
+    if [[ ${SPARSE_AGENT:-noop} == write ]]; then
+        # An agent that changes something: it appends to the first file of
+        # its directory and adds one, for treefarm to collect (the no-op
+        # agent's worktree is judged unchanged from the plant's stamp).
+        agent="sh $BENCH_TMP/write-agent.sh"
+        cat >"$BENCH_TMP/write-agent.sh" <<'SH'
+n=${TREEFARM_SPEC_ID#0}
+n=${n#0}
+d=$(printf 'src/d%03d' $((n * 37 % 200)))
+f=$(ls "$d" | head -n 1)
+echo "changed by $TREEFARM_SPEC_ID" >>"$d/$f"
+echo "added by $TREEFARM_SPEC_ID" >"$d/new-$TREEFARM_SPEC_ID.txt"
+SH
+    fi
     note "generating $nfiles files / $mb MB in 200 directories, and the 4-directory part ..."
     sparse_repo "$big" "$nfiles" $((mb * 1024 * 1024)) 1
-    write_scale_config "$big" 4 auto
+    write_scale_config "$big" 4 auto "$agent"
     commit_all "$big" "sparse bench, whole repository"
     git -C "$big" branch roadmap
     sparse_repo "$part" "$nfiles" $((mb * 1024 * 1024)) 0
-    write_scale_config "$part" 4 off
+    write_scale_config "$part" 4 off "$agent"
     commit_all "$part" "sparse bench, the sparse part alone"
     git -C "$part" branch roadmap
     local big_files part_files large_files=0 modes=(big part)
@@ -394,7 +409,7 @@ sparse_scenario() {
         # same size, only the tracked files outside it grow.
         sparse_repo "$large" "$SPARSE_LARGE_FILES" $((mb * 1024 * 1024 * SPARSE_LARGE_FILES / nfiles)) 1 \
             $((200 * SPARSE_LARGE_FILES / nfiles))
-        write_scale_config "$large" 4 auto
+        write_scale_config "$large" 4 auto "$agent"
         commit_all "$large" "sparse bench, the large repository"
         git -C "$large" branch roadmap
         large_files=$(git -C "$large" ls-files | wc -l)
@@ -427,14 +442,14 @@ sparse_scenario() {
     # each failing readlink's chain of named frames up to the first Rust one.
     local stack=$BENCH_TMP/sparse-stack
     sparse_repo "$stack" "${SPARSE_STACK_FILES:-400}" $((400 * 1024)) 1
-    write_scale_config "$stack" 4 auto
+    write_scale_config "$stack" 4 auto "$agent"
     commit_all "$stack" "sparse bench, stack traces"
     git -C "$stack" branch roadmap
     note "sparse stack-trace pass ($(git -C "$stack" ls-files | wc -l) files) ..."
     strace -f -k -qq -e trace=readlink -e status=failed -o "|python3 $SUM_PY --stacks $RES/stacks" \
         "$TF" -C "$stack" run >/dev/null 2>"$RES/stacks.err" || die "stack-trace pass failed: $(tail -n 3 "$RES/stacks.err")"
     wait_file "$RES/stacks"
-    python3 - "$RES" "$big_files" "$part_files" "$rounds" "$(git -C "$stack" ls-files | wc -l)" "$large_files" <<'PY'
+    python3 - "$RES" "$big_files" "$part_files" "$rounds" "$(git -C "$stack" ls-files | wc -l)" "$large_files" "${SPARSE_AGENT:-noop}" <<'PY'
 import json, statistics, sys
 res, files, rounds = sys.argv[1], {"big": int(sys.argv[2]), "part": int(sys.argv[3])}, sys.argv[4]
 label = {"big": "sparse: auto, %d files" % files["big"], "part": "sparse: off, the part alone (%d files)" % files["part"]}
@@ -442,7 +457,8 @@ if int(sys.argv[6]):
     files["large"] = int(sys.argv[6])
     label["large"] = "sparse: auto, %d files" % files["large"]
 print()
-print("sparse: 4 specs of one directory each, 4 no-op agents, %s rounds (medians; ms from the journal's at_ms)" % rounds)
+agents = "4 no-op agents" if sys.argv[7] == "noop" else "4 agents that change a file and add one (SPARSE_AGENT=write)"
+print("sparse: 4 specs of one directory each, %s, %s rounds (medians; ms from the journal's at_ms)" % (agents, rounds))
 print("-" * 100)
 print("%-42s %12s %12s %14s %12s %12s" % ("", "exit->commit", "exit->merged", "failed readlink", "failed stat*", "per file/inst"))
 after = {}
