@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use support::ModelServer;
 
 /// Tokens every scripted answer reports.
-const USAGE: (u64, u64) = (101, 7);
+pub(crate) const USAGE: (u64, u64) = (101, 7);
 
 const AGENT: &str = r#"
 import json, os, subprocess, sys, urllib.error, urllib.request
@@ -71,7 +71,7 @@ print("done", flush=True)
 
 /// A repository with `n` independent specs, the agent above pointed at
 /// `server`, and `extra` appended to `treefarm.yaml`.
-fn repo(n: usize, server: &ModelServer, agent_extra: &str, extra: &str) -> TestRepo {
+pub(crate) fn repo(n: usize, server: &ModelServer, agent_extra: &str, extra: &str) -> TestRepo {
     let repo = TestRepo::with_files(&[("README.md", "hello\n")]);
     let agent = repo.tmp.path().join("agent.py");
     std::fs::write(&agent, AGENT).expect("agent");
@@ -95,7 +95,7 @@ fn repo(n: usize, server: &ModelServer, agent_extra: &str, extra: &str) -> TestR
     repo
 }
 
-fn script(error_every: Value) -> Value {
+pub(crate) fn script(error_every: Value) -> Value {
     json!({
         "steps": [{"text": "done"}],
         "error_every": error_every,

@@ -19,7 +19,8 @@ use crate::common::{assert_exit, spec_md, stderr, stdout, wait_until_within, Tes
 /// The `slurm:` section every test starts from: one CPU and a little
 /// memory per job (the node has 2 CPUs, so two run at once), quick polls,
 /// a short exit grace.
-const SLURM: &str = "executor: slurm\nslurm: {cpus: 1, mem: 100M, poll: 1s, exit_grace: 3s}\n";
+pub(crate) const SLURM: &str =
+    "executor: slurm\nslurm: {cpus: 1, mem: 100M, poll: 1s, exit_grace: 3s}\n";
 
 /// `count` specs, each writing its own file after `directives`.
 fn farm(count: usize, directives: &str, config: &str) -> TestRepo {
@@ -51,7 +52,7 @@ fn tf(repo: &TestRepo) -> Command {
     cmd
 }
 
-fn run(repo: &TestRepo, args: &[&str]) -> Output {
+pub(crate) fn run(repo: &TestRepo, args: &[&str]) -> Output {
     tf(repo).args(args).output().expect("spawn treefarm")
 }
 
