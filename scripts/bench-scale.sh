@@ -96,7 +96,7 @@
 #
 # Environment: TREEFARM_BIN (default target/release/treefarm, built if
 # missing), BENCH_QUICK=1, BENCH_TRACE_MAX (skip the traced pass above this
-# N; its figures then print as not traced), BENCH_TRACKED_SPECS=1, BENCH_FILES, BENCH_ROUNDS, SPARSE_FILES, SPARSE_MB,
+# N; its figures then print as not traced), BENCH_TRACKED_SPECS=1, BENCH_SPARSE=auto (worktree.sparse of the N-spec runs; default off), BENCH_FILES, BENCH_ROUNDS, SPARSE_FILES, SPARSE_MB,
 # SPARSE_LARGE_FILES, SPARSE_AGENT=write (an agent that changes a file and adds one, instead of the no-op), SPARSE_STACK_FILES, BENCH_KEEP=1 keeps the scratch directory. Needs strace. Exit code: 0 unless
 # something failed (a missed goal is printed, not an error).
 set -euo pipefail
@@ -192,7 +192,7 @@ for i in range(1, n + 1):
     with open("%s/SPEC-%05d-bench.md" % (d, i), "w") as f:
         f.write("# Bench spec %d\n\nTouch the declared file.\n\n**Files**:\n- `%s`\n" % (i, path))
 PY
-    write_scale_config "$repo" 8
+    write_scale_config "$repo" 8 "${BENCH_SPARSE:-off}"
     if [[ ${BENCH_TRACKED_SPECS:-0} != 1 ]]; then
         echo "specs/" >>"$repo/.git/info/exclude"
     fi
