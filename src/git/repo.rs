@@ -469,13 +469,19 @@ mod tests {
         (repo, commit)
     }
 
+    /// The lock file another writer of branch `name` would hold.
+    fn hold_branch_lock(root: &Path, name: &str) -> PathBuf {
+        let lock = root.join(format!(".git/refs/heads/{name}.lock"));
+        std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+        std::fs::write(&lock, "").unwrap();
+        lock
+    }
+
     #[test]
     fn a_branch_whose_lock_is_let_go_within_the_retry_window_is_created() {
         let dir = tempfile::tempdir().unwrap();
         let (repo, at) = repo_with_a_commit(dir.path());
-        let lock = dir.path().join(".git/refs/heads/treefarm/x.lock");
-        std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
-        std::fs::write(&lock, "").unwrap();
+        let lock = hold_branch_lock(dir.path(), "treefarm/x");
         let remover = {
             let lock = lock.clone();
             std::thread::spawn(move || {
@@ -492,9 +498,7 @@ mod tests {
     fn a_lock_held_past_the_retry_window_is_an_error_naming_the_branch() {
         let dir = tempfile::tempdir().unwrap();
         let (repo, at) = repo_with_a_commit(dir.path());
-        let lock = dir.path().join(".git/refs/heads/treefarm/x.lock");
-        std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
-        std::fs::write(&lock, "").unwrap();
+        hold_branch_lock(dir.path(), "treefarm/x");
         let err = ensure_branch_in(&repo, "treefarm/x", at).unwrap_err();
         assert!(err.to_string().contains("treefarm/x"), "{err}");
         assert_eq!(branch_tip_in(&repo, "treefarm/x").unwrap(), None);

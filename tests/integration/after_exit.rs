@@ -12,16 +12,8 @@ use treefarm::git::{Oid, Repo};
 /// with a spec declaring `a/**` and sparse worktrees on.
 fn sparse_farm(agent: &str, extra: &str) -> TestRepo {
     let mut files: Vec<(String, String)> = vec![("tool.sh".into(), "#!/bin/sh\n".into())];
-    for d in ["a", "b", "c"] {
-        for i in 0..20 {
-            files.push((format!("{d}/f{i}.txt"), format!("{d} {i}\n")));
-        }
-    }
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_str()))
-        .collect();
-    let t = TestRepo::with_files(&refs);
+    files.extend(common::folders_of_files(&["a", "b", "c"], 20));
+    let t = TestRepo::with_files(&files);
     t.write(
         "specs/SPEC-001-one.md",
         "---\ntitle: one\nfiles:\n  - a/**\n---\nChange a.\n",

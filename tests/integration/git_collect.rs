@@ -53,16 +53,8 @@ fn collect_repo() -> TestRepo {
             "[submodule \"sub\"]\n\tpath = sub\n\turl = ./nowhere\n".into(),
         ),
     ];
-    for d in ["a", "b", "c"] {
-        for i in 0..30 {
-            files.push((format!("{d}/f{i}.txt"), format!("{d} {i}\n")));
-        }
-    }
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_str()))
-        .collect();
-    let repo = TestRepo::with_files(&refs);
+    files.extend(common::folders_of_files(&["a", "b", "c"], 30));
+    let repo = TestRepo::with_files(&files);
     std::os::unix::fs::symlink("keep.txt", repo.root.join("link")).unwrap();
     repo.git(&["add", "link"]);
     let head = repo.git(&["rev-parse", "HEAD"]);

@@ -61,10 +61,10 @@ impl TestRepo {
     }
 
     /// A repository with one commit holding `files` (path, contents).
-    pub fn with_files(files: &[(&str, &str)]) -> TestRepo {
+    pub fn with_files<P: AsRef<str>, C: AsRef<str>>(files: &[(P, C)]) -> TestRepo {
         let repo = TestRepo::empty();
         for (path, contents) in files {
-            repo.write(path, contents);
+            repo.write(path.as_ref(), contents.as_ref());
         }
         repo.commit_all("initial");
         repo
@@ -827,4 +827,12 @@ pub fn window_dropped_and_recovered(events: &[serde_json::Value], max: u64) -> V
         "recovered after the last drop: {limits:?}"
     );
     limits
+}
+
+/// `per` files in each of `dirs` (`a/f0.txt` holding `a 0`, …): the folders
+/// of a repository that sparse and collection tests narrow down to one.
+pub fn folders_of_files(dirs: &[&str], per: usize) -> Vec<(String, String)> {
+    dirs.iter()
+        .flat_map(|d| (0..per).map(move |i| (format!("{d}/f{i}.txt"), format!("{d} {i}\n"))))
+        .collect()
 }
