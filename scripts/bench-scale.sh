@@ -97,7 +97,7 @@
 # Environment: TREEFARM_BIN (default target/release/treefarm, built if
 # missing), BENCH_QUICK=1, BENCH_TRACE_MAX (skip the traced pass above this
 # N; its figures then print as not traced), BENCH_TRACKED_SPECS=1, BENCH_SPARSE=auto (worktree.sparse of the N-spec runs; default off), BENCH_FILES, BENCH_ROUNDS, SPARSE_FILES, SPARSE_MB,
-# SPARSE_LARGE_FILES, SPARSE_AGENT=write (an agent that changes a file and adds one, instead of the no-op), SPARSE_STACK_FILES, BENCH_KEEP=1 keeps the scratch directory. Needs strace. Exit code: 0 unless
+# SPARSE_LARGE_FILES, SPARSE_AGENT=write (an agent that changes a file and adds one, instead of the no-op; the git CLI commits the same change in a worktree of the same shape, for comparison), SPARSE_STACK_FILES, BENCH_KEEP=1 keeps the scratch directory. Needs strace. Exit code: 0 unless
 # something failed (a missed goal is printed, not an error).
 set -euo pipefail
 
@@ -430,6 +430,25 @@ SH
             reset_treefarm "$repo"
         done
     done
+    if [[ ${SPARSE_AGENT:-noop} == write ]]; then
+        # The alternative, in the same run: the git CLI committing the same
+        # change (`git add -A && git commit`) in a worktree of the same
+        # shape — sparse on the spec's directory, or the part alone — with
+        # the process start-up that a script around git would pay too.
+        for mode in big part; do
+            local gwt=$BENCH_TMP/git-$mode d=src/d037 f
+            git -C "$BENCH_TMP/sparse-$mode" worktree add -q --no-checkout "$gwt" HEAD
+            [[ $mode == big ]] && git -C "$gwt" sparse-checkout set "$d" >/dev/null
+            git -C "$gwt" checkout -q
+            f=$(ls "$gwt/$d" | head -n 1)
+            for ((r = 1; r <= rounds; r++)); do
+                echo "changed by round $r" >>"$gwt/$d/$f"
+                echo "added by round $r" >"$gwt/$d/new-$r.txt"
+                must_measure "$RES/git.$mode.$r" "git add -A && git commit ($mode)" \
+                    sh -c 'cd "$1" && git add -A && git commit -q -m "round"' sh "$gwt"
+            done
+        done
+    fi
     for mode in "${modes[@]}"; do
         note "sparse traced run ($mode) ..."
         traced "$RES/sparse.$mode.trace" "$TF" -C "$BENCH_TMP/sparse-$mode" run
@@ -474,6 +493,13 @@ for m in [m for m in ("big", "part", "large") if m in files]:
 print("-" * 100)
 ratio = after["big"] / max(after["part"], 1)
 print("exit->commit sparse/part  %.2fx   goal <= 1: %s" % (ratio, "goal met" if ratio <= 1 else "goal missed"))
+if sys.argv[7] == "write":
+    import glob
+    git = {m: statistics.median(int(open(f).read().split()[0]) / 1e6 for f in glob.glob("%s/git.%s.[0-9]*" % (res, m)) if not f.endswith((".out", ".err")))
+           for m in ("big", "part")}
+    print("the git CLI, the same change (git add -A && git commit) in the same shape of worktree: sparse %.0f ms, part alone %.0f ms (%.2fx);"
+          % (git["big"], git["part"], git["big"] / max(git["part"], 1e-9)))
+    print("  treefarm's exit->commit against it: sparse %.2fx, part alone %.2fx" % (after["big"] / git["big"], after["part"] / git["part"]))
 if "large" in after:
     grow = after["large"] / max(after["big"], 1)
     # A few milliseconds either way is the machine, not the repository:

@@ -5,11 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{Delta, DiffOptions, ErrorCode, FileMode, Index, Oid, Repository, Signature, Tree};
+use git2::{Delta, DiffOptions, ErrorCode, FileMode, Index, Oid, Repository, Tree};
 
 use super::error::GitError;
 use super::repo::Repo;
 use super::stamp::WorktreeStamp;
+use super::stamped::StampedChanges;
 
 impl Repo {
     /// Stages everything in `worktree` — new, modified and deleted files,
@@ -42,9 +43,10 @@ impl Repo {
         Repo::worktree_changes_since(worktree, placed, None)
     }
 
-    /// [`Repo::worktree_changes`], except that when `stamp` (taken on the
-    /// clean worktree before its agent started) says nothing moved, the
-    /// answer is "nothing differs" without reading the index at all.
+    /// [`Repo::worktree_changes`], except that with a `stamp` (taken on the
+    /// clean worktree before its agent started) what differs is read from
+    /// the paths that moved since — no index read, no diff of every tracked
+    /// file — unless something unusual needs the full listing.
     pub fn worktree_changes_since(
         worktree: &Path,
         placed: &[String],
@@ -52,12 +54,20 @@ impl Repo {
     ) -> Result<WorktreeChanges, GitError> {
         let _span =
             tracing::debug_span!("worktree_changes", worktree = %worktree.display()).entered();
-        if stamp.is_some_and(|s| s.unchanged(worktree)) {
-            tracing::debug!("unchanged since the agent started: no listing");
-            return Ok(WorktreeChanges {
-                worktree: worktree.to_path_buf(),
-                listing: None,
-            });
+        if let Some(stamp) = stamp {
+            match super::stamped::read(worktree, placed, stamp) {
+                Some(changes) => {
+                    match changes.paths().count() {
+                        0 => tracing::debug!("unchanged since the agent started: no listing"),
+                        n => tracing::debug!(staged = n, "read from the stamp: no listing"),
+                    }
+                    return Ok(WorktreeChanges {
+                        worktree: worktree.to_path_buf(),
+                        listing: Listing::Stamped(changes),
+                    });
+                }
+                None => tracing::debug!("not readable from the stamp: full listing"),
+            }
         }
         let repo = open_worktree(worktree)?;
         let index = repo
@@ -66,7 +76,7 @@ impl Repo {
         let unstaged = unstaged_changes(&repo, &index, worktree, placed)?;
         Ok(WorktreeChanges {
             worktree: worktree.to_path_buf(),
-            listing: Some(Listing {
+            listing: Listing::Full(FullListing {
                 repo,
                 index,
                 unstaged,
@@ -94,13 +104,20 @@ impl Repo {
 /// committing it reads neither again.
 pub struct WorktreeChanges {
     worktree: PathBuf,
-    /// `None`: the worktree is as it was when clean (see
-    /// [`WorktreeStamp`]), so nothing was read.
-    listing: Option<Listing>,
+    listing: Listing,
 }
 
-/// The listing proper: the repository, its index and what differs.
-struct Listing {
+/// How the changes were read.
+enum Listing {
+    /// From what moved since the worktree's [`WorktreeStamp`] (nothing, when
+    /// the agent left it as it was).
+    Stamped(StampedChanges),
+    /// By a diff of the index against the files on disk.
+    Full(FullListing),
+}
+
+/// The full listing: the repository, its index and what differs.
+struct FullListing {
     repo: Repository,
     index: Index,
     unstaged: Vec<Unstaged>,
@@ -120,17 +137,25 @@ struct Unstaged {
 
 impl WorktreeChanges {
     /// The paths whose files differ from the index, in git's order.
-    pub fn paths(&self) -> impl Iterator<Item = &Path> {
-        self.listing
-            .iter()
-            .flat_map(|l| l.unstaged.iter().map(|c| c.path.as_path()))
+    pub fn paths(&self) -> Box<dyn Iterator<Item = &Path> + '_> {
+        match &self.listing {
+            Listing::Stamped(changes) => Box::new(changes.paths()),
+            Listing::Full(l) => Box::new(l.unstaged.iter().map(|c| c.path.as_path())),
+        }
+    }
+
+    /// Whether these changes were read from the worktree's stamp (what
+    /// moved since the agent started), not by a full listing.
+    pub fn read_from_stamp(&self) -> bool {
+        matches!(self.listing, Listing::Stamped(_))
     }
 
     /// Unstaged changes or untracked files (submodules aside), else staged
     /// changes or a conflict in the index.
     pub fn is_dirty(&self) -> Result<bool, GitError> {
-        let Some(l) = &self.listing else {
-            return Ok(false);
+        let l = match &self.listing {
+            Listing::Stamped(changes) => return Ok(changes.is_dirty()),
+            Listing::Full(l) => l,
         };
         if l.unstaged.iter().any(|c| !c.submodule) || l.index.has_conflicts() {
             return Ok(true);
@@ -146,9 +171,9 @@ impl WorktreeChanges {
     /// `user.email`), else `treefarm <treefarm@localhost>`.
     pub fn commit(self, message: &str) -> Result<Option<Oid>, GitError> {
         let _span = tracing::debug_span!("commit_leftovers").entered();
-        let Some(mut l) = self.listing else {
-            // As clean as when the agent started: the index is HEAD's tree.
-            return Ok(None);
+        let mut l = match self.listing {
+            Listing::Stamped(changes) => return changes.commit(&self.worktree, message),
+            Listing::Full(l) => l,
         };
         let at = || self.worktree.display().to_string();
         if !l.unstaged.is_empty() {
@@ -189,7 +214,7 @@ impl WorktreeChanges {
         let tree = repo
             .find_tree(tree_id)
             .map_err(|e| GitError::git("read tree in", at(), e))?;
-        let sig = signature(repo)?;
+        let sig = super::identity::signature(repo)?;
         let parents: Vec<_> = parent.iter().collect();
         let id = repo
             .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
@@ -258,7 +283,7 @@ fn unstaged_changes(
             continue;
         };
         match delta.status() {
-            Delta::Untracked if is_placed(path, placed) => continue,
+            Delta::Untracked if super::stamped::is_placed(path, placed) => continue,
             Delta::Deleted if is_skip_worktree(index, path) => continue,
             _ => {}
         }
@@ -324,24 +349,6 @@ pub(crate) fn matches_tree(
     Ok(unstaged_changes(repo, &index, worktree, &[])?
         .iter()
         .all(|c| c.submodule))
-}
-
-/// Whether `path` (relative to the worktree root) is one of `placed` or
-/// inside one of them.
-fn is_placed(path: &Path, placed: &[String]) -> bool {
-    placed.iter().any(|p| {
-        let p = p.trim_start_matches("./").trim_end_matches('/');
-        !p.is_empty() && path.starts_with(p)
-    })
-}
-
-/// The committer (and squash author) identity: the config's, else treefarm's.
-pub(crate) fn signature(repo: &Repository) -> Result<Signature<'static>, GitError> {
-    match repo.signature() {
-        Ok(sig) => Ok(sig),
-        Err(_) => Signature::now("treefarm", "treefarm@localhost")
-            .map_err(|e| GitError::git("make signature for", "treefarm", e)),
-    }
 }
 
 impl Repo {

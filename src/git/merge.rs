@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use git2::build::CheckoutBuilder;
 use git2::{Commit, ErrorCode, Index, Oid, Repository};
 
-use super::commit::{matches_tree, open_worktree, signature};
+use super::commit::{matches_tree, open_worktree};
 use super::error::GitError;
+use super::identity::signature;
 use super::repo::{branch_tip_in, commits_between_in, retry_ref_lock, Repo};
 
 /// How a branch lands on the target.

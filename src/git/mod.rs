@@ -22,6 +22,7 @@ mod repo;
 mod snapshot;
 mod sparse;
 mod stamp;
+mod stamped;
 mod tree_merge;
 mod worktree;
 

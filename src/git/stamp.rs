@@ -80,9 +80,7 @@ impl WorktreeStamp {
     /// Whether `worktree` is exactly as stamped: same HEAD tree, same index
     /// file content, same paths with the same metadata.
     pub fn unchanged(&self, worktree: &Path) -> bool {
-        head_tree(worktree) == Some(self.tree)
-            && index_tail(worktree).as_ref() == Some(&self.index)
-            && walk(worktree).as_ref() == Some(&self.files)
+        self.moved(worktree).is_some_and(|moved| moved.is_empty())
     }
 }
 
@@ -152,4 +150,104 @@ fn walk(root: &Path) -> Option<BTreeMap<std::path::PathBuf, FileStamp>> {
         }
     }
     Some(files)
+}
+
+/// One path (not a folder) that moved since a [`WorktreeStamp`]: what is
+/// at it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Moved {
+    /// Relative to the worktree root.
+    pub(crate) path: std::path::PathBuf,
+    /// `None`: nothing is there any more.
+    pub(crate) now: Option<OnDisk>,
+}
+
+/// What kind of thing a moved path is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnDisk {
+    File,
+    Link,
+    /// A folder where a file was: never staged from a stamp.
+    Folder,
+    /// A fifo, socket or device.
+    Other,
+}
+
+impl WorktreeStamp {
+    /// Every path that moved since the stamp — added, changed (by its
+    /// metadata) or gone — in path order, folders aside (their files are
+    /// listed): what the agent may have changed, by one walk of what the
+    /// worktree holds. `None` when that cannot be told from the stamp alone:
+    /// HEAD or the index moved (the agent committed or staged), or the walk
+    /// failed.
+    pub(crate) fn moved(&self, worktree: &Path) -> Option<Vec<Moved>> {
+        if head_tree(worktree) != Some(self.tree)
+            || index_tail(worktree).as_ref() != Some(&self.index)
+        {
+            return None;
+        }
+        let now = walk(worktree)?;
+        let kind = |f: &FileStamp| match f.mode & 0o170000 {
+            0o100000 => OnDisk::File,
+            0o120000 => OnDisk::Link,
+            0o040000 => OnDisk::Folder,
+            _ => OnDisk::Other,
+        };
+        let mut moved = Vec::new();
+        for (path, was) in &self.files {
+            match now.get(path) {
+                Some(is) if is == was => {}
+                Some(is) if is.is_dir() && was.is_dir() => {}
+                Some(is) => moved.push(Moved {
+                    path: path.clone(),
+                    now: Some(kind(is)),
+                }),
+                None if was.is_dir() => {}
+                None => moved.push(Moved {
+                    path: path.clone(),
+                    now: None,
+                }),
+            }
+        }
+        for (path, is) in &now {
+            if !is.is_dir() && !self.files.contains_key(path) {
+                moved.push(Moved {
+                    path: path.clone(),
+                    now: Some(kind(is)),
+                });
+            }
+        }
+        moved.sort_by(|a, b| a.path.cmp(&b.path));
+        Some(moved)
+    }
+}
+
+/// The worktrees this process vouches are clean — every change in them
+/// committed, nothing untracked left but ignored files — each with a stamp
+/// taken then: removing one that is still exactly as stamped needs no
+/// listing of its changes (in a sparse worktree, a diff of every tracked
+/// file's index entry). Keyed by the worktree's canonical path.
+static CLEAN: std::sync::Mutex<BTreeMap<std::path::PathBuf, WorktreeStamp>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// Records that `worktree` is clean now, with `stamp` when it is known to
+/// describe the worktree as it is, else with a stamp taken now (none is
+/// recorded when one cannot be taken safely).
+pub(crate) fn vouch_clean(worktree: &Path, stamp: Option<WorktreeStamp>) {
+    let Some(stamp) = stamp.or_else(|| WorktreeStamp::take(worktree)) else {
+        return;
+    };
+    if let (Ok(path), Ok(mut clean)) = (std::fs::canonicalize(worktree), CLEAN.lock()) {
+        clean.insert(path, stamp);
+    }
+}
+
+/// Whether `worktree` was vouched clean and is still exactly as it was
+/// then; the vouch is used up.
+pub(crate) fn still_clean(worktree: &Path) -> bool {
+    let Ok(path) = std::fs::canonicalize(worktree) else {
+        return false;
+    };
+    let stamp = CLEAN.lock().ok().and_then(|mut clean| clean.remove(&path));
+    stamp.is_some_and(|stamp| stamp.unchanged(worktree))
 }

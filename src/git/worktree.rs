@@ -498,7 +498,13 @@ impl Repo {
             });
         }
         if w.path_exists {
-            if !force && Repo::is_dirty(&w.path)? {
+            // A worktree whose agent's work treefarm committed, untouched
+            // since, is clean without a listing of its changes.
+            let vouched = super::stamp::still_clean(&w.path);
+            if vouched {
+                tracing::debug!(worktree = %w.path.display(), "clean since treefarm committed in it: no listing");
+            }
+            if !force && !vouched && Repo::is_dirty(&w.path)? {
                 return Err(GitError::WorktreeDirty {
                     path: w.path.clone(),
                 });

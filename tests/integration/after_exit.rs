@@ -101,6 +101,39 @@ fn a_same_size_rewrite_with_its_old_mtime_is_still_committed() {
     );
 }
 
+/// An agent that changed a file and added one, on the defaults (isolation,
+/// the queue): its work is read from the stamp — no listing of the index of
+/// every tracked file — committed, merged, and its worktree pruned with no
+/// listing either, since nothing moved after treefarm's commit.
+#[test]
+fn a_changed_sparse_worktree_is_committed_from_its_stamp_and_pruned_without_a_listing() {
+    let t = sparse_farm("true", "");
+    let agent = t.tmp.path().join("agent.sh");
+    std::fs::write(
+        &agent,
+        "set -e\necho more >> a/f1.txt\necho new > a/new.txt\n",
+    )
+    .unwrap();
+    let mut cmd = t.treefarm();
+    cmd.env("TREEFARM_LOG", "treefarm=debug").args([
+        "run",
+        "--agent",
+        &format!("sh {}", agent.display()),
+    ]);
+    let out = cmd.output().expect("spawn treefarm");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("read from the stamp: no listing"), "{err}");
+    assert!(
+        err.contains("clean since treefarm committed in it: no listing"),
+        "{err}"
+    );
+    assert_eq!(t.instance("001")["state"], "pruned", "{err}");
+    assert!(!t.worktree_dir().join("001").exists(), "{err}");
+    assert_eq!(t.show("roadmap", "a/new.txt"), "new");
+    assert!(t.show("roadmap", "a/f1.txt").ends_with("more"));
+}
+
 /// `Repo::diff_paths` (the scope audit's paths) against `git diff
 /// --name-only --no-renames`: added, modified, deleted, a file that became a
 /// folder and a folder that became a file, the executable bit, a symlink, a

@@ -8,7 +8,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 
 use common::{stderr, TestRepo};
-use treefarm::git::{Oid, Repo, SparseRequest, WorktreeRequest};
+use treefarm::git::{Oid, Repo, SparseRequest, WorktreeRequest, WorktreeStamp};
 
 /// Every kind of change an agent can leave behind, as a shell script run in
 /// the worktree: added, modified, deleted, renamed, executable bit, symlink
@@ -164,6 +164,130 @@ fn commit_all_except_commits_what_git_add_all_would_in_sparse_and_full_worktrees
             Repo::commit_all_except(&ours, "again", &placed()).unwrap(),
             None
         );
+    }
+}
+
+/// A stamp of the freshly planted `worktree`, taken once no file is as
+/// new as the file system's clock (the stamp refuses those).
+fn stamp_of(worktree: &Path) -> WorktreeStamp {
+    for _ in 0..200 {
+        if let Some(stamp) = WorktreeStamp::take(worktree) {
+            return stamp;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("no stamp of {} in 2 s", worktree.display());
+}
+
+/// With the stamp of the fresh sparse plant, the changes are read from the
+/// paths that moved — no index read — and committed as `git add -A` then
+/// `git commit` would: the same tree, and an index git finds up to date
+/// (same entries, modes and skip-worktree bits as git's own, and stat data
+/// `git diff-files` accepts without refreshing). What the stamp cannot
+/// vouch for falls back to the full listing, with the same outcome: the
+/// agent staged something, attributes appeared, a file became a folder.
+#[test]
+fn changes_read_from_a_stamp_are_committed_and_staged_as_git_would() {
+    let cases = [
+        ("from the stamp", "", true),
+        ("the agent staged", "git add edit.txt\n", false),
+        ("attributes", "echo '*.txt text' > .gitattributes\n", false),
+        (
+            "file to folder",
+            "rm keep.txt && mkdir keep.txt && echo in > keep.txt/in\n",
+            false,
+        ),
+        ("only touched", "", true),
+    ];
+    for (case, extra, stamped) in cases {
+        let t = collect_repo();
+        let ours = plant(&t, "001", true);
+        let theirs = plant(&t, "002", true);
+        let stamp = stamp_of(&ours);
+        let script = if case == "only touched" {
+            "touch edit.txt a/f1.txt && chmod +x tool.sh && chmod -x tool.sh\n".to_string()
+        } else {
+            format!("{CHANGES}{extra}")
+        };
+        for wt in [&ours, &theirs] {
+            sh(&t, wt, &script);
+        }
+        let changes = Repo::worktree_changes_since(&ours, &placed(), Some(&stamp)).unwrap();
+        assert_eq!(changes.read_from_stamp(), stamped, "{case}");
+        let dirty = case != "only touched";
+        assert_eq!(changes.is_dirty().unwrap(), dirty, "{case}");
+        let committed = changes.commit("agent work").unwrap();
+        assert_eq!(committed.is_some(), dirty, "{case}");
+        let oracle = sh(&t, &theirs, &format!("{ORACLE_ADD}\ngit write-tree"));
+        assert_eq!(
+            t.git_at(&ours, &["rev-parse", "HEAD^{tree}"]),
+            oracle,
+            "{case}: the tree git would commit"
+        );
+        // The index, as git reads it with no refresh: every entry (mode,
+        // blob, skip-worktree bit) as git's own, none with stale stat data.
+        assert_eq!(
+            t.git_at(&ours, &["ls-files", "--stage", "-t"]),
+            t.git_at(&theirs, &["ls-files", "--stage", "-t"]),
+            "{case}: the index git would write"
+        );
+        // Stat data: only what was staged from the stamp is vouched for. The
+        // full listing's index write (libgit2) smudges racily clean entries
+        // for git to look at again, and a file only touched keeps its old
+        // stat until git refreshes, as after a `touch` in any checkout.
+        if case == "from the stamp" {
+            assert_eq!(t.git_at(&ours, &["diff-files", "--name-only"]), "");
+        }
+        assert_eq!(
+            t.git_at(&ours, &["diff", "--cached", "--name-only"]),
+            "",
+            "{case}"
+        );
+        let left = if case == "only touched" {
+            ""
+        } else {
+            "?? .env\n?? data/"
+        };
+        assert_eq!(t.git_at(&ours, &["status", "--porcelain"]), left, "{case}");
+        assert_eq!(
+            Repo::worktree_changes_since(&ours, &placed(), Some(&stamp))
+                .unwrap()
+                .commit("again")
+                .unwrap(),
+            None,
+            "{case}: nothing left to commit"
+        );
+    }
+}
+
+/// Committing from a stamp vouches the worktree clean; removing it then
+/// needs no listing while it is exactly as committed, and a change made
+/// after the commit (or a file added) still keeps it from being removed.
+#[test]
+fn a_worktree_committed_from_its_stamp_is_removed_only_while_untouched_since() {
+    for after in ["", "echo later >> edit.txt\n", "echo new > a/later.txt\n"] {
+        let t = collect_repo();
+        let wt = plant(&t, "001", true);
+        let stamp = stamp_of(&wt);
+        sh(&t, &wt, "echo changed >> edit.txt\necho new > a/new.txt\n");
+        let changes = Repo::worktree_changes_since(&wt, &[], Some(&stamp)).unwrap();
+        assert!(changes.read_from_stamp());
+        assert!(changes.commit("agent work").unwrap().is_some());
+        if !after.is_empty() {
+            sh(&t, &wt, after);
+        }
+        let repo = Repo::discover(&t.root).unwrap();
+        let removed = repo.remove_worktree(&wt, false);
+        if after.is_empty() {
+            removed.unwrap();
+            assert!(!wt.exists());
+        } else {
+            assert!(
+                matches!(removed, Err(treefarm::git::GitError::WorktreeDirty { .. })),
+                "{after}: {removed:?}"
+            );
+            assert!(wt.join("edit.txt").exists(), "{after}: kept");
+        }
     }
 }
 
