@@ -114,6 +114,10 @@ struct Config {
     /// A gate (`merge.gate`) that fails on a culprit's work; some `Ok`
     /// specs become culprits.
     gated: bool,
+    /// `worktree.sparse: auto`: each worktree holds `src/` only (not the
+    /// filler), and an agent's uncommitted changes are collected from the
+    /// stamp of its fresh sparse worktree.
+    sparse: bool,
 }
 
 impl Config {
@@ -124,6 +128,8 @@ impl Config {
         self.batch = [1, 2, 8][rng.below(3) as usize];
         self.gate_jobs = 1 + rng.below(2) as usize;
         self.gated = rng.below(3) != 0;
+        // The layout from a stream of its own, for the same reason.
+        self.sparse = Rng(seed ^ 0x05_9a25e).below(2) == 0;
         self
     }
 
@@ -133,8 +139,13 @@ impl Config {
         } else {
             String::new()
         };
+        let sparse = if self.sparse {
+            "worktree:\n  sparse: auto\n"
+        } else {
+            ""
+        };
         format!(
-            "merge:\n  batch: {}\n  gate_jobs: {}\n{gate}",
+            "merge:\n  batch: {}\n  gate_jobs: {}\n{gate}{sparse}",
             self.batch, self.gate_jobs
         )
     }
@@ -610,8 +621,8 @@ fn seed_from_env(default: u64) -> u64 {
 /// One seed: run, kills with resumes, a final resume to the end, checks.
 fn torture(seed: u64, cfg: &Config) {
     eprintln!(
-        "torture seed {seed} (replay with TREEFARM_TORTURE_SEED={seed}): merge.batch {}, gate_jobs {}, gate {}",
-        cfg.batch, cfg.gate_jobs, cfg.gated
+        "torture seed {seed} (replay with TREEFARM_TORTURE_SEED={seed}): merge.batch {}, gate_jobs {}, gate {}, sparse {}",
+        cfg.batch, cfg.gate_jobs, cfg.gated, cfg.sparse
     );
     let mut t = Torture::new(seed, cfg);
     eprintln!("behaviours: {:?}", t.behaviours);
@@ -729,6 +740,7 @@ fn torture_short() {
             batch: 1,
             gate_jobs: 1,
             gated: false,
+            sparse: false,
         }
         .merge_settings(seed),
     );
@@ -757,6 +769,7 @@ fn torture_long() {
                 batch: 1,
                 gate_jobs: 1,
                 gated: false,
+                sparse: false,
             }
             .merge_settings(seed),
         );
