@@ -10,7 +10,7 @@
 #
 #   write PATH TEXT        replace the file with TEXT (+ newline), making parent dirs
 #   append PATH TEXT       append TEXT as a line
-#   commit MESSAGE         git add -A && git commit (skipped when nothing changed)
+#   commit MESSAGE         git add -A (--sparse in a sparse worktree) && git commit (skipped when nothing changed)
 #   sleep SECONDS
 #   status PROGRESS MESSAGE  write {"state":"working",...} to $TREEFARM_STATUS_FILE
 #   exit CODE
@@ -98,7 +98,13 @@ is_number() {
 }
 
 commit_all() {
-    git add -A || die "git add failed"
+    # In a sparse worktree, what it wrote outside the sparse definition is
+    # its work too: git refuses to stage it without --sparse.
+    if [ "$(git config --get core.sparseCheckout)" = true ]; then
+        git add -A --sparse || die "git add failed"
+    else
+        git add -A || die "git add failed"
+    fi
     if git diff --cached --quiet; then
         say "commit: nothing to commit"
     else

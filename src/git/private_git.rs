@@ -243,9 +243,86 @@ pub fn import_private_git(
     let same = super::stamp::index_sum(&private_index)
         .is_some_and(|sum| super::stamp::index_sum(&index) == Some(sum));
     if !same {
+        // What the index names first, then the index: a blob the agent's
+        // git staged and never committed lives in the private store only.
+        publish_index_objects(&private, git_dir, &repo, &private_index)?;
         copy_over(&private_index, &index)?;
     }
     Ok(moved)
+}
+
+/// Copies into the main store the objects the agent's git wrote privately
+/// that the main store lacks and its index may name — blobs staged with
+/// `git add` and never committed, trees of its cache — so that the
+/// worktree's index, once it is the private one, names only objects the
+/// repository has (`git status`, `git diff --cached` and `git fsck` read
+/// them). Costs what the agent's git wrote: its loose objects are listed
+/// from the private `objects/` folder. After a `git gc` there (packs), the
+/// index's own entries are checked instead.
+fn publish_index_objects(
+    private: &Repository,
+    git_dir: &Path,
+    repo: &Repository,
+    private_index: &Path,
+) -> Result<(), GitError> {
+    let at = || git_dir.display().to_string();
+    let objects = git_dir.join("objects");
+    let packed = fs::read_dir(objects.join("pack")).is_ok_and(|dir| {
+        dir.flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "pack"))
+    });
+    let candidates: Vec<Oid> = if packed {
+        let index = git2::Index::open(private_index)
+            .map_err(|e| GitError::git("read the private index in", at(), e))?;
+        index.iter().map(|entry| entry.id).collect()
+    } else {
+        loose_objects(&objects)
+    };
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let from = private
+        .odb()
+        .map_err(|e| GitError::git("open objects of", at(), e))?;
+    let to = repo
+        .odb()
+        .map_err(|e| GitError::git("open objects of", repo.path().display().to_string(), e))?;
+    for id in candidates {
+        if to.exists(id) || !from.exists(id) {
+            continue;
+        }
+        let kind = from
+            .read_header(id)
+            .map_err(|e| GitError::git("read object", id.to_string(), e))?
+            .1;
+        // Commits it did not publish stay private (a stash, an abandoned
+        // branch); submodule commits live in other repositories.
+        if matches!(kind, ObjectType::Blob | ObjectType::Tree) {
+            copy_raw(&from, &to, id)
+                .map_err(|e| GitError::git("copy object", id.to_string(), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The ids of the loose objects under `objects` (`xx/<38 hex>`).
+fn loose_objects(objects: &Path) -> Vec<Oid> {
+    let mut ids = Vec::new();
+    for fan in fs::read_dir(objects).into_iter().flatten().flatten() {
+        let prefix = fan.file_name().to_string_lossy().into_owned();
+        if prefix.len() != 2 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        for file in fs::read_dir(fan.path()).into_iter().flatten().flatten() {
+            let rest = file.file_name().to_string_lossy().into_owned();
+            if let Ok(id) = Oid::from_str(&format!("{prefix}{rest}")) {
+                if rest.len() == 38 {
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    ids
 }
 
 /// Whether the agent's git moved `branch` in the private directory since

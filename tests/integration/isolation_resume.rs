@@ -302,3 +302,50 @@ fn a_sparse_worktree_commits_under_isolation_without_losing_the_unmaterialised_f
         .git(&["log", "--format=%s", "roadmap"])
         .contains("001: sparse"));
 }
+
+/// An isolated agent that staged work and gave up before committing: its
+/// git wrote the staged blobs into its private store, and its index (which
+/// becomes the worktree's) names them. They are published with it, so the
+/// leftovers are committed (a failed attempt's work is kept on its branch)
+/// and the repository stays whole: `git fsck` clean, `git status` clean in
+/// the kept worktree — full and sparse (the torture test found it with a
+/// sparse `git add -A` that staged what it could and failed).
+#[test]
+fn work_an_isolated_agent_staged_and_never_committed_is_kept_whole() {
+    if !common::landlock_available() {
+        eprintln!("skipped: the kernel has no Landlock");
+        return;
+    }
+    for sparse in [false, true] {
+        let (repo, _) = farm(
+            "echo staged >> src/a.txt\necho new > src/new.txt\ngit add src/a.txt src/new.txt\nexit 3",
+        );
+        repo.write("other/b.txt", "b\n");
+        let config = std::fs::read_to_string(repo.root.join("treefarm.yaml")).unwrap();
+        let layout = if sparse {
+            "worktree:\n  sparse: auto\n"
+        } else {
+            ""
+        };
+        repo.write("treefarm.yaml", &format!("{config}  retries: 0\n{layout}"));
+        repo.commit_all("config");
+        let out = repo
+            .treefarm()
+            .args(["run", "--isolation", "landlock"])
+            .output()
+            .expect("spawn treefarm");
+        let err = stderr(&out);
+        assert_eq!(repo.instance("001")["state"], "failed", "{err}");
+        let wt = repo.worktree_dir().join("001");
+        assert_eq!(wt.join("other").exists(), !sparse, "sparse: {sparse}");
+        assert_eq!(repo.show("treefarm/001", "src/new.txt"), "new", "{err}");
+        assert_eq!(repo.show("treefarm/001", "src/a.txt"), "a0\nstaged");
+        assert_eq!(
+            repo.git_at(&wt, &["status", "--short"]),
+            "",
+            "sparse: {sparse}"
+        );
+        let fsck = common::run_ok(repo.git_cmd(&["fsck", "--no-progress", "--no-dangling"]));
+        assert_eq!(fsck, "", "sparse: {sparse}");
+    }
+}
