@@ -436,6 +436,7 @@ SH
         # shape — sparse on the spec's directory, or the part alone — with
         # the process start-up that a script around git would pay too.
         for mode in big part; do
+            # src/d037: spec 001's directory (see sparse_repo: i * 37 % 200).
             local gwt=$BENCH_TMP/git-$mode d=src/d037 f
             git -C "$BENCH_TMP/sparse-$mode" worktree add -q --no-checkout "$gwt" HEAD
             [[ $mode == big ]] && git -C "$gwt" sparse-checkout set "$d" >/dev/null

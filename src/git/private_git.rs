@@ -293,13 +293,13 @@ fn publish_index_objects(
         }
         let kind = from
             .read_header(id)
-            .map_err(|e| GitError::git("read object", id.to_string(), e))?
+            .map_err(|e| GitError::git("read object", format!("{id} in {}", at()), e))?
             .1;
         // Commits it did not publish stay private (a stash, an abandoned
         // branch); submodule commits live in other repositories.
         if matches!(kind, ObjectType::Blob | ObjectType::Tree) {
             copy_raw(&from, &to, id)
-                .map_err(|e| GitError::git("copy object", id.to_string(), e))?;
+                .map_err(|e| GitError::git("copy object", format!("{id} from {}", at()), e))?;
         }
     }
     Ok(())
@@ -315,10 +315,11 @@ fn loose_objects(objects: &Path) -> Vec<Oid> {
         }
         for file in fs::read_dir(fan.path()).into_iter().flatten().flatten() {
             let rest = file.file_name().to_string_lossy().into_owned();
+            if rest.len() != 38 {
+                continue;
+            }
             if let Ok(id) = Oid::from_str(&format!("{prefix}{rest}")) {
-                if rest.len() == 38 {
-                    ids.push(id);
-                }
+                ids.push(id);
             }
         }
     }

@@ -86,9 +86,12 @@ impl WorktreeStamp {
 
 /// HEAD's tree in `worktree`.
 fn head_tree(worktree: &Path) -> Option<git2::Oid> {
-    let repo = git2::Repository::open(worktree).ok()?;
-    let tree = repo.head().ok()?.peel_to_tree().ok()?.id();
-    Some(tree)
+    head_tree_in(&git2::Repository::open(worktree).ok()?)
+}
+
+/// HEAD's tree in the open repository of a worktree.
+fn head_tree_in(repo: &git2::Repository) -> Option<git2::Oid> {
+    Some(repo.head().ok()?.peel_to_tree().ok()?.id())
 }
 
 /// [`index_sum`] of the worktree's own index file.
@@ -181,7 +184,12 @@ impl WorktreeStamp {
     /// HEAD or the index moved (the agent committed or staged), or the walk
     /// failed.
     pub(crate) fn moved(&self, worktree: &Path) -> Option<Vec<Moved>> {
-        if head_tree(worktree) != Some(self.tree)
+        self.moved_in(&git2::Repository::open(worktree).ok()?, worktree)
+    }
+
+    /// [`WorktreeStamp::moved`] with the worktree's repository already open.
+    pub(crate) fn moved_in(&self, repo: &git2::Repository, worktree: &Path) -> Option<Vec<Moved>> {
+        if head_tree_in(repo) != Some(self.tree)
             || index_tail(worktree).as_ref() != Some(&self.index)
         {
             return None;

@@ -119,9 +119,9 @@ pub(crate) fn read(
     placed: &[String],
     stamp: &WorktreeStamp,
 ) -> Option<StampedChanges> {
-    let moved = stamp.moved(worktree)?;
-    let as_stamped = moved.is_empty().then(|| stamp.clone());
     let repo = Repository::open(worktree).ok()?;
+    let moved = stamp.moved_in(&repo, worktree)?;
+    let as_stamped = moved.is_empty().then(|| stamp.clone());
     let staging = stage(&repo, worktree, placed, moved)?;
     Some(StampedChanges {
         repo,

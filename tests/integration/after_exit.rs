@@ -29,19 +29,27 @@ fn sparse_farm(agent: &str, extra: &str) -> TestRepo {
     t
 }
 
-/// The run's diagnostics at debug level, where the collection says whether
-/// it needed a listing.
-fn run_debug(t: &TestRepo) -> std::process::Output {
+/// `treefarm run ARGS` with its diagnostics at debug level, where the
+/// collection says whether it needed a listing.
+fn run_debug(t: &TestRepo, args: &[&str]) -> std::process::Output {
     let mut cmd = t.treefarm();
     cmd.env("TREEFARM_LOG", "treefarm=debug")
-        .args(["run", "--no-merge"]);
+        .arg("run")
+        .args(args);
     cmd.output().expect("spawn treefarm")
+}
+
+/// `sh <script>`: an agent running `body`, written beside the repository.
+fn agent(t: &TestRepo, body: &str) -> String {
+    let path = t.tmp.path().join("agent.sh");
+    std::fs::write(&path, body).unwrap();
+    format!("sh {}", path.display())
 }
 
 #[test]
 fn an_untouched_sparse_worktree_is_collected_from_its_stamp_without_a_listing() {
     let t = sparse_farm("true", "  allow_unchanged: true\n");
-    let out = run_debug(&t);
+    let out = run_debug(&t, &["--no-merge"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -61,7 +69,7 @@ fn an_untouched_sparse_worktree_is_collected_from_its_stamp_without_a_listing() 
 #[test]
 fn an_untouched_sparse_worktree_still_fails_as_unchanged_without_allow_unchanged() {
     let t = sparse_farm("true", "  retries: 0\n");
-    let out = run_debug(&t);
+    let out = run_debug(&t, &["--no-merge"]);
     assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(t.instance("001")["state"], "unchanged", "{}", stderr(&out));
 }
@@ -71,21 +79,12 @@ fn an_untouched_sparse_worktree_still_fails_as_unchanged_without_allow_unchanged
 #[test]
 fn a_same_size_rewrite_with_its_old_mtime_is_still_committed() {
     let t = sparse_farm("true", "");
-    let agent = t.tmp.path().join("agent.sh");
-    std::fs::write(
-        &agent,
+    let agent = agent(
+        &t,
         "set -e\ntouch -r a/f1.txt \"$TMPDIR/when\"\nprintf 'a 9\\n' > a/f1.txt\n\
          touch -r \"$TMPDIR/when\" a/f1.txt\n",
-    )
-    .unwrap();
-    let mut cmd = t.treefarm();
-    cmd.env("TREEFARM_LOG", "treefarm=debug").args([
-        "run",
-        "--no-merge",
-        "--agent",
-        &format!("sh {}", agent.display()),
-    ]);
-    let out = cmd.output().expect("spawn treefarm");
+    );
+    let out = run_debug(&t, &["--no-merge", "--agent", &agent]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let wt = t.worktree_dir().join("001");
     assert_eq!(t.show("treefarm/001", "a/f1.txt"), "a 9");
@@ -108,19 +107,8 @@ fn a_same_size_rewrite_with_its_old_mtime_is_still_committed() {
 #[test]
 fn a_changed_sparse_worktree_is_committed_from_its_stamp_and_pruned_without_a_listing() {
     let t = sparse_farm("true", "");
-    let agent = t.tmp.path().join("agent.sh");
-    std::fs::write(
-        &agent,
-        "set -e\necho more >> a/f1.txt\necho new > a/new.txt\n",
-    )
-    .unwrap();
-    let mut cmd = t.treefarm();
-    cmd.env("TREEFARM_LOG", "treefarm=debug").args([
-        "run",
-        "--agent",
-        &format!("sh {}", agent.display()),
-    ]);
-    let out = cmd.output().expect("spawn treefarm");
+    let agent = agent(&t, "set -e\necho more >> a/f1.txt\necho new > a/new.txt\n");
+    let out = run_debug(&t, &["--agent", &agent]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("read from the stamp: no listing"), "{err}");
