@@ -54,6 +54,9 @@ impl Repo {
     ) -> Result<WorktreeChanges, GitError> {
         let _span =
             tracing::debug_span!("worktree_changes", worktree = %worktree.display()).entered();
+        // An index lagging treefarm's own commit would list that commit's
+        // changes reversed.
+        super::index_lag::settle(worktree)?;
         if let Some(stamp) = stamp {
             match super::stamped::read(worktree, placed, stamp) {
                 Some(changes) => {

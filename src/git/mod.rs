@@ -13,6 +13,7 @@ mod filters;
 mod gates;
 mod identity;
 mod include;
+mod index_lag;
 pub mod layout;
 mod listing;
 mod merge;
@@ -32,6 +33,7 @@ pub use error::GitError;
 pub use gates::{gate_admin_name, GateWorktree, GATES_DIR};
 pub use git2::Oid;
 pub use include::WORKTREE_INCLUDE;
+pub use index_lag::{settle as settle_index, settle_all as settle_all_indexes};
 pub use merge::{Advance, MergeStrategy, Prepared};
 pub use merge_state::{
     has_conflict_markers, share_merge_state, take_merge_state, HandBack, HandBackResult, Resolution,

@@ -96,14 +96,19 @@ fn head_tree_in(repo: &git2::Repository) -> Option<git2::Oid> {
 
 /// [`index_sum`] of the worktree's own index file.
 fn index_tail(worktree: &Path) -> Option<(u64, Vec<u8>)> {
+    index_sum(&admin_dir(worktree)?.join("index"))
+}
+
+/// The git directory of a linked worktree (its admin folder), read from
+/// its `.git` file without opening the repository.
+pub(crate) fn admin_dir(worktree: &Path) -> Option<std::path::PathBuf> {
     let dot_git = std::fs::read_to_string(worktree.join(".git")).ok()?;
     let admin = Path::new(dot_git.strip_prefix("gitdir:")?.trim());
-    let admin = if admin.is_absolute() {
+    Some(if admin.is_absolute() {
         admin.to_path_buf()
     } else {
         worktree.join(admin)
-    };
-    index_sum(&admin.join("index"))
+    })
 }
 
 /// The length of the index file at `path` and its last 20 bytes, the

@@ -1,10 +1,11 @@
 //! The changes of a stamped worktree, read from what moved since its stamp:
 //! staged and committed by path — the new tree built on HEAD's with only
-//! the moved paths' folders written again, the worktree's index updated at
-//! those paths — so that collecting an agent's work costs what it changed
-//! and what the worktree holds, never a diff of every tracked file's index
-//! entry against the disk (a sparse worktree's index holds the whole
-//! repository).
+//! the moved paths' folders written again, the index entries of those paths
+//! made from their files — so that collecting an agent's work costs what it
+//! changed and what the worktree holds, never a diff of every tracked
+//! file's index entry against the disk, nor a read and write of the whole
+//! index (a sparse worktree's holds the whole repository): the index
+//! follows only if the worktree stays (`index_lag.rs`).
 //!
 //! Only the plain case is taken: everything unusual returns `None` and the
 //! full listing ([`Repo::worktree_changes`](super::Repo)) decides, as before.
@@ -12,8 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use git2::{
-    build::TreeUpdateBuilder, ErrorCode, FileMode, Index, IndexEntry, IndexTime, Oid, Repository,
-    Tree,
+    build::TreeUpdateBuilder, ErrorCode, FileMode, IndexEntry, IndexTime, Oid, Repository, Tree,
 };
 
 use super::error::GitError;
@@ -54,44 +54,31 @@ impl StampedChanges {
         self.staging.tree != self.staging.base
     }
 
-    /// Updates the worktree's index at the staged paths, then commits the
-    /// tree on HEAD, as `git add` then `git commit` would: `None` when the
-    /// tree is HEAD's. The worktree is then vouched clean (see
+    /// Commits the tree on HEAD, as `git add` then `git commit` would:
+    /// `None` when the tree is HEAD's. The worktree's index then lags the
+    /// commit at the staged paths, recorded (see
+    /// [`index_lag::record`](super::index_lag::record)) for whoever needs it
+    /// in line; the worktree is vouched clean (see
     /// [`vouch_clean`](super::stamp::vouch_clean)) unless a placed file was
     /// left out.
     pub(crate) fn commit(self, worktree: &Path, message: &str) -> Result<Option<Oid>, GitError> {
-        let committed = self.commit_staged(worktree, message)?;
+        let committed = self.commit_tree(worktree, message)?;
+        if let Some(id) = committed {
+            super::index_lag::record(worktree, id, self.staging.staged)?;
+        }
         if !self.staging.placed_left {
             super::stamp::vouch_clean(worktree, self.as_stamped);
         }
         Ok(committed)
     }
 
-    fn commit_staged(&self, worktree: &Path, message: &str) -> Result<Option<Oid>, GitError> {
+    /// Commits the tree on HEAD, the index left as it is (it then lags
+    /// HEAD at the staged paths: see `index_lag.rs`).
+    fn commit_tree(&self, worktree: &Path, message: &str) -> Result<Option<Oid>, GitError> {
         if !self.is_dirty() {
             return Ok(None);
         }
         let at = || worktree.display().to_string();
-        // Opened by its path, not through the repository: libgit2 then
-        // writes it without its check for racily clean entries — a diff of
-        // those entries against the disk, which a plant leaves in the
-        // thousands. That check guards entries whose file changed in the
-        // clock tick their stat was taken in: those this plant wrote itself,
-        // unchanged since by the stamp, and the ones staged here, stat'ed
-        // before they were hashed; readers look again at any entry as new
-        // as the index anyway.
-        let mut index = Index::open(&self.repo.path().join("index"))
-            .map_err(|e| GitError::git("read the index of", at(), e))?;
-        for (path, entry) in &self.staging.staged {
-            match entry {
-                Some(entry) => index.add(entry),
-                None => index.remove(path, 0),
-            }
-            .map_err(|e| GitError::git("stage changes in", at(), e))?;
-        }
-        index
-            .write()
-            .map_err(|e| GitError::git("stage changes in", at(), e))?;
         let repo = &self.repo;
         let tree = repo
             .find_tree(self.staging.tree)
@@ -103,6 +90,7 @@ impl StampedChanges {
         let id = repo
             .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&parent])
             .map_err(|e| GitError::git("commit in", at(), e))?;
+        crate::hooks::crash_point("stamped-commit");
         Ok(Some(id))
     }
 }

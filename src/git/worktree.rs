@@ -509,6 +509,8 @@ impl Repo {
                     path: w.path.clone(),
                 });
             }
+            // Its index is never brought in line: the worktree goes.
+            super::index_lag::discard(&w.path);
             std::fs::remove_dir_all(&w.path)
                 .map_err(|e| GitError::io("remove worktree", &w.path, e))?;
         }

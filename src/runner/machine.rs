@@ -239,6 +239,10 @@ pub struct RunMachine {
     /// How many worktrees may wait for the lane (to merge or to be pruned)
     /// before fresh specs wait instead: see [`RunMachine::lane_room`].
     lane_bound: usize,
+    /// Instances whose worktree stays now that they reached a state: its
+    /// index must be in line with its branch (`git/index_lag.rs`); the
+    /// loop settles them ([`RunMachine::take_settles`]).
+    settles: Vec<String>,
 }
 
 /// A rate-limited spec waiting to start again.
@@ -310,6 +314,7 @@ impl RunMachine {
             plant_began: HashMap::new(),
             awaiting_merge,
             lane_bound: 2 * slots.max(1),
+            settles: Vec::new(),
         }
     }
 
@@ -334,6 +339,9 @@ impl RunMachine {
         let from = std::mem::replace(&mut inst.state, to);
         if to.is_terminal() || to == InstanceState::Succeeded {
             inst.ended_at_ms.get_or_insert(now);
+        }
+        if keeps_worktree(to, &self.policy) {
+            self.settles.push(id.to_string());
         }
         if awaits_merge(from) {
             self.awaiting_merge -= 1;
@@ -503,6 +511,21 @@ impl RunMachine {
 }
 
 /// A worktree in this state waits for the lane to merge it.
+/// Whether an instance that reaches `state` keeps its worktree, with what
+/// its agent left committed: everything after an agent ran but a merge to
+/// be pruned, or a success `--no-merge` keeps, or a merge `--keep` keeps.
+fn keeps_worktree(state: InstanceState, policy: &Policy) -> bool {
+    match state {
+        InstanceState::Failed
+        | InstanceState::TimedOut
+        | InstanceState::Conflicted
+        | InstanceState::Refused => true,
+        InstanceState::Succeeded => policy.no_merge,
+        InstanceState::Merged => policy.keep,
+        _ => false,
+    }
+}
+
 fn awaits_merge(state: InstanceState) -> bool {
     matches!(state, InstanceState::Succeeded | InstanceState::Merging)
 }
@@ -804,6 +827,12 @@ impl RunMachine {
     /// run): no new agent starts, running ones finish; `resume` goes on.
     pub(super) fn no_new_starts(&self) -> bool {
         self.record.budget_reached.is_some() || self.queue_stopped().is_some()
+    }
+
+    /// The instances that reached a state in which their worktree stays
+    /// (see `keeps_worktree`) since the last call.
+    pub fn take_settles(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.settles)
     }
 
     /// The run's record, as the journal writes it and the reporters show it.
@@ -2522,7 +2551,41 @@ mod handle_tests {
             assert_eq!((a.state, a.reason.as_deref()), (end, Some(reason)));
             assert_eq!(a.merged_commit, None);
             assert_eq!(state(&m, "b"), Skipped);
+            // The kept worktree's index is brought in line; nothing of the
+            // skipped one ever ran.
+            assert_eq!(m.take_settles(), ["a"]);
         }
+    }
+
+    #[test]
+    fn the_worktrees_that_stay_are_settled_and_those_merged_and_pruned_are_not() {
+        let through = |policy: Policy, path: &[InstanceState]| {
+            let mut m = machine(&["a"], &[], 1, policy);
+            walk_to_succeeded(&mut m, "a");
+            for to in path {
+                m.advance("a", *to, 2).unwrap();
+            }
+            m.take_settles()
+        };
+        let none: [&str; 0] = [];
+        assert_eq!(through(policy(), &[Merging, Merged, Pruned]), none);
+        assert_eq!(through(policy(), &[]), none, "awaiting its merge");
+        let keep = Policy {
+            keep: true,
+            ..policy()
+        };
+        assert_eq!(through(keep, &[Merging, Merged]), ["a"]);
+        let no_merge = Policy {
+            no_merge: true,
+            ..policy()
+        };
+        assert_eq!(through(no_merge, &[]), ["a"]);
+        let mut m = machine(&["a"], &[], 1, policy());
+        for to in [Creating, Created, Running, Failed] {
+            m.advance("a", to, 1).unwrap();
+        }
+        assert_eq!(m.take_settles(), ["a"]);
+        assert!(m.take_settles().is_empty(), "taken once");
     }
 
     #[test]

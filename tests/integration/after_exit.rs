@@ -225,3 +225,211 @@ fn a_planted_sparse_index_caches_heads_tree() {
     assert_eq!(id, t.git(&["rev-parse", "HEAD^{tree}"]));
     assert_eq!(t.git_at(&path, &["status", "--porcelain"]), "");
 }
+
+/// Two specs on the defaults (isolation, queue), `a/**` and `b/**`, sparse,
+/// whose agents each change a file of their folder and both append to the
+/// root's `tool.sh` (undeclared: `scope: warn`), so that whichever merges
+/// second conflicts and is kept.
+fn two_spec_farm(extra: &str) -> (TestRepo, String) {
+    let t = sparse_farm("true", extra);
+    t.write(
+        "specs/SPEC-002-two.md",
+        "---\ntitle: two\nfiles:\n  - b/**\n---\nChange b.\n",
+    );
+    t.commit_all("second spec");
+    let agent = two_agents(&t, "");
+    (t, agent)
+}
+
+/// The agents of [`two_spec_farm`], `first` run before anything else.
+fn two_agents(t: &TestRepo, first: &str) -> String {
+    // Each waits for the other to start (the stagger would let the first
+    // merge before the second is planted, from its merge).
+    let r = t.records().display().to_string();
+    agent(
+        t,
+        &format!(
+            "set -e\n{first}touch {r}/started-$TREEFARM_SPEC_ID\ni=0\nwhile [ ! -e {r}/started-001 ] || [ ! -e {r}/started-002 ]; do sleep 0.1; i=$((i+1)); [ $i -lt 300 ]; done\nd=a; [ \"$TREEFARM_SPEC_ID\" = 002 ] && d=b\necho \"more $TREEFARM_SPEC_ID\" >> $d/f1.txt\necho \"$TREEFARM_SPEC_ID\" >> tool.sh\n"
+        ),
+    )
+}
+
+/// Which of [`two_spec_farm`]'s specs ended conflicted, the other merged
+/// and pruned (whichever merged first).
+fn the_conflicted(t: &TestRepo, err: &str) -> &'static str {
+    let state = |id: &str| t.instance(id)["state"].as_str().unwrap().to_string();
+    match (state("001").as_str(), state("002").as_str()) {
+        ("pruned", "conflicted") => "002",
+        ("conflicted", "pruned") => "001",
+        other => panic!("one merged, one conflicted: {other:?}\n{err}"),
+    }
+}
+
+/// `git status --porcelain` of worktree `id` is empty and its HEAD is the
+/// commit treefarm made of its agent's leftovers: the index is in line with
+/// the branch, no change shows staged in reverse.
+fn assert_kept_in_line(t: &TestRepo, id: &str, err: &str) {
+    let wt = t.worktree_dir().join(id);
+    assert!(wt.is_dir(), "{id} kept: {err}");
+    assert_eq!(t.git_at(&wt, &["status", "--porcelain"]), "", "{id}: {err}");
+    assert!(
+        t.git_at(&wt, &["log", "-1", "--format=%s"])
+            .starts_with("treefarm: commit changes"),
+        "{id}: {err}"
+    );
+    assert!(
+        !t.root
+            .join(".git/worktrees")
+            .join(id)
+            .join("treefarm-index-lags")
+            .exists(),
+        "{id}: {err}"
+    );
+}
+
+/// Committed from its stamp, a sparse worktree's index lags the commit
+/// (`git/index_lag.rs`) until the worktree turns out to stay: conflicted,
+/// `--no-merge`, or failed, each worktree kept reads as git has it.
+#[test]
+fn kept_sparse_worktrees_committed_from_their_stamp_read_as_git_has_them() {
+    let (t, command) = two_spec_farm("");
+    let out = run_debug(&t, &["--agent", &command]);
+    let err = stderr(&out);
+    assert!(err.contains("read from the stamp: no listing"), "{err}");
+    let kept = the_conflicted(&t, &err);
+    assert_kept_in_line(&t, kept, &err);
+
+    let (t, command) = two_spec_farm("");
+    let out = run_debug(&t, &["--agent", &command, "--no-merge"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for id in ["001", "002"] {
+        assert_eq!(t.instance(id)["state"], "succeeded", "{err}");
+        assert_kept_in_line(&t, id, &err);
+    }
+
+    let t = sparse_farm("true", "");
+    let failing = agent(&t, "echo more >> a/f1.txt\nexit 3\n");
+    let out = run_debug(&t, &["--agent", &failing]);
+    let err = stderr(&out);
+    assert_eq!(t.instance("001")["state"], "failed", "{err}");
+    assert!(err.contains("read from the stamp: no listing"), "{err}");
+    assert_kept_in_line(&t, "001", &err);
+    let tip = t.git(&["show", "treefarm/001:a/f1.txt"]);
+    assert!(tip.ends_with("more"), "the leftovers on the branch: {tip}");
+}
+
+/// A coordinator killed right after committing from a stamp — before the
+/// lag was marked (`stamped-commit`: the resumed collection lists the
+/// worktree in full, which stages what the commit holds and commits
+/// nothing more), after (`index-lags`: the resumed run brings the index in
+/// line from the marker), or once the spec was journalled conflicted but
+/// before its index was settled (`before-settle`: nothing in the resumed
+/// run touches it again but the settling of every marked worktree) —
+/// loses nothing: the work merges once, and a worktree that stays reads as
+/// git has it.
+#[test]
+fn a_kill_while_an_index_lags_its_commit_loses_nothing() {
+    for point in ["stamped-commit", "index-lags", "before-settle"] {
+        let (t, command) = two_spec_farm("");
+        t.tf_crashing(&["run", "--agent", &command], point);
+        let err = stderr(&t.tf(&["resume"]));
+        let kept = the_conflicted(&t, &format!("{point}: {err}"));
+        assert_kept_in_line(&t, kept, &format!("{point}: {err}"));
+        let merged = if kept == "001" { "002" } else { "001" };
+        let dir = if merged == "001" { "a" } else { "b" };
+        assert!(
+            t.show("roadmap", &format!("{dir}/f1.txt"))
+                .ends_with(&format!("more {merged}")),
+            "{point}: {err}"
+        );
+        // One commit of the leftovers each: none made twice.
+        for (id, branch) in [
+            (merged, "roadmap".to_string()),
+            (kept, format!("treefarm/{kept}")),
+        ] {
+            let subjects = t.git(&["log", "--format=%s", &branch]);
+            let made = subjects
+                .lines()
+                .filter(|s| s.starts_with("treefarm: commit changes") && s.ends_with(id))
+                .count();
+            assert_eq!(made, 1, "{point} {id}: {subjects}");
+        }
+    }
+}
+
+/// While the run goes on, a conflicted worktree's index is in line with its
+/// branch as soon as the spec is conflicted — not only when the run ends: a
+/// third spec's agent holds the run open until the test has looked.
+#[test]
+fn a_worktree_kept_conflicted_reads_as_git_has_it_while_the_run_goes_on() {
+    let (t, _) = two_spec_farm("");
+    t.write(
+        "specs/SPEC-003-three.md",
+        "---\ntitle: three\nfiles:\n  - c/**\n---\nChange c.\n",
+    );
+    t.commit_all("third spec");
+    let release = t.records().join("release");
+    let command = two_agents(
+        &t,
+        &format!(
+            "if [ \"$TREEFARM_SPEC_ID\" = 003 ]; then\n  i=0; while [ ! -e {} ]; do sleep 0.1; i=$((i+1)); [ $i -lt 600 ]; done\n  echo three >> c/f1.txt; exit 0\nfi\n",
+            release.display()
+        ),
+    );
+    let child = t
+        .treefarm()
+        .args(["run", "--agent", &command])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn treefarm");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // As `status --json` reads the live run's journal.
+    let state = |id: &str| {
+        let out = t.tf(&["status", "--json"]);
+        let json: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        json["instances"]
+            .as_array()
+            .and_then(|all| all.iter().find(|i| i["id"] == id))
+            .and_then(|i| i["state"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let kept = loop {
+        if let Some(id) = ["001", "002"]
+            .into_iter()
+            .find(|id| state(id) == "conflicted")
+        {
+            break id;
+        }
+        if std::time::Instant::now() > deadline {
+            std::fs::write(&release, "").unwrap();
+            let out = child.wait_with_output().expect("wait for treefarm");
+            panic!("no spec conflicted in 60 s: {}", stderr(&out));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // Settled off the loop, right after the state: a moment, not the run.
+    let wt = t.worktree_dir().join(kept);
+    let mut status = String::from("(not read)");
+    for _ in 0..100 {
+        status = t.git_at(&wt, &["status", "--porcelain"]);
+        if status.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let running = state("003");
+    std::fs::write(&release, "").unwrap();
+    let out = child.wait_with_output().expect("wait for treefarm");
+    let err = stderr(&out);
+    assert!(
+        !["merged", "pruned"].contains(&running.as_str()),
+        "the run was still going on (003 {running}): {err}"
+    );
+    assert_eq!(status, "", "{kept} conflicted, mid-run: {err}");
+    assert_kept_in_line(&t, kept, &err);
+    assert_eq!(t.instance("003")["state"], "pruned", "{err}");
+}

@@ -218,6 +218,19 @@ fn changes_read_from_a_stamp_are_committed_and_staged_as_git_would() {
         assert_eq!(changes.is_dirty().unwrap(), dirty, "{case}");
         let committed = changes.commit("agent work").unwrap();
         assert_eq!(committed.is_some(), dirty, "{case}");
+        let marker = lag_marker(&t, "001");
+        if stamped && dirty {
+            // The index lags the commit, marked, until the worktree turns
+            // out to stay: then it is brought in line.
+            assert!(marker.is_file(), "{case}: marked");
+            assert_ne!(
+                t.git_at(&ours, &["diff", "--cached", "--name-only"]),
+                "",
+                "{case}: the index still holds HEAD's parent"
+            );
+            treefarm::git::settle_index(&ours).unwrap();
+        }
+        assert!(!marker.exists(), "{case}: no lag left");
         let oracle = sh(&t, &theirs, &format!("{ORACLE_ADD}\ngit write-tree"));
         assert_eq!(
             t.git_at(&ours, &["rev-parse", "HEAD^{tree}"]),
@@ -287,8 +300,109 @@ fn a_worktree_committed_from_its_stamp_is_removed_only_while_untouched_since() {
                 "{after}: {removed:?}"
             );
             assert!(wt.join("edit.txt").exists(), "{after}: kept");
+            // Kept, its index in line with its branch: only the later
+            // change shows.
+            assert!(!lag_marker(&t, "001").exists(), "{after}");
+            let later = if after.contains("edit.txt") {
+                "M edit.txt" // (trimmed: " M")
+            } else {
+                "?? a/later.txt"
+            };
+            assert_eq!(t.git_at(&wt, &["status", "--porcelain"]), later, "{after}");
         }
     }
+}
+
+/// The marker of a lagging index in the admin folder of worktree `name`.
+fn lag_marker(t: &TestRepo, name: &str) -> std::path::PathBuf {
+    t.root
+        .join(".git/worktrees")
+        .join(name)
+        .join("treefarm-index-lags")
+}
+
+/// An index left lagging by a process that is gone (only its marker says
+/// so) is brought in line from the commit's trees: what git reads then is
+/// its own index after `git add -A` (stat data aside: git looks at those
+/// files' content once), and an entry staged since is left as it is.
+#[test]
+fn an_index_lagging_after_a_kill_is_brought_in_line_from_its_marker() {
+    for staged_since in [false, true] {
+        let t = collect_repo();
+        let ours = plant(&t, "001", true);
+        let theirs = plant(&t, "002", true);
+        let stamp = stamp_of(&ours);
+        for wt in [&ours, &theirs] {
+            sh(&t, wt, CHANGES);
+        }
+        let changes = Repo::worktree_changes_since(&ours, &placed(), Some(&stamp)).unwrap();
+        assert!(changes.read_from_stamp());
+        changes.commit("agent work").unwrap().unwrap();
+        // What a kill leaves: the marker, and an index this process must
+        // not know about. A copy of the worktree's admin folder under
+        // another name stands for the worktree as another process finds it.
+        let marker = lag_marker(&t, "001");
+        let commit = std::fs::read_to_string(&marker).unwrap();
+        assert_eq!(commit.trim(), t.git_at(&ours, &["rev-parse", "HEAD"]));
+        let kept = t.tmp.path().join("kept");
+        copy_worktree(&t, &ours, &kept);
+        if staged_since {
+            sh(&t, &kept, "echo staged > edit.txt\ngit add edit.txt\n");
+        }
+        let before = t.git_at(&kept, &["ls-files", "--stage", "edit.txt"]);
+        treefarm::git::settle_index(&kept).unwrap();
+        assert!(!lag_marker(&t, "kept").exists(), "{staged_since}");
+        sh(&t, &theirs, ORACLE_ADD);
+        if staged_since {
+            assert_eq!(
+                t.git_at(&kept, &["ls-files", "--stage", "edit.txt"]),
+                before,
+                "staged since: left"
+            );
+            continue;
+        }
+        assert_eq!(
+            t.git_at(&kept, &["ls-files", "--stage", "-t"]),
+            t.git_at(&theirs, &["ls-files", "--stage", "-t"]),
+            "the index git would write"
+        );
+        assert_eq!(t.git_at(&kept, &["diff", "--cached", "--name-only"]), "");
+        assert_eq!(
+            t.git_at(&kept, &["status", "--porcelain"]),
+            "?? .env\n?? data/"
+        );
+    }
+}
+
+/// Copies linked worktree `from` (files and admin folder) to `to`, registered
+/// as worktree `kept` of the same repository, as `git worktree` would have
+/// made it.
+fn copy_worktree(t: &TestRepo, from: &std::path::Path, to: &std::path::Path) {
+    let admin = t.root.join(".git/worktrees");
+    let status = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(admin.join("001"))
+        .arg(admin.join("kept"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(
+        to.join(".git"),
+        format!("gitdir: {}\n", admin.join("kept").display()),
+    )
+    .unwrap();
+    std::fs::write(
+        admin.join("kept/gitdir"),
+        format!("{}\n", to.join(".git").display()),
+    )
+    .unwrap();
 }
 
 /// The agent of the run test: makes [`CHANGES`], then records the tree

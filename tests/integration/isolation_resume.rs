@@ -40,18 +40,7 @@ fn farm(body: &str) -> (TestRepo, PathBuf) {
 }
 
 fn run_crashing(repo: &TestRepo, point: &str) {
-    let out = repo
-        .treefarm()
-        .args(["run", "--isolation", "landlock"])
-        .env("TREEFARM_CRASH_AT", point)
-        .output()
-        .expect("spawn treefarm");
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&out.status),
-        Some(9),
-        "expected a SIGKILL at {point}: {}",
-        stderr(&out)
-    );
+    repo.tf_crashing(&["run", "--isolation", "landlock"], point);
 }
 
 fn resume(repo: &TestRepo) {

@@ -57,6 +57,8 @@ pub fn prepare(
     worktree: &Path,
 ) -> Result<Prepared, String> {
     let chain = |e: crate::git::GitError| crate::error::chain(&e);
+    // The merge is prepared on an index in line with the branch.
+    crate::git::settle_index(worktree).map_err(chain)?;
     let repo = Repo::discover(&opts.repo_root).map_err(chain)?;
     let branch = spec.branch();
     // An isolated agent's git works in its private git directory: what it

@@ -588,6 +588,8 @@ fn private_git(
     branch: &str,
     git_dir: &Path,
 ) -> Result<(), String> {
+    // The agent's git must find the index in line with its branch.
+    crate::git::settle_index(worktree).map_err(|e| crate::error::chain(&e))?;
     let result = if opts.isolation_active.is_some() {
         crate::git::prepare_private_git(worktree, branch, git_dir)
     } else {

@@ -87,6 +87,8 @@ impl RunMachine {
             if let Some(cause) = self.queue_stopped().map(str::to_string) {
                 for id in &ready {
                     self.inst(id)?.reason = Some(format!("{QUEUE_STOPPED}: {cause}"));
+                    // It waits for a resume: its worktree stays till then.
+                    self.settles.push(id.clone());
                 }
             }
             let actions = self.q().planner.handle(mq::Input::Ready(ready));
@@ -129,6 +131,9 @@ impl RunMachine {
             gate.started_at_ms = Some(now);
             let gate = gate.clone();
             self.other_in_flight += 1;
+            // Its branches wait for the gate, which takes long enough for
+            // someone to look into their worktrees meanwhile.
+            self.settles.extend(gate.ids.iter().cloned());
             out.push(Action::Save);
             out.push(Action::Emit(Event::GateStarted {
                 batch: gate.batch,
@@ -272,6 +277,7 @@ impl RunMachine {
             let inst = self.inst(id)?;
             if inst.state == InstanceState::Succeeded {
                 inst.reason = Some(format!("{QUEUE_STOPPED}: {cause}"));
+                self.settles.push(id.clone());
             }
         }
         let q = self.q();
@@ -697,6 +703,8 @@ mod tests {
             ]
         );
         assert_eq!(m.gates_running(), 1);
+        // Their worktrees stay while the gate runs: settled.
+        assert_eq!(m.take_settles(), ["a", "b", "c"]);
         assert_eq!(
             lane(&mut m, gate_done(1, true)),
             [

@@ -356,6 +356,8 @@ impl<'r> Dispatcher<'r> {
                 }
                 Action::PruneFailed { id, reason } => {
                     tracing::warn!(%id, %reason, "prune after merge failed");
+                    // Kept: what a removal under way left is settled.
+                    self.spawn_settle(id);
                 }
                 Action::Refresh => self.reporter.refresh(self.m.record(), now_ms()),
                 Action::BuildBatch { batch, ids, onto } => self.spawn_build(batch, ids, onto),
@@ -376,6 +378,9 @@ impl<'r> Dispatcher<'r> {
                     }
                 }
             }
+        }
+        for id in self.m.take_settles() {
+            self.spawn_settle(id);
         }
         Ok(())
     }
@@ -413,6 +418,19 @@ impl<'r> Dispatcher<'r> {
         tokio::task::spawn_blocking(move || {
             let result = prune_one(&opts, &id).map_err(|e| crate::error::chain(&e));
             let _ = tx.send(Msg::Pruned(id, result));
+        });
+    }
+
+    /// Brings the index of a worktree that stays in line with its branch
+    /// (`git/index_lag.rs`), off the loop: nothing waits for it, and
+    /// whatever reads that worktree next settles first anyway.
+    fn spawn_settle(&mut self, id: String) {
+        let worktree = self.opts.worktree_for(&id);
+        tokio::task::spawn_blocking(move || {
+            crash_point("before-settle");
+            if let Err(e) = crate::git::settle_index(&worktree) {
+                tracing::warn!(%id, error = %crate::error::chain(&e), "cannot bring the worktree's index in line with its branch");
+            }
         });
     }
 
@@ -509,6 +527,9 @@ impl<'r> Dispatcher<'r> {
         let now = now_ms();
         let end = self.m.finish(self.mode, now);
         self.perform(end)?;
+        // What still lags belongs to a worktree that stays (a success the
+        // stopped queue never merged, a settle still under way).
+        crate::git::settle_all_indexes();
         self.count_slurm_calls();
         let target_commit = Repo::discover(&self.opts.repo_root)
             .ok()

@@ -25,6 +25,7 @@ impl Dispatcher<'_> {
     /// control (resume, merge): the journal plus git say where each stands.
     pub(super) async fn reconcile(&mut self) -> Result<(), RunnerError> {
         self.clear_stale_git_locks()?;
+        self.settle_lagging_indexes();
         let instances = self.m.record().instances.clone();
         let (jobs, cancelled) = self.find_jobs(&instances).await;
         let mut replant = Vec::new();
@@ -312,6 +313,24 @@ impl Dispatcher<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Brings in line the index of every worktree the killed coordinator
+    /// committed in but left lagging (`git/index_lag.rs`), so that a kept
+    /// worktree reads as git would have it — before anything lists one.
+    /// (`treefarm merge` leaves them: a run may still hold them.) A failure
+    /// is said and left: whatever reads that worktree later settles first.
+    fn settle_lagging_indexes(&mut self) {
+        if self.mode != Mode::Run {
+            return;
+        }
+        let settled = Repo::discover(&self.opts.repo_root).and_then(|r| r.settle_lagging_indexes());
+        if let Err(e) = settled {
+            self.note(format!(
+                "cannot bring a worktree's index in line with its branch: {}",
+                crate::error::chain(&e)
+            ));
+        }
     }
 
     /// Ends every process group of `inst` (found by the run and spec ids in

@@ -315,6 +315,25 @@ impl TestRepo {
         repo
     }
 
+    /// `treefarm <args>` with `TREEFARM_CRASH_AT=<point>`: it must end
+    /// killed there (SIGKILL).
+    pub fn tf_crashing(&self, args: &[&str], point: &str) -> Output {
+        let out = self
+            .treefarm()
+            .args(args)
+            .env("TREEFARM_CRASH_AT", point)
+            .output()
+            .expect("spawn treefarm");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(9),
+            "treefarm {args:?} should have been SIGKILLed at `{point}`, got {}\nstderr:\n{}",
+            out.status,
+            stderr(&out)
+        );
+        out
+    }
+
     /// `treefarm <args>`, returning its output whatever the exit code.
     pub fn tf(&self, args: &[&str]) -> Output {
         self.treefarm().args(args).output().expect("spawn treefarm")
@@ -716,21 +735,7 @@ impl CrashRepo {
     /// `treefarm run` killed at `point` (`TREEFARM_CRASH_AT`); asserts it
     /// really died of SIGKILL there.
     pub fn run_crashing_at(&self, point: &str) -> Output {
-        let out = self
-            .repo
-            .treefarm()
-            .args(["run"])
-            .env("TREEFARM_CRASH_AT", point)
-            .output()
-            .expect("spawn treefarm run");
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&out.status),
-            Some(9),
-            "treefarm run should have been SIGKILLed at `{point}`, got {}\nstderr:\n{}",
-            out.status,
-            stderr(&out)
-        );
-        out
+        self.repo.tf_crashing(&["run"], point)
     }
 
     pub fn resume(&self) -> Output {
