@@ -57,7 +57,7 @@ pub fn crash_point(name: &str) {
 }
 
 /// True when `TREEFARM_INJECT_WRITE_ERROR` lists `target` (`state`,
-/// `summary` or `events`).
+/// `summary`, `events` or `index-lag`, the marker of a lagging index).
 pub(crate) fn inject_write_error(target: &str) -> bool {
     static INJECT: OnceLock<Vec<String>> = OnceLock::new();
     INJECT

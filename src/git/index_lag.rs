@@ -48,49 +48,46 @@ static LAGS: Mutex<BTreeMap<PathBuf, Lag>> = Mutex::new(BTreeMap::new());
 static SETTLING: Mutex<()> = Mutex::new(());
 
 /// Records that `worktree`'s HEAD moved to `commit` while its index still
-/// holds the parent's entries at the `staged` paths: the marker first, then
-/// the lag in memory. When the marker cannot be written (a full disk), the
-/// index is brought in line now instead; the error is the index's, if that
-/// fails too.
+/// holds the parent's entries at the `staged` paths: the marker, then the
+/// lag in memory. When the marker cannot be written (a full disk), the
+/// index is brought in line now instead, and the error is that of the
+/// index write if it fails too (the lag stays held: the next settle tries
+/// again).
 pub(crate) fn record(
     worktree: &Path,
     commit: Oid,
     staged: Vec<(PathBuf, Option<IndexEntry>)>,
 ) -> Result<(), GitError> {
-    let marked = admin_dir(worktree)
-        .ok_or_else(|| {
-            GitError::io(
-                "read the `.git` file of",
-                worktree,
-                std::io::Error::other("not a linked worktree"),
-            )
-        })
-        .and_then(|admin| {
-            let marker = admin.join(MARKER);
-            std::fs::write(&marker, format!("{commit}\n"))
-                .map_err(|e| GitError::io("write", &marker, e))?;
-            Ok(admin)
-        });
+    let Some(admin) = admin_dir(worktree) else {
+        return Err(GitError::io(
+            "read the `.git` file of",
+            worktree,
+            std::io::Error::other("not a linked worktree"),
+        ));
+    };
+    let marker = admin.join(MARKER);
+    let marked = if crate::hooks::inject_write_error("index-lag") {
+        // What a full disk leaves: the file, empty.
+        std::fs::write(&marker, "").and(Err(crate::hooks::injected_disk_full()))
+    } else {
+        std::fs::write(&marker, format!("{commit}\n"))
+    };
+    let lag = Lag {
+        worktree: worktree.to_path_buf(),
+        commit,
+        staged,
+    };
+    if let Ok(mut lags) = LAGS.lock() {
+        lags.insert(admin, lag);
+    }
     match marked {
-        Ok(admin) => {
+        Ok(()) => {
             crate::hooks::crash_point("index-lags");
-            if let Ok(mut lags) = LAGS.lock() {
-                let worktree = worktree.to_path_buf();
-                lags.insert(
-                    admin,
-                    Lag {
-                        worktree,
-                        commit,
-                        staged,
-                    },
-                );
-            }
             Ok(())
         }
         Err(e) => {
-            tracing::debug!(worktree = %worktree.display(), error = %crate::error::chain(&e), "cannot mark the index lagging: written now");
-            let admin = admin_dir(worktree).unwrap_or_else(|| worktree.join(".git"));
-            bring_in_line(worktree, &admin, commit, Some(staged))
+            tracing::debug!(worktree = %worktree.display(), error = %e, marker = %marker.display(), "cannot mark the index lagging: written now");
+            settle(worktree)
         }
     }
 }
@@ -100,7 +97,8 @@ pub(crate) fn record(
 /// each staged path whose entry still holds the parent commit's is set to
 /// the commit's, and the index written once. A HEAD moved since (by
 /// someone else) leaves the index as it is. Nothing to do costs reading the
-/// `.git` file and looking for the marker.
+/// `.git` file and looking for the marker. On failure a lag this process
+/// held stays held, and the marker stays.
 pub fn settle(worktree: &Path) -> Result<(), GitError> {
     let Some(admin) = admin_dir(worktree) else {
         return Ok(());
@@ -124,7 +122,13 @@ pub fn settle(worktree: &Path) -> Result<(), GitError> {
             Err(e) => return Err(GitError::io("read", &marker, e)),
         },
     };
-    bring_in_line(worktree, &admin, commit, held.map(|lag| lag.staged))?;
+    let staged = held.as_ref().map(|lag| lag.staged.as_slice());
+    if let Err(e) = bring_in_line(worktree, &admin, commit, staged) {
+        if let (Some(lag), Ok(mut lags)) = (held, LAGS.lock()) {
+            lags.insert(admin, lag);
+        }
+        return Err(e);
+    }
     remove_marker(&marker)
 }
 
@@ -200,7 +204,7 @@ fn bring_in_line(
     worktree: &Path,
     admin: &Path,
     commit: Oid,
-    staged: Option<Vec<(PathBuf, Option<IndexEntry>)>>,
+    staged: Option<&[(PathBuf, Option<IndexEntry>)]>,
 ) -> Result<(), GitError> {
     let at = || worktree.display().to_string();
     let repo = Repository::open(worktree).map_err(|e| GitError::git("open worktree", at(), e))?;
@@ -215,13 +219,15 @@ fn bring_in_line(
         .parent(0)
         .and_then(|p| p.tree())
         .map_err(|e| GitError::git("read the parent of", commit.to_string(), e))?;
+    let read;
     let staged = match staged {
         Some(staged) => staged,
         None => {
             let tree = found
                 .tree()
                 .map_err(|e| GitError::git("read tree of", commit.to_string(), e))?;
-            from_trees(&repo, &parent, &tree).map_err(|e| GitError::git("diff", at(), e))?
+            read = from_trees(&repo, &parent, &tree).map_err(|e| GitError::git("diff", at(), e))?;
+            read.as_slice()
         }
     };
     // Opened by its path, not through the repository: libgit2 then writes
@@ -235,7 +241,7 @@ fn bring_in_line(
     let mut index = Index::open(&admin.join("index"))
         .map_err(|e| GitError::git("read the index of", at(), e))?;
     let mut changed = false;
-    for (path, entry) in &staged {
+    for (path, entry) in staged {
         // Only an entry that still holds the parent's: anything staged
         // since stays as it is.
         let was = parent

@@ -433,3 +433,25 @@ fn a_worktree_kept_conflicted_reads_as_git_has_it_while_the_run_goes_on() {
     assert_kept_in_line(&t, kept, &err);
     assert_eq!(t.instance("003")["state"], "pruned", "{err}");
 }
+
+/// A lag that cannot be marked (a full disk, injected) is not left: the
+/// index is written at once, and the worktree kept reads as git has it.
+#[test]
+fn a_lag_that_cannot_be_marked_is_written_at_once() {
+    let t = sparse_farm("true", "");
+    let command = agent(&t, "set -e\necho more >> a/f1.txt\necho new > a/new.txt\n");
+    let mut cmd = t.treefarm();
+    cmd.env("TREEFARM_LOG", "treefarm=debug")
+        .env("TREEFARM_INJECT_WRITE_ERROR", "index-lag")
+        .args(["run", "--no-merge", "--agent", &command]);
+    let out = cmd.output().expect("spawn treefarm");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("read from the stamp: no listing"), "{err}");
+    assert!(
+        err.contains("cannot mark the index lagging: written now")
+            && err.contains("No space left on device"),
+        "{err}"
+    );
+    assert_kept_in_line(&t, "001", &err);
+}

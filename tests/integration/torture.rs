@@ -569,6 +569,18 @@ impl Torture {
         for lock in find_locks(&git_dir) {
             bad.push(format!("git lock left: {}", lock.display()));
         }
+        // No worktree's index left lagging treefarm's commit in it: every
+        // kept worktree was brought in line.
+        for admin in std::fs::read_dir(git_dir.join("worktrees"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let marker = admin.path().join("treefarm-index-lags");
+            if marker.exists() {
+                bad.push(format!("index left lagging: {}", marker.display()));
+            }
+        }
         bad
     }
 }
