@@ -7,8 +7,8 @@
 //!
 //! The lag is held in memory (the staged entries, with the stat data taken
 //! when their files were hashed) and marked on disk by a file in the
-//! worktree's admin folder naming the commit, written before anything else
-//! happens, so that another process — `resume` after a kill, `treefarm
+//! worktree's admin folder naming the commit, written right after the
+//! commit, so that another process — `resume` after a kill, `treefarm
 //! prune` — brings the index in line too (from the commit's trees, with no
 //! stat data: git and libgit2 then look at those files' content once).
 //!
@@ -174,20 +174,25 @@ fn settle_marked(common_dir: &Path) -> Result<(), GitError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(GitError::io("list", &admins, e)),
     };
+    let mut first_error = None;
     for entry in entries.flatten() {
         let admin = entry.path();
         if !admin.join(MARKER).is_file() {
             continue;
         }
-        // `gitdir` names the worktree's `.git` file.
+        // `gitdir` names the worktree's `.git` file (relative to the admin
+        // folder with `worktree.useRelativePaths`).
         let Ok(gitdir) = std::fs::read_to_string(admin.join("gitdir")) else {
             continue;
         };
-        if let Some(worktree) = Path::new(gitdir.trim()).parent() {
-            settle(worktree)?;
+        let dot_git = admin.join(gitdir.trim());
+        if let Some(worktree) = dot_git.parent() {
+            if let Err(e) = settle(worktree) {
+                first_error.get_or_insert(e);
+            }
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 fn remove_marker(marker: &Path) -> Result<(), GitError> {
