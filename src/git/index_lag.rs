@@ -217,20 +217,21 @@ fn bring_in_line(
         tracing::warn!(worktree = %worktree.display(), %commit, "HEAD moved since treefarm committed there: its index is left as it is");
         return Ok(());
     }
+    let of = || format!("commit {commit} in {}", worktree.display());
     let found = repo
         .find_commit(commit)
-        .map_err(|e| GitError::git("read commit", commit.to_string(), e))?;
+        .map_err(|e| GitError::git("read", of(), e))?;
     let parent = found
         .parent(0)
         .and_then(|p| p.tree())
-        .map_err(|e| GitError::git("read the parent of", commit.to_string(), e))?;
+        .map_err(|e| GitError::git("read the parent of", of(), e))?;
     let read;
     let staged = match staged {
         Some(staged) => staged,
         None => {
             let tree = found
                 .tree()
-                .map_err(|e| GitError::git("read tree of", commit.to_string(), e))?;
+                .map_err(|e| GitError::git("read the tree of", of(), e))?;
             read = from_trees(&repo, &parent, &tree).map_err(|e| GitError::git("diff", at(), e))?;
             read.as_slice()
         }

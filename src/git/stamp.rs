@@ -239,7 +239,9 @@ impl WorktreeStamp {
 /// committed, nothing untracked left but ignored files — each with a stamp
 /// taken then: removing one that is still exactly as stamped needs no
 /// listing of its changes (in a sparse worktree, a diff of every tracked
-/// file's index entry). Keyed by the worktree's canonical path.
+/// file's index entry). Keyed by the worktree's admin folder, as its
+/// `.git` file names it (as the lags of `index_lag.rs` are): no path is
+/// canonicalized.
 static CLEAN: std::sync::Mutex<BTreeMap<std::path::PathBuf, WorktreeStamp>> =
     std::sync::Mutex::new(BTreeMap::new());
 
@@ -250,17 +252,20 @@ pub(crate) fn vouch_clean(worktree: &Path, stamp: Option<WorktreeStamp>) {
     let Some(stamp) = stamp.or_else(|| WorktreeStamp::take(worktree)) else {
         return;
     };
-    if let (Ok(path), Ok(mut clean)) = (std::fs::canonicalize(worktree), CLEAN.lock()) {
-        clean.insert(path, stamp);
+    if let (Some(admin), Ok(mut clean)) = (admin_dir(worktree), CLEAN.lock()) {
+        clean.insert(admin, stamp);
     }
 }
 
 /// Whether `worktree` was vouched clean and is still exactly as it was
 /// then; the vouch is used up.
 pub(crate) fn still_clean(worktree: &Path) -> bool {
-    let Ok(path) = std::fs::canonicalize(worktree) else {
+    if CLEAN.lock().map(|clean| clean.is_empty()).unwrap_or(true) {
+        return false;
+    }
+    let Some(admin) = admin_dir(worktree) else {
         return false;
     };
-    let stamp = CLEAN.lock().ok().and_then(|mut clean| clean.remove(&path));
+    let stamp = CLEAN.lock().ok().and_then(|mut clean| clean.remove(&admin));
     stamp.is_some_and(|stamp| stamp.unchanged(worktree))
 }

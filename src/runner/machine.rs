@@ -510,7 +510,6 @@ impl RunMachine {
     }
 }
 
-/// A worktree in this state waits for the lane to merge it.
 /// Whether an instance that reaches `state` keeps its worktree, with what
 /// its agent left committed: everything after an agent ran but a merge to
 /// be pruned, or a success `--no-merge` keeps, or a merge `--keep` keeps.
@@ -526,6 +525,7 @@ fn keeps_worktree(state: InstanceState, policy: &Policy) -> bool {
     }
 }
 
+/// A worktree in this state waits for the lane to merge it.
 fn awaits_merge(state: InstanceState) -> bool {
     matches!(state, InstanceState::Succeeded | InstanceState::Merging)
 }
@@ -1300,6 +1300,8 @@ impl RunMachine {
                         out.push(Action::Emit(Event::Pruned { id }));
                     }
                     Err(reason) => {
+                        // Kept: what a removal under way left is settled.
+                        self.settles.push(id.clone());
                         out.push(Action::PruneFailed {
                             id: id.clone(),
                             reason: reason.clone(),
@@ -2518,6 +2520,7 @@ mod handle_tests {
         let failed = LaneMsg::Pruned("a".into(), Err("busy".into()));
         let actions = m.handle(Input::Lane(failed), 9).unwrap();
         assert_eq!(tags(&actions), ["prune-failed a", "emit kept"]);
+        assert_eq!(m.take_settles(), ["a"], "kept: settled");
         assert_eq!(state(&m, "a"), Merged);
         assert!(m.lane_idle());
     }

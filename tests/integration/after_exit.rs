@@ -32,11 +32,16 @@ fn sparse_farm(agent: &str, extra: &str) -> TestRepo {
 /// `treefarm run ARGS` with its diagnostics at debug level, where the
 /// collection says whether it needed a listing.
 fn run_debug(t: &TestRepo, args: &[&str]) -> std::process::Output {
+    debug_run(t, args).output().expect("spawn treefarm")
+}
+
+/// The command of [`run_debug`], for more environment.
+fn debug_run(t: &TestRepo, args: &[&str]) -> std::process::Command {
     let mut cmd = t.treefarm();
     cmd.env("TREEFARM_LOG", "treefarm=debug")
         .arg("run")
         .args(args);
-    cmd.output().expect("spawn treefarm")
+    cmd
 }
 
 /// `sh <script>`: an agent running `body`, written beside the repository.
@@ -230,8 +235,8 @@ fn a_planted_sparse_index_caches_heads_tree() {
 /// whose agents each change a file of their folder and both append to the
 /// root's `tool.sh` (undeclared: `scope: warn`), so that whichever merges
 /// second conflicts and is kept.
-fn two_spec_farm(extra: &str) -> (TestRepo, String) {
-    let t = sparse_farm("true", extra);
+fn two_spec_farm() -> (TestRepo, String) {
+    let t = sparse_farm("true", "");
     t.write(
         "specs/SPEC-002-two.md",
         "---\ntitle: two\nfiles:\n  - b/**\n---\nChange b.\n",
@@ -292,14 +297,14 @@ fn assert_kept_in_line(t: &TestRepo, id: &str, err: &str) {
 /// `--no-merge`, or failed, each worktree kept reads as git has it.
 #[test]
 fn kept_sparse_worktrees_committed_from_their_stamp_read_as_git_has_them() {
-    let (t, command) = two_spec_farm("");
+    let (t, command) = two_spec_farm();
     let out = run_debug(&t, &["--agent", &command]);
     let err = stderr(&out);
     assert!(err.contains("read from the stamp: no listing"), "{err}");
     let kept = the_conflicted(&t, &err);
     assert_kept_in_line(&t, kept, &err);
 
-    let (t, command) = two_spec_farm("");
+    let (t, command) = two_spec_farm();
     let out = run_debug(&t, &["--agent", &command, "--no-merge"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
@@ -331,7 +336,7 @@ fn kept_sparse_worktrees_committed_from_their_stamp_read_as_git_has_them() {
 #[test]
 fn a_kill_while_an_index_lags_its_commit_loses_nothing() {
     for point in ["stamped-commit", "index-lags", "before-settle"] {
-        let (t, command) = two_spec_farm("");
+        let (t, command) = two_spec_farm();
         t.tf_crashing(&["run", "--agent", &command], point);
         let err = stderr(&t.tf(&["resume"]));
         let kept = the_conflicted(&t, &format!("{point}: {err}"));
@@ -363,7 +368,7 @@ fn a_kill_while_an_index_lags_its_commit_loses_nothing() {
 /// third spec's agent holds the run open until the test has looked.
 #[test]
 fn a_worktree_kept_conflicted_reads_as_git_has_it_while_the_run_goes_on() {
-    let (t, _) = two_spec_farm("");
+    let (t, _) = two_spec_farm();
     t.write(
         "specs/SPEC-003-three.md",
         "---\ntitle: three\nfiles:\n  - c/**\n---\nChange c.\n",
@@ -435,18 +440,23 @@ fn a_worktree_kept_conflicted_reads_as_git_has_it_while_the_run_goes_on() {
 }
 
 /// A lag that cannot be marked (a full disk, injected) is not left: the
-/// index is written at once, and the worktree kept reads as git has it.
+/// index is written at once — a coordinator killed right after, before any
+/// settle, leaves the kept worktree in line with no marker to go by.
 #[test]
 fn a_lag_that_cannot_be_marked_is_written_at_once() {
     let t = sparse_farm("true", "");
     let command = agent(&t, "set -e\necho more >> a/f1.txt\necho new > a/new.txt\n");
-    let mut cmd = t.treefarm();
-    cmd.env("TREEFARM_LOG", "treefarm=debug")
+    let out = debug_run(&t, &["--no-merge", "--agent", &command])
         .env("TREEFARM_INJECT_WRITE_ERROR", "index-lag")
-        .args(["run", "--no-merge", "--agent", &command]);
-    let out = cmd.output().expect("spawn treefarm");
+        .env("TREEFARM_CRASH_AT", "before-settle")
+        .output()
+        .expect("spawn treefarm");
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9),
+        "killed at before-settle: {err}"
+    );
     assert!(err.contains("read from the stamp: no listing"), "{err}");
     assert!(
         err.contains("cannot mark the index lagging: written now")
@@ -454,4 +464,7 @@ fn a_lag_that_cannot_be_marked_is_written_at_once() {
         "{err}"
     );
     assert_kept_in_line(&t, "001", &err);
+    let out = t.tf(&["resume"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_kept_in_line(&t, "001", &stderr(&out));
 }

@@ -345,7 +345,7 @@ fn an_index_lagging_after_a_kill_is_brought_in_line_from_its_marker() {
         let commit = std::fs::read_to_string(&marker).unwrap();
         assert_eq!(commit.trim(), t.git_at(&ours, &["rev-parse", "HEAD"]));
         let kept = t.tmp.path().join("kept");
-        copy_worktree(&t, &ours, &kept);
+        copy_worktree(&t, &ours, "001", &kept);
         if staged_since {
             sh(&t, &kept, "echo staged > edit.txt\ngit add edit.txt\n");
         }
@@ -374,32 +374,32 @@ fn an_index_lagging_after_a_kill_is_brought_in_line_from_its_marker() {
     }
 }
 
-/// Copies linked worktree `from` (files and admin folder) to `to`, registered
-/// as worktree `kept` of the same repository, as `git worktree` would have
-/// made it.
-fn copy_worktree(t: &TestRepo, from: &std::path::Path, to: &std::path::Path) {
+/// Copies linked worktree `from` (files and admin folder `from_name`) to
+/// `to`, registered as a worktree of the same repository named like `to`'s
+/// last component, as `git worktree` would have made it.
+fn copy_worktree(t: &TestRepo, from: &Path, from_name: &str, to: &Path) {
     let admin = t.root.join(".git/worktrees");
-    let status = std::process::Command::new("cp")
-        .args(["-a"])
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let status = std::process::Command::new("cp")
-        .args(["-a"])
-        .arg(admin.join("001"))
-        .arg(admin.join("kept"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let to_admin = admin.join(to.file_name().expect("a named folder"));
+    for (src, dst) in [
+        (from.to_path_buf(), to.to_path_buf()),
+        (admin.join(from_name), to_admin.clone()),
+    ] {
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&src)
+            .arg(&dst)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "cp -a {} {}",
+            src.display(),
+            dst.display()
+        );
+    }
+    std::fs::write(to.join(".git"), format!("gitdir: {}\n", to_admin.display())).unwrap();
     std::fs::write(
-        to.join(".git"),
-        format!("gitdir: {}\n", admin.join("kept").display()),
-    )
-    .unwrap();
-    std::fs::write(
-        admin.join("kept/gitdir"),
+        to_admin.join("gitdir"),
         format!("{}\n", to.join(".git").display()),
     )
     .unwrap();

@@ -356,8 +356,6 @@ impl<'r> Dispatcher<'r> {
                 }
                 Action::PruneFailed { id, reason } => {
                     tracing::warn!(%id, %reason, "prune after merge failed");
-                    // Kept: what a removal under way left is settled.
-                    self.spawn_settle(id);
                 }
                 Action::Refresh => self.reporter.refresh(self.m.record(), now_ms()),
                 Action::BuildBatch { batch, ids, onto } => self.spawn_build(batch, ids, onto),
